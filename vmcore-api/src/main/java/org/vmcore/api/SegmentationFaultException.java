@@ -1,0 +1,53 @@
+package org.vmcore.api;
+
+/**
+ * A simulated access that the kernel would answer with SIGSEGV (or SIGBUS).
+ * It names the faulting virtual address, the access and the cause.
+ */
+public class SegmentationFaultException extends VmException {
+    private static final long serialVersionUID = 1L;
+
+    /** Why the access failed, in the terms of the kernel's si_code. */
+    public enum Cause {
+        /** No VMA covers the address (SEGV_MAPERR). */
+        NO_VMA,
+        /** A VMA covers it but its protection forbids the access (SEGV_ACCERR). */
+        PROTECTION,
+        /** The address is not canonical: a general-protection fault, not a page fault. */
+        NON_CANONICAL,
+        /** A page-table entry has a reserved bit set (#PF with RSVD). */
+        RESERVED_BIT,
+        /** The protection key in PKRU forbids the access (SEGV_PKUERR). */
+        PROTECTION_KEY,
+        /** The page is hardware-poisoned (SIGBUS, BUS_MCEERR_AR). */
+        HWPOISON
+    }
+
+    private final long address;
+    private final Access access;
+    private final Cause cause;
+
+    /** A fault at {@code address} for {@code access}, caused by {@code cause}. */
+    public SegmentationFaultException(long address, Access access, Cause cause) {
+        super("segmentation fault: " + access.name().toLowerCase() + " at 0x" + Long.toHexString(address)
+                + " (" + cause + ")");
+        this.address = address;
+        this.access = access;
+        this.cause = cause;
+    }
+
+    /** The faulting virtual address. */
+    public long address() {
+        return address;
+    }
+
+    /** The access that faulted. */
+    public Access access() {
+        return access;
+    }
+
+    /** Why it faulted. */
+    public Cause cause() {
+        return cause;
+    }
+}

@@ -1,0 +1,13 @@
+/**
+ * The x86-64 architecture layer: simulated physical memory (NUMA nodes, frame descriptors,
+ * buddy allocators, lazily materialised contents) and page tables in the real x86-64 entry
+ * format with a hardware-like walker. It knows nothing of VMAs, files or processes.
+ */
+module org.vmcore.x86 {
+    requires transitive org.vmcore.api;
+    requires org.eclipse.collections.api;
+    requires org.eclipse.collections.impl;
+
+    exports org.vmcore.x86.mem;
+    exports org.vmcore.x86.pgtable;
+}

@@ -1,0 +1,178 @@
+package org.vmcore.x86.mem;
+
+import org.eclipse.collections.impl.list.mutable.primitive.LongArrayList;
+import org.eclipse.collections.impl.map.mutable.primitive.LongIntHashMap;
+import org.vmcore.api.InvalidArgumentException;
+
+/**
+ * The buddy allocator of one NUMA node, orders 0 to {@link #MAX_ORDER} (4 KiB to 1 GiB).
+ *
+ * <p>Each order keeps its free blocks in a stack (the last freed block is the next one
+ * handed out, like the kernel's hot end of a free list) plus a position map, so that a buddy
+ * can be found and removed in constant time when blocks coalesce. Free lists live on the heap
+ * and hold only block heads, so a node that was never touched costs a few entries, not one
+ * per frame. At start the node is cut into the largest naturally aligned blocks, and blocks
+ * are handed out lowest address first.
+ *
+ * <p>All methods are serialised on the allocator, like the kernel's zone lock.
+ */
+public final class BuddyAllocator {
+    /** Largest order: 2^18 frames, one 1 GiB block. */
+    public static final int MAX_ORDER = 18;
+
+    private final NumaNode node;
+    private final FrameDescriptors descriptors;
+    private final LongArrayList[] freeLists = new LongArrayList[MAX_ORDER + 1];
+    private final LongIntHashMap[] positions = new LongIntHashMap[MAX_ORDER + 1];
+    private long freeFrames;
+
+    BuddyAllocator(NumaNode node, FrameDescriptors descriptors) {
+        this.node = node;
+        this.descriptors = descriptors;
+        for (int order = 0; order <= MAX_ORDER; order++) {
+            freeLists[order] = new LongArrayList();
+            positions[order] = new LongIntHashMap();
+        }
+        // Cut the node into maximal aligned blocks; push them highest first so the lowest pops first.
+        LongArrayList heads = new LongArrayList();
+        LongArrayList orders = new LongArrayList();
+        long pfn = node.startPfn();
+        while (pfn < node.endPfn()) {
+            int order = Math.min(MAX_ORDER, pfn == 0 ? MAX_ORDER : Long.numberOfTrailingZeros(pfn));
+            while (pfn + (1L << order) > node.endPfn()) {
+                order--;
+            }
+            heads.add(pfn);
+            orders.add(order);
+            pfn += 1L << order;
+        }
+        for (int i = heads.size() - 1; i >= 0; i--) {
+            push(heads.get(i), (int) orders.get(i));
+        }
+    }
+
+    /** The node this allocator serves. */
+    public NumaNode node() {
+        return node;
+    }
+
+    /**
+     * Allocates a naturally aligned block of 2^{@code order} frames, or returns -1 when the node
+     * has no free block that large. The head frame's descriptor gets refcount 1, the order, the
+     * node and {@link FrameFlags#ALLOCATED} (plus {@link FrameFlags#HEAD} above order 0).
+     */
+    public synchronized long allocate(int order) {
+        checkOrder(order);
+        int from = order;
+        while (from <= MAX_ORDER && freeLists[from].isEmpty()) {
+            from++;
+        }
+        if (from > MAX_ORDER) {
+            return -1;
+        }
+        long pfn = pop(from);
+        while (from > order) { // split: keep the lower half, free the upper half
+            from--;
+            push(pfn + (1L << from), from);
+        }
+        descriptors.initAllocated(pfn, order, node.id());
+        return pfn;
+    }
+
+    /**
+     * Frees the block headed by {@code pfn} and merges it with free buddies.
+     *
+     * @throws InvalidArgumentException if {@code pfn} is not the head of an allocated block of this node
+     */
+    public synchronized void free(long pfn) {
+        if (!node.contains(pfn)) {
+            throw new InvalidArgumentException("pfn", pfn, "must belong to node " + node.id());
+        }
+        if ((descriptors.flags(pfn) & FrameFlags.ALLOCATED) == 0) {
+            throw new InvalidArgumentException("pfn", pfn, "must head an allocated block (double free or tail frame)");
+        }
+        int order = descriptors.order(pfn);
+        descriptors.clear(pfn);
+        while (order < MAX_ORDER) {
+            long buddy = pfn ^ (1L << order);
+            if (!positions[order].containsKey(buddy)) {
+                break;
+            }
+            remove(buddy, order);
+            pfn = Math.min(pfn, buddy);
+            order++;
+        }
+        push(pfn, order);
+    }
+
+    /** Free frames in the node. */
+    public synchronized long freeFrames() {
+        return freeFrames;
+    }
+
+    /** Free blocks of exactly {@code order}. */
+    public synchronized int freeBlocks(int order) {
+        checkOrder(order);
+        return freeLists[order].size();
+    }
+
+    /** The heads of the free blocks of {@code order}, sorted ascending. */
+    public synchronized long[] freeBlockHeads(int order) {
+        checkOrder(order);
+        long[] heads = freeLists[order].toArray();
+        java.util.Arrays.sort(heads);
+        return heads;
+    }
+
+    /** Whether a block of {@code order} could be allocated now. */
+    public synchronized boolean canAllocate(int order) {
+        checkOrder(order);
+        for (int o = order; o <= MAX_ORDER; o++) {
+            if (!freeLists[o].isEmpty()) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /** Whether {@code pfn} lies inside a free block. */
+    public synchronized boolean isFree(long pfn) {
+        for (int order = 0; order <= MAX_ORDER; order++) {
+            if (positions[order].containsKey(pfn & -(1L << order))) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    private void push(long pfn, int order) {
+        positions[order].put(pfn, freeLists[order].size());
+        freeLists[order].add(pfn);
+        freeFrames += 1L << order;
+    }
+
+    private long pop(int order) {
+        LongArrayList list = freeLists[order];
+        long pfn = list.removeAtIndex(list.size() - 1);
+        positions[order].remove(pfn);
+        freeFrames -= 1L << order;
+        return pfn;
+    }
+
+    private void remove(long pfn, int order) {
+        LongArrayList list = freeLists[order];
+        int at = positions[order].removeKeyIfAbsent(pfn, -1);
+        long last = list.removeAtIndex(list.size() - 1);
+        if (last != pfn) { // move the last block into the hole
+            list.set(at, last);
+            positions[order].put(last, at);
+        }
+        freeFrames -= 1L << order;
+    }
+
+    private static void checkOrder(int order) {
+        if (order < 0 || order > MAX_ORDER) {
+            throw new InvalidArgumentException("order", order, "must be between 0 and " + MAX_ORDER);
+        }
+    }
+}

@@ -1,0 +1,241 @@
+package org.vmcore.x86.mem;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.lang.invoke.MethodHandles;
+import java.lang.invoke.VarHandle;
+import java.nio.ByteOrder;
+import java.util.ArrayDeque;
+import org.vmcore.api.InvalidArgumentException;
+
+/**
+ * The bytes of simulated physical memory, materialised lazily.
+ *
+ * <p>A frame that was never written has no host memory and reads as zero. The first write
+ * gives it a 4 KiB page cut from a 2 MiB off-heap slab. {@link #discard} returns a frame to the
+ * never-written state (the page is recycled), which is how an allocation asks for zeroed memory.
+ * Freeing a frame does not discard its contents: like real memory, a freed frame keeps its
+ * bytes until it is reused, so a write through a stale translation is still visible there.
+ *
+ * <p>Multi-byte values are little-endian, as on x86.
+ */
+public final class FrameContents {
+    private static final int SECTION_SHIFT = FrameDescriptors.SECTION_SHIFT;
+    private static final int SECTION_FRAMES = 1 << SECTION_SHIFT;
+    private static final long PAGE = 4096;
+    private static final long SLAB_BYTES = 2L << 20;
+
+    private static final ValueLayout.OfShort SHORT = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+    private static final ValueLayout.OfInt INT = ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+    private static final ValueLayout.OfLong LONG = ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+    private static final VarHandle OUTER = MethodHandles.arrayElementVarHandle(MemorySegment[][].class);
+    private static final VarHandle INNER = MethodHandles.arrayElementVarHandle(MemorySegment[].class);
+
+    private final OffHeap offHeap;
+    private final long frameCount;
+    private final MemorySegment[][] sections;
+    private final ArrayDeque<MemorySegment> recycled = new ArrayDeque<>();
+    private MemorySegment slab;
+    private long slabUsed = SLAB_BYTES;
+    private long materialised;
+
+    FrameContents(OffHeap offHeap, long frameCount) {
+        this.offHeap = offHeap;
+        this.frameCount = frameCount;
+        this.sections = new MemorySegment[(int) ((frameCount + SECTION_FRAMES - 1) >>> SECTION_SHIFT)][];
+    }
+
+    /** Number of frames that currently hold host memory. */
+    public synchronized long materialisedFrames() {
+        return materialised;
+    }
+
+    /** Whether {@code pfn} holds host memory (was written since it was last discarded). */
+    public boolean isMaterialised(long pfn) {
+        return pageOrNull(pfn) != null;
+    }
+
+    /**
+     * The 4 KiB page of {@code pfn}, or null when the frame reads as zero. The segment stays
+     * valid until the frame is {@linkplain #discard discarded}.
+     */
+    public MemorySegment pageOrNull(long pfn) {
+        checkPfn(pfn);
+        MemorySegment[] inner = (MemorySegment[]) OUTER.getAcquire(sections, (int) (pfn >>> SECTION_SHIFT));
+        return inner == null ? null : (MemorySegment) INNER.getAcquire(inner, (int) (pfn & (SECTION_FRAMES - 1)));
+    }
+
+    /** The 4 KiB page of {@code pfn}, materialising a zeroed one if needed. */
+    public MemorySegment page(long pfn) {
+        MemorySegment page = pageOrNull(pfn);
+        return page != null ? page : materialise(pfn);
+    }
+
+    /** Returns {@code frames} frames from {@code pfn} on to the never-written (zero) state. */
+    public synchronized void discard(long pfn, long frames) {
+        checkRange(pfn, frames);
+        for (long f = pfn; f < pfn + frames; f++) {
+            MemorySegment[] inner = sections[(int) (f >>> SECTION_SHIFT)];
+            if (inner == null) {
+                f |= SECTION_FRAMES - 1; // whole section never written
+                continue;
+            }
+            int i = (int) (f & (SECTION_FRAMES - 1));
+            MemorySegment page = inner[i];
+            if (page != null) {
+                INNER.setRelease(inner, i, (MemorySegment) null);
+                page.fill((byte) 0);
+                recycled.push(page);
+                materialised--;
+            }
+        }
+    }
+
+    /**
+     * Copies {@code frames} frames from {@code srcPfn} to {@code dstPfn} (migration's copy).
+     * Source frames that read as zero leave the destination frames zero without host memory.
+     */
+    public void copy(long srcPfn, long dstPfn, long frames) {
+        checkRange(srcPfn, frames);
+        checkRange(dstPfn, frames);
+        for (long i = 0; i < frames; i++) {
+            MemorySegment src = pageOrNull(srcPfn + i);
+            if (src == null) {
+                discard(dstPfn + i, 1);
+            } else {
+                page(dstPfn + i).copyFrom(src);
+            }
+        }
+    }
+
+    /** Reads {@code width} (1, 2, 4 or 8) bytes at physical address {@code pa}, zero-extended. */
+    public long read(long pa, int width) {
+        long offset = pa & (PAGE - 1);
+        if (offset + width > PAGE) {
+            return readSplit(pa, width);
+        }
+        MemorySegment page = pageOrNull(pa >>> 12);
+        if (page == null) {
+            checkWidth(width);
+            return 0;
+        }
+        return switch (width) {
+            case 1 -> page.get(ValueLayout.JAVA_BYTE, offset) & 0xffL;
+            case 2 -> page.get(SHORT, offset) & 0xffffL;
+            case 4 -> page.get(INT, offset) & 0xffff_ffffL;
+            case 8 -> page.get(LONG, offset);
+            default -> throw badWidth(width);
+        };
+    }
+
+    /** Writes the low {@code width} (1, 2, 4 or 8) bytes of {@code value} at {@code pa}. */
+    public void write(long pa, int width, long value) {
+        long offset = pa & (PAGE - 1);
+        if (offset + width > PAGE) {
+            writeSplit(pa, width, value);
+            return;
+        }
+        checkWidth(width);
+        MemorySegment page = page(pa >>> 12);
+        switch (width) {
+            case 1 -> page.set(ValueLayout.JAVA_BYTE, offset, (byte) value);
+            case 2 -> page.set(SHORT, offset, (short) value);
+            case 4 -> page.set(INT, offset, (int) value);
+            default -> page.set(LONG, offset, value);
+        }
+    }
+
+    /** Copies {@code length} bytes at {@code pa} into {@code dst[dstOffset..]}. */
+    public void readBytes(long pa, byte[] dst, int dstOffset, int length) {
+        java.util.Objects.checkFromIndexSize(dstOffset, length, dst.length);
+        while (length > 0) {
+            int chunk = (int) Math.min(length, PAGE - (pa & (PAGE - 1)));
+            MemorySegment page = pageOrNull(pa >>> 12);
+            if (page == null) {
+                java.util.Arrays.fill(dst, dstOffset, dstOffset + chunk, (byte) 0);
+            } else {
+                MemorySegment.copy(page, ValueLayout.JAVA_BYTE, pa & (PAGE - 1), dst, dstOffset, chunk);
+            }
+            pa += chunk;
+            dstOffset += chunk;
+            length -= chunk;
+        }
+    }
+
+    /** Copies {@code src[srcOffset..srcOffset+length)} to physical address {@code pa}. */
+    public void writeBytes(long pa, byte[] src, int srcOffset, int length) {
+        java.util.Objects.checkFromIndexSize(srcOffset, length, src.length);
+        while (length > 0) {
+            int chunk = (int) Math.min(length, PAGE - (pa & (PAGE - 1)));
+            MemorySegment.copy(src, srcOffset, page(pa >>> 12), ValueLayout.JAVA_BYTE, pa & (PAGE - 1), chunk);
+            pa += chunk;
+            srcOffset += chunk;
+            length -= chunk;
+        }
+    }
+
+    private long readSplit(long pa, int width) {
+        checkWidth(width);
+        long value = 0;
+        for (int i = 0; i < width; i++) {
+            value |= read(pa + i, 1) << (8 * i);
+        }
+        return value;
+    }
+
+    private void writeSplit(long pa, int width, long value) {
+        checkWidth(width);
+        for (int i = 0; i < width; i++) {
+            write(pa + i, 1, value >>> (8 * i));
+        }
+    }
+
+    private synchronized MemorySegment materialise(long pfn) {
+        int outer = (int) (pfn >>> SECTION_SHIFT);
+        MemorySegment[] inner = sections[outer];
+        if (inner == null) {
+            inner = new MemorySegment[SECTION_FRAMES];
+            OUTER.setRelease(sections, outer, inner);
+        }
+        int i = (int) (pfn & (SECTION_FRAMES - 1));
+        MemorySegment page = inner[i];
+        if (page == null) {
+            page = recycled.poll();
+            if (page == null) {
+                if (slabUsed == SLAB_BYTES) {
+                    slab = offHeap.allocate(SLAB_BYTES);
+                    slabUsed = 0;
+                }
+                page = slab.asSlice(slabUsed, PAGE);
+                slabUsed += PAGE;
+            }
+            INNER.setRelease(inner, i, page);
+            materialised++;
+        }
+        return page;
+    }
+
+    private void checkPfn(long pfn) {
+        if (pfn < 0 || pfn >= frameCount) {
+            throw new InvalidArgumentException("pfn", pfn, "must be below the frame count 0x" + Long.toHexString(frameCount));
+        }
+    }
+
+    private void checkRange(long pfn, long frames) {
+        checkPfn(pfn);
+        if (frames < 0 || pfn + frames > frameCount) {
+            throw new InvalidArgumentException("frames", frames,
+                    "must be non-negative and keep pfn 0x" + Long.toHexString(pfn) + " + frames within memory");
+        }
+    }
+
+    private static void checkWidth(int width) {
+        if (width != 1 && width != 2 && width != 4 && width != 8) {
+            throw badWidth(width);
+        }
+    }
+
+    private static InvalidArgumentException badWidth(int width) {
+        return new InvalidArgumentException("width", width, "must be 1, 2, 4 or 8 bytes");
+    }
+}

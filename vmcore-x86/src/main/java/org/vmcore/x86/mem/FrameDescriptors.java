@@ -1,0 +1,226 @@
+package org.vmcore.x86.mem;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.lang.invoke.MethodHandles;
+import java.lang.invoke.VarHandle;
+import org.vmcore.api.InvalidArgumentException;
+
+/**
+ * The frame descriptors: vmcore's {@code struct page} array, off-heap.
+ *
+ * <p>Each 4 KiB frame has a 40-byte descriptor: flags, refcount, mapcount, page-table share
+ * count, mapping, index, order and node. Descriptors are materialised a section (4096 frames)
+ * at a time, the first time a frame in the section is written; a frame whose section was never
+ * written reads as all zero, which is the descriptor of a free, never-used frame. This is what
+ * keeps a 1 TiB machine small on the host.
+ *
+ * <p>Unlike the kernel's {@code _mapcount}, which starts at -1, {@link #mapcount} starts at 0
+ * and counts the page-table entries that map the frame.
+ *
+ * <p>Reads are plain; {@code inc}/{@code dec}/{@code cas} operations are atomic, so refcounts
+ * and mapcounts can be changed without a lock, as the kernel does.
+ */
+public final class FrameDescriptors {
+    /** log2 of the frames per materialised section. */
+    static final int SECTION_SHIFT = 12;
+    private static final int SECTION_FRAMES = 1 << SECTION_SHIFT;
+
+    /** Bytes per descriptor. */
+    public static final long DESCRIPTOR_BYTES = 40;
+    private static final long FLAGS = 0;
+    private static final long REFCOUNT = 4;
+    private static final long MAPCOUNT = 8;
+    private static final long PT_SHARE_COUNT = 12;
+    private static final long MAPPING = 16;
+    private static final long INDEX = 24;
+    private static final long ORDER = 32;
+    private static final long NODE = 34;
+
+    private static final VarHandle INT = ValueLayout.JAVA_INT.varHandle();
+    private static final VarHandle SECTION = MethodHandles.arrayElementVarHandle(MemorySegment[].class);
+
+    private final OffHeap offHeap;
+    private final long frameCount;
+    private final MemorySegment[] sections;
+
+    FrameDescriptors(OffHeap offHeap, long frameCount) {
+        this.offHeap = offHeap;
+        this.frameCount = frameCount;
+        this.sections = new MemorySegment[(int) ((frameCount + SECTION_FRAMES - 1) >>> SECTION_SHIFT)];
+    }
+
+    /** Number of frames described. */
+    public long frameCount() {
+        return frameCount;
+    }
+
+    /** Number of sections whose descriptors have been materialised. */
+    public int materialisedSections() {
+        int n = 0;
+        for (int i = 0; i < sections.length; i++) {
+            if (SECTION.getAcquire(sections, i) != null) {
+                n++;
+            }
+        }
+        return n;
+    }
+
+    // ---- reads: a never-written frame reads as zero ----
+
+    /** The flags word ({@link FrameFlags}). */
+    public int flags(long pfn) {
+        return readInt(pfn, FLAGS);
+    }
+
+    /** Whether all of {@code flag} are set. */
+    public boolean test(long pfn, int flag) {
+        return (flags(pfn) & flag) == flag;
+    }
+
+    /** The reference count. */
+    public int refcount(long pfn) {
+        return readInt(pfn, REFCOUNT);
+    }
+
+    /** The number of page-table entries mapping the frame (0 when unmapped). */
+    public int mapcount(long pfn) {
+        return readInt(pfn, MAPCOUNT);
+    }
+
+    /** For a PMD table page: how many PUD entries point at it beyond the first (pt_share_count). */
+    public int ptShareCount(long pfn) {
+        return readInt(pfn, PT_SHARE_COUNT);
+    }
+
+    /** An opaque identifier of the owner (file or anon_vma); 0 when none. */
+    public long mapping(long pfn) {
+        MemorySegment s = section(pfn);
+        return s == null ? 0 : s.get(ValueLayout.JAVA_LONG, offset(pfn) + MAPPING);
+    }
+
+    /** The page's index in its mapping (page-cache index or linear page index). */
+    public long index(long pfn) {
+        MemorySegment s = section(pfn);
+        return s == null ? 0 : s.get(ValueLayout.JAVA_LONG, offset(pfn) + INDEX);
+    }
+
+    /** The buddy order of the block this frame heads (0 for a single frame). */
+    public int order(long pfn) {
+        MemorySegment s = section(pfn);
+        return s == null ? 0 : s.get(ValueLayout.JAVA_SHORT, offset(pfn) + ORDER);
+    }
+
+    /** The node recorded when the frame was allocated. */
+    public int node(long pfn) {
+        MemorySegment s = section(pfn);
+        return s == null ? 0 : s.get(ValueLayout.JAVA_SHORT, offset(pfn) + NODE);
+    }
+
+    // ---- writes ----
+
+    /** Sets all bits of {@code flag}; returns the flags before. */
+    public int setFlags(long pfn, int flag) {
+        return (int) INT.getAndBitwiseOr(materialise(pfn), offset(pfn) + FLAGS, flag);
+    }
+
+    /** Clears all bits of {@code flag}; returns the flags before. */
+    public int clearFlags(long pfn, int flag) {
+        return (int) INT.getAndBitwiseAnd(materialise(pfn), offset(pfn) + FLAGS, ~flag);
+    }
+
+    /** Sets {@code flag} only if it was clear (trylock); true when this call set it. */
+    public boolean trySetFlag(long pfn, int flag) {
+        return (setFlags(pfn, flag) & flag) == 0;
+    }
+
+    /** Adds {@code delta} to the refcount; returns the new value. */
+    public int addRefcount(long pfn, int delta) {
+        return (int) INT.getAndAdd(materialise(pfn), offset(pfn) + REFCOUNT, delta) + delta;
+    }
+
+    /** Adds {@code delta} to the mapcount; returns the new value. */
+    public int addMapcount(long pfn, int delta) {
+        return (int) INT.getAndAdd(materialise(pfn), offset(pfn) + MAPCOUNT, delta) + delta;
+    }
+
+    /** Adds {@code delta} to the page-table share count; returns the new value. */
+    public int addPtShareCount(long pfn, int delta) {
+        return (int) INT.getAndAdd(materialise(pfn), offset(pfn) + PT_SHARE_COUNT, delta) + delta;
+    }
+
+    /** Sets the refcount. */
+    public void setRefcount(long pfn, int value) {
+        INT.setVolatile(materialise(pfn), offset(pfn) + REFCOUNT, value);
+    }
+
+    /** Sets the mapcount. */
+    public void setMapcount(long pfn, int value) {
+        INT.setVolatile(materialise(pfn), offset(pfn) + MAPCOUNT, value);
+    }
+
+    /** Sets mapping and index together, as the kernel does when it adds a page to a mapping. */
+    public void setMapping(long pfn, long mapping, long index) {
+        MemorySegment s = materialise(pfn);
+        s.set(ValueLayout.JAVA_LONG, offset(pfn) + MAPPING, mapping);
+        s.set(ValueLayout.JAVA_LONG, offset(pfn) + INDEX, index);
+    }
+
+    /** Zeroes the descriptor, then records order, node and flags of a newly allocated block. */
+    void initAllocated(long pfn, int order, int node) {
+        MemorySegment s = materialise(pfn);
+        long off = offset(pfn);
+        s.asSlice(off, DESCRIPTOR_BYTES).fill((byte) 0);
+        s.set(ValueLayout.JAVA_SHORT, off + ORDER, (short) order);
+        s.set(ValueLayout.JAVA_SHORT, off + NODE, (short) node);
+        s.set(ValueLayout.JAVA_INT, off + REFCOUNT, 1);
+        INT.setVolatile(s, off + FLAGS, FrameFlags.ALLOCATED | (order > 0 ? FrameFlags.HEAD : 0));
+    }
+
+    /** Zeroes the descriptor of a freed block head. */
+    void clear(long pfn) {
+        MemorySegment s = section(pfn);
+        if (s != null) {
+            s.asSlice(offset(pfn), DESCRIPTOR_BYTES).fill((byte) 0);
+        }
+    }
+
+    /** A one-line description for messages and dumps. */
+    public String describe(long pfn) {
+        return "pfn 0x" + Long.toHexString(pfn) + " order=" + order(pfn) + " node=" + node(pfn)
+                + " refcount=" + refcount(pfn) + " mapcount=" + mapcount(pfn)
+                + " flags=" + FrameFlags.describe(flags(pfn));
+    }
+
+    // ---- sections ----
+
+    private int readInt(long pfn, long field) {
+        MemorySegment s = section(pfn);
+        return s == null ? 0 : (int) INT.getAcquire(s, offset(pfn) + field);
+    }
+
+    private static long offset(long pfn) {
+        return (pfn & (SECTION_FRAMES - 1)) * DESCRIPTOR_BYTES;
+    }
+
+    private MemorySegment section(long pfn) {
+        if (pfn < 0 || pfn >= frameCount) {
+            throw new InvalidArgumentException("pfn", pfn, "must be below the frame count 0x" + Long.toHexString(frameCount));
+        }
+        return (MemorySegment) SECTION.getAcquire(sections, (int) (pfn >>> SECTION_SHIFT));
+    }
+
+    private MemorySegment materialise(long pfn) {
+        MemorySegment s = section(pfn);
+        return s != null ? s : materialiseSlow((int) (pfn >>> SECTION_SHIFT));
+    }
+
+    private synchronized MemorySegment materialiseSlow(int index) {
+        MemorySegment s = (MemorySegment) SECTION.getAcquire(sections, index);
+        if (s == null) {
+            s = offHeap.allocate(SECTION_FRAMES * DESCRIPTOR_BYTES);
+            SECTION.setRelease(sections, index, s);
+        }
+        return s;
+    }
+}

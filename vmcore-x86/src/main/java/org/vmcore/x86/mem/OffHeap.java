@@ -1,0 +1,32 @@
+package org.vmcore.x86.mem;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.util.concurrent.atomic.AtomicLong;
+
+/**
+ * The one arena a simulated machine takes its off-heap memory from. Callers allocate big
+ * slabs, never one segment per page; everything is released at once by {@link #close()}.
+ */
+final class OffHeap implements AutoCloseable {
+    private final Arena arena = Arena.ofShared();
+    private final AtomicLong reserved = new AtomicLong();
+
+    /** A zeroed, 8-byte aligned segment of {@code bytes} bytes. */
+    MemorySegment allocate(long bytes) {
+        MemorySegment segment = arena.allocate(bytes, 4096);
+        reserved.addAndGet(bytes);
+        return segment;
+    }
+
+    /** Off-heap bytes reserved so far. */
+    long reservedBytes() {
+        return reserved.get();
+    }
+
+    @Override
+    public void close() {
+        arena.close();
+        reserved.set(0);
+    }
+}

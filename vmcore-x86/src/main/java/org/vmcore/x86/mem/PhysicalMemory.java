@@ -1,0 +1,196 @@
+package org.vmcore.x86.mem;
+
+import java.util.ArrayList;
+import java.util.List;
+import org.vmcore.api.ClosedException;
+import org.vmcore.api.InvalidArgumentException;
+import org.vmcore.api.OutOfMemoryException;
+
+/**
+ * Simulated physical memory: NUMA nodes laid end to end from PFN 0, each with its own buddy
+ * allocator; the frame descriptors; the frame contents.
+ *
+ * <p>Host memory grows with what is touched, not with the configured size: creating 1 TiB
+ * reserves only the bookkeeping arrays (a few hundred KiB of heap) and no off-heap memory.
+ *
+ * <p>Thread-safe. {@link #close()} releases every off-heap byte at once; the memory must not
+ * be used afterwards.
+ */
+public final class PhysicalMemory implements AutoCloseable {
+    /** Bytes per frame. */
+    public static final long FRAME_BYTES = 4096;
+    /** Largest physical address width x86-64 allows (MAXPHYADDR of 52 bits). */
+    public static final int MAX_PHYS_BITS = 52;
+
+    private final OffHeap offHeap = new OffHeap();
+    private final List<NumaNode> nodes;
+    private final BuddyAllocator[] allocators;
+    private final FrameDescriptors descriptors;
+    private final FrameContents contents;
+    private final long frameCount;
+    private volatile boolean closed;
+
+    /**
+     * Memory with one node per argument, of the given sizes in bytes.
+     *
+     * @throws InvalidArgumentException if no node is given, a size is not a positive multiple of
+     *                                  4 KiB, or the total exceeds 2^52 bytes
+     */
+    public PhysicalMemory(long... nodeBytes) {
+        if (nodeBytes.length == 0) {
+            throw new InvalidArgumentException("nodeBytes", "[]", "must name at least one node");
+        }
+        if (nodeBytes.length > Short.MAX_VALUE) {
+            throw new InvalidArgumentException("nodeBytes.length", nodeBytes.length, "must be at most " + Short.MAX_VALUE);
+        }
+        List<NumaNode> list = new ArrayList<>();
+        long next = 0;
+        for (int i = 0; i < nodeBytes.length; i++) {
+            long bytes = nodeBytes[i];
+            if (bytes <= 0 || bytes % FRAME_BYTES != 0) {
+                throw new InvalidArgumentException("nodeBytes[" + i + "]", bytes, "must be a positive multiple of 4096");
+            }
+            if ((bytes >>> 12) > (1L << (MAX_PHYS_BITS - 12)) - next) {
+                throw new InvalidArgumentException("nodeBytes[" + i + "]", bytes,
+                        "must keep total memory within 2^" + MAX_PHYS_BITS + " bytes");
+            }
+            list.add(new NumaNode(i, next, bytes >>> 12));
+            next += bytes >>> 12;
+        }
+        this.nodes = List.copyOf(list);
+        this.frameCount = next;
+        this.descriptors = new FrameDescriptors(offHeap, frameCount);
+        this.contents = new FrameContents(offHeap, frameCount);
+        this.allocators = new BuddyAllocator[nodes.size()];
+        for (NumaNode node : nodes) {
+            allocators[node.id()] = new BuddyAllocator(node, descriptors);
+        }
+    }
+
+    /** The nodes, by id. */
+    public List<NumaNode> nodes() {
+        return nodes;
+    }
+
+    /** Node {@code id}. */
+    public NumaNode node(int id) {
+        checkNode(id);
+        return nodes.get(id);
+    }
+
+    /** The node that holds {@code pfn}. */
+    public int nodeOf(long pfn) {
+        checkPfn(pfn);
+        for (NumaNode node : nodes) {
+            if (node.contains(pfn)) {
+                return node.id();
+            }
+        }
+        throw new IllegalStateException("unreachable: pfn inside memory but in no node");
+    }
+
+    /** Total number of 4 KiB frames. */
+    public long frameCount() {
+        return frameCount;
+    }
+
+    /** Whether {@code pfn} names a frame of this memory. */
+    public boolean isValidPfn(long pfn) {
+        return pfn >= 0 && pfn < frameCount;
+    }
+
+    /** The frame descriptors. */
+    public FrameDescriptors descriptors() {
+        return descriptors;
+    }
+
+    /** The frame contents. */
+    public FrameContents contents() {
+        return contents;
+    }
+
+    /** The buddy allocator of node {@code id}. */
+    public BuddyAllocator allocator(int id) {
+        checkNode(id);
+        return allocators[id];
+    }
+
+    /**
+     * Allocates 2^{@code order} frames on {@code node}; with {@code zero} the block reads as zero
+     * (its old contents are discarded), otherwise it keeps whatever a previous user left.
+     *
+     * @return the head pfn
+     * @throws OutOfMemoryException if the node has no free block of that order
+     */
+    public long allocate(int node, int order, boolean zero) {
+        long pfn = tryAllocate(node, order, zero);
+        if (pfn < 0) {
+            throw new OutOfMemoryException("node " + node + " has no free block of order " + order
+                    + " (" + allocators[node].freeFrames() + " free frames)");
+        }
+        return pfn;
+    }
+
+    /** As {@link #allocate} but returns -1 instead of throwing when the node is out of memory. */
+    public long tryAllocate(int node, int order, boolean zero) {
+        ensureOpen();
+        checkNode(node);
+        long pfn = allocators[node].allocate(order);
+        if (pfn >= 0 && zero) {
+            contents.discard(pfn, 1L << order);
+        }
+        return pfn;
+    }
+
+    /** Frees the block headed by {@code pfn} to its node's allocator. */
+    public void free(long pfn) {
+        ensureOpen();
+        allocators[nodeOf(pfn)].free(pfn);
+    }
+
+    /** Free frames over all nodes. */
+    public long freeFrames() {
+        long free = 0;
+        for (BuddyAllocator allocator : allocators) {
+            free += allocator.freeFrames();
+        }
+        return free;
+    }
+
+    /** Off-heap bytes reserved for descriptors and contents. */
+    public long offHeapBytes() {
+        return offHeap.reservedBytes();
+    }
+
+    /** Whether {@link #close()} was called. */
+    public boolean isClosed() {
+        return closed;
+    }
+
+    /** Throws {@link ClosedException} once the memory is closed. */
+    public void ensureOpen() {
+        if (closed) {
+            throw new ClosedException("physical memory");
+        }
+    }
+
+    @Override
+    public synchronized void close() {
+        if (!closed) {
+            closed = true;
+            offHeap.close();
+        }
+    }
+
+    private void checkNode(int id) {
+        if (id < 0 || id >= nodes.size()) {
+            throw new InvalidArgumentException("node", id, "must be between 0 and " + (nodes.size() - 1));
+        }
+    }
+
+    private void checkPfn(long pfn) {
+        if (!isValidPfn(pfn)) {
+            throw new InvalidArgumentException("pfn", pfn, "must be below the frame count 0x" + Long.toHexString(frameCount));
+        }
+    }
+}

@@ -1,0 +1,86 @@
+package org.vmcore.x86.pgtable;
+
+import org.vmcore.api.PageSize;
+import org.vmcore.api.PagingMode;
+
+/**
+ * The levels of x86-64 paging, top to bottom. PML5 exists only with 5-level paging; the kernel
+ * calls PML4 the pgd when 4-level paging folds the p4d away. PUD, PMD and PTE are the
+ * kernel's names for the PDPT, PD and PT.
+ */
+public enum Level {
+    /** Page-map level 5 (LA57 only), bits 48..56. */
+    PML5(48),
+    /** Page-map level 4, bits 39..47. */
+    PML4(39),
+    /** Page upper directory (PDPT), bits 30..38; may hold 1 GiB leaves. */
+    PUD(30),
+    /** Page middle directory (PD), bits 21..29; may hold 2 MiB leaves. */
+    PMD(21),
+    /** Page table, bits 12..20; holds 4 KiB leaves. */
+    PTE(12);
+
+    /** Entries per table at every level. */
+    public static final int ENTRIES = 512;
+
+    private final int shift;
+
+    Level(int shift) {
+        this.shift = shift;
+    }
+
+    /** The lowest address bit this level's index uses. */
+    public int shift() {
+        return shift;
+    }
+
+    /** Bytes of address space one entry of this level covers. */
+    public long entrySpan() {
+        return 1L << shift;
+    }
+
+    /** The index of {@code va} in a table of this level. */
+    public int index(long va) {
+        return (int) ((va >>> shift) & (ENTRIES - 1));
+    }
+
+    /** The level below, or null for PTE. */
+    public Level below() {
+        return this == PTE ? null : values()[ordinal() + 1];
+    }
+
+    /** The page size of a leaf at this level, or null where leaves are not allowed. */
+    public PageSize leafSize() {
+        return switch (this) {
+            case PUD -> PageSize.SIZE_1G;
+            case PMD -> PageSize.SIZE_2M;
+            case PTE -> PageSize.SIZE_4K;
+            default -> null;
+        };
+    }
+
+    /** The level whose entries are leaves of {@code size}. */
+    public static Level ofLeaf(PageSize size) {
+        return switch (size) {
+            case SIZE_4K -> PTE;
+            case SIZE_2M -> PMD;
+            case SIZE_1G -> PUD;
+        };
+    }
+
+    /** The root level of {@code mode}: PML5 or PML4. */
+    public static Level root(PagingMode mode) {
+        return mode == PagingMode.FIVE_LEVEL ? PML5 : PML4;
+    }
+
+    /** The name the kernel's page-table dump prints for this level under {@code mode}. */
+    public String dumpName(PagingMode mode) {
+        return switch (this) {
+            case PML5 -> "pgd";
+            case PML4 -> mode == PagingMode.FIVE_LEVEL ? "p4d" : "pgd";
+            case PUD -> "pud";
+            case PMD -> "pmd";
+            case PTE -> "pte";
+        };
+    }
+}

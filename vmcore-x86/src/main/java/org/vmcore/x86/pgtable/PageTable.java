@@ -1,0 +1,512 @@
+package org.vmcore.x86.pgtable;
+
+import org.vmcore.api.ClosedException;
+import org.vmcore.api.InvalidArgumentException;
+import org.vmcore.api.OutOfMemoryException;
+import org.vmcore.api.PageSize;
+import org.vmcore.api.PagingMode;
+import org.vmcore.x86.mem.FrameContents;
+import org.vmcore.x86.mem.FrameDescriptors;
+import org.vmcore.x86.mem.FrameFlags;
+import org.vmcore.x86.mem.PhysicalMemory;
+
+/**
+ * The page tables of one address space, rooted at CR3. Every table is a frame of simulated
+ * physical memory taken from the owner's node; entries are real x86-64 entries in the frame's
+ * bytes, so a hardware {@link Walker} reads exactly what this class writes.
+ *
+ * <p>Leaf operations ({@link #map}, {@link #unmap}, {@link #protect}, {@link #install}) work at
+ * all three leaf levels. Table operations ({@link #populate}, {@link #clearTable}) let the
+ * generic mm point an entry at a table owned by someone else, which is how hugetlb shares PMD
+ * tables: such a table's share count ({@link FrameDescriptors#ptShareCount}) counts the extra
+ * pointers, and this class never frees a table whose share count is above zero.
+ *
+ * <p>Every method validates its input before changing anything; a call that throws leaves the
+ * tables as they were. Changes are serialised on the page table (the kernel's
+ * {@code mm->page_table_lock}); walkers may run concurrently, and every entry update is a
+ * single atomic word store or compare-and-set.
+ */
+public final class PageTable {
+    private final PhysicalMemory memory;
+    private final FrameContents contents;
+    private final FrameDescriptors descriptors;
+    private final PagingMode mode;
+    private final Level root;
+    private final int node;
+    private final long rootPfn;
+    private long tablePages;
+    private boolean destroyed;
+
+    /**
+     * Allocates an empty root table on {@code node}.
+     *
+     * @throws OutOfMemoryException if the node has no free frame
+     */
+    public PageTable(PhysicalMemory memory, PagingMode mode, int node) {
+        this.memory = memory;
+        this.contents = memory.contents();
+        this.descriptors = memory.descriptors();
+        this.mode = java.util.Objects.requireNonNull(mode, "mode");
+        this.root = Level.root(mode);
+        memory.node(node); // validates the id
+        this.node = node;
+        this.rootPfn = allocateTable();
+    }
+
+    /** CR3: the physical address of the root table. */
+    public long cr3() {
+        return rootPfn << 12;
+    }
+
+    /** The paging mode. */
+    public PagingMode mode() {
+        return mode;
+    }
+
+    /** The root level: PML4 or PML5. */
+    public Level rootLevel() {
+        return root;
+    }
+
+    /** The node tables are allocated from. */
+    public int node() {
+        return node;
+    }
+
+    /** The memory the tables live in. */
+    public PhysicalMemory memory() {
+        return memory;
+    }
+
+    /** Table pages this page table allocated and still holds, the root included. */
+    public synchronized long tablePages() {
+        return tablePages;
+    }
+
+    // ---- entry lookup ----
+
+    /**
+     * The physical address of the entry for {@code va} at {@code level}, or -1 when a table on
+     * the way is missing or an upper entry is a leaf or a swap entry.
+     */
+    public long slot(long va, Level level) {
+        checkCanonical(va, "va");
+        checkLevel(level);
+        long tablePfn = rootPfn;
+        for (Level at = root; at != level; at = at.below()) {
+            long e = TableMemory.read(contents, tablePfn, at.index(va));
+            if (!isTablePointer(e, at)) {
+                return -1;
+            }
+            tablePfn = Pte.pfn(e);
+        }
+        return (tablePfn << 12) | ((long) level.index(va) << 3);
+    }
+
+    /** The entry for {@code va} at {@code level}, or 0 when {@link #slot} finds none. */
+    public long entry(long va, Level level) {
+        long slot = slot(va, level);
+        return slot < 0 ? 0 : readSlot(slot);
+    }
+
+    /** Reads the entry at physical address {@code slot}. */
+    public long readSlot(long slot) {
+        return TableMemory.read(contents, slot >>> 12, slotIndex(slot));
+    }
+
+    /** Atomically replaces the entry at {@code slot} if it still equals {@code expected}. */
+    public boolean compareAndSetSlot(long slot, long expected, long entry) {
+        ensureAlive();
+        return TableMemory.compareAndSet(contents, slot >>> 12, slotIndex(slot), expected, entry);
+    }
+
+    /** Atomically clears the entry at {@code slot} and returns it (ptep_get_and_clear). */
+    public long getAndClearSlot(long slot) {
+        ensureAlive();
+        return TableMemory.getAndSet(contents, slot >>> 12, slotIndex(slot), 0);
+    }
+
+    // ---- leaf operations ----
+
+    /**
+     * Maps {@code va} to the page at {@code pfn} with a leaf of {@code size}, allocating missing
+     * tables. {@code flags} are the leaf's attribute bits ({@link Pte}); they must contain
+     * {@link Pte#PRESENT}, or {@link Pte#PROTNONE} for a PROT_NONE mapping; PS is added for huge
+     * sizes.
+     *
+     * @throws InvalidArgumentException if va or pfn is unaligned, va is not canonical, pfn is
+     *                                  outside memory, flags carry bits a leaf of that size may
+     *                                  not, or the slot is occupied
+     * @throws OutOfMemoryException     if a table cannot be allocated (nothing is changed)
+     */
+    public synchronized void map(long va, long pfn, PageSize size, long flags) {
+        checkLeafAddress(va, size);
+        if (!memory.isValidPfn(pfn) || !memory.isValidPfn(pfn + size.frames() - 1)) {
+            throw new InvalidArgumentException("pfn", pfn,
+                    "must name " + size.frames() + " frame(s) inside memory (frame count 0x" + Long.toHexString(memory.frameCount()) + ")");
+        }
+        if ((pfn & (size.frames() - 1)) != 0) {
+            throw new InvalidArgumentException("pfn", pfn, "must be aligned to " + size.label() + " (a multiple of " + size.frames() + ")");
+        }
+        checkLeafFlags(flags, size);
+        if ((flags & (Pte.PRESENT | Pte.PROTNONE)) == 0) {
+            throw new InvalidArgumentException("flags", flags, "must contain PRESENT or PROTNONE");
+        }
+        install(va, Level.ofLeaf(size), Pte.leaf(pfn, size, flags));
+    }
+
+    /**
+     * Writes {@code entry} (a leaf, or a swap/migration/hwpoison entry) into the empty slot for
+     * {@code va} at {@code level}, allocating missing tables.
+     *
+     * @throws InvalidArgumentException if level holds no leaves, va is unaligned for it, the
+     *                                  entry points to a table, or the slot is occupied
+     */
+    public synchronized void install(long va, Level level, long entry) {
+        ensureAlive();
+        PageSize size = level.leafSize();
+        if (size == null) {
+            throw new InvalidArgumentException("level", level, "must be PUD, PMD or PTE to hold a leaf");
+        }
+        checkLeafAddress(va, size);
+        if (Pte.isNone(entry)) {
+            throw new InvalidArgumentException("entry", entry, "must not be empty (use unmap to clear)");
+        }
+        if (level != Level.PTE && (entry & Pte.PRESENT) != 0 && (entry & Pte.PSE) == 0) {
+            throw new InvalidArgumentException("entry", entry, "must be a leaf (PS set) at " + level);
+        }
+        long slot = slotForWrite(va, level);
+        long old = readSlot(slot);
+        if (!Pte.isNone(old)) {
+            // Undo nothing: slotForWrite only allocates tables that were missing, and a missing table
+            // cannot hold an occupied slot.
+            throw new InvalidArgumentException("va", va, "must not be mapped already at " + level + " (entry " + Pte.describe(old) + ")");
+        }
+        TableMemory.write(contents, slot >>> 12, slotIndex(slot), entry);
+    }
+
+    /**
+     * Clears the leaf (or swap entry) of {@code size} that maps {@code va} and returns the old
+     * entry, with any A/D bits the hardware set up to the clear. Tables are not freed; see
+     * {@link #freeEmptyTables}.
+     *
+     * @throws InvalidArgumentException if no leaf or swap entry of that size is there
+     */
+    public synchronized long unmap(long va, PageSize size) {
+        long slot = existingLeafSlot(va, size);
+        return getAndClearSlot(slot);
+    }
+
+    /**
+     * Changes the protection of the present leaf of {@code size} at {@code va}: the bits of
+     * {@link Pte#PROT_BITS} are replaced by {@code protFlags}; PFN, caching, A, D and software bits
+     * are kept (pte_modify). Switching between present and PROT_NONE re-encodes the PFN.
+     *
+     * @return the entry before the change
+     * @throws InvalidArgumentException if protFlags has other bits, lacks PRESENT and PROTNONE,
+     *                                  or no present leaf of that size is there
+     */
+    public synchronized long protect(long va, PageSize size, long protFlags) {
+        if ((protFlags & ~(Pte.PROT_BITS | Pte.PROTNONE)) != 0) {
+            throw new InvalidArgumentException("protFlags", protFlags, "must combine only PRESENT, RW, USER, GLOBAL/PROTNONE, NX and PKEY bits");
+        }
+        if ((protFlags & (Pte.PRESENT | Pte.PROTNONE)) == 0) {
+            throw new InvalidArgumentException("protFlags", protFlags, "must contain PRESENT or PROTNONE");
+        }
+        long slot = existingLeafSlot(va, size);
+        while (true) {
+            long old = readSlot(slot);
+            if (!Pte.isPresent(old)) {
+                throw new InvalidArgumentException("va", va, "must be mapped by a present " + size.label() + " leaf (entry " + Pte.describe(old) + ")");
+            }
+            // The L1TF inversion covers only the PFN field, so PAT_LARGE (bit 12) is kept as is.
+            long keep = old & ~(Pte.PROT_BITS | Pte.pfnMask(size) | Pte.PSE);
+            long updated = Pte.leaf(Pte.pfn(old, size), size, keep | protFlags);
+            if (compareAndSetSlot(slot, old, updated)) {
+                return old;
+            }
+        }
+    }
+
+    // ---- table operations ----
+
+    /**
+     * Points the empty entry for {@code va} at {@code level} (PML4, PUD or PMD) at the existing
+     * table in frame {@code tablePfn}, allocating missing tables above it. The caller accounts
+     * for the sharing (huge_pmd_share raises the share count before it populates).
+     *
+     * @throws InvalidArgumentException if level holds no table pointers, the frame is not a page
+     *                                  table, or the slot is occupied
+     */
+    public synchronized void populate(long va, Level level, long tablePfn) {
+        ensureAlive();
+        checkCanonical(va, "va");
+        if (level == Level.PTE || level == root) {
+            throw new InvalidArgumentException("level", level, "must be below the root and above PTE");
+        }
+        checkLevel(level);
+        if (!memory.isValidPfn(tablePfn) || !descriptors.test(tablePfn, FrameFlags.PGTABLE)) {
+            throw new InvalidArgumentException("tablePfn", tablePfn, "must be a page-table frame");
+        }
+        long slot = slotForWrite(va, level);
+        long old = readSlot(slot);
+        if (!Pte.isNone(old)) {
+            throw new InvalidArgumentException("va", va, "must have an empty " + level + " entry (entry " + Pte.describe(old) + ")");
+        }
+        TableMemory.write(contents, slot >>> 12, slotIndex(slot), Pte.table(tablePfn));
+    }
+
+    /**
+     * Clears the entry for {@code va} at {@code level} that points to a lower table and returns
+     * that table's PFN, without freeing it (pud_clear in huge_pmd_unshare).
+     *
+     * @throws InvalidArgumentException if the entry does not point to a table
+     */
+    public synchronized long clearTable(long va, Level level) {
+        ensureAlive();
+        checkLevel(level);
+        long slot = slot(va, level);
+        long e = slot < 0 ? 0 : readSlot(slot);
+        if (slot < 0 || !isTablePointer(e, level)) {
+            throw new InvalidArgumentException("va", va, "must have a " + level + " entry that points to a table (entry " + Pte.describe(e) + ")");
+        }
+        getAndClearSlot(slot);
+        return Pte.pfn(e);
+    }
+
+    /**
+     * Frees every table below the root, reachable from {@code [start, end)}, whose entries are all
+     * empty, bottom up (a table emptied by freeing its children goes too). Shared tables (share
+     * count above zero) are left alone.
+     *
+     * @return the number of tables freed
+     */
+    public synchronized int freeEmptyTables(long start, long end) {
+        ensureAlive();
+        checkRange(start, end);
+        return freeEmpty(rootPfn, root, 0, start, end);
+    }
+
+    /**
+     * Frees every table, the root included: the address space exits. Leaves are not touched
+     * (their pages belong to the caller). A shared table is not freed; its share count drops.
+     */
+    public synchronized void destroy() {
+        if (destroyed) {
+            return;
+        }
+        release(rootPfn, root);
+        destroyed = true;
+    }
+
+    /** Whether {@link #destroy()} was called. */
+    public synchronized boolean isDestroyed() {
+        return destroyed;
+    }
+
+    /** The tables as the kernel's page-table dump shows them, user half only. */
+    public String dump() {
+        return PtDump.dump(this, 0, mode.userAddressLimit());
+    }
+
+    /** The tables over {@code [start, end)} (canonical, 4 KiB aligned) in the kernel's dump format. */
+    public String dump(long start, long end) {
+        checkRange(start, end);
+        return PtDump.dump(this, start, end);
+    }
+
+    long rootPfn() {
+        return rootPfn;
+    }
+
+    FrameContents contents() {
+        return contents;
+    }
+
+    // ---- internals ----
+
+    static boolean isTablePointer(long e, Level level) {
+        return level != Level.PTE && (e & Pte.PRESENT) != 0 && !Pte.isLeaf(e, level);
+    }
+
+    private long existingLeafSlot(long va, PageSize size) {
+        ensureAlive();
+        checkLeafAddress(va, size);
+        Level level = Level.ofLeaf(size);
+        long slot = slot(va, level);
+        long e = slot < 0 ? 0 : readSlot(slot);
+        if (slot < 0 || Pte.isNone(e) || isTablePointer(e, level)) {
+            throw new InvalidArgumentException("va", va, "must be mapped by a " + size.label() + " leaf or swap entry (entry " + Pte.describe(e) + ")");
+        }
+        return slot;
+    }
+
+    /** The slot for va at level, allocating missing tables all or nothing. */
+    private long slotForWrite(long va, Level level) {
+        int missing = 0;
+        long tablePfn = rootPfn;
+        Level at = root;
+        for (; at != level; at = at.below()) {
+            long e = TableMemory.read(contents, tablePfn, at.index(va));
+            if (Pte.isNone(e)) {
+                missing = level.ordinal() - at.ordinal();
+                break;
+            }
+            if (!isTablePointer(e, at)) {
+                throw new InvalidArgumentException("va", va, "is covered by a " + at + " entry that is not a table (entry " + Pte.describe(e) + ")");
+            }
+            tablePfn = Pte.pfn(e);
+        }
+        if (missing > 0) {
+            long[] fresh = new long[missing];
+            for (int i = 0; i < missing; i++) {
+                long pfn = memory.tryAllocate(node, 0, true);
+                if (pfn < 0) {
+                    for (int j = 0; j < i; j++) {
+                        freeTable(fresh[j]);
+                    }
+                    throw new OutOfMemoryException("no free frame on node " + node + " for a page table (needed " + missing + ")");
+                }
+                initTable(pfn);
+                fresh[i] = pfn;
+            }
+            for (int i = 0; i < missing; i++, at = at.below()) {
+                TableMemory.write(contents, tablePfn, at.index(va), Pte.table(fresh[i]));
+                tablePfn = fresh[i];
+            }
+        }
+        return (tablePfn << 12) | ((long) level.index(va) << 3);
+    }
+
+    private long allocateTable() {
+        long pfn = memory.tryAllocate(node, 0, true);
+        if (pfn < 0) {
+            throw new OutOfMemoryException("no free frame on node " + node + " for a page table");
+        }
+        initTable(pfn);
+        return pfn;
+    }
+
+    private void initTable(long pfn) {
+        descriptors.setFlags(pfn, FrameFlags.PGTABLE);
+        contents.page(pfn); // a table is always materialised: walks read it
+        tablePages++;
+    }
+
+    private void freeTable(long pfn) {
+        descriptors.clearFlags(pfn, FrameFlags.PGTABLE);
+        memory.free(pfn); // contents stay, like a real freed frame, until the next zeroing allocation
+        tablePages--;
+    }
+
+    private int freeEmpty(long tablePfn, Level level, long base, long start, long end) {
+        int freed = 0;
+        Level below = level.below();
+        int first = level.index(start);
+        int last = level.index(end - 1);
+        for (int i = first; i <= last; i++) {
+            long e = TableMemory.read(contents, tablePfn, i);
+            if (!isTablePointer(e, level)) {
+                continue;
+            }
+            long child = Pte.pfn(e);
+            if (descriptors.ptShareCount(child) > 0) {
+                continue;
+            }
+            long childBase = signExtend(base + ((long) i << level.shift()));
+            if (below != Level.PTE) {
+                freed += freeEmpty(child, below, childBase, Math.max(start, childBase),
+                        Math.min(end, childBase + level.entrySpan()));
+            }
+            if (isEmpty(child)) {
+                TableMemory.write(contents, tablePfn, i, 0);
+                freeTable(child);
+                freed++;
+            }
+        }
+        return freed;
+    }
+
+    private void release(long tablePfn, Level level) {
+        Level below = level.below();
+        for (int i = 0; i < Level.ENTRIES && below != null; i++) {
+            long e = TableMemory.read(contents, tablePfn, i);
+            if (!isTablePointer(e, level)) {
+                continue;
+            }
+            long child = Pte.pfn(e);
+            TableMemory.write(contents, tablePfn, i, 0);
+            if (descriptors.ptShareCount(child) > 0) {
+                descriptors.addPtShareCount(child, -1); // another address space still uses it
+            } else {
+                release(child, below);
+            }
+        }
+        freeTable(tablePfn);
+    }
+
+    private boolean isEmpty(long tablePfn) {
+        for (int i = 0; i < Level.ENTRIES; i++) {
+            if (!Pte.isNone(TableMemory.read(contents, tablePfn, i))) {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    private long signExtend(long va) {
+        int unused = 64 - mode.virtualAddressBits();
+        return (va << unused) >> unused;
+    }
+
+    private static int slotIndex(long slot) {
+        return (int) ((slot & 0xFFF) >>> 3);
+    }
+
+    private void checkLevel(Level level) {
+        if (level == null || level.ordinal() < root.ordinal()) {
+            throw new InvalidArgumentException("level", level, "must exist in " + mode + " paging");
+        }
+    }
+
+    private void checkLeafAddress(long va, PageSize size) {
+        checkCanonical(va, "va");
+        if (!size.isAligned(va)) {
+            throw new InvalidArgumentException("va", va, "must be aligned to " + size.label());
+        }
+    }
+
+    private void checkCanonical(long va, String name) {
+        if (!mode.isCanonical(va)) {
+            throw new InvalidArgumentException(name, va, "must be canonical for " + mode.virtualAddressBits() + "-bit addresses");
+        }
+    }
+
+    private void checkRange(long start, long end) {
+        checkCanonical(start, "start");
+        if ((start & 0xFFF) != 0) {
+            throw new InvalidArgumentException("start", start, "must be 4K aligned");
+        }
+        if ((end & 0xFFF) != 0 || Long.compareUnsigned(end, start) <= 0) {
+            throw new InvalidArgumentException("end", end, "must be 4K aligned and above start 0x" + Long.toHexString(start));
+        }
+        if (!mode.isCanonical(end - 1) || (start < 0) != (end - 1 < 0)) {
+            throw new InvalidArgumentException("end", end, "must keep [start, end) inside one canonical half");
+        }
+    }
+
+    private static void checkLeafFlags(long flags, PageSize size) {
+        long illegal = Pte.illegalLeafFlags(flags, size);
+        if (illegal != 0) {
+            throw new InvalidArgumentException("flags", flags, "must not carry bits 0x" + Long.toHexString(illegal)
+                    + " in a " + size.label() + " leaf (PFN and PS bits are set by map)");
+        }
+    }
+
+    private void ensureAlive() {
+        if (destroyed) {
+            throw new ClosedException("page table at cr3 0x" + Long.toHexString(cr3()));
+        }
+        memory.ensureOpen();
+    }
+}

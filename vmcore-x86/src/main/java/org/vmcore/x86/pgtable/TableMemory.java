@@ -1,0 +1,44 @@
+package org.vmcore.x86.pgtable;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.lang.invoke.VarHandle;
+import java.nio.ByteOrder;
+import org.vmcore.x86.mem.FrameContents;
+
+/**
+ * Atomic access to page-table entries stored in frame contents. Entries are 64-bit
+ * little-endian words; an entry's address is its table's physical address plus 8 times its
+ * index. Every access is atomic on the word, as the hardware's and the kernel's are.
+ */
+final class TableMemory {
+    private static final VarHandle ENTRY = ValueLayout.JAVA_LONG.withOrder(ByteOrder.LITTLE_ENDIAN).varHandle();
+
+    private TableMemory() {
+    }
+
+    static long read(FrameContents contents, long tablePfn, int index) {
+        MemorySegment page = contents.pageOrNull(tablePfn);
+        return page == null ? 0 : (long) ENTRY.getVolatile(page, (long) index << 3);
+    }
+
+    static long read(MemorySegment table, int index) {
+        return (long) ENTRY.getVolatile(table, (long) index << 3);
+    }
+
+    static void write(FrameContents contents, long tablePfn, int index, long entry) {
+        ENTRY.setVolatile(contents.page(tablePfn), (long) index << 3, entry);
+    }
+
+    static boolean compareAndSet(FrameContents contents, long tablePfn, int index, long expected, long entry) {
+        return ENTRY.compareAndSet(contents.page(tablePfn), (long) index << 3, expected, entry);
+    }
+
+    static boolean compareAndSet(MemorySegment table, int index, long expected, long entry) {
+        return ENTRY.compareAndSet(table, (long) index << 3, expected, entry);
+    }
+
+    static long getAndSet(FrameContents contents, long tablePfn, int index, long entry) {
+        return (long) ENTRY.getAndSet(contents.page(tablePfn), (long) index << 3, entry);
+    }
+}

@@ -1,0 +1,50 @@
+package org.vmcore.x86.pgtable;
+
+import org.vmcore.api.PageSize;
+
+/**
+ * The outcome of one walk, filled in place so that a walk allocates nothing. A caller (a CPU)
+ * keeps one and reuses it.
+ */
+public final class WalkResult {
+    /** Whether the translation succeeded. */
+    public boolean ok;
+    /** On failure: the {@link PageFaultCode} bits. */
+    public int faultCode;
+    /** On success: the physical address of the accessed byte. */
+    public long physicalAddress;
+    /** On success: the head PFN of the mapped page (2 MiB / 1 GiB aligned for huge leaves). */
+    public long pagePfn;
+    /** On success: the size of the mapped page. */
+    public PageSize pageSize;
+    /** The last entry read: the leaf on success (with A/D as set by this walk), or the faulting one. */
+    public long entry;
+    /** The level of {@link #entry}. */
+    public Level level;
+    /** Physical address of {@link #entry}'s slot. */
+    public long entrySlot;
+    /** Table PFNs used at each level, indexed by {@link Level#ordinal()}; -1 where not reached. */
+    public final long[] tablePfn = new long[Level.values().length];
+    /** Entries read at each level, indexed by {@link Level#ordinal()}; 0 where not reached. */
+    public final long[] entries = new long[Level.values().length];
+
+    void reset() {
+        ok = false;
+        faultCode = 0;
+        physicalAddress = -1;
+        pagePfn = -1;
+        pageSize = null;
+        entry = 0;
+        level = null;
+        entrySlot = -1;
+        java.util.Arrays.fill(tablePfn, -1);
+        java.util.Arrays.fill(entries, 0);
+    }
+
+    @Override
+    public String toString() {
+        return ok
+                ? "ok pa=0x" + Long.toHexString(physicalAddress) + " " + pageSize.label() + " " + Pte.describe(entry)
+                : "fault " + PageFaultCode.describe(faultCode) + " at " + level + " " + Pte.describe(entry);
+    }
+}

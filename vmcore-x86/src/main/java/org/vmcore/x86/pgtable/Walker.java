@@ -1,0 +1,221 @@
+package org.vmcore.x86.pgtable;
+
+import java.lang.foreign.MemorySegment;
+import org.vmcore.api.InvalidArgumentException;
+import org.vmcore.api.PageSize;
+import org.vmcore.api.PagingMode;
+import org.vmcore.x86.mem.FrameContents;
+import org.vmcore.x86.mem.PhysicalMemory;
+
+/**
+ * The hardware page walker of one CPU: translates a virtual address through the tables at
+ * CR3 the way an x86-64 core does.
+ *
+ * <p>It checks canonicality (#GP otherwise), presence, reserved bits (physical-address bits at
+ * and above MAXPHYADDR, PS in PML4/PML5 entries, the low PFN bits of 2 MiB and 1 GiB leaves),
+ * user/supervisor and write permission over all levels (CR0.WP is on, as Linux runs), NX
+ * (EFER.NXE on), and protection keys against PKRU for user data accesses (CR4.PKE on; PKRU
+ * 0 allows everything). After a successful check it sets A in every entry it used and D in
+ * the leaf on a write, each with a compare-and-set, restarting the walk if an entry changed
+ * underneath, as the hardware's locked updates do. A failed walk sets no bits.
+ *
+ * <p>Supervisor accesses follow SMEP/SMAP off. A walk allocates nothing.
+ */
+public final class Walker {
+    private static final int PTE_ORD = Level.PTE.ordinal();
+    private static final int PMD_ORD = Level.PMD.ordinal();
+    private static final int PUD_ORD = Level.PUD.ordinal();
+    private static final long LOW_2M_PFN_BITS = ((1L << 21) - 1) & ~((1L << 13) - 1);
+    private static final long LOW_1G_PFN_BITS = ((1L << 30) - 1) & ~((1L << 13) - 1);
+
+    private final FrameContents contents;
+    private final long frameCount;
+    private final int maxPhysAddrBits;
+    private final long physReserved;
+    private int pkru;
+
+    /** A walker with MAXPHYADDR of 46 bits, a common value for server cores. */
+    public Walker(PhysicalMemory memory) {
+        this(memory, 46);
+    }
+
+    /**
+     * A walker whose CPU implements {@code maxPhysAddrBits} physical-address bits.
+     *
+     * @throws InvalidArgumentException if the width is outside 36..52 or too small for the memory
+     */
+    public Walker(PhysicalMemory memory, int maxPhysAddrBits) {
+        if (maxPhysAddrBits < 36 || maxPhysAddrBits > PhysicalMemory.MAX_PHYS_BITS) {
+            throw new InvalidArgumentException("maxPhysAddrBits", maxPhysAddrBits, "must be between 36 and 52");
+        }
+        if (memory.frameCount() > (1L << (maxPhysAddrBits - 12))) {
+            throw new InvalidArgumentException("maxPhysAddrBits", maxPhysAddrBits,
+                    "must address all " + (memory.frameCount() << 12) + " bytes of memory");
+        }
+        this.contents = memory.contents();
+        this.frameCount = memory.frameCount();
+        this.maxPhysAddrBits = maxPhysAddrBits;
+        this.physReserved = ((1L << 52) - 1) & ~((1L << maxPhysAddrBits) - 1);
+    }
+
+    /** MAXPHYADDR of this walker's CPU. */
+    public int maxPhysAddrBits() {
+        return maxPhysAddrBits;
+    }
+
+    /** The PKRU register: two bits per key, access-disable (2k) and write-disable (2k+1). */
+    public int pkru() {
+        return pkru;
+    }
+
+    /** Loads PKRU (WRPKRU). */
+    public void setPkru(int pkru) {
+        this.pkru = pkru;
+    }
+
+    /** Walks {@code table} for an access; see {@link #walk(long, PagingMode, long, int, WalkResult)}. */
+    public boolean walk(PageTable table, long va, int access, WalkResult out) {
+        return walk(table.cr3(), table.mode(), va, access, out);
+    }
+
+    /**
+     * Translates {@code va} for an access described by {@link PageFaultCode#WRITE},
+     * {@link PageFaultCode#USER} and {@link PageFaultCode#FETCH} bits in {@code access}.
+     *
+     * @return true with the translation in {@code out}, or false with {@code out.faultCode} set
+     */
+    public boolean walk(long cr3, PagingMode mode, long va, int access, WalkResult out) {
+        if ((access & ~PageFaultCode.ACCESS_BITS) != 0) {
+            throw new InvalidArgumentException("access", access, "must combine only WRITE (2), USER (4) and FETCH (16)");
+        }
+        return walk(cr3, mode, va, access, out, true);
+    }
+
+    /**
+     * A software walk (the kernel's follow_page): finds the entry that maps {@code va} without
+     * checking permissions and without setting A or D. Returns true when a present leaf maps it;
+     * otherwise {@code out.entry} and {@code out.level} show where the walk stopped.
+     */
+    public boolean translate(long cr3, PagingMode mode, long va, WalkResult out) {
+        return walk(cr3, mode, va, 0, out, false);
+    }
+
+    private boolean walk(long cr3, PagingMode mode, long va, int access, WalkResult out, boolean hardware) {
+        out.reset();
+        if (!mode.isCanonical(va)) {
+            out.faultCode = PageFaultCode.GENERAL_PROTECTION | access;
+            return false;
+        }
+        int rootOrd = Level.root(mode).ordinal();
+        while (true) {
+            long tablePfn = cr3 >>> 12;
+            long rwAll = Pte.RW;
+            long usAll = Pte.USER;
+            long nxAny = 0;
+            int ord = rootOrd;
+            long e;
+            while (true) {
+                int index = (int) ((va >>> (48 - 9 * ord)) & (Level.ENTRIES - 1));
+                out.tablePfn[ord] = tablePfn;
+                out.level = Level.values()[ord];
+                out.entrySlot = (tablePfn << 12) + ((long) index << 3);
+                if (tablePfn >= frameCount) { // no memory behind the address: reads as all ones
+                    out.entry = -1L;
+                    out.faultCode = access | PageFaultCode.PROTECTION | PageFaultCode.RESERVED;
+                    return false;
+                }
+                MemorySegment table = contents.pageOrNull(tablePfn);
+                e = table == null ? 0 : TableMemory.read(table, index);
+                out.entries[ord] = e;
+                out.entry = e;
+                if ((e & Pte.PRESENT) == 0) {
+                    out.faultCode = access;
+                    return false;
+                }
+                boolean large = (ord == PMD_ORD || ord == PUD_ORD) && (e & Pte.PSE) != 0;
+                if ((e & reservedBits(ord, large)) != 0) {
+                    out.faultCode = access | PageFaultCode.PROTECTION | PageFaultCode.RESERVED;
+                    return false;
+                }
+                rwAll &= e;
+                usAll &= e;
+                nxAny |= e;
+                if (ord == PTE_ORD || large) {
+                    break;
+                }
+                tablePfn = (e & Pte.PFN_MASK) >>> 12;
+                ord++;
+            }
+            PageSize size = ord == PTE_ORD ? PageSize.SIZE_4K : ord == PMD_ORD ? PageSize.SIZE_2M : PageSize.SIZE_1G;
+            if (hardware) {
+                int denied = permissionFault(access, rwAll, usAll, nxAny, e);
+                if (denied != 0) {
+                    out.faultCode = denied;
+                    return false;
+                }
+                if (!setAccessedDirty(va, rootOrd, ord, (access & PageFaultCode.WRITE) != 0, out)) {
+                    continue; // an entry changed under us: walk again
+                }
+                e = out.entries[ord];
+                out.entry = e;
+            }
+            long pagePfn = (e & Pte.pfnMask(size)) >>> 12;
+            out.ok = true;
+            out.pageSize = size;
+            out.pagePfn = pagePfn;
+            out.physicalAddress = (pagePfn << 12) | (va & (size.bytes() - 1));
+            return true;
+        }
+    }
+
+    private long reservedBits(int ord, boolean large) {
+        if (ord < PUD_ORD) {
+            return physReserved | Pte.PSE;
+        }
+        if (large) {
+            return physReserved | (ord == PUD_ORD ? LOW_1G_PFN_BITS : LOW_2M_PFN_BITS);
+        }
+        return physReserved;
+    }
+
+    private int permissionFault(int access, long rwAll, long usAll, long nxAny, long leaf) {
+        boolean user = (access & PageFaultCode.USER) != 0;
+        boolean write = (access & PageFaultCode.WRITE) != 0;
+        boolean fetch = (access & PageFaultCode.FETCH) != 0;
+        int fault = access | PageFaultCode.PROTECTION;
+        if (user && usAll == 0) {
+            return fault;
+        }
+        if (write && rwAll == 0) { // CR0.WP=1: supervisor writes obey RW too
+            return fault;
+        }
+        if (fetch && (nxAny & Pte.NX) != 0) {
+            return fault;
+        }
+        if (user && !fetch && pkru != 0) {
+            int key = Pte.pkey(leaf);
+            boolean accessDisabled = (pkru >>> (2 * key) & 1) != 0;
+            boolean writeDisabled = (pkru >>> (2 * key + 1) & 1) != 0;
+            if (accessDisabled || (write && writeDisabled)) {
+                return fault | PageFaultCode.PKEY;
+            }
+        }
+        return 0;
+    }
+
+    private boolean setAccessedDirty(long va, int rootOrd, int leafOrd, boolean write, WalkResult out) {
+        for (int ord = rootOrd; ord <= leafOrd; ord++) {
+            long e = out.entries[ord];
+            long want = ord == leafOrd && write ? Pte.ACCESSED | Pte.DIRTY : Pte.ACCESSED;
+            if ((e & want) != want) {
+                int index = (int) ((va >>> (48 - 9 * ord)) & (Level.ENTRIES - 1));
+                MemorySegment table = contents.pageOrNull(out.tablePfn[ord]);
+                if (table == null || !TableMemory.compareAndSet(table, index, e, e | want)) {
+                    return false;
+                }
+                out.entries[ord] = e | want;
+            }
+        }
+        return true;
+    }
+}
