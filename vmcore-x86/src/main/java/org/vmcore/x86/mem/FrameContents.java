@@ -5,17 +5,20 @@ import java.lang.foreign.ValueLayout;
 import java.lang.invoke.MethodHandles;
 import java.lang.invoke.VarHandle;
 import java.nio.ByteOrder;
-import java.util.ArrayDeque;
 import org.vmcore.api.InvalidArgumentException;
 
 /**
  * The bytes of simulated physical memory, materialised lazily.
  *
  * <p>A frame that was never written has no host memory and reads as zero. The first write
- * gives it a 4 KiB page cut from a 2 MiB off-heap slab. {@link #discard} returns a frame to the
- * never-written state (the page is recycled), which is how an allocation asks for zeroed memory.
- * Freeing a frame does not discard its contents: like real memory, a freed frame keeps its
- * bytes until it is reused, so a write through a stale translation is still visible there.
+ * gives it a 4 KiB page cut from a 2 MiB off-heap slab, and the frame keeps that page until the
+ * memory is closed: {@link #zero} clears the bytes in place. So a page segment obtained for a
+ * frame stays the frame's page, which lets a walker cache it without invalidation. Host memory
+ * thus grows with the set of frames ever written, which the allocator keeps small by handing
+ * out recently freed frames first.
+ *
+ * <p>Freeing a frame does not clear it: like real memory, a freed frame keeps its bytes until a
+ * zeroing allocation reuses it, so a write through a stale translation is still visible there.
  *
  * <p>Multi-byte values are little-endian, as on x86.
  */
@@ -34,7 +37,6 @@ public final class FrameContents {
     private final OffHeap offHeap;
     private final long frameCount;
     private final MemorySegment[][] sections;
-    private final ArrayDeque<MemorySegment> recycled = new ArrayDeque<>();
     private MemorySegment slab;
     private long slabUsed = SLAB_BYTES;
     private long materialised;
@@ -45,19 +47,19 @@ public final class FrameContents {
         this.sections = new MemorySegment[(int) ((frameCount + SECTION_FRAMES - 1) >>> SECTION_SHIFT)][];
     }
 
-    /** Number of frames that currently hold host memory. */
+    /** Number of frames that hold host memory (were ever written). */
     public synchronized long materialisedFrames() {
         return materialised;
     }
 
-    /** Whether {@code pfn} holds host memory (was written since it was last discarded). */
+    /** Whether {@code pfn} holds host memory (was ever written). */
     public boolean isMaterialised(long pfn) {
         return pageOrNull(pfn) != null;
     }
 
     /**
-     * The 4 KiB page of {@code pfn}, or null when the frame reads as zero. The segment stays
-     * valid until the frame is {@linkplain #discard discarded}.
+     * The 4 KiB page of {@code pfn}, or null when the frame was never written (reads as zero).
+     * Once non-null, the same segment is returned for the frame until the memory is closed.
      */
     public MemorySegment pageOrNull(long pfn) {
         checkPfn(pfn);
@@ -71,22 +73,18 @@ public final class FrameContents {
         return page != null ? page : materialise(pfn);
     }
 
-    /** Returns {@code frames} frames from {@code pfn} on to the never-written (zero) state. */
-    public synchronized void discard(long pfn, long frames) {
+    /** Makes {@code frames} frames from {@code pfn} on read as zero (clear_page). */
+    public void zero(long pfn, long frames) {
         checkRange(pfn, frames);
         for (long f = pfn; f < pfn + frames; f++) {
-            MemorySegment[] inner = sections[(int) (f >>> SECTION_SHIFT)];
+            MemorySegment[] inner = (MemorySegment[]) OUTER.getAcquire(sections, (int) (f >>> SECTION_SHIFT));
             if (inner == null) {
-                f |= SECTION_FRAMES - 1; // whole section never written
+                f |= SECTION_FRAMES - 1; // a section never written reads as zero already
                 continue;
             }
-            int i = (int) (f & (SECTION_FRAMES - 1));
-            MemorySegment page = inner[i];
+            MemorySegment page = (MemorySegment) INNER.getAcquire(inner, (int) (f & (SECTION_FRAMES - 1)));
             if (page != null) {
-                INNER.setRelease(inner, i, (MemorySegment) null);
                 page.fill((byte) 0);
-                recycled.push(page);
-                materialised--;
             }
         }
     }
@@ -101,7 +99,7 @@ public final class FrameContents {
         for (long i = 0; i < frames; i++) {
             MemorySegment src = pageOrNull(srcPfn + i);
             if (src == null) {
-                discard(dstPfn + i, 1);
+                zero(dstPfn + i, 1);
             } else {
                 page(dstPfn + i).copyFrom(src);
             }
@@ -200,15 +198,12 @@ public final class FrameContents {
         int i = (int) (pfn & (SECTION_FRAMES - 1));
         MemorySegment page = inner[i];
         if (page == null) {
-            page = recycled.poll();
-            if (page == null) {
-                if (slabUsed == SLAB_BYTES) {
-                    slab = offHeap.allocate(SLAB_BYTES);
-                    slabUsed = 0;
-                }
-                page = slab.asSlice(slabUsed, PAGE);
-                slabUsed += PAGE;
+            if (slabUsed == SLAB_BYTES) {
+                slab = offHeap.allocate(SLAB_BYTES);
+                slabUsed = 0;
             }
+            page = slab.asSlice(slabUsed, PAGE);
+            slabUsed += PAGE;
             INNER.setRelease(inner, i, page);
             materialised++;
         }

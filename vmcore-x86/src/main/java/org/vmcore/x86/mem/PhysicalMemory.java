@@ -117,7 +117,7 @@ public final class PhysicalMemory implements AutoCloseable {
 
     /**
      * Allocates 2^{@code order} frames on {@code node}; with {@code zero} the block reads as zero
-     * (its old contents are discarded), otherwise it keeps whatever a previous user left.
+     * (__GFP_ZERO), otherwise it keeps whatever a previous user left.
      *
      * @return the head pfn
      * @throws OutOfMemoryException if the node has no free block of that order
@@ -137,7 +137,7 @@ public final class PhysicalMemory implements AutoCloseable {
         checkNode(node);
         long pfn = allocators[node].allocate(order);
         if (pfn >= 0 && zero) {
-            contents.discard(pfn, 1L << order);
+            contents.zero(pfn, 1L << order);
         }
         return pfn;
     }

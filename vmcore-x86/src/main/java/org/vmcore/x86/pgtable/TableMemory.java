@@ -26,6 +26,11 @@ final class TableMemory {
         return (long) ENTRY.getVolatile(table, (long) index << 3);
     }
 
+    /** An atomic read with no ordering, as the hardware walker's reads are. */
+    static long readOpaque(MemorySegment table, int index) {
+        return (long) ENTRY.getOpaque(table, (long) index << 3);
+    }
+
     static void write(FrameContents contents, long tablePfn, int index, long entry) {
         ENTRY.setVolatile(contents.page(tablePfn), (long) index << 3, entry);
     }

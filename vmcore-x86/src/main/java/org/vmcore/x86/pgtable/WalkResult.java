@@ -37,8 +37,10 @@ public final class WalkResult {
         entry = 0;
         level = null;
         entrySlot = -1;
-        java.util.Arrays.fill(tablePfn, -1);
-        java.util.Arrays.fill(entries, 0);
+        for (int i = 0; i < tablePfn.length; i++) {
+            tablePfn[i] = -1;
+            entries[i] = 0;
+        }
     }
 
     @Override

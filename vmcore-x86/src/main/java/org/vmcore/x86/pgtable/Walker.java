@@ -19,9 +19,11 @@ import org.vmcore.x86.mem.PhysicalMemory;
  * the leaf on a write, each with a compare-and-set, restarting the walk if an entry changed
  * underneath, as the hardware's locked updates do. A failed walk sets no bits.
  *
- * <p>Supervisor accesses follow SMEP/SMAP off. A walk allocates nothing.
+ * <p>Supervisor accesses follow SMEP/SMAP off. A walk allocates nothing. A walker belongs to one
+ * CPU and is used by one thread at a time.
  */
 public final class Walker {
+    private static final Level[] LEVELS = Level.values();
     private static final int PTE_ORD = Level.PTE.ordinal();
     private static final int PMD_ORD = Level.PMD.ordinal();
     private static final int PUD_ORD = Level.PUD.ordinal();
@@ -33,6 +35,11 @@ public final class Walker {
     private final int maxPhysAddrBits;
     private final long physReserved;
     private int pkru;
+    // Host pages of the tables used last at each level: a frame's page never changes once it
+    // exists (FrameContents), so this lookup cache needs no invalidation. It is not a model of
+    // the CPU's paging-structure caches; the walk still reads every entry from memory.
+    private final long[] cachedTablePfn = {-1, -1, -1, -1, -1};
+    private final MemorySegment[] cachedTable = new MemorySegment[5];
 
     /** A walker with MAXPHYADDR of 46 bits, a common value for server cores. */
     public Walker(PhysicalMemory memory) {
@@ -117,15 +124,15 @@ public final class Walker {
             while (true) {
                 int index = (int) ((va >>> (48 - 9 * ord)) & (Level.ENTRIES - 1));
                 out.tablePfn[ord] = tablePfn;
-                out.level = Level.values()[ord];
+                out.level = LEVELS[ord];
                 out.entrySlot = (tablePfn << 12) + ((long) index << 3);
                 if (tablePfn >= frameCount) { // no memory behind the address: reads as all ones
                     out.entry = -1L;
                     out.faultCode = access | PageFaultCode.PROTECTION | PageFaultCode.RESERVED;
                     return false;
                 }
-                MemorySegment table = contents.pageOrNull(tablePfn);
-                e = table == null ? 0 : TableMemory.read(table, index);
+                MemorySegment table = tablePage(ord, tablePfn);
+                e = table == null ? 0 : TableMemory.readOpaque(table, index);
                 out.entries[ord] = e;
                 out.entry = e;
                 if ((e & Pte.PRESENT) == 0) {
@@ -166,6 +173,18 @@ public final class Walker {
             out.physicalAddress = (pagePfn << 12) | (va & (size.bytes() - 1));
             return true;
         }
+    }
+
+    private MemorySegment tablePage(int ord, long tablePfn) {
+        if (cachedTablePfn[ord] == tablePfn) {
+            return cachedTable[ord];
+        }
+        MemorySegment page = contents.pageOrNull(tablePfn);
+        if (page != null) {
+            cachedTablePfn[ord] = tablePfn;
+            cachedTable[ord] = page;
+        }
+        return page;
     }
 
     private long reservedBits(int ord, boolean large) {
@@ -209,7 +228,7 @@ public final class Walker {
             long want = ord == leafOrd && write ? Pte.ACCESSED | Pte.DIRTY : Pte.ACCESSED;
             if ((e & want) != want) {
                 int index = (int) ((va >>> (48 - 9 * ord)) & (Level.ENTRIES - 1));
-                MemorySegment table = contents.pageOrNull(out.tablePfn[ord]);
+                MemorySegment table = tablePage(ord, out.tablePfn[ord]);
                 if (table == null || !TableMemory.compareAndSet(table, index, e, e | want)) {
                     return false;
                 }

@@ -42,19 +42,21 @@ class FrameContentsTest {
     }
 
     @Test
-    void discardReturnsFramesToZeroAndRecyclesTheirPages() {
+    void zeroClearsFramesInPlaceAndKeepsTheirPages() {
         try (PhysicalMemory memory = new PhysicalMemory(1L << 20)) {
             FrameContents contents = memory.contents();
             byte[] data = new byte[3 * 4096];
             java.util.Arrays.fill(data, (byte) 0x5A);
             contents.writeBytes(0x10_000, data, 0, data.length);
+            java.lang.foreign.MemorySegment page = contents.pageOrNull(0x11);
             long reserved = memory.offHeapBytes();
-            contents.discard(0x10, 3);
-            assertThat(contents.materialisedFrames()).isZero();
+            contents.zero(0x0f, 5); // includes two frames never written
             assertThat(contents.read(0x10_008, 8)).isZero();
-            contents.write(0x20_000, 1, 1);
-            assertThat(contents.read(0x20_001, 1)).as("a recycled page comes back zeroed").isZero();
-            assertThat(memory.offHeapBytes()).as("no new slab for a recycled page").isEqualTo(reserved);
+            assertThat(contents.read(0x12_ff8, 8)).isZero();
+            assertThat(contents.pageOrNull(0x11)).as("a frame keeps its host page").isSameAs(page);
+            assertThat(contents.isMaterialised(0x0f)).as("zeroing does not materialise").isFalse();
+            assertThat(contents.materialisedFrames()).isEqualTo(3);
+            assertThat(memory.offHeapBytes()).isEqualTo(reserved);
         }
     }
 
@@ -66,8 +68,8 @@ class FrameContentsTest {
             contents.write(0x8_0000 + 0x1010, 8, 99); // destination frame 1 holds junk
             contents.copy(0, 0x80, 2);
             assertThat(contents.read(0x8_0010, 8)).isEqualTo(42);
-            assertThat(contents.read(0x8_1010, 8)).isZero();
-            assertThat(contents.isMaterialised(0x81)).isFalse();
+            assertThat(contents.read(0x8_1010, 8)).as("an untouched source frame copies as zero").isZero();
+            assertThat(contents.isMaterialised(0x80)).isTrue();
         }
     }
 
