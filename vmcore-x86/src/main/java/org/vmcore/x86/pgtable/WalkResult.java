@@ -28,7 +28,8 @@ public final class WalkResult {
     /** Entries read at each level, indexed by {@link Level#ordinal()}; 0 where not reached. */
     public final long[] entries = new long[Level.values().length];
 
-    void reset() {
+    /** Resets the scalar fields; the walk fills or clears every level of the arrays. */
+    void begin() {
         ok = false;
         faultCode = 0;
         physicalAddress = -1;
@@ -37,7 +38,11 @@ public final class WalkResult {
         entry = 0;
         level = null;
         entrySlot = -1;
-        for (int i = 0; i < tablePfn.length; i++) {
+    }
+
+    /** Marks levels {@code from} (inclusive) to {@code to} (exclusive) as not reached. */
+    void clearLevels(int from, int to) {
+        for (int i = from; i < to; i++) {
             tablePfn[i] = -1;
             entries[i] = 0;
         }

@@ -24,6 +24,7 @@ import org.vmcore.x86.mem.PhysicalMemory;
  */
 public final class Walker {
     private static final Level[] LEVELS = Level.values();
+    private static final int LEVEL_COUNT = LEVELS.length;
     private static final int PTE_ORD = Level.PTE.ordinal();
     private static final int PMD_ORD = Level.PMD.ordinal();
     private static final int PUD_ORD = Level.PUD.ordinal();
@@ -108,12 +109,15 @@ public final class Walker {
     }
 
     private boolean walk(long cr3, PagingMode mode, long va, int access, WalkResult out, boolean hardware) {
-        out.reset();
+        out.begin();
         if (!mode.isCanonical(va)) {
             out.faultCode = PageFaultCode.GENERAL_PROTECTION | access;
+            out.clearLevels(0, LEVEL_COUNT);
             return false;
         }
         int rootOrd = Level.root(mode).ordinal();
+        long[] tablePfns = out.tablePfn;
+        long[] entries = out.entries;
         while (true) {
             long tablePfn = cr3 >>> 12;
             long rwAll = Pte.RW;
@@ -123,26 +127,20 @@ public final class Walker {
             long e;
             while (true) {
                 int index = (int) ((va >>> (48 - 9 * ord)) & (Level.ENTRIES - 1));
-                out.tablePfn[ord] = tablePfn;
-                out.level = LEVELS[ord];
-                out.entrySlot = (tablePfn << 12) + ((long) index << 3);
+                tablePfns[ord] = tablePfn;
                 if (tablePfn >= frameCount) { // no memory behind the address: reads as all ones
-                    out.entry = -1L;
-                    out.faultCode = access | PageFaultCode.PROTECTION | PageFaultCode.RESERVED;
-                    return false;
+                    entries[ord] = -1L;
+                    return stop(out, rootOrd, ord, index, -1L, access | PageFaultCode.PROTECTION | PageFaultCode.RESERVED);
                 }
                 MemorySegment table = tablePage(ord, tablePfn);
                 e = table == null ? 0 : TableMemory.readOpaque(table, index);
-                out.entries[ord] = e;
-                out.entry = e;
+                entries[ord] = e;
                 if ((e & Pte.PRESENT) == 0) {
-                    out.faultCode = access;
-                    return false;
+                    return stop(out, rootOrd, ord, index, e, access);
                 }
                 boolean large = (ord == PMD_ORD || ord == PUD_ORD) && (e & Pte.PSE) != 0;
                 if ((e & reservedBits(ord, large)) != 0) {
-                    out.faultCode = access | PageFaultCode.PROTECTION | PageFaultCode.RESERVED;
-                    return false;
+                    return stop(out, rootOrd, ord, index, e, access | PageFaultCode.PROTECTION | PageFaultCode.RESERVED);
                 }
                 rwAll &= e;
                 usAll &= e;
@@ -153,19 +151,23 @@ public final class Walker {
                 tablePfn = (e & Pte.PFN_MASK) >>> 12;
                 ord++;
             }
-            PageSize size = ord == PTE_ORD ? PageSize.SIZE_4K : ord == PMD_ORD ? PageSize.SIZE_2M : PageSize.SIZE_1G;
+            int leafIndex = (int) ((va >>> (48 - 9 * ord)) & (Level.ENTRIES - 1));
             if (hardware) {
                 int denied = permissionFault(access, rwAll, usAll, nxAny, e);
                 if (denied != 0) {
-                    out.faultCode = denied;
-                    return false;
+                    return stop(out, rootOrd, ord, leafIndex, e, denied);
                 }
                 if (!setAccessedDirty(va, rootOrd, ord, (access & PageFaultCode.WRITE) != 0, out)) {
                     continue; // an entry changed under us: walk again
                 }
-                e = out.entries[ord];
-                out.entry = e;
+                e = entries[ord];
             }
+            PageSize size = ord == PTE_ORD ? PageSize.SIZE_4K : ord == PMD_ORD ? PageSize.SIZE_2M : PageSize.SIZE_1G;
+            out.clearLevels(0, rootOrd);
+            out.clearLevels(ord + 1, LEVEL_COUNT);
+            out.entry = e;
+            out.level = LEVELS[ord];
+            out.entrySlot = (tablePfns[ord] << 12) + ((long) leafIndex << 3);
             long pagePfn = (e & Pte.pfnMask(size)) >>> 12;
             out.ok = true;
             out.pageSize = size;
@@ -173,6 +175,17 @@ public final class Walker {
             out.physicalAddress = (pagePfn << 12) | (va & (size.bytes() - 1));
             return true;
         }
+    }
+
+    /** Records where a failed walk stopped; levels above the root and below the stop are unset. */
+    private static boolean stop(WalkResult out, int rootOrd, int ord, int index, long e, int faultCode) {
+        out.clearLevels(0, rootOrd);
+        out.clearLevels(ord + 1, LEVEL_COUNT);
+        out.entry = e;
+        out.level = LEVELS[ord];
+        out.entrySlot = (out.tablePfn[ord] << 12) + ((long) index << 3);
+        out.faultCode = faultCode;
+        return false;
     }
 
     private MemorySegment tablePage(int ord, long tablePfn) {
