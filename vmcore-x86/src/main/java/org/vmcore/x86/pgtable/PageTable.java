@@ -78,9 +78,33 @@ public final class PageTable {
         return memory;
     }
 
-    /** Table pages this page table allocated and still holds, the root included. */
+    /**
+     * Table pages this tree references, the root included: the kernel's page-table accounting
+     * per mm, in which a shared PMD table counts once for every address space that points at it.
+     */
     public synchronized long tablePages() {
         return tablePages;
+    }
+
+    /**
+     * Tables of {@code level} this tree points at (for PMD: the kernel's nr_pmds), shared ones
+     * included.
+     */
+    public synchronized long tablesAt(Level level) {
+        checkLevel(level);
+        return level == root ? 1 : countTables(rootPfn, root, level);
+    }
+
+    private long countTables(long tablePfn, Level at, Level wanted) {
+        long n = 0;
+        Level below = at.below();
+        for (int i = 0; i < Level.ENTRIES; i++) {
+            long e = TableMemory.read(contents, tablePfn, i);
+            if (isTablePointer(e, at)) {
+                n += below == wanted ? 1 : countTables(Pte.pfn(e), below, wanted);
+            }
+        }
+        return n;
     }
 
     // ---- entry lookup ----
@@ -254,6 +278,7 @@ public final class PageTable {
             throw new InvalidArgumentException("va", va, "must have an empty " + level + " entry (entry " + Pte.describe(old) + ")");
         }
         TableMemory.write(contents, slot >>> 12, slotIndex(slot), Pte.table(tablePfn));
+        tablePages++; // mm_inc_nr_pmds: the shared table now counts for this tree too
     }
 
     /**
@@ -271,6 +296,7 @@ public final class PageTable {
             throw new InvalidArgumentException("va", va, "must have a " + level + " entry that points to a table (entry " + Pte.describe(e) + ")");
         }
         getAndClearSlot(slot);
+        tablePages--; // mm_dec_nr_pmds: the table is no longer this tree's
         return Pte.pfn(e);
     }
 
@@ -438,6 +464,7 @@ public final class PageTable {
             TableMemory.write(contents, tablePfn, i, 0);
             if (descriptors.ptShareCount(child) > 0) {
                 descriptors.addPtShareCount(child, -1); // another address space still uses it
+                tablePages--;
             } else {
                 release(child, below);
             }

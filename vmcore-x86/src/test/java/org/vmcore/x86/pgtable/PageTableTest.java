@@ -124,7 +124,8 @@ class PageTableTest {
 
         memory.descriptors().addPtShareCount(pmdTable, 1); // what huge_pmd_share does
         b.populate(7 * GIB, Level.PUD, pmdTable);
-        assertThat(b.tablePages()).as("b allocated a PUD table but no PMD table").isEqualTo(2);
+        assertThat(b.tablePages()).as("root, its own PUD table and the shared PMD table").isEqualTo(3);
+        assertThat(a.tablePages()).as("the shared table counts for its first owner too").isEqualTo(4);
         assertThat(walker.walk(b, 7 * GIB + 0x20_0010, PageFaultCode.USER, out)).isTrue();
         assertThat(out.physicalAddress).isEqualTo((page << 12) + 0x10);
 
@@ -137,7 +138,9 @@ class PageTableTest {
         memory.descriptors().addPtShareCount(pmdTable, 1);
         c.populate(GIB, Level.PUD, pmdTable);
         assertThat(c.freeEmptyTables(GIB, 2 * GIB)).as("a shared table is never freed").isZero();
+        assertThat(c.tablePages()).isEqualTo(3);
         assertThat(c.clearTable(GIB, Level.PUD)).isEqualTo(pmdTable); // huge_pmd_unshare's pud_clear
+        assertThat(c.tablePages()).as("unsharing drops the table from c's count").isEqualTo(2);
         memory.descriptors().addPtShareCount(pmdTable, -1);
         assertThat(walker.walk(c, GIB + 0x20_0000, PageFaultCode.USER, out)).isFalse();
         assertThat(walker.walk(a, GIB + 0x20_0000, PageFaultCode.USER, out)).isTrue();

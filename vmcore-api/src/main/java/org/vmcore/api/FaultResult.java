@@ -1,0 +1,19 @@
+package org.vmcore.api;
+
+/** How {@link AddressSpace#fault} resolved a fault. */
+public enum FaultResult {
+    /** The entry already allowed the access (a spurious fault); nothing changed. */
+    ALREADY_MAPPED,
+    /** A new zeroed page was allocated and mapped (demand zero, or a hugetlb pool page). */
+    NEW_PAGE,
+    /** A page already in the page cache (shmem or hugetlbfs) was mapped. */
+    PAGE_CACHE,
+    /** The entry was already filled through a PMD table shared with another address space. */
+    SHARED_TABLE,
+    /** A write to a copy-on-write page copied it into a new private page. */
+    COW_COPY,
+    /** A write to a copy-on-write page that nobody else maps made it writable in place. */
+    COW_REUSE,
+    /** The entry is a migration entry: the access must wait until that page's migration ends. */
+    MIGRATION_WAIT
+}

@@ -1,0 +1,175 @@
+package org.vmcore.api;
+
+import java.util.ArrayList;
+import java.util.EnumSet;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.ServiceLoader;
+import java.util.Set;
+
+/**
+ * A simulated x86-64 machine: NUMA memory, CPUs, hugetlb pools and the kernel's memory
+ * management. Closing it frees every off-heap byte it took; every object obtained from it is
+ * unusable afterwards ({@link ClosedException}).
+ *
+ * <pre>{@code
+ * try (Machine machine = Machine.builder().node(4L << 30).node(4L << 30)
+ *         .hugePages(0, PageSize.SIZE_2M, 1024).build()) {
+ *     AddressSpace mm = machine.createAddressSpace();
+ *     long va = mm.mmap(0, 1L << 20, Protection.READ_WRITE, MapFlags.MAP_PRIVATE | MapFlags.MAP_ANONYMOUS);
+ *     mm.fault(va, Access.WRITE);
+ * }
+ * }</pre>
+ */
+public interface Machine extends AutoCloseable {
+    /** A builder; {@link Builder#build()} loads the implementation through ServiceLoader. */
+    static Builder builder() {
+        return new Builder();
+    }
+
+    /** The configuration this machine was built with. */
+    MachineConfig config();
+
+    /** A new, empty address space whose pages and tables come from node 0 first. */
+    AddressSpace createAddressSpace();
+
+    /**
+     * A new, empty address space whose pages and tables come from {@code homeNode} first.
+     *
+     * @throws InvalidArgumentException if the node does not exist
+     */
+    AddressSpace createAddressSpace(int homeNode);
+
+    /** Address spaces alive on this machine, in creation order. */
+    List<AddressSpace> addressSpaces();
+
+    /** The hugetlbfs mount. */
+    HugetlbFs hugetlbfs();
+
+    /** Reverse mapping: who maps a page. */
+    RmapWalker rmap();
+
+    /**
+     * A snapshot of the page whose head frame is {@code pfn}.
+     *
+     * @throws InvalidArgumentException if pfn is outside memory
+     */
+    Page page(long pfn);
+
+    /** Frames free in the buddy allocators of all nodes. */
+    long freeFrames();
+
+    /** Host memory taken off-heap right now, in bytes. */
+    long offHeapBytes();
+
+    /** Whether {@code regression} is switched on. */
+    default boolean has(Regression regression) {
+        return config().regressions().contains(regression);
+    }
+
+    /** Frees everything; idempotent. */
+    @Override
+    void close();
+
+    /**
+     * Assembles a {@link MachineConfig}. Defaults: one node of 1 GiB, one CPU, 4-level paging,
+     * no huge pages, no regressions.
+     */
+    final class Builder {
+        private final List<Long> nodes = new ArrayList<>();
+        private int cpus = 1;
+        private PagingMode pagingMode = PagingMode.FOUR_LEVEL;
+        private final Map<Integer, Map<PageSize, Long>> hugePages = new LinkedHashMap<>();
+        private final Set<Regression> regressions = EnumSet.noneOf(Regression.class);
+
+        Builder() {
+        }
+
+        /**
+         * Adds a NUMA node of {@code bytes} (a positive multiple of 1 GiB up to 4 PiB); nodes are
+         * numbered in the order they are added.
+         */
+        public Builder node(long bytes) {
+            if (bytes <= 0 || (bytes & ((1L << 30) - 1)) != 0 || bytes > (1L << 52)) {
+                throw new InvalidArgumentException("nodeBytes", bytes, "must be a positive multiple of 1 GiB, at most 4 PiB");
+            }
+            nodes.add(bytes);
+            return this;
+        }
+
+        /** Sets the number of CPUs (1 to 1024). */
+        public Builder cpus(int count) {
+            if (count < 1 || count > 1024) {
+                throw new InvalidArgumentException("cpus", count, "must be between 1 and 1024");
+            }
+            cpus = count;
+            return this;
+        }
+
+        /** Selects 4-level or 5-level (LA57) paging. */
+        public Builder pagingMode(PagingMode mode) {
+            if (mode == null) {
+                throw new InvalidArgumentException("pagingMode", null, "must not be null");
+            }
+            pagingMode = mode;
+            return this;
+        }
+
+        /**
+         * Preallocates {@code count} huge pages of {@code size} (2 MiB or 1 GiB) on {@code node}
+         * (nr_hugepages); the node must have been added already.
+         */
+        public Builder hugePages(int node, PageSize size, long count) {
+            if (node < 0 || node >= nodes.size()) {
+                throw new InvalidArgumentException("node", node, "must be a node added before (0.." + (nodes.size() - 1) + ")");
+            }
+            if (size == null || size == PageSize.SIZE_4K) {
+                throw new InvalidArgumentException("size", size, "must be SIZE_2M or SIZE_1G");
+            }
+            if (count < 0) {
+                throw new InvalidArgumentException("count", count, "must not be negative");
+            }
+            hugePages.computeIfAbsent(node, n -> new LinkedHashMap<>()).put(size, count);
+            return this;
+        }
+
+        /** Switches a historical kernel behaviour on. */
+        public Builder enable(Regression regression) {
+            if (regression == null) {
+                throw new InvalidArgumentException("regression", null, "must not be null");
+            }
+            regressions.add(regression);
+            return this;
+        }
+
+        /** The configuration as it stands; one 1 GiB node if none was added. */
+        public MachineConfig config() {
+            List<Long> n = nodes.isEmpty() ? List.of(1L << 30) : nodes;
+            return new MachineConfig(n, cpus, pagingMode, hugePages, regressions);
+        }
+
+        /**
+         * Builds the machine.
+         *
+         * @throws OutOfMemoryException  if the huge pages do not fit on their nodes
+         * @throws IllegalStateException if no implementation (vmcore-impl) is on the path
+         */
+        public Machine build() {
+            MachineConfig config = config();
+            for (var e : config.hugePages().entrySet()) {
+                long bytes = 0;
+                for (var s : e.getValue().entrySet()) {
+                    bytes += s.getKey().bytes() * s.getValue();
+                }
+                if (bytes > config.nodeBytes().get(e.getKey())) {
+                    throw new OutOfMemoryException("node " + e.getKey() + " has " + config.nodeBytes().get(e.getKey())
+                            + " bytes, fewer than the " + bytes + " bytes of huge pages asked for");
+                }
+            }
+            MachineProvider provider = ServiceLoader.load(MachineProvider.class).findFirst()
+                    .orElseThrow(() -> new IllegalStateException("no org.vmcore.api.MachineProvider found: add vmcore-impl"));
+            return provider.create(config);
+        }
+    }
+}

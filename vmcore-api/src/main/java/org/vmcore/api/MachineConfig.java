@@ -1,0 +1,31 @@
+package org.vmcore.api;
+
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+
+/**
+ * The validated configuration of a {@link Machine}, as {@link Machine.Builder} assembles it and
+ * a {@link MachineProvider} receives it.
+ *
+ * @param nodeBytes   bytes of memory per NUMA node, node 0 first
+ * @param cpus        number of CPUs
+ * @param pagingMode  4- or 5-level paging
+ * @param hugePages   pages preallocated per node and huge-page size (nr_hugepages)
+ * @param regressions historical behaviours switched on
+ */
+public record MachineConfig(List<Long> nodeBytes, int cpus, PagingMode pagingMode,
+                            Map<Integer, Map<PageSize, Long>> hugePages, Set<Regression> regressions) {
+    /** Copies every collection, so a config never changes after it is made. */
+    public MachineConfig {
+        nodeBytes = List.copyOf(nodeBytes);
+        hugePages = Map.copyOf(hugePages.entrySet().stream()
+                .collect(java.util.stream.Collectors.toMap(Map.Entry::getKey, e -> Map.copyOf(e.getValue()))));
+        regressions = regressions.isEmpty() ? Set.of() : Set.copyOf(regressions);
+    }
+
+    /** Pages preallocated on {@code node} of {@code size}; 0 when none were asked for. */
+    public long hugePages(int node, PageSize size) {
+        return hugePages.getOrDefault(node, Map.of()).getOrDefault(size, 0L);
+    }
+}

@@ -1,0 +1,18 @@
+package org.vmcore.api;
+
+/**
+ * Counters of an address space, named after the kernel's (/proc/pid/status and
+ * mm->pgtables_bytes).
+ *
+ * @param anonPages      RssAnon, in 4 KiB pages (private anonymous pages and COW copies)
+ * @param shmemPages     RssShmem, in 4 KiB pages (shared anonymous pages mapped)
+ * @param hugetlbBytes   HugetlbPages: bytes of hugetlb pages mapped by this address space's
+ *                       own entries or through shared PMD tables
+ * @param pageTablePages page-table pages referenced, the root included (a shared PMD table counts
+ *                       for every address space that points at it, as pgtables_bytes does)
+ * @param pmdTables      PMD tables referenced (nr_pmds), shared ones included
+ * @param vmas           number of VMAs
+ */
+public record MmCounters(long anonPages, long shmemPages, long hugetlbBytes, long pageTablePages, long pmdTables,
+                         int vmas) {
+}

@@ -1,0 +1,217 @@
+package org.vmcore.impl;
+
+import java.util.ArrayList;
+import java.util.EnumMap;
+import java.util.List;
+import java.util.Map;
+import org.eclipse.collections.impl.map.mutable.primitive.LongObjectHashMap;
+import org.vmcore.api.AddressSpace;
+import org.vmcore.api.ClosedException;
+import org.vmcore.api.HugetlbFile;
+import org.vmcore.api.HugetlbFs;
+import org.vmcore.api.InvalidArgumentException;
+import org.vmcore.api.Machine;
+import org.vmcore.api.MachineConfig;
+import org.vmcore.api.Page;
+import org.vmcore.api.PageSize;
+import org.vmcore.api.RmapWalker;
+import org.vmcore.impl.hugetlb.HugePagePool;
+import org.vmcore.impl.hugetlb.HugetlbFileImpl;
+import org.vmcore.impl.hugetlb.HugetlbFsImpl;
+import org.vmcore.impl.mm.SimAddressSpace;
+import org.vmcore.impl.rmap.AnonVma;
+import org.vmcore.impl.rmap.FileMapping;
+import org.vmcore.impl.rmap.RmapWalkerImpl;
+import org.vmcore.x86.mem.FrameDescriptors;
+import org.vmcore.x86.mem.FrameFlags;
+import org.vmcore.x86.mem.PhysicalMemory;
+
+/**
+ * The machine: physical memory, hugetlb pools, hugetlbfs, address spaces and the registry
+ * that turns a page's mapping field back into its file or anon_vma.
+ *
+ * <p>Locking: in this version every mm operation runs under one machine lock ({@link #lock()}),
+ * which stands in for the kernel's mmap locks, i_mmap_rwsem, anon_vma locks and page-table
+ * locks at once. It makes every operation atomic with respect to the others.
+ */
+public final class SimMachine implements Machine {
+    /** Low bit of a page's mapping field: the mapping is an anon_vma (PAGE_MAPPING_ANON). */
+    public static final long MAPPING_ANON = 1;
+
+    private final MachineConfig config;
+    private final PhysicalMemory memory;
+    private final HugetlbFsImpl hugetlbfs;
+    private final RmapWalkerImpl rmap;
+    private final List<SimAddressSpace> spaces = new ArrayList<>();
+    private final LongObjectHashMap<Object> mappings = new LongObjectHashMap<>();
+    private final Object lock = new Object();
+    private long nextMappingId = 2;
+    private int nextSpaceId = 1;
+    private boolean closed;
+
+    SimMachine(MachineConfig config) {
+        this.config = config;
+        long[] nodes = config.nodeBytes().stream().mapToLong(Long::longValue).toArray();
+        this.memory = new PhysicalMemory(nodes);
+        try {
+            Map<PageSize, HugePagePool> pools = new EnumMap<>(PageSize.class);
+            // 1 GiB pages first: they need whole order-18 blocks, which 2 MiB pages would break up.
+            for (PageSize size : new PageSize[] {PageSize.SIZE_1G, PageSize.SIZE_2M}) {
+                long[] perNode = new long[nodes.length];
+                for (int n = 0; n < nodes.length; n++) {
+                    perNode[n] = config.hugePages(n, size);
+                }
+                pools.put(size, new HugePagePool(memory, size, perNode));
+            }
+            this.hugetlbfs = new HugetlbFsImpl(this, pools);
+            this.rmap = new RmapWalkerImpl(this);
+        } catch (RuntimeException e) {
+            memory.close();
+            throw e;
+        }
+    }
+
+    @Override
+    public MachineConfig config() {
+        return config;
+    }
+
+    @Override
+    public AddressSpace createAddressSpace() {
+        return createAddressSpace(0);
+    }
+
+    @Override
+    public AddressSpace createAddressSpace(int homeNode) {
+        synchronized (lock) {
+            ensureOpen();
+            checkNode(homeNode);
+            SimAddressSpace mm = new SimAddressSpace(this, nextSpaceId++, homeNode);
+            spaces.add(mm);
+            return mm;
+        }
+    }
+
+    /** A child of fork, registered like any new address space. */
+    public SimAddressSpace newChild(int homeNode) {
+        SimAddressSpace mm = new SimAddressSpace(this, nextSpaceId++, homeNode);
+        spaces.add(mm);
+        return mm;
+    }
+
+    /** Called by an address space when it exits. */
+    public void exited(SimAddressSpace mm) {
+        spaces.remove(mm);
+    }
+
+    @Override
+    public List<AddressSpace> addressSpaces() {
+        synchronized (lock) {
+            return new ArrayList<>(spaces);
+        }
+    }
+
+    @Override
+    public HugetlbFs hugetlbfs() {
+        return hugetlbfs;
+    }
+
+    public HugetlbFsImpl hugetlbfsImpl() {
+        return hugetlbfs;
+    }
+
+    @Override
+    public RmapWalker rmap() {
+        return rmap;
+    }
+
+    public RmapWalkerImpl rmapImpl() {
+        return rmap;
+    }
+
+    @Override
+    public Page page(long pfn) {
+        synchronized (lock) {
+            ensureOpen();
+            if (!memory.isValidPfn(pfn)) {
+                throw new InvalidArgumentException("pfn", pfn, "must be below the frame count 0x" + Long.toHexString(memory.frameCount()));
+            }
+            FrameDescriptors d = memory.descriptors();
+            int flags = d.flags(pfn);
+            long mapping = d.mapping(pfn);
+            boolean anon = (flags & FrameFlags.ANON) != 0;
+            HugetlbFile file = !anon && mappings.get(mapping) instanceof HugetlbFileImpl f ? f : null;
+            PageSize size = switch (d.order(pfn)) {
+                case 9 -> PageSize.SIZE_2M;
+                case 18 -> PageSize.SIZE_1G;
+                default -> PageSize.SIZE_4K;
+            };
+            return new Page(pfn, size, memory.nodeOf(pfn), d.mapcount(pfn), d.refcount(pfn),
+                    FrameFlags.describe(flags), anon, file, d.index(pfn));
+        }
+    }
+
+    @Override
+    public long freeFrames() {
+        return memory.freeFrames();
+    }
+
+    @Override
+    public long offHeapBytes() {
+        return memory.offHeapBytes();
+    }
+
+    @Override
+    public void close() {
+        synchronized (lock) {
+            if (closed) {
+                return;
+            }
+            for (SimAddressSpace mm : new ArrayList<>(spaces)) {
+                mm.close();
+            }
+            closed = true;
+            memory.close();
+        }
+    }
+
+    /** The lock every mm operation holds. */
+    public Object lock() {
+        return lock;
+    }
+
+    public PhysicalMemory memory() {
+        return memory;
+    }
+
+    public void ensureOpen() {
+        if (closed) {
+            throw new ClosedException("machine");
+        }
+    }
+
+    public void checkNode(int node) {
+        if (node < 0 || node >= config.nodeBytes().size()) {
+            throw new InvalidArgumentException("node", node, "must be an existing node (0.." + (config.nodeBytes().size() - 1) + ")");
+        }
+    }
+
+    public FileMapping newFileMapping() {
+        return new FileMapping(nextMappingId += 2);
+    }
+
+    public AnonVma newAnonVma(AnonVma parent) {
+        AnonVma anonVma = new AnonVma((nextMappingId += 2) | MAPPING_ANON, parent);
+        mappings.put(anonVma.id(), anonVma);
+        return anonVma;
+    }
+
+    public void register(long id, Object owner) {
+        mappings.put(id, owner);
+    }
+
+    /** The file, shmem mapping or anon_vma behind a page's mapping field, or null. */
+    public Object mappingOwner(long id) {
+        return mappings.get(id);
+    }
+}

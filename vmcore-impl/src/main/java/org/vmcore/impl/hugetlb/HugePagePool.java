@@ -1,0 +1,122 @@
+package org.vmcore.impl.hugetlb;
+
+import org.eclipse.collections.impl.list.mutable.primitive.LongArrayList;
+import org.vmcore.api.HugetlbPoolState;
+import org.vmcore.api.OutOfMemoryException;
+import org.vmcore.api.PageSize;
+import org.vmcore.x86.mem.FrameFlags;
+import org.vmcore.x86.mem.PhysicalMemory;
+
+/**
+ * The hstate of one huge-page size: per-node free lists of preallocated huge pages
+ * (nr_hugepages) and the global count of reserved pages. A free huge page has refcount 0 and
+ * the HUGETLB and HEAD flags; an allocated one refcount 1 until it is mapped or cached.
+ * Overcommit (surplus pages) is not modelled: surplus is always 0.
+ */
+public final class HugePagePool {
+    private final PhysicalMemory memory;
+    private final PageSize size;
+    private final LongArrayList[] free;
+    private final long[] total;
+    private long reserved;
+
+    public HugePagePool(PhysicalMemory memory, PageSize size, long[] perNode) {
+        this.memory = memory;
+        this.size = size;
+        int nodes = memory.nodes().size();
+        this.free = new LongArrayList[nodes];
+        this.total = new long[nodes];
+        for (int node = 0; node < nodes; node++) {
+            free[node] = new LongArrayList();
+            for (long i = 0; i < perNode[node]; i++) {
+                long pfn = memory.tryAllocate(node, size.order(), false);
+                if (pfn < 0) {
+                    throw new OutOfMemoryException("node " + node + " cannot hold " + perNode[node] + " huge pages of "
+                            + size.label() + " (got " + i + ")");
+                }
+                memory.descriptors().setFlags(pfn, FrameFlags.HUGETLB | FrameFlags.HEAD);
+                memory.descriptors().setRefcount(pfn, 0);
+                free[node].add(pfn);
+                total[node]++;
+            }
+            free[node].reverseThis(); // hand out the lowest address first
+        }
+    }
+
+    public PageSize size() {
+        return size;
+    }
+
+    public synchronized long freePages() {
+        long n = 0;
+        for (LongArrayList list : free) {
+            n += list.size();
+        }
+        return n;
+    }
+
+    public synchronized long reserved() {
+        return reserved;
+    }
+
+    /** Free pages that no reservation holds: what an unreserved allocation may take. */
+    public synchronized long available() {
+        return freePages() - reserved;
+    }
+
+    /** Reserves {@code pages} (hugetlb_acct_memory); false, with nothing changed, when too few are free. */
+    public synchronized boolean reserve(long pages) {
+        if (pages > freePages() - reserved) {
+            return false;
+        }
+        reserved += pages;
+        return true;
+    }
+
+    /** Returns {@code pages} unused reservations. */
+    public synchronized void unreserve(long pages) {
+        if (pages > reserved) {
+            throw new IllegalStateException("unreserving " + pages + " of " + size.label() + " with only " + reserved + " reserved");
+        }
+        reserved -= pages;
+    }
+
+    /**
+     * Takes a free huge page, from {@code preferredNode} first, zeroed, with refcount 1. With
+     * {@code useReservation} it consumes one reserved page; without, it may only take a page
+     * that no reservation holds.
+     *
+     * @return the head PFN, or -1 when none is free
+     */
+    public synchronized long allocate(int preferredNode, boolean useReservation) {
+        if (useReservation ? reserved == 0 || freePages() == 0 : available() <= 0) {
+            return -1;
+        }
+        for (int i = 0; i < free.length; i++) {
+            int node = (preferredNode + i) % free.length;
+            if (!free[node].isEmpty()) {
+                long pfn = free[node].removeAtIndex(free[node].size() - 1);
+                if (useReservation) {
+                    reserved--;
+                }
+                memory.contents().zero(pfn, size.frames());
+                memory.descriptors().setRefcount(pfn, 1);
+                return pfn;
+            }
+        }
+        return -1;
+    }
+
+    /** Returns a page whose last reference went away (free_huge_folio). */
+    public synchronized void free(long pfn) {
+        memory.descriptors().setRefcount(pfn, 0);
+        memory.descriptors().setMapcount(pfn, 0);
+        memory.descriptors().setMapping(pfn, 0, 0);
+        memory.descriptors().clearFlags(pfn, FrameFlags.ANON | FrameFlags.DIRTY | FrameFlags.UPTODATE);
+        free[memory.nodeOf(pfn)].add(pfn);
+    }
+
+    public synchronized HugetlbPoolState state(int node) {
+        return new HugetlbPoolState(node, size, total[node], free[node].size(), reserved, 0);
+    }
+}

@@ -1,0 +1,83 @@
+package org.vmcore.impl.hugetlb;
+
+import org.eclipse.collections.impl.set.mutable.primitive.LongHashSet;
+import org.vmcore.api.HugetlbFile;
+import org.vmcore.api.InvalidArgumentException;
+import org.vmcore.api.PageSize;
+import org.vmcore.impl.rmap.FileMapping;
+
+/**
+ * A hugetlbfs inode: its size, page size, page cache (through its {@link FileMapping}) and the
+ * indexes that shared mappings have reserved but not yet faulted in (the inode's resv_map).
+ */
+public final class HugetlbFileImpl implements HugetlbFile {
+    private final HugetlbFsImpl fs;
+    private final String name;
+    private final long size;
+    private final PageSize pageSize;
+    private final FileMapping mapping;
+    private final LongHashSet reservedIndexes = new LongHashSet();
+
+    HugetlbFileImpl(HugetlbFsImpl fs, String name, long size, PageSize pageSize, FileMapping mapping) {
+        this.fs = fs;
+        this.name = name;
+        this.size = size;
+        this.pageSize = pageSize;
+        this.mapping = mapping;
+    }
+
+    @Override
+    public String name() {
+        return name;
+    }
+
+    @Override
+    public long size() {
+        return size;
+    }
+
+    @Override
+    public PageSize pageSize() {
+        return pageSize;
+    }
+
+    /** Number of huge pages the file holds at its size. */
+    public long pageCount() {
+        return size >>> pageSize.shift();
+    }
+
+    @Override
+    public long pageAt(long index) {
+        if (index < 0 || index >= pageCount()) {
+            throw new InvalidArgumentException("index", index, "must be inside the file (0.." + (pageCount() - 1) + ")");
+        }
+        synchronized (fs.machineLock()) {
+            return mapping.find(index);
+        }
+    }
+
+    @Override
+    public long cachedPages() {
+        synchronized (fs.machineLock()) {
+            return mapping.pageCache().size();
+        }
+    }
+
+    public FileMapping mapping() {
+        return mapping;
+    }
+
+    public HugePagePool pool() {
+        return fs.pool(pageSize);
+    }
+
+    /** Indexes reserved by shared mappings and not yet in the page cache. */
+    public LongHashSet reservedIndexes() {
+        return reservedIndexes;
+    }
+
+    @Override
+    public String toString() {
+        return "hugetlbfs:" + name + " (" + size + " bytes, " + pageSize.label() + " pages)";
+    }
+}

@@ -1,0 +1,176 @@
+package org.vmcore.impl.hugetlb;
+
+import org.vmcore.api.PageSize;
+import org.vmcore.api.VmaKind;
+import org.vmcore.impl.vma.VmArea;
+import org.vmcore.x86.mem.FrameDescriptors;
+import org.vmcore.x86.pgtable.Level;
+import org.vmcore.x86.pgtable.PageTable;
+import org.vmcore.x86.pgtable.Pte;
+
+/**
+ * hugetlb PMD-table sharing as x86-64 does it today: eligibility (want_pmd_share,
+ * page_table_shareable), sharing on fault (huge_pmd_share), unsharing (huge_pmd_unshare) and
+ * the widening of flush and notifier ranges (adjust_range_if_pmd_sharing_possible). The share
+ * count is the table page's {@code pt_share_count}: the number of PUD entries pointing at it
+ * beyond the first, separate from its refcount.
+ */
+public final class PmdSharing {
+    /** PUD_SIZE: the window one PMD table maps. */
+    public static final long PUD_SIZE = 1L << 30;
+    /** PUD_MASK. */
+    public static final long PUD_MASK = -PUD_SIZE;
+
+    private PmdSharing() {
+    }
+
+    /** A range of virtual addresses, {@code [start, end)}. */
+    public record Range(long start, long end) {
+    }
+
+    /**
+     * want_pmd_share: a shared (VM_MAYSHARE) 2 MiB hugetlb VMA whose PUD-aligned window around
+     * {@code addr} lies entirely inside it.
+     */
+    public static boolean wantPmdShare(VmArea vma, long addr) {
+        if (vma.kind() != VmaKind.HUGETLB_SHARED || vma.pageSize() != PageSize.SIZE_2M) {
+            return false;
+        }
+        long base = addr & PUD_MASK;
+        return vma.containsRange(base, base + PUD_SIZE);
+    }
+
+    /**
+     * page_table_shareable: the address in {@code svma} that maps file page {@code idx} (4 KiB
+     * units), if {@code svma}'s table for it could serve {@code vma} at {@code addr}; else 0.
+     * Same 2 MiB slot in the 1 GiB window, same flags apart from mlock, and the whole window
+     * inside {@code svma}.
+     */
+    public static long pageTableShareable(VmArea svma, VmArea vma, long addr, long idx) {
+        long saddr = svma.start() + ((idx - svma.pgoff()) << 12);
+        long sbase = saddr & PUD_MASK;
+        if (pmdIndex(saddr) != pmdIndex(addr)) {
+            return 0;
+        }
+        if (!svma.sameFlagsIgnoringLock(vma)) {
+            return 0;
+        }
+        if (!svma.containsRange(sbase, sbase + PUD_SIZE)) {
+            return 0;
+        }
+        return saddr;
+    }
+
+    /**
+     * huge_pmd_share: if another VMA of the file can share its PMD table for {@code addr},
+     * points this address space's empty PUD entry at that table and raises the table's share
+     * count. The caller holds the machine lock (standing in for i_mmap_rwsem and the PTL).
+     *
+     * @return the shared table's PFN, or -1 when nothing was shared
+     */
+    public static long hugePmdShare(VmArea vma, long addr) {
+        PageTable table = vma.owner().pageTable();
+        if (!wantPmdShare(vma, addr) || !Pte.isNone(table.entry(addr & PUD_MASK, Level.PUD))) {
+            return -1;
+        }
+        long idx = vma.linearPageIndex(addr);
+        for (VmArea svma : vma.mapping().iMmap().overlapping(idx, idx)) {
+            if (svma == vma) {
+                continue;
+            }
+            long saddr = pageTableShareable(svma, vma, addr, idx);
+            if (saddr == 0) {
+                continue;
+            }
+            long pud = svma.owner().pageTable().entry(saddr & PUD_MASK, Level.PUD);
+            if (!Pte.isPresent(pud) || Pte.isLeaf(pud, Level.PUD)) {
+                continue; // huge_pte_offset found no table in svma's mm: try the next VMA
+            }
+            long tablePfn = Pte.pfn(pud);
+            FrameDescriptors d = table.memory().descriptors();
+            d.addPtShareCount(tablePfn, 1);
+            try {
+                table.populate(addr & PUD_MASK, Level.PUD, tablePfn);
+            } catch (RuntimeException e) {
+                d.addPtShareCount(tablePfn, -1); // no PUD table for us: undo the share reference
+                throw e;
+            }
+            return tablePfn;
+        }
+        return -1;
+    }
+
+    /**
+     * huge_pmd_unshare: if this address space's PMD table for {@code addr} is shared, clears its
+     * PUD entry and drops one share reference; the entries, and the mapcounts of the pages they
+     * map, are untouched. Returns false when the table is not shared (or this is its last user).
+     * The caller owes a TLB flush of the whole PUD window.
+     */
+    public static boolean hugePmdUnshare(VmArea vma, long addr) {
+        if (vma.pageSize() != PageSize.SIZE_2M) {
+            return false;
+        }
+        PageTable table = vma.owner().pageTable();
+        long pud = table.entry(addr & PUD_MASK, Level.PUD);
+        if (!Pte.isPresent(pud) || Pte.isLeaf(pud, Level.PUD)) {
+            return false;
+        }
+        long tablePfn = Pte.pfn(pud);
+        FrameDescriptors d = table.memory().descriptors();
+        if (d.ptShareCount(tablePfn) == 0) {
+            return false;
+        }
+        table.clearTable(addr & PUD_MASK, Level.PUD);
+        d.addPtShareCount(tablePfn, -1);
+        return true;
+    }
+
+    /** Whether {@code vma}'s PMD table for {@code addr} is shared with another address space. */
+    public static boolean isShared(VmArea vma, long addr) {
+        PageTable table = vma.owner().pageTable();
+        long pud = table.entry(addr & PUD_MASK, Level.PUD);
+        return Pte.isPresent(pud) && !Pte.isLeaf(pud, Level.PUD)
+                && table.memory().descriptors().ptShareCount(Pte.pfn(pud)) > 0;
+    }
+
+    /**
+     * adjust_range_if_pmd_sharing_possible in its current upstream form: widens
+     * {@code [start, end)} to whole PUD-aligned windows that lie inside a VM_MAYSHARE VMA, and
+     * never shrinks it. Ranges that do not meet the shareable part are returned unchanged.
+     */
+    public static Range adjustRangeIfPmdSharingPossible(VmArea vma, long start, long end) {
+        long vStart = alignUp(vma.start(), PUD_SIZE);
+        long vEnd = vma.end() & PUD_MASK;
+        if (!vma.kind().isShared() || !vma.kind().isHugetlb() || vEnd <= vStart || end <= vStart || start >= vEnd) {
+            return new Range(start, end);
+        }
+        if (start > vStart) {
+            start = start & PUD_MASK;
+        }
+        if (end < vEnd) {
+            end = alignUp(end, PUD_SIZE);
+        }
+        return new Range(start, end);
+    }
+
+    /**
+     * The unshare that must precede splitting {@code vma} at {@code addr} (hugetlb_split): if
+     * addr is not PUD aligned and its window lies inside the VMA, that window is unshared.
+     *
+     * @return whether a table was unshared
+     */
+    public static boolean unshareForSplit(VmArea vma, long addr) {
+        if ((addr & ~PUD_MASK) == 0 || !wantPmdShare(vma, addr)) {
+            return false;
+        }
+        return hugePmdUnshare(vma, addr);
+    }
+
+    static int pmdIndex(long va) {
+        return (int) ((va >>> 21) & 511);
+    }
+
+    static long alignUp(long v, long a) {
+        return (v + a - 1) & -a;
+    }
+}

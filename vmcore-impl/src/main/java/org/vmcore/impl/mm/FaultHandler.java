@@ -1,0 +1,228 @@
+package org.vmcore.impl.mm;
+
+import org.vmcore.api.Access;
+import org.vmcore.api.FaultResult;
+import org.vmcore.api.OutOfMemoryException;
+import org.vmcore.api.PageSize;
+import org.vmcore.api.VmaKind;
+import org.vmcore.impl.SimMachine;
+import org.vmcore.impl.hugetlb.HugePagePool;
+import org.vmcore.impl.hugetlb.HugetlbFileImpl;
+import org.vmcore.impl.hugetlb.PmdSharing;
+import org.vmcore.impl.rmap.FileMapping;
+import org.vmcore.impl.vma.VmArea;
+import org.vmcore.x86.mem.FrameDescriptors;
+import org.vmcore.x86.mem.FrameFlags;
+import org.vmcore.x86.mem.PhysicalMemory;
+import org.vmcore.x86.pgtable.Level;
+import org.vmcore.x86.pgtable.MigrationEntry;
+import org.vmcore.x86.pgtable.PageTable;
+import org.vmcore.x86.pgtable.Pte;
+
+/**
+ * The page-fault handler of one address space (handle_mm_fault), called once the VMA and its
+ * protection have been checked: demand-zero anonymous pages, shmem and hugetlbfs page-cache
+ * faults (hugetlb_fault, with huge_pmd_share on the way), and write-protect faults that break
+ * copy-on-write (do_wp_page, hugetlb_wp). A failed fault leaves no trace.
+ */
+final class FaultHandler {
+    private final SimAddressSpace mm;
+    private final PhysicalMemory memory;
+    private final FrameDescriptors descriptors;
+
+    FaultHandler(SimMachine machine, SimAddressSpace mm) {
+        this.mm = mm;
+        this.memory = machine.memory();
+        this.descriptors = memory.descriptors();
+    }
+
+    FaultResult handle(VmArea vma, long va, Access access) {
+        boolean write = access == Access.WRITE;
+        if (vma.kind().isHugetlb()) {
+            return hugetlbFault(vma, vma.pageSize().alignDown(va), write);
+        }
+        long addr = va & ~0xFFFL;
+        PageTable table = mm.pageTable();
+        long slot = table.slot(addr, Level.PTE);
+        long e = slot < 0 ? 0 : table.readSlot(slot);
+        if (MigrationEntry.isMigration(e)) {
+            return FaultResult.MIGRATION_WAIT;
+        }
+        if (!Pte.isNone(e)) {
+            return !write || (e & Pte.RW) != 0 ? FaultResult.ALREADY_MAPPED : writeProtectFault(vma, addr, slot, e);
+        }
+        if (vma.kind() == VmaKind.ANONYMOUS_SHARED) {
+            return shmemFault(vma, addr, write);
+        }
+        long pfn = mm.pages.allocateBasePage();
+        try {
+            table.map(addr, pfn, PageSize.SIZE_4K, leafFlags(vma, vma.protection().write(), write));
+        } catch (RuntimeException ex) {
+            memory.free(pfn);
+            throw ex;
+        }
+        mm.pages.newAnonRmap(vma, pfn, addr);
+        mm.anonPages++;
+        return FaultResult.NEW_PAGE;
+    }
+
+    private FaultResult shmemFault(VmArea vma, long addr, boolean write) {
+        FileMapping mapping = vma.mapping();
+        long index = vma.linearPageIndex(addr);
+        long pfn = mapping.find(index);
+        boolean fresh = pfn < 0;
+        if (fresh) {
+            pfn = mm.pages.allocateBasePage(); // refcount 1: the page cache's reference
+            descriptors.setFlags(pfn, FrameFlags.UPTODATE);
+            descriptors.setMapping(pfn, mapping.id(), index);
+        }
+        try {
+            mm.pageTable().map(addr, pfn, PageSize.SIZE_4K, leafFlags(vma, vma.protection().write(), write));
+        } catch (RuntimeException ex) {
+            if (fresh) {
+                memory.free(pfn);
+            }
+            throw ex;
+        }
+        if (fresh) {
+            mapping.add(index, pfn);
+        }
+        descriptors.addMapcount(pfn, 1);
+        descriptors.addRefcount(pfn, 1);
+        mm.shmemPages++;
+        return fresh ? FaultResult.NEW_PAGE : FaultResult.PAGE_CACHE;
+    }
+
+    private FaultResult hugetlbFault(VmArea vma, long addr, boolean write) {
+        PageSize size = vma.pageSize();
+        Level leaf = Level.ofLeaf(size);
+        PageTable table = mm.pageTable();
+        boolean sharedNow = false;
+        if (size == PageSize.SIZE_2M && Pte.isNone(table.entry(addr & PmdSharing.PUD_MASK, Level.PUD))) {
+            sharedNow = PmdSharing.hugePmdShare(vma, addr) >= 0;
+        }
+        long slot = table.slot(addr, leaf);
+        long e = slot < 0 ? 0 : table.readSlot(slot);
+        if (MigrationEntry.isMigration(e)) {
+            return FaultResult.MIGRATION_WAIT;
+        }
+        if (!Pte.isNone(e)) {
+            if (!write || (e & Pte.RW) != 0) {
+                return sharedNow ? FaultResult.SHARED_TABLE : FaultResult.ALREADY_MAPPED;
+            }
+            return writeProtectFault(vma, addr, slot, e);
+        }
+        HugetlbFileImpl file = vma.file();
+        HugePagePool pool = file.pool();
+        long index = (vma.linearPageIndex(addr) << 12) >>> size.shift();
+        long cached = file.mapping().find(index);
+        if (vma.kind() == VmaKind.HUGETLB_SHARED) {
+            boolean fresh = cached < 0;
+            long pfn = cached;
+            boolean reserved = false;
+            if (fresh) {
+                reserved = file.reservedIndexes().contains(index);
+                pfn = pool.allocate(mm.homeNode(), reserved);
+                if (pfn < 0) {
+                    throw new OutOfMemoryException("hugetlb pool of " + size.label() + " pages is empty (fault at 0x"
+                            + Long.toHexString(addr) + " in mm" + mm.id() + ")");
+                }
+                descriptors.setFlags(pfn, FrameFlags.UPTODATE);
+                descriptors.setMapping(pfn, file.mapping().id(), index << size.order());
+            }
+            try {
+                table.map(addr, pfn, size, leafFlags(vma, vma.protection().write(), write));
+            } catch (RuntimeException ex) {
+                if (fresh) {
+                    pool.free(pfn);
+                    if (reserved) {
+                        pool.reserve(1);
+                    }
+                }
+                throw ex;
+            }
+            if (fresh) {
+                file.reservedIndexes().remove(index);
+                file.mapping().add(index, pfn); // the page cache's reference is the allocation's
+            }
+            descriptors.addMapcount(pfn, 1);
+            descriptors.addRefcount(pfn, 1);
+            mm.hugetlbBytes += size.bytes();
+            return fresh ? FaultResult.NEW_PAGE : FaultResult.PAGE_CACHE;
+        }
+        if (cached >= 0 && !write) { // a private mapping reads the file's page until it writes
+            table.map(addr, cached, size, leafFlags(vma, false, false));
+            descriptors.addMapcount(cached, 1);
+            descriptors.addRefcount(cached, 1);
+            mm.hugetlbBytes += size.bytes();
+            return FaultResult.PAGE_CACHE;
+        }
+        long pfn = allocatePrivateHuge(vma, addr, vma.reservationOwner());
+        if (cached >= 0) {
+            memory.contents().copy(cached, pfn, size.frames());
+        }
+        try {
+            table.map(addr, pfn, size, leafFlags(vma, vma.protection().write(), write));
+        } catch (RuntimeException ex) {
+            undoPrivateHuge(vma, pfn, vma.reservationOwner());
+            throw ex;
+        }
+        mm.pages.newAnonRmap(vma, pfn, addr);
+        mm.hugetlbBytes += size.bytes();
+        return cached >= 0 ? FaultResult.COW_COPY : FaultResult.NEW_PAGE;
+    }
+
+    /** do_wp_page / hugetlb_wp: a write to a present entry without RW in a writable VMA. */
+    private FaultResult writeProtectFault(VmArea vma, long addr, long slot, long e) {
+        PageTable table = mm.pageTable();
+        PageSize size = vma.pageSize();
+        long pfn = Pte.pfn(e, size);
+        if (vma.kind().isShared() || mm.pages.exclusiveAnon(pfn)) {
+            long cur = e;
+            while (!table.compareAndSetSlot(slot, cur, cur | Pte.RW | Pte.ACCESSED | Pte.DIRTY)) {
+                cur = table.readSlot(slot);
+            }
+            return vma.kind().isShared() ? FaultResult.ALREADY_MAPPED : FaultResult.COW_REUSE;
+        }
+        boolean huge = size != PageSize.SIZE_4K;
+        // The owner's slot held a reservation unless it already held an anonymous page.
+        long copy = huge ? allocatePrivateHuge(vma, addr, vma.reservationOwner() && !mm.pages.isAnon(pfn))
+                : mm.pages.allocateBasePage();
+        memory.contents().copy(pfn, copy, size.frames());
+        long entry = Pte.leaf(copy, size, leafFlags(vma, true, true));
+        long cur = e;
+        while (!table.compareAndSetSlot(slot, cur, entry)) {
+            cur = table.readSlot(slot);
+        }
+        mm.pages.newAnonRmap(vma, copy, addr);
+        mm.pages.putMapped(pfn, huge);
+        return FaultResult.COW_COPY;
+    }
+
+    /**
+     * A huge page for a private mapping: with {@code useReservation} it consumes one of the
+     * owner's reservations, otherwise it needs a free page that no reservation holds.
+     */
+    private long allocatePrivateHuge(VmArea vma, long addr, boolean useReservation) {
+        HugePagePool pool = vma.file().pool();
+        long pfn = pool.allocate(mm.homeNode(), useReservation);
+        if (pfn < 0) {
+            throw new OutOfMemoryException("hugetlb pool of " + vma.pageSize().label() + " pages has no page for a private"
+                    + " fault at 0x" + Long.toHexString(addr) + " in mm" + mm.id());
+        }
+        return pfn;
+    }
+
+    private void undoPrivateHuge(VmArea vma, long pfn, boolean usedReservation) {
+        HugePagePool pool = vma.file().pool();
+        pool.free(pfn);
+        if (usedReservation) {
+            pool.reserve(1);
+        }
+    }
+
+    /** Leaf bits for a new entry: A always, D on a write fault, RW when {@code writable}. */
+    private static long leafFlags(VmArea vma, boolean writable, boolean dirty) {
+        return PageOps.protFlags(vma.protection(), writable) | Pte.ACCESSED | (dirty ? Pte.DIRTY : 0);
+    }
+}

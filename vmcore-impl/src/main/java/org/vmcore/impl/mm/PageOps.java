@@ -1,0 +1,283 @@
+package org.vmcore.impl.mm;
+
+import org.vmcore.api.OutOfMemoryException;
+import org.vmcore.api.PageSize;
+import org.vmcore.api.Protection;
+import org.vmcore.api.VmaKind;
+import org.vmcore.impl.SimMachine;
+import org.vmcore.impl.hugetlb.HugePagePool;
+import org.vmcore.impl.hugetlb.PmdSharing;
+import org.vmcore.impl.rmap.AnonVma;
+import org.vmcore.impl.vma.VmArea;
+import org.vmcore.x86.mem.FrameDescriptors;
+import org.vmcore.x86.mem.FrameFlags;
+import org.vmcore.x86.mem.PhysicalMemory;
+import org.vmcore.x86.pgtable.Level;
+import org.vmcore.x86.pgtable.PageTable;
+import org.vmcore.x86.pgtable.Pte;
+
+/**
+ * Page-level work of one address space: walking the leaves of a range, zapping them
+ * (zap_page_range / __unmap_hugepage_range), changing their protection (change_protection /
+ * hugetlb_change_protection), copying them for fork (copy_page_range), and taking and dropping
+ * page references (rmap add/remove, put_page).
+ */
+final class PageOps {
+    /** Visits one non-empty leaf slot. */
+    @FunctionalInterface
+    interface LeafVisitor {
+        void visit(long va, long slot, long entry);
+    }
+
+    private final SimMachine machine;
+    private final SimAddressSpace mm;
+    private final PhysicalMemory memory;
+    private final FrameDescriptors descriptors;
+
+    PageOps(SimMachine machine, SimAddressSpace mm) {
+        this.machine = machine;
+        this.mm = mm;
+        this.memory = machine.memory();
+        this.descriptors = memory.descriptors();
+    }
+
+    // ---- leaf iteration ----
+
+    /**
+     * Calls {@code visitor} for every non-empty leaf slot of {@code vma}'s page size in
+     * {@code [from, to)}, skipping missing tables a whole table span at a time.
+     */
+    void forEachLeaf(VmArea vma, long from, long to, LeafVisitor visitor) {
+        PageTable table = mm.pageTable();
+        PageSize size = vma.pageSize();
+        Level leaf = Level.ofLeaf(size);
+        if (size == PageSize.SIZE_1G) {
+            for (long va = from; va < to; va += size.bytes()) {
+                long slot = table.slot(va, leaf);
+                long e = slot < 0 ? 0 : table.readSlot(slot);
+                if (!Pte.isNone(e)) {
+                    visitor.visit(va, slot, e);
+                }
+            }
+            return;
+        }
+        long span = size.bytes() << 9; // one table of leaves: 2 MiB of PTEs, 1 GiB of PMDs
+        for (long chunk = from & -span; chunk < to; chunk += span) {
+            long first = Math.max(from, chunk);
+            long last = Math.min(to, chunk + span);
+            long base = table.slot(first, leaf);
+            if (base < 0) {
+                continue;
+            }
+            for (long va = first; va < last; va += size.bytes()) {
+                long slot = base + (((va - first) >>> size.shift()) << 3);
+                long e = table.readSlot(slot);
+                if (!Pte.isNone(e)) {
+                    visitor.visit(va, slot, e);
+                }
+            }
+        }
+    }
+
+    // ---- zap ----
+
+    /** Clears every entry of {@code vma} in {@code [from, to)} and drops the page references. */
+    void zap(VmArea vma, long from, long to) {
+        PageTable table = mm.pageTable();
+        if (vma.kind().isHugetlb()) {
+            PageSize size = vma.pageSize();
+            if (size == PageSize.SIZE_2M) {
+                // A shared window is unshared, not cleared: the other sharers keep its entries.
+                for (long window = from & PmdSharing.PUD_MASK; window < to; window += PmdSharing.PUD_SIZE) {
+                    long w = Math.max(window, from);
+                    if (PmdSharing.isShared(vma, w)) {
+                        PmdSharing.hugePmdUnshare(vma, w);
+                    }
+                }
+            }
+            if (vma.reservationOwner()) {
+                releasePrivateReservations(vma, from, to);
+            }
+            forEachLeaf(vma, from, to, (va, slot, e) -> {
+                table.getAndClearSlot(slot);
+                if (Pte.isPresent(e) || (e & Pte.PROTNONE) != 0) {
+                    mm.hugetlbBytes -= size.bytes();
+                    putMapped(Pte.pfn(e, size), true);
+                }
+            });
+            return;
+        }
+        forEachLeaf(vma, from, to, (va, slot, e) -> {
+            table.getAndClearSlot(slot);
+            if (Pte.isPresent(e) || (e & Pte.PROTNONE) != 0) {
+                long pfn = Pte.pfn(e);
+                if (vma.kind() == VmaKind.ANONYMOUS_SHARED) {
+                    mm.shmemPages--;
+                } else {
+                    mm.anonPages--;
+                }
+                putMapped(pfn, false);
+            }
+        });
+    }
+
+    /** A private owner VMA holds one reservation per huge page without an anonymous page. */
+    private void releasePrivateReservations(VmArea vma, long from, long to) {
+        long pages = (to - from) >>> vma.pageSize().shift();
+        long[] anon = {0};
+        forEachLeaf(vma, from, to, (va, slot, e) -> {
+            if ((Pte.isPresent(e) || (e & Pte.PROTNONE) != 0) && isAnon(Pte.pfn(e, vma.pageSize()))) {
+                anon[0]++;
+            }
+        });
+        vma.file().pool().unreserve(pages - anon[0]);
+    }
+
+    void markReservationOwner(VmArea vma) {
+        vma.setReservationOwner(true);
+    }
+
+    // ---- protection ----
+
+    /** Applies the VMA's protection to its entries in [from, to) (change_protection). */
+    void changeProtection(VmArea vma, long from, long to) {
+        PageTable table = mm.pageTable();
+        PageSize size = vma.pageSize();
+        if (vma.kind() == VmaKind.HUGETLB_SHARED && size == PageSize.SIZE_2M) {
+            // hugetlb_change_protection unshares shared windows; their pages fault back in later.
+            for (long window = from & PmdSharing.PUD_MASK; window < to; window += PmdSharing.PUD_SIZE) {
+                PmdSharing.hugePmdUnshare(vma, Math.max(window, from));
+            }
+        }
+        forEachLeaf(vma, from, to, (va, slot, e) -> {
+            if (!Pte.isPresent(e) && (e & Pte.PROTNONE) == 0) {
+                return; // swap or migration entries keep their own permissions
+            }
+            long pfn = Pte.pfn(e, size);
+            boolean writable = vma.protection().write() && (vma.kind().isShared() || exclusiveAnon(pfn));
+            table.protect(va, size, protFlags(vma.protection(), writable));
+        });
+    }
+
+    /** The protection bits of a leaf for {@code prot} (vm_get_page_prot), write only when allowed. */
+    static long protFlags(Protection prot, boolean writable) {
+        if (!prot.accessible()) {
+            return Pte.PROTNONE;
+        }
+        long flags = Pte.PRESENT | Pte.USER;
+        if (writable) {
+            flags |= Pte.RW;
+        }
+        if (!prot.execute()) {
+            flags |= Pte.NX;
+        }
+        return flags;
+    }
+
+    /** Whether the private page may be written in place: an anonymous page nobody else maps. */
+    boolean exclusiveAnon(long pfn) {
+        return isAnon(pfn) && descriptors.mapcount(pfn) == 1 && descriptors.refcount(pfn) == 1;
+    }
+
+    boolean isAnon(long pfn) {
+        return (descriptors.flags(pfn) & FrameFlags.ANON) != 0;
+    }
+
+    // ---- fork ----
+
+    /** Links the child's VMA into the anon_vma family and gives it its own anon_vma (anon_vma_fork). */
+    void prepareForkedAnon(VmArea parent, VmArea child) {
+        if (parent.anonVma() == null) {
+            return;
+        }
+        AnonVma own = machine.newAnonVma(parent.anonVma());
+        child.setAnonVma(own);
+        child.anonChain().add(own);
+    }
+
+    /**
+     * copy_page_range: private mappings copy their entries write-protected in both address spaces
+     * (copy-on-write); shared mappings are not copied, the child faults them in.
+     */
+    void copyForFork(VmArea parent, VmArea child) {
+        if (parent.kind().isShared()) {
+            return;
+        }
+        PageTable from = parent.owner().pageTable();
+        PageTable to = child.owner().pageTable();
+        PageSize size = parent.pageSize();
+        Level leaf = Level.ofLeaf(size);
+        SimAddressSpace childMm = child.owner();
+        parent.owner().pages.forEachLeaf(parent, parent.start(), parent.end(), (va, slot, e) -> {
+            if (!Pte.isPresent(e) && (e & Pte.PROTNONE) == 0) {
+                return; // migration entries are copied once migration exists
+            }
+            long wp = e & ~Pte.RW;
+            while (!from.compareAndSetSlot(slot, e, wp)) {
+                e = from.readSlot(slot);
+                wp = e & ~Pte.RW;
+            }
+            to.install(va, leaf, wp);
+            long pfn = Pte.pfn(e, size);
+            descriptors.addMapcount(pfn, 1);
+            descriptors.addRefcount(pfn, 1);
+            if (size == PageSize.SIZE_4K) {
+                childMm.anonPages++;
+            } else {
+                childMm.hugetlbBytes += size.bytes();
+            }
+        });
+    }
+
+    // ---- page references ----
+
+    /** Drops one mapping of the page (page_remove_rmap + put_page). */
+    void putMapped(long pfn, boolean hugetlb) {
+        descriptors.addMapcount(pfn, -1);
+        putReference(pfn, hugetlb);
+    }
+
+    /** Drops one reference; the last one frees the page to its pool or the buddy allocator. */
+    void putReference(long pfn, boolean hugetlb) {
+        if (descriptors.addRefcount(pfn, -1) > 0) {
+            return;
+        }
+        if (hugetlb) {
+            HugePagePool pool = machine.hugetlbfsImpl().pool(descriptors.order(pfn) == 18 ? PageSize.SIZE_1G : PageSize.SIZE_2M);
+            pool.free(pfn);
+        } else {
+            memory.free(pfn);
+        }
+    }
+
+    /** A zeroed 4 KiB frame from the home node, else any node. */
+    long allocateBasePage() {
+        int nodes = memory.nodes().size();
+        for (int i = 0; i < nodes; i++) {
+            long pfn = memory.tryAllocate((mm.homeNode() + i) % nodes, 0, true);
+            if (pfn >= 0) {
+                return pfn;
+            }
+        }
+        throw new OutOfMemoryException("no free 4K frame on any node for mm" + mm.id());
+    }
+
+    /** anon_vma_prepare: the anon_vma new anonymous pages of the VMA go under. */
+    AnonVma anonVmaPrepare(VmArea vma) {
+        if (vma.anonVma() == null) {
+            AnonVma anonVma = machine.newAnonVma(null);
+            vma.setAnonVma(anonVma);
+            vma.anonChain().add(anonVma);
+            anonVma.link(vma);
+        }
+        return vma.anonVma();
+    }
+
+    /** Makes pfn a new anonymous page of vma at va, mapped once (folio_add_new_anon_rmap). */
+    void newAnonRmap(VmArea vma, long pfn, long va) {
+        AnonVma anonVma = anonVmaPrepare(vma);
+        descriptors.setFlags(pfn, FrameFlags.ANON | FrameFlags.UPTODATE);
+        descriptors.setMapping(pfn, anonVma.id(), vma.linearPageIndex(va));
+        descriptors.setMapcount(pfn, 1);
+    }
+}

@@ -1,0 +1,620 @@
+package org.vmcore.impl.mm;
+
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import java.util.TreeMap;
+import org.vmcore.api.Access;
+import org.vmcore.api.AddressSpace;
+import org.vmcore.api.ClosedException;
+import org.vmcore.api.FaultResult;
+import org.vmcore.api.HugetlbFile;
+import org.vmcore.api.InvalidArgumentException;
+import org.vmcore.api.MapFlags;
+import org.vmcore.api.MmCounters;
+import org.vmcore.api.OutOfMemoryException;
+import org.vmcore.api.PageSize;
+import org.vmcore.api.Protection;
+import org.vmcore.api.SegmentationFaultException;
+import org.vmcore.api.Vma;
+import org.vmcore.api.VmaKind;
+import org.vmcore.impl.SimMachine;
+import org.vmcore.impl.hugetlb.HugePagePool;
+import org.vmcore.impl.hugetlb.HugetlbFileImpl;
+import org.vmcore.impl.hugetlb.PmdSharing;
+import org.vmcore.impl.rmap.AnonVma;
+import org.vmcore.impl.rmap.FileMapping;
+import org.vmcore.impl.vma.VmArea;
+import org.vmcore.x86.pgtable.Level;
+import org.vmcore.x86.pgtable.PageTable;
+import org.vmcore.x86.pgtable.Pte;
+import org.vmcore.x86.pgtable.WalkResult;
+import org.vmcore.x86.pgtable.Walker;
+
+/**
+ * An address space (mm_struct): the VMA tree, the page tables and the counters, with mmap,
+ * munmap, mprotect, fork, exit and the page-fault handler. Every public method runs under the
+ * machine lock. Page-level work is in {@link PageOps}; fault handling in {@link FaultHandler}.
+ */
+public final class SimAddressSpace implements AddressSpace {
+    /** Lowest address a mapping may use (vm.mmap_min_addr). */
+    public static final long MMAP_MIN_ADDR = 0x10000;
+    /** Where top-down placement of mappings without a fixed address starts (mmap_base). */
+    public static final long MMAP_BASE = 0x7f00_0000_0000L;
+
+    private final SimMachine machine;
+    private final int id;
+    private final int homeNode;
+    private final PageTable pageTable;
+    private final TreeMap<Long, VmArea> vmas = new TreeMap<>();
+    private final Walker walker;
+    private final WalkResult walkResult = new WalkResult();
+    final PageOps pages;
+    private final FaultHandler faults;
+    long anonPages;
+    long shmemPages;
+    long hugetlbBytes;
+    private boolean closed;
+
+    public SimAddressSpace(SimMachine machine, int id, int homeNode) {
+        this.machine = machine;
+        this.id = id;
+        this.homeNode = homeNode;
+        this.pageTable = new PageTable(machine.memory(), machine.config().pagingMode(), homeNode);
+        this.walker = new Walker(machine.memory(), Math.max(46, 64 - Long.numberOfLeadingZeros(machine.memory().frameCount() - 1) + 12));
+        this.pages = new PageOps(machine, this);
+        this.faults = new FaultHandler(machine, this);
+    }
+
+    @Override
+    public int id() {
+        return id;
+    }
+
+    @Override
+    public int homeNode() {
+        return homeNode;
+    }
+
+    public PageTable pageTable() {
+        return pageTable;
+    }
+
+    public SimMachine machine() {
+        return machine;
+    }
+
+    // ---- mmap ----
+
+    @Override
+    public long mmap(long address, long length, Protection prot, int flags) {
+        synchronized (machine.lock()) {
+            ensureOpen();
+            checkMmapFlags(flags, true);
+            checkProtection(prot);
+            long len = checkLength(length, PageSize.SIZE_4K);
+            VmaKind kind = (flags & MapFlags.MAP_SHARED) != 0 ? VmaKind.ANONYMOUS_SHARED : VmaKind.ANONYMOUS_PRIVATE;
+            long start = placement(address, len, flags, PageSize.SIZE_4K);
+            FileMapping shmem = null;
+            if (kind == VmaKind.ANONYMOUS_SHARED) {
+                shmem = machine.newFileMapping();
+                machine.register(shmem.id(), shmem);
+            }
+            replaceForFixed(start, len, flags);
+            VmArea vma = new VmArea(this, start, start + len, prot, kind, (flags & MapFlags.MAP_LOCKED) != 0, null, shmem,
+                    kind == VmaKind.ANONYMOUS_SHARED ? 0 : start >>> 12, PageSize.SIZE_4K);
+            insertVma(vma);
+            VmArea merged = mergeAround(vma);
+            populateIfAsked(merged, start, start + len, flags);
+            return start;
+        }
+    }
+
+    @Override
+    public long mmap(HugetlbFile file, long offset, long address, long length, Protection prot, int flags) {
+        synchronized (machine.lock()) {
+            ensureOpen();
+            if (file == null || !machine.hugetlbfsImpl().owns(file)) {
+                throw new InvalidArgumentException("file", file, "must be a file of this machine's hugetlbfs");
+            }
+            HugetlbFileImpl f = (HugetlbFileImpl) file;
+            PageSize size = f.pageSize();
+            checkMmapFlags(flags, false);
+            checkProtection(prot);
+            if (offset < 0 || !size.isAligned(offset)) {
+                throw new InvalidArgumentException("offset", offset, "must be a non-negative multiple of " + size.label());
+            }
+            long len = checkLength(length, size);
+            if (offset > f.size() - len) {
+                throw new InvalidArgumentException("length", length, "must keep offset 0x" + Long.toHexString(offset)
+                        + " + length inside the file of " + f.size() + " bytes");
+            }
+            long start = placement(address, len, flags, size);
+            boolean shared = (flags & MapFlags.MAP_SHARED) != 0;
+            HugePagePool pool = f.pool();
+            long firstIndex = offset >>> size.shift();
+            long count = len >>> size.shift();
+            // Reserve before changing anything (hugetlb_reserve_pages), so a failure leaves no trace.
+            long need = count;
+            if (shared) {
+                need = 0;
+                for (long i = firstIndex; i < firstIndex + count; i++) {
+                    if (f.mapping().find(i) < 0 && !f.reservedIndexes().contains(i)) {
+                        need++;
+                    }
+                }
+            }
+            if (!pool.reserve(need)) {
+                throw new OutOfMemoryException("hugetlb pool of " + size.label() + " pages cannot reserve " + need
+                        + " pages (" + pool.available() + " free and unreserved)");
+            }
+            if (shared) {
+                for (long i = firstIndex; i < firstIndex + count; i++) {
+                    if (f.mapping().find(i) < 0) {
+                        f.reservedIndexes().add(i);
+                    }
+                }
+            }
+            replaceForFixed(start, len, flags);
+            VmArea vma = new VmArea(this, start, start + len, prot,
+                    shared ? VmaKind.HUGETLB_SHARED : VmaKind.HUGETLB_PRIVATE, (flags & MapFlags.MAP_LOCKED) != 0, f,
+                    f.mapping(), offset >>> 12, size);
+            if (!shared) {
+                pages.markReservationOwner(vma);
+            }
+            insertVma(vma);
+            VmArea merged = mergeAround(vma);
+            populateIfAsked(merged, start, start + len, flags);
+            return start;
+        }
+    }
+
+    private void populateIfAsked(VmArea vma, long start, long end, int flags) {
+        if ((flags & (MapFlags.MAP_POPULATE | MapFlags.MAP_LOCKED)) == 0 || !vma.protection().accessible()) {
+            return;
+        }
+        // A private writable mapping is populated for write, to break COW up front (populate_vma_page_range).
+        Access access = vma.protection().write() && !vma.kind().isShared() ? Access.WRITE : Access.READ;
+        long step = vma.pageSize().bytes();
+        try {
+            for (long va = start; va < end; va += step) {
+                faults.handle(vma(va), va, access);
+            }
+        } catch (OutOfMemoryException e) {
+            unmapRange(start, end);
+            throw e;
+        }
+    }
+
+    // ---- munmap / mprotect ----
+
+    @Override
+    public void munmap(long address, long length) {
+        synchronized (machine.lock()) {
+            ensureOpen();
+            checkAddress(address, "address");
+            long len = checkLength(length, PageSize.SIZE_4K);
+            checkRangeInUserSpace(address, len);
+            checkSplitPoints(address, address + len);
+            unmapRange(address, address + len);
+        }
+    }
+
+    @Override
+    public void mprotect(long address, long length, Protection prot) {
+        synchronized (machine.lock()) {
+            ensureOpen();
+            checkAddress(address, "address");
+            checkProtection(prot);
+            long len = checkLength(length, PageSize.SIZE_4K);
+            checkRangeInUserSpace(address, len);
+            long end = address + len;
+            long covered = address;
+            for (VmArea v : overlapping(address, end)) {
+                if (v.start() > covered) {
+                    break;
+                }
+                covered = v.end();
+            }
+            if (covered < end) {
+                throw new InvalidArgumentException("address", address, "must start a fully mapped range of " + len
+                        + " bytes (hole at 0x" + Long.toHexString(covered) + ")");
+            }
+            checkSplitPoints(address, end);
+            splitAt(address);
+            splitAt(end);
+            for (VmArea v : overlapping(address, end)) {
+                v.setProtection(prot);
+                pages.changeProtection(v, v.start(), v.end());
+            }
+            for (VmArea v : overlapping(address, end)) {
+                mergeAround(v);
+            }
+        }
+    }
+
+    // ---- fork / exit ----
+
+    @Override
+    public AddressSpace fork() {
+        synchronized (machine.lock()) {
+            ensureOpen();
+            SimAddressSpace child = machine.newChild(homeNode);
+            try {
+                for (VmArea v : vmas.values()) {
+                    VmArea copy = v.forkCopy(child);
+                    pages.prepareForkedAnon(v, copy);
+                    child.insertVma(copy);
+                    pages.copyForFork(v, copy);
+                }
+            } catch (RuntimeException e) {
+                child.close();
+                throw e;
+            }
+            return child;
+        }
+    }
+
+    @Override
+    public void close() {
+        synchronized (machine.lock()) {
+            if (closed) {
+                return;
+            }
+            if (!machine.memory().isClosed()) {
+                for (VmArea v : new ArrayList<>(vmas.values())) {
+                    pages.zap(v, v.start(), v.end());
+                    removeVma(v);
+                }
+                pageTable.destroy();
+            }
+            closed = true;
+            machine.exited(this);
+        }
+    }
+
+    @Override
+    public boolean isClosed() {
+        synchronized (machine.lock()) {
+            return closed;
+        }
+    }
+
+    // ---- faults and queries ----
+
+    @Override
+    public FaultResult fault(long va, Access access) {
+        synchronized (machine.lock()) {
+            ensureOpen();
+            if (access == null) {
+                throw new InvalidArgumentException("access", null, "must not be null");
+            }
+            if (!pageTable.mode().isCanonical(va)) {
+                throw new SegmentationFaultException(va, access, SegmentationFaultException.Cause.NON_CANONICAL);
+            }
+            VmArea vma = vma(va);
+            if (vma == null) {
+                throw new SegmentationFaultException(va, access, SegmentationFaultException.Cause.NO_VMA);
+            }
+            if (!vma.protection().allows(access)) {
+                throw new SegmentationFaultException(va, access, SegmentationFaultException.Cause.PROTECTION);
+            }
+            return faults.handle(vma, va, access);
+        }
+    }
+
+    @Override
+    public Optional<Vma> findVma(long va) {
+        synchronized (machine.lock()) {
+            ensureOpen();
+            VmArea v = vma(va);
+            return v == null ? Optional.empty() : Optional.of(v.snapshot());
+        }
+    }
+
+    @Override
+    public List<Vma> vmas() {
+        synchronized (machine.lock()) {
+            ensureOpen();
+            List<Vma> out = new ArrayList<>(vmas.size());
+            for (VmArea v : vmas.values()) {
+                out.add(v.snapshot());
+            }
+            return out;
+        }
+    }
+
+    @Override
+    public long translate(long va) {
+        synchronized (machine.lock()) {
+            ensureOpen();
+            if (!pageTable.mode().isCanonical(va)) {
+                throw new InvalidArgumentException("va", va, "must be canonical");
+            }
+            return walker.translate(pageTable.cr3(), pageTable.mode(), va, walkResult) ? walkResult.physicalAddress : -1;
+        }
+    }
+
+    @Override
+    public long pageAt(long va) {
+        synchronized (machine.lock()) {
+            ensureOpen();
+            if (!pageTable.mode().isCanonical(va)) {
+                throw new InvalidArgumentException("va", va, "must be canonical");
+            }
+            return walker.translate(pageTable.cr3(), pageTable.mode(), va, walkResult) ? walkResult.pagePfn : -1;
+        }
+    }
+
+    @Override
+    public MmCounters counters() {
+        synchronized (machine.lock()) {
+            ensureOpen();
+            return new MmCounters(anonPages, shmemPages, hugetlbBytes, pageTable.tablePages(),
+                    pageTable.tablesAt(Level.PMD), vmas.size());
+        }
+    }
+
+    @Override
+    public String dumpPageTables() {
+        synchronized (machine.lock()) {
+            ensureOpen();
+            return pageTable.dump();
+        }
+    }
+
+    @Override
+    public String toString() {
+        return "mm" + id;
+    }
+
+    // ---- VMA tree ----
+
+    /** The VMA containing va, or null. */
+    public VmArea vma(long va) {
+        Map.Entry<Long, VmArea> e = vmas.floorEntry(va);
+        return e != null && e.getValue().contains(va) ? e.getValue() : null;
+    }
+
+    /** VMAs meeting [start, end), in address order. */
+    List<VmArea> overlapping(long start, long end) {
+        List<VmArea> out = new ArrayList<>();
+        Long from = vmas.floorKey(start);
+        for (VmArea v : vmas.tailMap(from == null ? start : from, true).values()) {
+            if (v.start() >= end) {
+                break;
+            }
+            if (v.end() > start) {
+                out.add(v);
+            }
+        }
+        return out;
+    }
+
+    void insertVma(VmArea v) {
+        vmas.put(v.start(), v);
+        if (v.mapping() != null) {
+            v.mapping().iMmap().insert(v);
+        }
+        for (AnonVma a : v.anonChain()) {
+            a.link(v);
+        }
+    }
+
+    void removeVma(VmArea v) {
+        vmas.remove(v.start());
+        if (v.mapping() != null) {
+            v.mapping().iMmap().remove(v);
+        }
+        for (AnonVma a : v.anonChain()) {
+            a.unlink(v);
+        }
+        if (v.kind() == VmaKind.ANONYMOUS_SHARED && v.mapping().iMmap().isEmpty()) {
+            // The last mapping of the shmem object is gone: the object and its pages go too.
+            v.mapping().pageCache().forEachValue(pfn -> pages.putReference(pfn, false));
+            v.mapping().pageCache().clear();
+        }
+    }
+
+    /** Splits the VMA containing addr so that a VMA starts at addr (split_vma). */
+    void splitAt(long addr) {
+        VmArea v = vma(addr);
+        if (v == null || v.start() == addr) {
+            return;
+        }
+        if (v.kind().isHugetlb()) {
+            PmdSharing.unshareForSplit(v, addr); // hugetlb_split: a split window cannot stay shared
+        }
+        VmArea upper = v.slice(addr, v.end());
+        v.setEnd(addr);
+        if (v.mapping() != null) {
+            v.mapping().iMmap().update();
+        }
+        insertVma(upper);
+    }
+
+    /** Merges v with its neighbours where vma_merge would; returns the VMA that now holds v's range. */
+    VmArea mergeAround(VmArea v) {
+        Map.Entry<Long, VmArea> prevEntry = vmas.lowerEntry(v.start());
+        VmArea result = v;
+        if (prevEntry != null && prevEntry.getValue().canMergeWith(v)) {
+            VmArea prev = prevEntry.getValue();
+            removeVma(v);
+            prev.setEnd(v.end());
+            if (prev.mapping() != null) {
+                prev.mapping().iMmap().update();
+            }
+            result = prev;
+        }
+        Map.Entry<Long, VmArea> nextEntry = vmas.higherEntry(result.start());
+        if (nextEntry != null && result.canMergeWith(nextEntry.getValue())) {
+            VmArea next = nextEntry.getValue();
+            removeVma(next);
+            result.setEnd(next.end());
+            if (result.mapping() != null) {
+                result.mapping().iMmap().update();
+            }
+        }
+        return result;
+    }
+
+    /** Unmaps [start, end): splits, zaps, removes VMAs and frees the tables nobody else needs. */
+    void unmapRange(long start, long end) {
+        if (overlapping(start, end).isEmpty()) {
+            return;
+        }
+        splitAt(start);
+        splitAt(end);
+        for (VmArea v : overlapping(start, end)) {
+            pages.zap(v, v.start(), v.end());
+            removeVma(v);
+        }
+        freeTables(start, end);
+    }
+
+    /**
+     * free_pgtables: frees the empty tables whose span lies between the neighbouring VMAs, so a
+     * table still covering part of another VMA is kept, as the kernel keeps it.
+     */
+    private void freeTables(long start, long end) {
+        Map.Entry<Long, VmArea> prev = vmas.lowerEntry(start);
+        Map.Entry<Long, VmArea> next = vmas.ceilingEntry(start);
+        long floor = prev == null ? 0 : prev.getValue().end();
+        long ceiling = next == null ? pageTable.mode().userAddressLimit() : next.getValue().start();
+        long from = (floor + (1L << 21) - 1) & -(1L << 21);
+        long to = ceiling & -(1L << 21);
+        if (from < to) {
+            pageTable.freeEmptyTables(from, to);
+        }
+    }
+
+    // ---- validation ----
+
+    void ensureOpen() {
+        machine.ensureOpen();
+        if (closed) {
+            throw new ClosedException("address space mm" + id);
+        }
+    }
+
+    private void checkMmapFlags(int flags, boolean anonymous) {
+        if ((flags & ~MapFlags.KNOWN) != 0) {
+            throw new InvalidArgumentException("flags", MapFlags.describe(flags), "must use only MAP_SHARED, MAP_PRIVATE,"
+                    + " MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_ANONYMOUS, MAP_LOCKED and MAP_POPULATE");
+        }
+        boolean shared = (flags & MapFlags.MAP_SHARED) != 0;
+        boolean priv = (flags & MapFlags.MAP_PRIVATE) != 0;
+        if (shared == priv) {
+            throw new InvalidArgumentException("flags", MapFlags.describe(flags), "must contain exactly one of MAP_SHARED and MAP_PRIVATE");
+        }
+        if (anonymous != ((flags & MapFlags.MAP_ANONYMOUS) != 0)) {
+            throw new InvalidArgumentException("flags", MapFlags.describe(flags), anonymous
+                    ? "must contain MAP_ANONYMOUS for an anonymous mapping" : "must not contain MAP_ANONYMOUS for a file mapping");
+        }
+    }
+
+    private static void checkProtection(Protection prot) {
+        if (prot == null) {
+            throw new InvalidArgumentException("prot", null, "must not be null");
+        }
+    }
+
+    private long checkLength(long length, PageSize size) {
+        long limit = pageTable.mode().userAddressLimit();
+        if (length <= 0 || length > limit) {
+            throw new InvalidArgumentException("length", length, "must be positive and at most 0x" + Long.toHexString(limit));
+        }
+        if (size != PageSize.SIZE_4K && !size.isAligned(length)) {
+            throw new InvalidArgumentException("length", length, "must be a multiple of the file's page size " + size.label());
+        }
+        return (length + 0xFFF) & ~0xFFFL; // the kernel rounds lengths up to whole pages
+    }
+
+    private void checkAddress(long address, String name) {
+        if ((address & 0xFFF) != 0) {
+            throw new InvalidArgumentException(name, address, "must be 4K aligned");
+        }
+        if (address < 0 || address >= pageTable.mode().userAddressLimit()) {
+            throw new InvalidArgumentException(name, address, "must be a user-space address below 0x"
+                    + Long.toHexString(pageTable.mode().userAddressLimit()));
+        }
+    }
+
+    private void checkRangeInUserSpace(long address, long len) {
+        if (address > pageTable.mode().userAddressLimit() - len) {
+            throw new InvalidArgumentException("length", len, "must keep 0x" + Long.toHexString(address)
+                    + " + length inside user space (below 0x" + Long.toHexString(pageTable.mode().userAddressLimit()) + ")");
+        }
+    }
+
+    /** A hugetlb VMA can only be split at a multiple of its page size (hugetlb_vm_op_split). */
+    private void checkSplitPoints(long start, long end) {
+        for (long point : new long[] {start, end}) {
+            VmArea v = vma(point);
+            if (v != null && v.start() != point && !v.pageSize().isAligned(point)) {
+                throw new InvalidArgumentException(point == start ? "address" : "end", point,
+                        "must be aligned to " + v.pageSize().label() + " to split the hugetlb mapping " + v.snapshot());
+            }
+        }
+    }
+
+    /** The start of a new mapping of len bytes, following MAP_FIXED, NOREPLACE and hints. */
+    private long placement(long address, long len, int flags, PageSize size) {
+        boolean fixed = (flags & (MapFlags.MAP_FIXED | MapFlags.MAP_FIXED_NOREPLACE)) != 0;
+        if (fixed) {
+            if (!size.isAligned(address)) {
+                throw new InvalidArgumentException("address", address, "must be aligned to " + size.label() + " for MAP_FIXED");
+            }
+            if (address < MMAP_MIN_ADDR || address >= pageTable.mode().userAddressLimit()) {
+                throw new InvalidArgumentException("address", address, "must lie in user space, at or above mmap_min_addr 0x"
+                        + Long.toHexString(MMAP_MIN_ADDR));
+            }
+            checkRangeInUserSpace(address, len);
+            if ((flags & MapFlags.MAP_FIXED) == 0 && !overlapping(address, address + len).isEmpty()) {
+                throw new InvalidArgumentException("address", address, "must not overlap an existing mapping with"
+                        + " MAP_FIXED_NOREPLACE (EEXIST): " + overlapping(address, address + len).getFirst().snapshot());
+            }
+            if (!checkFixedReplaceable(address, address + len)) {
+                throw new InvalidArgumentException("address", address, "must not split a hugetlb mapping off its page size");
+            }
+            return address;
+        }
+        if (address != 0 && size.isAligned(address) && address >= MMAP_MIN_ADDR
+                && address <= pageTable.mode().userAddressLimit() - len && overlapping(address, address + len).isEmpty()) {
+            return address;
+        }
+        long top = MMAP_BASE;
+        for (VmArea v : vmas.descendingMap().values()) {
+            if (v.start() >= top) {
+                continue;
+            }
+            long candidate = (top - len) & -size.bytes();
+            if (candidate >= v.end() && candidate <= top - len) {
+                return candidate;
+            }
+            top = v.start();
+        }
+        long candidate = (top - len) & -size.bytes();
+        if (top - len < MMAP_MIN_ADDR || candidate < MMAP_MIN_ADDR) {
+            throw new OutOfMemoryException("no free range of " + len + " bytes below 0x" + Long.toHexString(MMAP_BASE));
+        }
+        return candidate;
+    }
+
+    private boolean checkFixedReplaceable(long start, long end) {
+        for (long point : new long[] {start, end}) {
+            VmArea v = vma(point);
+            if (v != null && v.start() != point && !v.pageSize().isAligned(point)) {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    private void replaceForFixed(long start, long len, int flags) {
+        if ((flags & MapFlags.MAP_FIXED) != 0) {
+            unmapRange(start, start + len);
+        }
+    }
+}

@@ -1,0 +1,189 @@
+package org.vmcore.impl.vma;
+
+import java.util.ArrayList;
+import java.util.List;
+import org.vmcore.api.PageSize;
+import org.vmcore.api.Protection;
+import org.vmcore.api.Vma;
+import org.vmcore.api.VmaKind;
+import org.vmcore.impl.hugetlb.HugetlbFileImpl;
+import org.vmcore.impl.mm.SimAddressSpace;
+import org.vmcore.impl.rmap.AnonVma;
+import org.vmcore.impl.rmap.FileMapping;
+
+/**
+ * A VMA (vm_area_struct): {@code [start, end)} of one address space with one protection and
+ * one backing. {@code pgoff} is vm_pgoff in 4 KiB pages: the file offset of {@code start} for
+ * file and shmem mappings, {@code start >> 12} for private anonymous ones.
+ */
+public final class VmArea {
+    private final SimAddressSpace owner;
+    private long start;
+    private long end;
+    private Protection protection;
+    private final VmaKind kind;
+    private boolean locked;
+    private final HugetlbFileImpl file;
+    private final FileMapping mapping; // the hugetlbfs file's or the shmem object's, else null
+    private long pgoff;
+    private final PageSize pageSize;
+    /** The anon_vma new anonymous pages of this VMA go under (null until the first needs it). */
+    private AnonVma anonVma;
+    /** Every anon_vma this VMA is linked into: the anon_vma_chain. */
+    private final List<AnonVma> anonChain = new ArrayList<>();
+    /** For private hugetlb: this VMA owns its pool reservations (HPAGE_RESV_OWNER). */
+    private boolean reservationOwner;
+
+    public VmArea(SimAddressSpace owner, long start, long end, Protection protection, VmaKind kind, boolean locked,
+                  HugetlbFileImpl file, FileMapping mapping, long pgoff, PageSize pageSize) {
+        this.owner = owner;
+        this.start = start;
+        this.end = end;
+        this.protection = protection;
+        this.kind = kind;
+        this.locked = locked;
+        this.file = file;
+        this.mapping = mapping;
+        this.pgoff = pgoff;
+        this.pageSize = pageSize;
+    }
+
+    public SimAddressSpace owner() {
+        return owner;
+    }
+
+    public long start() {
+        return start;
+    }
+
+    public long end() {
+        return end;
+    }
+
+    public Protection protection() {
+        return protection;
+    }
+
+    public VmaKind kind() {
+        return kind;
+    }
+
+    public boolean locked() {
+        return locked;
+    }
+
+    public HugetlbFileImpl file() {
+        return file;
+    }
+
+    public FileMapping mapping() {
+        return mapping;
+    }
+
+    public long pgoff() {
+        return pgoff;
+    }
+
+    public PageSize pageSize() {
+        return pageSize;
+    }
+
+    public AnonVma anonVma() {
+        return anonVma;
+    }
+
+    public List<AnonVma> anonChain() {
+        return anonChain;
+    }
+
+    public boolean reservationOwner() {
+        return reservationOwner;
+    }
+
+    /** Length in 4 KiB pages. */
+    public long pages() {
+        return (end - start) >>> 12;
+    }
+
+    public boolean contains(long va) {
+        return va >= start && va < end;
+    }
+
+    /** Whether {@code [from, to)} lies inside this VMA (range_in_vma). */
+    public boolean containsRange(long from, long to) {
+        return from >= start && to <= end;
+    }
+
+    /** The 4 KiB page offset of {@code va} in the mapping (linear_page_index). */
+    public long linearPageIndex(long va) {
+        return ((va - start) >>> 12) + pgoff;
+    }
+
+    /** The address of 4 KiB page offset {@code index} in this VMA (vma_address), or -1 if outside. */
+    public long address(long index) {
+        long va = start + ((index - pgoff) << 12);
+        return index >= pgoff && va < end ? va : -1;
+    }
+
+    public void setAnonVma(AnonVma anonVma) {
+        this.anonVma = anonVma;
+    }
+
+    public void setReservationOwner(boolean owner) {
+        this.reservationOwner = owner;
+    }
+
+    public void setProtection(Protection protection) {
+        this.protection = protection;
+    }
+
+    /** Moves the start (a split keeps the upper part, or a merge grows downward). */
+    public void setStart(long newStart) {
+        pgoff += (newStart - start) >> 12;
+        start = newStart;
+    }
+
+    public void setEnd(long newEnd) {
+        end = newEnd;
+    }
+
+    /** A copy of this VMA over {@code [from, to)} for the same owner (split_vma's new half). */
+    public VmArea slice(long from, long to) {
+        VmArea copy = new VmArea(owner, from, to, protection, kind, locked, file, mapping,
+                pgoff + ((from - start) >> 12), pageSize);
+        copy.anonVma = anonVma;
+        copy.anonChain.addAll(anonChain);
+        copy.reservationOwner = reservationOwner;
+        return copy;
+    }
+
+    /** A copy for a forked child. */
+    public VmArea forkCopy(SimAddressSpace child) {
+        VmArea copy = new VmArea(child, start, end, protection, kind, locked, file, mapping, pgoff, pageSize);
+        copy.anonChain.addAll(anonChain);
+        return copy;
+    }
+
+    /** Whether {@code next}, starting at this VMA's end, could be merged into it (vma_merge). */
+    public boolean canMergeWith(VmArea next) {
+        return next.start == end && next.kind == kind && next.protection.equals(protection) && next.locked == locked
+                && next.file == file && next.mapping == mapping && next.pageSize == pageSize
+                && next.pgoff == pgoff + pages() && next.anonVma == anonVma && next.anonChain.equals(anonChain)
+                && next.reservationOwner == reservationOwner;
+    }
+
+    /** Flags equal apart from VM_LOCKED: the vm_flags test of page_table_shareable. */
+    public boolean sameFlagsIgnoringLock(VmArea other) {
+        return kind == other.kind && protection.equals(other.protection);
+    }
+
+    public Vma snapshot() {
+        return new Vma(owner, start, end, protection, kind, locked, file, kind.isHugetlb() || kind.isShared() ? pgoff : 0,
+                pageSize);
+    }
+
+    @Override
+    public String toString() {
+        return snapshot().toString();
+    }
+}
