@@ -155,7 +155,7 @@ final class PageOps {
             }
             long pfn = Pte.pfn(e, size);
             boolean writable = vma.protection().write() && (vma.kind().isShared() || exclusiveAnon(pfn));
-            table.protect(va, size, protFlags(vma.protection(), writable));
+            table.protectSlot(slot, size, protFlags(vma.protection(), writable));
         });
     }
 

@@ -238,10 +238,26 @@ public final class PageTable {
             throw new InvalidArgumentException("protFlags", protFlags, "must contain PRESENT or PROTNONE");
         }
         long slot = existingLeafSlot(va, size);
+        long old = protectSlot(slot, size, protFlags);
+        if (old == 0) {
+            throw new InvalidArgumentException("va", va, "must be mapped by a present " + size.label() + " leaf (entry "
+                    + Pte.describe(readSlot(slot)) + ")");
+        }
+        return old;
+    }
+
+    /**
+     * {@link #protect} on a leaf slot the caller has already found (a range walk): replaces the
+     * protection bits atomically. Returns the old entry, or 0 (changing nothing) if the slot
+     * does not hold a present or PROT_NONE leaf. {@code protFlags} must be valid for
+     * {@link #protect}.
+     */
+    public long protectSlot(long slot, PageSize size, long protFlags) {
+        ensureAlive();
         while (true) {
             long old = readSlot(slot);
             if (!Pte.isPresent(old)) {
-                throw new InvalidArgumentException("va", va, "must be mapped by a present " + size.label() + " leaf (entry " + Pte.describe(old) + ")");
+                return 0;
             }
             // The L1TF inversion covers only the PFN field, so PAT_LARGE (bit 12) is kept as is.
             long keep = old & ~(Pte.PROT_BITS | Pte.pfnMask(size) | Pte.PSE);
