@@ -10,4 +10,5 @@ module org.vmcore.x86 {
 
     exports org.vmcore.x86.mem;
     exports org.vmcore.x86.pgtable;
+    exports org.vmcore.x86.tlb;
 }

@@ -80,6 +80,46 @@ public interface AddressSpace extends AutoCloseable {
     /** The page tables in the kernel's page-table dump format. */
     String dumpPageTables();
 
+    /** The PCID this address space's translations are tagged with (1..4095). */
+    int pcid();
+
+    /** CPUs that may cache translations of this address space (mm_cpumask), ascending. */
+    List<Integer> cpumask();
+
+    /**
+     * Registers a secondary MMU (mmu_notifier_register).
+     *
+     * @throws InvalidArgumentException if it is null or already registered
+     */
+    void registerNotifier(MmuNotifier notifier);
+
+    /** Unregisters a secondary MMU; false if it was not registered. */
+    boolean unregisterNotifier(MmuNotifier notifier);
+
+    /**
+     * flush_tlb_mm_range: flushes {@code [start, end)} from the TLBs of the CPUs in the cpumask,
+     * one page at a time with a stride of {@code strideShift} (12, 21 or 30), or the whole
+     * address space when that would take more than 33 steps; then the secondary TLBs.
+     */
+    void flushTlb(long start, long end, int strideShift);
+
+    /** flush_tlb_mm: flushes this address space from every CPU in its cpumask, and the secondary TLBs. */
+    void flushTlb();
+
+    /**
+     * ptep_clear_flush_young_notify: clears the accessed bit of the entry mapping {@code va},
+     * flushes that page from the TLBs if it was set, and asks the secondary MMUs.
+     *
+     * @return whether the page was young in the tables or in a secondary MMU
+     */
+    boolean clearFlushYoung(long va);
+
+    /** ptep_clear_young_notify: like {@link #clearFlushYoung} without the TLB flush. */
+    boolean clearYoung(long va);
+
+    /** mmu_notifier_test_young with the entry's own accessed bit: whether {@code va} is young. */
+    boolean testYoung(long va);
+
     /** Whether {@link #close()} was called. */
     boolean isClosed();
 

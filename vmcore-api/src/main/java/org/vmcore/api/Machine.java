@@ -9,8 +9,8 @@ import java.util.ServiceLoader;
 import java.util.Set;
 
 /**
- * A simulated x86-64 machine: NUMA memory, CPUs, hugetlb pools and the kernel's memory
- * management. Closing it frees every off-heap byte it took; every object obtained from it is
+ * A simulated x86-64 machine: NUMA memory, CPUs with TLBs, hugetlb pools and the kernel's
+ * memory management. Closing it frees every off-heap byte it took; every object obtained from it is
  * unusable afterwards ({@link ClosedException}).
  *
  * <pre>{@code
@@ -63,6 +63,37 @@ public interface Machine extends AutoCloseable {
     /** Host memory taken off-heap right now, in bytes. */
     long offHeapBytes();
 
+    /** Number of CPUs. */
+    int cpuCount();
+
+    /**
+     * CPU {@code id}.
+     *
+     * @throws InvalidArgumentException if there is no such CPU
+     */
+    Cpu cpu(int id);
+
+    /** Flushes every CPU's TLB and paging-structure caches completely. */
+    void flushTlbAll();
+
+    /**
+     * What the stale-translation detector has seen so far (empty when the detector is off), in
+     * the order it happened.
+     */
+    java.util.List<StaleAccess> staleAccesses();
+
+    /** Forgets the stale accesses recorded so far. */
+    void clearStaleAccesses();
+
+    /**
+     * For secondary MMUs: checks that {@code addressSpace} still maps {@code va} to the page
+     * headed by {@code pfn}. With the detector on, a mismatch outside any open invalidation of
+     * that address is recorded as a {@link StaleAccess} by {@code who}.
+     *
+     * @return whether the translation is current
+     */
+    boolean checkTranslation(String who, AddressSpace addressSpace, long va, long pfn, boolean write);
+
     /** Whether {@code regression} is switched on. */
     default boolean has(Regression regression) {
         return config().regressions().contains(regression);
@@ -74,7 +105,7 @@ public interface Machine extends AutoCloseable {
 
     /**
      * Assembles a {@link MachineConfig}. Defaults: one node of 1 GiB, one CPU, 4-level paging,
-     * no huge pages, no regressions.
+     * no huge pages, no regressions, {@link TlbConfig#DEFAULT}, no stale-translation detector.
      */
     final class Builder {
         private final List<Long> nodes = new ArrayList<>();
@@ -82,6 +113,8 @@ public interface Machine extends AutoCloseable {
         private PagingMode pagingMode = PagingMode.FOUR_LEVEL;
         private final Map<Integer, Map<PageSize, Long>> hugePages = new LinkedHashMap<>();
         private final Set<Regression> regressions = EnumSet.noneOf(Regression.class);
+        private TlbConfig tlb = TlbConfig.DEFAULT;
+        private boolean detectStale;
 
         Builder() {
         }
@@ -143,10 +176,28 @@ public interface Machine extends AutoCloseable {
             return this;
         }
 
+        /** Sets the TLB geometry of every CPU. */
+        public Builder tlb(TlbConfig config) {
+            if (config == null) {
+                throw new InvalidArgumentException("tlb", null, "must not be null");
+            }
+            tlb = config;
+            return this;
+        }
+
+        /**
+         * Switches the stale-translation detector on or off (off by default): every TLB hit and
+         * every secondary-MMU check is compared with the page tables.
+         */
+        public Builder detectStaleTranslations(boolean on) {
+            detectStale = on;
+            return this;
+        }
+
         /** The configuration as it stands; one 1 GiB node if none was added. */
         public MachineConfig config() {
             List<Long> n = nodes.isEmpty() ? List.of(1L << 30) : nodes;
-            return new MachineConfig(n, cpus, pagingMode, hugePages, regressions);
+            return new MachineConfig(n, cpus, pagingMode, hugePages, regressions, tlb, detectStale);
         }
 
         /**

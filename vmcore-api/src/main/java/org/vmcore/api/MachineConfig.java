@@ -13,9 +13,13 @@ import java.util.Set;
  * @param pagingMode  4- or 5-level paging
  * @param hugePages   pages preallocated per node and huge-page size (nr_hugepages)
  * @param regressions historical behaviours switched on
+ * @param tlb         the geometry of every CPU's TLB
+ * @param detectStaleTranslations whether every TLB hit and secondary-MMU use is checked against
+ *                    the page tables (see {@link Machine#staleAccesses()})
  */
 public record MachineConfig(List<Long> nodeBytes, int cpus, PagingMode pagingMode,
-                            Map<Integer, Map<PageSize, Long>> hugePages, Set<Regression> regressions) {
+                            Map<Integer, Map<PageSize, Long>> hugePages, Set<Regression> regressions, TlbConfig tlb,
+                            boolean detectStaleTranslations) {
     /** Copies every collection, so a config never changes after it is made. */
     public MachineConfig {
         nodeBytes = List.copyOf(nodeBytes);

@@ -7,6 +7,12 @@ import java.util.Map;
 import org.eclipse.collections.impl.map.mutable.primitive.LongObjectHashMap;
 import org.vmcore.api.AddressSpace;
 import org.vmcore.api.ClosedException;
+import org.vmcore.api.Cpu;
+import org.vmcore.api.StaleAccess;
+import org.vmcore.impl.cpu.SimCpu;
+import org.vmcore.impl.cpu.StaleDetector;
+import org.vmcore.impl.cpu.TlbShootdown;
+import org.vmcore.x86.pgtable.Walker;
 import org.vmcore.api.HugetlbFile;
 import org.vmcore.api.HugetlbFs;
 import org.vmcore.api.InvalidArgumentException;
@@ -45,6 +51,11 @@ public final class SimMachine implements Machine {
     private final List<SimAddressSpace> spaces = new ArrayList<>();
     private final LongObjectHashMap<Object> mappings = new LongObjectHashMap<>();
     private final Object lock = new Object();
+    private final SimCpu[] cpus;
+    private final TlbShootdown shootdown;
+    private final StaleDetector detector = new StaleDetector();
+    private final SimAddressSpace[] byPcid = new SimAddressSpace[4096];
+
     private long nextMappingId = 2;
     private int nextSpaceId = 1;
     private boolean closed;
@@ -65,6 +76,11 @@ public final class SimMachine implements Machine {
             }
             this.hugetlbfs = new HugetlbFsImpl(this, pools);
             this.rmap = new RmapWalkerImpl(this);
+            this.cpus = new SimCpu[config.cpus()];
+            for (int i = 0; i < cpus.length; i++) {
+                cpus[i] = new SimCpu(this, i);
+            }
+            this.shootdown = new TlbShootdown(cpus);
         } catch (RuntimeException e) {
             memory.close();
             throw e;
@@ -86,22 +102,107 @@ public final class SimMachine implements Machine {
         synchronized (lock) {
             ensureOpen();
             checkNode(homeNode);
-            SimAddressSpace mm = new SimAddressSpace(this, nextSpaceId++, homeNode);
-            spaces.add(mm);
-            return mm;
+            return newAddressSpace(homeNode);
         }
     }
 
     /** A child of fork, registered like any new address space. */
     public SimAddressSpace newChild(int homeNode) {
-        SimAddressSpace mm = new SimAddressSpace(this, nextSpaceId++, homeNode);
+        return newAddressSpace(homeNode);
+    }
+
+    private SimAddressSpace newAddressSpace(int homeNode) {
+        int pcid = 1;
+        while (pcid < byPcid.length && byPcid[pcid] != null) {
+            pcid++;
+        }
+        if (pcid == byPcid.length) {
+            throw new org.vmcore.api.OutOfMemoryException("all 4095 PCIDs are in use: close an address space first");
+        }
+        SimAddressSpace mm = new SimAddressSpace(this, nextSpaceId++, homeNode, pcid);
+        byPcid[pcid] = mm;
         spaces.add(mm);
         return mm;
     }
 
-    /** Called by an address space when it exits. */
+    /** Called by an address space when it exits, after its PCID was flushed everywhere. */
     public void exited(SimAddressSpace mm) {
         spaces.remove(mm);
+        byPcid[mm.pcid()] = null;
+    }
+
+    /** The live address space tagged with {@code pcid}, or null. */
+    public AddressSpace addressSpaceOfPcid(int pcid) {
+        synchronized (lock) {
+            return pcid > 0 && pcid < byPcid.length ? byPcid[pcid] : null;
+        }
+    }
+
+    /** A hardware walker for this machine's memory. */
+    public Walker newWalker() {
+        int bits = Math.max(46, 64 - Long.numberOfLeadingZeros(memory.frameCount() - 1) + 12);
+        return new Walker(memory, Math.min(bits, PhysicalMemory.MAX_PHYS_BITS));
+    }
+
+    @Override
+    public int cpuCount() {
+        return cpus.length;
+    }
+
+    @Override
+    public Cpu cpu(int id) {
+        if (id < 0 || id >= cpus.length) {
+            throw new InvalidArgumentException("cpu", id, "must be a CPU of this machine (0.." + (cpus.length - 1) + ")");
+        }
+        return cpus[id];
+    }
+
+    public SimCpu simCpu(int id) {
+        return cpus[id];
+    }
+
+    public TlbShootdown shootdown() {
+        return shootdown;
+    }
+
+    public StaleDetector detector() {
+        return detector;
+    }
+
+    @Override
+    public void flushTlbAll() {
+        synchronized (lock) {
+            ensureOpen();
+            shootdown.flushAll();
+        }
+    }
+
+    @Override
+    public List<StaleAccess> staleAccesses() {
+        return detector.snapshot();
+    }
+
+    @Override
+    public void clearStaleAccesses() {
+        detector.clear();
+    }
+
+    @Override
+    public boolean checkTranslation(String who, AddressSpace addressSpace, long va, long pfn, boolean write) {
+        if (!(addressSpace instanceof SimAddressSpace mm) || mm.machine() != this) {
+            throw new InvalidArgumentException("addressSpace", addressSpace, "must belong to this machine");
+        }
+        synchronized (lock) {
+            ensureOpen();
+            long now = mm.isClosed() ? -1 : mm.pageAt(va);
+            if (now == pfn) {
+                return true;
+            }
+            if (config.detectStaleTranslations() && !mm.notifiers().isInvalidating(va)) {
+                detector.record(who, mm, va, write, pfn, now);
+            }
+            return false;
+        }
     }
 
     @Override

@@ -2,6 +2,7 @@ package org.vmcore.impl.mm;
 
 import org.vmcore.api.Access;
 import org.vmcore.api.FaultResult;
+import org.vmcore.api.NotifierEvent;
 import org.vmcore.api.OutOfMemoryException;
 import org.vmcore.api.PageSize;
 import org.vmcore.api.VmaKind;
@@ -190,12 +191,16 @@ final class FaultHandler {
                 : mm.pages.allocateBasePage();
         memory.contents().copy(pfn, copy, size.frames());
         long entry = Pte.leaf(copy, size, leafFlags(vma, true, true));
-        long cur = e;
-        while (!table.compareAndSetSlot(slot, cur, entry)) {
-            cur = table.readSlot(slot);
+        // wp_page_copy / hugetlb_wp: notify, replace the entry, flush the old translation everywhere.
+        try (Invalidation inv = Invalidation.start(mm, addr, addr + size.bytes(), NotifierEvent.CLEAR)) {
+            long cur = e;
+            while (!table.compareAndSetSlot(slot, cur, entry)) {
+                cur = table.readSlot(slot);
+            }
+            mm.pages.newAnonRmap(vma, copy, addr);
+            mm.machine().shootdown().flushRange(mm, addr, addr + size.bytes(), size.shift());
+            mm.pages.putMapped(pfn, huge);
         }
-        mm.pages.newAnonRmap(vma, copy, addr);
-        mm.pages.putMapped(pfn, huge);
         return FaultResult.COW_COPY;
     }
 

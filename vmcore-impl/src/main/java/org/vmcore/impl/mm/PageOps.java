@@ -81,8 +81,11 @@ final class PageOps {
 
     // ---- zap ----
 
-    /** Clears every entry of {@code vma} in {@code [from, to)} and drops the page references. */
-    void zap(VmArea vma, long from, long to) {
+    /**
+     * Clears every entry of {@code vma} in {@code [from, to)} and drops the page references;
+     * {@code gather} learns what the TLBs must forget (an unshared window in whole).
+     */
+    void zap(VmArea vma, long from, long to, TlbGather gather) {
         PageTable table = mm.pageTable();
         if (vma.kind().isHugetlb()) {
             PageSize size = vma.pageSize();
@@ -92,6 +95,7 @@ final class PageOps {
                     long w = Math.max(window, from);
                     if (PmdSharing.isShared(vma, w)) {
                         PmdSharing.hugePmdUnshare(vma, w);
+                        gather.add(window, window + PmdSharing.PUD_SIZE, size.shift());
                     }
                 }
             }
@@ -100,7 +104,8 @@ final class PageOps {
             }
             forEachLeaf(vma, from, to, (va, slot, e) -> {
                 table.getAndClearSlot(slot);
-                if (Pte.isPresent(e) || (e & Pte.PROTNONE) != 0) {
+                gather.add(va, va + size.bytes(), size.shift());
+                if (Pte.isPresent(e)) {
                     mm.hugetlbBytes -= size.bytes();
                     putMapped(Pte.pfn(e, size), true);
                 }
@@ -109,7 +114,8 @@ final class PageOps {
         }
         forEachLeaf(vma, from, to, (va, slot, e) -> {
             table.getAndClearSlot(slot);
-            if (Pte.isPresent(e) || (e & Pte.PROTNONE) != 0) {
+            gather.add(va, va + 4096, 12);
+            if (Pte.isPresent(e)) {
                 long pfn = Pte.pfn(e);
                 if (vma.kind() == VmaKind.ANONYMOUS_SHARED) {
                     mm.shmemPages--;
@@ -126,7 +132,7 @@ final class PageOps {
         long pages = (to - from) >>> vma.pageSize().shift();
         long[] anon = {0};
         forEachLeaf(vma, from, to, (va, slot, e) -> {
-            if ((Pte.isPresent(e) || (e & Pte.PROTNONE) != 0) && isAnon(Pte.pfn(e, vma.pageSize()))) {
+            if (Pte.isPresent(e) && isAnon(Pte.pfn(e, vma.pageSize()))) {
                 anon[0]++;
             }
         });
@@ -150,7 +156,7 @@ final class PageOps {
             }
         }
         forEachLeaf(vma, from, to, (va, slot, e) -> {
-            if (!Pte.isPresent(e) && (e & Pte.PROTNONE) == 0) {
+            if (!Pte.isPresent(e)) {
                 return; // swap or migration entries keep their own permissions
             }
             long pfn = Pte.pfn(e, size);
@@ -209,7 +215,7 @@ final class PageOps {
         Level leaf = Level.ofLeaf(size);
         SimAddressSpace childMm = child.owner();
         parent.owner().pages.forEachLeaf(parent, parent.start(), parent.end(), (va, slot, e) -> {
-            if (!Pte.isPresent(e) && (e & Pte.PROTNONE) == 0) {
+            if (!Pte.isPresent(e)) {
                 return; // migration entries are copied once migration exists
             }
             long wp = e & ~Pte.RW;

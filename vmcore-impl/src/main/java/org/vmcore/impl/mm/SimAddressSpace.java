@@ -13,6 +13,8 @@ import org.vmcore.api.HugetlbFile;
 import org.vmcore.api.InvalidArgumentException;
 import org.vmcore.api.MapFlags;
 import org.vmcore.api.MmCounters;
+import org.vmcore.api.MmuNotifier;
+import org.vmcore.api.NotifierEvent;
 import org.vmcore.api.OutOfMemoryException;
 import org.vmcore.api.PageSize;
 import org.vmcore.api.Protection;
@@ -23,6 +25,7 @@ import org.vmcore.impl.SimMachine;
 import org.vmcore.impl.hugetlb.HugePagePool;
 import org.vmcore.impl.hugetlb.HugetlbFileImpl;
 import org.vmcore.impl.hugetlb.PmdSharing;
+import org.vmcore.impl.notifier.NotifierChain;
 import org.vmcore.impl.rmap.AnonVma;
 import org.vmcore.impl.rmap.FileMapping;
 import org.vmcore.impl.vma.VmArea;
@@ -46,6 +49,9 @@ public final class SimAddressSpace implements AddressSpace {
     private final SimMachine machine;
     private final int id;
     private final int homeNode;
+    private final int pcid;
+    private final java.util.concurrent.atomic.AtomicLongArray cpumask;
+    private final NotifierChain notifiers = new NotifierChain(this);
     private final PageTable pageTable;
     private final TreeMap<Long, VmArea> vmas = new TreeMap<>();
     private final Walker walker;
@@ -57,12 +63,14 @@ public final class SimAddressSpace implements AddressSpace {
     long hugetlbBytes;
     private boolean closed;
 
-    public SimAddressSpace(SimMachine machine, int id, int homeNode) {
+    public SimAddressSpace(SimMachine machine, int id, int homeNode, int pcid) {
         this.machine = machine;
         this.id = id;
         this.homeNode = homeNode;
+        this.pcid = pcid;
+        this.cpumask = new java.util.concurrent.atomic.AtomicLongArray((machine.config().cpus() + 63) / 64);
         this.pageTable = new PageTable(machine.memory(), machine.config().pagingMode(), homeNode);
-        this.walker = new Walker(machine.memory(), Math.max(46, 64 - Long.numberOfLeadingZeros(machine.memory().frameCount() - 1) + 12));
+        this.walker = machine.newWalker();
         this.pages = new PageOps(machine, this);
         this.faults = new FaultHandler(machine, this);
     }
@@ -226,7 +234,17 @@ public final class SimAddressSpace implements AddressSpace {
             splitAt(end);
             for (VmArea v : overlapping(address, end)) {
                 v.setProtection(prot);
-                pages.changeProtection(v, v.start(), v.end());
+                long from = v.start();
+                long to = v.end();
+                if (v.kind().isHugetlb()) { // hugetlb_change_protection widens for PMD sharing
+                    PmdSharing.Range r = PmdSharing.adjustRangeIfPmdSharingPossible(v, from, to);
+                    from = r.start();
+                    to = r.end();
+                }
+                try (Invalidation inv = Invalidation.start(this, from, to, NotifierEvent.PROTECTION_VMA)) {
+                    pages.changeProtection(v, v.start(), v.end());
+                    machine.shootdown().flushRange(this, from, to, v.pageSize().shift());
+                }
             }
             for (VmArea v : overlapping(address, end)) {
                 mergeAround(v);
@@ -246,11 +264,17 @@ public final class SimAddressSpace implements AddressSpace {
                     VmArea copy = v.forkCopy(child);
                     pages.prepareForkedAnon(v, copy);
                     child.insertVma(copy);
-                    pages.copyForFork(v, copy);
+                    if (!v.kind().isShared()) { // copy_page_range write-protects the parent's COW entries
+                        try (Invalidation inv = Invalidation.start(this, v.start(), v.end(), NotifierEvent.PROTECTION_PAGE)) {
+                            pages.copyForFork(v, copy);
+                        }
+                    }
                 }
             } catch (RuntimeException e) {
                 child.close();
                 throw e;
+            } finally {
+                machine.shootdown().flushMm(this); // dup_mmap's flush_tlb_mm(oldmm)
             }
             return child;
         }
@@ -263,10 +287,13 @@ public final class SimAddressSpace implements AddressSpace {
                 return;
             }
             if (!machine.memory().isClosed()) {
+                notifiers.release(); // exit_mmap: mmu_notifier_release first
+                TlbGather gather = new TlbGather();
                 for (VmArea v : new ArrayList<>(vmas.values())) {
-                    pages.zap(v, v.start(), v.end());
+                    pages.zap(v, v.start(), v.end(), gather);
                     removeVma(v);
                 }
+                machine.shootdown().flushExiting(this); // the PCID may be reused: drop it everywhere
                 pageTable.destroy();
             }
             closed = true;
@@ -369,6 +396,135 @@ public final class SimAddressSpace implements AddressSpace {
         return "mm" + id;
     }
 
+    // ---- TLB, cpumask and notifiers ----
+
+    @Override
+    public int pcid() {
+        return pcid;
+    }
+
+    @Override
+    public List<Integer> cpumask() {
+        List<Integer> out = new ArrayList<>();
+        for (int cpu = 0; cpu < machine.config().cpus(); cpu++) {
+            if (cpumaskHas(cpu)) {
+                out.add(cpu);
+            }
+        }
+        return out;
+    }
+
+    public void cpumaskSet(int cpu) {
+        cpumask.getAndAccumulate(cpu >>> 6, 1L << (cpu & 63), (a, b) -> a | b);
+    }
+
+    public boolean cpumaskHas(int cpu) {
+        return (cpumask.get(cpu >>> 6) & (1L << (cpu & 63))) != 0;
+    }
+
+    public NotifierChain notifiers() {
+        return notifiers;
+    }
+
+    @Override
+    public void registerNotifier(MmuNotifier notifier) {
+        synchronized (machine.lock()) {
+            ensureOpen();
+            notifiers.register(notifier);
+        }
+    }
+
+    @Override
+    public boolean unregisterNotifier(MmuNotifier notifier) {
+        synchronized (machine.lock()) {
+            ensureOpen();
+            return notifiers.unregister(notifier);
+        }
+    }
+
+    @Override
+    public void flushTlb(long start, long end, int strideShift) {
+        synchronized (machine.lock()) {
+            ensureOpen();
+            if (strideShift != 12 && strideShift != 21 && strideShift != 30) {
+                throw new InvalidArgumentException("strideShift", strideShift, "must be 12, 21 or 30");
+            }
+            checkAddress(start, "start");
+            if (end <= start || end > pageTable.mode().userAddressLimit()) {
+                throw new InvalidArgumentException("end", end, "must be above start and inside user space");
+            }
+            machine.shootdown().flushRange(this, start, end, strideShift);
+        }
+    }
+
+    @Override
+    public void flushTlb() {
+        synchronized (machine.lock()) {
+            ensureOpen();
+            machine.shootdown().flushMm(this);
+        }
+    }
+
+    @Override
+    public boolean clearFlushYoung(long va) {
+        return young(va, true, true);
+    }
+
+    @Override
+    public boolean clearYoung(long va) {
+        return young(va, true, false);
+    }
+
+    @Override
+    public boolean testYoung(long va) {
+        return young(va, false, false);
+    }
+
+    private boolean young(long va, boolean clear, boolean flush) {
+        synchronized (machine.lock()) {
+            ensureOpen();
+            VmArea v = vma(va);
+            if (v == null) {
+                throw new InvalidArgumentException("va", va, "must lie in a mapping");
+            }
+            PageSize size = v.pageSize();
+            long addr = size.alignDown(va);
+            long slot = pageTable.slot(addr, Level.ofLeaf(size));
+            boolean young = false;
+            if (slot >= 0) {
+                long e = pageTable.readSlot(slot);
+                young = Pte.isPresent(e) && (e & Pte.ACCESSED) != 0;
+                if (young && clear) {
+                    long cur = e;
+                    while (!pageTable.compareAndSetSlot(slot, cur, cur & ~Pte.ACCESSED)) {
+                        cur = pageTable.readSlot(slot);
+                    }
+                    if (flush) {
+                        machine.shootdown().flushRange(this, addr, addr + size.bytes(), size.shift());
+                    }
+                }
+            }
+            if (!clear) {
+                return young | notifiers.testYoung(addr);
+            }
+            return young | (flush ? notifiers.clearFlushYoung(addr, addr + size.bytes())
+                    : notifiers.clearYoung(addr, addr + size.bytes()));
+        }
+    }
+
+    /** Called by a CPU before it loads this address space into CR3. */
+    public void ensureOpenForCpu() {
+        ensureOpen();
+    }
+
+    /**
+     * Waits until the migration entry at va is gone. Until migration exists (the migration
+     * issue), a caller retries after a short pause.
+     */
+    public void waitForMigration(long va) {
+        Thread.onSpinWait();
+    }
+
     // ---- VMA tree ----
 
     /** The VMA containing va, or null. */
@@ -423,8 +579,14 @@ public final class SimAddressSpace implements AddressSpace {
         if (v == null || v.start() == addr) {
             return;
         }
-        if (v.kind().isHugetlb()) {
-            PmdSharing.unshareForSplit(v, addr); // hugetlb_split: a split window cannot stay shared
+        if (v.kind().isHugetlb() && (addr & ~PmdSharing.PUD_MASK) != 0 && PmdSharing.wantPmdShare(v, addr)
+                && PmdSharing.isShared(v, addr)) {
+            // hugetlb_split -> hugetlb_unshare_pmds: a split window cannot stay shared
+            long window = addr & PmdSharing.PUD_MASK;
+            try (Invalidation inv = Invalidation.start(this, window, window + PmdSharing.PUD_SIZE, NotifierEvent.CLEAR)) {
+                PmdSharing.unshareForSplit(v, addr);
+                machine.shootdown().flushRange(this, window, window + PmdSharing.PUD_SIZE, PageSize.SIZE_2M.shift());
+            }
         }
         VmArea upper = v.slice(addr, v.end());
         v.setEnd(addr);
@@ -466,11 +628,15 @@ public final class SimAddressSpace implements AddressSpace {
         }
         splitAt(start);
         splitAt(end);
-        for (VmArea v : overlapping(start, end)) {
-            pages.zap(v, v.start(), v.end());
-            removeVma(v);
+        TlbGather gather = new TlbGather();
+        try (Invalidation inv = Invalidation.start(this, start, end, NotifierEvent.UNMAP)) {
+            for (VmArea v : overlapping(start, end)) {
+                pages.zap(v, v.start(), v.end(), gather);
+                removeVma(v);
+            }
+            freeTables(start, end);
+            gather.flush(this);
         }
-        freeTables(start, end);
     }
 
     /**

@@ -17,6 +17,11 @@ public final class WalkResult {
     public long pagePfn;
     /** On success: the size of the mapped page. */
     public PageSize pageSize;
+    /**
+     * On success: the effective permission bits of the whole walk, as a TLB caches them: RW and
+     * USER where every level allows them, NX where any level sets it.
+     */
+    public long effectiveBits;
     /** The last entry read: the leaf on success (with A/D as set by this walk), or the faulting one. */
     public long entry;
     /** The level of {@link #entry}. */
@@ -38,6 +43,7 @@ public final class WalkResult {
         entry = 0;
         level = null;
         entrySlot = -1;
+        effectiveBits = 0;
     }
 
     /** Marks levels {@code from} (inclusive) to {@code to} (exclusive) as not reached. */

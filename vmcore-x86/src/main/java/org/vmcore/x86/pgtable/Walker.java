@@ -96,7 +96,25 @@ public final class Walker {
         if ((access & ~PageFaultCode.ACCESS_BITS) != 0) {
             throw new InvalidArgumentException("access", access, "must combine only WRITE (2), USER (4) and FETCH (16)");
         }
-        return walk(cr3, mode, va, access, out, true);
+        return walk(cr3, mode, va, access, out, true, -1, 0);
+    }
+
+    /**
+     * A hardware walk that starts below the root, as a CPU does when a paging-structure cache
+     * holds the entry above {@code startLevel}: {@code tablePfn} is the table at
+     * {@code startLevel} and {@code upperBits} the RW, USER and NX bits the cached upper
+     * entries contribute (RW and USER as the AND, NX as the OR over those levels). Levels above
+     * {@code startLevel} are neither read nor marked accessed.
+     */
+    public boolean walkFrom(PagingMode mode, long va, int access, WalkResult out, Level startLevel, long tablePfn,
+                            long upperBits) {
+        if ((access & ~PageFaultCode.ACCESS_BITS) != 0) {
+            throw new InvalidArgumentException("access", access, "must combine only WRITE (2), USER (4) and FETCH (16)");
+        }
+        if (startLevel.ordinal() < Level.root(mode).ordinal()) {
+            throw new InvalidArgumentException("startLevel", startLevel, "must exist in " + mode + " paging");
+        }
+        return walk(tablePfn << 12, mode, va, access, out, true, startLevel.ordinal(), upperBits);
     }
 
     /**
@@ -105,24 +123,28 @@ public final class Walker {
      * otherwise {@code out.entry} and {@code out.level} show where the walk stopped.
      */
     public boolean translate(long cr3, PagingMode mode, long va, WalkResult out) {
-        return walk(cr3, mode, va, 0, out, false);
+        return walk(cr3, mode, va, 0, out, false, -1, 0);
     }
 
-    private boolean walk(long cr3, PagingMode mode, long va, int access, WalkResult out, boolean hardware) {
+    private boolean walk(long cr3, PagingMode mode, long va, int access, WalkResult out, boolean hardware, int startOrd,
+                         long upperBits) {
         out.begin();
         if (!mode.isCanonical(va)) {
             out.faultCode = PageFaultCode.GENERAL_PROTECTION | access;
             out.clearLevels(0, LEVEL_COUNT);
             return false;
         }
-        int rootOrd = Level.root(mode).ordinal();
+        int rootOrd = startOrd >= 0 ? startOrd : Level.root(mode).ordinal();
+        long upperRw = startOrd >= 0 ? upperBits & Pte.RW : Pte.RW;
+        long upperUs = startOrd >= 0 ? upperBits & Pte.USER : Pte.USER;
+        long upperNx = startOrd >= 0 ? upperBits & Pte.NX : 0;
         long[] tablePfns = out.tablePfn;
         long[] entries = out.entries;
         while (true) {
             long tablePfn = cr3 >>> 12;
-            long rwAll = Pte.RW;
-            long usAll = Pte.USER;
-            long nxAny = 0;
+            long rwAll = upperRw;
+            long usAll = upperUs;
+            long nxAny = upperNx;
             int ord = rootOrd;
             long e;
             while (true) {
@@ -170,6 +192,7 @@ public final class Walker {
             out.entrySlot = (tablePfns[ord] << 12) + ((long) leafIndex << 3);
             long pagePfn = (e & Pte.pfnMask(size)) >>> 12;
             out.ok = true;
+            out.effectiveBits = (rwAll & Pte.RW) | (usAll & Pte.USER) | (nxAny & Pte.NX);
             out.pageSize = size;
             out.pagePfn = pagePfn;
             out.physicalAddress = (pagePfn << 12) | (va & (size.bytes() - 1));

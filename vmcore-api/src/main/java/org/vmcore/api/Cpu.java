@@ -1,0 +1,57 @@
+package org.vmcore.api;
+
+import java.util.List;
+
+/**
+ * A simulated CPU: a current address space (CR3 with PCID), a TLB with paging-structure caches
+ * and a hardware walker. Loads and stores go TLB, then walk (setting A, and D on a store), then
+ * the kernel's fault handler, then retry; they read and write the frames' real contents.
+ *
+ * <p>A CPU is driven by one thread at a time, as a real CPU runs one instruction stream; several
+ * CPUs may run on several threads. TLB shootdowns from other threads are synchronous: when a
+ * flush returns, no access through a flushed entry is in progress or can start.
+ */
+public interface Cpu {
+    /** The CPU number. */
+    int id();
+
+    /**
+     * Loads CR3 with {@code addressSpace}'s tables and PCID without flushing: entries of other
+     * PCIDs stay cached. The CPU joins the address space's cpumask. {@code null} leaves the CPU
+     * without a user address space.
+     *
+     * @throws ClosedException if the address space has exited
+     */
+    void switchTo(AddressSpace addressSpace);
+
+    /** The current address space, or null. */
+    AddressSpace current();
+
+    /**
+     * Loads {@code width} (1, 2, 4 or 8) bytes, little-endian and zero-extended, from {@code va}
+     * in user mode.
+     *
+     * @throws SegmentationFaultException if the access faults and the kernel cannot resolve it
+     * @throws InvalidArgumentException   if the width is not 1, 2, 4 or 8
+     * @throws IllegalStateException      if the CPU has no current address space
+     */
+    long load(long va, int width);
+
+    /** Stores the low {@code width} bytes of {@code value} at {@code va}; see {@link #load}. */
+    void store(long va, int width, long value);
+
+    /** Reads {@code length} bytes from {@code va} into {@code dst} from {@code offset}. */
+    void read(long va, byte[] dst, int offset, int length);
+
+    /** Writes {@code length} bytes of {@code src} from {@code offset} to {@code va}. */
+    void write(long va, byte[] src, int offset, int length);
+
+    /** The TLB counters. */
+    TlbStats stats();
+
+    /** The translations cached right now, every PCID. */
+    List<TlbEntry> tlbEntries();
+
+    /** Whether a translation for {@code va} of {@code addressSpace} is cached. */
+    boolean tlbHolds(AddressSpace addressSpace, long va);
+}

@@ -1,0 +1,43 @@
+package org.vmcore.api;
+
+/**
+ * A secondary MMU's view of an address space (struct mmu_notifier_ops). vmcore calls these at
+ * the points and with the ranges the kernel uses: {@link #invalidateRangeStart} before entries
+ * in the range change and {@link #invalidateRangeEnd} after, {@link #invalidateSecondaryTlbs}
+ * right after each CPU TLB flush of the address space, the young callbacks for page aging, and
+ * {@link #release} when the address space exits. Hugetlb ranges are widened to whole PUD windows
+ * where a PMD table may be shared. Callbacks run on the engine's thread under its lock and must
+ * not call back into the address space.
+ */
+public interface MmuNotifier {
+    /** Entries in the range are about to change; do not establish new translations in it until the end. */
+    default void invalidateRangeStart(NotifierRange range) {
+    }
+
+    /** The change of the matching start is complete. */
+    default void invalidateRangeEnd(NotifierRange range) {
+    }
+
+    /** Drop cached translations of [start, end): called right after the CPU TLB flush. */
+    default void invalidateSecondaryTlbs(AddressSpace addressSpace, long start, long end) {
+    }
+
+    /** Clear and flush the accessed state of [start, end); return whether it was young. */
+    default boolean clearFlushYoung(AddressSpace addressSpace, long start, long end) {
+        return false;
+    }
+
+    /** Clear the accessed state of [start, end) without a flush; return whether it was young. */
+    default boolean clearYoung(AddressSpace addressSpace, long start, long end) {
+        return false;
+    }
+
+    /** Whether {@code address} was accessed through the secondary MMU since it was last cleared. */
+    default boolean testYoung(AddressSpace addressSpace, long address) {
+        return false;
+    }
+
+    /** The address space exits; drop everything. The notifier is unregistered afterwards. */
+    default void release(AddressSpace addressSpace) {
+    }
+}

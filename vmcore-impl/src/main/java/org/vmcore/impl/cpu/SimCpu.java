@@ -1,0 +1,455 @@
+package org.vmcore.impl.cpu;
+
+import java.lang.invoke.MethodHandles;
+import java.lang.invoke.VarHandle;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.locks.ReentrantLock;
+import org.vmcore.api.Access;
+import org.vmcore.api.AddressSpace;
+import org.vmcore.api.Cpu;
+import org.vmcore.api.FaultResult;
+import org.vmcore.api.InvalidArgumentException;
+import org.vmcore.api.PageSize;
+import org.vmcore.api.PagingMode;
+import org.vmcore.api.SegmentationFaultException;
+import org.vmcore.api.TlbEntry;
+import org.vmcore.api.TlbStats;
+import org.vmcore.impl.SimMachine;
+import org.vmcore.impl.mm.SimAddressSpace;
+import org.vmcore.x86.mem.FrameContents;
+import org.vmcore.x86.pgtable.Level;
+import org.vmcore.x86.pgtable.PageFaultCode;
+import org.vmcore.x86.pgtable.Pte;
+import org.vmcore.x86.pgtable.WalkResult;
+import org.vmcore.x86.pgtable.Walker;
+import org.vmcore.x86.tlb.Tlb;
+
+/**
+ * A CPU: current address space (CR3 and PCID), TLB with paging-structure caches, walker, and the
+ * access path TLB, walk, fault, retry.
+ *
+ * <p>Flushes from other threads meet the CPU's accesses through a Dekker handshake, the model of
+ * an IPI: the CPU marks itself busy for the length of one access and backs off while a flush is
+ * waiting; a flusher announces itself and waits until no access is in progress. So when a flush
+ * returns, no access through a flushed entry is running or can start. The CPU's own thread
+ * never blocks on the machine lock while busy: the fault path steps out first.
+ */
+public final class SimCpu implements Cpu {
+    /** The CPU the current thread drives (set by switchTo and accesses): the initiator of its flushes. */
+    static final ThreadLocal<SimCpu> DRIVEN = new ThreadLocal<>();
+    private static final VarHandle BUSY;
+    private static final int MAX_RETRIES = 1000;
+
+    static {
+        try {
+            BUSY = MethodHandles.lookup().findVarHandle(SimCpu.class, "busy", boolean.class);
+        } catch (ReflectiveOperationException e) {
+            throw new ExceptionInInitializerError(e);
+        }
+    }
+
+    private final SimMachine machine;
+    private final int id;
+    private final Tlb tlb;
+    private final Walker walker;
+    private final Walker checker;
+    private final WalkResult out = new WalkResult();
+    private final WalkResult checkOut = new WalkResult();
+    private final FrameContents contents;
+    private final boolean detect;
+
+    // The handshake with flushers.
+    @SuppressWarnings("unused")
+    private volatile boolean busy;
+    private final AtomicInteger flushWaiters = new AtomicInteger();
+    private final ReentrantLock flushLock = new ReentrantLock();
+
+    // CR3: changed only inside the handshake, read by the CPU's accesses and by flushers.
+    private volatile SimAddressSpace current;
+    private int pcid;
+    private long cr3;
+    private PagingMode mode;
+    private int lastFaultCode;
+
+    // Counted by the CPU's own thread.
+    private long hits;
+    private long misses;
+    private final long[] missesBySize = new long[3];
+    private long walks;
+    private long pscHits;
+    // Counted by flushers.
+    private final AtomicLong pageFlushes = new AtomicLong();
+    private final AtomicLong rangeFlushes = new AtomicLong();
+    private final AtomicLong mmFlushes = new AtomicLong();
+    private final AtomicLong fullFlushes = new AtomicLong();
+    private final AtomicLong shootdownsSent = new AtomicLong();
+    private final AtomicLong shootdownsReceived = new AtomicLong();
+
+    public SimCpu(SimMachine machine, int id) {
+        this.machine = machine;
+        this.id = id;
+        this.tlb = new Tlb(machine.config().tlb());
+        this.walker = machine.newWalker();
+        this.checker = machine.newWalker();
+        this.contents = machine.memory().contents();
+        this.detect = machine.config().detectStaleTranslations();
+    }
+
+    @Override
+    public int id() {
+        return id;
+    }
+
+    // ---- CR3 ----
+
+    @Override
+    public void switchTo(AddressSpace addressSpace) {
+        SimAddressSpace mm = null;
+        if (addressSpace != null) {
+            if (!(addressSpace instanceof SimAddressSpace s) || s.machine() != machine) {
+                throw new InvalidArgumentException("addressSpace", addressSpace, "must belong to this machine");
+            }
+            mm = s;
+        }
+        synchronized (machine.lock()) {
+            machine.ensureOpen();
+            if (mm != null) {
+                mm.ensureOpenForCpu();
+                mm.cpumaskSet(id); // before any entry can be cached, so every later flush reaches us
+            }
+            DRIVEN.set(this);
+            enter();
+            try {
+                current = mm;
+                if (mm != null) {
+                    pcid = mm.pcid();
+                    cr3 = mm.pageTable().cr3();
+                    mode = mm.pageTable().mode();
+                }
+            } finally {
+                leave();
+            }
+        }
+    }
+
+    @Override
+    public AddressSpace current() {
+        return current;
+    }
+
+    // ---- accesses ----
+
+    @Override
+    public long load(long va, int width) {
+        checkWidth(width);
+        if ((va & 0xFFF) + width > 4096) {
+            long v = 0;
+            for (int i = 0; i < width; i++) {
+                v |= load(va + i, 1) << (8 * i);
+            }
+            return v;
+        }
+        for (int tries = 0; ; tries++) {
+            enter();
+            try {
+                long pa = translate(va, false);
+                if (pa >= 0) {
+                    return contents.read(pa, width);
+                }
+            } finally {
+                leave();
+            }
+            handleFault(va, Access.READ, tries);
+        }
+    }
+
+    @Override
+    public void store(long va, int width, long value) {
+        checkWidth(width);
+        if ((va & 0xFFF) + width > 4096) {
+            for (int i = 0; i < width; i++) {
+                store(va + i, 1, value >>> (8 * i));
+            }
+            return;
+        }
+        for (int tries = 0; ; tries++) {
+            enter();
+            try {
+                long pa = translate(va, true);
+                if (pa >= 0) {
+                    contents.write(pa, width, value);
+                    return;
+                }
+            } finally {
+                leave();
+            }
+            handleFault(va, Access.WRITE, tries);
+        }
+    }
+
+    @Override
+    public void read(long va, byte[] dst, int offset, int length) {
+        checkBuffer(dst, offset, length);
+        for (int i = 0; i < length; i++) {
+            dst[offset + i] = (byte) load(va + i, 1);
+        }
+    }
+
+    @Override
+    public void write(long va, byte[] src, int offset, int length) {
+        checkBuffer(src, offset, length);
+        for (int i = 0; i < length; i++) {
+            store(va + i, 1, src[offset + i]);
+        }
+    }
+
+    /**
+     * Translates va for a user access, filling the TLB on a miss. Runs inside the handshake.
+     *
+     * @return the physical address, or -1 with {@link #lastFaultCode} set
+     */
+    private long translate(long va, boolean write) {
+        SimAddressSpace mm = current;
+        if (mm == null) {
+            throw new IllegalStateException("cpu" + id + " has no current address space: call switchTo first");
+        }
+        long v = tlb.lookup(pcid, va);
+        if (v != 0) {
+            boolean allowed = (v & Pte.USER) != 0 && (!write || (v & (Pte.RW | Pte.DIRTY)) == (Pte.RW | Pte.DIRTY));
+            if (allowed) {
+                hits++;
+                long head = v & Pte.PFN_MASK;
+                long pa = head | (va & ((1L << tlb.lastHitShift()) - 1));
+                if (detect) {
+                    checkStale(mm, va, head >>> 12, write);
+                }
+                return pa;
+            }
+            // A store through a clean writable entry makes the walker set D; anything else faults,
+            // and a fault drops the entries for the address (SDM 4.10.4.1).
+            tlb.invalidatePage(pcid, va);
+        }
+        misses++;
+        return walk(mm, va, write);
+    }
+
+    private long walk(SimAddressSpace mm, long va, boolean write) {
+        int access = PageFaultCode.USER | (write ? PageFaultCode.WRITE : 0);
+        int psc = mode == PagingMode.FOUR_LEVEL || mode == PagingMode.FIVE_LEVEL ? tlb.pscDeepest(pcid, va) : -1;
+        boolean ok;
+        int startOrd;
+        long bits;
+        walks++;
+        if (psc >= 0) {
+            long pv = tlb.pscLookup(psc, pcid, va);
+            Level start = Tlb.pscTableLevel(psc);
+            ok = walker.walkFrom(mode, va, access, out, start, (pv & Pte.PFN_MASK) >>> 12, pv);
+            startOrd = start.ordinal();
+            bits = pv;
+            pscHits++;
+        } else {
+            ok = walker.walk(cr3, mode, va, access, out);
+            startOrd = Level.root(mode).ordinal();
+            bits = Pte.RW | Pte.USER;
+        }
+        if (!ok) {
+            lastFaultCode = out.faultCode;
+            return -1;
+        }
+        int leafOrd = out.level.ordinal();
+        missesBySize[out.pageSize.ordinal()]++;
+        tlb.insert(pcid, va, out.pageSize, (out.pagePfn << 12) | Pte.PRESENT | Pte.ACCESSED | out.effectiveBits
+                | (out.entry & Pte.DIRTY));
+        // Cache the upper entries this walk used, with the permissions accumulated down to them.
+        long rw = bits & Pte.RW;
+        long us = bits & Pte.USER;
+        long nx = bits & Pte.NX;
+        for (int ord = startOrd; ord < leafOrd; ord++) {
+            long e = out.entries[ord];
+            rw &= e;
+            us &= e;
+            nx |= e & Pte.NX;
+            int cache = ord == Level.PML4.ordinal() ? Tlb.PML4E : ord == Level.PUD.ordinal() ? Tlb.PDPTE
+                    : ord == Level.PMD.ordinal() ? Tlb.PDE : -1;
+            if (cache >= 0) {
+                tlb.pscInsert(cache, pcid, va, Tlb.pscValue(Pte.pfn(e), rw | us | nx));
+            }
+        }
+        return out.physicalAddress;
+    }
+
+    private void checkStale(SimAddressSpace mm, long va, long cachedPfn, boolean write) {
+        long now = checker.translate(cr3, mode, va, checkOut) ? checkOut.pagePfn : -1;
+        if (now != cachedPfn && !mm.notifiers().isInvalidating(va)) {
+            machine.detector().record("cpu" + id, mm, va, write, cachedPfn, now);
+        }
+    }
+
+    private void handleFault(long va, Access access, int tries) {
+        DRIVEN.set(this);
+        int code = lastFaultCode;
+        SimAddressSpace mm = current;
+        if ((code & PageFaultCode.GENERAL_PROTECTION) != 0) {
+            throw new SegmentationFaultException(va, access, SegmentationFaultException.Cause.NON_CANONICAL);
+        }
+        if ((code & PageFaultCode.RESERVED) != 0) {
+            throw new SegmentationFaultException(va, access, SegmentationFaultException.Cause.RESERVED_BIT);
+        }
+        if ((code & PageFaultCode.PKEY) != 0) {
+            throw new SegmentationFaultException(va, access, SegmentationFaultException.Cause.PROTECTION_KEY);
+        }
+        if (tries >= MAX_RETRIES) {
+            throw new IllegalStateException("cpu" + id + ": " + access + " at 0x" + Long.toHexString(va) + " still faults after "
+                    + tries + " retries (fault code " + PageFaultCode.describe(code) + ")");
+        }
+        FaultResult result = mm.fault(va, access);
+        if (result == FaultResult.MIGRATION_WAIT) {
+            mm.waitForMigration(va);
+        }
+    }
+
+    // ---- the handshake ----
+
+    private void enter() {
+        while (true) {
+            busy = true; // a volatile store: the flusher's read of busy and our read of flushWaiters cannot both miss
+            if (flushWaiters.get() == 0) {
+                return;
+            }
+            BUSY.setRelease(this, false);
+            int spins = 0;
+            while (flushWaiters.get() != 0) {
+                if (++spins < 100) {
+                    Thread.onSpinWait();
+                } else {
+                    Thread.yield();
+                }
+            }
+        }
+    }
+
+    private void leave() {
+        BUSY.setRelease(this, false);
+    }
+
+    /**
+     * Runs {@code flush} on this CPU's TLB when no access is in progress: the receiving end of
+     * a shootdown.
+     */
+    void runFlush(Runnable flush) {
+        flushWaiters.incrementAndGet();
+        flushLock.lock();
+        try {
+            int spins = 0;
+            while ((boolean) BUSY.getVolatile(this)) {
+                if (++spins < 100) {
+                    Thread.onSpinWait();
+                } else {
+                    Thread.yield();
+                }
+            }
+            flush.run();
+        } finally {
+            flushLock.unlock();
+            flushWaiters.decrementAndGet();
+        }
+    }
+
+    // ---- flushes (called through runFlush) ----
+
+    void flushPages(int pcid, long start, long end, int strideShift, boolean single) {
+        for (long va = start; Long.compareUnsigned(va, end) < 0; va += 1L << strideShift) {
+            tlb.invalidatePage(pcid, va);
+        }
+        (single ? pageFlushes : rangeFlushes).incrementAndGet();
+    }
+
+    void flushPcid(int pcid, SimAddressSpace exiting) {
+        tlb.invalidatePcid(pcid);
+        mmFlushes.incrementAndGet();
+        if (exiting != null && current == exiting) {
+            current = null; // the exiting mm's CPUs switch to no user address space
+        }
+    }
+
+    void flushEverything() {
+        tlb.invalidateAll();
+        fullFlushes.incrementAndGet();
+    }
+
+    void countShootdownSent() {
+        shootdownsSent.incrementAndGet();
+    }
+
+    void countShootdownReceived() {
+        shootdownsReceived.incrementAndGet();
+    }
+
+    // ---- inspection ----
+
+    @Override
+    public TlbStats stats() {
+        return new TlbStats(hits, misses, missesBySize[0], missesBySize[1], missesBySize[2], walks, pscHits, pageFlushes.get(),
+                rangeFlushes.get(), mmFlushes.get(), fullFlushes.get(), shootdownsSent.get(), shootdownsReceived.get());
+    }
+
+    @Override
+    public List<TlbEntry> tlbEntries() {
+        List<TlbEntry> result = new ArrayList<>();
+        runFlush(() -> {
+            for (Tlb.Entry e : tlb.entries(-1)) {
+                result.add(new TlbEntry(id, e.pcid(), machine.addressSpaceOfPcid(e.pcid()), e.va(), e.size(), e.pfn(),
+                        (e.value() & Pte.RW) != 0, (e.value() & Pte.DIRTY) != 0));
+            }
+        });
+        return result;
+    }
+
+    @Override
+    public boolean tlbHolds(AddressSpace addressSpace, long va) {
+        if (!(addressSpace instanceof SimAddressSpace mm)) {
+            throw new InvalidArgumentException("addressSpace", addressSpace, "must belong to this machine");
+        }
+        boolean[] held = new boolean[1];
+        runFlush(() -> held[0] = tlb.lookup(mm.pcid(), va) != 0);
+        return held[0];
+    }
+
+    /** Paging-structure cache entries of {@code level} (Tlb.PML4E, PDPTE, PDE) under {@code pcid}. */
+    public List<Tlb.Entry> pagingStructureEntries(int level, int pcid) {
+        List<Tlb.Entry> result = new ArrayList<>();
+        runFlush(() -> result.addAll(tlb.pscEntries(level, pcid)));
+        return result;
+    }
+
+    /** The page size of the cached translation for va of mm, or null. */
+    public PageSize cachedSize(SimAddressSpace mm, long va) {
+        PageSize[] size = new PageSize[1];
+        runFlush(() -> size[0] = tlb.lookupSize(mm.pcid(), va));
+        return size[0];
+    }
+
+    private static void checkWidth(int width) {
+        if (width != 1 && width != 2 && width != 4 && width != 8) {
+            throw new InvalidArgumentException("width", width, "must be 1, 2, 4 or 8 bytes");
+        }
+    }
+
+    private static void checkBuffer(byte[] buffer, int offset, int length) {
+        if (buffer == null) {
+            throw new InvalidArgumentException("buffer", null, "must not be null");
+        }
+        if (offset < 0 || length < 0 || offset > buffer.length - length) {
+            throw new InvalidArgumentException("offset", offset, "must leave " + length + " bytes inside a buffer of "
+                    + buffer.length);
+        }
+    }
+
+    @Override
+    public String toString() {
+        return "cpu" + id;
+    }
+}

@@ -1,0 +1,86 @@
+package org.vmcore.impl.cpu;
+
+import org.vmcore.impl.mm.SimAddressSpace;
+
+/**
+ * The kernel's TLB flush operations (flush_tlb_mm_range, flush_tlb_mm, flush_tlb_all): a flush
+ * for one address space reaches the CPUs in its cpumask and touches only that address space's
+ * PCID; then the secondary TLBs are told. The CPU the calling thread drives flushes itself
+ * locally; every other CPU counts a shootdown.
+ */
+public final class TlbShootdown {
+    /** tlb_single_page_flush_ceiling: above this many stride steps the whole address space is flushed. */
+    public static final int FLUSH_CEILING = 33;
+
+    private final SimCpu[] cpus;
+
+    public TlbShootdown(SimCpu[] cpus) {
+        this.cpus = cpus;
+    }
+
+    /** flush_tlb_mm_range of [start, end) with a stride of 2^strideShift bytes. */
+    public void flushRange(SimAddressSpace mm, long start, long end, int strideShift) {
+        long alignedStart = start & -(1L << strideShift);
+        long steps = (end - alignedStart + (1L << strideShift) - 1) >>> strideShift;
+        if (steps > FLUSH_CEILING) {
+            flushMm(mm, null);
+            mm.notifiers().secondaryTlbs(start, end);
+            return;
+        }
+        int pcid = mm.pcid();
+        boolean single = steps == 1;
+        for (SimCpu cpu : targets(mm)) {
+            cpu.runFlush(() -> cpu.flushPages(pcid, alignedStart, end, strideShift, single));
+        }
+        mm.notifiers().secondaryTlbs(start, end);
+    }
+
+    /** flush_tlb_mm: the whole PCID on every CPU of the cpumask, then the secondary TLBs. */
+    public void flushMm(SimAddressSpace mm) {
+        flushMm(mm, null);
+        mm.notifiers().secondaryTlbs(0, mm.pageTable().mode().userAddressLimit());
+    }
+
+    /** The flush of an exiting address space: its PCID is dropped everywhere and its CPUs leave it. */
+    public void flushExiting(SimAddressSpace mm) {
+        flushMm(mm, mm);
+    }
+
+    private void flushMm(SimAddressSpace mm, SimAddressSpace exiting) {
+        int pcid = mm.pcid();
+        for (SimCpu cpu : targets(mm)) {
+            cpu.runFlush(() -> cpu.flushPcid(pcid, exiting));
+        }
+    }
+
+    /** flush_tlb_all: every CPU, every PCID. */
+    public void flushAll() {
+        SimCpu initiator = SimCpu.DRIVEN.get();
+        for (SimCpu cpu : cpus) {
+            count(initiator, cpu);
+            cpu.runFlush(cpu::flushEverything);
+        }
+    }
+
+    private Iterable<SimCpu> targets(SimAddressSpace mm) {
+        SimCpu initiator = SimCpu.DRIVEN.get();
+        java.util.List<SimCpu> out = new java.util.ArrayList<>();
+        for (SimCpu cpu : cpus) {
+            if (mm.cpumaskHas(cpu.id())) {
+                count(initiator, cpu);
+                out.add(cpu);
+            }
+        }
+        return out;
+    }
+
+    private static void count(SimCpu initiator, SimCpu target) {
+        if (initiator == target) {
+            return; // a local flush: no IPI
+        }
+        target.countShootdownReceived();
+        if (initiator != null) {
+            initiator.countShootdownSent();
+        }
+    }
+}
