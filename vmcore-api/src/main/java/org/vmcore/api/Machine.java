@@ -57,6 +57,17 @@ public interface Machine extends AutoCloseable {
      */
     Page page(long pfn);
 
+    /**
+     * Reads {@code width} (1, 2, 4 or 8) bytes of simulated physical memory at {@code pa}, as a
+     * device doing DMA would.
+     *
+     * @throws InvalidArgumentException if the width is wrong or the bytes are outside memory
+     */
+    long readPhysical(long pa, int width);
+
+    /** Writes the low {@code width} bytes of {@code value} at physical address {@code pa}; see {@link #readPhysical}. */
+    void writePhysical(long pa, int width, long value);
+
     /** Frames free in the buddy allocators of all nodes. */
     long freeFrames();
 

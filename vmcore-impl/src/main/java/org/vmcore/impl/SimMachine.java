@@ -253,6 +253,29 @@ public final class SimMachine implements Machine {
     }
 
     @Override
+    public long readPhysical(long pa, int width) {
+        checkPhysical(pa, width);
+        return memory.contents().read(pa, width);
+    }
+
+    @Override
+    public void writePhysical(long pa, int width, long value) {
+        checkPhysical(pa, width);
+        memory.contents().write(pa, width, value);
+    }
+
+    private void checkPhysical(long pa, int width) {
+        ensureOpen();
+        if (width != 1 && width != 2 && width != 4 && width != 8) {
+            throw new InvalidArgumentException("width", width, "must be 1, 2, 4 or 8 bytes");
+        }
+        if (pa < 0 || pa > (memory.frameCount() << 12) - width) {
+            throw new InvalidArgumentException("pa", pa, "must address " + width + " bytes inside memory of 0x"
+                    + Long.toHexString(memory.frameCount() << 12) + " bytes");
+        }
+    }
+
+    @Override
     public long freeFrames() {
         return memory.freeFrames();
     }

@@ -361,9 +361,7 @@ public final class SimCpu implements Cpu {
     // ---- flushes (called through runFlush) ----
 
     void flushPages(int pcid, long start, long end, int strideShift, boolean single) {
-        for (long va = start; Long.compareUnsigned(va, end) < 0; va += 1L << strideShift) {
-            tlb.invalidatePage(pcid, va);
-        }
+        tlb.invalidateRange(pcid, start, end, strideShift);
         (single ? pageFlushes : rangeFlushes).incrementAndGet();
     }
 

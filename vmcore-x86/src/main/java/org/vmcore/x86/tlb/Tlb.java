@@ -130,6 +130,25 @@ public final class Tlb {
         return n;
     }
 
+    /**
+     * INVLPG for each page of {@code [start, end)} stepping by 2^strideShift: the same as
+     * {@link #invalidatePage} per step, with the paging-structure caches dropped once.
+     *
+     * @return translations dropped
+     */
+    public int invalidateRange(int pcid, long start, long end, int strideShift) {
+        int n = 0;
+        for (long va = start; Long.compareUnsigned(va, end) < 0; va += 1L << strideShift) {
+            for (SetAssoc a : arrays) {
+                n += a.invalidate(pcid, va);
+            }
+        }
+        for (FullAssoc c : caches) {
+            c.invalidatePcid(pcid);
+        }
+        return n;
+    }
+
     /** Drops everything cached under {@code pcid} (INVPCID single-context). */
     public int invalidatePcid(int pcid) {
         int n = 0;
