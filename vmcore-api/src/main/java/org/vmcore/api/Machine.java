@@ -50,6 +50,16 @@ public interface Machine extends AutoCloseable {
     /** Reverse mapping: who maps a page. */
     RmapWalker rmap();
 
+    /** Page migration between nodes. */
+    MigrationService migration();
+
+    /**
+     * Counters named as in /proc/vmstat where the kernel has a name: pgfault, pgmigrate_success,
+     * pgmigrate_fail, nr_tlb_remote_flush, nr_tlb_remote_flush_received, nr_tlb_local_flush_all,
+     * nr_tlb_local_flush_one, and vmcore's own (hugetlb_migrate_success, stale_translation_uses).
+     */
+    java.util.Map<String, Long> vmstat();
+
     /**
      * A snapshot of the page whose head frame is {@code pfn}.
      *
@@ -92,6 +102,9 @@ public interface Machine extends AutoCloseable {
      * the order it happened.
      */
     java.util.List<StaleAccess> staleAccesses();
+
+    /** How many stale uses the detector has seen (it keeps only the first 10,000 in {@link #staleAccesses()}). */
+    long staleAccessCount();
 
     /** Forgets the stale accesses recorded so far. */
     void clearStaleAccesses();

@@ -34,4 +34,26 @@ public interface RmapWalker {
      * right now; a PMD table shared by k address spaces yields k mappings.
      */
     List<Mapping> mappings(long pfn);
+
+    /**
+     * try_to_unmap: clears every mapping of the page (mlocked VMAs stop the walk; anonymous
+     * pages cannot be unmapped without swap and report BUSY). Hugetlb tables are unshared first.
+     */
+    UnmapResult tryToUnmap(long pfn);
+
+    /**
+     * try_to_migrate: replaces every mapping of the page with a migration entry, unsharing shared
+     * PMD tables first (unless {@link Regression#PRE_017B1660} is on). The page stays unmapped
+     * until {@link #removeMigrationEntries} puts entries back.
+     */
+    UnmapResult tryToMigrate(long pfn);
+
+    /**
+     * remove_migration_ptes: replaces the migration entries that point at {@code oldPfn} in the
+     * mappings of {@code newPfn} (which carries the old page's mapping and index) with entries to
+     * {@code newPfn}; pass the same PFN twice to put a page back after a failed migration.
+     *
+     * @return the number of entries restored
+     */
+    int removeMigrationEntries(long oldPfn, long newPfn);
 }

@@ -12,6 +12,9 @@ import org.vmcore.api.StaleAccess;
 import org.vmcore.impl.cpu.SimCpu;
 import org.vmcore.impl.cpu.StaleDetector;
 import org.vmcore.impl.cpu.TlbShootdown;
+import org.vmcore.impl.migrate.MigrationServiceImpl;
+import org.vmcore.impl.migrate.MigrationUnmap;
+import org.vmcore.api.MigrationService;
 import org.vmcore.x86.pgtable.Walker;
 import org.vmcore.api.HugetlbFile;
 import org.vmcore.api.HugetlbFs;
@@ -55,6 +58,8 @@ public final class SimMachine implements Machine {
     private final TlbShootdown shootdown;
     private final StaleDetector detector = new StaleDetector();
     private final SimAddressSpace[] byPcid = new SimAddressSpace[4096];
+    private final MigrationUnmap migrationUnmap;
+    private final MigrationServiceImpl migration;
 
     private long nextMappingId = 2;
     private int nextSpaceId = 1;
@@ -75,7 +80,9 @@ public final class SimMachine implements Machine {
                 pools.put(size, new HugePagePool(memory, size, perNode));
             }
             this.hugetlbfs = new HugetlbFsImpl(this, pools);
-            this.rmap = new RmapWalkerImpl(this);
+            this.migrationUnmap = new MigrationUnmap(this);
+            this.rmap = new RmapWalkerImpl(this, migrationUnmap);
+            this.migration = new MigrationServiceImpl(this, migrationUnmap);
             this.cpus = new SimCpu[config.cpus()];
             for (int i = 0; i < cpus.length; i++) {
                 cpus[i] = new SimCpu(this, i);
@@ -125,8 +132,11 @@ public final class SimMachine implements Machine {
         return mm;
     }
 
+    private long exitedFaults;
+
     /** Called by an address space when it exits, after its PCID was flushed everywhere. */
     public void exited(SimAddressSpace mm) {
+        exitedFaults += mm.faultCount();
         spaces.remove(mm);
         byPcid[mm.pcid()] = null;
     }
@@ -180,6 +190,61 @@ public final class SimMachine implements Machine {
     @Override
     public List<StaleAccess> staleAccesses() {
         return detector.snapshot();
+    }
+
+    @Override
+    public long staleAccessCount() {
+        return detector.count();
+    }
+
+    @Override
+    public MigrationService migration() {
+        return migration;
+    }
+
+    public MigrationServiceImpl migrationImpl() {
+        return migration;
+    }
+
+    @Override
+    public Map<String, Long> vmstat() {
+        Map<String, Long> out = new java.util.LinkedHashMap<>();
+        long faults = 0;
+        synchronized (lock) {
+            for (SimAddressSpace mm : spaces) {
+                faults += mm.faultCount();
+            }
+            faults += exitedFaults;
+        }
+        out.put("pgfault", faults);
+        out.putAll(migration.stats());
+        long remoteSent = 0;
+        long remoteReceived = 0;
+        long localAll = 0;
+        long localOne = 0;
+        for (SimCpu cpu : cpus) {
+            var s = cpu.stats();
+            remoteSent += s.shootdownsSent();
+            remoteReceived += s.shootdownsReceived();
+            localAll += s.mmFlushes() + s.fullFlushes();
+            localOne += s.pageFlushes() + s.rangeFlushes();
+        }
+        out.put("nr_tlb_remote_flush", remoteSent);
+        out.put("nr_tlb_remote_flush_received", remoteReceived);
+        out.put("nr_tlb_local_flush_all", localAll);
+        out.put("nr_tlb_local_flush_one", localOne);
+        out.put("stale_translation_uses", detector.count());
+        return out;
+    }
+
+    /** Moves a page-cache slot from {@code oldPfn} to {@code newPfn} (migration of a file page). */
+    public void replaceInPageCache(Object owner, long oldPfn, long newPfn) {
+        FileMapping mapping = owner instanceof HugetlbFileImpl f ? f.mapping() : (FileMapping) owner;
+        long index = memory.descriptors().index(oldPfn) >>> memory.descriptors().order(oldPfn);
+        if (mapping.find(index) != oldPfn) {
+            throw new IllegalStateException("page cache slot " + index + " does not hold pfn 0x" + Long.toHexString(oldPfn));
+        }
+        mapping.add(index, newPfn);
     }
 
     @Override

@@ -107,6 +107,70 @@ public final class HugePagePool {
         return -1;
     }
 
+    /**
+     * A page on exactly {@code node} for a migration target (alloc_hugetlb_folio_nodemask with
+     * __GFP_THISNODE): not zeroed, since the copy overwrites it, and only if a free page is left
+     * that no reservation holds.
+     *
+     * @return the head PFN with refcount 1, or -1
+     */
+    public synchronized long allocateOnNode(int node) {
+        if (available() <= 0 || free[node].isEmpty()) {
+            return -1;
+        }
+        long pfn = free[node].removeAtIndex(free[node].size() - 1);
+        memory.descriptors().setRefcount(pfn, 1);
+        return pfn;
+    }
+
+    /** Whether {@code pfn} heads a free page of this pool. */
+    public synchronized boolean isFree(long pfn) {
+        return free[memory.nodeOf(pfn)].contains(pfn);
+    }
+
+    /** Whether {@code pfn} heads a page of this pool, free or in use. */
+    public boolean owns(long pfn) {
+        return (memory.descriptors().flags(pfn) & FrameFlags.HUGETLB) != 0 && memory.descriptors().order(pfn) == size.order();
+    }
+
+    /**
+     * Takes the free page {@code pfn} out of the pool (dissolve_free_huge_page): nr_hugepages
+     * shrinks by one and the block goes back to the buddy allocator, unless {@code poison}, in
+     * which case it is marked HWPOISON and stays out of use.
+     *
+     * @return false if the page is not free in this pool, or taking it would break a reservation
+     */
+    public synchronized boolean dissolve(long pfn, boolean poison) {
+        int node = memory.nodeOf(pfn);
+        int at = free[node].indexOf(pfn);
+        if (at < 0 || freePages() - 1 < reserved) {
+            return false;
+        }
+        free[node].removeAtIndex(at);
+        total[node]--;
+        retire(pfn, poison);
+        return true;
+    }
+
+    /** Takes an in-use page that was just migrated away out of the pool instead of freeing it. */
+    public synchronized void retireInUse(long pfn, boolean poison) {
+        total[memory.nodeOf(pfn)]--;
+        retire(pfn, poison);
+    }
+
+    private void retire(long pfn, boolean poison) {
+        memory.descriptors().setRefcount(pfn, 0);
+        memory.descriptors().setMapcount(pfn, 0);
+        memory.descriptors().setMapping(pfn, 0, 0);
+        memory.descriptors().clearFlags(pfn, FrameFlags.HUGETLB | FrameFlags.ANON | FrameFlags.DIRTY | FrameFlags.UPTODATE);
+        if (poison) {
+            memory.descriptors().setFlags(pfn, FrameFlags.HWPOISON);
+        } else {
+            memory.descriptors().clearFlags(pfn, FrameFlags.HEAD);
+            memory.free(pfn);
+        }
+    }
+
     /** Returns a page whose last reference went away (free_huge_folio). */
     public synchronized void free(long pfn) {
         memory.descriptors().setRefcount(pfn, 0);

@@ -61,6 +61,7 @@ public final class SimAddressSpace implements AddressSpace {
     long anonPages;
     long shmemPages;
     long hugetlbBytes;
+    private long faultCount;
     private boolean closed;
 
     public SimAddressSpace(SimMachine machine, int id, int homeNode, int pcid) {
@@ -187,6 +188,7 @@ public final class SimAddressSpace implements AddressSpace {
         long step = vma.pageSize().bytes();
         try {
             for (long va = start; va < end; va += step) {
+                faultCount++;
                 faults.handle(vma(va), va, access);
             }
         } catch (OutOfMemoryException e) {
@@ -327,6 +329,7 @@ public final class SimAddressSpace implements AddressSpace {
             if (!vma.protection().allows(access)) {
                 throw new SegmentationFaultException(va, access, SegmentationFaultException.Cause.PROTECTION);
             }
+            faultCount++;
             return faults.handle(vma, va, access);
         }
     }
@@ -512,16 +515,53 @@ public final class SimAddressSpace implements AddressSpace {
         }
     }
 
+    /** Page faults handled (pgfault). */
+    public long faultCount() {
+        return faultCount;
+    }
+
+    /** Adds to HugetlbPages (migration moves hugetlb mappings out and back in). */
+    public void addHugetlbBytes(long delta) {
+        hugetlbBytes += delta;
+    }
+
+    /** Adds to RssShmem. */
+    public void addShmemPages(long delta) {
+        shmemPages += delta;
+    }
+
+    /** The VMAs, in address order (a copy). */
+    public List<VmArea> vmaAreas() {
+        return new ArrayList<>(vmas.values());
+    }
+
+    /** Visits the head PFN of every present page {@code v} maps, with its address. */
+    public void forEachMappedPage(VmArea v, java.util.function.ObjLongConsumer<Long> visitor) {
+        PageSize size = v.pageSize();
+        pages.forEachLeaf(v, v.start(), v.end(), (va, slot, e) -> {
+            if (Pte.isPresent(e)) {
+                visitor.accept(va, Pte.pfn(e, size));
+            }
+        });
+    }
+
     /** Called by a CPU before it loads this address space into CR3. */
     public void ensureOpenForCpu() {
         ensureOpen();
     }
 
     /**
-     * Waits until the migration entry at va is gone. Until migration exists (the migration
-     * issue), a caller retries after a short pause.
+     * Called when an access met a migration entry at va. Another thread's access only gets here
+     * between a migration's end and its retry (the fault path takes the machine lock, which the
+     * migration holds until it ends), so it simply retries; an access from a migration observer,
+     * on the migrating thread itself, cannot wait for its own caller and throws.
+     *
+     * @throws MigrationWaitException when called on the migrating thread
      */
     public void waitForMigration(long va) {
+        if (machine.migrationImpl().migratingOnThisThread()) {
+            throw new org.vmcore.api.MigrationWaitException(va);
+        }
         Thread.onSpinWait();
     }
 

@@ -25,9 +25,35 @@ public final class RmapWalkerImpl implements RmapWalker {
     }
 
     private final SimMachine machine;
+    private final org.vmcore.impl.migrate.MigrationUnmap unmap;
 
-    public RmapWalkerImpl(SimMachine machine) {
+    public RmapWalkerImpl(SimMachine machine, org.vmcore.impl.migrate.MigrationUnmap unmap) {
         this.machine = machine;
+        this.unmap = unmap;
+    }
+
+    @Override
+    public org.vmcore.api.UnmapResult tryToUnmap(long pfn) {
+        synchronized (machine.lock()) {
+            machine.ensureOpen();
+            return unmap.tryToUnmap(pfn);
+        }
+    }
+
+    @Override
+    public org.vmcore.api.UnmapResult tryToMigrate(long pfn) {
+        synchronized (machine.lock()) {
+            machine.ensureOpen();
+            return unmap.tryToMigrate(pfn);
+        }
+    }
+
+    @Override
+    public int removeMigrationEntries(long oldPfn, long newPfn) {
+        synchronized (machine.lock()) {
+            machine.ensureOpen();
+            return unmap.removeMigrationEntries(oldPfn, newPfn);
+        }
     }
 
     @Override

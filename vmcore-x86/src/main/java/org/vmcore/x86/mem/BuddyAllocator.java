@@ -105,6 +105,46 @@ public final class BuddyAllocator {
         push(pfn, order);
     }
 
+    /**
+     * Takes every free frame of {@code [start, end)} out of the allocator for good (memory
+     * offline): free blocks inside the range are removed, blocks straddling its edges are split
+     * and their outside parts stay free. The removed blocks are marked allocated and
+     * {@link FrameFlags#RESERVED}, so they are never handed out or freed again.
+     *
+     * @return the number of frames taken
+     */
+    public synchronized long isolateRange(long start, long end) {
+        if (start < node.startPfn() || end > node.endPfn() || start >= end) {
+            throw new InvalidArgumentException("start", start, "must start a non-empty range inside node " + node.id());
+        }
+        long taken = 0;
+        for (int order = MAX_ORDER; order >= 0; order--) {
+            for (long head : freeLists[order].toArray()) {
+                long blockEnd = head + (1L << order);
+                if (blockEnd <= start || head >= end) {
+                    continue;
+                }
+                remove(head, order);
+                taken += carve(head, order, start, end);
+            }
+        }
+        return taken;
+    }
+
+    private long carve(long head, int order, long start, long end) {
+        long blockEnd = head + (1L << order);
+        if (blockEnd <= start || head >= end) {
+            push(head, order);
+            return 0;
+        }
+        if (head >= start && blockEnd <= end) {
+            descriptors.initAllocated(head, order, node.id());
+            descriptors.setFlags(head, FrameFlags.RESERVED);
+            return 1L << order;
+        }
+        return carve(head, order - 1, start, end) + carve(head + (1L << (order - 1)), order - 1, start, end);
+    }
+
     /** Free frames in the node. */
     public synchronized long freeFrames() {
         return freeFrames;

@@ -1,0 +1,63 @@
+package org.vmcore.api;
+
+import java.util.Map;
+
+/**
+ * Page migration between NUMA nodes, as the kernel does it: each page is locked, unmapped with
+ * migration entries (unsharing shared PMD tables first), its references checked, its contents
+ * copied, the migration entries replaced by entries to the new page, and the old page freed. A
+ * page that cannot be migrated is put back unchanged. CPU accesses that meet a migration entry
+ * wait until that page's migration ends.
+ */
+public interface MigrationService {
+    /** MPOL_MF_MOVE: move only pages that one process maps (mapcount 1). */
+    int MPOL_MF_MOVE = 1 << 1;
+    /** MPOL_MF_MOVE_ALL: move pages whoever maps them (CAP_SYS_NICE). */
+    int MPOL_MF_MOVE_ALL = 1 << 2;
+
+    /**
+     * migrate_pages(2): moves the pages {@code addressSpace} maps on node {@code fromNodes[i]} to
+     * {@code toNodes[i]}. With {@link #MPOL_MF_MOVE} only pages with mapcount 1 move (a page
+     * behind a shared PMD table has mapcount 1 and moves).
+     *
+     * @return the number of pages that could not be moved (0 when all were)
+     * @throws InvalidArgumentException if a node does not exist, the arrays differ in length, or
+     *                                  flags is not MOVE or MOVE_ALL
+     */
+    int migratePages(AddressSpace addressSpace, int[] fromNodes, int[] toNodes, int flags);
+
+    /**
+     * move_pages(2): moves the page at each address to the node given for it, or with
+     * {@code nodes == null} only reports the node each page is on. Status per address: the node,
+     * or -EFAULT (no VMA), -ENOENT (not present), -EACCES (mapped by several processes without
+     * MOVE_ALL, or a hugetlb tail address), -ENOMEM, -EBUSY.
+     *
+     * @throws InvalidArgumentException if the arrays differ in length, a node does not exist
+     *                                  (the kernel's -ENODEV) or flags are wrong
+     */
+    MovePagesResult movePages(AddressSpace addressSpace, long[] addresses, int[] nodes, int flags);
+
+    /**
+     * Soft offline: migrates the page headed by {@code pfn} away, then poisons the old frame and
+     * takes it out of use; a hugetlb pool shrinks by one page. A free huge page is dissolved
+     * from its pool and poisoned.
+     *
+     * @return 0, or -EBUSY when the page is already poisoned or could not be migrated
+     * @throws InvalidArgumentException if pfn is outside memory or is not the head of a page in use
+     */
+    int softOffline(long pfn);
+
+    /**
+     * Memory hot-remove of {@code [startPfn, endPfn)} on {@code node} (2 MiB aligned): migrates
+     * every page in use to other nodes, dissolves free huge pages, and takes the range out of
+     * the allocator. Nothing changes if something in the range cannot move (page tables,
+     * gigantic pages): the call is refused with a clear error.
+     */
+    OfflineResult offlineRange(int node, long startPfn, long endPfn);
+
+    /** Sets (or with null clears) the observer of migration phases. */
+    void setObserver(MigrationObserver observer);
+
+    /** Migration counters with /proc/vmstat names. */
+    Map<String, Long> stats();
+}
