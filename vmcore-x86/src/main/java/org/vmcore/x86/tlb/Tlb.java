@@ -32,14 +32,17 @@ public final class Tlb {
     private final TlbConfig config;
     private final SetAssoc[] arrays;
     private final FullAssoc[] caches;
+    // A PCID flush bumps its generation: entries cached under an older generation are dead, so
+    // flushing a whole address space costs O(1) instead of a scan of every array.
+    private final int[] generation = new int[4096];
     private int lastHitShift;
 
     public Tlb(TlbConfig config) {
         this.config = config;
         this.arrays = new SetAssoc[] {
-            new SetAssoc(config.entries4k(), config.ways4k(), 12),
-            new SetAssoc(config.entries2m(), config.ways2m(), 21),
-            new SetAssoc(config.entries1g(), config.ways1g(), 30)};
+            new SetAssoc(config.entries4k(), config.ways4k(), 12, generation),
+            new SetAssoc(config.entries2m(), config.ways2m(), 21, generation),
+            new SetAssoc(config.entries1g(), config.ways1g(), 30, generation)};
         this.caches = new FullAssoc[] {
             new FullAssoc(config.pml4eCache()), new FullAssoc(config.pdpteCache()), new FullAssoc(config.pdeCache())};
     }
@@ -150,15 +153,11 @@ public final class Tlb {
     }
 
     /** Drops everything cached under {@code pcid} (INVPCID single-context). */
-    public int invalidatePcid(int pcid) {
-        int n = 0;
-        for (SetAssoc a : arrays) {
-            n += a.invalidatePcid(pcid);
-        }
+    public void invalidatePcid(int pcid) {
+        generation[pcid & 0xFFF]++;
         for (FullAssoc c : caches) {
             c.invalidatePcid(pcid);
         }
-        return n;
     }
 
     /** Drops everything (INVPCID all-context). */
@@ -202,15 +201,23 @@ public final class Tlb {
         private final int shift;
         private final long[] tags;
         private final long[] values;
+        private final int[] gens;
+        private final int[] generation;
         private final int[] victim;
 
-        SetAssoc(int entries, int ways, int shift) {
+        SetAssoc(int entries, int ways, int shift, int[] generation) {
             this.ways = ways;
             this.setMask = entries / ways - 1;
             this.shift = shift;
             this.tags = new long[entries];
             this.values = new long[entries];
+            this.gens = new int[entries];
+            this.generation = generation;
             this.victim = new int[entries / ways];
+        }
+
+        private boolean live(int i) {
+            return values[i] != 0 && gens[i] == generation[(int) (tags[i] & 0xFFF)];
         }
 
         private static long tag(int pcid, long vpn) {
@@ -227,7 +234,7 @@ public final class Tlb {
             int base = set(pcid, vpn) * ways;
             for (int i = base; i < base + ways; i++) {
                 if (tags[i] == tag && values[i] != 0) {
-                    return values[i];
+                    return gens[i] == generation[pcid] ? values[i] : 0;
                 }
             }
             return 0;
@@ -239,9 +246,10 @@ public final class Tlb {
             int s = set(pcid, vpn);
             int base = s * ways;
             for (int i = base; i < base + ways; i++) {
-                if (values[i] == 0 || tags[i] == tag) {
+                if (tags[i] == tag || !live(i)) {
                     tags[i] = tag;
                     values[i] = value;
+                    gens[i] = generation[pcid];
                     return;
                 }
             }
@@ -249,6 +257,7 @@ public final class Tlb {
             victim[s] = (victim[s] + 1) % ways;
             tags[i] = tag;
             values[i] = value;
+            gens[i] = generation[pcid];
         }
 
         int invalidate(int pcid, long va) {
@@ -258,19 +267,8 @@ public final class Tlb {
             int n = 0;
             for (int i = base; i < base + ways; i++) {
                 if (tags[i] == tag && values[i] != 0) {
+                    n += live(i) ? 1 : 0;
                     values[i] = 0;
-                    n++;
-                }
-            }
-            return n;
-        }
-
-        int invalidatePcid(int pcid) {
-            int n = 0;
-            for (int i = 0; i < tags.length; i++) {
-                if (values[i] != 0 && (int) (tags[i] & 0xFFF) == pcid) {
-                    values[i] = 0;
-                    n++;
                 }
             }
             return n;
@@ -283,7 +281,7 @@ public final class Tlb {
         void collect(int pcid, PageSize size, List<Entry> out) {
             for (int i = 0; i < tags.length; i++) {
                 int p = (int) (tags[i] & 0xFFF);
-                if (values[i] != 0 && (pcid < 0 || p == pcid)) {
+                if (live(i) && (pcid < 0 || p == pcid)) {
                     out.add(new Entry(p, (tags[i] >> 12) << shift, size, values[i]));
                 }
             }
