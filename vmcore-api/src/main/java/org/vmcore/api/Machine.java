@@ -118,6 +118,16 @@ public interface Machine extends AutoCloseable {
      */
     boolean checkTranslation(String who, AddressSpace addressSpace, long va, long pfn, boolean write);
 
+    /**
+     * Recounts everything from the page tables and compares it with what the engine keeps:
+     * mapcounts (a shared PMD table counts once), refcounts (mappings plus page cache), PMD-table
+     * share counts, leaf targets, VMA coverage and permissions, free lists, per-address-space
+     * counters, pool reservations, and TLB contents.
+     *
+     * @return one line per violated rule naming the objects involved; empty when consistent
+     */
+    List<String> checkInvariants();
+
     /** Whether {@code regression} is switched on. */
     default boolean has(Regression regression) {
         return config().regressions().contains(regression);
@@ -139,6 +149,7 @@ public interface Machine extends AutoCloseable {
         private final Set<Regression> regressions = EnumSet.noneOf(Regression.class);
         private TlbConfig tlb = TlbConfig.DEFAULT;
         private boolean detectStale;
+        private boolean checkInvariants;
 
         Builder() {
         }
@@ -218,10 +229,20 @@ public interface Machine extends AutoCloseable {
             return this;
         }
 
+        /**
+         * Runs {@link Machine#checkInvariants()} after every operation (mmap, munmap, mprotect,
+         * fork, exit, fault, migration) and throws {@link InvariantViolationException} on the first
+         * inconsistency. Off by default: the check reads every page table.
+         */
+        public Builder checkInvariantsAfterEveryOperation(boolean on) {
+            checkInvariants = on;
+            return this;
+        }
+
         /** The configuration as it stands; one 1 GiB node if none was added. */
         public MachineConfig config() {
             List<Long> n = nodes.isEmpty() ? List.of(1L << 30) : nodes;
-            return new MachineConfig(n, cpus, pagingMode, hugePages, regressions, tlb, detectStale);
+            return new MachineConfig(n, cpus, pagingMode, hugePages, regressions, tlb, detectStale, checkInvariants);
         }
 
         /**

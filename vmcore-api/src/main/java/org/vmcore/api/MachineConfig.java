@@ -16,10 +16,12 @@ import java.util.Set;
  * @param tlb         the geometry of every CPU's TLB
  * @param detectStaleTranslations whether every TLB hit and secondary-MMU use is checked against
  *                    the page tables (see {@link Machine#staleAccesses()})
+ * @param checkInvariants whether {@link Machine#checkInvariants()} runs after every operation,
+ *                    throwing {@link InvariantViolationException} on the first inconsistency
  */
 public record MachineConfig(List<Long> nodeBytes, int cpus, PagingMode pagingMode,
                             Map<Integer, Map<PageSize, Long>> hugePages, Set<Regression> regressions, TlbConfig tlb,
-                            boolean detectStaleTranslations) {
+                            boolean detectStaleTranslations, boolean checkInvariants) {
     /** Copies every collection, so a config never changes after it is made. */
     public MachineConfig {
         nodeBytes = List.copyOf(nodeBytes);

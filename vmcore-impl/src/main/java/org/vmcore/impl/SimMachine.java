@@ -237,6 +237,41 @@ public final class SimMachine implements Machine {
         return out;
     }
 
+    @Override
+    public List<String> checkInvariants() {
+        synchronized (lock) {
+            ensureOpen();
+            return new org.vmcore.impl.check.InvariantChecker(this).check();
+        }
+    }
+
+    /**
+     * Called at the end of every public operation: with the option on, runs the checker and
+     * throws on a violation. Skipped inside a migration (its observer runs mid-operation).
+     */
+    public void afterOperation(String operation) {
+        if (!config.checkInvariants() || closed || migration.migratingOnThisThread()) {
+            return;
+        }
+        List<String> violations = new org.vmcore.impl.check.InvariantChecker(this).check();
+        if (!violations.isEmpty()) {
+            throw new org.vmcore.api.InvariantViolationException(operation, violations);
+        }
+    }
+
+    /** The page-cache mappings of every hugetlbfs file and shmem object. */
+    public List<FileMapping> fileMappings() {
+        List<FileMapping> out = new ArrayList<>();
+        mappings.forEachValue(o -> {
+            if (o instanceof HugetlbFileImpl f) {
+                out.add(f.mapping());
+            } else if (o instanceof FileMapping m) {
+                out.add(m);
+            }
+        });
+        return out;
+    }
+
     /** Moves a page-cache slot from {@code oldPfn} to {@code newPfn} (migration of a file page). */
     public void replaceInPageCache(Object owner, long oldPfn, long newPfn) {
         FileMapping mapping = owner instanceof HugetlbFileImpl f ? f.mapping() : (FileMapping) owner;

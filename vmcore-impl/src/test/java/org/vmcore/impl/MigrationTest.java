@@ -49,6 +49,8 @@ class MigrationTest {
                     .hugePages(0, PageSize.SIZE_2M, 520).hugePages(1, PageSize.SIZE_2M, 520).detectStaleTranslations(true);
             if (regression) {
                 b.enable(Regression.PRE_017B1660);
+            } else {
+                b.checkInvariantsAfterEveryOperation(true); // the regression leaves stale TLB entries by design
             }
             machine = b.build();
             file = machine.hugetlbfs().create("shm", GIB, PageSize.SIZE_2M);

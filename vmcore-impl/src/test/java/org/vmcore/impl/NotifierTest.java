@@ -25,7 +25,7 @@ class NotifierTest {
     private static final int ANON = MapFlags.MAP_PRIVATE | MapFlags.MAP_ANONYMOUS | MapFlags.MAP_FIXED;
     private static final long VA = 0x10_0000_0000L;
 
-    private final Machine machine = Machine.builder().node(4 * GIB).hugePages(0, PageSize.SIZE_2M, 600).build();
+    private final Machine machine = Machine.builder().node(4 * GIB).hugePages(0, PageSize.SIZE_2M, 600).checkInvariantsAfterEveryOperation(true).build();
 
     @AfterEach
     void close() {

@@ -33,7 +33,7 @@ class PmdShareTest {
     private static final int SHARED_FIXED = MapFlags.MAP_SHARED | MapFlags.MAP_FIXED;
 
     private final Machine machine = Machine.builder().node(4 * GIB).hugePages(0, PageSize.SIZE_2M, 1100)
-            .hugePages(0, PageSize.SIZE_1G, 1).build();
+            .hugePages(0, PageSize.SIZE_1G, 1).checkInvariantsAfterEveryOperation(true).build();
     private final HugetlbFile file = machine.hugetlbfs().create("shm", 2 * GIB, PageSize.SIZE_2M);
 
     @AfterEach

@@ -24,7 +24,7 @@ import org.vmcore.api.Protection;
 
 class RmapTest {
     private static final long VA = 0x7000_0000L;
-    private final Machine machine = Machine.builder().node(4 * GIB).hugePages(0, PageSize.SIZE_2M, 600).build();
+    private final Machine machine = Machine.builder().node(4 * GIB).hugePages(0, PageSize.SIZE_2M, 600).checkInvariantsAfterEveryOperation(true).build();
 
     @AfterEach
     void close() {

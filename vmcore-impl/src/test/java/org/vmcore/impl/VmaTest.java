@@ -30,7 +30,7 @@ class VmaTest {
     private static final long BASE = 0x1000_0000L;
     private static final long K4 = 0x1000;
 
-    private final Machine machine = Machine.builder().node(2 * GIB).hugePages(0, PageSize.SIZE_2M, 64).build();
+    private final Machine machine = Machine.builder().node(2 * GIB).hugePages(0, PageSize.SIZE_2M, 64).checkInvariantsAfterEveryOperation(true).build();
     private final AddressSpace mm = machine.createAddressSpace();
 
     @AfterEach

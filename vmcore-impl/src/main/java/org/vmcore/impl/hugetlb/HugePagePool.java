@@ -123,6 +123,16 @@ public final class HugePagePool {
         return pfn;
     }
 
+    /** Every free page, all nodes. */
+    public synchronized long[] freeList() {
+        org.eclipse.collections.impl.list.mutable.primitive.LongArrayList all =
+                new org.eclipse.collections.impl.list.mutable.primitive.LongArrayList();
+        for (LongArrayList list : free) {
+            all.addAll(list);
+        }
+        return all.toArray();
+    }
+
     /** Whether {@code pfn} heads a free page of this pool. */
     public synchronized boolean isFree(long pfn) {
         return free[memory.nodeOf(pfn)].contains(pfn);

@@ -117,6 +117,7 @@ public final class MigrationServiceImpl implements MigrationService {
                 }
             }
         }
+        checked("migrate_pages");
         return notMigrated;
     }
 
@@ -179,6 +180,7 @@ public final class MigrationServiceImpl implements MigrationService {
                 notMigrated++;
             }
         }
+        checked("move_pages");
         return new MovePagesResult(notMigrated, status);
     }
 
@@ -207,6 +209,7 @@ public final class MigrationServiceImpl implements MigrationService {
         for (int i = 0; i < memory.nodes().size() && rc == -Errno.ENOMEM; i++) {
             rc = migrateWithRetries(pfn, (home + i) % memory.nodes().size(), true);
         }
+        checked("soft offline");
         return rc == 0 ? 0 : -Errno.EBUSY;
     }
 
@@ -283,6 +286,7 @@ public final class MigrationServiceImpl implements MigrationService {
                 }
             }
             long offlined = memory.allocator(node).isolateRange(startPfn, endPfn);
+            machine.afterOperation("memory offline");
             return new OfflineResult(migrated, dissolved, offlined);
         }
     }
@@ -407,6 +411,12 @@ public final class MigrationServiceImpl implements MigrationService {
             if (huge) {
                 hugetlbFail.incrementAndGet();
             }
+        }
+    }
+
+    private void checked(String operation) {
+        synchronized (machine.lock()) {
+            machine.afterOperation(operation);
         }
     }
 

@@ -116,6 +116,7 @@ public final class SimAddressSpace implements AddressSpace {
             insertVma(vma);
             VmArea merged = mergeAround(vma);
             populateIfAsked(merged, start, start + len, flags);
+            machine.afterOperation("mmap");
             return start;
         }
     }
@@ -175,6 +176,7 @@ public final class SimAddressSpace implements AddressSpace {
             insertVma(vma);
             VmArea merged = mergeAround(vma);
             populateIfAsked(merged, start, start + len, flags);
+            machine.afterOperation("mmap");
             return start;
         }
     }
@@ -208,6 +210,7 @@ public final class SimAddressSpace implements AddressSpace {
             checkRangeInUserSpace(address, len);
             checkSplitPoints(address, address + len);
             unmapRange(address, address + len);
+            machine.afterOperation("munmap");
         }
     }
 
@@ -251,6 +254,7 @@ public final class SimAddressSpace implements AddressSpace {
             for (VmArea v : overlapping(address, end)) {
                 mergeAround(v);
             }
+            machine.afterOperation("mprotect");
         }
     }
 
@@ -278,6 +282,7 @@ public final class SimAddressSpace implements AddressSpace {
             } finally {
                 machine.shootdown().flushMm(this); // dup_mmap's flush_tlb_mm(oldmm)
             }
+            machine.afterOperation("fork");
             return child;
         }
     }
@@ -300,6 +305,7 @@ public final class SimAddressSpace implements AddressSpace {
             }
             closed = true;
             machine.exited(this);
+            machine.afterOperation("exit");
         }
     }
 
@@ -330,7 +336,9 @@ public final class SimAddressSpace implements AddressSpace {
                 throw new SegmentationFaultException(va, access, SegmentationFaultException.Cause.PROTECTION);
             }
             faultCount++;
-            return faults.handle(vma, va, access);
+            FaultResult result = faults.handle(vma, va, access);
+            machine.afterOperation("fault at 0x" + Long.toHexString(va));
+            return result;
         }
     }
 
