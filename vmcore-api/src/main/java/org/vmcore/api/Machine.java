@@ -128,6 +128,22 @@ public interface Machine extends AutoCloseable {
      */
     List<String> checkInvariants();
 
+    /**
+     * Fault injection: the {@code nth} allocation of {@code kind} from now on fails once, as if
+     * memory had run out (1 is the next one). Operations then fail with
+     * {@link OutOfMemoryException} (or -ENOMEM for migration) and leave no trace.
+     */
+    void failNthAllocation(AllocationKind kind, long nth);
+
+    /**
+     * Like {@link #failNthAllocation} but {@code times} allocations in a row fail, enough to
+     * defeat the fallback to other nodes.
+     */
+    void failNthAllocation(AllocationKind kind, long nth, int times);
+
+    /** Allocations of {@code kind} attempted so far, failed ones included. */
+    long allocationCount(AllocationKind kind);
+
     /** Whether {@code regression} is switched on. */
     default boolean has(Regression regression) {
         return config().regressions().contains(regression);

@@ -238,6 +238,23 @@ public final class SimMachine implements Machine {
     }
 
     @Override
+    public void failNthAllocation(org.vmcore.api.AllocationKind kind, long nth) {
+        ensureOpen();
+        memory.faults().failNth(kind, nth);
+    }
+
+    @Override
+    public void failNthAllocation(org.vmcore.api.AllocationKind kind, long nth, int times) {
+        ensureOpen();
+        memory.faults().failNth(kind, nth, times);
+    }
+
+    @Override
+    public long allocationCount(org.vmcore.api.AllocationKind kind) {
+        return memory.faults().count(kind);
+    }
+
+    @Override
     public List<String> checkInvariants() {
         synchronized (lock) {
             ensureOpen();

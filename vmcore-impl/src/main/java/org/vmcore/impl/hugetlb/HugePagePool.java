@@ -89,6 +89,9 @@ public final class HugePagePool {
      * @return the head PFN, or -1 when none is free
      */
     public synchronized long allocate(int preferredNode, boolean useReservation) {
+        if (memory.faults().shouldFail(org.vmcore.api.AllocationKind.HUGE_PAGE)) {
+            return -1;
+        }
         if (useReservation ? reserved == 0 || freePages() == 0 : available() <= 0) {
             return -1;
         }
@@ -115,6 +118,9 @@ public final class HugePagePool {
      * @return the head PFN with refcount 1, or -1
      */
     public synchronized long allocateOnNode(int node) {
+        if (memory.faults().shouldFail(org.vmcore.api.AllocationKind.HUGE_PAGE)) {
+            return -1;
+        }
         if (available() <= 0 || free[node].isEmpty()) {
             return -1;
         }

@@ -159,10 +159,12 @@ public final class SimAddressSpace implements AddressSpace {
                 throw new OutOfMemoryException("hugetlb pool of " + size.label() + " pages cannot reserve " + need
                         + " pages (" + pool.available() + " free and unreserved)");
             }
+            org.eclipse.collections.impl.list.mutable.primitive.LongArrayList added =
+                    new org.eclipse.collections.impl.list.mutable.primitive.LongArrayList();
             if (shared) {
                 for (long i = firstIndex; i < firstIndex + count; i++) {
-                    if (f.mapping().find(i) < 0) {
-                        f.reservedIndexes().add(i);
+                    if (f.mapping().find(i) < 0 && f.reservedIndexes().add(i)) {
+                        added.add(i);
                     }
                 }
             }
@@ -175,7 +177,19 @@ public final class SimAddressSpace implements AddressSpace {
             }
             insertVma(vma);
             VmArea merged = mergeAround(vma);
-            populateIfAsked(merged, start, start + len, flags);
+            try {
+                populateIfAsked(merged, start, start + len, flags);
+            } catch (OutOfMemoryException e) {
+                // the mapping is gone again: so are the reservations this mmap made for the file
+                long back = 0;
+                for (int i = 0; i < added.size(); i++) {
+                    if (f.reservedIndexes().remove(added.get(i))) {
+                        back++;
+                    }
+                }
+                pool.unreserve(back);
+                throw e;
+            }
             machine.afterOperation("mmap");
             return start;
         }

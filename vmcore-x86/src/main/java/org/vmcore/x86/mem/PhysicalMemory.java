@@ -2,6 +2,7 @@ package org.vmcore.x86.mem;
 
 import java.util.ArrayList;
 import java.util.List;
+import org.vmcore.api.AllocationKind;
 import org.vmcore.api.ClosedException;
 import org.vmcore.api.InvalidArgumentException;
 import org.vmcore.api.OutOfMemoryException;
@@ -17,6 +18,7 @@ import org.vmcore.api.OutOfMemoryException;
  * be used afterwards.
  */
 public final class PhysicalMemory implements AutoCloseable {
+    private final AllocationFaults faults = new AllocationFaults();
     /** Bytes per frame. */
     public static final long FRAME_BYTES = 4096;
     /** Largest physical address width x86-64 allows (MAXPHYADDR of 52 bits). */
@@ -133,13 +135,30 @@ public final class PhysicalMemory implements AutoCloseable {
 
     /** As {@link #allocate} but returns -1 instead of throwing when the node is out of memory. */
     public long tryAllocate(int node, int order, boolean zero) {
+        return tryAllocate(node, order, zero, AllocationKind.FRAME);
+    }
+
+    /** A zeroed frame for a page table, or -1 (counted apart for fault injection). */
+    public long tryAllocateTable(int node) {
+        return tryAllocate(node, 0, true, AllocationKind.TABLE);
+    }
+
+    private long tryAllocate(int node, int order, boolean zero, AllocationKind kind) {
         ensureOpen();
         checkNode(node);
+        if (faults.shouldFail(kind)) {
+            return -1;
+        }
         long pfn = allocators[node].allocate(order);
         if (pfn >= 0 && zero) {
             contents.zero(pfn, 1L << order);
         }
         return pfn;
+    }
+
+    /** Fault injection for this memory's allocations. */
+    public AllocationFaults faults() {
+        return faults;
     }
 
     /** Frees the block headed by {@code pfn} to its node's allocator. */

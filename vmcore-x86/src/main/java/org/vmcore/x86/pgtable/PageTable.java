@@ -402,7 +402,7 @@ public final class PageTable {
         if (missing > 0) {
             long[] fresh = new long[missing];
             for (int i = 0; i < missing; i++) {
-                long pfn = memory.tryAllocate(node, 0, true);
+                long pfn = memory.tryAllocateTable(node);
                 if (pfn < 0) {
                     for (int j = 0; j < i; j++) {
                         freeTable(fresh[j]);
@@ -421,7 +421,7 @@ public final class PageTable {
     }
 
     private long allocateTable() {
-        long pfn = memory.tryAllocate(node, 0, true);
+        long pfn = memory.tryAllocateTable(node);
         if (pfn < 0) {
             throw new OutOfMemoryException("no free frame on node " + node + " for a page table");
         }

@@ -1,0 +1,114 @@
+package org.vmcore.impl;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+import static org.vmcore.impl.Fixtures.GIB;
+
+import java.util.function.Consumer;
+import org.junit.jupiter.api.Test;
+import org.vmcore.api.Access;
+import org.vmcore.api.AddressSpace;
+import org.vmcore.api.HugetlbFile;
+import org.vmcore.api.InvariantViolationException;
+import org.vmcore.api.Machine;
+import org.vmcore.api.MapFlags;
+import org.vmcore.api.PageSize;
+import org.vmcore.api.Protection;
+import org.vmcore.impl.mm.SimAddressSpace;
+import org.vmcore.x86.mem.FrameDescriptors;
+import org.vmcore.x86.pgtable.Level;
+import org.vmcore.x86.pgtable.Pte;
+
+/** Each kind of corruption is named by the checker. */
+class InvariantCheckerTest {
+    private static final long VA = 0x10_0000_0000L;
+
+    /** A machine with anonymous memory and a shared hugetlb window in two processes, then one corruption. */
+    private static void corruptAndExpect(Consumer<World> corruption, String rule) {
+        try (Machine machine = Machine.builder().node(4 * GIB).cpus(1).hugePages(0, PageSize.SIZE_2M, 520).build()) {
+            HugetlbFile file = machine.hugetlbfs().create("shm", GIB, PageSize.SIZE_2M);
+            AddressSpace a = machine.createAddressSpace();
+            AddressSpace b = machine.createAddressSpace();
+            a.mmap(VA, 4 * 4096, Protection.READ_WRITE, MapFlags.MAP_PRIVATE | MapFlags.MAP_ANONYMOUS | MapFlags.MAP_FIXED
+                    | MapFlags.MAP_POPULATE);
+            a.mmap(file, 0, 4 * GIB, GIB, Protection.READ_WRITE, MapFlags.MAP_SHARED | MapFlags.MAP_FIXED);
+            b.mmap(file, 0, 6 * GIB, GIB, Protection.READ_WRITE, MapFlags.MAP_SHARED | MapFlags.MAP_FIXED);
+            a.fault(4 * GIB, Access.WRITE);
+            b.fault(6 * GIB, Access.READ);
+            machine.cpu(0).switchTo(a);
+            machine.cpu(0).load(VA, 8);
+            assertThat(machine.checkInvariants()).as("consistent before the corruption").isEmpty();
+            World w = new World((SimMachine) machine, (SimAddressSpace) a, (SimAddressSpace) b, file);
+            synchronized (w.machine.lock()) {
+                corruption.accept(w);
+            }
+            assertThat(machine.checkInvariants()).as("violations").anySatisfy(v -> assertThat(v).startsWith(rule));
+        }
+    }
+
+    record World(SimMachine machine, SimAddressSpace a, SimAddressSpace b, HugetlbFile file) {
+        FrameDescriptors d() {
+            return machine.memory().descriptors();
+        }
+    }
+
+    @Test
+    void aWrongMapcountIsNamed() {
+        corruptAndExpect(w -> w.d().addMapcount(w.file().pageAt(0), 1), "mapcount");
+    }
+
+    @Test
+    void aWrongRefcountIsNamed() {
+        corruptAndExpect(w -> w.d().addRefcount(w.a().pageAt(VA), 1), "refcount");
+    }
+
+    @Test
+    void aWrongShareCountIsNamed() {
+        corruptAndExpect(w -> w.d().addPtShareCount(Pte.pfn(w.a().pageTable().entry(4 * GIB, Level.PUD)), 1), "share count");
+    }
+
+    @Test
+    void aWritableEntryInAReadOnlyVmaIsNamed() {
+        corruptAndExpect(w -> w.a().vma(VA).setProtection(Protection.READ), "VMA protection");
+    }
+
+    @Test
+    void anEntryOutsideAnyVmaIsNamed() {
+        corruptAndExpect(w -> w.a().pageTable().install(VA + 16 * 4096, Level.PTE,
+                Pte.leaf(w.a().pageAt(VA), PageSize.SIZE_4K, Pte.PRESENT | Pte.USER)), "VMA coverage");
+    }
+
+    @Test
+    void aClearedEntryStillInATlbIsNamed() {
+        corruptAndExpect(w -> w.a().pageTable().getAndClearSlot(w.a().pageTable().slot(VA, Level.PTE)), "TLB");
+    }
+
+    @Test
+    void aStrayMigrationEntryIsNamed() {
+        corruptAndExpect(w -> {
+            long slot = w.a().pageTable().slot(VA + 4096, Level.PTE);
+            long e = w.a().pageTable().readSlot(slot);
+            w.a().pageTable().compareAndSetSlot(slot, e, org.vmcore.x86.pgtable.MigrationEntry.make(
+                    org.vmcore.x86.pgtable.MigrationEntry.Kind.READ, Pte.pfn(e), false, false, 0));
+        }, "stray entry");
+    }
+
+    @Test
+    void aReservationLeakIsNamed() {
+        corruptAndExpect(w -> w.machine().hugetlbfsImpl().pool(PageSize.SIZE_2M).reserve(1), "pool reservations");
+    }
+
+    @Test
+    void theOptionThrowsOnTheFirstInconsistentOperation() {
+        try (Machine machine = Machine.builder().node(GIB).checkInvariantsAfterEveryOperation(true).build()) {
+            AddressSpace mm = machine.createAddressSpace();
+            mm.mmap(VA, 4096, Protection.READ_WRITE, MapFlags.MAP_PRIVATE | MapFlags.MAP_ANONYMOUS | MapFlags.MAP_FIXED
+                    | MapFlags.MAP_POPULATE);
+            ((SimMachine) machine).memory().descriptors().addMapcount(mm.pageAt(VA), 5);
+            assertThatThrownBy(() -> mm.mmap(0, 4096, Protection.READ, MapFlags.MAP_PRIVATE | MapFlags.MAP_ANONYMOUS))
+                    .isInstanceOfSatisfying(InvariantViolationException.class, e -> assertThat(e.violations())
+                            .anySatisfy(v -> assertThat(v).startsWith("mapcount: pfn")))
+                    .hasMessageContaining("after mmap");
+        }
+    }
+}
