@@ -9,6 +9,8 @@ import java.util.concurrent.atomic.AtomicLong;
  * slabs, never one segment per page; everything is released at once by {@link #close()}.
  */
 final class OffHeap implements AutoCloseable {
+    /** Bytes held by every open arena of this process: what closing machines must give back. */
+    static final AtomicLong LIVE = new AtomicLong();
     private final Arena arena = Arena.ofShared();
     private final AtomicLong reserved = new AtomicLong();
 
@@ -16,6 +18,7 @@ final class OffHeap implements AutoCloseable {
     MemorySegment allocate(long bytes) {
         MemorySegment segment = arena.allocate(bytes, 4096);
         reserved.addAndGet(bytes);
+        LIVE.addAndGet(bytes);
         return segment;
     }
 
@@ -25,8 +28,11 @@ final class OffHeap implements AutoCloseable {
     }
 
     @Override
-    public void close() {
+    public synchronized void close() {
+        if (!arena.scope().isAlive()) {
+            return;
+        }
         arena.close();
-        reserved.set(0);
+        LIVE.addAndGet(-reserved.getAndSet(0));
     }
 }

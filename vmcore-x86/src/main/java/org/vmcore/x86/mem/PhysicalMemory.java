@@ -156,6 +156,11 @@ public final class PhysicalMemory implements AutoCloseable {
         return pfn;
     }
 
+    /** Off-heap bytes held by all simulated memories of this process that are not closed yet. */
+    public static long liveOffHeapBytes() {
+        return OffHeap.LIVE.get();
+    }
+
     /** Fault injection for this memory's allocations. */
     public AllocationFaults faults() {
         return faults;
