@@ -451,6 +451,11 @@ public final class SimMachine implements Machine {
         mappings.put(id, owner);
     }
 
+    /** Forgets a file mapping or anon_vma that nothing refers to any more. */
+    public void unregister(long id) {
+        mappings.remove(id);
+    }
+
     /** The file, shmem mapping or anon_vma behind a page's mapping field, or null. */
     public Object mappingOwner(long id) {
         return mappings.get(id);

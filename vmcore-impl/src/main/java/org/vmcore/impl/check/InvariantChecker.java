@@ -51,32 +51,43 @@ public final class InvariantChecker {
             PageTable t = mm.pageTable();
             walk(mm, t, t.cr3() >>> 12, t.rootLevel(), 0, leaves, pudRefs, counted, c, out);
             var k = mm.counters();
-            expect(out, k.anonPages() == c.anon, "RSS counter", mm + " RssAnon " + k.anonPages() + " but " + c.anon + " anonymous entries");
-            expect(out, k.shmemPages() == c.shmem, "RSS counter", mm + " RssShmem " + k.shmemPages() + " but " + c.shmem + " shmem entries");
-            expect(out, k.pageTablePages() == c.tables, "page-table counter", mm + " counts " + k.pageTablePages()
-                    + " page-table pages but its tree has " + c.tables);
-            expect(out, k.pmdTables() == c.pmdTables, "nr_pmds", mm + " counts " + k.pmdTables() + " PMD tables but its tree has "
-                    + c.pmdTables);
+            if (!(k.anonPages() == c.anon)) {
+            out.add("RSS counter" + ": " + mm + " RssAnon " + k.anonPages() + " but " + c.anon + " anonymous entries");
         }
-        pudRefs.forEachKeyValue((table, refs) -> expect(out, d.ptShareCount(table) == refs - 1, "share count",
-                "PMD table pfn 0x" + Long.toHexString(table) + " has share count " + d.ptShareCount(table) + " but " + refs
-                        + " PUD entries point at it"));
+            if (!(k.shmemPages() == c.shmem)) {
+            out.add("RSS counter" + ": " + mm + " RssShmem " + k.shmemPages() + " but " + c.shmem + " shmem entries");
+        }
+            if (!(k.pageTablePages() == c.tables)) {
+            out.add("page-table counter" + ": " + mm + " counts " + k.pageTablePages() + " page-table pages but its tree has " + c.tables);
+        }
+            if (!(k.pmdTables() == c.pmdTables)) {
+            out.add("nr_pmds" + ": " + mm + " counts " + k.pmdTables() + " PMD tables but its tree has " + c.pmdTables);
+        }
+        }
+        pudRefs.forEachKeyValue((table, refs) -> {
+            if (!(d.ptShareCount(table) == refs - 1)) {
+            out.add("share count" + ": " + "PMD table pfn 0x" + Long.toHexString(table) + " has share count " + d.ptShareCount(table) + " but " + refs + " PUD entries point at it");
+        }
+        });
         LongHashSet cached = new LongHashSet();
         List<FileMapping> mappings = machine.fileMappings();
         for (FileMapping m : mappings) {
             m.pageCache().forEachValue(cached::add);
         }
         leaves.forEachKeyValue((pfn, count) -> {
-            expect(out, d.mapcount(pfn) == count, "mapcount", "pfn 0x" + Long.toHexString(pfn) + " has mapcount " + d.mapcount(pfn)
-                    + " but " + count + " entries map it");
+            if (!(d.mapcount(pfn) == count)) {
+            out.add("mapcount" + ": " + "pfn 0x" + Long.toHexString(pfn) + " has mapcount " + d.mapcount(pfn) + " but " + count + " entries map it");
+        }
             int expected = count + (cached.contains(pfn) ? 1 : 0);
-            expect(out, d.refcount(pfn) == expected, "refcount", "pfn 0x" + Long.toHexString(pfn) + " has refcount "
-                    + d.refcount(pfn) + " but " + count + " mappings" + (cached.contains(pfn) ? " and the page cache" : ""));
+            if (!(d.refcount(pfn) == expected)) {
+            out.add("refcount" + ": " + "pfn 0x" + Long.toHexString(pfn) + " has refcount " + d.refcount(pfn) + " but " + count + " mappings" + (cached.contains(pfn) ? " and the page cache" : ""));
+        }
         });
         cached.forEach(pfn -> {
             if (!leaves.containsKey(pfn)) {
-                expect(out, d.mapcount(pfn) == 0 && d.refcount(pfn) == 1, "page cache", "unmapped cached pfn 0x"
-                        + Long.toHexString(pfn) + " has mapcount " + d.mapcount(pfn) + " and refcount " + d.refcount(pfn));
+                if (!(d.mapcount(pfn) == 0 && d.refcount(pfn) == 1)) {
+            out.add("page cache" + ": " + "unmapped cached pfn 0x" + Long.toHexString(pfn) + " has mapcount " + d.mapcount(pfn) + " and refcount " + d.refcount(pfn));
+        }
             }
         });
         checkPools(out);
@@ -99,17 +110,18 @@ public final class InvariantChecker {
         if (level == Level.PMD) {
             c.pmdTables++;
         }
-        expect(out, (d.flags(tablePfn) & (FrameFlags.PGTABLE | FrameFlags.ALLOCATED)) == (FrameFlags.PGTABLE | FrameFlags.ALLOCATED),
-                "table frame", mm + " uses pfn 0x" + Long.toHexString(tablePfn) + " as a " + level + " table but it is "
-                        + d.describe(tablePfn));
+        if (!((d.flags(tablePfn) & (FrameFlags.PGTABLE | FrameFlags.ALLOCATED)) == (FrameFlags.PGTABLE | FrameFlags.ALLOCATED))) {
+            out.add("table frame" + ": " + mm + " uses pfn 0x" + Long.toHexString(tablePfn) + " as a " + level + " table but it is " + d.describe(tablePfn));
+        }
         boolean countLeaves = counted.add(tablePfn);
         long limit = t.mode().userAddressLimit();
+        long[] entries = t.readTable(tablePfn);
         for (int i = 0; i < Level.ENTRIES; i++) {
             long va = base + ((long) i << level.shift());
             if (va >= limit) {
                 break;
             }
-            long e = t.readSlot((tablePfn << 12) + ((long) i << 3));
+            long e = entries[i];
             if (Pte.isNone(e)) {
                 continue;
             }
@@ -136,25 +148,33 @@ public final class InvariantChecker {
         }
     }
 
+    private static String where(SimAddressSpace mm, long va, long pfn) {
+        return mm + " 0x" + Long.toHexString(va) + " -> pfn 0x" + Long.toHexString(pfn);
+    }
+
     private void checkLeaf(SimAddressSpace mm, long va, long e, PageSize size, long pfn, List<String> out, MmCount c) {
         int flags = d.flags(pfn);
-        String where = mm + " 0x" + Long.toHexString(va) + " -> pfn 0x" + Long.toHexString(pfn);
-        expect(out, (flags & FrameFlags.ALLOCATED) != 0 && d.order(pfn) == size.order(), "leaf target", where + " maps a "
-                + size.label() + " page but the frame is " + d.describe(pfn));
-        expect(out, size == PageSize.SIZE_4K || (flags & FrameFlags.HUGETLB) != 0, "leaf target", where + " is a huge leaf to a"
-                + " frame outside the hugetlb pools");
+        if (!((flags & FrameFlags.ALLOCATED) != 0 && d.order(pfn) == size.order())) {
+            out.add("leaf target" + ": " + where(mm, va, pfn) + " maps a " + size.label() + " page but the frame is " + d.describe(pfn));
+        }
+        if (!(size == PageSize.SIZE_4K || (flags & FrameFlags.HUGETLB) != 0)) {
+            out.add("leaf target" + ": " + where(mm, va, pfn) + " is a huge leaf to a" + " frame outside the hugetlb pools");
+        }
         VmArea v = mm.vma(va);
         if (v == null || !v.containsRange(va, va + size.bytes()) || v.pageSize() != size) {
-            out.add("VMA coverage: " + where + " (" + size.label() + ") lies in no " + size.label() + " VMA of " + mm);
+            out.add("VMA coverage: " + where(mm, va, pfn) + " (" + size.label() + ") lies in no " + size.label() + " VMA of " + mm);
             return;
         }
         boolean protNone = (e & Pte.PRESENT) == 0;
-        expect(out, protNone == !v.protection().accessible(), "VMA protection", where + " is "
-                + (protNone ? "PROT_NONE" : "accessible") + " in a " + v.protection() + " VMA");
-        expect(out, (e & Pte.RW) == 0 || v.protection().write(), "VMA protection", where + " is writable in a " + v.protection()
-                + " VMA");
-        expect(out, protNone || ((e & Pte.NX) == 0) == v.protection().execute(), "VMA protection", where
-                + " has NX " + ((e & Pte.NX) != 0) + " in a " + v.protection() + " VMA");
+        if (!(protNone == !v.protection().accessible())) {
+            out.add("VMA protection" + ": " + where(mm, va, pfn) + " is " + (protNone ? "PROT_NONE" : "accessible") + " in a " + v.protection() + " VMA");
+        }
+        if (!((e & Pte.RW) == 0 || v.protection().write())) {
+            out.add("VMA protection" + ": " + where(mm, va, pfn) + " is writable in a " + v.protection() + " VMA");
+        }
+        if (!(protNone || ((e & Pte.NX) == 0) == v.protection().execute())) {
+            out.add("VMA protection" + ": " + where(mm, va, pfn) + " has NX " + ((e & Pte.NX) != 0) + " in a " + v.protection() + " VMA");
+        }
         if (size == PageSize.SIZE_4K) {
             if (v.kind() == VmaKind.ANONYMOUS_SHARED) {
                 c.shmem++;
@@ -184,11 +204,13 @@ public final class InvariantChecker {
                     }
                 }
             }
-            expect(out, pool.reserved() == reserved, "pool reservations", size.label() + " pool reserves " + pool.reserved()
-                    + " pages but files and private mappings hold " + reserved);
+            if (!(pool.reserved() == reserved)) {
+            out.add("pool reservations" + ": " + size.label() + " pool reserves " + pool.reserved() + " pages but files and private mappings hold " + reserved);
+        }
             for (long pfn : pool.freeList()) {
-                expect(out, d.refcount(pfn) == 0 && d.mapcount(pfn) == 0, "free list", "free " + size.label() + " pool page 0x"
-                        + Long.toHexString(pfn) + " is in use: " + d.describe(pfn));
+                if (!(d.refcount(pfn) == 0 && d.mapcount(pfn) == 0)) {
+            out.add("free list" + ": " + "free " + size.label() + " pool page 0x" + Long.toHexString(pfn) + " is in use: " + d.describe(pfn));
+        }
             }
         }
     }
@@ -198,8 +220,9 @@ public final class InvariantChecker {
             BuddyAllocator a = machine.memory().allocator(n);
             for (int order = 0; order <= BuddyAllocator.MAX_ORDER; order++) {
                 for (long head : a.freeBlockHeads(order)) {
-                    expect(out, (d.flags(head) & FrameFlags.ALLOCATED) == 0, "free list", "node " + n + " lists pfn 0x"
-                            + Long.toHexString(head) + " (order " + order + ") as free but it is " + d.describe(head));
+                    if (!((d.flags(head) & FrameFlags.ALLOCATED) == 0)) {
+            out.add("free list" + ": " + "node " + n + " lists pfn 0x" + Long.toHexString(head) + " (order " + order + ") as free but it is " + d.describe(head));
+        }
                 }
             }
         }
@@ -215,16 +238,11 @@ public final class InvariantChecker {
                     continue;
                 }
                 long now = mm.pageAt(e.address());
-                expect(out, now == e.pfn() || mm.notifiers().isInvalidating(e.address()), "TLB", "cpu" + i + " translates "
-                        + mm + " 0x" + Long.toHexString(e.address()) + " to pfn 0x" + Long.toHexString(e.pfn())
-                        + " but the tables map " + (now < 0 ? "nothing" : "pfn 0x" + Long.toHexString(now)));
+                if (!(now == e.pfn() || mm.notifiers().isInvalidating(e.address()))) {
+            out.add("TLB" + ": " + "cpu" + i + " translates " + mm + " 0x" + Long.toHexString(e.address()) + " to pfn 0x" + Long.toHexString(e.pfn()) + " but the tables map " + (now < 0 ? "nothing" : "pfn 0x" + Long.toHexString(now)));
+        }
             }
         }
     }
 
-    private static void expect(List<String> out, boolean ok, String rule, String what) {
-        if (!ok) {
-            out.add(rule + ": " + what);
-        }
-    }
 }

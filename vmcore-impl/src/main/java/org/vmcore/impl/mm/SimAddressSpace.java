@@ -627,11 +627,15 @@ public final class SimAddressSpace implements AddressSpace {
         }
         for (AnonVma a : v.anonChain()) {
             a.unlink(v);
+            if (a.vmas().isEmpty()) {
+                machine.unregister(a.id()); // no VMA left, so no mapped page names it either
+            }
         }
         if (v.kind() == VmaKind.ANONYMOUS_SHARED && v.mapping().iMmap().isEmpty()) {
             // The last mapping of the shmem object is gone: the object and its pages go too.
             v.mapping().pageCache().forEachValue(pfn -> pages.putReference(pfn, false));
             v.mapping().pageCache().clear();
+            machine.unregister(v.mapping().id());
         }
     }
 

@@ -98,8 +98,9 @@ public final class PageTable {
     private long countTables(long tablePfn, Level at, Level wanted) {
         long n = 0;
         Level below = at.below();
+        long[] entries = readTable(tablePfn);
         for (int i = 0; i < Level.ENTRIES; i++) {
-            long e = TableMemory.read(contents, tablePfn, i);
+            long e = entries[i];
             if (isTablePointer(e, at)) {
                 n += below == wanted ? 1 : countTables(Pte.pfn(e), below, wanted);
             }
@@ -132,6 +133,18 @@ public final class PageTable {
         long slot = slot(va, level);
         return slot < 0 ? 0 : readSlot(slot);
     }
+
+    /**
+     * All 512 entries of the table in frame {@code tablePfn}, copied in one go (for checkers
+     * and dumps that read whole tables); a table never written reads as zeros.
+     */
+    public long[] readTable(long tablePfn) {
+        java.lang.foreign.MemorySegment page = contents.pageOrNull(tablePfn);
+        return page == null ? new long[Level.ENTRIES] : page.toArray(ENTRY_LAYOUT);
+    }
+
+    private static final java.lang.foreign.ValueLayout.OfLong ENTRY_LAYOUT =
+            java.lang.foreign.ValueLayout.JAVA_LONG.withOrder(java.nio.ByteOrder.LITTLE_ENDIAN);
 
     /** Reads the entry at physical address {@code slot}. */
     public long readSlot(long slot) {

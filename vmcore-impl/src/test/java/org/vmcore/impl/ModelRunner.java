@@ -1,0 +1,385 @@
+package org.vmcore.impl;
+
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+import org.vmcore.api.Access;
+import org.vmcore.api.AddressSpace;
+import org.vmcore.api.Cpu;
+import org.vmcore.api.HugetlbFile;
+import org.vmcore.api.Machine;
+import org.vmcore.api.MapFlags;
+import org.vmcore.api.MigrationService;
+import org.vmcore.api.PageSize;
+import org.vmcore.api.Protection;
+import org.vmcore.api.SegmentationFaultException;
+import org.vmcore.api.TlbConfig;
+
+/**
+ * Seeded model-based testing: random sequences of mmap, munmap, mprotect, fork, exit, faults,
+ * CPU loads and stores, move_pages, migrate_pages and soft offline over several processes, on
+ * private anonymous memory, shmem, and a hugetlb window that all processes share through one PMD
+ * table. A simple reference model of contents says what every load must return (fork copies
+ * private memory, shared memory stays shared); after every step the machine's invariants must
+ * hold. A run is a pure function of its seed, so a failure can be replayed and shrunk: the
+ * shortest failing prefix is found by bisection.
+ */
+final class ModelRunner {
+    static final long GIB = 1L << 30;
+    static final long MIB = 1L << 20;
+    static final int ANON_SLOTS = 4;
+    static final int SHMEM_SLOT = ANON_SLOTS;
+    static final int HUGE_SLOT = ANON_SLOTS + 1;
+    static final int SLOTS = ANON_SLOTS + 2;
+    static final int PAGES = 8; // pages touched per slot
+    static final int MAX_PROCS = 6;
+    static final int CPUS = MAX_PROCS;
+    static final long WORD = 0x40; // the model tracks one 8-byte word per page, at this offset
+
+    /** The model of one shmem object: its pages' words. */
+    static final class Shmem {
+        final long[] words = new long[PAGES];
+    }
+
+    /** The model of one mapped slot. */
+    static final class Slot {
+        boolean writable;
+        long[] privateWords; // private anonymous: copied on fork
+        Shmem shmem;         // shmem: shared by reference
+        boolean huge;        // the shared hugetlb window: words in the file model
+    }
+
+    /** The model of one process. */
+    static final class Proc {
+        AddressSpace mm;
+        final Slot[] slots = new Slot[SLOTS];
+    }
+
+    private final long seed;
+    private final Random random;
+    private final Machine machine;
+    private final HugetlbFile file;
+    private final long[] fileWords = new long[PAGES];
+    private final List<Proc> procs = new ArrayList<>();
+    private final List<String> log = new ArrayList<>();
+    private long nextValue = 1;
+
+    ModelRunner(long seed) {
+        this.seed = seed;
+        this.random = new Random(seed);
+        // small TLBs: entries get evicted and refilled, and the checker reads them quickly
+        this.machine = Machine.builder().node(2 * GIB).node(2 * GIB).cpus(CPUS).tlb(new TlbConfig(64, 4, 32, 4, 4, 4, 2, 4, 8))
+                .hugePages(0, PageSize.SIZE_2M, 300)
+                .hugePages(1, PageSize.SIZE_2M, 300).build();
+        this.file = machine.hugetlbfs().create("shm", GIB, PageSize.SIZE_2M);
+        Proc first = new Proc();
+        first.mm = machine.createAddressSpace();
+        procs.add(first);
+    }
+
+    void close() {
+        machine.close();
+    }
+
+    List<String> log() {
+        return log;
+    }
+
+    static long slotBase(int slot) {
+        return slot == HUGE_SLOT ? 128 * GIB : 0x10_0000_0000L + slot * 16 * MIB;
+    }
+
+    static long pageAddress(int slot, int page) {
+        return slotBase(slot) + (slot == HUGE_SLOT ? page * 2 * MIB : page * 4096L) + WORD;
+    }
+
+    /** Runs {@code steps} random steps; with {@code checkEachStep}, checks invariants and contents after each. */
+    void run(int steps, boolean checkEachStep) {
+        for (int i = 0; i < steps; i++) {
+            step(i);
+            if (checkEachStep) {
+                check("after step " + i + " (" + log.getLast() + ")");
+            }
+        }
+    }
+
+    void invariantsOnly() {
+        machine.checkInvariants();
+    }
+
+    /** The invariants, and every word of every mapped page read through a CPU, against the model. */
+    void check(String when) {
+        List<String> violations = machine.checkInvariants();
+        if (!violations.isEmpty()) {
+            throw new AssertionError("invariants " + when + ":\n  " + String.join("\n  ", violations));
+        }
+        for (int p = 0; p < procs.size(); p++) {
+            Proc proc = procs.get(p);
+            for (int s = 0; s < SLOTS; s++) {
+                if (proc.slots[s] == null) {
+                    continue;
+                }
+                for (int page = 0; page < PAGES; page++) {
+                    long expected = expected(proc.slots[s], page);
+                    long actual = cpuFor(p).load(pageAddress(s, page), 8);
+                    if (actual != expected) {
+                        throw new AssertionError("contents " + when + ": process " + p + " (" + proc.mm + ") slot " + s + " page "
+                                + page + " reads " + actual + ", the model says " + expected);
+                    }
+                }
+            }
+        }
+    }
+
+    private long expected(Slot slot, int page) {
+        if (slot.huge) {
+            return fileWords[page];
+        }
+        return slot.shmem != null ? slot.shmem.words[page] : slot.privateWords[page];
+    }
+
+    private Cpu cpuFor(int proc) {
+        Cpu cpu = machine.cpu(proc % CPUS);
+        if (cpu.current() != procs.get(proc).mm) {
+            cpu.switchTo(procs.get(proc).mm);
+        }
+        return cpu;
+    }
+
+    private void step(int i) {
+        int logged = log.size();
+        try {
+            randomStep();
+        } finally {
+            if (log.size() == logged) {
+                log.add("(nothing to do)"); // one log line per step: the log's length is the step count
+            }
+        }
+    }
+
+    private void randomStep() {
+        int p = random.nextInt(procs.size());
+        Proc proc = procs.get(p);
+        int s = random.nextInt(SLOTS);
+        Slot slot = proc.slots[s];
+        int page = random.nextInt(PAGES);
+        int op = random.nextInt(100);
+        if (slot == null && op < 60) {
+            map(p, s);
+        } else if (op < 30) {
+            store(p, s, page);
+        } else if (op < 45) {
+            load(p, s, page);
+        } else if (op < 50) {
+            if (slot != null) {
+                log.add("munmap p" + p + " slot " + s);
+                proc.mm.munmap(slotBase(s), slotLength(s));
+                proc.slots[s] = null;
+            } else {
+                map(p, s);
+            }
+        } else if (op < 57) {
+            if (slot != null) {
+                boolean writable = random.nextBoolean();
+                log.add("mprotect p" + p + " slot " + s + (writable ? " rw" : " r"));
+                proc.mm.mprotect(slotBase(s), slotLength(s), writable ? Protection.READ_WRITE : Protection.READ);
+                slot.writable = writable;
+            }
+        } else if (op < 63) {
+            if (procs.size() < MAX_PROCS) {
+                fork(p);
+            }
+        } else if (op < 67) {
+            if (procs.size() > 1) {
+                log.add("exit p" + p);
+                proc.mm.close();
+                procs.remove(p);
+            }
+        } else if (op < 77) {
+            Access access = random.nextBoolean() ? Access.READ : Access.WRITE;
+            log.add("fault p" + p + " slot " + s + " page " + page + " " + access);
+            try {
+                proc.mm.fault(pageAddress(s, page), access);
+                expectMapped(slot, access == Access.WRITE, "fault");
+            } catch (SegmentationFaultException e) {
+                expectFault(slot, access == Access.WRITE, e, "fault");
+            }
+        } else if (op < 87) {
+            int node = random.nextInt(2);
+            log.add("move_pages p" + p + " slot " + s + " page " + page + " -> node " + node);
+            machine.migration().movePages(proc.mm, new long[] {pageAddress(s, page)}, new int[] {node},
+                    random.nextBoolean() ? MigrationService.MPOL_MF_MOVE : MigrationService.MPOL_MF_MOVE_ALL);
+        } else if (op < 93) {
+            int from = random.nextInt(2);
+            log.add("migrate_pages p" + p + " " + from + " -> " + (1 - from));
+            machine.migration().migratePages(proc.mm, new int[] {from}, new int[] {1 - from},
+                    random.nextBoolean() ? MigrationService.MPOL_MF_MOVE : MigrationService.MPOL_MF_MOVE_ALL);
+        } else if (op < 95) {
+            long pfn = slot == null ? -1 : proc.mm.pageAt(pageAddress(s, page));
+            if (pfn >= 0) {
+                log.add("soft_offline p" + p + " slot " + s + " page " + page);
+                machine.migration().softOffline(pfn);
+            }
+        } else {
+            load(p, s, page);
+        }
+    }
+
+    private static long slotLength(int s) {
+        return s == HUGE_SLOT ? GIB : 16 * MIB;
+    }
+
+    private void map(int p, int s) {
+        Proc proc = procs.get(p);
+        Slot slot = new Slot();
+        slot.writable = true;
+        if (s == HUGE_SLOT) {
+            log.add("mmap p" + p + " hugetlb window");
+            proc.mm.mmap(file, 0, slotBase(s), GIB, Protection.READ_WRITE, MapFlags.MAP_SHARED | MapFlags.MAP_FIXED);
+            slot.huge = true;
+        } else if (s == SHMEM_SLOT) {
+            log.add("mmap p" + p + " shmem slot " + s);
+            proc.mm.mmap(slotBase(s), slotLength(s), Protection.READ_WRITE, MapFlags.MAP_SHARED | MapFlags.MAP_ANONYMOUS
+                    | MapFlags.MAP_FIXED);
+            slot.shmem = new Shmem();
+        } else {
+            log.add("mmap p" + p + " anon slot " + s);
+            proc.mm.mmap(slotBase(s), slotLength(s), Protection.READ_WRITE, MapFlags.MAP_PRIVATE | MapFlags.MAP_ANONYMOUS
+                    | MapFlags.MAP_FIXED);
+            slot.privateWords = new long[PAGES];
+        }
+        proc.slots[s] = slot;
+    }
+
+    private void fork(int p) {
+        Proc parent = procs.get(p);
+        Proc child = new Proc();
+        log.add("fork p" + p + " -> p" + procs.size());
+        child.mm = parent.mm.fork();
+        for (int s = 0; s < SLOTS; s++) {
+            Slot from = parent.slots[s];
+            if (from == null) {
+                continue;
+            }
+            Slot copy = new Slot();
+            copy.writable = from.writable;
+            copy.huge = from.huge;
+            copy.shmem = from.shmem;
+            copy.privateWords = from.privateWords == null ? null : Arrays.copyOf(from.privateWords, PAGES);
+            child.slots[s] = copy;
+        }
+        procs.add(child);
+    }
+
+    private void store(int p, int s, int page) {
+        Slot slot = procs.get(p).slots[s];
+        long value = (seed << 32) ^ nextValue++;
+        log.add("store p" + p + " slot " + s + " page " + page + " = " + value);
+        try {
+            cpuFor(p).store(pageAddress(s, page), 8, value);
+            expectMapped(slot, true, "store");
+            if (slot.huge) {
+                fileWords[page] = value;
+            } else if (slot.shmem != null) {
+                slot.shmem.words[page] = value;
+            } else {
+                slot.privateWords[page] = value;
+            }
+        } catch (SegmentationFaultException e) {
+            expectFault(slot, true, e, "store");
+        }
+    }
+
+    private void load(int p, int s, int page) {
+        Slot slot = procs.get(p).slots[s];
+        log.add("load p" + p + " slot " + s + " page " + page);
+        try {
+            long v = cpuFor(p).load(pageAddress(s, page), 8);
+            expectMapped(slot, false, "load");
+            if (v != expected(slot, page)) {
+                throw new AssertionError("load p" + p + " slot " + s + " page " + page + " read " + v + ", the model says "
+                        + expected(slot, page));
+            }
+        } catch (SegmentationFaultException e) {
+            expectFault(slot, false, e, "load");
+        }
+    }
+
+    private static void expectMapped(Slot slot, boolean write, String what) {
+        if (slot == null || (write && !slot.writable)) {
+            throw new AssertionError(what + " succeeded where the model expects a segmentation fault");
+        }
+    }
+
+    private static void expectFault(Slot slot, boolean write, SegmentationFaultException e, String what) {
+        boolean expected = slot == null ? e.cause() == SegmentationFaultException.Cause.NO_VMA
+                : write && !slot.writable && e.cause() == SegmentationFaultException.Cause.PROTECTION;
+        if (!expected) {
+            throw new AssertionError(what + " faulted (" + e.getMessage() + ") where the model expects success", e);
+        }
+    }
+
+    /** Runs one seed, checking after every step; on failure shrinks and reports seed and shortest failing prefix. */
+    static void runChecked(long seed, int steps) {
+        ModelRunner runner = new ModelRunner(seed);
+        try {
+            runner.run(steps, true);
+        } catch (Throwable failure) {
+            int failedAt = runner.log().size();
+            runner.close();
+            int shortest = shortestFailingPrefix(seed, failedAt);
+            ModelRunner replay = new ModelRunner(seed);
+            try {
+                replay.run(shortest - 1, false);
+            } catch (Throwable ignored) {
+                // the log holds what ran
+            }
+            List<String> prefix = replay.log();
+            replay.close();
+            throw new AssertionError("model-based test failed: seed " + seed + ", shortest failing prefix " + shortest
+                    + " steps:\n  " + String.join("\n  ", prefix.subList(Math.max(0, prefix.size() - 30), prefix.size()))
+                    + "\n(last 30 steps shown; replay with new ModelRunner(" + seed + ").run(" + shortest + ", true))", failure);
+        }
+        runner.close();
+    }
+
+    /** Bisection over prefix lengths: the smallest n whose run of n steps, checked at its end, fails. */
+    static int shortestFailingPrefix(long seed, int upper) {
+        return shortestFailingPrefixOf(n -> fails(seed, n), upper);
+    }
+
+    /** The smallest n in [1, upper] for which {@code fails} holds, given that it holds for upper and is monotone. */
+    static int shortestFailingPrefixOf(java.util.function.IntPredicate fails, int upper) {
+        int lo = 1;
+        int hi = upper;
+        while (lo < hi) {
+            int mid = (lo + hi) >>> 1;
+            if (fails.test(mid)) {
+                hi = mid;
+            } else {
+                lo = mid + 1;
+            }
+        }
+        return lo;
+    }
+
+    private static boolean fails(long seed, int steps) {
+        ModelRunner r = new ModelRunner(seed);
+        try {
+            r.run(steps, false);
+            r.check("at the end of " + steps + " steps");
+            return false;
+        } catch (Throwable e) {
+            return true;
+        } finally {
+            r.close();
+        }
+    }
+
+    Map<String, Long> vmstat() {
+        return new HashMap<>(machine.vmstat());
+    }
+}
