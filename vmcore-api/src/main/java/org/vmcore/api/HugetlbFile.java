@@ -21,4 +21,16 @@ public interface HugetlbFile {
 
     /** Pages in the page cache. */
     long cachedPages();
+
+    /**
+     * Shrinks the file to {@code newSize} bytes (ftruncate): every mapping of the pages past the
+     * new end is unmapped in every address space (shared PMD tables are unshared first), the
+     * pages leave the page cache and go back to the pool, and their reservations are returned.
+     * Mappings stay; an access past the end of the file raises a segmentation fault with cause
+     * {@link SegmentationFaultException.Cause#BEYOND_EOF} (SIGBUS).
+     *
+     * @throws InvalidArgumentException if newSize is negative, above the current size, or not a
+     *                                  multiple of the page size
+     */
+    void truncate(long newSize);
 }

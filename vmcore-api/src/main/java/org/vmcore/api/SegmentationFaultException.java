@@ -20,7 +20,9 @@ public class SegmentationFaultException extends VmException {
         /** The protection key in PKRU forbids the access (SEGV_PKUERR). */
         PROTECTION_KEY,
         /** The page is hardware-poisoned (SIGBUS, BUS_MCEERR_AR). */
-        HWPOISON
+        HWPOISON,
+        /** The address maps a file page past the end of the file (SIGBUS, BUS_ADRERR). */
+        BEYOND_EOF
     }
 
     private final long address;

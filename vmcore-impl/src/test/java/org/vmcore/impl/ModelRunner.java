@@ -20,9 +20,9 @@ import org.vmcore.api.TlbConfig;
 
 /**
  * Seeded model-based testing: random sequences of mmap, munmap, mprotect, fork, exit, faults,
- * CPU loads and stores, move_pages, migrate_pages and soft offline over several processes, on
- * private anonymous memory, shmem, and a hugetlb window that all processes share through one PMD
- * table. A simple reference model of contents says what every load must return (fork copies
+ * CPU loads and stores, move_pages, migrate_pages, soft offline and hugetlb truncation over
+ * several processes, on private anonymous memory, shmem, a hugetlb window that all processes
+ * share through one PMD table, and a small hugetlb file whose mappings cannot share tables. A simple reference model of contents says what every load must return (fork copies
  * private memory, shared memory stays shared); after every step the machine's invariants must
  * hold. A run is a pure function of its seed, so a failure can be replayed and shrunk: the
  * shortest failing prefix is found by bisection.
@@ -33,7 +33,9 @@ final class ModelRunner {
     static final int ANON_SLOTS = 4;
     static final int SHMEM_SLOT = ANON_SLOTS;
     static final int HUGE_SLOT = ANON_SLOTS + 1;
-    static final int SLOTS = ANON_SLOTS + 2;
+    static final int SMALL_SLOT = ANON_SLOTS + 2; // a 64 MiB hugetlb mapping: no PMD sharing, and truncated now and then
+    static final int SLOTS = ANON_SLOTS + 3;
+    static final int SMALL_PAGES = 32;
     static final int PAGES = 8; // pages touched per slot
     static final int MAX_PROCS = 6;
     static final int CPUS = MAX_PROCS;
@@ -44,12 +46,24 @@ final class ModelRunner {
         final long[] words = new long[PAGES];
     }
 
+    /** The model of a small hugetlb file: its words and its size in huge pages. */
+    static final class SmallFile {
+        final HugetlbFile file;
+        final long[] words = new long[PAGES];
+        long pages = SMALL_PAGES;
+
+        SmallFile(HugetlbFile file) {
+            this.file = file;
+        }
+    }
+
     /** The model of one mapped slot. */
     static final class Slot {
         boolean writable;
         long[] privateWords; // private anonymous: copied on fork
         Shmem shmem;         // shmem: shared by reference
         boolean huge;        // the shared hugetlb window: words in the file model
+        SmallFile small;     // the small hugetlb file this slot maps
     }
 
     /** The model of one process. */
@@ -63,6 +77,8 @@ final class ModelRunner {
     private final Machine machine;
     private final HugetlbFile file;
     private final long[] fileWords = new long[PAGES];
+    private SmallFile small;
+    private int smallFiles;
     private final List<Proc> procs = new ArrayList<>();
     private final List<String> log = new ArrayList<>();
     private long nextValue = 1;
@@ -89,11 +105,11 @@ final class ModelRunner {
     }
 
     static long slotBase(int slot) {
-        return slot == HUGE_SLOT ? 128 * GIB : 0x10_0000_0000L + slot * 16 * MIB;
+        return slot == HUGE_SLOT ? 128 * GIB : slot == SMALL_SLOT ? 192 * GIB : 0x10_0000_0000L + slot * 16 * MIB;
     }
 
     static long pageAddress(int slot, int page) {
-        return slotBase(slot) + (slot == HUGE_SLOT ? page * 2 * MIB : page * 4096L) + WORD;
+        return slotBase(slot) + (slot >= HUGE_SLOT ? page * 2 * MIB : page * 4096L) + WORD;
     }
 
     /** Runs {@code steps} random steps; with {@code checkEachStep}, checks invariants and contents after each. */
@@ -123,6 +139,9 @@ final class ModelRunner {
                     continue;
                 }
                 for (int page = 0; page < PAGES; page++) {
+                    if (beyondEof(proc.slots[s], page)) {
+                        continue;
+                    }
                     long expected = expected(proc.slots[s], page);
                     long actual = cpuFor(p).load(pageAddress(s, page), 8);
                     if (actual != expected) {
@@ -134,7 +153,14 @@ final class ModelRunner {
         }
     }
 
+    private static boolean beyondEof(Slot slot, int page) {
+        return slot != null && slot.small != null && page >= slot.small.pages;
+    }
+
     private long expected(Slot slot, int page) {
+        if (slot.small != null) {
+            return slot.small.words[page];
+        }
         if (slot.huge) {
             return fileWords[page];
         }
@@ -203,9 +229,9 @@ final class ModelRunner {
             log.add("fault p" + p + " slot " + s + " page " + page + " " + access);
             try {
                 proc.mm.fault(pageAddress(s, page), access);
-                expectMapped(slot, access == Access.WRITE, "fault");
+                expectMapped(slot, page, access == Access.WRITE, "fault");
             } catch (SegmentationFaultException e) {
-                expectFault(slot, access == Access.WRITE, e, "fault");
+                expectFault(slot, page, access == Access.WRITE, e, "fault");
             }
         } else if (op < 87) {
             int node = random.nextInt(2);
@@ -217,6 +243,8 @@ final class ModelRunner {
             log.add("migrate_pages p" + p + " " + from + " -> " + (1 - from));
             machine.migration().migratePages(proc.mm, new int[] {from}, new int[] {1 - from},
                     random.nextBoolean() ? MigrationService.MPOL_MF_MOVE : MigrationService.MPOL_MF_MOVE_ALL);
+        } else if (op < 94) {
+            truncate();
         } else if (op < 95) {
             long pfn = slot == null ? -1 : proc.mm.pageAt(pageAddress(s, page));
             if (pfn >= 0) {
@@ -229,14 +257,34 @@ final class ModelRunner {
     }
 
     private static long slotLength(int s) {
-        return s == HUGE_SLOT ? GIB : 16 * MIB;
+        return s == HUGE_SLOT ? GIB : s == SMALL_SLOT ? SMALL_PAGES * 2 * MIB : 16 * MIB;
+    }
+
+    private void truncate() {
+        if (small == null || small.pages == 0) {
+            return;
+        }
+        long pages = random.nextInt((int) small.pages + 1);
+        log.add("truncate small file " + small.file.name() + " to " + pages + " huge pages");
+        small.file.truncate(pages * 2 * MIB);
+        small.pages = pages;
+        for (long page = pages; page < PAGES; page++) {
+            small.words[(int) page] = 0;
+        }
     }
 
     private void map(int p, int s) {
         Proc proc = procs.get(p);
         Slot slot = new Slot();
         slot.writable = true;
-        if (s == HUGE_SLOT) {
+        if (s == SMALL_SLOT) {
+            if (small == null || small.pages < SMALL_PAGES) { // truncated files stay small: map a fresh one
+                small = new SmallFile(machine.hugetlbfs().create("small-" + smallFiles++, SMALL_PAGES * 2 * MIB, PageSize.SIZE_2M));
+            }
+            log.add("mmap p" + p + " small hugetlb file " + small.file.name());
+            proc.mm.mmap(small.file, 0, slotBase(s), slotLength(s), Protection.READ_WRITE, MapFlags.MAP_SHARED | MapFlags.MAP_FIXED);
+            slot.small = small;
+        } else if (s == HUGE_SLOT) {
             log.add("mmap p" + p + " hugetlb window");
             proc.mm.mmap(file, 0, slotBase(s), GIB, Protection.READ_WRITE, MapFlags.MAP_SHARED | MapFlags.MAP_FIXED);
             slot.huge = true;
@@ -267,6 +315,7 @@ final class ModelRunner {
             Slot copy = new Slot();
             copy.writable = from.writable;
             copy.huge = from.huge;
+            copy.small = from.small;
             copy.shmem = from.shmem;
             copy.privateWords = from.privateWords == null ? null : Arrays.copyOf(from.privateWords, PAGES);
             child.slots[s] = copy;
@@ -280,8 +329,10 @@ final class ModelRunner {
         log.add("store p" + p + " slot " + s + " page " + page + " = " + value);
         try {
             cpuFor(p).store(pageAddress(s, page), 8, value);
-            expectMapped(slot, true, "store");
-            if (slot.huge) {
+            expectMapped(slot, page, true, "store");
+            if (slot.small != null) {
+                slot.small.words[page] = value;
+            } else if (slot.huge) {
                 fileWords[page] = value;
             } else if (slot.shmem != null) {
                 slot.shmem.words[page] = value;
@@ -289,7 +340,7 @@ final class ModelRunner {
                 slot.privateWords[page] = value;
             }
         } catch (SegmentationFaultException e) {
-            expectFault(slot, true, e, "store");
+            expectFault(slot, page, true, e, "store");
         }
     }
 
@@ -298,25 +349,26 @@ final class ModelRunner {
         log.add("load p" + p + " slot " + s + " page " + page);
         try {
             long v = cpuFor(p).load(pageAddress(s, page), 8);
-            expectMapped(slot, false, "load");
+            expectMapped(slot, page, false, "load");
             if (v != expected(slot, page)) {
                 throw new AssertionError("load p" + p + " slot " + s + " page " + page + " read " + v + ", the model says "
                         + expected(slot, page));
             }
         } catch (SegmentationFaultException e) {
-            expectFault(slot, false, e, "load");
+            expectFault(slot, page, false, e, "load");
         }
     }
 
-    private static void expectMapped(Slot slot, boolean write, String what) {
-        if (slot == null || (write && !slot.writable)) {
+    private static void expectMapped(Slot slot, int page, boolean write, String what) {
+        if (slot == null || (write && !slot.writable) || beyondEof(slot, page)) {
             throw new AssertionError(what + " succeeded where the model expects a segmentation fault");
         }
     }
 
-    private static void expectFault(Slot slot, boolean write, SegmentationFaultException e, String what) {
+    private static void expectFault(Slot slot, int page, boolean write, SegmentationFaultException e, String what) {
         boolean expected = slot == null ? e.cause() == SegmentationFaultException.Cause.NO_VMA
-                : write && !slot.writable && e.cause() == SegmentationFaultException.Cause.PROTECTION;
+                : write && !slot.writable ? e.cause() == SegmentationFaultException.Cause.PROTECTION
+                : beyondEof(slot, page) && e.cause() == SegmentationFaultException.Cause.BEYOND_EOF;
         if (!expected) {
             throw new AssertionError(what + " faulted (" + e.getMessage() + ") where the model expects success", e);
         }

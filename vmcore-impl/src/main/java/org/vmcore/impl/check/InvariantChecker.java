@@ -198,9 +198,7 @@ public final class InvariantChecker {
                 SimAddressSpace mm = (SimAddressSpace) a;
                 for (VmArea v : mm.vmaAreas()) {
                     if (v.kind() == VmaKind.HUGETLB_PRIVATE && v.reservationOwner() && v.pageSize() == size) {
-                        long[] anon = {0};
-                        mm.forEachMappedPage(v, (va, pfn) -> anon[0] += (d.flags(pfn) & FrameFlags.ANON) != 0 ? 1 : 0);
-                        reserved += (v.end() - v.start()) / size.bytes() - anon[0];
+                        reserved += mm.privateReservations(v);
                     }
                 }
             }

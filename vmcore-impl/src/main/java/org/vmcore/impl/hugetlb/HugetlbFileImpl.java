@@ -13,7 +13,7 @@ import org.vmcore.impl.rmap.FileMapping;
 public final class HugetlbFileImpl implements HugetlbFile {
     private final HugetlbFsImpl fs;
     private final String name;
-    private final long size;
+    private long size;
     private final PageSize pageSize;
     private final FileMapping mapping;
     private final LongHashSet reservedIndexes = new LongHashSet();
@@ -33,7 +33,9 @@ public final class HugetlbFileImpl implements HugetlbFile {
 
     @Override
     public long size() {
-        return size;
+        synchronized (fs.machineLock()) {
+            return size;
+        }
     }
 
     @Override
@@ -43,7 +45,9 @@ public final class HugetlbFileImpl implements HugetlbFile {
 
     /** Number of huge pages the file holds at its size. */
     public long pageCount() {
-        return size >>> pageSize.shift();
+        synchronized (fs.machineLock()) {
+            return size >>> pageSize.shift();
+        }
     }
 
     @Override
@@ -61,6 +65,16 @@ public final class HugetlbFileImpl implements HugetlbFile {
         synchronized (fs.machineLock()) {
             return mapping.pageCache().size();
         }
+    }
+
+    @Override
+    public void truncate(long newSize) {
+        fs.truncate(this, newSize);
+    }
+
+    /** Sets the size after a truncation; the caller holds the machine lock. */
+    void setSize(long newSize) {
+        size = newSize;
     }
 
     public FileMapping mapping() {

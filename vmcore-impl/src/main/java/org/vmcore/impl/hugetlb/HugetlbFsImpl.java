@@ -62,6 +62,51 @@ public final class HugetlbFsImpl implements HugetlbFs {
         return pools.get(size).state(node);
     }
 
+    /** ftruncate to a smaller size: hugetlb_vmtruncate, then the page cache and reservations past the end. */
+    void truncate(HugetlbFileImpl file, long newSize) {
+        synchronized (machine.lock()) {
+            machine.ensureOpen();
+            PageSize ps = file.pageSize();
+            if (newSize < 0 || newSize > file.size() || !ps.isAligned(newSize)) {
+                throw new InvalidArgumentException("newSize", newSize, "must be a multiple of " + ps.label() + " between 0 and the"
+                        + " current size " + file.size() + " (hugetlbfs files only shrink)");
+            }
+            long first = newSize >>> ps.shift();
+            long firstSmall = first << ps.order(); // in 4 KiB page offsets, as vm_pgoff counts
+            long oldSize = file.size();
+            file.setSize(newSize);
+            for (var vma : file.mapping().iMmap().overlapping(firstSmall, Long.MAX_VALUE)) {
+                long from = vma.pgoff() >= firstSmall ? vma.start() : vma.start() + ((firstSmall - vma.pgoff()) << 12);
+                // a private owner's slots past the new end stop holding reservations
+                file.setSize(oldSize);
+                long held = vma.reservationOwner() ? vma.owner().privateReservations(vma) : 0;
+                file.setSize(newSize);
+                vma.owner().unmapFilePages(vma, from, vma.end());
+                if (vma.reservationOwner()) {
+                    pool(ps).unreserve(held - vma.owner().privateReservations(vma));
+                }
+            }
+            HugePagePool pool = pool(ps);
+            long[] released = {0};
+            for (long index : file.mapping().pageCache().keySet().toArray()) {
+                if (index >= first) {
+                    long pfn = file.mapping().remove(index);
+                    if (machine.memory().descriptors().addRefcount(pfn, -1) == 0) {
+                        pool.free(pfn);
+                    }
+                }
+            }
+            for (long index : file.reservedIndexes().toArray()) {
+                if (index >= first) {
+                    file.reservedIndexes().remove(index);
+                    released[0]++;
+                }
+            }
+            pool.unreserve(released[0]);
+            machine.afterOperation("truncate");
+        }
+    }
+
     public HugePagePool pool(PageSize size) {
         return pools.get(size);
     }

@@ -5,6 +5,7 @@ import org.vmcore.api.FaultResult;
 import org.vmcore.api.NotifierEvent;
 import org.vmcore.api.OutOfMemoryException;
 import org.vmcore.api.PageSize;
+import org.vmcore.api.SegmentationFaultException;
 import org.vmcore.api.VmaKind;
 import org.vmcore.impl.SimMachine;
 import org.vmcore.impl.hugetlb.HugePagePool;
@@ -116,6 +117,10 @@ final class FaultHandler {
         HugetlbFileImpl file = vma.file();
         HugePagePool pool = file.pool();
         long index = (vma.linearPageIndex(addr) << 12) >>> size.shift();
+        if (index >= file.pageCount()) {
+            throw new SegmentationFaultException(addr, write ? Access.WRITE : Access.READ,
+                    SegmentationFaultException.Cause.BEYOND_EOF);
+        }
         long cached = file.mapping().find(index);
         if (vma.kind() == VmaKind.HUGETLB_SHARED) {
             boolean fresh = cached < 0;

@@ -85,7 +85,7 @@ final class PageOps {
      * Clears every entry of {@code vma} in {@code [from, to)} and drops the page references;
      * {@code gather} learns what the TLBs must forget (an unshared window in whole).
      */
-    void zap(VmArea vma, long from, long to, TlbGather gather) {
+    void zap(VmArea vma, long from, long to, TlbGather gather, boolean releaseReservations) {
         PageTable table = mm.pageTable();
         if (vma.kind().isHugetlb()) {
             PageSize size = vma.pageSize();
@@ -99,7 +99,7 @@ final class PageOps {
                     }
                 }
             }
-            if (vma.reservationOwner()) {
+            if (vma.reservationOwner() && releaseReservations) {
                 releasePrivateReservations(vma, from, to);
             }
             forEachLeaf(vma, from, to, (va, slot, e) -> {
@@ -127,16 +127,31 @@ final class PageOps {
         });
     }
 
-    /** A private owner VMA holds one reservation per huge page without an anonymous page. */
+    /**
+     * A private owner VMA holds one reservation per huge page inside the file's end without an
+     * anonymous page; zapping [from, to) gives those back.
+     */
     private void releasePrivateReservations(VmArea vma, long from, long to) {
-        long pages = (to - from) >>> vma.pageSize().shift();
+        vma.file().pool().unreserve(reservedSlots(vma, from, to));
+    }
+
+    /** The reservations a private owner VMA holds over [from, to). */
+    long reservedSlots(VmArea vma, long from, long to) {
+        PageSize size = vma.pageSize();
+        long eof = vma.file().pageCount();
+        long inside = 0;
+        for (long va = from; va < to; va += size.bytes()) {
+            if ((vma.linearPageIndex(va) << 12) >>> size.shift() < eof) {
+                inside++;
+            }
+        }
         long[] anon = {0};
         forEachLeaf(vma, from, to, (va, slot, e) -> {
-            if (Pte.isPresent(e) && isAnon(Pte.pfn(e, vma.pageSize()))) {
+            if (Pte.isPresent(e) && isAnon(Pte.pfn(e, size))) {
                 anon[0]++;
             }
         });
-        vma.file().pool().unreserve(pages - anon[0]);
+        return inside - anon[0];
     }
 
     void markReservationOwner(VmArea vma) {

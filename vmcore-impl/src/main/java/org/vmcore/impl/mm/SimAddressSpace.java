@@ -311,7 +311,7 @@ public final class SimAddressSpace implements AddressSpace {
                 notifiers.release(); // exit_mmap: mmu_notifier_release first
                 TlbGather gather = new TlbGather();
                 for (VmArea v : new ArrayList<>(vmas.values())) {
-                    pages.zap(v, v.start(), v.end(), gather);
+                    pages.zap(v, v.start(), v.end(), gather, true);
                     removeVma(v);
                 }
                 machine.shootdown().flushExiting(this); // the PCID may be reused: drop it everywhere
@@ -542,6 +542,28 @@ public final class SimAddressSpace implements AddressSpace {
         return faultCount;
     }
 
+    /**
+     * hugetlb_vmdelete_list for one VMA: zaps [from, to) of a hugetlb mapping whose file
+     * shrank, with the notifier range widened for PMD sharing and shared windows unshared; the
+     * VMA stays; the caller settles a private owner's reservations.
+     */
+    public void unmapFilePages(VmArea v, long from, long to) {
+        if (from >= to) {
+            return;
+        }
+        PmdSharing.Range r = PmdSharing.adjustRangeIfPmdSharingPossible(v, from, to);
+        TlbGather gather = new TlbGather();
+        try (Invalidation inv = Invalidation.start(this, r.start(), r.end(), NotifierEvent.UNMAP)) {
+            pages.zap(v, from, to, gather, false); // the caller settles private reservations
+            gather.flush(this);
+        }
+    }
+
+    /** Reservations a private owner VMA holds: its slots inside the file's end without an anonymous page. */
+    public long privateReservations(VmArea v) {
+        return pages.reservedSlots(v, v.start(), v.end());
+    }
+
     /** Adds to HugetlbPages (migration moves hugetlb mappings out and back in). */
     public void addHugetlbBytes(long delta) {
         hugetlbBytes += delta;
@@ -697,7 +719,7 @@ public final class SimAddressSpace implements AddressSpace {
         TlbGather gather = new TlbGather();
         try (Invalidation inv = Invalidation.start(this, start, end, NotifierEvent.UNMAP)) {
             for (VmArea v : overlapping(start, end)) {
-                pages.zap(v, v.start(), v.end(), gather);
+                pages.zap(v, v.start(), v.end(), gather, true);
                 removeVma(v);
             }
             freeTables(start, end);
