@@ -87,7 +87,7 @@ public final class HugetlbFsImpl implements HugetlbFs {
                 }
             }
             HugePagePool pool = pool(ps);
-            long[] released = {0};
+            long released = 0;
             for (long index : file.mapping().pageCache().keySet().toArray()) {
                 if (index >= first) {
                     long pfn = file.mapping().remove(index);
@@ -99,10 +99,10 @@ public final class HugetlbFsImpl implements HugetlbFs {
             for (long index : file.reservedIndexes().toArray()) {
                 if (index >= first) {
                     file.reservedIndexes().remove(index);
-                    released[0]++;
+                    released++;
                 }
             }
-            pool.unreserve(released[0]);
+            pool.unreserve(released);
             machine.afterOperation("truncate");
         }
     }

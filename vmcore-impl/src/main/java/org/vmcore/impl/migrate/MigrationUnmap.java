@@ -141,9 +141,8 @@ public final class MigrationUnmap {
                 continue; // unshared sharers have no table here; a shared table is restored once
             }
             boolean writable = MigrationEntry.isWrite(e) && vma.protection().write();
-            long flags = (vma.protection().accessible() ? Pte.PRESENT | Pte.USER : Pte.PROTNONE)
-                    | (writable ? Pte.RW : 0) | (vma.protection().execute() ? 0 : Pte.NX)
-                    | (MigrationEntry.young(e) ? Pte.ACCESSED : 0) | (MigrationEntry.dirty(e) ? Pte.DIRTY : 0);
+            long flags = vma.pteProtection(writable) | (MigrationEntry.young(e) ? Pte.ACCESSED : 0)
+                    | (MigrationEntry.dirty(e) ? Pte.DIRTY : 0);
             table.compareAndSetSlot(slot, e, Pte.leaf(newPfn, size, flags));
             descriptors.addMapcount(newPfn, 1);
             descriptors.addRefcount(newPfn, 1);

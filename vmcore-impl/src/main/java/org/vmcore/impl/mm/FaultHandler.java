@@ -233,6 +233,6 @@ final class FaultHandler {
 
     /** Leaf bits for a new entry: A always, D on a write fault, RW when {@code writable}. */
     private static long leafFlags(VmArea vma, boolean writable, boolean dirty) {
-        return PageOps.protFlags(vma.protection(), writable) | Pte.ACCESSED | (dirty ? Pte.DIRTY : 0);
+        return vma.pteProtection(writable) | Pte.ACCESSED | (dirty ? Pte.DIRTY : 0);
     }
 }

@@ -176,23 +176,8 @@ final class PageOps {
             }
             long pfn = Pte.pfn(e, size);
             boolean writable = vma.protection().write() && (vma.kind().isShared() || exclusiveAnon(pfn));
-            table.protectSlot(slot, size, protFlags(vma.protection(), writable));
+            table.protectSlot(slot, size, vma.pteProtection(writable));
         });
-    }
-
-    /** The protection bits of a leaf for {@code prot} (vm_get_page_prot), write only when allowed. */
-    static long protFlags(Protection prot, boolean writable) {
-        if (!prot.accessible()) {
-            return Pte.PROTNONE;
-        }
-        long flags = Pte.PRESENT | Pte.USER;
-        if (writable) {
-            flags |= Pte.RW;
-        }
-        if (!prot.execute()) {
-            flags |= Pte.NX;
-        }
-        return flags;
     }
 
     /** Whether the private page may be written in place: an anonymous page nobody else maps. */

@@ -804,13 +804,22 @@ public final class SimAddressSpace implements AddressSpace {
 
     /** A hugetlb VMA can only be split at a multiple of its page size (hugetlb_vm_op_split). */
     private void checkSplitPoints(long start, long end) {
-        for (long point : new long[] {start, end}) {
-            VmArea v = vma(point);
-            if (v != null && v.start() != point && !v.pageSize().isAligned(point)) {
-                throw new InvalidArgumentException(point == start ? "address" : "end", point,
-                        "must be aligned to " + v.pageSize().label() + " to split the hugetlb mapping " + v.snapshot());
-            }
+        VmArea v = unsplittableAt(start);
+        long point = start;
+        if (v == null) {
+            v = unsplittableAt(end);
+            point = end;
         }
+        if (v != null) {
+            throw new InvalidArgumentException(point == start ? "address" : "end", point,
+                    "must be aligned to " + v.pageSize().label() + " to split the hugetlb mapping " + v.snapshot());
+        }
+    }
+
+    /** The VMA that a split at {@code point} would cut off its page size, or null. */
+    private VmArea unsplittableAt(long point) {
+        VmArea v = vma(point);
+        return v != null && v.start() != point && !v.pageSize().isAligned(point) ? v : null;
     }
 
     /** The start of a new mapping of len bytes, following MAP_FIXED, NOREPLACE and hints. */
@@ -829,7 +838,7 @@ public final class SimAddressSpace implements AddressSpace {
                 throw new InvalidArgumentException("address", address, "must not overlap an existing mapping with"
                         + " MAP_FIXED_NOREPLACE (EEXIST): " + overlapping(address, address + len).getFirst().snapshot());
             }
-            if (!checkFixedReplaceable(address, address + len)) {
+            if (unsplittableAt(address) != null || unsplittableAt(address + len) != null) {
                 throw new InvalidArgumentException("address", address, "must not split a hugetlb mapping off its page size");
             }
             return address;
@@ -854,16 +863,6 @@ public final class SimAddressSpace implements AddressSpace {
             throw new OutOfMemoryException("no free range of " + len + " bytes below 0x" + Long.toHexString(MMAP_BASE));
         }
         return candidate;
-    }
-
-    private boolean checkFixedReplaceable(long start, long end) {
-        for (long point : new long[] {start, end}) {
-            VmArea v = vma(point);
-            if (v != null && v.start() != point && !v.pageSize().isAligned(point)) {
-                return false;
-            }
-        }
-        return true;
     }
 
     private void replaceForFixed(long start, long len, int flags) {

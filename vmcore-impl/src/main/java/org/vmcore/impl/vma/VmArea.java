@@ -172,6 +172,24 @@ public final class VmArea {
                 && next.reservationOwner == reservationOwner;
     }
 
+    /**
+     * The protection bits of a leaf in this VMA (vm_get_page_prot), with RW only when
+     * {@code writable}: PROT_NONE becomes a PROTNONE entry, no PROT_EXEC sets NX.
+     */
+    public long pteProtection(boolean writable) {
+        if (!protection.accessible()) {
+            return org.vmcore.x86.pgtable.Pte.PROTNONE;
+        }
+        long flags = org.vmcore.x86.pgtable.Pte.PRESENT | org.vmcore.x86.pgtable.Pte.USER;
+        if (writable) {
+            flags |= org.vmcore.x86.pgtable.Pte.RW;
+        }
+        if (!protection.execute()) {
+            flags |= org.vmcore.x86.pgtable.Pte.NX;
+        }
+        return flags;
+    }
+
     /** Flags equal apart from VM_LOCKED: the vm_flags test of page_table_shareable. */
     public boolean sameFlagsIgnoringLock(VmArea other) {
         return kind == other.kind && protection.equals(other.protection);
