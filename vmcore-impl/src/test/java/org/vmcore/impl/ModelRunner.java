@@ -13,6 +13,7 @@ import org.vmcore.api.HugetlbFile;
 import org.vmcore.api.Machine;
 import org.vmcore.api.MapFlags;
 import org.vmcore.api.MigrationService;
+import org.vmcore.api.OutOfMemoryException;
 import org.vmcore.api.PageSize;
 import org.vmcore.api.Protection;
 import org.vmcore.api.SegmentationFaultException;
@@ -279,10 +280,20 @@ final class ModelRunner {
         slot.writable = true;
         if (s == SMALL_SLOT) {
             if (small == null || small.pages < SMALL_PAGES) { // truncated files stay small: map a fresh one
+                if (small != null && small.pages > 0) { // the old one goes to zero: its pool pages come back
+                    small.file.truncate(0);
+                    small.pages = 0;
+                    Arrays.fill(small.words, 0);
+                }
                 small = new SmallFile(machine.hugetlbfs().create("small-" + smallFiles++, SMALL_PAGES * 2 * MIB, PageSize.SIZE_2M));
             }
             log.add("mmap p" + p + " small hugetlb file " + small.file.name());
-            proc.mm.mmap(small.file, 0, slotBase(s), slotLength(s), Protection.READ_WRITE, MapFlags.MAP_SHARED | MapFlags.MAP_FIXED);
+            try {
+                proc.mm.mmap(small.file, 0, slotBase(s), slotLength(s), Protection.READ_WRITE, MapFlags.MAP_SHARED | MapFlags.MAP_FIXED);
+            } catch (OutOfMemoryException e) {
+                log.set(log.size() - 1, log.getLast() + " -> ENOMEM"); // the pool cannot reserve: nothing changed
+                return;
+            }
             slot.small = small;
         } else if (s == HUGE_SLOT) {
             log.add("mmap p" + p + " hugetlb window");
