@@ -103,6 +103,17 @@ public interface Machine extends AutoCloseable {
      */
     java.util.List<StaleAccess> staleAccesses();
 
+    /**
+     * A Graphviz DOT picture of the page tables of {@code addressSpaces} over {@code [start, end)}:
+     * tables, pages, leaf and migration entries, a shared PMD table as one node with an edge from
+     * each sharer, and with {@code withTlbs} every CPU's cached translations (stale ones in red).
+     * Render it with {@code dot -Tsvg}.
+     */
+    String pageTableDot(List<AddressSpace> addressSpaces, long start, long end, boolean withTlbs);
+
+    /** The vmstat-like and meminfo-like counters. */
+    MachineStats stats();
+
     /** How many stale uses the detector has seen (it keeps only the first 10,000 in {@link #staleAccesses()}). */
     long staleAccessCount();
 

@@ -289,6 +289,60 @@ public final class SimMachine implements Machine {
         return out;
     }
 
+    @Override
+    public String pageTableDot(List<AddressSpace> addressSpaces, long start, long end, boolean withTlbs) {
+        synchronized (lock) {
+            ensureOpen();
+            if (addressSpaces == null || addressSpaces.isEmpty()) {
+                throw new InvalidArgumentException("addressSpaces", addressSpaces, "must name at least one address space");
+            }
+            if (Long.compareUnsigned(start, end) >= 0) {
+                throw new InvalidArgumentException("end", end, "must be above start 0x" + Long.toHexString(start));
+            }
+            List<SimAddressSpace> spaces = new ArrayList<>();
+            for (AddressSpace a : addressSpaces) {
+                if (!(a instanceof SimAddressSpace mm) || mm.machine() != this || mm.isClosed()) {
+                    throw new InvalidArgumentException("addressSpaces", a, "must be live address spaces of this machine");
+                }
+                spaces.add(mm);
+            }
+            return new org.vmcore.impl.picture.PageTableGraph(this).draw(spaces, start, end, withTlbs);
+        }
+    }
+
+    @Override
+    public org.vmcore.api.MachineStats stats() {
+        Map<String, Long> meminfo = new java.util.LinkedHashMap<>();
+        synchronized (lock) {
+            ensureOpen();
+            long anon = 0;
+            long shmem = 0;
+            for (SimAddressSpace mm : spaces) {
+                var c = mm.counters();
+                anon += c.anonPages();
+                shmem += c.shmemPages();
+            }
+            meminfo.put("MemTotal", memory.frameCount() * 4);
+            meminfo.put("MemFree", memory.freeFrames() * 4);
+            meminfo.put("AnonPages", anon * 4);
+            meminfo.put("Shmem", shmem * 4);
+            meminfo.put("PageTables", memory.pageTableFrames().get() * 4);
+            long total = 0;
+            long free = 0;
+            for (int n = 0; n < config.nodeBytes().size(); n++) {
+                var pool = hugetlbfs.pool(n, PageSize.SIZE_2M);
+                total += pool.total();
+                free += pool.free();
+            }
+            meminfo.put("HugePages_Total", total);
+            meminfo.put("HugePages_Free", free);
+            meminfo.put("HugePages_Rsvd", hugetlbfs.pool(PageSize.SIZE_2M).reserved());
+            meminfo.put("HugePages_Surp", 0L);
+            meminfo.put("Hugepagesize", 2048L);
+        }
+        return new org.vmcore.api.MachineStats(vmstat(), meminfo);
+    }
+
     /** Moves a page-cache slot from {@code oldPfn} to {@code newPfn} (migration of a file page). */
     public void replaceInPageCache(Object owner, long oldPfn, long newPfn) {
         FileMapping mapping = owner instanceof HugetlbFileImpl f ? f.mapping() : (FileMapping) owner;

@@ -19,6 +19,7 @@ import org.vmcore.api.OutOfMemoryException;
  */
 public final class PhysicalMemory implements AutoCloseable {
     private final AllocationFaults faults = new AllocationFaults();
+    private final java.util.concurrent.atomic.AtomicLong pageTableFrames = new java.util.concurrent.atomic.AtomicLong();
     /** Bytes per frame. */
     public static final long FRAME_BYTES = 4096;
     /** Largest physical address width x86-64 allows (MAXPHYADDR of 52 bits). */
@@ -159,6 +160,11 @@ public final class PhysicalMemory implements AutoCloseable {
     /** Off-heap bytes held by all simulated memories of this process that are not closed yet. */
     public static long liveOffHeapBytes() {
         return OffHeap.LIVE.get();
+    }
+
+    /** Frames in use as page tables, shared ones once (the kernel's PageTables in /proc/meminfo). */
+    public java.util.concurrent.atomic.AtomicLong pageTableFrames() {
+        return pageTableFrames;
     }
 
     /** Fault injection for this memory's allocations. */

@@ -446,12 +446,14 @@ public final class PageTable {
         descriptors.setFlags(pfn, FrameFlags.PGTABLE);
         contents.page(pfn); // a table is always materialised: walks read it
         tablePages++;
+        memory.pageTableFrames().incrementAndGet();
     }
 
     private void freeTable(long pfn) {
         descriptors.clearFlags(pfn, FrameFlags.PGTABLE);
         memory.free(pfn); // contents stay, like a real freed frame, until the next zeroing allocation
         tablePages--;
+        memory.pageTableFrames().decrementAndGet();
     }
 
     private int freeEmpty(long tablePfn, Level level, long base, long start, long end) {

@@ -1,0 +1,72 @@
+package org.vmcore.examples;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import java.io.ByteArrayOutputStream;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** Every example runs, small and bounded, and its report says what it should. */
+class ExamplesTest {
+    private interface Body {
+        void run() throws Exception;
+    }
+
+    private static String capture(Body body) throws Exception {
+        ByteArrayOutputStream bytes = new ByteArrayOutputStream();
+        PrintStream old = System.out;
+        System.setOut(new PrintStream(bytes, true, StandardCharsets.UTF_8));
+        try {
+            body.run();
+        } finally {
+            System.setOut(old);
+        }
+        return bytes.toString(StandardCharsets.UTF_8);
+    }
+
+    @Test
+    void quickstartStoresAndLoads() throws Exception {
+        String report = capture(() -> Quickstart.main(new String[0]));
+        assertThat(report).contains("load gives 42").containsPattern("translates to physical 0x[0-9a-f]+ on node 0")
+                .contains("anonPages=1");
+    }
+
+    @Test
+    void forkCowShowsEachProcessItsOwnValue() throws Exception {
+        String report = capture(() -> ForkCow.main(new String[0]));
+        assertThat(report).contains("mm1 reads 3", "mm2 reads 2", "mm4 reads 4");
+        assertThat(report).contains("after three forks").containsPattern("mapcount 4 mapped by \\[mm1@.*mm2@.*mm3@.*mm4@");
+    }
+
+    @Test
+    void numaTieringMovesTheHotSetToTheFastNode() throws Exception {
+        double[] share = new double[1];
+        String report = capture(() -> share[0] = NumaTiering.run(4, 3));
+        assertThat(share[0]).as("share of accesses on the fast node in the last epoch").isGreaterThan(0.8);
+        assertThat(report).contains("summary:").containsPattern("[1-9]\\d* pages promoted");
+    }
+
+    @Test
+    void stepByStepBugShowsTheSharedTableAndTheStaleTlbEntry(@TempDir Path dir) throws Exception {
+        long[] lost = new long[2];
+        String report = capture(() -> {
+            lost[0] = StepByStepBug.run(true, dir.resolve("pre"), false);
+            lost[1] = StepByStepBug.run(false, dir.resolve("fixed"), false);
+        });
+        assertThat(lost).containsExactly(1, 0);
+        assertThat(report).contains("<-- STALE").contains("met the migration entry and waits");
+        for (int step = 1; step <= 5; step++) {
+            assertThat(dir.resolve("pre").resolve("step-" + step + ".dot")).exists();
+            assertThat(dir.resolve("fixed").resolve("step-" + step + ".dot")).exists();
+        }
+        String first = Files.readString(dir.resolve("pre").resolve("step-1.dot"));
+        assertThat(first).contains("shared by 2 address spaces");
+        String afterRemap = Files.readString(dir.resolve("pre").resolve("step-4.dot"));
+        assertThat(afterRemap).contains("STALE").contains("color=red");
+        assertThat(Files.readString(dir.resolve("fixed").resolve("step-5.dot"))).doesNotContain("STALE");
+    }
+}
