@@ -8,6 +8,9 @@ module org.vmcore.impl {
     requires org.vmcore.x86;
     requires org.eclipse.collections.api;
     requires org.eclipse.collections.impl;
+    requires jdk.jfr;
+
+    exports org.vmcore.impl.stat to jdk.jfr;
 
     provides org.vmcore.api.MachineProvider with org.vmcore.impl.SimMachineProvider;
 }

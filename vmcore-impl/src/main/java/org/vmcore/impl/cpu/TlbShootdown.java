@@ -1,5 +1,6 @@
 package org.vmcore.impl.cpu;
 
+import java.util.List;
 import org.vmcore.impl.mm.SimAddressSpace;
 
 /**
@@ -20,25 +21,50 @@ public final class TlbShootdown {
 
     /** flush_tlb_mm_range of [start, end) with a stride of 2^strideShift bytes. */
     public void flushRange(SimAddressSpace mm, long start, long end, int strideShift) {
+        org.vmcore.impl.stat.TlbFlushEvent event = new org.vmcore.impl.stat.TlbFlushEvent();
+        event.begin();
         long alignedStart = start & -(1L << strideShift);
         long steps = (end - alignedStart + (1L << strideShift) - 1) >>> strideShift;
+        int reached;
+        String kind;
         if (steps > FLUSH_CEILING) {
-            flushMm(mm, null);
-            mm.notifiers().secondaryTlbs(start, end);
-            return;
-        }
-        int pcid = mm.pcid();
-        boolean single = steps == 1;
-        for (SimCpu cpu : targets(mm)) {
-            cpu.runFlush(() -> cpu.flushPages(pcid, alignedStart, end, strideShift, single));
+            reached = flushMm(mm, null);
+            kind = "mm (range over the ceiling)";
+        } else {
+            int pcid = mm.pcid();
+            boolean single = steps == 1;
+            List<SimCpu> targets = targets(mm);
+            for (SimCpu cpu : targets) {
+                cpu.runFlush(() -> cpu.flushPages(pcid, alignedStart, end, strideShift, single));
+            }
+            reached = targets.size();
+            kind = single ? "page" : "range";
         }
         mm.notifiers().secondaryTlbs(start, end);
+        commit(event, mm, start, end, kind, reached);
+    }
+
+    private void commit(org.vmcore.impl.stat.TlbFlushEvent event, SimAddressSpace mm, long start, long end, String kind, int reached) {
+        if (event.shouldCommit()) {
+            SimCpu initiator = SimCpu.DRIVEN.get();
+            event.addressSpace = mm.id();
+            event.start = start;
+            event.end = end;
+            event.kind = kind;
+            event.cpus = reached;
+            event.shootdowns = initiator != null && mm.cpumaskHas(initiator.id()) ? reached - 1 : reached;
+            event.commit();
+        }
     }
 
     /** flush_tlb_mm: the whole PCID on every CPU of the cpumask, then the secondary TLBs. */
     public void flushMm(SimAddressSpace mm) {
-        flushMm(mm, null);
-        mm.notifiers().secondaryTlbs(0, mm.pageTable().mode().userAddressLimit());
+        org.vmcore.impl.stat.TlbFlushEvent event = new org.vmcore.impl.stat.TlbFlushEvent();
+        event.begin();
+        int reached = flushMm(mm, null);
+        long limit = mm.pageTable().mode().userAddressLimit();
+        mm.notifiers().secondaryTlbs(0, limit);
+        commit(event, mm, 0, limit, "mm", reached);
     }
 
     /** The flush of an exiting address space: its PCID is dropped everywhere and its CPUs leave it. */
@@ -46,11 +72,13 @@ public final class TlbShootdown {
         flushMm(mm, mm);
     }
 
-    private void flushMm(SimAddressSpace mm, SimAddressSpace exiting) {
+    private int flushMm(SimAddressSpace mm, SimAddressSpace exiting) {
         int pcid = mm.pcid();
-        for (SimCpu cpu : targets(mm)) {
+        List<SimCpu> targets = targets(mm);
+        for (SimCpu cpu : targets) {
             cpu.runFlush(() -> cpu.flushPcid(pcid, exiting));
         }
+        return targets.size();
     }
 
     /** flush_tlb_all: every CPU, every PCID. */
@@ -62,7 +90,7 @@ public final class TlbShootdown {
         }
     }
 
-    private Iterable<SimCpu> targets(SimAddressSpace mm) {
+    private List<SimCpu> targets(SimAddressSpace mm) {
         SimCpu initiator = SimCpu.DRIVEN.get();
         java.util.List<SimCpu> out = new java.util.ArrayList<>();
         for (SimCpu cpu : cpus) {

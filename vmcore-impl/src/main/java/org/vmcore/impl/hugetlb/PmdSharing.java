@@ -120,8 +120,17 @@ public final class PmdSharing {
         if (d.ptShareCount(tablePfn) == 0) {
             return false;
         }
+        org.vmcore.impl.stat.UnshareEvent event = new org.vmcore.impl.stat.UnshareEvent();
+        event.begin();
         table.clearTable(addr & PUD_MASK, Level.PUD);
-        d.addPtShareCount(tablePfn, -1);
+        int left = d.addPtShareCount(tablePfn, -1);
+        if (event.shouldCommit()) {
+            event.addressSpace = vma.owner().id();
+            event.window = addr & PUD_MASK;
+            event.tablePfn = tablePfn;
+            event.sharersLeft = left + 1;
+            event.commit();
+        }
         return true;
     }
 

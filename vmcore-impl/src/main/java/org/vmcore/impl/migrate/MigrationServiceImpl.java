@@ -344,7 +344,9 @@ public final class MigrationServiceImpl implements MigrationService {
     private int moveMapped(long pfn, long target, PageSize size, int toNode) {
         boolean wasMapped = descriptors.mapcount(pfn) > 0;
         if (wasMapped) {
+            var event = phaseEvent();
             unmap.tryToMigrate(pfn);
+            commit(event, "unmap", pfn, target, size);
             notify(MigrationPhase.AFTER_UNMAP, pfn, target, size, toNode);
         }
         int rc = -Errno.EAGAIN;
@@ -354,6 +356,7 @@ public final class MigrationServiceImpl implements MigrationService {
         int expected = 1 + (cached ? 1 : 0);
         if (descriptors.mapcount(pfn) == 0 && descriptors.refcount(pfn) == expected) {
             notify(MigrationPhase.BEFORE_COPY, pfn, target, size, toNode);
+            var event = phaseEvent();
             memory.contents().copy(pfn, target, size.frames());
             descriptors.setFlags(target, descriptors.flags(pfn) & (FrameFlags.ANON | FrameFlags.UPTODATE | FrameFlags.DIRTY));
             descriptors.setMapping(target, descriptors.mapping(pfn), descriptors.index(pfn));
@@ -362,11 +365,14 @@ public final class MigrationServiceImpl implements MigrationService {
                 descriptors.addRefcount(target, 1);
                 descriptors.addRefcount(pfn, -1);
             }
+            commit(event, "copy", pfn, target, size);
             notify(MigrationPhase.AFTER_COPY, pfn, target, size, toNode);
             rc = 0;
         }
         if (wasMapped) {
+            var event = phaseEvent();
             unmap.removeMigrationEntries(pfn, rc == 0 ? target : pfn);
+            commit(event, rc == 0 ? "remap" : "put back", pfn, target, size);
             notify(MigrationPhase.AFTER_REMAP, pfn, target, size, toNode);
         }
         return rc;
@@ -411,6 +417,22 @@ public final class MigrationServiceImpl implements MigrationService {
             if (huge) {
                 hugetlbFail.incrementAndGet();
             }
+        }
+    }
+
+    private static org.vmcore.impl.stat.MigrationPhaseEvent phaseEvent() {
+        var event = new org.vmcore.impl.stat.MigrationPhaseEvent();
+        event.begin();
+        return event;
+    }
+
+    private static void commit(org.vmcore.impl.stat.MigrationPhaseEvent event, String phase, long pfn, long target, PageSize size) {
+        if (event.shouldCommit()) {
+            event.phase = phase;
+            event.oldPfn = pfn;
+            event.newPfn = target;
+            event.size = size.bytes();
+            event.commit();
         }
     }
 

@@ -350,7 +350,16 @@ public final class SimAddressSpace implements AddressSpace {
                 throw new SegmentationFaultException(va, access, SegmentationFaultException.Cause.PROTECTION);
             }
             faultCount++;
+            org.vmcore.impl.stat.FaultEvent event = new org.vmcore.impl.stat.FaultEvent();
+            event.begin();
             FaultResult result = faults.handle(vma, va, access);
+            if (event.shouldCommit()) {
+                event.addressSpace = id;
+                event.address = va;
+                event.access = access.name();
+                event.result = result.name();
+                event.commit();
+            }
             machine.afterOperation("fault at 0x" + Long.toHexString(va));
             return result;
         }

@@ -17,6 +17,8 @@ public final class NotifierChain {
     private final List<MmuNotifier> notifiers = new CopyOnWriteArrayList<>();
     // Open ranges as [start, end) pairs; replaced whole so that CPU threads read a consistent copy.
     private volatile long[] open = new long[0];
+    // The JFR events of the open ranges, in the order they opened (engine thread only).
+    private final java.util.ArrayDeque<org.vmcore.impl.stat.NotifierEvent> events = new java.util.ArrayDeque<>();
 
     public NotifierChain(AddressSpace mm) {
         this.mm = mm;
@@ -42,6 +44,9 @@ public final class NotifierChain {
 
     /** mmu_notifier_invalidate_range_start. */
     public void rangeStart(NotifierRange range) {
+        org.vmcore.impl.stat.NotifierEvent event = new org.vmcore.impl.stat.NotifierEvent();
+        event.begin();
+        events.push(event);
         long[] cur = open;
         long[] next = java.util.Arrays.copyOf(cur, cur.length + 2);
         next[cur.length] = range.start();
@@ -56,6 +61,14 @@ public final class NotifierChain {
     public void rangeEnd(NotifierRange range) {
         for (MmuNotifier n : notifiers) {
             n.invalidateRangeEnd(range);
+        }
+        org.vmcore.impl.stat.NotifierEvent event = events.poll();
+        if (event != null && event.shouldCommit()) {
+            event.addressSpace = mm.id();
+            event.start = range.start();
+            event.end = range.end();
+            event.event = range.event().name();
+            event.commit();
         }
         long[] cur = open;
         for (int i = 0; i < cur.length; i += 2) {
