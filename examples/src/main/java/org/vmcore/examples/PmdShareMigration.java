@@ -124,8 +124,8 @@ public final class PmdShareMigration {
 
             Random random = new Random(o.seed());
             long[] offsets = new long[o.sharers()];
-            for (int i = 0; i < o.sharers(); i++) { // each writer: its own 64-byte line in one of the hot pages
-                offsets[i] = (i % HOT_PAGES) * HUGE + 64L * (i / HOT_PAGES) + 4096L * random.nextInt(8);
+            for (int i = 0; i < o.sharers(); i++) { // each writer: a 64-byte line of its own, in one of the hot pages
+                offsets[i] = (i % HOT_PAGES) * HUGE + 4096L * random.nextInt(8) + 64L * i;
             }
             long[] increments = new long[o.sharers()];
             AtomicBoolean stop = new AtomicBoolean();
@@ -178,7 +178,8 @@ public final class PmdShareMigration {
                 long pfn = file.pageAt(offsets[i] / HUGE);
                 long inMemory = machine.readPhysical((pfn << 12) + offsets[i] % HUGE, 8);
                 writes += increments[i];
-                lost += increments[i] - inMemory;
+                // a stale writer can also clobber a reused page: count every increment missing or wrong
+                lost += Math.abs(increments[i] - inMemory);
             }
             var vmstat = machine.vmstat();
             System.out.printf(Locale.ROOT, "migrations: %d, moving %d hot huge pages between the nodes (pgmigrate_success=%d base"
