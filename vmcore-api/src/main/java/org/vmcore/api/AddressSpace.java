@@ -12,10 +12,18 @@ import java.util.Optional;
  * anything; after {@link #close()} every method throws {@link ClosedException}.
  */
 public interface AddressSpace extends AutoCloseable {
-    /** A small number unique on the machine (like a pid). */
+    /**
+     * A small number unique on the machine (like a pid).
+     *
+     * @return a small number unique on the machine (like a pid)
+     */
     int id();
 
-    /** The NUMA node this address space allocates from first. */
+    /**
+     * The NUMA node this address space allocates from first.
+     *
+     * @return the NUMA node this address space allocates from first
+     */
     int homeNode();
 
     /**
@@ -23,6 +31,10 @@ public interface AddressSpace extends AutoCloseable {
      * MAP_SHARED or MAP_PRIVATE, and may add MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_POPULATE and
      * MAP_LOCKED. With neither fixed flag, {@code address} is a hint (0 for none).
      *
+     * @param address the virtual address
+     * @param length the length in bytes
+     * @param prot the protection
+     * @param flags the flags
      * @return the start of the mapping
      * @throws OutOfMemoryException if MAP_POPULATE cannot get memory (nothing stays mapped)
      */
@@ -34,19 +46,39 @@ public interface AddressSpace extends AutoCloseable {
      * MAP_SHARED mappings reserve the file's pages that are not yet in its page cache;
      * MAP_PRIVATE mappings reserve one page per huge page of the mapping.
      *
+     * @param file the hugetlbfs file
+     * @param offset the byte offset in the file
+     * @param address the virtual address
+     * @param length the length in bytes
+     * @param prot the protection
+     * @param flags the flags
+     * @return the start of the mapping
      * @throws OutOfMemoryException if the pool cannot cover the reservation
      */
     long mmap(HugetlbFile file, long offset, long address, long length, Protection prot, int flags);
 
-    /** Unmaps {@code [address, address + length)}: splits VMAs, frees pages and tables. */
+    /**
+     * Unmaps {@code [address, address + length)}: splits VMAs, frees pages and tables.
+     *
+     * @param address the virtual address
+     * @param length the length in bytes
+     */
     void munmap(long address, long length);
 
-    /** Changes the protection of {@code [address, address + length)}, which must be fully mapped. */
+    /**
+     * Changes the protection of {@code [address, address + length)}, which must be fully mapped.
+     *
+     * @param address the virtual address
+     * @param length the length in bytes
+     * @param prot the protection
+     */
     void mprotect(long address, long length, Protection prot);
 
     /**
      * A child with a copy of this address space: private anonymous pages become copy-on-write in
      * both; shared mappings are not copied (the child maps them on fault).
+     *
+     * @return a child with a copy of this address space
      */
     AddressSpace fork();
 
@@ -54,52 +86,98 @@ public interface AddressSpace extends AutoCloseable {
      * Handles a page fault at {@code va} for {@code access}, as the kernel's
      * handle_mm_fault does.
      *
+     * @param va the virtual address
+     * @param access the kind of access
+     * @return how the fault was resolved
      * @throws SegmentationFaultException if no VMA covers va or its protection forbids the access
      * @throws OutOfMemoryException       if no page or table could be allocated
      */
     FaultResult fault(long va, Access access);
 
-    /** The VMA containing {@code va}. */
+    /**
+     * The VMA containing {@code va}.
+     *
+     * @param va the virtual address
+     * @return the VMA containing {@code va}
+     */
     Optional<Vma> findVma(long va);
 
-    /** Every VMA, in address order. */
+    /**
+     * Every VMA, in address order.
+     *
+     * @return every VMA, in address order
+     */
     List<Vma> vmas();
 
     /**
      * The physical address {@code va} translates to through the page tables (a software walk, no
      * TLB, no permission check, no A/D update), or -1 when nothing present maps it.
+     *
+     * @param va the virtual address
+     * @return the physical address {@code va} translates to through the page tables (a software walk, no TLB, no permission check, no A/D update), or -1 when nothing present maps it
      */
     long translate(long va);
 
-    /** The head PFN of the page mapping {@code va}, or -1 when nothing present maps it. */
+    /**
+     * The head PFN of the page mapping {@code va}, or -1 when nothing present maps it.
+     *
+     * @param va the virtual address
+     * @return the head PFN of the page mapping {@code va}, or -1 when nothing present maps it
+     */
     long pageAt(long va);
 
-    /** RSS, page-table and VMA counters. */
+    /**
+     * RSS, page-table and VMA counters.
+     *
+     * @return RSS, page-table and VMA counters
+     */
     MmCounters counters();
 
-    /** The page tables in the kernel's page-table dump format. */
+    /**
+     * The page tables in the kernel's page-table dump format.
+     *
+     * @return the page tables in the kernel's page-table dump format
+     */
     String dumpPageTables();
 
-    /** The PCID this address space's translations are tagged with (1..4095). */
+    /**
+     * The PCID this address space's translations are tagged with (1..4095).
+     *
+     * @return the PCID this address space's translations are tagged with (1..4095)
+     */
     int pcid();
 
-    /** CPUs that may cache translations of this address space (mm_cpumask), ascending. */
+    /**
+     * CPUs that may cache translations of this address space (mm_cpumask), ascending.
+     *
+     * @return CPUs that may cache translations of this address space (mm_cpumask), ascending
+     */
     List<Integer> cpumask();
 
     /**
      * Registers a secondary MMU (mmu_notifier_register).
      *
+     * @param notifier the notifier
      * @throws InvalidArgumentException if it is null or already registered
      */
     void registerNotifier(MmuNotifier notifier);
 
-    /** Unregisters a secondary MMU; false if it was not registered. */
+    /**
+     * Unregisters a secondary MMU; false if it was not registered.
+     *
+     * @param notifier the notifier
+     * @return whether it was registered
+     */
     boolean unregisterNotifier(MmuNotifier notifier);
 
     /**
      * flush_tlb_mm_range: flushes {@code [start, end)} from the TLBs of the CPUs in the cpumask,
      * one page at a time with a stride of {@code strideShift} (12, 21 or 30), or the whole
      * address space when that would take more than 33 steps; then the secondary TLBs.
+     *
+     * @param start the first address
+     * @param end the address after the range
+     * @param strideShift log2 of the flush stride: 12, 21 or 30
      */
     void flushTlb(long start, long end, int strideShift);
 
@@ -110,17 +188,32 @@ public interface AddressSpace extends AutoCloseable {
      * ptep_clear_flush_young_notify: clears the accessed bit of the entry mapping {@code va},
      * flushes that page from the TLBs if it was set, and asks the secondary MMUs.
      *
+     * @param va the virtual address
      * @return whether the page was young in the tables or in a secondary MMU
      */
     boolean clearFlushYoung(long va);
 
-    /** ptep_clear_young_notify: like {@link #clearFlushYoung} without the TLB flush. */
+    /**
+     * ptep_clear_young_notify: like {@link #clearFlushYoung} without the TLB flush.
+     *
+     * @param va the virtual address
+     * @return whether the page was young in the tables or in a secondary MMU
+     */
     boolean clearYoung(long va);
 
-    /** mmu_notifier_test_young with the entry's own accessed bit: whether {@code va} is young. */
+    /**
+     * mmu_notifier_test_young with the entry's own accessed bit: whether {@code va} is young.
+     *
+     * @param va the virtual address
+     * @return whether the page is young
+     */
     boolean testYoung(long va);
 
-    /** Whether {@link #close()} was called. */
+    /**
+     * Whether {@link #close()} was called.
+     *
+     * @return whether {@link #close()} was called
+     */
     boolean isClosed();
 
     /** Exit: unmaps everything and frees the page tables; idempotent. */

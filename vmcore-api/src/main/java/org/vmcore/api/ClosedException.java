@@ -4,7 +4,11 @@ package org.vmcore.api;
 public class ClosedException extends VmException {
     private static final long serialVersionUID = 1L;
 
-    /** An exception naming the closed object. */
+    /**
+     * An exception naming the closed object.
+     *
+     * @param what the closed object, e.g. "machine"
+     */
     public ClosedException(String what) {
         super(what + " is closed");
     }

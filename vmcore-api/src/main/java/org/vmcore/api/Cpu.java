@@ -12,7 +12,11 @@ import java.util.List;
  * flush returns, no access through a flushed entry is in progress or can start.
  */
 public interface Cpu {
-    /** The CPU number. */
+    /**
+     * The CPU number.
+     *
+     * @return the CPU number
+     */
     int id();
 
     /**
@@ -20,38 +24,80 @@ public interface Cpu {
      * PCIDs stay cached. The CPU joins the address space's cpumask. {@code null} leaves the CPU
      * without a user address space.
      *
+     * @param addressSpace the address space
      * @throws ClosedException if the address space has exited
      */
     void switchTo(AddressSpace addressSpace);
 
-    /** The current address space, or null. */
+    /**
+     * The current address space, or null.
+     *
+     * @return the current address space, or null
+     */
     AddressSpace current();
 
     /**
      * Loads {@code width} (1, 2, 4 or 8) bytes, little-endian and zero-extended, from {@code va}
      * in user mode.
      *
+     * @param va the virtual address
+     * @param width the access width in bytes: 1, 2, 4 or 8
+     * @return the value loaded
      * @throws SegmentationFaultException if the access faults and the kernel cannot resolve it
      * @throws InvalidArgumentException   if the width is not 1, 2, 4 or 8
      * @throws IllegalStateException      if the CPU has no current address space
      */
     long load(long va, int width);
 
-    /** Stores the low {@code width} bytes of {@code value} at {@code va}; see {@link #load}. */
+    /**
+     * Stores the low {@code width} bytes of {@code value} at {@code va}; see {@link #load}.
+     *
+     * @param va the virtual address
+     * @param width the access width in bytes: 1, 2, 4 or 8
+     * @param value the value to store
+     */
     void store(long va, int width, long value);
 
-    /** Reads {@code length} bytes from {@code va} into {@code dst} from {@code offset}. */
+    /**
+     * Reads {@code length} bytes from {@code va} into {@code dst} from {@code offset}.
+     *
+     * @param va the virtual address
+     * @param dst the buffer to fill
+     * @param offset the byte offset in the file
+     * @param length the length in bytes
+     */
     void read(long va, byte[] dst, int offset, int length);
 
-    /** Writes {@code length} bytes of {@code src} from {@code offset} to {@code va}. */
+    /**
+     * Writes {@code length} bytes of {@code src} from {@code offset} to {@code va}.
+     *
+     * @param va the virtual address
+     * @param src the bytes to write
+     * @param offset the byte offset in the file
+     * @param length the length in bytes
+     */
     void write(long va, byte[] src, int offset, int length);
 
-    /** The TLB counters. */
+    /**
+     * The TLB counters.
+     *
+     * @return the TLB counters
+     */
     TlbStats stats();
 
-    /** The translations cached right now, every PCID. */
+    /**
+     * The translations cached right now, every PCID.
+     *
+     * @return the translations cached right now, every PCID
+     */
     List<TlbEntry> tlbEntries();
 
-    /** Whether a translation for {@code va} of {@code addressSpace} is cached. */
+    /**
+     * Whether a translation for {@code va} of {@code addressSpace} is cached.
+     *
+     * @param addressSpace the address space
+     * @param va the virtual address
+     * @return whether a translation for {@code va} of {@code addressSpace} is cached
+     */
     boolean tlbHolds(AddressSpace addressSpace, long va);
 }

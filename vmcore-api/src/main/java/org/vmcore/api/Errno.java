@@ -22,7 +22,12 @@ public final class Errno {
     private Errno() {
     }
 
-    /** The symbolic name of {@code -errno} or {@code errno}, e.g. "-EACCES"; a node number is returned as it is. */
+    /**
+     * The symbolic name of {@code -errno} or {@code errno}, e.g. "-EACCES"; a node number is returned as it is.
+     *
+     * @param status a node number or a negated errno
+     * @return the symbolic name, or the node number as it is
+     */
     public static String describe(int status) {
         if (status >= 0) {
             return Integer.toString(status);

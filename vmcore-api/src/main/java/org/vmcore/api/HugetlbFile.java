@@ -2,24 +2,42 @@ package org.vmcore.api;
 
 /** A file on hugetlbfs: a size, a huge-page size and a page cache of huge pages by index. */
 public interface HugetlbFile {
-    /** The file name. */
+    /**
+     * The file name.
+     *
+     * @return the file name
+     */
     String name();
 
-    /** The size in bytes. */
+    /**
+     * The size in bytes.
+     *
+     * @return the size in bytes
+     */
     long size();
 
-    /** The size of its pages. */
+    /**
+     * The size of its pages.
+     *
+     * @return the size of its pages
+     */
     PageSize pageSize();
 
     /**
      * The head PFN of the page at huge-page index {@code index} in the page cache, or -1 when
      * none is there.
      *
+     * @param index the huge-page index in the file
+     * @return the head PFN of the page at huge-page index {@code index} in the page cache, or -1 when none is there
      * @throws InvalidArgumentException if the index is outside the file
      */
     long pageAt(long index);
 
-    /** Pages in the page cache. */
+    /**
+     * Pages in the page cache.
+     *
+     * @return pages in the page cache
+     */
     long cachedPages();
 
     /**
@@ -29,6 +47,7 @@ public interface HugetlbFile {
      * Mappings stay; an access past the end of the file raises a segmentation fault with cause
      * {@link SegmentationFaultException.Cause#BEYOND_EOF} (SIGBUS).
      *
+     * @param newSize the new size in bytes
      * @throws InvalidArgumentException if newSize is negative, above the current size, or not a
      *                                  multiple of the page size
      */

@@ -7,11 +7,16 @@ package org.vmcore.api;
 public class InvalidArgumentException extends VmException {
     private static final long serialVersionUID = 1L;
 
+    /** The name of the argument. */
     private final String argument;
+    /** Its value as shown in the message. */
     private final String value;
+    /** The rule it broke. */
     private final String rule;
 
     /**
+     * An argument broke a rule.
+     *
      * @param argument the argument's name
      * @param value    its value; a {@code Long} is shown in hexadecimal
      * @param rule     the rule it broke, phrased as what it must be
@@ -23,17 +28,29 @@ public class InvalidArgumentException extends VmException {
         this.rule = rule;
     }
 
-    /** The argument's name. */
+    /**
+     * The argument's name.
+     *
+     * @return the argument's name
+     */
     public String argument() {
         return argument;
     }
 
-    /** The argument's value as shown in the message. */
+    /**
+     * The argument's value as shown in the message.
+     *
+     * @return the argument's value as shown in the message
+     */
     public String value() {
         return value;
     }
 
-    /** The rule the value broke. */
+    /**
+     * The rule the value broke.
+     *
+     * @return the rule the value broke
+     */
     public String rule() {
         return rule;
     }

@@ -23,46 +23,80 @@ import java.util.Set;
  * }</pre>
  */
 public interface Machine extends AutoCloseable {
-    /** A builder; {@link Builder#build()} loads the implementation through ServiceLoader. */
+    /**
+     * A builder; {@link Builder#build()} loads the implementation through ServiceLoader.
+     *
+     * @return a builder
+     */
     static Builder builder() {
         return new Builder();
     }
 
-    /** The configuration this machine was built with. */
+    /**
+     * The configuration this machine was built with.
+     *
+     * @return the configuration this machine was built with
+     */
     MachineConfig config();
 
-    /** A new, empty address space whose pages and tables come from node 0 first. */
+    /**
+     * A new, empty address space whose pages and tables come from node 0 first.
+     *
+     * @return a new, empty address space whose pages and tables come from node 0 first
+     */
     AddressSpace createAddressSpace();
 
     /**
      * A new, empty address space whose pages and tables come from {@code homeNode} first.
      *
+     * @param homeNode the NUMA node to allocate from first
+     * @return a new, empty address space whose pages and tables come from {@code homeNode} first
      * @throws InvalidArgumentException if the node does not exist
      */
     AddressSpace createAddressSpace(int homeNode);
 
-    /** Address spaces alive on this machine, in creation order. */
+    /**
+     * Address spaces alive on this machine, in creation order.
+     *
+     * @return the live address spaces
+     */
     List<AddressSpace> addressSpaces();
 
-    /** The hugetlbfs mount. */
+    /**
+     * The hugetlbfs mount.
+     *
+     * @return the hugetlbfs mount
+     */
     HugetlbFs hugetlbfs();
 
-    /** Reverse mapping: who maps a page. */
+    /**
+     * Reverse mapping: who maps a page.
+     *
+     * @return reverse mapping
+     */
     RmapWalker rmap();
 
-    /** Page migration between nodes. */
+    /**
+     * Page migration between nodes.
+     *
+     * @return page migration between nodes
+     */
     MigrationService migration();
 
     /**
      * Counters named as in /proc/vmstat where the kernel has a name: pgfault, pgmigrate_success,
      * pgmigrate_fail, nr_tlb_remote_flush, nr_tlb_remote_flush_received, nr_tlb_local_flush_all,
      * nr_tlb_local_flush_one, and vmcore's own (hugetlb_migrate_success, stale_translation_uses).
+     *
+     * @return counters named as in /proc/vmstat where the kernel has a name
      */
     java.util.Map<String, Long> vmstat();
 
     /**
      * A snapshot of the page whose head frame is {@code pfn}.
      *
+     * @param pfn the head page frame number
+     * @return a snapshot of the page whose head frame is {@code pfn}
      * @throws InvalidArgumentException if pfn is outside memory
      */
     Page page(long pfn);
@@ -71,25 +105,48 @@ public interface Machine extends AutoCloseable {
      * Reads {@code width} (1, 2, 4 or 8) bytes of simulated physical memory at {@code pa}, as a
      * device doing DMA would.
      *
+     * @param pa the physical address
+     * @param width the access width in bytes: 1, 2, 4 or 8
+     * @return the value read, zero-extended
      * @throws InvalidArgumentException if the width is wrong or the bytes are outside memory
      */
     long readPhysical(long pa, int width);
 
-    /** Writes the low {@code width} bytes of {@code value} at physical address {@code pa}; see {@link #readPhysical}. */
+    /**
+     * Writes the low {@code width} bytes of {@code value} at physical address {@code pa}; see {@link #readPhysical}.
+     *
+     * @param pa the physical address
+     * @param width the access width in bytes: 1, 2, 4 or 8
+     * @param value the value to store
+     */
     void writePhysical(long pa, int width, long value);
 
-    /** Frames free in the buddy allocators of all nodes. */
+    /**
+     * Frames free in the buddy allocators of all nodes.
+     *
+     * @return frames free in the buddy allocators of all nodes
+     */
     long freeFrames();
 
-    /** Host memory taken off-heap right now, in bytes. */
+    /**
+     * Host memory taken off-heap right now, in bytes.
+     *
+     * @return host memory taken off-heap right now, in bytes
+     */
     long offHeapBytes();
 
-    /** Number of CPUs. */
+    /**
+     * Number of CPUs.
+     *
+     * @return number of CPUs
+     */
     int cpuCount();
 
     /**
      * CPU {@code id}.
      *
+     * @param id the CPU number
+     * @return cPU {@code id}
      * @throws InvalidArgumentException if there is no such CPU
      */
     Cpu cpu(int id);
@@ -100,6 +157,8 @@ public interface Machine extends AutoCloseable {
     /**
      * What the stale-translation detector has seen so far (empty when the detector is off), in
      * the order it happened.
+     *
+     * @return what the stale-translation detector has seen so far (empty when the detector is off), in the order it happened
      */
     java.util.List<StaleAccess> staleAccesses();
 
@@ -108,13 +167,27 @@ public interface Machine extends AutoCloseable {
      * tables, pages, leaf and migration entries, a shared PMD table as one node with an edge from
      * each sharer, and with {@code withTlbs} every CPU's cached translations (stale ones in red).
      * Render it with {@code dot -Tsvg}.
+     *
+     * @param addressSpaces the address spaces to draw
+     * @param start the first address
+     * @param end the address after the range
+     * @param withTlbs whether to draw the CPUs' TLB entries
+     * @return a Graphviz DOT picture of the page tables of {@code addressSpaces} over {@code [start, end)}
      */
     String pageTableDot(List<AddressSpace> addressSpaces, long start, long end, boolean withTlbs);
 
-    /** The vmstat-like and meminfo-like counters. */
+    /**
+     * The vmstat-like and meminfo-like counters.
+     *
+     * @return the vmstat-like and meminfo-like counters
+     */
     MachineStats stats();
 
-    /** How many stale uses the detector has seen (it keeps only the first 10,000 in {@link #staleAccesses()}). */
+    /**
+     * How many stale uses the detector has seen (it keeps only the first 10,000 in {@link #staleAccesses()}).
+     *
+     * @return how many stale uses the detector has seen (it keeps only the first 10,000 in {@link #staleAccesses()})
+     */
     long staleAccessCount();
 
     /** Forgets the stale accesses recorded so far. */
@@ -125,6 +198,11 @@ public interface Machine extends AutoCloseable {
      * headed by {@code pfn}. With the detector on, a mismatch outside any open invalidation of
      * that address is recorded as a {@link StaleAccess} by {@code who}.
      *
+     * @param who who used the translation: "cpuN" or a secondary MMU's name
+     * @param addressSpace the address space
+     * @param va the virtual address
+     * @param pfn the head page frame number
+     * @param write whether the use was a store
      * @return whether the translation is current
      */
     boolean checkTranslation(String who, AddressSpace addressSpace, long va, long pfn, boolean write);
@@ -143,19 +221,36 @@ public interface Machine extends AutoCloseable {
      * Fault injection: the {@code nth} allocation of {@code kind} from now on fails once, as if
      * memory had run out (1 is the next one). Operations then fail with
      * {@link OutOfMemoryException} (or -ENOMEM for migration) and leave no trace.
+     *
+     * @param kind the kind of allocation
+     * @param nth which allocation fails: 1 is the next one
      */
     void failNthAllocation(AllocationKind kind, long nth);
 
     /**
      * Like {@link #failNthAllocation} but {@code times} allocations in a row fail, enough to
      * defeat the fallback to other nodes.
+     *
+     * @param kind the kind of allocation
+     * @param nth which allocation fails: 1 is the next one
+     * @param times how many allocations in a row fail
      */
     void failNthAllocation(AllocationKind kind, long nth, int times);
 
-    /** Allocations of {@code kind} attempted so far, failed ones included. */
+    /**
+     * Allocations of {@code kind} attempted so far, failed ones included.
+     *
+     * @param kind the kind of allocation
+     * @return allocations of {@code kind} attempted so far, failed ones included
+     */
     long allocationCount(AllocationKind kind);
 
-    /** Whether {@code regression} is switched on. */
+    /**
+     * Whether {@code regression} is switched on.
+     *
+     * @param regression the historical behaviour
+     * @return whether {@code regression} is switched on
+     */
     default boolean has(Regression regression) {
         return config().regressions().contains(regression);
     }
@@ -184,6 +279,9 @@ public interface Machine extends AutoCloseable {
         /**
          * Adds a NUMA node of {@code bytes} (a positive multiple of 1 GiB up to 4 PiB); nodes are
          * numbered in the order they are added.
+         *
+         * @param bytes the size in bytes
+         * @return this builder
          */
         public Builder node(long bytes) {
             if (bytes <= 0 || (bytes & ((1L << 30) - 1)) != 0 || bytes > (1L << 52)) {
@@ -193,7 +291,12 @@ public interface Machine extends AutoCloseable {
             return this;
         }
 
-        /** Sets the number of CPUs (1 to 1024). */
+        /**
+         * Sets the number of CPUs (1 to 1024).
+         *
+         * @param count how many pages
+         * @return this builder
+         */
         public Builder cpus(int count) {
             if (count < 1 || count > 1024) {
                 throw new InvalidArgumentException("cpus", count, "must be between 1 and 1024");
@@ -202,7 +305,12 @@ public interface Machine extends AutoCloseable {
             return this;
         }
 
-        /** Selects 4-level or 5-level (LA57) paging. */
+        /**
+         * Selects 4-level or 5-level (LA57) paging.
+         *
+         * @param mode the paging mode
+         * @return this builder
+         */
         public Builder pagingMode(PagingMode mode) {
             if (mode == null) {
                 throw new InvalidArgumentException("pagingMode", null, "must not be null");
@@ -214,6 +322,11 @@ public interface Machine extends AutoCloseable {
         /**
          * Preallocates {@code count} huge pages of {@code size} (2 MiB or 1 GiB) on {@code node}
          * (nr_hugepages); the node must have been added already.
+         *
+         * @param node the NUMA node
+         * @param size the page size
+         * @param count how many pages
+         * @return this builder
          */
         public Builder hugePages(int node, PageSize size, long count) {
             if (node < 0 || node >= nodes.size()) {
@@ -229,7 +342,12 @@ public interface Machine extends AutoCloseable {
             return this;
         }
 
-        /** Switches a historical kernel behaviour on. */
+        /**
+         * Switches a historical kernel behaviour on.
+         *
+         * @param regression the historical behaviour
+         * @return this builder
+         */
         public Builder enable(Regression regression) {
             if (regression == null) {
                 throw new InvalidArgumentException("regression", null, "must not be null");
@@ -238,7 +356,12 @@ public interface Machine extends AutoCloseable {
             return this;
         }
 
-        /** Sets the TLB geometry of every CPU. */
+        /**
+         * Sets the TLB geometry of every CPU.
+         *
+         * @param config the configuration
+         * @return this builder
+         */
         public Builder tlb(TlbConfig config) {
             if (config == null) {
                 throw new InvalidArgumentException("tlb", null, "must not be null");
@@ -250,6 +373,9 @@ public interface Machine extends AutoCloseable {
         /**
          * Switches the stale-translation detector on or off (off by default): every TLB hit and
          * every secondary-MMU check is compared with the page tables.
+         *
+         * @param on whether to switch it on
+         * @return this builder
          */
         public Builder detectStaleTranslations(boolean on) {
             detectStale = on;
@@ -260,13 +386,20 @@ public interface Machine extends AutoCloseable {
          * Runs {@link Machine#checkInvariants()} after every operation (mmap, munmap, mprotect,
          * fork, exit, fault, migration) and throws {@link InvariantViolationException} on the first
          * inconsistency. Off by default: the check reads every page table.
+         *
+         * @param on whether to switch it on
+         * @return this builder
          */
         public Builder checkInvariantsAfterEveryOperation(boolean on) {
             checkInvariants = on;
             return this;
         }
 
-        /** The configuration as it stands; one 1 GiB node if none was added. */
+        /**
+         * The configuration as it stands; one 1 GiB node if none was added.
+         *
+         * @return the configuration as it stands
+         */
         public MachineConfig config() {
             List<Long> n = nodes.isEmpty() ? List.of(1L << 30) : nodes;
             return new MachineConfig(n, cpus, pagingMode, hugePages, regressions, tlb, detectStale, checkInvariants);
@@ -275,6 +408,7 @@ public interface Machine extends AutoCloseable {
         /**
          * Builds the machine.
          *
+         * @return the machine
          * @throws OutOfMemoryException  if the huge pages do not fit on their nodes
          * @throws IllegalStateException if no implementation (vmcore-impl) is on the path
          */

@@ -30,7 +30,13 @@ public record MachineConfig(List<Long> nodeBytes, int cpus, PagingMode pagingMod
         regressions = regressions.isEmpty() ? Set.of() : Set.copyOf(regressions);
     }
 
-    /** Pages preallocated on {@code node} of {@code size}; 0 when none were asked for. */
+    /**
+     * Pages preallocated on {@code node} of {@code size}; 0 when none were asked for.
+     *
+     * @param node the NUMA node
+     * @param size the page size
+     * @return pages preallocated on {@code node} of {@code size}
+     */
     public long hugePages(int node, PageSize size) {
         return hugePages.getOrDefault(node, Map.of()).getOrDefault(size, 0L);
     }

@@ -5,6 +5,11 @@ package org.vmcore.api;
  * finds it with {@link java.util.ServiceLoader}.
  */
 public interface MachineProvider {
-    /** A new machine of {@code config}, which the builder has already validated. */
+    /**
+     * A new machine of {@code config}, which the builder has already validated.
+     *
+     * @param config the configuration
+     * @return a new machine of {@code config}, which the builder has already validated
+     */
     Machine create(MachineConfig config);
 }

@@ -21,7 +21,11 @@ public record MachineStats(Map<String, Long> vmstat, Map<String, Long> meminfo) 
         meminfo = java.util.Collections.unmodifiableMap(new java.util.LinkedHashMap<>(meminfo));
     }
 
-    /** Both, as the kernel prints them: "name value" lines, then "Name:  value kB" lines. */
+    /**
+     * Both, as the kernel prints them: "name value" lines, then "Name:  value kB" lines.
+     *
+     * @return both, as the kernel prints them
+     */
     public String report() {
         StringBuilder sb = new StringBuilder("/proc/vmstat\n");
         vmstat.forEach((k, v) -> sb.append(k).append(' ').append(v).append('\n'));

@@ -28,7 +28,12 @@ public final class MapFlags {
     private MapFlags() {
     }
 
-    /** The flags as the C source would spell them, e.g. {@code MAP_SHARED|MAP_FIXED}. */
+    /**
+     * The flags as the C source would spell them, e.g. {@code MAP_SHARED|MAP_FIXED}.
+     *
+     * @param flags the flags
+     * @return the flags as the C source would spell them
+     */
     public static String describe(int flags) {
         StringBuilder sb = new StringBuilder();
         String[] names = {"MAP_SHARED", "MAP_PRIVATE", "MAP_FIXED", "MAP_ANONYMOUS", "MAP_LOCKED", "MAP_POPULATE",

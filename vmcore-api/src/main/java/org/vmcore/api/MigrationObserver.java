@@ -9,6 +9,10 @@ package org.vmcore.api;
  */
 @FunctionalInterface
 public interface MigrationObserver {
-    /** The migration reached {@code event.phase()}. */
+    /**
+     * The migration reached {@code event.phase()}.
+     *
+     * @param event where the migration is
+     */
     void onPhase(MigrationEvent event);
 }

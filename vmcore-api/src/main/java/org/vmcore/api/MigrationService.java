@@ -20,6 +20,10 @@ public interface MigrationService {
      * {@code toNodes[i]}. With {@link #MPOL_MF_MOVE} only pages with mapcount 1 move (a page
      * behind a shared PMD table has mapcount 1 and moves).
      *
+     * @param addressSpace the address space
+     * @param fromNodes the source nodes
+     * @param toNodes the target node for each source node
+     * @param flags the flags
      * @return the number of pages that could not be moved (0 when all were)
      * @throws InvalidArgumentException if a node does not exist, the arrays differ in length, or
      *                                  flags is not MOVE or MOVE_ALL
@@ -32,6 +36,11 @@ public interface MigrationService {
      * or -EFAULT (no VMA), -ENOENT (not present), -EACCES (mapped by several processes without
      * MOVE_ALL, or a hugetlb tail address), -ENOMEM, -EBUSY.
      *
+     * @param addressSpace the address space
+     * @param addresses the virtual addresses of the pages
+     * @param nodes the target node of each address, or null to only query
+     * @param flags the flags
+     * @return the number of pages not migrated and a status per address
      * @throws InvalidArgumentException if the arrays differ in length, a node does not exist
      *                                  (the kernel's -ENODEV) or flags are wrong
      */
@@ -42,6 +51,7 @@ public interface MigrationService {
      * takes it out of use; a hugetlb pool shrinks by one page. A free huge page is dissolved
      * from its pool and poisoned.
      *
+     * @param pfn the head page frame number
      * @return 0, or -EBUSY when the page is already poisoned or could not be migrated
      * @throws InvalidArgumentException if pfn is outside memory or is not the head of a page in use
      */
@@ -52,12 +62,25 @@ public interface MigrationService {
      * every page in use to other nodes, dissolves free huge pages, and takes the range out of
      * the allocator. Nothing changes if something in the range cannot move (page tables,
      * gigantic pages): the call is refused with a clear error.
+     *
+     * @param node the NUMA node
+     * @param startPfn the first frame of the range
+     * @param endPfn the frame after the range
+     * @return what was migrated, dissolved and taken offline
      */
     OfflineResult offlineRange(int node, long startPfn, long endPfn);
 
-    /** Sets (or with null clears) the observer of migration phases. */
+    /**
+     * Sets (or with null clears) the observer of migration phases.
+     *
+     * @param observer the observer, or null
+     */
     void setObserver(MigrationObserver observer);
 
-    /** Migration counters with /proc/vmstat names. */
+    /**
+     * Migration counters with /proc/vmstat names.
+     *
+     * @return migration counters with /proc/vmstat names
+     */
     Map<String, Long> stats();
 }

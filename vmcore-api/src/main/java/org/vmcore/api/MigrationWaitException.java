@@ -7,16 +7,25 @@ package org.vmcore.api;
  */
 public class MigrationWaitException extends VmException {
     private static final long serialVersionUID = 1L;
+    /** The address of the access. */
     private final long address;
 
-    /** The access at {@code address} would wait. */
+    /**
+     * The access at {@code address} would wait.
+     *
+     * @param address the virtual address
+     */
     public MigrationWaitException(long address) {
         super("the access at 0x" + Long.toHexString(address) + " meets a migration entry of the migration running on this"
                 + " thread; it would sleep until the migration ends: retry it afterwards");
         this.address = address;
     }
 
-    /** The virtual address of the access. */
+    /**
+     * The virtual address of the access.
+     *
+     * @return the virtual address of the access
+     */
     public long address() {
         return address;
     }

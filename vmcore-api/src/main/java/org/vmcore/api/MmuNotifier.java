@@ -10,34 +10,72 @@ package org.vmcore.api;
  * not call back into the address space.
  */
 public interface MmuNotifier {
-    /** Entries in the range are about to change; do not establish new translations in it until the end. */
+    /**
+     * Entries in the range are about to change; do not establish new translations in it until the end.
+     *
+     * @param range the range being invalidated
+     */
     default void invalidateRangeStart(NotifierRange range) {
     }
 
-    /** The change of the matching start is complete. */
+    /**
+     * The change of the matching start is complete.
+     *
+     * @param range the range being invalidated
+     */
     default void invalidateRangeEnd(NotifierRange range) {
     }
 
-    /** Drop cached translations of [start, end): called right after the CPU TLB flush. */
+    /**
+     * Drop cached translations of [start, end): called right after the CPU TLB flush.
+     *
+     * @param addressSpace the address space
+     * @param start the first address
+     * @param end the address after the range
+     */
     default void invalidateSecondaryTlbs(AddressSpace addressSpace, long start, long end) {
     }
 
-    /** Clear and flush the accessed state of [start, end); return whether it was young. */
+    /**
+     * Clear and flush the accessed state of [start, end); return whether it was young.
+     *
+     * @param addressSpace the address space
+     * @param start the first address
+     * @param end the address after the range
+     * @return clear and flush the accessed state of [start, end)
+     */
     default boolean clearFlushYoung(AddressSpace addressSpace, long start, long end) {
         return false;
     }
 
-    /** Clear the accessed state of [start, end) without a flush; return whether it was young. */
+    /**
+     * Clear the accessed state of [start, end) without a flush; return whether it was young.
+     *
+     * @param addressSpace the address space
+     * @param start the first address
+     * @param end the address after the range
+     * @return clear the accessed state of [start, end) without a flush
+     */
     default boolean clearYoung(AddressSpace addressSpace, long start, long end) {
         return false;
     }
 
-    /** Whether {@code address} was accessed through the secondary MMU since it was last cleared. */
+    /**
+     * Whether {@code address} was accessed through the secondary MMU since it was last cleared.
+     *
+     * @param addressSpace the address space
+     * @param address the virtual address
+     * @return whether {@code address} was accessed through the secondary MMU since it was last cleared
+     */
     default boolean testYoung(AddressSpace addressSpace, long address) {
         return false;
     }
 
-    /** The address space exits; drop everything. The notifier is unregistered afterwards. */
+    /**
+     * The address space exits; drop everything. The notifier is unregistered afterwards.
+     *
+     * @param addressSpace the address space
+     */
     default void release(AddressSpace addressSpace) {
     }
 }

@@ -12,13 +12,22 @@ public record MovePagesResult(int notMigrated, int[] status) {
         status = status.clone();
     }
 
-    /** A copy of the status array. */
+    /**
+     * A copy of the status array.
+     *
+     * @return a copy of the status array
+     */
     @Override
     public int[] status() {
         return status.clone();
     }
 
-    /** The status of entry {@code i}. */
+    /**
+     * The status of entry {@code i}.
+     *
+     * @param i the entry
+     * @return the status of entry {@code i}
+     */
     public int status(int i) {
         return status[i];
     }

@@ -4,7 +4,11 @@ package org.vmcore.api;
 public class OutOfMemoryException extends VmException {
     private static final long serialVersionUID = 1L;
 
-    /** An exception naming what could not be allocated. */
+    /**
+     * An exception naming what could not be allocated.
+     *
+     * @param message what went wrong
+     */
     public OutOfMemoryException(String message) {
         super(message);
     }

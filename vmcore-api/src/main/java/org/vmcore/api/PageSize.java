@@ -20,37 +20,67 @@ public enum PageSize {
         this.shift = shift;
     }
 
-    /** log2 of the size in bytes: 12, 21 or 30. */
+    /**
+     * log2 of the size in bytes: 12, 21 or 30.
+     *
+     * @return log2 of the size in bytes
+     */
     public int shift() {
         return shift;
     }
 
-    /** The size in bytes. */
+    /**
+     * The size in bytes.
+     *
+     * @return the size in bytes
+     */
     public long bytes() {
         return 1L << shift;
     }
 
-    /** The buddy order of a page of this size, in 4 KiB frames: 0, 9 or 18. */
+    /**
+     * The buddy order of a page of this size, in 4 KiB frames: 0, 9 or 18.
+     *
+     * @return the buddy order of a page of this size, in 4 KiB frames
+     */
     public int order() {
         return shift - 12;
     }
 
-    /** Number of 4 KiB frames in one page of this size. */
+    /**
+     * Number of 4 KiB frames in one page of this size.
+     *
+     * @return number of 4 KiB frames in one page of this size
+     */
     public long frames() {
         return 1L << order();
     }
 
-    /** Whether {@code value} is a multiple of this size. */
+    /**
+     * Whether {@code value} is a multiple of this size.
+     *
+     * @param value the value to store
+     * @return whether {@code value} is a multiple of this size
+     */
     public boolean isAligned(long value) {
         return (value & (bytes() - 1)) == 0;
     }
 
-    /** {@code value} rounded down to a multiple of this size. */
+    /**
+     * {@code value} rounded down to a multiple of this size.
+     *
+     * @param value the value to store
+     * @return {@code value} rounded down to a multiple of this size
+     */
     public long alignDown(long value) {
         return value & -bytes();
     }
 
-    /** A short human name: "4K", "2M" or "1G". */
+    /**
+     * A short human name: "4K", "2M" or "1G".
+     *
+     * @return a short human name
+     */
     public String label() {
         return switch (this) {
             case SIZE_4K -> "4K";
@@ -62,6 +92,8 @@ public enum PageSize {
     /**
      * The page size of exactly {@code bytes} bytes.
      *
+     * @param bytes the size in bytes
+     * @return the page size of exactly {@code bytes} bytes
      * @throws InvalidArgumentException if {@code bytes} is not 4 KiB, 2 MiB or 1 GiB
      */
     public static PageSize ofBytes(long bytes) {

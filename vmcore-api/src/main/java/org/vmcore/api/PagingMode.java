@@ -15,23 +15,40 @@ public enum PagingMode {
         this.virtualAddressBits = virtualAddressBits;
     }
 
-    /** Number of table levels walked: 4 or 5. */
+    /**
+     * Number of table levels walked: 4 or 5.
+     *
+     * @return number of table levels walked
+     */
     public int levels() {
         return levels;
     }
 
-    /** Width of a canonical virtual address: 48 or 57 bits. */
+    /**
+     * Width of a canonical virtual address: 48 or 57 bits.
+     *
+     * @return width of a canonical virtual address
+     */
     public int virtualAddressBits() {
         return virtualAddressBits;
     }
 
-    /** Whether {@code va} is canonical: bits 63 down to the top implemented bit all equal. */
+    /**
+     * Whether {@code va} is canonical: bits 63 down to the top implemented bit all equal.
+     *
+     * @param va the virtual address
+     * @return whether {@code va} is canonical
+     */
     public boolean isCanonical(long va) {
         int unused = 64 - virtualAddressBits;
         return ((va << unused) >> unused) == va;
     }
 
-    /** First address above the user half (the kernel's TASK_SIZE_MAX plus one page). */
+    /**
+     * First address above the user half (the kernel's TASK_SIZE_MAX plus one page).
+     *
+     * @return first address above the user half (the kernel's TASK_SIZE_MAX plus one page)
+     */
     public long userAddressLimit() {
         return 1L << (virtualAddressBits - 1);
     }

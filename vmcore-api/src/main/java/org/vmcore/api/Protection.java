@@ -32,6 +32,8 @@ public record Protection(boolean read, boolean write, boolean execute) {
     /**
      * The protection of the PROT_* bit set {@code prot}.
      *
+     * @param prot the protection
+     * @return the protection of the PROT_* bit set {@code prot}
      * @throws InvalidArgumentException if bits other than PROT_READ, PROT_WRITE, PROT_EXEC are set
      */
     public static Protection ofBits(int prot) {
@@ -42,17 +44,30 @@ public record Protection(boolean read, boolean write, boolean execute) {
         return new Protection((prot & PROT_READ) != 0, (prot & PROT_WRITE) != 0, (prot & PROT_EXEC) != 0);
     }
 
-    /** The PROT_* bit set of this protection. */
+    /**
+     * The PROT_* bit set of this protection.
+     *
+     * @return the PROT_* bit set of this protection
+     */
     public int bits() {
         return (read ? PROT_READ : 0) | (write ? PROT_WRITE : 0) | (execute ? PROT_EXEC : 0);
     }
 
-    /** Whether any access is allowed at all (not PROT_NONE). */
+    /**
+     * Whether any access is allowed at all (not PROT_NONE).
+     *
+     * @return whether any access is allowed at all (not PROT_NONE)
+     */
     public boolean accessible() {
         return read || write || execute;
     }
 
-    /** Whether {@code access} is allowed by this protection. */
+    /**
+     * Whether {@code access} is allowed by this protection.
+     *
+     * @param access the kind of access
+     * @return whether {@code access} is allowed by this protection
+     */
     public boolean allows(Access access) {
         return switch (access) {
             case READ -> read || write || execute;

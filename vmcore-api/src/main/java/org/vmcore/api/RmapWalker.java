@@ -15,6 +15,10 @@ public interface RmapWalker {
          * Visits the VMA of {@code addressSpace} that covers the page at {@code address}.
          * Like the kernel's rmap_one it is called for every VMA whose range covers the page,
          * whether or not the address space has faulted it in yet.
+         *
+         * @param addressSpace the address space
+         * @param address the virtual address
+         * @return false to stop the walk
          */
         boolean visit(AddressSpace addressSpace, long address);
     }
@@ -24,6 +28,8 @@ public interface RmapWalker {
      * returns false or when the page's mapcount is zero after a visit (the done condition of
      * try_to_unmap).
      *
+     * @param pfn the head page frame number
+     * @param visitor called for each mapping
      * @return the number of mappings visited
      * @throws InvalidArgumentException if pfn is not the head of a mapped or cached page
      */
@@ -32,12 +38,18 @@ public interface RmapWalker {
     /**
      * Every (address space, address) whose page tables map the page with head {@code pfn}
      * right now; a PMD table shared by k address spaces yields k mappings.
+     *
+     * @param pfn the head page frame number
+     * @return every (address space, address) whose page tables map the page with head {@code pfn} right now
      */
     List<Mapping> mappings(long pfn);
 
     /**
      * try_to_unmap: clears every mapping of the page (mlocked VMAs stop the walk; anonymous
      * pages cannot be unmapped without swap and report BUSY). Hugetlb tables are unshared first.
+     *
+     * @param pfn the head page frame number
+     * @return what happened to each mapping, and the mapcount left
      */
     UnmapResult tryToUnmap(long pfn);
 
@@ -45,6 +57,9 @@ public interface RmapWalker {
      * try_to_migrate: replaces every mapping of the page with a migration entry, unsharing shared
      * PMD tables first (unless {@link Regression#PRE_017B1660} is on). The page stays unmapped
      * until {@link #removeMigrationEntries} puts entries back.
+     *
+     * @param pfn the head page frame number
+     * @return what happened to each mapping, and the mapcount left
      */
     UnmapResult tryToMigrate(long pfn);
 
@@ -53,6 +68,8 @@ public interface RmapWalker {
      * mappings of {@code newPfn} (which carries the old page's mapping and index) with entries to
      * {@code newPfn}; pass the same PFN twice to put a page back after a failed migration.
      *
+     * @param oldPfn the page the migration entries point at
+     * @param newPfn the page to map instead
      * @return the number of entries restored
      */
     int removeMigrationEntries(long oldPfn, long newPfn);

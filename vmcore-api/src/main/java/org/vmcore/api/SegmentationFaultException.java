@@ -25,11 +25,20 @@ public class SegmentationFaultException extends VmException {
         BEYOND_EOF
     }
 
+    /** The faulting address. */
     private final long address;
+    /** The access that faulted. */
     private final Access access;
+    /** Why it faulted. */
     private final Cause cause;
 
-    /** A fault at {@code address} for {@code access}, caused by {@code cause}. */
+    /**
+     * A fault at {@code address} for {@code access}, caused by {@code cause}.
+     *
+     * @param address the virtual address
+     * @param access the kind of access
+     * @param cause why it faulted
+     */
     public SegmentationFaultException(long address, Access access, Cause cause) {
         super("segmentation fault: " + access.name().toLowerCase() + " at 0x" + Long.toHexString(address)
                 + " (" + cause + ")");
@@ -38,17 +47,29 @@ public class SegmentationFaultException extends VmException {
         this.cause = cause;
     }
 
-    /** The faulting virtual address. */
+    /**
+     * The faulting virtual address.
+     *
+     * @return the faulting virtual address
+     */
     public long address() {
         return address;
     }
 
-    /** The access that faulted. */
+    /**
+     * The access that faulted.
+     *
+     * @return the access that faulted
+     */
     public Access access() {
         return access;
     }
 
-    /** Why it faulted. */
+    /**
+     * Why it faulted.
+     *
+     * @return why it faulted
+     */
     public Cause cause() {
         return cause;
     }

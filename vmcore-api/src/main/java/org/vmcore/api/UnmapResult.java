@@ -15,7 +15,11 @@ public record UnmapResult(long pfn, List<MappingResult> mappings, int mapcount) 
         mappings = List.copyOf(mappings);
     }
 
-    /** Whether the page is no longer mapped (the walk's done condition held). */
+    /**
+     * Whether the page is no longer mapped (the walk's done condition held).
+     *
+     * @return whether the page is no longer mapped (the walk's done condition held)
+     */
     public boolean success() {
         return mapcount == 0;
     }

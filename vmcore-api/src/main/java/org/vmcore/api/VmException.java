@@ -10,12 +10,21 @@ package org.vmcore.api;
 public class VmException extends RuntimeException {
     private static final long serialVersionUID = 1L;
 
-    /** An exception with the given message. */
+    /**
+     * An exception with the given message.
+     *
+     * @param message what went wrong
+     */
     public VmException(String message) {
         super(message);
     }
 
-    /** An exception with the given message and cause. */
+    /**
+     * An exception with the given message and cause.
+     *
+     * @param message what went wrong
+     * @param cause why it faulted
+     */
     public VmException(String message, Throwable cause) {
         super(message, cause);
     }

@@ -16,12 +16,21 @@ package org.vmcore.api;
  */
 public record Vma(AddressSpace owner, long start, long end, Protection protection, VmaKind kind, boolean locked,
                   HugetlbFile file, long pgoff, PageSize pageSize) {
-    /** Length in bytes. */
+    /**
+     * Length in bytes.
+     *
+     * @return length in bytes
+     */
     public long length() {
         return end - start;
     }
 
-    /** Whether {@code va} lies inside. */
+    /**
+     * Whether {@code va} lies inside.
+     *
+     * @param va the virtual address
+     * @return whether {@code va} lies inside
+     */
     public boolean contains(long va) {
         return Long.compareUnsigned(va, start) >= 0 && Long.compareUnsigned(va, end) < 0;
     }

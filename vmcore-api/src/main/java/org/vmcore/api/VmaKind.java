@@ -11,12 +11,20 @@ public enum VmaKind {
     /** MAP_PRIVATE of a hugetlbfs file: file pages read, copy-on-write on store. */
     HUGETLB_PRIVATE;
 
-    /** Whether pages come from a hugetlb pool. */
+    /**
+     * Whether pages come from a hugetlb pool.
+     *
+     * @return whether pages come from a hugetlb pool
+     */
     public boolean isHugetlb() {
         return this == HUGETLB_SHARED || this == HUGETLB_PRIVATE;
     }
 
-    /** Whether the mapping is MAP_SHARED (VM_MAYSHARE). */
+    /**
+     * Whether the mapping is MAP_SHARED (VM_MAYSHARE).
+     *
+     * @return whether the mapping is MAP_SHARED (VM_MAYSHARE)
+     */
     public boolean isShared() {
         return this == ANONYMOUS_SHARED || this == HUGETLB_SHARED;
     }
