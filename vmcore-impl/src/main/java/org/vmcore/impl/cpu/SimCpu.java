@@ -117,7 +117,7 @@ public final class SimCpu implements Cpu {
         synchronized (machine.lock()) {
             machine.ensureOpen();
             if (mm != null) {
-                mm.ensureOpenForCpu();
+                mm.ensureOpen();
                 mm.cpumaskSet(id); // before any entry can be cached, so every later flush reaches us
             }
             DRIVEN.set(this);
@@ -320,14 +320,18 @@ public final class SimCpu implements Cpu {
                 return;
             }
             BUSY.setRelease(this, false);
-            int spins = 0;
-            while (flushWaiters.get() != 0) {
-                if (++spins < 100) {
-                    Thread.onSpinWait();
-                } else {
-                    Thread.yield();
-                }
+            for (int spins = 0; flushWaiters.get() != 0; spins++) {
+                backOff(spins);
             }
+        }
+    }
+
+    /** Waiting on the other side of the handshake: spin briefly, then yield the core. */
+    private static void backOff(int spins) {
+        if (spins < 100) {
+            Thread.onSpinWait();
+        } else {
+            Thread.yield();
         }
     }
 
@@ -343,13 +347,8 @@ public final class SimCpu implements Cpu {
         flushWaiters.incrementAndGet();
         flushLock.lock();
         try {
-            int spins = 0;
-            while ((boolean) BUSY.getVolatile(this)) {
-                if (++spins < 100) {
-                    Thread.onSpinWait();
-                } else {
-                    Thread.yield();
-                }
+            for (int spins = 0; (boolean) BUSY.getVolatile(this); spins++) {
+                backOff(spins);
             }
             flush.run();
         } finally {

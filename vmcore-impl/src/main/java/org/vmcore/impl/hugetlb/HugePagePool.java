@@ -144,11 +144,6 @@ public final class HugePagePool {
         return free[memory.nodeOf(pfn)].contains(pfn);
     }
 
-    /** Whether {@code pfn} heads a page of this pool, free or in use. */
-    public boolean owns(long pfn) {
-        return (memory.descriptors().flags(pfn) & FrameFlags.HUGETLB) != 0 && memory.descriptors().order(pfn) == size.order();
-    }
-
     /**
      * Takes the free page {@code pfn} out of the pool (dissolve_free_huge_page): nr_hugepages
      * shrinks by one and the block goes back to the buddy allocator, unless {@code poison}, in

@@ -73,19 +73,19 @@ public final class HugetlbFsImpl implements HugetlbFs {
             }
             long first = newSize >>> ps.shift();
             long firstSmall = first << ps.order(); // in 4 KiB page offsets, as vm_pgoff counts
-            long oldSize = file.size();
-            file.setSize(newSize);
-            for (var vma : file.mapping().iMmap().overlapping(firstSmall, Long.MAX_VALUE)) {
-                long from = vma.pgoff() >= firstSmall ? vma.start() : vma.start() + ((firstSmall - vma.pgoff()) << 12);
-                // a private owner's slots past the new end stop holding reservations
-                file.setSize(oldSize);
-                long held = vma.reservationOwner() ? vma.owner().privateReservations(vma) : 0;
-                file.setSize(newSize);
-                vma.owner().unmapFilePages(vma, from, vma.end());
-                if (vma.reservationOwner()) {
-                    pool(ps).unreserve(held - vma.owner().privateReservations(vma));
-                }
+            var vmas = file.mapping().iMmap().overlapping(firstSmall, Long.MAX_VALUE);
+            long held = 0; // what the private owners hold before: their slots past the new end stop holding
+            for (var vma : vmas) {
+                held += vma.reservationOwner() ? vma.owner().privateReservations(vma) : 0;
             }
+            file.setSize(newSize);
+            long kept = 0;
+            for (var vma : vmas) {
+                long from = vma.pgoff() >= firstSmall ? vma.start() : vma.start() + ((firstSmall - vma.pgoff()) << 12);
+                vma.owner().unmapFilePages(vma, from, vma.end());
+                kept += vma.reservationOwner() ? vma.owner().privateReservations(vma) : 0;
+            }
+            pool(ps).unreserve(held - kept);
             HugePagePool pool = pool(ps);
             long released = 0;
             for (long index : file.mapping().pageCache().keySet().toArray()) {
@@ -105,6 +105,15 @@ public final class HugetlbFsImpl implements HugetlbFs {
             pool.unreserve(released);
             machine.afterOperation("truncate");
         }
+    }
+
+    /** The pool a hugetlb page belongs to, by its order; null for a frame outside the pools. */
+    public HugePagePool poolOf(long pfn) {
+        var d = machine.memory().descriptors();
+        if ((d.flags(pfn) & org.vmcore.x86.mem.FrameFlags.HUGETLB) == 0) {
+            return null;
+        }
+        return pools.get(d.order(pfn) == PageSize.SIZE_1G.order() ? PageSize.SIZE_1G : PageSize.SIZE_2M);
     }
 
     public HugePagePool pool(PageSize size) {

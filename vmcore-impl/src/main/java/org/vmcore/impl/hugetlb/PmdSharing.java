@@ -163,16 +163,11 @@ public final class PmdSharing {
     }
 
     /**
-     * The unshare that must precede splitting {@code vma} at {@code addr} (hugetlb_split): if
-     * addr is not PUD aligned and its window lies inside the VMA, that window is unshared.
-     *
-     * @return whether a table was unshared
+     * Whether splitting {@code vma} at {@code addr} must first unshare its window (hugetlb_split):
+     * addr is not PUD aligned, its window lies inside the VMA, and the window's table is shared.
      */
-    public static boolean unshareForSplit(VmArea vma, long addr) {
-        if ((addr & ~PUD_MASK) == 0 || !wantPmdShare(vma, addr)) {
-            return false;
-        }
-        return hugePmdUnshare(vma, addr);
+    public static boolean splitMustUnshare(VmArea vma, long addr) {
+        return (addr & ~PUD_MASK) != 0 && wantPmdShare(vma, addr) && isShared(vma, addr);
     }
 
     static int pmdIndex(long va) {

@@ -100,7 +100,7 @@ public final class MigrationServiceImpl implements MigrationService {
             }
             Set<Long> queue = new LinkedHashSet<>();
             synchronized (machine.lock()) {
-                mm.ensureOpenForCpu();
+                mm.ensureOpen();
                 int source = fromNodes[i];
                 for (VmArea v : mm.vmaAreas()) {
                     mm.forEachMappedPage(v, (va, pfn) -> {
@@ -147,7 +147,7 @@ public final class MigrationServiceImpl implements MigrationService {
             long va = addresses[i];
             long head;
             synchronized (machine.lock()) {
-                mm.ensureOpenForCpu();
+                mm.ensureOpen();
                 VmArea vma = va >= 0 && va < mm.pageTable().mode().userAddressLimit() ? mm.vma(va) : null;
                 if (vma == null) {
                     status[i] = -Errno.EFAULT;
@@ -195,7 +195,7 @@ public final class MigrationServiceImpl implements MigrationService {
             if ((flags & FrameFlags.HWPOISON) != 0) {
                 return -Errno.EBUSY;
             }
-            HugePagePool pool = poolOf(pfn);
+            HugePagePool pool = machine.hugetlbfsImpl().poolOf(pfn);
             if (pool != null && pool.isFree(pfn)) {
                 return pool.dissolve(pfn, true) ? 0 : -Errno.EBUSY;
             }
@@ -248,7 +248,7 @@ public final class MigrationServiceImpl implements MigrationService {
                     throw new VmException("cannot offline [0x" + Long.toHexString(startPfn) + ", 0x" + Long.toHexString(endPfn)
                             + "): pfn 0x" + Long.toHexString(pfn) + " is a page table, which cannot be migrated");
                 }
-                HugePagePool pool = poolOf(pfn);
+                HugePagePool pool = machine.hugetlbfsImpl().poolOf(pfn);
                 if (pool != null && pool.isFree(pfn)) {
                     freeHuge.add(pfn);
                 } else if (order == PageSize.SIZE_1G.order()) {
@@ -280,7 +280,7 @@ public final class MigrationServiceImpl implements MigrationService {
         synchronized (machine.lock()) {
             long dissolved = 0;
             for (long pfn : freeHuge) {
-                HugePagePool pool = poolOf(pfn);
+                HugePagePool pool = machine.hugetlbfsImpl().poolOf(pfn);
                 if (pool != null && pool.dissolve(pfn, false)) {
                     dissolved++;
                 }
@@ -317,7 +317,7 @@ public final class MigrationServiceImpl implements MigrationService {
             return 0;
         }
         boolean huge = (flags & FrameFlags.HUGETLB) != 0;
-        HugePagePool pool = huge ? poolOf(pfn) : null;
+        HugePagePool pool = huge ? machine.hugetlbfsImpl().poolOf(pfn) : null;
         PageSize size = pool != null ? pool.size() : PageSize.SIZE_4K;
         if (!descriptors.trySetFlag(pfn, FrameFlags.LOCKED)) {
             return -Errno.EAGAIN;
@@ -449,13 +449,6 @@ public final class MigrationServiceImpl implements MigrationService {
         }
     }
 
-    private HugePagePool poolOf(long pfn) {
-        if ((descriptors.flags(pfn) & FrameFlags.HUGETLB) == 0) {
-            return null;
-        }
-        return descriptors.order(pfn) == PageSize.SIZE_1G.order() ? machine.hugetlbfsImpl().pool(PageSize.SIZE_1G)
-                : machine.hugetlbfsImpl().pool(PageSize.SIZE_2M);
-    }
 
     private SimAddressSpace checkSpace(AddressSpace addressSpace) {
         if (!(addressSpace instanceof SimAddressSpace mm) || mm.machine() != machine) {

@@ -116,7 +116,7 @@ final class FaultHandler {
         }
         HugetlbFileImpl file = vma.file();
         HugePagePool pool = file.pool();
-        long index = (vma.linearPageIndex(addr) << 12) >>> size.shift();
+        long index = vma.hugePageIndex(addr);
         if (index >= file.pageCount()) {
             throw new SegmentationFaultException(addr, write ? Access.WRITE : Access.READ,
                     SegmentationFaultException.Cause.BEYOND_EOF);

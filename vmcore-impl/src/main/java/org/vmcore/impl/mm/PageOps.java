@@ -2,10 +2,8 @@ package org.vmcore.impl.mm;
 
 import org.vmcore.api.OutOfMemoryException;
 import org.vmcore.api.PageSize;
-import org.vmcore.api.Protection;
 import org.vmcore.api.VmaKind;
 import org.vmcore.impl.SimMachine;
-import org.vmcore.impl.hugetlb.HugePagePool;
 import org.vmcore.impl.hugetlb.PmdSharing;
 import org.vmcore.impl.rmap.AnonVma;
 import org.vmcore.impl.vma.VmArea;
@@ -93,8 +91,7 @@ final class PageOps {
                 // A shared window is unshared, not cleared: the other sharers keep its entries.
                 for (long window = from & PmdSharing.PUD_MASK; window < to; window += PmdSharing.PUD_SIZE) {
                     long w = Math.max(window, from);
-                    if (PmdSharing.isShared(vma, w)) {
-                        PmdSharing.hugePmdUnshare(vma, w);
+                    if (PmdSharing.hugePmdUnshare(vma, w)) {
                         gather.add(window, window + PmdSharing.PUD_SIZE, size.shift());
                     }
                 }
@@ -141,7 +138,7 @@ final class PageOps {
         long eof = vma.file().pageCount();
         long inside = 0;
         for (long va = from; va < to; va += size.bytes()) {
-            if ((vma.linearPageIndex(va) << 12) >>> size.shift() < eof) {
+            if (vma.hugePageIndex(va) < eof) {
                 inside++;
             }
         }
@@ -249,8 +246,7 @@ final class PageOps {
             return;
         }
         if (hugetlb) {
-            HugePagePool pool = machine.hugetlbfsImpl().pool(descriptors.order(pfn) == 18 ? PageSize.SIZE_1G : PageSize.SIZE_2M);
-            pool.free(pfn);
+            machine.hugetlbfsImpl().poolOf(pfn).free(pfn);
         } else {
             memory.free(pfn);
         }

@@ -598,11 +598,6 @@ public final class SimAddressSpace implements AddressSpace {
         });
     }
 
-    /** Called by a CPU before it loads this address space into CR3. */
-    public void ensureOpenForCpu() {
-        ensureOpen();
-    }
-
     /**
      * Called when an access met a migration entry at va. Another thread's access only gets here
      * between a migration's end and its retry (the fault path takes the machine lock, which the
@@ -676,12 +671,11 @@ public final class SimAddressSpace implements AddressSpace {
         if (v == null || v.start() == addr) {
             return;
         }
-        if (v.kind().isHugetlb() && (addr & ~PmdSharing.PUD_MASK) != 0 && PmdSharing.wantPmdShare(v, addr)
-                && PmdSharing.isShared(v, addr)) {
+        if (PmdSharing.splitMustUnshare(v, addr)) {
             // hugetlb_split -> hugetlb_unshare_pmds: a split window cannot stay shared
             long window = addr & PmdSharing.PUD_MASK;
             try (Invalidation inv = Invalidation.start(this, window, window + PmdSharing.PUD_SIZE, NotifierEvent.CLEAR)) {
-                PmdSharing.unshareForSplit(v, addr);
+                PmdSharing.hugePmdUnshare(v, addr);
                 machine.shootdown().flushRange(this, window, window + PmdSharing.PUD_SIZE, PageSize.SIZE_2M.shift());
             }
         }
@@ -754,7 +748,8 @@ public final class SimAddressSpace implements AddressSpace {
 
     // ---- validation ----
 
-    void ensureOpen() {
+    /** Throws ClosedException if the machine is closed or this address space has exited. */
+    public void ensureOpen() {
         machine.ensureOpen();
         if (closed) {
             throw new ClosedException("address space mm" + id);

@@ -5,7 +5,6 @@ import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
-import org.vmcore.api.AddressSpace;
 import org.vmcore.api.PageSize;
 import org.vmcore.api.TlbEntry;
 import org.vmcore.impl.SimMachine;

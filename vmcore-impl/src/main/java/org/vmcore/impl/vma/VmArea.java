@@ -119,6 +119,11 @@ public final class VmArea {
         return ((va - start) >>> 12) + pgoff;
     }
 
+    /** The index of the page of this VMA's page size that maps {@code va}, in file pages (hugetlb). */
+    public long hugePageIndex(long va) {
+        return (linearPageIndex(va) << 12) >>> pageSize.shift();
+    }
+
     /** The address of 4 KiB page offset {@code index} in this VMA (vma_address), or -1 if outside. */
     public long address(long index) {
         long va = start + ((index - pgoff) << 12);
