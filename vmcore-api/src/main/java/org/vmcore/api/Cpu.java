@@ -61,22 +61,65 @@ public interface Cpu {
     /**
      * Reads {@code length} bytes from {@code va} into {@code dst} from {@code offset}.
      *
+     * <p>The bytes are copied a page at a time, as a string instruction moves them: each page is
+     * translated once (faulting in as {@link #load} does), so a long read costs about one access
+     * per page. A fault that cannot be resolved stops the copy; the bytes before it are filled.
+     *
      * @param va the virtual address
      * @param dst the buffer to fill
-     * @param offset the byte offset in the file
+     * @param offset the first index of {@code dst} to fill
      * @param length the length in bytes
+     * @throws SegmentationFaultException if a page of the range faults and the kernel cannot resolve it
+     * @throws InvalidArgumentException   if {@code dst} is null or the range leaves it
      */
     void read(long va, byte[] dst, int offset, int length);
 
     /**
      * Writes {@code length} bytes of {@code src} from {@code offset} to {@code va}.
      *
+     * <p>Copied a page at a time like {@link #read}; a fault that cannot be resolved stops the copy
+     * with the bytes before it written.
+     *
      * @param va the virtual address
      * @param src the bytes to write
-     * @param offset the byte offset in the file
+     * @param offset the first index of {@code src} to write
      * @param length the length in bytes
+     * @throws SegmentationFaultException if a page of the range faults and the kernel cannot resolve it
+     * @throws InvalidArgumentException   if {@code src} is null or the range leaves it
      */
     void write(long va, byte[] src, int offset, int length);
+
+    /**
+     * Loads {@code width} bytes from each address of {@code vas} into the same index of
+     * {@code values}, in order: the same as a loop of {@link #load}, but faster, because the
+     * handshake that keeps accesses and TLB shootdowns apart is entered once for the batch instead
+     * of once per access. A shootdown from another thread still gets through between any two
+     * accesses of the batch. This is the call for replaying a trace.
+     *
+     * <p>If an access faults and the kernel cannot resolve it, the exception is thrown and the
+     * accesses before it have taken effect; {@code values} holds their results.
+     *
+     * @param vas the virtual addresses, in access order
+     * @param width the access width in bytes: 1, 2, 4 or 8
+     * @param values receives the loaded values; as long as {@code vas}
+     * @throws SegmentationFaultException if an access faults and the kernel cannot resolve it
+     * @throws InvalidArgumentException   if an array is null, the lengths differ, or the width is not 1, 2, 4 or 8
+     * @throws IllegalStateException      if the CPU has no current address space
+     */
+    void loadAll(long[] vas, int width, long[] values);
+
+    /**
+     * Stores the low {@code width} bytes of each of {@code values} at the address of the same
+     * index of {@code vas}, in order; the batched form of {@link #store}, see {@link #loadAll}.
+     *
+     * @param vas the virtual addresses, in access order
+     * @param width the access width in bytes: 1, 2, 4 or 8
+     * @param values the values to store; as long as {@code vas}
+     * @throws SegmentationFaultException if an access faults and the kernel cannot resolve it
+     * @throws InvalidArgumentException   if an array is null, the lengths differ, or the width is not 1, 2, 4 or 8
+     * @throws IllegalStateException      if the CPU has no current address space
+     */
+    void storeAll(long[] vas, int width, long[] values);
 
     /**
      * The TLB counters.

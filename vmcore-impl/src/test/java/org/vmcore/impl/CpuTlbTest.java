@@ -287,4 +287,101 @@ class CpuTlbTest {
         assertThat(next.pcid()).as("the PCID is free again").isEqualTo(pcid);
         assertThatThrownBy(() -> cpu0.switchTo(mm)).isInstanceOf(org.vmcore.api.ClosedException.class);
     }
+
+    @Test
+    void batchedAccessesBehaveLikeSingleOnesAndHitTheTlb() {
+        AddressSpace mm = machine.createAddressSpace();
+        mm.mmap(VA, 4 * 4096, Protection.READ_WRITE, ANON);
+        HugetlbFile f2m = machine.hugetlbfs().create("batch", 2 * MIB, PageSize.SIZE_2M);
+        mm.mmap(f2m, 0, 2 * GIB, 2 * MIB, Protection.READ_WRITE, SHARED);
+        cpu0.switchTo(mm);
+        long[] vas = {VA, VA + 4096 + 8, VA + 3 * 4096 - 4, 2 * GIB + 0x1234, VA + 16}; // one store crosses a page
+        long[] values = {0x1111, 0x2222_0000_0000L, 0x3333_4444_5555_6666L, 0x77, 0x88};
+        cpu0.storeAll(vas, 8, values);
+        for (int i = 0; i < vas.length; i++) {
+            assertThat(cpu0.load(vas[i], 8)).as("access %d", i).isEqualTo(values[i]);
+        }
+        long[] loaded = new long[vas.length];
+        TlbStats before = cpu0.stats();
+        cpu0.loadAll(vas, 8, loaded);
+        assertThat(loaded).containsExactly(values);
+        TlbStats d = delta(before, cpu0.stats());
+        assertThat(d.misses()).as("every translation is cached by now").isZero();
+        assertThat(d.hits()).as("one hit per access, two for the access that crosses a page (8 bytes)").isEqualTo(4 + 8);
+        long[] halves = new long[2];
+        cpu0.loadAll(new long[] {VA + 4, 2 * GIB + 0x1236}, 2, halves);
+        assertThat(halves).containsExactly(0L, 0L);
+        cpu0.loadAll(new long[0], 8, new long[0]);
+    }
+
+    @Test
+    void aFaultInABatchStopsItWithTheEarlierAccessesDone() {
+        AddressSpace mm = machine.createAddressSpace();
+        mm.mmap(VA, 2 * 4096, Protection.READ_WRITE, ANON);
+        mm.mmap(VA + 2 * 4096, 4096, Protection.READ, ANON);
+        cpu0.switchTo(mm);
+        long[] vas = {VA, VA + 4096, VA + 2 * 4096, VA + 8};
+        assertThatThrownBy(() -> cpu0.storeAll(vas, 8, new long[] {1, 2, 3, 4}))
+                .isInstanceOfSatisfying(SegmentationFaultException.class, e -> assertThat(e.address()).isEqualTo(VA + 2 * 4096));
+        assertThat(peek(machine, mm, VA)).isEqualTo(1);
+        assertThat(peek(machine, mm, VA + 4096)).isEqualTo(2);
+        assertThat(peek(machine, mm, VA + 8)).as("the access after the fault never ran").isZero();
+        long[] loaded = {-1, -1, -1};
+        assertThatThrownBy(() -> cpu0.loadAll(new long[] {VA, VA + 4096, VA + 5 * 4096}, 8, loaded))
+                .isInstanceOf(SegmentationFaultException.class);
+        assertThat(loaded).containsExactly(1, 2, -1);
+    }
+
+    @Test
+    void batchAndBufferInputIsValidatedBeforeAnyAccess() {
+        AddressSpace mm = machine.createAddressSpace();
+        mm.mmap(VA, 4096, Protection.READ_WRITE, ANON);
+        cpu0.switchTo(mm);
+        TlbStats before = cpu0.stats();
+        assertThatThrownBy(() -> cpu0.loadAll(null, 8, new long[0])).isInstanceOf(InvalidArgumentException.class)
+                .hasMessageContaining("vas");
+        assertThatThrownBy(() -> cpu0.storeAll(new long[] {VA}, 8, null)).isInstanceOf(InvalidArgumentException.class)
+                .hasMessageContaining("values");
+        assertThatThrownBy(() -> cpu0.storeAll(new long[] {VA}, 8, new long[2])).isInstanceOf(InvalidArgumentException.class)
+                .hasMessageContaining("values.length=2");
+        assertThatThrownBy(() -> cpu0.loadAll(new long[] {VA}, 3, new long[1])).isInstanceOf(InvalidArgumentException.class)
+                .hasMessageContaining("width=3");
+        assertThatThrownBy(() -> cpu0.write(VA, new byte[4], 2, 3)).isInstanceOf(InvalidArgumentException.class)
+                .hasMessageContaining("offset=2");
+        assertThat(delta(before, cpu0.stats()).hits() + delta(before, cpu0.stats()).misses()).as("no access ran").isZero();
+        assertThat(mm.translate(VA)).as("nothing faulted in").isNegative();
+    }
+
+    @Test
+    void byteArrayCopiesGoAPageAtATimeAndStopAtAFault() {
+        AddressSpace mm = machine.createAddressSpace();
+        mm.mmap(VA, 3 * 4096, Protection.READ_WRITE, ANON);
+        cpu0.switchTo(mm);
+        byte[] src = new byte[10_000];
+        new java.util.Random(7).nextBytes(src);
+        TlbStats before = cpu0.stats();
+        cpu0.write(VA + 100, src, 0, src.length);
+        TlbStats d = delta(before, cpu0.stats());
+        assertThat(d.misses()).as("per page, not per byte: the miss that faults and the one that fills").isEqualTo(6);
+        assertThat(d.hits()).isZero();
+        byte[] back = new byte[src.length];
+        cpu0.read(VA + 100, back, 0, back.length);
+        assertThat(back).isEqualTo(src);
+        assertThat(cpu0.load(VA + 100 + 4096, 1)).isEqualTo(src[4096] & 0xFF);
+        byte[] over = new byte[2 * 4096];
+        java.util.Arrays.fill(over, (byte) -1);
+        assertThatThrownBy(() -> cpu0.read(VA + 2 * 4096, over, 0, over.length))
+                .isInstanceOfSatisfying(SegmentationFaultException.class, e -> assertThat(e.address()).isEqualTo(VA + 3 * 4096));
+        assertThat(java.util.Arrays.copyOfRange(over, 0, 4096))
+                .isEqualTo(readBack(cpu0, VA + 2 * 4096, 4096));
+        assertThat(over[4096]).as("nothing past the fault").isEqualTo((byte) -1);
+    }
+
+    private static byte[] readBack(Cpu cpu, long va, int length) {
+        byte[] b = new byte[length];
+        for (int i = 0; i < length; i++) {
+            b[i] = (byte) cpu.load(va + i, 1);
+        }
+        return b;
+    }
 }

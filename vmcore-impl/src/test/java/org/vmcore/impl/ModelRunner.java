@@ -139,12 +139,19 @@ final class ModelRunner {
                 if (proc.slots[s] == null) {
                     continue;
                 }
-                for (int page = 0; page < PAGES; page++) {
-                    if (beyondEof(proc.slots[s], page)) {
-                        continue;
-                    }
+                int readable = 0;
+                while (readable < PAGES && !beyondEof(proc.slots[s], readable)) {
+                    readable++;
+                }
+                long[] vas = new long[readable];
+                long[] words = new long[readable];
+                for (int page = 0; page < readable; page++) {
+                    vas[page] = pageAddress(s, page);
+                }
+                cpuFor(p).loadAll(vas, 8, words); // the batched path, checked word by word
+                for (int page = 0; page < readable; page++) {
                     long expected = expected(proc.slots[s], page);
-                    long actual = cpuFor(p).load(pageAddress(s, page), 8);
+                    long actual = words[page];
                     if (actual != expected) {
                         throw new AssertionError("contents " + when + ": process " + p + " (" + proc.mm + ") slot " + s + " page "
                                 + page + " reads " + actual + ", the model says " + expected);
@@ -339,7 +346,11 @@ final class ModelRunner {
         long value = (seed << 32) ^ nextValue++;
         log.add("store p" + p + " slot " + s + " page " + page + " = " + value);
         try {
-            cpuFor(p).store(pageAddress(s, page), 8, value);
+            if ((value & 1) == 0) {
+                cpuFor(p).store(pageAddress(s, page), 8, value);
+            } else {
+                cpuFor(p).storeAll(new long[] {pageAddress(s, page)}, 8, new long[] {value});
+            }
             expectMapped(slot, page, true, "store");
             if (slot.small != null) {
                 slot.small.words[page] = value;
@@ -359,7 +370,14 @@ final class ModelRunner {
         Slot slot = procs.get(p).slots[s];
         log.add("load p" + p + " slot " + s + " page " + page);
         try {
-            long v = cpuFor(p).load(pageAddress(s, page), 8);
+            long v;
+            if ((log.size() & 1) == 0) {
+                v = cpuFor(p).load(pageAddress(s, page), 8);
+            } else { // a byte-array read: the page-at-a-time copy path
+                byte[] bytes = new byte[8];
+                cpuFor(p).read(pageAddress(s, page), bytes, 0, 8);
+                v = java.nio.ByteBuffer.wrap(bytes).order(java.nio.ByteOrder.LITTLE_ENDIAN).getLong();
+            }
             expectMapped(slot, page, false, "load");
             if (v != expected(slot, page)) {
                 throw new AssertionError("load p" + p + " slot " + s + " page " + page + " read " + v + ", the model says "

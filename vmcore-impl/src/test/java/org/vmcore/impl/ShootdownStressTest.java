@@ -22,7 +22,9 @@ import org.vmcore.x86.mem.FrameContents;
 /**
  * Real threads drive CPUs that store to a page as fast as they can while the test thread
  * unmaps or write-protects it. Once munmap or mprotect returns, the old frame must never change
- * again: a store through a stale TLB entry after the shootdown would change it.
+ * again: a store through a stale TLB entry after the shootdown would change it. One CPU stores
+ * one value at a time, one in batches ({@code storeAll}), one with byte-array writes, so each
+ * access path meets the shootdowns.
  */
 class ShootdownStressTest {
     private static final long VA = 0x10_0000_0000L;
@@ -34,23 +36,40 @@ class ShootdownStressTest {
     }
 
     private void run() {
-        try (Machine machine = Machine.builder().node(GIB).cpus(3).detectStaleTranslations(true).build()) {
+        try (Machine machine = Machine.builder().node(GIB).cpus(4).detectStaleTranslations(true).build()) {
             FrameContents contents = ((SimMachine) machine).memory().contents();
             AddressSpace mm = machine.createAddressSpace();
             AtomicBoolean stop = new AtomicBoolean();
             AtomicLong stores = new AtomicLong();
             AtomicReference<Throwable> failure = new AtomicReference<>();
             List<Thread> writers = new ArrayList<>();
-            for (int c = 1; c <= 2; c++) {
+            for (int c = 1; c <= 3; c++) {
                 Cpu cpu = machine.cpu(c);
                 long tag = (long) c << 56;
+                int path = c;
                 Thread t = new Thread(() -> {
                     try {
                         cpu.switchTo(mm);
                         long n = 0;
+                        long[] vas = new long[16];
+                        long[] values = new long[16];
+                        byte[] bytes = new byte[8];
+                        java.util.Arrays.fill(vas, VA);
                         while (!stop.get()) {
                             try {
-                                cpu.store(VA, 8, tag | ++n);
+                                n++;
+                                if (path == 1) {
+                                    cpu.store(VA, 8, tag | n);
+                                } else if (path == 2) {
+                                    for (int i = 0; i < values.length; i++) {
+                                        values[i] = tag | (n << 4) | i;
+                                    }
+                                    cpu.storeAll(vas, 8, values);
+                                } else {
+                                    bytes[7] = (byte) path;
+                                    bytes[0] = (byte) n;
+                                    cpu.write(VA, bytes, 0, 8);
+                                }
                                 stores.incrementAndGet();
                             } catch (SegmentationFaultException e) {
                                 Thread.onSpinWait(); // unmapped or read-only right now

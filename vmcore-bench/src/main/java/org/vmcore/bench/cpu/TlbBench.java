@@ -10,6 +10,7 @@ import org.openjdk.jmh.annotations.GroupThreads;
 import org.openjdk.jmh.annotations.Level;
 import org.openjdk.jmh.annotations.Measurement;
 import org.openjdk.jmh.annotations.Mode;
+import org.openjdk.jmh.annotations.OperationsPerInvocation;
 import org.openjdk.jmh.annotations.OutputTimeUnit;
 import org.openjdk.jmh.annotations.Scope;
 import org.openjdk.jmh.annotations.Setup;
@@ -23,7 +24,8 @@ import org.vmcore.api.MapFlags;
 import org.vmcore.api.Protection;
 
 /**
- * CPU accesses and TLB flushes: a load that hits the TLB (64 pages, all cached), a load that
+ * CPU accesses and TLB flushes: a load that hits the TLB (64 pages, all cached), alone and in a
+ * batch of 64 ({@code Cpu.loadAll}, {@code Cpu.storeAll}), a load that
  * misses and walks (random pages of 1 Mi mapped 4 KiB pages, far more than the TLB holds), a
  * range flush of 32 pages, and a shootdown to a CPU driven by another thread that keeps loading.
  */
@@ -42,6 +44,7 @@ public class TlbBench {
         AddressSpace mm;
         Cpu cpu;
         long[] addresses;
+        long[] values;
         int next;
 
         void setUp(int pages, boolean random, int cpus) {
@@ -51,6 +54,7 @@ public class TlbBench {
             cpu = machine.cpu(0);
             cpu.switchTo(mm);
             addresses = new long[pages];
+            values = new long[pages];
             for (int i = 0; i < pages; i++) {
                 addresses[i] = VA + i * 4096L + 8;
             }
@@ -64,7 +68,7 @@ public class TlbBench {
                 }
             }
             for (long va : addresses) {
-                cpu.load(va, 8);
+                cpu.store(va, 8, va); // pages that hold data, as a simulated program's do
             }
         }
 
@@ -97,6 +101,21 @@ public class TlbBench {
         long va = s.addresses[s.next];
         s.next = (s.next + 1) & 63;
         return s.cpu.load(va, 8);
+    }
+
+    /** 64 TLB-hit loads in one {@code loadAll} call: the handshake is paid once per batch; time per load. */
+    @Benchmark
+    @OperationsPerInvocation(64)
+    public long loadTlbHitBatch(Hot s) {
+        s.cpu.loadAll(s.addresses, 8, s.values);
+        return s.values[63];
+    }
+
+    /** 64 TLB-hit stores in one {@code storeAll} call; time per store. */
+    @Benchmark
+    @OperationsPerInvocation(64)
+    public void storeTlbHitBatch(Hot s) {
+        s.cpu.storeAll(s.addresses, 8, s.values);
     }
 
     @Benchmark

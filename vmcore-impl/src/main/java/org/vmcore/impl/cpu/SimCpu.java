@@ -1,5 +1,6 @@
 package org.vmcore.impl.cpu;
 
+import java.lang.foreign.MemorySegment;
 import java.lang.invoke.MethodHandles;
 import java.lang.invoke.VarHandle;
 import java.util.ArrayList;
@@ -157,7 +158,7 @@ public final class SimCpu implements Cpu {
             try {
                 long pa = translate(va, false);
                 if (pa >= 0) {
-                    return contents.read(pa, width);
+                    return readPhys(pa, width);
                 }
             } finally {
                 leave();
@@ -180,7 +181,7 @@ public final class SimCpu implements Cpu {
             try {
                 long pa = translate(va, true);
                 if (pa >= 0) {
-                    contents.write(pa, width, value);
+                    writePhys(pa, width, value);
                     return;
                 }
             } finally {
@@ -193,17 +194,132 @@ public final class SimCpu implements Cpu {
     @Override
     public void read(long va, byte[] dst, int offset, int length) {
         checkBuffer(dst, offset, length);
-        for (int i = 0; i < length; i++) {
-            dst[offset + i] = (byte) load(va + i, 1);
-        }
+        copy(va, dst, offset, length, false);
     }
 
     @Override
     public void write(long va, byte[] src, int offset, int length) {
         checkBuffer(src, offset, length);
-        for (int i = 0; i < length; i++) {
-            store(va + i, 1, src[offset + i]);
+        copy(va, src, offset, length, true);
+    }
+
+    @Override
+    public void loadAll(long[] vas, int width, long[] values) {
+        checkBatch(vas, width, values);
+        batch(vas, width, values, false);
+    }
+
+    @Override
+    public void storeAll(long[] vas, int width, long[] values) {
+        checkBatch(vas, width, values);
+        batch(vas, width, values, true);
+    }
+
+    /**
+     * Runs a batch of same-width accesses inside one handshake window. Between two accesses the
+     * CPU looks for a waiting flusher (a plain read, no fence) and steps out to let it through;
+     * it also steps out for a fault, which may block on the machine lock.
+     */
+    private void batch(long[] vas, int width, long[] values, boolean write) {
+        int i = 0;
+        int tries = 0;
+        enter();
+        try {
+            while (i < vas.length) {
+                if (flushWaiters.getAcquire() != 0) {
+                    leave();
+                    enter();
+                }
+                long va = vas[i];
+                if ((va & 0xFFF) + width > 4096) { // split across pages: the unbatched path
+                    leave();
+                    if (write) {
+                        store(va, width, values[i]);
+                    } else {
+                        values[i] = load(va, width);
+                    }
+                    enter();
+                    i++;
+                    continue;
+                }
+                long pa = translate(va, write);
+                if (pa < 0) {
+                    leave();
+                    handleFault(va, write ? Access.WRITE : Access.READ, tries++);
+                    enter();
+                    continue;
+                }
+                if (write) {
+                    writePhys(pa, width, values[i]);
+                } else {
+                    values[i] = readPhys(pa, width);
+                }
+                i++;
+                tries = 0;
+            }
+        } finally {
+            leave();
         }
+    }
+
+    /** Copies bytes a page at a time inside one handshake window, as {@link #batch} runs accesses. */
+    private void copy(long va, byte[] buffer, int offset, int length, boolean write) {
+        int done = 0;
+        int tries = 0;
+        enter();
+        try {
+            while (done < length) {
+                if (flushWaiters.getAcquire() != 0) {
+                    leave();
+                    enter();
+                }
+                long at = va + done;
+                int chunk = (int) Math.min(length - done, 4096 - (at & 0xFFF));
+                long pa = translate(at, write);
+                if (pa < 0) {
+                    leave();
+                    handleFault(at, write ? Access.WRITE : Access.READ, tries++);
+                    enter();
+                    continue;
+                }
+                if (write) {
+                    contents.writeBytes(pa, buffer, offset + done, chunk);
+                } else {
+                    contents.readBytes(pa, buffer, offset + done, chunk);
+                }
+                done += chunk;
+                tries = 0;
+            }
+        } finally {
+            leave();
+        }
+    }
+
+    /**
+     * Reads at the physical address {@link #translate} just returned: through the host page the
+     * TLB entry remembers, or through the frame contents, remembering the page once it exists (a
+     * frame never written reads as zero and has none yet).
+     */
+    private long readPhys(long pa, int width) {
+        MemorySegment page = tlb.lastPage();
+        if (page == null) {
+            page = contents.pageOrNull(pa >>> 12);
+            if (page == null) {
+                return 0; // never written: reads as zero, and may get a page later, so none is remembered
+            }
+            tlb.rememberPage(page);
+        }
+        return FrameContents.readPage(page, pa & 0xFFF, width);
+    }
+
+    /** Writes at the physical address {@link #translate} just returned; see {@link #readPhys}. */
+    private void writePhys(long pa, int width, long value) {
+        MemorySegment page = tlb.lastPage();
+        if (page == null) {
+            page = contents.page(pa >>> 12);
+            tlb.rememberPage(page);
+        }
+        FrameContents.writePage(page, pa & 0xFFF, width, value);
     }
 
     /**
@@ -433,6 +549,19 @@ public final class SimCpu implements Cpu {
         if (width != 1 && width != 2 && width != 4 && width != 8) {
             throw new InvalidArgumentException("width", width, "must be 1, 2, 4 or 8 bytes");
         }
+    }
+
+    private static void checkBatch(long[] vas, int width, long[] values) {
+        if (vas == null) {
+            throw new InvalidArgumentException("vas", null, "must not be null");
+        }
+        if (values == null) {
+            throw new InvalidArgumentException("values", null, "must not be null");
+        }
+        if (values.length != vas.length) {
+            throw new InvalidArgumentException("values.length", values.length, "must equal vas.length " + vas.length);
+        }
+        checkWidth(width);
     }
 
     private static void checkBuffer(byte[] buffer, int offset, int length) {

@@ -117,6 +117,14 @@ public final class FrameContents {
             checkWidth(width);
             return 0;
         }
+        return readPage(page, offset, width);
+    }
+
+    /**
+     * Reads {@code width} (1, 2, 4 or 8) bytes at {@code offset} of a frame's page (from
+     * {@link #pageOrNull}), zero-extended; the access must stay inside the page.
+     */
+    public static long readPage(MemorySegment page, long offset, int width) {
         return switch (width) {
             case 1 -> page.get(ValueLayout.JAVA_BYTE, offset) & 0xffL;
             case 2 -> page.get(SHORT, offset) & 0xffffL;
@@ -124,6 +132,17 @@ public final class FrameContents {
             case 8 -> page.get(LONG, offset);
             default -> throw badWidth(width);
         };
+    }
+
+    /** Writes the low {@code width} (1, 2, 4 or 8) bytes of {@code value} at {@code offset} of a frame's page. */
+    public static void writePage(MemorySegment page, long offset, int width, long value) {
+        switch (width) {
+            case 1 -> page.set(ValueLayout.JAVA_BYTE, offset, (byte) value);
+            case 2 -> page.set(SHORT, offset, (short) value);
+            case 4 -> page.set(INT, offset, (int) value);
+            case 8 -> page.set(LONG, offset, value);
+            default -> throw badWidth(width);
+        }
     }
 
     /** Writes the low {@code width} (1, 2, 4 or 8) bytes of {@code value} at {@code pa}. */
@@ -134,13 +153,7 @@ public final class FrameContents {
             return;
         }
         checkWidth(width);
-        MemorySegment page = page(pa >>> 12);
-        switch (width) {
-            case 1 -> page.set(ValueLayout.JAVA_BYTE, offset, (byte) value);
-            case 2 -> page.set(SHORT, offset, (short) value);
-            case 4 -> page.set(INT, offset, (int) value);
-            default -> page.set(LONG, offset, value);
-        }
+        writePage(page(pa >>> 12), offset, width, value);
     }
 
     /** Copies {@code length} bytes at {@code pa} into {@code dst[dstOffset..]}. */

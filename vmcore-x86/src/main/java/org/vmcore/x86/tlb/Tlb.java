@@ -1,5 +1,6 @@
 package org.vmcore.x86.tlb;
 
+import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;
 import java.util.List;
 import org.vmcore.api.PageSize;
@@ -35,7 +36,16 @@ public final class Tlb {
     // A PCID flush bumps its generation: entries cached under an older generation are dead, so
     // flushing a whole address space costs O(1) instead of a scan of every array.
     private final int[] generation = new int[4096];
-    private int lastHitShift;
+    private int lastHitShift = 12;
+    // The L1 DTLB: a small direct-mapped cache of 4 KiB translations in front of the 4 KiB
+    // array and inclusive of it, as a core's first-level DTLB sits in front of its STLB. It also
+    // holds the host page of each entry's frame once known, so a hit reaches the bytes without a
+    // frame lookup (a frame's page never changes once it exists). A tag of -1 is an empty entry.
+    private static final int L1_ENTRIES = 64;
+    private final long[] l1Tag = new long[L1_ENTRIES];
+    private final long[] l1Value = new long[L1_ENTRIES];
+    private final MemorySegment[] l1Page = new MemorySegment[L1_ENTRIES];
+    private int lastL1 = -1;
 
     public Tlb(TlbConfig config) {
         this.config = config;
@@ -45,6 +55,7 @@ public final class Tlb {
             new SetAssoc(config.entries1g(), config.ways1g(), 30, generation)};
         this.caches = new FullAssoc[] {
             new FullAssoc(config.pml4eCache()), new FullAssoc(config.pdpteCache()), new FullAssoc(config.pdeCache())};
+        java.util.Arrays.fill(l1Tag, -1);
     }
 
     public TlbConfig config() {
@@ -56,10 +67,23 @@ public final class Tlb {
      * after a hit {@link #lastHitShift()} gives the page size's shift.
      */
     public long lookup(int pcid, long va) {
-        for (SetAssoc a : arrays) {
-            long v = a.lookup(pcid, va);
+        long vpn = va >> 12;
+        long tag = (vpn << 12) | pcid;
+        int m = l1Index(tag);
+        if (l1Tag[m] == tag) {
+            lastL1 = m;
+            lastHitShift = 12;
+            return l1Value[m];
+        }
+        lastL1 = -1;
+        // Smallest size first: if a stale 4 KiB entry and a 2 MiB one both cover va, the 4 KiB one wins.
+        for (int i = 0; i < arrays.length; i++) {
+            long v = arrays[i].lookup(pcid, va);
             if (v != 0) {
-                lastHitShift = a.shift;
+                lastHitShift = arrays[i].shift;
+                if (i == 0) {
+                    fillL1(m, tag, v);
+                }
                 return v;
             }
         }
@@ -83,7 +107,59 @@ public final class Tlb {
 
     /** Caches {@code value} (non-zero) for the page of {@code size} containing va. */
     public void insert(int pcid, long va, PageSize size, long value) {
-        arrays[size.ordinal()].insert(pcid, va, value);
+        long replaced = arrays[size.ordinal()].insert(pcid, va, value);
+        lastHitShift = arrays[size.ordinal()].shift;
+        lastL1 = -1;
+        if (size == PageSize.SIZE_4K) {
+            dropL1(replaced); // inclusive: what leaves the 4 KiB array leaves the L1
+            long tag = ((va >> 12) << 12) | pcid;
+            fillL1(l1Index(tag), tag, value);
+        }
+    }
+
+    /**
+     * The host page of the frame that the translation last hit or filled maps, as remembered by
+     * {@link #rememberPage}; null when that translation is not a 4 KiB one in the L1 or no page
+     * was remembered for it.
+     */
+    public MemorySegment lastPage() {
+        return lastL1 >= 0 ? l1Page[lastL1] : null;
+    }
+
+    /**
+     * Remembers {@code page}, the host page of the frame that the 4 KiB translation last hit or
+     * filled maps, so later hits reach the bytes directly. Ignored for larger translations.
+     */
+    public void rememberPage(MemorySegment page) {
+        if (lastL1 >= 0) {
+            l1Page[lastL1] = page;
+        }
+    }
+
+    private static int l1Index(long tag) {
+        return (int) ((tag >>> 12) ^ tag) & (L1_ENTRIES - 1);
+    }
+
+    private void fillL1(int m, long tag, long value) {
+        l1Tag[m] = tag;
+        l1Value[m] = value;
+        l1Page[m] = null;
+        lastL1 = m;
+    }
+
+    private void dropL1(long tag) {
+        int m = l1Index(tag);
+        if (l1Tag[m] == tag) {
+            l1Tag[m] = -1;
+            l1Page[m] = null;
+        }
+    }
+
+    /** Empties the L1: any flush does, which may drop more than it must, as hardware may. */
+    private void clearL1() {
+        java.util.Arrays.fill(l1Tag, -1);
+        java.util.Arrays.fill(l1Page, null);
+        lastL1 = -1;
     }
 
     /** The deepest paging-structure cache hit for va: {@link #PDE}, {@link #PDPTE}, {@link #PML4E}, or -1. */
@@ -123,6 +199,7 @@ public final class Tlb {
      * @return translations dropped
      */
     public int invalidatePage(int pcid, long va) {
+        clearL1();
         int n = 0;
         for (SetAssoc a : arrays) {
             n += a.invalidate(pcid, va);
@@ -140,6 +217,7 @@ public final class Tlb {
      * @return translations dropped
      */
     public int invalidateRange(int pcid, long start, long end, int strideShift) {
+        clearL1();
         int n = 0;
         for (long va = start; Long.compareUnsigned(va, end) < 0; va += 1L << strideShift) {
             for (SetAssoc a : arrays) {
@@ -154,6 +232,7 @@ public final class Tlb {
 
     /** Drops everything cached under {@code pcid} (INVPCID single-context). */
     public void invalidatePcid(int pcid) {
+        clearL1();
         generation[pcid & 0xFFF]++;
         for (FullAssoc c : caches) {
             c.invalidatePcid(pcid);
@@ -162,6 +241,7 @@ public final class Tlb {
 
     /** Drops everything (INVPCID all-context). */
     public void invalidateAll() {
+        clearL1();
         for (SetAssoc a : arrays) {
             a.clear();
         }
@@ -196,6 +276,7 @@ public final class Tlb {
 
     /** One set-associative array of translations for one page size. */
     private static final class SetAssoc {
+        private static final int MEMO = 256;
         private final int ways;
         private final int setMask;
         private final int shift;
@@ -204,6 +285,10 @@ public final class Tlb {
         private final int[] gens;
         private final int[] generation;
         private final int[] victim;
+        // Where recent hits were found, by vpn: a lookup checks that slot before scanning the set.
+        // A hint is only a guess, checked against the slot's tag, so it never needs invalidating
+        // and changes no behaviour: hits, misses and replacement are those of the set scan.
+        private final int[] wayHint = new int[MEMO];
 
         SetAssoc(int entries, int ways, int shift, int[] generation) {
             this.ways = ways;
@@ -231,33 +316,49 @@ public final class Tlb {
         long lookup(int pcid, long va) {
             long vpn = va >> shift;
             long tag = tag(pcid, vpn);
+            int m = (int) (vpn ^ pcid) & (MEMO - 1);
+            int hint = wayHint[m];
+            if (tags[hint] == tag && values[hint] != 0) { // the usual case: no scan of the set
+                return gens[hint] == generation[pcid] ? values[hint] : 0;
+            }
             int base = set(pcid, vpn) * ways;
             for (int i = base; i < base + ways; i++) {
                 if (tags[i] == tag && values[i] != 0) {
+                    wayHint[m] = i;
                     return gens[i] == generation[pcid] ? values[i] : 0;
                 }
             }
             return 0;
         }
 
-        void insert(int pcid, long va, long value) {
+        /** Fills the translation of va; returns the tag the slot held before (maybe dead), or -1. */
+        long insert(int pcid, long va, long value) {
             long vpn = va >> shift;
             long tag = tag(pcid, vpn);
             int s = set(pcid, vpn);
             int base = s * ways;
+            // The slot that already holds this tag if any (so a tag is never in a set twice),
+            // else the first dead slot, else the round-robin victim.
+            int slot = -1;
             for (int i = base; i < base + ways; i++) {
-                if (tags[i] == tag || !live(i)) {
-                    tags[i] = tag;
-                    values[i] = value;
-                    gens[i] = generation[pcid];
-                    return;
+                if (tags[i] == tag) {
+                    slot = i;
+                    break;
+                }
+                if (slot < 0 && !live(i)) {
+                    slot = i;
                 }
             }
-            int i = base + victim[s];
-            victim[s] = (victim[s] + 1) % ways;
-            tags[i] = tag;
-            values[i] = value;
-            gens[i] = generation[pcid];
+            if (slot < 0) {
+                slot = base + victim[s];
+                victim[s] = (victim[s] + 1) % ways;
+            }
+            long replaced = values[slot] != 0 ? tags[slot] : -1;
+            tags[slot] = tag;
+            values[slot] = value;
+            gens[slot] = generation[pcid];
+            wayHint[(int) (vpn ^ pcid) & (MEMO - 1)] = slot;
+            return replaced;
         }
 
         int invalidate(int pcid, long va) {

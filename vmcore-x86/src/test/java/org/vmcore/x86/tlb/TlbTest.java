@@ -3,6 +3,7 @@ package org.vmcore.x86.tlb;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
+import java.lang.foreign.MemorySegment;
 import org.junit.jupiter.api.Test;
 import org.vmcore.api.InvalidArgumentException;
 import org.vmcore.api.PageSize;
@@ -76,6 +77,73 @@ class TlbTest {
         assertThat(tlb.entries(1)).hasSize(1);
         tlb.invalidateAll();
         assertThat(tlb.entries(-1)).isEmpty();
+    }
+
+    @Test
+    void theL1FrontsThe4kArrayRemembersHostPagesAndLeavesWithIt() {
+        Tlb tlb = new Tlb(new TlbConfig(2, 2, 1, 1, 1, 1, 1, 1, 1)); // one set of two ways for 4K pages
+        MemorySegment pageA = MemorySegment.ofArray(new byte[4096]);
+        MemorySegment pageB = MemorySegment.ofArray(new byte[4096]);
+        tlb.insert(1, 0x1000, PageSize.SIZE_4K, value(10));
+        assertThat(tlb.lookup(1, 0x1008)).isEqualTo(value(10));
+        assertThat(tlb.lastPage()).as("no host page known yet").isNull();
+        tlb.rememberPage(pageA);
+        assertThat(tlb.lookup(1, 0x1ff8)).isEqualTo(value(10));
+        assertThat(tlb.lastPage()).isSameAs(pageA);
+        tlb.insert(1, 0x2000, PageSize.SIZE_4K, value(11));
+        tlb.insert(1, 0x3000, PageSize.SIZE_4K, value(12)); // evicts 0x1000 from the array
+        assertThat(tlb.lookup(1, 0x1000)).as("what leaves the array leaves the L1").isZero();
+        assertThat(tlb.lastPage()).isNull();
+        assertThat(tlb.lookup(1, 0x2000)).isEqualTo(value(11));
+        tlb.rememberPage(pageB);
+        tlb.invalidatePage(1, 0x2000);
+        assertThat(tlb.lookup(1, 0x2000)).isZero();
+        tlb.insert(1, 0x2000, PageSize.SIZE_4K, value(13));
+        assertThat(tlb.lookup(1, 0x2000)).isEqualTo(value(13));
+        assertThat(tlb.lastPage()).as("a refilled entry forgets the old page").isNull();
+        tlb.insert(1, 0x4000_0000L, PageSize.SIZE_2M, value(0x200));
+        assertThat(tlb.lookup(1, 0x4000_0000L)).isEqualTo(value(0x200));
+        tlb.rememberPage(pageA);
+        assertThat(tlb.lastPage()).as("only 4 KiB translations carry a page").isNull();
+        assertThat(tlb.lookup(1, 0x3000)).isEqualTo(value(12));
+        tlb.invalidatePcid(1);
+        assertThat(tlb.lookup(1, 0x3000)).as("a PCID flush empties the L1 too").isZero();
+        tlb.insert(2, 0x3000, PageSize.SIZE_4K, value(14));
+        tlb.invalidateAll();
+        assertThat(tlb.lookup(2, 0x3000)).isZero();
+    }
+
+    /** Seeded: after every step, a lookup agrees with the entries a full scan of the arrays finds. */
+    @Test
+    void lookupsAgreeWithAFullScanUnderRandomTraffic() {
+        long seed = Long.getLong("vmcore.seed", 20261125L);
+        java.util.Random random = new java.util.Random(seed);
+        Tlb tlb = new Tlb(new TlbConfig(16, 4, 4, 2, 2, 2, 2, 2, 2));
+        for (int step = 0; step < 20_000; step++) {
+            int pcid = 1 + random.nextInt(3);
+            long va = (long) random.nextInt(96) << 12;
+            switch (random.nextInt(10)) {
+                case 0, 1, 2, 3 -> tlb.insert(pcid, va, PageSize.SIZE_4K, value(1 + random.nextInt(1000)));
+                case 4 -> tlb.insert(pcid, va & -(1L << 21), PageSize.SIZE_2M, value(512 * (1 + random.nextInt(8))));
+                case 5 -> tlb.invalidatePage(pcid, va);
+                case 6 -> {
+                    if (random.nextInt(20) == 0) {
+                        tlb.invalidatePcid(pcid);
+                    }
+                }
+                default -> {
+                    long got = tlb.lookup(pcid, va);
+                    long want = 0;
+                    for (Tlb.Entry e : tlb.entries(pcid)) {
+                        long bytes = e.size().bytes();
+                        if (e.va() == (va & -bytes) && (want == 0 || e.size() == PageSize.SIZE_4K)) {
+                            want = e.value();
+                        }
+                    }
+                    assertThat(got).as("seed %d step %d: lookup(%d, 0x%x)", seed, step, pcid, va).isEqualTo(want);
+                }
+            }
+        }
     }
 
     @Test
