@@ -156,6 +156,10 @@ public final class SimCpu implements Cpu {
         for (int tries = 0; ; tries++) {
             enter();
             try {
+                MemorySegment page = current != null ? l1HitPage(va, false) : null;
+                if (page != null) {
+                    return FrameContents.readPage(page, va & 0xFFF, width);
+                }
                 long pa = translate(va, false);
                 if (pa >= 0) {
                     return readPhys(pa, width);
@@ -179,6 +183,11 @@ public final class SimCpu implements Cpu {
         for (int tries = 0; ; tries++) {
             enter();
             try {
+                MemorySegment page = current != null ? l1HitPage(va, true) : null;
+                if (page != null) {
+                    FrameContents.writePage(page, va & 0xFFF, width, value);
+                    return;
+                }
                 long pa = translate(va, true);
                 if (pa >= 0) {
                     writePhys(pa, width, value);
@@ -225,12 +234,27 @@ public final class SimCpu implements Cpu {
         int tries = 0;
         enter();
         try {
+            boolean running = current != null; // CR3 changes only inside the handshake: read once per window
             while (i < vas.length) {
                 if (flushWaiters.getAcquire() != 0) {
                     leave();
                     enter();
+                    running = current != null;
                 }
                 long va = vas[i];
+                if (running && (va & 0xFFF) + width <= 4096) {
+                    MemorySegment page = l1HitPage(va, write);
+                    if (page != null) {
+                        if (write) {
+                            FrameContents.writePage(page, va & 0xFFF, width, values[i]);
+                        } else {
+                            values[i] = FrameContents.readPage(page, va & 0xFFF, width);
+                        }
+                        i++;
+                        tries = 0;
+                        continue;
+                    }
+                }
                 if ((va & 0xFFF) + width > 4096) { // split across pages: the unbatched path
                     leave();
                     if (write) {
@@ -334,8 +358,7 @@ public final class SimCpu implements Cpu {
         }
         long v = tlb.lookup(pcid, va);
         if (v != 0) {
-            boolean allowed = (v & Pte.USER) != 0 && (!write || (v & (Pte.RW | Pte.DIRTY)) == (Pte.RW | Pte.DIRTY));
-            if (allowed) {
+            if (permits(v, write)) {
                 hits++;
                 long head = v & Pte.PFN_MASK;
                 long pa = head | (va & ((1L << tlb.lastHitShift()) - 1));
@@ -350,6 +373,30 @@ public final class SimCpu implements Cpu {
         }
         misses++;
         return walk(mm, va, write);
+    }
+
+    /**
+     * The fast path of an access that stays inside one page: the host page when the L1 DTLB holds
+     * the translation with its page and allows the access, counted as a hit; otherwise null and
+     * the access takes {@link #translate}. Runs inside the handshake with a current address space.
+     * The stale-translation detector checks every hit, so with it on, every access takes the full path.
+     */
+    private MemorySegment l1HitPage(long va, boolean write) {
+        if (detect) {
+            return null;
+        }
+        int slot = tlb.l1Slot(pcid, va);
+        MemorySegment page = slot >= 0 ? tlb.l1Page(slot) : null;
+        if (page == null || !permits(tlb.l1Value(slot), write)) {
+            return null;
+        }
+        hits++;
+        return page;
+    }
+
+    /** Whether a cached translation allows a user access: a store needs RW and D (else the walker sets D). */
+    private static boolean permits(long v, boolean write) {
+        return (v & Pte.USER) != 0 && (!write || (v & (Pte.RW | Pte.DIRTY)) == (Pte.RW | Pte.DIRTY));
     }
 
     private long walk(SimAddressSpace mm, long va, boolean write) {

@@ -136,6 +136,27 @@ public final class Tlb {
         }
     }
 
+    /**
+     * The L1 slot holding the 4 KiB translation of va under pcid, or -1: the CPU's fast path,
+     * which then reads {@link #l1Value} and {@link #l1Page}. Changes nothing, not even
+     * {@link #lastPage}.
+     */
+    public int l1Slot(int pcid, long va) {
+        long tag = ((va >> 12) << 12) | pcid;
+        int m = l1Index(tag);
+        return l1Tag[m] == tag ? m : -1;
+    }
+
+    /** The translation in L1 slot {@code slot} (from {@link #l1Slot}). */
+    public long l1Value(int slot) {
+        return l1Value[slot];
+    }
+
+    /** The remembered host page of L1 slot {@code slot}, or null (see {@link #rememberPage}). */
+    public MemorySegment l1Page(int slot) {
+        return l1Page[slot];
+    }
+
     private static int l1Index(long tag) {
         return (int) ((tag >>> 12) ^ tag) & (L1_ENTRIES - 1);
     }
