@@ -422,9 +422,9 @@ public final class SimCpu implements Cpu {
             lastFaultCode = out.faultCode;
             return -1;
         }
-        int leafOrd = out.level.ordinal();
-        missesBySize[out.pageSize.ordinal()]++;
-        tlb.insert(pcid, va, out.pageSize, (out.pagePfn << 12) | Pte.PRESENT | Pte.ACCESSED | out.effectiveBits
+        int leafOrd = out.level().ordinal();
+        missesBySize[out.pageSize().ordinal()]++;
+        tlb.insert(pcid, va, out.pageSize(), (out.pagePfn << 12) | Pte.PRESENT | Pte.ACCESSED | out.effectiveBits
                 | (out.entry & Pte.DIRTY));
         // Cache the upper entries this walk used, with the permissions accumulated down to them.
         long rw = bits & Pte.RW;

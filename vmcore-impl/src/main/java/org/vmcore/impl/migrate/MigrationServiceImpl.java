@@ -25,6 +25,7 @@ import org.vmcore.impl.vma.VmArea;
 import org.vmcore.x86.mem.FrameDescriptors;
 import org.vmcore.x86.mem.FrameFlags;
 import org.vmcore.x86.mem.NumaNode;
+import org.vmcore.x86.mem.PageTableWindow;
 import org.vmcore.x86.mem.PhysicalMemory;
 
 /**
@@ -233,6 +234,12 @@ public final class MigrationServiceImpl implements MigrationService {
         List<Long> freeHuge = new ArrayList<>();
         synchronized (machine.lock()) {
             machine.ensureOpen();
+            for (PageTableWindow window : memory.tableWindows()) {
+                if (window.base() < endPfn && startPfn < window.base() + window.frames()) {
+                    throw new VmException("cannot offline [0x" + Long.toHexString(startPfn) + ", 0x" + Long.toHexString(endPfn)
+                            + "): it overlaps the " + window + ", which holds page tables for good");
+                }
+            }
             for (long pfn = startPfn; pfn < endPfn; ) {
                 int flags = descriptors.flags(pfn);
                 if ((flags & FrameFlags.ALLOCATED) == 0) {

@@ -201,6 +201,45 @@ public final class FrameContents {
         }
     }
 
+    /**
+     * Gives the frames {@code [pfn, pfn + frames)} the pages of {@code memory}, frame
+     * {@code pfn + i} at offset {@code i * 4096} (a page-table window). None of the frames may
+     * have a page yet, so no page of a frame ever changes.
+     *
+     * @throws IllegalStateException if a frame of the range already has a page
+     */
+    synchronized void adopt(long pfn, long frames, MemorySegment memory) {
+        checkRange(pfn, frames);
+        for (long f = pfn; f < pfn + frames; f++) {
+            if (pageOrNull(f) != null) {
+                throw new IllegalStateException("pfn 0x" + Long.toHexString(f) + " already has a page");
+            }
+        }
+        for (long f = pfn; f < pfn + frames; f++) {
+            int outer = (int) (f >>> SECTION_SHIFT);
+            MemorySegment[] inner = sections[outer];
+            if (inner == null) {
+                inner = new MemorySegment[SECTION_FRAMES];
+                OUTER.setRelease(sections, outer, inner);
+            }
+            INNER.setRelease(inner, (int) (f & (SECTION_FRAMES - 1)), memory.asSlice((f - pfn) * PAGE, PAGE));
+        }
+        materialised += frames;
+    }
+
+    /** Whether any frame of {@code [pfn, pfn + frames)} has a page. */
+    boolean anyMaterialised(long pfn, long frames) {
+        for (long f = pfn; f < pfn + frames; f++) {
+            MemorySegment[] inner = (MemorySegment[]) OUTER.getAcquire(sections, (int) (f >>> SECTION_SHIFT));
+            if (inner == null) {
+                f |= SECTION_FRAMES - 1;
+            } else if (INNER.getAcquire(inner, (int) (f & (SECTION_FRAMES - 1))) != null) {
+                return true;
+            }
+        }
+        return false;
+    }
+
     private synchronized MemorySegment materialise(long pfn) {
         int outer = (int) (pfn >>> SECTION_SHIFT);
         MemorySegment[] inner = sections[outer];

@@ -1,5 +1,6 @@
 package org.vmcore.x86.mem;
 
+import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;
 import java.util.List;
 import org.vmcore.api.AllocationKind;
@@ -12,7 +13,9 @@ import org.vmcore.api.OutOfMemoryException;
  * allocator; the frame descriptors; the frame contents.
  *
  * <p>Host memory grows with what is touched, not with the configured size: creating 1 TiB
- * reserves only the bookkeeping arrays (a few hundred KiB of heap) and no off-heap memory.
+ * reserves only the bookkeeping arrays (a few hundred KiB of heap) and no off-heap memory. A
+ * node's first page table claims its {@link PageTableWindow} (1/512 of the node, at most 16 MiB
+ * of host memory).
  *
  * <p>Thread-safe. {@link #close()} releases every off-heap byte at once; the memory must not
  * be used afterwards.
@@ -31,6 +34,10 @@ public final class PhysicalMemory implements AutoCloseable {
     private final FrameDescriptors descriptors;
     private final FrameContents contents;
     private final long frameCount;
+    private final PageTableWindow[] windowByNode;
+    private final boolean[] windowClaimed;
+    // The windows claimed so far, replaced whole on a claim so walkers read it without a lock.
+    private volatile PageTableWindow[] windows = new PageTableWindow[0];
     private volatile boolean closed;
 
     /**
@@ -65,6 +72,8 @@ public final class PhysicalMemory implements AutoCloseable {
         this.descriptors = new FrameDescriptors(offHeap, frameCount);
         this.contents = new FrameContents(offHeap, frameCount);
         this.allocators = new BuddyAllocator[nodes.size()];
+        this.windowByNode = new PageTableWindow[nodes.size()];
+        this.windowClaimed = new boolean[nodes.size()];
         for (NumaNode node : nodes) {
             allocators[node.id()] = new BuddyAllocator(node, descriptors);
         }
@@ -139,9 +148,27 @@ public final class PhysicalMemory implements AutoCloseable {
         return tryAllocate(node, order, zero, AllocationKind.FRAME);
     }
 
-    /** A zeroed frame for a page table, or -1 (counted apart for fault injection). */
+    /**
+     * A zeroed frame for a page table, or -1 (counted apart for fault injection): from the node's
+     * {@link PageTableWindow} while it has room, else from the buddy allocator.
+     */
     public long tryAllocateTable(int node) {
-        return tryAllocate(node, 0, true, AllocationKind.TABLE);
+        ensureOpen();
+        checkNode(node);
+        if (faults.shouldFail(AllocationKind.TABLE)) {
+            return -1;
+        }
+        PageTableWindow window = windowFor(node);
+        long pfn = window == null ? -1 : window.allocate();
+        if (pfn >= 0) {
+            descriptors.initAllocated(pfn, 0, node);
+        } else {
+            pfn = allocators[node].allocate(0);
+        }
+        if (pfn >= 0) {
+            contents.zero(pfn, 1);
+        }
+        return pfn;
     }
 
     private long tryAllocate(int node, int order, boolean zero, AllocationKind kind) {
@@ -155,6 +182,76 @@ public final class PhysicalMemory implements AutoCloseable {
             contents.zero(pfn, 1L << order);
         }
         return pfn;
+    }
+
+    /**
+     * Frames of a node's page-table window: as many tables as map the whole node once with 4 KiB
+     * pages (1/512 of it), rounded down to a power of two, at most 4096 (16 MiB of host memory);
+     * none for a node under 16 MiB.
+     */
+    static long windowFrames(long nodeFrames) {
+        long wanted = nodeFrames / 512;
+        return wanted < 8 ? 0 : Math.min(Long.highestOneBit(wanted), 4096);
+    }
+
+    /** The node's window, claimed at the first call: a free aligned block none of whose frames has a page yet. */
+    private synchronized PageTableWindow windowFor(int node) {
+        if (windowClaimed[node]) {
+            return windowByNode[node];
+        }
+        windowClaimed[node] = true;
+        long frames = windowFrames(nodes.get(node).frames());
+        if (frames == 0) {
+            return null;
+        }
+        int order = Long.numberOfTrailingZeros(frames);
+        org.eclipse.collections.impl.list.mutable.primitive.LongArrayList passedOver =
+                new org.eclipse.collections.impl.list.mutable.primitive.LongArrayList();
+        try {
+            for (int attempt = 0; attempt < 8; attempt++) {
+                long head = allocators[node].allocate(order);
+                if (head < 0) {
+                    return null; // no room: tables come from the buddy allocator
+                }
+                if (contents.anyMaterialised(head, frames)) {
+                    passedOver.add(head); // a page of a frame must never change: look for untouched frames
+                    continue;
+                }
+                MemorySegment memory;
+                try {
+                    memory = offHeap.allocate(frames * FRAME_BYTES);
+                } catch (OutOfMemoryError e) {
+                    passedOver.add(head);
+                    return null;
+                }
+                descriptors.clear(head); // its frames are free until tables take them
+                contents.adopt(head, frames, memory);
+                PageTableWindow window = new PageTableWindow(node, head, frames, memory);
+                windowByNode[node] = window;
+                PageTableWindow[] grown = java.util.Arrays.copyOf(windows, windows.length + 1);
+                grown[grown.length - 1] = window;
+                windows = grown;
+                return window;
+            }
+            return null;
+        } finally {
+            passedOver.forEach(allocators[node]::free);
+        }
+    }
+
+    /** The page-table windows claimed so far (a walker reads tables in them by arithmetic). */
+    public PageTableWindow[] tableWindows() {
+        return windows;
+    }
+
+    /** The window that holds {@code pfn}, or null. */
+    public PageTableWindow windowOf(long pfn) {
+        for (PageTableWindow window : windows) {
+            if (window.contains(pfn)) {
+                return window;
+            }
+        }
+        return null;
     }
 
     /** Off-heap bytes held by all simulated memories of this process that are not closed yet. */
@@ -175,7 +272,18 @@ public final class PhysicalMemory implements AutoCloseable {
     /** Frees the block headed by {@code pfn} to its node's allocator. */
     public void free(long pfn) {
         ensureOpen();
-        allocators[nodeOf(pfn)].free(pfn);
+        PageTableWindow window = windowOf(pfn);
+        if (window == null) {
+            allocators[nodeOf(pfn)].free(pfn);
+            return;
+        }
+        synchronized (window) {
+            if ((descriptors.flags(pfn) & FrameFlags.ALLOCATED) == 0) {
+                throw new InvalidArgumentException("pfn", pfn, "must head an allocated block (double free or tail frame)");
+            }
+            descriptors.clear(pfn);
+            window.free(pfn);
+        }
     }
 
     /** Free frames over all nodes. */
@@ -183,6 +291,9 @@ public final class PhysicalMemory implements AutoCloseable {
         long free = 0;
         for (BuddyAllocator allocator : allocators) {
             free += allocator.freeFrames();
+        }
+        for (PageTableWindow window : windows) {
+            free += window.freeFrames();
         }
         return free;
     }

@@ -31,6 +31,11 @@ final class TableMemory {
         return (long) ENTRY.getOpaque(table, (long) index << 3);
     }
 
+    /** {@link #readOpaque(MemorySegment, int)} at a byte offset (a table inside a larger segment). */
+    static long readOpaque(MemorySegment memory, long offset) {
+        return (long) ENTRY.getOpaque(memory, offset);
+    }
+
     static void write(FrameContents contents, long tablePfn, int index, long entry) {
         ENTRY.setVolatile(contents.page(tablePfn), (long) index << 3, entry);
     }

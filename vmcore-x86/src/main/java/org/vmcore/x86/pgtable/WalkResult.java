@@ -15,8 +15,8 @@ public final class WalkResult {
     public long physicalAddress;
     /** On success: the head PFN of the mapped page (2 MiB / 1 GiB aligned for huge leaves). */
     public long pagePfn;
-    /** On success: the size of the mapped page. */
-    public PageSize pageSize;
+    private static final Level[] LEVELS = Level.values();
+    private static final PageSize[] SIZE_OF_LEAF = {null, null, PageSize.SIZE_1G, PageSize.SIZE_2M, PageSize.SIZE_4K};
     /**
      * On success: the effective permission bits of the whole walk, as a TLB caches them: RW and
      * USER where every level allows them, NX where any level sets it.
@@ -24,8 +24,9 @@ public final class WalkResult {
     public long effectiveBits;
     /** The last entry read: the leaf on success (with A/D as set by this walk), or the faulting one. */
     public long entry;
-    /** The level of {@link #entry}. */
-    public Level level;
+    // The level of entry as an ordinal, -1 for none: an int, because storing a reference into a
+    // long-lived result costs a GC write barrier on every walk.
+    int levelOrd = -1;
     /** Physical address of {@link #entry}'s slot. */
     public long entrySlot;
     /** Table PFNs used at each level, indexed by {@link Level#ordinal()}; -1 where not reached. */
@@ -33,15 +34,33 @@ public final class WalkResult {
     /** Entries read at each level, indexed by {@link Level#ordinal()}; 0 where not reached. */
     public final long[] entries = new long[Level.values().length];
 
+    /**
+     * The level of {@link #entry}, or null when the walk stopped before reading any (a
+     * non-canonical address).
+     *
+     * @return the level of the last entry read
+     */
+    public Level level() {
+        return levelOrd < 0 ? null : LEVELS[levelOrd];
+    }
+
+    /**
+     * On success: the size of the mapped page; null after a failed walk.
+     *
+     * @return the size of the mapped page
+     */
+    public PageSize pageSize() {
+        return ok ? SIZE_OF_LEAF[levelOrd] : null;
+    }
+
     /** Resets the scalar fields; the walk fills or clears every level of the arrays. */
     void begin() {
         ok = false;
         faultCode = 0;
         physicalAddress = -1;
         pagePfn = -1;
-        pageSize = null;
         entry = 0;
-        level = null;
+        levelOrd = -1;
         entrySlot = -1;
         effectiveBits = 0;
     }
@@ -57,7 +76,7 @@ public final class WalkResult {
     @Override
     public String toString() {
         return ok
-                ? "ok pa=0x" + Long.toHexString(physicalAddress) + " " + pageSize.label() + " " + Pte.describe(entry)
-                : "fault " + PageFaultCode.describe(faultCode) + " at " + level + " " + Pte.describe(entry);
+                ? "ok pa=0x" + Long.toHexString(physicalAddress) + " " + pageSize().label() + " " + Pte.describe(entry)
+                : "fault " + PageFaultCode.describe(faultCode) + " at " + level() + " " + Pte.describe(entry);
     }
 }

@@ -5,6 +5,7 @@ import org.vmcore.api.InvalidArgumentException;
 import org.vmcore.api.PageSize;
 import org.vmcore.api.PagingMode;
 import org.vmcore.x86.mem.FrameContents;
+import org.vmcore.x86.mem.PageTableWindow;
 import org.vmcore.x86.mem.PhysicalMemory;
 
 /**
@@ -30,11 +31,19 @@ public final class Walker {
     private static final int PUD_ORD = Level.PUD.ordinal();
     private static final long LOW_2M_PFN_BITS = ((1L << 21) - 1) & ~((1L << 13) - 1);
     private static final long LOW_1G_PFN_BITS = ((1L << 30) - 1) & ~((1L << 13) - 1);
+    // By level ordinal (PML5, PML4, PUD, PMD, PTE): what a leaf there maps.
+    private static final long[] LEAF_PFN_MASK = {0, 0, Pte.pfnMask(PageSize.SIZE_1G), Pte.pfnMask(PageSize.SIZE_2M),
+        Pte.pfnMask(PageSize.SIZE_4K)};
+    private static final long[] LEAF_OFFSET_MASK = {0, 0, (1L << 30) - 1, (1L << 21) - 1, (1L << 12) - 1};
 
+    private final PhysicalMemory memory;
     private final FrameContents contents;
     private final long frameCount;
     private final int maxPhysAddrBits;
     private final long physReserved;
+    // Reserved bits by level ordinal: for an entry that points to a table, and for a leaf.
+    private final long[] tableReserved = new long[LEVEL_COUNT];
+    private final long[] leafReserved = new long[LEVEL_COUNT];
     private int pkru;
     // Host pages of the tables used last at each level: a frame's page never changes once it
     // exists (FrameContents), so this lookup cache needs no invalidation. It is not a model of
@@ -60,10 +69,15 @@ public final class Walker {
             throw new InvalidArgumentException("maxPhysAddrBits", maxPhysAddrBits,
                     "must address all " + (memory.frameCount() << 12) + " bytes of memory");
         }
+        this.memory = memory;
         this.contents = memory.contents();
         this.frameCount = memory.frameCount();
         this.maxPhysAddrBits = maxPhysAddrBits;
         this.physReserved = ((1L << 52) - 1) & ~((1L << maxPhysAddrBits) - 1);
+        for (int ord = 0; ord < LEVEL_COUNT; ord++) {
+            tableReserved[ord] = reservedBits(ord, false);
+            leafReserved[ord] = reservedBits(ord, true);
+        }
     }
 
     /** MAXPHYADDR of this walker's CPU. */
@@ -120,7 +134,7 @@ public final class Walker {
     /**
      * A software walk (the kernel's follow_page): finds the entry that maps {@code va} without
      * checking permissions and without setting A or D. Returns true when a present leaf maps it;
-     * otherwise {@code out.entry} and {@code out.level} show where the walk stopped.
+     * otherwise {@code out.entry} and {@code out.level()} show where the walk stopped.
      */
     public boolean translate(long cr3, PagingMode mode, long va, WalkResult out) {
         return walk(cr3, mode, va, 0, out, false, -1, 0);
@@ -128,23 +142,29 @@ public final class Walker {
 
     private boolean walk(long cr3, PagingMode mode, long va, int access, WalkResult out, boolean hardware, int startOrd,
                          long upperBits) {
-        out.begin();
         if (!mode.isCanonical(va)) {
+            out.begin();
             out.faultCode = PageFaultCode.GENERAL_PROTECTION | access;
             out.clearLevels(0, LEVEL_COUNT);
             return false;
         }
-        int rootOrd = startOrd >= 0 ? startOrd : Level.root(mode).ordinal();
-        long upperRw = startOrd >= 0 ? upperBits & Pte.RW : Pte.RW;
-        long upperUs = startOrd >= 0 ? upperBits & Pte.USER : Pte.USER;
-        long upperNx = startOrd >= 0 ? upperBits & Pte.NX : 0;
+        int rootOrd = startOrd >= 0 ? startOrd : mode == PagingMode.FIVE_LEVEL ? 0 : 1;
+        // What the levels above the start contribute: RW and USER (ANDed down the walk), NX (ORed).
+        // ACCESSED joins the AND so one test tells whether any entry still needs its A bit.
+        long upperAll = (startOrd >= 0 ? upperBits & (Pte.RW | Pte.USER) : Pte.RW | Pte.USER) | Pte.ACCESSED;
+        long upperAny = startOrd >= 0 ? upperBits & Pte.NX : 0;
         long[] tablePfns = out.tablePfn;
         long[] entries = out.entries;
+        PageTableWindow[] windows = memory.tableWindows();
+        // The first window (usually the only one) in locals, so its reads need no lookup at all.
+        PageTableWindow first = windows.length > 0 ? windows[0] : null;
+        MemorySegment firstMemory = first == null ? null : first.memory();
+        long firstBase = first == null ? 0 : first.base();
+        long firstFrames = first == null ? 0 : first.frames();
         while (true) {
             long tablePfn = cr3 >>> 12;
-            long rwAll = upperRw;
-            long usAll = upperUs;
-            long nxAny = upperNx;
+            long all = upperAll;
+            long any = upperAny;
             int ord = rootOrd;
             long e;
             while (true) {
@@ -154,20 +174,22 @@ public final class Walker {
                     entries[ord] = -1L;
                     return stop(out, rootOrd, ord, index, -1L, access | PageFaultCode.PROTECTION | PageFaultCode.RESERVED);
                 }
-                MemorySegment table = tablePage(ord, tablePfn);
-                e = table == null ? 0 : TableMemory.readOpaque(table, index);
+                long rel = tablePfn - firstBase;
+                e = rel >= 0 && rel < firstFrames
+                        ? TableMemory.readOpaque(firstMemory, (rel << 12) + ((long) index << 3))
+                        : readEntry(windows, ord, tablePfn, index);
                 entries[ord] = e;
                 if ((e & Pte.PRESENT) == 0) {
                     return stop(out, rootOrd, ord, index, e, access);
                 }
-                boolean large = (ord == PMD_ORD || ord == PUD_ORD) && (e & Pte.PSE) != 0;
-                if ((e & reservedBits(ord, large)) != 0) {
+                // PS in a PML4E or PML5E is reserved, so only PUD and PMD entries can be large leaves.
+                boolean leaf = ord == PTE_ORD || (ord >= PUD_ORD && (e & Pte.PSE) != 0);
+                if ((e & (leaf ? leafReserved[ord] : tableReserved[ord])) != 0) {
                     return stop(out, rootOrd, ord, index, e, access | PageFaultCode.PROTECTION | PageFaultCode.RESERVED);
                 }
-                rwAll &= e;
-                usAll &= e;
-                nxAny |= e;
-                if (ord == PTE_ORD || large) {
+                all &= e;
+                any |= e;
+                if (leaf) {
                     break;
                 }
                 tablePfn = (e & Pte.PFN_MASK) >>> 12;
@@ -175,40 +197,63 @@ public final class Walker {
             }
             int leafIndex = (int) ((va >>> (48 - 9 * ord)) & (Level.ENTRIES - 1));
             if (hardware) {
-                int denied = permissionFault(access, rwAll, usAll, nxAny, e);
+                int denied = permissionFault(access, all & Pte.RW, all & Pte.USER, any & Pte.NX, e);
                 if (denied != 0) {
                     return stop(out, rootOrd, ord, leafIndex, e, denied);
                 }
-                if (!setAccessedDirty(va, rootOrd, ord, (access & PageFaultCode.WRITE) != 0, out)) {
-                    continue; // an entry changed under us: walk again
+                boolean write = (access & PageFaultCode.WRITE) != 0;
+                if ((all & Pte.ACCESSED) == 0 || (write && (e & Pte.DIRTY) == 0)) {
+                    if (!setAccessedDirty(va, rootOrd, ord, write, out)) {
+                        continue; // an entry changed under us: walk again
+                    }
+                    e = entries[ord];
                 }
-                e = entries[ord];
             }
-            PageSize size = ord == PTE_ORD ? PageSize.SIZE_4K : ord == PMD_ORD ? PageSize.SIZE_2M : PageSize.SIZE_1G;
-            out.clearLevels(0, rootOrd);
-            out.clearLevels(ord + 1, LEVEL_COUNT);
-            out.entry = e;
-            out.level = LEVELS[ord];
-            out.entrySlot = (tablePfns[ord] << 12) + ((long) leafIndex << 3);
-            long pagePfn = (e & Pte.pfnMask(size)) >>> 12;
+            if (rootOrd > 0) {
+                out.clearLevels(0, rootOrd);
+            }
+            if (ord < PTE_ORD) {
+                out.clearLevels(ord + 1, LEVEL_COUNT);
+            }
+            long pagePfn = (e & LEAF_PFN_MASK[ord]) >>> 12;
             out.ok = true;
-            out.effectiveBits = (rwAll & Pte.RW) | (usAll & Pte.USER) | (nxAny & Pte.NX);
-            out.pageSize = size;
+            out.faultCode = 0;
+            out.entry = e;
+            out.levelOrd = ord;
+            out.entrySlot = (tablePfns[ord] << 12) + ((long) leafIndex << 3);
+            out.effectiveBits = (all & (Pte.RW | Pte.USER)) | (any & Pte.NX);
             out.pagePfn = pagePfn;
-            out.physicalAddress = (pagePfn << 12) | (va & (size.bytes() - 1));
+            out.physicalAddress = (pagePfn << 12) | (va & LEAF_OFFSET_MASK[ord]);
             return true;
         }
     }
 
     /** Records where a failed walk stopped; levels above the root and below the stop are unset. */
     private static boolean stop(WalkResult out, int rootOrd, int ord, int index, long e, int faultCode) {
+        long slotTable = out.tablePfn[ord];
+        out.begin();
         out.clearLevels(0, rootOrd);
         out.clearLevels(ord + 1, LEVEL_COUNT);
         out.entry = e;
-        out.level = LEVELS[ord];
-        out.entrySlot = (out.tablePfn[ord] << 12) + ((long) index << 3);
+        out.levelOrd = ord;
+        out.entrySlot = (slotTable << 12) + ((long) index << 3);
         out.faultCode = faultCode;
         return false;
+    }
+
+    /**
+     * Reads entry {@code index} of the table at {@code tablePfn}: by arithmetic inside a
+     * page-table window, else through the frame's page.
+     */
+    private long readEntry(PageTableWindow[] windows, int ord, long tablePfn, int index) {
+        for (PageTableWindow window : windows) {
+            long rel = tablePfn - window.base();
+            if (rel >= 0 && rel < window.frames()) {
+                return TableMemory.readOpaque(window.memory(), (rel << 12) + ((long) index << 3));
+            }
+        }
+        MemorySegment table = tablePage(ord, tablePfn);
+        return table == null ? 0 : TableMemory.readOpaque(table, index);
     }
 
     private MemorySegment tablePage(int ord, long tablePfn) {
@@ -227,7 +272,7 @@ public final class Walker {
         if (ord < PUD_ORD) {
             return physReserved | Pte.PSE;
         }
-        if (large) {
+        if (large && ord != PTE_ORD) {
             return physReserved | (ord == PUD_ORD ? LOW_1G_PFN_BITS : LOW_2M_PFN_BITS);
         }
         return physReserved;

@@ -45,9 +45,9 @@ class WalkerTest {
 
         assertThat(walker.walk(table, va + offset, USER, out)).as(out.toString()).isTrue();
         assertThat(out.physicalAddress).isEqualTo((pfn << 12) + offset);
-        assertThat(out.pageSize).isEqualTo(size);
+        assertThat(out.pageSize()).isEqualTo(size);
         assertThat(out.pagePfn).isEqualTo(pfn);
-        assertThat(out.level).isEqualTo(Level.ofLeaf(size));
+        assertThat(out.level()).isEqualTo(Level.ofLeaf(size));
         long leaf = table.entry(va, Level.ofLeaf(size));
         assertThat(leaf & Pte.ACCESSED).as("read sets A").isNotZero();
         assertThat(leaf & Pte.DIRTY).as("read leaves D clear").isZero();
@@ -72,7 +72,7 @@ class WalkerTest {
         PageTable five = new PageTable(memory, PagingMode.FIVE_LEVEL, 0);
         assertThat(walker.walk(five, va, USER, out)).as("canonical under LA57, merely not present").isFalse();
         assertThat(out.faultCode).isEqualTo(USER);
-        assertThat(out.level).isEqualTo(Level.PML5);
+        assertThat(out.level()).isEqualTo(Level.PML5);
         assertThat(walker.walk(five, 1L << 56, USER, out)).isFalse();
         assertThat(out.faultCode & PageFaultCode.GENERAL_PROTECTION).as("bit 56 set, 63..57 clear").isNotZero();
     }
@@ -82,11 +82,11 @@ class WalkerTest {
         PageTable table = new PageTable(memory, PagingMode.FOUR_LEVEL, 0);
         assertThat(walker.walk(table, 0x1000, USER | WRITE, out)).isFalse();
         assertThat(out.faultCode).isEqualTo(USER | WRITE);
-        assertThat(out.level).isEqualTo(Level.PML4);
+        assertThat(out.level()).isEqualTo(Level.PML4);
 
         table.map(0x20_0000, memory.allocate(0, 0, true), PageSize.SIZE_4K, USER_RW);
         assertThat(walker.walk(table, 0x20_1000, USER, out)).isFalse();
-        assertThat(out.level).isEqualTo(Level.PTE);
+        assertThat(out.level()).isEqualTo(Level.PTE);
         assertThat(out.faultCode & PROTECTION).isZero();
     }
 
@@ -147,7 +147,7 @@ class WalkerTest {
         table.compareAndSetSlot(pml4, e, e | Pte.PSE);
         assertThat(walker.walk(table, 0x1000, USER, out)).isFalse();
         assertThat(out.faultCode & RESERVED).isNotZero();
-        assertThat(out.level).isEqualTo(Level.PML4);
+        assertThat(out.level()).isEqualTo(Level.PML4);
         table.compareAndSetSlot(pml4, table.readSlot(pml4), e);
         assertThat(walker.walk(table, 0x1000, USER, out)).isTrue();
 
@@ -164,7 +164,7 @@ class WalkerTest {
         table.compareAndSetSlot(pud, table.readSlot(pud), table.readSlot(pud) | (1L << 20));
         assertThat(walker.walk(table, 0x80_0000_0000L, USER, out)).isFalse();
         assertThat(out.faultCode & RESERVED).isNotZero();
-        assertThat(out.level).isEqualTo(Level.PUD);
+        assertThat(out.level()).isEqualTo(Level.PUD);
     }
 
     @Test
@@ -192,6 +192,6 @@ class WalkerTest {
         assertThat(table.entry(0x4000_0000L, Level.PMD) & Pte.ACCESSED).as("no A on the leaf").isZero();
         assertThat(table.dump() + table.entry(0x4000_0000L, Level.PMD)).isEqualTo(before);
         assertThat(walker.translate(table.cr3(), mode, 0x8000_0000L, out)).isFalse();
-        assertThat(out.level).isEqualTo(Level.PUD);
+        assertThat(out.level()).isEqualTo(Level.PUD);
     }
 }
