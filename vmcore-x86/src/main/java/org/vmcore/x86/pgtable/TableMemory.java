@@ -12,7 +12,8 @@ import org.vmcore.x86.mem.FrameContents;
  * index. Every access is atomic on the word, as the hardware's and the kernel's are.
  */
 final class TableMemory {
-    private static final VarHandle ENTRY = ValueLayout.JAVA_LONG.withOrder(ByteOrder.LITTLE_ENDIAN).varHandle();
+    private static final ValueLayout.OfLong ENTRY_LAYOUT = ValueLayout.JAVA_LONG.withOrder(ByteOrder.LITTLE_ENDIAN);
+    private static final VarHandle ENTRY = ENTRY_LAYOUT.varHandle();
 
     private TableMemory() {
     }
@@ -31,9 +32,13 @@ final class TableMemory {
         return (long) ENTRY.getOpaque(table, (long) index << 3);
     }
 
-    /** {@link #readOpaque(MemorySegment, int)} at a byte offset (a table inside a larger segment). */
-    static long readOpaque(MemorySegment memory, long offset) {
-        return (long) ENTRY.getOpaque(memory, offset);
+    /**
+     * A plain read at a byte offset (a table inside a page-table window): an aligned 8-byte read
+     * is single-copy atomic on a 64-bit host, and the walker's reads need no ordering, as the
+     * hardware walker's have none; the CPU's shootdown handshake orders what must be ordered.
+     */
+    static long readAt(MemorySegment memory, long offset) {
+        return memory.get(ENTRY_LAYOUT, offset);
     }
 
     static void write(FrameContents contents, long tablePfn, int index, long entry) {

@@ -45,6 +45,10 @@ public final class Walker {
     private final long[] tableReserved = new long[LEVEL_COUNT];
     private final long[] leafReserved = new long[LEVEL_COUNT];
     private int pkru;
+    // Outputs of fastLeaf besides the leaf itself.
+    private int fastOrd;
+    private long fastAll;
+    private long fastAny;
     // Host pages of the tables used last at each level: a frame's page never changes once it
     // exists (FrameContents), so this lookup cache needs no invalidation. It is not a model of
     // the CPU's paging-structure caches; the walk still reads every entry from memory.
@@ -110,7 +114,88 @@ public final class Walker {
         if ((access & ~PageFaultCode.ACCESS_BITS) != 0) {
             throw new InvalidArgumentException("access", access, "must combine only WRITE (2), USER (4) and FETCH (16)");
         }
-        return walk(cr3, mode, va, access, out, true, -1, 0);
+        return fastWalk(cr3, mode, va, access, out) || walk(cr3, mode, va, access, out, true, -1, 0);
+    }
+
+    /**
+     * The common hardware walk, kept small so the JIT inlines it into its caller: from the root,
+     * every table in the first page-table window, ending in a present leaf that allows the access
+     * and already has A (and D for a write) set everywhere, with no protection keys in play.
+     * Anything else returns false and the full walk decides; nothing it wrote matters then.
+     */
+    private boolean fastWalk(long cr3, PagingMode mode, long va, int access, WalkResult out) {
+        PageTableWindow[] windows = memory.tableWindows();
+        if (windows.length == 0 || pkru != 0 || !mode.isCanonical(va)) {
+            return false;
+        }
+        int rootOrd = mode == PagingMode.FIVE_LEVEL ? 0 : 1;
+        long e = fastLeaf(windows[0], cr3 >>> 12, rootOrd, va, out);
+        long all = fastAll;
+        long need = Pte.ACCESSED | ((access & PageFaultCode.USER) != 0 ? Pte.USER : 0)
+                | ((access & PageFaultCode.WRITE) != 0 ? Pte.RW : 0);
+        if ((e & Pte.PRESENT) == 0 || (all & need) != need || ((access & PageFaultCode.FETCH) != 0 && (fastAny & Pte.NX) != 0)
+                || ((access & PageFaultCode.WRITE) != 0 && (e & Pte.DIRTY) == 0)) {
+            return false;
+        }
+        succeed(out, rootOrd, fastOrd, e, all, fastAny, va);
+        return true;
+    }
+
+    /**
+     * The table reads of {@link #fastWalk}: the leaf entry, with its level in {@link #fastOrd}
+     * and the AND and OR of all entries in {@link #fastAll} and {@link #fastAny}; 0 when a table
+     * lies outside the window or an entry is not present or has a reserved bit set.
+     */
+    private long fastLeaf(PageTableWindow window, long tablePfn, int ord, long va, WalkResult out) {
+        MemorySegment tables = window.memory();
+        long base = window.base();
+        long frames = window.frames();
+        long[] tablePfns = out.tablePfn;
+        long[] entries = out.entries;
+        long all = -1L;
+        long any = 0;
+        while (true) {
+            long rel = tablePfn - base;
+            if (rel < 0 || rel >= frames) {
+                return 0;
+            }
+            long e = TableMemory.readAt(tables, (rel << 12) + (((va >>> (48 - 9 * ord)) & (Level.ENTRIES - 1)) << 3));
+            tablePfns[ord] = tablePfn;
+            entries[ord] = e;
+            boolean leaf = ord == PTE_ORD || (ord >= PUD_ORD && (e & Pte.PSE) != 0);
+            if ((e & Pte.PRESENT) == 0 || (e & (leaf ? leafReserved[ord] : tableReserved[ord])) != 0) {
+                return 0;
+            }
+            all &= e;
+            any |= e;
+            if (leaf) {
+                fastOrd = ord;
+                fastAll = all;
+                fastAny = any;
+                return e;
+            }
+            tablePfn = (e & Pte.PFN_MASK) >>> 12;
+            ord++;
+        }
+    }
+
+    /** Fills {@code out} for a walk that ended at the leaf {@code e} at level {@code ord}. */
+    private static void succeed(WalkResult out, int rootOrd, int ord, long e, long all, long any, long va) {
+        if (rootOrd > 0) {
+            out.clearLevels(0, rootOrd);
+        }
+        if (ord < PTE_ORD) {
+            out.clearLevels(ord + 1, LEVEL_COUNT);
+        }
+        long pagePfn = (e & LEAF_PFN_MASK[ord]) >>> 12;
+        out.ok = true;
+        out.faultCode = 0;
+        out.entry = e;
+        out.levelOrd = ord;
+        out.entrySlot = (out.tablePfn[ord] << 12) + ((va >>> (48 - 9 * ord)) & (Level.ENTRIES - 1)) * 8;
+        out.effectiveBits = (all & (Pte.RW | Pte.USER)) | (any & Pte.NX);
+        out.pagePfn = pagePfn;
+        out.physicalAddress = (pagePfn << 12) | (va & LEAF_OFFSET_MASK[ord]);
     }
 
     /**
@@ -176,7 +261,7 @@ public final class Walker {
                 }
                 long rel = tablePfn - firstBase;
                 e = rel >= 0 && rel < firstFrames
-                        ? TableMemory.readOpaque(firstMemory, (rel << 12) + ((long) index << 3))
+                        ? TableMemory.readAt(firstMemory, (rel << 12) + ((long) index << 3))
                         : readEntry(windows, ord, tablePfn, index);
                 entries[ord] = e;
                 if ((e & Pte.PRESENT) == 0) {
@@ -209,21 +294,7 @@ public final class Walker {
                     e = entries[ord];
                 }
             }
-            if (rootOrd > 0) {
-                out.clearLevels(0, rootOrd);
-            }
-            if (ord < PTE_ORD) {
-                out.clearLevels(ord + 1, LEVEL_COUNT);
-            }
-            long pagePfn = (e & LEAF_PFN_MASK[ord]) >>> 12;
-            out.ok = true;
-            out.faultCode = 0;
-            out.entry = e;
-            out.levelOrd = ord;
-            out.entrySlot = (tablePfns[ord] << 12) + ((long) leafIndex << 3);
-            out.effectiveBits = (all & (Pte.RW | Pte.USER)) | (any & Pte.NX);
-            out.pagePfn = pagePfn;
-            out.physicalAddress = (pagePfn << 12) | (va & LEAF_OFFSET_MASK[ord]);
+            succeed(out, rootOrd, ord, e, all, any, va);
             return true;
         }
     }
@@ -249,7 +320,7 @@ public final class Walker {
         for (PageTableWindow window : windows) {
             long rel = tablePfn - window.base();
             if (rel >= 0 && rel < window.frames()) {
-                return TableMemory.readOpaque(window.memory(), (rel << 12) + ((long) index << 3));
+                return TableMemory.readAt(window.memory(), (rel << 12) + ((long) index << 3));
             }
         }
         MemorySegment table = tablePage(ord, tablePfn);
