@@ -236,9 +236,7 @@ public final class SimCpu implements Cpu {
         try {
             boolean running = current != null; // CR3 changes only inside the handshake: read once per window
             while (i < vas.length) {
-                if (flushWaiters.getAcquire() != 0) {
-                    leave();
-                    enter();
+                if (letFlushesIn()) {
                     running = current != null;
                 }
                 long va = vas[i];
@@ -268,9 +266,7 @@ public final class SimCpu implements Cpu {
                 }
                 long pa = translate(va, write);
                 if (pa < 0) {
-                    leave();
-                    handleFault(va, write ? Access.WRITE : Access.READ, tries++);
-                    enter();
+                    faultOutsideWindow(va, write, tries++);
                     continue;
                 }
                 if (write) {
@@ -286,6 +282,26 @@ public final class SimCpu implements Cpu {
         }
     }
 
+    /**
+     * Between two accesses of a window: steps out and back in when a flusher waits (a plain
+     * read, no fence, when none does). Returns whether it stepped out.
+     */
+    private boolean letFlushesIn() {
+        if (flushWaiters.getAcquire() == 0) {
+            return false;
+        }
+        leave();
+        enter();
+        return true;
+    }
+
+    /** Handles a fault met inside a window outside it: the fault path may block on the machine lock. */
+    private void faultOutsideWindow(long va, boolean write, int tries) {
+        leave();
+        handleFault(va, write ? Access.WRITE : Access.READ, tries);
+        enter();
+    }
+
     /** Copies bytes a page at a time inside one handshake window, as {@link #batch} runs accesses. */
     private void copy(long va, byte[] buffer, int offset, int length, boolean write) {
         int done = 0;
@@ -293,17 +309,12 @@ public final class SimCpu implements Cpu {
         enter();
         try {
             while (done < length) {
-                if (flushWaiters.getAcquire() != 0) {
-                    leave();
-                    enter();
-                }
+                letFlushesIn();
                 long at = va + done;
                 int chunk = (int) Math.min(length - done, 4096 - (at & 0xFFF));
                 long pa = translate(at, write);
                 if (pa < 0) {
-                    leave();
-                    handleFault(at, write ? Access.WRITE : Access.READ, tries++);
-                    enter();
+                    faultOutsideWindow(at, write, tries++);
                     continue;
                 }
                 if (write) {
