@@ -45,6 +45,11 @@ public final class Walker {
     private final long[] tableReserved = new long[LEVEL_COUNT];
     private final long[] leafReserved = new long[LEVEL_COUNT];
     private int pkru;
+    // The first page-table window, as seen at the last change of the memory's window list.
+    private PageTableWindow[] seenWindows;
+    private MemorySegment windowMemory;
+    private long windowBase;
+    private long windowFrames;
     // Outputs of fastLeaf besides the leaf itself.
     private int fastOrd;
     private long fastAll;
@@ -125,58 +130,99 @@ public final class Walker {
      */
     private boolean fastWalk(long cr3, PagingMode mode, long va, int access, WalkResult out) {
         PageTableWindow[] windows = memory.tableWindows();
-        if (windows.length == 0 || pkru != 0 || !mode.isCanonical(va)) {
+        if (windows != seenWindows) {
+            seeWindows(windows);
+        }
+        if (windowFrames == 0 || pkru != 0 || !mode.isCanonical(va)) {
             return false;
         }
-        int rootOrd = mode == PagingMode.FIVE_LEVEL ? 0 : 1;
-        long e = fastLeaf(windows[0], cr3 >>> 12, rootOrd, va, out);
+        boolean five = mode == PagingMode.FIVE_LEVEL;
+        long e = fastLeaf(cr3 >>> 12, five, va, out);
+        if (e == 0) { // fastAll and fastAny are stale then
+            return false;
+        }
         long all = fastAll;
         long need = Pte.ACCESSED | ((access & PageFaultCode.USER) != 0 ? Pte.USER : 0)
-                | ((access & PageFaultCode.WRITE) != 0 ? Pte.RW : 0);
-        if ((e & Pte.PRESENT) == 0 || (all & need) != need || ((access & PageFaultCode.FETCH) != 0 && (fastAny & Pte.NX) != 0)
-                || ((access & PageFaultCode.WRITE) != 0 && (e & Pte.DIRTY) == 0)) {
+                | ((access & PageFaultCode.WRITE) != 0 ? Pte.RW | Pte.DIRTY : 0);
+        if ((all & need) != need || ((access & PageFaultCode.FETCH) != 0 && (fastAny & Pte.NX) != 0)) {
             return false;
         }
-        succeed(out, rootOrd, fastOrd, e, all, fastAny, va);
+        succeed(out, five ? 0 : 1, fastOrd, e, all, fastAny, va);
         return true;
     }
 
+    /** Caches the first page-table window (usually the only one) in fields, read once per change. */
+    private void seeWindows(PageTableWindow[] windows) {
+        seenWindows = windows;
+        windowMemory = windows.length == 0 ? null : windows[0].memory();
+        windowBase = windows.length == 0 ? 0 : windows[0].base();
+        windowFrames = windows.length == 0 ? 0 : windows[0].frames();
+    }
+
     /**
-     * The table reads of {@link #fastWalk}: the leaf entry, with its level in {@link #fastOrd}
-     * and the AND and OR of all entries in {@link #fastAll} and {@link #fastAny}; 0 when a table
-     * lies outside the window or an entry is not present or has a reserved bit set.
+     * The table reads of {@link #fastWalk}, written out level by level so that shifts and
+     * reserved masks are constants: the leaf entry, with its level in {@link #fastOrd} and the
+     * AND and OR of all entries (leaf included; D counts only in the leaf) in {@link #fastAll}
+     * and {@link #fastAny}; 0 when a table lies outside the window or an entry is not present
+     * or has a reserved bit set.
      */
-    private long fastLeaf(PageTableWindow window, long tablePfn, int ord, long va, WalkResult out) {
-        MemorySegment tables = window.memory();
-        long base = window.base();
-        long frames = window.frames();
-        long[] tablePfns = out.tablePfn;
-        long[] entries = out.entries;
+    private long fastLeaf(long tablePfn, boolean five, long va, WalkResult out) {
         long all = -1L;
         long any = 0;
-        while (true) {
-            long rel = tablePfn - base;
-            if (rel < 0 || rel >= frames) {
-                return 0;
-            }
-            long e = TableMemory.readAt(tables, (rel << 12) + (((va >>> (48 - 9 * ord)) & (Level.ENTRIES - 1)) << 3));
-            tablePfns[ord] = tablePfn;
-            entries[ord] = e;
-            boolean leaf = ord == PTE_ORD || (ord >= PUD_ORD && (e & Pte.PSE) != 0);
-            if ((e & Pte.PRESENT) == 0 || (e & (leaf ? leafReserved[ord] : tableReserved[ord])) != 0) {
+        long e;
+        if (five) {
+            e = fastEntry(out, 0, tablePfn, va);
+            if ((e & (Pte.PRESENT | tableReserved[0])) != Pte.PRESENT) {
                 return 0;
             }
             all &= e;
             any |= e;
-            if (leaf) {
-                fastOrd = ord;
-                fastAll = all;
-                fastAny = any;
-                return e;
-            }
             tablePfn = (e & Pte.PFN_MASK) >>> 12;
-            ord++;
         }
+        e = fastEntry(out, 1, tablePfn, va);
+        if ((e & (Pte.PRESENT | tableReserved[1])) != Pte.PRESENT) {
+            return 0;
+        }
+        all &= e;
+        any |= e;
+        int ord = PUD_ORD;
+        e = fastEntry(out, PUD_ORD, (e & Pte.PFN_MASK) >>> 12, va);
+        if ((e & Pte.PSE) == 0) {
+            if ((e & (Pte.PRESENT | tableReserved[PUD_ORD])) != Pte.PRESENT) {
+                return 0;
+            }
+            all &= e;
+            any |= e;
+            ord = PMD_ORD;
+            e = fastEntry(out, PMD_ORD, (e & Pte.PFN_MASK) >>> 12, va);
+            if ((e & Pte.PSE) == 0) {
+                if ((e & (Pte.PRESENT | tableReserved[PMD_ORD])) != Pte.PRESENT) {
+                    return 0;
+                }
+                all &= e;
+                any |= e;
+                ord = PTE_ORD;
+                e = fastEntry(out, PTE_ORD, (e & Pte.PFN_MASK) >>> 12, va);
+            }
+        }
+        if ((e & (Pte.PRESENT | leafReserved[ord])) != Pte.PRESENT) {
+            return 0;
+        }
+        fastOrd = ord;
+        fastAll = (all | Pte.DIRTY) & e;
+        fastAny = any | e;
+        return e;
+    }
+
+    /** Entry {@code va} selects at level {@code ord} of the table at {@code tablePfn}, recorded in {@code out}; 0 outside the window. */
+    private long fastEntry(WalkResult out, int ord, long tablePfn, long va) {
+        long rel = tablePfn - windowBase;
+        long e = rel >= 0 && rel < windowFrames
+                ? TableMemory.readAt(windowMemory, (rel << 12) + (((va >>> (48 - 9 * ord)) & (Level.ENTRIES - 1)) << 3))
+                : 0;
+        out.tablePfn[ord] = tablePfn;
+        out.entries[ord] = e;
+        return e;
     }
 
     /** Fills {@code out} for a walk that ended at the leaf {@code e} at level {@code ord}. */
