@@ -210,10 +210,9 @@ public final class FrameContents {
      */
     synchronized void adopt(long pfn, long frames, MemorySegment memory) {
         checkRange(pfn, frames);
-        for (long f = pfn; f < pfn + frames; f++) {
-            if (pageOrNull(f) != null) {
-                throw new IllegalStateException("pfn 0x" + Long.toHexString(f) + " already has a page");
-            }
+        long touched = firstMaterialised(pfn, frames);
+        if (touched >= 0) {
+            throw new IllegalStateException("pfn 0x" + Long.toHexString(touched) + " already has a page");
         }
         for (long f = pfn; f < pfn + frames; f++) {
             int outer = (int) (f >>> SECTION_SHIFT);
@@ -227,17 +226,17 @@ public final class FrameContents {
         materialised += frames;
     }
 
-    /** Whether any frame of {@code [pfn, pfn + frames)} has a page. */
-    boolean anyMaterialised(long pfn, long frames) {
+    /** The first frame of {@code [pfn, pfn + frames)} that has a page, or -1. */
+    long firstMaterialised(long pfn, long frames) {
         for (long f = pfn; f < pfn + frames; f++) {
             MemorySegment[] inner = (MemorySegment[]) OUTER.getAcquire(sections, (int) (f >>> SECTION_SHIFT));
             if (inner == null) {
                 f |= SECTION_FRAMES - 1;
             } else if (INNER.getAcquire(inner, (int) (f & (SECTION_FRAMES - 1))) != null) {
-                return true;
+                return f;
             }
         }
-        return false;
+        return -1;
     }
 
     private synchronized MemorySegment materialise(long pfn) {

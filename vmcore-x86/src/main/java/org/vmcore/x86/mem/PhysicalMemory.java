@@ -3,6 +3,7 @@ package org.vmcore.x86.mem;
 import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;
 import java.util.List;
+import org.eclipse.collections.impl.list.mutable.primitive.LongArrayList;
 import org.vmcore.api.AllocationKind;
 import org.vmcore.api.ClosedException;
 import org.vmcore.api.InvalidArgumentException;
@@ -153,22 +154,7 @@ public final class PhysicalMemory implements AutoCloseable {
      * {@link PageTableWindow} while it has room, else from the buddy allocator.
      */
     public long tryAllocateTable(int node) {
-        ensureOpen();
-        checkNode(node);
-        if (faults.shouldFail(AllocationKind.TABLE)) {
-            return -1;
-        }
-        PageTableWindow window = windowFor(node);
-        long pfn = window == null ? -1 : window.allocate();
-        if (pfn >= 0) {
-            descriptors.initAllocated(pfn, 0, node);
-        } else {
-            pfn = allocators[node].allocate(0);
-        }
-        if (pfn >= 0) {
-            contents.zero(pfn, 1);
-        }
-        return pfn;
+        return tryAllocate(node, 0, true, AllocationKind.TABLE);
     }
 
     private long tryAllocate(int node, int order, boolean zero, AllocationKind kind) {
@@ -177,9 +163,22 @@ public final class PhysicalMemory implements AutoCloseable {
         if (faults.shouldFail(kind)) {
             return -1;
         }
-        long pfn = allocators[node].allocate(order);
+        long pfn = kind == AllocationKind.TABLE ? fromWindow(node) : -1;
+        if (pfn < 0) {
+            pfn = allocators[node].allocate(order);
+        }
         if (pfn >= 0 && zero) {
             contents.zero(pfn, 1L << order);
+        }
+        return pfn;
+    }
+
+    /** A frame of the node's page-table window, allocated as the buddy allocator would, or -1. */
+    private long fromWindow(int node) {
+        PageTableWindow window = windowFor(node);
+        long pfn = window == null ? -1 : window.allocate();
+        if (pfn >= 0) {
+            descriptors.initAllocated(pfn, 0, node);
         }
         return pfn;
     }
@@ -205,15 +204,14 @@ public final class PhysicalMemory implements AutoCloseable {
             return null;
         }
         int order = Long.numberOfTrailingZeros(frames);
-        org.eclipse.collections.impl.list.mutable.primitive.LongArrayList passedOver =
-                new org.eclipse.collections.impl.list.mutable.primitive.LongArrayList();
+        LongArrayList passedOver = new LongArrayList();
         try {
             for (int attempt = 0; attempt < 8; attempt++) {
                 long head = allocators[node].allocate(order);
                 if (head < 0) {
                     return null; // no room: tables come from the buddy allocator
                 }
-                if (contents.anyMaterialised(head, frames)) {
+                if (contents.firstMaterialised(head, frames) >= 0) {
                     passedOver.add(head); // a page of a frame must never change: look for untouched frames
                     continue;
                 }

@@ -123,7 +123,7 @@ public final class Walker {
     }
 
     /**
-     * The common hardware walk, kept small so the JIT inlines it into its caller: from the root,
+     * The common hardware walk, written for speed rather than generality: from the root,
      * every table in the first page-table window, ending in a present leaf that allows the access
      * and already has A (and D for a write) set everywhere, with no protection keys in play.
      * Anything else returns false and the full walk decides; nothing it wrote matters then.
@@ -287,11 +287,6 @@ public final class Walker {
         long[] tablePfns = out.tablePfn;
         long[] entries = out.entries;
         PageTableWindow[] windows = memory.tableWindows();
-        // The first window (usually the only one) in locals, so its reads need no lookup at all.
-        PageTableWindow first = windows.length > 0 ? windows[0] : null;
-        MemorySegment firstMemory = first == null ? null : first.memory();
-        long firstBase = first == null ? 0 : first.base();
-        long firstFrames = first == null ? 0 : first.frames();
         while (true) {
             long tablePfn = cr3 >>> 12;
             long all = upperAll;
@@ -305,10 +300,7 @@ public final class Walker {
                     entries[ord] = -1L;
                     return stop(out, rootOrd, ord, index, -1L, access | PageFaultCode.PROTECTION | PageFaultCode.RESERVED);
                 }
-                long rel = tablePfn - firstBase;
-                e = rel >= 0 && rel < firstFrames
-                        ? TableMemory.readAt(firstMemory, (rel << 12) + ((long) index << 3))
-                        : readEntry(windows, ord, tablePfn, index);
+                e = readEntry(windows, ord, tablePfn, index);
                 entries[ord] = e;
                 if ((e & Pte.PRESENT) == 0) {
                     return stop(out, rootOrd, ord, index, e, access);

@@ -2,6 +2,7 @@ package org.vmcore.x86.tlb;
 
 import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 import org.vmcore.api.PageSize;
 import org.vmcore.api.TlbConfig;
@@ -55,7 +56,7 @@ public final class Tlb {
             new SetAssoc(config.entries1g(), config.ways1g(), 30, generation)};
         this.caches = new FullAssoc[] {
             new FullAssoc(config.pml4eCache()), new FullAssoc(config.pdpteCache()), new FullAssoc(config.pdeCache())};
-        java.util.Arrays.fill(l1Tag, -1);
+        Arrays.fill(l1Tag, -1);
     }
 
     public TlbConfig config() {
@@ -67,8 +68,7 @@ public final class Tlb {
      * after a hit {@link #lastHitShift()} gives the page size's shift.
      */
     public long lookup(int pcid, long va) {
-        long vpn = va >> 12;
-        long tag = (vpn << 12) | pcid;
+        long tag = SetAssoc.tag(pcid, va >> 12);
         int m = l1Index(tag);
         if (l1Tag[m] == tag) {
             lastL1 = m;
@@ -112,7 +112,7 @@ public final class Tlb {
         lastL1 = -1;
         if (size == PageSize.SIZE_4K) {
             dropL1(replaced); // inclusive: what leaves the 4 KiB array leaves the L1
-            long tag = ((va >> 12) << 12) | pcid;
+            long tag = SetAssoc.tag(pcid, va >> 12);
             fillL1(l1Index(tag), tag, value);
         }
     }
@@ -142,7 +142,7 @@ public final class Tlb {
      * {@link #lastPage}.
      */
     public int l1Slot(int pcid, long va) {
-        long tag = ((va >> 12) << 12) | pcid;
+        long tag = SetAssoc.tag(pcid, va >> 12);
         int m = l1Index(tag);
         return l1Tag[m] == tag ? m : -1;
     }
@@ -178,8 +178,8 @@ public final class Tlb {
 
     /** Empties the L1: any flush does, which may drop more than it must, as hardware may. */
     private void clearL1() {
-        java.util.Arrays.fill(l1Tag, -1);
-        java.util.Arrays.fill(l1Page, null);
+        Arrays.fill(l1Tag, -1);
+        Arrays.fill(l1Page, null);
         lastL1 = -1;
     }
 
@@ -330,6 +330,10 @@ public final class Tlb {
             return (vpn << 12) | pcid;
         }
 
+        private static int hintIndex(int pcid, long vpn) {
+            return (int) (vpn ^ pcid) & (MEMO - 1);
+        }
+
         private int set(int pcid, long vpn) {
             return (int) ((vpn ^ (vpn >>> 17) ^ ((long) pcid * 0x9E37L)) & setMask);
         }
@@ -337,7 +341,7 @@ public final class Tlb {
         long lookup(int pcid, long va) {
             long vpn = va >> shift;
             long tag = tag(pcid, vpn);
-            int m = (int) (vpn ^ pcid) & (MEMO - 1);
+            int m = hintIndex(pcid, vpn);
             int hint = wayHint[m];
             if (tags[hint] == tag && values[hint] != 0) { // the usual case: no scan of the set
                 return gens[hint] == generation[pcid] ? values[hint] : 0;
@@ -378,7 +382,7 @@ public final class Tlb {
             tags[slot] = tag;
             values[slot] = value;
             gens[slot] = generation[pcid];
-            wayHint[(int) (vpn ^ pcid) & (MEMO - 1)] = slot;
+            wayHint[hintIndex(pcid, vpn)] = slot;
             return replaced;
         }
 
@@ -397,7 +401,7 @@ public final class Tlb {
         }
 
         void clear() {
-            java.util.Arrays.fill(values, 0);
+            Arrays.fill(values, 0);
         }
 
         void collect(int pcid, PageSize size, List<Entry> out) {
@@ -459,7 +463,7 @@ public final class Tlb {
         }
 
         void clear() {
-            java.util.Arrays.fill(values, 0);
+            Arrays.fill(values, 0);
         }
 
         void collect(int pcid, int shift, List<Entry> out) {
