@@ -50,9 +50,9 @@ public final class PageTableTour {
             long[] addresses = {0x0000_7f00_0000_1010L, 0x0000_7f00_4012_3456L, 0x0000_7f40_1234_5678L};
             for (long va : addresses) {
                 walker.walk(table, va, PageFaultCode.USER | PageFaultCode.WRITE, out);
-                memory.contents().write(out.physicalAddress, 8, va);
+                memory.contents().write(out.physicalAddress(), 8, va);
                 System.out.printf("store to va 0x%x -> pa 0x%x via %s leaf: %s%n",
-                        va, out.physicalAddress, out.pageSize().label(), Pte.describe(out.entry));
+                        va, out.physicalAddress(), out.pageSize().label(), Pte.describe(out.entry()));
             }
             walker.walk(table, 0x0000_7f00_0000_2000L, PageFaultCode.USER, out);
             System.out.println("load from va 0x7f0000002000 -> " + out);

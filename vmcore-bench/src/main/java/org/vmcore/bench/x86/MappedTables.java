@@ -20,7 +20,12 @@ final class MappedTables {
         table = new PageTable(memory, mode, 0);
     }
 
-    /** Maps {@code pages} pages of {@code size} from {@link #BASE} on, all to distinct frames where memory allows. */
+    /**
+     * Maps {@code pages} pages of {@code size} from {@link #BASE} on, all to distinct frames where
+     * memory allows, with A already set, as after a first touch: walks of them are read-only,
+     * and a setup needs no walks to get there (a million failing first walks would teach the
+     * JIT that the walker's fast path fails).
+     */
     void map(int pages, PageSize size) {
         long framesPerPage = size.frames();
         long dataFrames = Math.min((long) pages * framesPerPage, memory.frameCount() / 2) & -(1L << 18);
@@ -32,7 +37,7 @@ final class MappedTables {
         long span = Math.max(dataFrames, framesPerPage);
         for (long i = 0; i < pages; i++) {
             long pfn = first + ((i * framesPerPage) % span);
-            table.map(BASE + i * size.bytes(), pfn, size, USER_RW);
+            table.map(BASE + i * size.bytes(), pfn, size, USER_RW | Pte.ACCESSED);
         }
     }
 

@@ -48,8 +48,8 @@ public class WalkBench {
         tables.map(PAGES, PageSize.SIZE_4K);
         walker = new Walker(tables.memory);
         addresses = MappedTables.addresses(PAGES, PageSize.SIZE_4K, order.equals("random"), 42);
-        for (long va : addresses) { // set every A bit once, so the measured walks are read-only
-            walker.walk(tables.table, va, PageFaultCode.USER, out);
+        if (!walker.walk(tables.table, addresses[0], PageFaultCode.USER, out)) {
+            throw new IllegalStateException("setup: the first walk fails: " + out);
         }
     }
 
@@ -63,7 +63,7 @@ public class WalkBench {
         long va = addresses[next];
         next = (next + 1) & (PAGES - 1);
         walker.walk(tables.table, va, PageFaultCode.USER, out);
-        return out.physicalAddress;
+        return out.physicalAddress();
     }
 
     /**
@@ -77,7 +77,7 @@ public class WalkBench {
         int n = next;
         for (int k = 0; k < 1024; k++) {
             walker.walk(tables.table, addresses[n], PageFaultCode.USER, out);
-            sum += out.physicalAddress;
+            sum += out.physicalAddress();
             n = (n + 1) & (PAGES - 1);
         }
         next = n;

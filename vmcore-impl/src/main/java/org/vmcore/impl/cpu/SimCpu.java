@@ -43,6 +43,7 @@ public final class SimCpu implements Cpu {
     static final ThreadLocal<SimCpu> DRIVEN = new ThreadLocal<>();
     private static final VarHandle BUSY;
     private static final int MAX_RETRIES = 1000;
+    private static final Level[] LEVELS = Level.values();
 
     static {
         try {
@@ -430,19 +431,19 @@ public final class SimCpu implements Cpu {
             bits = Pte.RW | Pte.USER;
         }
         if (!ok) {
-            lastFaultCode = out.faultCode;
+            lastFaultCode = out.faultCode();
             return -1;
         }
         int leafOrd = out.level().ordinal();
         missesBySize[out.pageSize().ordinal()]++;
-        tlb.insert(pcid, va, out.pageSize(), (out.pagePfn << 12) | Pte.PRESENT | Pte.ACCESSED | out.effectiveBits
-                | (out.entry & Pte.DIRTY));
+        tlb.insert(pcid, va, out.pageSize(), (out.pagePfn() << 12) | Pte.PRESENT | Pte.ACCESSED | out.effectiveBits()
+                | (out.entry() & Pte.DIRTY));
         // Cache the upper entries this walk used, with the permissions accumulated down to them.
         long rw = bits & Pte.RW;
         long us = bits & Pte.USER;
         long nx = bits & Pte.NX;
         for (int ord = startOrd; ord < leafOrd; ord++) {
-            long e = out.entries[ord];
+            long e = out.entryAt(LEVELS[ord]);
             rw &= e;
             us &= e;
             nx |= e & Pte.NX;
@@ -452,11 +453,11 @@ public final class SimCpu implements Cpu {
                 tlb.pscInsert(cache, pcid, va, Tlb.pscValue(Pte.pfn(e), rw | us | nx));
             }
         }
-        return out.physicalAddress;
+        return out.physicalAddress();
     }
 
     private void checkStale(SimAddressSpace mm, long va, long cachedPfn, boolean write) {
-        long now = checker.translate(cr3, mode, va, checkOut) ? checkOut.pagePfn : -1;
+        long now = checker.translate(cr3, mode, va, checkOut) ? checkOut.pagePfn() : -1;
         if (now != cachedPfn && !mm.notifiers().isInvalidating(va)) {
             machine.detector().record("cpu" + id, mm, va, write, cachedPfn, now);
         }

@@ -393,7 +393,7 @@ public final class SimAddressSpace implements AddressSpace {
             if (!pageTable.mode().isCanonical(va)) {
                 throw new InvalidArgumentException("va", va, "must be canonical");
             }
-            return walker.translate(pageTable.cr3(), pageTable.mode(), va, walkResult) ? walkResult.physicalAddress : -1;
+            return walker.translate(pageTable.cr3(), pageTable.mode(), va, walkResult) ? walkResult.physicalAddress() : -1;
         }
     }
 
@@ -404,7 +404,7 @@ public final class SimAddressSpace implements AddressSpace {
             if (!pageTable.mode().isCanonical(va)) {
                 throw new InvalidArgumentException("va", va, "must be canonical");
             }
-            return walker.translate(pageTable.cr3(), pageTable.mode(), va, walkResult) ? walkResult.pagePfn : -1;
+            return walker.translate(pageTable.cr3(), pageTable.mode(), va, walkResult) ? walkResult.pagePfn() : -1;
         }
     }
 

@@ -5,37 +5,100 @@ import org.vmcore.api.PageSize;
 /**
  * The outcome of one walk, filled in place so that a walk allocates nothing. A caller (a CPU)
  * keeps one and reuses it.
+ *
+ * <p>A walk stores only what it read (the entries and tables of the levels it went through,
+ * the level it stopped at, the address) and, on success, the effective permission bits; the
+ * physical address, page frame and entry slot are worked out when asked for. That keeps a
+ * successful walk's bookkeeping to a handful of plain stores.
  */
 public final class WalkResult {
-    /** Whether the translation succeeded. */
-    public boolean ok;
-    /** On failure: the {@link PageFaultCode} bits. */
-    public int faultCode;
-    /** On success: the physical address of the accessed byte. */
-    public long physicalAddress;
-    /** On success: the head PFN of the mapped page (2 MiB / 1 GiB aligned for huge leaves). */
-    public long pagePfn;
     private static final Level[] LEVELS = Level.values();
     private static final PageSize[] SIZE_OF_LEAF = {null, null, PageSize.SIZE_1G, PageSize.SIZE_2M, PageSize.SIZE_4K};
-    /**
-     * On success: the effective permission bits of the whole walk, as a TLB caches them: RW and
-     * USER where every level allows them, NX where any level sets it.
-     */
-    public long effectiveBits;
-    /** The last entry read: the leaf on success (with A/D as set by this walk), or the faulting one. */
-    public long entry;
-    // The level of entry as an ordinal, -1 for none: an int, because storing a reference into a
-    // long-lived result costs a GC write barrier on every walk.
+
+    boolean ok;
+    int faultCode;
+    long entry;
+    long effectiveBits;
+    long va;
+    // The levels read, as ordinals (PML5 0 .. PTE 4): firstOrd .. levelOrd. levelOrd is -1 when
+    // the walk read nothing (a non-canonical address). Ints, not Level references, because
+    // storing a reference into a long-lived result costs a GC write barrier on every walk.
+    int firstOrd = LEVELS.length;
     int levelOrd = -1;
-    /** Physical address of {@link #entry}'s slot. */
-    public long entrySlot;
-    /** Table PFNs used at each level, indexed by {@link Level#ordinal()}; -1 where not reached. */
-    public final long[] tablePfn = new long[Level.values().length];
-    /** Entries read at each level, indexed by {@link Level#ordinal()}; 0 where not reached. */
-    public final long[] entries = new long[Level.values().length];
+    // The physical address of the table used and the entry read at each level, by level ordinal:
+    // fields rather than arrays, so that recording a level is one plain store with no range
+    // check. Meaningful only for the levels read.
+    long table0, table1, table2, table3, table4;
+    long entry0, entry1, entry2, entry3, entry4;
 
     /**
-     * The level of {@link #entry}, or null when the walk stopped before reading any (a
+     * Whether the translation succeeded.
+     *
+     * @return true if the walk found a leaf that allows the access
+     */
+    public boolean ok() {
+        return ok;
+    }
+
+    /**
+     * The {@link PageFaultCode} bits of a failed walk; 0 after a successful one.
+     *
+     * @return the fault code, or 0
+     */
+    public int faultCode() {
+        return ok ? 0 : faultCode;
+    }
+
+    /**
+     * The last entry read: the leaf on success (with A and D as set by this walk), or the entry
+     * where the walk stopped (0 when it read none).
+     *
+     * @return the last entry read
+     */
+    public long entry() {
+        return levelOrd < 0 ? 0 : entry;
+    }
+
+    /**
+     * On success: the physical address of the accessed byte; -1 after a failed walk.
+     *
+     * @return the physical address, or -1
+     */
+    public long physicalAddress() {
+        return ok ? (pagePfn() << 12) | (va & offsetMask()) : -1;
+    }
+
+    /**
+     * On success: the head PFN of the mapped page (2 MiB / 1 GiB aligned for huge leaves); -1
+     * after a failed walk.
+     *
+     * @return the page's head PFN, or -1
+     */
+    public long pagePfn() {
+        return ok ? (entry & Pte.PFN_MASK & ~offsetMask()) >>> 12 : -1;
+    }
+
+    /**
+     * On success: the effective permission bits of the whole walk, as a TLB caches them: RW and
+     * USER where every level allows them, NX where any level sets it; 0 after a failed walk.
+     *
+     * @return the effective RW, USER and NX bits, or 0
+     */
+    public long effectiveBits() {
+        return ok ? effectiveBits : 0;
+    }
+
+    /**
+     * The physical address of {@link #entry()}'s slot, or -1 when the walk read no entry.
+     *
+     * @return the physical address of the last entry read, or -1
+     */
+    public long entrySlot() {
+        return levelOrd < 0 ? -1 : recordedTable(levelOrd) + ((long) LEVELS[levelOrd].index(va) << 3);
+    }
+
+    /**
+     * The level of {@link #entry()}, or null when the walk stopped before reading any (a
      * non-canonical address).
      *
      * @return the level of the last entry read
@@ -53,30 +116,101 @@ public final class WalkResult {
         return ok ? SIZE_OF_LEAF[levelOrd] : null;
     }
 
-    /** Resets the scalar fields; the walk fills or clears every level of the arrays. */
-    void begin() {
-        ok = false;
-        faultCode = 0;
-        physicalAddress = -1;
-        pagePfn = -1;
-        entry = 0;
-        levelOrd = -1;
-        entrySlot = -1;
-        effectiveBits = 0;
+    /**
+     * The PFN of the table this walk used at {@code level}, or -1 where it did not read that
+     * level (above the level it started from, or below where it stopped).
+     *
+     * @param level a paging level
+     * @return the PFN of the table used at that level, or -1
+     */
+    public long tablePfn(Level level) {
+        int ord = level.ordinal();
+        return ord < firstOrd || ord > levelOrd ? -1 : recordedTable(ord) >>> 12;
     }
 
-    /** Marks levels {@code from} (inclusive) to {@code to} (exclusive) as not reached. */
-    void clearLevels(int from, int to) {
-        for (int i = from; i < to; i++) {
-            tablePfn[i] = -1;
-            entries[i] = 0;
+    /**
+     * The entry this walk read at {@code level}, with the A and D bits this walk set, or 0
+     * where it did not read that level.
+     *
+     * @param level a paging level
+     * @return the entry read at that level, or 0
+     */
+    public long entryAt(Level level) {
+        int ord = level.ordinal();
+        return ord < firstOrd || ord > levelOrd ? 0 : recordedEntry(ord);
+    }
+
+    /** The entry recorded at level ordinal {@code ord} by the walk in progress or the last one. */
+    long recordedEntry(int ord) {
+        return switch (ord) {
+            case 0 -> entry0;
+            case 1 -> entry1;
+            case 2 -> entry2;
+            case 3 -> entry3;
+            case 4 -> entry4;
+            default -> throw new IllegalArgumentException("level ordinal " + ord + " is not in 0..4");
+        };
+    }
+
+    /** The table address recorded at level ordinal {@code ord} by the walk in progress or the last one. */
+    long recordedTable(int ord) {
+        return switch (ord) {
+            case 0 -> table0;
+            case 1 -> table1;
+            case 2 -> table2;
+            case 3 -> table3;
+            case 4 -> table4;
+            default -> throw new IllegalArgumentException("level ordinal " + ord + " is not in 0..4");
+        };
+    }
+
+    /** Records the table (its physical address) used and the entry read at level ordinal {@code ord}. */
+    void record(int ord, long table, long e) {
+        switch (ord) {
+            case 0 -> { table0 = table; entry0 = e; }
+            case 1 -> { table1 = table; entry1 = e; }
+            case 2 -> { table2 = table; entry2 = e; }
+            case 3 -> { table3 = table; entry3 = e; }
+            case 4 -> { table4 = table; entry4 = e; }
+            default -> throw new IllegalArgumentException("level ordinal " + ord + " is not in 0..4");
         }
+    }
+
+    /**
+     * Ends a successful walk that read levels {@code first} to {@code ord} (recorded already)
+     * and found the leaf {@code e} for {@code va}. Kept this small (under the JIT's 35-byte
+     * always-inline limit) on purpose: it sits at the end of the walker's fast path.
+     */
+    void succeeded(int first, int ord, long e, long effective, long va) {
+        ok = true;
+        firstOrd = first;
+        levelOrd = ord;
+        entry = e;
+        effectiveBits = effective;
+        this.va = va;
+    }
+
+    /**
+     * Ends a failed walk that read levels {@code first} to {@code ord} (recorded already; none
+     * when {@code ord} is -1) and stopped at {@code e} with {@code code}.
+     */
+    void failed(int first, int ord, long e, int code, long va) {
+        ok = false;
+        firstOrd = first;
+        levelOrd = ord;
+        entry = e;
+        faultCode = code;
+        this.va = va;
+    }
+
+    private long offsetMask() {
+        return (1L << LEVELS[levelOrd].shift()) - 1;
     }
 
     @Override
     public String toString() {
         return ok
-                ? "ok pa=0x" + Long.toHexString(physicalAddress) + " " + pageSize().label() + " " + Pte.describe(entry)
-                : "fault " + PageFaultCode.describe(faultCode) + " at " + level() + " " + Pte.describe(entry);
+                ? "ok pa=0x" + Long.toHexString(physicalAddress()) + " " + pageSize().label() + " " + Pte.describe(entry)
+                : "fault " + PageFaultCode.describe(faultCode) + " at " + level() + " " + Pte.describe(entry());
     }
 }

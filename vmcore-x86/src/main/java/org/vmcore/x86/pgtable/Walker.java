@@ -1,6 +1,9 @@
 package org.vmcore.x86.pgtable;
 
+import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
 import org.vmcore.api.InvalidArgumentException;
 import org.vmcore.api.PageSize;
 import org.vmcore.api.PagingMode;
@@ -31,10 +34,12 @@ public final class Walker {
     private static final int PUD_ORD = Level.PUD.ordinal();
     private static final long LOW_2M_PFN_BITS = ((1L << 21) - 1) & ~((1L << 13) - 1);
     private static final long LOW_1G_PFN_BITS = ((1L << 30) - 1) & ~((1L << 13) - 1);
-    // By level ordinal (PML5, PML4, PUD, PMD, PTE): what a leaf there maps.
-    private static final long[] LEAF_PFN_MASK = {0, 0, Pte.pfnMask(PageSize.SIZE_1G), Pte.pfnMask(PageSize.SIZE_2M),
-        Pte.pfnMask(PageSize.SIZE_4K)};
-    private static final long[] LEAF_OFFSET_MASK = {0, 0, (1L << 30) - 1, (1L << 21) - 1, (1L << 12) - 1};
+    // Index bits of an address shifted to a byte offset in a table: 9 bits times 8 bytes.
+    private static final long INDEX_BYTES = (Level.ENTRIES - 1) << 3;
+    // Entries are little-endian words at 8-byte aligned offsets; the unaligned layout only spares
+    // the fast walk a check its offsets pass by construction.
+    private static final MemorySegment NO_WINDOW = Arena.global().allocate(PhysicalMemory.FRAME_BYTES);
+    private static final ValueLayout.OfLong ENTRY = ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
 
     private final PhysicalMemory memory;
     private final FrameContents contents;
@@ -45,15 +50,15 @@ public final class Walker {
     private final long[] tableReserved = new long[LEVEL_COUNT];
     private final long[] leafReserved = new long[LEVEL_COUNT];
     private int pkru;
-    // The first page-table window, as seen at the last change of the memory's window list.
+    // The first page-table window, as seen at the last change of the memory's window list. A
+    // window is a naturally aligned power-of-two block, so a table at physical address t lies in
+    // it when (t & windowHighMask) == windowBase, at offset (t & windowOffsetMask). Before a
+    // window exists the fast walk reads a page of zeros, and no address matches windowBase.
     private PageTableWindow[] seenWindows;
-    private MemorySegment windowMemory;
-    private long windowBase;
-    private long windowFrames;
-    // Outputs of fastLeaf besides the leaf itself.
-    private int fastOrd;
-    private long fastAll;
-    private long fastAny;
+    private MemorySegment windowMemory = NO_WINDOW;
+    private long windowBase = -1;
+    private long windowOffsetMask;
+    private long windowHighMask = -1;
     // Host pages of the tables used last at each level: a frame's page never changes once it
     // exists (FrameContents), so this lookup cache needs no invalidation. It is not a model of
     // the CPU's paging-structure caches; the walk still reads every entry from memory.
@@ -113,135 +118,13 @@ public final class Walker {
      * Translates {@code va} for an access described by {@link PageFaultCode#WRITE},
      * {@link PageFaultCode#USER} and {@link PageFaultCode#FETCH} bits in {@code access}.
      *
-     * @return true with the translation in {@code out}, or false with {@code out.faultCode} set
+     * @return true with the translation in {@code out}, or false with {@code out.faultCode()} set
      */
     public boolean walk(long cr3, PagingMode mode, long va, int access, WalkResult out) {
-        if ((access & ~PageFaultCode.ACCESS_BITS) != 0) {
-            throw new InvalidArgumentException("access", access, "must combine only WRITE (2), USER (4) and FETCH (16)");
-        }
-        return fastWalk(cr3, mode, va, access, out) || walk(cr3, mode, va, access, out, true, -1, 0);
-    }
-
-    /**
-     * The common hardware walk, written for speed rather than generality: from the root,
-     * every table in the first page-table window, ending in a present leaf that allows the access
-     * and already has A (and D for a write) set everywhere, with no protection keys in play.
-     * Anything else returns false and the full walk decides; nothing it wrote matters then.
-     */
-    private boolean fastWalk(long cr3, PagingMode mode, long va, int access, WalkResult out) {
-        PageTableWindow[] windows = memory.tableWindows();
-        if (windows != seenWindows) {
-            seeWindows(windows);
-        }
-        if (windowFrames == 0 || pkru != 0 || !mode.isCanonical(va)) {
-            return false;
-        }
-        boolean five = mode == PagingMode.FIVE_LEVEL;
-        long e = fastLeaf(cr3 >>> 12, five, va, out);
-        if (e == 0) { // fastAll and fastAny are stale then
-            return false;
-        }
-        long all = fastAll;
-        long need = Pte.ACCESSED | ((access & PageFaultCode.USER) != 0 ? Pte.USER : 0)
-                | ((access & PageFaultCode.WRITE) != 0 ? Pte.RW | Pte.DIRTY : 0);
-        if ((all & need) != need || ((access & PageFaultCode.FETCH) != 0 && (fastAny & Pte.NX) != 0)) {
-            return false;
-        }
-        succeed(out, five ? 0 : 1, fastOrd, e, all, fastAny, va);
-        return true;
-    }
-
-    /** Caches the first page-table window (usually the only one) in fields, read once per change. */
-    private void seeWindows(PageTableWindow[] windows) {
-        seenWindows = windows;
-        windowMemory = windows.length == 0 ? null : windows[0].memory();
-        windowBase = windows.length == 0 ? 0 : windows[0].base();
-        windowFrames = windows.length == 0 ? 0 : windows[0].frames();
-    }
-
-    /**
-     * The table reads of {@link #fastWalk}, written out level by level so that shifts and
-     * reserved masks are constants: the leaf entry, with its level in {@link #fastOrd} and the
-     * AND and OR of all entries (leaf included; D counts only in the leaf) in {@link #fastAll}
-     * and {@link #fastAny}; 0 when a table lies outside the window or an entry is not present
-     * or has a reserved bit set.
-     */
-    private long fastLeaf(long tablePfn, boolean five, long va, WalkResult out) {
-        long all = -1L;
-        long any = 0;
-        long e;
-        if (five) {
-            e = fastEntry(out, 0, tablePfn, va);
-            if ((e & (Pte.PRESENT | tableReserved[0])) != Pte.PRESENT) {
-                return 0;
-            }
-            all &= e;
-            any |= e;
-            tablePfn = (e & Pte.PFN_MASK) >>> 12;
-        }
-        e = fastEntry(out, 1, tablePfn, va);
-        if ((e & (Pte.PRESENT | tableReserved[1])) != Pte.PRESENT) {
-            return 0;
-        }
-        all &= e;
-        any |= e;
-        int ord = PUD_ORD;
-        e = fastEntry(out, PUD_ORD, (e & Pte.PFN_MASK) >>> 12, va);
-        if ((e & Pte.PSE) == 0) {
-            if ((e & (Pte.PRESENT | tableReserved[PUD_ORD])) != Pte.PRESENT) {
-                return 0;
-            }
-            all &= e;
-            any |= e;
-            ord = PMD_ORD;
-            e = fastEntry(out, PMD_ORD, (e & Pte.PFN_MASK) >>> 12, va);
-            if ((e & Pte.PSE) == 0) {
-                if ((e & (Pte.PRESENT | tableReserved[PMD_ORD])) != Pte.PRESENT) {
-                    return 0;
-                }
-                all &= e;
-                any |= e;
-                ord = PTE_ORD;
-                e = fastEntry(out, PTE_ORD, (e & Pte.PFN_MASK) >>> 12, va);
-            }
-        }
-        if ((e & (Pte.PRESENT | leafReserved[ord])) != Pte.PRESENT) {
-            return 0;
-        }
-        fastOrd = ord;
-        fastAll = (all | Pte.DIRTY) & e;
-        fastAny = any | e;
-        return e;
-    }
-
-    /** Entry {@code va} selects at level {@code ord} of the table at {@code tablePfn}, recorded in {@code out}; 0 outside the window. */
-    private long fastEntry(WalkResult out, int ord, long tablePfn, long va) {
-        long rel = tablePfn - windowBase;
-        long e = rel >= 0 && rel < windowFrames
-                ? TableMemory.readAt(windowMemory, (rel << 12) + (((va >>> (48 - 9 * ord)) & (Level.ENTRIES - 1)) << 3))
-                : 0;
-        out.tablePfn[ord] = tablePfn;
-        out.entries[ord] = e;
-        return e;
-    }
-
-    /** Fills {@code out} for a walk that ended at the leaf {@code e} at level {@code ord}. */
-    private static void succeed(WalkResult out, int rootOrd, int ord, long e, long all, long any, long va) {
-        if (rootOrd > 0) {
-            out.clearLevels(0, rootOrd);
-        }
-        if (ord < PTE_ORD) {
-            out.clearLevels(ord + 1, LEVEL_COUNT);
-        }
-        long pagePfn = (e & LEAF_PFN_MASK[ord]) >>> 12;
-        out.ok = true;
-        out.faultCode = 0;
-        out.entry = e;
-        out.levelOrd = ord;
-        out.entrySlot = (out.tablePfn[ord] << 12) + ((va >>> (48 - 9 * ord)) & (Level.ENTRIES - 1)) * 8;
-        out.effectiveBits = (all & (Pte.RW | Pte.USER)) | (any & Pte.NX);
-        out.pagePfn = pagePfn;
-        out.physicalAddress = (pagePfn << 12) | (va & LEAF_OFFSET_MASK[ord]);
+        checkAccess(access);
+        return (pkru == 0 && mode.isCanonical(va)
+                && fastWalk(mode == PagingMode.FIVE_LEVEL ? 0 : 1, cr3 & Pte.PFN_MASK, va, access, out))
+                || walk(cr3, mode, va, access, out, true, -1, 0);
     }
 
     /**
@@ -253,19 +136,154 @@ public final class Walker {
      */
     public boolean walkFrom(PagingMode mode, long va, int access, WalkResult out, Level startLevel, long tablePfn,
                             long upperBits) {
-        if ((access & ~PageFaultCode.ACCESS_BITS) != 0) {
-            throw new InvalidArgumentException("access", access, "must combine only WRITE (2), USER (4) and FETCH (16)");
-        }
+        checkAccess(access);
         if (startLevel.ordinal() < Level.root(mode).ordinal()) {
             throw new InvalidArgumentException("startLevel", startLevel, "must exist in " + mode + " paging");
         }
+        // The fast walk sees only the levels it reads: the upper ones must allow the access
+        // first, and add their RW, USER and NX to its effective bits after.
+        long perms = access & (PageFaultCode.WRITE | PageFaultCode.USER);
+        boolean upperAllows = (upperBits & perms) == perms
+                && ((access & PageFaultCode.FETCH) == 0 || (upperBits & Pte.NX) == 0);
+        if (upperAllows && pkru == 0 && mode.isCanonical(va) && tablePfn >= 0 && tablePfn < frameCount
+                && fastWalk(startLevel.ordinal(), tablePfn << 12, va, access, out)) {
+            out.effectiveBits = (out.effectiveBits & (upperBits | Pte.NX)) | (upperBits & Pte.NX);
+            return true;
+        }
         return walk(tablePfn << 12, mode, va, access, out, true, startLevel.ordinal(), upperBits);
+    }
+
+    private static void checkAccess(int access) {
+        if ((access & ~PageFaultCode.ACCESS_BITS) != 0) {
+            throw new InvalidArgumentException("access", access, "must combine only WRITE (2), USER (4) and FETCH (16)");
+        }
+    }
+
+    /**
+     * The common hardware walk, written for speed rather than generality: from the table at
+     * physical address {@code table} at level ordinal {@code startOrd}, every table in the
+     * first page-table window, every entry present, accessed (the leaf also dirty for a write),
+     * allowing the access and free of reserved bits. Anything else returns false and the full
+     * walk decides; what this one recorded in {@code out} is overwritten then. The caller has
+     * checked canonicality and that no protection key is in play.
+     *
+     * <p>The levels are written out as a switch that falls through from the start level, so
+     * that each level's shift is a constant once {@link #fastEntry} is inlined; the method is
+     * kept small enough for the compiler to inline it into its callers. The entries that point
+     * to tables are checked together at the end through their AND and OR: a non-present one may
+     * have led the walk to a wrong table first, which is harmless, as every read stays inside
+     * the window and the walk fails.
+     */
+    private boolean fastWalk(int startOrd, long table, long va, int access, WalkResult out) {
+        long all = -1L; // the AND of the entries that point to tables
+        long any = 0; // and their OR
+        long e;
+        int ord;
+        switch (startOrd) {
+            case 0:
+                e = fastEntry(0, table, va, out);
+                all &= e;
+                any |= e;
+                table = e & Pte.PFN_MASK;
+                // fall through
+            case 1:
+                e = fastEntry(1, table, va, out);
+                all &= e;
+                any |= e;
+                table = e & Pte.PFN_MASK;
+                // fall through
+            case 2: // PS makes a 1 GiB leaf
+                e = fastEntry(PUD_ORD, table, va, out);
+                if ((e & Pte.PSE) != 0) {
+                    ord = PUD_ORD;
+                    break;
+                }
+                all &= e;
+                any |= e;
+                table = e & Pte.PFN_MASK;
+                // fall through
+            case 3: // PS makes a 2 MiB leaf
+                e = fastEntry(PMD_ORD, table, va, out);
+                if ((e & Pte.PSE) != 0) {
+                    ord = PMD_ORD;
+                    break;
+                }
+                all &= e;
+                any |= e;
+                table = e & Pte.PFN_MASK;
+                // fall through
+            case 4:
+                e = fastEntry(PTE_ORD, table, va, out);
+                ord = PTE_ORD;
+                break;
+            default:
+                return false;
+        }
+        return fastLeaf(startOrd, ord, table, e, all, any, va, access, out);
+    }
+
+    /**
+     * Reads and records the entry {@code va} selects at level ordinal {@code ord} in the table
+     * at physical address {@code table}; 0 (not present) when the table is outside the window.
+     * The read happens either way, at the table's offset bits, which keeps it inside the window
+     * without a branch.
+     */
+    private long fastEntry(int ord, long table, long va, WalkResult out) {
+        long e = windowMemory.get(ENTRY, (table & windowOffsetMask) + ((va >>> (45 - 9 * ord)) & INDEX_BYTES));
+        long foreign = (table & windowHighMask) ^ windowBase; // 0 inside the window, else positive
+        e &= (foreign - 1) >> 63; // all ones inside, else 0: no branch, which keeps the compiled walk small
+        out.record(ord, table, e);
+        return e;
+    }
+
+    /**
+     * Ends {@link #fastWalk} at the leaf {@code e} at level ordinal {@code ord}, read from the
+     * table at {@code table}, given the AND and OR of the entries above it: true with {@code out}
+     * filled if every entry passes.
+     */
+    private boolean fastLeaf(int startOrd, int ord, long table, long e, long all, long any, long va, int access,
+                             WalkResult out) {
+        // Every entry present and accessed, allowing the access (PageFaultCode's WRITE and USER
+        // are the entries' RW and USER bits), with no reserved bit and no NX for a fetch; PS in
+        // an entry that points to a table is reserved (PML5, PML4) or impossible (PUD, PMD).
+        // The leaf also needs D for a write, and no PFN bits below a huge page's alignment.
+        long need = Pte.PRESENT | Pte.ACCESSED | (access & (PageFaultCode.WRITE | PageFaultCode.USER));
+        long forbid = physReserved | ((long) (access & PageFaultCode.FETCH) << (63 - 4));
+        long leafNeed = need | ((access & PageFaultCode.WRITE) != 0 ? Pte.DIRTY : 0);
+        long lowPfnBits = ord == PTE_ORD ? 0 : ord == PMD_ORD ? LOW_2M_PFN_BITS : LOW_1G_PFN_BITS;
+        if ((all & need) != need || (any & (forbid | Pte.PSE)) != 0
+                || (e & (leafNeed | forbid | lowPfnBits)) != leafNeed) {
+            return false;
+        }
+        out.succeeded(startOrd, ord, e, effectiveBits(all & e, any | e), va);
+        return true;
+    }
+
+    /**
+     * Caches the first page-table window in fields. Windows are only ever added and the first
+     * never changes once claimed, so the fast walk needs no check that its copy is current;
+     * the full walk calls this when the memory has claimed windows since the last call.
+     */
+    private void seeWindows(PageTableWindow[] windows) {
+        seenWindows = windows;
+        if (windows.length > 0) {
+            long bytes = windows[0].frames() << 12;
+            windowMemory = windows[0].memory();
+            windowBase = windows[0].base() << 12;
+            windowOffsetMask = (bytes - 1) & Pte.PFN_MASK;
+            windowHighMask = ~(bytes - 1);
+        }
+    }
+
+    /** What a TLB caches of a walk's permissions: RW and USER as the AND over all levels, NX as the OR. */
+    private static long effectiveBits(long all, long any) {
+        return (all & (Pte.RW | Pte.USER)) | (any & Pte.NX);
     }
 
     /**
      * A software walk (the kernel's follow_page): finds the entry that maps {@code va} without
      * checking permissions and without setting A or D. Returns true when a present leaf maps it;
-     * otherwise {@code out.entry} and {@code out.level()} show where the walk stopped.
+     * otherwise {@code out.entry()} and {@code out.level()} show where the walk stopped.
      */
     public boolean translate(long cr3, PagingMode mode, long va, WalkResult out) {
         return walk(cr3, mode, va, 0, out, false, -1, 0);
@@ -274,9 +292,7 @@ public final class Walker {
     private boolean walk(long cr3, PagingMode mode, long va, int access, WalkResult out, boolean hardware, int startOrd,
                          long upperBits) {
         if (!mode.isCanonical(va)) {
-            out.begin();
-            out.faultCode = PageFaultCode.GENERAL_PROTECTION | access;
-            out.clearLevels(0, LEVEL_COUNT);
+            out.failed(LEVEL_COUNT, -1, 0, PageFaultCode.GENERAL_PROTECTION | access, va);
             return false;
         }
         int rootOrd = startOrd >= 0 ? startOrd : mode == PagingMode.FIVE_LEVEL ? 0 : 1;
@@ -284,9 +300,10 @@ public final class Walker {
         // ACCESSED joins the AND so one test tells whether any entry still needs its A bit.
         long upperAll = (startOrd >= 0 ? upperBits & (Pte.RW | Pte.USER) : Pte.RW | Pte.USER) | Pte.ACCESSED;
         long upperAny = startOrd >= 0 ? upperBits & Pte.NX : 0;
-        long[] tablePfns = out.tablePfn;
-        long[] entries = out.entries;
         PageTableWindow[] windows = memory.tableWindows();
+        if (windows != seenWindows) {
+            seeWindows(windows);
+        }
         while (true) {
             long tablePfn = cr3 >>> 12;
             long all = upperAll;
@@ -295,20 +312,19 @@ public final class Walker {
             long e;
             while (true) {
                 int index = (int) ((va >>> (48 - 9 * ord)) & (Level.ENTRIES - 1));
-                tablePfns[ord] = tablePfn;
                 if (tablePfn >= frameCount) { // no memory behind the address: reads as all ones
-                    entries[ord] = -1L;
-                    return stop(out, rootOrd, ord, index, -1L, access | PageFaultCode.PROTECTION | PageFaultCode.RESERVED);
+                    out.record(ord, tablePfn << 12, -1L);
+                    return stop(out, rootOrd, ord, -1L, access | PageFaultCode.PROTECTION | PageFaultCode.RESERVED, va);
                 }
                 e = readEntry(windows, ord, tablePfn, index);
-                entries[ord] = e;
+                out.record(ord, tablePfn << 12, e);
                 if ((e & Pte.PRESENT) == 0) {
-                    return stop(out, rootOrd, ord, index, e, access);
+                    return stop(out, rootOrd, ord, e, access, va);
                 }
                 // PS in a PML4E or PML5E is reserved, so only PUD and PMD entries can be large leaves.
                 boolean leaf = ord == PTE_ORD || (ord >= PUD_ORD && (e & Pte.PSE) != 0);
                 if ((e & (leaf ? leafReserved[ord] : tableReserved[ord])) != 0) {
-                    return stop(out, rootOrd, ord, index, e, access | PageFaultCode.PROTECTION | PageFaultCode.RESERVED);
+                    return stop(out, rootOrd, ord, e, access | PageFaultCode.PROTECTION | PageFaultCode.RESERVED, va);
                 }
                 all &= e;
                 any |= e;
@@ -318,35 +334,27 @@ public final class Walker {
                 tablePfn = (e & Pte.PFN_MASK) >>> 12;
                 ord++;
             }
-            int leafIndex = (int) ((va >>> (48 - 9 * ord)) & (Level.ENTRIES - 1));
             if (hardware) {
                 int denied = permissionFault(access, all & Pte.RW, all & Pte.USER, any & Pte.NX, e);
                 if (denied != 0) {
-                    return stop(out, rootOrd, ord, leafIndex, e, denied);
+                    return stop(out, rootOrd, ord, e, denied, va);
                 }
                 boolean write = (access & PageFaultCode.WRITE) != 0;
                 if ((all & Pte.ACCESSED) == 0 || (write && (e & Pte.DIRTY) == 0)) {
                     if (!setAccessedDirty(va, rootOrd, ord, write, out)) {
                         continue; // an entry changed under us: walk again
                     }
-                    e = entries[ord];
+                    e = out.recordedEntry(ord);
                 }
             }
-            succeed(out, rootOrd, ord, e, all, any, va);
+            out.succeeded(rootOrd, ord, e, effectiveBits(all, any), va);
             return true;
         }
     }
 
-    /** Records where a failed walk stopped; levels above the root and below the stop are unset. */
-    private static boolean stop(WalkResult out, int rootOrd, int ord, int index, long e, int faultCode) {
-        long slotTable = out.tablePfn[ord];
-        out.begin();
-        out.clearLevels(0, rootOrd);
-        out.clearLevels(ord + 1, LEVEL_COUNT);
-        out.entry = e;
-        out.levelOrd = ord;
-        out.entrySlot = (slotTable << 12) + ((long) index << 3);
-        out.faultCode = faultCode;
+    /** Records where a failed walk stopped. */
+    private static boolean stop(WalkResult out, int rootOrd, int ord, long e, int faultCode, long va) {
+        out.failed(rootOrd, ord, e, faultCode, va);
         return false;
     }
 
@@ -414,15 +422,15 @@ public final class Walker {
 
     private boolean setAccessedDirty(long va, int rootOrd, int leafOrd, boolean write, WalkResult out) {
         for (int ord = rootOrd; ord <= leafOrd; ord++) {
-            long e = out.entries[ord];
+            long e = out.recordedEntry(ord);
             long want = ord == leafOrd && write ? Pte.ACCESSED | Pte.DIRTY : Pte.ACCESSED;
             if ((e & want) != want) {
                 int index = (int) ((va >>> (48 - 9 * ord)) & (Level.ENTRIES - 1));
-                MemorySegment table = tablePage(ord, out.tablePfn[ord]);
+                MemorySegment table = tablePage(ord, out.recordedTable(ord) >>> 12);
                 if (table == null || !TableMemory.compareAndSet(table, index, e, e | want)) {
                     return false;
                 }
-                out.entries[ord] = e | want;
+                out.record(ord, out.recordedTable(ord), e | want);
             }
         }
         return true;

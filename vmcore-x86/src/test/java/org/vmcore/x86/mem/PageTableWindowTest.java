@@ -133,8 +133,8 @@ class PageTableWindowTest {
                 Long want = mapped.get(probe);
                 assertThat(ok).as("seed %d step %d: walk of 0x%x", seed, step, probe).isEqualTo(want != null);
                 if (ok) {
-                    assertThat(out.pagePfn).as("seed %d step %d", seed, step).isEqualTo(want);
-                    assertThat(out.physicalAddress).isEqualTo((want << 12) + 8);
+                    assertThat(out.pagePfn()).as("seed %d step %d", seed, step).isEqualTo(want);
+                    assertThat(out.physicalAddress()).isEqualTo((want << 12) + 8);
                 }
             }
             PageTableWindow window = memory.tableWindows()[0];

@@ -109,7 +109,7 @@ class PageTableTest {
             assertThat(Pte.pfn(e, size)).isEqualTo(pfn);
             assertThat(size == PageSize.SIZE_4K || (e & Pte.PAT_LARGE) != 0).as("%s keeps PAT", size).isTrue();
             assertThat(walker.walk(table, va, PageFaultCode.USER | PageFaultCode.WRITE, out)).isTrue();
-            assertThat(out.pagePfn).isEqualTo(pfn);
+            assertThat(out.pagePfn()).isEqualTo(pfn);
         }
     }
 
@@ -127,7 +127,7 @@ class PageTableTest {
         assertThat(b.tablePages()).as("root, its own PUD table and the shared PMD table").isEqualTo(3);
         assertThat(a.tablePages()).as("root, PUD and the PMD table it allocated").isEqualTo(3);
         assertThat(walker.walk(b, 7 * GIB + 0x20_0010, PageFaultCode.USER, out)).isTrue();
-        assertThat(out.physicalAddress).isEqualTo((page << 12) + 0x10);
+        assertThat(out.physicalAddress()).isEqualTo((page << 12) + 0x10);
 
         // b exits: the shared table survives and keeps mapping for a
         b.destroy();

@@ -44,9 +44,9 @@ class WalkerTest {
         long offset = size.bytes() - 8;
 
         assertThat(walker.walk(table, va + offset, USER, out)).as(out.toString()).isTrue();
-        assertThat(out.physicalAddress).isEqualTo((pfn << 12) + offset);
+        assertThat(out.physicalAddress()).isEqualTo((pfn << 12) + offset);
         assertThat(out.pageSize()).isEqualTo(size);
-        assertThat(out.pagePfn).isEqualTo(pfn);
+        assertThat(out.pagePfn()).isEqualTo(pfn);
         assertThat(out.level()).isEqualTo(Level.ofLeaf(size));
         long leaf = table.entry(va, Level.ofLeaf(size));
         assertThat(leaf & Pte.ACCESSED).as("read sets A").isNotZero();
@@ -57,7 +57,7 @@ class WalkerTest {
 
         assertThat(walker.walk(table, va, USER | WRITE, out)).isTrue();
         assertThat(table.entry(va, Level.ofLeaf(size)) & Pte.DIRTY).as("write sets D").isNotZero();
-        assertThat(out.entry & Pte.DIRTY).isNotZero();
+        assertThat(out.entry() & Pte.DIRTY).isNotZero();
     }
 
     @Test
@@ -65,29 +65,29 @@ class WalkerTest {
         long va = 3L << 50;
         PageTable four = new PageTable(memory, PagingMode.FOUR_LEVEL, 0);
         assertThat(walker.walk(four, va, USER, out)).isFalse();
-        assertThat(out.faultCode).isEqualTo(PageFaultCode.GENERAL_PROTECTION | USER);
+        assertThat(out.faultCode()).isEqualTo(PageFaultCode.GENERAL_PROTECTION | USER);
         assertThat(walker.walk(four, 0x0000_8000_0000_0000L, 0, out)).isFalse();
-        assertThat(out.faultCode & PageFaultCode.GENERAL_PROTECTION).isNotZero();
+        assertThat(out.faultCode() & PageFaultCode.GENERAL_PROTECTION).isNotZero();
 
         PageTable five = new PageTable(memory, PagingMode.FIVE_LEVEL, 0);
         assertThat(walker.walk(five, va, USER, out)).as("canonical under LA57, merely not present").isFalse();
-        assertThat(out.faultCode).isEqualTo(USER);
+        assertThat(out.faultCode()).isEqualTo(USER);
         assertThat(out.level()).isEqualTo(Level.PML5);
         assertThat(walker.walk(five, 1L << 56, USER, out)).isFalse();
-        assertThat(out.faultCode & PageFaultCode.GENERAL_PROTECTION).as("bit 56 set, 63..57 clear").isNotZero();
+        assertThat(out.faultCode() & PageFaultCode.GENERAL_PROTECTION).as("bit 56 set, 63..57 clear").isNotZero();
     }
 
     @Test
     void notPresentFaultsReportWhereTheWalkStopped() {
         PageTable table = new PageTable(memory, PagingMode.FOUR_LEVEL, 0);
         assertThat(walker.walk(table, 0x1000, USER | WRITE, out)).isFalse();
-        assertThat(out.faultCode).isEqualTo(USER | WRITE);
+        assertThat(out.faultCode()).isEqualTo(USER | WRITE);
         assertThat(out.level()).isEqualTo(Level.PML4);
 
         table.map(0x20_0000, memory.allocate(0, 0, true), PageSize.SIZE_4K, USER_RW);
         assertThat(walker.walk(table, 0x20_1000, USER, out)).isFalse();
         assertThat(out.level()).isEqualTo(Level.PTE);
-        assertThat(out.faultCode & PROTECTION).isZero();
+        assertThat(out.faultCode() & PROTECTION).isZero();
     }
 
     @Test
@@ -99,17 +99,17 @@ class WalkerTest {
         table.map(noexec, memory.allocate(0, 0, true), PageSize.SIZE_4K, USER_RW | Pte.NX);
 
         assertThat(walker.walk(table, ro, USER | WRITE, out)).isFalse();
-        assertThat(out.faultCode).isEqualTo(PROTECTION | WRITE | USER);
+        assertThat(out.faultCode()).isEqualTo(PROTECTION | WRITE | USER);
         assertThat(table.entry(ro, Level.PTE) & Pte.ACCESSED).as("a failed walk sets no A").isZero();
         assertThat(walker.walk(table, ro, WRITE, out)).as("CR0.WP: supervisor writes obey RW").isFalse();
         assertThat(walker.walk(table, ro, USER, out)).isTrue();
 
         assertThat(walker.walk(table, kernel, USER, out)).isFalse();
-        assertThat(out.faultCode).isEqualTo(PROTECTION | USER);
+        assertThat(out.faultCode()).isEqualTo(PROTECTION | USER);
         assertThat(walker.walk(table, kernel, WRITE, out)).as("supervisor may use it").isTrue();
 
         assertThat(walker.walk(table, noexec, USER | FETCH, out)).isFalse();
-        assertThat(out.faultCode).isEqualTo(PROTECTION | USER | FETCH);
+        assertThat(out.faultCode()).isEqualTo(PROTECTION | USER | FETCH);
         assertThat(walker.walk(table, ro, USER | FETCH, out)).isTrue();
     }
 
@@ -120,7 +120,7 @@ class WalkerTest {
         walker.setPkru(1 << 7); // write-disable key 3
         assertThat(walker.walk(table, 0x1000, USER, out)).isTrue();
         assertThat(walker.walk(table, 0x1000, USER | WRITE, out)).isFalse();
-        assertThat(out.faultCode).isEqualTo(PROTECTION | WRITE | USER | PageFaultCode.PKEY);
+        assertThat(out.faultCode()).isEqualTo(PROTECTION | WRITE | USER | PageFaultCode.PKEY);
         walker.setPkru(1 << 6); // access-disable key 3
         assertThat(walker.walk(table, 0x1000, USER, out)).isFalse();
         assertThat(walker.walk(table, 0x1000, USER | FETCH, out)).as("keys do not apply to fetches").isTrue();
@@ -137,7 +137,7 @@ class WalkerTest {
         // a PFN bit above MAXPHYADDR (46)
         table.compareAndSetSlot(slot, good, good | (1L << 50));
         assertThat(walker.walk(table, 0x1000, USER, out)).isFalse();
-        assertThat(out.faultCode).isEqualTo(USER | PROTECTION | RESERVED);
+        assertThat(out.faultCode()).isEqualTo(USER | PROTECTION | RESERVED);
         assertThat(new Walker(memory, 52).walk(table, 0x1000, USER, out)).as("not reserved with MAXPHYADDR 52").isTrue();
         table.compareAndSetSlot(slot, table.readSlot(slot), good);
 
@@ -146,7 +146,7 @@ class WalkerTest {
         long e = table.readSlot(pml4);
         table.compareAndSetSlot(pml4, e, e | Pte.PSE);
         assertThat(walker.walk(table, 0x1000, USER, out)).isFalse();
-        assertThat(out.faultCode & RESERVED).isNotZero();
+        assertThat(out.faultCode() & RESERVED).isNotZero();
         assertThat(out.level()).isEqualTo(Level.PML4);
         table.compareAndSetSlot(pml4, table.readSlot(pml4), e);
         assertThat(walker.walk(table, 0x1000, USER, out)).isTrue();
@@ -157,13 +157,13 @@ class WalkerTest {
         long pmd = table.slot(0x4000_0000L, Level.PMD);
         table.compareAndSetSlot(pmd, table.readSlot(pmd), table.readSlot(pmd) | (1L << 13));
         assertThat(walker.walk(table, 0x4000_0000L, USER, out)).isFalse();
-        assertThat(out.faultCode & RESERVED).isNotZero();
+        assertThat(out.faultCode() & RESERVED).isNotZero();
         long oneGig = memory.allocate(0, 18, true);
         table.map(0x80_0000_0000L, oneGig, PageSize.SIZE_1G, USER_RW);
         long pud = table.slot(0x80_0000_0000L, Level.PUD);
         table.compareAndSetSlot(pud, table.readSlot(pud), table.readSlot(pud) | (1L << 20));
         assertThat(walker.walk(table, 0x80_0000_0000L, USER, out)).isFalse();
-        assertThat(out.faultCode & RESERVED).isNotZero();
+        assertThat(out.faultCode() & RESERVED).isNotZero();
         assertThat(out.level()).isEqualTo(Level.PUD);
     }
 
@@ -173,11 +173,11 @@ class WalkerTest {
         long pfn = memory.allocate(0, 0, true);
         table.map(0x1000, pfn, PageSize.SIZE_4K, Pte.PROTNONE | Pte.USER);
         assertThat(walker.walk(table, 0x1000, USER, out)).isFalse();
-        assertThat(out.faultCode & PROTECTION).isZero();
+        assertThat(out.faultCode() & PROTECTION).isZero();
         table.install(0x2000, Level.PTE, MigrationEntry.make(MigrationEntry.Kind.WRITE, pfn, true, true, 0));
         assertThat(walker.walk(table, 0x2000, USER | WRITE, out)).isFalse();
-        assertThat(MigrationEntry.isMigration(out.entry)).isTrue();
-        assertThat(MigrationEntry.pfn(out.entry)).isEqualTo(pfn);
+        assertThat(MigrationEntry.isMigration(out.entry())).isTrue();
+        assertThat(MigrationEntry.pfn(out.entry())).isEqualTo(pfn);
     }
 
     @ParameterizedTest
@@ -188,7 +188,7 @@ class WalkerTest {
         table.map(0x4000_0000L, pfn, PageSize.SIZE_2M, Pte.PRESENT | Pte.RW);
         String before = table.dump() + table.entry(0x4000_0000L, Level.PMD);
         assertThat(walker.translate(table.cr3(), mode, 0x4000_1234L, out)).isTrue();
-        assertThat(out.physicalAddress).isEqualTo((pfn << 12) + 0x1234);
+        assertThat(out.physicalAddress()).isEqualTo((pfn << 12) + 0x1234);
         assertThat(table.entry(0x4000_0000L, Level.PMD) & Pte.ACCESSED).as("no A on the leaf").isZero();
         assertThat(table.dump() + table.entry(0x4000_0000L, Level.PMD)).isEqualTo(before);
         assertThat(walker.translate(table.cr3(), mode, 0x8000_0000L, out)).isFalse();
