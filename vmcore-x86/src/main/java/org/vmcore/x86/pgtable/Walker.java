@@ -177,23 +177,28 @@ public final class Walker {
     private boolean fastWalk(int startOrd, long table, long va, int access, WalkResult out) {
         long all = -1L; // the AND of the entries that point to tables
         long any = 0; // and their OR
+        long base = windowBase;
+        long foreign = 0; // the OR of every table address XOR the window's: no high bit set when all lie in it
         long e;
         int ord;
         switch (startOrd) {
             case 0:
                 e = fastEntry(0, table, va, out);
+                foreign |= table ^ base;
                 all &= e;
                 any |= e;
                 table = e & Pte.PFN_MASK;
                 // fall through
             case 1:
                 e = fastEntry(1, table, va, out);
+                foreign |= table ^ base;
                 all &= e;
                 any |= e;
                 table = e & Pte.PFN_MASK;
                 // fall through
             case 2: // PS makes a 1 GiB leaf
                 e = fastEntry(PUD_ORD, table, va, out);
+                foreign |= table ^ base;
                 if ((e & Pte.PSE) != 0) {
                     ord = PUD_ORD;
                     break;
@@ -204,6 +209,7 @@ public final class Walker {
                 // fall through
             case 3: // PS makes a 2 MiB leaf
                 e = fastEntry(PMD_ORD, table, va, out);
+                foreign |= table ^ base;
                 if ((e & Pte.PSE) != 0) {
                     ord = PMD_ORD;
                     break;
@@ -214,35 +220,35 @@ public final class Walker {
                 // fall through
             case 4:
                 e = fastEntry(PTE_ORD, table, va, out);
+                foreign |= table ^ base;
                 ord = PTE_ORD;
                 break;
             default:
                 return false;
         }
-        return fastLeaf(startOrd, ord, table, e, all, any, va, access, out);
+        return fastLeaf(startOrd, ord, table, e, all, any, foreign, va, access, out);
     }
 
     /**
      * Reads and records the entry {@code va} selects at level ordinal {@code ord} in the table
-     * at physical address {@code table}; 0 (not present) when the table is outside the window.
-     * The read happens either way, at the table's offset bits, which keeps it inside the window
-     * without a branch.
+     * at physical address {@code table}, taken to be in the window: for a table outside it, the
+     * read stays inside the window (at the table's offset bits) and {@link #fastWalk} discards
+     * the walk.
      */
     private long fastEntry(int ord, long table, long va, WalkResult out) {
         long e = windowMemory.get(ENTRY, (table & windowOffsetMask) + ((va >>> (45 - 9 * ord)) & INDEX_BYTES));
-        long foreign = (table & windowHighMask) ^ windowBase; // 0 inside the window, else positive
-        e &= (foreign - 1) >> 63; // all ones inside, else 0: no branch, which keeps the compiled walk small
         out.record(ord, table, e);
         return e;
     }
 
     /**
      * Ends {@link #fastWalk} at the leaf {@code e} at level ordinal {@code ord}, read from the
-     * table at {@code table}, given the AND and OR of the entries above it: true with {@code out}
-     * filled if every entry passes.
+     * table at {@code table}, given the AND and OR of the entries above it and the OR of every
+     * table address XOR the window's ({@code foreign}): true with {@code out} filled if every
+     * table lies in the window and every entry passes.
      */
-    private boolean fastLeaf(int startOrd, int ord, long table, long e, long all, long any, long va, int access,
-                             WalkResult out) {
+    private boolean fastLeaf(int startOrd, int ord, long table, long e, long all, long any, long foreign, long va,
+                             int access, WalkResult out) {
         // Every entry present and accessed, allowing the access (PageFaultCode's WRITE and USER
         // are the entries' RW and USER bits), with no reserved bit and no NX for a fetch; PS in
         // an entry that points to a table is reserved (PML5, PML4) or impossible (PUD, PMD).
@@ -251,7 +257,7 @@ public final class Walker {
         long forbid = physReserved | ((long) (access & PageFaultCode.FETCH) << (63 - 4));
         long leafNeed = need | ((access & PageFaultCode.WRITE) != 0 ? Pte.DIRTY : 0);
         long lowPfnBits = ord == PTE_ORD ? 0 : ord == PMD_ORD ? LOW_2M_PFN_BITS : LOW_1G_PFN_BITS;
-        if ((all & need) != need || (any & (forbid | Pte.PSE)) != 0
+        if ((foreign & windowHighMask) != 0 || (all & need) != need || (any & (forbid | Pte.PSE)) != 0
                 || (e & (leafNeed | forbid | lowPfnBits)) != leafNeed) {
             return false;
         }
