@@ -5,7 +5,6 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
 import org.vmcore.api.InvalidArgumentException;
-import org.vmcore.api.PageSize;
 import org.vmcore.api.PagingMode;
 import org.vmcore.x86.mem.FrameContents;
 import org.vmcore.x86.mem.PageTableWindow;
@@ -27,8 +26,7 @@ import org.vmcore.x86.mem.PhysicalMemory;
  * CPU and is used by one thread at a time.
  */
 public final class Walker {
-    private static final Level[] LEVELS = Level.values();
-    private static final int LEVEL_COUNT = LEVELS.length;
+    private static final int LEVEL_COUNT = Level.values().length;
     private static final int PTE_ORD = Level.PTE.ordinal();
     private static final int PMD_ORD = Level.PMD.ordinal();
     private static final int PUD_ORD = Level.PUD.ordinal();
@@ -38,8 +36,10 @@ public final class Walker {
     private static final long INDEX_BYTES = (Level.ENTRIES - 1) << 3;
     // Entries are little-endian words at 8-byte aligned offsets; the unaligned layout only spares
     // the fast walk a check its offsets pass by construction.
-    private static final MemorySegment NO_WINDOW = Arena.global().allocate(PhysicalMemory.FRAME_BYTES);
     private static final ValueLayout.OfLong ENTRY = ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+    // What the fast walk reads before the memory has a window: one page of zeros for the whole
+    // JVM, never freed (4 KiB), so the fast walk needs no null test.
+    private static final MemorySegment NO_WINDOW = Arena.global().allocate(PhysicalMemory.FRAME_BYTES);
 
     private final PhysicalMemory memory;
     private final FrameContents contents;
