@@ -274,6 +274,10 @@ public final class Walker {
         seenWindows = windows;
         if (windows.length > 0) {
             long bytes = windows[0].frames() << 12;
+            if (Long.bitCount(bytes) != 1 || ((windows[0].base() << 12) & (bytes - 1)) != 0) {
+                throw new IllegalStateException("page-table window at PFN 0x" + Long.toHexString(windows[0].base()) + " of "
+                        + windows[0].frames() + " frames is not a naturally aligned power of two, as the fast walk needs");
+            }
             windowMemory = windows[0].memory();
             windowBase = windows[0].base() << 12;
             windowOffsetMask = (bytes - 1) & Pte.PFN_MASK;
