@@ -123,7 +123,7 @@ public final class Walker {
     public boolean walk(long cr3, PagingMode mode, long va, int access, WalkResult out) {
         checkAccess(access);
         return (pkru == 0 && mode.isCanonical(va)
-                && fastWalk(mode == PagingMode.FIVE_LEVEL ? 0 : 1, cr3 & Pte.PFN_MASK, va, access, out))
+                && fastWalk(Level.root(mode).ordinal(), cr3 & Pte.PFN_MASK, va, access, out))
                 || walk(cr3, mode, va, access, out, true, -1, 0);
     }
 
@@ -305,7 +305,7 @@ public final class Walker {
             out.failed(LEVEL_COUNT, -1, 0, PageFaultCode.GENERAL_PROTECTION | access, va);
             return false;
         }
-        int rootOrd = startOrd >= 0 ? startOrd : mode == PagingMode.FIVE_LEVEL ? 0 : 1;
+        int rootOrd = startOrd >= 0 ? startOrd : Level.root(mode).ordinal();
         // What the levels above the start contribute: RW and USER (ANDed down the walk), NX (ORed).
         // ACCESSED joins the AND so one test tells whether any entry still needs its A bit.
         long upperAll = (startOrd >= 0 ? upperBits & (Pte.RW | Pte.USER) : Pte.RW | Pte.USER) | Pte.ACCESSED;
