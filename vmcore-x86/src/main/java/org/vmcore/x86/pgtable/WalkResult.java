@@ -18,17 +18,21 @@ public final class WalkResult {
     boolean ok;
     int faultCode;
     long entry;
-    long effectiveBits;
+    // What the walk's levels take away, as a TLB would cache it: RW or USER where some level
+    // clears it, NX where some level sets it. Stored this way round because that is what the
+    // fast walk accumulates; effectiveBits() turns it the right way up.
+    long restrictions;
     long va;
     // The levels read, as ordinals (PML5 0 .. PTE 4): firstOrd .. levelOrd. levelOrd is -1 when
     // the walk read nothing (a non-canonical address). Ints, not Level references, because
     // storing a reference into a long-lived result costs a GC write barrier on every walk.
     int firstOrd = LEVELS.length;
     int levelOrd = -1;
-    // The physical address of the table used and the entry read at each level, by level ordinal:
-    // fields rather than arrays, so that recording a level is one plain store with no range
-    // check. Meaningful only for the levels read.
-    long table0, table1, table2, table3, table4;
+    // The physical address of the first table read, and the entry read at each level by level
+    // ordinal: fields rather than arrays, so that recording a level is one plain store with no
+    // range check. Meaningful only for the levels read. The table at each level below the first
+    // is the one the entry above points to, so it is worked out, not stored.
+    long firstTable;
     long entry0, entry1, entry2, entry3, entry4;
 
     /**
@@ -85,7 +89,7 @@ public final class WalkResult {
      * @return the effective RW, USER and NX bits, or 0
      */
     public long effectiveBits() {
-        return ok ? effectiveBits : 0;
+        return ok ? (restrictions & (Pte.RW | Pte.USER | Pte.NX)) ^ (Pte.RW | Pte.USER) : 0;
     }
 
     /**
@@ -94,7 +98,7 @@ public final class WalkResult {
      * @return the physical address of the last entry read, or -1
      */
     public long entrySlot() {
-        return levelOrd < 0 ? -1 : recordedTable(levelOrd) + ((long) LEVELS[levelOrd].index(va) << 3);
+        return levelOrd < 0 ? -1 : recordedTable(firstOrd, levelOrd) + ((long) LEVELS[levelOrd].index(va) << 3);
     }
 
     /**
@@ -125,7 +129,7 @@ public final class WalkResult {
      */
     public long tablePfn(Level level) {
         int ord = level.ordinal();
-        return ord < firstOrd || ord > levelOrd ? -1 : recordedTable(ord) >>> 12;
+        return ord < firstOrd || ord > levelOrd ? -1 : recordedTable(firstOrd, ord) >>> 12;
     }
 
     /**
@@ -152,41 +156,42 @@ public final class WalkResult {
         };
     }
 
-    /** The table address recorded at level ordinal {@code ord} by the walk in progress or the last one. */
-    long recordedTable(int ord) {
-        return switch (ord) {
-            case 0 -> table0;
-            case 1 -> table1;
-            case 2 -> table2;
-            case 3 -> table3;
-            case 4 -> table4;
-            default -> throw new IllegalArgumentException("level ordinal " + ord + " is not in 0..4");
-        };
+    /**
+     * The physical address of the table used at level ordinal {@code ord} by the walk in
+     * progress or the last one, which started at level ordinal {@code first}.
+     */
+    long recordedTable(int first, int ord) {
+        return ord == first ? firstTable : recordedEntry(ord - 1) & Pte.PFN_MASK;
     }
 
-    /** Records the table (its physical address) used and the entry read at level ordinal {@code ord}. */
-    void record(int ord, long table, long e) {
+    /** Records the physical address of the first table a walk reads. */
+    void begin(long table) {
+        firstTable = table;
+    }
+
+    /** Records the entry read at level ordinal {@code ord}. */
+    void record(int ord, long e) {
         switch (ord) {
-            case 0 -> { table0 = table; entry0 = e; }
-            case 1 -> { table1 = table; entry1 = e; }
-            case 2 -> { table2 = table; entry2 = e; }
-            case 3 -> { table3 = table; entry3 = e; }
-            case 4 -> { table4 = table; entry4 = e; }
+            case 0 -> entry0 = e;
+            case 1 -> entry1 = e;
+            case 2 -> entry2 = e;
+            case 3 -> entry3 = e;
+            case 4 -> entry4 = e;
             default -> throw new IllegalArgumentException("level ordinal " + ord + " is not in 0..4");
         }
     }
 
     /**
-     * Ends a successful walk that read levels {@code first} to {@code ord} (recorded already)
+     * Ends a successful walk that read levels {@code first} to {@code ord} (begun and recorded already)
      * and found the leaf {@code e} for {@code va}. Kept this small (under the JIT's 35-byte
      * always-inline limit) on purpose: it sits at the end of the walker's fast path.
      */
-    void succeeded(int first, int ord, long e, long effective, long va) {
+    void succeeded(int first, int ord, long e, long restrictions, long va) {
         ok = true;
         firstOrd = first;
         levelOrd = ord;
         entry = e;
-        effectiveBits = effective;
+        this.restrictions = restrictions;
         this.va = va;
     }
 

@@ -53,12 +53,16 @@ public final class Walker {
     // The first page-table window, as seen at the last change of the memory's window list. A
     // window is a naturally aligned power-of-two block, so a table at physical address t lies in
     // it when (t & windowHighMask) == windowBase, at offset (t & windowOffsetMask). Before a
-    // window exists the fast walk reads a page of zeros, and no address matches windowBase.
+    // window exists the fast walk reads a page of zeros (no entry present, so every fast walk
+    // fails), and only the last possible frame would match windowBase.
     private PageTableWindow[] seenWindows;
     private MemorySegment windowMemory = NO_WINDOW;
-    private long windowBase = -1;
+    private long windowBase = Pte.PFN_MASK;
     private long windowOffsetMask;
-    private long windowHighMask = -1;
+    private long windowHighMask = Pte.PFN_MASK;
+    // What fastWalk expects of an entry that points to a table: the window's high address bits,
+    // P, A, RW and USER set, every other bit it checks clear.
+    private long fastExpect = windowBase | Pte.PRESENT | Pte.ACCESSED | Pte.RW | Pte.USER;
     // Host pages of the tables used last at each level: a frame's page never changes once it
     // exists (FrameContents), so this lookup cache needs no invalidation. It is not a model of
     // the CPU's paging-structure caches; the walk still reads every entry from memory.
@@ -147,7 +151,7 @@ public final class Walker {
                 && ((access & PageFaultCode.FETCH) == 0 || (upperBits & Pte.NX) == 0);
         if (upperAllows && pkru == 0 && mode.isCanonical(va) && tablePfn >= 0 && tablePfn < frameCount
                 && fastWalk(startLevel.ordinal(), tablePfn << 12, va, access, out)) {
-            out.effectiveBits = (out.effectiveBits & (upperBits | Pte.NX)) | (upperBits & Pte.NX);
+            out.restrictions |= restrictions(upperBits, upperBits);
             return true;
         }
         return walk(tablePfn << 12, mode, va, access, out, true, startLevel.ordinal(), upperBits);
@@ -169,99 +173,92 @@ public final class Walker {
      *
      * <p>The levels are written out as a switch that falls through from the start level, so
      * that each level's shift is a constant once {@link #fastEntry} is inlined; the method is
-     * kept small enough for the compiler to inline it into its callers. The entries that point
-     * to tables are checked together at the end through their AND and OR: a non-present one may
-     * have led the walk to a wrong table first, which is harmless, as every read stays inside
-     * the window and the walk fails.
+     * kept small enough for the compiler to inline it into its callers.
+     *
+     * <p>The entries that point to tables are checked together at the end, through one value:
+     * the OR of each entry XOR {@code fastExpect}, the entry that points to a table in the window
+     * and allows everything (P, A, RW, USER set; NX, PS and reserved bits clear; the window's
+     * high address bits). A bit of it is set where some entry differs from that there. The start
+     * table joins it by its high address bits. A non-present entry may have led the walk to a
+     * wrong table first, which is harmless: every read stays inside the window and the walk fails.
      */
     private boolean fastWalk(int startOrd, long table, long va, int access, WalkResult out) {
-        long all = -1L; // the AND of the entries that point to tables
-        long any = 0; // and their OR
-        long base = windowBase;
-        long foreign = 0; // the OR of every table address XOR the window's: no high bit set when all lie in it
+        out.begin(table);
+        long expect = fastExpect;
+        long diff = (table ^ windowBase) & windowHighMask;
         long e;
         int ord;
         switch (startOrd) {
             case 0:
                 e = fastEntry(0, table, va, out);
-                foreign |= table ^ base;
-                all &= e;
-                any |= e;
-                table = e & Pte.PFN_MASK;
+                diff |= e ^ expect;
+                table = e;
                 // fall through
             case 1:
                 e = fastEntry(1, table, va, out);
-                foreign |= table ^ base;
-                all &= e;
-                any |= e;
-                table = e & Pte.PFN_MASK;
+                diff |= e ^ expect;
+                table = e;
                 // fall through
             case 2: // PS makes a 1 GiB leaf
                 e = fastEntry(PUD_ORD, table, va, out);
-                foreign |= table ^ base;
                 if ((e & Pte.PSE) != 0) {
                     ord = PUD_ORD;
                     break;
                 }
-                all &= e;
-                any |= e;
-                table = e & Pte.PFN_MASK;
+                diff |= e ^ expect;
+                table = e;
                 // fall through
             case 3: // PS makes a 2 MiB leaf
                 e = fastEntry(PMD_ORD, table, va, out);
-                foreign |= table ^ base;
                 if ((e & Pte.PSE) != 0) {
                     ord = PMD_ORD;
                     break;
                 }
-                all &= e;
-                any |= e;
-                table = e & Pte.PFN_MASK;
+                diff |= e ^ expect;
+                table = e;
                 // fall through
             case 4:
                 e = fastEntry(PTE_ORD, table, va, out);
-                foreign |= table ^ base;
                 ord = PTE_ORD;
                 break;
             default:
                 return false;
         }
-        return fastLeaf(startOrd, ord, table, e, all, any, foreign, va, access, out);
+        return fastLeaf(startOrd, ord, e, diff, va, access, out);
     }
 
     /**
      * Reads and records the entry {@code va} selects at level ordinal {@code ord} in the table
-     * at physical address {@code table}, taken to be in the window: for a table outside it, the
-     * read stays inside the window (at the table's offset bits) and {@link #fastWalk} discards
-     * the walk.
+     * that {@code table} (a table address or an entry pointing to one) names, taken to be in the
+     * window: for a table outside it, the read stays inside the window (at the table's offset
+     * bits) and {@link #fastLeaf} discards the walk.
      */
     private long fastEntry(int ord, long table, long va, WalkResult out) {
         long e = windowMemory.get(ENTRY, (table & windowOffsetMask) + ((va >>> (45 - 9 * ord)) & INDEX_BYTES));
-        out.record(ord, table, e);
+        out.record(ord, e);
         return e;
     }
 
     /**
-     * Ends {@link #fastWalk} at the leaf {@code e} at level ordinal {@code ord}, read from the
-     * table at {@code table}, given the AND and OR of the entries above it and the OR of every
-     * table address XOR the window's ({@code foreign}): true with {@code out} filled if every
-     * table lies in the window and every entry passes.
+     * Ends {@link #fastWalk} at the leaf {@code e} at level ordinal {@code ord}, given how the
+     * start table and the entries above the leaf differ from {@code fastExpect}: true with
+     * {@code out} filled if every table lies in the window and every entry passes.
      */
-    private boolean fastLeaf(int startOrd, int ord, long table, long e, long all, long any, long foreign, long va,
-                             int access, WalkResult out) {
-        // Every entry present and accessed, allowing the access (PageFaultCode's WRITE and USER
-        // are the entries' RW and USER bits), with no reserved bit and no NX for a fetch; PS in
-        // an entry that points to a table is reserved (PML5, PML4) or impossible (PUD, PMD).
-        // The leaf also needs D for a write, and no PFN bits below a huge page's alignment.
+    private boolean fastLeaf(int startOrd, int ord, long e, long diff, long va, int access, WalkResult out) {
+        // The tables' entries must not differ in their P and A bits, the access's RW and USER
+        // bits (PageFaultCode's WRITE and USER are the entries' RW and USER), PS (reserved in
+        // PML5 and PML4 entries, impossible in PUD and PMD entries that point to tables), the
+        // reserved bits, NX for a fetch, and the window's high address bits. The leaf needs the
+        // same present, accessed and permission bits, D for a write, no reserved bit, no NX for
+        // a fetch and no PFN bits below a huge page's alignment.
         long need = Pte.PRESENT | Pte.ACCESSED | (access & (PageFaultCode.WRITE | PageFaultCode.USER));
         long forbid = physReserved | ((long) (access & PageFaultCode.FETCH) << (63 - 4));
         long leafNeed = need | ((access & PageFaultCode.WRITE) != 0 ? Pte.DIRTY : 0);
         long lowPfnBits = ord == PTE_ORD ? 0 : ord == PMD_ORD ? LOW_2M_PFN_BITS : LOW_1G_PFN_BITS;
-        if ((foreign & windowHighMask) != 0 || (all & need) != need || (any & (forbid | Pte.PSE)) != 0
-                || (e & (leafNeed | forbid | lowPfnBits)) != leafNeed) {
+        if (((diff & (windowHighMask | need | forbid | Pte.PSE)) | ((e ^ leafNeed) & (leafNeed | forbid | lowPfnBits))) != 0) {
             return false;
         }
-        out.succeeded(startOrd, ord, e, effectiveBits(all & e, any | e), va);
+        out.succeeded(startOrd, ord, e, diff | (e ^ fastExpect), va);
         return true;
     }
 
@@ -281,13 +278,17 @@ public final class Walker {
             windowMemory = windows[0].memory();
             windowBase = windows[0].base() << 12;
             windowOffsetMask = (bytes - 1) & Pte.PFN_MASK;
-            windowHighMask = ~(bytes - 1);
+            windowHighMask = ~(bytes - 1) & Pte.PFN_MASK;
+            fastExpect = windowBase | Pte.PRESENT | Pte.ACCESSED | Pte.RW | Pte.USER;
         }
     }
 
-    /** What a TLB caches of a walk's permissions: RW and USER as the AND over all levels, NX as the OR. */
-    private static long effectiveBits(long all, long any) {
-        return (all & (Pte.RW | Pte.USER)) | (any & Pte.NX);
+    /**
+     * What a TLB caches of a walk's permissions, as {@link WalkResult} stores it: RW or USER
+     * where {@code all} (the AND over the levels) lacks it, NX where {@code any} (the OR) has it.
+     */
+    private static long restrictions(long all, long any) {
+        return (~all & (Pte.RW | Pte.USER)) | (any & Pte.NX);
     }
 
     /**
@@ -314,6 +315,7 @@ public final class Walker {
         if (windows != seenWindows) {
             seeWindows(windows);
         }
+        out.begin((cr3 >>> 12) << 12);
         while (true) {
             long tablePfn = cr3 >>> 12;
             long all = upperAll;
@@ -323,11 +325,11 @@ public final class Walker {
             while (true) {
                 int index = (int) ((va >>> (48 - 9 * ord)) & (Level.ENTRIES - 1));
                 if (tablePfn >= frameCount) { // no memory behind the address: reads as all ones
-                    out.record(ord, tablePfn << 12, -1L);
+                    out.record(ord, -1L);
                     return stop(out, rootOrd, ord, -1L, access | PageFaultCode.PROTECTION | PageFaultCode.RESERVED, va);
                 }
                 e = readEntry(windows, ord, tablePfn, index);
-                out.record(ord, tablePfn << 12, e);
+                out.record(ord, e);
                 if ((e & Pte.PRESENT) == 0) {
                     return stop(out, rootOrd, ord, e, access, va);
                 }
@@ -357,7 +359,7 @@ public final class Walker {
                     e = out.recordedEntry(ord);
                 }
             }
-            out.succeeded(rootOrd, ord, e, effectiveBits(all, any), va);
+            out.succeeded(rootOrd, ord, e, restrictions(all, any), va);
             return true;
         }
     }
@@ -436,11 +438,11 @@ public final class Walker {
             long want = ord == leafOrd && write ? Pte.ACCESSED | Pte.DIRTY : Pte.ACCESSED;
             if ((e & want) != want) {
                 int index = (int) ((va >>> (48 - 9 * ord)) & (Level.ENTRIES - 1));
-                MemorySegment table = tablePage(ord, out.recordedTable(ord) >>> 12);
+                MemorySegment table = tablePage(ord, out.recordedTable(rootOrd, ord) >>> 12);
                 if (table == null || !TableMemory.compareAndSet(table, index, e, e | want)) {
                     return false;
                 }
-                out.record(ord, out.recordedTable(ord), e | want);
+                out.record(ord, e | want);
             }
         }
         return true;
