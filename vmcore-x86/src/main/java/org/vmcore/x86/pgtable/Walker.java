@@ -231,10 +231,11 @@ public final class Walker {
      * Reads and records the entry {@code va} selects at level ordinal {@code ord} in the table
      * that {@code table} (a table address or an entry pointing to one) names, taken to be in the
      * window: for a table outside it, the read stays inside the window (at the table's offset
-     * bits) and {@link #fastLeaf} discards the walk.
+     * bits) and {@link #fastLeaf} discards the walk. The table's offset and the index have no
+     * bit in common, so OR adds them (one instruction fewer in the compiled walk than +).
      */
     private long fastEntry(int ord, long table, long va, WalkResult out) {
-        long e = windowMemory.get(ENTRY, (table & windowOffsetMask) + ((va >>> (45 - 9 * ord)) & INDEX_BYTES));
+        long e = windowMemory.get(ENTRY, (table & windowOffsetMask) | ((va >>> (45 - 9 * ord)) & INDEX_BYTES));
         out.record(ord, e);
         return e;
     }
