@@ -13,15 +13,17 @@ import org.vmcore.api.PageSize;
  */
 public final class WalkResult {
     private static final Level[] LEVELS = Level.values();
+    /** The {@code upperBits} of a walk from the root: no level above it takes a permission away. */
+    static final long FROM_ROOT = Pte.RW | Pte.USER;
     private static final PageSize[] SIZE_OF_LEAF = {null, null, PageSize.SIZE_1G, PageSize.SIZE_2M, PageSize.SIZE_4K};
 
     boolean ok;
     int faultCode;
     long entry;
-    // What the walk's levels take away, as a TLB would cache it: RW or USER where some level
-    // clears it, NX where some level sets it. Stored this way round because that is what the
-    // fast walk accumulates; effectiveBits() turns it the right way up.
-    long restrictions;
+    // What the levels above the first one read contribute to the effective bits (RW and USER as
+    // an AND, NX as an OR): RW | USER for a walk from the root. effectiveBits() folds the
+    // entries read into it when asked, so a walk does not compute it.
+    long upperBits;
     long va;
     // The levels read, as ordinals (PML5 0 .. PTE 4): firstOrd .. levelOrd. levelOrd is -1 when
     // the walk read nothing (a non-canonical address). Ints, not Level references, because
@@ -89,7 +91,17 @@ public final class WalkResult {
      * @return the effective RW, USER and NX bits, or 0
      */
     public long effectiveBits() {
-        return ok ? (restrictions & (Pte.RW | Pte.USER | Pte.NX)) ^ (Pte.RW | Pte.USER) : 0;
+        if (!ok) {
+            return 0;
+        }
+        long all = upperBits;
+        long any = upperBits;
+        for (int ord = firstOrd; ord <= levelOrd; ord++) {
+            long e = recordedEntry(ord);
+            all &= e;
+            any |= e;
+        }
+        return (all & (Pte.RW | Pte.USER)) | (any & Pte.NX);
     }
 
     /**
@@ -164,9 +176,13 @@ public final class WalkResult {
         return ord == first ? firstTable : recordedEntry(ord - 1) & Pte.PFN_MASK;
     }
 
-    /** Records the physical address of the first table a walk reads. */
-    void begin(long table) {
+    /**
+     * Starts a walk at the table at physical address {@code table}, below levels whose RW, USER
+     * (ANDed) and NX (ORed) bits are {@code upperBits} ({@link #FROM_ROOT} when there are none).
+     */
+    void begin(long table, long upperBits) {
         firstTable = table;
+        this.upperBits = upperBits;
     }
 
     /** Records the entry read at level ordinal {@code ord}. */
@@ -186,12 +202,11 @@ public final class WalkResult {
      * and found the leaf {@code e} for {@code va}. Kept this small (under the JIT's 35-byte
      * always-inline limit) on purpose: it sits at the end of the walker's fast path.
      */
-    void succeeded(int first, int ord, long e, long restrictions, long va) {
+    void succeeded(int first, int ord, long e, long va) {
         ok = true;
         firstOrd = first;
         levelOrd = ord;
         entry = e;
-        this.restrictions = restrictions;
         this.va = va;
     }
 

@@ -127,7 +127,7 @@ public final class Walker {
     public boolean walk(long cr3, PagingMode mode, long va, int access, WalkResult out) {
         checkAccess(access);
         return (pkru == 0 && mode.isCanonical(va)
-                && fastWalk(Level.root(mode).ordinal(), cr3 & Pte.PFN_MASK, va, access, out))
+                && fastWalk(Level.root(mode).ordinal(), cr3 & Pte.PFN_MASK, WalkResult.FROM_ROOT, va, access, out))
                 || walk(cr3, mode, va, access, out, true, -1, 0);
     }
 
@@ -144,14 +144,12 @@ public final class Walker {
         if (startLevel.ordinal() < Level.root(mode).ordinal()) {
             throw new InvalidArgumentException("startLevel", startLevel, "must exist in " + mode + " paging");
         }
-        // The fast walk sees only the levels it reads: the upper ones must allow the access
-        // first, and add their RW, USER and NX to its effective bits after.
+        // The fast walk checks only the levels it reads: the upper ones must allow the access.
         long perms = access & (PageFaultCode.WRITE | PageFaultCode.USER);
         boolean upperAllows = (upperBits & perms) == perms
                 && ((access & PageFaultCode.FETCH) == 0 || (upperBits & Pte.NX) == 0);
         if (upperAllows && pkru == 0 && mode.isCanonical(va) && tablePfn >= 0 && tablePfn < frameCount
-                && fastWalk(startLevel.ordinal(), tablePfn << 12, va, access, out)) {
-            out.restrictions |= restrictions(upperBits, upperBits);
+                && fastWalk(startLevel.ordinal(), tablePfn << 12, upperBits, va, access, out)) {
             return true;
         }
         return walk(tablePfn << 12, mode, va, access, out, true, startLevel.ordinal(), upperBits);
@@ -169,7 +167,8 @@ public final class Walker {
      * first page-table window, every entry present, accessed (the leaf also dirty for a write),
      * allowing the access and free of reserved bits. Anything else returns false and the full
      * walk decides; what this one recorded in {@code out} is overwritten then. The caller has
-     * checked canonicality and that no protection key is in play.
+     * checked canonicality, that no protection key is in play and that the levels above the
+     * start allow the access; their RW, USER and NX bits ({@code upperBits}) go to the result.
      *
      * <p>The levels are written out as a switch that falls through from the start level, so
      * that each level's shift is a constant once {@link #fastEntry} is inlined; the method is
@@ -182,8 +181,8 @@ public final class Walker {
      * table joins it by its high address bits. A non-present entry may have led the walk to a
      * wrong table first, which is harmless: every read stays inside the window and the walk fails.
      */
-    private boolean fastWalk(int startOrd, long table, long va, int access, WalkResult out) {
-        out.begin(table);
+    private boolean fastWalk(int startOrd, long table, long upperBits, long va, int access, WalkResult out) {
+        out.begin(table, upperBits);
         long expect = fastExpect;
         long diff = (table ^ windowBase) & windowHighMask;
         long e;
@@ -259,7 +258,7 @@ public final class Walker {
         if (((diff & (windowHighMask | need | forbid | Pte.PSE)) | ((e ^ leafNeed) & (leafNeed | forbid | lowPfnBits))) != 0) {
             return false;
         }
-        out.succeeded(startOrd, ord, e, diff | (e ^ fastExpect), va);
+        out.succeeded(startOrd, ord, e, va);
         return true;
     }
 
@@ -282,14 +281,6 @@ public final class Walker {
             windowHighMask = ~(bytes - 1) & Pte.PFN_MASK;
             fastExpect = windowBase | Pte.PRESENT | Pte.ACCESSED | Pte.RW | Pte.USER;
         }
-    }
-
-    /**
-     * What a TLB caches of a walk's permissions, as {@link WalkResult} stores it: RW or USER
-     * where {@code all} (the AND over the levels) lacks it, NX where {@code any} (the OR) has it.
-     */
-    private static long restrictions(long all, long any) {
-        return (~all & (Pte.RW | Pte.USER)) | (any & Pte.NX);
     }
 
     /**
@@ -316,7 +307,7 @@ public final class Walker {
         if (windows != seenWindows) {
             seeWindows(windows);
         }
-        out.begin((cr3 >>> 12) << 12);
+        out.begin((cr3 >>> 12) << 12, startOrd >= 0 ? upperBits : WalkResult.FROM_ROOT);
         while (true) {
             long tablePfn = cr3 >>> 12;
             long all = upperAll;
@@ -360,7 +351,7 @@ public final class Walker {
                     e = out.recordedEntry(ord);
                 }
             }
-            out.succeeded(rootOrd, ord, e, restrictions(all, any), va);
+            out.succeeded(rootOrd, ord, e, va);
             return true;
         }
     }

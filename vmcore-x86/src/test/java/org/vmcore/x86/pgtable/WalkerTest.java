@@ -114,6 +114,49 @@ class WalkerTest {
     }
 
     @Test
+    void effectiveBitsAndRwAndUserAndOrNxOverEveryLevelReadAndTheLevelsAbove() {
+        PageTable table = new PageTable(memory, PagingMode.FOUR_LEVEL, 0);
+        long va = 7L << 30;
+        table.map(va, memory.allocate(0, 0, true), PageSize.SIZE_4K, USER_RW);
+        // Each walk twice: the first sets A (the full walk), the second finds it set (the fast one).
+        for (int pass = 0; pass < 2; pass++) {
+            assertThat(walker.walk(table, va, USER, out)).isTrue();
+            assertThat(out.effectiveBits()).as("pass %d", pass).isEqualTo(Pte.RW | Pte.USER);
+        }
+        clearOrSet(table, va, Level.PMD, Pte.RW, 0);
+        clearOrSet(table, va, Level.PUD, 0, Pte.NX);
+        for (int pass = 0; pass < 2; pass++) {
+            assertThat(walker.walk(table, va, USER, out)).isTrue();
+            assertThat(out.effectiveBits()).as("RW clear in the PMD, NX in the PUD, pass %d", pass)
+                    .isEqualTo(Pte.USER | Pte.NX);
+        }
+        clearOrSet(table, va, Level.PML4, Pte.USER, 0);
+        assertThat(walker.walk(table, va, USER, out)).isFalse();
+        assertThat(out.effectiveBits()).as("nothing after a failed walk").isZero();
+        assertThat(walker.walk(table, va, 0, out)).isTrue();
+        assertThat(out.effectiveBits()).isEqualTo(Pte.NX);
+
+        // From the PMD table, as after a paging-structure-cache hit: the levels above count
+        // through upperBits only.
+        long pmdTable = out.tablePfn(Level.PMD);
+        assertThat(walker.walkFrom(PagingMode.FOUR_LEVEL, va, USER, out, Level.PMD, pmdTable, Pte.RW | Pte.USER))
+                .isTrue();
+        assertThat(out.effectiveBits()).as("the PMD still clears RW").isEqualTo(Pte.USER);
+        assertThat(walker.walkFrom(PagingMode.FOUR_LEVEL, va, USER, out, Level.PMD, pmdTable, Pte.USER | Pte.NX))
+                .isTrue();
+        assertThat(out.effectiveBits()).isEqualTo(Pte.USER | Pte.NX);
+        clearOrSet(table, va, Level.PMD, 0, Pte.RW);
+        assertThat(walker.walkFrom(PagingMode.FOUR_LEVEL, va, 0, out, Level.PMD, pmdTable, Pte.RW)).isTrue();
+        assertThat(out.effectiveBits()).as("USER cleared above").isEqualTo(Pte.RW);
+    }
+
+    private static void clearOrSet(PageTable table, long va, Level level, long clear, long set) {
+        long slot = table.slot(va, level);
+        long e = table.readSlot(slot);
+        assertThat(table.compareAndSetSlot(slot, e, (e & ~clear) | set)).isTrue();
+    }
+
+    @Test
     void protectionKeysAreCheckedAgainstPkruForUserDataAccesses() {
         PageTable table = new PageTable(memory, PagingMode.FOUR_LEVEL, 0);
         table.map(0x1000, memory.allocate(0, 0, true), PageSize.SIZE_4K, USER_RW | (3L << Pte.PKEY_SHIFT));
