@@ -6,10 +6,10 @@ import org.vmcore.api.PageSize;
  * The outcome of one walk, filled in place so that a walk allocates nothing. A caller (a CPU)
  * keeps one and reuses it.
  *
- * <p>A walk stores only what it read (the entries and tables of the levels it went through,
- * the level it stopped at, the address) and, on success, the effective permission bits; the
- * physical address, page frame and entry slot are worked out when asked for. That keeps a
- * successful walk's bookkeeping to a handful of plain stores.
+ * <p>A walk stores only what it read (the first table, the entry of each level it went
+ * through, the levels, the address); the tables below the first, the physical address, page
+ * frame, entry slot and effective permission bits are worked out from those when asked for.
+ * That keeps a successful walk's bookkeeping to a handful of plain stores.
  */
 public final class WalkResult {
     private static final Level[] LEVELS = Level.values();
@@ -19,7 +19,6 @@ public final class WalkResult {
 
     boolean ok;
     int faultCode;
-    long entry;
     // What the levels above the first one read contribute to the effective bits (RW and USER as
     // an AND, NX as an OR): RW | USER for a walk from the root. effectiveBits() folds the
     // entries read into it when asked, so a walk does not compute it.
@@ -62,7 +61,7 @@ public final class WalkResult {
      * @return the last entry read
      */
     public long entry() {
-        return levelOrd < 0 ? 0 : entry;
+        return levelOrd < 0 ? 0 : recordedEntry(levelOrd);
     }
 
     /**
@@ -81,7 +80,7 @@ public final class WalkResult {
      * @return the page's head PFN, or -1
      */
     public long pagePfn() {
-        return ok ? (entry & Pte.PFN_MASK & ~offsetMask()) >>> 12 : -1;
+        return ok ? (recordedEntry(levelOrd) & Pte.PFN_MASK & ~offsetMask()) >>> 12 : -1;
     }
 
     /**
@@ -198,27 +197,25 @@ public final class WalkResult {
     }
 
     /**
-     * Ends a successful walk that read levels {@code first} to {@code ord} (begun and recorded already)
-     * and found the leaf {@code e} for {@code va}. Kept this small (under the JIT's 35-byte
+     * Ends a successful walk for {@code va} that read levels {@code first} to {@code ord} (begun
+     * and recorded already); the leaf is the entry recorded at {@code ord}. Kept this small (under the JIT's 35-byte
      * always-inline limit) on purpose: it sits at the end of the walker's fast path.
      */
-    void succeeded(int first, int ord, long e, long va) {
+    void succeeded(int first, int ord, long va) {
         ok = true;
         firstOrd = first;
         levelOrd = ord;
-        entry = e;
         this.va = va;
     }
 
     /**
      * Ends a failed walk that read levels {@code first} to {@code ord} (recorded already; none
-     * when {@code ord} is -1) and stopped at {@code e} with {@code code}.
+     * when {@code ord} is -1) and stopped at the entry recorded at {@code ord} with {@code code}.
      */
-    void failed(int first, int ord, long e, int code, long va) {
+    void failed(int first, int ord, int code, long va) {
         ok = false;
         firstOrd = first;
         levelOrd = ord;
-        entry = e;
         faultCode = code;
         this.va = va;
     }
@@ -230,7 +227,7 @@ public final class WalkResult {
     @Override
     public String toString() {
         return ok
-                ? "ok pa=0x" + Long.toHexString(physicalAddress()) + " " + pageSize().label() + " " + Pte.describe(entry)
+                ? "ok pa=0x" + Long.toHexString(physicalAddress()) + " " + pageSize().label() + " " + Pte.describe(entry())
                 : "fault " + PageFaultCode.describe(faultCode) + " at " + level() + " " + Pte.describe(entry());
     }
 }

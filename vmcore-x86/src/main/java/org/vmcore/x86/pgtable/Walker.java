@@ -190,13 +190,13 @@ public final class Walker {
         switch (startOrd) {
             case 0:
                 e = fastEntry(0, table, va, out);
-                diff |= e ^ expect;
-                table = e;
+                table = e ^ expect;
+                diff |= table;
                 // fall through
             case 1:
                 e = fastEntry(1, table, va, out);
-                diff |= e ^ expect;
-                table = e;
+                table = e ^ expect;
+                diff |= table;
                 // fall through
             case 2: // PS makes a 1 GiB leaf
                 e = fastEntry(PUD_ORD, table, va, out);
@@ -204,8 +204,8 @@ public final class Walker {
                     ord = PUD_ORD;
                     break;
                 }
-                diff |= e ^ expect;
-                table = e;
+                table = e ^ expect;
+                diff |= table;
                 // fall through
             case 3: // PS makes a 2 MiB leaf
                 e = fastEntry(PMD_ORD, table, va, out);
@@ -213,8 +213,8 @@ public final class Walker {
                     ord = PMD_ORD;
                     break;
                 }
-                diff |= e ^ expect;
-                table = e;
+                table = e ^ expect;
+                diff |= table;
                 // fall through
             case 4:
                 e = fastEntry(PTE_ORD, table, va, out);
@@ -234,7 +234,7 @@ public final class Walker {
      * bit in common, so OR adds them (one instruction fewer in the compiled walk than +).
      */
     private long fastEntry(int ord, long table, long va, WalkResult out) {
-        long e = windowMemory.get(ENTRY, (table & windowOffsetMask) | ((va >>> (45 - 9 * ord)) & INDEX_BYTES));
+        long e = windowMemory.get(ENTRY, (table & windowOffsetMask) | (Long.rotateRight(va, 45 - 9 * ord) & INDEX_BYTES));
         out.record(ord, e);
         return e;
     }
@@ -258,7 +258,7 @@ public final class Walker {
         if (((diff & (windowHighMask | need | forbid | Pte.PSE)) | ((e ^ leafNeed) & (leafNeed | forbid | lowPfnBits))) != 0) {
             return false;
         }
-        out.succeeded(startOrd, ord, e, va);
+        out.succeeded(startOrd, ord, va);
         return true;
     }
 
@@ -295,7 +295,7 @@ public final class Walker {
     private boolean walk(long cr3, PagingMode mode, long va, int access, WalkResult out, boolean hardware, int startOrd,
                          long upperBits) {
         if (!mode.isCanonical(va)) {
-            out.failed(LEVEL_COUNT, -1, 0, PageFaultCode.GENERAL_PROTECTION | access, va);
+            out.failed(LEVEL_COUNT, -1, PageFaultCode.GENERAL_PROTECTION | access, va);
             return false;
         }
         int rootOrd = startOrd >= 0 ? startOrd : Level.root(mode).ordinal();
@@ -318,17 +318,17 @@ public final class Walker {
                 int index = (int) ((va >>> (48 - 9 * ord)) & (Level.ENTRIES - 1));
                 if (tablePfn >= frameCount) { // no memory behind the address: reads as all ones
                     out.record(ord, -1L);
-                    return stop(out, rootOrd, ord, -1L, access | PageFaultCode.PROTECTION | PageFaultCode.RESERVED, va);
+                    return stop(out, rootOrd, ord, access | PageFaultCode.PROTECTION | PageFaultCode.RESERVED, va);
                 }
                 e = readEntry(windows, ord, tablePfn, index);
                 out.record(ord, e);
                 if ((e & Pte.PRESENT) == 0) {
-                    return stop(out, rootOrd, ord, e, access, va);
+                    return stop(out, rootOrd, ord, access, va);
                 }
                 // PS in a PML4E or PML5E is reserved, so only PUD and PMD entries can be large leaves.
                 boolean leaf = ord == PTE_ORD || (ord >= PUD_ORD && (e & Pte.PSE) != 0);
                 if ((e & (leaf ? leafReserved[ord] : tableReserved[ord])) != 0) {
-                    return stop(out, rootOrd, ord, e, access | PageFaultCode.PROTECTION | PageFaultCode.RESERVED, va);
+                    return stop(out, rootOrd, ord, access | PageFaultCode.PROTECTION | PageFaultCode.RESERVED, va);
                 }
                 all &= e;
                 any |= e;
@@ -341,24 +341,23 @@ public final class Walker {
             if (hardware) {
                 int denied = permissionFault(access, all & Pte.RW, all & Pte.USER, any & Pte.NX, e);
                 if (denied != 0) {
-                    return stop(out, rootOrd, ord, e, denied, va);
+                    return stop(out, rootOrd, ord, denied, va);
                 }
                 boolean write = (access & PageFaultCode.WRITE) != 0;
                 if ((all & Pte.ACCESSED) == 0 || (write && (e & Pte.DIRTY) == 0)) {
                     if (!setAccessedDirty(va, rootOrd, ord, write, out)) {
                         continue; // an entry changed under us: walk again
                     }
-                    e = out.recordedEntry(ord);
                 }
             }
-            out.succeeded(rootOrd, ord, e, va);
+            out.succeeded(rootOrd, ord, va);
             return true;
         }
     }
 
     /** Records where a failed walk stopped. */
-    private static boolean stop(WalkResult out, int rootOrd, int ord, long e, int faultCode, long va) {
-        out.failed(rootOrd, ord, e, faultCode, va);
+    private static boolean stop(WalkResult out, int rootOrd, int ord, int faultCode, long va) {
+        out.failed(rootOrd, ord, faultCode, va);
         return false;
     }
 
