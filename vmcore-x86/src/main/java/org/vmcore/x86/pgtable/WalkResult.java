@@ -198,8 +198,8 @@ public final class WalkResult {
 
     /**
      * Ends a successful walk for {@code va} that read levels {@code first} to {@code ord} (begun
-     * and recorded already); the leaf is the entry recorded at {@code ord}. Kept this small (under the JIT's 35-byte
-     * always-inline limit) on purpose: it sits at the end of the walker's fast path.
+     * and recorded already); the leaf is the entry recorded at {@code ord}. Kept this small
+     * (under the JIT's 35-byte always-inline limit) on purpose: it ends the walker's fast path.
      */
     void succeeded(int first, int ord, long va) {
         ok = true;

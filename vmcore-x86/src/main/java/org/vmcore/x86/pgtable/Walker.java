@@ -228,10 +228,12 @@ public final class Walker {
 
     /**
      * Reads and records the entry {@code va} selects at level ordinal {@code ord} in the table
-     * that {@code table} (a table address or an entry pointing to one) names, taken to be in the
-     * window: for a table outside it, the read stays inside the window (at the table's offset
-     * bits) and {@link #fastLeaf} discards the walk. The table's offset and the index have no
-     * bit in common, so OR adds them (one instruction fewer in the compiled walk than +).
+     * whose offset in the window is {@code table}'s offset bits, taken to be in the window: for a
+     * table outside it, the read stays inside the window and {@link #fastLeaf} discards the walk.
+     * {@code table} is the start table's address or the entry above XOR {@code fastExpect},
+     * which has the entry's offset bits (the window's base and the flags in {@code fastExpect}
+     * have none there). The index is taken with a rotate, which compiles to one instruction
+     * (rorx) where a shift needs two, and joined with OR, as offset and index share no bit.
      */
     private long fastEntry(int ord, long table, long va, WalkResult out) {
         long e = windowMemory.get(ENTRY, (table & windowOffsetMask) | (Long.rotateRight(va, 45 - 9 * ord) & INDEX_BYTES));
