@@ -60,9 +60,6 @@ public final class Walker {
     private long windowBase = Pte.PFN_MASK;
     private long windowOffsetMask;
     private long windowHighMask = Pte.PFN_MASK;
-    // What fastWalk expects of an entry that points to a table: the window's high address bits,
-    // P, A, RW and USER set, every other bit it checks clear.
-    private long fastExpect = windowBase | Pte.PRESENT | Pte.ACCESSED | Pte.RW | Pte.USER;
     // Host pages of the tables used last at each level: a frame's page never changes once it
     // exists (FrameContents), so this lookup cache needs no invalidation. It is not a model of
     // the CPU's paging-structure caches; the walk still reads every entry from memory.
@@ -175,7 +172,7 @@ public final class Walker {
      * kept small enough for the compiler to inline it into its callers.
      *
      * <p>The entries that point to tables are checked together at the end, through one value:
-     * the OR of each entry XOR {@code fastExpect}, the entry that points to a table in the window
+     * the OR of each entry XOR {@code expect}, the entry that points to a table in the window
      * and allows everything (P, A, RW, USER set; NX, PS and reserved bits clear; the window's
      * high address bits). A bit of it is set where some entry differs from that there. The start
      * table joins it by its high address bits. A non-present entry may have led the walk to a
@@ -183,7 +180,7 @@ public final class Walker {
      */
     private boolean fastWalk(int startOrd, long table, long upperBits, long va, int access, WalkResult out) {
         out.begin(table, upperBits);
-        long expect = fastExpect;
+        long expect = windowBase | Pte.PRESENT | Pte.ACCESSED | Pte.RW | Pte.USER;
         long diff = (table ^ windowBase) & windowHighMask;
         long e;
         int ord;
@@ -230,8 +227,8 @@ public final class Walker {
      * Reads and records the entry {@code va} selects at level ordinal {@code ord} in the table
      * whose offset in the window is {@code table}'s offset bits, taken to be in the window: for a
      * table outside it, the read stays inside the window and {@link #fastLeaf} discards the walk.
-     * {@code table} is the start table's address or the entry above XOR {@code fastExpect},
-     * which has the entry's offset bits (the window's base and the flags in {@code fastExpect}
+     * {@code table} is the start table's address or the entry above XOR {@code expect},
+     * which has the entry's offset bits (the window's base and the flags in {@code expect}
      * have none there). The index is taken with a rotate, which compiles to one instruction
      * (rorx) where a shift needs two, and joined with OR, as offset and index share no bit.
      */
@@ -243,7 +240,7 @@ public final class Walker {
 
     /**
      * Ends {@link #fastWalk} at the leaf {@code e} at level ordinal {@code ord}, given how the
-     * start table and the entries above the leaf differ from {@code fastExpect}: true with
+     * start table and the entries above the leaf differ from {@code expect}: true with
      * {@code out} filled if every table lies in the window and every entry passes.
      */
     private boolean fastLeaf(int startOrd, int ord, long e, long diff, long va, int access, WalkResult out) {
@@ -281,7 +278,6 @@ public final class Walker {
             windowBase = windows[0].base() << 12;
             windowOffsetMask = (bytes - 1) & Pte.PFN_MASK;
             windowHighMask = ~(bytes - 1) & Pte.PFN_MASK;
-            fastExpect = windowBase | Pte.PRESENT | Pte.ACCESSED | Pte.RW | Pte.USER;
         }
     }
 
