@@ -38,6 +38,55 @@ class FastWalkTest {
         }
     }
 
+    /**
+     * The fast path must really serve the common case: a walk that the full walk would answer
+     * without setting a bit, through tables in the window. (Giving up is always correct, since
+     * the full walk then answers, so the comparison above cannot see a fast path that never
+     * applies.)
+     */
+    @ParameterizedTest
+    @EnumSource(PagingMode.class)
+    void theFastPathServesWalksThatNeedNoUpdate(PagingMode mode) {
+        try (PhysicalMemory memory = new PhysicalMemory(256 * MIB)) {
+            PageTable table = new PageTable(memory, mode, 0);
+            long va4k = 0x7000_0000_1000L;
+            long va2m = 0x7000_4000_0000L;
+            long clean = Pte.PRESENT | Pte.RW | Pte.USER | Pte.ACCESSED | Pte.DIRTY;
+            table.map(va4k, 100, PageSize.SIZE_4K, clean);
+            table.map(va2m, 512 * 10, PageSize.SIZE_2M, clean);
+            Walker walker = new Walker(memory);
+            WalkResult full = new WalkResult();
+            WalkResult fast = new WalkResult();
+            int root = Level.root(mode).ordinal();
+            long cr3 = table.cr3() & Pte.PFN_MASK;
+            for (long va : new long[] {va4k + 0x18, va2m + 0x12345}) {
+                for (int access : new int[] {0, PageFaultCode.USER, PageFaultCode.USER | PageFaultCode.WRITE,
+                    PageFaultCode.USER | PageFaultCode.FETCH}) {
+                    String what = String.format("access %s at 0x%x", PageFaultCode.describe(access), va);
+                    assertThat(walker.walk(table, va, access, full)).as(what).isTrue(); // sets the upper levels' A bits
+                    assertThat(walker.fastWalk(root, cr3, WalkResult.FROM_ROOT, va, access, fast)).as(what).isTrue();
+                    assertSame(fast, full, what);
+                }
+            }
+            // Below the root, as after a paging-structure-cache hit.
+            assertThat(walker.walk(table, va4k, PageFaultCode.USER, full)).isTrue();
+            assertThat(walker.fastWalk(Level.PMD.ordinal(), full.tablePfn(Level.PMD) << 12, Pte.USER, va4k,
+                    PageFaultCode.USER, fast)).isTrue();
+            assertThat(fast.effectiveBits()).isEqualTo(Pte.USER);
+            // What the fast path must leave to the full walk.
+            long leaf = table.slot(va4k, Level.PTE);
+            table.compareAndSetSlot(leaf, table.readSlot(leaf), clean & ~Pte.DIRTY);
+            assertThat(walker.fastWalk(root, cr3, WalkResult.FROM_ROOT, va4k, PageFaultCode.WRITE, fast))
+                    .as("a write that must set D").isFalse();
+            assertThat(walker.fastWalk(root, cr3, WalkResult.FROM_ROOT, va4k, 0, fast)).as("a read needs no D").isTrue();
+            long pmd = table.slot(va4k, Level.PMD);
+            table.compareAndSetSlot(pmd, table.readSlot(pmd), table.readSlot(pmd) & ~Pte.RW);
+            assertThat(walker.fastWalk(root, cr3, WalkResult.FROM_ROOT, va4k, 0, fast)).as("a read through a read-only PMD").isTrue();
+            assertThat(walker.fastWalk(root, cr3, WalkResult.FROM_ROOT, va4k, PageFaultCode.WRITE, fast))
+                    .as("a write through a read-only PMD faults").isFalse();
+        }
+    }
+
     private static void run(PagingMode mode, long seed) {
         Random random = new Random(seed);
         // Node 0 is small, so its window (32 frames) fills and later tables come from the buddy
