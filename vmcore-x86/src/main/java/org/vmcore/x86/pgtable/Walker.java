@@ -299,13 +299,14 @@ public final class Walker {
         int rootOrd = startOrd >= 0 ? startOrd : Level.root(mode).ordinal();
         // What the levels above the start contribute: RW and USER (ANDed down the walk), NX (ORed).
         // ACCESSED joins the AND so one test tells whether any entry still needs its A bit.
-        long upperAll = (startOrd >= 0 ? upperBits & (Pte.RW | Pte.USER) : Pte.RW | Pte.USER) | Pte.ACCESSED;
-        long upperAny = startOrd >= 0 ? upperBits & Pte.NX : 0;
+        long upper = startOrd >= 0 ? upperBits : WalkResult.FROM_ROOT;
+        long upperAll = (upper & (Pte.RW | Pte.USER)) | Pte.ACCESSED;
+        long upperAny = upper & Pte.NX;
         PageTableWindow[] windows = memory.tableWindows();
         if (windows != seenWindows) {
             seeWindows(windows);
         }
-        out.begin((cr3 >>> 12) << 12, startOrd >= 0 ? upperBits : WalkResult.FROM_ROOT);
+        out.begin((cr3 >>> 12) << 12, upper);
         while (true) {
             long tablePfn = cr3 >>> 12;
             long all = upperAll;
@@ -365,9 +366,8 @@ public final class Walker {
      */
     private long readEntry(PageTableWindow[] windows, int ord, long tablePfn, int index) {
         for (PageTableWindow window : windows) {
-            long rel = tablePfn - window.base();
-            if (rel >= 0 && rel < window.frames()) {
-                return TableMemory.readAt(window.memory(), (rel << 12) + ((long) index << 3));
+            if (window.contains(tablePfn)) {
+                return TableMemory.readAt(window.memory(), ((tablePfn - window.base()) << 12) + ((long) index << 3));
             }
         }
         MemorySegment table = tablePage(ord, tablePfn);
