@@ -34,6 +34,14 @@ public enum Level {
         return shift;
     }
 
+    /**
+     * {@link #shift()} of the level with ordinal {@code ord}, worked out rather than looked up, so
+     * that it is a constant wherever {@code ord} is one (the JIT does not fold array elements).
+     */
+    static int shift(int ord) {
+        return 48 - 9 * ord;
+    }
+
     /** Bytes of address space one entry of this level covers. */
     public long entrySpan() {
         return 1L << shift;

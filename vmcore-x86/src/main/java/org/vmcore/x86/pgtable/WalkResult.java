@@ -17,23 +17,24 @@ public final class WalkResult {
     static final long FROM_ROOT = Pte.RW | Pte.USER;
     private static final PageSize[] SIZE_OF_LEAF = {null, null, PageSize.SIZE_1G, PageSize.SIZE_2M, PageSize.SIZE_4K};
 
-    boolean ok;
+    // Whether the walk succeeded and which levels it read, packed so that ending a walk is one
+    // store: bit OK, the first level's ordinal (PML5 0 .. PTE 4) in bits 8..15 and the last
+    // one's in bits 0..7, where 0xff (-1 as a byte) means the walk read nothing (a non-canonical
+    // address). Ordinals, not Level references: storing a reference into a long-lived result
+    // costs a GC write barrier on every walk.
+    private static final int OK = 1 << 16;
+    int state = LEVELS.length << 8 | 0xff;
     int faultCode;
-    // What the levels above the first one read contribute to the effective bits (RW and USER as
-    // an AND, NX as an OR): RW | USER for a walk from the root. effectiveBits() folds the
-    // entries read into it when asked, so a walk does not compute it.
-    long upperBits;
     long va;
-    // The levels read, as ordinals (PML5 0 .. PTE 4): firstOrd .. levelOrd. levelOrd is -1 when
-    // the walk read nothing (a non-canonical address). Ints, not Level references, because
-    // storing a reference into a long-lived result costs a GC write barrier on every walk.
-    int firstOrd = LEVELS.length;
-    int levelOrd = -1;
-    // The physical address of the first table read, and the entry read at each level by level
-    // ordinal: fields rather than arrays, so that recording a level is one plain store with no
-    // range check. Meaningful only for the levels read. The table at each level below the first
-    // is the one the entry above points to, so it is worked out, not stored.
-    long firstTable;
+    // The physical address of the first table read (its PFN bits), ORed with what the levels
+    // above it contribute to the effective bits: RW and USER as an AND, NX as an OR (RW | USER
+    // for a walk from the root). effectiveBits() folds the entries read into those when asked,
+    // so a walk does not compute them. One field because both are set together on every walk.
+    long start;
+    // The entry read at each level by level ordinal: fields rather than arrays, so that
+    // recording a level is one plain store with no range check. Meaningful only for the levels
+    // read. The table at each level below the first is the one the entry above points to, so it
+    // is worked out, not stored.
     long entry0, entry1, entry2, entry3, entry4;
 
     /**
@@ -42,7 +43,7 @@ public final class WalkResult {
      * @return true if the walk found a leaf that allows the access
      */
     public boolean ok() {
-        return ok;
+        return (state & OK) != 0;
     }
 
     /**
@@ -51,7 +52,7 @@ public final class WalkResult {
      * @return the fault code, or 0
      */
     public int faultCode() {
-        return ok ? 0 : faultCode;
+        return ok() ? 0 : faultCode;
     }
 
     /**
@@ -61,7 +62,7 @@ public final class WalkResult {
      * @return the last entry read
      */
     public long entry() {
-        return levelOrd < 0 ? 0 : recordedEntry(levelOrd);
+        return levelOrd() < 0 ? 0 : recordedEntry(levelOrd());
     }
 
     /**
@@ -70,7 +71,7 @@ public final class WalkResult {
      * @return the physical address, or -1
      */
     public long physicalAddress() {
-        return ok ? (pagePfn() << 12) | (va & offsetMask()) : -1;
+        return ok() ? (pagePfn() << 12) | (va & offsetMask()) : -1;
     }
 
     /**
@@ -80,7 +81,7 @@ public final class WalkResult {
      * @return the page's head PFN, or -1
      */
     public long pagePfn() {
-        return ok ? (recordedEntry(levelOrd) & Pte.PFN_MASK & ~offsetMask()) >>> 12 : -1;
+        return ok() ? (recordedEntry(levelOrd()) & Pte.PFN_MASK & ~offsetMask()) >>> 12 : -1;
     }
 
     /**
@@ -90,12 +91,12 @@ public final class WalkResult {
      * @return the effective RW, USER and NX bits, or 0
      */
     public long effectiveBits() {
-        if (!ok) {
+        if (!ok()) {
             return 0;
         }
-        long all = upperBits;
-        long any = upperBits;
-        for (int ord = firstOrd; ord <= levelOrd; ord++) {
+        long all = start & ~Pte.PFN_MASK;
+        long any = all;
+        for (int ord = firstOrd(); ord <= levelOrd(); ord++) {
             long e = recordedEntry(ord);
             all &= e;
             any |= e;
@@ -109,7 +110,7 @@ public final class WalkResult {
      * @return the physical address of the last entry read, or -1
      */
     public long entrySlot() {
-        return levelOrd < 0 ? -1 : recordedTable(firstOrd, levelOrd) + ((long) LEVELS[levelOrd].index(va) << 3);
+        return levelOrd() < 0 ? -1 : recordedTable(firstOrd(), levelOrd()) + ((long) LEVELS[levelOrd()].index(va) << 3);
     }
 
     /**
@@ -119,7 +120,7 @@ public final class WalkResult {
      * @return the level of the last entry read
      */
     public Level level() {
-        return levelOrd < 0 ? null : LEVELS[levelOrd];
+        return levelOrd() < 0 ? null : LEVELS[levelOrd()];
     }
 
     /**
@@ -128,7 +129,7 @@ public final class WalkResult {
      * @return the size of the mapped page
      */
     public PageSize pageSize() {
-        return ok ? SIZE_OF_LEAF[levelOrd] : null;
+        return ok() ? SIZE_OF_LEAF[levelOrd()] : null;
     }
 
     /**
@@ -140,7 +141,7 @@ public final class WalkResult {
      */
     public long tablePfn(Level level) {
         int ord = level.ordinal();
-        return ord < firstOrd || ord > levelOrd ? -1 : recordedTable(firstOrd, ord) >>> 12;
+        return ord < firstOrd() || ord > levelOrd() ? -1 : recordedTable(firstOrd(), ord) >>> 12;
     }
 
     /**
@@ -152,7 +153,7 @@ public final class WalkResult {
      */
     public long entryAt(Level level) {
         int ord = level.ordinal();
-        return ord < firstOrd || ord > levelOrd ? 0 : recordedEntry(ord);
+        return ord < firstOrd() || ord > levelOrd() ? 0 : recordedEntry(ord);
     }
 
     /** The entry recorded at level ordinal {@code ord} by the walk in progress or the last one. */
@@ -172,7 +173,7 @@ public final class WalkResult {
      * progress or the last one, which started at level ordinal {@code first}.
      */
     long recordedTable(int first, int ord) {
-        return ord == first ? firstTable : recordedEntry(ord - 1) & Pte.PFN_MASK;
+        return ord == first ? start & Pte.PFN_MASK : recordedEntry(ord - 1) & Pte.PFN_MASK;
     }
 
     /**
@@ -180,8 +181,7 @@ public final class WalkResult {
      * (ANDed) and NX (ORed) bits are {@code upperBits} ({@link #FROM_ROOT} when there are none).
      */
     void begin(long table, long upperBits) {
-        firstTable = table;
-        this.upperBits = upperBits;
+        start = (table & Pte.PFN_MASK) | (upperBits & (Pte.RW | Pte.USER | Pte.NX));
     }
 
     /** Records the entry read at level ordinal {@code ord}. */
@@ -202,9 +202,7 @@ public final class WalkResult {
      * (under the JIT's 35-byte always-inline limit) on purpose: it ends the walker's fast path.
      */
     void succeeded(int first, int ord, long va) {
-        ok = true;
-        firstOrd = first;
-        levelOrd = ord;
+        state = OK | first << 8 | ord;
         this.va = va;
     }
 
@@ -213,20 +211,28 @@ public final class WalkResult {
      * when {@code ord} is -1) and stopped at the entry recorded at {@code ord} with {@code code}.
      */
     void failed(int first, int ord, int code, long va) {
-        ok = false;
-        firstOrd = first;
-        levelOrd = ord;
+        state = first << 8 | (ord & 0xff);
         faultCode = code;
         this.va = va;
     }
 
+    /** The ordinal of the last level read; -1 when the walk read none. */
+    private int levelOrd() {
+        return (byte) state;
+    }
+
+    /** The ordinal of the first level read. */
+    private int firstOrd() {
+        return (state >>> 8) & 0xff;
+    }
+
     private long offsetMask() {
-        return (1L << LEVELS[levelOrd].shift()) - 1;
+        return (1L << Level.shift(levelOrd())) - 1;
     }
 
     @Override
     public String toString() {
-        return ok
+        return ok()
                 ? "ok pa=0x" + Long.toHexString(physicalAddress()) + " " + pageSize().label() + " " + Pte.describe(entry())
                 : "fault " + PageFaultCode.describe(faultCode) + " at " + level() + " " + Pte.describe(entry());
     }

@@ -132,8 +132,11 @@ public final class Walker {
      * A hardware walk that starts below the root, as a CPU does when a paging-structure cache
      * holds the entry above {@code startLevel}: {@code tablePfn} is the table at
      * {@code startLevel} and {@code upperBits} the RW, USER and NX bits the cached upper
-     * entries contribute (RW and USER as the AND, NX as the OR over those levels). Levels above
-     * {@code startLevel} are neither read nor marked accessed.
+     * entries contribute (RW and USER as the AND, NX as the OR over those levels; other bits are
+     * ignored). Levels above {@code startLevel} are neither read nor marked accessed.
+     *
+     * @throws InvalidArgumentException if {@code startLevel} is above the root of {@code mode},
+     *         {@code tablePfn} is not a 40-bit page frame number, or {@code access} has other bits
      */
     public boolean walkFrom(PagingMode mode, long va, int access, WalkResult out, Level startLevel, long tablePfn,
                             long upperBits) {
@@ -141,11 +144,14 @@ public final class Walker {
         if (startLevel.ordinal() < Level.root(mode).ordinal()) {
             throw new InvalidArgumentException("startLevel", startLevel, "must exist in " + mode + " paging");
         }
+        if (tablePfn < 0 || tablePfn > Pte.PFN_MASK >>> 12) {
+            throw new InvalidArgumentException("tablePfn", tablePfn, "must be a page frame number of 0 to 2^40 - 1");
+        }
         // The fast walk checks only the levels it reads: the upper ones must allow the access.
         long perms = access & (PageFaultCode.WRITE | PageFaultCode.USER);
         boolean upperAllows = (upperBits & perms) == perms
                 && ((access & PageFaultCode.FETCH) == 0 || (upperBits & Pte.NX) == 0);
-        if (upperAllows && pkru == 0 && mode.isCanonical(va) && tablePfn >= 0 && tablePfn < frameCount
+        if (upperAllows && pkru == 0 && mode.isCanonical(va) && tablePfn < frameCount
                 && fastWalk(startLevel.ordinal(), tablePfn << 12, upperBits, va, access, out)) {
             return true;
         }
@@ -314,7 +320,7 @@ public final class Walker {
             int ord = rootOrd;
             long e;
             while (true) {
-                int index = (int) ((va >>> (48 - 9 * ord)) & (Level.ENTRIES - 1));
+                int index = (int) ((va >>> Level.shift(ord)) & (Level.ENTRIES - 1));
                 if (tablePfn >= frameCount) { // no memory behind the address: reads as all ones
                     out.record(ord, -1L);
                     return stop(out, rootOrd, ord, access | PageFaultCode.PROTECTION | PageFaultCode.RESERVED, va);
@@ -426,7 +432,7 @@ public final class Walker {
             long e = out.recordedEntry(ord);
             long want = ord == leafOrd && write ? Pte.ACCESSED | Pte.DIRTY : Pte.ACCESSED;
             if ((e & want) != want) {
-                int index = (int) ((va >>> (48 - 9 * ord)) & (Level.ENTRIES - 1));
+                int index = (int) ((va >>> Level.shift(ord)) & (Level.ENTRIES - 1));
                 MemorySegment table = tablePage(ord, out.recordedTable(rootOrd, ord) >>> 12);
                 if (table == null || !TableMemory.compareAndSet(table, index, e, e | want)) {
                     return false;

@@ -47,19 +47,21 @@ class FastWalkTest {
     @ParameterizedTest
     @EnumSource(PagingMode.class)
     void theFastPathServesWalksThatNeedNoUpdate(PagingMode mode) {
-        try (PhysicalMemory memory = new PhysicalMemory(256 * MIB)) {
+        try (PhysicalMemory memory = new PhysicalMemory(2048 * MIB)) {
             PageTable table = new PageTable(memory, mode, 0);
             long va4k = 0x7000_0000_1000L;
             long va2m = 0x7000_4000_0000L;
+            long va1g = 0x7000_8000_0000L;
             long clean = Pte.PRESENT | Pte.RW | Pte.USER | Pte.ACCESSED | Pte.DIRTY;
             table.map(va4k, 100, PageSize.SIZE_4K, clean);
             table.map(va2m, 512 * 10, PageSize.SIZE_2M, clean);
+            table.map(va1g, 1L << 18, PageSize.SIZE_1G, clean);
             Walker walker = new Walker(memory);
             WalkResult full = new WalkResult();
             WalkResult fast = new WalkResult();
             int root = Level.root(mode).ordinal();
             long cr3 = table.cr3() & Pte.PFN_MASK;
-            for (long va : new long[] {va4k + 0x18, va2m + 0x12345}) {
+            for (long va : new long[] {va4k + 0x18, va2m + 0x12345, va1g + 0x1234_5678}) {
                 for (int access : new int[] {0, PageFaultCode.USER, PageFaultCode.USER | PageFaultCode.WRITE,
                     PageFaultCode.USER | PageFaultCode.FETCH}) {
                     String what = String.format("access %s at 0x%x", PageFaultCode.describe(access), va);

@@ -1,6 +1,7 @@
 package org.vmcore.x86.pgtable;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import static org.vmcore.x86.pgtable.PageFaultCode.FETCH;
 import static org.vmcore.x86.pgtable.PageFaultCode.PROTECTION;
 import static org.vmcore.x86.pgtable.PageFaultCode.RESERVED;
@@ -13,6 +14,7 @@ import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
 import org.junit.jupiter.params.provider.EnumSource;
 import org.junit.jupiter.params.provider.MethodSource;
+import org.vmcore.api.InvalidArgumentException;
 import org.vmcore.api.PageSize;
 import org.vmcore.api.PagingMode;
 import org.vmcore.x86.mem.PhysicalMemory;
@@ -148,6 +150,33 @@ class WalkerTest {
         clearOrSet(table, va, Level.PMD, 0, Pte.RW);
         assertThat(walker.walkFrom(PagingMode.FOUR_LEVEL, va, 0, out, Level.PMD, pmdTable, Pte.RW)).isTrue();
         assertThat(out.effectiveBits()).as("USER cleared above").isEqualTo(Pte.RW);
+        // A paging-structure-cache value passed whole: its address bits are not permission bits.
+        long cached = (pmdTable << 12) | Pte.PRESENT | Pte.ACCESSED | Pte.USER;
+        assertThat(walker.walkFrom(PagingMode.FOUR_LEVEL, va, USER, out, Level.PMD, pmdTable, cached)).isTrue();
+        assertThat(out.effectiveBits()).isEqualTo(Pte.USER);
+        assertThat(out.tablePfn(Level.PMD)).isEqualTo(pmdTable);
+        assertThat(out.tablePfn(Level.PUD)).as("not read").isEqualTo(-1);
+    }
+
+    @Test
+    void badWalkArgumentsAreRejectedAndLeaveTheLastResult() {
+        PageTable table = new PageTable(memory, PagingMode.FOUR_LEVEL, 0);
+        long va = 0x7000_0000_1000L;
+        table.map(va, memory.allocate(0, 0, true), PageSize.SIZE_4K, USER_RW);
+        assertThat(walker.walk(table, va, USER, out)).isTrue();
+        String before = out.toString();
+        long pmdTable = out.tablePfn(Level.PMD);
+        assertThatThrownBy(() -> walker.walk(table, va, 1, out)).isInstanceOf(InvalidArgumentException.class)
+                .hasMessageContaining("access=1").hasMessageContaining("WRITE (2), USER (4) and FETCH (16)");
+        assertThatThrownBy(() -> walker.walkFrom(PagingMode.FOUR_LEVEL, va, USER, out, Level.PML5, pmdTable, Pte.USER))
+                .isInstanceOf(InvalidArgumentException.class).hasMessageContaining("startLevel=PML5");
+        for (long bad : new long[] {-1, 1L << 40}) {
+            assertThatThrownBy(() -> walker.walkFrom(PagingMode.FOUR_LEVEL, va, USER, out, Level.PMD, bad, Pte.USER))
+                    .isInstanceOf(InvalidArgumentException.class).hasMessageContaining("tablePfn=0x" + Long.toHexString(bad))
+                    .hasMessageContaining("page frame number");
+        }
+        assertThat(out.toString()).isEqualTo(before);
+        assertThat(out.tablePfn(Level.PMD)).isEqualTo(pmdTable);
     }
 
     private static void clearOrSet(PageTable table, long va, Level level, long clear, long set) {
