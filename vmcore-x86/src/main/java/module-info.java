@@ -3,6 +3,7 @@
  * buddy allocators, lazily materialised contents) and page tables in the real x86-64 entry
  * format with a hardware-like walker. It knows nothing of VMAs, files or processes.
  */
+@SuppressWarnings("module") // "x86" is the architecture's name, terminal digits and all
 module org.vmcore.x86 {
     requires transitive org.vmcore.api;
     requires org.eclipse.collections.api;

@@ -27,6 +27,7 @@ import org.vmcore.x86.pgtable.Pte;
  * faults (hugetlb_fault, with huge_pmd_share on the way), and write-protect faults that break
  * copy-on-write (do_wp_page, hugetlb_wp). A failed fault leaves no trace.
  */
+@SuppressWarnings("try") // an Invalidation is used only for its scope: the notifier range ends with the block
 final class FaultHandler {
     private final SimAddressSpace mm;
     private final PhysicalMemory memory;

@@ -40,6 +40,7 @@ import org.vmcore.x86.pgtable.Walker;
  * munmap, mprotect, fork, exit and the page-fault handler. Every public method runs under the
  * machine lock. Page-level work is in {@link PageOps}; fault handling in {@link FaultHandler}.
  */
+@SuppressWarnings("try") // an Invalidation is used only for its scope: the notifier range ends with the block
 public final class SimAddressSpace implements AddressSpace {
     /** Lowest address a mapping may use (vm.mmap_min_addr). */
     public static final long MMAP_MIN_ADDR = 0x10000;

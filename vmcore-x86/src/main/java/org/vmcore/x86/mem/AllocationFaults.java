@@ -13,6 +13,10 @@ public final class AllocationFaults {
     private final AtomicLongArray armedAt = new AtomicLongArray(AllocationKind.values().length);
     private final AtomicLongArray armedUntil = new AtomicLongArray(AllocationKind.values().length);
 
+    /** Fault injection with nothing armed: every allocation succeeds until {@link #failNth} is called. */
+    public AllocationFaults() {
+    }
+
     /** Makes the {@code nth} allocation of {@code kind} from now on fail (1 is the next one). */
     public void failNth(AllocationKind kind, long nth) {
         failNth(kind, nth, 1);

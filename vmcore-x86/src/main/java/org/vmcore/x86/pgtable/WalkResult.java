@@ -37,6 +37,10 @@ public final class WalkResult {
     // is worked out, not stored.
     long entry0, entry1, entry2, entry3, entry4;
 
+    /** A result that no walk has filled yet: not {@link #ok()}, no level read. */
+    public WalkResult() {
+    }
+
     /**
      * Whether the translation succeeded.
      *

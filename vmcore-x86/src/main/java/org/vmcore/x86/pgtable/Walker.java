@@ -184,6 +184,7 @@ public final class Walker {
      * table joins it by its high address bits. A non-present entry may have led the walk to a
      * wrong table first, which is harmless: every read stays inside the window and the walk fails.
      */
+    @SuppressWarnings("fallthrough") // each level falls through to the one below on purpose
     boolean fastWalk(int startOrd, long table, long upperBits, long va, int access, WalkResult out) { // package-private for FastWalkTest
         out.begin(table, upperBits);
         long expect = windowBase | Pte.PRESENT | Pte.ACCESSED | Pte.RW | Pte.USER;

@@ -12,6 +12,7 @@ class PhysicalMemoryTest {
     private static final long LIMIT = 64L << 20;
 
     @Test
+    @SuppressWarnings("try") // closes the memory inside the block to measure what close gives back
     void aOneTebibyteMachineOnTwoNodesStartsFastAndSmall() {
         long heapBefore = usedHeap();
         long start = System.nanoTime();

@@ -218,7 +218,7 @@ class PageTableTest {
         String dump = table.dump();
         long free = memory.freeFrames();
         long tables = table.tablePages();
-        VmException thrown = (VmException) org.junit.jupiter.api.Assertions.assertThrows(VmException.class, call);
+        VmException thrown = org.junit.jupiter.api.Assertions.assertThrows(VmException.class, call);
         assertThat(thrown).isInstanceOf(InvalidArgumentException.class).hasMessageContaining(value).hasMessageContaining(rule);
         assertThat(table.dump()).as("tables unchanged after: %s", thrown.getMessage()).isEqualTo(dump);
         assertThat(memory.freeFrames()).as("frames unchanged after: %s", thrown.getMessage()).isEqualTo(free);
