@@ -10,23 +10,23 @@ import org.vmcore.api.PagingMode;
  */
 public enum Level {
     /** Page-map level 5 (LA57 only), bits 48..56. */
-    PML5(48),
+    PML5,
     /** Page-map level 4, bits 39..47. */
-    PML4(39),
+    PML4,
     /** Page upper directory (PDPT), bits 30..38; may hold 1 GiB leaves. */
-    PUD(30),
+    PUD,
     /** Page middle directory (PD), bits 21..29; may hold 2 MiB leaves. */
-    PMD(21),
+    PMD,
     /** Page table, bits 12..20; holds 4 KiB leaves. */
-    PTE(12);
+    PTE;
 
     /** Entries per table at every level. */
     public static final int ENTRIES = 512;
 
     private final int shift;
 
-    Level(int shift) {
-        this.shift = shift;
+    Level() {
+        this.shift = shift(ordinal());
     }
 
     /** The lowest address bit this level's index uses. */

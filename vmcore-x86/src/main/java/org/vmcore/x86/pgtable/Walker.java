@@ -240,7 +240,7 @@ public final class Walker {
      * (rorx) where a shift needs two, and joined with OR, as offset and index share no bit.
      */
     private long fastEntry(int ord, long table, long va, WalkResult out) {
-        long e = windowMemory.get(ENTRY, (table & windowOffsetMask) | (Long.rotateRight(va, 45 - 9 * ord) & INDEX_BYTES));
+        long e = windowMemory.get(ENTRY, (table & windowOffsetMask) | (Long.rotateRight(va, Level.shift(ord) - 3) & INDEX_BYTES));
         out.record(ord, e);
         return e;
     }
