@@ -313,7 +313,7 @@ public final class Walker {
         if (windows != seenWindows) {
             seeWindows(windows);
         }
-        out.begin((cr3 >>> 12) << 12, upper);
+        out.begin(cr3, upper); // begin keeps the PFN bits
         while (true) {
             long tablePfn = cr3 >>> 12;
             long all = upperAll;
