@@ -53,17 +53,19 @@ for line in dump.split('\n'):
     if len(parts) >= 3 and parts[0].strip().endswith(':'):
         addresses.append(int(parts[0].strip()[:-1], 16))
         instructions.append(parts[2].strip())
+index_of = {address: i for i, address in enumerate(addresses)}
 loop = None
 for end, ins in enumerate(instructions):
     m = re.match(r'j\w+\s+0x([0-9a-f]+)', ins)
-    if m and base <= int(m.group(1), 16) < addresses[end]:
-        head = addresses.index(int(m.group(1), 16)) if int(m.group(1), 16) in addresses else None
-        if head is not None and any('rorx' in x for x in instructions[head:end]):
-            if loop is None or end - head < loop[1] - loop[0]:
-                loop = (head, end)
+    head = index_of.get(int(m.group(1), 16)) if m else None
+    if head is not None and head < end and any('rorx' in x for x in instructions[head:end]):
+        if loop is None or end - head < loop[1] - loop[0]:
+            loop = (head, end)
 if loop is None:
     sys.exit('no loop with the walk found')
-body = [x for x in instructions[loop[0]:loop[1] + 1] if x and not x.startswith(('nop', 'xchg', 'data16'))]
+# Alignment padding is not part of the loop: nop, xchg ax,ax and their data16-prefixed forms.
+body = [x for x in instructions[loop[0]:loop[1] + 1]
+        if x and not x.startswith(('nop', 'data16')) and x.split() != ['xchg', 'ax,ax']]
 print('\n'.join('  ' + x for x in body))
 print('instructions per iteration (one walk):', len(body))
 EOF
