@@ -371,4 +371,40 @@ class MigrationEntryTest {
         assertPoolsIdle(machine);
         closeClean(machine);
     }
+
+    // ---- lazy hugetlb fork ----
+
+    @Test
+    @DisplayName("fork of a private hugetlb mapping without a private page copies nothing (bcd51a3c679d, vma_needs_copy)")
+    void forkOfAPrivateHugetlbMappingWithoutAnonPagesIsLazy() {
+        Machine machine = machine();
+        HugetlbFile file = machine.hugetlbfs().create("f", 4 * MIB, PageSize.SIZE_2M);
+        AddressSpace shared = machine.createAddressSpace();
+        shared.mmap(file, 0, HVA, 4 * MIB, Protection.READ_WRITE, FILE_SHARED);
+        write(machine, shared, HVA, VALUE);
+        AddressSpace parent = machine.createAddressSpace();
+        parent.mmap(file, 0, HVA, 4 * MIB, Protection.READ_WRITE, FILE_PRIVATE);
+        assertThat(read(machine, parent, HVA)).isEqualTo(VALUE);
+        long page = file.pageAt(0);
+
+        AddressSpace child = parent.fork();
+        assertThat(child.pageAt(HVA)).as("no entry copied").isEqualTo(-1);
+        assertThat(child.counters().hugetlbBytes()).isZero();
+        assertThat(machine.page(page).mapcount()).isEqualTo(2);
+        assertThat(child.fault(HVA, Access.READ)).as("the child faults the file page in").isEqualTo(FaultResult.PAGE_CACHE);
+        assertThat(read(machine, child, HVA)).isEqualTo(VALUE);
+
+        write(machine, parent, HVA + 2 * MIB, 5); // now the mapping has an anon_vma: fork copies it
+        AddressSpace second = parent.fork();
+        assertThat(second.pageAt(HVA)).isEqualTo(page);
+        assertThat(second.pageAt(HVA + 2 * MIB)).isEqualTo(parent.pageAt(HVA + 2 * MIB));
+        assertThat(second.counters().hugetlbBytes()).isEqualTo(4 * MIB);
+        assertThat(machine.checkInvariants()).isEmpty();
+        for (AddressSpace mm : List.of(second, child, parent, shared)) {
+            mm.close();
+        }
+        file.truncate(0);
+        assertPoolsIdle(machine);
+        closeClean(machine);
+    }
 }

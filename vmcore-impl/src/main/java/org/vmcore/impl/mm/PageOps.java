@@ -221,7 +221,7 @@ final class PageOps {
      * bcd51a3c679d).
      */
     boolean needsCopy(VmArea parent) {
-        return !parent.kind().isShared();
+        return !parent.kind().isShared() && parent.anonVma() != null;
     }
 
     /**
