@@ -199,6 +199,29 @@ class MigrationEntryTest {
     // ---- zap: zap_nonpresent_ptes ----
 
     @Test
+    @DisplayName("munmap between unmap and remap of move_pages: the new page's last reference frees it")
+    void munmapInsideMovePagesLeavesNoPageBehind() {
+        Machine machine = machine();
+        long free = machine.freeFrames();
+        AddressSpace mm = machine.createAddressSpace();
+        mm.mmap(VA, 2 * 4096, Protection.READ_WRITE, ANON_PRIVATE);
+        write(machine, mm, VA, VALUE);
+        write(machine, mm, VA + 4096, VALUE); // keeps the page tables, so only pages could leak
+        machine.migration().setObserver(e -> {
+            if (e.phase() == org.vmcore.api.MigrationPhase.AFTER_UNMAP) {
+                mm.munmap(VA, 4096);
+            }
+        });
+        machine.migration().movePages(mm, new long[] {VA}, new int[] {1}, MigrationService.MPOL_MF_MOVE);
+        machine.migration().setObserver(null);
+        assertThat(mm.counters().anonPages()).isEqualTo(1);
+        assertThat(machine.checkInvariants()).isEmpty();
+        mm.close();
+        assertThat(machine.freeFrames()).isEqualTo(free);
+        closeClean(machine);
+    }
+
+    @Test
     @DisplayName("munmap over migration entries drops RSS and frees the pages nothing else holds (zap_nonpresent_ptes)")
     void munmapOverMigrationEntries() {
         Machine machine = machine();
