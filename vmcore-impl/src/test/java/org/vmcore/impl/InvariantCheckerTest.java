@@ -17,7 +17,9 @@ import org.vmcore.api.Protection;
 import org.vmcore.impl.mm.SimAddressSpace;
 import org.vmcore.x86.mem.FrameDescriptors;
 import org.vmcore.x86.pgtable.Level;
+import org.vmcore.x86.pgtable.MigrationEntry;
 import org.vmcore.x86.pgtable.Pte;
+import org.vmcore.x86.pgtable.SwapEntry;
 
 /** Each kind of corruption is named by the checker. */
 class InvariantCheckerTest {
@@ -25,6 +27,11 @@ class InvariantCheckerTest {
 
     /** A machine with anonymous memory and a shared hugetlb window in two processes, then one corruption. */
     private static void corruptAndExpect(Consumer<World> corruption, String rule) {
+        corruptAndExpect(corruption, rule, "");
+    }
+
+    /** As above, and the violation names {@code detail}. */
+    private static void corruptAndExpect(Consumer<World> corruption, String rule, String detail) {
         try (Machine machine = Machine.builder().node(4 * GIB).cpus(1).hugePages(0, PageSize.SIZE_2M, 520).build()) {
             HugetlbFile file = machine.hugetlbfs().create("shm", GIB, PageSize.SIZE_2M);
             AddressSpace a = machine.createAddressSpace();
@@ -42,7 +49,7 @@ class InvariantCheckerTest {
             synchronized (w.machine.lock()) {
                 corruption.accept(w);
             }
-            assertThat(machine.checkInvariants()).as("violations").anySatisfy(v -> assertThat(v).startsWith(rule));
+            assertThat(machine.checkInvariants()).as("violations").anySatisfy(v -> assertThat(v).startsWith(rule).contains(detail));
         }
     }
 
@@ -83,14 +90,84 @@ class InvariantCheckerTest {
         corruptAndExpect(w -> w.a().pageTable().getAndClearSlot(w.a().pageTable().slot(VA, Level.PTE)), "TLB");
     }
 
+    /** Replaces the entry of VA + 4 KiB * page with {@code entry}. */
+    private static void replace(World w, int page, long entry) {
+        long slot = w.a().pageTable().slot(VA + page * 4096L, Level.PTE);
+        w.a().pageTable().compareAndSetSlot(slot, w.a().pageTable().readSlot(slot), entry);
+    }
+
     @Test
-    void aStrayMigrationEntryIsNamed() {
+    void aStraySwapEntryIsNamed() {
+        corruptAndExpect(w -> replace(w, 1, SwapEntry.make(0, 1, 0)), "stray entry");
+    }
+
+    @Test
+    void aMigrationEntryToAFreeFrameIsNamed() {
+        corruptAndExpect(w -> replace(w, 1, MigrationEntry.make(MigrationEntry.Kind.READ,
+                w.machine().memory().frameCount() - 1, false, false, 0)), "migration entry", "not a live 4K page");
+    }
+
+    @Test
+    void aMigrationEntryWhereTheRmapDoesNotLookIsNamed() {
+        // the page of VA has index VA >>> 12: its rmap looks at VA, never at VA + 8 KiB
         corruptAndExpect(w -> {
-            long slot = w.a().pageTable().slot(VA + 4096, Level.PTE);
-            long e = w.a().pageTable().readSlot(slot);
-            w.a().pageTable().compareAndSetSlot(slot, e, org.vmcore.x86.pgtable.MigrationEntry.make(
-                    org.vmcore.x86.pgtable.MigrationEntry.Kind.READ, Pte.pfn(e), false, false, 0));
-        }, "stray entry");
+            long pfn = w.a().pageAt(VA);
+            w.machine().rmap().tryToMigrate(pfn);
+            replace(w, 2, MigrationEntry.make(MigrationEntry.Kind.READ, pfn, false, false, 0));
+        }, "migration entry", "rmap");
+    }
+
+    @Test
+    void theMapcountOfAPageUnderMigrationIsChecked() {
+        corruptAndExpect(w -> {
+            long pfn = w.a().pageAt(VA);
+            w.machine().rmap().tryToMigrate(pfn);
+            w.d().addMapcount(pfn, 1);
+        }, "mapcount", "migration entries");
+    }
+
+    @Test
+    void theRefcountOfAPageUnderMigrationIsChecked() {
+        corruptAndExpect(w -> {
+            long pfn = w.a().pageAt(VA);
+            w.machine().rmap().tryToMigrate(pfn);
+            w.d().addRefcount(pfn, 1);
+        }, "refcount", "migration entries hold none");
+    }
+
+    @Test
+    void aMigrationEntryZappedWithoutItsRssIsNamed() {
+        corruptAndExpect(w -> {
+            w.machine().rmap().tryToMigrate(w.a().pageAt(VA));
+            w.a().pageTable().getAndClearSlot(w.a().pageTable().slot(VA, Level.PTE));
+        }, "RSS counter", "RssAnon 4 but 3");
+    }
+
+    @Test
+    void anAllocatedFrameWithoutAReferenceIsNamed() {
+        corruptAndExpect(w -> {
+            long pfn = w.machine().memory().tryAllocate(0, 0, false);
+            w.d().setRefcount(pfn, 0);
+        }, "unreferenced frame");
+    }
+
+    @Test
+    void aPageOnlyAMigrationEntryHoldsIsNotUnreferenced() {
+        try (Machine machine = Machine.builder().node(GIB).build()) {
+            AddressSpace mm = machine.createAddressSpace();
+            mm.mmap(VA, 4096, Protection.READ_WRITE, MapFlags.MAP_PRIVATE | MapFlags.MAP_ANONYMOUS | MapFlags.MAP_FIXED
+                    | MapFlags.MAP_POPULATE);
+            long pfn = mm.pageAt(VA);
+            machine.rmap().tryToMigrate(pfn);
+            assertThat(machine.page(pfn).refcount()).isZero();
+            assertThat(machine.checkInvariants()).isEmpty();
+            machine.rmap().removeMigrationEntries(pfn, pfn);
+        }
+    }
+
+    @Test
+    void aNegativeCounterIsNamed() {
+        corruptAndExpect(w -> w.a().addShmemPages(-1), "negative counter");
     }
 
     @Test

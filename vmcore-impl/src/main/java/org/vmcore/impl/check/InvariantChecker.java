@@ -17,6 +17,7 @@ import org.vmcore.x86.mem.BuddyAllocator;
 import org.vmcore.x86.mem.FrameDescriptors;
 import org.vmcore.x86.mem.FrameFlags;
 import org.vmcore.x86.pgtable.Level;
+import org.vmcore.x86.pgtable.MigrationEntry;
 import org.vmcore.x86.pgtable.PageTable;
 import org.vmcore.x86.pgtable.Pte;
 
@@ -26,6 +27,12 @@ import org.vmcore.x86.pgtable.Pte;
  * counts, the targets of leaves, VMA coverage and permissions, free lists, per-mm counters, pool
  * reservations, and the TLBs (no translation to a frame its address space no longer maps there,
  * outside an open invalidation). Each violation names the rule and the objects involved.
+ *
+ * <p>Migration entries are first-class: each must point at a live page of its size, sit where
+ * that page's rmap finds it, and count in its mm's RSS; it holds no mapcount and no reference
+ * (a running migration's isolation reference is allowed on a locked page). No allocated frame
+ * may be left with neither a reference nor a migration entry pointing at it, and no counter may
+ * be negative.
  *
  * <p>Runs under the machine lock; it reads every table of every address space, so it costs time
  * in proportion to what is mapped.
@@ -43,14 +50,18 @@ public final class InvariantChecker {
     public List<String> check() {
         List<String> out = new ArrayList<>();
         LongIntHashMap leaves = new LongIntHashMap(); // head pfn -> entries mapping it, shared tables once
+        LongIntHashMap migrating = new LongIntHashMap(); // head pfn -> migration entries to it, shared tables once
         LongIntHashMap pudRefs = new LongIntHashMap(); // PMD table pfn -> PUD entries pointing at it
         LongHashSet counted = new LongHashSet(); // tables whose leaves were counted already
         for (var a : machine.addressSpaces()) {
             SimAddressSpace mm = (SimAddressSpace) a;
             MmCount c = new MmCount();
             PageTable t = mm.pageTable();
-            walk(mm, t, t.cr3() >>> 12, t.rootLevel(), 0, leaves, pudRefs, counted, c, out);
+            walk(mm, t, t.cr3() >>> 12, t.rootLevel(), 0, leaves, migrating, pudRefs, counted, c, out);
             var k = mm.counters();
+            if (k.anonPages() < 0 || k.shmemPages() < 0 || k.hugetlbBytes() < 0) {
+                out.add("negative counter: " + mm + " has " + k);
+            }
             if (!(k.anonPages() == c.anon)) {
             out.add("RSS counter" + ": " + mm + " RssAnon " + k.anonPages() + " but " + c.anon + " anonymous entries");
         }
@@ -74,13 +85,21 @@ public final class InvariantChecker {
         for (FileMapping m : mappings) {
             m.pageCache().forEachValue(cached::add);
         }
-        leaves.forEachKeyValue((pfn, count) -> {
+        LongHashSet pages = new LongHashSet(leaves.keySet());
+        pages.addAll(migrating.keySet());
+        pages.forEach(pfn -> {
+            int count = leaves.get(pfn);
+            int entries = migrating.get(pfn);
             if (!(d.mapcount(pfn) == count)) {
-            out.add("mapcount" + ": " + "pfn 0x" + Long.toHexString(pfn) + " has mapcount " + d.mapcount(pfn) + " but " + count + " entries map it");
+            out.add("mapcount" + ": " + "pfn 0x" + Long.toHexString(pfn) + " has mapcount " + d.mapcount(pfn) + " but " + count + " entries map it"
+                    + (entries > 0 ? " (and " + entries + " migration entries, which hold none)" : ""));
         }
-            int expected = count + (cached.contains(pfn) ? 1 : 0);
+            // a migration in progress holds its isolation reference on the locked page
+            boolean isolated = entries > 0 && (d.flags(pfn) & FrameFlags.LOCKED) != 0;
+            int expected = count + (cached.contains(pfn) ? 1 : 0) + (isolated ? 1 : 0);
             if (!(d.refcount(pfn) == expected)) {
-            out.add("refcount" + ": " + "pfn 0x" + Long.toHexString(pfn) + " has refcount " + d.refcount(pfn) + " but " + count + " mappings" + (cached.contains(pfn) ? " and the page cache" : ""));
+            out.add("refcount" + ": " + "pfn 0x" + Long.toHexString(pfn) + " has refcount " + d.refcount(pfn) + " but " + count + " mappings" + (cached.contains(pfn) ? " and the page cache" : "")
+                    + (entries > 0 ? " (" + entries + " migration entries hold none" + (isolated ? "; the migration's isolation holds one" : "") + ")" : ""));
         }
         });
         cached.forEach(pfn -> {
@@ -92,6 +111,7 @@ public final class InvariantChecker {
         });
         checkPools(out);
         checkFreeLists(out);
+        checkUnreferenced(migrating, out);
         checkTlbs(out);
         return out;
     }
@@ -104,8 +124,17 @@ public final class InvariantChecker {
         long pmdTables;
     }
 
+    /** Counts a 4 KiB leaf (present or migration entry) of VMA {@code v} in RSS. */
+    private static void countRss(VmArea v, MmCount c) {
+        if (v.kind() == VmaKind.ANONYMOUS_SHARED) {
+            c.shmem++;
+        } else {
+            c.anon++;
+        }
+    }
+
     private void walk(SimAddressSpace mm, PageTable t, long tablePfn, Level level, long base, LongIntHashMap leaves,
-                      LongIntHashMap pudRefs, LongHashSet counted, MmCount c, List<String> out) {
+                      LongIntHashMap migrating, LongIntHashMap pudRefs, LongHashSet counted, MmCount c, List<String> out) {
         c.tables++;
         if (level == Level.PMD) {
             c.pmdTables++;
@@ -131,13 +160,20 @@ public final class InvariantChecker {
                 if (level == Level.PUD) {
                     pudRefs.addToValue(child, 1);
                 }
-                walk(mm, t, child, level.below(), va, leaves, pudRefs, counted, c, out);
+                walk(mm, t, child, level.below(), va, leaves, migrating, pudRefs, counted, c, out);
                 continue;
             }
             PageSize size = level.leafSize();
+            if (size != null && MigrationEntry.isMigration(e)) {
+                long target = MigrationEntry.pfn(e);
+                if (checkMigrationEntry(mm, va, size, target, out, c) && countLeaves) {
+                    migrating.addToValue(target, 1);
+                }
+                continue;
+            }
             if (size == null || !Pte.isPresent(e)) {
                 out.add("stray entry: " + mm + " has " + Pte.describe(e) + " at 0x" + Long.toHexString(va) + " (" + level + ")"
-                        + " outside any migration");
+                        + " that is no migration entry");
                 continue;
             }
             long pfn = Pte.pfn(e, size);
@@ -176,10 +212,70 @@ public final class InvariantChecker {
             out.add("VMA protection" + ": " + where(mm, va, pfn) + " has NX " + ((e & Pte.NX) != 0) + " in a " + v.protection() + " VMA");
         }
         if (size == PageSize.SIZE_4K) {
-            if (v.kind() == VmaKind.ANONYMOUS_SHARED) {
-                c.shmem++;
-            } else {
-                c.anon++;
+            countRss(v, c);
+        }
+    }
+
+    /**
+     * A migration entry points at a live page of its size that is not free, lies in a VMA of that
+     * size, and sits where the page's rmap looks (its anon_vma or file reaches the VMA, its index
+     * gives this address), so remove_migration_ptes and zap find it. Returns whether it may be
+     * counted against the page.
+     */
+    private boolean checkMigrationEntry(SimAddressSpace mm, long va, PageSize size, long pfn, List<String> out, MmCount c) {
+        String where = "migration entry: " + where(mm, va, pfn);
+        if (!machine.memory().isValidPfn(pfn)) {
+            out.add(where + " points outside memory");
+            return false;
+        }
+        int flags = d.flags(pfn);
+        HugePagePool pool = machine.hugetlbfsImpl().poolOf(pfn);
+        if ((flags & FrameFlags.ALLOCATED) == 0 || d.order(pfn) != size.order() || (pool != null && pool.isFree(pfn))) {
+            out.add(where + " (" + size.label() + ") points at a frame that is not a live " + size.label() + " page: " + d.describe(pfn));
+            return false;
+        }
+        VmArea v = mm.vma(va);
+        if (v == null || !v.containsRange(va, va + size.bytes()) || v.pageSize() != size) {
+            out.add("VMA coverage: " + where(mm, va, pfn) + " (a " + size.label() + " migration entry) lies in no " + size.label() + " VMA of " + mm);
+            return false;
+        }
+        long mapping = d.mapping(pfn);
+        boolean reached = mapping != 0 && machine.mappingOwner(mapping) != null
+                && v.address(d.index(pfn)) == va && machine.rmapImpl().candidates(pfn).contains(v);
+        if (!reached) {
+            out.add(where + " is not where the page's rmap looks (" + d.describe(pfn) + ", mapping " + mapping + ", index 0x"
+                    + Long.toHexString(d.index(pfn)) + ")");
+        }
+        if (size == PageSize.SIZE_4K) {
+            countRss(v, c);
+        }
+        return true;
+    }
+
+    /**
+     * Every allocated frame other than page tables, offlined or poisoned frames and free pool pages
+     * holds a reference, or is held by the migration entries that point at it; anything else has
+     * leaked. Scans only the materialised descriptor sections, where every used frame lies.
+     */
+    private void checkUnreferenced(LongIntHashMap migrating, List<String> out) {
+        FrameDescriptors fd = d;
+        int skip = FrameFlags.PGTABLE | FrameFlags.RESERVED | FrameFlags.HWPOISON;
+        for (long section = 0; section < fd.frameCount(); section += FrameDescriptors.SECTION_FRAMES) {
+            if (!fd.isMaterialised(section)) {
+                continue;
+            }
+            long end = Math.min(fd.frameCount(), section + FrameDescriptors.SECTION_FRAMES);
+            for (long pfn = section; pfn < end; pfn++) {
+                int flags = fd.flags(pfn);
+                if ((flags & FrameFlags.ALLOCATED) == 0 || (flags & skip) != 0 || fd.refcount(pfn) != 0
+                        || migrating.containsKey(pfn)) {
+                    continue;
+                }
+                HugePagePool pool = machine.hugetlbfsImpl().poolOf(pfn);
+                if (pool != null && pool.isFree(pfn)) {
+                    continue;
+                }
+                out.add("unreferenced frame: " + fd.describe(pfn) + " is allocated, but no reference and no migration entry holds it");
             }
         }
     }

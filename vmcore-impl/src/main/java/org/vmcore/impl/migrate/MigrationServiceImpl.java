@@ -45,6 +45,7 @@ public final class MigrationServiceImpl implements MigrationService {
     private final PhysicalMemory memory;
     private final FrameDescriptors descriptors;
     private final MigrationUnmap unmap;
+    private final MigrationEntryRefs migrationRefs;
     private volatile MigrationObserver observer;
     private volatile Thread migrating;
     private final AtomicLong success = new AtomicLong();
@@ -57,6 +58,7 @@ public final class MigrationServiceImpl implements MigrationService {
         this.memory = machine.memory();
         this.descriptors = memory.descriptors();
         this.unmap = unmap;
+        this.migrationRefs = new MigrationEntryRefs(machine);
     }
 
     /** Whether the current thread is inside a page migration (running an observer). */
@@ -387,7 +389,9 @@ public final class MigrationServiceImpl implements MigrationService {
 
     private void finish(long pfn, long target, int rc, boolean huge, HugePagePool pool, boolean poisonOld) {
         if (rc == 0) {
-            descriptors.addRefcount(target, -1); // the allocation's reference: mappings and cache hold it now
+            if (descriptors.addRefcount(target, -1) == 0) { // the allocation's reference: mappings and cache hold it now
+                migrationRefs.releaseIfUnreferenced(target); // unless the page's mappings went while it moved
+            }
             if (descriptors.addRefcount(pfn, -1) == 0) { // the isolation reference was the last
                 if (poisonOld) {
                     if (huge) {

@@ -34,10 +34,12 @@ import org.vmcore.x86.pgtable.SwapEntry;
 public final class MigrationUnmap {
     private final SimMachine machine;
     private final FrameDescriptors descriptors;
+    private final MigrationEntryRefs migrationRefs;
 
     public MigrationUnmap(SimMachine machine) {
         this.machine = machine;
         this.descriptors = machine.memory().descriptors();
+        this.migrationRefs = new MigrationEntryRefs(machine);
     }
 
     /** try_to_migrate. */
@@ -106,8 +108,10 @@ public final class MigrationUnmap {
                 long entry = MigrationEntry.make(kind, pfn, (old & Pte.ACCESSED) != 0, (old & Pte.DIRTY) != 0, swapFlags);
                 table.compareAndSetSlot(slot, 0, entry);
             }
-            if (huge) {
-                mm.addHugetlbBytes(-size.bytes());
+            // A migration entry keeps its place in the RSS counters and HugetlbPages (try_to_migrate_one
+            // subtracts only for a hwpoisoned page); only a real unmap drops them.
+            if (!migrate && huge) {
+                mm.hugetlbCountSub(size.bytes());
             } else if (!migrate && vma.kind() == VmaKind.ANONYMOUS_SHARED) {
                 mm.addShmemPages(-1);
             }
@@ -122,7 +126,9 @@ public final class MigrationUnmap {
 
     /**
      * remove_migration_ptes: every migration entry to {@code oldPfn} in the mappings of
-     * {@code newPfn} becomes a present entry to {@code newPfn}.
+     * {@code newPfn} becomes a present entry to {@code newPfn}, in whichever address space holds it
+     * (fork copies entries, so a child found through the rmap gets the page too). The counters
+     * keep their value: the entries were counted all along.
      */
     public int removeMigrationEntries(long oldPfn, long newPfn) {
         checkHead(newPfn);
@@ -146,10 +152,10 @@ public final class MigrationUnmap {
             table.compareAndSetSlot(slot, e, Pte.leaf(newPfn, size, flags));
             descriptors.addMapcount(newPfn, 1);
             descriptors.addRefcount(newPfn, 1);
-            if (vma.kind().isHugetlb()) {
-                vma.owner().addHugetlbBytes(size.bytes());
-            }
             restored++;
+        }
+        if (oldPfn != newPfn) {
+            migrationRefs.releaseIfUnreferenced(oldPfn); // only the entries held it
         }
         return restored;
     }

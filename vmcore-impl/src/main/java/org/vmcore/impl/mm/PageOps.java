@@ -5,12 +5,14 @@ import org.vmcore.api.PageSize;
 import org.vmcore.api.VmaKind;
 import org.vmcore.impl.SimMachine;
 import org.vmcore.impl.hugetlb.PmdSharing;
+import org.vmcore.impl.migrate.MigrationEntryRefs;
 import org.vmcore.impl.rmap.AnonVma;
 import org.vmcore.impl.vma.VmArea;
 import org.vmcore.x86.mem.FrameDescriptors;
 import org.vmcore.x86.mem.FrameFlags;
 import org.vmcore.x86.mem.PhysicalMemory;
 import org.vmcore.x86.pgtable.Level;
+import org.vmcore.x86.pgtable.MigrationEntry;
 import org.vmcore.x86.pgtable.PageTable;
 import org.vmcore.x86.pgtable.Pte;
 
@@ -31,12 +33,14 @@ final class PageOps {
     private final SimAddressSpace mm;
     private final PhysicalMemory memory;
     private final FrameDescriptors descriptors;
+    private final MigrationEntryRefs migrationRefs;
 
     PageOps(SimMachine machine, SimAddressSpace mm) {
         this.machine = machine;
         this.mm = mm;
         this.memory = machine.memory();
         this.descriptors = memory.descriptors();
+        this.migrationRefs = new MigrationEntryRefs(machine);
     }
 
     // ---- leaf iteration ----
@@ -81,7 +85,10 @@ final class PageOps {
 
     /**
      * Clears every entry of {@code vma} in {@code [from, to)} and drops the page references;
-     * {@code gather} learns what the TLBs must forget (an unshared window in whole).
+     * {@code gather} learns what the TLBs must forget (an unshared window in whole). A migration
+     * entry is cleared like zap_nonpresent_ptes does: its RSS counter drops, and since the entry
+     * holds no reference the page is freed only if nothing else holds it
+     * ({@link MigrationEntryRefs}).
      */
     void zap(VmArea vma, long from, long to, TlbGather gather, boolean releaseReservations) {
         PageTable table = mm.pageTable();
@@ -103,8 +110,11 @@ final class PageOps {
                 table.getAndClearSlot(slot);
                 gather.add(va, va + size.bytes(), size.shift());
                 if (Pte.isPresent(e)) {
-                    mm.hugetlbBytes -= size.bytes();
+                    mm.hugetlbCountSub(size.bytes());
                     putMapped(Pte.pfn(e, size), true);
+                } else if (MigrationEntry.isMigration(e)) {
+                    mm.hugetlbCountSub(size.bytes());
+                    migrationRefs.releaseIfUnreferenced(MigrationEntry.pfn(e));
                 }
             });
             return;
@@ -112,14 +122,18 @@ final class PageOps {
         forEachLeaf(vma, from, to, (va, slot, e) -> {
             table.getAndClearSlot(slot);
             gather.add(va, va + 4096, 12);
-            if (Pte.isPresent(e)) {
-                long pfn = Pte.pfn(e);
+            boolean migration = MigrationEntry.isMigration(e);
+            if (Pte.isPresent(e) || migration) {
                 if (vma.kind() == VmaKind.ANONYMOUS_SHARED) {
                     mm.shmemPages--;
                 } else {
                     mm.anonPages--;
                 }
-                putMapped(pfn, false);
+            }
+            if (Pte.isPresent(e)) {
+                putMapped(Pte.pfn(e), false);
+            } else if (migration) {
+                migrationRefs.releaseIfUnreferenced(MigrationEntry.pfn(e));
             }
         });
     }
@@ -144,7 +158,9 @@ final class PageOps {
         }
         long[] anon = {0};
         forEachLeaf(vma, from, to, (va, slot, e) -> {
-            if (Pte.isPresent(e) && isAnon(Pte.pfn(e, size))) {
+            // a private page under migration is still the owner's: its slot holds no reservation
+            long pfn = Pte.isPresent(e) ? Pte.pfn(e, size) : MigrationEntry.isMigration(e) ? MigrationEntry.pfn(e) : -1;
+            if (pfn >= 0 && isAnon(pfn)) {
                 anon[0]++;
             }
         });
@@ -199,11 +215,22 @@ final class PageOps {
     }
 
     /**
-     * copy_page_range: private mappings copy their entries write-protected in both address spaces
-     * (copy-on-write); shared mappings are not copied, the child faults them in.
+     * vma_needs_copy: only a private mapping with an anon_vma (one that has had a private page) is
+     * copied at fork; shared mappings, and private ones that only map page-cache pages, are
+     * faulted in by the child (for hugetlb since "hugetlb: lazy page table copies in fork()",
+     * bcd51a3c679d).
+     */
+    boolean needsCopy(VmArea parent) {
+        return !parent.kind().isShared() && parent.anonVma() != null;
+    }
+
+    /**
+     * copy_page_range for a mapping that {@link #needsCopy needs a copy}: present entries are
+     * copied write-protected in both address spaces (copy-on-write); migration entries are copied
+     * as copy_nonpresent_pte and copy_hugetlb_page_range copy them.
      */
     void copyForFork(VmArea parent, VmArea child) {
-        if (parent.kind().isShared()) {
+        if (!needsCopy(parent)) {
             return;
         }
         PageTable from = parent.owner().pageTable();
@@ -212,8 +239,12 @@ final class PageOps {
         Level leaf = Level.ofLeaf(size);
         SimAddressSpace childMm = child.owner();
         parent.owner().pages.forEachLeaf(parent, parent.start(), parent.end(), (va, slot, e) -> {
+            if (MigrationEntry.isMigration(e)) {
+                copyMigrationEntry(from, slot, e, to, va, leaf, childMm, size);
+                return;
+            }
             if (!Pte.isPresent(e)) {
-                return; // migration entries are copied once migration exists
+                return; // vmcore makes no other non-present entries
             }
             long wp = e & ~Pte.RW;
             while (!from.compareAndSetSlot(slot, e, wp)) {
@@ -230,6 +261,27 @@ final class PageOps {
                 childMm.hugetlbBytes += size.bytes();
             }
         });
+    }
+
+    /**
+     * copy_nonpresent_pte for a migration entry: the child gets the entry and counts the page in
+     * its RSS, without a page reference (the migration holds the page); a WRITE or READ_EXCLUSIVE
+     * entry becomes READ in both, so that remove_migration_ptes maps the page read-only in both
+     * and the first write copies it.
+     */
+    private void copyMigrationEntry(PageTable from, long slot, long e, PageTable to, long va, Level leaf,
+                                    SimAddressSpace childMm, PageSize size) {
+        long entry = e;
+        if (MigrationEntry.kind(e) != MigrationEntry.Kind.READ) {
+            entry = MigrationEntry.makeReadable(e);
+            from.compareAndSetSlot(slot, e, entry); // no CPU writes a non-present entry: the CAS holds
+        }
+        to.install(va, leaf, entry);
+        if (size == PageSize.SIZE_4K) {
+            childMm.anonPages++;
+        } else {
+            childMm.hugetlbBytes += size.bytes();
+        }
     }
 
     // ---- page references ----

@@ -285,7 +285,7 @@ public final class SimAddressSpace implements AddressSpace {
                     VmArea copy = v.forkCopy(child);
                     pages.prepareForkedAnon(v, copy);
                     child.insertVma(copy);
-                    if (!v.kind().isShared()) { // copy_page_range write-protects the parent's COW entries
+                    if (pages.needsCopy(v)) { // copy_page_range write-protects the parent's COW entries
                         try (Invalidation inv = Invalidation.start(this, v.start(), v.end(), NotifierEvent.PROTECTION_PAGE)) {
                             pages.copyForFork(v, copy);
                         }
@@ -574,9 +574,13 @@ public final class SimAddressSpace implements AddressSpace {
         return pages.reservedSlots(v, v.start(), v.end());
     }
 
-    /** Adds to HugetlbPages (migration moves hugetlb mappings out and back in). */
-    public void addHugetlbBytes(long delta) {
-        hugetlbBytes += delta;
+    /**
+     * hugetlb_count_sub, saturating at zero: with PMD sharing only the mm that faulted a page
+     * counts it, as in Linux, but the last sharer of a table may be another mm that zaps or
+     * unmaps it; HugetlbPages must not go negative there.
+     */
+    public void hugetlbCountSub(long bytes) {
+        hugetlbBytes = Math.max(0, hugetlbBytes - bytes);
     }
 
     /** Adds to RssShmem. */

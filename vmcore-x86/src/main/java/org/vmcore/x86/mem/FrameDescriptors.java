@@ -24,7 +24,8 @@ import org.vmcore.api.InvalidArgumentException;
 public final class FrameDescriptors {
     /** log2 of the frames per materialised section. */
     static final int SECTION_SHIFT = 12;
-    private static final int SECTION_FRAMES = 1 << SECTION_SHIFT;
+    /** Frames per materialised section. */
+    public static final int SECTION_FRAMES = 1 << SECTION_SHIFT;
 
     /** Bytes per descriptor. */
     public static final long DESCRIPTOR_BYTES = 40;
@@ -64,6 +65,14 @@ public final class FrameDescriptors {
             }
         }
         return n;
+    }
+
+    /**
+     * Whether the section holding {@code pfn} has been materialised; the frames of a section that
+     * was not all read as free, so a scan for used frames may skip it whole.
+     */
+    public boolean isMaterialised(long pfn) {
+        return section(pfn) != null;
     }
 
     // ---- reads: a never-written frame reads as zero ----

@@ -1,5 +1,7 @@
 package org.vmcore.x86.pgtable;
 
+import org.vmcore.api.InvalidArgumentException;
+
 /**
  * Migration entries: what a page-table entry holds while its page is being migrated. A CPU
  * that meets one faults, and the fault handler waits for the migration to end.
@@ -53,6 +55,18 @@ public final class MigrationEntry {
         }
         long offset = pfn | (young ? YOUNG : 0) | (dirty ? DIRTY : 0);
         return SwapEntry.make(kind.swapType(), offset, swapFlags);
+    }
+
+    /**
+     * make_readable_migration_entry on the entry's own offset: the same page, Accessed and Dirty
+     * bits and swap flags, as a {@link Kind#READ} entry (fork turns WRITE and READ_EXCLUSIVE
+     * entries of copy-on-write mappings into READ ones in parent and child).
+     */
+    public static long makeReadable(long entry) {
+        if (!isMigration(entry)) {
+            throw new InvalidArgumentException("entry", entry, "must be a migration entry");
+        }
+        return SwapEntry.make(Kind.READ.swapType(), SwapEntry.offset(entry), SwapEntry.flags(entry));
     }
 
     /** is_migration_entry: a swap entry of one of the three migration types. */

@@ -69,6 +69,26 @@ class SwapEntryTest {
     }
 
     @Test
+    void makeReadableKeepsPageAccessedDirtyAndFlags() {
+        Random random = new Random(SEED + 2);
+        for (int i = 0; i < 20_000; i++) {
+            Kind kind = Kind.values()[random.nextInt(3)];
+            long pfn = random.nextLong() & ((1L << MigrationEntry.PFN_BITS) - 1);
+            boolean young = random.nextBoolean();
+            boolean dirty = random.nextBoolean();
+            long flags = random.nextLong() & SwapEntry.FLAG_BITS;
+            long r = MigrationEntry.makeReadable(MigrationEntry.make(kind, pfn, young, dirty, flags));
+            assertThat(MigrationEntry.kind(r)).as("seed %x step %d", SEED + 2, i).isEqualTo(Kind.READ);
+            assertThat(MigrationEntry.pfn(r)).as("seed %x step %d", SEED + 2, i).isEqualTo(pfn);
+            assertThat(MigrationEntry.young(r)).as("seed %x step %d", SEED + 2, i).isEqualTo(young);
+            assertThat(MigrationEntry.dirty(r)).as("seed %x step %d", SEED + 2, i).isEqualTo(dirty);
+            assertThat(SwapEntry.flags(r)).as("seed %x step %d", SEED + 2, i).isEqualTo(flags);
+        }
+        assertThatThrownBy(() -> MigrationEntry.makeReadable(HwPoisonEntry.make(7)))
+                .isInstanceOf(InvalidArgumentException.class).hasMessageContaining("migration entry");
+    }
+
+    @Test
     void hwpoisonEntriesAreRecognised() {
         long e = HwPoisonEntry.make(0xABCDE);
         assertThat(HwPoisonEntry.isHwPoison(e)).isTrue();

@@ -1,0 +1,79 @@
+package org.vmcore.impl.migrate;
+
+import org.vmcore.impl.SimMachine;
+import org.vmcore.impl.hugetlb.HugePagePool;
+import org.vmcore.impl.vma.VmArea;
+import org.vmcore.x86.mem.FrameDescriptors;
+import org.vmcore.x86.mem.FrameFlags;
+import org.vmcore.x86.pgtable.Level;
+import org.vmcore.x86.pgtable.MigrationEntry;
+import org.vmcore.x86.pgtable.PageTable;
+
+/**
+ * What keeps a page alive while migration entries point at it.
+ *
+ * <p>A migration entry holds neither a mapcount nor a reference: try_to_migrate_one drops both,
+ * and copy_nonpresent_pte copies an entry without taking one. In the kernel the migrating
+ * thread's isolation reference keeps the page meanwhile. vmcore's public
+ * {@code RmapWalker.tryToMigrate} has no isolation behind it, so a page can sit at refcount 0
+ * with entries still pointing at it. The rule: <em>a page stays allocated while its refcount is
+ * positive or a migration entry points at it</em>. Whoever removes a migration entry (zap on
+ * munmap, exit or truncate; remove_migration_ptes) calls {@link #releaseIfUnreferenced} after
+ * clearing it, which frees the page once neither holds it; a page still in a page cache has the
+ * cache's reference and stays there.
+ *
+ * <p>Callers hold the machine lock.
+ */
+public final class MigrationEntryRefs {
+    private final SimMachine machine;
+    private final FrameDescriptors descriptors;
+
+    public MigrationEntryRefs(SimMachine machine) {
+        this.machine = machine;
+        this.descriptors = machine.memory().descriptors();
+    }
+
+    /**
+     * Whether a migration entry to {@code pfn} is left where the page's rmap can reach it (every
+     * entry sits at the address its mapping and index give, in a VMA of its anon_vma or file).
+     */
+    public boolean pointedAt(long pfn) {
+        long mapping = descriptors.mapping(pfn);
+        if (mapping == 0 || machine.mappingOwner(mapping) == null) {
+            return false; // no VMA links the page's anon_vma or file any more, so no entry is left
+        }
+        long index = descriptors.index(pfn);
+        for (VmArea vma : machine.rmapImpl().candidates(pfn)) {
+            long address = vma.address(index);
+            if (address < 0) {
+                continue;
+            }
+            PageTable table = vma.owner().pageTable();
+            long slot = table.slot(address, Level.ofLeaf(vma.pageSize()));
+            long e = slot < 0 ? 0 : table.readSlot(slot);
+            if (MigrationEntry.isMigration(e) && MigrationEntry.pfn(e) == pfn) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /**
+     * Frees the page headed by {@code pfn} to the buddy allocator or its hugetlb pool if nothing
+     * holds it any more: refcount 0 and no migration entry left. Call after clearing an entry.
+     */
+    public void releaseIfUnreferenced(long pfn) {
+        int flags = descriptors.flags(pfn);
+        if ((flags & FrameFlags.ALLOCATED) == 0 || descriptors.refcount(pfn) != 0 || pointedAt(pfn)) {
+            return;
+        }
+        if ((flags & FrameFlags.HUGETLB) != 0) {
+            HugePagePool pool = machine.hugetlbfsImpl().poolOf(pfn);
+            if (!pool.isFree(pfn)) {
+                pool.free(pfn);
+            }
+        } else {
+            machine.memory().free(pfn);
+        }
+    }
+}
