@@ -171,10 +171,45 @@ public final class VmArea {
 
     /** Whether {@code next}, starting at this VMA's end, could be merged into it (vma_merge). */
     public boolean canMergeWith(VmArea next) {
-        return next.start == end && next.kind == kind && next.protection.equals(protection) && next.locked == locked
-                && next.file == file && next.mapping == mapping && next.pageSize == pageSize
-                && next.pgoff == pgoff + pages() && next.anonVma == anonVma && next.anonChain.equals(anonChain)
-                && next.reservationOwner == reservationOwner;
+        return next.protection.equals(protection) && anonVmaCompatible(next) && next.reservationOwner == reservationOwner
+                && mergeableAnonVma(next);
+    }
+
+    /**
+     * is_mergeable_anon_vma: equal anon_vmas, or one side has none and the other's anon_vma_chain
+     * is singular (a forked VMA's chain also holds its parent's anon_vma, whose pages must keep
+     * their own VMA range).
+     */
+    private boolean mergeableAnonVma(VmArea next) {
+        if (anonVma == null || next.anonVma == null) {
+            return anonVma == null ? next.anonVma == null || next.anonChain.size() == 1 : anonChain.size() == 1;
+        }
+        return next.anonVma == anonVma && next.anonChain.equals(anonChain);
+    }
+
+    /**
+     * anon_vma_compatible: {@code next} starts at this VMA's end, with the same backing, page
+     * offsets that continue, and the same flags apart from the access bits (so their anonymous
+     * pages could live under one anon_vma and a later mprotect could merge them).
+     */
+    public boolean anonVmaCompatible(VmArea next) {
+        return next.start == end && next.kind == kind && next.locked == locked && next.file == file
+                && next.mapping == mapping && next.pageSize == pageSize && next.pgoff == pgoff + pages();
+    }
+
+    /**
+     * Takes over {@code other}'s anon_vma and chain, when this VMA has none and absorbs
+     * {@code other} (vma_expand's dup_anon_vma); the caller then removes {@code other}.
+     */
+    public void adoptAnonVma(VmArea other) {
+        if (anonVma != null || other.anonVma == null) {
+            return;
+        }
+        anonVma = other.anonVma;
+        anonChain.addAll(other.anonChain);
+        for (AnonVma a : anonChain) {
+            a.link(this);
+        }
     }
 
     /**
