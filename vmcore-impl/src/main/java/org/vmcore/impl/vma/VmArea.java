@@ -33,6 +33,11 @@ public final class VmArea {
     private final List<AnonVma> anonChain = new ArrayList<>();
     /** For private hugetlb: this VMA owns its pool reservations (HPAGE_RESV_OWNER). */
     private boolean reservationOwner;
+    /**
+     * For private hugetlb: the reservation owner took a page of this VMA back (unmap_ref_private),
+     * so a later fault here cannot be told from lost data and gets SIGBUS (HPAGE_RESV_UNMAPPED).
+     */
+    private boolean reservationUnmapped;
 
     public VmArea(SimAddressSpace owner, long start, long end, Protection protection, VmaKind kind, boolean locked,
                   HugetlbFileImpl file, FileMapping mapping, long pgoff, PageSize pageSize) {
@@ -100,6 +105,15 @@ public final class VmArea {
         return reservationOwner;
     }
 
+    public boolean reservationUnmapped() {
+        return reservationUnmapped;
+    }
+
+    /** Marks the VMA as having lost a page to the reservation owner (set_vma_resv_flags HPAGE_RESV_UNMAPPED). */
+    public void setReservationUnmapped() {
+        this.reservationUnmapped = true;
+    }
+
     /** Length in 4 KiB pages. */
     public long pages() {
         return (end - start) >>> 12;
@@ -159,6 +173,7 @@ public final class VmArea {
         copy.anonVma = anonVma;
         copy.anonChain.addAll(anonChain);
         copy.reservationOwner = reservationOwner;
+        copy.reservationUnmapped = reservationUnmapped;
         return copy;
     }
 
@@ -172,7 +187,7 @@ public final class VmArea {
     /** Whether {@code next}, starting at this VMA's end, could be merged into it (vma_merge). */
     public boolean canMergeWith(VmArea next) {
         return next.protection.equals(protection) && anonVmaCompatible(next) && next.reservationOwner == reservationOwner
-                && mergeableAnonVma(next);
+                && next.reservationUnmapped == reservationUnmapped && mergeableAnonVma(next);
     }
 
     /**
