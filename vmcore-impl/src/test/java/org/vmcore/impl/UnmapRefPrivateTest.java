@@ -100,6 +100,52 @@ class UnmapRefPrivateTest {
         assertThat(machine.offHeapBytes()).isZero();
     }
 
+    @org.junit.jupiter.params.ParameterizedTest
+    @org.junit.jupiter.params.provider.ValueSource(booleans = {true, false})
+    void aChildsNotifierThatThrowsReachesTheOwnerAndLeavesAConsistentState(boolean atStart) {
+        Machine machine = Machine.builder().node(GIB).cpus(1).hugePages(0, PageSize.SIZE_2M, 1)
+                .checkInvariantsAfterEveryOperation(true).build();
+        Cpu cpu = machine.cpu(0);
+        HugetlbFile file = machine.hugetlbfs().create("private", H, PageSize.SIZE_2M);
+        AddressSpace parent = machine.createAddressSpace();
+        parent.mmap(file, 0, VA, H, Protection.READ_WRITE, PRIVATE);
+        cpu.switchTo(parent);
+        cpu.store(VA, 8, 7);
+        AddressSpace child = parent.fork();
+        IllegalStateException boom = new IllegalStateException("notifier");
+        MmuNotifier thrower = new MmuNotifier() {
+            @Override
+            public void invalidateRangeStart(NotifierRange range) {
+                if (atStart) {
+                    throw boom;
+                }
+            }
+
+            @Override
+            public void invalidateRangeEnd(NotifierRange range) {
+                if (!atStart) {
+                    throw boom;
+                }
+            }
+        };
+        child.registerNotifier(thrower);
+        assertThatThrownBy(() -> cpu.store(VA, 8, 8)).isSameAs(boom);
+        assertThat(machine.checkInvariants()).isEmpty();
+        assertThat(cpu.load(VA, 8)).as("no data lost").isEqualTo(7);
+        assertThat(child.pageAt(VA)).as(atStart ? "rolled back: the child still maps it" : "completed: unmapped")
+                .isEqualTo(atStart ? parent.pageAt(VA) : -1);
+        child.unregisterNotifier(thrower);
+        cpu.store(VA, 8, 8);
+        assertThat(cpu.load(VA, 8)).isEqualTo(8);
+        assertThat(machine.rmap().mappings(parent.pageAt(VA))).containsExactly(new Mapping(parent, VA));
+        assertThat(machine.checkInvariants()).isEmpty();
+        child.close();
+        parent.close();
+        assertThat(machine.hugetlbfs().pool(0, PageSize.SIZE_2M).free()).isEqualTo(1);
+        machine.close();
+        assertThat(machine.offHeapBytes()).isZero();
+    }
+
     @Test
     @DisplayName("a COW by a VMA that is not the reservation owner still fails with an empty pool")
     void aChildsCowWithAnEmptyPoolStillFails() {
