@@ -10,6 +10,11 @@ import java.util.Optional;
  * <p>Addresses are user-half canonical virtual addresses. Every method validates its input and
  * throws {@link InvalidArgumentException} (naming the value and the rule) without changing
  * anything; after {@link #close()} every method throws {@link ClosedException}.
+ *
+ * <p>An operation that flushes TLBs (munmap, mprotect, fork, a copy-on-write fault, {@link
+ * #flushTlb}) is initiated by a CPU: the one given by {@link Cpu#run} or {@link Cpu#call}, else
+ * the CPU the calling thread last drove through {@link Cpu#switchTo} or an access. That CPU
+ * flushes itself locally and sends shootdowns to the other CPUs of the {@link #cpumask()}.
  */
 public interface AddressSpace extends AutoCloseable {
     /**

@@ -1,6 +1,7 @@
 package org.vmcore.api;
 
 import java.util.List;
+import java.util.function.Supplier;
 
 /**
  * A simulated CPU: a current address space (CR3 with PCID), a TLB with paging-structure caches
@@ -10,6 +11,15 @@ import java.util.List;
  * <p>A CPU is driven by one thread at a time, as a real CPU runs one instruction stream; several
  * CPUs may run on several threads. TLB shootdowns from other threads are synchronous: when a
  * flush returns, no access through a flushed entry is in progress or can start.
+ *
+ * <p>The initiating CPU of a TLB flush. An mm operation (munmap, mprotect, a copy-on-write fault,
+ * migration, ...) that flushes runs on some CPU, as in the kernel: that CPU flushes its own TLB
+ * (counted in {@code nr_tlb_local_flush_one/all}) and sends a shootdown to every other CPU of the
+ * address space's cpumask (counted as sent on it, {@code nr_tlb_remote_flush}, and as received
+ * on each target, {@code nr_tlb_remote_flush_received}). Inside {@link #run} or {@link #call}
+ * the initiator is that CPU. Otherwise it is the CPU the calling thread last drove through
+ * {@link #switchTo} or an access that faulted; a thread that has driven none initiates as no CPU,
+ * and every CPU of the cpumask counts a received shootdown.
  */
 public interface Cpu {
     /**
@@ -120,6 +130,29 @@ public interface Cpu {
      * @throws IllegalStateException      if the CPU has no current address space
      */
     void storeAll(long[] vas, int width, long[] values);
+
+    /**
+     * Runs {@code action} on the calling thread as this CPU: every TLB flush it causes is
+     * initiated by this CPU (see the class comment), however the thread drove CPUs before. Calls
+     * nest; the innermost CPU wins, and when {@code action} returns or throws the previous
+     * initiator is restored. An access by another CPU inside {@code action} makes that CPU the
+     * thread's initiator from then on, until this call ends.
+     *
+     * @param action the work to run as this CPU
+     * @throws InvalidArgumentException if {@code action} is null
+     */
+    void run(Runnable action);
+
+    /**
+     * Runs {@code action} as this CPU, like {@link #run}, and returns its result; whatever it
+     * throws reaches the caller with the previous initiator restored.
+     *
+     * @param action the work to run as this CPU
+     * @param <T> the result type
+     * @return what {@code action} returned
+     * @throws InvalidArgumentException if {@code action} is null
+     */
+    <T> T call(Supplier<T> action);
 
     /**
      * The TLB counters.

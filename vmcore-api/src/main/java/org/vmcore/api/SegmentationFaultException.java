@@ -22,7 +22,14 @@ public class SegmentationFaultException extends VmException {
         /** The page is hardware-poisoned (SIGBUS, BUS_MCEERR_AR). */
         HWPOISON,
         /** The address maps a file page past the end of the file (SIGBUS, BUS_ADRERR). */
-        BEYOND_EOF
+        BEYOND_EOF,
+        /**
+         * A private hugetlb mapping lost its page to the reservation owner: the owner's
+         * copy-on-write found the pool empty and unmapped the page it shared with this mapping
+         * (unmap_ref_private), so every later fault in the mapping gets SIGBUS (hugetlb_no_page
+         * with HPAGE_RESV_UNMAPPED; the kernel logs "killed due to inadequate hugepage pool").
+         */
+        HUGETLB_RESV_UNMAPPED
     }
 
     /** The faulting address. */

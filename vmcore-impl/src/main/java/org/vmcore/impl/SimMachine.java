@@ -226,8 +226,8 @@ public final class SimMachine implements Machine {
             var s = cpu.stats();
             remoteSent += s.shootdownsSent();
             remoteReceived += s.shootdownsReceived();
-            localAll += s.mmFlushes() + s.fullFlushes();
-            localOne += s.pageFlushes() + s.rangeFlushes();
+            localAll += cpu.localFlushes(true); // the kernel counts local flushes on the initiator only
+            localOne += cpu.localFlushes(false);
         }
         out.put("nr_tlb_remote_flush", remoteSent);
         out.put("nr_tlb_remote_flush_received", remoteReceived);

@@ -8,6 +8,7 @@ import java.util.List;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.locks.ReentrantLock;
+import java.util.function.Supplier;
 import org.vmcore.api.Access;
 import org.vmcore.api.AddressSpace;
 import org.vmcore.api.Cpu;
@@ -89,6 +90,9 @@ public final class SimCpu implements Cpu {
     private final AtomicLong fullFlushes = new AtomicLong();
     private final AtomicLong shootdownsSent = new AtomicLong();
     private final AtomicLong shootdownsReceived = new AtomicLong();
+    // Counted by the initiator for its own TLB (nr_tlb_local_flush_one, nr_tlb_local_flush_all).
+    private final AtomicLong localFlushesOne = new AtomicLong();
+    private final AtomicLong localFlushesAll = new AtomicLong();
 
     public SimCpu(SimMachine machine, int id) {
         this.machine = machine;
@@ -140,6 +144,37 @@ public final class SimCpu implements Cpu {
     @Override
     public AddressSpace current() {
         return current;
+    }
+
+    // ---- the initiating CPU ----
+
+    @Override
+    public void run(Runnable action) {
+        if (action == null) {
+            throw new InvalidArgumentException("action", null, "must not be null");
+        }
+        call(() -> {
+            action.run();
+            return null;
+        });
+    }
+
+    @Override
+    public <T> T call(Supplier<T> action) {
+        if (action == null) {
+            throw new InvalidArgumentException("action", null, "must not be null");
+        }
+        SimCpu previous = DRIVEN.get();
+        DRIVEN.set(this);
+        try {
+            return action.get();
+        } finally {
+            if (previous == null) {
+                DRIVEN.remove();
+            } else {
+                DRIVEN.set(previous);
+            }
+        }
     }
 
     // ---- accesses ----
@@ -558,6 +593,18 @@ public final class SimCpu implements Cpu {
 
     void countShootdownReceived() {
         shootdownsReceived.incrementAndGet();
+    }
+
+    void countLocalFlush(boolean all) {
+        (all ? localFlushesAll : localFlushesOne).incrementAndGet();
+    }
+
+    /**
+     * The flushes this CPU initiated and ran on itself: of the whole address space or TLB
+     * ({@code all}, nr_tlb_local_flush_all) or of pages (nr_tlb_local_flush_one).
+     */
+    public long localFlushes(boolean all) {
+        return (all ? localFlushesAll : localFlushesOne).get();
     }
 
     // ---- inspection ----

@@ -6,8 +6,9 @@ import org.vmcore.impl.mm.SimAddressSpace;
 /**
  * The kernel's TLB flush operations (flush_tlb_mm_range, flush_tlb_mm, flush_tlb_all): a flush
  * for one address space reaches the CPUs in its cpumask and touches only that address space's
- * PCID; then the secondary TLBs are told. The CPU the calling thread drives flushes itself
- * locally; every other CPU counts a shootdown.
+ * PCID; then the secondary TLBs are told. The initiating CPU (the one the calling thread runs as,
+ * {@link SimCpu#DRIVEN}) flushes itself locally and counts a local flush; every other CPU counts
+ * a shootdown received, and the initiator one sent for each.
  */
 public final class TlbShootdown {
     /** tlb_single_page_flush_ceiling: above this many stride steps the whole address space is flushed. */
@@ -37,6 +38,7 @@ public final class TlbShootdown {
             for (SimCpu cpu : targets) {
                 cpu.runFlush(() -> cpu.flushPages(pcid, alignedStart, end, strideShift, single));
             }
+            countLocal(targets, false);
             reached = targets.size();
             kind = single ? "page" : "range";
         }
@@ -78,6 +80,7 @@ public final class TlbShootdown {
         for (SimCpu cpu : targets) {
             cpu.runFlush(() -> cpu.flushPcid(pcid, exiting));
         }
+        countLocal(targets, true);
         return targets.size();
     }
 
@@ -87,6 +90,17 @@ public final class TlbShootdown {
         for (SimCpu cpu : cpus) {
             count(initiator, cpu);
             cpu.runFlush(cpu::flushEverything);
+        }
+        if (initiator != null) {
+            initiator.countLocalFlush(true);
+        }
+    }
+
+    /** nr_tlb_local_flush_one/all: counted on the initiator only, when it is among the targets. */
+    private static void countLocal(List<SimCpu> targets, boolean all) {
+        SimCpu initiator = SimCpu.DRIVEN.get();
+        if (initiator != null && targets.contains(initiator)) {
+            initiator.countLocalFlush(all);
         }
     }
 

@@ -115,6 +115,10 @@ final class FaultHandler {
             }
             return writeProtectFault(vma, addr, slot, e);
         }
+        if (vma.reservationUnmapped()) { // hugetlb_no_page: the owner took this VMA's page back
+            throw new SegmentationFaultException(addr, write ? Access.WRITE : Access.READ,
+                    SegmentationFaultException.Cause.HUGETLB_RESV_UNMAPPED);
+        }
         HugetlbFileImpl file = vma.file();
         HugePagePool pool = file.pool();
         long index = vma.hugePageIndex(addr);
@@ -192,9 +196,21 @@ final class FaultHandler {
             return vma.kind().isShared() ? FaultResult.ALREADY_MAPPED : FaultResult.COW_REUSE;
         }
         boolean huge = size != PageSize.SIZE_4K;
-        // The owner's slot held a reservation unless it already held an anonymous page.
-        long copy = huge ? allocatePrivateHuge(vma, addr, vma.reservationOwner() && !mm.pages.isAnon(pfn))
-                : mm.pages.allocateBasePage();
+        long copy;
+        if (huge) {
+            // The owner's slot held a reservation unless it already held an anonymous page: then
+            // the copy comes from outside the reserve (hugetlb_wp's outside_reserve).
+            boolean outsideReserve = vma.reservationOwner() && mm.pages.isAnon(pfn);
+            copy = vma.file().pool().allocate(mm.homeNode(), vma.reservationOwner() && !outsideReserve);
+            if (copy < 0 && outsideReserve) {
+                return reuseAfterUnmapRefPrivate(vma, addr, slot, pfn);
+            }
+            if (copy < 0) {
+                throw privateHugeOom(vma, addr);
+            }
+        } else {
+            copy = mm.pages.allocateBasePage();
+        }
         memory.contents().copy(pfn, copy, size.frames());
         long entry = Pte.leaf(copy, size, leafFlags(vma, true, true));
         // wp_page_copy / hugetlb_wp: notify, replace the entry, flush the old translation everywhere.
@@ -211,6 +227,29 @@ final class FaultHandler {
     }
 
     /**
+     * hugetlb_wp when the reservation owner finds no page for its copy: it takes the page back
+     * from the other private mappings that share it (they get SIGBUS on their next fault), and
+     * then, as the page's only mapper, writes it in place.
+     */
+    private FaultResult reuseAfterUnmapRefPrivate(VmArea vma, long addr, long slot, long pfn) {
+        UnmapRefPrivate.unmapRefPrivate(vma, addr, pfn);
+        PageTable table = mm.pageTable();
+        long cur = table.readSlot(slot);
+        if (!Pte.isPresent(cur) || Pte.pfn(cur, vma.pageSize()) != pfn || !mm.pages.exclusiveAnon(pfn)) {
+            throw privateHugeOom(vma, addr); // someone else still holds the page
+        }
+        while (!table.compareAndSetSlot(slot, cur, cur | Pte.RW | Pte.ACCESSED | Pte.DIRTY)) {
+            cur = table.readSlot(slot);
+        }
+        return FaultResult.COW_REUSE;
+    }
+
+    private OutOfMemoryException privateHugeOom(VmArea vma, long addr) {
+        return new OutOfMemoryException("hugetlb pool of " + vma.pageSize().label() + " pages has no page for a private"
+                + " fault at 0x" + Long.toHexString(addr) + " in mm" + mm.id());
+    }
+
+    /**
      * A huge page for a private mapping: with {@code useReservation} it consumes one of the
      * owner's reservations, otherwise it needs a free page that no reservation holds.
      */
@@ -218,8 +257,7 @@ final class FaultHandler {
         HugePagePool pool = vma.file().pool();
         long pfn = pool.allocate(mm.homeNode(), useReservation);
         if (pfn < 0) {
-            throw new OutOfMemoryException("hugetlb pool of " + vma.pageSize().label() + " pages has no page for a private"
-                    + " fault at 0x" + Long.toHexString(addr) + " in mm" + mm.id());
+            throw privateHugeOom(vma, addr);
         }
         return pfn;
     }

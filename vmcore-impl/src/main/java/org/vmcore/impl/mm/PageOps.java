@@ -316,10 +316,14 @@ final class PageOps {
         throw new OutOfMemoryException("no free 4K frame on any node for mm" + mm.id());
     }
 
-    /** anon_vma_prepare: the anon_vma new anonymous pages of the VMA go under. */
+    /**
+     * anon_vma_prepare: the anon_vma new anonymous pages of the VMA go under; a compatible
+     * neighbour's is reused, so the two VMAs can still merge later.
+     */
     AnonVma anonVmaPrepare(VmArea vma) {
         if (vma.anonVma() == null) {
-            AnonVma anonVma = machine.newAnonVma(null);
+            AnonVma reused = mm.mergeableAnonVma(vma);
+            AnonVma anonVma = reused != null ? reused : machine.newAnonVma(null);
             vma.setAnonVma(anonVma);
             vma.anonChain().add(anonVma);
             anonVma.link(vma);

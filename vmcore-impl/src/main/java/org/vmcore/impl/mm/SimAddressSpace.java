@@ -698,6 +698,7 @@ public final class SimAddressSpace implements AddressSpace {
         VmArea result = v;
         if (prevEntry != null && prevEntry.getValue().canMergeWith(v)) {
             VmArea prev = prevEntry.getValue();
+            prev.adoptAnonVma(v); // before v goes, so its anon_vma never has no VMA
             removeVma(v);
             prev.setEnd(v.end());
             if (prev.mapping() != null) {
@@ -708,6 +709,7 @@ public final class SimAddressSpace implements AddressSpace {
         Map.Entry<Long, VmArea> nextEntry = vmas.higherEntry(result.start());
         if (nextEntry != null && result.canMergeWith(nextEntry.getValue())) {
             VmArea next = nextEntry.getValue();
+            result.adoptAnonVma(next);
             removeVma(next);
             result.setEnd(next.end());
             if (result.mapping() != null) {
@@ -715,6 +717,23 @@ public final class SimAddressSpace implements AddressSpace {
             }
         }
         return result;
+    }
+
+    /**
+     * find_mergeable_anon_vma: the anon_vma of a neighbour (the next, then the previous VMA) that
+     * v could merge with but for its protection, if that neighbour's chain is singular (a forked
+     * VMA's is not); else null.
+     */
+    AnonVma mergeableAnonVma(VmArea v) {
+        VmArea next = vma(v.end());
+        if (next != null && v.anonVmaCompatible(next) && next.anonVma() != null && next.anonChain().size() == 1) {
+            return next.anonVma();
+        }
+        VmArea prev = v.start() == 0 ? null : vma(v.start() - 1);
+        if (prev != null && prev.anonVmaCompatible(v) && prev.anonVma() != null && prev.anonChain().size() == 1) {
+            return prev.anonVma();
+        }
+        return null;
     }
 
     /** Unmaps [start, end): splits, zaps, removes VMAs and frees the tables nobody else needs. */

@@ -33,6 +33,11 @@ public final class VmArea {
     private final List<AnonVma> anonChain = new ArrayList<>();
     /** For private hugetlb: this VMA owns its pool reservations (HPAGE_RESV_OWNER). */
     private boolean reservationOwner;
+    /**
+     * For private hugetlb: the reservation owner took a page of this VMA back (unmap_ref_private),
+     * so a later fault here cannot be told from lost data and gets SIGBUS (HPAGE_RESV_UNMAPPED).
+     */
+    private boolean reservationUnmapped;
 
     public VmArea(SimAddressSpace owner, long start, long end, Protection protection, VmaKind kind, boolean locked,
                   HugetlbFileImpl file, FileMapping mapping, long pgoff, PageSize pageSize) {
@@ -100,6 +105,15 @@ public final class VmArea {
         return reservationOwner;
     }
 
+    public boolean reservationUnmapped() {
+        return reservationUnmapped;
+    }
+
+    /** Marks the VMA as having lost a page to the reservation owner (set_vma_resv_flags HPAGE_RESV_UNMAPPED). */
+    public void setReservationUnmapped() {
+        this.reservationUnmapped = true;
+    }
+
     /** Length in 4 KiB pages. */
     public long pages() {
         return (end - start) >>> 12;
@@ -159,6 +173,7 @@ public final class VmArea {
         copy.anonVma = anonVma;
         copy.anonChain.addAll(anonChain);
         copy.reservationOwner = reservationOwner;
+        copy.reservationUnmapped = reservationUnmapped;
         return copy;
     }
 
@@ -171,10 +186,45 @@ public final class VmArea {
 
     /** Whether {@code next}, starting at this VMA's end, could be merged into it (vma_merge). */
     public boolean canMergeWith(VmArea next) {
-        return next.start == end && next.kind == kind && next.protection.equals(protection) && next.locked == locked
-                && next.file == file && next.mapping == mapping && next.pageSize == pageSize
-                && next.pgoff == pgoff + pages() && next.anonVma == anonVma && next.anonChain.equals(anonChain)
-                && next.reservationOwner == reservationOwner;
+        return next.protection.equals(protection) && anonVmaCompatible(next) && next.reservationOwner == reservationOwner
+                && next.reservationUnmapped == reservationUnmapped && mergeableAnonVma(next);
+    }
+
+    /**
+     * is_mergeable_anon_vma: equal anon_vmas, or one side has none and the other's anon_vma_chain
+     * is singular (a forked VMA's chain also holds its parent's anon_vma, whose pages must keep
+     * their own VMA range).
+     */
+    private boolean mergeableAnonVma(VmArea next) {
+        if (anonVma == null || next.anonVma == null) {
+            return anonVma == null ? next.anonVma == null || next.anonChain.size() == 1 : anonChain.size() == 1;
+        }
+        return next.anonVma == anonVma && next.anonChain.equals(anonChain);
+    }
+
+    /**
+     * anon_vma_compatible: {@code next} starts at this VMA's end, with the same backing, page
+     * offsets that continue, and the same flags apart from the access bits (so their anonymous
+     * pages could live under one anon_vma and a later mprotect could merge them).
+     */
+    public boolean anonVmaCompatible(VmArea next) {
+        return next.start == end && next.kind == kind && next.locked == locked && next.file == file
+                && next.mapping == mapping && next.pageSize == pageSize && next.pgoff == pgoff + pages();
+    }
+
+    /**
+     * Takes over {@code other}'s anon_vma and chain, when this VMA has none and absorbs
+     * {@code other} (vma_expand's dup_anon_vma); the caller then removes {@code other}.
+     */
+    public void adoptAnonVma(VmArea other) {
+        if (anonVma != null || other.anonVma == null) {
+            return;
+        }
+        anonVma = other.anonVma;
+        anonChain.addAll(other.anonChain);
+        for (AnonVma a : anonChain) {
+            a.link(this);
+        }
     }
 
     /**

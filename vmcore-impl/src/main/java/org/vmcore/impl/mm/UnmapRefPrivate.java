@@ -1,0 +1,60 @@
+package org.vmcore.impl.mm;
+
+import org.vmcore.api.NotifierEvent;
+import org.vmcore.api.PageSize;
+import org.vmcore.api.VmaKind;
+import org.vmcore.impl.vma.VmArea;
+import org.vmcore.x86.pgtable.Level;
+import org.vmcore.x86.pgtable.PageTable;
+import org.vmcore.x86.pgtable.Pte;
+
+/**
+ * unmap_ref_private: when a private hugetlb reservation owner must copy a page it shares (with
+ * children after fork) and the pool has no page left, the owner's mapping is the one that must
+ * not fail, so the page is taken from the others. Every other private, non-owner VMA of the
+ * file that maps the same file index through an entry for this very page loses that entry and
+ * is marked HPAGE_RESV_UNMAPPED: a later fault there gets SIGBUS, since faulting in a fresh page
+ * would look like lost data. Shared mappings are left alone (they map the page cache, not this
+ * anonymous page). Runs under the machine lock, from the owner's fault.
+ */
+@SuppressWarnings("try") // an Invalidation is used only for its scope: the notifier range ends with the block
+final class UnmapRefPrivate {
+    private UnmapRefPrivate() {
+    }
+
+    /** Unmaps huge page {@code pfn}, which {@code owner} maps at {@code addr}, from every other private mapping. */
+    static void unmapRefPrivate(VmArea owner, long addr, long pfn) {
+        long pgoff = owner.linearPageIndex(addr);
+        for (VmArea other : owner.mapping().iMmap().overlapping(pgoff, pgoff)) {
+            if (other == owner || other.kind() != VmaKind.HUGETLB_PRIVATE || other.reservationOwner()) {
+                continue;
+            }
+            long va = other.address(pgoff);
+            if (va >= 0) {
+                unmapIfMapped(other, va, pfn);
+            }
+        }
+    }
+
+    /** __unmap_hugepage_range with a ref_page: clears the entry at va only if it maps {@code pfn}. */
+    private static void unmapIfMapped(VmArea vma, long va, long pfn) {
+        SimAddressSpace mm = vma.owner();
+        PageSize size = vma.pageSize();
+        PageTable table = mm.pageTable();
+        long slot = table.slot(va, Level.ofLeaf(size));
+        if (slot < 0) {
+            return;
+        }
+        long e = table.readSlot(slot);
+        if (!Pte.isPresent(e) || Pte.pfn(e, size) != pfn) {
+            return;
+        }
+        try (Invalidation inv = Invalidation.start(mm, va, va + size.bytes(), NotifierEvent.UNMAP)) {
+            table.getAndClearSlot(slot);
+            vma.setReservationUnmapped();
+            mm.hugetlbBytes -= size.bytes();
+            mm.machine().shootdown().flushRange(mm, va, va + size.bytes(), size.shift());
+            mm.pages.putMapped(pfn, true);
+        }
+    }
+}
