@@ -221,7 +221,12 @@ public interface AddressSpace extends AutoCloseable {
      */
     boolean isClosed();
 
-    /** Exit: unmaps everything and frees the page tables; idempotent. */
+    /**
+     * Exit: unmaps everything and frees the page tables; idempotent. It always completes: CPUs
+     * running in this address space on other threads are flushed and leave it before any frame
+     * is freed (their next access throws {@link ClosedException}), and if a notifier's release
+     * throws, everything is freed all the same and the exception is rethrown at the end.
+     */
     @Override
     void close();
 }

@@ -255,7 +255,18 @@ public interface Machine extends AutoCloseable {
         return config().regressions().contains(regression);
     }
 
-    /** Frees everything; idempotent. */
+    /**
+     * Frees everything; idempotent. Best effort that always completes: every address space is
+     * closed and all off-heap memory is freed even when a notifier's release throws; the first
+     * such exception is then rethrown with the others suppressed. CPUs running on other threads
+     * are stopped before the memory goes: their access in progress ends first and every later
+     * one throws {@link ClosedException}. Afterwards every method except {@code close},
+     * {@link #offHeapBytes()} and the identity accessors ({@link Cpu#id()},
+     * {@link AddressSpace#id()}, ...) throws {@link ClosedException}.
+     *
+     * <p>A machine that is never closed leaks its off-heap memory until the JVM exits: it is not
+     * reclaimed by the garbage collector. Use try-with-resources.
+     */
     @Override
     void close();
 

@@ -8,6 +8,15 @@ package org.vmcore.api;
  * {@link #release} when the address space exits. Hugetlb ranges are widened to whole PUD windows
  * where a PMD table may be shared. Callbacks run on the engine's thread under its lock and must
  * not call back into the address space.
+ *
+ * <p>Every callback may throw. The engine then stays consistent and loses no data, and the
+ * exception reaches the caller of the public operation. A throw from {@link #invalidateRangeStart}
+ * while the operation has changed nothing yet (mprotect, munmap, fork, each mapping of a
+ * migration) aborts it: the notifiers that had started get their end, the range is closed, and
+ * the operation is undone (a migration puts the page back). Any other throw is collected: the
+ * operation completes, every other notifier still gets every call, every range opened is closed,
+ * and the first exception is rethrown at the end with the later ones suppressed into it; an
+ * exception from {@link #release} does not stop the address space (or machine) from being freed.
  */
 public interface MmuNotifier {
     /**

@@ -8,7 +8,10 @@ import java.util.List;
  * anon_vma and the chains fork builds.
  */
 public interface RmapWalker {
-    /** Called for each candidate mapping; returns false to stop the walk (rmap_one). */
+    /**
+     * Called for each candidate mapping; returns false to stop the walk (rmap_one). It may throw:
+     * the walk stops, changes nothing, and the exception reaches the caller of {@link #walk}.
+     */
     @FunctionalInterface
     interface Visitor {
         /**

@@ -28,6 +28,7 @@ import org.vmcore.impl.hugetlb.HugePagePool;
 import org.vmcore.impl.hugetlb.HugetlbFileImpl;
 import org.vmcore.impl.hugetlb.HugetlbFsImpl;
 import org.vmcore.impl.mm.SimAddressSpace;
+import org.vmcore.impl.notifier.CallbackFailures;
 import org.vmcore.impl.rmap.AnonVma;
 import org.vmcore.impl.rmap.FileMapping;
 import org.vmcore.impl.rmap.RmapWalkerImpl;
@@ -61,9 +62,12 @@ public final class SimMachine implements Machine {
     private final MigrationUnmap migrationUnmap;
     private final MigrationServiceImpl migration;
 
+    private final CallbackFailures callbackFailures = new CallbackFailures();
+
     private long nextMappingId = 2;
     private int nextSpaceId = 1;
-    private boolean closed;
+    // Written under the lock; read without it by the quick checks of public methods.
+    private volatile boolean closed;
 
     SimMachine(MachineConfig config) {
         this.config = config;
@@ -96,6 +100,7 @@ public final class SimMachine implements Machine {
 
     @Override
     public MachineConfig config() {
+        ensureOpen();
         return config;
     }
 
@@ -156,11 +161,13 @@ public final class SimMachine implements Machine {
 
     @Override
     public int cpuCount() {
+        ensureOpen();
         return cpus.length;
     }
 
     @Override
     public Cpu cpu(int id) {
+        ensureOpen();
         if (id < 0 || id >= cpus.length) {
             throw new InvalidArgumentException("cpu", id, "must be a CPU of this machine (0.." + (cpus.length - 1) + ")");
         }
@@ -189,16 +196,19 @@ public final class SimMachine implements Machine {
 
     @Override
     public List<StaleAccess> staleAccesses() {
+        ensureOpen();
         return detector.snapshot();
     }
 
     @Override
     public long staleAccessCount() {
+        ensureOpen();
         return detector.count();
     }
 
     @Override
     public MigrationService migration() {
+        ensureOpen();
         return migration;
     }
 
@@ -211,6 +221,7 @@ public final class SimMachine implements Machine {
         Map<String, Long> out = new java.util.LinkedHashMap<>();
         long faults = 0;
         synchronized (lock) {
+            ensureOpen();
             for (SimAddressSpace mm : spaces) {
                 faults += mm.faultCount();
             }
@@ -251,6 +262,7 @@ public final class SimMachine implements Machine {
 
     @Override
     public long allocationCount(org.vmcore.api.AllocationKind kind) {
+        ensureOpen();
         return memory.faults().count(kind);
     }
 
@@ -267,13 +279,21 @@ public final class SimMachine implements Machine {
      * throws on a violation. Skipped inside a migration (its observer runs mid-operation).
      */
     public void afterOperation(String operation) {
-        if (!config.checkInvariants() || closed || migration.migratingOnThisThread()) {
-            return;
+        if (migration.migratingOnThisThread()) {
+            return; // the migration takes what its callbacks threw itself
         }
-        List<String> violations = new org.vmcore.impl.check.InvariantChecker(this).check();
-        if (!violations.isEmpty()) {
-            throw new org.vmcore.api.InvariantViolationException(operation, violations);
+        if (config.checkInvariants() && !closed) {
+            List<String> violations = new org.vmcore.impl.check.InvariantChecker(this).check();
+            if (!violations.isEmpty()) {
+                throw callbackFailures.suppressInto(new org.vmcore.api.InvariantViolationException(operation, violations));
+            }
         }
+        callbackFailures.rethrow();
+    }
+
+    /** What user callbacks threw during the current operation, rethrown when it ends (engine thread, under the lock). */
+    public CallbackFailures callbackFailures() {
+        return callbackFailures;
     }
 
     /** The page-cache mappings of every hugetlbfs file and shmem object. */
@@ -355,11 +375,13 @@ public final class SimMachine implements Machine {
 
     @Override
     public void clearStaleAccesses() {
+        ensureOpen();
         detector.clear();
     }
 
     @Override
     public boolean checkTranslation(String who, AddressSpace addressSpace, long va, long pfn, boolean write) {
+        ensureOpen();
         if (!(addressSpace instanceof SimAddressSpace mm) || mm.machine() != this) {
             throw new InvalidArgumentException("addressSpace", addressSpace, "must belong to this machine");
         }
@@ -379,12 +401,14 @@ public final class SimMachine implements Machine {
     @Override
     public List<AddressSpace> addressSpaces() {
         synchronized (lock) {
+            ensureOpen();
             return new ArrayList<>(spaces);
         }
     }
 
     @Override
     public HugetlbFs hugetlbfs() {
+        ensureOpen();
         return hugetlbfs;
     }
 
@@ -394,6 +418,7 @@ public final class SimMachine implements Machine {
 
     @Override
     public RmapWalker rmap() {
+        ensureOpen();
         return rmap;
     }
 
@@ -425,14 +450,18 @@ public final class SimMachine implements Machine {
 
     @Override
     public long readPhysical(long pa, int width) {
-        checkPhysical(pa, width);
-        return memory.contents().read(pa, width);
+        synchronized (lock) { // close frees the arena under the lock: never touch it after
+            checkPhysical(pa, width);
+            return memory.contents().read(pa, width);
+        }
     }
 
     @Override
     public void writePhysical(long pa, int width, long value) {
-        checkPhysical(pa, width);
-        memory.contents().write(pa, width, value);
+        synchronized (lock) {
+            checkPhysical(pa, width);
+            memory.contents().write(pa, width, value);
+        }
     }
 
     private void checkPhysical(long pa, int width) {
@@ -448,7 +477,10 @@ public final class SimMachine implements Machine {
 
     @Override
     public long freeFrames() {
-        return memory.freeFrames();
+        synchronized (lock) {
+            ensureOpen();
+            return memory.freeFrames();
+        }
     }
 
     @Override
@@ -462,11 +494,30 @@ public final class SimMachine implements Machine {
             if (closed) {
                 return;
             }
-            for (SimAddressSpace mm : new ArrayList<>(spaces)) {
-                mm.close();
+            RuntimeException failure = null;
+            try {
+                for (SimAddressSpace mm : new ArrayList<>(spaces)) {
+                    try {
+                        mm.close();
+                    } catch (RuntimeException e) { // a notifier's release threw: the address space is freed all the same
+                        if (failure == null) {
+                            failure = e;
+                        } else {
+                            failure.addSuppressed(e);
+                        }
+                    }
+                }
+            } finally {
+                closed = true;
+                // Kick every CPU out before the memory goes: an access in progress ends first, later ones see ClosedException.
+                for (SimCpu cpu : cpus) {
+                    cpu.machineClosed();
+                }
+                memory.close();
             }
-            closed = true;
-            memory.close();
+            if (failure != null) {
+                throw failure;
+            }
         }
     }
 

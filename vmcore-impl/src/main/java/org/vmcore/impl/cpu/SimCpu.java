@@ -11,6 +11,7 @@ import java.util.concurrent.locks.ReentrantLock;
 import java.util.function.Supplier;
 import org.vmcore.api.Access;
 import org.vmcore.api.AddressSpace;
+import org.vmcore.api.ClosedException;
 import org.vmcore.api.Cpu;
 import org.vmcore.api.FaultResult;
 import org.vmcore.api.InvalidArgumentException;
@@ -72,6 +73,8 @@ public final class SimCpu implements Cpu {
 
     // CR3: changed only inside the handshake, read by the CPU's accesses and by flushers.
     private volatile SimAddressSpace current;
+    // What closed under this CPU and left it without an address space (null if nothing did): its accesses say so.
+    private volatile String closedUnder;
     private int pcid;
     private long cr3;
     private PagingMode mode;
@@ -130,6 +133,7 @@ public final class SimCpu implements Cpu {
             enter();
             try {
                 current = mm;
+                closedUnder = null;
                 if (mm != null) {
                     pcid = mm.pcid();
                     cr3 = mm.pageTable().cr3();
@@ -143,6 +147,7 @@ public final class SimCpu implements Cpu {
 
     @Override
     public AddressSpace current() {
+        machine.ensureOpen();
         return current;
     }
 
@@ -401,6 +406,10 @@ public final class SimCpu implements Cpu {
     private long translate(long va, boolean write) {
         SimAddressSpace mm = current;
         if (mm == null) {
+            String closed = closedUnder;
+            if (closed != null) {
+                throw new ClosedException(closed);
+            }
             throw new IllegalStateException("cpu" + id + " has no current address space: call switchTo first");
         }
         long v = tlb.lookup(pcid, va);
@@ -578,8 +587,22 @@ public final class SimCpu implements Cpu {
         tlb.invalidatePcid(pcid);
         mmFlushes.incrementAndGet();
         if (exiting != null && current == exiting) {
+            closedUnder = "address space " + exiting; // before current: an access that sees null finds the reason
             current = null; // the exiting mm's CPUs switch to no user address space
         }
+    }
+
+    /**
+     * The machine closes: the CPU leaves its address space with its TLB emptied, through the
+     * handshake, so no access is running when the memory is freed and every later one throws
+     * ClosedException.
+     */
+    public void machineClosed() {
+        runFlush(() -> {
+            tlb.invalidateAll();
+            closedUnder = "machine";
+            current = null;
+        });
     }
 
     void flushEverything() {
@@ -611,12 +634,14 @@ public final class SimCpu implements Cpu {
 
     @Override
     public TlbStats stats() {
+        machine.ensureOpen();
         return new TlbStats(hits, misses, missesBySize[0], missesBySize[1], missesBySize[2], walks, pscHits, pageFlushes.get(),
                 rangeFlushes.get(), mmFlushes.get(), fullFlushes.get(), shootdownsSent.get(), shootdownsReceived.get());
     }
 
     @Override
     public List<TlbEntry> tlbEntries() {
+        machine.ensureOpen();
         List<TlbEntry> result = new ArrayList<>();
         runFlush(() -> {
             for (Tlb.Entry e : tlb.entries(-1)) {
@@ -629,6 +654,7 @@ public final class SimCpu implements Cpu {
 
     @Override
     public boolean tlbHolds(AddressSpace addressSpace, long va) {
+        machine.ensureOpen();
         if (!(addressSpace instanceof SimAddressSpace mm)) {
             throw new InvalidArgumentException("addressSpace", addressSpace, "must belong to this machine");
         }

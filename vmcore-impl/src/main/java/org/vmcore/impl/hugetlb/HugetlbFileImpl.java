@@ -34,6 +34,7 @@ public final class HugetlbFileImpl implements HugetlbFile {
     @Override
     public long size() {
         synchronized (fs.machineLock()) {
+            fs.ensureOpen();
             return size;
         }
     }
@@ -52,6 +53,7 @@ public final class HugetlbFileImpl implements HugetlbFile {
 
     @Override
     public long pageAt(long index) {
+        fs.ensureOpen();
         if (index < 0 || index >= pageCount()) {
             throw new InvalidArgumentException("index", index, "must be inside the file (0.." + (pageCount() - 1) + ")");
         }
@@ -63,6 +65,7 @@ public final class HugetlbFileImpl implements HugetlbFile {
     @Override
     public long cachedPages() {
         synchronized (fs.machineLock()) {
+            fs.ensureOpen();
             return mapping.pageCache().size();
         }
     }

@@ -49,12 +49,14 @@ public final class HugetlbFsImpl implements HugetlbFs {
     @Override
     public List<HugetlbFile> files() {
         synchronized (machine.lock()) {
+            machine.ensureOpen();
             return new ArrayList<>(files.values());
         }
     }
 
     @Override
     public HugetlbPoolState pool(int node, PageSize size) {
+        machine.ensureOpen();
         machine.checkNode(node);
         if (size != PageSize.SIZE_2M && size != PageSize.SIZE_1G) {
             throw new InvalidArgumentException("size", size, "must be SIZE_2M or SIZE_1G");
@@ -122,6 +124,11 @@ public final class HugetlbFsImpl implements HugetlbFs {
 
     Object machineLock() {
         return machine.lock();
+    }
+
+    /** Throws ClosedException once the machine is closed. */
+    void ensureOpen() {
+        machine.ensureOpen();
     }
 
     /** Whether {@code file} belongs to this mount. */

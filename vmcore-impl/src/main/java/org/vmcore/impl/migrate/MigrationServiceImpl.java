@@ -21,6 +21,7 @@ import org.vmcore.api.VmException;
 import org.vmcore.impl.SimMachine;
 import org.vmcore.impl.hugetlb.HugePagePool;
 import org.vmcore.impl.mm.SimAddressSpace;
+import org.vmcore.impl.notifier.CallbackFailures;
 import org.vmcore.impl.vma.VmArea;
 import org.vmcore.x86.mem.FrameDescriptors;
 import org.vmcore.x86.mem.FrameFlags;
@@ -68,11 +69,13 @@ public final class MigrationServiceImpl implements MigrationService {
 
     @Override
     public void setObserver(MigrationObserver observer) {
+        machine.ensureOpen();
         this.observer = observer;
     }
 
     @Override
     public Map<String, Long> stats() {
+        machine.ensureOpen();
         Map<String, Long> out = new LinkedHashMap<>();
         out.put("pgmigrate_success", success.get());
         out.put("pgmigrate_fail", fail.get());
@@ -220,6 +223,7 @@ public final class MigrationServiceImpl implements MigrationService {
 
     @Override
     public OfflineResult offlineRange(int node, long startPfn, long endPfn) {
+        machine.ensureOpen();
         machine.checkNode(node);
         NumaNode n = memory.node(node);
         if (startPfn < n.startPfn() || endPfn > n.endPfn() || startPfn >= endPfn) {
@@ -336,35 +340,56 @@ public final class MigrationServiceImpl implements MigrationService {
         int rc;
         Thread previous = migrating;
         migrating = Thread.currentThread();
+        CallbackFailures move = new CallbackFailures(); // this folio's own, settled before it is rethrown
         try {
             if (target < 0) {
                 rc = -Errno.ENOMEM;
             } else {
-                rc = moveMapped(pfn, target, size, toNode);
+                rc = moveMapped(pfn, target, size, toNode, move);
             }
         } finally {
             migrating = previous;
             descriptors.clearFlags(pfn, FrameFlags.LOCKED);
         }
         finish(pfn, target, rc, huge, pool, poisonOld);
+        if (move.any()) {
+            throw machine.callbackFailures().suppressInto(move.take());
+        }
+        machine.callbackFailures().rethrow(); // a notifier failure after the copy: the migration completed
         return rc;
     }
 
-    private int moveMapped(long pfn, long target, PageSize size, int toNode) {
+    /**
+     * Unmap, copy, remap. A callback that throws before the copy (a notifier during the unmap, the
+     * observer at AFTER_UNMAP or BEFORE_COPY) makes it put the page back as a failed migration
+     * does; one that throws after the copy lets the migration complete. Either way the failure is
+     * left in {@code move}, the observer is not called again, and the caller rethrows it.
+     */
+    private int moveMapped(long pfn, long target, PageSize size, int toNode, CallbackFailures move) {
         boolean wasMapped = descriptors.mapcount(pfn) > 0;
         if (wasMapped) {
             var event = phaseEvent();
-            unmap.tryToMigrate(pfn);
+            try {
+                unmap.tryToMigrate(pfn);
+            } catch (RuntimeException | Error e) { // a notifier refused at invalidateRangeStart
+                move.add(e);
+            }
+            RuntimeException collected = machine.callbackFailures().take();
+            if (collected != null) {
+                move.add(collected);
+            }
             commit(event, "unmap", pfn, target, size);
-            notify(MigrationPhase.AFTER_UNMAP, pfn, target, size, toNode);
+            notify(MigrationPhase.AFTER_UNMAP, pfn, target, size, toNode, move);
         }
         int rc = -Errno.EAGAIN;
         Object owner = machine.mappingOwner(descriptors.mapping(pfn));
         boolean cached = (descriptors.flags(pfn) & FrameFlags.ANON) == 0 && owner != null;
         // migrate_huge_page_move_mapping: the isolation reference plus the page cache's, nothing else
         int expected = 1 + (cached ? 1 : 0);
-        if (descriptors.mapcount(pfn) == 0 && descriptors.refcount(pfn) == expected) {
-            notify(MigrationPhase.BEFORE_COPY, pfn, target, size, toNode);
+        if (!move.any() && descriptors.mapcount(pfn) == 0 && descriptors.refcount(pfn) == expected) {
+            notify(MigrationPhase.BEFORE_COPY, pfn, target, size, toNode, move);
+        }
+        if (!move.any() && descriptors.mapcount(pfn) == 0 && descriptors.refcount(pfn) == expected) {
             var event = phaseEvent();
             memory.contents().copy(pfn, target, size.frames());
             descriptors.setFlags(target, descriptors.flags(pfn) & (FrameFlags.ANON | FrameFlags.UPTODATE | FrameFlags.DIRTY));
@@ -375,16 +400,16 @@ public final class MigrationServiceImpl implements MigrationService {
                 descriptors.addRefcount(pfn, -1);
             }
             commit(event, "copy", pfn, target, size);
-            notify(MigrationPhase.AFTER_COPY, pfn, target, size, toNode);
             rc = 0;
+            notify(MigrationPhase.AFTER_COPY, pfn, target, size, toNode, move);
         }
         if (wasMapped) {
             var event = phaseEvent();
             unmap.removeMigrationEntries(pfn, rc == 0 ? target : pfn);
             commit(event, rc == 0 ? "remap" : "put back", pfn, target, size);
-            notify(MigrationPhase.AFTER_REMAP, pfn, target, size, toNode);
+            notify(MigrationPhase.AFTER_REMAP, pfn, target, size, toNode, move);
         }
-        return rc;
+        return rc != 0 && move.any() ? -Errno.EBUSY : rc;
     }
 
     private void finish(long pfn, long target, int rc, boolean huge, HugePagePool pool, boolean poisonOld) {
@@ -453,15 +478,21 @@ public final class MigrationServiceImpl implements MigrationService {
         }
     }
 
-    private void notify(MigrationPhase phase, long pfn, long target, PageSize size, int toNode) {
+    /** Tells the observer, unless it (or a notifier) already threw during this folio's migration. */
+    private void notify(MigrationPhase phase, long pfn, long target, PageSize size, int toNode, CallbackFailures move) {
         MigrationObserver o = observer;
-        if (o != null) {
-            o.onPhase(new MigrationEvent(phase, pfn, target, size, toNode));
+        if (o != null && !move.any()) {
+            try {
+                o.onPhase(new MigrationEvent(phase, pfn, target, size, toNode));
+            } catch (RuntimeException | Error e) {
+                move.add(e);
+            }
         }
     }
 
 
     private SimAddressSpace checkSpace(AddressSpace addressSpace) {
+        machine.ensureOpen();
         if (!(addressSpace instanceof SimAddressSpace mm) || mm.machine() != machine) {
             throw new InvalidArgumentException("addressSpace", addressSpace, "must belong to this machine");
         }

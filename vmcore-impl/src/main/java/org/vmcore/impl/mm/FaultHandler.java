@@ -214,7 +214,7 @@ final class FaultHandler {
         memory.contents().copy(pfn, copy, size.frames());
         long entry = Pte.leaf(copy, size, leafFlags(vma, true, true));
         // wp_page_copy / hugetlb_wp: notify, replace the entry, flush the old translation everywhere.
-        try (Invalidation inv = Invalidation.start(mm, addr, addr + size.bytes(), NotifierEvent.CLEAR)) {
+        try (Invalidation inv = Invalidation.startCompleting(mm, addr, addr + size.bytes(), NotifierEvent.CLEAR)) {
             long cur = e;
             while (!table.compareAndSetSlot(slot, cur, entry)) {
                 cur = table.readSlot(slot);

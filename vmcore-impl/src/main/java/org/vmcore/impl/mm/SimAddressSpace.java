@@ -52,7 +52,7 @@ public final class SimAddressSpace implements AddressSpace {
     private final int homeNode;
     private final int pcid;
     private final java.util.concurrent.atomic.AtomicLongArray cpumask;
-    private final NotifierChain notifiers = new NotifierChain(this);
+    private final NotifierChain notifiers;
     private final PageTable pageTable;
     private final TreeMap<Long, VmArea> vmas = new TreeMap<>();
     private final Walker walker;
@@ -70,6 +70,7 @@ public final class SimAddressSpace implements AddressSpace {
         this.id = id;
         this.homeNode = homeNode;
         this.pcid = pcid;
+        this.notifiers = new NotifierChain(this, machine.callbackFailures());
         this.cpumask = new java.util.concurrent.atomic.AtomicLongArray((machine.config().cpus() + 63) / 64);
         this.pageTable = new PageTable(machine.memory(), machine.config().pagingMode(), homeNode);
         this.walker = machine.newWalker();
@@ -106,12 +107,12 @@ public final class SimAddressSpace implements AddressSpace {
             long len = checkLength(length, PageSize.SIZE_4K);
             VmaKind kind = (flags & MapFlags.MAP_SHARED) != 0 ? VmaKind.ANONYMOUS_SHARED : VmaKind.ANONYMOUS_PRIVATE;
             long start = placement(address, len, flags, PageSize.SIZE_4K);
+            replaceForFixed(start, len, flags); // first: a notifier that aborts it leaves nothing to undo
             FileMapping shmem = null;
             if (kind == VmaKind.ANONYMOUS_SHARED) {
                 shmem = machine.newFileMapping();
                 machine.register(shmem.id(), shmem);
             }
-            replaceForFixed(start, len, flags);
             VmArea vma = new VmArea(this, start, start + len, prot, kind, (flags & MapFlags.MAP_LOCKED) != 0, null, shmem,
                     kind == VmaKind.ANONYMOUS_SHARED ? 0 : start >>> 12, PageSize.SIZE_4K);
             insertVma(vma);
@@ -169,7 +170,12 @@ public final class SimAddressSpace implements AddressSpace {
                     }
                 }
             }
-            replaceForFixed(start, len, flags);
+            try {
+                replaceForFixed(start, len, flags);
+            } catch (RuntimeException e) { // a notifier aborted the unmap: give the reservations back
+                unreserve(f, pool, added, need);
+                throw e;
+            }
             VmArea vma = new VmArea(this, start, start + len, prot,
                     shared ? VmaKind.HUGETLB_SHARED : VmaKind.HUGETLB_PRIVATE, (flags & MapFlags.MAP_LOCKED) != 0, f,
                     f.mapping(), offset >>> 12, size);
@@ -196,6 +202,15 @@ public final class SimAddressSpace implements AddressSpace {
         }
     }
 
+    /** Gives back what a hugetlb mmap reserved before it failed (no VMA holds the reservations yet). */
+    private static void unreserve(HugetlbFileImpl f, HugePagePool pool,
+            org.eclipse.collections.impl.list.mutable.primitive.LongArrayList added, long need) {
+        for (int i = 0; i < added.size(); i++) {
+            f.reservedIndexes().remove(added.get(i));
+        }
+        pool.unreserve(need);
+    }
+
     private void populateIfAsked(VmArea vma, long start, long end, int flags) {
         if ((flags & (MapFlags.MAP_POPULATE | MapFlags.MAP_LOCKED)) == 0 || !vma.protection().accessible()) {
             return;
@@ -209,8 +224,8 @@ public final class SimAddressSpace implements AddressSpace {
                 faults.handle(vma(va), va, access);
             }
         } catch (OutOfMemoryException e) {
-            unmapRange(start, end);
-            throw e;
+            unmapRange(start, end, false);
+            throw machine.callbackFailures().suppressInto(e);
         }
     }
 
@@ -224,7 +239,7 @@ public final class SimAddressSpace implements AddressSpace {
             long len = checkLength(length, PageSize.SIZE_4K);
             checkRangeInUserSpace(address, len);
             checkSplitPoints(address, address + len);
-            unmapRange(address, address + len);
+            unmapRange(address, address + len, true);
             machine.afterOperation("munmap");
         }
     }
@@ -249,11 +264,51 @@ public final class SimAddressSpace implements AddressSpace {
                 throw new InvalidArgumentException("address", address, "must start a fully mapped range of " + len
                         + " bytes (hole at 0x" + Long.toHexString(covered) + ")");
             }
-            checkSplitPoints(address, end);
-            splitAt(address);
-            splitAt(end);
+            // mprotect_fixup returns early for a VMA that already has the new flags: no split, no notifier, no flush.
+            VmArea first = vma(address);
+            VmArea last = vma(end - 1);
+            boolean splitFirst = !first.protection().equals(prot);
+            boolean splitLast = !last.protection().equals(prot) && last.end() != end;
+            if (splitFirst && unsplittableAt(address) != null || splitLast && unsplittableAt(end) != null) {
+                checkSplitPoints(address, end);
+            }
+            List<VmArea> changing = new ArrayList<>();
             for (VmArea v : overlapping(address, end)) {
-                v.setProtection(prot);
+                if (!v.protection().equals(prot)) {
+                    changing.add(v);
+                }
+            }
+            if (changing.isEmpty()) {
+                machine.afterOperation("mprotect");
+                return;
+            }
+            long from = Math.max(address, changing.getFirst().start());
+            long to = Math.min(end, changing.getLast().end());
+            if (splitFirst) {
+                splitAt(address);
+            }
+            if (splitLast) {
+                splitAt(end);
+            }
+            changing = overlapping(from, to);
+            changing.removeIf(v -> v.protection().equals(prot));
+            changeProtection(changing, prot);
+            for (VmArea v : overlapping(address, end)) {
+                mergeAround(v);
+            }
+            machine.afterOperation("mprotect");
+        }
+    }
+
+    /**
+     * change_protection of each VMA, with every notifier range opened before anything changes: a
+     * notifier whose invalidateRangeStart throws aborts the mprotect with protections, entries
+     * and (after re-merging the split pieces) VMAs as they were.
+     */
+    private void changeProtection(List<VmArea> changing, Protection prot) {
+        List<Invalidation> open = new ArrayList<>(changing.size());
+        try {
+            for (VmArea v : changing) {
                 long from = v.start();
                 long to = v.end();
                 if (v.kind().isHugetlb()) { // hugetlb_change_protection widens for PMD sharing
@@ -261,16 +316,37 @@ public final class SimAddressSpace implements AddressSpace {
                     from = r.start();
                     to = r.end();
                 }
-                try (Invalidation inv = Invalidation.start(this, from, to, NotifierEvent.PROTECTION_VMA)) {
-                    pages.changeProtection(v, v.start(), v.end());
-                    machine.shootdown().flushRange(this, from, to, v.pageSize().shift());
+                open.add(Invalidation.start(this, from, to, NotifierEvent.PROTECTION_VMA));
+            }
+        } catch (RuntimeException e) {
+            for (Invalidation inv : open) {
+                inv.close();
+            }
+            for (VmArea v : changing) {
+                if (vma(v.start()) == v) {
+                    mergeAround(v);
                 }
             }
-            for (VmArea v : overlapping(address, end)) {
-                mergeAround(v);
-            }
-            machine.afterOperation("mprotect");
+            throw machine.callbackFailures().suppressInto(e);
         }
+        for (int i = 0; i < changing.size(); i++) {
+            VmArea v = changing.get(i);
+            Invalidation inv = open.get(i);
+            v.setProtection(prot);
+            pages.changeProtection(v, v.start(), v.end());
+            machine.shootdown().flushRange(this, inv.range().start(), inv.range().end(), v.pageSize().shift());
+            inv.close();
+        }
+    }
+
+    /** Closes a child that fork will not return; what the close throws joins {@code e}. */
+    private RuntimeException closeChild(SimAddressSpace child, RuntimeException e) {
+        try {
+            child.close();
+        } catch (RuntimeException c) {
+            e.addSuppressed(c);
+        }
+        return machine.callbackFailures().suppressInto(e);
     }
 
     // ---- fork / exit ----
@@ -291,11 +367,13 @@ public final class SimAddressSpace implements AddressSpace {
                         }
                     }
                 }
-            } catch (RuntimeException e) {
-                child.close();
-                throw e;
-            } finally {
-                machine.shootdown().flushMm(this); // dup_mmap's flush_tlb_mm(oldmm)
+            } catch (RuntimeException e) { // out of memory, or a notifier refused: the child goes, the parent stays usable
+                machine.shootdown().flushMm(this);
+                throw closeChild(child, e);
+            }
+            machine.shootdown().flushMm(this); // dup_mmap's flush_tlb_mm(oldmm)
+            if (machine.callbackFailures().any()) { // the fork completed, but the caller gets the exception, not the child
+                throw closeChild(child, machine.callbackFailures().take());
             }
             machine.afterOperation("fork");
             return child;
@@ -308,18 +386,23 @@ public final class SimAddressSpace implements AddressSpace {
             if (closed) {
                 return;
             }
-            if (!machine.memory().isClosed()) {
-                notifiers.release(); // exit_mmap: mmu_notifier_release first
-                TlbGather gather = new TlbGather();
-                for (VmArea v : new ArrayList<>(vmas.values())) {
-                    pages.zap(v, v.start(), v.end(), gather, true);
-                    removeVma(v);
+            try {
+                if (!machine.memory().isClosed()) {
+                    notifiers.release(); // exit_mmap: mmu_notifier_release first; what it throws waits for the end
+                    // Before any frame is freed: CPUs running here leave (their next access throws
+                    // ClosedException) and the PCID, which may be reused, is dropped everywhere.
+                    machine.shootdown().flushExiting(this);
+                    TlbGather gather = new TlbGather();
+                    for (VmArea v : new ArrayList<>(vmas.values())) {
+                        pages.zap(v, v.start(), v.end(), gather, true);
+                        removeVma(v);
+                    }
+                    pageTable.destroy();
                 }
-                machine.shootdown().flushExiting(this); // the PCID may be reused: drop it everywhere
-                pageTable.destroy();
+            } finally {
+                closed = true;
+                machine.exited(this);
             }
-            closed = true;
-            machine.exited(this);
             machine.afterOperation("exit");
         }
     }
@@ -489,6 +572,7 @@ public final class SimAddressSpace implements AddressSpace {
                 throw new InvalidArgumentException("end", end, "must be above start and inside user space");
             }
             machine.shootdown().flushRange(this, start, end, strideShift);
+            machine.callbackFailures().rethrow();
         }
     }
 
@@ -497,6 +581,7 @@ public final class SimAddressSpace implements AddressSpace {
         synchronized (machine.lock()) {
             ensureOpen();
             machine.shootdown().flushMm(this);
+            machine.callbackFailures().rethrow();
         }
     }
 
@@ -540,10 +625,12 @@ public final class SimAddressSpace implements AddressSpace {
                 }
             }
             if (!clear) {
-                return young | notifiers.testYoung(addr);
+                young |= notifiers.testYoung(addr);
+            } else {
+                young |= flush ? notifiers.clearFlushYoung(addr, addr + size.bytes()) : notifiers.clearYoung(addr, addr + size.bytes());
             }
-            return young | (flush ? notifiers.clearFlushYoung(addr, addr + size.bytes())
-                    : notifiers.clearYoung(addr, addr + size.bytes()));
+            machine.callbackFailures().rethrow(); // the accessed bits are cleared all the same
+            return young;
         }
     }
 
@@ -563,7 +650,7 @@ public final class SimAddressSpace implements AddressSpace {
         }
         PmdSharing.Range r = PmdSharing.adjustRangeIfPmdSharingPossible(v, from, to);
         TlbGather gather = new TlbGather();
-        try (Invalidation inv = Invalidation.start(this, r.start(), r.end(), NotifierEvent.UNMAP)) {
+        try (Invalidation inv = Invalidation.startCompleting(this, r.start(), r.end(), NotifierEvent.UNMAP)) {
             pages.zap(v, from, to, gather, false); // the caller settles private reservations
             gather.flush(this);
         }
@@ -679,7 +766,7 @@ public final class SimAddressSpace implements AddressSpace {
         if (PmdSharing.splitMustUnshare(v, addr)) {
             // hugetlb_split -> hugetlb_unshare_pmds: a split window cannot stay shared
             long window = addr & PmdSharing.PUD_MASK;
-            try (Invalidation inv = Invalidation.start(this, window, window + PmdSharing.PUD_SIZE, NotifierEvent.CLEAR)) {
+            try (Invalidation inv = Invalidation.startCompleting(this, window, window + PmdSharing.PUD_SIZE, NotifierEvent.CLEAR)) {
                 PmdSharing.hugePmdUnshare(v, addr);
                 machine.shootdown().flushRange(this, window, window + PmdSharing.PUD_SIZE, PageSize.SIZE_2M.shift());
             }
@@ -736,15 +823,36 @@ public final class SimAddressSpace implements AddressSpace {
         return null;
     }
 
-    /** Unmaps [start, end): splits, zaps, removes VMAs and frees the tables nobody else needs. */
-    void unmapRange(long start, long end) {
+    /**
+     * Unmaps [start, end): splits, zaps, removes VMAs and frees the tables nobody else needs.
+     * With {@code abortable}, a notifier whose invalidateRangeStart throws aborts it with the VMAs as they were.
+     */
+    void unmapRange(long start, long end, boolean abortable) {
         if (overlapping(start, end).isEmpty()) {
             return;
         }
         splitAt(start);
         splitAt(end);
         TlbGather gather = new TlbGather();
-        try (Invalidation inv = Invalidation.start(this, start, end, NotifierEvent.UNMAP)) {
+        Invalidation invalidation;
+        if (abortable) {
+            try {
+                invalidation = Invalidation.start(this, start, end, NotifierEvent.UNMAP);
+            } catch (RuntimeException e) { // a notifier refused before anything was zapped: undo the splits
+                VmArea lower = vma(start);
+                if (lower != null) {
+                    mergeAround(lower);
+                }
+                VmArea upper = vma(end);
+                if (upper != null) {
+                    mergeAround(upper);
+                }
+                throw e;
+            }
+        } else {
+            invalidation = Invalidation.startCompleting(this, start, end, NotifierEvent.UNMAP);
+        }
+        try (Invalidation inv = invalidation) {
             for (VmArea v : overlapping(start, end)) {
                 pages.zap(v, v.start(), v.end(), gather, true);
                 removeVma(v);
@@ -895,7 +1003,7 @@ public final class SimAddressSpace implements AddressSpace {
 
     private void replaceForFixed(long start, long len, int flags) {
         if ((flags & MapFlags.MAP_FIXED) != 0) {
-            unmapRange(start, start + len);
+            unmapRange(start, start + len, true);
         }
     }
 }

@@ -2,11 +2,14 @@ package org.vmcore.impl.rmap;
 
 import java.util.ArrayList;
 import java.util.List;
+import java.util.function.Supplier;
 import org.vmcore.api.InvalidArgumentException;
 import org.vmcore.api.Mapping;
 import org.vmcore.api.RmapWalker;
+import org.vmcore.api.UnmapResult;
 import org.vmcore.impl.SimMachine;
 import org.vmcore.impl.hugetlb.HugetlbFileImpl;
+import org.vmcore.impl.notifier.CallbackFailures;
 import org.vmcore.impl.vma.VmArea;
 import org.vmcore.x86.mem.FrameDescriptors;
 import org.vmcore.x86.mem.FrameFlags;
@@ -33,19 +36,34 @@ public final class RmapWalkerImpl implements RmapWalker {
     }
 
     @Override
-    public org.vmcore.api.UnmapResult tryToUnmap(long pfn) {
+    public UnmapResult tryToUnmap(long pfn) {
         synchronized (machine.lock()) {
             machine.ensureOpen();
-            return unmap.tryToUnmap(pfn);
+            return completed(() -> unmap.tryToUnmap(pfn), machine.callbackFailures());
         }
     }
 
     @Override
-    public org.vmcore.api.UnmapResult tryToMigrate(long pfn) {
+    public UnmapResult tryToMigrate(long pfn) {
         synchronized (machine.lock()) {
             machine.ensureOpen();
-            return unmap.tryToMigrate(pfn);
+            return completed(() -> unmap.tryToMigrate(pfn), machine.callbackFailures());
         }
+    }
+
+    /**
+     * Runs a walk that calls notifiers, then rethrows what they threw: the mappings already
+     * handled stay handled (every range opened was closed), as a partial try_to_unmap leaves them.
+     */
+    private static UnmapResult completed(Supplier<UnmapResult> walk, CallbackFailures failures) {
+        UnmapResult result;
+        try {
+            result = walk.get();
+        } catch (RuntimeException e) {
+            throw failures.suppressInto(e);
+        }
+        failures.rethrow();
+        return result;
     }
 
     @Override
