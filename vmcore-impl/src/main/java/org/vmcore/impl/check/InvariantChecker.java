@@ -136,7 +136,7 @@ public final class InvariantChecker {
             }
             PageSize size = level.leafSize();
             if (size == null || !Pte.isPresent(e)) {
-                out.add("stray entry: " + mm + " has " + Pte.describe(e) + " at 0x" + Long.toHexString(va) + " (" + level + ")"
+                out.add("stray entry: " + mm + " has " + Pte.describe(e, level) + " at 0x" + Long.toHexString(va) + " (" + level + ")"
                         + " outside any migration");
                 continue;
             }
