@@ -409,6 +409,11 @@ public final class SimMachine implements Machine {
                 throw new InvalidArgumentException("pfn", pfn, "must be below the frame count 0x" + Long.toHexString(memory.frameCount()));
             }
             FrameDescriptors d = memory.descriptors();
+            long head = d.headOf(pfn); // any frame of a huge page reports it, as /proc/kpagecount does
+            if (head < 0) {
+                return new Page(pfn, PageSize.SIZE_4K, memory.nodeOf(pfn), 0, 0, "free", false, null, 0);
+            }
+            pfn = head;
             int flags = d.flags(pfn);
             long mapping = d.mapping(pfn);
             boolean anon = (flags & FrameFlags.ANON) != 0;
