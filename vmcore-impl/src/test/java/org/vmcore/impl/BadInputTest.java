@@ -99,8 +99,15 @@ class BadInputTest {
                 "address=", "user space"));
         l.add(c("fixed address below mmap_min_addr", t -> t.mm.mmap(0, 4096, Protection.READ, ANON | FIXED), "address=0x0",
                 "mmap_min_addr"));
-        l.add(c("fixed range past user space", t -> t.mm.mmap(0x7fff_ffff_f000L, 8192, Protection.READ, ANON | FIXED),
-                "length=", "inside user space"));
+        l.add(c("fixed range past user space", t -> t.mm.mmap(0x7fff_ffff_d000L, 16384, Protection.READ, ANON | FIXED),
+                "length=", "TASK_SIZE_MAX"));
+        // TASK_SIZE_MAX = 2^47 - 4096: get_unmapped_area refuses addr > TASK_SIZE - len (-ENOMEM)
+        l.add(c("fixed mapping of the last user page", t -> t.mm.mmap(0x7fff_ffff_f000L, 4096, Protection.READ, ANON | FIXED),
+                "address=0x7ffffffff000", "TASK_SIZE_MAX 0x7ffffffff000"));
+        l.add(c("fixed mapping reaching the last user page", t -> t.mm.mmap(0x7fff_ffff_e000L, 8192, Protection.READ, ANON | FIXED),
+                "length=0x2000", "TASK_SIZE_MAX 0x7ffffffff000", "-ENOMEM"));
+        l.add(c("hugetlb fixed mapping of the last 2 MiB", t -> t.mm.mmap(t.file, 0, 0x7fff_ffe0_0000L, 2 * MIB, Protection.READ,
+                SHARED | FIXED), "length=0x200000", "TASK_SIZE_MAX 0x7ffffffff000"));
         l.add(c("shared and private", t -> t.mm.mmap(0, 4096, Protection.READ, ANON | SHARED), "flags=", "exactly one"));
         l.add(c("neither shared nor private", t -> t.mm.mmap(0, 4096, Protection.READ, MapFlags.MAP_ANONYMOUS), "flags=",
                 "exactly one"));
@@ -138,7 +145,13 @@ class BadInputTest {
         l.add(c("zero-length munmap", t -> t.mm.munmap(VA, 0), "length=0x0"));
         l.add(c("negative-length munmap", t -> t.mm.munmap(VA, -4096), "length="));
         l.add(c("kernel-half munmap", t -> t.mm.munmap(0xffff_8000_0000_0000L, 4096), "address=", "user-space"));
-        l.add(c("munmap past user space", t -> t.mm.munmap(0x7fff_ffff_f000L, 8192), "length=", "inside user space"));
+        l.add(c("munmap past user space", t -> t.mm.munmap(0x7fff_ffff_e000L, 8192), "length=", "TASK_SIZE_MAX", "-EINVAL"));
+        l.add(c("munmap of the last user page (do_vmi_munmap: start > TASK_SIZE)", t -> t.mm.munmap(0x7fff_ffff_f000L, 4096),
+                "address=0x7ffffffff000", "TASK_SIZE_MAX 0x7ffffffff000"));
+        l.add(c("mprotect of the last user page", t -> t.mm.mprotect(0x7fff_ffff_f000L, 4096, Protection.READ),
+                "address=0x7ffffffff000", "TASK_SIZE_MAX 0x7ffffffff000"));
+        l.add(c("mprotect past user space", t -> t.mm.mprotect(0x7fff_ffff_e000L, 8192, Protection.READ), "length=",
+                "TASK_SIZE_MAX", "-ENOMEM"));
         l.add(c("munmap splitting a hugetlb mapping", t -> t.mm.munmap(4 * GIB + 4096, 4096), "aligned to 2M"));
         l.add(c("mprotect of an unmapped range", t -> t.mm.mprotect(VA + 64 * 4096, 4096, Protection.READ), "fully mapped"));
         l.add(c("mprotect across a hole", t -> t.mm.mprotect(VA, MIB + 4096, Protection.READ), "fully mapped"));
