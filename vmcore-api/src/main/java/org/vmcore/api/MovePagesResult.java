@@ -18,8 +18,15 @@ public record MovePagesResult(int notMigrated, int[] status) {
     /** The status of an address the call never reached because an earlier batch failed; neither a node nor an errno. */
     public static final int NOT_ATTEMPTED = Integer.MIN_VALUE;
 
-    /** Copies the status array. */
+    /**
+     * Copies the status array.
+     *
+     * @throws InvalidArgumentException if {@code status} is null
+     */
     public MovePagesResult {
+        if (status == null) {
+            throw new InvalidArgumentException("status", null, "must not be null");
+        }
         status = status.clone();
     }
 

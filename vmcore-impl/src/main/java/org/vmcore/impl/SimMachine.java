@@ -251,6 +251,9 @@ public final class SimMachine implements Machine {
 
     @Override
     public long allocationCount(org.vmcore.api.AllocationKind kind) {
+        if (kind == null) {
+            throw new InvalidArgumentException("kind", null, "must not be null");
+        }
         return memory.faults().count(kind);
     }
 
@@ -301,9 +304,10 @@ public final class SimMachine implements Machine {
             }
             List<SimAddressSpace> spaces = new ArrayList<>();
             for (AddressSpace a : addressSpaces) {
-                if (!(a instanceof SimAddressSpace mm) || mm.machine() != this || mm.isClosed()) {
-                    throw new InvalidArgumentException("addressSpaces", a, "must be live address spaces of this machine");
+                if (!(a instanceof SimAddressSpace mm) || mm.machine() != this) {
+                    throw new InvalidArgumentException("addressSpace", a, "must belong to this machine (in addressSpaces)");
                 }
+                mm.ensureOpen();
                 spaces.add(mm);
             }
             return new org.vmcore.impl.picture.PageTableGraph(this).draw(spaces, start, end, withTlbs);

@@ -630,9 +630,10 @@ public final class SimCpu implements Cpu {
 
     @Override
     public boolean tlbHolds(AddressSpace addressSpace, long va) {
-        if (!(addressSpace instanceof SimAddressSpace mm)) {
+        if (!(addressSpace instanceof SimAddressSpace mm) || mm.machine() != machine) {
             throw new InvalidArgumentException("addressSpace", addressSpace, "must belong to this machine");
         }
+        mm.ensureOpen(); // an exited address space has given its PCID back: another may use it now
         boolean[] held = new boolean[1];
         runFlush(() -> held[0] = tlb.lookup(mm.pcid(), va) != 0);
         return held[0];

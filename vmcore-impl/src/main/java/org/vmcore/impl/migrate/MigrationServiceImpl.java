@@ -87,7 +87,10 @@ public final class MigrationServiceImpl implements MigrationService {
     public int migratePages(AddressSpace addressSpace, int[] fromNodes, int[] toNodes, int flags) {
         SimAddressSpace mm = checkSpace(addressSpace);
         checkFlags(flags);
-        if (fromNodes == null || toNodes == null || fromNodes.length != toNodes.length) {
+        if (fromNodes == null) {
+            throw new InvalidArgumentException("fromNodes", null, "must not be null");
+        }
+        if (toNodes == null || fromNodes.length != toNodes.length) {
             throw new InvalidArgumentException("toNodes", toNodes == null ? null : toNodes.length,
                     "must be as long as fromNodes (" + (fromNodes == null ? null : fromNodes.length) + ")");
         }

@@ -471,6 +471,9 @@ public final class SimAddressSpace implements AddressSpace {
 
     @Override
     public boolean unregisterNotifier(MmuNotifier notifier) {
+        if (notifier == null) {
+            throw new InvalidArgumentException("notifier", null, "must not be null");
+        }
         synchronized (machine.lock()) {
             ensureOpen();
             return notifiers.unregister(notifier);
