@@ -61,6 +61,33 @@ class MovePagesTest {
     }
 
     @Test
+    @DisplayName("do_pages_move: a page that is not queued migrates the batch before it; if that fails, the page is"
+            + " accounted for and only the pages after it count as not attempted")
+    void aFailedBatchBeforeALookupErrorCountsThePagesAfterIt() {
+        Machine machine = Machine.builder().node(GIB).node(GIB).hugePages(0, PageSize.SIZE_2M, 4)
+                .hugePages(1, PageSize.SIZE_2M, 1).build();
+        try {
+            AddressSpace mm = machine.createAddressSpace();
+            HugetlbFile file = machine.hugetlbfs().create("f", 4 * MIB, PageSize.SIZE_2M);
+            long huge = mm.mmap(file, 0, 0, 4 * MIB, Protection.READ_WRITE, MapFlags.MAP_SHARED);
+            mm.fault(huge, Access.WRITE);
+            mm.fault(huge + 2 * MIB, Access.WRITE);
+            long anon = mm.mmap(0, 2 * 4096, Protection.READ_WRITE, ANON);
+            mm.fault(anon + 4096, Access.WRITE);
+            long lastAnon = mm.pageAt(anon + 4096);
+            MovePagesResult r = machine.migration().movePages(mm, new long[] {huge, huge + 2 * MIB, anon, anon + 4096},
+                    new int[] {1, 1, 1, 1}, MigrationService.MPOL_MF_MOVE);
+            assertThat(r.status()).containsExactly(1, -Errno.ENOMEM, -Errno.ENOENT, MovePagesResult.NOT_ATTEMPTED);
+            assertThat(r.notMigrated()).as("1 failed + 1 after the -ENOENT page (err += nr_pages - i, then err--)").isEqualTo(2);
+            assertThat(machine.page(lastAnon).node()).isZero();
+            assertThat(machine.checkInvariants()).isEmpty();
+        } finally {
+            machine.close();
+        }
+        assertThat(machine.offHeapBytes()).isZero();
+    }
+
+    @Test
     @DisplayName("do_pages_move: -EACCES of a shared page without MPOL_MF_MOVE_ALL is not counted in the return value")
     void sharedPageIsRefusedInStatusOnly() {
         Machine machine = Machine.builder().node(GIB).node(GIB).build();
