@@ -52,7 +52,7 @@ public final class PageTableTour {
                 walker.walk(table, va, PageFaultCode.USER | PageFaultCode.WRITE, out);
                 memory.contents().write(out.physicalAddress(), 8, va);
                 System.out.printf("store to va 0x%x -> pa 0x%x via %s leaf: %s%n",
-                        va, out.physicalAddress(), out.pageSize().label(), Pte.describe(out.entry()));
+                        va, out.physicalAddress(), out.pageSize().label(), Pte.describe(out.entry(), out.level()));
             }
             walker.walk(table, 0x0000_7f00_0000_2000L, PageFaultCode.USER, out);
             System.out.println("load from va 0x7f0000002000 -> " + out);

@@ -60,7 +60,9 @@ public interface Cpu {
     long load(long va, int width);
 
     /**
-     * Stores the low {@code width} bytes of {@code value} at {@code va}; see {@link #load}.
+     * Stores the low {@code width} bytes of {@code value} at {@code va}; see {@link #load}. A store
+     * that crosses into a page it may not write faults before any byte lands (x86 stores are
+     * precise).
      *
      * @param va the virtual address
      * @param width the access width in bytes: 1, 2, 4 or 8
@@ -87,8 +89,9 @@ public interface Cpu {
     /**
      * Writes {@code length} bytes of {@code src} from {@code offset} to {@code va}.
      *
-     * <p>Copied a page at a time like {@link #read}; a fault that cannot be resolved stops the copy
-     * with the bytes before it written.
+     * <p>Precise, as an x86 store: every page of the range is translated for write (and faulted
+     * in where the kernel can) before the first byte is written, so a fault that cannot be
+     * resolved writes nothing.
      *
      * @param va the virtual address
      * @param src the bytes to write

@@ -93,10 +93,13 @@ public interface Machine extends AutoCloseable {
     java.util.Map<String, Long> vmstat();
 
     /**
-     * A snapshot of the page whose head frame is {@code pfn}.
+     * A snapshot of the page that holds frame {@code pfn}. Any frame of a 2 MiB or 1 GiB page
+     * reports that page (its head pfn, size, mapcount and refcount), as /proc/kpagecount and
+     * /proc/kpageflags do for each 4 KiB frame of it. A free frame reports as a 4 KiB page with
+     * flags {@code "free"}, refcount and mapcount 0.
      *
-     * @param pfn the head page frame number
-     * @return a snapshot of the page whose head frame is {@code pfn}
+     * @param pfn any page frame number
+     * @return a snapshot of the page that holds frame {@code pfn}
      * @throws InvalidArgumentException if pfn is outside memory
      */
     Page page(long pfn);

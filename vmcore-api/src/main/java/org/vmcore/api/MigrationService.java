@@ -34,13 +34,20 @@ public interface MigrationService {
      * move_pages(2): moves the page at each address to the node given for it, or with
      * {@code nodes == null} only reports the node each page is on. Status per address: the node,
      * or -EFAULT (no VMA), -ENOENT (not present), -EACCES (mapped by several processes without
-     * MOVE_ALL, or a hugetlb tail address), -ENOMEM, -EBUSY.
+     * MOVE_ALL, or a hugetlb tail address), -ENOMEM, -EBUSY (isolation or migration failed).
+     *
+     * <p>As do_pages_move: consecutive queued pages with one target node form a batch, migrated
+     * when a page is not queued, the node changes, or the array ends. Lookup and isolation errors
+     * are reported in the status only and do not count in the return value. The first batch that
+     * fails stops the call; see {@link MovePagesResult} for the return value and the status
+     * ({@link MovePagesResult#NOT_ATTEMPTED}) of the pages after it.
      *
      * @param addressSpace the address space
      * @param addresses the virtual addresses of the pages
      * @param nodes the target node of each address, or null to only query
      * @param flags the flags
-     * @return the number of pages not migrated and a status per address
+     * @return the pages of a failed batch not migrated plus those not attempted (0 when no batch
+     *         failed), and a status per address
      * @throws InvalidArgumentException if the arrays differ in length, a node does not exist
      *                                  (the kernel's -ENODEV) or flags are wrong
      */

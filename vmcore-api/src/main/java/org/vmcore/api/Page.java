@@ -9,7 +9,8 @@ package org.vmcore.api;
  * @param node     NUMA node of the frame
  * @param mapcount page-table entries that map it (a shared PMD table counts once)
  * @param refcount references: mappings, page cache and pins
- * @param flags    the flags as the kernel would print them, e.g. {@code uptodate|head|hugetlb}
+ * @param flags    the flags as the kernel would print them, e.g. {@code uptodate|head|hugetlb}, or
+ *                 {@code free} for a free frame
  * @param anonymous whether it is an anonymous page (mapping is an anon_vma)
  * @param file     the hugetlbfs file whose page cache holds it, or null
  * @param index    page index in the file or anon_vma, in 4 KiB pages

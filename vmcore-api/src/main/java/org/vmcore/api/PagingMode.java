@@ -45,6 +45,17 @@ public enum PagingMode {
     }
 
     /**
+     * TASK_SIZE_MAX: the end (exclusive) of the addresses a mapping may use, one page below the
+     * canonical boundary: 2^47 - 4096, or 2^56 - 4096 with LA57. x86 keeps the last user page
+     * unmapped so that no instruction can run into non-canonical space from user space.
+     *
+     * @return TASK_SIZE_MAX: {@link #userAddressLimit()} minus one 4 KiB page
+     */
+    public long taskSizeMax() {
+        return userAddressLimit() - 4096;
+    }
+
+    /**
      * First address above the user half (the kernel's TASK_SIZE_MAX plus one page).
      *
      * @return first address above the user half (the kernel's TASK_SIZE_MAX plus one page)

@@ -263,6 +263,9 @@ public final class SimMachine implements Machine {
     @Override
     public long allocationCount(org.vmcore.api.AllocationKind kind) {
         ensureOpen();
+        if (kind == null) {
+            throw new InvalidArgumentException("kind", null, "must not be null");
+        }
         return memory.faults().count(kind);
     }
 
@@ -321,9 +324,10 @@ public final class SimMachine implements Machine {
             }
             List<SimAddressSpace> spaces = new ArrayList<>();
             for (AddressSpace a : addressSpaces) {
-                if (!(a instanceof SimAddressSpace mm) || mm.machine() != this || mm.isClosed()) {
-                    throw new InvalidArgumentException("addressSpaces", a, "must be live address spaces of this machine");
+                if (!(a instanceof SimAddressSpace mm) || mm.machine() != this) {
+                    throw new InvalidArgumentException("addressSpace", a, "must belong to this machine (in addressSpaces)");
                 }
+                mm.ensureOpen();
                 spaces.add(mm);
             }
             return new org.vmcore.impl.picture.PageTableGraph(this).draw(spaces, start, end, withTlbs);
@@ -434,6 +438,11 @@ public final class SimMachine implements Machine {
                 throw new InvalidArgumentException("pfn", pfn, "must be below the frame count 0x" + Long.toHexString(memory.frameCount()));
             }
             FrameDescriptors d = memory.descriptors();
+            long head = d.headOf(pfn); // any frame of a huge page reports it, as /proc/kpagecount does
+            if (head < 0) {
+                return new Page(pfn, PageSize.SIZE_4K, memory.nodeOf(pfn), 0, 0, "free", false, null, 0);
+            }
+            pfn = head;
             int flags = d.flags(pfn);
             long mapping = d.mapping(pfn);
             boolean anon = (flags & FrameFlags.ANON) != 0;

@@ -6,6 +6,7 @@ import static org.vmcore.impl.Fixtures.GIB;
 import static org.vmcore.impl.Fixtures.MIB;
 
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.AfterAll;
@@ -24,6 +25,8 @@ import org.vmcore.api.InvalidArgumentException;
 import org.vmcore.api.Machine;
 import org.vmcore.api.MapFlags;
 import org.vmcore.api.MigrationService;
+import org.vmcore.api.MmuNotifier;
+import org.vmcore.api.MovePagesResult;
 import org.vmcore.api.PageSize;
 import org.vmcore.api.Protection;
 import org.vmcore.api.TlbConfig;
@@ -43,6 +46,8 @@ class BadInputTest {
 
     private Machine machine;
     private Machine closedMachine;
+    private Machine foreign;
+    private AddressSpace foreignMm;
     private AddressSpace mm;
     private AddressSpace exited;
     private HugetlbFile file;
@@ -75,10 +80,13 @@ class BadInputTest {
         exited.close();
         closedMachine = Machine.builder().build();
         closedMachine.close();
+        foreign = Machine.builder().build();
+        foreignMm = foreign.createAddressSpace();
     }
 
     @AfterAll
     void close() {
+        foreign.close();
         machine.close();
     }
 
@@ -99,8 +107,15 @@ class BadInputTest {
                 "address=", "user space"));
         l.add(c("fixed address below mmap_min_addr", t -> t.mm.mmap(0, 4096, Protection.READ, ANON | FIXED), "address=0x0",
                 "mmap_min_addr"));
-        l.add(c("fixed range past user space", t -> t.mm.mmap(0x7fff_ffff_f000L, 8192, Protection.READ, ANON | FIXED),
-                "length=", "inside user space"));
+        l.add(c("fixed range past user space", t -> t.mm.mmap(0x7fff_ffff_d000L, 16384, Protection.READ, ANON | FIXED),
+                "length=", "TASK_SIZE_MAX"));
+        // TASK_SIZE_MAX = 2^47 - 4096: get_unmapped_area refuses addr > TASK_SIZE - len (-ENOMEM)
+        l.add(c("fixed mapping of the last user page", t -> t.mm.mmap(0x7fff_ffff_f000L, 4096, Protection.READ, ANON | FIXED),
+                "address=0x7ffffffff000", "TASK_SIZE_MAX 0x7ffffffff000"));
+        l.add(c("fixed mapping reaching the last user page", t -> t.mm.mmap(0x7fff_ffff_e000L, 8192, Protection.READ, ANON | FIXED),
+                "length=0x2000", "TASK_SIZE_MAX 0x7ffffffff000", "-ENOMEM"));
+        l.add(c("hugetlb fixed mapping of the last 2 MiB", t -> t.mm.mmap(t.file, 0, 0x7fff_ffe0_0000L, 2 * MIB, Protection.READ,
+                SHARED | FIXED), "length=0x200000", "TASK_SIZE_MAX 0x7ffffffff000"));
         l.add(c("shared and private", t -> t.mm.mmap(0, 4096, Protection.READ, ANON | SHARED), "flags=", "exactly one"));
         l.add(c("neither shared nor private", t -> t.mm.mmap(0, 4096, Protection.READ, MapFlags.MAP_ANONYMOUS), "flags=",
                 "exactly one"));
@@ -138,7 +153,13 @@ class BadInputTest {
         l.add(c("zero-length munmap", t -> t.mm.munmap(VA, 0), "length=0x0"));
         l.add(c("negative-length munmap", t -> t.mm.munmap(VA, -4096), "length="));
         l.add(c("kernel-half munmap", t -> t.mm.munmap(0xffff_8000_0000_0000L, 4096), "address=", "user-space"));
-        l.add(c("munmap past user space", t -> t.mm.munmap(0x7fff_ffff_f000L, 8192), "length=", "inside user space"));
+        l.add(c("munmap past user space", t -> t.mm.munmap(0x7fff_ffff_e000L, 8192), "length=", "TASK_SIZE_MAX", "-EINVAL"));
+        l.add(c("munmap of the last user page (do_vmi_munmap: start > TASK_SIZE)", t -> t.mm.munmap(0x7fff_ffff_f000L, 4096),
+                "address=0x7ffffffff000", "TASK_SIZE_MAX 0x7ffffffff000"));
+        l.add(c("mprotect of the last user page", t -> t.mm.mprotect(0x7fff_ffff_f000L, 4096, Protection.READ),
+                "address=0x7ffffffff000", "TASK_SIZE_MAX 0x7ffffffff000"));
+        l.add(c("mprotect past user space", t -> t.mm.mprotect(0x7fff_ffff_e000L, 8192, Protection.READ), "length=",
+                "TASK_SIZE_MAX", "-ENOMEM"));
         l.add(c("munmap splitting a hugetlb mapping", t -> t.mm.munmap(4 * GIB + 4096, 4096), "aligned to 2M"));
         l.add(c("mprotect of an unmapped range", t -> t.mm.mprotect(VA + 64 * 4096, 4096, Protection.READ), "fully mapped"));
         l.add(c("mprotect across a hole", t -> t.mm.mprotect(VA, MIB + 4096, Protection.READ), "fully mapped"));
@@ -220,6 +241,48 @@ class BadInputTest {
         l.add(c("readPhysical on a closed machine", t -> t.closedMachine.readPhysical(0, 8), "closed"));
         l.add(c("flushTlbAll on a closed machine", t -> t.closedMachine.flushTlbAll(), "closed"));
         l.add(c("checkInvariants on a closed machine", t -> t.closedMachine.checkInvariants(), "closed"));
+        // null, another machine's and closed objects (issue 15 item 4)
+        l.add(c("rmap walk with a null visitor", t -> t.machine.rmap().walk(t.anonPfn, null), "visitor=null"));
+        l.add(c("tlbHolds of a null address space", t -> t.cpu.tlbHolds(null, VA), "addressSpace=null"));
+        l.add(c("tlbHolds of another machine's address space", t -> t.cpu.tlbHolds(t.foreignMm, VA), "addressSpace=", "this machine"));
+        l.add(c("tlbHolds of an exited address space", t -> t.cpu.tlbHolds(t.exited, VA), "closed"));
+        l.add(c("switching to another machine's address space", t -> t.machine.cpu(1).switchTo(t.foreignMm), "addressSpace=",
+                "this machine"));
+        l.add(c("unregistering a null notifier", t -> t.mm.unregisterNotifier(null), "notifier=null"));
+        l.add(c("registering a notifier on an exited address space", t -> t.exited.registerNotifier(new MmuNotifier() {
+        }), "closed"));
+        l.add(c("hugetlbfs file with a null name", t -> t.machine.hugetlbfs().create(null, 2 * MIB, PageSize.SIZE_2M), "name=null"));
+        l.add(c("hugetlbfs file with a null page size", t -> t.machine.hugetlbfs().create("g", 2 * MIB, null), "pageSize=null"));
+        l.add(c("pool of a null size", t -> t.machine.hugetlbfs().pool(0, null), "size=null"));
+        l.add(c("pageTableDot of a null list", t -> t.machine.pageTableDot(null, 0, VA, false), "addressSpaces=null"));
+        l.add(c("pageTableDot with a null address space", t -> t.machine.pageTableDot(Arrays.asList(t.mm, null), 0, VA, false),
+                "addressSpace=null"));
+        l.add(c("pageTableDot of another machine's address space", t -> t.machine.pageTableDot(List.of(t.foreignMm), 0, VA, false),
+                "addressSpace=", "this machine"));
+        l.add(c("pageTableDot of an exited address space", t -> t.machine.pageTableDot(List.of(t.exited), 0, VA, false), "closed"));
+        l.add(c("checkTranslation of a null address space", t -> t.machine.checkTranslation("gpu", null, VA, t.anonPfn, false),
+                "addressSpace=null"));
+        l.add(c("checkTranslation of another machine's address space", t -> t.machine.checkTranslation("gpu", t.foreignMm, VA,
+                t.anonPfn, false), "addressSpace=", "this machine"));
+        l.add(c("failNthAllocation of a null kind", t -> t.machine.failNthAllocation(null, 1), "kind=null"));
+        l.add(c("allocationCount of a null kind", t -> t.machine.allocationCount(null), "kind=null"));
+        l.add(c("move_pages of a null address space", t -> t.machine.migration().movePages(null, new long[] {VA}, null,
+                MigrationService.MPOL_MF_MOVE), "addressSpace=null"));
+        l.add(c("move_pages of another machine's address space", t -> t.machine.migration().movePages(t.foreignMm,
+                new long[] {VA}, null, MigrationService.MPOL_MF_MOVE), "addressSpace=", "this machine"));
+        l.add(c("move_pages of an exited address space", t -> t.machine.migration().movePages(t.exited, new long[] {VA}, null,
+                MigrationService.MPOL_MF_MOVE), "closed"));
+        l.add(c("migrate_pages of a null address space", t -> t.machine.migration().migratePages(null, new int[] {0}, new int[] {1},
+                MigrationService.MPOL_MF_MOVE), "addressSpace=null"));
+        l.add(c("migrate_pages with null source nodes", t -> t.machine.migration().migratePages(t.mm, null, new int[] {1},
+                MigrationService.MPOL_MF_MOVE), "fromNodes=null"));
+        l.add(c("migrate_pages of an exited address space", t -> t.machine.migration().migratePages(t.exited, new int[] {0},
+                new int[] {1}, MigrationService.MPOL_MF_MOVE), "closed"));
+        l.add(c("loadAll with null addresses", t -> t.cpu.loadAll(null, 8, new long[1]), "vas=null"));
+        l.add(c("storeAll with fewer values than addresses", t -> t.cpu.storeAll(new long[] {VA, VA}, 8, new long[1]),
+                "values.length=1", "vas.length 2"));
+        l.add(c("a MovePagesResult with a null status array", t -> new MovePagesResult(0, null), "status=null"));
+        l.add(c("builder: huge pages of a null size", t -> Machine.builder().node(GIB).hugePages(0, null, 1), "size=null"));
         // the builder
         l.add(c("builder: a node of 1 byte", t -> Machine.builder().node(1), "nodeBytes=0x1", "multiple of 1 GiB"));
         l.add(c("builder: 2000 CPUs", t -> Machine.builder().cpus(2000), "cpus=2000"));

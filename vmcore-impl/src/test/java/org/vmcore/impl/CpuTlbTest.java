@@ -363,7 +363,7 @@ class CpuTlbTest {
         cpu0.write(VA + 100, src, 0, src.length);
         TlbStats d = delta(before, cpu0.stats());
         assertThat(d.misses()).as("per page, not per byte: the miss that faults and the one that fills").isEqualTo(6);
-        assertThat(d.hits()).isZero();
+        assertThat(d.hits()).as("a precise write translates every page again after the faults, from the TLB").isEqualTo(3);
         byte[] back = new byte[src.length];
         cpu0.read(VA + 100, back, 0, back.length);
         assertThat(back).isEqualTo(src);

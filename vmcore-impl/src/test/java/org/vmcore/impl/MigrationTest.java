@@ -225,7 +225,7 @@ class MigrationTest {
             assertThat(machine.page(page).mapcount()).isEqualTo(2);
             MovePagesResult refused = machine.migration().movePages(a, new long[] {GIB}, new int[] {1}, MigrationService.MPOL_MF_MOVE);
             assertThat(refused.status(0)).isEqualTo(-Errno.EACCES);
-            assertThat(refused.notMigrated()).isEqualTo(1);
+            assertThat(refused.notMigrated()).as("do_pages_move: -EACCES is reported in status only").isZero();
             assertThat(machine.migration().migratePages(a, new int[] {0}, new int[] {1}, MigrationService.MPOL_MF_MOVE))
                     .as("MOVE skips it: nothing queued, nothing failed").isZero();
             assertThat(file.pageAt(0)).isEqualTo(page);
@@ -260,9 +260,13 @@ class MigrationTest {
             assertThat(query.status()).containsExactly(0, 0, 0, -Errno.ENOENT, -Errno.EFAULT, 0, -Errno.ENOENT);
             MovePagesResult r = s.machine.migration().movePages(mm, addresses, new int[] {1, 1, 1, 1, 1, 1, 1},
                     MigrationService.MPOL_MF_MOVE);
-            // a tail address before its head: -EACCES; the head moves; the same tail afterwards: already there
-            assertThat(r.status()).containsExactly(-Errno.EACCES, 1, 1, -Errno.ENOENT, -Errno.EFAULT, 1, -Errno.ENOENT);
-            assertThat(r.notMigrated()).isEqualTo(1);
+            // a tail address: -EACCES, also right after its head, whose batch migrates only when the tail
+            // stops it (do_pages_move); lookup errors are reported in status only, not counted
+            assertThat(r.status()).containsExactly(-Errno.EACCES, 1, -Errno.EACCES, -Errno.ENOENT, -Errno.EFAULT, 1, -Errno.ENOENT);
+            assertThat(r.notMigrated()).isZero();
+            MovePagesResult again = s.machine.migration().movePages(mm, new long[] {base + 4096}, new int[] {1},
+                    MigrationService.MPOL_MF_MOVE);
+            assertThat(again.status()).as("once the head moved, a tail address is already there").containsExactly(1);
             assertThatThrownBy(() -> s.machine.migration().movePages(mm, addresses, new int[] {2, 2, 2, 2, 2, 2, 2},
                     MigrationService.MPOL_MF_MOVE)).isInstanceOf(InvalidArgumentException.class).hasMessageContaining("-ENODEV");
             assertThatThrownBy(() -> s.machine.migration().movePages(mm, addresses, new int[] {1}, MigrationService.MPOL_MF_MOVE))

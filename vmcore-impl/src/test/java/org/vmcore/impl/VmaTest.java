@@ -152,7 +152,7 @@ class VmaTest {
                 Arguments.of("unaligned fixed", (Call) (m, f) -> m.mmap(BASE + 1, K4, Protection.READ, FIXED_ANON), "aligned"),
                 Arguments.of("kernel-half fixed", (Call) (m, f) -> m.mmap(0xffff_8000_0000_0000L, K4, Protection.READ, FIXED_ANON), "user space"),
                 Arguments.of("below mmap_min_addr", (Call) (m, f) -> m.mmap(0x1000, K4, Protection.READ, FIXED_ANON), "mmap_min_addr"),
-                Arguments.of("beyond user space", (Call) (m, f) -> m.mmap(0x7fff_ffff_f000L, 2 * K4, Protection.READ, FIXED_ANON), "inside user space"),
+                Arguments.of("beyond user space", (Call) (m, f) -> m.mmap(0x7fff_ffff_f000L, 2 * K4, Protection.READ, FIXED_ANON), "TASK_SIZE_MAX 0x7ffffffff000"),
                 Arguments.of("shared and private", (Call) (m, f) -> m.mmap(0, K4, Protection.READ, ANON | MapFlags.MAP_SHARED), "exactly one"),
                 Arguments.of("neither shared nor private", (Call) (m, f) -> m.mmap(0, K4, Protection.READ, MapFlags.MAP_ANONYMOUS), "exactly one"),
                 Arguments.of("unknown flag", (Call) (m, f) -> m.mmap(0, K4, Protection.READ, ANON | 0x40), "0x40"),

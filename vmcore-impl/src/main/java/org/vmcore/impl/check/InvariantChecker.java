@@ -172,7 +172,7 @@ public final class InvariantChecker {
                 continue;
             }
             if (size == null || !Pte.isPresent(e)) {
-                out.add("stray entry: " + mm + " has " + Pte.describe(e) + " at 0x" + Long.toHexString(va) + " (" + level + ")"
+                out.add("stray entry: " + mm + " has " + Pte.describe(e, level) + " at 0x" + Long.toHexString(va) + " (" + level + ")"
                         + " that is no migration entry");
                 continue;
             }

@@ -216,9 +216,11 @@ public final class SimCpu implements Cpu {
     public void store(long va, int width, long value) {
         checkWidth(width);
         if ((va & 0xFFF) + width > 4096) {
+            byte[] bytes = new byte[width]; // a page-crossing store is rare: the in-page path stays allocation-free
             for (int i = 0; i < width; i++) {
-                store(va + i, 1, value >>> (8 * i));
+                bytes[i] = (byte) (value >>> (8 * i));
             }
+            writePrecise(va, bytes, 0, width);
             return;
         }
         for (int tries = 0; ; tries++) {
@@ -250,7 +252,11 @@ public final class SimCpu implements Cpu {
     @Override
     public void write(long va, byte[] src, int offset, int length) {
         checkBuffer(src, offset, length);
-        copy(va, src, offset, length, true);
+        if ((va & 0xFFF) + length > 4096) {
+            writePrecise(va, src, offset, length);
+        } else {
+            copy(va, src, offset, length, true);
+        }
     }
 
     @Override
@@ -365,6 +371,48 @@ public final class SimCpu implements Cpu {
                 }
                 done += chunk;
                 tries = 0;
+            }
+        } finally {
+            leave();
+        }
+    }
+
+    /**
+     * A write that crosses pages, made precise as an x86 store is: every page of the range is
+     * translated for write (faulting it in where the kernel can) before the first byte lands, so
+     * a fault that cannot be resolved writes nothing. The translations are used only if one pass
+     * over all pages ran without leaving the handshake window: while the CPU was out (for a fault
+     * or a flusher) another CPU may have unmapped a page translated before.
+     */
+    private void writePrecise(long va, byte[] src, int offset, int length) {
+        long first = va & ~0xFFFL;
+        int pages = (int) (((va & 0xFFF) + length + 0xFFF) >>> 12);
+        long[] pas = new long[pages];
+        long faultVa = -1;
+        int tries = 0;
+        enter();
+        try {
+            boolean interrupted = true;
+            while (interrupted) {
+                interrupted = letFlushesIn();
+                for (int p = 0; p < pages; ) {
+                    long at = p == 0 ? va : first + ((long) p << 12);
+                    long pa = translate(at, true);
+                    if (pa >= 0) {
+                        pas[p++] = pa;
+                        continue;
+                    }
+                    tries = at == faultVa ? tries + 1 : 0;
+                    faultVa = at;
+                    faultOutsideWindow(at, true, tries);
+                    interrupted = true;
+                }
+            }
+            int done = 0;
+            for (int p = 0; p < pages; p++) {
+                int chunk = (int) Math.min(length - done, 4096 - (pas[p] & 0xFFF));
+                contents.writeBytes(pas[p], src, offset + done, chunk);
+                done += chunk;
             }
         } finally {
             leave();
@@ -655,9 +703,10 @@ public final class SimCpu implements Cpu {
     @Override
     public boolean tlbHolds(AddressSpace addressSpace, long va) {
         machine.ensureOpen();
-        if (!(addressSpace instanceof SimAddressSpace mm)) {
+        if (!(addressSpace instanceof SimAddressSpace mm) || mm.machine() != machine) {
             throw new InvalidArgumentException("addressSpace", addressSpace, "must belong to this machine");
         }
+        mm.ensureOpen(); // an exited address space has given its PCID back: another may use it now
         boolean[] held = new boolean[1];
         runFlush(() -> held[0] = tlb.lookup(mm.pcid(), va) != 0);
         return held[0];

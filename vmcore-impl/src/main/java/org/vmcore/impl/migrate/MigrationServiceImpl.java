@@ -1,12 +1,14 @@
 package org.vmcore.impl.migrate;
 
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.atomic.AtomicLong;
+import org.eclipse.collections.impl.list.mutable.primitive.LongArrayList;
 import org.vmcore.api.AddressSpace;
 import org.vmcore.api.Errno;
 import org.vmcore.api.InvalidArgumentException;
@@ -90,7 +92,10 @@ public final class MigrationServiceImpl implements MigrationService {
     public int migratePages(AddressSpace addressSpace, int[] fromNodes, int[] toNodes, int flags) {
         SimAddressSpace mm = checkSpace(addressSpace);
         checkFlags(flags);
-        if (fromNodes == null || toNodes == null || fromNodes.length != toNodes.length) {
+        if (fromNodes == null) {
+            throw new InvalidArgumentException("fromNodes", null, "must not be null");
+        }
+        if (toNodes == null || fromNodes.length != toNodes.length) {
             throw new InvalidArgumentException("toNodes", toNodes == null ? null : toNodes.length,
                     "must be as long as fromNodes (" + (fromNodes == null ? null : fromNodes.length) + ")");
         }
@@ -147,45 +152,100 @@ public final class MigrationServiceImpl implements MigrationService {
             }
         }
         boolean moveAll = (flags & MPOL_MF_MOVE_ALL) != 0;
-        int[] status = new int[addresses.length];
-        int notMigrated = 0;
-        for (int i = 0; i < addresses.length; i++) {
-            long va = addresses[i];
-            long head;
+        int n = addresses.length;
+        int[] status = new int[n];
+        // do_pages_move: runs of queued pages with one target node form a batch; any page not
+        // queued (error or already there) and any change of node migrates the batch so far
+        LongArrayList batch = new LongArrayList();
+        int batchNode = -1;
+        int start = 0;
+        for (int i = 0; i < n; i++) {
+            if (nodes != null && !batch.isEmpty() && nodes[i] != batchNode) {
+                int failed = moveBatch(batch, batchNode, status, start);
+                if (failed > 0) {
+                    return aborted(status, i, failed + n - i);
+                }
+            }
+            if (batch.isEmpty()) {
+                batchNode = nodes == null ? -1 : nodes[i];
+                start = i;
+            }
+            long head = -1;
             synchronized (machine.lock()) {
                 mm.ensureOpen();
-                VmArea vma = va >= 0 && va < mm.pageTable().mode().userAddressLimit() ? mm.vma(va) : null;
-                if (vma == null) {
-                    status[i] = -Errno.EFAULT;
-                    continue;
-                }
-                head = mm.pageAt(va);
-                if (head < 0) {
-                    status[i] = -Errno.ENOENT;
-                    continue;
-                }
-                int node = memory.nodeOf(head);
-                if (nodes == null || node == nodes[i]) {
-                    status[i] = node;
-                    continue;
-                }
-                if (!moveAll && descriptors.mapcount(head) > 1) {
-                    status[i] = -Errno.EACCES;
-                    notMigrated++;
-                    continue;
-                }
-                if (vma.kind().isHugetlb() && (va & (vma.pageSize().bytes() - 1) & ~0xFFFL) != 0) {
-                    status[i] = -Errno.EACCES; // only the head subpage isolates a huge page
-                    notMigrated++;
-                    continue;
+                status[i] = lookup(mm, addresses[i], nodes == null ? -1 : nodes[i], moveAll);
+                if (status[i] == QUEUE) {
+                    head = mm.pageAt(addresses[i]);
+                    if (batch.contains(head)) {
+                        status[i] = -Errno.EBUSY; // already isolated by this batch
+                    }
                 }
             }
-            int rc = migrateWithRetries(head, nodes[i], false);
-            status[i] = rc == 0 ? nodes[i] : rc == -Errno.EAGAIN ? -Errno.EBUSY : rc;
-            if (rc != 0) {
-                notMigrated++;
+            if (status[i] == QUEUE) {
+                batch.add(head);
+                continue;
+            }
+            int failed = moveBatch(batch, batchNode, status, start);
+            if (failed > 0) {
+                return aborted(status, i + 1, failed + n - i - 1); // page i has its status already
             }
         }
+        int failed = moveBatch(batch, batchNode, status, start);
+        checked("move_pages");
+        return new MovePagesResult(failed, status);
+    }
+
+    /** A lookup result of {@link #lookup}: isolate the page into the batch. */
+    private static final int QUEUE = Integer.MAX_VALUE;
+
+    /**
+     * add_page_for_migration (or do_pages_stat for {@code node < 0}), under the machine lock: the
+     * status of {@code va}, or {@link #QUEUE} when its page must move to {@code node}.
+     */
+    private int lookup(SimAddressSpace mm, long va, int node, boolean moveAll) {
+        VmArea vma = va >= 0 && va < mm.pageTable().mode().userAddressLimit() ? mm.vma(va) : null;
+        if (vma == null) {
+            return -Errno.EFAULT;
+        }
+        long head = mm.pageAt(va);
+        if (head < 0) {
+            return -Errno.ENOENT;
+        }
+        int on = memory.nodeOf(head);
+        if (node < 0 || on == node) {
+            return on;
+        }
+        if (!moveAll && descriptors.mapcount(head) > 1) {
+            return -Errno.EACCES;
+        }
+        if (vma.kind().isHugetlb() && (va & (vma.pageSize().bytes() - 1) & ~0xFFFL) != 0) {
+            return -Errno.EACCES; // only the head subpage isolates a huge page
+        }
+        return QUEUE;
+    }
+
+    /**
+     * move_pages_and_store_status: migrates the batch (statuses {@code start..}) to {@code node},
+     * stores each page's outcome and empties the batch.
+     *
+     * @return the number of pages of the batch not migrated
+     */
+    private int moveBatch(LongArrayList batch, int node, int[] status, int start) {
+        int failed = 0;
+        for (int k = 0; k < batch.size(); k++) {
+            int rc = migrateWithRetries(batch.get(k), node, false);
+            status[start + k] = rc == 0 ? node : rc == -Errno.EAGAIN ? -Errno.EBUSY : rc;
+            if (rc != 0) {
+                failed++;
+            }
+        }
+        batch.clear();
+        return failed;
+    }
+
+    /** The call stops after a failed batch: the pages from {@code from} on were not attempted. */
+    private MovePagesResult aborted(int[] status, int from, int notMigrated) {
+        Arrays.fill(status, from, status.length, MovePagesResult.NOT_ATTEMPTED);
         checked("move_pages");
         return new MovePagesResult(notMigrated, status);
     }

@@ -237,7 +237,7 @@ public final class SimAddressSpace implements AddressSpace {
             ensureOpen();
             checkAddress(address, "address");
             long len = checkLength(length, PageSize.SIZE_4K);
-            checkRangeInUserSpace(address, len);
+            checkRangeInUserSpace(address, len, "-EINVAL");
             checkSplitPoints(address, address + len);
             unmapRange(address, address + len, true);
             machine.afterOperation("munmap");
@@ -251,7 +251,7 @@ public final class SimAddressSpace implements AddressSpace {
             checkAddress(address, "address");
             checkProtection(prot);
             long len = checkLength(length, PageSize.SIZE_4K);
-            checkRangeInUserSpace(address, len);
+            checkRangeInUserSpace(address, len, "-ENOMEM");
             long end = address + len;
             long covered = address;
             for (VmArea v : overlapping(address, end)) {
@@ -554,6 +554,9 @@ public final class SimAddressSpace implements AddressSpace {
 
     @Override
     public boolean unregisterNotifier(MmuNotifier notifier) {
+        if (notifier == null) {
+            throw new InvalidArgumentException("notifier", null, "must not be null");
+        }
         synchronized (machine.lock()) {
             ensureOpen();
             return notifiers.unregister(notifier);
@@ -568,8 +571,9 @@ public final class SimAddressSpace implements AddressSpace {
                 throw new InvalidArgumentException("strideShift", strideShift, "must be 12, 21 or 30");
             }
             checkAddress(start, "start");
-            if (end <= start || end > pageTable.mode().userAddressLimit()) {
-                throw new InvalidArgumentException("end", end, "must be above start and inside user space");
+            if (end <= start || end > pageTable.mode().taskSizeMax()) {
+                throw new InvalidArgumentException("end", end, "must be above start and at most TASK_SIZE_MAX 0x"
+                        + Long.toHexString(pageTable.mode().taskSizeMax()));
             }
             machine.shootdown().flushRange(this, start, end, strideShift);
             machine.callbackFailures().rethrow();
@@ -911,7 +915,7 @@ public final class SimAddressSpace implements AddressSpace {
     }
 
     private long checkLength(long length, PageSize size) {
-        long limit = pageTable.mode().userAddressLimit();
+        long limit = pageTable.mode().taskSizeMax();
         if (length <= 0 || length > limit) {
             throw new InvalidArgumentException("length", length, "must be positive and at most 0x" + Long.toHexString(limit));
         }
@@ -925,16 +929,17 @@ public final class SimAddressSpace implements AddressSpace {
         if ((address & 0xFFF) != 0) {
             throw new InvalidArgumentException(name, address, "must be 4K aligned");
         }
-        if (address < 0 || address >= pageTable.mode().userAddressLimit()) {
-            throw new InvalidArgumentException(name, address, "must be a user-space address below 0x"
-                    + Long.toHexString(pageTable.mode().userAddressLimit()));
+        if (address < 0 || address >= pageTable.mode().taskSizeMax()) {
+            throw new InvalidArgumentException(name, address, "must be a user-space address below TASK_SIZE_MAX 0x"
+                    + Long.toHexString(pageTable.mode().taskSizeMax()));
         }
     }
 
-    private void checkRangeInUserSpace(long address, long len) {
-        if (address > pageTable.mode().userAddressLimit() - len) {
+    /** The range must end at or below TASK_SIZE_MAX; {@code errno} is what the kernel's call returns. */
+    private void checkRangeInUserSpace(long address, long len, String errno) {
+        if (address > pageTable.mode().taskSizeMax() - len) {
             throw new InvalidArgumentException("length", len, "must keep 0x" + Long.toHexString(address)
-                    + " + length inside user space (below 0x" + Long.toHexString(pageTable.mode().userAddressLimit()) + ")");
+                    + " + length at or below TASK_SIZE_MAX 0x" + Long.toHexString(pageTable.mode().taskSizeMax()) + " (" + errno + ")");
         }
     }
 
@@ -965,11 +970,11 @@ public final class SimAddressSpace implements AddressSpace {
             if (!size.isAligned(address)) {
                 throw new InvalidArgumentException("address", address, "must be aligned to " + size.label() + " for MAP_FIXED");
             }
-            if (address < MMAP_MIN_ADDR || address >= pageTable.mode().userAddressLimit()) {
+            if (address < MMAP_MIN_ADDR || address >= pageTable.mode().taskSizeMax()) {
                 throw new InvalidArgumentException("address", address, "must lie in user space, at or above mmap_min_addr 0x"
-                        + Long.toHexString(MMAP_MIN_ADDR));
+                        + Long.toHexString(MMAP_MIN_ADDR) + " and below TASK_SIZE_MAX 0x" + Long.toHexString(pageTable.mode().taskSizeMax()));
             }
-            checkRangeInUserSpace(address, len);
+            checkRangeInUserSpace(address, len, "-ENOMEM");
             if ((flags & MapFlags.MAP_FIXED) == 0 && !overlapping(address, address + len).isEmpty()) {
                 throw new InvalidArgumentException("address", address, "must not overlap an existing mapping with"
                         + " MAP_FIXED_NOREPLACE (EEXIST): " + overlapping(address, address + len).getFirst().snapshot());
@@ -980,7 +985,7 @@ public final class SimAddressSpace implements AddressSpace {
             return address;
         }
         if (address != 0 && size.isAligned(address) && address >= MMAP_MIN_ADDR
-                && address <= pageTable.mode().userAddressLimit() - len && overlapping(address, address + len).isEmpty()) {
+                && address <= pageTable.mode().taskSizeMax() - len && overlapping(address, address + len).isEmpty()) {
             return address;
         }
         long top = MMAP_BASE;

@@ -76,6 +76,9 @@ public final class RmapWalkerImpl implements RmapWalker {
 
     @Override
     public int walk(long pfn, Visitor visitor) {
+        if (visitor == null) {
+            throw new InvalidArgumentException("visitor", null, "must not be null");
+        }
         synchronized (machine.lock()) {
             return walkVmas(pfn, (vma, address) -> visitor.visit(vma.owner(), address));
         }

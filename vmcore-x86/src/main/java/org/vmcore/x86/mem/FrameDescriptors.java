@@ -194,6 +194,21 @@ public final class FrameDescriptors {
         }
     }
 
+    /**
+     * compound_head: the head of the allocated block that holds {@code pfn} ({@code pfn} itself
+     * for a head or single frame), or -1 when the frame is free. Blocks are naturally aligned and
+     * disjoint, so the first allocated frame at a rising alignment below {@code pfn} decides.
+     */
+    public long headOf(long pfn) {
+        for (int order = 0; order <= BuddyAllocator.MAX_ORDER; order++) {
+            long candidate = pfn & -(1L << order);
+            if ((flags(candidate) & FrameFlags.ALLOCATED) != 0) {
+                return pfn - candidate < 1L << order(candidate) ? candidate : -1;
+            }
+        }
+        return -1;
+    }
+
     /** A one-line description for messages and dumps. */
     public String describe(long pfn) {
         return "pfn 0x" + Long.toHexString(pfn) + " order=" + order(pfn) + " node=" + node(pfn)

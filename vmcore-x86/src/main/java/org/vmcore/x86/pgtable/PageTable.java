@@ -217,7 +217,7 @@ public final class PageTable {
         if (!Pte.isNone(old)) {
             // Undo nothing: slotForWrite only allocates tables that were missing, and a missing table
             // cannot hold an occupied slot.
-            throw new InvalidArgumentException("va", va, "must not be mapped already at " + level + " (entry " + Pte.describe(old) + ")");
+            throw new InvalidArgumentException("va", va, "must not be mapped already at " + level + " (entry " + Pte.describe(old, level) + ")");
         }
         TableMemory.write(contents, slot >>> 12, slotIndex(slot), entry);
     }
@@ -254,7 +254,7 @@ public final class PageTable {
         long old = protectSlot(slot, size, protFlags);
         if (old == 0) {
             throw new InvalidArgumentException("va", va, "must be mapped by a present " + size.label() + " leaf (entry "
-                    + Pte.describe(readSlot(slot)) + ")");
+                    + Pte.describe(readSlot(slot), Level.ofLeaf(size)) + ")");
         }
         return old;
     }
@@ -272,8 +272,10 @@ public final class PageTable {
             if (!Pte.isPresent(old)) {
                 return 0;
             }
-            // The L1TF inversion covers only the PFN field, so PAT_LARGE (bit 12) is kept as is.
-            long keep = old & ~(Pte.PROT_BITS | Pte.pfnMask(size) | Pte.PSE);
+            // pte_modify keeps the caching bits: bit 7 is PAT in a 4 KiB PTE, so only a huge leaf
+            // drops it here (as PS, which leaf() sets again). The L1TF inversion covers only the
+            // PFN field, so PAT_LARGE (bit 12) of a huge leaf is kept as is.
+            long keep = old & ~(Pte.PROT_BITS | Pte.pfnMask(size) | (size == PageSize.SIZE_4K ? 0 : Pte.PSE));
             long updated = Pte.leaf(Pte.pfn(old, size), size, keep | protFlags);
             if (compareAndSetSlot(slot, old, updated)) {
                 return old;
@@ -304,7 +306,7 @@ public final class PageTable {
         long slot = slotForWrite(va, level);
         long old = readSlot(slot);
         if (!Pte.isNone(old)) {
-            throw new InvalidArgumentException("va", va, "must have an empty " + level + " entry (entry " + Pte.describe(old) + ")");
+            throw new InvalidArgumentException("va", va, "must have an empty " + level + " entry (entry " + Pte.describe(old, level) + ")");
         }
         TableMemory.write(contents, slot >>> 12, slotIndex(slot), Pte.table(tablePfn));
         tablePages++; // mm_inc_nr_pmds: the shared table now counts for this tree too
@@ -322,7 +324,7 @@ public final class PageTable {
         long slot = slot(va, level);
         long e = slot < 0 ? 0 : readSlot(slot);
         if (slot < 0 || !isTablePointer(e, level)) {
-            throw new InvalidArgumentException("va", va, "must have a " + level + " entry that points to a table (entry " + Pte.describe(e) + ")");
+            throw new InvalidArgumentException("va", va, "must have a " + level + " entry that points to a table (entry " + Pte.describe(e, level) + ")");
         }
         getAndClearSlot(slot);
         tablePages--; // mm_dec_nr_pmds: the table is no longer this tree's
@@ -391,7 +393,7 @@ public final class PageTable {
         long slot = slot(va, level);
         long e = slot < 0 ? 0 : readSlot(slot);
         if (slot < 0 || Pte.isNone(e) || isTablePointer(e, level)) {
-            throw new InvalidArgumentException("va", va, "must be mapped by a " + size.label() + " leaf or swap entry (entry " + Pte.describe(e) + ")");
+            throw new InvalidArgumentException("va", va, "must be mapped by a " + size.label() + " leaf or swap entry (entry " + Pte.describe(e, Level.ofLeaf(size)) + ")");
         }
         return slot;
     }
@@ -408,7 +410,7 @@ public final class PageTable {
                 break;
             }
             if (!isTablePointer(e, at)) {
-                throw new InvalidArgumentException("va", va, "is covered by a " + at + " entry that is not a table (entry " + Pte.describe(e) + ")");
+                throw new InvalidArgumentException("va", va, "is covered by a " + at + " entry that is not a table (entry " + Pte.describe(e, at) + ")");
             }
             tablePfn = Pte.pfn(e);
         }

@@ -146,8 +146,25 @@ public final class Pte {
         return flags & ~(size == PageSize.SIZE_4K ? LEAF_4K_FLAGS : LEAF_HUGE_FLAGS);
     }
 
-    /** A short description, for example {@code 0x8000000012345067 P RW USR A D NX pfn=0x12345}. */
+    /**
+     * A short description of an entry whose level is not known, for example
+     * {@code 0x8000000012345067 P RW USR A D NX pfn=0x12345}. Bit 7 is named {@code PS/PAT},
+     * since it is PAT in a 4 KiB PTE and PS in a PMD or PUD; prefer {@link #describe(long, Level)}.
+     */
     public static String describe(long entry) {
+        return describe(entry, null);
+    }
+
+    /**
+     * A short description of an entry read at {@code level}: bit 7 is PAT in a PTE and PS above
+     * it; in a 2 MiB or 1 GiB leaf bit 12 is PAT (PAT_LARGE) and the PFN is read with the leaf's
+     * mask.
+     *
+     * @param entry the entry
+     * @param level the level it was read at, or null if not known
+     * @return for example {@code 0x80000000122000e7 P RW USR A D PS PAT NX pfn=0x12200}
+     */
+    public static String describe(long entry, Level level) {
         if (entry == 0) {
             return "0x0 none";
         }
@@ -156,11 +173,16 @@ public final class Pte {
             return out.append(" swap type=").append(SwapEntry.type(entry))
                     .append(" offset=0x").append(Long.toHexString(SwapEntry.offset(entry))).toString();
         }
-        String[] names = {"P", "RW", "USR", "PWT", "PCD", "A", "D", "PS", "G"};
+        String bit7 = level == null ? "PS/PAT" : level == Level.PTE ? "PAT" : "PS";
+        String[] names = {"P", "RW", "USR", "PWT", "PCD", "A", "D", bit7, "G"};
         for (int bit = 0; bit < names.length; bit++) {
             if ((entry & (1L << bit)) != 0) {
                 out.append(' ').append(bit == 8 && (entry & PRESENT) == 0 ? "PROTNONE" : names[bit]);
             }
+        }
+        boolean hugeLeaf = level != null && level != Level.PTE && isLeaf(entry, level);
+        if (hugeLeaf && (entry & PAT_LARGE) != 0) {
+            out.append(" PAT");
         }
         if ((entry & NX) != 0) {
             out.append(" NX");
@@ -168,6 +190,7 @@ public final class Pte {
         if (pkey(entry) != 0) {
             out.append(" pkey=").append(pkey(entry));
         }
-        return out.append(" pfn=0x").append(Long.toHexString(pfn(entry))).toString();
+        long pfn = hugeLeaf ? pfn(entry, level.leafSize()) : pfn(entry);
+        return out.append(" pfn=0x").append(Long.toHexString(pfn)).toString();
     }
 }

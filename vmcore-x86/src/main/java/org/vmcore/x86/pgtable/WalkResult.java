@@ -237,7 +237,7 @@ public final class WalkResult {
     @Override
     public String toString() {
         return ok()
-                ? "ok pa=0x" + Long.toHexString(physicalAddress()) + " " + pageSize().label() + " " + Pte.describe(entry())
-                : "fault " + PageFaultCode.describe(faultCode) + " at " + level() + " " + Pte.describe(entry());
+                ? "ok pa=0x" + Long.toHexString(physicalAddress()) + " " + pageSize().label() + " " + Pte.describe(entry(), level())
+                : "fault " + PageFaultCode.describe(faultCode) + " at " + level() + " " + Pte.describe(entry(), level());
     }
 }
