@@ -155,6 +155,7 @@ public final class SimCpu implements Cpu {
 
     @Override
     public void run(Runnable action) {
+        machine.ensureOpen();
         if (action == null) {
             throw new InvalidArgumentException("action", null, "must not be null");
         }
@@ -166,6 +167,7 @@ public final class SimCpu implements Cpu {
 
     @Override
     public <T> T call(Supplier<T> action) {
+        machine.ensureOpen();
         if (action == null) {
             throw new InvalidArgumentException("action", null, "must not be null");
         }

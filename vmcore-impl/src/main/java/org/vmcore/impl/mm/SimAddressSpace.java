@@ -554,11 +554,11 @@ public final class SimAddressSpace implements AddressSpace {
 
     @Override
     public boolean unregisterNotifier(MmuNotifier notifier) {
-        if (notifier == null) {
-            throw new InvalidArgumentException("notifier", null, "must not be null");
-        }
         synchronized (machine.lock()) {
             ensureOpen();
+            if (notifier == null) {
+                throw new InvalidArgumentException("notifier", null, "must not be null");
+            }
             return notifiers.unregister(notifier);
         }
     }

@@ -76,10 +76,11 @@ public final class RmapWalkerImpl implements RmapWalker {
 
     @Override
     public int walk(long pfn, Visitor visitor) {
-        if (visitor == null) {
-            throw new InvalidArgumentException("visitor", null, "must not be null");
-        }
         synchronized (machine.lock()) {
+            machine.ensureOpen();
+            if (visitor == null) {
+                throw new InvalidArgumentException("visitor", null, "must not be null");
+            }
             return walkVmas(pfn, (vma, address) -> visitor.visit(vma.owner(), address));
         }
     }
