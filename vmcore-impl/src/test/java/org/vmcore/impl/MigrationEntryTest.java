@@ -1,5 +1,11 @@
 package org.vmcore.impl;
 
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import org.junit.jupiter.params.provider.EnumSource;
+
+import org.junit.jupiter.params.ParameterizedTest;
+
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.vmcore.impl.Fixtures.GIB;
 import static org.vmcore.impl.Fixtures.MIB;
@@ -213,6 +219,33 @@ class MigrationEntryTest {
             }
         });
         machine.migration().movePages(mm, new long[] {VA}, new int[] {1}, MigrationService.MPOL_MF_MOVE);
+        machine.migration().setObserver(null);
+        assertThat(mm.counters().anonPages()).isEqualTo(1);
+        assertThat(machine.checkInvariants()).isEmpty();
+        mm.close();
+        assertThat(machine.freeFrames()).isEqualTo(free);
+        closeClean(machine);
+    }
+
+    @ParameterizedTest(name = "observer munmaps at {0}, then throws")
+    @EnumSource(value = org.vmcore.api.MigrationPhase.class, names = {"AFTER_UNMAP", "BEFORE_COPY"})
+    @DisplayName("a migration put back after its page's mappings went frees the page (putback of a folio nothing maps)")
+    void munmapThenThrowInsideMovePagesLeavesNoPageBehind(org.vmcore.api.MigrationPhase phase) {
+        Machine machine = machine();
+        long free = machine.freeFrames();
+        AddressSpace mm = machine.createAddressSpace();
+        mm.mmap(VA, 2 * 4096, Protection.READ_WRITE, ANON_PRIVATE);
+        write(machine, mm, VA, VALUE);
+        write(machine, mm, VA + 4096, VALUE); // keeps the page tables, so only pages could leak
+        RuntimeException boom = new IllegalStateException("observer");
+        machine.migration().setObserver(e -> {
+            if (e.phase() == phase) {
+                mm.munmap(VA, 4096);
+                throw boom;
+            }
+        });
+        assertThatThrownBy(() -> machine.migration().movePages(mm, new long[] {VA}, new int[] {1},
+                MigrationService.MPOL_MF_MOVE)).isSameAs(boom);
         machine.migration().setObserver(null);
         assertThat(mm.counters().anonPages()).isEqualTo(1);
         assertThat(machine.checkInvariants()).isEmpty();

@@ -499,7 +499,9 @@ public final class MigrationServiceImpl implements MigrationService {
             }
             return;
         }
-        descriptors.addRefcount(pfn, -1); // put back: drop the isolation reference
+        if (descriptors.addRefcount(pfn, -1) == 0) { // put back: drop the isolation reference
+            migrationRefs.releaseIfUnreferenced(pfn); // the last, when the page's mappings went while it was out
+        }
         if (target >= 0) {
             descriptors.setRefcount(target, 1);
             if (huge) {
