@@ -971,8 +971,10 @@ public final class SimAddressSpace implements AddressSpace {
                 throw new InvalidArgumentException("address", address, "must be aligned to " + size.label() + " for MAP_FIXED");
             }
             if (address < MMAP_MIN_ADDR || address >= pageTable.mode().taskSizeMax()) {
+                // below mmap_min_addr Linux says -EPERM (security_mmap_addr), at or above TASK_SIZE -ENOMEM
                 throw new InvalidArgumentException("address", address, "must lie in user space, at or above mmap_min_addr 0x"
-                        + Long.toHexString(MMAP_MIN_ADDR) + " and below TASK_SIZE_MAX 0x" + Long.toHexString(pageTable.mode().taskSizeMax()));
+                        + Long.toHexString(MMAP_MIN_ADDR) + " and below TASK_SIZE_MAX 0x" + Long.toHexString(pageTable.mode().taskSizeMax())
+                        + (address < MMAP_MIN_ADDR ? " (-EPERM)" : " (-ENOMEM)"));
             }
             checkRangeInUserSpace(address, len, "-ENOMEM");
             if ((flags & MapFlags.MAP_FIXED) == 0 && !overlapping(address, address + len).isEmpty()) {
