@@ -4,94 +4,109 @@ import java.util.ArrayList;
 import java.util.EnumMap;
 import java.util.List;
 import java.util.Map;
-import org.eclipse.collections.impl.map.mutable.primitive.LongObjectHashMap;
 import org.vmcore.api.AddressSpace;
-import org.vmcore.api.ClosedException;
+import org.vmcore.api.AllocationKind;
 import org.vmcore.api.Cpu;
-import org.vmcore.api.StaleAccess;
-import org.vmcore.impl.cpu.SimCpu;
-import org.vmcore.impl.cpu.StaleDetector;
-import org.vmcore.impl.cpu.TlbShootdown;
-import org.vmcore.impl.migrate.MigrationServiceImpl;
-import org.vmcore.impl.migrate.MigrationUnmap;
-import org.vmcore.api.MigrationService;
-import org.vmcore.x86.pgtable.Walker;
-import org.vmcore.api.HugetlbFile;
 import org.vmcore.api.HugetlbFs;
 import org.vmcore.api.InvalidArgumentException;
+import org.vmcore.api.InvariantViolationException;
 import org.vmcore.api.Machine;
 import org.vmcore.api.MachineConfig;
+import org.vmcore.api.MachineStats;
+import org.vmcore.api.MigrationService;
 import org.vmcore.api.Page;
 import org.vmcore.api.PageSize;
 import org.vmcore.api.RmapWalker;
+import org.vmcore.api.StaleAccess;
+import org.vmcore.impl.base.MachineLock;
+import org.vmcore.impl.base.MigratingThread;
+import org.vmcore.impl.base.Nodes;
+import org.vmcore.impl.check.InvariantChecker;
+import org.vmcore.impl.cpu.SimCpu;
+import org.vmcore.impl.cpu.StaleDetector;
 import org.vmcore.impl.hugetlb.HugePagePool;
-import org.vmcore.impl.hugetlb.HugetlbFileImpl;
 import org.vmcore.impl.hugetlb.HugetlbFsImpl;
+import org.vmcore.impl.hugetlb.HugetlbPools;
+import org.vmcore.impl.migrate.MigrationServiceImpl;
+import org.vmcore.impl.migrate.RemoveMigrationPtes;
+import org.vmcore.impl.mm.MmContext;
 import org.vmcore.impl.mm.SimAddressSpace;
 import org.vmcore.impl.notifier.CallbackFailures;
-import org.vmcore.impl.rmap.AnonVma;
-import org.vmcore.impl.rmap.FileMapping;
-import org.vmcore.impl.rmap.RmapWalkerImpl;
-import org.vmcore.x86.mem.FrameDescriptors;
-import org.vmcore.x86.mem.FrameFlags;
+import org.vmcore.impl.picture.PageTableGraph;
+import org.vmcore.impl.rmap.MigrationEntryRefs;
+import org.vmcore.impl.rmap.RmapWalk;
+import org.vmcore.impl.rmap.TryToUnmap;
+import org.vmcore.impl.tlb.TlbShootdown;
+import org.vmcore.impl.vma.MappingRegistry;
 import org.vmcore.x86.mem.PhysicalMemory;
 
 /**
- * The machine: physical memory, hugetlb pools, hugetlbfs, address spaces and the registry
- * that turns a page's mapping field back into its file or anon_vma.
+ * The machine: builds the mechanisms bottom up and hands each what it may touch (physical
+ * memory, the lock, the mapping registry, the pools, the TLB shootdown); nothing below this
+ * package refers back to it. It keeps the public {@link Machine} calls: locking, validation and
+ * delegation.
  *
  * <p>Locking: in this version every mm operation runs under one machine lock ({@link #lock()}),
  * which stands in for the kernel's mmap locks, i_mmap_rwsem, anon_vma locks and page-table
  * locks at once. It makes every operation atomic with respect to the others.
  */
 public final class SimMachine implements Machine {
-    /** Low bit of a page's mapping field: the mapping is an anon_vma (PAGE_MAPPING_ANON). */
-    public static final long MAPPING_ANON = 1;
-
     private final MachineConfig config;
+    private final int nodeCount;
     private final PhysicalMemory memory;
-    private final HugetlbFsImpl hugetlbfs;
-    private final RmapWalkerImpl rmap;
-    private final List<SimAddressSpace> spaces = new ArrayList<>();
-    private final LongObjectHashMap<Object> mappings = new LongObjectHashMap<>();
-    private final Object lock = new Object();
-    private final SimCpu[] cpus;
-    private final TlbShootdown shootdown;
-    private final StaleDetector detector = new StaleDetector();
-    private final SimAddressSpace[] byPcid = new SimAddressSpace[4096];
-    private final MigrationUnmap migrationUnmap;
-    private final MigrationServiceImpl migration;
-
+    private final MachineLock lock = new MachineLock();
     private final CallbackFailures callbackFailures = new CallbackFailures();
-
-    private long nextMappingId = 2;
-    private int nextSpaceId = 1;
-    // Written under the lock; read without it by the quick checks of public methods.
-    private volatile boolean closed;
+    private final MappingRegistry registry = new MappingRegistry();
+    private final MigratingThread migrating = new MigratingThread();
+    private final StaleDetector detector = new StaleDetector();
+    private final AddressSpaceTable spaces = new AddressSpaceTable();
+    private final HugetlbPools pools;
+    private final HugetlbFsImpl hugetlbfs;
+    private final SimCpu[] cpus;
+    private final List<SimCpu> cpuList;
+    private final TlbShootdown shootdown;
+    private final RmapWalk rmapWalk;
+    private final RmapWalkerImpl rmap;
+    private final MigrationServiceImpl migration;
+    private final PhysicalAccess physical;
+    private final ProcStats procStats;
 
     SimMachine(MachineConfig config) {
         this.config = config;
         long[] nodes = config.nodeBytes().stream().mapToLong(Long::longValue).toArray();
+        this.nodeCount = nodes.length;
         this.memory = new PhysicalMemory(nodes);
         try {
-            Map<PageSize, HugePagePool> pools = new EnumMap<>(PageSize.class);
+            Map<PageSize, HugePagePool> bySize = new EnumMap<>(PageSize.class);
             // 1 GiB pages first: they need whole order-18 blocks, which 2 MiB pages would break up.
             for (PageSize size : new PageSize[] {PageSize.SIZE_1G, PageSize.SIZE_2M}) {
                 long[] perNode = new long[nodes.length];
                 for (int n = 0; n < nodes.length; n++) {
                     perNode[n] = config.hugePages(n, size);
                 }
-                pools.put(size, new HugePagePool(memory, size, perNode));
+                bySize.put(size, new HugePagePool(memory, size, perNode));
             }
-            this.hugetlbfs = new HugetlbFsImpl(this, pools);
-            this.migrationUnmap = new MigrationUnmap(this);
-            this.rmap = new RmapWalkerImpl(this, migrationUnmap);
-            this.migration = new MigrationServiceImpl(this, migrationUnmap);
+            this.pools = new HugetlbPools(bySize, memory.descriptors());
+            this.hugetlbfs = new HugetlbFsImpl(lock, nodeCount, pools, memory.descriptors(), registry, SimAddressSpace.VMDELETE,
+                    this::afterOperation);
             this.cpus = new SimCpu[config.cpus()];
             for (int i = 0; i < cpus.length; i++) {
-                cpus[i] = new SimCpu(this, i);
+                cpus[i] = new SimCpu(lock, i, config, memory, detector, this::addressSpaceOfPcid);
             }
+            this.cpuList = List.of(cpus);
             this.shootdown = new TlbShootdown(cpus);
+            this.rmapWalk = new RmapWalk(lock, memory, registry);
+            MigrationEntryRefs migrationRefs = new MigrationEntryRefs(memory, registry, rmapWalk, pools);
+            TryToUnmap unmap = new TryToUnmap(memory, rmapWalk, shootdown, config);
+            RemoveMigrationPtes removeMigrationPtes = new RemoveMigrationPtes(lock, memory.descriptors(), rmapWalk, unmap,
+                    migrationRefs);
+            this.rmap = new RmapWalkerImpl(lock, callbackFailures, memory.descriptors(), rmapWalk, unmap, removeMigrationPtes);
+            this.migration = new MigrationServiceImpl(lock, nodeCount, memory, pools, registry, unmap, removeMigrationPtes,
+                    migrationRefs, callbackFailures, this::afterOperation, migrating);
+            spaces.setContext(new MmContext(lock, config, memory, registry, pools, hugetlbfs, shootdown, callbackFailures,
+                    this::afterOperation, migrating, migrationRefs, spaces));
+            this.physical = new PhysicalAccess(memory, registry);
+            this.procStats = new ProcStats(memory, nodeCount, pools, spaces, cpus, detector, migration);
         } catch (RuntimeException e) {
             memory.close();
             throw e;
@@ -113,50 +128,16 @@ public final class SimMachine implements Machine {
     public AddressSpace createAddressSpace(int homeNode) {
         synchronized (lock) {
             ensureOpen();
-            checkNode(homeNode);
-            return newAddressSpace(homeNode);
+            Nodes.check(nodeCount, homeNode);
+            return spaces.newChild(homeNode);
         }
-    }
-
-    /** A child of fork, registered like any new address space. */
-    public SimAddressSpace newChild(int homeNode) {
-        return newAddressSpace(homeNode);
-    }
-
-    private SimAddressSpace newAddressSpace(int homeNode) {
-        int pcid = 1;
-        while (pcid < byPcid.length && byPcid[pcid] != null) {
-            pcid++;
-        }
-        if (pcid == byPcid.length) {
-            throw new org.vmcore.api.OutOfMemoryException("all 4095 PCIDs are in use: close an address space first");
-        }
-        SimAddressSpace mm = new SimAddressSpace(this, nextSpaceId++, homeNode, pcid);
-        byPcid[pcid] = mm;
-        spaces.add(mm);
-        return mm;
-    }
-
-    private long exitedFaults;
-
-    /** Called by an address space when it exits, after its PCID was flushed everywhere. */
-    public void exited(SimAddressSpace mm) {
-        exitedFaults += mm.faultCount();
-        spaces.remove(mm);
-        byPcid[mm.pcid()] = null;
     }
 
     /** The live address space tagged with {@code pcid}, or null. */
     public AddressSpace addressSpaceOfPcid(int pcid) {
         synchronized (lock) {
-            return pcid > 0 && pcid < byPcid.length ? byPcid[pcid] : null;
+            return spaces.ofPcid(pcid);
         }
-    }
-
-    /** A hardware walker for this machine's memory. */
-    public Walker newWalker() {
-        int bits = Math.max(46, 64 - Long.numberOfLeadingZeros(memory.frameCount() - 1) + 12);
-        return new Walker(memory, Math.min(bits, PhysicalMemory.MAX_PHYS_BITS));
     }
 
     @Override
@@ -176,14 +157,6 @@ public final class SimMachine implements Machine {
 
     public SimCpu simCpu(int id) {
         return cpus[id];
-    }
-
-    public TlbShootdown shootdown() {
-        return shootdown;
-    }
-
-    public StaleDetector detector() {
-        return detector;
     }
 
     @Override
@@ -212,56 +185,30 @@ public final class SimMachine implements Machine {
         return migration;
     }
 
-    public MigrationServiceImpl migrationImpl() {
-        return migration;
-    }
-
     @Override
     public Map<String, Long> vmstat() {
-        Map<String, Long> out = new java.util.LinkedHashMap<>();
-        long faults = 0;
+        long faults;
         synchronized (lock) {
             ensureOpen();
-            for (SimAddressSpace mm : spaces) {
-                faults += mm.faultCount();
-            }
-            faults += exitedFaults;
+            faults = procStats.faults();
         }
-        out.put("pgfault", faults);
-        out.putAll(migration.stats());
-        long remoteSent = 0;
-        long remoteReceived = 0;
-        long localAll = 0;
-        long localOne = 0;
-        for (SimCpu cpu : cpus) {
-            var s = cpu.stats();
-            remoteSent += s.shootdownsSent();
-            remoteReceived += s.shootdownsReceived();
-            localAll += cpu.localFlushes(true); // the kernel counts local flushes on the initiator only
-            localOne += cpu.localFlushes(false);
-        }
-        out.put("nr_tlb_remote_flush", remoteSent);
-        out.put("nr_tlb_remote_flush_received", remoteReceived);
-        out.put("nr_tlb_local_flush_all", localAll);
-        out.put("nr_tlb_local_flush_one", localOne);
-        out.put("stale_translation_uses", detector.count());
-        return out;
+        return procStats.vmstat(faults);
     }
 
     @Override
-    public void failNthAllocation(org.vmcore.api.AllocationKind kind, long nth) {
+    public void failNthAllocation(AllocationKind kind, long nth) {
         ensureOpen();
         memory.faults().failNth(kind, nth);
     }
 
     @Override
-    public void failNthAllocation(org.vmcore.api.AllocationKind kind, long nth, int times) {
+    public void failNthAllocation(AllocationKind kind, long nth, int times) {
         ensureOpen();
         memory.faults().failNth(kind, nth, times);
     }
 
     @Override
-    public long allocationCount(org.vmcore.api.AllocationKind kind) {
+    public long allocationCount(AllocationKind kind) {
         ensureOpen();
         if (kind == null) {
             throw new InvalidArgumentException("kind", null, "must not be null");
@@ -273,7 +220,7 @@ public final class SimMachine implements Machine {
     public List<String> checkInvariants() {
         synchronized (lock) {
             ensureOpen();
-            return new org.vmcore.impl.check.InvariantChecker(this).check();
+            return checker().check();
         }
     }
 
@@ -282,34 +229,20 @@ public final class SimMachine implements Machine {
      * throws on a violation. Skipped inside a migration (its observer runs mid-operation).
      */
     public void afterOperation(String operation) {
-        if (migration.migratingOnThisThread()) {
+        if (migrating.isCurrent()) {
             return; // the migration takes what its callbacks threw itself
         }
-        if (config.checkInvariants() && !closed) {
-            List<String> violations = new org.vmcore.impl.check.InvariantChecker(this).check();
+        if (config.checkInvariants() && !lock.isClosed()) {
+            List<String> violations = checker().check();
             if (!violations.isEmpty()) {
-                throw callbackFailures.suppressInto(new org.vmcore.api.InvariantViolationException(operation, violations));
+                throw callbackFailures.suppressInto(new InvariantViolationException(operation, violations));
             }
         }
         callbackFailures.rethrow();
     }
 
-    /** What user callbacks threw during the current operation, rethrown when it ends (engine thread, under the lock). */
-    public CallbackFailures callbackFailures() {
-        return callbackFailures;
-    }
-
-    /** The page-cache mappings of every hugetlbfs file and shmem object. */
-    public List<FileMapping> fileMappings() {
-        List<FileMapping> out = new ArrayList<>();
-        mappings.forEachValue(o -> {
-            if (o instanceof HugetlbFileImpl f) {
-                out.add(f.mapping());
-            } else if (o instanceof FileMapping m) {
-                out.add(m);
-            }
-        });
-        return out;
+    private InvariantChecker checker() {
+        return new InvariantChecker(memory, registry, pools, hugetlbfs, rmapWalk, spaces.live(), cpuList);
     }
 
     @Override
@@ -322,59 +255,26 @@ public final class SimMachine implements Machine {
             if (Long.compareUnsigned(start, end) >= 0) {
                 throw new InvalidArgumentException("end", end, "must be above start 0x" + Long.toHexString(start));
             }
-            List<SimAddressSpace> spaces = new ArrayList<>();
+            List<SimAddressSpace> chosen = new ArrayList<>();
             for (AddressSpace a : addressSpaces) {
-                if (!(a instanceof SimAddressSpace mm) || mm.machine() != this) {
+                if (!(a instanceof SimAddressSpace mm) || !mm.belongsTo(lock)) {
                     throw new InvalidArgumentException("addressSpace", a, "must belong to this machine (in addressSpaces)");
                 }
                 mm.ensureOpen();
-                spaces.add(mm);
+                chosen.add(mm);
             }
-            return new org.vmcore.impl.picture.PageTableGraph(this).draw(spaces, start, end, withTlbs);
+            return new PageTableGraph(memory, cpuList).draw(chosen, start, end, withTlbs);
         }
     }
 
     @Override
-    public org.vmcore.api.MachineStats stats() {
-        Map<String, Long> meminfo = new java.util.LinkedHashMap<>();
+    public MachineStats stats() {
+        Map<String, Long> meminfo;
         synchronized (lock) {
             ensureOpen();
-            long anon = 0;
-            long shmem = 0;
-            for (SimAddressSpace mm : spaces) {
-                var c = mm.counters();
-                anon += c.anonPages();
-                shmem += c.shmemPages();
-            }
-            meminfo.put("MemTotal", memory.frameCount() * 4);
-            meminfo.put("MemFree", memory.freeFrames() * 4);
-            meminfo.put("AnonPages", anon * 4);
-            meminfo.put("Shmem", shmem * 4);
-            meminfo.put("PageTables", memory.pageTableFrames().get() * 4);
-            long total = 0;
-            long free = 0;
-            for (int n = 0; n < config.nodeBytes().size(); n++) {
-                var pool = hugetlbfs.pool(n, PageSize.SIZE_2M);
-                total += pool.total();
-                free += pool.free();
-            }
-            meminfo.put("HugePages_Total", total);
-            meminfo.put("HugePages_Free", free);
-            meminfo.put("HugePages_Rsvd", hugetlbfs.pool(PageSize.SIZE_2M).reserved());
-            meminfo.put("HugePages_Surp", 0L);
-            meminfo.put("Hugepagesize", 2048L);
+            meminfo = procStats.meminfo();
         }
-        return new org.vmcore.api.MachineStats(vmstat(), meminfo);
-    }
-
-    /** Moves a page-cache slot from {@code oldPfn} to {@code newPfn} (migration of a file page). */
-    public void replaceInPageCache(Object owner, long oldPfn, long newPfn) {
-        FileMapping mapping = owner instanceof HugetlbFileImpl f ? f.mapping() : (FileMapping) owner;
-        long index = memory.descriptors().index(oldPfn) >>> memory.descriptors().order(oldPfn);
-        if (mapping.find(index) != oldPfn) {
-            throw new IllegalStateException("page cache slot " + index + " does not hold pfn 0x" + Long.toHexString(oldPfn));
-        }
-        mapping.add(index, newPfn);
+        return new MachineStats(vmstat(), meminfo);
     }
 
     @Override
@@ -386,7 +286,7 @@ public final class SimMachine implements Machine {
     @Override
     public boolean checkTranslation(String who, AddressSpace addressSpace, long va, long pfn, boolean write) {
         ensureOpen();
-        if (!(addressSpace instanceof SimAddressSpace mm) || mm.machine() != this) {
+        if (!(addressSpace instanceof SimAddressSpace mm) || !mm.belongsTo(lock)) {
             throw new InvalidArgumentException("addressSpace", addressSpace, "must belong to this machine");
         }
         synchronized (lock) {
@@ -406,7 +306,7 @@ public final class SimMachine implements Machine {
     public List<AddressSpace> addressSpaces() {
         synchronized (lock) {
             ensureOpen();
-            return new ArrayList<>(spaces);
+            return new ArrayList<>(spaces.live());
         }
     }
 
@@ -416,17 +316,9 @@ public final class SimMachine implements Machine {
         return hugetlbfs;
     }
 
-    public HugetlbFsImpl hugetlbfsImpl() {
-        return hugetlbfs;
-    }
-
     @Override
     public RmapWalker rmap() {
         ensureOpen();
-        return rmap;
-    }
-
-    public RmapWalkerImpl rmapImpl() {
         return rmap;
     }
 
@@ -434,53 +326,23 @@ public final class SimMachine implements Machine {
     public Page page(long pfn) {
         synchronized (lock) {
             ensureOpen();
-            if (!memory.isValidPfn(pfn)) {
-                throw new InvalidArgumentException("pfn", pfn, "must be below the frame count 0x" + Long.toHexString(memory.frameCount()));
-            }
-            FrameDescriptors d = memory.descriptors();
-            long head = d.headOf(pfn); // any frame of a huge page reports it, as /proc/kpagecount does
-            if (head < 0) {
-                return new Page(pfn, PageSize.SIZE_4K, memory.nodeOf(pfn), 0, 0, "free", false, null, 0);
-            }
-            pfn = head;
-            int flags = d.flags(pfn);
-            long mapping = d.mapping(pfn);
-            boolean anon = (flags & FrameFlags.ANON) != 0;
-            HugetlbFile file = !anon && mappings.get(mapping) instanceof HugetlbFileImpl f ? f : null;
-            PageSize size = switch (d.order(pfn)) {
-                case 9 -> PageSize.SIZE_2M;
-                case 18 -> PageSize.SIZE_1G;
-                default -> PageSize.SIZE_4K;
-            };
-            return new Page(pfn, size, memory.nodeOf(pfn), d.mapcount(pfn), d.refcount(pfn),
-                    FrameFlags.describe(flags), anon, file, d.index(pfn));
+            return physical.page(pfn);
         }
     }
 
     @Override
     public long readPhysical(long pa, int width) {
         synchronized (lock) { // close frees the arena under the lock: never touch it after
-            checkPhysical(pa, width);
-            return memory.contents().read(pa, width);
+            ensureOpen();
+            return physical.read(pa, width);
         }
     }
 
     @Override
     public void writePhysical(long pa, int width, long value) {
         synchronized (lock) {
-            checkPhysical(pa, width);
-            memory.contents().write(pa, width, value);
-        }
-    }
-
-    private void checkPhysical(long pa, int width) {
-        ensureOpen();
-        if (width != 1 && width != 2 && width != 4 && width != 8) {
-            throw new InvalidArgumentException("width", width, "must be 1, 2, 4 or 8 bytes");
-        }
-        if (pa < 0 || pa > (memory.frameCount() << 12) - width) {
-            throw new InvalidArgumentException("pa", pa, "must address " + width + " bytes inside memory of 0x"
-                    + Long.toHexString(memory.frameCount() << 12) + " bytes");
+            ensureOpen();
+            physical.write(pa, width, value);
         }
     }
 
@@ -500,12 +362,12 @@ public final class SimMachine implements Machine {
     @Override
     public void close() {
         synchronized (lock) {
-            if (closed) {
+            if (lock.isClosed()) {
                 return;
             }
             RuntimeException failure = null;
             try {
-                for (SimAddressSpace mm : new ArrayList<>(spaces)) {
+                for (SimAddressSpace mm : spaces.live()) {
                     try {
                         mm.close();
                     } catch (RuntimeException e) { // a notifier's release threw: the address space is freed all the same
@@ -517,7 +379,7 @@ public final class SimMachine implements Machine {
                     }
                 }
             } finally {
-                closed = true;
+                lock.markClosed();
                 // Kick every CPU out before the memory goes: an access in progress ends first, later ones see ClosedException.
                 for (SimCpu cpu : cpus) {
                     cpu.machineClosed();
@@ -531,47 +393,21 @@ public final class SimMachine implements Machine {
     }
 
     /** The lock every mm operation holds. */
-    public Object lock() {
+    public MachineLock lock() {
         return lock;
     }
 
+    /** The hugetlbfs mount with its pools, for tests that corrupt them on purpose. */
+    public HugetlbFsImpl hugetlbfsImpl() {
+        return hugetlbfs;
+    }
+
+    /** Physical memory, for tests that look at frames directly. */
     public PhysicalMemory memory() {
         return memory;
     }
 
-    public void ensureOpen() {
-        if (closed) {
-            throw new ClosedException("machine");
-        }
-    }
-
-    public void checkNode(int node) {
-        if (node < 0 || node >= config.nodeBytes().size()) {
-            throw new InvalidArgumentException("node", node, "must be an existing node (0.." + (config.nodeBytes().size() - 1) + ")");
-        }
-    }
-
-    public FileMapping newFileMapping() {
-        return new FileMapping(nextMappingId += 2);
-    }
-
-    public AnonVma newAnonVma(AnonVma parent) {
-        AnonVma anonVma = new AnonVma((nextMappingId += 2) | MAPPING_ANON, parent);
-        mappings.put(anonVma.id(), anonVma);
-        return anonVma;
-    }
-
-    public void register(long id, Object owner) {
-        mappings.put(id, owner);
-    }
-
-    /** Forgets a file mapping or anon_vma that nothing refers to any more. */
-    public void unregister(long id) {
-        mappings.remove(id);
-    }
-
-    /** The file, shmem mapping or anon_vma behind a page's mapping field, or null. */
-    public Object mappingOwner(long id) {
-        return mappings.get(id);
+    private void ensureOpen() {
+        lock.ensureOpen();
     }
 }

@@ -4,18 +4,23 @@ import java.util.ArrayList;
 import java.util.List;
 import org.eclipse.collections.impl.map.mutable.primitive.LongIntHashMap;
 import org.eclipse.collections.impl.set.mutable.primitive.LongHashSet;
+import org.vmcore.api.Cpu;
 import org.vmcore.api.PageSize;
 import org.vmcore.api.TlbEntry;
 import org.vmcore.api.VmaKind;
-import org.vmcore.impl.SimMachine;
 import org.vmcore.impl.hugetlb.HugePagePool;
 import org.vmcore.impl.hugetlb.HugetlbFileImpl;
+import org.vmcore.impl.hugetlb.HugetlbFsImpl;
+import org.vmcore.impl.hugetlb.HugetlbPools;
 import org.vmcore.impl.mm.SimAddressSpace;
-import org.vmcore.impl.rmap.FileMapping;
+import org.vmcore.impl.rmap.RmapWalk;
+import org.vmcore.impl.vma.FileMapping;
+import org.vmcore.impl.vma.MappingRegistry;
 import org.vmcore.impl.vma.VmArea;
 import org.vmcore.x86.mem.BuddyAllocator;
 import org.vmcore.x86.mem.FrameDescriptors;
 import org.vmcore.x86.mem.FrameFlags;
+import org.vmcore.x86.mem.PhysicalMemory;
 import org.vmcore.x86.pgtable.Level;
 import org.vmcore.x86.pgtable.MigrationEntry;
 import org.vmcore.x86.pgtable.PageTable;
@@ -38,12 +43,26 @@ import org.vmcore.x86.pgtable.Pte;
  * in proportion to what is mapped.
  */
 public final class InvariantChecker {
-    private final SimMachine machine;
+    private final PhysicalMemory memory;
     private final FrameDescriptors d;
+    private final MappingRegistry registry;
+    private final HugetlbPools pools;
+    private final HugetlbFsImpl hugetlbfs;
+    private final RmapWalk rmap;
+    private final List<SimAddressSpace> spaces;
+    private final List<? extends Cpu> cpus;
 
-    public InvariantChecker(SimMachine machine) {
-        this.machine = machine;
-        this.d = machine.memory().descriptors();
+    /** A checker of the given state; the caller holds the machine lock while it runs. */
+    public InvariantChecker(PhysicalMemory memory, MappingRegistry registry, HugetlbPools pools, HugetlbFsImpl hugetlbfs,
+                            RmapWalk rmap, List<SimAddressSpace> spaces, List<? extends Cpu> cpus) {
+        this.memory = memory;
+        this.d = memory.descriptors();
+        this.registry = registry;
+        this.pools = pools;
+        this.hugetlbfs = hugetlbfs;
+        this.rmap = rmap;
+        this.spaces = spaces;
+        this.cpus = cpus;
     }
 
     /** Every violation found, empty when the machine is consistent. */
@@ -53,8 +72,7 @@ public final class InvariantChecker {
         LongIntHashMap migrating = new LongIntHashMap(); // head pfn -> migration entries to it, shared tables once
         LongIntHashMap pudRefs = new LongIntHashMap(); // PMD table pfn -> PUD entries pointing at it
         LongHashSet counted = new LongHashSet(); // tables whose leaves were counted already
-        for (var a : machine.addressSpaces()) {
-            SimAddressSpace mm = (SimAddressSpace) a;
+        for (SimAddressSpace mm : spaces) {
             MmCount c = new MmCount();
             PageTable t = mm.pageTable();
             walk(mm, t, t.cr3() >>> 12, t.rootLevel(), 0, leaves, migrating, pudRefs, counted, c, out);
@@ -81,7 +99,7 @@ public final class InvariantChecker {
         }
         });
         LongHashSet cached = new LongHashSet();
-        List<FileMapping> mappings = machine.fileMappings();
+        List<FileMapping> mappings = registry.fileMappings();
         for (FileMapping m : mappings) {
             m.pageCache().forEachValue(cached::add);
         }
@@ -224,12 +242,12 @@ public final class InvariantChecker {
      */
     private boolean checkMigrationEntry(SimAddressSpace mm, long va, PageSize size, long pfn, List<String> out, MmCount c) {
         String where = "migration entry: " + where(mm, va, pfn);
-        if (!machine.memory().isValidPfn(pfn)) {
+        if (!memory.isValidPfn(pfn)) {
             out.add(where + " points outside memory");
             return false;
         }
         int flags = d.flags(pfn);
-        HugePagePool pool = machine.hugetlbfsImpl().poolOf(pfn);
+        HugePagePool pool = pools.poolOf(pfn);
         if ((flags & FrameFlags.ALLOCATED) == 0 || d.order(pfn) != size.order() || (pool != null && pool.isFree(pfn))) {
             out.add(where + " (" + size.label() + ") points at a frame that is not a live " + size.label() + " page: " + d.describe(pfn));
             return false;
@@ -240,8 +258,8 @@ public final class InvariantChecker {
             return false;
         }
         long mapping = d.mapping(pfn);
-        boolean reached = mapping != 0 && machine.mappingOwner(mapping) != null
-                && v.address(d.index(pfn)) == va && machine.rmapImpl().candidates(pfn).contains(v);
+        boolean reached = mapping != 0 && registry.owner(mapping) != null
+                && v.address(d.index(pfn)) == va && rmap.candidates(pfn).contains(v);
         if (!reached) {
             out.add(where + " is not where the page's rmap looks (" + d.describe(pfn) + ", mapping " + mapping + ", index 0x"
                     + Long.toHexString(d.index(pfn)) + ")");
@@ -271,7 +289,7 @@ public final class InvariantChecker {
                         || migrating.containsKey(pfn)) {
                     continue;
                 }
-                HugePagePool pool = machine.hugetlbfsImpl().poolOf(pfn);
+                HugePagePool pool = pools.poolOf(pfn);
                 if (pool != null && pool.isFree(pfn)) {
                     continue;
                 }
@@ -282,16 +300,15 @@ public final class InvariantChecker {
 
     private void checkPools(List<String> out) {
         for (PageSize size : new PageSize[] {PageSize.SIZE_2M, PageSize.SIZE_1G}) {
-            HugePagePool pool = machine.hugetlbfsImpl().pool(size);
+            HugePagePool pool = pools.pool(size);
             long reserved = 0;
-            for (var f : machine.hugetlbfs().files()) {
+            for (var f : hugetlbfs.files()) {
                 HugetlbFileImpl file = (HugetlbFileImpl) f;
                 if (file.pageSize() == size) {
                     reserved += file.reservedIndexes().size();
                 }
             }
-            for (var a : machine.addressSpaces()) {
-                SimAddressSpace mm = (SimAddressSpace) a;
+            for (SimAddressSpace mm : spaces) {
                 for (VmArea v : mm.vmaAreas()) {
                     if (v.kind() == VmaKind.HUGETLB_PRIVATE && v.reservationOwner() && v.pageSize() == size) {
                         reserved += mm.privateReservations(v);
@@ -310,8 +327,8 @@ public final class InvariantChecker {
     }
 
     private void checkFreeLists(List<String> out) {
-        for (int n = 0; n < machine.memory().nodes().size(); n++) {
-            BuddyAllocator a = machine.memory().allocator(n);
+        for (int n = 0; n < memory.nodes().size(); n++) {
+            BuddyAllocator a = memory.allocator(n);
             for (int order = 0; order <= BuddyAllocator.MAX_ORDER; order++) {
                 for (long head : a.freeBlockHeads(order)) {
                     if (!((d.flags(head) & FrameFlags.ALLOCATED) == 0)) {
@@ -323,8 +340,9 @@ public final class InvariantChecker {
     }
 
     private void checkTlbs(List<String> out) {
-        for (int i = 0; i < machine.cpuCount(); i++) {
-            for (TlbEntry e : machine.cpu(i).tlbEntries()) {
+        for (Cpu cpu : cpus) {
+            int i = cpu.id();
+            for (TlbEntry e : cpu.tlbEntries()) {
                 SimAddressSpace mm = (SimAddressSpace) e.addressSpace();
                 if (mm == null) {
                     out.add("TLB: cpu" + i + " caches 0x" + Long.toHexString(e.address()) + " under PCID " + e.pcid()

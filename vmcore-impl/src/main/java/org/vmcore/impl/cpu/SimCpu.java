@@ -8,6 +8,7 @@ import java.util.List;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.locks.ReentrantLock;
+import java.util.function.IntFunction;
 import java.util.function.Supplier;
 import org.vmcore.api.Access;
 import org.vmcore.api.AddressSpace;
@@ -15,14 +16,19 @@ import org.vmcore.api.ClosedException;
 import org.vmcore.api.Cpu;
 import org.vmcore.api.FaultResult;
 import org.vmcore.api.InvalidArgumentException;
+import org.vmcore.api.MachineConfig;
 import org.vmcore.api.PageSize;
 import org.vmcore.api.PagingMode;
 import org.vmcore.api.SegmentationFaultException;
 import org.vmcore.api.TlbEntry;
 import org.vmcore.api.TlbStats;
-import org.vmcore.impl.SimMachine;
+import org.vmcore.impl.base.MachineLock;
+import org.vmcore.impl.base.Nodes;
 import org.vmcore.impl.mm.SimAddressSpace;
+import org.vmcore.impl.tlb.FlushTarget;
+import org.vmcore.impl.vma.MmStruct;
 import org.vmcore.x86.mem.FrameContents;
+import org.vmcore.x86.mem.PhysicalMemory;
 import org.vmcore.x86.pgtable.Level;
 import org.vmcore.x86.pgtable.PageFaultCode;
 import org.vmcore.x86.pgtable.Pte;
@@ -39,10 +45,11 @@ import org.vmcore.x86.tlb.Tlb;
  * waiting; a flusher announces itself and waits until no access is in progress. So when a flush
  * returns, no access through a flushed entry is running or can start. The CPU's own thread
  * never blocks on the machine lock while busy: the fault path steps out first.
+ *
+ * <p>It may touch the machine lock, physical memory (contents and a walker), the stale-access
+ * detector and its current address space's public operations; the machine hands it these.
  */
-public final class SimCpu implements Cpu {
-    /** The CPU the current thread drives (set by switchTo and accesses): the initiator of its flushes. */
-    static final ThreadLocal<SimCpu> DRIVEN = new ThreadLocal<>();
+public final class SimCpu implements Cpu, FlushTarget {
     private static final VarHandle BUSY;
     private static final int MAX_RETRIES = 1000;
     private static final Level[] LEVELS = Level.values();
@@ -55,7 +62,9 @@ public final class SimCpu implements Cpu {
         }
     }
 
-    private final SimMachine machine;
+    private final MachineLock lock;
+    private final StaleDetector detector;
+    private final IntFunction<AddressSpace> addressSpaceOfPcid;
     private final int id;
     private final Tlb tlb;
     private final Walker walker;
@@ -97,14 +106,20 @@ public final class SimCpu implements Cpu {
     private final AtomicLong localFlushesOne = new AtomicLong();
     private final AtomicLong localFlushesAll = new AtomicLong();
 
-    public SimCpu(SimMachine machine, int id) {
-        this.machine = machine;
+    /**
+     * @param addressSpaceOfPcid the live address space tagged with a PCID, or null (for {@link #tlbEntries})
+     */
+    public SimCpu(MachineLock lock, int id, MachineConfig config, PhysicalMemory memory, StaleDetector detector,
+                  IntFunction<AddressSpace> addressSpaceOfPcid) {
+        this.lock = lock;
         this.id = id;
-        this.tlb = new Tlb(machine.config().tlb());
-        this.walker = machine.newWalker();
-        this.checker = machine.newWalker();
-        this.contents = machine.memory().contents();
-        this.detect = machine.config().detectStaleTranslations();
+        this.detector = detector;
+        this.addressSpaceOfPcid = addressSpaceOfPcid;
+        this.tlb = new Tlb(config.tlb());
+        this.walker = Nodes.newWalker(memory);
+        this.checker = Nodes.newWalker(memory);
+        this.contents = memory.contents();
+        this.detect = config.detectStaleTranslations();
     }
 
     @Override
@@ -118,13 +133,13 @@ public final class SimCpu implements Cpu {
     public void switchTo(AddressSpace addressSpace) {
         SimAddressSpace mm = null;
         if (addressSpace != null) {
-            if (!(addressSpace instanceof SimAddressSpace s) || s.machine() != machine) {
+            if (!(addressSpace instanceof SimAddressSpace s) || !s.belongsTo(lock)) {
                 throw new InvalidArgumentException("addressSpace", addressSpace, "must belong to this machine");
             }
             mm = s;
         }
-        synchronized (machine.lock()) {
-            machine.ensureOpen();
+        synchronized (lock) {
+            lock.ensureOpen();
             if (mm != null) {
                 mm.ensureOpen();
                 mm.cpumaskSet(id); // before any entry can be cached, so every later flush reaches us
@@ -147,7 +162,7 @@ public final class SimCpu implements Cpu {
 
     @Override
     public AddressSpace current() {
-        machine.ensureOpen();
+        lock.ensureOpen();
         return current;
     }
 
@@ -155,7 +170,7 @@ public final class SimCpu implements Cpu {
 
     @Override
     public void run(Runnable action) {
-        machine.ensureOpen();
+        lock.ensureOpen();
         if (action == null) {
             throw new InvalidArgumentException("action", null, "must not be null");
         }
@@ -167,11 +182,11 @@ public final class SimCpu implements Cpu {
 
     @Override
     public <T> T call(Supplier<T> action) {
-        machine.ensureOpen();
+        lock.ensureOpen();
         if (action == null) {
             throw new InvalidArgumentException("action", null, "must not be null");
         }
-        SimCpu previous = DRIVEN.get();
+        FlushTarget previous = DRIVEN.get();
         DRIVEN.set(this);
         try {
             return action.get();
@@ -553,7 +568,7 @@ public final class SimCpu implements Cpu {
     private void checkStale(SimAddressSpace mm, long va, long cachedPfn, boolean write) {
         long now = checker.translate(cr3, mode, va, checkOut) ? checkOut.pagePfn() : -1;
         if (now != cachedPfn && !mm.notifiers().isInvalidating(va)) {
-            machine.detector().record("cpu" + id, mm, va, write, cachedPfn, now);
+            detector.record("cpu" + id, mm, va, write, cachedPfn, now);
         }
     }
 
@@ -612,7 +627,8 @@ public final class SimCpu implements Cpu {
      * Runs {@code flush} on this CPU's TLB when no access is in progress: the receiving end of
      * a shootdown.
      */
-    void runFlush(Runnable flush) {
+    @Override
+    public void runFlush(Runnable flush) {
         flushWaiters.incrementAndGet();
         flushLock.lock();
         try {
@@ -628,12 +644,14 @@ public final class SimCpu implements Cpu {
 
     // ---- flushes (called through runFlush) ----
 
-    void flushPages(int pcid, long start, long end, int strideShift, boolean single) {
+    @Override
+    public void flushPages(int pcid, long start, long end, int strideShift, boolean single) {
         tlb.invalidateRange(pcid, start, end, strideShift);
         (single ? pageFlushes : rangeFlushes).incrementAndGet();
     }
 
-    void flushPcid(int pcid, SimAddressSpace exiting) {
+    @Override
+    public void flushPcid(int pcid, MmStruct exiting) {
         tlb.invalidatePcid(pcid);
         mmFlushes.incrementAndGet();
         if (exiting != null && current == exiting) {
@@ -655,20 +673,24 @@ public final class SimCpu implements Cpu {
         });
     }
 
-    void flushEverything() {
+    @Override
+    public void flushEverything() {
         tlb.invalidateAll();
         fullFlushes.incrementAndGet();
     }
 
-    void countShootdownSent() {
+    @Override
+    public void countShootdownSent() {
         shootdownsSent.incrementAndGet();
     }
 
-    void countShootdownReceived() {
+    @Override
+    public void countShootdownReceived() {
         shootdownsReceived.incrementAndGet();
     }
 
-    void countLocalFlush(boolean all) {
+    @Override
+    public void countLocalFlush(boolean all) {
         (all ? localFlushesAll : localFlushesOne).incrementAndGet();
     }
 
@@ -684,18 +706,18 @@ public final class SimCpu implements Cpu {
 
     @Override
     public TlbStats stats() {
-        machine.ensureOpen();
+        lock.ensureOpen();
         return new TlbStats(hits, misses, missesBySize[0], missesBySize[1], missesBySize[2], walks, pscHits, pageFlushes.get(),
                 rangeFlushes.get(), mmFlushes.get(), fullFlushes.get(), shootdownsSent.get(), shootdownsReceived.get());
     }
 
     @Override
     public List<TlbEntry> tlbEntries() {
-        machine.ensureOpen();
+        lock.ensureOpen();
         List<TlbEntry> result = new ArrayList<>();
         runFlush(() -> {
             for (Tlb.Entry e : tlb.entries(-1)) {
-                result.add(new TlbEntry(id, e.pcid(), machine.addressSpaceOfPcid(e.pcid()), e.va(), e.size(), e.pfn(),
+                result.add(new TlbEntry(id, e.pcid(), addressSpaceOfPcid.apply(e.pcid()), e.va(), e.size(), e.pfn(),
                         (e.value() & Pte.RW) != 0, (e.value() & Pte.DIRTY) != 0));
             }
         });
@@ -704,8 +726,8 @@ public final class SimCpu implements Cpu {
 
     @Override
     public boolean tlbHolds(AddressSpace addressSpace, long va) {
-        machine.ensureOpen();
-        if (!(addressSpace instanceof SimAddressSpace mm) || mm.machine() != machine) {
+        lock.ensureOpen();
+        if (!(addressSpace instanceof SimAddressSpace mm) || !mm.belongsTo(lock)) {
             throw new InvalidArgumentException("addressSpace", addressSpace, "must belong to this machine");
         }
         mm.ensureOpen(); // an exited address space has given its PCID back: another may use it now

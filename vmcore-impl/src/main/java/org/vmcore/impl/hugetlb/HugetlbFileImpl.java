@@ -4,7 +4,8 @@ import org.eclipse.collections.impl.set.mutable.primitive.LongHashSet;
 import org.vmcore.api.HugetlbFile;
 import org.vmcore.api.InvalidArgumentException;
 import org.vmcore.api.PageSize;
-import org.vmcore.impl.rmap.FileMapping;
+import org.vmcore.impl.vma.FileMapping;
+import org.vmcore.impl.vma.VmArea;
 
 /**
  * A hugetlbfs inode: its size, page size, page cache (through its {@link FileMapping}) and the
@@ -15,16 +16,26 @@ public final class HugetlbFileImpl implements HugetlbFile {
     private final String name;
     private long size;
     private final PageSize pageSize;
-    private final FileMapping mapping;
+    private FileMapping mapping;
     private final LongHashSet reservedIndexes = new LongHashSet();
 
-    HugetlbFileImpl(HugetlbFsImpl fs, String name, long size, PageSize pageSize, FileMapping mapping) {
+    HugetlbFileImpl(HugetlbFsImpl fs, String name, long size, PageSize pageSize) {
         this.fs = fs;
         this.name = name;
         this.size = size;
         this.pageSize = pageSize;
+    }
+
+    /** The hugetlbfs file a hugetlb VMA maps (its vm_file); the VMA keeps it as the API type. */
+    public static HugetlbFileImpl of(VmArea vma) {
+        return (HugetlbFileImpl) vma.file();
+    }
+
+    /** Set once, at creation: the address_space is registered with this file as its inode. */
+    void setMapping(FileMapping mapping) {
         this.mapping = mapping;
     }
+
 
     @Override
     public String name() {

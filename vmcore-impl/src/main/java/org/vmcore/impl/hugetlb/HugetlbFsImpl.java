@@ -1,7 +1,6 @@
 package org.vmcore.impl.hugetlb;
 
 import java.util.ArrayList;
-import java.util.EnumMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -10,23 +9,43 @@ import org.vmcore.api.HugetlbFs;
 import org.vmcore.api.HugetlbPoolState;
 import org.vmcore.api.InvalidArgumentException;
 import org.vmcore.api.PageSize;
-import org.vmcore.impl.SimMachine;
+import org.vmcore.impl.base.MachineLock;
+import org.vmcore.impl.base.Nodes;
+import org.vmcore.impl.base.OperationHook;
+import org.vmcore.impl.vma.MappingRegistry;
+import org.vmcore.x86.mem.FrameDescriptors;
 
-/** The hugetlbfs mount: files by name and one {@link HugePagePool} per huge-page size. */
+/**
+ * The hugetlbfs mount (fs/hugetlbfs): files by name over the machine's {@link HugetlbPools}, and
+ * truncation (hugetlb_vmtruncate). It may touch the pools, the frame descriptors, the mapping
+ * registry (a new file's address_space) and, for truncation, the VMAs through the
+ * {@link HugetlbVmdelete} the machine hands it.
+ */
 public final class HugetlbFsImpl implements HugetlbFs {
-    private final SimMachine machine;
-    private final Map<PageSize, HugePagePool> pools = new EnumMap<>(PageSize.class);
+    private final MachineLock lock;
+    private final int nodeCount;
+    private final HugetlbPools pools;
+    private final FrameDescriptors descriptors;
+    private final MappingRegistry registry;
+    private final HugetlbVmdelete vmdelete;
+    private final OperationHook hook;
     private final Map<String, HugetlbFileImpl> files = new LinkedHashMap<>();
 
-    public HugetlbFsImpl(SimMachine machine, Map<PageSize, HugePagePool> pools) {
-        this.machine = machine;
-        this.pools.putAll(pools);
+    public HugetlbFsImpl(MachineLock lock, int nodeCount, HugetlbPools pools, FrameDescriptors descriptors,
+                         MappingRegistry registry, HugetlbVmdelete vmdelete, OperationHook hook) {
+        this.lock = lock;
+        this.nodeCount = nodeCount;
+        this.pools = pools;
+        this.descriptors = descriptors;
+        this.registry = registry;
+        this.vmdelete = vmdelete;
+        this.hook = hook;
     }
 
     @Override
     public HugetlbFile create(String name, long size, PageSize pageSize) {
-        synchronized (machine.lock()) {
-            machine.ensureOpen();
+        synchronized (lock) {
+            lock.ensureOpen();
             if (name == null || name.isEmpty() || name.contains("/")) {
                 throw new InvalidArgumentException("name", name, "must be a non-empty file name without '/'");
             }
@@ -39,35 +58,35 @@ public final class HugetlbFsImpl implements HugetlbFs {
             if (size <= 0 || !pageSize.isAligned(size)) {
                 throw new InvalidArgumentException("size", size, "must be a positive multiple of " + pageSize.label());
             }
-            HugetlbFileImpl file = new HugetlbFileImpl(this, name, size, pageSize, machine.newFileMapping());
+            HugetlbFileImpl file = new HugetlbFileImpl(this, name, size, pageSize);
+            file.setMapping(registry.newFileMapping(file));
             files.put(name, file);
-            machine.register(file.mapping().id(), file);
             return file;
         }
     }
 
     @Override
     public List<HugetlbFile> files() {
-        synchronized (machine.lock()) {
-            machine.ensureOpen();
+        synchronized (lock) {
+            lock.ensureOpen();
             return new ArrayList<>(files.values());
         }
     }
 
     @Override
     public HugetlbPoolState pool(int node, PageSize size) {
-        machine.ensureOpen();
-        machine.checkNode(node);
+        lock.ensureOpen();
+        Nodes.check(nodeCount, node);
         if (size != PageSize.SIZE_2M && size != PageSize.SIZE_1G) {
             throw new InvalidArgumentException("size", size, "must be SIZE_2M or SIZE_1G");
         }
-        return pools.get(size).state(node);
+        return pools.pool(size).state(node);
     }
 
     /** ftruncate to a smaller size: hugetlb_vmtruncate, then the page cache and reservations past the end. */
     void truncate(HugetlbFileImpl file, long newSize) {
-        synchronized (machine.lock()) {
-            machine.ensureOpen();
+        synchronized (lock) {
+            lock.ensureOpen();
             PageSize ps = file.pageSize();
             if (newSize < 0 || newSize > file.size() || !ps.isAligned(newSize)) {
                 throw new InvalidArgumentException("newSize", newSize, "must be a multiple of " + ps.label() + " between 0 and the"
@@ -78,14 +97,14 @@ public final class HugetlbFsImpl implements HugetlbFs {
             var vmas = file.mapping().iMmap().overlapping(firstSmall, Long.MAX_VALUE);
             long held = 0; // what the private owners hold before: their slots past the new end stop holding
             for (var vma : vmas) {
-                held += vma.reservationOwner() ? vma.owner().privateReservations(vma) : 0;
+                held += vma.reservationOwner() ? vmdelete.privateReservations(vma) : 0;
             }
             file.setSize(newSize);
             long kept = 0;
             for (var vma : vmas) {
                 long from = vma.pgoff() >= firstSmall ? vma.start() : vma.start() + ((firstSmall - vma.pgoff()) << 12);
-                vma.owner().unmapFilePages(vma, from, vma.end());
-                kept += vma.reservationOwner() ? vma.owner().privateReservations(vma) : 0;
+                vmdelete.unmapHugepageRange(vma, from, vma.end());
+                kept += vma.reservationOwner() ? vmdelete.privateReservations(vma) : 0;
             }
             pool(ps).unreserve(held - kept);
             HugePagePool pool = pool(ps);
@@ -93,7 +112,7 @@ public final class HugetlbFsImpl implements HugetlbFs {
             for (long index : file.mapping().pageCache().keySet().toArray()) {
                 if (index >= first) {
                     long pfn = file.mapping().remove(index);
-                    if (machine.memory().descriptors().addRefcount(pfn, -1) == 0) {
+                    if (descriptors.addRefcount(pfn, -1) == 0) {
                         pool.free(pfn);
                     }
                 }
@@ -105,30 +124,21 @@ public final class HugetlbFsImpl implements HugetlbFs {
                 }
             }
             pool.unreserve(released);
-            machine.afterOperation("truncate");
+            hook.afterOperation("truncate");
         }
-    }
-
-    /** The pool a hugetlb page belongs to, by its order; null for a frame outside the pools. */
-    public HugePagePool poolOf(long pfn) {
-        var d = machine.memory().descriptors();
-        if ((d.flags(pfn) & org.vmcore.x86.mem.FrameFlags.HUGETLB) == 0) {
-            return null;
-        }
-        return pools.get(d.order(pfn) == PageSize.SIZE_1G.order() ? PageSize.SIZE_1G : PageSize.SIZE_2M);
     }
 
     public HugePagePool pool(PageSize size) {
-        return pools.get(size);
+        return pools.pool(size);
     }
 
-    Object machineLock() {
-        return machine.lock();
+    MachineLock machineLock() {
+        return lock;
     }
 
     /** Throws ClosedException once the machine is closed. */
     void ensureOpen() {
-        machine.ensureOpen();
+        lock.ensureOpen();
     }
 
     /** Whether {@code file} belongs to this mount. */

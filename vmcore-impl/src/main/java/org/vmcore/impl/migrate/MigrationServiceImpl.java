@@ -20,10 +20,19 @@ import org.vmcore.api.MovePagesResult;
 import org.vmcore.api.OfflineResult;
 import org.vmcore.api.PageSize;
 import org.vmcore.api.VmException;
-import org.vmcore.impl.SimMachine;
+import org.vmcore.impl.base.MachineLock;
+import org.vmcore.impl.base.MigratingThread;
+import org.vmcore.impl.base.Nodes;
+import org.vmcore.impl.base.OperationHook;
 import org.vmcore.impl.hugetlb.HugePagePool;
+import org.vmcore.impl.hugetlb.HugetlbPools;
 import org.vmcore.impl.mm.SimAddressSpace;
 import org.vmcore.impl.notifier.CallbackFailures;
+import org.vmcore.impl.rmap.MigrationEntryRefs;
+import org.vmcore.impl.rmap.TryToUnmap;
+import org.vmcore.impl.vma.FileMapping;
+import org.vmcore.impl.vma.MappingOwner;
+import org.vmcore.impl.vma.MappingRegistry;
 import org.vmcore.impl.vma.VmArea;
 import org.vmcore.x86.mem.FrameDescriptors;
 import org.vmcore.x86.mem.FrameFlags;
@@ -44,40 +53,51 @@ import org.vmcore.x86.mem.PhysicalMemory;
 public final class MigrationServiceImpl implements MigrationService {
     private static final int PASSES = 10;
 
-    private final SimMachine machine;
+    private final MachineLock lock;
+    private final int nodeCount;
     private final PhysicalMemory memory;
     private final FrameDescriptors descriptors;
-    private final MigrationUnmap unmap;
+    private final HugetlbPools pools;
+    private final MappingRegistry registry;
+    private final TryToUnmap unmap;
+    private final RemoveMigrationPtes removeMigrationPtes;
     private final MigrationEntryRefs migrationRefs;
+    private final CallbackFailures callbackFailures;
+    private final OperationHook hook;
+    private final MigratingThread migrating;
     private volatile MigrationObserver observer;
-    private volatile Thread migrating;
     private final AtomicLong success = new AtomicLong();
     private final AtomicLong fail = new AtomicLong();
     private final AtomicLong hugetlbSuccess = new AtomicLong();
     private final AtomicLong hugetlbFail = new AtomicLong();
 
-    public MigrationServiceImpl(SimMachine machine, MigrationUnmap unmap) {
-        this.machine = machine;
-        this.memory = machine.memory();
+    public MigrationServiceImpl(MachineLock lock, int nodeCount, PhysicalMemory memory, HugetlbPools pools,
+                                MappingRegistry registry, TryToUnmap unmap, RemoveMigrationPtes removeMigrationPtes,
+                                MigrationEntryRefs migrationRefs, CallbackFailures callbackFailures, OperationHook hook,
+                                MigratingThread migrating) {
+        this.lock = lock;
+        this.nodeCount = nodeCount;
+        this.memory = memory;
         this.descriptors = memory.descriptors();
+        this.pools = pools;
+        this.registry = registry;
         this.unmap = unmap;
-        this.migrationRefs = new MigrationEntryRefs(machine);
-    }
-
-    /** Whether the current thread is inside a page migration (running an observer). */
-    public boolean migratingOnThisThread() {
-        return migrating == Thread.currentThread();
+        this.removeMigrationPtes = removeMigrationPtes;
+        this.migrationRefs = migrationRefs;
+        this.callbackFailures = callbackFailures;
+        this.hook = hook;
+        this.migrating = migrating;
     }
 
     @Override
     public void setObserver(MigrationObserver observer) {
-        machine.ensureOpen();
+        lock.ensureOpen();
         this.observer = observer;
     }
 
     @Override
     public Map<String, Long> stats() {
-        machine.ensureOpen();
+        lock.ensureOpen();
         Map<String, Long> out = new LinkedHashMap<>();
         out.put("pgmigrate_success", success.get());
         out.put("pgmigrate_fail", fail.get());
@@ -100,8 +120,8 @@ public final class MigrationServiceImpl implements MigrationService {
                     "must be as long as fromNodes (" + (fromNodes == null ? null : fromNodes.length) + ")");
         }
         for (int i = 0; i < fromNodes.length; i++) {
-            machine.checkNode(fromNodes[i]);
-            machine.checkNode(toNodes[i]);
+            Nodes.check(nodeCount, fromNodes[i]);
+            Nodes.check(nodeCount, toNodes[i]);
         }
         boolean moveAll = (flags & MPOL_MF_MOVE_ALL) != 0;
         int notMigrated = 0;
@@ -110,7 +130,7 @@ public final class MigrationServiceImpl implements MigrationService {
                 continue;
             }
             Set<Long> queue = new LinkedHashSet<>();
-            synchronized (machine.lock()) {
+            synchronized (lock) {
                 mm.ensureOpen();
                 int source = fromNodes[i];
                 for (VmArea v : mm.vmaAreas()) {
@@ -171,7 +191,7 @@ public final class MigrationServiceImpl implements MigrationService {
                 start = i;
             }
             long head = -1;
-            synchronized (machine.lock()) {
+            synchronized (lock) {
                 mm.ensureOpen();
                 status[i] = lookup(mm, addresses[i], nodes == null ? -1 : nodes[i], moveAll);
                 if (status[i] == QUEUE) {
@@ -254,14 +274,14 @@ public final class MigrationServiceImpl implements MigrationService {
 
     @Override
     public int softOffline(long pfn) {
-        synchronized (machine.lock()) {
-            machine.ensureOpen();
+        synchronized (lock) {
+            lock.ensureOpen();
             checkPfn(pfn);
             int flags = descriptors.flags(pfn);
             if ((flags & FrameFlags.HWPOISON) != 0) {
                 return -Errno.EBUSY;
             }
-            HugePagePool pool = machine.hugetlbfsImpl().poolOf(pfn);
+            HugePagePool pool = pools.poolOf(pfn);
             if (pool != null && pool.isFree(pfn)) {
                 return pool.dissolve(pfn, true) ? 0 : -Errno.EBUSY;
             }
@@ -283,8 +303,8 @@ public final class MigrationServiceImpl implements MigrationService {
 
     @Override
     public OfflineResult offlineRange(int node, long startPfn, long endPfn) {
-        machine.ensureOpen();
-        machine.checkNode(node);
+        lock.ensureOpen();
+        Nodes.check(nodeCount, node);
         NumaNode n = memory.node(node);
         if (startPfn < n.startPfn() || endPfn > n.endPfn() || startPfn >= endPfn) {
             throw new InvalidArgumentException("startPfn", startPfn, "must start a non-empty range inside node " + node
@@ -298,8 +318,8 @@ public final class MigrationServiceImpl implements MigrationService {
         }
         List<Long> inUse = new ArrayList<>();
         List<Long> freeHuge = new ArrayList<>();
-        synchronized (machine.lock()) {
-            machine.ensureOpen();
+        synchronized (lock) {
+            lock.ensureOpen();
             for (PageTableWindow window : memory.tableWindows()) {
                 if (window.base() < endPfn && startPfn < window.base() + window.frames()) {
                     throw new VmException("cannot offline [0x" + Long.toHexString(startPfn) + ", 0x" + Long.toHexString(endPfn)
@@ -321,7 +341,7 @@ public final class MigrationServiceImpl implements MigrationService {
                     throw new VmException("cannot offline [0x" + Long.toHexString(startPfn) + ", 0x" + Long.toHexString(endPfn)
                             + "): pfn 0x" + Long.toHexString(pfn) + " is a page table, which cannot be migrated");
                 }
-                HugePagePool pool = machine.hugetlbfsImpl().poolOf(pfn);
+                HugePagePool pool = pools.poolOf(pfn);
                 if (pool != null && pool.isFree(pfn)) {
                     freeHuge.add(pfn);
                 } else if (order == PageSize.SIZE_1G.order()) {
@@ -350,16 +370,16 @@ public final class MigrationServiceImpl implements MigrationService {
             }
             migrated++;
         }
-        synchronized (machine.lock()) {
+        synchronized (lock) {
             long dissolved = 0;
             for (long pfn : freeHuge) {
-                HugePagePool pool = machine.hugetlbfsImpl().poolOf(pfn);
+                HugePagePool pool = pools.poolOf(pfn);
                 if (pool != null && pool.dissolve(pfn, false)) {
                     dissolved++;
                 }
             }
             long offlined = memory.allocator(node).isolateRange(startPfn, endPfn);
-            machine.afterOperation("memory offline");
+            hook.afterOperation("memory offline");
             return new OfflineResult(migrated, dissolved, offlined);
         }
     }
@@ -369,8 +389,8 @@ public final class MigrationServiceImpl implements MigrationService {
     private int migrateWithRetries(long pfn, int toNode, boolean poisonOld) {
         int rc = -Errno.EAGAIN;
         for (int pass = 0; pass < PASSES && rc == -Errno.EAGAIN; pass++) {
-            synchronized (machine.lock()) {
-                machine.ensureOpen();
+            synchronized (lock) {
+                lock.ensureOpen();
                 rc = migrateOne(pfn, toNode, poisonOld);
             }
             if (rc == -Errno.EAGAIN) {
@@ -390,7 +410,7 @@ public final class MigrationServiceImpl implements MigrationService {
             return 0;
         }
         boolean huge = (flags & FrameFlags.HUGETLB) != 0;
-        HugePagePool pool = huge ? machine.hugetlbfsImpl().poolOf(pfn) : null;
+        HugePagePool pool = huge ? pools.poolOf(pfn) : null;
         PageSize size = pool != null ? pool.size() : PageSize.SIZE_4K;
         if (!descriptors.trySetFlag(pfn, FrameFlags.LOCKED)) {
             return -Errno.EAGAIN;
@@ -398,8 +418,7 @@ public final class MigrationServiceImpl implements MigrationService {
         descriptors.addRefcount(pfn, 1); // isolation: the page stays alive while it is unmapped
         long target = huge ? pool.allocateOnNode(toNode) : memory.tryAllocate(toNode, 0, false);
         int rc;
-        Thread previous = migrating;
-        migrating = Thread.currentThread();
+        Thread previous = migrating.enter();
         CallbackFailures move = new CallbackFailures(); // this folio's own, settled before it is rethrown
         try {
             if (target < 0) {
@@ -408,14 +427,14 @@ public final class MigrationServiceImpl implements MigrationService {
                 rc = moveMapped(pfn, target, size, toNode, move);
             }
         } finally {
-            migrating = previous;
+            migrating.restore(previous);
             descriptors.clearFlags(pfn, FrameFlags.LOCKED);
         }
         finish(pfn, target, rc, huge, pool, poisonOld);
         if (move.any()) {
-            throw machine.callbackFailures().suppressInto(move.take());
+            throw callbackFailures.suppressInto(move.take());
         }
-        machine.callbackFailures().rethrow(); // a notifier failure after the copy: the migration completed
+        callbackFailures.rethrow(); // a notifier failure after the copy: the migration completed
         return rc;
     }
 
@@ -434,7 +453,7 @@ public final class MigrationServiceImpl implements MigrationService {
             } catch (RuntimeException | Error e) { // a notifier refused at invalidateRangeStart
                 move.add(e);
             }
-            RuntimeException collected = machine.callbackFailures().take();
+            RuntimeException collected = callbackFailures.take();
             if (collected != null) {
                 move.add(collected);
             }
@@ -442,7 +461,7 @@ public final class MigrationServiceImpl implements MigrationService {
             notify(MigrationPhase.AFTER_UNMAP, pfn, target, size, toNode, move);
         }
         int rc = -Errno.EAGAIN;
-        Object owner = machine.mappingOwner(descriptors.mapping(pfn));
+        MappingOwner owner = registry.owner(descriptors.mapping(pfn));
         boolean cached = (descriptors.flags(pfn) & FrameFlags.ANON) == 0 && owner != null;
         // migrate_huge_page_move_mapping: the isolation reference plus the page cache's, nothing else
         int expected = 1 + (cached ? 1 : 0);
@@ -455,7 +474,7 @@ public final class MigrationServiceImpl implements MigrationService {
             descriptors.setFlags(target, descriptors.flags(pfn) & (FrameFlags.ANON | FrameFlags.UPTODATE | FrameFlags.DIRTY));
             descriptors.setMapping(target, descriptors.mapping(pfn), descriptors.index(pfn));
             if (cached) {
-                machine.replaceInPageCache(owner, pfn, target); // the cache's reference moves with the slot
+                replaceInPageCache((FileMapping) owner, pfn, target); // the cache's reference moves with the slot
                 descriptors.addRefcount(target, 1);
                 descriptors.addRefcount(pfn, -1);
             }
@@ -465,7 +484,7 @@ public final class MigrationServiceImpl implements MigrationService {
         }
         if (wasMapped) {
             var event = phaseEvent();
-            unmap.removeMigrationEntries(pfn, rc == 0 ? target : pfn);
+            removeMigrationPtes.removeMigrationPtes(pfn, rc == 0 ? target : pfn);
             commit(event, rc == 0 ? "remap" : "put back", pfn, target, size);
             notify(MigrationPhase.AFTER_REMAP, pfn, target, size, toNode, move);
         }
@@ -535,8 +554,8 @@ public final class MigrationServiceImpl implements MigrationService {
     }
 
     private void checked(String operation) {
-        synchronized (machine.lock()) {
-            machine.afterOperation(operation);
+        synchronized (lock) {
+            hook.afterOperation(operation);
         }
     }
 
@@ -554,8 +573,8 @@ public final class MigrationServiceImpl implements MigrationService {
 
 
     private SimAddressSpace checkSpace(AddressSpace addressSpace) {
-        machine.ensureOpen();
-        if (!(addressSpace instanceof SimAddressSpace mm) || mm.machine() != machine) {
+        lock.ensureOpen();
+        if (!(addressSpace instanceof SimAddressSpace mm) || !mm.belongsTo(lock)) {
             throw new InvalidArgumentException("addressSpace", addressSpace, "must belong to this machine");
         }
         return mm;
@@ -571,5 +590,14 @@ public final class MigrationServiceImpl implements MigrationService {
         if (!memory.isValidPfn(pfn)) {
             throw new InvalidArgumentException("pfn", pfn, "must be below the frame count 0x" + Long.toHexString(memory.frameCount()));
         }
+    }
+
+    /** Moves a page-cache slot from {@code oldPfn} to {@code newPfn} (folio_migrate_mapping of a file page). */
+    private void replaceInPageCache(FileMapping mapping, long oldPfn, long newPfn) {
+        long index = descriptors.index(oldPfn) >>> descriptors.order(oldPfn);
+        if (mapping.find(index) != oldPfn) {
+            throw new IllegalStateException("page cache slot " + index + " does not hold pfn 0x" + Long.toHexString(oldPfn));
+        }
+        mapping.add(index, newPfn);
     }
 }

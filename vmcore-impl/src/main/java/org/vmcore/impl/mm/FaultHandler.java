@@ -7,11 +7,12 @@ import org.vmcore.api.OutOfMemoryException;
 import org.vmcore.api.PageSize;
 import org.vmcore.api.SegmentationFaultException;
 import org.vmcore.api.VmaKind;
-import org.vmcore.impl.SimMachine;
 import org.vmcore.impl.hugetlb.HugePagePool;
 import org.vmcore.impl.hugetlb.HugetlbFileImpl;
 import org.vmcore.impl.hugetlb.PmdSharing;
-import org.vmcore.impl.rmap.FileMapping;
+import org.vmcore.impl.notifier.Invalidation;
+import org.vmcore.impl.tlb.TlbShootdown;
+import org.vmcore.impl.vma.FileMapping;
 import org.vmcore.impl.vma.VmArea;
 import org.vmcore.x86.mem.FrameDescriptors;
 import org.vmcore.x86.mem.FrameFlags;
@@ -33,9 +34,12 @@ final class FaultHandler {
     private final PhysicalMemory memory;
     private final FrameDescriptors descriptors;
 
-    FaultHandler(SimMachine machine, SimAddressSpace mm) {
+    private final TlbShootdown shootdown;
+
+    FaultHandler(MmContext ctx, SimAddressSpace mm) {
         this.mm = mm;
-        this.memory = machine.memory();
+        this.shootdown = ctx.shootdown();
+        this.memory = ctx.memory();
         this.descriptors = memory.descriptors();
     }
 
@@ -65,7 +69,7 @@ final class FaultHandler {
             throw ex;
         }
         mm.pages.newAnonRmap(vma, pfn, addr);
-        mm.anonPages++;
+        mm.addAnonPages(1);
         return FaultResult.NEW_PAGE;
     }
 
@@ -92,7 +96,7 @@ final class FaultHandler {
         }
         descriptors.addMapcount(pfn, 1);
         descriptors.addRefcount(pfn, 1);
-        mm.shmemPages++;
+        mm.addShmemPages(1);
         return fresh ? FaultResult.NEW_PAGE : FaultResult.PAGE_CACHE;
     }
 
@@ -119,7 +123,7 @@ final class FaultHandler {
             throw new SegmentationFaultException(addr, write ? Access.WRITE : Access.READ,
                     SegmentationFaultException.Cause.HUGETLB_RESV_UNMAPPED);
         }
-        HugetlbFileImpl file = vma.file();
+        HugetlbFileImpl file = HugetlbFileImpl.of(vma);
         HugePagePool pool = file.pool();
         long index = vma.hugePageIndex(addr);
         if (index >= file.pageCount()) {
@@ -158,14 +162,14 @@ final class FaultHandler {
             }
             descriptors.addMapcount(pfn, 1);
             descriptors.addRefcount(pfn, 1);
-            mm.hugetlbBytes += size.bytes();
+            mm.addHugetlbBytes(size.bytes());
             return fresh ? FaultResult.NEW_PAGE : FaultResult.PAGE_CACHE;
         }
         if (cached >= 0 && !write) { // a private mapping reads the file's page until it writes
             table.map(addr, cached, size, leafFlags(vma, false, false));
             descriptors.addMapcount(cached, 1);
             descriptors.addRefcount(cached, 1);
-            mm.hugetlbBytes += size.bytes();
+            mm.addHugetlbBytes(size.bytes());
             return FaultResult.PAGE_CACHE;
         }
         long pfn = allocatePrivateHuge(vma, addr, vma.reservationOwner());
@@ -179,7 +183,7 @@ final class FaultHandler {
             throw ex;
         }
         mm.pages.newAnonRmap(vma, pfn, addr);
-        mm.hugetlbBytes += size.bytes();
+        mm.addHugetlbBytes(size.bytes());
         return cached >= 0 ? FaultResult.COW_COPY : FaultResult.NEW_PAGE;
     }
 
@@ -201,7 +205,7 @@ final class FaultHandler {
             // The owner's slot held a reservation unless it already held an anonymous page: then
             // the copy comes from outside the reserve (hugetlb_wp's outside_reserve).
             boolean outsideReserve = vma.reservationOwner() && mm.pages.isAnon(pfn);
-            copy = vma.file().pool().allocate(mm.homeNode(), vma.reservationOwner() && !outsideReserve);
+            copy = HugetlbFileImpl.of(vma).pool().allocate(mm.homeNode(), vma.reservationOwner() && !outsideReserve);
             if (copy < 0 && outsideReserve) {
                 return reuseAfterUnmapRefPrivate(vma, addr, slot, pfn);
             }
@@ -214,13 +218,13 @@ final class FaultHandler {
         memory.contents().copy(pfn, copy, size.frames());
         long entry = Pte.leaf(copy, size, leafFlags(vma, true, true));
         // wp_page_copy / hugetlb_wp: notify, replace the entry, flush the old translation everywhere.
-        try (Invalidation inv = Invalidation.startCompleting(mm, addr, addr + size.bytes(), NotifierEvent.CLEAR)) {
+        try (Invalidation inv = Invalidation.startCompleting(mm.notifiers(), addr, addr + size.bytes(), NotifierEvent.CLEAR)) {
             long cur = e;
             while (!table.compareAndSetSlot(slot, cur, entry)) {
                 cur = table.readSlot(slot);
             }
             mm.pages.newAnonRmap(vma, copy, addr);
-            mm.machine().shootdown().flushRange(mm, addr, addr + size.bytes(), size.shift());
+            shootdown.flushRange(mm, addr, addr + size.bytes(), size.shift());
             mm.pages.putMapped(pfn, huge);
         }
         return FaultResult.COW_COPY;
@@ -232,7 +236,7 @@ final class FaultHandler {
      * then, as the page's only mapper, writes it in place.
      */
     private FaultResult reuseAfterUnmapRefPrivate(VmArea vma, long addr, long slot, long pfn) {
-        UnmapRefPrivate.unmapRefPrivate(vma, addr, pfn);
+        UnmapRefPrivate.unmapRefPrivate(vma, addr, pfn, shootdown, mm.pages);
         PageTable table = mm.pageTable();
         long cur = table.readSlot(slot);
         if (!Pte.isPresent(cur) || Pte.pfn(cur, vma.pageSize()) != pfn || !mm.pages.exclusiveAnon(pfn)) {
@@ -254,7 +258,7 @@ final class FaultHandler {
      * owner's reservations, otherwise it needs a free page that no reservation holds.
      */
     private long allocatePrivateHuge(VmArea vma, long addr, boolean useReservation) {
-        HugePagePool pool = vma.file().pool();
+        HugePagePool pool = HugetlbFileImpl.of(vma).pool();
         long pfn = pool.allocate(mm.homeNode(), useReservation);
         if (pfn < 0) {
             throw privateHugeOom(vma, addr);
@@ -263,7 +267,7 @@ final class FaultHandler {
     }
 
     private void undoPrivateHuge(VmArea vma, long pfn, boolean usedReservation) {
-        HugePagePool pool = vma.file().pool();
+        HugePagePool pool = HugetlbFileImpl.of(vma).pool();
         pool.free(pfn);
         if (usedReservation) {
             pool.reserve(1);

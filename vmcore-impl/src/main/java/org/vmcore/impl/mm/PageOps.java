@@ -3,10 +3,14 @@ package org.vmcore.impl.mm;
 import org.vmcore.api.OutOfMemoryException;
 import org.vmcore.api.PageSize;
 import org.vmcore.api.VmaKind;
-import org.vmcore.impl.SimMachine;
+import org.vmcore.impl.hugetlb.HugetlbFileImpl;
+import org.vmcore.impl.hugetlb.HugetlbPools;
 import org.vmcore.impl.hugetlb.PmdSharing;
-import org.vmcore.impl.migrate.MigrationEntryRefs;
-import org.vmcore.impl.rmap.AnonVma;
+import org.vmcore.impl.rmap.MigrationEntryRefs;
+import org.vmcore.impl.tlb.TlbGather;
+import org.vmcore.impl.vma.AnonVma;
+import org.vmcore.impl.vma.MappingRegistry;
+import org.vmcore.impl.vma.MmStruct;
 import org.vmcore.impl.vma.VmArea;
 import org.vmcore.x86.mem.FrameDescriptors;
 import org.vmcore.x86.mem.FrameFlags;
@@ -29,18 +33,20 @@ final class PageOps {
         void visit(long va, long slot, long entry);
     }
 
-    private final SimMachine machine;
     private final SimAddressSpace mm;
     private final PhysicalMemory memory;
     private final FrameDescriptors descriptors;
+    private final MappingRegistry registry;
+    private final HugetlbPools pools;
     private final MigrationEntryRefs migrationRefs;
 
-    PageOps(SimMachine machine, SimAddressSpace mm) {
-        this.machine = machine;
+    PageOps(MmContext ctx, SimAddressSpace mm) {
         this.mm = mm;
-        this.memory = machine.memory();
+        this.memory = ctx.memory();
         this.descriptors = memory.descriptors();
-        this.migrationRefs = new MigrationEntryRefs(machine);
+        this.registry = ctx.registry();
+        this.pools = ctx.pools();
+        this.migrationRefs = ctx.migrationRefs();
     }
 
     // ---- leaf iteration ----
@@ -49,8 +55,8 @@ final class PageOps {
      * Calls {@code visitor} for every non-empty leaf slot of {@code vma}'s page size in
      * {@code [from, to)}, skipping missing tables a whole table span at a time.
      */
-    void forEachLeaf(VmArea vma, long from, long to, LeafVisitor visitor) {
-        PageTable table = mm.pageTable();
+    static void forEachLeaf(VmArea vma, long from, long to, LeafVisitor visitor) {
+        PageTable table = vma.owner().pageTable();
         PageSize size = vma.pageSize();
         Level leaf = Level.ofLeaf(size);
         if (size == PageSize.SIZE_1G) {
@@ -125,9 +131,9 @@ final class PageOps {
             boolean migration = MigrationEntry.isMigration(e);
             if (Pte.isPresent(e) || migration) {
                 if (vma.kind() == VmaKind.ANONYMOUS_SHARED) {
-                    mm.shmemPages--;
+                    mm.addShmemPages(-1);
                 } else {
-                    mm.anonPages--;
+                    mm.addAnonPages(-1);
                 }
             }
             if (Pte.isPresent(e)) {
@@ -143,13 +149,13 @@ final class PageOps {
      * anonymous page; zapping [from, to) gives those back.
      */
     private void releasePrivateReservations(VmArea vma, long from, long to) {
-        vma.file().pool().unreserve(reservedSlots(vma, from, to));
+        HugetlbFileImpl.of(vma).pool().unreserve(reservedSlots(vma, from, to));
     }
 
     /** The reservations a private owner VMA holds over [from, to). */
     long reservedSlots(VmArea vma, long from, long to) {
         PageSize size = vma.pageSize();
-        long eof = vma.file().pageCount();
+        long eof = HugetlbFileImpl.of(vma).pageCount();
         long inside = 0;
         for (long va = from; va < to; va += size.bytes()) {
             if (vma.hugePageIndex(va) < eof) {
@@ -209,7 +215,7 @@ final class PageOps {
         if (parent.anonVma() == null) {
             return;
         }
-        AnonVma own = machine.newAnonVma(parent.anonVma());
+        AnonVma own = registry.newAnonVma(parent.anonVma());
         child.setAnonVma(own);
         child.anonChain().add(own);
     }
@@ -237,8 +243,8 @@ final class PageOps {
         PageTable to = child.owner().pageTable();
         PageSize size = parent.pageSize();
         Level leaf = Level.ofLeaf(size);
-        SimAddressSpace childMm = child.owner();
-        parent.owner().pages.forEachLeaf(parent, parent.start(), parent.end(), (va, slot, e) -> {
+        MmStruct childMm = child.owner();
+        forEachLeaf(parent, parent.start(), parent.end(), (va, slot, e) -> {
             if (MigrationEntry.isMigration(e)) {
                 copyMigrationEntry(from, slot, e, to, va, leaf, childMm, size);
                 return;
@@ -256,9 +262,9 @@ final class PageOps {
             descriptors.addMapcount(pfn, 1);
             descriptors.addRefcount(pfn, 1);
             if (size == PageSize.SIZE_4K) {
-                childMm.anonPages++;
+                childMm.addAnonPages(1);
             } else {
-                childMm.hugetlbBytes += size.bytes();
+                childMm.addHugetlbBytes(size.bytes());
             }
         });
     }
@@ -270,7 +276,7 @@ final class PageOps {
      * and the first write copies it.
      */
     private void copyMigrationEntry(PageTable from, long slot, long e, PageTable to, long va, Level leaf,
-                                    SimAddressSpace childMm, PageSize size) {
+                                    MmStruct childMm, PageSize size) {
         long entry = e;
         if (MigrationEntry.kind(e) != MigrationEntry.Kind.READ) {
             entry = MigrationEntry.makeReadable(e);
@@ -278,9 +284,9 @@ final class PageOps {
         }
         to.install(va, leaf, entry);
         if (size == PageSize.SIZE_4K) {
-            childMm.anonPages++;
+            childMm.addAnonPages(1);
         } else {
-            childMm.hugetlbBytes += size.bytes();
+            childMm.addHugetlbBytes(size.bytes());
         }
     }
 
@@ -298,7 +304,7 @@ final class PageOps {
             return;
         }
         if (hugetlb) {
-            machine.hugetlbfsImpl().poolOf(pfn).free(pfn);
+            pools.poolOf(pfn).free(pfn);
         } else {
             memory.free(pfn);
         }
@@ -322,8 +328,8 @@ final class PageOps {
      */
     AnonVma anonVmaPrepare(VmArea vma) {
         if (vma.anonVma() == null) {
-            AnonVma reused = mm.mergeableAnonVma(vma);
-            AnonVma anonVma = reused != null ? reused : machine.newAnonVma(null);
+            AnonVma reused = mm.vmaTree().mergeableAnonVma(vma);
+            AnonVma anonVma = reused != null ? reused : registry.newAnonVma(null);
             vma.setAnonVma(anonVma);
             vma.anonChain().add(anonVma);
             anonVma.link(vma);

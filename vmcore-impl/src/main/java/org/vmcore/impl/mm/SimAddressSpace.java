@@ -2,9 +2,9 @@ package org.vmcore.impl.mm;
 
 import java.util.ArrayList;
 import java.util.List;
-import java.util.Map;
 import java.util.Optional;
-import java.util.TreeMap;
+import java.util.function.ObjLongConsumer;
+import org.eclipse.collections.impl.list.mutable.primitive.LongArrayList;
 import org.vmcore.api.Access;
 import org.vmcore.api.AddressSpace;
 import org.vmcore.api.ClosedException;
@@ -12,6 +12,7 @@ import org.vmcore.api.FaultResult;
 import org.vmcore.api.HugetlbFile;
 import org.vmcore.api.InvalidArgumentException;
 import org.vmcore.api.MapFlags;
+import org.vmcore.api.MigrationWaitException;
 import org.vmcore.api.MmCounters;
 import org.vmcore.api.MmuNotifier;
 import org.vmcore.api.NotifierEvent;
@@ -21,14 +22,19 @@ import org.vmcore.api.Protection;
 import org.vmcore.api.SegmentationFaultException;
 import org.vmcore.api.Vma;
 import org.vmcore.api.VmaKind;
-import org.vmcore.impl.SimMachine;
+import org.vmcore.impl.base.Nodes;
 import org.vmcore.impl.hugetlb.HugePagePool;
 import org.vmcore.impl.hugetlb.HugetlbFileImpl;
+import org.vmcore.impl.hugetlb.HugetlbVmdelete;
 import org.vmcore.impl.hugetlb.PmdSharing;
-import org.vmcore.impl.notifier.NotifierChain;
-import org.vmcore.impl.rmap.AnonVma;
-import org.vmcore.impl.rmap.FileMapping;
+import org.vmcore.impl.notifier.Invalidation;
+import org.vmcore.impl.stat.FaultEvent;
+import org.vmcore.impl.tlb.TlbGather;
+import org.vmcore.impl.tlb.TlbShootdown;
+import org.vmcore.impl.vma.FileMapping;
+import org.vmcore.impl.vma.MmStruct;
 import org.vmcore.impl.vma.VmArea;
+import org.vmcore.impl.vma.VmaTree;
 import org.vmcore.x86.pgtable.Level;
 import org.vmcore.x86.pgtable.PageTable;
 import org.vmcore.x86.pgtable.Pte;
@@ -39,68 +45,57 @@ import org.vmcore.x86.pgtable.Walker;
  * An address space (mm_struct): the VMA tree, the page tables and the counters, with mmap,
  * munmap, mprotect, fork, exit and the page-fault handler. Every public method runs under the
  * machine lock. Page-level work is in {@link PageOps}; fault handling in {@link FaultHandler}.
+ * The mm_struct data (page table, VMA tree, counters, notifiers) is in {@link MmStruct}; what
+ * it may touch outside itself is listed in its {@link MmContext}.
  */
 @SuppressWarnings("try") // an Invalidation is used only for its scope: the notifier range ends with the block
-public final class SimAddressSpace implements AddressSpace {
+public final class SimAddressSpace extends MmStruct {
     /** Lowest address a mapping may use (vm.mmap_min_addr). */
     public static final long MMAP_MIN_ADDR = 0x10000;
     /** Where top-down placement of mappings without a fixed address starts (mmap_base). */
     public static final long MMAP_BASE = 0x7f00_0000_0000L;
 
-    private final SimMachine machine;
-    private final int id;
-    private final int homeNode;
-    private final int pcid;
-    private final java.util.concurrent.atomic.AtomicLongArray cpumask;
-    private final NotifierChain notifiers;
+    /** hugetlb_vmdelete_list's per-VMA work, for truncation in the hugetlb package. */
+    public static final HugetlbVmdelete VMDELETE = new HugetlbVmdelete() {
+        @Override
+        public void unmapHugepageRange(VmArea v, long from, long to) {
+            ((SimAddressSpace) v.owner()).unmapFilePages(v, from, to);
+        }
+
+        @Override
+        public long privateReservations(VmArea v) {
+            return ((SimAddressSpace) v.owner()).privateReservations(v);
+        }
+    };
+
+    private final MmContext ctx;
+    private final TlbShootdown shootdown;
+    private final VmaTree vmas;
     private final PageTable pageTable;
-    private final TreeMap<Long, VmArea> vmas = new TreeMap<>();
     private final Walker walker;
     private final WalkResult walkResult = new WalkResult();
     final PageOps pages;
     private final FaultHandler faults;
-    long anonPages;
-    long shmemPages;
-    long hugetlbBytes;
     private long faultCount;
     private boolean closed;
 
-    public SimAddressSpace(SimMachine machine, int id, int homeNode, int pcid) {
-        this.machine = machine;
-        this.id = id;
-        this.homeNode = homeNode;
-        this.pcid = pcid;
-        this.notifiers = new NotifierChain(this, machine.callbackFailures());
-        this.cpumask = new java.util.concurrent.atomic.AtomicLongArray((machine.config().cpus() + 63) / 64);
-        this.pageTable = new PageTable(machine.memory(), machine.config().pagingMode(), homeNode);
-        this.walker = machine.newWalker();
-        this.pages = new PageOps(machine, this);
-        this.faults = new FaultHandler(machine, this);
-    }
-
-    @Override
-    public int id() {
-        return id;
-    }
-
-    @Override
-    public int homeNode() {
-        return homeNode;
-    }
-
-    public PageTable pageTable() {
-        return pageTable;
-    }
-
-    public SimMachine machine() {
-        return machine;
+    public SimAddressSpace(MmContext ctx, int id, int homeNode, int pcid) {
+        super(ctx.lock(), id, homeNode, pcid, ctx.config().cpus(), ctx.memory(), ctx.config().pagingMode(), ctx.registry(),
+                ctx.callbackFailures());
+        this.ctx = ctx;
+        this.shootdown = ctx.shootdown();
+        this.vmas = vmaTree();
+        this.pageTable = pageTable();
+        this.walker = Nodes.newWalker(ctx.memory());
+        this.pages = new PageOps(ctx, this);
+        this.faults = new FaultHandler(ctx, this);
     }
 
     // ---- mmap ----
 
     @Override
     public long mmap(long address, long length, Protection prot, int flags) {
-        synchronized (machine.lock()) {
+        synchronized (lock()) {
             ensureOpen();
             checkMmapFlags(flags, true);
             checkProtection(prot);
@@ -110,24 +105,23 @@ public final class SimAddressSpace implements AddressSpace {
             replaceForFixed(start, len, flags); // first: a notifier that aborts it leaves nothing to undo
             FileMapping shmem = null;
             if (kind == VmaKind.ANONYMOUS_SHARED) {
-                shmem = machine.newFileMapping();
-                machine.register(shmem.id(), shmem);
+                shmem = ctx.registry().newFileMapping(null);
             }
             VmArea vma = new VmArea(this, start, start + len, prot, kind, (flags & MapFlags.MAP_LOCKED) != 0, null, shmem,
                     kind == VmaKind.ANONYMOUS_SHARED ? 0 : start >>> 12, PageSize.SIZE_4K);
             insertVma(vma);
             VmArea merged = mergeAround(vma);
             populateIfAsked(merged, start, start + len, flags);
-            machine.afterOperation("mmap");
+            ctx.hook().afterOperation("mmap");
             return start;
         }
     }
 
     @Override
     public long mmap(HugetlbFile file, long offset, long address, long length, Protection prot, int flags) {
-        synchronized (machine.lock()) {
+        synchronized (lock()) {
             ensureOpen();
-            if (file == null || !machine.hugetlbfsImpl().owns(file)) {
+            if (file == null || !ctx.hugetlbfs().owns(file)) {
                 throw new InvalidArgumentException("file", file, "must be a file of this machine's hugetlbfs");
             }
             HugetlbFileImpl f = (HugetlbFileImpl) file;
@@ -161,8 +155,7 @@ public final class SimAddressSpace implements AddressSpace {
                 throw new OutOfMemoryException("hugetlb pool of " + size.label() + " pages cannot reserve " + need
                         + " pages (" + pool.available() + " free and unreserved)");
             }
-            org.eclipse.collections.impl.list.mutable.primitive.LongArrayList added =
-                    new org.eclipse.collections.impl.list.mutable.primitive.LongArrayList();
+            LongArrayList added = new LongArrayList();
             if (shared) {
                 for (long i = firstIndex; i < firstIndex + count; i++) {
                     if (f.mapping().find(i) < 0 && f.reservedIndexes().add(i)) {
@@ -197,14 +190,14 @@ public final class SimAddressSpace implements AddressSpace {
                 pool.unreserve(back);
                 throw e;
             }
-            machine.afterOperation("mmap");
+            ctx.hook().afterOperation("mmap");
             return start;
         }
     }
 
     /** Gives back what a hugetlb mmap reserved before it failed (no VMA holds the reservations yet). */
     private static void unreserve(HugetlbFileImpl f, HugePagePool pool,
-            org.eclipse.collections.impl.list.mutable.primitive.LongArrayList added, long need) {
+            LongArrayList added, long need) {
         for (int i = 0; i < added.size(); i++) {
             f.reservedIndexes().remove(added.get(i));
         }
@@ -225,7 +218,7 @@ public final class SimAddressSpace implements AddressSpace {
             }
         } catch (OutOfMemoryException e) {
             unmapRange(start, end, false);
-            throw machine.callbackFailures().suppressInto(e);
+            throw ctx.callbackFailures().suppressInto(e);
         }
     }
 
@@ -233,20 +226,20 @@ public final class SimAddressSpace implements AddressSpace {
 
     @Override
     public void munmap(long address, long length) {
-        synchronized (machine.lock()) {
+        synchronized (lock()) {
             ensureOpen();
             checkAddress(address, "address");
             long len = checkLength(length, PageSize.SIZE_4K);
             checkRangeInUserSpace(address, len, "-EINVAL");
             checkSplitPoints(address, address + len);
             unmapRange(address, address + len, true);
-            machine.afterOperation("munmap");
+            ctx.hook().afterOperation("munmap");
         }
     }
 
     @Override
     public void mprotect(long address, long length, Protection prot) {
-        synchronized (machine.lock()) {
+        synchronized (lock()) {
             ensureOpen();
             checkAddress(address, "address");
             checkProtection(prot);
@@ -279,7 +272,7 @@ public final class SimAddressSpace implements AddressSpace {
                 }
             }
             if (changing.isEmpty()) {
-                machine.afterOperation("mprotect");
+                ctx.hook().afterOperation("mprotect");
                 return;
             }
             long from = Math.max(address, changing.getFirst().start());
@@ -296,7 +289,7 @@ public final class SimAddressSpace implements AddressSpace {
             for (VmArea v : overlapping(address, end)) {
                 mergeAround(v);
             }
-            machine.afterOperation("mprotect");
+            ctx.hook().afterOperation("mprotect");
         }
     }
 
@@ -316,7 +309,7 @@ public final class SimAddressSpace implements AddressSpace {
                     from = r.start();
                     to = r.end();
                 }
-                open.add(Invalidation.start(this, from, to, NotifierEvent.PROTECTION_VMA));
+                open.add(Invalidation.start(notifiers(), from, to, NotifierEvent.PROTECTION_VMA));
             }
         } catch (RuntimeException e) {
             for (Invalidation inv : open) {
@@ -327,14 +320,14 @@ public final class SimAddressSpace implements AddressSpace {
                     mergeAround(v);
                 }
             }
-            throw machine.callbackFailures().suppressInto(e);
+            throw ctx.callbackFailures().suppressInto(e);
         }
         for (int i = 0; i < changing.size(); i++) {
             VmArea v = changing.get(i);
             Invalidation inv = open.get(i);
             v.setProtection(prot);
             pages.changeProtection(v, v.start(), v.end());
-            machine.shootdown().flushRange(this, inv.range().start(), inv.range().end(), v.pageSize().shift());
+            shootdown.flushRange(this, inv.range().start(), inv.range().end(), v.pageSize().shift());
             inv.close();
         }
     }
@@ -346,54 +339,54 @@ public final class SimAddressSpace implements AddressSpace {
         } catch (RuntimeException c) {
             e.addSuppressed(c);
         }
-        return machine.callbackFailures().suppressInto(e);
+        return ctx.callbackFailures().suppressInto(e);
     }
 
     // ---- fork / exit ----
 
     @Override
     public AddressSpace fork() {
-        synchronized (machine.lock()) {
+        synchronized (lock()) {
             ensureOpen();
-            SimAddressSpace child = machine.newChild(homeNode);
+            SimAddressSpace child = ctx.lifecycle().newChild(homeNode());
             try {
-                for (VmArea v : vmas.values()) {
+                for (VmArea v : vmas.all()) {
                     VmArea copy = v.forkCopy(child);
                     pages.prepareForkedAnon(v, copy);
                     child.insertVma(copy);
                     if (pages.needsCopy(v)) { // copy_page_range write-protects the parent's COW entries
-                        try (Invalidation inv = Invalidation.start(this, v.start(), v.end(), NotifierEvent.PROTECTION_PAGE)) {
+                        try (Invalidation inv = Invalidation.start(notifiers(), v.start(), v.end(), NotifierEvent.PROTECTION_PAGE)) {
                             pages.copyForFork(v, copy);
                         }
                     }
                 }
             } catch (RuntimeException e) { // out of memory, or a notifier refused: the child goes, the parent stays usable
-                machine.shootdown().flushMm(this);
+                shootdown.flushMm(this);
                 throw closeChild(child, e);
             }
-            machine.shootdown().flushMm(this); // dup_mmap's flush_tlb_mm(oldmm)
-            if (machine.callbackFailures().any()) { // the fork completed, but the caller gets the exception, not the child
-                throw closeChild(child, machine.callbackFailures().take());
+            shootdown.flushMm(this); // dup_mmap's flush_tlb_mm(oldmm)
+            if (ctx.callbackFailures().any()) { // the fork completed, but the caller gets the exception, not the child
+                throw closeChild(child, ctx.callbackFailures().take());
             }
-            machine.afterOperation("fork");
+            ctx.hook().afterOperation("fork");
             return child;
         }
     }
 
     @Override
     public void close() {
-        synchronized (machine.lock()) {
+        synchronized (lock()) {
             if (closed) {
                 return;
             }
             try {
-                if (!machine.memory().isClosed()) {
-                    notifiers.release(); // exit_mmap: mmu_notifier_release first; what it throws waits for the end
+                if (!ctx.memory().isClosed()) {
+                    notifiers().release(); // exit_mmap: mmu_notifier_release first; what it throws waits for the end
                     // Before any frame is freed: CPUs running here leave (their next access throws
                     // ClosedException) and the PCID, which may be reused, is dropped everywhere.
-                    machine.shootdown().flushExiting(this);
+                    shootdown.flushExiting(this);
                     TlbGather gather = new TlbGather();
-                    for (VmArea v : new ArrayList<>(vmas.values())) {
+                    for (VmArea v : new ArrayList<>(vmas.all())) {
                         pages.zap(v, v.start(), v.end(), gather, true);
                         removeVma(v);
                     }
@@ -401,15 +394,15 @@ public final class SimAddressSpace implements AddressSpace {
                 }
             } finally {
                 closed = true;
-                machine.exited(this);
+                ctx.lifecycle().exited(this);
             }
-            machine.afterOperation("exit");
+            ctx.hook().afterOperation("exit");
         }
     }
 
     @Override
     public boolean isClosed() {
-        synchronized (machine.lock()) {
+        synchronized (lock()) {
             return closed;
         }
     }
@@ -418,7 +411,7 @@ public final class SimAddressSpace implements AddressSpace {
 
     @Override
     public FaultResult fault(long va, Access access) {
-        synchronized (machine.lock()) {
+        synchronized (lock()) {
             ensureOpen();
             if (access == null) {
                 throw new InvalidArgumentException("access", null, "must not be null");
@@ -434,24 +427,24 @@ public final class SimAddressSpace implements AddressSpace {
                 throw new SegmentationFaultException(va, access, SegmentationFaultException.Cause.PROTECTION);
             }
             faultCount++;
-            org.vmcore.impl.stat.FaultEvent event = new org.vmcore.impl.stat.FaultEvent();
+            FaultEvent event = new FaultEvent();
             event.begin();
             FaultResult result = faults.handle(vma, va, access);
             if (event.shouldCommit()) {
-                event.addressSpace = id;
+                event.addressSpace = id();
                 event.address = va;
                 event.access = access.name();
                 event.result = result.name();
                 event.commit();
             }
-            machine.afterOperation("fault at 0x" + Long.toHexString(va));
+            ctx.hook().afterOperation("fault at 0x" + Long.toHexString(va));
             return result;
         }
     }
 
     @Override
     public Optional<Vma> findVma(long va) {
-        synchronized (machine.lock()) {
+        synchronized (lock()) {
             ensureOpen();
             VmArea v = vma(va);
             return v == null ? Optional.empty() : Optional.of(v.snapshot());
@@ -460,10 +453,10 @@ public final class SimAddressSpace implements AddressSpace {
 
     @Override
     public List<Vma> vmas() {
-        synchronized (machine.lock()) {
+        synchronized (lock()) {
             ensureOpen();
             List<Vma> out = new ArrayList<>(vmas.size());
-            for (VmArea v : vmas.values()) {
+            for (VmArea v : vmas.all()) {
                 out.add(v.snapshot());
             }
             return out;
@@ -472,7 +465,7 @@ public final class SimAddressSpace implements AddressSpace {
 
     @Override
     public long translate(long va) {
-        synchronized (machine.lock()) {
+        synchronized (lock()) {
             ensureOpen();
             if (!pageTable.mode().isCanonical(va)) {
                 throw new InvalidArgumentException("va", va, "must be canonical");
@@ -483,7 +476,7 @@ public final class SimAddressSpace implements AddressSpace {
 
     @Override
     public long pageAt(long va) {
-        synchronized (machine.lock()) {
+        synchronized (lock()) {
             ensureOpen();
             if (!pageTable.mode().isCanonical(va)) {
                 throw new InvalidArgumentException("va", va, "must be canonical");
@@ -494,78 +487,45 @@ public final class SimAddressSpace implements AddressSpace {
 
     @Override
     public MmCounters counters() {
-        synchronized (machine.lock()) {
+        synchronized (lock()) {
             ensureOpen();
-            return new MmCounters(anonPages, shmemPages, hugetlbBytes, pageTable.tablePages(),
+            return new MmCounters(anonPages(), shmemPages(), hugetlbBytes(), pageTable.tablePages(),
                     pageTable.tablesAt(Level.PMD), vmas.size());
         }
     }
 
     @Override
     public String dumpPageTables() {
-        synchronized (machine.lock()) {
+        synchronized (lock()) {
             ensureOpen();
             return pageTable.dump();
         }
     }
 
-    @Override
-    public String toString() {
-        return "mm" + id;
-    }
-
     // ---- TLB, cpumask and notifiers ----
 
     @Override
-    public int pcid() {
-        return pcid;
-    }
-
-    @Override
-    public List<Integer> cpumask() {
-        List<Integer> out = new ArrayList<>();
-        for (int cpu = 0; cpu < machine.config().cpus(); cpu++) {
-            if (cpumaskHas(cpu)) {
-                out.add(cpu);
-            }
-        }
-        return out;
-    }
-
-    public void cpumaskSet(int cpu) {
-        cpumask.getAndAccumulate(cpu >>> 6, 1L << (cpu & 63), (a, b) -> a | b);
-    }
-
-    public boolean cpumaskHas(int cpu) {
-        return (cpumask.get(cpu >>> 6) & (1L << (cpu & 63))) != 0;
-    }
-
-    public NotifierChain notifiers() {
-        return notifiers;
-    }
-
-    @Override
     public void registerNotifier(MmuNotifier notifier) {
-        synchronized (machine.lock()) {
+        synchronized (lock()) {
             ensureOpen();
-            notifiers.register(notifier);
+            notifiers().register(notifier);
         }
     }
 
     @Override
     public boolean unregisterNotifier(MmuNotifier notifier) {
-        synchronized (machine.lock()) {
+        synchronized (lock()) {
             ensureOpen();
             if (notifier == null) {
                 throw new InvalidArgumentException("notifier", null, "must not be null");
             }
-            return notifiers.unregister(notifier);
+            return notifiers().unregister(notifier);
         }
     }
 
     @Override
     public void flushTlb(long start, long end, int strideShift) {
-        synchronized (machine.lock()) {
+        synchronized (lock()) {
             ensureOpen();
             if (strideShift != 12 && strideShift != 21 && strideShift != 30) {
                 throw new InvalidArgumentException("strideShift", strideShift, "must be 12, 21 or 30");
@@ -575,17 +535,17 @@ public final class SimAddressSpace implements AddressSpace {
                 throw new InvalidArgumentException("end", end, "must be above start and at most TASK_SIZE_MAX 0x"
                         + Long.toHexString(pageTable.mode().taskSizeMax()));
             }
-            machine.shootdown().flushRange(this, start, end, strideShift);
-            machine.callbackFailures().rethrow();
+            shootdown.flushRange(this, start, end, strideShift);
+            ctx.callbackFailures().rethrow();
         }
     }
 
     @Override
     public void flushTlb() {
-        synchronized (machine.lock()) {
+        synchronized (lock()) {
             ensureOpen();
-            machine.shootdown().flushMm(this);
-            machine.callbackFailures().rethrow();
+            shootdown.flushMm(this);
+            ctx.callbackFailures().rethrow();
         }
     }
 
@@ -605,7 +565,7 @@ public final class SimAddressSpace implements AddressSpace {
     }
 
     private boolean young(long va, boolean clear, boolean flush) {
-        synchronized (machine.lock()) {
+        synchronized (lock()) {
             ensureOpen();
             VmArea v = vma(va);
             if (v == null) {
@@ -624,16 +584,16 @@ public final class SimAddressSpace implements AddressSpace {
                         cur = pageTable.readSlot(slot);
                     }
                     if (flush) {
-                        machine.shootdown().flushRange(this, addr, addr + size.bytes(), size.shift());
+                        shootdown.flushRange(this, addr, addr + size.bytes(), size.shift());
                     }
                 }
             }
             if (!clear) {
-                young |= notifiers.testYoung(addr);
+                young |= notifiers().testYoung(addr);
             } else {
-                young |= flush ? notifiers.clearFlushYoung(addr, addr + size.bytes()) : notifiers.clearYoung(addr, addr + size.bytes());
+                young |= flush ? notifiers().clearFlushYoung(addr, addr + size.bytes()) : notifiers().clearYoung(addr, addr + size.bytes());
             }
-            machine.callbackFailures().rethrow(); // the accessed bits are cleared all the same
+            ctx.callbackFailures().rethrow(); // the accessed bits are cleared all the same
             return young;
         }
     }
@@ -654,9 +614,9 @@ public final class SimAddressSpace implements AddressSpace {
         }
         PmdSharing.Range r = PmdSharing.adjustRangeIfPmdSharingPossible(v, from, to);
         TlbGather gather = new TlbGather();
-        try (Invalidation inv = Invalidation.startCompleting(this, r.start(), r.end(), NotifierEvent.UNMAP)) {
+        try (Invalidation inv = Invalidation.startCompleting(notifiers(), r.start(), r.end(), NotifierEvent.UNMAP)) {
             pages.zap(v, from, to, gather, false); // the caller settles private reservations
-            gather.flush(this);
+            gather.flush(shootdown, this);
         }
     }
 
@@ -665,27 +625,8 @@ public final class SimAddressSpace implements AddressSpace {
         return pages.reservedSlots(v, v.start(), v.end());
     }
 
-    /**
-     * hugetlb_count_sub, saturating at zero: with PMD sharing only the mm that faulted a page
-     * counts it, as in Linux, but the last sharer of a table may be another mm that zaps or
-     * unmaps it; HugetlbPages must not go negative there.
-     */
-    public void hugetlbCountSub(long bytes) {
-        hugetlbBytes = Math.max(0, hugetlbBytes - bytes);
-    }
-
-    /** Adds to RssShmem. */
-    public void addShmemPages(long delta) {
-        shmemPages += delta;
-    }
-
-    /** The VMAs, in address order (a copy). */
-    public List<VmArea> vmaAreas() {
-        return new ArrayList<>(vmas.values());
-    }
-
     /** Visits the head PFN of every present page {@code v} maps, with its address. */
-    public void forEachMappedPage(VmArea v, java.util.function.ObjLongConsumer<Long> visitor) {
+    public void forEachMappedPage(VmArea v, ObjLongConsumer<Long> visitor) {
         PageSize size = v.pageSize();
         pages.forEachLeaf(v, v.start(), v.end(), (va, slot, e) -> {
             if (Pte.isPresent(e)) {
@@ -703,65 +644,34 @@ public final class SimAddressSpace implements AddressSpace {
      * @throws MigrationWaitException when called on the migrating thread
      */
     public void waitForMigration(long va) {
-        if (machine.migrationImpl().migratingOnThisThread()) {
-            throw new org.vmcore.api.MigrationWaitException(va);
+        if (ctx.migrating().isCurrent()) {
+            throw new MigrationWaitException(va);
         }
         Thread.onSpinWait();
     }
 
     // ---- VMA tree ----
 
-    /** The VMA containing va, or null. */
-    public VmArea vma(long va) {
-        Map.Entry<Long, VmArea> e = vmas.floorEntry(va);
-        return e != null && e.getValue().contains(va) ? e.getValue() : null;
-    }
-
     /** VMAs meeting [start, end), in address order. */
     List<VmArea> overlapping(long start, long end) {
-        List<VmArea> out = new ArrayList<>();
-        Long from = vmas.floorKey(start);
-        for (VmArea v : vmas.tailMap(from == null ? start : from, true).values()) {
-            if (v.start() >= end) {
-                break;
-            }
-            if (v.end() > start) {
-                out.add(v);
-            }
-        }
-        return out;
+        return vmas.overlapping(start, end);
     }
 
     void insertVma(VmArea v) {
-        vmas.put(v.start(), v);
-        if (v.mapping() != null) {
-            v.mapping().iMmap().insert(v);
-        }
-        for (AnonVma a : v.anonChain()) {
-            a.link(v);
-        }
+        vmas.insert(v);
     }
 
+    /** Removes v from the tree; the last VMA of a shmem object takes the object and its pages with it. */
     void removeVma(VmArea v) {
-        vmas.remove(v.start());
-        if (v.mapping() != null) {
-            v.mapping().iMmap().remove(v);
-        }
-        for (AnonVma a : v.anonChain()) {
-            a.unlink(v);
-            if (a.vmas().isEmpty()) {
-                machine.unregister(a.id()); // no VMA left, so no mapped page names it either
-            }
-        }
+        vmas.remove(v);
         if (v.kind() == VmaKind.ANONYMOUS_SHARED && v.mapping().iMmap().isEmpty()) {
-            // The last mapping of the shmem object is gone: the object and its pages go too.
             v.mapping().pageCache().forEachValue(pfn -> pages.putReference(pfn, false));
             v.mapping().pageCache().clear();
-            machine.unregister(v.mapping().id());
+            ctx.registry().unregister(v.mapping().id());
         }
     }
 
-    /** Splits the VMA containing addr so that a VMA starts at addr (split_vma). */
+    /** split_vma at addr; a hugetlb VMA first unshares the PUD window the split cuts (hugetlb_split). */
     void splitAt(long addr) {
         VmArea v = vma(addr);
         if (v == null || v.start() == addr) {
@@ -770,61 +680,16 @@ public final class SimAddressSpace implements AddressSpace {
         if (PmdSharing.splitMustUnshare(v, addr)) {
             // hugetlb_split -> hugetlb_unshare_pmds: a split window cannot stay shared
             long window = addr & PmdSharing.PUD_MASK;
-            try (Invalidation inv = Invalidation.startCompleting(this, window, window + PmdSharing.PUD_SIZE, NotifierEvent.CLEAR)) {
+            try (Invalidation inv = Invalidation.startCompleting(notifiers(), window, window + PmdSharing.PUD_SIZE, NotifierEvent.CLEAR)) {
                 PmdSharing.hugePmdUnshare(v, addr);
-                machine.shootdown().flushRange(this, window, window + PmdSharing.PUD_SIZE, PageSize.SIZE_2M.shift());
+                shootdown.flushRange(this, window, window + PmdSharing.PUD_SIZE, PageSize.SIZE_2M.shift());
             }
         }
-        VmArea upper = v.slice(addr, v.end());
-        v.setEnd(addr);
-        if (v.mapping() != null) {
-            v.mapping().iMmap().update();
-        }
-        insertVma(upper);
+        vmas.split(addr);
     }
 
-    /** Merges v with its neighbours where vma_merge would; returns the VMA that now holds v's range. */
     VmArea mergeAround(VmArea v) {
-        Map.Entry<Long, VmArea> prevEntry = vmas.lowerEntry(v.start());
-        VmArea result = v;
-        if (prevEntry != null && prevEntry.getValue().canMergeWith(v)) {
-            VmArea prev = prevEntry.getValue();
-            prev.adoptAnonVma(v); // before v goes, so its anon_vma never has no VMA
-            removeVma(v);
-            prev.setEnd(v.end());
-            if (prev.mapping() != null) {
-                prev.mapping().iMmap().update();
-            }
-            result = prev;
-        }
-        Map.Entry<Long, VmArea> nextEntry = vmas.higherEntry(result.start());
-        if (nextEntry != null && result.canMergeWith(nextEntry.getValue())) {
-            VmArea next = nextEntry.getValue();
-            result.adoptAnonVma(next);
-            removeVma(next);
-            result.setEnd(next.end());
-            if (result.mapping() != null) {
-                result.mapping().iMmap().update();
-            }
-        }
-        return result;
-    }
-
-    /**
-     * find_mergeable_anon_vma: the anon_vma of a neighbour (the next, then the previous VMA) that
-     * v could merge with but for its protection, if that neighbour's chain is singular (a forked
-     * VMA's is not); else null.
-     */
-    AnonVma mergeableAnonVma(VmArea v) {
-        VmArea next = vma(v.end());
-        if (next != null && v.anonVmaCompatible(next) && next.anonVma() != null && next.anonChain().size() == 1) {
-            return next.anonVma();
-        }
-        VmArea prev = v.start() == 0 ? null : vma(v.start() - 1);
-        if (prev != null && prev.anonVmaCompatible(v) && prev.anonVma() != null && prev.anonChain().size() == 1) {
-            return prev.anonVma();
-        }
-        return null;
+        return vmas.mergeAround(v);
     }
 
     /**
@@ -841,7 +706,7 @@ public final class SimAddressSpace implements AddressSpace {
         Invalidation invalidation;
         if (abortable) {
             try {
-                invalidation = Invalidation.start(this, start, end, NotifierEvent.UNMAP);
+                invalidation = Invalidation.start(notifiers(), start, end, NotifierEvent.UNMAP);
             } catch (RuntimeException e) { // a notifier refused before anything was zapped: undo the splits
                 VmArea lower = vma(start);
                 if (lower != null) {
@@ -854,7 +719,7 @@ public final class SimAddressSpace implements AddressSpace {
                 throw e;
             }
         } else {
-            invalidation = Invalidation.startCompleting(this, start, end, NotifierEvent.UNMAP);
+            invalidation = Invalidation.startCompleting(notifiers(), start, end, NotifierEvent.UNMAP);
         }
         try (Invalidation inv = invalidation) {
             for (VmArea v : overlapping(start, end)) {
@@ -862,7 +727,7 @@ public final class SimAddressSpace implements AddressSpace {
                 removeVma(v);
             }
             freeTables(start, end);
-            gather.flush(this);
+            gather.flush(shootdown, this);
         }
     }
 
@@ -871,10 +736,10 @@ public final class SimAddressSpace implements AddressSpace {
      * table still covering part of another VMA is kept, as the kernel keeps it.
      */
     private void freeTables(long start, long end) {
-        Map.Entry<Long, VmArea> prev = vmas.lowerEntry(start);
-        Map.Entry<Long, VmArea> next = vmas.ceilingEntry(start);
-        long floor = prev == null ? 0 : prev.getValue().end();
-        long ceiling = next == null ? pageTable.mode().userAddressLimit() : next.getValue().start();
+        VmArea prev = vmas.below(start);
+        VmArea next = vmas.atOrAbove(start);
+        long floor = prev == null ? 0 : prev.end();
+        long ceiling = next == null ? pageTable.mode().userAddressLimit() : next.start();
         long from = (floor + (1L << 21) - 1) & -(1L << 21);
         long to = ceiling & -(1L << 21);
         if (from < to) {
@@ -886,9 +751,9 @@ public final class SimAddressSpace implements AddressSpace {
 
     /** Throws ClosedException if the machine is closed or this address space has exited. */
     public void ensureOpen() {
-        machine.ensureOpen();
+        lock().ensureOpen();
         if (closed) {
-            throw new ClosedException("address space mm" + id);
+            throw new ClosedException("address space mm" + id());
         }
     }
 
@@ -991,7 +856,7 @@ public final class SimAddressSpace implements AddressSpace {
             return address;
         }
         long top = MMAP_BASE;
-        for (VmArea v : vmas.descendingMap().values()) {
+        for (VmArea v : vmas.descending()) {
             if (v.start() >= top) {
                 continue;
             }

@@ -3,6 +3,9 @@ package org.vmcore.impl.mm;
 import org.vmcore.api.NotifierEvent;
 import org.vmcore.api.PageSize;
 import org.vmcore.api.VmaKind;
+import org.vmcore.impl.notifier.Invalidation;
+import org.vmcore.impl.tlb.TlbShootdown;
+import org.vmcore.impl.vma.MmStruct;
 import org.vmcore.impl.vma.VmArea;
 import org.vmcore.x86.pgtable.Level;
 import org.vmcore.x86.pgtable.PageTable;
@@ -23,7 +26,7 @@ final class UnmapRefPrivate {
     }
 
     /** Unmaps huge page {@code pfn}, which {@code owner} maps at {@code addr}, from every other private mapping. */
-    static void unmapRefPrivate(VmArea owner, long addr, long pfn) {
+    static void unmapRefPrivate(VmArea owner, long addr, long pfn, TlbShootdown shootdown, PageOps pages) {
         long pgoff = owner.linearPageIndex(addr);
         for (VmArea other : owner.mapping().iMmap().overlapping(pgoff, pgoff)) {
             if (other == owner || other.kind() != VmaKind.HUGETLB_PRIVATE || other.reservationOwner()) {
@@ -31,14 +34,14 @@ final class UnmapRefPrivate {
             }
             long va = other.address(pgoff);
             if (va >= 0) {
-                unmapIfMapped(other, va, pfn);
+                unmapIfMapped(other, va, pfn, shootdown, pages);
             }
         }
     }
 
     /** __unmap_hugepage_range with a ref_page: clears the entry at va only if it maps {@code pfn}. */
-    private static void unmapIfMapped(VmArea vma, long va, long pfn) {
-        SimAddressSpace mm = vma.owner();
+    private static void unmapIfMapped(VmArea vma, long va, long pfn, TlbShootdown shootdown, PageOps pages) {
+        MmStruct mm = vma.owner();
         PageSize size = vma.pageSize();
         PageTable table = mm.pageTable();
         long slot = table.slot(va, Level.ofLeaf(size));
@@ -49,12 +52,12 @@ final class UnmapRefPrivate {
         if (!Pte.isPresent(e) || Pte.pfn(e, size) != pfn) {
             return;
         }
-        try (Invalidation inv = Invalidation.start(mm, va, va + size.bytes(), NotifierEvent.UNMAP)) {
+        try (Invalidation inv = Invalidation.start(mm.notifiers(), va, va + size.bytes(), NotifierEvent.UNMAP)) {
             table.getAndClearSlot(slot);
             vma.setReservationUnmapped();
-            mm.hugetlbBytes -= size.bytes();
-            mm.machine().shootdown().flushRange(mm, va, va + size.bytes(), size.shift());
-            mm.pages.putMapped(pfn, true);
+            mm.addHugetlbBytes(-size.bytes());
+            shootdown.flushRange(mm, va, va + size.bytes(), size.shift());
+            pages.putMapped(pfn, true);
         }
     }
 }

@@ -30,6 +30,11 @@ public final class NotifierChain {
     // The JFR events of the open ranges, in the order they opened (engine thread only).
     private final ArrayDeque<NotifierEvent> events = new ArrayDeque<>();
 
+    /** The address space whose notifiers these are. */
+    public AddressSpace owner() {
+        return mm;
+    }
+
     public NotifierChain(AddressSpace mm, CallbackFailures failures) {
         this.mm = mm;
         this.failures = failures;

@@ -5,10 +5,11 @@ import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
+import org.vmcore.api.Cpu;
 import org.vmcore.api.PageSize;
 import org.vmcore.api.TlbEntry;
-import org.vmcore.impl.SimMachine;
 import org.vmcore.impl.mm.SimAddressSpace;
+import org.vmcore.x86.mem.PhysicalMemory;
 import org.vmcore.x86.pgtable.Level;
 import org.vmcore.x86.pgtable.MigrationEntry;
 import org.vmcore.x86.pgtable.PageTable;
@@ -22,14 +23,16 @@ import org.vmcore.x86.pgtable.Pte;
  * cached translations as dashed edges from the CPU to the page, red when stale.
  */
 public final class PageTableGraph {
-    private final SimMachine machine;
+    private final PhysicalMemory memory;
+    private final List<? extends Cpu> cpus;
     private final StringBuilder nodes = new StringBuilder();
     private final StringBuilder edges = new StringBuilder();
     private final Set<String> seen = new LinkedHashSet<>();
     private final Map<Long, String> pages = new LinkedHashMap<>();
 
-    public PageTableGraph(SimMachine machine) {
-        this.machine = machine;
+    public PageTableGraph(PhysicalMemory memory, List<? extends Cpu> cpus) {
+        this.memory = memory;
+        this.cpus = cpus;
     }
 
     /** The picture of {@code spaces} over {@code [start, end)}; the caller holds the machine lock. */
@@ -43,8 +46,9 @@ public final class PageTableGraph {
             walk(t, root, t.rootLevel(), 0, start, end);
         }
         if (withTlbs) {
-            for (int i = 0; i < machine.cpuCount(); i++) {
-                for (TlbEntry e : machine.cpu(i).tlbEntries()) {
+            for (Cpu c : cpus) {
+                int i = c.id();
+                for (TlbEntry e : c.tlbEntries()) {
                     if (!(e.addressSpace() instanceof SimAddressSpace mm) || !spaces.contains(mm)
                             || Long.compareUnsigned(e.address(), start) < 0 || Long.compareUnsigned(e.address(), end) >= 0) {
                         continue;
@@ -97,7 +101,7 @@ public final class PageTableGraph {
 
     private String table(long pfn, Level level) {
         String name = "t" + Long.toHexString(pfn);
-        int shares = machine.memory().descriptors().ptShareCount(pfn);
+        int shares = memory.descriptors().ptShareCount(pfn);
         String style = shares > 0 ? ",style=filled,fillcolor=gold" : "";
         node(name, "shape=box" + style + ",label=\"" + level + " table\\npfn 0x" + Long.toHexString(pfn)
                 + (shares > 0 ? "\\nshared by " + (shares + 1) + " address spaces" : "") + "\"");
@@ -107,9 +111,9 @@ public final class PageTableGraph {
     private String page(long pfn, PageSize size) {
         return pages.computeIfAbsent(pfn, p -> {
             String name = "p" + Long.toHexString(p);
-            var d = machine.memory().descriptors();
+            var d = memory.descriptors();
             node(name, "shape=ellipse,label=\"" + size.label() + " page pfn 0x" + Long.toHexString(p) + "\\nnode "
-                    + machine.memory().nodeOf(p) + ", mapcount " + d.mapcount(p) + "\"");
+                    + memory.nodeOf(p) + ", mapcount " + d.mapcount(p) + "\"");
             return name;
         });
     }

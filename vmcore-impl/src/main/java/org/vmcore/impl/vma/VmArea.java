@@ -2,14 +2,12 @@ package org.vmcore.impl.vma;
 
 import java.util.ArrayList;
 import java.util.List;
+import org.vmcore.api.HugetlbFile;
 import org.vmcore.api.PageSize;
 import org.vmcore.api.Protection;
 import org.vmcore.api.Vma;
 import org.vmcore.api.VmaKind;
-import org.vmcore.impl.hugetlb.HugetlbFileImpl;
-import org.vmcore.impl.mm.SimAddressSpace;
-import org.vmcore.impl.rmap.AnonVma;
-import org.vmcore.impl.rmap.FileMapping;
+import org.vmcore.x86.pgtable.Pte;
 
 /**
  * A VMA (vm_area_struct): {@code [start, end)} of one address space with one protection and
@@ -17,13 +15,13 @@ import org.vmcore.impl.rmap.FileMapping;
  * file and shmem mappings, {@code start >> 12} for private anonymous ones.
  */
 public final class VmArea {
-    private final SimAddressSpace owner;
+    private final MmStruct owner;
     private long start;
     private long end;
     private Protection protection;
     private final VmaKind kind;
     private boolean locked;
-    private final HugetlbFileImpl file;
+    private final HugetlbFile file;
     private final FileMapping mapping; // the hugetlbfs file's or the shmem object's, else null
     private long pgoff;
     private final PageSize pageSize;
@@ -39,8 +37,8 @@ public final class VmArea {
      */
     private boolean reservationUnmapped;
 
-    public VmArea(SimAddressSpace owner, long start, long end, Protection protection, VmaKind kind, boolean locked,
-                  HugetlbFileImpl file, FileMapping mapping, long pgoff, PageSize pageSize) {
+    public VmArea(MmStruct owner, long start, long end, Protection protection, VmaKind kind, boolean locked,
+                  HugetlbFile file, FileMapping mapping, long pgoff, PageSize pageSize) {
         this.owner = owner;
         this.start = start;
         this.end = end;
@@ -53,7 +51,7 @@ public final class VmArea {
         this.pageSize = pageSize;
     }
 
-    public SimAddressSpace owner() {
+    public MmStruct owner() {
         return owner;
     }
 
@@ -77,7 +75,8 @@ public final class VmArea {
         return locked;
     }
 
-    public HugetlbFileImpl file() {
+    /** The hugetlbfs file (vm_file) of a hugetlb mapping, else null; the hugetlb package knows its implementation. */
+    public HugetlbFile file() {
         return file;
     }
 
@@ -162,7 +161,7 @@ public final class VmArea {
         start = newStart;
     }
 
-    public void setEnd(long newEnd) {
+    void setEnd(long newEnd) {
         end = newEnd;
     }
 
@@ -178,7 +177,7 @@ public final class VmArea {
     }
 
     /** A copy for a forked child. */
-    public VmArea forkCopy(SimAddressSpace child) {
+    public VmArea forkCopy(MmStruct child) {
         VmArea copy = new VmArea(child, start, end, protection, kind, locked, file, mapping, pgoff, pageSize);
         copy.anonChain.addAll(anonChain);
         return copy;
@@ -233,14 +232,14 @@ public final class VmArea {
      */
     public long pteProtection(boolean writable) {
         if (!protection.accessible()) {
-            return org.vmcore.x86.pgtable.Pte.PROTNONE;
+            return Pte.PROTNONE;
         }
-        long flags = org.vmcore.x86.pgtable.Pte.PRESENT | org.vmcore.x86.pgtable.Pte.USER;
+        long flags = Pte.PRESENT | Pte.USER;
         if (writable) {
-            flags |= org.vmcore.x86.pgtable.Pte.RW;
+            flags |= Pte.RW;
         }
         if (!protection.execute()) {
-            flags |= org.vmcore.x86.pgtable.Pte.NX;
+            flags |= Pte.NX;
         }
         return flags;
     }

@@ -1,9 +1,8 @@
-package org.vmcore.impl.rmap;
+package org.vmcore.impl.vma;
 
 import java.util.ArrayList;
 import java.util.List;
 import java.util.function.Consumer;
-import org.vmcore.impl.vma.VmArea;
 
 /**
  * The i_mmap interval tree of a file: its VMAs keyed by the page-offset range

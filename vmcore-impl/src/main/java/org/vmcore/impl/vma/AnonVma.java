@@ -1,25 +1,25 @@
-package org.vmcore.impl.rmap;
+package org.vmcore.impl.vma;
 
 import java.util.ArrayList;
 import java.util.List;
-import org.vmcore.impl.vma.VmArea;
 
 /**
  * The kernel's anon_vma: the set of VMAs that may map the anonymous pages created under it.
  * A forked child's VMA is linked into every anon_vma its parent's VMA was linked into
  * (anon_vma_clone) and gets a new anon_vma of its own whose root is the family's root.
  */
-public final class AnonVma {
+public final class AnonVma implements MappingOwner {
     private final long id;
     private final AnonVma root;
     private final List<VmArea> vmas = new ArrayList<>();
 
-    public AnonVma(long id, AnonVma parent) {
+    AnonVma(long id, AnonVma parent) {
         this.id = id;
         this.root = parent == null ? this : parent.root;
     }
 
     /** The identifier stored in a page's mapping field (with the anon bit). */
+    @Override
     public long id() {
         return id;
     }

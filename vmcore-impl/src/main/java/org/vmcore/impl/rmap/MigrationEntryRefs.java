@@ -1,10 +1,12 @@
-package org.vmcore.impl.migrate;
+package org.vmcore.impl.rmap;
 
-import org.vmcore.impl.SimMachine;
 import org.vmcore.impl.hugetlb.HugePagePool;
+import org.vmcore.impl.hugetlb.HugetlbPools;
+import org.vmcore.impl.vma.MappingRegistry;
 import org.vmcore.impl.vma.VmArea;
 import org.vmcore.x86.mem.FrameDescriptors;
 import org.vmcore.x86.mem.FrameFlags;
+import org.vmcore.x86.mem.PhysicalMemory;
 import org.vmcore.x86.pgtable.Level;
 import org.vmcore.x86.pgtable.MigrationEntry;
 import org.vmcore.x86.pgtable.PageTable;
@@ -22,15 +24,22 @@ import org.vmcore.x86.pgtable.PageTable;
  * clearing it, which frees the page once neither holds it; a page still in a page cache has the
  * cache's reference and stays there.
  *
- * <p>Callers hold the machine lock.
+ * <p>It may touch physical memory, the hugetlb pools, the mapping registry and the rmap walk.
+ * Callers hold the machine lock.
  */
 public final class MigrationEntryRefs {
-    private final SimMachine machine;
+    private final PhysicalMemory memory;
     private final FrameDescriptors descriptors;
+    private final MappingRegistry registry;
+    private final RmapWalk rmap;
+    private final HugetlbPools pools;
 
-    public MigrationEntryRefs(SimMachine machine) {
-        this.machine = machine;
-        this.descriptors = machine.memory().descriptors();
+    public MigrationEntryRefs(PhysicalMemory memory, MappingRegistry registry, RmapWalk rmap, HugetlbPools pools) {
+        this.memory = memory;
+        this.descriptors = memory.descriptors();
+        this.registry = registry;
+        this.rmap = rmap;
+        this.pools = pools;
     }
 
     /**
@@ -39,11 +48,11 @@ public final class MigrationEntryRefs {
      */
     public boolean pointedAt(long pfn) {
         long mapping = descriptors.mapping(pfn);
-        if (mapping == 0 || machine.mappingOwner(mapping) == null) {
+        if (mapping == 0 || registry.owner(mapping) == null) {
             return false; // no VMA links the page's anon_vma or file any more, so no entry is left
         }
         long index = descriptors.index(pfn);
-        for (VmArea vma : machine.rmapImpl().candidates(pfn)) {
+        for (VmArea vma : rmap.candidates(pfn)) {
             long address = vma.address(index);
             if (address < 0) {
                 continue;
@@ -68,12 +77,12 @@ public final class MigrationEntryRefs {
             return;
         }
         if ((flags & FrameFlags.HUGETLB) != 0) {
-            HugePagePool pool = machine.hugetlbfsImpl().poolOf(pfn);
+            HugePagePool pool = pools.poolOf(pfn);
             if (!pool.isFree(pfn)) {
                 pool.free(pfn);
             }
         } else {
-            machine.memory().free(pfn);
+            memory.free(pfn);
         }
     }
 }

@@ -1,22 +1,24 @@
-package org.vmcore.impl.migrate;
+package org.vmcore.impl.rmap;
 
 import java.util.ArrayList;
 import java.util.List;
 import org.vmcore.api.InvalidArgumentException;
 import org.vmcore.api.MappingResult;
 import org.vmcore.api.NotifierEvent;
-import org.vmcore.api.NotifierRange;
 import org.vmcore.api.PageSize;
+import org.vmcore.api.MachineConfig;
 import org.vmcore.api.Regression;
 import org.vmcore.api.UnmapOutcome;
 import org.vmcore.api.UnmapResult;
 import org.vmcore.api.VmaKind;
-import org.vmcore.impl.SimMachine;
 import org.vmcore.impl.hugetlb.PmdSharing;
-import org.vmcore.impl.mm.SimAddressSpace;
+import org.vmcore.impl.notifier.Invalidation;
+import org.vmcore.impl.tlb.TlbShootdown;
+import org.vmcore.impl.vma.MmStruct;
 import org.vmcore.impl.vma.VmArea;
 import org.vmcore.x86.mem.FrameDescriptors;
 import org.vmcore.x86.mem.FrameFlags;
+import org.vmcore.x86.mem.PhysicalMemory;
 import org.vmcore.x86.pgtable.Level;
 import org.vmcore.x86.pgtable.MigrationEntry;
 import org.vmcore.x86.pgtable.PageTable;
@@ -24,22 +26,29 @@ import org.vmcore.x86.pgtable.Pte;
 import org.vmcore.x86.pgtable.SwapEntry;
 
 /**
- * The unmap side of migration, one mapping at a time: try_to_unmap_one and try_to_migrate_one
- * over an rmap walk that stops when the page's mapcount reaches zero, and
- * remove_migration_ptes. With {@link Regression#PRE_017B1660} the hugetlb branch neither unshares
- * nor widens the notifier range, as kernels before 017b1660df89 did.
+ * try_to_unmap and try_to_migrate (mm/rmap.c): an rmap walk that stops when the page's mapcount
+ * reaches zero, calling {@link #tryToUnmapOne} or {@link #tryToMigrateOne} for each mapping.
+ * For a hugetlb page both first unshare a shared PMD table (huge_pmd_unshare) after widening the
+ * notifier range (adjust_range_if_pmd_sharing_possible); with {@link Regression#PRE_017B1660}
+ * they do neither, as kernels before 017b1660df89 did.
  *
- * <p>Callers hold the machine lock.
+ * <p>It may touch physical memory, the rmap walk, the TLB shootdown and the address spaces'
+ * page tables, counters and notifiers (as {@link MmStruct}). Callers hold the machine lock.
  */
-public final class MigrationUnmap {
-    private final SimMachine machine;
+@SuppressWarnings("try") // an Invalidation is used only for its scope: the notifier range ends with the block
+public final class TryToUnmap {
+    private final PhysicalMemory memory;
     private final FrameDescriptors descriptors;
-    private final MigrationEntryRefs migrationRefs;
+    private final RmapWalk rmap;
+    private final TlbShootdown shootdown;
+    private final boolean preFix;
 
-    public MigrationUnmap(SimMachine machine) {
-        this.machine = machine;
-        this.descriptors = machine.memory().descriptors();
-        this.migrationRefs = new MigrationEntryRefs(machine);
+    public TryToUnmap(PhysicalMemory memory, RmapWalk rmap, TlbShootdown shootdown, MachineConfig config) {
+        this.memory = memory;
+        this.descriptors = memory.descriptors();
+        this.rmap = rmap;
+        this.shootdown = shootdown;
+        this.preFix = config.regressions().contains(Regression.PRE_017B1660);
     }
 
     /** try_to_migrate. */
@@ -55,15 +64,33 @@ public final class MigrationUnmap {
     private UnmapResult walk(long pfn, boolean migrate) {
         checkHead(pfn);
         List<MappingResult> results = new ArrayList<>();
-        machine.rmapImpl().walkVmas(pfn, (vma, address) -> one(vma, address, pfn, migrate, results));
+        rmap.walkVmas(pfn, (vma, address) -> migrate ? tryToMigrateOne(vma, address, pfn, results)
+                : tryToUnmapOne(vma, address, pfn, results));
         return new UnmapResult(pfn, results, descriptors.mapcount(pfn));
     }
 
-    private boolean one(VmArea vma, long address, long pfn, boolean migrate, List<MappingResult> results) {
-        SimAddressSpace mm = vma.owner();
+    /**
+     * try_to_unmap_one: clears this mapping of the page, unless the VMA is mlocked or the page is
+     * anonymous (there is no swap to write it to); a shared PMD table is unshared instead.
+     * Returns false to stop the walk.
+     */
+    boolean tryToUnmapOne(VmArea vma, long address, long pfn, List<MappingResult> results) {
+        return unmapOne(vma, address, pfn, false, results);
+    }
+
+    /**
+     * try_to_migrate_one: replaces this mapping of the page by a migration entry (mlock does not
+     * stop it); a shared PMD table is unshared instead. Returns false to stop the walk.
+     */
+    boolean tryToMigrateOne(VmArea vma, long address, long pfn, List<MappingResult> results) {
+        return unmapOne(vma, address, pfn, true, results);
+    }
+
+    /** The body the two share, as the kernel's two functions share most of theirs. */
+    private boolean unmapOne(VmArea vma, long address, long pfn, boolean migrate, List<MappingResult> results) {
+        MmStruct mm = vma.owner();
         PageSize size = vma.pageSize();
         boolean huge = vma.kind().isHugetlb();
-        boolean preFix = machine.has(Regression.PRE_017B1660);
         long start = address;
         long end = Math.min(vma.end(), address + size.bytes());
         if (huge && !preFix) { // announce the worst case before we know whether the table is shared
@@ -72,9 +99,7 @@ public final class MigrationUnmap {
             end = r.end();
         }
         PageTable table = mm.pageTable();
-        NotifierRange range = new NotifierRange(mm, start, end, NotifierEvent.CLEAR);
-        mm.notifiers().rangeStart(range);
-        try {
+        try (Invalidation inv = Invalidation.start(mm.notifiers(), start, end, NotifierEvent.CLEAR)) {
             long slot = table.slot(address, Level.ofLeaf(size));
             long e = slot < 0 ? 0 : table.readSlot(slot);
             if (!Pte.isPresent(e) || Pte.pfn(e, size) != pfn) {
@@ -87,7 +112,7 @@ public final class MigrationUnmap {
             }
             if (huge && !preFix && PmdSharing.hugePmdUnshare(vma, address)) {
                 // This mm no longer reaches the shared table: forget every translation of the window.
-                machine.shootdown().flushRange(mm, start, end, size.shift());
+                shootdown.flushRange(mm, start, end, size.shift());
                 results.add(new MappingResult(mm, address, UnmapOutcome.UNSHARED));
                 return true; // mapcount untouched: the walk goes on to the next sharer
             }
@@ -96,7 +121,7 @@ public final class MigrationUnmap {
                 return false;
             }
             long old = table.getAndClearSlot(slot);
-            machine.shootdown().flushRange(mm, address, address + size.bytes(), size.shift()); // ptep_clear_flush: this mm only
+            shootdown.flushRange(mm, address, address + size.bytes(), size.shift()); // ptep_clear_flush: this mm only
             if ((old & Pte.DIRTY) != 0) {
                 descriptors.setFlags(pfn, FrameFlags.DIRTY);
             }
@@ -119,49 +144,12 @@ public final class MigrationUnmap {
             descriptors.addRefcount(pfn, -1);
             results.add(new MappingResult(mm, address, migrate ? UnmapOutcome.MIGRATION_ENTRY : UnmapOutcome.UNMAPPED));
             return true;
-        } finally {
-            mm.notifiers().rangeEnd(range);
         }
     }
 
-    /**
-     * remove_migration_ptes: every migration entry to {@code oldPfn} in the mappings of
-     * {@code newPfn} becomes a present entry to {@code newPfn}, in whichever address space holds it
-     * (fork copies entries, so a child found through the rmap gets the page too). The counters
-     * keep their value: the entries were counted all along.
-     */
-    public int removeMigrationEntries(long oldPfn, long newPfn) {
-        checkHead(newPfn);
-        int restored = 0;
-        long index = descriptors.index(newPfn);
-        for (VmArea vma : machine.rmapImpl().candidates(newPfn)) {
-            long address = vma.address(index);
-            if (address < 0) {
-                continue;
-            }
-            PageSize size = vma.pageSize();
-            PageTable table = vma.owner().pageTable();
-            long slot = table.slot(address, Level.ofLeaf(size));
-            long e = slot < 0 ? 0 : table.readSlot(slot);
-            if (!MigrationEntry.isMigration(e) || MigrationEntry.pfn(e) != oldPfn) {
-                continue; // unshared sharers have no table here; a shared table is restored once
-            }
-            boolean writable = MigrationEntry.isWrite(e) && vma.protection().write();
-            long flags = vma.pteProtection(writable) | (MigrationEntry.young(e) ? Pte.ACCESSED : 0)
-                    | (MigrationEntry.dirty(e) ? Pte.DIRTY : 0);
-            table.compareAndSetSlot(slot, e, Pte.leaf(newPfn, size, flags));
-            descriptors.addMapcount(newPfn, 1);
-            descriptors.addRefcount(newPfn, 1);
-            restored++;
-        }
-        if (oldPfn != newPfn) {
-            migrationRefs.releaseIfUnreferenced(oldPfn); // only the entries held it
-        }
-        return restored;
-    }
-
-    private void checkHead(long pfn) {
-        if (!machine.memory().isValidPfn(pfn)) {
+    /** Rejects a pfn that does not head a page that is mapped or in a page cache. */
+    public void checkHead(long pfn) {
+        if (!memory.isValidPfn(pfn)) {
             throw new InvalidArgumentException("pfn", pfn, "must be inside memory");
         }
         if ((descriptors.flags(pfn) & FrameFlags.ALLOCATED) == 0 || descriptors.mapping(pfn) == 0) {

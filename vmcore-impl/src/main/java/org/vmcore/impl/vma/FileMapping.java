@@ -1,22 +1,30 @@
-package org.vmcore.impl.rmap;
+package org.vmcore.impl.vma;
 
 import org.eclipse.collections.impl.map.mutable.primitive.LongLongHashMap;
+import org.vmcore.api.HugetlbFile;
 
 /**
  * The kernel's {@code struct address_space} of a file (a hugetlbfs file or the shmem object
  * behind a shared anonymous mapping): its page cache, index to head PFN, and its i_mmap tree.
  * Page-cache indexes count pages of the file's own page size.
  */
-public final class FileMapping {
+public final class FileMapping implements MappingOwner {
     private final long id;
+    private final HugetlbFile file; // the inode for a hugetlbfs file, null for shmem
     private final LongLongHashMap pageCache = new LongLongHashMap();
     private final VmaIntervalTree iMmap = new VmaIntervalTree();
 
-    public FileMapping(long id) {
+    FileMapping(long id, HugetlbFile file) {
         this.id = id;
+        this.file = file;
     }
 
-    /** The identifier stored in a page's mapping field. */
+    /** The hugetlbfs file this is the page cache of, or null for a shmem object. */
+    public HugetlbFile file() {
+        return file;
+    }
+
+    @Override
     public long id() {
         return id;
     }

@@ -1,28 +1,33 @@
-package org.vmcore.impl.cpu;
+package org.vmcore.impl.tlb;
 
+import java.util.ArrayList;
 import java.util.List;
-import org.vmcore.impl.mm.SimAddressSpace;
+import org.vmcore.impl.stat.TlbFlushEvent;
+import org.vmcore.impl.vma.MmStruct;
 
 /**
  * The kernel's TLB flush operations (flush_tlb_mm_range, flush_tlb_mm, flush_tlb_all): a flush
  * for one address space reaches the CPUs in its cpumask and touches only that address space's
  * PCID; then the secondary TLBs are told. The initiating CPU (the one the calling thread runs as,
- * {@link SimCpu#DRIVEN}) flushes itself locally and counts a local flush; every other CPU counts
+ * {@link FlushTarget#DRIVEN}) flushes itself locally and counts a local flush; every other CPU counts
  * a shootdown received, and the initiator one sent for each.
+ *
+ * <p>It may touch the CPUs only through {@link FlushTarget} and an address space only as an
+ * {@link MmStruct} (PCID, cpumask, notifier chain).
  */
 public final class TlbShootdown {
     /** tlb_single_page_flush_ceiling: above this many stride steps the whole address space is flushed. */
     public static final int FLUSH_CEILING = 33;
 
-    private final SimCpu[] cpus;
+    private final FlushTarget[] cpus;
 
-    public TlbShootdown(SimCpu[] cpus) {
+    public TlbShootdown(FlushTarget[] cpus) {
         this.cpus = cpus;
     }
 
     /** flush_tlb_mm_range of [start, end) with a stride of 2^strideShift bytes. */
-    public void flushRange(SimAddressSpace mm, long start, long end, int strideShift) {
-        org.vmcore.impl.stat.TlbFlushEvent event = new org.vmcore.impl.stat.TlbFlushEvent();
+    public void flushRange(MmStruct mm, long start, long end, int strideShift) {
+        TlbFlushEvent event = new TlbFlushEvent();
         event.begin();
         long alignedStart = start & -(1L << strideShift);
         long steps = (end - alignedStart + (1L << strideShift) - 1) >>> strideShift;
@@ -34,8 +39,8 @@ public final class TlbShootdown {
         } else {
             int pcid = mm.pcid();
             boolean single = steps == 1;
-            List<SimCpu> targets = targets(mm);
-            for (SimCpu cpu : targets) {
+            List<FlushTarget> targets = targets(mm);
+            for (FlushTarget cpu : targets) {
                 cpu.runFlush(() -> cpu.flushPages(pcid, alignedStart, end, strideShift, single));
             }
             countLocal(targets, false);
@@ -46,9 +51,9 @@ public final class TlbShootdown {
         commit(event, mm, start, end, kind, reached);
     }
 
-    private void commit(org.vmcore.impl.stat.TlbFlushEvent event, SimAddressSpace mm, long start, long end, String kind, int reached) {
+    private void commit(TlbFlushEvent event, MmStruct mm, long start, long end, String kind, int reached) {
         if (event.shouldCommit()) {
-            SimCpu initiator = SimCpu.DRIVEN.get();
+            FlushTarget initiator = FlushTarget.DRIVEN.get();
             event.addressSpace = mm.id();
             event.start = start;
             event.end = end;
@@ -60,8 +65,8 @@ public final class TlbShootdown {
     }
 
     /** flush_tlb_mm: the whole PCID on every CPU of the cpumask, then the secondary TLBs. */
-    public void flushMm(SimAddressSpace mm) {
-        org.vmcore.impl.stat.TlbFlushEvent event = new org.vmcore.impl.stat.TlbFlushEvent();
+    public void flushMm(MmStruct mm) {
+        TlbFlushEvent event = new TlbFlushEvent();
         event.begin();
         int reached = flushMm(mm, null);
         long limit = mm.pageTable().mode().userAddressLimit();
@@ -70,14 +75,14 @@ public final class TlbShootdown {
     }
 
     /** The flush of an exiting address space: its PCID is dropped everywhere and its CPUs leave it. */
-    public void flushExiting(SimAddressSpace mm) {
+    public void flushExiting(MmStruct mm) {
         flushMm(mm, mm);
     }
 
-    private int flushMm(SimAddressSpace mm, SimAddressSpace exiting) {
+    private int flushMm(MmStruct mm, MmStruct exiting) {
         int pcid = mm.pcid();
-        List<SimCpu> targets = targets(mm);
-        for (SimCpu cpu : targets) {
+        List<FlushTarget> targets = targets(mm);
+        for (FlushTarget cpu : targets) {
             cpu.runFlush(() -> cpu.flushPcid(pcid, exiting));
         }
         countLocal(targets, true);
@@ -86,8 +91,8 @@ public final class TlbShootdown {
 
     /** flush_tlb_all: every CPU, every PCID. */
     public void flushAll() {
-        SimCpu initiator = SimCpu.DRIVEN.get();
-        for (SimCpu cpu : cpus) {
+        FlushTarget initiator = FlushTarget.DRIVEN.get();
+        for (FlushTarget cpu : cpus) {
             count(initiator, cpu);
             cpu.runFlush(cpu::flushEverything);
         }
@@ -97,17 +102,17 @@ public final class TlbShootdown {
     }
 
     /** nr_tlb_local_flush_one/all: counted on the initiator only, when it is among the targets. */
-    private static void countLocal(List<SimCpu> targets, boolean all) {
-        SimCpu initiator = SimCpu.DRIVEN.get();
+    private static void countLocal(List<FlushTarget> targets, boolean all) {
+        FlushTarget initiator = FlushTarget.DRIVEN.get();
         if (initiator != null && targets.contains(initiator)) {
             initiator.countLocalFlush(all);
         }
     }
 
-    private List<SimCpu> targets(SimAddressSpace mm) {
-        SimCpu initiator = SimCpu.DRIVEN.get();
-        java.util.List<SimCpu> out = new java.util.ArrayList<>();
-        for (SimCpu cpu : cpus) {
+    private List<FlushTarget> targets(MmStruct mm) {
+        FlushTarget initiator = FlushTarget.DRIVEN.get();
+        List<FlushTarget> out = new ArrayList<>();
+        for (FlushTarget cpu : cpus) {
             if (mm.cpumaskHas(cpu.id())) {
                 count(initiator, cpu);
                 out.add(cpu);
@@ -116,7 +121,7 @@ public final class TlbShootdown {
         return out;
     }
 
-    private static void count(SimCpu initiator, SimCpu target) {
+    private static void count(FlushTarget initiator, FlushTarget target) {
         if (initiator == target) {
             return; // a local flush: no IPI
         }

@@ -1,0 +1,67 @@
+package org.vmcore.impl;
+
+import java.util.ArrayList;
+import java.util.List;
+import org.vmcore.api.AddressSpace;
+import org.vmcore.api.OutOfMemoryException;
+import org.vmcore.impl.mm.MmContext;
+import org.vmcore.impl.mm.SimAddressSpace;
+
+/**
+ * The machine's live address spaces and their PCIDs (the arch's ASID allocator): a new address
+ * space takes the lowest free PCID of 1..4095, an exited one gives it back. It also keeps the
+ * faults of exited address spaces for pgfault. Callers hold the machine lock.
+ */
+final class AddressSpaceTable implements MmContext.MmLifecycle {
+    private final SimAddressSpace[] byPcid = new SimAddressSpace[4096];
+    private final List<SimAddressSpace> spaces = new ArrayList<>();
+    private MmContext ctx;
+    private int nextSpaceId = 1;
+    private long exitedFaults;
+
+    /** Set once, when the machine has built the context the address spaces get. */
+    void setContext(MmContext ctx) {
+        this.ctx = ctx;
+    }
+
+    @Override
+    public SimAddressSpace newChild(int homeNode) {
+        int pcid = 1;
+        while (pcid < byPcid.length && byPcid[pcid] != null) {
+            pcid++;
+        }
+        if (pcid == byPcid.length) {
+            throw new OutOfMemoryException("all 4095 PCIDs are in use: close an address space first");
+        }
+        SimAddressSpace mm = new SimAddressSpace(ctx, nextSpaceId++, homeNode, pcid);
+        byPcid[pcid] = mm;
+        spaces.add(mm);
+        return mm;
+    }
+
+    @Override
+    public void exited(SimAddressSpace mm) {
+        exitedFaults += mm.faultCount();
+        spaces.remove(mm);
+        byPcid[mm.pcid()] = null;
+    }
+
+    /** The live address space tagged with {@code pcid}, or null. */
+    AddressSpace ofPcid(int pcid) {
+        return pcid > 0 && pcid < byPcid.length ? byPcid[pcid] : null;
+    }
+
+    /** The live address spaces, in creation order (a copy). */
+    List<SimAddressSpace> live() {
+        return new ArrayList<>(spaces);
+    }
+
+    /** pgfault: the faults of every address space, live or exited. */
+    long faults() {
+        long faults = exitedFaults;
+        for (SimAddressSpace mm : spaces) {
+            faults += mm.faultCount();
+        }
+        return faults;
+    }
+}

@@ -1,0 +1,69 @@
+package org.vmcore.impl;
+
+import org.vmcore.api.HugetlbFile;
+import org.vmcore.api.InvalidArgumentException;
+import org.vmcore.api.Page;
+import org.vmcore.api.PageSize;
+import org.vmcore.impl.vma.FileMapping;
+import org.vmcore.impl.vma.MappingRegistry;
+import org.vmcore.x86.mem.FrameDescriptors;
+import org.vmcore.x86.mem.FrameFlags;
+import org.vmcore.x86.mem.PhysicalMemory;
+
+/**
+ * The machine's public view of physical memory: a frame as a {@link Page} (as /proc/kpageflags
+ * and kpagecount show it) and reads and writes of physical addresses (/dev/mem). It validates and
+ * reads; callers hold the machine lock, since close frees the memory under it.
+ */
+final class PhysicalAccess {
+    private final PhysicalMemory memory;
+    private final MappingRegistry registry;
+
+    PhysicalAccess(PhysicalMemory memory, MappingRegistry registry) {
+        this.memory = memory;
+        this.registry = registry;
+    }
+
+    Page page(long pfn) {
+        if (!memory.isValidPfn(pfn)) {
+            throw new InvalidArgumentException("pfn", pfn, "must be below the frame count 0x" + Long.toHexString(memory.frameCount()));
+        }
+        FrameDescriptors d = memory.descriptors();
+        long head = d.headOf(pfn); // any frame of a huge page reports it, as /proc/kpagecount does
+        if (head < 0) {
+            return new Page(pfn, PageSize.SIZE_4K, memory.nodeOf(pfn), 0, 0, "free", false, null, 0);
+        }
+        pfn = head;
+        int flags = d.flags(pfn);
+        long mapping = d.mapping(pfn);
+        boolean anon = (flags & FrameFlags.ANON) != 0;
+        HugetlbFile file = !anon && registry.owner(mapping) instanceof FileMapping m ? m.file() : null;
+        PageSize size = switch (d.order(pfn)) {
+            case 9 -> PageSize.SIZE_2M;
+            case 18 -> PageSize.SIZE_1G;
+            default -> PageSize.SIZE_4K;
+        };
+        return new Page(pfn, size, memory.nodeOf(pfn), d.mapcount(pfn), d.refcount(pfn),
+                FrameFlags.describe(flags), anon, file, d.index(pfn));
+    }
+
+    long read(long pa, int width) {
+        check(pa, width);
+        return memory.contents().read(pa, width);
+    }
+
+    void write(long pa, int width, long value) {
+        check(pa, width);
+        memory.contents().write(pa, width, value);
+    }
+
+    private void check(long pa, int width) {
+        if (width != 1 && width != 2 && width != 4 && width != 8) {
+            throw new InvalidArgumentException("width", width, "must be 1, 2, 4 or 8 bytes");
+        }
+        if (pa < 0 || pa > (memory.frameCount() << 12) - width) {
+            throw new InvalidArgumentException("pa", pa, "must address " + width + " bytes inside memory of 0x"
+                    + Long.toHexString(memory.frameCount() << 12) + " bytes");
+        }
+    }
+}

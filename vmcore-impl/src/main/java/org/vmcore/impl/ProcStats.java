@@ -1,0 +1,99 @@
+package org.vmcore.impl;
+
+import java.util.LinkedHashMap;
+import java.util.Map;
+import org.vmcore.api.PageSize;
+import org.vmcore.api.TlbStats;
+import org.vmcore.impl.cpu.SimCpu;
+import org.vmcore.impl.cpu.StaleDetector;
+import org.vmcore.impl.hugetlb.HugePagePool;
+import org.vmcore.impl.hugetlb.HugetlbPools;
+import org.vmcore.impl.migrate.MigrationServiceImpl;
+import org.vmcore.impl.mm.SimAddressSpace;
+import org.vmcore.x86.mem.PhysicalMemory;
+
+/**
+ * /proc/vmstat and /proc/meminfo: reads the counters the mechanisms keep and names them as the
+ * kernel does. It changes nothing. The caller holds the machine lock for {@link #faults} and
+ * {@link #meminfo}; the CPU and migration counters are atomic.
+ */
+final class ProcStats {
+    private final PhysicalMemory memory;
+    private final int nodeCount;
+    private final HugetlbPools pools;
+    private final AddressSpaceTable spaces;
+    private final SimCpu[] cpus;
+    private final StaleDetector detector;
+    private final MigrationServiceImpl migration;
+
+    ProcStats(PhysicalMemory memory, int nodeCount, HugetlbPools pools, AddressSpaceTable spaces, SimCpu[] cpus,
+              StaleDetector detector, MigrationServiceImpl migration) {
+        this.memory = memory;
+        this.nodeCount = nodeCount;
+        this.pools = pools;
+        this.spaces = spaces;
+        this.cpus = cpus;
+        this.detector = detector;
+        this.migration = migration;
+    }
+
+    /** /proc/vmstat, given pgfault (counted under the lock by the caller). */
+    Map<String, Long> vmstat(long faults) {
+        Map<String, Long> out = new LinkedHashMap<>();
+        out.put("pgfault", faults);
+        out.putAll(migration.stats());
+        long remoteSent = 0;
+        long remoteReceived = 0;
+        long localAll = 0;
+        long localOne = 0;
+        for (SimCpu cpu : cpus) {
+            TlbStats s = cpu.stats();
+            remoteSent += s.shootdownsSent();
+            remoteReceived += s.shootdownsReceived();
+            localAll += cpu.localFlushes(true); // the kernel counts local flushes on the initiator only
+            localOne += cpu.localFlushes(false);
+        }
+        out.put("nr_tlb_remote_flush", remoteSent);
+        out.put("nr_tlb_remote_flush_received", remoteReceived);
+        out.put("nr_tlb_local_flush_all", localAll);
+        out.put("nr_tlb_local_flush_one", localOne);
+        out.put("stale_translation_uses", detector.count());
+        return out;
+    }
+
+    /** pgfault of every address space, live or exited. */
+    long faults() {
+        return spaces.faults();
+    }
+
+    /** /proc/meminfo, in kB and pages as the kernel prints them. */
+    Map<String, Long> meminfo() {
+        Map<String, Long> meminfo = new LinkedHashMap<>();
+        long anon = 0;
+        long shmem = 0;
+        for (SimAddressSpace mm : spaces.live()) {
+            var c = mm.counters();
+            anon += c.anonPages();
+            shmem += c.shmemPages();
+        }
+        meminfo.put("MemTotal", memory.frameCount() * 4);
+        meminfo.put("MemFree", memory.freeFrames() * 4);
+        meminfo.put("AnonPages", anon * 4);
+        meminfo.put("Shmem", shmem * 4);
+        meminfo.put("PageTables", memory.pageTableFrames().get() * 4);
+        long total = 0;
+        long free = 0;
+        HugePagePool pool2m = pools.pool(PageSize.SIZE_2M);
+        for (int n = 0; n < nodeCount; n++) {
+            var state = pool2m.state(n);
+            total += state.total();
+            free += state.free();
+        }
+        meminfo.put("HugePages_Total", total);
+        meminfo.put("HugePages_Free", free);
+        meminfo.put("HugePages_Rsvd", pool2m.reserved());
+        meminfo.put("HugePages_Surp", 0L);
+        meminfo.put("Hugepagesize", 2048L);
+        return meminfo;
+    }
+}

@@ -1,0 +1,166 @@
+package org.vmcore.impl.vma;
+
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.atomic.AtomicLongArray;
+import org.vmcore.api.AddressSpace;
+import org.vmcore.api.PagingMode;
+import org.vmcore.impl.base.MachineLock;
+import org.vmcore.impl.notifier.CallbackFailures;
+import org.vmcore.impl.notifier.NotifierChain;
+import org.vmcore.x86.mem.PhysicalMemory;
+import org.vmcore.x86.pgtable.PageTable;
+
+/**
+ * The mm_struct: what every layer may know of an address space. Its identity (id, home node,
+ * PCID), the cpumask of CPUs that may cache its translations, its page table, its MMU-notifier
+ * chain, its RSS and hugetlb counters and its VMA tree. It holds data, not operations: mmap,
+ * munmap, fork and the fault handler live in the mm package, in the address space built on it.
+ *
+ * <p>Layers below mm (tlb, hugetlb, rmap) see an address space only as an MmStruct, through
+ * {@link VmArea#owner()}. Counters change under the machine lock; the cpumask is atomic, since
+ * CPUs set their bit while flushers read it.
+ */
+public abstract class MmStruct implements AddressSpace {
+    private final MachineLock lock;
+    private final int id;
+    private final int homeNode;
+    private final int pcid;
+    private final int cpus;
+    private final AtomicLongArray cpumask;
+    private final NotifierChain notifiers;
+    private final PageTable pageTable;
+    private final VmaTree vmaTree;
+    private long anonPages;
+    private long shmemPages;
+    private long hugetlbBytes;
+
+    protected MmStruct(MachineLock lock, int id, int homeNode, int pcid, int cpus, PhysicalMemory memory, PagingMode mode,
+                       MappingRegistry registry, CallbackFailures failures) {
+        this.lock = lock;
+        this.id = id;
+        this.homeNode = homeNode;
+        this.pcid = pcid;
+        this.cpus = cpus;
+        this.cpumask = new AtomicLongArray((cpus + 63) / 64);
+        this.notifiers = new NotifierChain(this, failures);
+        this.pageTable = new PageTable(memory, mode, homeNode);
+        this.vmaTree = new VmaTree(registry);
+    }
+
+    @Override
+    public final int id() {
+        return id;
+    }
+
+    @Override
+    public final int homeNode() {
+        return homeNode;
+    }
+
+    @Override
+    public final int pcid() {
+        return pcid;
+    }
+
+    /** The lock of the machine this address space belongs to (also its identity: see {@link #belongsTo}). */
+    public final MachineLock lock() {
+        return lock;
+    }
+
+    /** Whether this address space was made by the machine whose lock is {@code machineLock}. */
+    public final boolean belongsTo(MachineLock machineLock) {
+        return lock == machineLock;
+    }
+
+    public final PageTable pageTable() {
+        return pageTable;
+    }
+
+    public final NotifierChain notifiers() {
+        return notifiers;
+    }
+
+    public final VmaTree vmaTree() {
+        return vmaTree;
+    }
+
+    /** The VMA containing va, or null. */
+    public final VmArea vma(long va) {
+        return vmaTree.find(va);
+    }
+
+    /** The VMAs, in address order (a copy). */
+    public final List<VmArea> vmaAreas() {
+        return new ArrayList<>(vmaTree.all());
+    }
+
+    // ---- cpumask ----
+
+    @Override
+    public final List<Integer> cpumask() {
+        lock.ensureOpen(); // a closed machine answers nothing, as before the mm_struct was split off
+        List<Integer> out = new ArrayList<>();
+        for (int cpu = 0; cpu < cpus; cpu++) {
+            if (cpumaskHas(cpu)) {
+                out.add(cpu);
+            }
+        }
+        return out;
+    }
+
+    public final void cpumaskSet(int cpu) {
+        cpumask.getAndAccumulate(cpu >>> 6, 1L << (cpu & 63), (a, b) -> a | b);
+    }
+
+    public final boolean cpumaskHas(int cpu) {
+        return (cpumask.get(cpu >>> 6) & (1L << (cpu & 63))) != 0;
+    }
+
+    // ---- counters (under the machine lock) ----
+
+    public final long anonPages() {
+        return anonPages;
+    }
+
+    public final long shmemPages() {
+        return shmemPages;
+    }
+
+    public final long hugetlbBytes() {
+        return hugetlbBytes;
+    }
+
+    /** Adds to RssAnon. */
+    public final void addAnonPages(long delta) {
+        assert Thread.holdsLock(lock);
+        anonPages += delta;
+    }
+
+    /** Adds to RssShmem. */
+    public final void addShmemPages(long delta) {
+        assert Thread.holdsLock(lock);
+        shmemPages += delta;
+    }
+
+    /** hugetlb_count_add (or a plain subtraction with a negative delta). */
+    public final void addHugetlbBytes(long delta) {
+        assert Thread.holdsLock(lock);
+        hugetlbBytes += delta;
+    }
+
+    /**
+     * hugetlb_count_sub, saturating at zero: with PMD sharing only the mm that faulted a page
+     * counts it, as in Linux, but the last sharer of a table may be another mm that zaps or
+     * unmaps it; HugetlbPages must not go negative there.
+     */
+    public final void hugetlbCountSub(long bytes) {
+        assert Thread.holdsLock(lock);
+        hugetlbBytes = Math.max(0, hugetlbBytes - bytes);
+    }
+
+    @Override
+    public String toString() {
+        return "mm" + id;
+    }
+}
