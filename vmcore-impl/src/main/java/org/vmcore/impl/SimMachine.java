@@ -1,5 +1,6 @@
 package org.vmcore.impl;
 
+import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.EnumMap;
 import java.util.List;
@@ -63,6 +64,9 @@ public final class SimMachine implements Machine {
     private final MigrationServiceImpl migration;
 
     private final CallbackFailures callbackFailures = new CallbackFailures();
+    // Closes asked for from inside a user callback, done when the operation that called back ends (under the lock).
+    private final ArrayDeque<SimAddressSpace> pendingCloses = new ArrayDeque<>();
+    private boolean closePending;
 
     private long nextMappingId = 2;
     private int nextSpaceId = 1;
@@ -291,7 +295,85 @@ public final class SimMachine implements Machine {
                 throw callbackFailures.suppressInto(new org.vmcore.api.InvariantViolationException(operation, violations));
             }
         }
+        operationDone();
+    }
+
+    /**
+     * The end of a public operation on the engine's thread: unless it runs inside a user callback
+     * (or a migration) of an outer operation, the closes that callbacks asked for happen now, then
+     * what callbacks threw is rethrown.
+     */
+    public void operationDone() {
+        if (!callbackFailures.inCallback() && !migration.migratingOnThisThread()) {
+            completePendingCloses();
+        }
         callbackFailures.rethrow();
+    }
+
+    /**
+     * Closes what a user callback asked to close while the engine was mid-change below it: the
+     * address spaces first, then the machine. Called where an operation has finished.
+     */
+    public void completePendingCloses() {
+        Throwable failure = null;
+        while (!pendingCloses.isEmpty()) {
+            try {
+                pendingCloses.removeFirst().close();
+            } catch (Throwable e) {
+                failure = addFailure(failure, e);
+            }
+        }
+        if (closePending) {
+            closePending = false;
+            try {
+                close();
+            } catch (Throwable e) {
+                failure = addFailure(failure, e);
+            }
+        }
+        if (failure != null) {
+            throw CallbackFailures.<RuntimeException>sneaky(callbackFailures.suppressInto(failure));
+        }
+    }
+
+    /**
+     * A public operation ends with {@code e}: the closes its callbacks asked for still happen
+     * (unless it runs inside an outer callback), and what they and other callbacks threw is
+     * suppressed into {@code e}, which is then thrown as it is (use as {@code throw operationFailed(e)}).
+     */
+    public RuntimeException operationFailed(Throwable e) {
+        if (!callbackFailures.inCallback() && !migration.migratingOnThisThread()) {
+            try {
+                completePendingCloses();
+            } catch (Throwable c) {
+                if (c != e) {
+                    e.addSuppressed(c);
+                }
+            }
+        }
+        throw CallbackFailures.<RuntimeException>sneaky(callbackFailures.suppressInto(e));
+    }
+
+    private static Throwable addFailure(Throwable first, Throwable next) {
+        if (first == null) {
+            return next;
+        }
+        first.addSuppressed(next);
+        return first;
+    }
+
+    /**
+     * Whether a close asked for now must wait: the engine's thread is inside a user callback,
+     * with an operation half done below it. The address space is then closed when that operation ends.
+     */
+    public boolean deferClose(SimAddressSpace mm) {
+        if (!callbackFailures.inCallback()) {
+            return false;
+        }
+        if (!pendingCloses.contains(mm)) {
+            pendingCloses.add(mm);
+        }
+        return true;
     }
 
     /** What user callbacks threw during the current operation, rethrown when it ends (engine thread, under the lock). */
@@ -503,17 +585,18 @@ public final class SimMachine implements Machine {
             if (closed) {
                 return;
             }
-            RuntimeException failure = null;
+            if (callbackFailures.inCallback()) {
+                closePending = true; // from inside a callback: the operation below finishes first
+                return;
+            }
+            pendingCloses.clear();
+            Throwable failure = null;
             try {
                 for (SimAddressSpace mm : new ArrayList<>(spaces)) {
                     try {
                         mm.close();
-                    } catch (RuntimeException e) { // a notifier's release threw: the address space is freed all the same
-                        if (failure == null) {
-                            failure = e;
-                        } else {
-                            failure.addSuppressed(e);
-                        }
+                    } catch (Throwable e) { // a notifier's release threw: the address space is freed all the same
+                        failure = addFailure(failure, e);
                     }
                 }
             } finally {
@@ -525,7 +608,7 @@ public final class SimMachine implements Machine {
                 memory.close();
             }
             if (failure != null) {
-                throw failure;
+                throw CallbackFailures.<RuntimeException>sneaky(failure);
             }
         }
     }

@@ -1,5 +1,6 @@
 package org.vmcore.impl.cpu;
 
+import java.util.ArrayList;
 import java.util.List;
 import org.vmcore.impl.mm.SimAddressSpace;
 
@@ -87,10 +88,12 @@ public final class TlbShootdown {
     /** flush_tlb_all: every CPU, every PCID. */
     public void flushAll() {
         SimCpu initiator = SimCpu.DRIVEN.get();
+        boolean remote = false;
         for (SimCpu cpu : cpus) {
-            count(initiator, cpu);
+            remote |= count(initiator, cpu);
             cpu.runFlush(cpu::flushEverything);
         }
+        countSent(initiator, remote);
         if (initiator != null) {
             initiator.countLocalFlush(true);
         }
@@ -106,22 +109,30 @@ public final class TlbShootdown {
 
     private List<SimCpu> targets(SimAddressSpace mm) {
         SimCpu initiator = SimCpu.DRIVEN.get();
-        java.util.List<SimCpu> out = new java.util.ArrayList<>();
+        List<SimCpu> out = new ArrayList<>();
+        boolean remote = false;
         for (SimCpu cpu : cpus) {
             if (mm.cpumaskHas(cpu.id())) {
-                count(initiator, cpu);
+                remote |= count(initiator, cpu);
                 out.add(cpu);
             }
         }
+        countSent(initiator, remote);
         return out;
     }
 
-    private static void count(SimCpu initiator, SimCpu target) {
+    /** Counts a shootdown received by {@code target} unless it is the initiator; returns whether it was remote. */
+    private static boolean count(SimCpu initiator, SimCpu target) {
         if (initiator == target) {
-            return; // a local flush: no IPI
+            return false; // a local flush: no IPI
         }
         target.countShootdownReceived();
-        if (initiator != null) {
+        return true;
+    }
+
+    /** nr_tlb_remote_flush: one per flush that reached other CPUs, however many (flush_tlb_multi counts once). */
+    private static void countSent(SimCpu initiator, boolean remote) {
+        if (remote && initiator != null) {
             initiator.countShootdownSent();
         }
     }

@@ -371,7 +371,12 @@ public final class MigrationServiceImpl implements MigrationService {
         for (int pass = 0; pass < PASSES && rc == -Errno.EAGAIN; pass++) {
             synchronized (machine.lock()) {
                 machine.ensureOpen();
-                rc = migrateOne(pfn, toNode, poisonOld);
+                try {
+                    rc = migrateOne(pfn, toNode, poisonOld);
+                } catch (RuntimeException | Error e) {
+                    throw machine.operationFailed(e);
+                }
+                machine.operationDone(); // a close a callback asked for happens between pages
             }
             if (rc == -Errno.EAGAIN) {
                 Thread.onSpinWait();
@@ -413,7 +418,7 @@ public final class MigrationServiceImpl implements MigrationService {
         }
         finish(pfn, target, rc, huge, pool, poisonOld);
         if (move.any()) {
-            throw machine.callbackFailures().suppressInto(move.take());
+            throw CallbackFailures.sneaky(machine.callbackFailures().suppressInto(move.take()));
         }
         machine.callbackFailures().rethrow(); // a notifier failure after the copy: the migration completed
         return rc;
@@ -434,7 +439,7 @@ public final class MigrationServiceImpl implements MigrationService {
             } catch (RuntimeException | Error e) { // a notifier refused at invalidateRangeStart
                 move.add(e);
             }
-            RuntimeException collected = machine.callbackFailures().take();
+            Throwable collected = machine.callbackFailures().take();
             if (collected != null) {
                 move.add(collected);
             }
@@ -465,7 +470,7 @@ public final class MigrationServiceImpl implements MigrationService {
         }
         if (wasMapped) {
             var event = phaseEvent();
-            unmap.removeMigrationEntries(pfn, rc == 0 ? target : pfn);
+            unmap.removeMigrationPtes(pfn, rc == 0 ? target : pfn);
             commit(event, rc == 0 ? "remap" : "put back", pfn, target, size);
             notify(MigrationPhase.AFTER_REMAP, pfn, target, size, toNode, move);
         }
@@ -544,10 +549,14 @@ public final class MigrationServiceImpl implements MigrationService {
     private void notify(MigrationPhase phase, long pfn, long target, PageSize size, int toNode, CallbackFailures move) {
         MigrationObserver o = observer;
         if (o != null && !move.any()) {
+            CallbackFailures calls = machine.callbackFailures();
+            calls.enter();
             try {
                 o.onPhase(new MigrationEvent(phase, pfn, target, size, toNode));
             } catch (RuntimeException | Error e) {
                 move.add(e);
+            } finally {
+                calls.exit();
             }
         }
     }

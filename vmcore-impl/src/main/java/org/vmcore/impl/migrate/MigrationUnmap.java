@@ -132,9 +132,19 @@ public final class MigrationUnmap {
      */
     public int removeMigrationEntries(long oldPfn, long newPfn) {
         checkHead(newPfn);
+        return removeMigrationPtes(oldPfn, newPfn);
+    }
+
+    /**
+     * remove_migration_ptes inside a migration: as {@link #removeMigrationEntries}, but a page
+     * whose anon_vma or file went while it moved (its last mapping was unmapped, or its process
+     * exited, from a callback) has no mapping left to restore, so nothing is restored.
+     */
+    public int removeMigrationPtes(long oldPfn, long newPfn) {
         int restored = 0;
         long index = descriptors.index(newPfn);
-        for (VmArea vma : machine.rmapImpl().candidates(newPfn)) {
+        boolean owned = machine.mappingOwner(descriptors.mapping(newPfn)) != null;
+        for (VmArea vma : owned ? machine.rmapImpl().candidates(newPfn) : List.<VmArea>of()) {
             long address = vma.address(index);
             if (address < 0) {
                 continue;

@@ -20,11 +20,13 @@ import org.vmcore.api.PageSize;
 import org.vmcore.api.Protection;
 import org.vmcore.api.SegmentationFaultException;
 import org.vmcore.api.Vma;
+import org.vmcore.api.VmException;
 import org.vmcore.api.VmaKind;
 import org.vmcore.impl.SimMachine;
 import org.vmcore.impl.hugetlb.HugePagePool;
 import org.vmcore.impl.hugetlb.HugetlbFileImpl;
 import org.vmcore.impl.hugetlb.PmdSharing;
+import org.vmcore.impl.notifier.CallbackFailures;
 import org.vmcore.impl.notifier.NotifierChain;
 import org.vmcore.impl.rmap.AnonVma;
 import org.vmcore.impl.rmap.FileMapping;
@@ -101,7 +103,7 @@ public final class SimAddressSpace implements AddressSpace {
     @Override
     public long mmap(long address, long length, Protection prot, int flags) {
         synchronized (machine.lock()) {
-            ensureOpen();
+            ensureChangeable("mmap");
             checkMmapFlags(flags, true);
             checkProtection(prot);
             long len = checkLength(length, PageSize.SIZE_4K);
@@ -126,7 +128,7 @@ public final class SimAddressSpace implements AddressSpace {
     @Override
     public long mmap(HugetlbFile file, long offset, long address, long length, Protection prot, int flags) {
         synchronized (machine.lock()) {
-            ensureOpen();
+            ensureChangeable("mmap");
             if (file == null || !machine.hugetlbfsImpl().owns(file)) {
                 throw new InvalidArgumentException("file", file, "must be a file of this machine's hugetlbfs");
             }
@@ -234,7 +236,7 @@ public final class SimAddressSpace implements AddressSpace {
     @Override
     public void munmap(long address, long length) {
         synchronized (machine.lock()) {
-            ensureOpen();
+            ensureChangeable("munmap");
             checkAddress(address, "address");
             long len = checkLength(length, PageSize.SIZE_4K);
             checkRangeInUserSpace(address, len, "-EINVAL");
@@ -247,7 +249,7 @@ public final class SimAddressSpace implements AddressSpace {
     @Override
     public void mprotect(long address, long length, Protection prot) {
         synchronized (machine.lock()) {
-            ensureOpen();
+            ensureChangeable("mprotect");
             checkAddress(address, "address");
             checkProtection(prot);
             long len = checkLength(length, PageSize.SIZE_4K);
@@ -340,13 +342,13 @@ public final class SimAddressSpace implements AddressSpace {
     }
 
     /** Closes a child that fork will not return; what the close throws joins {@code e}. */
-    private RuntimeException closeChild(SimAddressSpace child, RuntimeException e) {
+    private RuntimeException closeChild(SimAddressSpace child, Throwable e) {
         try {
             child.close();
         } catch (RuntimeException c) {
             e.addSuppressed(c);
         }
-        return machine.callbackFailures().suppressInto(e);
+        return CallbackFailures.sneaky(machine.callbackFailures().suppressInto(e));
     }
 
     // ---- fork / exit ----
@@ -354,7 +356,7 @@ public final class SimAddressSpace implements AddressSpace {
     @Override
     public AddressSpace fork() {
         synchronized (machine.lock()) {
-            ensureOpen();
+            ensureChangeable("fork");
             SimAddressSpace child = machine.newChild(homeNode);
             try {
                 for (VmArea v : vmas.values()) {
@@ -383,8 +385,8 @@ public final class SimAddressSpace implements AddressSpace {
     @Override
     public void close() {
         synchronized (machine.lock()) {
-            if (closed) {
-                return;
+            if (closed || machine.deferClose(this)) {
+                return; // from inside a user callback: closed when the operation that called back ends
             }
             try {
                 if (!machine.memory().isClosed()) {
@@ -419,7 +421,7 @@ public final class SimAddressSpace implements AddressSpace {
     @Override
     public FaultResult fault(long va, Access access) {
         synchronized (machine.lock()) {
-            ensureOpen();
+            ensureChangeable("fault");
             if (access == null) {
                 throw new InvalidArgumentException("access", null, "must not be null");
             }
@@ -523,6 +525,7 @@ public final class SimAddressSpace implements AddressSpace {
 
     @Override
     public List<Integer> cpumask() {
+        ensureOpen();
         List<Integer> out = new ArrayList<>();
         for (int cpu = 0; cpu < machine.config().cpus(); cpu++) {
             if (cpumaskHas(cpu)) {
@@ -576,7 +579,7 @@ public final class SimAddressSpace implements AddressSpace {
                         + Long.toHexString(pageTable.mode().taskSizeMax()));
             }
             machine.shootdown().flushRange(this, start, end, strideShift);
-            machine.callbackFailures().rethrow();
+            machine.operationDone();
         }
     }
 
@@ -585,7 +588,7 @@ public final class SimAddressSpace implements AddressSpace {
         synchronized (machine.lock()) {
             ensureOpen();
             machine.shootdown().flushMm(this);
-            machine.callbackFailures().rethrow();
+            machine.operationDone();
         }
     }
 
@@ -633,7 +636,7 @@ public final class SimAddressSpace implements AddressSpace {
             } else {
                 young |= flush ? notifiers.clearFlushYoung(addr, addr + size.bytes()) : notifiers.clearYoung(addr, addr + size.bytes());
             }
-            machine.callbackFailures().rethrow(); // the accessed bits are cleared all the same
+            machine.operationDone(); // the accessed bits are cleared all the same
             return young;
         }
     }
@@ -883,6 +886,19 @@ public final class SimAddressSpace implements AddressSpace {
     }
 
     // ---- validation ----
+
+    /**
+     * {@link #ensureOpen()}, and refuses a change of this address space from inside one of its own
+     * MMU notifiers: the kernel calls them under locks (the mmap lock, rmap locks) that the change
+     * would need, so it would deadlock there; here it would change what the operation below is changing.
+     */
+    private void ensureChangeable(String operation) {
+        ensureOpen();
+        if (notifiers.isCalling()) {
+            throw new VmException(operation + " of " + this + " from inside one of its own MMU notifiers: a notifier must"
+                    + " not change the address space it is notified for (the kernel holds its locks there)");
+        }
+    }
 
     /** Throws ClosedException if the machine is closed or this address space has exited. */
     public void ensureOpen() {

@@ -39,7 +39,7 @@ public final class RmapWalkerImpl implements RmapWalker {
     public UnmapResult tryToUnmap(long pfn) {
         synchronized (machine.lock()) {
             machine.ensureOpen();
-            return completed(() -> unmap.tryToUnmap(pfn), machine.callbackFailures());
+            return completed(() -> unmap.tryToUnmap(pfn));
         }
     }
 
@@ -47,7 +47,7 @@ public final class RmapWalkerImpl implements RmapWalker {
     public UnmapResult tryToMigrate(long pfn) {
         synchronized (machine.lock()) {
             machine.ensureOpen();
-            return completed(() -> unmap.tryToMigrate(pfn), machine.callbackFailures());
+            return completed(() -> unmap.tryToMigrate(pfn));
         }
     }
 
@@ -55,14 +55,14 @@ public final class RmapWalkerImpl implements RmapWalker {
      * Runs a walk that calls notifiers, then rethrows what they threw: the mappings already
      * handled stay handled (every range opened was closed), as a partial try_to_unmap leaves them.
      */
-    private static UnmapResult completed(Supplier<UnmapResult> walk, CallbackFailures failures) {
+    private UnmapResult completed(Supplier<UnmapResult> walk) {
         UnmapResult result;
         try {
             result = walk.get();
-        } catch (RuntimeException e) {
-            throw failures.suppressInto(e);
+        } catch (RuntimeException | Error e) {
+            throw machine.operationFailed(e);
         }
-        failures.rethrow();
+        machine.operationDone();
         return result;
     }
 
@@ -81,7 +81,18 @@ public final class RmapWalkerImpl implements RmapWalker {
             if (visitor == null) {
                 throw new InvalidArgumentException("visitor", null, "must not be null");
             }
-            return walkVmas(pfn, (vma, address) -> visitor.visit(vma.owner(), address));
+            CallbackFailures calls = machine.callbackFailures();
+            int visited;
+            calls.enter();
+            try {
+                visited = walkVmas(pfn, (vma, address) -> visitor.visit(vma.owner(), address));
+            } catch (RuntimeException | Error e) {
+                calls.exit();
+                throw machine.operationFailed(e);
+            }
+            calls.exit();
+            machine.operationDone(); // a close the visitor asked for happens now
+            return visited;
         }
     }
 
