@@ -6,8 +6,12 @@ package org.vmcore.api;
  *
  * @param anonPages      RssAnon, in 4 KiB pages (private anonymous pages and COW copies)
  * @param shmemPages     RssShmem, in 4 KiB pages (shared anonymous pages mapped)
- * @param hugetlbBytes   HugetlbPages: bytes of hugetlb pages mapped by this address space's
- *                       own entries or through shared PMD tables
+ * @param hugetlbBytes   HugetlbPages as Linux counts it (hugetlb_count_add/sub): bytes of the
+ *                       hugetlb entries this address space installed. A sharer that reaches a page
+ *                       through a shared PMD table is not charged for it, unsharing does not move
+ *                       the charge, and the address space that zaps the last entry is debited;
+ *                       where that would make Linux's counter negative, vmcore stops at 0.
+ *                       Migration entries count like the entries they replace.
  * @param pageTablePages page-table pages referenced, the root included (a shared PMD table counts
  *                       for every address space that points at it, as pgtables_bytes does)
  * @param pmdTables      PMD tables referenced (nr_pmds), shared ones included

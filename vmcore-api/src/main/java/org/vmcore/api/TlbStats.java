@@ -14,7 +14,8 @@ package org.vmcore.api;
  * @param rangeFlushes       range flushes received (one INVLPG per stride step)
  * @param mmFlushes          flushes of one address space's whole PCID received
  * @param fullFlushes        flushes of everything received
- * @param shootdownsSent     flushes this CPU sent to other CPUs (as the initiating CPU)
+ * @param shootdownsSent     flushes this CPU initiated that reached other CPUs, one per flush however many
+ *                           CPUs it reached (nr_tlb_remote_flush counts them so)
  * @param shootdownsReceived flushes that came from another CPU or from the engine
  */
 public record TlbStats(long hits, long misses, long misses4k, long misses2m, long misses1g, long walks, long pscHits,

@@ -2,6 +2,7 @@ package org.vmcore.impl;
 
 import java.util.ArrayList;
 import java.util.List;
+import java.util.function.Predicate;
 import org.vmcore.api.AddressSpace;
 import org.vmcore.api.OutOfMemoryException;
 import org.vmcore.impl.mm.MmContext;
@@ -10,14 +11,21 @@ import org.vmcore.impl.mm.SimAddressSpace;
 /**
  * The machine's live address spaces and their PCIDs (the arch's ASID allocator): a new address
  * space takes the lowest free PCID of 1..4095, an exited one gives it back. It also keeps the
- * faults of exited address spaces for pgfault. Callers hold the machine lock.
+ * faults of exited address spaces for pgfault, and passes on an address space's request to
+ * defer its close to the machine's end of operation. Callers hold the machine lock.
  */
 final class AddressSpaceTable implements MmContext.MmLifecycle {
     private final SimAddressSpace[] byPcid = new SimAddressSpace[4096];
     private final List<SimAddressSpace> spaces = new ArrayList<>();
+    private final Predicate<SimAddressSpace> deferClose;
     private MmContext ctx;
     private int nextSpaceId = 1;
     private long exitedFaults;
+
+    /** @param deferClose whether a close asked for now must wait for the operation below (and queues it) */
+    AddressSpaceTable(Predicate<SimAddressSpace> deferClose) {
+        this.deferClose = deferClose;
+    }
 
     /** Set once, when the machine has built the context the address spaces get. */
     void setContext(MmContext ctx) {
@@ -44,6 +52,11 @@ final class AddressSpaceTable implements MmContext.MmLifecycle {
         exitedFaults += mm.faultCount();
         spaces.remove(mm);
         byPcid[mm.pcid()] = null;
+    }
+
+    @Override
+    public boolean deferClose(SimAddressSpace mm) {
+        return deferClose.test(mm);
     }
 
     /** The live address space tagged with {@code pcid}, or null. */

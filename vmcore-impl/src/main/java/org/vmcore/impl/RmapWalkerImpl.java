@@ -8,6 +8,7 @@ import org.vmcore.api.Mapping;
 import org.vmcore.api.RmapWalker;
 import org.vmcore.api.UnmapResult;
 import org.vmcore.impl.base.MachineLock;
+import org.vmcore.impl.base.OperationHook;
 import org.vmcore.impl.migrate.RemoveMigrationPtes;
 import org.vmcore.impl.notifier.CallbackFailures;
 import org.vmcore.impl.rmap.RmapWalk;
@@ -24,15 +25,17 @@ import org.vmcore.x86.mem.FrameDescriptors;
 final class RmapWalkerImpl implements RmapWalker {
     private final MachineLock lock;
     private final CallbackFailures failures;
+    private final OperationHook hook;
     private final FrameDescriptors descriptors;
     private final RmapWalk rmap;
     private final TryToUnmap unmap;
     private final RemoveMigrationPtes removeMigrationPtes;
 
-    RmapWalkerImpl(MachineLock lock, CallbackFailures failures, FrameDescriptors descriptors, RmapWalk rmap, TryToUnmap unmap,
+    RmapWalkerImpl(MachineLock lock, CallbackFailures failures, OperationHook hook, FrameDescriptors descriptors, RmapWalk rmap, TryToUnmap unmap,
                    RemoveMigrationPtes removeMigrationPtes) {
         this.lock = lock;
         this.failures = failures;
+        this.hook = hook;
         this.descriptors = descriptors;
         this.rmap = rmap;
         this.unmap = unmap;
@@ -43,7 +46,7 @@ final class RmapWalkerImpl implements RmapWalker {
     public UnmapResult tryToUnmap(long pfn) {
         synchronized (lock) {
             lock.ensureOpen();
-            return completed(() -> unmap.tryToUnmap(pfn), failures);
+            return completed(() -> unmap.tryToUnmap(pfn));
         }
     }
 
@@ -51,7 +54,7 @@ final class RmapWalkerImpl implements RmapWalker {
     public UnmapResult tryToMigrate(long pfn) {
         synchronized (lock) {
             lock.ensureOpen();
-            return completed(() -> unmap.tryToMigrate(pfn), failures);
+            return completed(() -> unmap.tryToMigrate(pfn));
         }
     }
 
@@ -59,14 +62,14 @@ final class RmapWalkerImpl implements RmapWalker {
      * Runs a walk that calls notifiers, then rethrows what they threw: the mappings already
      * handled stay handled (every range opened was closed), as a partial try_to_unmap leaves them.
      */
-    private static UnmapResult completed(Supplier<UnmapResult> walk, CallbackFailures failures) {
+    private UnmapResult completed(Supplier<UnmapResult> walk) {
         UnmapResult result;
         try {
             result = walk.get();
-        } catch (RuntimeException e) {
-            throw failures.suppressInto(e);
+        } catch (RuntimeException | Error e) {
+            throw hook.operationFailed(e);
         }
-        failures.rethrow();
+        hook.operationDone();
         return result;
     }
 
@@ -74,7 +77,7 @@ final class RmapWalkerImpl implements RmapWalker {
     public int removeMigrationEntries(long oldPfn, long newPfn) {
         synchronized (lock) {
             lock.ensureOpen();
-            return removeMigrationPtes.removeMigrationPtes(oldPfn, newPfn);
+            return removeMigrationPtes.removeMigrationEntries(oldPfn, newPfn);
         }
     }
 
@@ -85,7 +88,17 @@ final class RmapWalkerImpl implements RmapWalker {
             if (visitor == null) {
                 throw new InvalidArgumentException("visitor", null, "must not be null");
             }
-            return rmap.walkVmas(pfn, (vma, address) -> visitor.visit(vma.owner(), address));
+            int visited;
+            failures.enter();
+            try {
+                visited = rmap.walkVmas(pfn, (vma, address) -> visitor.visit(vma.owner(), address));
+            } catch (RuntimeException | Error e) {
+                failures.exit();
+                throw hook.operationFailed(e);
+            }
+            failures.exit();
+            hook.operationDone(); // a close the visitor asked for happens now
+            return visited;
         }
     }
 

@@ -59,7 +59,8 @@ public final class SimMachine implements Machine {
     private final MappingRegistry registry = new MappingRegistry();
     private final MigratingThread migrating = new MigratingThread();
     private final StaleDetector detector = new StaleDetector();
-    private final AddressSpaceTable spaces = new AddressSpaceTable();
+    private final AddressSpaceTable spaces;
+    private final OperationEnd ops;
     private final HugetlbPools pools;
     private final HugetlbFsImpl hugetlbfs;
     private final SimCpu[] cpus;
@@ -76,6 +77,8 @@ public final class SimMachine implements Machine {
         long[] nodes = config.nodeBytes().stream().mapToLong(Long::longValue).toArray();
         this.nodeCount = nodes.length;
         this.memory = new PhysicalMemory(nodes);
+        this.ops = new OperationEnd(lock, callbackFailures, migrating, this::checkAfter, this::close);
+        this.spaces = new AddressSpaceTable(ops::deferClose);
         try {
             Map<PageSize, HugePagePool> bySize = new EnumMap<>(PageSize.class);
             // 1 GiB pages first: they need whole order-18 blocks, which 2 MiB pages would break up.
@@ -88,7 +91,7 @@ public final class SimMachine implements Machine {
             }
             this.pools = new HugetlbPools(bySize, memory.descriptors());
             this.hugetlbfs = new HugetlbFsImpl(lock, nodeCount, pools, memory.descriptors(), registry, SimAddressSpace.VMDELETE,
-                    this::afterOperation);
+                    ops);
             this.cpus = new SimCpu[config.cpus()];
             for (int i = 0; i < cpus.length; i++) {
                 cpus[i] = new SimCpu(lock, i, config, memory, detector, this::addressSpaceOfPcid);
@@ -99,12 +102,12 @@ public final class SimMachine implements Machine {
             MigrationEntryRefs migrationRefs = new MigrationEntryRefs(memory, registry, rmapWalk, pools);
             TryToUnmap unmap = new TryToUnmap(memory, rmapWalk, shootdown, config);
             RemoveMigrationPtes removeMigrationPtes = new RemoveMigrationPtes(lock, memory.descriptors(), rmapWalk, unmap,
-                    migrationRefs);
-            this.rmap = new RmapWalkerImpl(lock, callbackFailures, memory.descriptors(), rmapWalk, unmap, removeMigrationPtes);
+                    migrationRefs, registry);
+            this.rmap = new RmapWalkerImpl(lock, callbackFailures, ops, memory.descriptors(), rmapWalk, unmap, removeMigrationPtes);
             this.migration = new MigrationServiceImpl(lock, nodeCount, memory, pools, registry, unmap, removeMigrationPtes,
-                    migrationRefs, callbackFailures, this::afterOperation, migrating);
+                    migrationRefs, callbackFailures, ops, migrating);
             spaces.setContext(new MmContext(lock, config, memory, registry, pools, hugetlbfs, shootdown, callbackFailures,
-                    this::afterOperation, migrating, migrationRefs, spaces));
+                    ops, migrating, migrationRefs, spaces));
             this.physical = new PhysicalAccess(memory, registry);
             this.procStats = new ProcStats(memory, nodeCount, pools, spaces, cpus, detector, migration);
         } catch (RuntimeException e) {
@@ -224,21 +227,14 @@ public final class SimMachine implements Machine {
         }
     }
 
-    /**
-     * Called at the end of every public operation: with the option on, runs the checker and
-     * throws on a violation. Skipped inside a migration (its observer runs mid-operation).
-     */
-    public void afterOperation(String operation) {
-        if (migrating.isCurrent()) {
-            return; // the migration takes what its callbacks threw itself
-        }
+    /** With the option on, runs the checker after {@code operation} and throws on a violation. */
+    private void checkAfter(String operation) {
         if (config.checkInvariants() && !lock.isClosed()) {
             List<String> violations = checker().check();
             if (!violations.isEmpty()) {
                 throw callbackFailures.suppressInto(new InvariantViolationException(operation, violations));
             }
         }
-        callbackFailures.rethrow();
     }
 
     private InvariantChecker checker() {
@@ -362,20 +358,17 @@ public final class SimMachine implements Machine {
     @Override
     public void close() {
         synchronized (lock) {
-            if (lock.isClosed()) {
-                return;
+            if (lock.isClosed() || ops.deferMachineClose()) {
+                return; // from inside a callback: closed when the operation that called back ends
             }
-            RuntimeException failure = null;
+            ops.machineClosing();
+            Throwable failure = null;
             try {
                 for (SimAddressSpace mm : spaces.live()) {
                     try {
                         mm.close();
-                    } catch (RuntimeException e) { // a notifier's release threw: the address space is freed all the same
-                        if (failure == null) {
-                            failure = e;
-                        } else {
-                            failure.addSuppressed(e);
-                        }
+                    } catch (Throwable e) { // a notifier's release threw: the address space is freed all the same
+                        failure = OperationEnd.addFailure(failure, e);
                     }
                 }
             } finally {
@@ -387,7 +380,7 @@ public final class SimMachine implements Machine {
                 memory.close();
             }
             if (failure != null) {
-                throw failure;
+                throw CallbackFailures.<RuntimeException>sneaky(failure);
             }
         }
     }

@@ -283,4 +283,40 @@ class CloseTest {
             assertThat(machine.checkInvariants()).isEmpty();
         }
     }
+
+    @ParameterizedTest(name = "round {0}")
+    @ValueSource(ints = {1, 2, 3, 4, 5, 6, 7, 8})
+    @DisplayName("a CPU whose every access faults, racing the close of its address space, sees only ClosedException")
+    void closeRacesFaultingAccesses(int round) throws Exception {
+        try (Machine machine = Machine.builder().cpus(2).build()) {
+            AddressSpace mm = machine.createAddressSpace();
+            int pages = 4096;
+            mm.mmap(VA, pages * 4096L, Protection.READ_WRITE, ANON);
+            Cpu cpu = machine.cpu(1);
+            AtomicReference<Throwable> ended = new AtomicReference<>();
+            CountDownLatch running = new CountDownLatch(1);
+            Thread t = new Thread(() -> {
+                try {
+                    cpu.switchTo(mm);
+                    for (int i = 0; i < pages; i++) { // a fresh page each time: every store faults
+                        cpu.store(VA + i * 4096L, 8, i);
+                        if (i == 8 * round) {
+                            running.countDown();
+                        }
+                    }
+                } catch (Throwable e) {
+                    ended.set(e);
+                } finally {
+                    running.countDown();
+                }
+            });
+            t.start();
+            running.await();
+            mm.close();
+            t.join(10_000);
+            assertThat(ended.get()).as("the only way out of the loop early").satisfiesAnyOf(
+                    e -> assertThat(e).isNull(), e -> assertThat(e).isInstanceOf(ClosedException.class));
+            assertThat(machine.checkInvariants()).isEmpty();
+        }
+    }
 }

@@ -1,11 +1,26 @@
 package org.vmcore.impl.base;
 
 /**
- * What runs at the end of every public mm operation (the invariant check, when configured, and
- * the rethrow of what user callbacks threw). The machine supplies it; lower layers only call it.
+ * The end of every public mm operation, as the machine defines it: the invariant check (when
+ * configured), the closes that user callbacks asked for while the operation was below them, and
+ * the rethrow of what those callbacks threw. The machine supplies it; lower layers only call it,
+ * under the machine lock, on the engine's thread.
  */
-@FunctionalInterface
 public interface OperationHook {
-    /** Called under the machine lock once {@code operation} has finished its work. */
+    /** {@code operation} has finished its work: checks the invariants, then {@link #operationDone()}. */
     void afterOperation(String operation);
+
+    /**
+     * The operation has ended without the invariant check: unless it runs inside a user callback
+     * (or a migration) of an outer operation, deferred closes happen now; then what callbacks
+     * threw is rethrown.
+     */
+    void operationDone();
+
+    /**
+     * The operation ends with {@code e}: deferred closes still happen (unless nested in a callback)
+     * and what callbacks threw is suppressed into {@code e}, which is thrown as it is. Declared to
+     * return so that callers can write {@code throw hook.operationFailed(e)}.
+     */
+    RuntimeException operationFailed(Throwable e);
 }

@@ -589,6 +589,11 @@ public final class SimCpu implements Cpu, FlushTarget {
             throw new IllegalStateException("cpu" + id + ": " + access + " at 0x" + Long.toHexString(va) + " still faults after "
                     + tries + " retries (fault code " + PageFaultCode.describe(code) + ")");
         }
+        if (mm == null) { // the address space exited under this CPU since the access began
+            String closed = closedUnder;
+            throw closed != null ? new ClosedException(closed)
+                    : new IllegalStateException("cpu" + id + " has no current address space: call switchTo first");
+        }
         FaultResult result = mm.fault(va, access);
         if (result == FaultResult.MIGRATION_WAIT) {
             mm.waitForMigration(va);

@@ -391,7 +391,12 @@ public final class MigrationServiceImpl implements MigrationService {
         for (int pass = 0; pass < PASSES && rc == -Errno.EAGAIN; pass++) {
             synchronized (lock) {
                 lock.ensureOpen();
-                rc = migrateOne(pfn, toNode, poisonOld);
+                try {
+                    rc = migrateOne(pfn, toNode, poisonOld);
+                } catch (RuntimeException | Error e) {
+                    throw hook.operationFailed(e);
+                }
+                hook.operationDone(); // a close a callback asked for happens between pages
             }
             if (rc == -Errno.EAGAIN) {
                 Thread.onSpinWait();
@@ -432,7 +437,7 @@ public final class MigrationServiceImpl implements MigrationService {
         }
         finish(pfn, target, rc, huge, pool, poisonOld);
         if (move.any()) {
-            throw callbackFailures.suppressInto(move.take());
+            throw CallbackFailures.sneaky(callbackFailures.suppressInto(move.take()));
         }
         callbackFailures.rethrow(); // a notifier failure after the copy: the migration completed
         return rc;
@@ -453,7 +458,7 @@ public final class MigrationServiceImpl implements MigrationService {
             } catch (RuntimeException | Error e) { // a notifier refused at invalidateRangeStart
                 move.add(e);
             }
-            RuntimeException collected = callbackFailures.take();
+            Throwable collected = callbackFailures.take();
             if (collected != null) {
                 move.add(collected);
             }
@@ -563,10 +568,13 @@ public final class MigrationServiceImpl implements MigrationService {
     private void notify(MigrationPhase phase, long pfn, long target, PageSize size, int toNode, CallbackFailures move) {
         MigrationObserver o = observer;
         if (o != null && !move.any()) {
+            callbackFailures.enter();
             try {
                 o.onPhase(new MigrationEvent(phase, pfn, target, size, toNode));
             } catch (RuntimeException | Error e) {
                 move.add(e);
+            } finally {
+                callbackFailures.exit();
             }
         }
     }

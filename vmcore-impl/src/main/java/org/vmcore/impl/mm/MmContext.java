@@ -41,5 +41,12 @@ public record MmContext(MachineLock lock, MachineConfig config, PhysicalMemory m
 
         /** Called by an address space when it exits, after its PCID was flushed everywhere. */
         void exited(SimAddressSpace mm);
+
+        /**
+         * Whether a close of {@code mm} asked for now must wait: the engine's thread is inside a
+         * user callback with an operation half done below it; the machine then closes {@code mm}
+         * when that operation ends.
+         */
+        boolean deferClose(SimAddressSpace mm);
     }
 }

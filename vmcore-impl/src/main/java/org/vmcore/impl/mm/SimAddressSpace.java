@@ -21,12 +21,14 @@ import org.vmcore.api.PageSize;
 import org.vmcore.api.Protection;
 import org.vmcore.api.SegmentationFaultException;
 import org.vmcore.api.Vma;
+import org.vmcore.api.VmException;
 import org.vmcore.api.VmaKind;
 import org.vmcore.impl.base.Nodes;
 import org.vmcore.impl.hugetlb.HugePagePool;
 import org.vmcore.impl.hugetlb.HugetlbFileImpl;
 import org.vmcore.impl.hugetlb.HugetlbVmdelete;
 import org.vmcore.impl.hugetlb.PmdSharing;
+import org.vmcore.impl.notifier.CallbackFailures;
 import org.vmcore.impl.notifier.Invalidation;
 import org.vmcore.impl.stat.FaultEvent;
 import org.vmcore.impl.tlb.TlbGather;
@@ -96,7 +98,7 @@ public final class SimAddressSpace extends MmStruct {
     @Override
     public long mmap(long address, long length, Protection prot, int flags) {
         synchronized (lock()) {
-            ensureOpen();
+            ensureChangeable("mmap");
             checkMmapFlags(flags, true);
             checkProtection(prot);
             long len = checkLength(length, PageSize.SIZE_4K);
@@ -120,7 +122,7 @@ public final class SimAddressSpace extends MmStruct {
     @Override
     public long mmap(HugetlbFile file, long offset, long address, long length, Protection prot, int flags) {
         synchronized (lock()) {
-            ensureOpen();
+            ensureChangeable("mmap");
             if (file == null || !ctx.hugetlbfs().owns(file)) {
                 throw new InvalidArgumentException("file", file, "must be a file of this machine's hugetlbfs");
             }
@@ -227,7 +229,7 @@ public final class SimAddressSpace extends MmStruct {
     @Override
     public void munmap(long address, long length) {
         synchronized (lock()) {
-            ensureOpen();
+            ensureChangeable("munmap");
             checkAddress(address, "address");
             long len = checkLength(length, PageSize.SIZE_4K);
             checkRangeInUserSpace(address, len, "-EINVAL");
@@ -240,7 +242,7 @@ public final class SimAddressSpace extends MmStruct {
     @Override
     public void mprotect(long address, long length, Protection prot) {
         synchronized (lock()) {
-            ensureOpen();
+            ensureChangeable("mprotect");
             checkAddress(address, "address");
             checkProtection(prot);
             long len = checkLength(length, PageSize.SIZE_4K);
@@ -333,13 +335,13 @@ public final class SimAddressSpace extends MmStruct {
     }
 
     /** Closes a child that fork will not return; what the close throws joins {@code e}. */
-    private RuntimeException closeChild(SimAddressSpace child, RuntimeException e) {
+    private RuntimeException closeChild(SimAddressSpace child, Throwable e) {
         try {
             child.close();
         } catch (RuntimeException c) {
             e.addSuppressed(c);
         }
-        return ctx.callbackFailures().suppressInto(e);
+        return CallbackFailures.sneaky(ctx.callbackFailures().suppressInto(e));
     }
 
     // ---- fork / exit ----
@@ -347,7 +349,7 @@ public final class SimAddressSpace extends MmStruct {
     @Override
     public AddressSpace fork() {
         synchronized (lock()) {
-            ensureOpen();
+            ensureChangeable("fork");
             SimAddressSpace child = ctx.lifecycle().newChild(homeNode());
             try {
                 for (VmArea v : vmas.all()) {
@@ -376,8 +378,8 @@ public final class SimAddressSpace extends MmStruct {
     @Override
     public void close() {
         synchronized (lock()) {
-            if (closed) {
-                return;
+            if (closed || ctx.lifecycle().deferClose(this)) {
+                return; // from inside a user callback: closed when the operation that called back ends
             }
             try {
                 if (!ctx.memory().isClosed()) {
@@ -412,7 +414,7 @@ public final class SimAddressSpace extends MmStruct {
     @Override
     public FaultResult fault(long va, Access access) {
         synchronized (lock()) {
-            ensureOpen();
+            ensureChangeable("fault");
             if (access == null) {
                 throw new InvalidArgumentException("access", null, "must not be null");
             }
@@ -536,7 +538,7 @@ public final class SimAddressSpace extends MmStruct {
                         + Long.toHexString(pageTable.mode().taskSizeMax()));
             }
             shootdown.flushRange(this, start, end, strideShift);
-            ctx.callbackFailures().rethrow();
+            ctx.hook().operationDone();
         }
     }
 
@@ -545,7 +547,7 @@ public final class SimAddressSpace extends MmStruct {
         synchronized (lock()) {
             ensureOpen();
             shootdown.flushMm(this);
-            ctx.callbackFailures().rethrow();
+            ctx.hook().operationDone();
         }
     }
 
@@ -593,7 +595,7 @@ public final class SimAddressSpace extends MmStruct {
             } else {
                 young |= flush ? notifiers().clearFlushYoung(addr, addr + size.bytes()) : notifiers().clearYoung(addr, addr + size.bytes());
             }
-            ctx.callbackFailures().rethrow(); // the accessed bits are cleared all the same
+            ctx.hook().operationDone(); // the accessed bits are cleared all the same
             return young;
         }
     }
@@ -749,7 +751,20 @@ public final class SimAddressSpace extends MmStruct {
 
     // ---- validation ----
 
-    /** Throws ClosedException if the machine is closed or this address space has exited. */
+    /**
+     * {@link #ensureOpen()}, and refuses a change of this address space from inside one of its own
+     * MMU notifiers: the kernel calls them under locks (the mmap lock, rmap locks) that the change
+     * would need, so it would deadlock there; here it would change what the operation below is changing.
+     */
+    private void ensureChangeable(String operation) {
+        ensureOpen();
+        if (notifiers().isCalling()) {
+            throw new VmException(operation + " of " + this + " from inside one of its own MMU notifiers: a notifier must"
+                    + " not change the address space it is notified for (the kernel holds its locks there)");
+        }
+    }
+
+    @Override
     public void ensureOpen() {
         lock().ensureOpen();
         if (closed) {

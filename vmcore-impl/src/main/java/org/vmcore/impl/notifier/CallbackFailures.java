@@ -1,22 +1,42 @@
 package org.vmcore.impl.notifier;
 
 /**
- * The exceptions user callbacks (MMU notifiers) threw while an operation had to go on: the
- * operation completes, every remaining notifier still gets its call, and the first exception is
- * rethrown at the end of the public operation with the later ones suppressed into it.
+ * User callbacks (MMU notifiers, the migration observer, rmap visitors) as the engine's thread
+ * meets them: how deep it is inside one right now, and what they threw while an operation had to
+ * go on. The operation completes, every remaining notifier still gets its call, and the first
+ * exception is rethrown at the end of the public operation, as it was thrown (an {@link Error}
+ * stays an Error), with the later ones suppressed into it.
  *
  * <p>Used under the machine lock only, by the thread that runs the operation.
  */
 public final class CallbackFailures {
-    private RuntimeException first;
+    private Throwable first;
+    private int depth;
 
-    /** Records what a callback threw; an {@link Error} is wrapped so that it can be rethrown unchecked later. */
+    /** The engine calls user code: between this and {@link #exit()} it is inside a callback. */
+    public void enter() {
+        depth++;
+    }
+
+    /** The user code of the matching {@link #enter()} returned or threw. */
+    public void exit() {
+        depth--;
+    }
+
+    /**
+     * Whether the current operation is running inside a user callback: then a close it asks for
+     * waits until the operation that called back has ended (the engine is mid-change below it).
+     */
+    public boolean inCallback() {
+        return depth > 0;
+    }
+
+    /** Records what a callback threw. */
     public void add(Throwable t) {
-        RuntimeException e = t instanceof RuntimeException r ? r : new CallbackException(t);
         if (first == null) {
-            first = e;
-        } else if (first != e) {
-            first.addSuppressed(e);
+            first = t;
+        } else if (first != t) {
+            first.addSuppressed(t);
         }
     }
 
@@ -26,35 +46,35 @@ public final class CallbackFailures {
     }
 
     /** The collected failure, or null; forgets it. */
-    public RuntimeException take() {
-        RuntimeException e = first;
+    public Throwable take() {
+        Throwable e = first;
         first = null;
         return e;
     }
 
-    /** Throws the collected failure, if any, and forgets it. */
+    /** Throws the collected failure, if any, as it was thrown, and forgets it. */
     public void rethrow() {
-        RuntimeException e = take();
+        Throwable e = take();
         if (e != null) {
-            throw e;
+            throw CallbackFailures.<RuntimeException>sneaky(e);
         }
     }
 
     /** Adds the collected failure, if any, to {@code primary} as suppressed, and forgets it; returns {@code primary}. */
     public <T extends Throwable> T suppressInto(T primary) {
-        RuntimeException e = take();
+        Throwable e = take();
         if (e != null && e != primary) {
             primary.addSuppressed(e);
         }
         return primary;
     }
 
-    /** A callback threw something that is not a RuntimeException (an Error, or a checked exception thrown sneakily). */
-    public static final class CallbackException extends RuntimeException {
-        private static final long serialVersionUID = 1L;
-
-        CallbackException(Throwable cause) {
-            super("a user callback threw " + cause, cause);
-        }
+    /**
+     * Rethrows {@code t} unchanged whatever its type: a callback's checked exception (thrown
+     * sneakily) reaches the caller as the callback threw it, never wrapped in an engine class.
+     */
+    @SuppressWarnings("unchecked")
+    public static <E extends Throwable> E sneaky(Throwable t) throws E {
+        throw (E) t;
     }
 }

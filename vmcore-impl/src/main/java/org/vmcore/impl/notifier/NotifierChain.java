@@ -29,6 +29,8 @@ public final class NotifierChain {
     private volatile long[] open = new long[0];
     // The JFR events of the open ranges, in the order they opened (engine thread only).
     private final ArrayDeque<NotifierEvent> events = new ArrayDeque<>();
+    // How deep the engine's thread is inside this chain's notifiers (under the machine lock).
+    private int calling;
 
     /** The address space whose notifiers these are. */
     public AddressSpace owner() {
@@ -58,6 +60,39 @@ public final class NotifierChain {
         return notifiers.isEmpty();
     }
 
+    /** One call of user code, counted as a callback so that a close it asks for waits for the operation. */
+    @FunctionalInterface
+    private interface Call {
+        void on(MmuNotifier n);
+    }
+
+    /** Calls every notifier; what one throws is collected and the others are still called. */
+    private void callAll(Call call) {
+        failures.enter();
+        calling++;
+        try {
+            for (MmuNotifier n : notifiers) {
+                try {
+                    call.on(n);
+                } catch (Throwable e) {
+                    failures.add(e);
+                }
+            }
+        } finally {
+            calling--;
+            failures.exit();
+        }
+    }
+
+    /**
+     * Whether a notifier of this address space is running now (on the engine's thread, which
+     * holds the machine lock): the address space must not be changed from inside it, as the
+     * kernel's notifiers run under locks (mmap lock, rmap locks) that such a change would need.
+     */
+    public boolean isCalling() {
+        return calling > 0;
+    }
+
     /**
      * mmu_notifier_invalidate_range_start for an operation that has already changed something
      * and must complete: every notifier is called, what they throw is collected, and the range
@@ -65,13 +100,7 @@ public final class NotifierChain {
      */
     public void rangeStartCompleting(NotifierRange range) {
         opened(range);
-        for (MmuNotifier n : notifiers) {
-            try {
-                n.invalidateRangeStart(range);
-            } catch (RuntimeException | Error e) {
-                failures.add(e);
-            }
-        }
+        callAll(n -> n.invalidateRangeStart(range));
     }
 
     private void opened(NotifierRange range) {
@@ -88,40 +117,39 @@ public final class NotifierChain {
     /**
      * mmu_notifier_invalidate_range_start. If a notifier throws, the notifiers that already
      * started get their end (as mn_hlist_invalidate_range_start pairs them on failure), the
-     * later ones are not called, the range is closed again and the exception is thrown: the
-     * caller must not have changed anything yet, and must not call {@link #rangeEnd}.
+     * later ones are not called, the range is closed again and the exception is thrown as it
+     * was: the caller must not have changed anything yet, and must not call {@link #rangeEnd}.
      */
     public void rangeStart(NotifierRange range) {
         opened(range);
         int started = 0;
+        failures.enter();
+        calling++;
         try {
             for (MmuNotifier n : notifiers) {
                 n.invalidateRangeStart(range);
                 started++;
             }
-        } catch (RuntimeException | Error e) {
+        } catch (Throwable e) {
             for (MmuNotifier n : notifiers.subList(0, Math.min(started, notifiers.size()))) {
                 try {
                     n.invalidateRangeEnd(range);
-                } catch (RuntimeException | Error suppressed) {
+                } catch (Throwable suppressed) {
                     e.addSuppressed(suppressed);
                 }
             }
             events.poll();
             close(range);
-            throw e;
+            throw CallbackFailures.<RuntimeException>sneaky(e);
+        } finally {
+            calling--;
+            failures.exit();
         }
     }
 
     /** mmu_notifier_invalidate_range_end: every notifier hears it and the range closes, whatever they throw. */
     public void rangeEnd(NotifierRange range) {
-        for (MmuNotifier n : notifiers) {
-            try {
-                n.invalidateRangeEnd(range);
-            } catch (RuntimeException | Error e) {
-                failures.add(e);
-            }
-        }
+        callAll(n -> n.invalidateRangeEnd(range));
         NotifierEvent event = events.poll();
         if (event != null && event.shouldCommit()) {
             event.addressSpace = mm.id();
@@ -165,61 +193,31 @@ public final class NotifierChain {
 
     /** mmu_notifier_arch_invalidate_secondary_tlbs, right after a CPU flush. */
     public void secondaryTlbs(long start, long end) {
-        for (MmuNotifier n : notifiers) {
-            try {
-                n.invalidateSecondaryTlbs(mm, start, end);
-            } catch (RuntimeException | Error e) {
-                failures.add(e);
-            }
-        }
+        callAll(n -> n.invalidateSecondaryTlbs(mm, start, end));
     }
 
     public boolean clearFlushYoung(long start, long end) {
-        boolean young = false;
-        for (MmuNotifier n : notifiers) {
-            try {
-                young |= n.clearFlushYoung(mm, start, end);
-            } catch (RuntimeException | Error e) {
-                failures.add(e);
-            }
-        }
-        return young;
+        boolean[] young = {false};
+        callAll(n -> young[0] |= n.clearFlushYoung(mm, start, end));
+        return young[0];
     }
 
     public boolean clearYoung(long start, long end) {
-        boolean young = false;
-        for (MmuNotifier n : notifiers) {
-            try {
-                young |= n.clearYoung(mm, start, end);
-            } catch (RuntimeException | Error e) {
-                failures.add(e);
-            }
-        }
-        return young;
+        boolean[] young = {false};
+        callAll(n -> young[0] |= n.clearYoung(mm, start, end));
+        return young[0];
     }
 
+    /** mmu_notifier_test_young: whether a notifier saw an access; asking stops at the first that did. */
     public boolean testYoung(long address) {
-        for (MmuNotifier n : notifiers) {
-            try {
-                if (n.testYoung(mm, address)) {
-                    return true;
-                }
-            } catch (RuntimeException | Error e) {
-                failures.add(e);
-            }
-        }
-        return false;
+        boolean[] young = {false};
+        callAll(n -> young[0] = young[0] || n.testYoung(mm, address));
+        return young[0];
     }
 
     /** mmu_notifier_release at exit: every notifier hears it once and is dropped, whatever they throw. */
     public void release() {
-        for (MmuNotifier n : notifiers) {
-            try {
-                n.release(mm);
-            } catch (RuntimeException | Error e) {
-                failures.add(e);
-            }
-        }
+        callAll(n -> n.release(mm));
         notifiers.clear();
     }
 }

@@ -10,7 +10,7 @@ import org.vmcore.impl.vma.MmStruct;
  * for one address space reaches the CPUs in its cpumask and touches only that address space's
  * PCID; then the secondary TLBs are told. The initiating CPU (the one the calling thread runs as,
  * {@link FlushTarget#DRIVEN}) flushes itself locally and counts a local flush; every other CPU counts
- * a shootdown received, and the initiator one sent for each.
+ * a shootdown received, and the initiator one sent per flush that reached any of them.
  *
  * <p>It may touch the CPUs only through {@link FlushTarget} and an address space only as an
  * {@link MmStruct} (PCID, cpumask, notifier chain).
@@ -92,10 +92,12 @@ public final class TlbShootdown {
     /** flush_tlb_all: every CPU, every PCID. */
     public void flushAll() {
         FlushTarget initiator = FlushTarget.DRIVEN.get();
+        boolean remote = false;
         for (FlushTarget cpu : cpus) {
-            count(initiator, cpu);
+            remote |= count(initiator, cpu);
             cpu.runFlush(cpu::flushEverything);
         }
+        countSent(initiator, remote);
         if (initiator != null) {
             initiator.countLocalFlush(true);
         }
@@ -112,21 +114,29 @@ public final class TlbShootdown {
     private List<FlushTarget> targets(MmStruct mm) {
         FlushTarget initiator = FlushTarget.DRIVEN.get();
         List<FlushTarget> out = new ArrayList<>();
+        boolean remote = false;
         for (FlushTarget cpu : cpus) {
             if (mm.cpumaskHas(cpu.id())) {
-                count(initiator, cpu);
+                remote |= count(initiator, cpu);
                 out.add(cpu);
             }
         }
+        countSent(initiator, remote);
         return out;
     }
 
-    private static void count(FlushTarget initiator, FlushTarget target) {
+    /** Counts a shootdown received by {@code target} unless it is the initiator; returns whether it was remote. */
+    private static boolean count(FlushTarget initiator, FlushTarget target) {
         if (initiator == target) {
-            return; // a local flush: no IPI
+            return false; // a local flush: no IPI
         }
         target.countShootdownReceived();
-        if (initiator != null) {
+        return true;
+    }
+
+    /** nr_tlb_remote_flush: one per flush that reached other CPUs, however many (flush_tlb_multi counts once). */
+    private static void countSent(FlushTarget initiator, boolean remote) {
+        if (remote && initiator != null) {
             initiator.countShootdownSent();
         }
     }

@@ -95,11 +95,14 @@ public abstract class MmStruct implements AddressSpace {
         return new ArrayList<>(vmaTree.all());
     }
 
+    /** Throws ClosedException if the machine is closed or this address space has exited. */
+    public abstract void ensureOpen();
+
     // ---- cpumask ----
 
     @Override
     public final List<Integer> cpumask() {
-        lock.ensureOpen(); // a closed machine answers nothing, as before the mm_struct was split off
+        ensureOpen(); // an exited address space (or a closed machine) has no cpumask to show
         List<Integer> out = new ArrayList<>();
         for (int cpu = 0; cpu < cpus; cpu++) {
             if (cpumaskHas(cpu)) {

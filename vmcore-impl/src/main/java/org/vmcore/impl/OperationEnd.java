@@ -1,0 +1,147 @@
+package org.vmcore.impl;
+
+import java.util.ArrayDeque;
+import java.util.function.Consumer;
+import org.vmcore.impl.base.MachineLock;
+import org.vmcore.impl.base.MigratingThread;
+import org.vmcore.impl.base.OperationHook;
+import org.vmcore.impl.mm.SimAddressSpace;
+import org.vmcore.impl.notifier.CallbackFailures;
+
+/**
+ * How a public operation ends (the machine's {@link OperationHook}): the invariant check when
+ * configured, then the closes a user callback asked for while the engine was mid-change below it
+ * (the kernel cannot exit an mm from inside its own notifier either; here the close waits for the
+ * operation that called back), then the rethrow of what callbacks threw. It touches the pending
+ * closes, the callback depth in {@link CallbackFailures} and the migrating-thread mark; callers
+ * hold the machine lock and run on the engine's thread.
+ */
+final class OperationEnd implements OperationHook {
+    private final MachineLock lock;
+    private final CallbackFailures callbackFailures;
+    private final MigratingThread migrating;
+    private final Consumer<String> invariants;
+    private final Runnable closeMachine;
+    // Closes asked for from inside a user callback, done when the operation that called back ends.
+    private final ArrayDeque<SimAddressSpace> pendingCloses = new ArrayDeque<>();
+    private boolean closePending;
+
+    /**
+     * @param invariants   checks the invariants after the named operation, throwing on a violation
+     * @param closeMachine closes the machine (when a callback asked for it)
+     */
+    OperationEnd(MachineLock lock, CallbackFailures callbackFailures, MigratingThread migrating, Consumer<String> invariants,
+                 Runnable closeMachine) {
+        this.lock = lock;
+        this.callbackFailures = callbackFailures;
+        this.migrating = migrating;
+        this.invariants = invariants;
+        this.closeMachine = closeMachine;
+    }
+
+    /**
+     * Called at the end of every public operation: with the option on, runs the checker and
+     * throws on a violation. Skipped inside a migration (its observer runs mid-operation).
+     */
+    @Override
+    public void afterOperation(String operation) {
+        if (migrating.isCurrent()) {
+            return; // the migration takes what its callbacks threw itself
+        }
+        invariants.accept(operation);
+        operationDone();
+    }
+
+    @Override
+    public void operationDone() {
+        assert Thread.holdsLock(lock);
+        if (!nested()) {
+            completePendingCloses();
+        }
+        callbackFailures.rethrow();
+    }
+
+    @Override
+    public RuntimeException operationFailed(Throwable e) {
+        if (!nested()) {
+            try {
+                completePendingCloses();
+            } catch (Throwable c) {
+                if (c != e) {
+                    e.addSuppressed(c);
+                }
+            }
+        }
+        throw CallbackFailures.<RuntimeException>sneaky(callbackFailures.suppressInto(e));
+    }
+
+    /** Inside a user callback or a migration of an outer operation: that operation ends later. */
+    private boolean nested() {
+        return callbackFailures.inCallback() || migrating.isCurrent();
+    }
+
+    /**
+     * Whether a close of {@code mm} asked for now must wait: the engine's thread is inside a user
+     * callback, with an operation half done below it. The address space is then closed when that
+     * operation ends.
+     */
+    boolean deferClose(SimAddressSpace mm) {
+        if (!callbackFailures.inCallback()) {
+            return false;
+        }
+        if (!pendingCloses.contains(mm)) {
+            pendingCloses.add(mm);
+        }
+        return true;
+    }
+
+    /** As {@link #deferClose}, for the machine's own close; the caller holds the lock. */
+    boolean deferMachineClose() {
+        assert Thread.holdsLock(lock);
+        if (!callbackFailures.inCallback()) {
+            return false;
+        }
+        closePending = true; // from inside a callback: the operation below finishes first
+        return true;
+    }
+
+    /** The machine closes now: what was pending goes with it. */
+    void machineClosing() {
+        pendingCloses.clear();
+    }
+
+    /**
+     * Closes what a user callback asked to close while the engine was mid-change below it: the
+     * address spaces first, then the machine. Called where an operation has finished.
+     */
+    private void completePendingCloses() {
+        Throwable failure = null;
+        while (!pendingCloses.isEmpty()) {
+            try {
+                pendingCloses.removeFirst().close();
+            } catch (Throwable e) {
+                failure = addFailure(failure, e);
+            }
+        }
+        if (closePending) {
+            closePending = false;
+            try {
+                closeMachine.run();
+            } catch (Throwable e) {
+                failure = addFailure(failure, e);
+            }
+        }
+        if (failure != null) {
+            throw CallbackFailures.<RuntimeException>sneaky(callbackFailures.suppressInto(failure));
+        }
+    }
+
+    /** {@code next} joins {@code first} as suppressed; returns the failure to throw. */
+    static Throwable addFailure(Throwable first, Throwable next) {
+        if (first == null) {
+            return next;
+        }
+        first.addSuppressed(next);
+        return first;
+    }
+}
