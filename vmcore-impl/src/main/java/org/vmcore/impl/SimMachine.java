@@ -166,7 +166,7 @@ public final class SimMachine implements Machine {
     public void flushTlbAll() {
         synchronized (lock) {
             ensureOpen();
-            shootdown.flushAll();
+            shootdown.flushTlbAll();
         }
     }
 

@@ -224,7 +224,7 @@ final class FaultHandler {
                 cur = table.readSlot(slot);
             }
             mm.pages.newAnonRmap(vma, copy, addr);
-            shootdown.flushRange(mm, addr, addr + size.bytes(), size.shift());
+            shootdown.flushTlbMmRange(mm, addr, addr + size.bytes(), size.shift());
             mm.pages.putMapped(pfn, huge);
         }
         return FaultResult.COW_COPY;

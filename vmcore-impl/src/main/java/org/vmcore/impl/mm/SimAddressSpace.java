@@ -329,7 +329,7 @@ public final class SimAddressSpace extends MmStruct {
             Invalidation inv = open.get(i);
             v.setProtection(prot);
             pages.changeProtection(v, v.start(), v.end());
-            shootdown.flushRange(this, inv.range().start(), inv.range().end(), v.pageSize().shift());
+            shootdown.flushTlbMmRange(this, inv.range().start(), inv.range().end(), v.pageSize().shift());
             inv.close();
         }
     }
@@ -363,10 +363,10 @@ public final class SimAddressSpace extends MmStruct {
                     }
                 }
             } catch (RuntimeException e) { // out of memory, or a notifier refused: the child goes, the parent stays usable
-                shootdown.flushMm(this);
+                shootdown.flushTlbMm(this);
                 throw closeChild(child, e);
             }
-            shootdown.flushMm(this); // dup_mmap's flush_tlb_mm(oldmm)
+            shootdown.flushTlbMm(this); // dup_mmap's flush_tlb_mm(oldmm)
             if (ctx.callbackFailures().any()) { // the fork completed, but the caller gets the exception, not the child
                 throw closeChild(child, ctx.callbackFailures().take());
             }
@@ -537,7 +537,7 @@ public final class SimAddressSpace extends MmStruct {
                 throw new InvalidArgumentException("end", end, "must be above start and at most TASK_SIZE_MAX 0x"
                         + Long.toHexString(pageTable.mode().taskSizeMax()));
             }
-            shootdown.flushRange(this, start, end, strideShift);
+            shootdown.flushTlbMmRange(this, start, end, strideShift);
             ctx.hook().operationDone();
         }
     }
@@ -546,7 +546,7 @@ public final class SimAddressSpace extends MmStruct {
     public void flushTlb() {
         synchronized (lock()) {
             ensureOpen();
-            shootdown.flushMm(this);
+            shootdown.flushTlbMm(this);
             ctx.hook().operationDone();
         }
     }
@@ -586,7 +586,7 @@ public final class SimAddressSpace extends MmStruct {
                         cur = pageTable.readSlot(slot);
                     }
                     if (flush) {
-                        shootdown.flushRange(this, addr, addr + size.bytes(), size.shift());
+                        shootdown.flushTlbMmRange(this, addr, addr + size.bytes(), size.shift());
                     }
                 }
             }
@@ -684,7 +684,7 @@ public final class SimAddressSpace extends MmStruct {
             long window = addr & PmdSharing.PUD_MASK;
             try (Invalidation inv = Invalidation.startCompleting(notifiers(), window, window + PmdSharing.PUD_SIZE, NotifierEvent.CLEAR)) {
                 PmdSharing.hugePmdUnshare(v, addr);
-                shootdown.flushRange(this, window, window + PmdSharing.PUD_SIZE, PageSize.SIZE_2M.shift());
+                shootdown.flushTlbMmRange(this, window, window + PmdSharing.PUD_SIZE, PageSize.SIZE_2M.shift());
             }
         }
         vmas.split(addr);

@@ -56,7 +56,7 @@ final class UnmapRefPrivate {
             table.getAndClearSlot(slot);
             vma.setReservationUnmapped();
             mm.addHugetlbBytes(-size.bytes());
-            shootdown.flushRange(mm, va, va + size.bytes(), size.shift());
+            shootdown.flushTlbMmRange(mm, va, va + size.bytes(), size.shift());
             pages.putMapped(pfn, true);
         }
     }

@@ -112,7 +112,7 @@ public final class TryToUnmap {
             }
             if (huge && !preFix && PmdSharing.hugePmdUnshare(vma, address)) {
                 // This mm no longer reaches the shared table: forget every translation of the window.
-                shootdown.flushRange(mm, start, end, size.shift());
+                shootdown.flushTlbMmRange(mm, start, end, size.shift());
                 results.add(new MappingResult(mm, address, UnmapOutcome.UNSHARED));
                 return true; // mapcount untouched: the walk goes on to the next sharer
             }
@@ -121,7 +121,7 @@ public final class TryToUnmap {
                 return false;
             }
             long old = table.getAndClearSlot(slot);
-            shootdown.flushRange(mm, address, address + size.bytes(), size.shift()); // ptep_clear_flush: this mm only
+            shootdown.flushTlbMmRange(mm, address, address + size.bytes(), size.shift()); // ptep_clear_flush: this mm only
             if ((old & Pte.DIRTY) != 0) {
                 descriptors.setFlags(pfn, FrameFlags.DIRTY);
             }

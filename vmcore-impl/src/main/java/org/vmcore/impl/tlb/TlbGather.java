@@ -26,7 +26,7 @@ public final class TlbGather {
     /** Flushes what was gathered from the address space's CPUs and secondary TLBs. */
     public void flush(TlbShootdown shootdown, MmStruct mm) {
         if (!isEmpty()) {
-            shootdown.flushRange(mm, start, end, strideShift);
+            shootdown.flushTlbMmRange(mm, start, end, strideShift);
         }
     }
 }

@@ -26,7 +26,7 @@ public final class TlbShootdown {
     }
 
     /** flush_tlb_mm_range of [start, end) with a stride of 2^strideShift bytes. */
-    public void flushRange(MmStruct mm, long start, long end, int strideShift) {
+    public void flushTlbMmRange(MmStruct mm, long start, long end, int strideShift) {
         TlbFlushEvent event = new TlbFlushEvent();
         event.begin();
         long alignedStart = start & -(1L << strideShift);
@@ -65,7 +65,7 @@ public final class TlbShootdown {
     }
 
     /** flush_tlb_mm: the whole PCID on every CPU of the cpumask, then the secondary TLBs. */
-    public void flushMm(MmStruct mm) {
+    public void flushTlbMm(MmStruct mm) {
         TlbFlushEvent event = new TlbFlushEvent();
         event.begin();
         int reached = flushMm(mm, null);
@@ -90,7 +90,7 @@ public final class TlbShootdown {
     }
 
     /** flush_tlb_all: every CPU, every PCID. */
-    public void flushAll() {
+    public void flushTlbAll() {
         FlushTarget initiator = FlushTarget.DRIVEN.get();
         boolean remote = false;
         for (FlushTarget cpu : cpus) {
