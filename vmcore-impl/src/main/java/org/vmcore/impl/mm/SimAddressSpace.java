@@ -4,7 +4,6 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Optional;
 import java.util.function.ObjLongConsumer;
-import org.eclipse.collections.impl.list.mutable.primitive.LongArrayList;
 import org.vmcore.api.Access;
 import org.vmcore.api.AddressSpace;
 import org.vmcore.api.ClosedException;
@@ -16,7 +15,6 @@ import org.vmcore.api.MigrationWaitException;
 import org.vmcore.api.MmCounters;
 import org.vmcore.api.MmuNotifier;
 import org.vmcore.api.NotifierEvent;
-import org.vmcore.api.OutOfMemoryException;
 import org.vmcore.api.PageSize;
 import org.vmcore.api.Protection;
 import org.vmcore.api.SegmentationFaultException;
@@ -24,7 +22,6 @@ import org.vmcore.api.Vma;
 import org.vmcore.api.VmException;
 import org.vmcore.api.VmaKind;
 import org.vmcore.impl.base.Nodes;
-import org.vmcore.impl.hugetlb.HugePagePool;
 import org.vmcore.impl.hugetlb.HugetlbFileImpl;
 import org.vmcore.impl.hugetlb.HugetlbVmdelete;
 import org.vmcore.impl.hugetlb.PmdSharing;
@@ -33,7 +30,6 @@ import org.vmcore.impl.notifier.Invalidation;
 import org.vmcore.impl.stat.FaultEvent;
 import org.vmcore.impl.tlb.TlbGather;
 import org.vmcore.impl.tlb.TlbShootdown;
-import org.vmcore.impl.vma.FileMapping;
 import org.vmcore.impl.vma.MmStruct;
 import org.vmcore.impl.vma.VmArea;
 import org.vmcore.impl.vma.VmaTree;
@@ -78,6 +74,7 @@ public final class SimAddressSpace extends MmStruct {
     private final WalkResult walkResult = new WalkResult();
     final PageOps pages;
     private final FaultHandler faults;
+    private final Mmap mmapImpl;
     private long faultCount;
     private boolean closed;
 
@@ -91,6 +88,7 @@ public final class SimAddressSpace extends MmStruct {
         this.walker = Nodes.newWalker(ctx.memory());
         this.pages = new PageOps(ctx, this);
         this.faults = new FaultHandler(ctx, this);
+        this.mmapImpl = new Mmap(this, ctx);
     }
 
     // ---- mmap ----
@@ -102,18 +100,7 @@ public final class SimAddressSpace extends MmStruct {
             checkMmapFlags(flags, true);
             checkProtection(prot);
             long len = checkLength(length, PageSize.SIZE_4K);
-            VmaKind kind = (flags & MapFlags.MAP_SHARED) != 0 ? VmaKind.ANONYMOUS_SHARED : VmaKind.ANONYMOUS_PRIVATE;
-            long start = placement(address, len, flags, PageSize.SIZE_4K);
-            replaceForFixed(start, len, flags); // first: a notifier that aborts it leaves nothing to undo
-            FileMapping shmem = null;
-            if (kind == VmaKind.ANONYMOUS_SHARED) {
-                shmem = ctx.registry().newFileMapping(null);
-            }
-            VmArea vma = new VmArea(this, start, start + len, prot, kind, (flags & MapFlags.MAP_LOCKED) != 0, null, shmem,
-                    kind == VmaKind.ANONYMOUS_SHARED ? 0 : start >>> 12, PageSize.SIZE_4K);
-            insertVma(vma);
-            VmArea merged = mergeAround(vma);
-            populateIfAsked(merged, start, start + len, flags);
+            long start = mmapImpl.mmapRegion(address, len, prot, flags);
             ctx.hook().afterOperation("mmap");
             return start;
         }
@@ -138,89 +125,9 @@ public final class SimAddressSpace extends MmStruct {
                 throw new InvalidArgumentException("length", length, "must keep offset 0x" + Long.toHexString(offset)
                         + " + length inside the file of " + f.size() + " bytes");
             }
-            long start = placement(address, len, flags, size);
-            boolean shared = (flags & MapFlags.MAP_SHARED) != 0;
-            HugePagePool pool = f.pool();
-            long firstIndex = offset >>> size.shift();
-            long count = len >>> size.shift();
-            // Reserve before changing anything (hugetlb_reserve_pages), so a failure leaves no trace.
-            long need = count;
-            if (shared) {
-                need = 0;
-                for (long i = firstIndex; i < firstIndex + count; i++) {
-                    if (f.mapping().find(i) < 0 && !f.reservedIndexes().contains(i)) {
-                        need++;
-                    }
-                }
-            }
-            if (!pool.reserve(need)) {
-                throw new OutOfMemoryException("hugetlb pool of " + size.label() + " pages cannot reserve " + need
-                        + " pages (" + pool.available() + " free and unreserved)");
-            }
-            LongArrayList added = new LongArrayList();
-            if (shared) {
-                for (long i = firstIndex; i < firstIndex + count; i++) {
-                    if (f.mapping().find(i) < 0 && f.reservedIndexes().add(i)) {
-                        added.add(i);
-                    }
-                }
-            }
-            try {
-                replaceForFixed(start, len, flags);
-            } catch (RuntimeException e) { // a notifier aborted the unmap: give the reservations back
-                unreserve(f, pool, added, need);
-                throw e;
-            }
-            VmArea vma = new VmArea(this, start, start + len, prot,
-                    shared ? VmaKind.HUGETLB_SHARED : VmaKind.HUGETLB_PRIVATE, (flags & MapFlags.MAP_LOCKED) != 0, f,
-                    f.mapping(), offset >>> 12, size);
-            if (!shared) {
-                pages.markReservationOwner(vma);
-            }
-            insertVma(vma);
-            VmArea merged = mergeAround(vma);
-            try {
-                populateIfAsked(merged, start, start + len, flags);
-            } catch (OutOfMemoryException e) {
-                // the mapping is gone again: so are the reservations this mmap made for the file
-                long back = 0;
-                for (int i = 0; i < added.size(); i++) {
-                    if (f.reservedIndexes().remove(added.get(i))) {
-                        back++;
-                    }
-                }
-                pool.unreserve(back);
-                throw e;
-            }
+            long start = mmapImpl.mmapHugetlb(f, offset, address, len, prot, flags);
             ctx.hook().afterOperation("mmap");
             return start;
-        }
-    }
-
-    /** Gives back what a hugetlb mmap reserved before it failed (no VMA holds the reservations yet). */
-    private static void unreserve(HugetlbFileImpl f, HugePagePool pool,
-            LongArrayList added, long need) {
-        for (int i = 0; i < added.size(); i++) {
-            f.reservedIndexes().remove(added.get(i));
-        }
-        pool.unreserve(need);
-    }
-
-    private void populateIfAsked(VmArea vma, long start, long end, int flags) {
-        if ((flags & (MapFlags.MAP_POPULATE | MapFlags.MAP_LOCKED)) == 0 || !vma.protection().accessible()) {
-            return;
-        }
-        // A private writable mapping is populated for write, to break COW up front (populate_vma_page_range).
-        Access access = vma.protection().write() && !vma.kind().isShared() ? Access.WRITE : Access.READ;
-        long step = vma.pageSize().bytes();
-        try {
-            for (long va = start; va < end; va += step) {
-                faultCount++;
-                faults.handle(vma(va), va, access);
-            }
-        } catch (OutOfMemoryException e) {
-            unmapRange(start, end, false);
-            throw ctx.callbackFailures().suppressInto(e);
         }
     }
 
@@ -233,8 +140,8 @@ public final class SimAddressSpace extends MmStruct {
             checkAddress(address, "address");
             long len = checkLength(length, PageSize.SIZE_4K);
             checkRangeInUserSpace(address, len, "-EINVAL");
-            checkSplitPoints(address, address + len);
-            unmapRange(address, address + len, true);
+            mmapImpl.checkSplitPoints(address, address + len);
+            mmapImpl.doMunmap(address, address + len, true);
             ctx.hook().afterOperation("munmap");
         }
     }
@@ -264,8 +171,8 @@ public final class SimAddressSpace extends MmStruct {
             VmArea last = vma(end - 1);
             boolean splitFirst = !first.protection().equals(prot);
             boolean splitLast = !last.protection().equals(prot) && last.end() != end;
-            if (splitFirst && unsplittableAt(address) != null || splitLast && unsplittableAt(end) != null) {
-                checkSplitPoints(address, end);
+            if (splitFirst && mmapImpl.unsplittableAt(address) != null || splitLast && mmapImpl.unsplittableAt(end) != null) {
+                mmapImpl.checkSplitPoints(address, end);
             }
             List<VmArea> changing = new ArrayList<>();
             for (VmArea v : overlapping(address, end)) {
@@ -652,6 +559,12 @@ public final class SimAddressSpace extends MmStruct {
         Thread.onSpinWait();
     }
 
+    /** One fault of the populate path, counted in pgfault like any other. */
+    FaultResult handleFault(VmArea vma, long va, Access access) {
+        faultCount++;
+        return faults.handle(vma, va, access);
+    }
+
     // ---- VMA tree ----
 
     /** VMAs meeting [start, end), in address order. */
@@ -692,61 +605,6 @@ public final class SimAddressSpace extends MmStruct {
 
     VmArea mergeAround(VmArea v) {
         return vmas.mergeAround(v);
-    }
-
-    /**
-     * Unmaps [start, end): splits, zaps, removes VMAs and frees the tables nobody else needs.
-     * With {@code abortable}, a notifier whose invalidateRangeStart throws aborts it with the VMAs as they were.
-     */
-    void unmapRange(long start, long end, boolean abortable) {
-        if (overlapping(start, end).isEmpty()) {
-            return;
-        }
-        splitAt(start);
-        splitAt(end);
-        TlbGather gather = new TlbGather();
-        Invalidation invalidation;
-        if (abortable) {
-            try {
-                invalidation = Invalidation.start(notifiers(), start, end, NotifierEvent.UNMAP);
-            } catch (RuntimeException e) { // a notifier refused before anything was zapped: undo the splits
-                VmArea lower = vma(start);
-                if (lower != null) {
-                    mergeAround(lower);
-                }
-                VmArea upper = vma(end);
-                if (upper != null) {
-                    mergeAround(upper);
-                }
-                throw e;
-            }
-        } else {
-            invalidation = Invalidation.startCompleting(notifiers(), start, end, NotifierEvent.UNMAP);
-        }
-        try (Invalidation inv = invalidation) {
-            for (VmArea v : overlapping(start, end)) {
-                pages.zap(v, v.start(), v.end(), gather, true);
-                removeVma(v);
-            }
-            freeTables(start, end);
-            gather.flush(shootdown, this);
-        }
-    }
-
-    /**
-     * free_pgtables: frees the empty tables whose span lies between the neighbouring VMAs, so a
-     * table still covering part of another VMA is kept, as the kernel keeps it.
-     */
-    private void freeTables(long start, long end) {
-        VmArea prev = vmas.below(start);
-        VmArea next = vmas.atOrAbove(start);
-        long floor = prev == null ? 0 : prev.end();
-        long ceiling = next == null ? pageTable.mode().userAddressLimit() : next.start();
-        long from = (floor + (1L << 21) - 1) & -(1L << 21);
-        long to = ceiling & -(1L << 21);
-        if (from < to) {
-            pageTable.freeEmptyTables(from, to);
-        }
     }
 
     // ---- validation ----
@@ -816,81 +674,11 @@ public final class SimAddressSpace extends MmStruct {
     }
 
     /** The range must end at or below TASK_SIZE_MAX; {@code errno} is what the kernel's call returns. */
-    private void checkRangeInUserSpace(long address, long len, String errno) {
+    void checkRangeInUserSpace(long address, long len, String errno) {
         if (address > pageTable.mode().taskSizeMax() - len) {
             throw new InvalidArgumentException("length", len, "must keep 0x" + Long.toHexString(address)
                     + " + length at or below TASK_SIZE_MAX 0x" + Long.toHexString(pageTable.mode().taskSizeMax()) + " (" + errno + ")");
         }
     }
 
-    /** A hugetlb VMA can only be split at a multiple of its page size (hugetlb_vm_op_split). */
-    private void checkSplitPoints(long start, long end) {
-        VmArea v = unsplittableAt(start);
-        long point = start;
-        if (v == null) {
-            v = unsplittableAt(end);
-            point = end;
-        }
-        if (v != null) {
-            throw new InvalidArgumentException(point == start ? "address" : "end", point,
-                    "must be aligned to " + v.pageSize().label() + " to split the hugetlb mapping " + v.snapshot());
-        }
-    }
-
-    /** The VMA that a split at {@code point} would cut off its page size, or null. */
-    private VmArea unsplittableAt(long point) {
-        VmArea v = vma(point);
-        return v != null && v.start() != point && !v.pageSize().isAligned(point) ? v : null;
-    }
-
-    /** The start of a new mapping of len bytes, following MAP_FIXED, NOREPLACE and hints. */
-    private long placement(long address, long len, int flags, PageSize size) {
-        boolean fixed = (flags & (MapFlags.MAP_FIXED | MapFlags.MAP_FIXED_NOREPLACE)) != 0;
-        if (fixed) {
-            if (!size.isAligned(address)) {
-                throw new InvalidArgumentException("address", address, "must be aligned to " + size.label() + " for MAP_FIXED");
-            }
-            if (address < MMAP_MIN_ADDR || address >= pageTable.mode().taskSizeMax()) {
-                // below mmap_min_addr Linux says -EPERM (security_mmap_addr), at or above TASK_SIZE -ENOMEM
-                throw new InvalidArgumentException("address", address, "must lie in user space, at or above mmap_min_addr 0x"
-                        + Long.toHexString(MMAP_MIN_ADDR) + " and below TASK_SIZE_MAX 0x" + Long.toHexString(pageTable.mode().taskSizeMax())
-                        + (address < MMAP_MIN_ADDR ? " (-EPERM)" : " (-ENOMEM)"));
-            }
-            checkRangeInUserSpace(address, len, "-ENOMEM");
-            if ((flags & MapFlags.MAP_FIXED) == 0 && !overlapping(address, address + len).isEmpty()) {
-                throw new InvalidArgumentException("address", address, "must not overlap an existing mapping with"
-                        + " MAP_FIXED_NOREPLACE (EEXIST): " + overlapping(address, address + len).getFirst().snapshot());
-            }
-            if (unsplittableAt(address) != null || unsplittableAt(address + len) != null) {
-                throw new InvalidArgumentException("address", address, "must not split a hugetlb mapping off its page size");
-            }
-            return address;
-        }
-        if (address != 0 && size.isAligned(address) && address >= MMAP_MIN_ADDR
-                && address <= pageTable.mode().taskSizeMax() - len && overlapping(address, address + len).isEmpty()) {
-            return address;
-        }
-        long top = MMAP_BASE;
-        for (VmArea v : vmas.descending()) {
-            if (v.start() >= top) {
-                continue;
-            }
-            long candidate = (top - len) & -size.bytes();
-            if (candidate >= v.end() && candidate <= top - len) {
-                return candidate;
-            }
-            top = v.start();
-        }
-        long candidate = (top - len) & -size.bytes();
-        if (top - len < MMAP_MIN_ADDR || candidate < MMAP_MIN_ADDR) {
-            throw new OutOfMemoryException("no free range of " + len + " bytes below 0x" + Long.toHexString(MMAP_BASE));
-        }
-        return candidate;
-    }
-
-    private void replaceForFixed(long start, long len, int flags) {
-        if ((flags & MapFlags.MAP_FIXED) != 0) {
-            unmapRange(start, start + len, true);
-        }
-    }
 }
