@@ -25,7 +25,6 @@ import org.vmcore.impl.base.Nodes;
 import org.vmcore.impl.hugetlb.HugetlbFileImpl;
 import org.vmcore.impl.hugetlb.HugetlbVmdelete;
 import org.vmcore.impl.hugetlb.PmdSharing;
-import org.vmcore.impl.notifier.CallbackFailures;
 import org.vmcore.impl.notifier.Invalidation;
 import org.vmcore.impl.stat.FaultEvent;
 import org.vmcore.impl.tlb.TlbGather;
@@ -75,6 +74,7 @@ public final class SimAddressSpace extends MmStruct {
     final PageOps pages;
     private final FaultHandler faults;
     private final Mmap mmapImpl;
+    private final Mprotect mprotect;
     private long faultCount;
     private boolean closed;
 
@@ -89,6 +89,7 @@ public final class SimAddressSpace extends MmStruct {
         this.pages = new PageOps(ctx, this);
         this.faults = new FaultHandler(ctx, this);
         this.mmapImpl = new Mmap(this, ctx);
+        this.mprotect = new Mprotect(this, ctx, mmapImpl);
     }
 
     // ---- mmap ----
@@ -154,101 +155,9 @@ public final class SimAddressSpace extends MmStruct {
             checkProtection(prot);
             long len = checkLength(length, PageSize.SIZE_4K);
             checkRangeInUserSpace(address, len, "-ENOMEM");
-            long end = address + len;
-            long covered = address;
-            for (VmArea v : overlapping(address, end)) {
-                if (v.start() > covered) {
-                    break;
-                }
-                covered = v.end();
-            }
-            if (covered < end) {
-                throw new InvalidArgumentException("address", address, "must start a fully mapped range of " + len
-                        + " bytes (hole at 0x" + Long.toHexString(covered) + ")");
-            }
-            // mprotect_fixup returns early for a VMA that already has the new flags: no split, no notifier, no flush.
-            VmArea first = vma(address);
-            VmArea last = vma(end - 1);
-            boolean splitFirst = !first.protection().equals(prot);
-            boolean splitLast = !last.protection().equals(prot) && last.end() != end;
-            if (splitFirst && mmapImpl.unsplittableAt(address) != null || splitLast && mmapImpl.unsplittableAt(end) != null) {
-                mmapImpl.checkSplitPoints(address, end);
-            }
-            List<VmArea> changing = new ArrayList<>();
-            for (VmArea v : overlapping(address, end)) {
-                if (!v.protection().equals(prot)) {
-                    changing.add(v);
-                }
-            }
-            if (changing.isEmpty()) {
-                ctx.hook().afterOperation("mprotect");
-                return;
-            }
-            long from = Math.max(address, changing.getFirst().start());
-            long to = Math.min(end, changing.getLast().end());
-            if (splitFirst) {
-                splitAt(address);
-            }
-            if (splitLast) {
-                splitAt(end);
-            }
-            changing = overlapping(from, to);
-            changing.removeIf(v -> v.protection().equals(prot));
-            changeProtection(changing, prot);
-            for (VmArea v : overlapping(address, end)) {
-                mergeAround(v);
-            }
+            mprotect.mprotectFixup(address, len, prot);
             ctx.hook().afterOperation("mprotect");
         }
-    }
-
-    /**
-     * change_protection of each VMA, with every notifier range opened before anything changes: a
-     * notifier whose invalidateRangeStart throws aborts the mprotect with protections, entries
-     * and (after re-merging the split pieces) VMAs as they were.
-     */
-    private void changeProtection(List<VmArea> changing, Protection prot) {
-        List<Invalidation> open = new ArrayList<>(changing.size());
-        try {
-            for (VmArea v : changing) {
-                long from = v.start();
-                long to = v.end();
-                if (v.kind().isHugetlb()) { // hugetlb_change_protection widens for PMD sharing
-                    PmdSharing.Range r = PmdSharing.adjustRangeIfPmdSharingPossible(v, from, to);
-                    from = r.start();
-                    to = r.end();
-                }
-                open.add(Invalidation.start(notifiers(), from, to, NotifierEvent.PROTECTION_VMA));
-            }
-        } catch (RuntimeException e) {
-            for (Invalidation inv : open) {
-                inv.close();
-            }
-            for (VmArea v : changing) {
-                if (vma(v.start()) == v) {
-                    mergeAround(v);
-                }
-            }
-            throw ctx.callbackFailures().suppressInto(e);
-        }
-        for (int i = 0; i < changing.size(); i++) {
-            VmArea v = changing.get(i);
-            Invalidation inv = open.get(i);
-            v.setProtection(prot);
-            pages.changeProtection(v, v.start(), v.end());
-            shootdown.flushTlbMmRange(this, inv.range().start(), inv.range().end(), v.pageSize().shift());
-            inv.close();
-        }
-    }
-
-    /** Closes a child that fork will not return; what the close throws joins {@code e}. */
-    private RuntimeException closeChild(SimAddressSpace child, Throwable e) {
-        try {
-            child.close();
-        } catch (RuntimeException c) {
-            e.addSuppressed(c);
-        }
-        return CallbackFailures.sneaky(ctx.callbackFailures().suppressInto(e));
     }
 
     // ---- fork / exit ----
@@ -258,25 +167,7 @@ public final class SimAddressSpace extends MmStruct {
         synchronized (lock()) {
             ensureChangeable("fork");
             SimAddressSpace child = ctx.lifecycle().newChild(homeNode());
-            try {
-                for (VmArea v : vmas.all()) {
-                    VmArea copy = v.forkCopy(child);
-                    pages.prepareForkedAnon(v, copy);
-                    child.insertVma(copy);
-                    if (pages.needsCopy(v)) { // copy_page_range write-protects the parent's COW entries
-                        try (Invalidation inv = Invalidation.start(notifiers(), v.start(), v.end(), NotifierEvent.PROTECTION_PAGE)) {
-                            pages.copyForFork(v, copy);
-                        }
-                    }
-                }
-            } catch (RuntimeException e) { // out of memory, or a notifier refused: the child goes, the parent stays usable
-                shootdown.flushTlbMm(this);
-                throw closeChild(child, e);
-            }
-            shootdown.flushTlbMm(this); // dup_mmap's flush_tlb_mm(oldmm)
-            if (ctx.callbackFailures().any()) { // the fork completed, but the caller gets the exception, not the child
-                throw closeChild(child, ctx.callbackFailures().take());
-            }
+            new Fork(this, ctx).dupMmap(child);
             ctx.hook().afterOperation("fork");
             return child;
         }
@@ -290,16 +181,7 @@ public final class SimAddressSpace extends MmStruct {
             }
             try {
                 if (!ctx.memory().isClosed()) {
-                    notifiers().release(); // exit_mmap: mmu_notifier_release first; what it throws waits for the end
-                    // Before any frame is freed: CPUs running here leave (their next access throws
-                    // ClosedException) and the PCID, which may be reused, is dropped everywhere.
-                    shootdown.flushExiting(this);
-                    TlbGather gather = new TlbGather();
-                    for (VmArea v : new ArrayList<>(vmas.all())) {
-                        pages.zap(v, v.start(), v.end(), gather, true);
-                        removeVma(v);
-                    }
-                    pageTable.destroy();
+                    Exit.exitMmap(this, ctx);
                 }
             } finally {
                 closed = true;
