@@ -2,19 +2,15 @@ package org.vmcore.impl.migrate;
 
 import java.util.ArrayList;
 import java.util.Arrays;
-import java.util.LinkedHashMap;
 import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
-import java.util.concurrent.atomic.AtomicLong;
 import org.eclipse.collections.impl.list.mutable.primitive.LongArrayList;
 import org.vmcore.api.AddressSpace;
 import org.vmcore.api.Errno;
 import org.vmcore.api.InvalidArgumentException;
-import org.vmcore.api.MigrationEvent;
 import org.vmcore.api.MigrationObserver;
-import org.vmcore.api.MigrationPhase;
 import org.vmcore.api.MigrationService;
 import org.vmcore.api.MovePagesResult;
 import org.vmcore.api.OfflineResult;
@@ -30,8 +26,6 @@ import org.vmcore.impl.mm.SimAddressSpace;
 import org.vmcore.impl.notifier.CallbackFailures;
 import org.vmcore.impl.rmap.MigrationEntryRefs;
 import org.vmcore.impl.rmap.TryToUnmap;
-import org.vmcore.impl.vma.FileMapping;
-import org.vmcore.impl.vma.MappingOwner;
 import org.vmcore.impl.vma.MappingRegistry;
 import org.vmcore.impl.vma.VmArea;
 import org.vmcore.x86.mem.FrameDescriptors;
@@ -41,35 +35,21 @@ import org.vmcore.x86.mem.PageTableWindow;
 import org.vmcore.x86.mem.PhysicalMemory;
 
 /**
- * migrate_pages(2), move_pages(2), soft offline and memory offline over one folio migration
- * (unmap_and_move / unmap_and_move_huge_page): lock, isolate, allocate the target, unmap with
- * migration entries, check references, copy, move the page-cache slot, remove the migration
- * entries, unlock, free the old page. A failure puts the page back unchanged; -EAGAIN is retried
- * for up to 10 passes, as migrate_pages does.
+ * migrate_pages(2), move_pages(2), soft offline and memory offline: each chooses the folios to
+ * move and where, and hands each one to {@link MigrateFolio} (unmap_and_move), which puts a page
+ * that fails back unchanged.
  *
  * <p>Each page is migrated under the machine lock and the lock is released between pages, so
  * CPUs that fault on a migration entry wait exactly until that page's migration ends.
  */
 public final class MigrationServiceImpl implements MigrationService {
-    private static final int PASSES = 10;
-
     private final MachineLock lock;
     private final int nodeCount;
     private final PhysicalMemory memory;
     private final FrameDescriptors descriptors;
     private final HugetlbPools pools;
-    private final MappingRegistry registry;
-    private final TryToUnmap unmap;
-    private final RemoveMigrationPtes removeMigrationPtes;
-    private final MigrationEntryRefs migrationRefs;
-    private final CallbackFailures callbackFailures;
     private final OperationHook hook;
-    private final MigratingThread migrating;
-    private volatile MigrationObserver observer;
-    private final AtomicLong success = new AtomicLong();
-    private final AtomicLong fail = new AtomicLong();
-    private final AtomicLong hugetlbSuccess = new AtomicLong();
-    private final AtomicLong hugetlbFail = new AtomicLong();
+    private final MigrateFolio folio;
 
     public MigrationServiceImpl(MachineLock lock, int nodeCount, PhysicalMemory memory, HugetlbPools pools,
                                 MappingRegistry registry, TryToUnmap unmap, RemoveMigrationPtes removeMigrationPtes,
@@ -80,30 +60,21 @@ public final class MigrationServiceImpl implements MigrationService {
         this.memory = memory;
         this.descriptors = memory.descriptors();
         this.pools = pools;
-        this.registry = registry;
-        this.unmap = unmap;
-        this.removeMigrationPtes = removeMigrationPtes;
-        this.migrationRefs = migrationRefs;
-        this.callbackFailures = callbackFailures;
         this.hook = hook;
-        this.migrating = migrating;
+        this.folio = new MigrateFolio(lock, memory, pools, registry, unmap, removeMigrationPtes, migrationRefs, callbackFailures,
+                hook, migrating);
     }
 
     @Override
     public void setObserver(MigrationObserver observer) {
         lock.ensureOpen();
-        this.observer = observer;
+        folio.setObserver(observer);
     }
 
     @Override
     public Map<String, Long> stats() {
         lock.ensureOpen();
-        Map<String, Long> out = new LinkedHashMap<>();
-        out.put("pgmigrate_success", success.get());
-        out.put("pgmigrate_fail", fail.get());
-        out.put("hugetlb_migrate_success", hugetlbSuccess.get());
-        out.put("hugetlb_migrate_fail", hugetlbFail.get());
-        return out;
+        return folio.stats();
     }
 
     // ---- migrate_pages(2) ----
@@ -143,7 +114,7 @@ public final class MigrationServiceImpl implements MigrationService {
                 }
             }
             for (long pfn : queue) {
-                if (migrateWithRetries(pfn, toNodes[i], false) != 0) {
+                if (folio.migrateWithRetries(pfn, toNodes[i], false) != 0) {
                     notMigrated++;
                 }
             }
@@ -253,7 +224,7 @@ public final class MigrationServiceImpl implements MigrationService {
     private int moveBatch(LongArrayList batch, int node, int[] status, int start) {
         int failed = 0;
         for (int k = 0; k < batch.size(); k++) {
-            int rc = migrateWithRetries(batch.get(k), node, false);
+            int rc = folio.migrateWithRetries(batch.get(k), node, false);
             status[start + k] = rc == 0 ? node : rc == -Errno.EAGAIN ? -Errno.EBUSY : rc;
             if (rc != 0) {
                 failed++;
@@ -293,7 +264,7 @@ public final class MigrationServiceImpl implements MigrationService {
         int home = memory.nodeOf(pfn);
         int rc = -Errno.ENOMEM;
         for (int i = 0; i < memory.nodes().size() && rc == -Errno.ENOMEM; i++) {
-            rc = migrateWithRetries(pfn, (home + i) % memory.nodes().size(), true);
+            rc = folio.migrateWithRetries(pfn, (home + i) % memory.nodes().size(), true);
         }
         checked("soft offline");
         return rc == 0 ? 0 : -Errno.EBUSY;
@@ -362,7 +333,7 @@ public final class MigrationServiceImpl implements MigrationService {
         for (long pfn : inUse) {
             int rc = -Errno.ENOMEM;
             for (int i = 1; i < memory.nodes().size() && rc != 0; i++) {
-                rc = migrateWithRetries(pfn, (node + i) % memory.nodes().size(), false);
+                rc = folio.migrateWithRetries(pfn, (node + i) % memory.nodes().size(), false);
             }
             if (rc != 0) {
                 throw new VmException("cannot offline: pfn 0x" + Long.toHexString(pfn) + " could not be migrated ("
@@ -384,201 +355,11 @@ public final class MigrationServiceImpl implements MigrationService {
         }
     }
 
-    // ---- one folio ----
-
-    private int migrateWithRetries(long pfn, int toNode, boolean poisonOld) {
-        int rc = -Errno.EAGAIN;
-        for (int pass = 0; pass < PASSES && rc == -Errno.EAGAIN; pass++) {
-            synchronized (lock) {
-                lock.ensureOpen();
-                try {
-                    rc = migrateOne(pfn, toNode, poisonOld);
-                } catch (RuntimeException | Error e) {
-                    throw hook.operationFailed(e);
-                }
-                hook.operationDone(); // a close a callback asked for happens between pages
-            }
-            if (rc == -Errno.EAGAIN) {
-                Thread.onSpinWait();
-            }
-        }
-        return rc;
-    }
-
-    /** unmap_and_move for one folio, under the machine lock. */
-    int migrateOne(long pfn, int toNode, boolean poisonOld) {
-        int flags = descriptors.flags(pfn);
-        if ((flags & FrameFlags.ALLOCATED) == 0 || descriptors.mapping(pfn) == 0 || (flags & FrameFlags.HWPOISON) != 0) {
-            return -Errno.ENOENT; // freed or poisoned since it was queued
-        }
-        if (memory.nodeOf(pfn) == toNode && !poisonOld) {
-            return 0;
-        }
-        boolean huge = (flags & FrameFlags.HUGETLB) != 0;
-        HugePagePool pool = huge ? pools.poolOf(pfn) : null;
-        PageSize size = pool != null ? pool.size() : PageSize.SIZE_4K;
-        if (!descriptors.trySetFlag(pfn, FrameFlags.LOCKED)) {
-            return -Errno.EAGAIN;
-        }
-        descriptors.addRefcount(pfn, 1); // isolation: the page stays alive while it is unmapped
-        long target = huge ? pool.allocateOnNode(toNode) : memory.tryAllocate(toNode, 0, false);
-        int rc;
-        Thread previous = migrating.enter();
-        CallbackFailures move = new CallbackFailures(); // this folio's own, settled before it is rethrown
-        try {
-            if (target < 0) {
-                rc = -Errno.ENOMEM;
-            } else {
-                rc = moveMapped(pfn, target, size, toNode, move);
-            }
-        } finally {
-            migrating.restore(previous);
-            descriptors.clearFlags(pfn, FrameFlags.LOCKED);
-        }
-        finish(pfn, target, rc, huge, pool, poisonOld);
-        if (move.any()) {
-            throw CallbackFailures.sneaky(callbackFailures.suppressInto(move.take()));
-        }
-        callbackFailures.rethrow(); // a notifier failure after the copy: the migration completed
-        return rc;
-    }
-
-    /**
-     * Unmap, copy, remap. A callback that throws before the copy (a notifier during the unmap, the
-     * observer at AFTER_UNMAP or BEFORE_COPY) makes it put the page back as a failed migration
-     * does; one that throws after the copy lets the migration complete. Either way the failure is
-     * left in {@code move}, the observer is not called again, and the caller rethrows it.
-     */
-    private int moveMapped(long pfn, long target, PageSize size, int toNode, CallbackFailures move) {
-        boolean wasMapped = descriptors.mapcount(pfn) > 0;
-        if (wasMapped) {
-            var event = phaseEvent();
-            try {
-                unmap.tryToMigrate(pfn);
-            } catch (RuntimeException | Error e) { // a notifier refused at invalidateRangeStart
-                move.add(e);
-            }
-            Throwable collected = callbackFailures.take();
-            if (collected != null) {
-                move.add(collected);
-            }
-            commit(event, "unmap", pfn, target, size);
-            notify(MigrationPhase.AFTER_UNMAP, pfn, target, size, toNode, move);
-        }
-        int rc = -Errno.EAGAIN;
-        MappingOwner owner = registry.owner(descriptors.mapping(pfn));
-        boolean cached = (descriptors.flags(pfn) & FrameFlags.ANON) == 0 && owner != null;
-        // migrate_huge_page_move_mapping: the isolation reference plus the page cache's, nothing else
-        int expected = 1 + (cached ? 1 : 0);
-        if (!move.any() && descriptors.mapcount(pfn) == 0 && descriptors.refcount(pfn) == expected) {
-            notify(MigrationPhase.BEFORE_COPY, pfn, target, size, toNode, move);
-        }
-        if (!move.any() && descriptors.mapcount(pfn) == 0 && descriptors.refcount(pfn) == expected) {
-            var event = phaseEvent();
-            memory.contents().copy(pfn, target, size.frames());
-            descriptors.setFlags(target, descriptors.flags(pfn) & (FrameFlags.ANON | FrameFlags.UPTODATE | FrameFlags.DIRTY));
-            descriptors.setMapping(target, descriptors.mapping(pfn), descriptors.index(pfn));
-            if (cached) {
-                replaceInPageCache((FileMapping) owner, pfn, target); // the cache's reference moves with the slot
-                descriptors.addRefcount(target, 1);
-                descriptors.addRefcount(pfn, -1);
-            }
-            commit(event, "copy", pfn, target, size);
-            rc = 0;
-            notify(MigrationPhase.AFTER_COPY, pfn, target, size, toNode, move);
-        }
-        if (wasMapped) {
-            var event = phaseEvent();
-            removeMigrationPtes.removeMigrationPtes(pfn, rc == 0 ? target : pfn);
-            commit(event, rc == 0 ? "remap" : "put back", pfn, target, size);
-            notify(MigrationPhase.AFTER_REMAP, pfn, target, size, toNode, move);
-        }
-        return rc != 0 && move.any() ? -Errno.EBUSY : rc;
-    }
-
-    private void finish(long pfn, long target, int rc, boolean huge, HugePagePool pool, boolean poisonOld) {
-        if (rc == 0) {
-            if (descriptors.addRefcount(target, -1) == 0) { // the allocation's reference: mappings and cache hold it now
-                migrationRefs.releaseIfUnreferenced(target); // unless the page's mappings went while it moved
-            }
-            if (descriptors.addRefcount(pfn, -1) == 0) { // the isolation reference was the last
-                if (poisonOld) {
-                    if (huge) {
-                        pool.retireInUse(pfn, true);
-                    } else {
-                        descriptors.setRefcount(pfn, 0);
-                        descriptors.setMapping(pfn, 0, 0);
-                        descriptors.clearFlags(pfn, FrameFlags.ANON | FrameFlags.DIRTY | FrameFlags.UPTODATE);
-                        descriptors.setFlags(pfn, FrameFlags.HWPOISON);
-                    }
-                } else if (huge) {
-                    pool.free(pfn);
-                } else {
-                    memory.free(pfn);
-                }
-            }
-            success.addAndGet(huge ? pool.size().frames() : 1);
-            if (huge) {
-                hugetlbSuccess.incrementAndGet();
-            }
-            return;
-        }
-        if (descriptors.addRefcount(pfn, -1) == 0) { // put back: drop the isolation reference
-            migrationRefs.releaseIfUnreferenced(pfn); // the last, when the page's mappings went while it was out
-        }
-        if (target >= 0) {
-            descriptors.setRefcount(target, 1);
-            if (huge) {
-                pool.free(target);
-            } else {
-                memory.free(target);
-            }
-        }
-        if (rc != -Errno.EAGAIN) {
-            fail.addAndGet(huge ? pool.size().frames() : 1);
-            if (huge) {
-                hugetlbFail.incrementAndGet();
-            }
-        }
-    }
-
-    private static org.vmcore.impl.stat.MigrationPhaseEvent phaseEvent() {
-        var event = new org.vmcore.impl.stat.MigrationPhaseEvent();
-        event.begin();
-        return event;
-    }
-
-    private static void commit(org.vmcore.impl.stat.MigrationPhaseEvent event, String phase, long pfn, long target, PageSize size) {
-        if (event.shouldCommit()) {
-            event.phase = phase;
-            event.oldPfn = pfn;
-            event.newPfn = target;
-            event.size = size.bytes();
-            event.commit();
-        }
-    }
-
     private void checked(String operation) {
         synchronized (lock) {
             hook.afterOperation(operation);
         }
     }
-
-    /** Tells the observer, unless it (or a notifier) already threw during this folio's migration. */
-    private void notify(MigrationPhase phase, long pfn, long target, PageSize size, int toNode, CallbackFailures move) {
-        MigrationObserver o = observer;
-        if (o != null && !move.any()) {
-            callbackFailures.enter();
-            try {
-                o.onPhase(new MigrationEvent(phase, pfn, target, size, toNode));
-            } catch (RuntimeException | Error e) {
-                move.add(e);
-            } finally {
-                callbackFailures.exit();
-            }
-        }
-    }
-
 
     private SimAddressSpace checkSpace(AddressSpace addressSpace) {
         lock.ensureOpen();
@@ -598,14 +379,5 @@ public final class MigrationServiceImpl implements MigrationService {
         if (!memory.isValidPfn(pfn)) {
             throw new InvalidArgumentException("pfn", pfn, "must be below the frame count 0x" + Long.toHexString(memory.frameCount()));
         }
-    }
-
-    /** Moves a page-cache slot from {@code oldPfn} to {@code newPfn} (folio_migrate_mapping of a file page). */
-    private void replaceInPageCache(FileMapping mapping, long oldPfn, long newPfn) {
-        long index = descriptors.index(oldPfn) >>> descriptors.order(oldPfn);
-        if (mapping.find(index) != oldPfn) {
-            throw new IllegalStateException("page cache slot " + index + " does not hold pfn 0x" + Long.toHexString(oldPfn));
-        }
-        mapping.add(index, newPfn);
     }
 }

@@ -1,0 +1,287 @@
+package org.vmcore.impl.migrate;
+
+import java.util.LinkedHashMap;
+import java.util.Map;
+import java.util.concurrent.atomic.AtomicLong;
+import org.vmcore.api.Errno;
+import org.vmcore.api.MigrationEvent;
+import org.vmcore.api.MigrationObserver;
+import org.vmcore.api.MigrationPhase;
+import org.vmcore.api.PageSize;
+import org.vmcore.impl.base.MachineLock;
+import org.vmcore.impl.base.MigratingThread;
+import org.vmcore.impl.base.OperationHook;
+import org.vmcore.impl.hugetlb.HugePagePool;
+import org.vmcore.impl.hugetlb.HugetlbPools;
+import org.vmcore.impl.notifier.CallbackFailures;
+import org.vmcore.impl.rmap.MigrationEntryRefs;
+import org.vmcore.impl.rmap.TryToUnmap;
+import org.vmcore.impl.stat.MigrationPhaseEvent;
+import org.vmcore.impl.vma.FileMapping;
+import org.vmcore.impl.vma.MappingOwner;
+import org.vmcore.impl.vma.MappingRegistry;
+import org.vmcore.x86.mem.FrameDescriptors;
+import org.vmcore.x86.mem.FrameFlags;
+import org.vmcore.x86.mem.PhysicalMemory;
+
+/**
+ * Migrating one folio (mm/migrate.c: unmap_and_move, unmap_and_move_huge_page, with
+ * migrate_pages' retry passes): lock, isolate, allocate the target on the wanted node, unmap
+ * with migration entries (try_to_migrate), check references, copy, move the page-cache slot
+ * (folio_migrate_mapping), remove the migration entries (remove_migration_ptes), unlock, free the
+ * old page. A failure puts the page back unchanged; -EAGAIN is retried for up to 10 passes. The
+ * {@link MigrationObserver} hears each phase; pgmigrate and hugetlb_migrate counters are kept here.
+ *
+ * <p>It may touch physical memory, the hugetlb pools, the mapping registry, try_to_migrate and
+ * remove_migration_ptes, and the operation hook. Each page is migrated under the machine lock,
+ * released between pages, so CPUs that fault on a migration entry wait exactly until it ends.
+ */
+final class MigrateFolio {
+    private static final int PASSES = 10;
+
+    private final MachineLock lock;
+    private final PhysicalMemory memory;
+    private final FrameDescriptors descriptors;
+    private final HugetlbPools pools;
+    private final MappingRegistry registry;
+    private final TryToUnmap unmap;
+    private final RemoveMigrationPtes removeMigrationPtes;
+    private final MigrationEntryRefs migrationRefs;
+    private final CallbackFailures callbackFailures;
+    private final OperationHook hook;
+    private final MigratingThread migrating;
+    private volatile MigrationObserver observer;
+    private final AtomicLong success = new AtomicLong();
+    private final AtomicLong fail = new AtomicLong();
+    private final AtomicLong hugetlbSuccess = new AtomicLong();
+    private final AtomicLong hugetlbFail = new AtomicLong();
+
+    MigrateFolio(MachineLock lock, PhysicalMemory memory, HugetlbPools pools, MappingRegistry registry, TryToUnmap unmap,
+                 RemoveMigrationPtes removeMigrationPtes, MigrationEntryRefs migrationRefs, CallbackFailures callbackFailures,
+                 OperationHook hook, MigratingThread migrating) {
+        this.lock = lock;
+        this.memory = memory;
+        this.descriptors = memory.descriptors();
+        this.pools = pools;
+        this.registry = registry;
+        this.unmap = unmap;
+        this.removeMigrationPtes = removeMigrationPtes;
+        this.migrationRefs = migrationRefs;
+        this.callbackFailures = callbackFailures;
+        this.hook = hook;
+        this.migrating = migrating;
+    }
+
+    void setObserver(MigrationObserver observer) {
+        this.observer = observer;
+    }
+
+    /** pgmigrate_success/fail and hugetlb_migrate_success/fail, as /proc/vmstat names them. */
+    Map<String, Long> stats() {
+        Map<String, Long> out = new LinkedHashMap<>();
+        out.put("pgmigrate_success", success.get());
+        out.put("pgmigrate_fail", fail.get());
+        out.put("hugetlb_migrate_success", hugetlbSuccess.get());
+        out.put("hugetlb_migrate_fail", hugetlbFail.get());
+        return out;
+    }
+
+    /** migrate_pages' retry loop for one folio: up to 10 passes while it answers -EAGAIN, each under the lock. */
+
+    int migrateWithRetries(long pfn, int toNode, boolean poisonOld) {
+        int rc = -Errno.EAGAIN;
+        for (int pass = 0; pass < PASSES && rc == -Errno.EAGAIN; pass++) {
+            synchronized (lock) {
+                lock.ensureOpen();
+                try {
+                    rc = migrateOne(pfn, toNode, poisonOld);
+                } catch (RuntimeException | Error e) {
+                    throw hook.operationFailed(e);
+                }
+                hook.operationDone(); // a close a callback asked for happens between pages
+            }
+            if (rc == -Errno.EAGAIN) {
+                Thread.onSpinWait();
+            }
+        }
+        return rc;
+    }
+
+    /** unmap_and_move for one folio, under the machine lock. */
+    int migrateOne(long pfn, int toNode, boolean poisonOld) {
+        int flags = descriptors.flags(pfn);
+        if ((flags & FrameFlags.ALLOCATED) == 0 || descriptors.mapping(pfn) == 0 || (flags & FrameFlags.HWPOISON) != 0) {
+            return -Errno.ENOENT; // freed or poisoned since it was queued
+        }
+        if (memory.nodeOf(pfn) == toNode && !poisonOld) {
+            return 0;
+        }
+        boolean huge = (flags & FrameFlags.HUGETLB) != 0;
+        HugePagePool pool = huge ? pools.poolOf(pfn) : null;
+        PageSize size = pool != null ? pool.size() : PageSize.SIZE_4K;
+        if (!descriptors.trySetFlag(pfn, FrameFlags.LOCKED)) {
+            return -Errno.EAGAIN;
+        }
+        descriptors.addRefcount(pfn, 1); // isolation: the page stays alive while it is unmapped
+        long target = huge ? pool.allocateOnNode(toNode) : memory.tryAllocate(toNode, 0, false);
+        int rc;
+        Thread previous = migrating.enter();
+        CallbackFailures move = new CallbackFailures(); // this folio's own, settled before it is rethrown
+        try {
+            if (target < 0) {
+                rc = -Errno.ENOMEM;
+            } else {
+                rc = moveMapped(pfn, target, size, toNode, move);
+            }
+        } finally {
+            migrating.restore(previous);
+            descriptors.clearFlags(pfn, FrameFlags.LOCKED);
+        }
+        finish(pfn, target, rc, huge, pool, poisonOld);
+        if (move.any()) {
+            throw CallbackFailures.sneaky(callbackFailures.suppressInto(move.take()));
+        }
+        callbackFailures.rethrow(); // a notifier failure after the copy: the migration completed
+        return rc;
+    }
+
+    /**
+     * Unmap, copy, remap. A callback that throws before the copy (a notifier during the unmap, the
+     * observer at AFTER_UNMAP or BEFORE_COPY) makes it put the page back as a failed migration
+     * does; one that throws after the copy lets the migration complete. Either way the failure is
+     * left in {@code move}, the observer is not called again, and the caller rethrows it.
+     */
+    private int moveMapped(long pfn, long target, PageSize size, int toNode, CallbackFailures move) {
+        boolean wasMapped = descriptors.mapcount(pfn) > 0;
+        if (wasMapped) {
+            var event = phaseEvent();
+            try {
+                unmap.tryToMigrate(pfn);
+            } catch (RuntimeException | Error e) { // a notifier refused at invalidateRangeStart
+                move.add(e);
+            }
+            Throwable collected = callbackFailures.take();
+            if (collected != null) {
+                move.add(collected);
+            }
+            commit(event, "unmap", pfn, target, size);
+            notify(MigrationPhase.AFTER_UNMAP, pfn, target, size, toNode, move);
+        }
+        int rc = -Errno.EAGAIN;
+        MappingOwner owner = registry.owner(descriptors.mapping(pfn));
+        boolean cached = (descriptors.flags(pfn) & FrameFlags.ANON) == 0 && owner != null;
+        // migrate_huge_page_move_mapping: the isolation reference plus the page cache's, nothing else
+        int expected = 1 + (cached ? 1 : 0);
+        if (!move.any() && descriptors.mapcount(pfn) == 0 && descriptors.refcount(pfn) == expected) {
+            notify(MigrationPhase.BEFORE_COPY, pfn, target, size, toNode, move);
+        }
+        if (!move.any() && descriptors.mapcount(pfn) == 0 && descriptors.refcount(pfn) == expected) {
+            var event = phaseEvent();
+            memory.contents().copy(pfn, target, size.frames());
+            descriptors.setFlags(target, descriptors.flags(pfn) & (FrameFlags.ANON | FrameFlags.UPTODATE | FrameFlags.DIRTY));
+            descriptors.setMapping(target, descriptors.mapping(pfn), descriptors.index(pfn));
+            if (cached) {
+                replaceInPageCache((FileMapping) owner, pfn, target); // the cache's reference moves with the slot
+                descriptors.addRefcount(target, 1);
+                descriptors.addRefcount(pfn, -1);
+            }
+            commit(event, "copy", pfn, target, size);
+            rc = 0;
+            notify(MigrationPhase.AFTER_COPY, pfn, target, size, toNode, move);
+        }
+        if (wasMapped) {
+            var event = phaseEvent();
+            removeMigrationPtes.removeMigrationPtes(pfn, rc == 0 ? target : pfn);
+            commit(event, rc == 0 ? "remap" : "put back", pfn, target, size);
+            notify(MigrationPhase.AFTER_REMAP, pfn, target, size, toNode, move);
+        }
+        return rc != 0 && move.any() ? -Errno.EBUSY : rc;
+    }
+
+    private void finish(long pfn, long target, int rc, boolean huge, HugePagePool pool, boolean poisonOld) {
+        if (rc == 0) {
+            if (descriptors.addRefcount(target, -1) == 0) { // the allocation's reference: mappings and cache hold it now
+                migrationRefs.releaseIfUnreferenced(target); // unless the page's mappings went while it moved
+            }
+            if (descriptors.addRefcount(pfn, -1) == 0) { // the isolation reference was the last
+                if (poisonOld) {
+                    if (huge) {
+                        pool.retireInUse(pfn, true);
+                    } else {
+                        descriptors.setRefcount(pfn, 0);
+                        descriptors.setMapping(pfn, 0, 0);
+                        descriptors.clearFlags(pfn, FrameFlags.ANON | FrameFlags.DIRTY | FrameFlags.UPTODATE);
+                        descriptors.setFlags(pfn, FrameFlags.HWPOISON);
+                    }
+                } else if (huge) {
+                    pool.free(pfn);
+                } else {
+                    memory.free(pfn);
+                }
+            }
+            success.addAndGet(huge ? pool.size().frames() : 1);
+            if (huge) {
+                hugetlbSuccess.incrementAndGet();
+            }
+            return;
+        }
+        if (descriptors.addRefcount(pfn, -1) == 0) { // put back: drop the isolation reference
+            migrationRefs.releaseIfUnreferenced(pfn); // the last, when the page's mappings went while it was out
+        }
+        if (target >= 0) {
+            descriptors.setRefcount(target, 1);
+            if (huge) {
+                pool.free(target);
+            } else {
+                memory.free(target);
+            }
+        }
+        if (rc != -Errno.EAGAIN) {
+            fail.addAndGet(huge ? pool.size().frames() : 1);
+            if (huge) {
+                hugetlbFail.incrementAndGet();
+            }
+        }
+    }
+
+    private static MigrationPhaseEvent phaseEvent() {
+        var event = new MigrationPhaseEvent();
+        event.begin();
+        return event;
+    }
+
+    private static void commit(MigrationPhaseEvent event, String phase, long pfn, long target, PageSize size) {
+        if (event.shouldCommit()) {
+            event.phase = phase;
+            event.oldPfn = pfn;
+            event.newPfn = target;
+            event.size = size.bytes();
+            event.commit();
+        }
+    }
+
+    /** Tells the observer, unless it (or a notifier) already threw during this folio's migration. */
+    private void notify(MigrationPhase phase, long pfn, long target, PageSize size, int toNode, CallbackFailures move) {
+        MigrationObserver o = observer;
+        if (o != null && !move.any()) {
+            callbackFailures.enter();
+            try {
+                o.onPhase(new MigrationEvent(phase, pfn, target, size, toNode));
+            } catch (RuntimeException | Error e) {
+                move.add(e);
+            } finally {
+                callbackFailures.exit();
+            }
+        }
+    }
+
+
+    /** Moves a page-cache slot from {@code oldPfn} to {@code newPfn} (folio_migrate_mapping of a file page). */
+    private void replaceInPageCache(FileMapping mapping, long oldPfn, long newPfn) {
+        long index = descriptors.index(oldPfn) >>> descriptors.order(oldPfn);
+        if (mapping.find(index) != oldPfn) {
+            throw new IllegalStateException("page cache slot " + index + " does not hold pfn 0x" + Long.toHexString(oldPfn));
+        }
+        mapping.add(index, newPfn);
+    }
+}
