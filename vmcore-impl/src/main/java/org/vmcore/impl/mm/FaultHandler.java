@@ -11,6 +11,7 @@ import org.vmcore.impl.hugetlb.HugePagePool;
 import org.vmcore.impl.hugetlb.HugetlbFileImpl;
 import org.vmcore.impl.hugetlb.PmdSharing;
 import org.vmcore.impl.notifier.Invalidation;
+import org.vmcore.impl.stat.FaultEvent;
 import org.vmcore.impl.tlb.TlbShootdown;
 import org.vmcore.impl.vma.FileMapping;
 import org.vmcore.impl.vma.VmArea;
@@ -41,6 +42,36 @@ final class FaultHandler {
         this.shootdown = ctx.shootdown();
         this.memory = ctx.memory();
         this.descriptors = memory.descriptors();
+    }
+
+    /**
+     * do_user_addr_fault for an access the caller asked for: a non-canonical address, an address
+     * outside every VMA or an access the VMA does not allow is a SIGSEGV; anything else goes to
+     * {@link #handle} (handle_mm_fault), recorded as a JFR fault event.
+     */
+    FaultResult userFault(long va, Access access) {
+        if (!mm.pageTable().mode().isCanonical(va)) {
+            throw new SegmentationFaultException(va, access, SegmentationFaultException.Cause.NON_CANONICAL);
+        }
+        VmArea vma = mm.vma(va);
+        if (vma == null) {
+            throw new SegmentationFaultException(va, access, SegmentationFaultException.Cause.NO_VMA);
+        }
+        if (!vma.protection().allows(access)) {
+            throw new SegmentationFaultException(va, access, SegmentationFaultException.Cause.PROTECTION);
+        }
+        mm.countFault();
+        FaultEvent event = new FaultEvent();
+        event.begin();
+        FaultResult result = handle(vma, va, access);
+        if (event.shouldCommit()) {
+            event.addressSpace = mm.id();
+            event.address = va;
+            event.access = access.name();
+            event.result = result.name();
+            event.commit();
+        }
+        return result;
     }
 
     FaultResult handle(VmArea vma, long va, Access access) {

@@ -13,6 +13,7 @@ import org.vmcore.api.Protection;
 import org.vmcore.api.VmaKind;
 import org.vmcore.impl.hugetlb.HugetlbFileImpl;
 import org.vmcore.impl.hugetlb.HugetlbReservation;
+import org.vmcore.impl.hugetlb.PmdSharing;
 import org.vmcore.impl.notifier.Invalidation;
 import org.vmcore.impl.tlb.TlbGather;
 import org.vmcore.impl.vma.FileMapping;
@@ -115,8 +116,8 @@ final class Mmap {
         if (mm.overlapping(start, end).isEmpty()) {
             return;
         }
-        mm.splitAt(start);
-        mm.splitAt(end);
+        splitVma(start);
+        splitVma(end);
         TlbGather gather = new TlbGather();
         Invalidation invalidation;
         if (abortable) {
@@ -200,7 +201,7 @@ final class Mmap {
                         + Long.toHexString(MMAP_MIN_ADDR) + " and below TASK_SIZE_MAX 0x" + Long.toHexString(taskSizeMax)
                         + (address < MMAP_MIN_ADDR ? " (-EPERM)" : " (-ENOMEM)"));
             }
-            mm.checkRangeInUserSpace(address, len, "-ENOMEM");
+            mm.args.checkRangeInUserSpace(address, len, "-ENOMEM");
             if ((flags & MapFlags.MAP_FIXED) == 0 && !mm.overlapping(address, address + len).isEmpty()) {
                 throw new InvalidArgumentException("address", address, "must not overlap an existing mapping with"
                         + " MAP_FIXED_NOREPLACE (EEXIST): " + mm.overlapping(address, address + len).getFirst().snapshot());
@@ -237,5 +238,22 @@ final class Mmap {
         if ((flags & MapFlags.MAP_FIXED) != 0) {
             doMunmap(start, start + len, true);
         }
+    }
+
+    /** split_vma at addr; a hugetlb VMA first unshares the PUD window the split cuts (hugetlb_split). */
+    void splitVma(long addr) {
+        VmArea v = mm.vma(addr);
+        if (v == null || v.start() == addr) {
+            return;
+        }
+        if (PmdSharing.splitMustUnshare(v, addr)) {
+            // hugetlb_split -> hugetlb_unshare_pmds: a split window cannot stay shared
+            long window = addr & PmdSharing.PUD_MASK;
+            try (Invalidation inv = Invalidation.startCompleting(mm.notifiers(), window, window + PmdSharing.PUD_SIZE, NotifierEvent.CLEAR)) {
+                PmdSharing.hugePmdUnshare(v, addr);
+                ctx.shootdown().flushTlbMmRange(mm, window, window + PmdSharing.PUD_SIZE, PageSize.SIZE_2M.shift());
+            }
+        }
+        mm.vmaTree().split(addr);
     }
 }

@@ -64,10 +64,10 @@ final class Mprotect {
         long from = Math.max(address, changing.getFirst().start());
         long to = Math.min(end, changing.getLast().end());
         if (splitFirst) {
-            mm.splitAt(address);
+            mmap.splitVma(address);
         }
         if (splitLast) {
-            mm.splitAt(end);
+            mmap.splitVma(end);
         }
         changing = mm.overlapping(from, to);
         changing.removeIf(v -> v.protection().equals(prot));

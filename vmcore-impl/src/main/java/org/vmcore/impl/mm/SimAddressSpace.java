@@ -10,14 +10,12 @@ import org.vmcore.api.ClosedException;
 import org.vmcore.api.FaultResult;
 import org.vmcore.api.HugetlbFile;
 import org.vmcore.api.InvalidArgumentException;
-import org.vmcore.api.MapFlags;
 import org.vmcore.api.MigrationWaitException;
 import org.vmcore.api.MmCounters;
 import org.vmcore.api.MmuNotifier;
 import org.vmcore.api.NotifierEvent;
 import org.vmcore.api.PageSize;
 import org.vmcore.api.Protection;
-import org.vmcore.api.SegmentationFaultException;
 import org.vmcore.api.Vma;
 import org.vmcore.api.VmException;
 import org.vmcore.api.VmaKind;
@@ -26,7 +24,6 @@ import org.vmcore.impl.hugetlb.HugetlbFileImpl;
 import org.vmcore.impl.hugetlb.HugetlbVmdelete;
 import org.vmcore.impl.hugetlb.PmdSharing;
 import org.vmcore.impl.notifier.Invalidation;
-import org.vmcore.impl.stat.FaultEvent;
 import org.vmcore.impl.tlb.TlbGather;
 import org.vmcore.impl.tlb.TlbShootdown;
 import org.vmcore.impl.vma.MmStruct;
@@ -74,6 +71,7 @@ public final class SimAddressSpace extends MmStruct {
     final PageOps pages;
     private final FaultHandler faults;
     private final Mmap mmapImpl;
+    final MmArgs args;
     private final Mprotect mprotect;
     private long faultCount;
     private boolean closed;
@@ -88,6 +86,7 @@ public final class SimAddressSpace extends MmStruct {
         this.walker = Nodes.newWalker(ctx.memory());
         this.pages = new PageOps(ctx, this);
         this.faults = new FaultHandler(ctx, this);
+        this.args = new MmArgs(pageTable.mode());
         this.mmapImpl = new Mmap(this, ctx);
         this.mprotect = new Mprotect(this, ctx, mmapImpl);
     }
@@ -98,9 +97,9 @@ public final class SimAddressSpace extends MmStruct {
     public long mmap(long address, long length, Protection prot, int flags) {
         synchronized (lock()) {
             ensureChangeable("mmap");
-            checkMmapFlags(flags, true);
-            checkProtection(prot);
-            long len = checkLength(length, PageSize.SIZE_4K);
+            MmArgs.checkMmapFlags(flags, true);
+            MmArgs.checkProtection(prot);
+            long len = args.checkLength(length, PageSize.SIZE_4K);
             long start = mmapImpl.mmapRegion(address, len, prot, flags);
             ctx.hook().afterOperation("mmap");
             return start;
@@ -116,12 +115,12 @@ public final class SimAddressSpace extends MmStruct {
             }
             HugetlbFileImpl f = (HugetlbFileImpl) file;
             PageSize size = f.pageSize();
-            checkMmapFlags(flags, false);
-            checkProtection(prot);
+            MmArgs.checkMmapFlags(flags, false);
+            MmArgs.checkProtection(prot);
             if (offset < 0 || !size.isAligned(offset)) {
                 throw new InvalidArgumentException("offset", offset, "must be a non-negative multiple of " + size.label());
             }
-            long len = checkLength(length, size);
+            long len = args.checkLength(length, size);
             if (offset > f.size() - len) {
                 throw new InvalidArgumentException("length", length, "must keep offset 0x" + Long.toHexString(offset)
                         + " + length inside the file of " + f.size() + " bytes");
@@ -138,9 +137,9 @@ public final class SimAddressSpace extends MmStruct {
     public void munmap(long address, long length) {
         synchronized (lock()) {
             ensureChangeable("munmap");
-            checkAddress(address, "address");
-            long len = checkLength(length, PageSize.SIZE_4K);
-            checkRangeInUserSpace(address, len, "-EINVAL");
+            args.checkAddress(address, "address");
+            long len = args.checkLength(length, PageSize.SIZE_4K);
+            args.checkRangeInUserSpace(address, len, "-EINVAL");
             mmapImpl.checkSplitPoints(address, address + len);
             mmapImpl.doMunmap(address, address + len, true);
             ctx.hook().afterOperation("munmap");
@@ -151,10 +150,10 @@ public final class SimAddressSpace extends MmStruct {
     public void mprotect(long address, long length, Protection prot) {
         synchronized (lock()) {
             ensureChangeable("mprotect");
-            checkAddress(address, "address");
-            checkProtection(prot);
-            long len = checkLength(length, PageSize.SIZE_4K);
-            checkRangeInUserSpace(address, len, "-ENOMEM");
+            args.checkAddress(address, "address");
+            MmArgs.checkProtection(prot);
+            long len = args.checkLength(length, PageSize.SIZE_4K);
+            args.checkRangeInUserSpace(address, len, "-ENOMEM");
             mprotect.mprotectFixup(address, len, prot);
             ctx.hook().afterOperation("mprotect");
         }
@@ -207,27 +206,7 @@ public final class SimAddressSpace extends MmStruct {
             if (access == null) {
                 throw new InvalidArgumentException("access", null, "must not be null");
             }
-            if (!pageTable.mode().isCanonical(va)) {
-                throw new SegmentationFaultException(va, access, SegmentationFaultException.Cause.NON_CANONICAL);
-            }
-            VmArea vma = vma(va);
-            if (vma == null) {
-                throw new SegmentationFaultException(va, access, SegmentationFaultException.Cause.NO_VMA);
-            }
-            if (!vma.protection().allows(access)) {
-                throw new SegmentationFaultException(va, access, SegmentationFaultException.Cause.PROTECTION);
-            }
-            faultCount++;
-            FaultEvent event = new FaultEvent();
-            event.begin();
-            FaultResult result = faults.handle(vma, va, access);
-            if (event.shouldCommit()) {
-                event.addressSpace = id();
-                event.address = va;
-                event.access = access.name();
-                event.result = result.name();
-                event.commit();
-            }
+            FaultResult result = faults.userFault(va, access);
             ctx.hook().afterOperation("fault at 0x" + Long.toHexString(va));
             return result;
         }
@@ -321,7 +300,7 @@ public final class SimAddressSpace extends MmStruct {
             if (strideShift != 12 && strideShift != 21 && strideShift != 30) {
                 throw new InvalidArgumentException("strideShift", strideShift, "must be 12, 21 or 30");
             }
-            checkAddress(start, "start");
+            args.checkAddress(start, "start");
             if (end <= start || end > pageTable.mode().taskSizeMax()) {
                 throw new InvalidArgumentException("end", end, "must be above start and at most TASK_SIZE_MAX 0x"
                         + Long.toHexString(pageTable.mode().taskSizeMax()));
@@ -358,32 +337,7 @@ public final class SimAddressSpace extends MmStruct {
     private boolean young(long va, boolean clear, boolean flush) {
         synchronized (lock()) {
             ensureOpen();
-            VmArea v = vma(va);
-            if (v == null) {
-                throw new InvalidArgumentException("va", va, "must lie in a mapping");
-            }
-            PageSize size = v.pageSize();
-            long addr = size.alignDown(va);
-            long slot = pageTable.slot(addr, Level.ofLeaf(size));
-            boolean young = false;
-            if (slot >= 0) {
-                long e = pageTable.readSlot(slot);
-                young = Pte.isPresent(e) && (e & Pte.ACCESSED) != 0;
-                if (young && clear) {
-                    long cur = e;
-                    while (!pageTable.compareAndSetSlot(slot, cur, cur & ~Pte.ACCESSED)) {
-                        cur = pageTable.readSlot(slot);
-                    }
-                    if (flush) {
-                        shootdown.flushTlbMmRange(this, addr, addr + size.bytes(), size.shift());
-                    }
-                }
-            }
-            if (!clear) {
-                young |= notifiers().testYoung(addr);
-            } else {
-                young |= flush ? notifiers().clearFlushYoung(addr, addr + size.bytes()) : notifiers().clearYoung(addr, addr + size.bytes());
-            }
+            boolean young = Young.young(this, shootdown, va, clear, flush);
             ctx.hook().operationDone(); // the accessed bits are cleared all the same
             return young;
         }
@@ -443,8 +397,13 @@ public final class SimAddressSpace extends MmStruct {
 
     /** One fault of the populate path, counted in pgfault like any other. */
     FaultResult handleFault(VmArea vma, long va, Access access) {
-        faultCount++;
+        countFault();
         return faults.handle(vma, va, access);
+    }
+
+    /** pgfault: one more fault handled. */
+    void countFault() {
+        faultCount++;
     }
 
     // ---- VMA tree ----
@@ -466,23 +425,6 @@ public final class SimAddressSpace extends MmStruct {
             v.mapping().pageCache().clear();
             ctx.registry().unregister(v.mapping().id());
         }
-    }
-
-    /** split_vma at addr; a hugetlb VMA first unshares the PUD window the split cuts (hugetlb_split). */
-    void splitAt(long addr) {
-        VmArea v = vma(addr);
-        if (v == null || v.start() == addr) {
-            return;
-        }
-        if (PmdSharing.splitMustUnshare(v, addr)) {
-            // hugetlb_split -> hugetlb_unshare_pmds: a split window cannot stay shared
-            long window = addr & PmdSharing.PUD_MASK;
-            try (Invalidation inv = Invalidation.startCompleting(notifiers(), window, window + PmdSharing.PUD_SIZE, NotifierEvent.CLEAR)) {
-                PmdSharing.hugePmdUnshare(v, addr);
-                shootdown.flushTlbMmRange(this, window, window + PmdSharing.PUD_SIZE, PageSize.SIZE_2M.shift());
-            }
-        }
-        vmas.split(addr);
     }
 
     VmArea mergeAround(VmArea v) {
@@ -509,57 +451,6 @@ public final class SimAddressSpace extends MmStruct {
         lock().ensureOpen();
         if (closed) {
             throw new ClosedException("address space mm" + id());
-        }
-    }
-
-    private void checkMmapFlags(int flags, boolean anonymous) {
-        if ((flags & ~MapFlags.KNOWN) != 0) {
-            throw new InvalidArgumentException("flags", MapFlags.describe(flags), "must use only MAP_SHARED, MAP_PRIVATE,"
-                    + " MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_ANONYMOUS, MAP_LOCKED and MAP_POPULATE");
-        }
-        boolean shared = (flags & MapFlags.MAP_SHARED) != 0;
-        boolean priv = (flags & MapFlags.MAP_PRIVATE) != 0;
-        if (shared == priv) {
-            throw new InvalidArgumentException("flags", MapFlags.describe(flags), "must contain exactly one of MAP_SHARED and MAP_PRIVATE");
-        }
-        if (anonymous != ((flags & MapFlags.MAP_ANONYMOUS) != 0)) {
-            throw new InvalidArgumentException("flags", MapFlags.describe(flags), anonymous
-                    ? "must contain MAP_ANONYMOUS for an anonymous mapping" : "must not contain MAP_ANONYMOUS for a file mapping");
-        }
-    }
-
-    private static void checkProtection(Protection prot) {
-        if (prot == null) {
-            throw new InvalidArgumentException("prot", null, "must not be null");
-        }
-    }
-
-    private long checkLength(long length, PageSize size) {
-        long limit = pageTable.mode().taskSizeMax();
-        if (length <= 0 || length > limit) {
-            throw new InvalidArgumentException("length", length, "must be positive and at most 0x" + Long.toHexString(limit));
-        }
-        if (size != PageSize.SIZE_4K && !size.isAligned(length)) {
-            throw new InvalidArgumentException("length", length, "must be a multiple of the file's page size " + size.label());
-        }
-        return (length + 0xFFF) & ~0xFFFL; // the kernel rounds lengths up to whole pages
-    }
-
-    private void checkAddress(long address, String name) {
-        if ((address & 0xFFF) != 0) {
-            throw new InvalidArgumentException(name, address, "must be 4K aligned");
-        }
-        if (address < 0 || address >= pageTable.mode().taskSizeMax()) {
-            throw new InvalidArgumentException(name, address, "must be a user-space address below TASK_SIZE_MAX 0x"
-                    + Long.toHexString(pageTable.mode().taskSizeMax()));
-        }
-    }
-
-    /** The range must end at or below TASK_SIZE_MAX; {@code errno} is what the kernel's call returns. */
-    void checkRangeInUserSpace(long address, long len, String errno) {
-        if (address > pageTable.mode().taskSizeMax() - len) {
-            throw new InvalidArgumentException("length", len, "must keep 0x" + Long.toHexString(address)
-                    + " + length at or below TASK_SIZE_MAX 0x" + Long.toHexString(pageTable.mode().taskSizeMax()) + " (" + errno + ")");
         }
     }
 

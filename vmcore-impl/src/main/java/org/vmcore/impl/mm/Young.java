@@ -1,0 +1,53 @@
+package org.vmcore.impl.mm;
+
+import org.vmcore.api.InvalidArgumentException;
+import org.vmcore.api.PageSize;
+import org.vmcore.impl.tlb.TlbShootdown;
+import org.vmcore.impl.vma.VmArea;
+import org.vmcore.x86.pgtable.Level;
+import org.vmcore.x86.pgtable.PageTable;
+import org.vmcore.x86.pgtable.Pte;
+
+/**
+ * The accessed bit of one page, CPU side and secondary-MMU side together, as page reclaim asks
+ * it (include/linux/mmu_notifier.h: ptep_clear_flush_young_notify, ptep_clear_young_notify,
+ * mmu_notifier_test_young): the leaf entry's ACCESSED bit is read and, when asked, cleared (and
+ * the page flushed from the TLBs), then the notifiers are asked the same. It touches the address
+ * space's page table, its notifier chain and the TLB shootdown; the caller holds the machine lock.
+ */
+final class Young {
+    private Young() {
+    }
+
+    /** Whether the page at {@code va} was accessed; with {@code clear} the bits are cleared, with {@code flush} flushed too. */
+    static boolean young(SimAddressSpace mm, TlbShootdown shootdown, long va, boolean clear, boolean flush) {
+        PageTable table = mm.pageTable();
+        VmArea v = mm.vma(va);
+        if (v == null) {
+            throw new InvalidArgumentException("va", va, "must lie in a mapping");
+        }
+        PageSize size = v.pageSize();
+        long addr = size.alignDown(va);
+        long slot = table.slot(addr, Level.ofLeaf(size));
+        boolean young = false;
+        if (slot >= 0) {
+            long e = table.readSlot(slot);
+            young = Pte.isPresent(e) && (e & Pte.ACCESSED) != 0;
+            if (young && clear) {
+                long cur = e;
+                while (!table.compareAndSetSlot(slot, cur, cur & ~Pte.ACCESSED)) {
+                    cur = table.readSlot(slot);
+                }
+                if (flush) {
+                    shootdown.flushTlbMmRange(mm, addr, addr + size.bytes(), size.shift());
+                }
+            }
+        }
+        if (!clear) {
+            young |= mm.notifiers().testYoung(addr);
+        } else {
+            young |= flush ? mm.notifiers().clearFlushYoung(addr, addr + size.bytes()) : mm.notifiers().clearYoung(addr, addr + size.bytes());
+        }
+        return young;
+    }
+}
