@@ -23,7 +23,7 @@ final class Exit {
         ctx.shootdown().flushExiting(mm);
         TlbGather gather = new TlbGather();
         for (VmArea v : new ArrayList<>(mm.vmaTree().all())) {
-            mm.pages.zap(v, v.start(), v.end(), gather, true);
+            mm.zap.zapPageRange(v, v.start(), v.end(), gather, true);
             mm.removeVma(v);
         }
         mm.pageTable().destroy();

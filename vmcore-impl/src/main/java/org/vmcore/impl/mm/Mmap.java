@@ -139,7 +139,7 @@ final class Mmap {
         }
         try (Invalidation inv = invalidation) {
             for (VmArea v : mm.overlapping(start, end)) {
-                mm.pages.zap(v, v.start(), v.end(), gather, true);
+                mm.zap.zapPageRange(v, v.start(), v.end(), gather, true);
                 mm.removeVma(v);
             }
             freePgtables(start, end);

@@ -6,8 +6,6 @@ import org.vmcore.api.VmaKind;
 import org.vmcore.impl.hugetlb.HugetlbFileImpl;
 import org.vmcore.impl.hugetlb.HugetlbPools;
 import org.vmcore.impl.hugetlb.PmdSharing;
-import org.vmcore.impl.rmap.MigrationEntryRefs;
-import org.vmcore.impl.tlb.TlbGather;
 import org.vmcore.impl.vma.AnonVma;
 import org.vmcore.impl.vma.MappingRegistry;
 import org.vmcore.impl.vma.MmStruct;
@@ -21,8 +19,8 @@ import org.vmcore.x86.pgtable.PageTable;
 import org.vmcore.x86.pgtable.Pte;
 
 /**
- * Page-level work of one address space: walking the leaves of a range, zapping them
- * (zap_page_range / __unmap_hugepage_range), changing their protection (change_protection /
+ * Page-level work of one address space: walking the leaves of a range (zapping them is
+ * {@link Zap}), changing their protection (change_protection /
  * hugetlb_change_protection), copying them for fork (copy_page_range), and taking and dropping
  * page references (rmap add/remove, put_page).
  */
@@ -38,7 +36,6 @@ final class PageOps {
     private final FrameDescriptors descriptors;
     private final MappingRegistry registry;
     private final HugetlbPools pools;
-    private final MigrationEntryRefs migrationRefs;
 
     PageOps(MmContext ctx, SimAddressSpace mm) {
         this.mm = mm;
@@ -46,7 +43,6 @@ final class PageOps {
         this.descriptors = memory.descriptors();
         this.registry = ctx.registry();
         this.pools = ctx.pools();
-        this.migrationRefs = ctx.migrationRefs();
     }
 
     // ---- leaf iteration ----
@@ -87,70 +83,7 @@ final class PageOps {
         }
     }
 
-    // ---- zap ----
-
-    /**
-     * Clears every entry of {@code vma} in {@code [from, to)} and drops the page references;
-     * {@code gather} learns what the TLBs must forget (an unshared window in whole). A migration
-     * entry is cleared like zap_nonpresent_ptes does: its RSS counter drops, and since the entry
-     * holds no reference the page is freed only if nothing else holds it
-     * ({@link MigrationEntryRefs}).
-     */
-    void zap(VmArea vma, long from, long to, TlbGather gather, boolean releaseReservations) {
-        PageTable table = mm.pageTable();
-        if (vma.kind().isHugetlb()) {
-            PageSize size = vma.pageSize();
-            if (size == PageSize.SIZE_2M) {
-                // A shared window is unshared, not cleared: the other sharers keep its entries.
-                for (long window = from & PmdSharing.PUD_MASK; window < to; window += PmdSharing.PUD_SIZE) {
-                    long w = Math.max(window, from);
-                    if (PmdSharing.hugePmdUnshare(vma, w)) {
-                        gather.add(window, window + PmdSharing.PUD_SIZE, size.shift());
-                    }
-                }
-            }
-            if (vma.reservationOwner() && releaseReservations) {
-                releasePrivateReservations(vma, from, to);
-            }
-            forEachLeaf(vma, from, to, (va, slot, e) -> {
-                table.getAndClearSlot(slot);
-                gather.add(va, va + size.bytes(), size.shift());
-                if (Pte.isPresent(e)) {
-                    mm.hugetlbCountSub(size.bytes());
-                    putMapped(Pte.pfn(e, size), true);
-                } else if (MigrationEntry.isMigration(e)) {
-                    mm.hugetlbCountSub(size.bytes());
-                    migrationRefs.releaseIfUnreferenced(MigrationEntry.pfn(e));
-                }
-            });
-            return;
-        }
-        forEachLeaf(vma, from, to, (va, slot, e) -> {
-            table.getAndClearSlot(slot);
-            gather.add(va, va + 4096, 12);
-            boolean migration = MigrationEntry.isMigration(e);
-            if (Pte.isPresent(e) || migration) {
-                if (vma.kind() == VmaKind.ANONYMOUS_SHARED) {
-                    mm.addShmemPages(-1);
-                } else {
-                    mm.addAnonPages(-1);
-                }
-            }
-            if (Pte.isPresent(e)) {
-                putMapped(Pte.pfn(e), false);
-            } else if (migration) {
-                migrationRefs.releaseIfUnreferenced(MigrationEntry.pfn(e));
-            }
-        });
-    }
-
-    /**
-     * A private owner VMA holds one reservation per huge page inside the file's end without an
-     * anonymous page; zapping [from, to) gives those back.
-     */
-    private void releasePrivateReservations(VmArea vma, long from, long to) {
-        HugetlbFileImpl.of(vma).pool().unreserve(reservedSlots(vma, from, to));
-    }
+    // ---- hugetlb reservations ----
 
     /** The reservations a private owner VMA holds over [from, to). */
     long reservedSlots(VmArea vma, long from, long to) {

@@ -13,7 +13,6 @@ import org.vmcore.api.InvalidArgumentException;
 import org.vmcore.api.MigrationWaitException;
 import org.vmcore.api.MmCounters;
 import org.vmcore.api.MmuNotifier;
-import org.vmcore.api.NotifierEvent;
 import org.vmcore.api.PageSize;
 import org.vmcore.api.Protection;
 import org.vmcore.api.Vma;
@@ -22,9 +21,6 @@ import org.vmcore.api.VmaKind;
 import org.vmcore.impl.base.Nodes;
 import org.vmcore.impl.hugetlb.HugetlbFileImpl;
 import org.vmcore.impl.hugetlb.HugetlbVmdelete;
-import org.vmcore.impl.hugetlb.PmdSharing;
-import org.vmcore.impl.notifier.Invalidation;
-import org.vmcore.impl.tlb.TlbGather;
 import org.vmcore.impl.tlb.TlbShootdown;
 import org.vmcore.impl.vma.MmStruct;
 import org.vmcore.impl.vma.VmArea;
@@ -36,13 +32,15 @@ import org.vmcore.x86.pgtable.WalkResult;
 import org.vmcore.x86.pgtable.Walker;
 
 /**
- * An address space (mm_struct): the VMA tree, the page tables and the counters, with mmap,
- * munmap, mprotect, fork, exit and the page-fault handler. Every public method runs under the
- * machine lock. Page-level work is in {@link PageOps}; fault handling in {@link FaultHandler}.
- * The mm_struct data (page table, VMA tree, counters, notifiers) is in {@link MmStruct}; what
- * it may touch outside itself is listed in its {@link MmContext}.
+ * An address space (mm_struct) as the public {@link AddressSpace}: a facade that
+ * locks, validates ({@link MmArgs}) and delegates to the mechanism that does the work: {@link Mmap}
+ * (mmap_region, get_unmapped_area, do_munmap, split_vma), {@link Mprotect}, {@link Fork}
+ * (dup_mmap), {@link Exit} (exit_mmap), {@link Zap} (zap_page_range, __unmap_hugepage_range),
+ * {@link FaultHandler} (do_user_addr_fault, handle_mm_fault), {@link Young} and {@link PageOps}.
+ * Every public method runs under the machine lock. The mm_struct data (page table, VMA tree,
+ * counters, notifiers) is in {@link MmStruct}; what it may touch outside itself is listed in its
+ * {@link MmContext}.
  */
-@SuppressWarnings("try") // an Invalidation is used only for its scope: the notifier range ends with the block
 public final class SimAddressSpace extends MmStruct {
     /** Lowest address a mapping may use (vm.mmap_min_addr). */
     public static final long MMAP_MIN_ADDR = 0x10000;
@@ -53,7 +51,7 @@ public final class SimAddressSpace extends MmStruct {
     public static final HugetlbVmdelete VMDELETE = new HugetlbVmdelete() {
         @Override
         public void unmapHugepageRange(VmArea v, long from, long to) {
-            ((SimAddressSpace) v.owner()).unmapFilePages(v, from, to);
+            ((SimAddressSpace) v.owner()).zap.unmapHugepageRange(v, from, to);
         }
 
         @Override
@@ -71,6 +69,7 @@ public final class SimAddressSpace extends MmStruct {
     final PageOps pages;
     private final FaultHandler faults;
     private final Mmap mmapImpl;
+    final Zap zap;
     final MmArgs args;
     private final Mprotect mprotect;
     private long faultCount;
@@ -87,6 +86,7 @@ public final class SimAddressSpace extends MmStruct {
         this.pages = new PageOps(ctx, this);
         this.faults = new FaultHandler(ctx, this);
         this.args = new MmArgs(pageTable.mode());
+        this.zap = new Zap(this, ctx);
         this.mmapImpl = new Mmap(this, ctx);
         this.mprotect = new Mprotect(this, ctx, mmapImpl);
     }
@@ -346,23 +346,6 @@ public final class SimAddressSpace extends MmStruct {
     /** Page faults handled (pgfault). */
     public long faultCount() {
         return faultCount;
-    }
-
-    /**
-     * hugetlb_vmdelete_list for one VMA: zaps [from, to) of a hugetlb mapping whose file
-     * shrank, with the notifier range widened for PMD sharing and shared windows unshared; the
-     * VMA stays; the caller settles a private owner's reservations.
-     */
-    public void unmapFilePages(VmArea v, long from, long to) {
-        if (from >= to) {
-            return;
-        }
-        PmdSharing.Range r = PmdSharing.adjustRangeIfPmdSharingPossible(v, from, to);
-        TlbGather gather = new TlbGather();
-        try (Invalidation inv = Invalidation.startCompleting(notifiers(), r.start(), r.end(), NotifierEvent.UNMAP)) {
-            pages.zap(v, from, to, gather, false); // the caller settles private reservations
-            gather.flush(shootdown, this);
-        }
     }
 
     /** Reservations a private owner VMA holds: its slots inside the file's end without an anonymous page. */

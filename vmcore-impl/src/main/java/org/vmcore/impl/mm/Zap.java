@@ -1,0 +1,121 @@
+package org.vmcore.impl.mm;
+
+import org.vmcore.api.NotifierEvent;
+import org.vmcore.api.PageSize;
+import org.vmcore.api.VmaKind;
+import org.vmcore.impl.hugetlb.HugetlbFileImpl;
+import org.vmcore.impl.hugetlb.PmdSharing;
+import org.vmcore.impl.notifier.Invalidation;
+import org.vmcore.impl.rmap.MigrationEntryRefs;
+import org.vmcore.impl.tlb.TlbGather;
+import org.vmcore.impl.vma.VmArea;
+import org.vmcore.x86.pgtable.MigrationEntry;
+import org.vmcore.x86.pgtable.PageTable;
+import org.vmcore.x86.pgtable.Pte;
+
+/**
+ * Clearing the entries of a range (mm/memory.c zap_page_range_single / unmap_page_range with
+ * zap_nonpresent_ptes, and mm/hugetlb.c __unmap_hugepage_range with huge_pmd_unshare): RSS and
+ * HugetlbPages drop, page references are put, migration entries release a page nothing else holds,
+ * a private owner gives back its hugetlb reservations, and a {@link TlbGather} collects what the
+ * TLBs must forget. {@link #unmapHugepageRange} is hugetlb_vmdelete_list's per-VMA work for a
+ * truncated hugetlbfs file.
+ *
+ * <p>It may touch its address space's page table and counters, the page references
+ * ({@link PageOps}), the hugetlb pools of the VMA's file and, for truncation, the notifier chain
+ * and the TLB shootdown; callers hold the machine lock.
+ */
+@SuppressWarnings("try") // an Invalidation is used only for its scope: the notifier range ends with the block
+final class Zap {
+    private final SimAddressSpace mm;
+    private final MmContext ctx;
+    private final PageOps pages;
+    private final MigrationEntryRefs migrationRefs;
+
+    Zap(SimAddressSpace mm, MmContext ctx) {
+        this.mm = mm;
+        this.ctx = ctx;
+        this.pages = mm.pages;
+        this.migrationRefs = ctx.migrationRefs();
+    }
+
+    /**
+     * Clears every entry of {@code vma} in {@code [from, to)} and drops the page references;
+     * {@code gather} learns what the TLBs must forget (an unshared window in whole). A migration
+     * entry is cleared like zap_nonpresent_ptes does: its RSS counter drops, and since the entry
+     * holds no reference the page is freed only if nothing else holds it
+     * ({@link MigrationEntryRefs}).
+     */
+    void zapPageRange(VmArea vma, long from, long to, TlbGather gather, boolean releaseReservations) {
+        PageTable table = mm.pageTable();
+        if (vma.kind().isHugetlb()) {
+            PageSize size = vma.pageSize();
+            if (size == PageSize.SIZE_2M) {
+                // A shared window is unshared, not cleared: the other sharers keep its entries.
+                for (long window = from & PmdSharing.PUD_MASK; window < to; window += PmdSharing.PUD_SIZE) {
+                    long w = Math.max(window, from);
+                    if (PmdSharing.hugePmdUnshare(vma, w)) {
+                        gather.add(window, window + PmdSharing.PUD_SIZE, size.shift());
+                    }
+                }
+            }
+            if (vma.reservationOwner() && releaseReservations) {
+                releasePrivateReservations(vma, from, to);
+            }
+            PageOps.forEachLeaf(vma, from, to, (va, slot, e) -> {
+                table.getAndClearSlot(slot);
+                gather.add(va, va + size.bytes(), size.shift());
+                if (Pte.isPresent(e)) {
+                    mm.hugetlbCountSub(size.bytes());
+                    pages.putMapped(Pte.pfn(e, size), true);
+                } else if (MigrationEntry.isMigration(e)) {
+                    mm.hugetlbCountSub(size.bytes());
+                    migrationRefs.releaseIfUnreferenced(MigrationEntry.pfn(e));
+                }
+            });
+            return;
+        }
+        PageOps.forEachLeaf(vma, from, to, (va, slot, e) -> {
+            table.getAndClearSlot(slot);
+            gather.add(va, va + 4096, 12);
+            boolean migration = MigrationEntry.isMigration(e);
+            if (Pte.isPresent(e) || migration) {
+                if (vma.kind() == VmaKind.ANONYMOUS_SHARED) {
+                    mm.addShmemPages(-1);
+                } else {
+                    mm.addAnonPages(-1);
+                }
+            }
+            if (Pte.isPresent(e)) {
+                pages.putMapped(Pte.pfn(e), false);
+            } else if (migration) {
+                migrationRefs.releaseIfUnreferenced(MigrationEntry.pfn(e));
+            }
+        });
+    }
+
+    /**
+     * A private owner VMA holds one reservation per huge page inside the file's end without an
+     * anonymous page; zapping [from, to) gives those back.
+     */
+    private void releasePrivateReservations(VmArea vma, long from, long to) {
+        HugetlbFileImpl.of(vma).pool().unreserve(pages.reservedSlots(vma, from, to));
+    }
+
+    /**
+     * hugetlb_vmdelete_list for one VMA: zaps [from, to) of a hugetlb mapping whose file
+     * shrank, with the notifier range widened for PMD sharing and shared windows unshared; the
+     * VMA stays; the caller settles a private owner's reservations.
+     */
+    void unmapHugepageRange(VmArea v, long from, long to) {
+        if (from >= to) {
+            return;
+        }
+        PmdSharing.Range r = PmdSharing.adjustRangeIfPmdSharingPossible(v, from, to);
+        TlbGather gather = new TlbGather();
+        try (Invalidation inv = Invalidation.startCompleting(mm.notifiers(), r.start(), r.end(), NotifierEvent.UNMAP)) {
+            zapPageRange(v, from, to, gather, false); // the caller settles private reservations
+            gather.flush(ctx.shootdown(), mm);
+        }
+    }
+}
