@@ -5,6 +5,7 @@ import org.vmcore.api.MapFlags;
 import org.vmcore.api.PageSize;
 import org.vmcore.api.PagingMode;
 import org.vmcore.api.Protection;
+import org.vmcore.impl.hugetlb.HugetlbFileImpl;
 
 /**
  * The argument checks of mmap, munmap, mprotect and the TLB flush calls, as do_mmap,
@@ -67,6 +68,32 @@ final class MmArgs {
         if (address > mode.taskSizeMax() - len) {
             throw new InvalidArgumentException("length", len, "must keep 0x" + Long.toHexString(address)
                     + " + length at or below TASK_SIZE_MAX 0x" + Long.toHexString(mode.taskSizeMax()) + " (" + errno + ")");
+        }
+    }
+
+    /** The offset and length of a hugetlbfs mmap: aligned to the file's page size and inside the file; returns the length. */
+    long checkFileRange(HugetlbFileImpl f, long offset, long length) {
+        PageSize size = f.pageSize();
+        if (offset < 0 || !size.isAligned(offset)) {
+            throw new InvalidArgumentException("offset", offset, "must be a non-negative multiple of " + size.label());
+        }
+        long len = checkLength(length, size);
+        if (offset > f.size() - len) {
+            throw new InvalidArgumentException("length", length, "must keep offset 0x" + Long.toHexString(offset)
+                    + " + length inside the file of " + f.size() + " bytes");
+        }
+        return len;
+    }
+
+    /** A flush_tlb_mm_range asked for by the caller: a known stride, a user range below TASK_SIZE_MAX. */
+    void checkFlushRange(long start, long end, int strideShift) {
+        if (strideShift != 12 && strideShift != 21 && strideShift != 30) {
+            throw new InvalidArgumentException("strideShift", strideShift, "must be 12, 21 or 30");
+        }
+        checkAddress(start, "start");
+        if (end <= start || end > mode.taskSizeMax()) {
+            throw new InvalidArgumentException("end", end, "must be above start and at most TASK_SIZE_MAX 0x"
+                    + Long.toHexString(mode.taskSizeMax()));
         }
     }
 }

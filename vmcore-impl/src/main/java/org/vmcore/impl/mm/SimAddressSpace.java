@@ -48,17 +48,7 @@ public final class SimAddressSpace extends MmStruct {
     public static final long MMAP_BASE = 0x7f00_0000_0000L;
 
     /** hugetlb_vmdelete_list's per-VMA work, for truncation in the hugetlb package. */
-    public static final HugetlbVmdelete VMDELETE = new HugetlbVmdelete() {
-        @Override
-        public void unmapHugepageRange(VmArea v, long from, long to) {
-            ((SimAddressSpace) v.owner()).zap.unmapHugepageRange(v, from, to);
-        }
-
-        @Override
-        public long privateReservations(VmArea v) {
-            return ((SimAddressSpace) v.owner()).privateReservations(v);
-        }
-    };
+    public static final HugetlbVmdelete VMDELETE = Zap.VMDELETE;
 
     private final MmContext ctx;
     private final TlbShootdown shootdown;
@@ -114,17 +104,9 @@ public final class SimAddressSpace extends MmStruct {
                 throw new InvalidArgumentException("file", file, "must be a file of this machine's hugetlbfs");
             }
             HugetlbFileImpl f = (HugetlbFileImpl) file;
-            PageSize size = f.pageSize();
             MmArgs.checkMmapFlags(flags, false);
             MmArgs.checkProtection(prot);
-            if (offset < 0 || !size.isAligned(offset)) {
-                throw new InvalidArgumentException("offset", offset, "must be a non-negative multiple of " + size.label());
-            }
-            long len = args.checkLength(length, size);
-            if (offset > f.size() - len) {
-                throw new InvalidArgumentException("length", length, "must keep offset 0x" + Long.toHexString(offset)
-                        + " + length inside the file of " + f.size() + " bytes");
-            }
+            long len = args.checkFileRange(f, offset, length);
             long start = mmapImpl.mmapHugetlb(f, offset, address, len, prot, flags);
             ctx.hook().afterOperation("mmap");
             return start;
@@ -297,14 +279,7 @@ public final class SimAddressSpace extends MmStruct {
     public void flushTlb(long start, long end, int strideShift) {
         synchronized (lock()) {
             ensureOpen();
-            if (strideShift != 12 && strideShift != 21 && strideShift != 30) {
-                throw new InvalidArgumentException("strideShift", strideShift, "must be 12, 21 or 30");
-            }
-            args.checkAddress(start, "start");
-            if (end <= start || end > pageTable.mode().taskSizeMax()) {
-                throw new InvalidArgumentException("end", end, "must be above start and at most TASK_SIZE_MAX 0x"
-                        + Long.toHexString(pageTable.mode().taskSizeMax()));
-            }
+            args.checkFlushRange(start, end, strideShift);
             shootdown.flushTlbMmRange(this, start, end, strideShift);
             ctx.hook().operationDone();
         }

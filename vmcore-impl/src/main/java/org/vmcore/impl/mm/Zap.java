@@ -4,6 +4,7 @@ import org.vmcore.api.NotifierEvent;
 import org.vmcore.api.PageSize;
 import org.vmcore.api.VmaKind;
 import org.vmcore.impl.hugetlb.HugetlbFileImpl;
+import org.vmcore.impl.hugetlb.HugetlbVmdelete;
 import org.vmcore.impl.hugetlb.PmdSharing;
 import org.vmcore.impl.notifier.Invalidation;
 import org.vmcore.impl.rmap.MigrationEntryRefs;
@@ -27,6 +28,19 @@ import org.vmcore.x86.pgtable.Pte;
  */
 @SuppressWarnings("try") // an Invalidation is used only for its scope: the notifier range ends with the block
 final class Zap {
+    /** hugetlb_vmdelete_list's per-VMA work, for truncation in the hugetlb package. */
+    static final HugetlbVmdelete VMDELETE = new HugetlbVmdelete() {
+        @Override
+        public void unmapHugepageRange(VmArea v, long from, long to) {
+            ((SimAddressSpace) v.owner()).zap.unmapHugepageRange(v, from, to);
+        }
+
+        @Override
+        public long privateReservations(VmArea v) {
+            return ((SimAddressSpace) v.owner()).privateReservations(v);
+        }
+    };
+
     private final SimAddressSpace mm;
     private final MmContext ctx;
     private final PageOps pages;
