@@ -1,16 +1,24 @@
 package org.vmcore.impl.mm;
 
 import org.vmcore.api.NotifierEvent;
+import org.vmcore.api.PageSize;
 import org.vmcore.impl.notifier.CallbackFailures;
 import org.vmcore.impl.notifier.Invalidation;
+import org.vmcore.impl.vma.AnonVma;
+import org.vmcore.impl.vma.MmStruct;
 import org.vmcore.impl.vma.VmArea;
+import org.vmcore.x86.pgtable.Level;
+import org.vmcore.x86.pgtable.MigrationEntry;
+import org.vmcore.x86.pgtable.PageTable;
+import org.vmcore.x86.pgtable.Pte;
 
 /**
  * fork's dup_mmap (kernel/fork.c): every VMA is copied into the child (anon_vma_fork links the
  * child's anon_vma), and copy_page_range copies the entries of the mappings that need it, inside
  * a notifier range that write-protects the parent's COW entries; then the parent's TLB is flushed
- * (flush_tlb_mm(oldmm)). The entry copying itself (copy_pte_range, copy_nonpresent_pte) is in
- * {@link PageOps}. A fork that fails, or whose notifiers threw, closes the child again.
+ * (flush_tlb_mm(oldmm)). Present entries are copied write-protected in both (copy-on-write),
+ * migration entries as copy_nonpresent_pte does. A fork that fails, or whose notifiers threw,
+ * closes the child again.
  *
  * <p>It may touch the parent's and the child's VMA trees and page tables, the notifier chain and
  * the TLB shootdown; the facade holds the machine lock.
@@ -31,11 +39,11 @@ final class Fork {
         try {
             for (VmArea v : mm.vmaTree().all()) {
                 VmArea copy = v.forkCopy(child);
-                mm.pages.prepareForkedAnon(v, copy);
+                anonVmaFork(v, copy);
                 child.insertVma(copy);
-                if (mm.pages.needsCopy(v)) { // copy_page_range write-protects the parent's COW entries
+                if (vmaNeedsCopy(v)) { // copy_page_range write-protects the parent's COW entries
                     try (Invalidation inv = Invalidation.start(mm.notifiers(), v.start(), v.end(), NotifierEvent.PROTECTION_PAGE)) {
-                        mm.pages.copyForFork(v, copy);
+                        copyPageRange(v, copy);
                     }
                 }
             }
@@ -57,5 +65,85 @@ final class Fork {
             e.addSuppressed(c);
         }
         return CallbackFailures.sneaky(ctx.callbackFailures().suppressInto(e));
+    }
+
+    /** Links the child's VMA into the anon_vma family and gives it its own anon_vma (anon_vma_fork). */
+    private void anonVmaFork(VmArea parent, VmArea child) {
+        if (parent.anonVma() == null) {
+            return;
+        }
+        AnonVma own = ctx.registry().newAnonVma(parent.anonVma());
+        child.setAnonVma(own);
+        child.anonChain().add(own);
+    }
+
+    /**
+     * vma_needs_copy: only a private mapping with an anon_vma (one that has had a private page) is
+     * copied at fork; shared mappings, and private ones that only map page-cache pages, are
+     * faulted in by the child (for hugetlb since "hugetlb: lazy page table copies in fork()",
+     * bcd51a3c679d).
+     */
+    private static boolean vmaNeedsCopy(VmArea parent) {
+        return !parent.kind().isShared() && parent.anonVma() != null;
+    }
+
+    /**
+     * copy_page_range for a mapping that {@link #vmaNeedsCopy needs a copy}: present entries are
+     * copied write-protected in both address spaces (copy-on-write); migration entries are copied
+     * as copy_nonpresent_pte and copy_hugetlb_page_range copy them.
+     */
+    void copyPageRange(VmArea parent, VmArea child) {
+        if (!vmaNeedsCopy(parent)) {
+            return;
+        }
+        PageTable from = parent.owner().pageTable();
+        PageTable to = child.owner().pageTable();
+        PageSize size = parent.pageSize();
+        Level leaf = Level.ofLeaf(size);
+        MmStruct childMm = child.owner();
+        PageOps.forEachLeaf(parent, parent.start(), parent.end(), (va, slot, e) -> {
+            if (MigrationEntry.isMigration(e)) {
+                copyNonpresentPte(from, slot, e, to, va, leaf, childMm, size);
+                return;
+            }
+            if (!Pte.isPresent(e)) {
+                return; // vmcore makes no other non-present entries
+            }
+            long wp = e & ~Pte.RW;
+            while (!from.compareAndSetSlot(slot, e, wp)) {
+                e = from.readSlot(slot);
+                wp = e & ~Pte.RW;
+            }
+            to.install(va, leaf, wp);
+            long pfn = Pte.pfn(e, size);
+            ctx.memory().descriptors().addMapcount(pfn, 1);
+            ctx.memory().descriptors().addRefcount(pfn, 1);
+            if (size == PageSize.SIZE_4K) {
+                childMm.addAnonPages(1);
+            } else {
+                childMm.addHugetlbBytes(size.bytes());
+            }
+        });
+    }
+
+    /**
+     * copy_nonpresent_pte for a migration entry: the child gets the entry and counts the page in
+     * its RSS, without a page reference (the migration holds the page); a WRITE or READ_EXCLUSIVE
+     * entry becomes READ in both, so that remove_migration_ptes maps the page read-only in both
+     * and the first write copies it.
+     */
+    private static void copyNonpresentPte(PageTable from, long slot, long e, PageTable to, long va, Level leaf,
+                                    MmStruct childMm, PageSize size) {
+        long entry = e;
+        if (MigrationEntry.kind(e) != MigrationEntry.Kind.READ) {
+            entry = MigrationEntry.makeReadable(e);
+            from.compareAndSetSlot(slot, e, entry); // no CPU writes a non-present entry: the CAS holds
+        }
+        to.install(va, leaf, entry);
+        if (size == PageSize.SIZE_4K) {
+            childMm.addAnonPages(1);
+        } else {
+            childMm.addHugetlbBytes(size.bytes());
+        }
     }
 }

@@ -8,7 +8,6 @@ import org.vmcore.impl.hugetlb.HugetlbPools;
 import org.vmcore.impl.hugetlb.PmdSharing;
 import org.vmcore.impl.vma.AnonVma;
 import org.vmcore.impl.vma.MappingRegistry;
-import org.vmcore.impl.vma.MmStruct;
 import org.vmcore.impl.vma.VmArea;
 import org.vmcore.x86.mem.FrameDescriptors;
 import org.vmcore.x86.mem.FrameFlags;
@@ -20,9 +19,9 @@ import org.vmcore.x86.pgtable.Pte;
 
 /**
  * Page-level work of one address space: walking the leaves of a range (zapping them is
- * {@link Zap}), changing their protection (change_protection /
- * hugetlb_change_protection), copying them for fork (copy_page_range), and taking and dropping
- * page references (rmap add/remove, put_page).
+ * {@link Zap}, copying them for fork is {@link Fork}), changing their protection
+ * (change_protection / hugetlb_change_protection), and taking and dropping page references
+ * (rmap add/remove, put_page).
  */
 final class PageOps {
     /** Visits one non-empty leaf slot. */
@@ -139,88 +138,6 @@ final class PageOps {
 
     boolean isAnon(long pfn) {
         return (descriptors.flags(pfn) & FrameFlags.ANON) != 0;
-    }
-
-    // ---- fork ----
-
-    /** Links the child's VMA into the anon_vma family and gives it its own anon_vma (anon_vma_fork). */
-    void prepareForkedAnon(VmArea parent, VmArea child) {
-        if (parent.anonVma() == null) {
-            return;
-        }
-        AnonVma own = registry.newAnonVma(parent.anonVma());
-        child.setAnonVma(own);
-        child.anonChain().add(own);
-    }
-
-    /**
-     * vma_needs_copy: only a private mapping with an anon_vma (one that has had a private page) is
-     * copied at fork; shared mappings, and private ones that only map page-cache pages, are
-     * faulted in by the child (for hugetlb since "hugetlb: lazy page table copies in fork()",
-     * bcd51a3c679d).
-     */
-    boolean needsCopy(VmArea parent) {
-        return !parent.kind().isShared() && parent.anonVma() != null;
-    }
-
-    /**
-     * copy_page_range for a mapping that {@link #needsCopy needs a copy}: present entries are
-     * copied write-protected in both address spaces (copy-on-write); migration entries are copied
-     * as copy_nonpresent_pte and copy_hugetlb_page_range copy them.
-     */
-    void copyForFork(VmArea parent, VmArea child) {
-        if (!needsCopy(parent)) {
-            return;
-        }
-        PageTable from = parent.owner().pageTable();
-        PageTable to = child.owner().pageTable();
-        PageSize size = parent.pageSize();
-        Level leaf = Level.ofLeaf(size);
-        MmStruct childMm = child.owner();
-        forEachLeaf(parent, parent.start(), parent.end(), (va, slot, e) -> {
-            if (MigrationEntry.isMigration(e)) {
-                copyMigrationEntry(from, slot, e, to, va, leaf, childMm, size);
-                return;
-            }
-            if (!Pte.isPresent(e)) {
-                return; // vmcore makes no other non-present entries
-            }
-            long wp = e & ~Pte.RW;
-            while (!from.compareAndSetSlot(slot, e, wp)) {
-                e = from.readSlot(slot);
-                wp = e & ~Pte.RW;
-            }
-            to.install(va, leaf, wp);
-            long pfn = Pte.pfn(e, size);
-            descriptors.addMapcount(pfn, 1);
-            descriptors.addRefcount(pfn, 1);
-            if (size == PageSize.SIZE_4K) {
-                childMm.addAnonPages(1);
-            } else {
-                childMm.addHugetlbBytes(size.bytes());
-            }
-        });
-    }
-
-    /**
-     * copy_nonpresent_pte for a migration entry: the child gets the entry and counts the page in
-     * its RSS, without a page reference (the migration holds the page); a WRITE or READ_EXCLUSIVE
-     * entry becomes READ in both, so that remove_migration_ptes maps the page read-only in both
-     * and the first write copies it.
-     */
-    private void copyMigrationEntry(PageTable from, long slot, long e, PageTable to, long va, Level leaf,
-                                    MmStruct childMm, PageSize size) {
-        long entry = e;
-        if (MigrationEntry.kind(e) != MigrationEntry.Kind.READ) {
-            entry = MigrationEntry.makeReadable(e);
-            from.compareAndSetSlot(slot, e, entry); // no CPU writes a non-present entry: the CAS holds
-        }
-        to.install(va, leaf, entry);
-        if (size == PageSize.SIZE_4K) {
-            childMm.addAnonPages(1);
-        } else {
-            childMm.addHugetlbBytes(size.bytes());
-        }
     }
 
     // ---- page references ----
