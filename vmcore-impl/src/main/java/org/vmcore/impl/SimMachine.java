@@ -300,11 +300,14 @@ public final class SimMachine implements Machine {
 
     /**
      * The end of a public operation on the engine's thread: unless it runs inside a user callback
-     * (or a migration) of an outer operation, the closes that callbacks asked for happen now, then
-     * what callbacks threw is rethrown.
+     * (or a migration) of an outer operation, the closes that callbacks asked for happen now, and
+     * what callbacks threw is rethrown (to the outermost operation's caller).
      */
     public void operationDone() {
-        if (!callbackFailures.inCallback() && !migration.migratingOnThisThread()) {
+        if (callbackFailures.inCallback()) {
+            return; // nested in a callback: what was collected surfaces when the outermost operation ends
+        }
+        if (!migration.migratingOnThisThread()) {
             completePendingCloses();
         }
         callbackFailures.rethrow();

@@ -59,6 +59,10 @@ public final class InvariantChecker {
             PageTable t = mm.pageTable();
             walk(mm, t, t.cr3() >>> 12, t.rootLevel(), 0, leaves, migrating, pudRefs, counted, c, out);
             var k = mm.counters();
+            if (!machine.callbackFailures().inCallback() && mm.notifiers().anyOpen()) {
+                out.add("open invalidation: " + mm + " has an MMU-notifier range still open outside any operation"
+                        + " (the stale-translation detector is blind there)");
+            }
             if (k.anonPages() < 0 || k.shmemPages() < 0 || k.hugetlbBytes() < 0) {
                 out.add("negative counter: " + mm + " has " + k);
             }

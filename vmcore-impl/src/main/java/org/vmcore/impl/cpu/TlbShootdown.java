@@ -49,7 +49,7 @@ public final class TlbShootdown {
 
     private void commit(org.vmcore.impl.stat.TlbFlushEvent event, SimAddressSpace mm, long start, long end, String kind, int reached) {
         if (event.shouldCommit()) {
-            SimCpu initiator = SimCpu.DRIVEN.get();
+            SimCpu initiator = initiator();
             event.addressSpace = mm.id();
             event.start = start;
             event.end = end;
@@ -87,7 +87,7 @@ public final class TlbShootdown {
 
     /** flush_tlb_all: every CPU, every PCID. */
     public void flushAll() {
-        SimCpu initiator = SimCpu.DRIVEN.get();
+        SimCpu initiator = initiator();
         boolean remote = false;
         for (SimCpu cpu : cpus) {
             remote |= count(initiator, cpu);
@@ -100,15 +100,15 @@ public final class TlbShootdown {
     }
 
     /** nr_tlb_local_flush_one/all: counted on the initiator only, when it is among the targets. */
-    private static void countLocal(List<SimCpu> targets, boolean all) {
-        SimCpu initiator = SimCpu.DRIVEN.get();
+    private void countLocal(List<SimCpu> targets, boolean all) {
+        SimCpu initiator = initiator();
         if (initiator != null && targets.contains(initiator)) {
             initiator.countLocalFlush(all);
         }
     }
 
     private List<SimCpu> targets(SimAddressSpace mm) {
-        SimCpu initiator = SimCpu.DRIVEN.get();
+        SimCpu initiator = initiator();
         List<SimCpu> out = new ArrayList<>();
         boolean remote = false;
         for (SimCpu cpu : cpus) {
@@ -128,6 +128,16 @@ public final class TlbShootdown {
         }
         target.countShootdownReceived();
         return true;
+    }
+
+    /**
+     * The CPU the calling thread runs as, if it is one of this machine's: a thread that drives
+     * CPUs of several machines (or runs one machine's CPU around another's operation) initiates
+     * nothing on the other machine, whose CPUs then all count the flush as remote.
+     */
+    private SimCpu initiator() {
+        SimCpu cpu = SimCpu.DRIVEN.get();
+        return cpu != null && cpu.id() < cpus.length && cpus[cpu.id()] == cpu ? cpu : null;
     }
 
     /** nr_tlb_remote_flush: one per flush that reached other CPUs, however many (flush_tlb_multi counts once). */

@@ -373,7 +373,7 @@ public final class MigrationServiceImpl implements MigrationService {
                 machine.ensureOpen();
                 try {
                     rc = migrateOne(pfn, toNode, poisonOld);
-                } catch (RuntimeException | Error e) {
+                } catch (Throwable e) {
                     throw machine.operationFailed(e);
                 }
                 machine.operationDone(); // a close a callback asked for happens between pages
@@ -436,7 +436,7 @@ public final class MigrationServiceImpl implements MigrationService {
             var event = phaseEvent();
             try {
                 unmap.tryToMigrate(pfn);
-            } catch (RuntimeException | Error e) { // a notifier refused at invalidateRangeStart
+            } catch (Throwable e) { // a notifier refused at invalidateRangeStart
                 move.add(e);
             }
             Throwable collected = machine.callbackFailures().take();
@@ -553,7 +553,7 @@ public final class MigrationServiceImpl implements MigrationService {
             calls.enter();
             try {
                 o.onPhase(new MigrationEvent(phase, pfn, target, size, toNode));
-            } catch (RuntimeException | Error e) {
+            } catch (Throwable e) { // anything: also a checked exception thrown sneakily
                 move.add(e);
             } finally {
                 calls.exit();

@@ -109,7 +109,11 @@ public final class SimAddressSpace implements AddressSpace {
             long len = checkLength(length, PageSize.SIZE_4K);
             VmaKind kind = (flags & MapFlags.MAP_SHARED) != 0 ? VmaKind.ANONYMOUS_SHARED : VmaKind.ANONYMOUS_PRIVATE;
             long start = placement(address, len, flags, PageSize.SIZE_4K);
-            replaceForFixed(start, len, flags); // first: a notifier that aborts it leaves nothing to undo
+            try {
+                replaceForFixed(start, len, flags); // first: a notifier that aborts it leaves nothing to undo
+            } catch (Throwable e) {
+                throw machine.operationFailed(e);
+            }
             FileMapping shmem = null;
             if (kind == VmaKind.ANONYMOUS_SHARED) {
                 shmem = machine.newFileMapping();
@@ -174,9 +178,9 @@ public final class SimAddressSpace implements AddressSpace {
             }
             try {
                 replaceForFixed(start, len, flags);
-            } catch (RuntimeException e) { // a notifier aborted the unmap: give the reservations back
+            } catch (Throwable e) { // a notifier aborted the unmap: give the reservations back
                 unreserve(f, pool, added, need);
-                throw e;
+                throw machine.operationFailed(e);
             }
             VmArea vma = new VmArea(this, start, start + len, prot,
                     shared ? VmaKind.HUGETLB_SHARED : VmaKind.HUGETLB_PRIVATE, (flags & MapFlags.MAP_LOCKED) != 0, f,
@@ -241,7 +245,11 @@ public final class SimAddressSpace implements AddressSpace {
             long len = checkLength(length, PageSize.SIZE_4K);
             checkRangeInUserSpace(address, len, "-EINVAL");
             checkSplitPoints(address, address + len);
-            unmapRange(address, address + len, true);
+            try {
+                unmapRange(address, address + len, true);
+            } catch (Throwable e) { // a notifier refused: nothing changed
+                throw machine.operationFailed(e);
+            }
             machine.afterOperation("munmap");
         }
     }
@@ -320,7 +328,7 @@ public final class SimAddressSpace implements AddressSpace {
                 }
                 open.add(Invalidation.start(this, from, to, NotifierEvent.PROTECTION_VMA));
             }
-        } catch (RuntimeException e) {
+        } catch (Throwable e) { // whatever the notifier threw: nothing changed yet
             for (Invalidation inv : open) {
                 inv.close();
             }
@@ -329,7 +337,7 @@ public final class SimAddressSpace implements AddressSpace {
                     mergeAround(v);
                 }
             }
-            throw machine.callbackFailures().suppressInto(e);
+            throw machine.operationFailed(e);
         }
         for (int i = 0; i < changing.size(); i++) {
             VmArea v = changing.get(i);
@@ -345,10 +353,10 @@ public final class SimAddressSpace implements AddressSpace {
     private RuntimeException closeChild(SimAddressSpace child, Throwable e) {
         try {
             child.close();
-        } catch (RuntimeException c) {
+        } catch (Throwable c) {
             e.addSuppressed(c);
         }
-        return CallbackFailures.sneaky(machine.callbackFailures().suppressInto(e));
+        throw machine.operationFailed(e);
     }
 
     // ---- fork / exit ----
@@ -369,7 +377,7 @@ public final class SimAddressSpace implements AddressSpace {
                         }
                     }
                 }
-            } catch (RuntimeException e) { // out of memory, or a notifier refused: the child goes, the parent stays usable
+            } catch (Throwable e) { // out of memory, or a notifier refused: the child goes, the parent stays usable
                 machine.shootdown().flushMm(this);
                 throw closeChild(child, e);
             }
@@ -845,7 +853,7 @@ public final class SimAddressSpace implements AddressSpace {
         if (abortable) {
             try {
                 invalidation = Invalidation.start(this, start, end, NotifierEvent.UNMAP);
-            } catch (RuntimeException e) { // a notifier refused before anything was zapped: undo the splits
+            } catch (Throwable e) { // a notifier refused before anything was zapped: undo the splits
                 VmArea lower = vma(start);
                 if (lower != null) {
                     mergeAround(lower);
@@ -854,7 +862,7 @@ public final class SimAddressSpace implements AddressSpace {
                 if (upper != null) {
                     mergeAround(upper);
                 }
-                throw e;
+                throw CallbackFailures.<RuntimeException>sneaky(e);
             }
         } else {
             invalidation = Invalidation.startCompleting(this, start, end, NotifierEvent.UNMAP);

@@ -59,7 +59,7 @@ public final class RmapWalkerImpl implements RmapWalker {
         UnmapResult result;
         try {
             result = walk.get();
-        } catch (RuntimeException | Error e) {
+        } catch (Throwable e) {
             throw machine.operationFailed(e);
         }
         machine.operationDone();
@@ -86,7 +86,7 @@ public final class RmapWalkerImpl implements RmapWalker {
             calls.enter();
             try {
                 visited = walkVmas(pfn, (vma, address) -> visitor.visit(vma.owner(), address));
-            } catch (RuntimeException | Error e) {
+            } catch (Throwable e) {
                 calls.exit();
                 throw machine.operationFailed(e);
             }
