@@ -264,23 +264,27 @@ public final class InvariantChecker {
     private void checkUnreferenced(LongIntHashMap migrating, List<String> out) {
         FrameDescriptors fd = d;
         int skip = FrameFlags.PGTABLE | FrameFlags.RESERVED | FrameFlags.HWPOISON;
-        for (long section = 0; section < fd.frameCount(); section += FrameDescriptors.SECTION_FRAMES) {
-            if (!fd.isMaterialised(section)) {
+        long count = fd.frameCount();
+        // Block by block: an allocated head is skipped with its whole order, so a pool of huge
+        // pages costs one look per page, and sections never written cost nothing.
+        for (long pfn = 0; pfn < count; ) {
+            if ((pfn & (FrameDescriptors.SECTION_FRAMES - 1)) == 0 && !fd.isMaterialised(pfn)) {
+                pfn += FrameDescriptors.SECTION_FRAMES;
                 continue;
             }
-            long end = Math.min(fd.frameCount(), section + FrameDescriptors.SECTION_FRAMES);
-            for (long pfn = section; pfn < end; pfn++) {
-                int flags = fd.flags(pfn);
-                if ((flags & FrameFlags.ALLOCATED) == 0 || (flags & skip) != 0 || fd.refcount(pfn) != 0
-                        || migrating.containsKey(pfn)) {
-                    continue;
-                }
-                HugePagePool pool = machine.hugetlbfsImpl().poolOf(pfn);
-                if (pool != null && pool.isFree(pfn)) {
-                    continue;
-                }
-                out.add("unreferenced frame: " + fd.describe(pfn) + " is allocated, but no reference and no migration entry holds it");
+            int flags = fd.flags(pfn);
+            if ((flags & FrameFlags.ALLOCATED) == 0) {
+                pfn++;
+                continue;
             }
+            if ((flags & skip) == 0 && fd.refcount(pfn) == 0 && !migrating.containsKey(pfn)) {
+                HugePagePool pool = machine.hugetlbfsImpl().poolOf(pfn);
+                if (pool == null || !pool.isFree(pfn)) {
+                    out.add("unreferenced frame: " + fd.describe(pfn) + " is allocated, but no reference and no migration entry"
+                            + " holds it");
+                }
+            }
+            pfn += 1L << fd.order(pfn);
         }
     }
 
