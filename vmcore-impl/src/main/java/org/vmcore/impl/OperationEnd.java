@@ -55,6 +55,9 @@ final class OperationEnd implements OperationHook {
     @Override
     public void operationDone() {
         assert Thread.holdsLock(lock);
+        if (callbackFailures.inCallback()) {
+            return; // nested in a callback: what was collected surfaces when the outermost operation ends
+        }
         if (!nested()) {
             completePendingCloses();
         }

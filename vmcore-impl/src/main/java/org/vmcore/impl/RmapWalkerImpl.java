@@ -66,7 +66,7 @@ final class RmapWalkerImpl implements RmapWalker {
         UnmapResult result;
         try {
             result = walk.get();
-        } catch (RuntimeException | Error e) {
+        } catch (Throwable e) {
             throw hook.operationFailed(e);
         }
         hook.operationDone();
@@ -92,7 +92,7 @@ final class RmapWalkerImpl implements RmapWalker {
             failures.enter();
             try {
                 visited = rmap.walkVmas(pfn, (vma, address) -> visitor.visit(vma.owner(), address));
-            } catch (RuntimeException | Error e) {
+            } catch (Throwable e) {
                 failures.exit();
                 throw hook.operationFailed(e);
             }

@@ -238,7 +238,8 @@ public final class SimMachine implements Machine {
     }
 
     private InvariantChecker checker() {
-        return new InvariantChecker(memory, registry, pools, hugetlbfs, rmapWalk, spaces.live(), cpuList);
+        return new InvariantChecker(memory, registry, pools, hugetlbfs, rmapWalk, spaces.live(), cpuList,
+                callbackFailures.inCallback());
     }
 
     @Override

@@ -53,6 +53,12 @@ class InvariantCheckerTest {
         }
     }
 
+    @Test
+    void anInvalidationLeftOpenIsNamed() {
+        corruptAndExpect(w -> w.a().notifiers().rangeStartCompleting(
+                new org.vmcore.api.NotifierRange(w.a(), VA, VA + 4096, org.vmcore.api.NotifierEvent.UNMAP)), "open invalidation");
+    }
+
     record World(SimMachine machine, SimAddressSpace a, SimAddressSpace b, HugetlbFile file) {
         FrameDescriptors d() {
             return machine.memory().descriptors();

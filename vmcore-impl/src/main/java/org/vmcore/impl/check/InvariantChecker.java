@@ -51,10 +51,14 @@ public final class InvariantChecker {
     private final RmapWalk rmap;
     private final List<SimAddressSpace> spaces;
     private final List<? extends Cpu> cpus;
+    private final boolean insideCallback;
 
-    /** A checker of the given state; the caller holds the machine lock while it runs. */
+    /**
+     * A checker of the given state; the caller holds the machine lock while it runs. Called from
+     * inside a user callback ({@code insideCallback}), notifier ranges may legitimately be open.
+     */
     public InvariantChecker(PhysicalMemory memory, MappingRegistry registry, HugetlbPools pools, HugetlbFsImpl hugetlbfs,
-                            RmapWalk rmap, List<SimAddressSpace> spaces, List<? extends Cpu> cpus) {
+                            RmapWalk rmap, List<SimAddressSpace> spaces, List<? extends Cpu> cpus, boolean insideCallback) {
         this.memory = memory;
         this.d = memory.descriptors();
         this.registry = registry;
@@ -63,6 +67,7 @@ public final class InvariantChecker {
         this.rmap = rmap;
         this.spaces = spaces;
         this.cpus = cpus;
+        this.insideCallback = insideCallback;
     }
 
     /** Every violation found, empty when the machine is consistent. */
@@ -77,6 +82,10 @@ public final class InvariantChecker {
             PageTable t = mm.pageTable();
             walk(mm, t, t.cr3() >>> 12, t.rootLevel(), 0, leaves, migrating, pudRefs, counted, c, out);
             var k = mm.counters();
+            if (!insideCallback && mm.notifiers().anyOpen()) {
+                out.add("open invalidation: " + mm + " has an MMU-notifier range still open outside any operation"
+                        + " (the stale-translation detector is blind there)");
+            }
             if (k.anonPages() < 0 || k.shmemPages() < 0 || k.hugetlbBytes() < 0) {
                 out.add("negative counter: " + mm + " has " + k);
             }
@@ -278,23 +287,27 @@ public final class InvariantChecker {
     private void checkUnreferenced(LongIntHashMap migrating, List<String> out) {
         FrameDescriptors fd = d;
         int skip = FrameFlags.PGTABLE | FrameFlags.RESERVED | FrameFlags.HWPOISON;
-        for (long section = 0; section < fd.frameCount(); section += FrameDescriptors.SECTION_FRAMES) {
-            if (!fd.isMaterialised(section)) {
+        long count = fd.frameCount();
+        // Block by block: an allocated head is skipped with its whole order, so a pool of huge
+        // pages costs one look per page, and sections never written cost nothing.
+        for (long pfn = 0; pfn < count; ) {
+            if ((pfn & (FrameDescriptors.SECTION_FRAMES - 1)) == 0 && !fd.isMaterialised(pfn)) {
+                pfn += FrameDescriptors.SECTION_FRAMES;
                 continue;
             }
-            long end = Math.min(fd.frameCount(), section + FrameDescriptors.SECTION_FRAMES);
-            for (long pfn = section; pfn < end; pfn++) {
-                int flags = fd.flags(pfn);
-                if ((flags & FrameFlags.ALLOCATED) == 0 || (flags & skip) != 0 || fd.refcount(pfn) != 0
-                        || migrating.containsKey(pfn)) {
-                    continue;
-                }
-                HugePagePool pool = pools.poolOf(pfn);
-                if (pool != null && pool.isFree(pfn)) {
-                    continue;
-                }
-                out.add("unreferenced frame: " + fd.describe(pfn) + " is allocated, but no reference and no migration entry holds it");
+            int flags = fd.flags(pfn);
+            if ((flags & FrameFlags.ALLOCATED) == 0) {
+                pfn++;
+                continue;
             }
+            if ((flags & skip) == 0 && fd.refcount(pfn) == 0 && !migrating.containsKey(pfn)) {
+                HugePagePool pool = pools.poolOf(pfn);
+                if (pool == null || !pool.isFree(pfn)) {
+                    out.add("unreferenced frame: " + fd.describe(pfn) + " is allocated, but no reference and no migration entry"
+                            + " holds it");
+                }
+            }
+            pfn += 1L << fd.order(pfn);
         }
     }
 

@@ -95,7 +95,7 @@ final class MigrateFolio {
                 lock.ensureOpen();
                 try {
                     rc = migrateOne(pfn, toNode, poisonOld);
-                } catch (RuntimeException | Error e) {
+                } catch (Throwable e) {
                     throw hook.operationFailed(e);
                 }
                 hook.operationDone(); // a close a callback asked for happens between pages
@@ -157,7 +157,7 @@ final class MigrateFolio {
             var event = phaseEvent();
             try {
                 unmap.tryToMigrate(pfn);
-            } catch (RuntimeException | Error e) { // a notifier refused at invalidateRangeStart
+            } catch (Throwable e) { // a notifier refused at invalidateRangeStart
                 move.add(e);
             }
             Throwable collected = callbackFailures.take();
@@ -267,7 +267,7 @@ final class MigrateFolio {
             callbackFailures.enter();
             try {
                 o.onPhase(new MigrationEvent(phase, pfn, target, size, toNode));
-            } catch (RuntimeException | Error e) {
+            } catch (Throwable e) {
                 move.add(e);
             } finally {
                 callbackFailures.exit();

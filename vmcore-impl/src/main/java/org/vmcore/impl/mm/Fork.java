@@ -47,7 +47,7 @@ final class Fork {
                     }
                 }
             }
-        } catch (RuntimeException e) { // out of memory, or a notifier refused: the child goes, the parent stays usable
+        } catch (Throwable e) { // out of memory, or a notifier refused: the child goes, the parent stays usable
             ctx.shootdown().flushTlbMm(mm);
             throw closeChild(child, e);
         }
@@ -61,10 +61,10 @@ final class Fork {
     private RuntimeException closeChild(SimAddressSpace child, Throwable e) {
         try {
             child.close();
-        } catch (RuntimeException c) {
+        } catch (Throwable c) {
             e.addSuppressed(c);
         }
-        return CallbackFailures.sneaky(ctx.callbackFailures().suppressInto(e));
+        throw ctx.hook().operationFailed(e);
     }
 
     /** Links the child's VMA into the anon_vma family and gives it its own anon_vma (anon_vma_fork). */

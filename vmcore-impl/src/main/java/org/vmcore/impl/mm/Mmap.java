@@ -14,6 +14,7 @@ import org.vmcore.api.VmaKind;
 import org.vmcore.impl.hugetlb.HugetlbFileImpl;
 import org.vmcore.impl.hugetlb.HugetlbReservation;
 import org.vmcore.impl.hugetlb.PmdSharing;
+import org.vmcore.impl.notifier.CallbackFailures;
 import org.vmcore.impl.notifier.Invalidation;
 import org.vmcore.impl.tlb.TlbGather;
 import org.vmcore.impl.vma.FileMapping;
@@ -45,7 +46,11 @@ final class Mmap {
         assert Thread.holdsLock(ctx.lock());
         VmaKind kind = (flags & MapFlags.MAP_SHARED) != 0 ? VmaKind.ANONYMOUS_SHARED : VmaKind.ANONYMOUS_PRIVATE;
         long start = getUnmappedArea(address, len, flags, PageSize.SIZE_4K);
-        replaceForFixed(start, len, flags); // first: a notifier that aborts it leaves nothing to undo
+        try {
+            replaceForFixed(start, len, flags); // first: a notifier that aborts it leaves nothing to undo
+        } catch (Throwable e) {
+            throw ctx.hook().operationFailed(e);
+        }
         FileMapping shmem = null;
         if (kind == VmaKind.ANONYMOUS_SHARED) {
             shmem = ctx.registry().newFileMapping(null);
@@ -68,9 +73,9 @@ final class Mmap {
         HugetlbReservation reservation = HugetlbReservation.reserve(f, offset >>> size.shift(), len >>> size.shift(), shared);
         try {
             replaceForFixed(start, len, flags);
-        } catch (RuntimeException e) { // a notifier aborted the unmap: give the reservations back
+        } catch (Throwable e) { // a notifier aborted the unmap: give the reservations back
             reservation.cancel();
-            throw e;
+            throw ctx.hook().operationFailed(e);
         }
         VmArea vma = new VmArea(mm, start, start + len, prot,
                 shared ? VmaKind.HUGETLB_SHARED : VmaKind.HUGETLB_PRIVATE, (flags & MapFlags.MAP_LOCKED) != 0, f,
@@ -123,7 +128,7 @@ final class Mmap {
         if (abortable) {
             try {
                 invalidation = Invalidation.start(mm.notifiers(), start, end, NotifierEvent.UNMAP);
-            } catch (RuntimeException e) { // a notifier refused before anything was zapped: undo the splits
+            } catch (Throwable e) { // a notifier refused before anything was zapped: undo the splits
                 VmArea lower = mm.vma(start);
                 if (lower != null) {
                     mm.mergeAround(lower);
@@ -132,7 +137,7 @@ final class Mmap {
                 if (upper != null) {
                     mm.mergeAround(upper);
                 }
-                throw e;
+                throw CallbackFailures.<RuntimeException>sneaky(e);
             }
         } else {
             invalidation = Invalidation.startCompleting(mm.notifiers(), start, end, NotifierEvent.UNMAP);

@@ -95,7 +95,7 @@ final class Mprotect {
                 }
                 open.add(Invalidation.start(mm.notifiers(), from, to, NotifierEvent.PROTECTION_VMA));
             }
-        } catch (RuntimeException e) {
+        } catch (Throwable e) { // whatever the notifier threw: nothing changed yet
             for (Invalidation inv : open) {
                 inv.close();
             }
@@ -104,7 +104,7 @@ final class Mprotect {
                     mm.mergeAround(v);
                 }
             }
-            throw ctx.callbackFailures().suppressInto(e);
+            throw ctx.hook().operationFailed(e);
         }
         for (int i = 0; i < changing.size(); i++) {
             VmArea v = changing.get(i);

@@ -123,7 +123,11 @@ public final class SimAddressSpace extends MmStruct {
             long len = args.checkLength(length, PageSize.SIZE_4K);
             args.checkRangeInUserSpace(address, len, "-EINVAL");
             mmapImpl.checkSplitPoints(address, address + len);
-            mmapImpl.doMunmap(address, address + len, true);
+            try {
+                mmapImpl.doMunmap(address, address + len, true);
+            } catch (Throwable e) { // a notifier refused: nothing changed
+                throw ctx.hook().operationFailed(e);
+            }
             ctx.hook().afterOperation("munmap");
         }
     }

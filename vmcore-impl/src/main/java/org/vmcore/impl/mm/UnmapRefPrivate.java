@@ -28,36 +28,44 @@ final class UnmapRefPrivate {
     /** Unmaps huge page {@code pfn}, which {@code owner} maps at {@code addr}, from every other private mapping. */
     static void unmapRefPrivate(VmArea owner, long addr, long pfn, TlbShootdown shootdown, PageOps pages) {
         long pgoff = owner.linearPageIndex(addr);
+        boolean changed = false;
         for (VmArea other : owner.mapping().iMmap().overlapping(pgoff, pgoff)) {
             if (other == owner || other.kind() != VmaKind.HUGETLB_PRIVATE || other.reservationOwner()) {
                 continue;
             }
             long va = other.address(pgoff);
             if (va >= 0) {
-                unmapIfMapped(other, va, pfn, shootdown, pages);
+                changed |= unmapIfMapped(other, va, pfn, shootdown, pages, changed);
             }
         }
     }
 
-    /** __unmap_hugepage_range with a ref_page: clears the entry at va only if it maps {@code pfn}. */
-    private static void unmapIfMapped(VmArea vma, long va, long pfn, TlbShootdown shootdown, PageOps pages) {
+    /**
+     * __unmap_hugepage_range with a ref_page: clears the entry at va only if it maps {@code pfn};
+     * returns whether it did. Until a first child lost its entry, a notifier may refuse and abort
+     * the owner's fault with nothing changed; after that the take-back completes.
+     */
+    private static boolean unmapIfMapped(VmArea vma, long va, long pfn, TlbShootdown shootdown, PageOps pages,
+                                         boolean completing) {
         MmStruct mm = vma.owner();
         PageSize size = vma.pageSize();
         PageTable table = mm.pageTable();
         long slot = table.slot(va, Level.ofLeaf(size));
         if (slot < 0) {
-            return;
+            return false;
         }
         long e = table.readSlot(slot);
         if (!Pte.isPresent(e) || Pte.pfn(e, size) != pfn) {
-            return;
+            return false;
         }
-        try (Invalidation inv = Invalidation.start(mm.notifiers(), va, va + size.bytes(), NotifierEvent.UNMAP)) {
+        try (Invalidation inv = completing ? Invalidation.startCompleting(mm.notifiers(), va, va + size.bytes(), NotifierEvent.UNMAP)
+                : Invalidation.start(mm.notifiers(), va, va + size.bytes(), NotifierEvent.UNMAP)) {
             table.getAndClearSlot(slot);
             vma.setReservationUnmapped();
             mm.addHugetlbBytes(-size.bytes());
             shootdown.flushTlbMmRange(mm, va, va + size.bytes(), size.shift());
             pages.putMapped(pfn, true);
         }
+        return true;
     }
 }

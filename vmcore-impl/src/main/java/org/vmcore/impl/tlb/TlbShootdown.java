@@ -53,7 +53,7 @@ public final class TlbShootdown {
 
     private void commit(TlbFlushEvent event, MmStruct mm, long start, long end, String kind, int reached) {
         if (event.shouldCommit()) {
-            FlushTarget initiator = FlushTarget.DRIVEN.get();
+            FlushTarget initiator = initiator();
             event.addressSpace = mm.id();
             event.start = start;
             event.end = end;
@@ -91,7 +91,7 @@ public final class TlbShootdown {
 
     /** flush_tlb_all: every CPU, every PCID. */
     public void flushTlbAll() {
-        FlushTarget initiator = FlushTarget.DRIVEN.get();
+        FlushTarget initiator = initiator();
         boolean remote = false;
         for (FlushTarget cpu : cpus) {
             remote |= count(initiator, cpu);
@@ -103,16 +103,26 @@ public final class TlbShootdown {
         }
     }
 
+    /**
+     * The CPU the calling thread runs as, if it is one of this machine's: a thread that drives
+     * CPUs of several machines (or runs one machine's CPU around another's operation) initiates
+     * nothing on the other machine, whose CPUs then all count the flush as remote.
+     */
+    private FlushTarget initiator() {
+        FlushTarget cpu = FlushTarget.DRIVEN.get();
+        return cpu != null && cpu.id() < cpus.length && cpus[cpu.id()] == cpu ? cpu : null;
+    }
+
     /** nr_tlb_local_flush_one/all: counted on the initiator only, when it is among the targets. */
-    private static void countLocal(List<FlushTarget> targets, boolean all) {
-        FlushTarget initiator = FlushTarget.DRIVEN.get();
+    private void countLocal(List<FlushTarget> targets, boolean all) {
+        FlushTarget initiator = initiator();
         if (initiator != null && targets.contains(initiator)) {
             initiator.countLocalFlush(all);
         }
     }
 
     private List<FlushTarget> targets(MmStruct mm) {
-        FlushTarget initiator = FlushTarget.DRIVEN.get();
+        FlushTarget initiator = initiator();
         List<FlushTarget> out = new ArrayList<>();
         boolean remote = false;
         for (FlushTarget cpu : cpus) {
