@@ -1,13 +1,9 @@
 package org.vmcore.impl.cpu;
 
 import java.lang.foreign.MemorySegment;
-import java.lang.invoke.MethodHandles;
-import java.lang.invoke.VarHandle;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLong;
-import java.util.concurrent.locks.ReentrantLock;
 import java.util.function.IntFunction;
 import java.util.function.Supplier;
 import org.vmcore.api.Access;
@@ -50,17 +46,8 @@ import org.vmcore.x86.tlb.Tlb;
  * detector and its current address space's public operations; the machine hands it these.
  */
 public final class SimCpu implements Cpu, FlushTarget {
-    private static final VarHandle BUSY;
     private static final int MAX_RETRIES = 1000;
     private static final Level[] LEVELS = Level.values();
-
-    static {
-        try {
-            BUSY = MethodHandles.lookup().findVarHandle(SimCpu.class, "busy", boolean.class);
-        } catch (ReflectiveOperationException e) {
-            throw new ExceptionInInitializerError(e);
-        }
-    }
 
     private final MachineLock lock;
     private final StaleDetector detector;
@@ -74,11 +61,7 @@ public final class SimCpu implements Cpu, FlushTarget {
     private final FrameContents contents;
     private final boolean detect;
 
-    // The handshake with flushers.
-    @SuppressWarnings("unused")
-    private volatile boolean busy;
-    private final AtomicInteger flushWaiters = new AtomicInteger();
-    private final ReentrantLock flushLock = new ReentrantLock();
+    private final CpuHandshake handshake = new CpuHandshake();
 
     // CR3: changed only inside the handshake, read by the CPU's accesses and by flushers.
     private volatile SimAddressSpace current;
@@ -351,7 +334,7 @@ public final class SimCpu implements Cpu, FlushTarget {
      * read, no fence, when none does). Returns whether it stepped out.
      */
     private boolean letFlushesIn() {
-        if (flushWaiters.getAcquire() == 0) {
+        if (!handshake.flushWaiting()) {
             return false;
         }
         leave();
@@ -600,32 +583,14 @@ public final class SimCpu implements Cpu, FlushTarget {
         }
     }
 
-    // ---- the handshake ----
+    // ---- the handshake (CpuHandshake) ----
 
     private void enter() {
-        while (true) {
-            busy = true; // a volatile store: the flusher's read of busy and our read of flushWaiters cannot both miss
-            if (flushWaiters.get() == 0) {
-                return;
-            }
-            BUSY.setRelease(this, false);
-            for (int spins = 0; flushWaiters.get() != 0; spins++) {
-                backOff(spins);
-            }
-        }
-    }
-
-    /** Waiting on the other side of the handshake: spin briefly, then yield the core. */
-    private static void backOff(int spins) {
-        if (spins < 100) {
-            Thread.onSpinWait();
-        } else {
-            Thread.yield();
-        }
+        handshake.enter();
     }
 
     private void leave() {
-        BUSY.setRelease(this, false);
+        handshake.leave();
     }
 
     /**
@@ -634,17 +599,7 @@ public final class SimCpu implements Cpu, FlushTarget {
      */
     @Override
     public void runFlush(Runnable flush) {
-        flushWaiters.incrementAndGet();
-        flushLock.lock();
-        try {
-            for (int spins = 0; (boolean) BUSY.getVolatile(this); spins++) {
-                backOff(spins);
-            }
-            flush.run();
-        } finally {
-            flushLock.unlock();
-            flushWaiters.decrementAndGet();
-        }
+        handshake.runFlush(flush);
     }
 
     // ---- flushes (called through runFlush) ----

@@ -335,7 +335,7 @@ public final class SimAddressSpace extends MmStruct {
     /** Visits the head PFN of every present page {@code v} maps, with its address. */
     public void forEachMappedPage(VmArea v, ObjLongConsumer<Long> visitor) {
         PageSize size = v.pageSize();
-        pages.forEachLeaf(v, v.start(), v.end(), (va, slot, e) -> {
+        PageOps.forEachLeaf(v, v.start(), v.end(), (va, slot, e) -> {
             if (Pte.isPresent(e)) {
                 visitor.accept(va, Pte.pfn(e, size));
             }
