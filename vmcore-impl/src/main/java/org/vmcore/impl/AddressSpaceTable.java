@@ -5,6 +5,7 @@ import java.util.List;
 import java.util.function.Predicate;
 import org.vmcore.api.AddressSpace;
 import org.vmcore.api.OutOfMemoryException;
+import org.vmcore.impl.base.MachineLock;
 import org.vmcore.impl.mm.MmContext;
 import org.vmcore.impl.mm.SimAddressSpace;
 
@@ -17,13 +18,15 @@ import org.vmcore.impl.mm.SimAddressSpace;
 final class AddressSpaceTable implements MmContext.MmLifecycle {
     private final SimAddressSpace[] byPcid = new SimAddressSpace[4096];
     private final List<SimAddressSpace> spaces = new ArrayList<>();
+    private final MachineLock lock;
     private final Predicate<SimAddressSpace> deferClose;
     private MmContext ctx;
     private int nextSpaceId = 1;
     private long exitedFaults;
 
     /** @param deferClose whether a close asked for now must wait for the operation below (and queues it) */
-    AddressSpaceTable(Predicate<SimAddressSpace> deferClose) {
+    AddressSpaceTable(MachineLock lock, Predicate<SimAddressSpace> deferClose) {
+        this.lock = lock;
         this.deferClose = deferClose;
     }
 
@@ -34,6 +37,7 @@ final class AddressSpaceTable implements MmContext.MmLifecycle {
 
     @Override
     public SimAddressSpace newChild(int homeNode) {
+        assert Thread.holdsLock(lock);
         int pcid = 1;
         while (pcid < byPcid.length && byPcid[pcid] != null) {
             pcid++;
@@ -49,6 +53,7 @@ final class AddressSpaceTable implements MmContext.MmLifecycle {
 
     @Override
     public void exited(SimAddressSpace mm) {
+        assert Thread.holdsLock(lock);
         exitedFaults += mm.faultCount();
         spaces.remove(mm);
         byPcid[mm.pcid()] = null;
@@ -66,11 +71,13 @@ final class AddressSpaceTable implements MmContext.MmLifecycle {
 
     /** The live address spaces, in creation order (a copy). */
     List<SimAddressSpace> live() {
+        assert Thread.holdsLock(lock);
         return new ArrayList<>(spaces);
     }
 
     /** pgfault: the faults of every address space, live or exited. */
     long faults() {
+        assert Thread.holdsLock(lock);
         long faults = exitedFaults;
         for (SimAddressSpace mm : spaces) {
             faults += mm.faultCount();

@@ -4,6 +4,7 @@ import org.vmcore.api.HugetlbFile;
 import org.vmcore.api.InvalidArgumentException;
 import org.vmcore.api.Page;
 import org.vmcore.api.PageSize;
+import org.vmcore.impl.base.MachineLock;
 import org.vmcore.impl.vma.FileMapping;
 import org.vmcore.impl.vma.MappingRegistry;
 import org.vmcore.x86.mem.FrameDescriptors;
@@ -16,15 +17,18 @@ import org.vmcore.x86.mem.PhysicalMemory;
  * reads; callers hold the machine lock, since close frees the memory under it.
  */
 final class PhysicalAccess {
+    private final MachineLock lock;
     private final PhysicalMemory memory;
     private final MappingRegistry registry;
 
-    PhysicalAccess(PhysicalMemory memory, MappingRegistry registry) {
+    PhysicalAccess(MachineLock lock, PhysicalMemory memory, MappingRegistry registry) {
+        this.lock = lock;
         this.memory = memory;
         this.registry = registry;
     }
 
     Page page(long pfn) {
+        assert Thread.holdsLock(lock);
         if (!memory.isValidPfn(pfn)) {
             throw new InvalidArgumentException("pfn", pfn, "must be below the frame count 0x" + Long.toHexString(memory.frameCount()));
         }
@@ -58,6 +62,7 @@ final class PhysicalAccess {
     }
 
     private void check(long pa, int width) {
+        assert Thread.holdsLock(lock);
         if (width != 1 && width != 2 && width != 4 && width != 8) {
             throw new InvalidArgumentException("width", width, "must be 1, 2, 4 or 8 bytes");
         }

@@ -55,8 +55,8 @@ public final class SimMachine implements Machine {
     private final int nodeCount;
     private final PhysicalMemory memory;
     private final MachineLock lock = new MachineLock();
-    private final CallbackFailures callbackFailures = new CallbackFailures();
-    private final MappingRegistry registry = new MappingRegistry();
+    private final CallbackFailures callbackFailures = new CallbackFailures(lock);
+    private final MappingRegistry registry = new MappingRegistry(lock);
     private final MigratingThread migrating = new MigratingThread();
     private final StaleDetector detector = new StaleDetector();
     private final AddressSpaceTable spaces;
@@ -78,7 +78,7 @@ public final class SimMachine implements Machine {
         this.nodeCount = nodes.length;
         this.memory = new PhysicalMemory(nodes);
         this.ops = new OperationEnd(lock, callbackFailures, migrating, this::checkAfter, this::close);
-        this.spaces = new AddressSpaceTable(ops::deferClose);
+        this.spaces = new AddressSpaceTable(lock, ops::deferClose);
         try {
             Map<PageSize, HugePagePool> bySize = new EnumMap<>(PageSize.class);
             // 1 GiB pages first: they need whole order-18 blocks, which 2 MiB pages would break up.
@@ -99,7 +99,7 @@ public final class SimMachine implements Machine {
             this.cpuList = List.of(cpus);
             this.shootdown = new TlbShootdown(cpus);
             this.rmapWalk = new RmapWalk(lock, memory, registry);
-            MigrationEntryRefs migrationRefs = new MigrationEntryRefs(memory, registry, rmapWalk, pools);
+            MigrationEntryRefs migrationRefs = new MigrationEntryRefs(lock, memory, registry, rmapWalk, pools);
             TryToUnmap unmap = new TryToUnmap(memory, rmapWalk, shootdown, config);
             RemoveMigrationPtes removeMigrationPtes = new RemoveMigrationPtes(lock, memory.descriptors(), rmapWalk, unmap,
                     migrationRefs, registry);
@@ -108,7 +108,7 @@ public final class SimMachine implements Machine {
                     migrationRefs, callbackFailures, ops, migrating);
             spaces.setContext(new MmContext(lock, config, memory, registry, pools, hugetlbfs, shootdown, callbackFailures,
                     ops, migrating, migrationRefs, spaces));
-            this.physical = new PhysicalAccess(memory, registry);
+            this.physical = new PhysicalAccess(lock, memory, registry);
             this.procStats = new ProcStats(memory, nodeCount, pools, spaces, cpus, detector, migration);
         } catch (RuntimeException e) {
             memory.close();
@@ -238,7 +238,7 @@ public final class SimMachine implements Machine {
     }
 
     private InvariantChecker checker() {
-        return new InvariantChecker(memory, registry, pools, hugetlbfs, rmapWalk, spaces.live(), cpuList,
+        return new InvariantChecker(lock, memory, registry, pools, hugetlbfs, rmapWalk, spaces.live(), cpuList,
                 callbackFailures.inCallback());
     }
 
@@ -260,7 +260,7 @@ public final class SimMachine implements Machine {
                 mm.ensureOpen();
                 chosen.add(mm);
             }
-            return new PageTableGraph(memory, cpuList).draw(chosen, start, end, withTlbs);
+            return new PageTableGraph(lock, memory, cpuList).draw(chosen, start, end, withTlbs);
         }
     }
 

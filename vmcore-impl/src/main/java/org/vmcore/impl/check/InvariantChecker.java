@@ -8,6 +8,7 @@ import org.vmcore.api.Cpu;
 import org.vmcore.api.PageSize;
 import org.vmcore.api.TlbEntry;
 import org.vmcore.api.VmaKind;
+import org.vmcore.impl.base.MachineLock;
 import org.vmcore.impl.hugetlb.HugePagePool;
 import org.vmcore.impl.hugetlb.HugetlbFileImpl;
 import org.vmcore.impl.hugetlb.HugetlbFsImpl;
@@ -43,6 +44,7 @@ import org.vmcore.x86.pgtable.Pte;
  * in proportion to what is mapped.
  */
 public final class InvariantChecker {
+    private final MachineLock lock;
     private final PhysicalMemory memory;
     private final FrameDescriptors d;
     private final MappingRegistry registry;
@@ -57,8 +59,9 @@ public final class InvariantChecker {
      * A checker of the given state; the caller holds the machine lock while it runs. Called from
      * inside a user callback ({@code insideCallback}), notifier ranges may legitimately be open.
      */
-    public InvariantChecker(PhysicalMemory memory, MappingRegistry registry, HugetlbPools pools, HugetlbFsImpl hugetlbfs,
+    public InvariantChecker(MachineLock lock, PhysicalMemory memory, MappingRegistry registry, HugetlbPools pools, HugetlbFsImpl hugetlbfs,
                             RmapWalk rmap, List<SimAddressSpace> spaces, List<? extends Cpu> cpus, boolean insideCallback) {
+        this.lock = lock;
         this.memory = memory;
         this.d = memory.descriptors();
         this.registry = registry;
@@ -72,6 +75,7 @@ public final class InvariantChecker {
 
     /** Every violation found, empty when the machine is consistent. */
     public List<String> check() {
+        assert Thread.holdsLock(lock);
         List<String> out = new ArrayList<>();
         LongIntHashMap leaves = new LongIntHashMap(); // head pfn -> entries mapping it, shared tables once
         LongIntHashMap migrating = new LongIntHashMap(); // head pfn -> migration entries to it, shared tables once

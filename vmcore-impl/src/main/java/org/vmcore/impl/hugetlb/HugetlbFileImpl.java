@@ -4,6 +4,7 @@ import org.eclipse.collections.impl.set.mutable.primitive.LongHashSet;
 import org.vmcore.api.HugetlbFile;
 import org.vmcore.api.InvalidArgumentException;
 import org.vmcore.api.PageSize;
+import org.vmcore.impl.base.MachineLock;
 import org.vmcore.impl.vma.FileMapping;
 import org.vmcore.impl.vma.VmArea;
 
@@ -88,7 +89,13 @@ public final class HugetlbFileImpl implements HugetlbFile {
 
     /** Sets the size after a truncation; the caller holds the machine lock. */
     void setSize(long newSize) {
+        assert Thread.holdsLock(fs.machineLock());
         size = newSize;
+    }
+
+    /** The lock of the machine the file belongs to. */
+    public MachineLock machineLock() {
+        return fs.machineLock();
     }
 
     public FileMapping mapping() {

@@ -31,6 +31,7 @@ public final class HugetlbReservation {
      * @throws OutOfMemoryException if the pool cannot reserve them; nothing changed then
      */
     public static HugetlbReservation reserve(HugetlbFileImpl file, long firstIndex, long count, boolean shared) {
+        assert Thread.holdsLock(file.machineLock());
         long need = count;
         if (shared) {
             need = 0;
@@ -58,6 +59,7 @@ public final class HugetlbReservation {
 
     /** Gives back everything this reservation took: the mmap failed before a VMA held any of it. */
     public void cancel() {
+        assert Thread.holdsLock(file.machineLock());
         for (int i = 0; i < added.size(); i++) {
             file.reservedIndexes().remove(added.get(i));
         }
@@ -69,6 +71,7 @@ public final class HugetlbReservation {
      * held): gives back the file reservations this mmap made that are still there.
      */
     public void releaseFileReservations() {
+        assert Thread.holdsLock(file.machineLock());
         long back = 0;
         for (int i = 0; i < added.size(); i++) {
             if (file.reservedIndexes().remove(added.get(i))) {

@@ -69,6 +69,7 @@ public final class PmdSharing {
      * @return the shared table's PFN, or -1 when nothing was shared
      */
     public static long hugePmdShare(VmArea vma, long addr) {
+        assert Thread.holdsLock(vma.owner().lock());
         PageTable table = vma.owner().pageTable();
         if (!wantPmdShare(vma, addr) || !Pte.isNone(table.entry(addr & PUD_MASK, Level.PUD))) {
             return -1;
@@ -107,6 +108,7 @@ public final class PmdSharing {
      * The caller owes a TLB flush of the whole PUD window.
      */
     public static boolean hugePmdUnshare(VmArea vma, long addr) {
+        assert Thread.holdsLock(vma.owner().lock());
         if (vma.pageSize() != PageSize.SIZE_2M) {
             return false;
         }

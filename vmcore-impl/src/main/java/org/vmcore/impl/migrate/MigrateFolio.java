@@ -109,6 +109,7 @@ final class MigrateFolio {
 
     /** unmap_and_move for one folio, under the machine lock. */
     int migrateOne(long pfn, int toNode, boolean poisonOld) {
+        assert Thread.holdsLock(lock);
         int flags = descriptors.flags(pfn);
         if ((flags & FrameFlags.ALLOCATED) == 0 || descriptors.mapping(pfn) == 0 || (flags & FrameFlags.HWPOISON) != 0) {
             return -Errno.ENOENT; // freed or poisoned since it was queued
@@ -126,7 +127,7 @@ final class MigrateFolio {
         long target = huge ? pool.allocateOnNode(toNode) : memory.tryAllocate(toNode, 0, false);
         int rc;
         Thread previous = migrating.enter();
-        CallbackFailures move = new CallbackFailures(); // this folio's own, settled before it is rethrown
+        CallbackFailures move = new CallbackFailures(lock); // this folio's own, settled before it is rethrown
         try {
             if (target < 0) {
                 rc = -Errno.ENOMEM;

@@ -27,6 +27,7 @@ final class UnmapRefPrivate {
 
     /** Unmaps huge page {@code pfn}, which {@code owner} maps at {@code addr}, from every other private mapping. */
     static void unmapRefPrivate(VmArea owner, long addr, long pfn, TlbShootdown shootdown, PageOps pages) {
+        assert Thread.holdsLock(owner.owner().lock());
         long pgoff = owner.linearPageIndex(addr);
         boolean changed = false;
         for (VmArea other : owner.mapping().iMmap().overlapping(pgoff, pgoff)) {

@@ -21,6 +21,7 @@ final class Young {
 
     /** Whether the page at {@code va} was accessed; with {@code clear} the bits are cleared, with {@code flush} flushed too. */
     static boolean young(SimAddressSpace mm, TlbShootdown shootdown, long va, boolean clear, boolean flush) {
+        assert Thread.holdsLock(mm.lock());
         PageTable table = mm.pageTable();
         VmArea v = mm.vma(va);
         if (v == null) {

@@ -61,6 +61,7 @@ final class Zap {
      * ({@link MigrationEntryRefs}).
      */
     void zapPageRange(VmArea vma, long from, long to, TlbGather gather, boolean releaseReservations) {
+        assert Thread.holdsLock(mm.lock());
         PageTable table = mm.pageTable();
         if (vma.kind().isHugetlb()) {
             PageSize size = vma.pageSize();
@@ -122,6 +123,7 @@ final class Zap {
      * VMA stays; the caller settles a private owner's reservations.
      */
     void unmapHugepageRange(VmArea v, long from, long to) {
+        assert Thread.holdsLock(mm.lock());
         if (from >= to) {
             return;
         }

@@ -1,5 +1,7 @@
 package org.vmcore.impl.notifier;
 
+import org.vmcore.impl.base.MachineLock;
+
 /**
  * User callbacks (MMU notifiers, the migration observer, rmap visitors) as the engine's thread
  * meets them: how deep it is inside one right now, and what they threw while an operation had to
@@ -10,16 +12,23 @@ package org.vmcore.impl.notifier;
  * <p>Used under the machine lock only, by the thread that runs the operation.
  */
 public final class CallbackFailures {
+    private final MachineLock lock;
     private Throwable first;
     private int depth;
 
+    public CallbackFailures(MachineLock lock) {
+        this.lock = lock;
+    }
+
     /** The engine calls user code: between this and {@link #exit()} it is inside a callback. */
     public void enter() {
+        assert Thread.holdsLock(lock);
         depth++;
     }
 
     /** The user code of the matching {@link #enter()} returned or threw. */
     public void exit() {
+        assert Thread.holdsLock(lock);
         depth--;
     }
 
@@ -33,6 +42,7 @@ public final class CallbackFailures {
 
     /** Records what a callback threw. */
     public void add(Throwable t) {
+        assert Thread.holdsLock(lock);
         if (first == null) {
             first = t;
         } else if (first != t) {
@@ -47,6 +57,7 @@ public final class CallbackFailures {
 
     /** The collected failure, or null; forgets it. */
     public Throwable take() {
+        assert Thread.holdsLock(lock);
         Throwable e = first;
         first = null;
         return e;

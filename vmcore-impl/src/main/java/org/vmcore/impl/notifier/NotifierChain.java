@@ -8,6 +8,7 @@ import org.vmcore.api.AddressSpace;
 import org.vmcore.api.InvalidArgumentException;
 import org.vmcore.api.MmuNotifier;
 import org.vmcore.api.NotifierRange;
+import org.vmcore.impl.base.MachineLock;
 import org.vmcore.impl.stat.NotifierEvent;
 
 /**
@@ -22,6 +23,7 @@ import org.vmcore.impl.stat.NotifierEvent;
  * opened is always closed and a device that was not told is never left with stale translations.
  */
 public final class NotifierChain {
+    private final MachineLock lock;
     private final AddressSpace mm;
     private final CallbackFailures failures;
     private final List<MmuNotifier> notifiers = new CopyOnWriteArrayList<>();
@@ -37,7 +39,8 @@ public final class NotifierChain {
         return mm;
     }
 
-    public NotifierChain(AddressSpace mm, CallbackFailures failures) {
+    public NotifierChain(MachineLock lock, AddressSpace mm, CallbackFailures failures) {
+        this.lock = lock;
         this.mm = mm;
         this.failures = failures;
     }
@@ -99,6 +102,7 @@ public final class NotifierChain {
      * stays open until {@link #rangeEnd}.
      */
     public void rangeStartCompleting(NotifierRange range) {
+        assert Thread.holdsLock(lock);
         opened(range);
         callAll(n -> n.invalidateRangeStart(range));
     }
@@ -121,6 +125,7 @@ public final class NotifierChain {
      * was: the caller must not have changed anything yet, and must not call {@link #rangeEnd}.
      */
     public void rangeStart(NotifierRange range) {
+        assert Thread.holdsLock(lock);
         opened(range);
         int started = 0;
         failures.enter();
@@ -149,6 +154,7 @@ public final class NotifierChain {
 
     /** mmu_notifier_invalidate_range_end: every notifier hears it and the range closes, whatever they throw. */
     public void rangeEnd(NotifierRange range) {
+        assert Thread.holdsLock(lock);
         callAll(n -> n.invalidateRangeEnd(range));
         NotifierEvent event = events.poll();
         if (event != null && event.shouldCommit()) {

@@ -8,6 +8,7 @@ import java.util.Set;
 import org.vmcore.api.Cpu;
 import org.vmcore.api.PageSize;
 import org.vmcore.api.TlbEntry;
+import org.vmcore.impl.base.MachineLock;
 import org.vmcore.impl.mm.SimAddressSpace;
 import org.vmcore.x86.mem.PhysicalMemory;
 import org.vmcore.x86.pgtable.Level;
@@ -23,6 +24,7 @@ import org.vmcore.x86.pgtable.Pte;
  * cached translations as dashed edges from the CPU to the page, red when stale.
  */
 public final class PageTableGraph {
+    private final MachineLock lock;
     private final PhysicalMemory memory;
     private final List<? extends Cpu> cpus;
     private final StringBuilder nodes = new StringBuilder();
@@ -30,13 +32,15 @@ public final class PageTableGraph {
     private final Set<String> seen = new LinkedHashSet<>();
     private final Map<Long, String> pages = new LinkedHashMap<>();
 
-    public PageTableGraph(PhysicalMemory memory, List<? extends Cpu> cpus) {
+    public PageTableGraph(MachineLock lock, PhysicalMemory memory, List<? extends Cpu> cpus) {
+        this.lock = lock;
         this.memory = memory;
         this.cpus = cpus;
     }
 
     /** The picture of {@code spaces} over {@code [start, end)}; the caller holds the machine lock. */
     public String draw(List<SimAddressSpace> spaces, long start, long end, boolean withTlbs) {
+        assert Thread.holdsLock(lock);
         for (SimAddressSpace mm : spaces) {
             String mmNode = "mm" + mm.id();
             node(mmNode, "shape=box,style=bold,label=\"" + mm + "\\nPCID " + mm.pcid() + "\"");

@@ -1,5 +1,6 @@
 package org.vmcore.impl.rmap;
 
+import org.vmcore.impl.base.MachineLock;
 import org.vmcore.impl.hugetlb.HugePagePool;
 import org.vmcore.impl.hugetlb.HugetlbPools;
 import org.vmcore.impl.vma.MappingRegistry;
@@ -28,13 +29,16 @@ import org.vmcore.x86.pgtable.PageTable;
  * Callers hold the machine lock.
  */
 public final class MigrationEntryRefs {
+    private final MachineLock lock;
     private final PhysicalMemory memory;
     private final FrameDescriptors descriptors;
     private final MappingRegistry registry;
     private final RmapWalk rmap;
     private final HugetlbPools pools;
 
-    public MigrationEntryRefs(PhysicalMemory memory, MappingRegistry registry, RmapWalk rmap, HugetlbPools pools) {
+    public MigrationEntryRefs(MachineLock lock, PhysicalMemory memory, MappingRegistry registry, RmapWalk rmap,
+                              HugetlbPools pools) {
+        this.lock = lock;
         this.memory = memory;
         this.descriptors = memory.descriptors();
         this.registry = registry;
@@ -47,6 +51,7 @@ public final class MigrationEntryRefs {
      * entry sits at the address its mapping and index give, in a VMA of its anon_vma or file).
      */
     public boolean pointedAt(long pfn) {
+        assert Thread.holdsLock(lock);
         long mapping = descriptors.mapping(pfn);
         if (mapping == 0 || registry.owner(mapping) == null) {
             return false; // no VMA links the page's anon_vma or file any more, so no entry is left
@@ -72,6 +77,7 @@ public final class MigrationEntryRefs {
      * holds it any more: refcount 0 and no migration entry left. Call after clearing an entry.
      */
     public void releaseIfUnreferenced(long pfn) {
+        assert Thread.holdsLock(lock);
         int flags = descriptors.flags(pfn);
         if ((flags & FrameFlags.ALLOCATED) == 0 || descriptors.refcount(pfn) != 0 || pointedAt(pfn)) {
             return;

@@ -89,6 +89,7 @@ public final class TryToUnmap {
     /** The body the two share, as the kernel's two functions share most of theirs. */
     private boolean unmapOne(VmArea vma, long address, long pfn, boolean migrate, List<MappingResult> results) {
         MmStruct mm = vma.owner();
+        assert Thread.holdsLock(mm.lock());
         PageSize size = vma.pageSize();
         boolean huge = vma.kind().isHugetlb();
         long start = address;

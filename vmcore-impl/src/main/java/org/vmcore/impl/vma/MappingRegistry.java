@@ -4,6 +4,7 @@ import java.util.ArrayList;
 import java.util.List;
 import org.eclipse.collections.impl.map.mutable.primitive.LongObjectHashMap;
 import org.vmcore.api.HugetlbFile;
+import org.vmcore.impl.base.MachineLock;
 
 /**
  * Turns a page's mapping field back into its anon_vma or address_space: the registry that lets
@@ -17,11 +18,17 @@ public final class MappingRegistry {
     /** Low bit of a page's mapping field: the mapping is an anon_vma (PAGE_MAPPING_ANON). */
     public static final long MAPPING_ANON = 1;
 
+    private final MachineLock lock;
     private final LongObjectHashMap<MappingOwner> owners = new LongObjectHashMap<>();
     private long nextId = 2;
 
+    public MappingRegistry(MachineLock lock) {
+        this.lock = lock;
+    }
+
     /** A new address_space, registered: of the hugetlbfs {@code file}, or of a shmem object when null. */
     public FileMapping newFileMapping(HugetlbFile file) {
+        assert Thread.holdsLock(lock);
         FileMapping mapping = new FileMapping(nextId += 2, file);
         owners.put(mapping.id(), mapping);
         return mapping;
@@ -29,6 +36,7 @@ public final class MappingRegistry {
 
     /** A new anon_vma, registered, in the family of {@code parent} (null for a new root). */
     public AnonVma newAnonVma(AnonVma parent) {
+        assert Thread.holdsLock(lock);
         AnonVma anonVma = new AnonVma((nextId += 2) | MAPPING_ANON, parent);
         owners.put(anonVma.id(), anonVma);
         return anonVma;
@@ -36,16 +44,19 @@ public final class MappingRegistry {
 
     /** Forgets a file mapping or anon_vma that nothing refers to any more. */
     public void unregister(long id) {
+        assert Thread.holdsLock(lock);
         owners.remove(id);
     }
 
     /** The anon_vma or address_space behind a page's mapping field, or null. */
     public MappingOwner owner(long id) {
+        assert Thread.holdsLock(lock);
         return owners.get(id);
     }
 
     /** The page-cache mappings of every hugetlbfs file and shmem object. */
     public List<FileMapping> fileMappings() {
+        assert Thread.holdsLock(lock);
         List<FileMapping> out = new ArrayList<>();
         owners.forEachValue(o -> {
             if (o instanceof FileMapping m) {

@@ -43,9 +43,9 @@ public abstract class MmStruct implements AddressSpace {
         this.pcid = pcid;
         this.cpus = cpus;
         this.cpumask = new AtomicLongArray((cpus + 63) / 64);
-        this.notifiers = new NotifierChain(this, failures);
+        this.notifiers = new NotifierChain(lock, this, failures);
         this.pageTable = new PageTable(memory, mode, homeNode);
-        this.vmaTree = new VmaTree(registry);
+        this.vmaTree = new VmaTree(lock, registry);
     }
 
     @Override

@@ -5,6 +5,7 @@ import java.util.Collection;
 import java.util.List;
 import java.util.Map;
 import java.util.TreeMap;
+import org.vmcore.impl.base.MachineLock;
 
 /**
  * One address space's VMAs in address order, with the operations of mm/vma.c: find, the
@@ -18,9 +19,11 @@ import java.util.TreeMap;
  */
 public final class VmaTree {
     private final TreeMap<Long, VmArea> vmas = new TreeMap<>();
+    private final MachineLock lock;
     private final MappingRegistry registry;
 
-    public VmaTree(MappingRegistry registry) {
+    public VmaTree(MachineLock lock, MappingRegistry registry) {
+        this.lock = lock;
         this.registry = registry;
     }
 
@@ -73,6 +76,7 @@ public final class VmaTree {
 
     /** Adds v and links it into its file's i_mmap and its anon_vmas (vma_link). */
     public void insert(VmArea v) {
+        assert Thread.holdsLock(lock);
         vmas.put(v.start(), v);
         if (v.mapping() != null) {
             v.mapping().iMmap().insert(v);
@@ -87,6 +91,7 @@ public final class VmaTree {
      * VMA is unregistered, since no mapped page can name it any more.
      */
     public void remove(VmArea v) {
+        assert Thread.holdsLock(lock);
         vmas.remove(v.start());
         if (v.mapping() != null) {
             v.mapping().iMmap().remove(v);
@@ -104,6 +109,7 @@ public final class VmaTree {
      * when one already does. The caller has done what the page tables need first (hugetlb_split).
      */
     public void split(long addr) {
+        assert Thread.holdsLock(lock);
         VmArea v = find(addr);
         if (v == null || v.start() == addr) {
             return;
@@ -115,6 +121,7 @@ public final class VmaTree {
 
     /** Merges v with its neighbours where vma_merge would; returns the VMA that now holds v's range. */
     public VmArea mergeAround(VmArea v) {
+        assert Thread.holdsLock(lock);
         VmArea prev = below(v.start());
         VmArea result = v;
         if (prev != null && prev.canMergeWith(v)) {

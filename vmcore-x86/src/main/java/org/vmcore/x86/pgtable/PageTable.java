@@ -22,9 +22,29 @@ import org.vmcore.x86.mem.PhysicalMemory;
  * pointers, and this class never frees a table whose share count is above zero.
  *
  * <p>Every method validates its input before changing anything; a call that throws leaves the
- * tables as they were. Changes are serialised on the page table (the kernel's
- * {@code mm->page_table_lock}); walkers may run concurrently, and every entry update is a
- * single atomic word store or compare-and-set.
+ * tables as they were.
+ *
+ * <p>Locking. Two kinds of operation, as in the kernel:
+ * <ul>
+ *   <li><b>Atomic on one entry, no lock</b>: {@link #slot}, {@link #entry}, {@link #readSlot},
+ *       {@link #readTable}, {@link #compareAndSetSlot}, {@link #getAndClearSlot} and
+ *       {@link #protectSlot} are single atomic word loads, compare-and-sets or get-and-sets
+ *       ({@code TableMemory}), and the hardware {@link Walker} sets A and D by compare-and-set
+ *       from CPU threads while anything else runs. An update through a slot never loses a bit the
+ *       walker set: it compares against the entry it read, or swaps and returns the old entry
+ *       with its bits. What they do not
+ *       protect is the table itself: a slot address stays valid only while no structure change
+ *       frees or unhooks its table, so their callers hold the generic mm's lock (in vmcore-impl,
+ *       the machine lock) from {@link #slot} to the last use of the slot.
+ *   <li><b>Structure changes, under this table's monitor</b> (the kernel's
+ *       {@code mm->page_table_lock}): {@link #map}, {@link #install}, {@link #unmap},
+ *       {@link #protect}, {@link #populate}, {@link #clearTable}, {@link #freeEmptyTables} and
+ *       {@link #destroy}, and the accounting
+ *       they keep ({@link #tablePages}, {@link #tablesAt}). They lock themselves; they still
+ *       need the caller's mm lock against the slot users above, since a table they free may be
+ *       one a slot points into. Inside the monitor they take only the allocators' locks (physical
+ *       memory, page-table window, buddy allocator).
+ * </ul>
  */
 public final class PageTable {
     private final PhysicalMemory memory;
