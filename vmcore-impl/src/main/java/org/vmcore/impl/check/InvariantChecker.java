@@ -13,6 +13,7 @@ import org.vmcore.impl.hugetlb.HugePagePool;
 import org.vmcore.impl.hugetlb.HugetlbFileImpl;
 import org.vmcore.impl.hugetlb.HugetlbFsImpl;
 import org.vmcore.impl.hugetlb.HugetlbPools;
+import org.vmcore.impl.hugetlb.HugetlbReservation;
 import org.vmcore.impl.mm.SimAddressSpace;
 import org.vmcore.impl.rmap.RmapWalk;
 import org.vmcore.impl.vma.FileMapping;
@@ -328,7 +329,7 @@ public final class InvariantChecker {
             for (SimAddressSpace mm : spaces) {
                 for (VmArea v : mm.vmaAreas()) {
                     if (v.kind() == VmaKind.HUGETLB_PRIVATE && v.reservationOwner() && v.pageSize() == size) {
-                        reserved += mm.privateReservations(v);
+                        reserved += HugetlbReservation.privateReserved(v, v.start(), v.end());
                     }
                 }
             }

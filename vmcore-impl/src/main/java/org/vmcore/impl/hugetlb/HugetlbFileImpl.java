@@ -7,6 +7,7 @@ import org.vmcore.api.PageSize;
 import org.vmcore.impl.base.MachineLock;
 import org.vmcore.impl.vma.FileMapping;
 import org.vmcore.impl.vma.VmArea;
+import org.vmcore.x86.mem.FrameDescriptors;
 
 /**
  * A hugetlbfs inode: its size, page size, page cache (through its {@link FileMapping}) and the
@@ -96,6 +97,11 @@ public final class HugetlbFileImpl implements HugetlbFile {
     /** The lock of the machine the file belongs to. */
     public MachineLock machineLock() {
         return fs.machineLock();
+    }
+
+    /** The frame descriptors of the machine's memory. */
+    FrameDescriptors descriptors() {
+        return fs.descriptors();
     }
 
     public FileMapping mapping() {

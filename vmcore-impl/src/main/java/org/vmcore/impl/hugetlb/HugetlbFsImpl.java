@@ -97,14 +97,14 @@ public final class HugetlbFsImpl implements HugetlbFs {
             var vmas = file.mapping().iMmap().overlapping(firstSmall, Long.MAX_VALUE);
             long held = 0; // what the private owners hold before: their slots past the new end stop holding
             for (var vma : vmas) {
-                held += vma.reservationOwner() ? vmdelete.privateReservations(vma) : 0;
+                held += vma.reservationOwner() ? HugetlbReservation.privateReserved(vma, vma.start(), vma.end()) : 0;
             }
             file.setSize(newSize);
             long kept = 0;
             for (var vma : vmas) {
                 long from = vma.pgoff() >= firstSmall ? vma.start() : vma.start() + ((firstSmall - vma.pgoff()) << 12);
                 vmdelete.unmapHugepageRange(vma, from, vma.end());
-                kept += vma.reservationOwner() ? vmdelete.privateReservations(vma) : 0;
+                kept += vma.reservationOwner() ? HugetlbReservation.privateReserved(vma, vma.start(), vma.end()) : 0;
             }
             pool(ps).unreserve(held - kept);
             HugePagePool pool = pool(ps);
@@ -130,6 +130,10 @@ public final class HugetlbFsImpl implements HugetlbFs {
 
     public HugePagePool pool(PageSize size) {
         return pools.pool(size);
+    }
+
+    FrameDescriptors descriptors() {
+        return descriptors;
     }
 
     MachineLock machineLock() {

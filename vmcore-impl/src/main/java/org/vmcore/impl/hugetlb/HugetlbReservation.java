@@ -2,6 +2,14 @@ package org.vmcore.impl.hugetlb;
 
 import org.eclipse.collections.impl.list.mutable.primitive.LongArrayList;
 import org.vmcore.api.OutOfMemoryException;
+import org.vmcore.api.PageSize;
+import org.vmcore.impl.vma.VmArea;
+import org.vmcore.x86.mem.FrameDescriptors;
+import org.vmcore.x86.mem.FrameFlags;
+import org.vmcore.x86.pgtable.Level;
+import org.vmcore.x86.pgtable.MigrationEntry;
+import org.vmcore.x86.pgtable.PageTable;
+import org.vmcore.x86.pgtable.Pte;
 
 /**
  * hugetlb_reserve_pages (mm/hugetlb.c) for one mmap of a hugetlbfs file: the pages the mapping
@@ -10,7 +18,13 @@ import org.vmcore.api.OutOfMemoryException;
  * nor a reservation yet (the file's region map, here its reserved indexes). If the mmap fails
  * later the reservation is given back (hugetlb_unreserve_pages).
  *
- * <p>It touches the file's reserved indexes and its pool only; callers hold the machine lock.
+ * <p>A private mapping's reservations are not kept per index: the VMA that made them is their
+ * owner (HPAGE_RESV_OWNER, {@link #markOwner}) and holds one for every huge page inside the file's
+ * end that has no anonymous page yet ({@link #privateReserved}); zapping gives them back
+ * ({@link #releasePrivate}).
+ *
+ * <p>It touches the file's reserved indexes, its pool and (to count a private owner's pages) the
+ * owner's page table and the frame descriptors; callers hold the machine lock.
  */
 public final class HugetlbReservation {
     private final HugetlbFileImpl file;
@@ -55,6 +69,45 @@ public final class HugetlbReservation {
             }
         }
         return r;
+    }
+
+    /** set_vma_resv_flags(HPAGE_RESV_OWNER): the private {@code vma} holds the reservations its mmap made. */
+    public static void markOwner(VmArea vma) {
+        assert Thread.holdsLock(vma.owner().lock());
+        vma.setReservationOwner(true);
+    }
+
+    /**
+     * The reservations the private owner {@code vma} holds over {@code [from, to)}: its huge pages
+     * inside the file's end without an anonymous page (a private page under migration is still
+     * the owner's, so its slot holds none).
+     */
+    public static long privateReserved(VmArea vma, long from, long to) {
+        assert Thread.holdsLock(vma.owner().lock());
+        HugetlbFileImpl file = HugetlbFileImpl.of(vma);
+        FrameDescriptors descriptors = file.descriptors();
+        PageTable table = vma.owner().pageTable();
+        PageSize size = vma.pageSize();
+        Level leaf = Level.ofLeaf(size);
+        long eof = file.pageCount();
+        long reserved = 0;
+        for (long va = from; va < to; va += size.bytes()) {
+            if (vma.hugePageIndex(va) >= eof) {
+                continue;
+            }
+            long slot = table.slot(va, leaf);
+            long e = slot < 0 ? 0 : table.readSlot(slot);
+            long pfn = Pte.isPresent(e) ? Pte.pfn(e, size) : MigrationEntry.isMigration(e) ? MigrationEntry.pfn(e) : -1;
+            if (pfn < 0 || (descriptors.flags(pfn) & FrameFlags.ANON) == 0) {
+                reserved++;
+            }
+        }
+        return reserved;
+    }
+
+    /** Zapping {@code [from, to)} of the private owner {@code vma} gives its reservations there back to the pool. */
+    public static void releasePrivate(VmArea vma, long from, long to) {
+        HugetlbFileImpl.of(vma).pool().unreserve(privateReserved(vma, from, to));
     }
 
     /** Gives back everything this reservation took: the mmap failed before a VMA held any of it. */

@@ -10,7 +10,4 @@ import org.vmcore.impl.vma.VmArea;
 public interface HugetlbVmdelete {
     /** Zaps [from, to) of the hugetlb VMA v (its address space's notifiers and TLBs included); the VMA stays. */
     void unmapHugepageRange(VmArea v, long from, long to);
-
-    /** Reservations the private owner VMA v holds: its slots inside the file's end without an anonymous page. */
-    long privateReservations(VmArea v);
 }

@@ -81,7 +81,7 @@ final class Mmap {
                 shared ? VmaKind.HUGETLB_SHARED : VmaKind.HUGETLB_PRIVATE, (flags & MapFlags.MAP_LOCKED) != 0, f,
                 f.mapping(), offset >>> 12, size);
         if (!shared) {
-            mm.pages.markReservationOwner(vma);
+            HugetlbReservation.markOwner(vma);
         }
         mm.insertVma(vma);
         VmArea merged = mm.mergeAround(vma);

@@ -3,7 +3,6 @@ package org.vmcore.impl.mm;
 import org.vmcore.api.OutOfMemoryException;
 import org.vmcore.api.PageSize;
 import org.vmcore.api.VmaKind;
-import org.vmcore.impl.hugetlb.HugetlbFileImpl;
 import org.vmcore.impl.hugetlb.HugetlbPools;
 import org.vmcore.impl.hugetlb.PmdSharing;
 import org.vmcore.impl.vma.AnonVma;
@@ -13,7 +12,6 @@ import org.vmcore.x86.mem.FrameDescriptors;
 import org.vmcore.x86.mem.FrameFlags;
 import org.vmcore.x86.mem.PhysicalMemory;
 import org.vmcore.x86.pgtable.Level;
-import org.vmcore.x86.pgtable.MigrationEntry;
 import org.vmcore.x86.pgtable.PageTable;
 import org.vmcore.x86.pgtable.Pte;
 
@@ -80,33 +78,6 @@ final class PageOps {
                 }
             }
         }
-    }
-
-    // ---- hugetlb reservations ----
-
-    /** The reservations a private owner VMA holds over [from, to). */
-    long reservedSlots(VmArea vma, long from, long to) {
-        PageSize size = vma.pageSize();
-        long eof = HugetlbFileImpl.of(vma).pageCount();
-        long inside = 0;
-        for (long va = from; va < to; va += size.bytes()) {
-            if (vma.hugePageIndex(va) < eof) {
-                inside++;
-            }
-        }
-        long[] anon = {0};
-        forEachLeaf(vma, from, to, (va, slot, e) -> {
-            // a private page under migration is still the owner's: its slot holds no reservation
-            long pfn = Pte.isPresent(e) ? Pte.pfn(e, size) : MigrationEntry.isMigration(e) ? MigrationEntry.pfn(e) : -1;
-            if (pfn >= 0 && isAnon(pfn)) {
-                anon[0]++;
-            }
-        });
-        return inside - anon[0];
-    }
-
-    void markReservationOwner(VmArea vma) {
-        vma.setReservationOwner(true);
     }
 
     // ---- protection ----

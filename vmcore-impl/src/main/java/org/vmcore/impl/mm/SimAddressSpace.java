@@ -327,11 +327,6 @@ public final class SimAddressSpace extends MmStruct {
         return faultCount;
     }
 
-    /** Reservations a private owner VMA holds: its slots inside the file's end without an anonymous page. */
-    public long privateReservations(VmArea v) {
-        return pages.reservedSlots(v, v.start(), v.end());
-    }
-
     /** Visits the head PFN of every present page {@code v} maps, with its address. */
     public void forEachMappedPage(VmArea v, ObjLongConsumer<Long> visitor) {
         PageSize size = v.pageSize();

@@ -3,7 +3,7 @@ package org.vmcore.impl.mm;
 import org.vmcore.api.NotifierEvent;
 import org.vmcore.api.PageSize;
 import org.vmcore.api.VmaKind;
-import org.vmcore.impl.hugetlb.HugetlbFileImpl;
+import org.vmcore.impl.hugetlb.HugetlbReservation;
 import org.vmcore.impl.hugetlb.HugetlbVmdelete;
 import org.vmcore.impl.hugetlb.PmdSharing;
 import org.vmcore.impl.notifier.Invalidation;
@@ -33,11 +33,6 @@ final class Zap {
         @Override
         public void unmapHugepageRange(VmArea v, long from, long to) {
             ((SimAddressSpace) v.owner()).zap.unmapHugepageRange(v, from, to);
-        }
-
-        @Override
-        public long privateReservations(VmArea v) {
-            return ((SimAddressSpace) v.owner()).privateReservations(v);
         }
     };
 
@@ -75,7 +70,7 @@ final class Zap {
                 }
             }
             if (vma.reservationOwner() && releaseReservations) {
-                releasePrivateReservations(vma, from, to);
+                HugetlbReservation.releasePrivate(vma, from, to);
             }
             PageOps.forEachLeaf(vma, from, to, (va, slot, e) -> {
                 table.getAndClearSlot(slot);
@@ -107,14 +102,6 @@ final class Zap {
                 migrationRefs.releaseIfUnreferenced(MigrationEntry.pfn(e));
             }
         });
-    }
-
-    /**
-     * A private owner VMA holds one reservation per huge page inside the file's end without an
-     * anonymous page; zapping [from, to) gives those back.
-     */
-    private void releasePrivateReservations(VmArea vma, long from, long to) {
-        HugetlbFileImpl.of(vma).pool().unreserve(pages.reservedSlots(vma, from, to));
     }
 
     /**
