@@ -1,9 +1,7 @@
 package org.vmcore.impl.cpu;
 
 import java.lang.foreign.MemorySegment;
-import java.util.ArrayList;
 import java.util.List;
-import java.util.concurrent.atomic.AtomicLong;
 import java.util.function.IntFunction;
 import java.util.function.Supplier;
 import org.vmcore.api.Access;
@@ -25,7 +23,6 @@ import org.vmcore.impl.tlb.FlushTarget;
 import org.vmcore.impl.vma.MmStruct;
 import org.vmcore.x86.mem.FrameContents;
 import org.vmcore.x86.mem.PhysicalMemory;
-import org.vmcore.x86.pgtable.Level;
 import org.vmcore.x86.pgtable.PageFaultCode;
 import org.vmcore.x86.pgtable.Pte;
 import org.vmcore.x86.pgtable.WalkResult;
@@ -47,16 +44,13 @@ import org.vmcore.x86.tlb.Tlb;
  */
 public final class SimCpu implements Cpu, FlushTarget {
     private static final int MAX_RETRIES = 1000;
-    private static final Level[] LEVELS = Level.values();
 
     private final MachineLock lock;
     private final StaleDetector detector;
-    private final IntFunction<AddressSpace> addressSpaceOfPcid;
     private final int id;
     private final Tlb tlb;
-    private final Walker walker;
+    private final TlbFill fill;
     private final Walker checker;
-    private final WalkResult out = new WalkResult();
     private final WalkResult checkOut = new WalkResult();
     private final FrameContents contents;
     private final boolean detect;
@@ -75,19 +69,8 @@ public final class SimCpu implements Cpu, FlushTarget {
     // Counted by the CPU's own thread.
     private long hits;
     private long misses;
-    private final long[] missesBySize = new long[3];
-    private long walks;
-    private long pscHits;
-    // Counted by flushers.
-    private final AtomicLong pageFlushes = new AtomicLong();
-    private final AtomicLong rangeFlushes = new AtomicLong();
-    private final AtomicLong mmFlushes = new AtomicLong();
-    private final AtomicLong fullFlushes = new AtomicLong();
-    private final AtomicLong shootdownsSent = new AtomicLong();
-    private final AtomicLong shootdownsReceived = new AtomicLong();
-    // Counted by the initiator for its own TLB (nr_tlb_local_flush_one, nr_tlb_local_flush_all).
-    private final AtomicLong localFlushesOne = new AtomicLong();
-    private final AtomicLong localFlushesAll = new AtomicLong();
+    private final CpuFlushCounters flushes = new CpuFlushCounters();
+    private final TlbInspection inspection;
 
     /**
      * @param addressSpaceOfPcid the live address space tagged with a PCID, or null (for {@link #tlbEntries})
@@ -97,9 +80,9 @@ public final class SimCpu implements Cpu, FlushTarget {
         this.lock = lock;
         this.id = id;
         this.detector = detector;
-        this.addressSpaceOfPcid = addressSpaceOfPcid;
         this.tlb = new Tlb(config.tlb());
-        this.walker = Nodes.newWalker(memory);
+        this.inspection = new TlbInspection(id, tlb, handshake, addressSpaceOfPcid);
+        this.fill = new TlbFill(tlb, Nodes.newWalker(memory));
         this.checker = Nodes.newWalker(memory);
         this.contents = memory.contents();
         this.detect = config.detectStaleTranslations();
@@ -186,7 +169,7 @@ public final class SimCpu implements Cpu, FlushTarget {
 
     @Override
     public long load(long va, int width) {
-        checkWidth(width);
+        AccessArgs.checkWidth(width);
         if ((va & 0xFFF) + width > 4096) {
             long v = 0;
             for (int i = 0; i < width; i++) {
@@ -214,7 +197,7 @@ public final class SimCpu implements Cpu, FlushTarget {
 
     @Override
     public void store(long va, int width, long value) {
-        checkWidth(width);
+        AccessArgs.checkWidth(width);
         if ((va & 0xFFF) + width > 4096) {
             byte[] bytes = new byte[width]; // a page-crossing store is rare: the in-page path stays allocation-free
             for (int i = 0; i < width; i++) {
@@ -245,13 +228,13 @@ public final class SimCpu implements Cpu, FlushTarget {
 
     @Override
     public void read(long va, byte[] dst, int offset, int length) {
-        checkBuffer(dst, offset, length);
+        AccessArgs.checkBuffer(dst, offset, length);
         copy(va, dst, offset, length, false);
     }
 
     @Override
     public void write(long va, byte[] src, int offset, int length) {
-        checkBuffer(src, offset, length);
+        AccessArgs.checkBuffer(src, offset, length);
         if ((va & 0xFFF) + length > 4096) {
             writePrecise(va, src, offset, length);
         } else {
@@ -261,13 +244,13 @@ public final class SimCpu implements Cpu, FlushTarget {
 
     @Override
     public void loadAll(long[] vas, int width, long[] values) {
-        checkBatch(vas, width, values);
+        AccessArgs.checkBatch(vas, width, values);
         batch(vas, width, values, false);
     }
 
     @Override
     public void storeAll(long[] vas, int width, long[] values) {
-        checkBatch(vas, width, values);
+        AccessArgs.checkBatch(vas, width, values);
         batch(vas, width, values, true);
     }
 
@@ -476,7 +459,11 @@ public final class SimCpu implements Cpu, FlushTarget {
             tlb.invalidatePage(pcid, va);
         }
         misses++;
-        return walk(mm, va, write);
+        long pa = fill.walk(pcid, cr3, mode, va, write);
+        if (pa < 0) {
+            lastFaultCode = fill.faultCode();
+        }
+        return pa;
     }
 
     /**
@@ -501,51 +488,6 @@ public final class SimCpu implements Cpu, FlushTarget {
     /** Whether a cached translation allows a user access: a store needs RW and D (else the walker sets D). */
     private static boolean permits(long v, boolean write) {
         return (v & Pte.USER) != 0 && (!write || (v & (Pte.RW | Pte.DIRTY)) == (Pte.RW | Pte.DIRTY));
-    }
-
-    private long walk(SimAddressSpace mm, long va, boolean write) {
-        int access = PageFaultCode.USER | (write ? PageFaultCode.WRITE : 0);
-        int psc = mode == PagingMode.FOUR_LEVEL || mode == PagingMode.FIVE_LEVEL ? tlb.pscDeepest(pcid, va) : -1;
-        boolean ok;
-        int startOrd;
-        long bits;
-        walks++;
-        if (psc >= 0) {
-            long pv = tlb.pscLookup(psc, pcid, va);
-            Level start = Tlb.pscTableLevel(psc);
-            ok = walker.walkFrom(mode, va, access, out, start, (pv & Pte.PFN_MASK) >>> 12, pv);
-            startOrd = start.ordinal();
-            bits = pv;
-            pscHits++;
-        } else {
-            ok = walker.walk(cr3, mode, va, access, out);
-            startOrd = Level.root(mode).ordinal();
-            bits = Pte.RW | Pte.USER;
-        }
-        if (!ok) {
-            lastFaultCode = out.faultCode();
-            return -1;
-        }
-        int leafOrd = out.level().ordinal();
-        missesBySize[out.pageSize().ordinal()]++;
-        tlb.insert(pcid, va, out.pageSize(), (out.pagePfn() << 12) | Pte.PRESENT | Pte.ACCESSED | out.effectiveBits()
-                | (out.entry() & Pte.DIRTY));
-        // Cache the upper entries this walk used, with the permissions accumulated down to them.
-        long rw = bits & Pte.RW;
-        long us = bits & Pte.USER;
-        long nx = bits & Pte.NX;
-        for (int ord = startOrd; ord < leafOrd; ord++) {
-            long e = out.entryAt(LEVELS[ord]);
-            rw &= e;
-            us &= e;
-            nx |= e & Pte.NX;
-            int cache = ord == Level.PML4.ordinal() ? Tlb.PML4E : ord == Level.PUD.ordinal() ? Tlb.PDPTE
-                    : ord == Level.PMD.ordinal() ? Tlb.PDE : -1;
-            if (cache >= 0) {
-                tlb.pscInsert(cache, pcid, va, Tlb.pscValue(Pte.pfn(e), rw | us | nx));
-            }
-        }
-        return out.physicalAddress();
     }
 
     private void checkStale(SimAddressSpace mm, long va, long cachedPfn, boolean write) {
@@ -607,13 +549,13 @@ public final class SimCpu implements Cpu, FlushTarget {
     @Override
     public void flushPages(int pcid, long start, long end, int strideShift, boolean single) {
         tlb.invalidateRange(pcid, start, end, strideShift);
-        (single ? pageFlushes : rangeFlushes).incrementAndGet();
+        flushes.pages(single);
     }
 
     @Override
     public void flushPcid(int pcid, MmStruct exiting) {
         tlb.invalidatePcid(pcid);
-        mmFlushes.incrementAndGet();
+        flushes.mm();
         if (exiting != null && current == exiting) {
             closedUnder = "address space " + exiting; // before current: an access that sees null finds the reason
             current = null; // the exiting mm's CPUs switch to no user address space
@@ -636,22 +578,22 @@ public final class SimCpu implements Cpu, FlushTarget {
     @Override
     public void flushEverything() {
         tlb.invalidateAll();
-        fullFlushes.incrementAndGet();
+        flushes.full();
     }
 
     @Override
     public void countShootdownSent() {
-        shootdownsSent.incrementAndGet();
+        flushes.shootdownSent();
     }
 
     @Override
     public void countShootdownReceived() {
-        shootdownsReceived.incrementAndGet();
+        flushes.shootdownReceived();
     }
 
     @Override
     public void countLocalFlush(boolean all) {
-        (all ? localFlushesAll : localFlushesOne).incrementAndGet();
+        flushes.local(all);
     }
 
     /**
@@ -659,7 +601,7 @@ public final class SimCpu implements Cpu, FlushTarget {
      * ({@code all}, nr_tlb_local_flush_all) or of pages (nr_tlb_local_flush_one).
      */
     public long localFlushes(boolean all) {
-        return (all ? localFlushesAll : localFlushesOne).get();
+        return flushes.localCount(all);
     }
 
     // ---- inspection ----
@@ -667,21 +609,15 @@ public final class SimCpu implements Cpu, FlushTarget {
     @Override
     public TlbStats stats() {
         lock.ensureOpen();
-        return new TlbStats(hits, misses, missesBySize[0], missesBySize[1], missesBySize[2], walks, pscHits, pageFlushes.get(),
-                rangeFlushes.get(), mmFlushes.get(), fullFlushes.get(), shootdownsSent.get(), shootdownsReceived.get());
+        return new TlbStats(hits, misses, fill.misses(0), fill.misses(1), fill.misses(2), fill.walks(), fill.pscHits(), flushes.pageFlushes(),
+                flushes.rangeFlushes(), flushes.mmFlushes(), flushes.fullFlushes(), flushes.shootdownsSent(),
+                flushes.shootdownsReceived());
     }
 
     @Override
     public List<TlbEntry> tlbEntries() {
         lock.ensureOpen();
-        List<TlbEntry> result = new ArrayList<>();
-        runFlush(() -> {
-            for (Tlb.Entry e : tlb.entries(-1)) {
-                result.add(new TlbEntry(id, e.pcid(), addressSpaceOfPcid.apply(e.pcid()), e.va(), e.size(), e.pfn(),
-                        (e.value() & Pte.RW) != 0, (e.value() & Pte.DIRTY) != 0));
-            }
-        });
-        return result;
+        return inspection.entries();
     }
 
     @Override
@@ -691,52 +627,17 @@ public final class SimCpu implements Cpu, FlushTarget {
             throw new InvalidArgumentException("addressSpace", addressSpace, "must belong to this machine");
         }
         mm.ensureOpen(); // an exited address space has given its PCID back: another may use it now
-        boolean[] held = new boolean[1];
-        runFlush(() -> held[0] = tlb.lookup(mm.pcid(), va) != 0);
-        return held[0];
+        return inspection.holds(mm.pcid(), va);
     }
 
     /** Paging-structure cache entries of {@code level} (Tlb.PML4E, PDPTE, PDE) under {@code pcid}. */
     public List<Tlb.Entry> pagingStructureEntries(int level, int pcid) {
-        List<Tlb.Entry> result = new ArrayList<>();
-        runFlush(() -> result.addAll(tlb.pscEntries(level, pcid)));
-        return result;
+        return inspection.pagingStructureEntries(level, pcid);
     }
 
     /** The page size of the cached translation for va of mm, or null. */
     public PageSize cachedSize(SimAddressSpace mm, long va) {
-        PageSize[] size = new PageSize[1];
-        runFlush(() -> size[0] = tlb.lookupSize(mm.pcid(), va));
-        return size[0];
-    }
-
-    private static void checkWidth(int width) {
-        if (width != 1 && width != 2 && width != 4 && width != 8) {
-            throw new InvalidArgumentException("width", width, "must be 1, 2, 4 or 8 bytes");
-        }
-    }
-
-    private static void checkBatch(long[] vas, int width, long[] values) {
-        if (vas == null) {
-            throw new InvalidArgumentException("vas", null, "must not be null");
-        }
-        if (values == null) {
-            throw new InvalidArgumentException("values", null, "must not be null");
-        }
-        if (values.length != vas.length) {
-            throw new InvalidArgumentException("values.length", values.length, "must equal vas.length " + vas.length);
-        }
-        checkWidth(width);
-    }
-
-    private static void checkBuffer(byte[] buffer, int offset, int length) {
-        if (buffer == null) {
-            throw new InvalidArgumentException("buffer", null, "must not be null");
-        }
-        if (offset < 0 || length < 0 || offset > buffer.length - length) {
-            throw new InvalidArgumentException("offset", offset, "must leave " + length + " bytes inside a buffer of "
-                    + buffer.length);
-        }
+        return inspection.cachedSize(mm.pcid(), va);
     }
 
     @Override
