@@ -1,5 +1,7 @@
 package org.vmcore.examples;
 
+import java.util.Set;
+import java.util.TreeSet;
 import org.vmcore.api.AddressSpace;
 import org.vmcore.api.Cpu;
 import org.vmcore.api.Machine;
@@ -49,7 +51,7 @@ public final class ForkCow {
 
     private static void report(Machine machine, String step, AddressSpace any, long va) {
         System.out.println("== " + step);
-        java.util.Set<Long> pages = new java.util.TreeSet<>();
+        Set<Long> pages = new TreeSet<>();
         for (AddressSpace mm : machine.addressSpaces()) {
             long pfn = mm.pageAt(va);
             if (pfn >= 0) {

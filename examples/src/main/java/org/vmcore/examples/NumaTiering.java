@@ -1,5 +1,6 @@
 package org.vmcore.examples;
 
+import java.util.Arrays;
 import java.util.Random;
 import org.vmcore.api.AddressSpace;
 import org.vmcore.api.Cpu;
@@ -86,8 +87,8 @@ public final class NumaTiering {
                     }
                     wasYoung[i] = young;
                 }
-                promoted += move(machine, mm, java.util.Arrays.copyOf(up, nu), 0);
-                demoted += move(machine, mm, java.util.Arrays.copyOf(down, nd), 1);
+                promoted += move(machine, mm, Arrays.copyOf(up, nu), 0);
+                demoted += move(machine, mm, Arrays.copyOf(down, nd), 1);
                 System.out.printf("epoch %d: %.0f%% of accesses on the fast node; promoted %d, demoted %d%n", epoch, 100 * fastShare,
                         nu, nd);
             }
@@ -102,7 +103,7 @@ public final class NumaTiering {
             return 0;
         }
         int[] nodes = new int[addresses.length];
-        java.util.Arrays.fill(nodes, node);
+        Arrays.fill(nodes, node);
         MovePagesResult r = machine.migration().movePages(mm, addresses, nodes, MigrationService.MPOL_MF_MOVE);
         return addresses.length - r.notMigrated();
     }

@@ -90,7 +90,7 @@ public interface Machine extends AutoCloseable {
      *
      * @return counters named as in /proc/vmstat where the kernel has a name
      */
-    java.util.Map<String, Long> vmstat();
+    Map<String, Long> vmstat();
 
     /**
      * A snapshot of the page that holds frame {@code pfn}. Any frame of a 2 MiB or 1 GiB page
@@ -163,7 +163,7 @@ public interface Machine extends AutoCloseable {
      *
      * @return what the stale-translation detector has seen so far (empty when the detector is off), in the order it happened
      */
-    java.util.List<StaleAccess> staleAccesses();
+    List<StaleAccess> staleAccesses();
 
     /**
      * A Graphviz DOT picture of the page tables of {@code addressSpaces} over {@code [start, end)}:
@@ -439,7 +439,7 @@ public interface Machine extends AutoCloseable {
                 }
             }
             MachineProvider provider = ServiceLoader.load(MachineProvider.class).findFirst()
-                    .orElseThrow(() -> new IllegalStateException("no org.vmcore.api.MachineProvider found: add vmcore-impl"));
+                    .orElseThrow(() -> new IllegalStateException("no " + MachineProvider.class.getName() + " found: add vmcore-impl"));
             return provider.create(config);
         }
     }

@@ -3,6 +3,7 @@ package org.vmcore.api;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
+import java.util.stream.Collectors;
 
 /**
  * The validated configuration of a {@link Machine}, as {@link Machine.Builder} assembles it and
@@ -26,7 +27,7 @@ public record MachineConfig(List<Long> nodeBytes, int cpus, PagingMode pagingMod
     public MachineConfig {
         nodeBytes = List.copyOf(nodeBytes);
         hugePages = Map.copyOf(hugePages.entrySet().stream()
-                .collect(java.util.stream.Collectors.toMap(Map.Entry::getKey, e -> Map.copyOf(e.getValue()))));
+                .collect(Collectors.toMap(Map.Entry::getKey, e -> Map.copyOf(e.getValue()))));
         regressions = regressions.isEmpty() ? Set.of() : Set.copyOf(regressions);
     }
 

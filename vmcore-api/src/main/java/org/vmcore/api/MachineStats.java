@@ -1,5 +1,7 @@
 package org.vmcore.api;
 
+import java.util.Collections;
+import java.util.LinkedHashMap;
 import java.util.Map;
 
 /**
@@ -17,8 +19,8 @@ import java.util.Map;
 public record MachineStats(Map<String, Long> vmstat, Map<String, Long> meminfo) {
     /** Copies both maps, keeping their order. */
     public MachineStats {
-        vmstat = java.util.Collections.unmodifiableMap(new java.util.LinkedHashMap<>(vmstat));
-        meminfo = java.util.Collections.unmodifiableMap(new java.util.LinkedHashMap<>(meminfo));
+        vmstat = Collections.unmodifiableMap(new LinkedHashMap<>(vmstat));
+        meminfo = Collections.unmodifiableMap(new LinkedHashMap<>(meminfo));
     }
 
     /**

@@ -3,6 +3,10 @@ package org.vmcore.bench.x86;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
 import java.util.concurrent.TimeUnit;
 import org.openjdk.jmh.annotations.Benchmark;
 import org.openjdk.jmh.annotations.BenchmarkMode;
@@ -52,9 +56,9 @@ public class FlatWalkBench {
         tables.map(PAGES, PageSize.SIZE_4K);
         addresses = MappedTables.addresses(PAGES, PageSize.SIZE_4K, order.equals("random"), 42);
         // Number the tables breadth first from the root, then copy each with its child pointers renumbered.
-        java.util.List<Long> pfns = new java.util.ArrayList<>();
-        java.util.List<Integer> levels = new java.util.ArrayList<>();
-        java.util.Map<Long, Long> number = new java.util.HashMap<>();
+        List<Long> pfns = new ArrayList<>();
+        List<Integer> levels = new ArrayList<>();
+        Map<Long, Long> number = new HashMap<>();
         pfns.add(tables.table.cr3() >>> 12);
         levels.add(0);
         number.put(pfns.get(0), 0L);

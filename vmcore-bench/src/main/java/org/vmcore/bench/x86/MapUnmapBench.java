@@ -1,5 +1,7 @@
 package org.vmcore.bench.x86;
 
+import static org.vmcore.x86.pgtable.Level.PTE;
+
 import java.util.concurrent.TimeUnit;
 import org.openjdk.jmh.annotations.Benchmark;
 import org.openjdk.jmh.annotations.BenchmarkMode;
@@ -46,7 +48,7 @@ public class MapUnmapBench {
         @Setup(Level.Invocation)
         public void clear() {
             PageTable table = tables.table;
-            if (table.entry(MappedTables.BASE, org.vmcore.x86.pgtable.Level.PTE) != 0) {
+            if (table.entry(MappedTables.BASE, PTE) != 0) {
                 for (int i = 0; i < BATCH; i++) {
                     table.unmap(MappedTables.BASE + ((long) i << 12), PageSize.SIZE_4K);
                 }
@@ -74,7 +76,7 @@ public class MapUnmapBench {
         @Setup(Level.Invocation)
         public void fill() {
             PageTable table = tables.table;
-            if (table.entry(MappedTables.BASE, org.vmcore.x86.pgtable.Level.PTE) == 0) {
+            if (table.entry(MappedTables.BASE, PTE) == 0) {
                 for (int i = 0; i < BATCH; i++) {
                     table.map(MappedTables.BASE + ((long) i << 12), pfn, PageSize.SIZE_4K, MappedTables.USER_RW);
                 }

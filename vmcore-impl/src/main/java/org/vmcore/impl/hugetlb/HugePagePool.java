@@ -1,6 +1,7 @@
 package org.vmcore.impl.hugetlb;
 
 import org.eclipse.collections.impl.list.mutable.primitive.LongArrayList;
+import org.vmcore.api.AllocationKind;
 import org.vmcore.api.HugetlbPoolState;
 import org.vmcore.api.OutOfMemoryException;
 import org.vmcore.api.PageSize;
@@ -89,7 +90,7 @@ public final class HugePagePool {
      * @return the head PFN, or -1 when none is free
      */
     public synchronized long allocate(int preferredNode, boolean useReservation) {
-        if (memory.faults().shouldFail(org.vmcore.api.AllocationKind.HUGE_PAGE)) {
+        if (memory.faults().shouldFail(AllocationKind.HUGE_PAGE)) {
             return -1;
         }
         if (useReservation ? reserved == 0 || freePages() == 0 : available() <= 0) {
@@ -118,7 +119,7 @@ public final class HugePagePool {
      * @return the head PFN with refcount 1, or -1
      */
     public synchronized long allocateOnNode(int node) {
-        if (memory.faults().shouldFail(org.vmcore.api.AllocationKind.HUGE_PAGE)) {
+        if (memory.faults().shouldFail(AllocationKind.HUGE_PAGE)) {
             return -1;
         }
         if (available() <= 0 || free[node].isEmpty()) {

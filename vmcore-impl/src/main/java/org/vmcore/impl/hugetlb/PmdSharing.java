@@ -2,6 +2,7 @@ package org.vmcore.impl.hugetlb;
 
 import org.vmcore.api.PageSize;
 import org.vmcore.api.VmaKind;
+import org.vmcore.impl.stat.UnshareEvent;
 import org.vmcore.impl.vma.VmArea;
 import org.vmcore.x86.mem.FrameDescriptors;
 import org.vmcore.x86.pgtable.Level;
@@ -122,7 +123,7 @@ public final class PmdSharing {
         if (d.ptShareCount(tablePfn) == 0) {
             return false;
         }
-        org.vmcore.impl.stat.UnshareEvent event = new org.vmcore.impl.stat.UnshareEvent();
+        UnshareEvent event = new UnshareEvent();
         event.begin();
         table.clearTable(addr & PUD_MASK, Level.PUD);
         int left = d.addPtShareCount(tablePfn, -1);

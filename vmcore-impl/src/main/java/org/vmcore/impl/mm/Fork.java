@@ -2,7 +2,6 @@ package org.vmcore.impl.mm;
 
 import org.vmcore.api.NotifierEvent;
 import org.vmcore.api.PageSize;
-import org.vmcore.impl.notifier.CallbackFailures;
 import org.vmcore.impl.notifier.Invalidation;
 import org.vmcore.impl.vma.AnonVma;
 import org.vmcore.impl.vma.MmStruct;

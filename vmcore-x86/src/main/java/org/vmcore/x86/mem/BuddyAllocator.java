@@ -1,5 +1,6 @@
 package org.vmcore.x86.mem;
 
+import java.util.Arrays;
 import org.eclipse.collections.impl.list.mutable.primitive.LongArrayList;
 import org.eclipse.collections.impl.map.mutable.primitive.LongIntHashMap;
 import org.vmcore.api.InvalidArgumentException;
@@ -160,7 +161,7 @@ public final class BuddyAllocator {
     public synchronized long[] freeBlockHeads(int order) {
         checkOrder(order);
         long[] heads = freeLists[order].toArray();
-        java.util.Arrays.sort(heads);
+        Arrays.sort(heads);
         return heads;
     }
 

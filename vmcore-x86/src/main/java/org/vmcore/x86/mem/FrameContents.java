@@ -5,6 +5,8 @@ import java.lang.foreign.ValueLayout;
 import java.lang.invoke.MethodHandles;
 import java.lang.invoke.VarHandle;
 import java.nio.ByteOrder;
+import java.util.Arrays;
+import java.util.Objects;
 import org.vmcore.api.InvalidArgumentException;
 
 /**
@@ -158,12 +160,12 @@ public final class FrameContents {
 
     /** Copies {@code length} bytes at {@code pa} into {@code dst[dstOffset..]}. */
     public void readBytes(long pa, byte[] dst, int dstOffset, int length) {
-        java.util.Objects.checkFromIndexSize(dstOffset, length, dst.length);
+        Objects.checkFromIndexSize(dstOffset, length, dst.length);
         while (length > 0) {
             int chunk = (int) Math.min(length, PAGE - (pa & (PAGE - 1)));
             MemorySegment page = pageOrNull(pa >>> 12);
             if (page == null) {
-                java.util.Arrays.fill(dst, dstOffset, dstOffset + chunk, (byte) 0);
+                Arrays.fill(dst, dstOffset, dstOffset + chunk, (byte) 0);
             } else {
                 MemorySegment.copy(page, ValueLayout.JAVA_BYTE, pa & (PAGE - 1), dst, dstOffset, chunk);
             }
@@ -175,7 +177,7 @@ public final class FrameContents {
 
     /** Copies {@code src[srcOffset..srcOffset+length)} to physical address {@code pa}. */
     public void writeBytes(long pa, byte[] src, int srcOffset, int length) {
-        java.util.Objects.checkFromIndexSize(srcOffset, length, src.length);
+        Objects.checkFromIndexSize(srcOffset, length, src.length);
         while (length > 0) {
             int chunk = (int) Math.min(length, PAGE - (pa & (PAGE - 1)));
             MemorySegment.copy(src, srcOffset, page(pa >>> 12), ValueLayout.JAVA_BYTE, pa & (PAGE - 1), chunk);

@@ -2,7 +2,9 @@ package org.vmcore.x86.mem;
 
 import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
+import java.util.concurrent.atomic.AtomicLong;
 import org.eclipse.collections.impl.list.mutable.primitive.LongArrayList;
 import org.vmcore.api.AllocationKind;
 import org.vmcore.api.ClosedException;
@@ -23,7 +25,7 @@ import org.vmcore.api.OutOfMemoryException;
  */
 public final class PhysicalMemory implements AutoCloseable {
     private final AllocationFaults faults = new AllocationFaults();
-    private final java.util.concurrent.atomic.AtomicLong pageTableFrames = new java.util.concurrent.atomic.AtomicLong();
+    private final AtomicLong pageTableFrames = new AtomicLong();
     /** Bytes per frame. */
     public static final long FRAME_BYTES = 4096;
     /** Largest physical address width x86-64 allows (MAXPHYADDR of 52 bits). */
@@ -226,7 +228,7 @@ public final class PhysicalMemory implements AutoCloseable {
                 contents.adopt(head, frames, memory);
                 PageTableWindow window = new PageTableWindow(node, head, frames, memory);
                 windowByNode[node] = window;
-                PageTableWindow[] grown = java.util.Arrays.copyOf(windows, windows.length + 1);
+                PageTableWindow[] grown = Arrays.copyOf(windows, windows.length + 1);
                 grown[grown.length - 1] = window;
                 windows = grown;
                 return window;
@@ -258,7 +260,7 @@ public final class PhysicalMemory implements AutoCloseable {
     }
 
     /** Frames in use as page tables, shared ones once (the kernel's PageTables in /proc/meminfo). */
-    public java.util.concurrent.atomic.AtomicLong pageTableFrames() {
+    public AtomicLong pageTableFrames() {
         return pageTableFrames;
     }
 

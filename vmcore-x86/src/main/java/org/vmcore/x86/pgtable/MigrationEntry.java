@@ -51,7 +51,7 @@ public final class MigrationEntry {
      */
     public static long make(Kind kind, long pfn, boolean young, boolean dirty, long swapFlags) {
         if (pfn < 0 || pfn >= PFN_LIMIT) {
-            throw new org.vmcore.api.InvalidArgumentException("pfn", pfn, "must fit in " + PFN_BITS + " bits");
+            throw new InvalidArgumentException("pfn", pfn, "must fit in " + PFN_BITS + " bits");
         }
         long offset = pfn | (young ? YOUNG : 0) | (dirty ? DIRTY : 0);
         return SwapEntry.make(kind.swapType(), offset, swapFlags);

@@ -1,5 +1,9 @@
 package org.vmcore.x86.pgtable;
 
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
+import java.util.Objects;
 import org.vmcore.api.ClosedException;
 import org.vmcore.api.InvalidArgumentException;
 import org.vmcore.api.OutOfMemoryException;
@@ -66,7 +70,7 @@ public final class PageTable {
         this.memory = memory;
         this.contents = memory.contents();
         this.descriptors = memory.descriptors();
-        this.mode = java.util.Objects.requireNonNull(mode, "mode");
+        this.mode = Objects.requireNonNull(mode, "mode");
         this.root = Level.root(mode);
         memory.node(node); // validates the id
         this.node = node;
@@ -159,12 +163,12 @@ public final class PageTable {
      * and dumps that read whole tables); a table never written reads as zeros.
      */
     public long[] readTable(long tablePfn) {
-        java.lang.foreign.MemorySegment page = contents.pageOrNull(tablePfn);
+        MemorySegment page = contents.pageOrNull(tablePfn);
         return page == null ? new long[Level.ENTRIES] : page.toArray(ENTRY_LAYOUT);
     }
 
-    private static final java.lang.foreign.ValueLayout.OfLong ENTRY_LAYOUT =
-            java.lang.foreign.ValueLayout.JAVA_LONG.withOrder(java.nio.ByteOrder.LITTLE_ENDIAN);
+    private static final ValueLayout.OfLong ENTRY_LAYOUT =
+            ValueLayout.JAVA_LONG.withOrder(ByteOrder.LITTLE_ENDIAN);
 
     /** Reads the entry at physical address {@code slot}. */
     public long readSlot(long slot) {
