@@ -4,16 +4,16 @@ import org.vmcore.api.AddressSpace;
 import org.vmcore.api.Machine;
 
 /** Shared helpers of the vmcore-impl tests. */
-final class Fixtures {
-    static final long KIB = 1L << 10;
-    static final long MIB = 1L << 20;
-    static final long GIB = 1L << 30;
+public final class Fixtures {
+    public static final long KIB = 1L << 10;
+    public static final long MIB = 1L << 20;
+    public static final long GIB = 1L << 30;
 
     private Fixtures() {
     }
 
     /** Writes 8 bytes at va through the page tables, as a store by a CPU would land. */
-    static void poke(Machine machine, AddressSpace mm, long va, long value) {
+    public static void poke(Machine machine, AddressSpace mm, long va, long value) {
         long pa = mm.translate(va);
         if (pa < 0) {
             throw new AssertionError("0x" + Long.toHexString(va) + " is not mapped in " + mm);
@@ -22,7 +22,7 @@ final class Fixtures {
     }
 
     /** Reads 8 bytes at va through the page tables. */
-    static long peek(Machine machine, AddressSpace mm, long va) {
+    public static long peek(Machine machine, AddressSpace mm, long va) {
         long pa = mm.translate(va);
         if (pa < 0) {
             throw new AssertionError("0x" + Long.toHexString(va) + " is not mapped in " + mm);
@@ -31,7 +31,7 @@ final class Fixtures {
     }
 
     /** A snapshot of everything a failed call must leave unchanged. */
-    static String state(Machine machine) {
+    public static String state(Machine machine) {
         StringBuilder sb = new StringBuilder();
         sb.append("free=").append(machine.freeFrames()).append('\n');
         for (AddressSpace mm : machine.addressSpaces()) {

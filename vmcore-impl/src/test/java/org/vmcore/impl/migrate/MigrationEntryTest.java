@@ -1,12 +1,7 @@
-package org.vmcore.impl;
-
-import static org.assertj.core.api.Assertions.assertThatThrownBy;
-
-import org.junit.jupiter.params.provider.EnumSource;
-
-import org.junit.jupiter.params.ParameterizedTest;
+package org.vmcore.impl.migrate;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import static org.vmcore.impl.Fixtures.GIB;
 import static org.vmcore.impl.Fixtures.MIB;
 
@@ -14,6 +9,8 @@ import java.util.ArrayList;
 import java.util.List;
 import org.junit.jupiter.api.DisplayName;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.EnumSource;
 import org.vmcore.api.Access;
 import org.vmcore.api.AddressSpace;
 import org.vmcore.api.FaultResult;
@@ -28,6 +25,7 @@ import org.vmcore.api.PageSize;
 import org.vmcore.api.Protection;
 import org.vmcore.api.UnmapOutcome;
 import org.vmcore.api.UnmapResult;
+import org.vmcore.impl.Fixtures;
 
 /**
  * Migration entries are first-class page-table entries: fork copies them, unmap, exit and

@@ -1,4 +1,4 @@
-package org.vmcore.impl;
+package org.vmcore.impl.notifier;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
@@ -19,6 +19,7 @@ import org.vmcore.api.MmuNotifier;
 import org.vmcore.api.NotifierRange;
 import org.vmcore.api.PageSize;
 import org.vmcore.api.Protection;
+import org.vmcore.impl.Fixtures;
 
 /** Which notifier callbacks each engine path makes, in which order, with which ranges. */
 class NotifierTest {

@@ -1,4 +1,4 @@
-package org.vmcore.impl;
+package org.vmcore.impl.stat;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.vmcore.impl.Fixtures.GIB;
@@ -21,6 +21,7 @@ import org.vmcore.api.MigrationService;
 import org.vmcore.api.MmuNotifier;
 import org.vmcore.api.PageSize;
 import org.vmcore.api.Protection;
+import org.vmcore.impl.Fixtures;
 
 /** The JFR events of faults, flushes, notifier invalidations, unshares and migration phases, recorded and read back. */
 class JfrEventsTest {

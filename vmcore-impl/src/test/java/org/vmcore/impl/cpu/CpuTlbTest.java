@@ -1,4 +1,4 @@
-package org.vmcore.impl;
+package org.vmcore.impl.cpu;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
@@ -18,7 +18,8 @@ import org.vmcore.api.PageSize;
 import org.vmcore.api.Protection;
 import org.vmcore.api.SegmentationFaultException;
 import org.vmcore.api.TlbStats;
-import org.vmcore.impl.cpu.SimCpu;
+import org.vmcore.impl.Fixtures;
+import org.vmcore.impl.SimMachine;
 import org.vmcore.impl.mm.SimAddressSpace;
 import org.vmcore.x86.pgtable.Level;
 import org.vmcore.x86.tlb.Tlb;
