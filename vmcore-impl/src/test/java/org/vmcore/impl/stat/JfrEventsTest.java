@@ -14,13 +14,11 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.vmcore.api.Access;
 import org.vmcore.api.AddressSpace;
-import org.vmcore.api.HugetlbFile;
 import org.vmcore.api.Machine;
-import org.vmcore.api.MapFlags;
 import org.vmcore.api.MigrationService;
 import org.vmcore.api.MmuNotifier;
 import org.vmcore.api.PageSize;
-import org.vmcore.api.Protection;
+import org.vmcore.impl.Fixtures.SharedWindow;
 import org.vmcore.impl.Fixtures;
 
 /** The JFR events of faults, flushes, notifier invalidations, unshares and migration phases, recorded and read back. */
@@ -36,11 +34,9 @@ class JfrEventsTest {
             recording.start();
             try (Machine machine = Machine.builder().node(2 * GIB).node(2 * GIB).cpus(2).hugePages(0, PageSize.SIZE_2M, 520)
                     .hugePages(1, PageSize.SIZE_2M, 16).build()) {
-                HugetlbFile shm = machine.hugetlbfs().create("shm", GIB, PageSize.SIZE_2M);
-                AddressSpace a = machine.createAddressSpace();
-                AddressSpace b = machine.createAddressSpace();
-                a.mmap(shm, 0, GIB, GIB, Protection.READ_WRITE, MapFlags.MAP_SHARED | MapFlags.MAP_FIXED);
-                b.mmap(shm, 0, 3 * GIB, GIB, Protection.READ_WRITE, MapFlags.MAP_SHARED | MapFlags.MAP_FIXED);
+                SharedWindow window = Fixtures.sharedWindow(machine, GIB, 3 * GIB, false);
+                AddressSpace a = window.a();
+                AddressSpace b = window.b();
                 a.registerNotifier(new MmuNotifier() { });
                 a.fault(GIB, Access.WRITE);
                 b.fault(3 * GIB, Access.READ);
