@@ -5,6 +5,7 @@ import static org.vmcore.impl.Fixtures.GIB;
 
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicLong;
@@ -54,7 +55,7 @@ class ShootdownStressTest {
                         long[] vas = new long[16];
                         long[] values = new long[16];
                         byte[] bytes = new byte[8];
-                        java.util.Arrays.fill(vas, VA);
+                        Arrays.fill(vas, VA);
                         while (!stop.get()) {
                             try {
                                 n++;
@@ -83,7 +84,6 @@ class ShootdownStressTest {
                 writers.add(t);
             }
             writers.forEach(Thread::start);
-            int checked = 0;
             for (int round = 0; round < ROUNDS && failure.get() == null; round++) {
                 mm.mmap(VA, 4096, Protection.READ_WRITE, MapFlags.MAP_PRIVATE | MapFlags.MAP_ANONYMOUS | MapFlags.MAP_FIXED
                         | MapFlags.MAP_POPULATE);
@@ -105,7 +105,6 @@ class ShootdownStressTest {
                 }
                 long v2 = contents.read(pa, 8);
                 assertThat(v2).as("round %d: the frame changed after the flush returned", round).isEqualTo(v1);
-                checked++;
                 if (round % 2 == 0) {
                     mm.munmap(VA, 4096);
                 }
@@ -115,7 +114,6 @@ class ShootdownStressTest {
                 t.join();
             }
             assertThat(failure.get()).isNull();
-            assertThat(checked).isEqualTo(ROUNDS);
             assertThat(stores.get()).as("the writers really ran").isGreaterThan(ROUNDS);
             assertThat(machine.staleAccesses()).as("no stale use outside an open invalidation").isEmpty();
         } catch (InterruptedException e) {

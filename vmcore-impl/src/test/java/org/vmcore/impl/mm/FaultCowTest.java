@@ -1,4 +1,4 @@
-package org.vmcore.impl;
+package org.vmcore.impl.mm;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
@@ -18,6 +18,7 @@ import org.vmcore.api.MapFlags;
 import org.vmcore.api.PageSize;
 import org.vmcore.api.Protection;
 import org.vmcore.api.SegmentationFaultException;
+import org.vmcore.impl.Fixtures;
 
 class FaultCowTest {
     private static final int ANON = MapFlags.MAP_PRIVATE | MapFlags.MAP_ANONYMOUS;

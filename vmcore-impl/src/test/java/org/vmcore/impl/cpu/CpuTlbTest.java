@@ -1,4 +1,4 @@
-package org.vmcore.impl;
+package org.vmcore.impl.cpu;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
@@ -18,7 +18,9 @@ import org.vmcore.api.PageSize;
 import org.vmcore.api.Protection;
 import org.vmcore.api.SegmentationFaultException;
 import org.vmcore.api.TlbStats;
-import org.vmcore.impl.cpu.SimCpu;
+import org.vmcore.impl.Fixtures.SharedWindow;
+import org.vmcore.impl.Fixtures;
+import org.vmcore.impl.SimMachine;
 import org.vmcore.impl.mm.SimAddressSpace;
 import org.vmcore.x86.pgtable.Level;
 import org.vmcore.x86.tlb.Tlb;
@@ -200,11 +202,9 @@ class CpuTlbTest {
     /** Two processes share a PMD table; each CPU caches the same huge page under its own PCID. */
     @Test
     void aFlushOfOneSharerLeavesTheOtherSharersEntryAndTheDetectorSeesIt() {
-        HugetlbFile file = machine.hugetlbfs().create("shm", GIB, PageSize.SIZE_2M);
-        AddressSpace a = machine.createAddressSpace();
-        AddressSpace b = machine.createAddressSpace();
-        a.mmap(file, 0, GIB, GIB, Protection.READ_WRITE, SHARED);
-        b.mmap(file, 0, 3 * GIB, GIB, Protection.READ_WRITE, SHARED);
+        SharedWindow window = Fixtures.sharedWindow(machine, GIB, 3 * GIB, false);
+        AddressSpace a = window.a();
+        AddressSpace b = window.b();
         cpu0.switchTo(a);
         cpu1.switchTo(b);
         cpu0.store(GIB + 0x100, 8, 7);
@@ -240,11 +240,9 @@ class CpuTlbTest {
 
     @Test
     void unsharingFlushesTheWholeWindowOfTheUnsharerOnly() {
-        HugetlbFile file = machine.hugetlbfs().create("shm", GIB, PageSize.SIZE_2M);
-        AddressSpace a = machine.createAddressSpace();
-        AddressSpace b = machine.createAddressSpace();
-        a.mmap(file, 0, GIB, GIB, Protection.READ_WRITE, SHARED);
-        b.mmap(file, 0, 3 * GIB, GIB, Protection.READ_WRITE, SHARED);
+        SharedWindow window = Fixtures.sharedWindow(machine, GIB, 3 * GIB, false);
+        AddressSpace a = window.a();
+        AddressSpace b = window.b();
         cpu0.switchTo(a);
         cpu1.switchTo(b);
         cpu0.store(GIB + 100 * MIB, 8, 1);

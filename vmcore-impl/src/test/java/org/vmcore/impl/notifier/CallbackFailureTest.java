@@ -1,4 +1,4 @@
-package org.vmcore.impl;
+package org.vmcore.impl.notifier;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
@@ -25,6 +25,7 @@ import org.vmcore.api.MovePagesResult;
 import org.vmcore.api.NotifierRange;
 import org.vmcore.api.Protection;
 import org.vmcore.api.Vma;
+import org.vmcore.impl.Fixtures;
 
 /**
  * User callbacks that throw: MMU notifiers at each callback during each operation, the

@@ -1,4 +1,4 @@
-package org.vmcore.impl;
+package org.vmcore.impl.migrate;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.vmcore.impl.Fixtures.GIB;
@@ -16,6 +16,7 @@ import org.vmcore.api.MigrationService;
 import org.vmcore.api.MovePagesResult;
 import org.vmcore.api.PageSize;
 import org.vmcore.api.Protection;
+import org.vmcore.impl.Fixtures;
 
 /** move_pages(2) return value and abort rule, as do_pages_move / move_pages_and_store_status in mm/migrate.c. */
 class MovePagesTest {

@@ -1,4 +1,4 @@
-package org.vmcore.impl;
+package org.vmcore.impl.hugetlb;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.vmcore.impl.Fixtures.GIB;
@@ -23,7 +23,8 @@ import org.vmcore.api.Machine;
 import org.vmcore.api.MapFlags;
 import org.vmcore.api.PageSize;
 import org.vmcore.api.Protection;
-import org.vmcore.impl.hugetlb.PmdSharing;
+import org.vmcore.impl.Fixtures;
+import org.vmcore.impl.SimMachine;
 import org.vmcore.impl.mm.SimAddressSpace;
 import org.vmcore.x86.pgtable.Level;
 import org.vmcore.x86.pgtable.Pte;

@@ -1,4 +1,4 @@
-package org.vmcore.impl;
+package org.vmcore.impl.mm;
 
 import static org.assertj.core.api.Assertions.assertThat;
 

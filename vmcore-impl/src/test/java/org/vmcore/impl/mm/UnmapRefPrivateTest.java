@@ -1,4 +1,4 @@
-package org.vmcore.impl;
+package org.vmcore.impl.mm;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
@@ -22,6 +22,7 @@ import org.vmcore.api.NotifierRange;
 import org.vmcore.api.PageSize;
 import org.vmcore.api.Protection;
 import org.vmcore.api.SegmentationFaultException;
+import org.vmcore.impl.Fixtures;
 
 /**
  * A private hugetlb reservation owner whose copy-on-write finds the pool empty takes the page

@@ -1,4 +1,4 @@
-package org.vmcore.impl;
+package org.vmcore.impl.mm;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
@@ -12,6 +12,7 @@ import org.vmcore.api.Machine;
 import org.vmcore.api.MapFlags;
 import org.vmcore.api.PagingMode;
 import org.vmcore.api.Protection;
+import org.vmcore.impl.Fixtures;
 
 /** The highest user address is TASK_SIZE_MAX (arch/x86 processor.h): 2^47 - 4096, or 2^56 - 4096 with LA57. */
 class TaskSizeTest {

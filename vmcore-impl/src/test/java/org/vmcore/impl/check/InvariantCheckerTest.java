@@ -1,4 +1,4 @@
-package org.vmcore.impl;
+package org.vmcore.impl.check;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
@@ -14,6 +14,8 @@ import org.vmcore.api.Machine;
 import org.vmcore.api.MapFlags;
 import org.vmcore.api.PageSize;
 import org.vmcore.api.Protection;
+import org.vmcore.impl.Fixtures;
+import org.vmcore.impl.SimMachine;
 import org.vmcore.impl.mm.SimAddressSpace;
 import org.vmcore.x86.mem.FrameDescriptors;
 import org.vmcore.x86.pgtable.Level;

@@ -1,4 +1,4 @@
-package org.vmcore.impl;
+package org.vmcore.impl.picture;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
@@ -15,10 +15,11 @@ import org.vmcore.api.AddressSpace;
 import org.vmcore.api.HugetlbFile;
 import org.vmcore.api.InvalidArgumentException;
 import org.vmcore.api.Machine;
-import org.vmcore.api.MapFlags;
 import org.vmcore.api.MachineStats;
+import org.vmcore.api.MapFlags;
 import org.vmcore.api.PageSize;
 import org.vmcore.api.Protection;
+import org.vmcore.impl.Fixtures;
 
 class ObservabilityTest {
     @Test

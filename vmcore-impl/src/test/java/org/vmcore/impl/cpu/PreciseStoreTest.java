@@ -1,4 +1,4 @@
-package org.vmcore.impl;
+package org.vmcore.impl.cpu;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
@@ -15,6 +15,7 @@ import org.vmcore.api.Machine;
 import org.vmcore.api.MapFlags;
 import org.vmcore.api.Protection;
 import org.vmcore.api.SegmentationFaultException;
+import org.vmcore.impl.Fixtures;
 
 /**
  * x86 stores are precise: a store that crosses into a page it may not write faults before any

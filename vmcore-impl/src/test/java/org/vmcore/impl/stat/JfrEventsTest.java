@@ -1,10 +1,10 @@
-package org.vmcore.impl;
+package org.vmcore.impl.stat;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.vmcore.impl.Fixtures.GIB;
-import static org.vmcore.impl.Fixtures.MIB;
 
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import jdk.jfr.Recording;
@@ -14,13 +14,12 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.vmcore.api.Access;
 import org.vmcore.api.AddressSpace;
-import org.vmcore.api.HugetlbFile;
 import org.vmcore.api.Machine;
-import org.vmcore.api.MapFlags;
 import org.vmcore.api.MigrationService;
 import org.vmcore.api.MmuNotifier;
 import org.vmcore.api.PageSize;
-import org.vmcore.api.Protection;
+import org.vmcore.impl.Fixtures.SharedWindow;
+import org.vmcore.impl.Fixtures;
 
 /** The JFR events of faults, flushes, notifier invalidations, unshares and migration phases, recorded and read back. */
 class JfrEventsTest {
@@ -30,16 +29,14 @@ class JfrEventsTest {
         try (Recording recording = new Recording()) {
             for (String name : new String[] {"vmcore.Fault", "vmcore.TlbFlush", "vmcore.MmuNotifier", "vmcore.PmdUnshare",
                 "vmcore.MigrationPhase"}) {
-                recording.enable(name).withThreshold(java.time.Duration.ZERO);
+                recording.enable(name).withThreshold(Duration.ZERO);
             }
             recording.start();
             try (Machine machine = Machine.builder().node(2 * GIB).node(2 * GIB).cpus(2).hugePages(0, PageSize.SIZE_2M, 520)
                     .hugePages(1, PageSize.SIZE_2M, 16).build()) {
-                HugetlbFile shm = machine.hugetlbfs().create("shm", GIB, PageSize.SIZE_2M);
-                AddressSpace a = machine.createAddressSpace();
-                AddressSpace b = machine.createAddressSpace();
-                a.mmap(shm, 0, GIB, GIB, Protection.READ_WRITE, MapFlags.MAP_SHARED | MapFlags.MAP_FIXED);
-                b.mmap(shm, 0, 3 * GIB, GIB, Protection.READ_WRITE, MapFlags.MAP_SHARED | MapFlags.MAP_FIXED);
+                SharedWindow window = Fixtures.sharedWindow(machine, GIB, 3 * GIB, false);
+                AddressSpace a = window.a();
+                AddressSpace b = window.b();
                 a.registerNotifier(new MmuNotifier() { });
                 a.fault(GIB, Access.WRITE);
                 b.fault(3 * GIB, Access.READ);
@@ -73,8 +70,9 @@ class JfrEventsTest {
         assertThat(notifier.getLong("end") - notifier.getLong("start")).as("widened to the PUD window").isEqualTo(GIB);
         RecordedEvent flush = events.stream().filter(e -> e.getEventType().getName().equals("vmcore.TlbFlush")).findFirst()
                 .orElseThrow();
-        assertThat(flush.getInt("cpus")).isPositive();
-        assertThat(flush.getDuration()).isNotNull();
-        assertThat(MIB).isPositive();
+        assertThat(flush.getLong("end") - flush.getLong("start")).as("the unshare flushes the whole PUD window").isEqualTo(GIB);
+        assertThat(flush.getLong("start")).isEqualTo(GIB);
+        assertThat(flush.getString("kind")).isEqualTo("mm (range over the ceiling)");
+        assertThat(flush.getInt("cpus")).as("CPU 0, the one that runs a").isEqualTo(1);
     }
 }

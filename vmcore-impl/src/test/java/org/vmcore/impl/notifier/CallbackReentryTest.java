@@ -1,4 +1,4 @@
-package org.vmcore.impl;
+package org.vmcore.impl.notifier;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;

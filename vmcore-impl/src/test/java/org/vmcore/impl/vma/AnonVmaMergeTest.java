@@ -1,4 +1,4 @@
-package org.vmcore.impl;
+package org.vmcore.impl.vma;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.vmcore.impl.Fixtures.GIB;
@@ -15,6 +15,7 @@ import org.vmcore.api.Mapping;
 import org.vmcore.api.MigrationService;
 import org.vmcore.api.MovePagesResult;
 import org.vmcore.api.Protection;
+import org.vmcore.impl.Fixtures;
 
 /**
  * Merging of anonymous VMAs that already have an anon_vma, as vma_merge allows it through

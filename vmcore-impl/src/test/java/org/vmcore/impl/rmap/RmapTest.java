@@ -1,4 +1,4 @@
-package org.vmcore.impl;
+package org.vmcore.impl.rmap;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
@@ -21,6 +21,7 @@ import org.vmcore.api.MapFlags;
 import org.vmcore.api.Mapping;
 import org.vmcore.api.PageSize;
 import org.vmcore.api.Protection;
+import org.vmcore.impl.Fixtures;
 
 class RmapTest {
     private static final long VA = 0x7000_0000L;

@@ -1,4 +1,4 @@
-package org.vmcore.impl;
+package org.vmcore.impl.cpu;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
@@ -16,6 +16,7 @@ import org.vmcore.api.InvalidArgumentException;
 import org.vmcore.api.Machine;
 import org.vmcore.api.MapFlags;
 import org.vmcore.api.Protection;
+import org.vmcore.impl.Fixtures;
 
 /**
  * Which CPU initiates a shootdown: flush_tlb_mm_range flushes the local CPU itself

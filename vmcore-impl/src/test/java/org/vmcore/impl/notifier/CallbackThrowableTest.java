@@ -1,4 +1,4 @@
-package org.vmcore.impl;
+package org.vmcore.impl.notifier;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
@@ -17,6 +17,7 @@ import org.vmcore.api.MmuNotifier;
 import org.vmcore.api.NotifierRange;
 import org.vmcore.api.PageSize;
 import org.vmcore.api.Protection;
+import org.vmcore.impl.Fixtures;
 
 /**
  * Callbacks that throw what is not a RuntimeException (an Error such as a failing assertion in a

@@ -1,4 +1,4 @@
-package org.vmcore.impl;
+package org.vmcore.impl.hugetlb;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
@@ -16,17 +16,18 @@ import org.vmcore.api.MapFlags;
 import org.vmcore.api.PageSize;
 import org.vmcore.api.Protection;
 import org.vmcore.api.SegmentationFaultException;
+import org.vmcore.impl.Fixtures.SharedWindow;
+import org.vmcore.impl.Fixtures;
 
 class TruncateTest {
     @Test
     void truncatingASharedWindowUnmapsThePagesPastTheEndEverywhere() {
         try (Machine machine = Machine.builder().node(4 * GIB).cpus(2).hugePages(0, PageSize.SIZE_2M, 600)
                 .checkInvariantsAfterEveryOperation(true).detectStaleTranslations(true).build()) {
-            HugetlbFile file = machine.hugetlbfs().create("shm", GIB, PageSize.SIZE_2M);
-            AddressSpace a = machine.createAddressSpace();
-            AddressSpace b = machine.createAddressSpace();
-            a.mmap(file, 0, GIB, GIB, Protection.READ_WRITE, MapFlags.MAP_SHARED | MapFlags.MAP_FIXED | MapFlags.MAP_POPULATE);
-            b.mmap(file, 0, 3 * GIB, GIB, Protection.READ_WRITE, MapFlags.MAP_SHARED | MapFlags.MAP_FIXED);
+            SharedWindow window = Fixtures.sharedWindow(machine, GIB, 3 * GIB, true);
+            HugetlbFile file = window.file();
+            AddressSpace a = window.a();
+            AddressSpace b = window.b();
             Cpu ca = machine.cpu(0);
             Cpu cb = machine.cpu(1);
             ca.switchTo(a);

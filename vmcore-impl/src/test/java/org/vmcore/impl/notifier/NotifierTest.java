@@ -1,4 +1,4 @@
-package org.vmcore.impl;
+package org.vmcore.impl.notifier;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
@@ -11,7 +11,6 @@ import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.vmcore.api.Access;
 import org.vmcore.api.AddressSpace;
-import org.vmcore.api.HugetlbFile;
 import org.vmcore.api.InvalidArgumentException;
 import org.vmcore.api.Machine;
 import org.vmcore.api.MapFlags;
@@ -19,6 +18,8 @@ import org.vmcore.api.MmuNotifier;
 import org.vmcore.api.NotifierRange;
 import org.vmcore.api.PageSize;
 import org.vmcore.api.Protection;
+import org.vmcore.impl.Fixtures.SharedWindow;
+import org.vmcore.impl.Fixtures;
 
 /** Which notifier callbacks each engine path makes, in which order, with which ranges. */
 class NotifierTest {
@@ -107,11 +108,9 @@ class NotifierTest {
 
     @Test
     void hugetlbMprotectOfASharedWindowCoversTheWindow() {
-        HugetlbFile file = machine.hugetlbfs().create("f", GIB, PageSize.SIZE_2M);
-        AddressSpace mm = machine.createAddressSpace();
-        AddressSpace other = machine.createAddressSpace();
-        mm.mmap(file, 0, GIB, GIB, Protection.READ_WRITE, MapFlags.MAP_SHARED | MapFlags.MAP_FIXED | MapFlags.MAP_POPULATE);
-        other.mmap(file, 0, GIB, GIB, Protection.READ_WRITE, MapFlags.MAP_SHARED | MapFlags.MAP_FIXED);
+        SharedWindow window = Fixtures.sharedWindow(machine, GIB, GIB, true);
+        AddressSpace mm = window.a();
+        AddressSpace other = window.b();
         other.fault(GIB, Access.READ);
         Recorder r = register(mm);
         mm.mprotect(GIB, GIB, Protection.READ); // hugetlb_change_protection unshares the window
@@ -121,11 +120,9 @@ class NotifierTest {
 
     @Test
     void splittingASharedWindowNotifiesTheUnshareOfTheWholeWindow() {
-        HugetlbFile file = machine.hugetlbfs().create("f", GIB, PageSize.SIZE_2M);
-        AddressSpace a = machine.createAddressSpace();
-        AddressSpace b = machine.createAddressSpace();
-        a.mmap(file, 0, GIB, GIB, Protection.READ_WRITE, MapFlags.MAP_SHARED | MapFlags.MAP_FIXED | MapFlags.MAP_POPULATE);
-        b.mmap(file, 0, GIB, GIB, Protection.READ_WRITE, MapFlags.MAP_SHARED | MapFlags.MAP_FIXED);
+        SharedWindow window = Fixtures.sharedWindow(machine, GIB, GIB, true);
+        AddressSpace a = window.a();
+        AddressSpace b = window.b();
         b.fault(GIB, Access.READ);
         Recorder ra = register(a);
         Recorder rb = register(b);

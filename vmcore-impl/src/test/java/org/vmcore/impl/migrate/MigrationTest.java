@@ -1,4 +1,4 @@
-package org.vmcore.impl;
+package org.vmcore.impl.migrate;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
@@ -21,15 +21,17 @@ import org.vmcore.api.MapFlags;
 import org.vmcore.api.MigrationPhase;
 import org.vmcore.api.MigrationService;
 import org.vmcore.api.MigrationWaitException;
+import org.vmcore.api.MmuNotifier;
 import org.vmcore.api.MovePagesResult;
 import org.vmcore.api.NotifierRange;
-import org.vmcore.api.MmuNotifier;
 import org.vmcore.api.PageSize;
 import org.vmcore.api.Protection;
 import org.vmcore.api.Regression;
 import org.vmcore.api.UnmapOutcome;
 import org.vmcore.api.UnmapResult;
 import org.vmcore.api.VmException;
+import org.vmcore.impl.Fixtures;
+import org.vmcore.impl.SimMachine;
 import org.vmcore.impl.mm.SimAddressSpace;
 import org.vmcore.x86.pgtable.Level;
 
