@@ -246,21 +246,7 @@ public final class SimMachine implements Machine {
     public String pageTableDot(List<AddressSpace> addressSpaces, long start, long end, boolean withTlbs) {
         synchronized (lock) {
             ensureOpen();
-            if (addressSpaces == null || addressSpaces.isEmpty()) {
-                throw new InvalidArgumentException("addressSpaces", addressSpaces, "must name at least one address space");
-            }
-            if (Long.compareUnsigned(start, end) >= 0) {
-                throw new InvalidArgumentException("end", end, "must be above start 0x" + Long.toHexString(start));
-            }
-            List<SimAddressSpace> chosen = new ArrayList<>();
-            for (AddressSpace a : addressSpaces) {
-                if (!(a instanceof SimAddressSpace mm) || !mm.belongsTo(lock)) {
-                    throw new InvalidArgumentException("addressSpace", a, "must belong to this machine (in addressSpaces)");
-                }
-                mm.ensureOpen();
-                chosen.add(mm);
-            }
-            return new PageTableGraph(lock, memory, cpuList).draw(chosen, start, end, withTlbs);
+            return new PageTableGraph(lock, memory, cpuList).drawRequested(addressSpaces, start, end, withTlbs);
         }
     }
 

@@ -1,11 +1,14 @@
 package org.vmcore.impl.picture;
 
+import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
+import org.vmcore.api.AddressSpace;
 import org.vmcore.api.Cpu;
+import org.vmcore.api.InvalidArgumentException;
 import org.vmcore.api.PageSize;
 import org.vmcore.api.TlbEntry;
 import org.vmcore.impl.base.MachineLock;
@@ -36,6 +39,29 @@ public final class PageTableGraph {
         this.lock = lock;
         this.memory = memory;
         this.cpus = cpus;
+    }
+
+    /**
+     * Machine.pageTableDot: checks what the user asked for (live address spaces of this machine,
+     * a non-empty range) and draws it; the caller holds the machine lock.
+     */
+    public String drawRequested(List<AddressSpace> requested, long start, long end, boolean withTlbs) {
+        assert Thread.holdsLock(lock);
+        if (requested == null || requested.isEmpty()) {
+            throw new InvalidArgumentException("addressSpaces", requested, "must name at least one address space");
+        }
+        if (Long.compareUnsigned(start, end) >= 0) {
+            throw new InvalidArgumentException("end", end, "must be above start 0x" + Long.toHexString(start));
+        }
+        List<SimAddressSpace> chosen = new ArrayList<>();
+        for (AddressSpace a : requested) {
+            if (!(a instanceof SimAddressSpace mm) || !mm.belongsTo(lock)) {
+                throw new InvalidArgumentException("addressSpace", a, "must belong to this machine (in addressSpaces)");
+            }
+            mm.ensureOpen();
+            chosen.add(mm);
+        }
+        return draw(chosen, start, end, withTlbs);
     }
 
     /** The picture of {@code spaces} over {@code [start, end)}; the caller holds the machine lock. */
