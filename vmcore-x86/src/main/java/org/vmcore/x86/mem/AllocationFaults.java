@@ -17,7 +17,12 @@ public final class AllocationFaults {
     public AllocationFaults() {
     }
 
-    /** Makes the {@code nth} allocation of {@code kind} from now on fail (1 is the next one). */
+    /**
+     * Makes the {@code nth} allocation of {@code kind} from now on fail (1 is the next one).
+     *
+     * @param kind the kind of allocation to fail
+     * @param nth which allocation of that kind to fail, counted from now; 1 or more
+     */
     public void failNth(AllocationKind kind, long nth) {
         failNth(kind, nth, 1);
     }
@@ -25,6 +30,10 @@ public final class AllocationFaults {
     /**
      * Makes {@code times} allocations of {@code kind} fail, starting with the {@code nth} from
      * now on: enough failures to defeat a fallback to another node.
+     *
+     * @param kind the kind of allocation to fail
+     * @param nth the first allocation of that kind to fail, counted from now; 1 or more
+     * @param times how many consecutive allocations fail; 1 or more
      */
     public synchronized void failNth(AllocationKind kind, long nth, int times) {
         if (times < 1) {
@@ -41,12 +50,22 @@ public final class AllocationFaults {
         armedUntil.set(kind.ordinal(), first + times - 1);
     }
 
-    /** Allocations of {@code kind} attempted so far (failed ones included). */
+    /**
+     * Allocations of {@code kind} attempted so far (failed ones included).
+     *
+     * @param kind the kind of allocation counted
+     * @return the number of allocations of that kind since this object was made
+     */
     public long count(AllocationKind kind) {
         return counts.get(kind.ordinal());
     }
 
-    /** Counts one allocation of {@code kind}; true when it must fail. */
+    /**
+     * Counts one allocation of {@code kind}; true when it must fail.
+     *
+     * @param kind the kind of the allocation being attempted
+     * @return true when this allocation falls in the armed range and must report out of memory
+     */
     public boolean shouldFail(AllocationKind kind) {
         long n = counts.incrementAndGet(kind.ordinal());
         long from = armedAt.get(kind.ordinal());

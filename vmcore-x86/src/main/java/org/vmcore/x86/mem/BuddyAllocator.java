@@ -52,7 +52,11 @@ public final class BuddyAllocator {
         }
     }
 
-    /** The node this allocator serves. */
+    /**
+     * The node this allocator serves.
+     *
+     * @return the node whose frames this allocator hands out
+     */
     public NumaNode node() {
         return node;
     }
@@ -61,6 +65,9 @@ public final class BuddyAllocator {
      * Allocates a naturally aligned block of 2^{@code order} frames, or returns -1 when the node
      * has no free block that large. The head frame's descriptor gets refcount 1, the order, the
      * node and {@link FrameFlags#ALLOCATED} (plus {@link FrameFlags#HEAD} above order 0).
+     *
+     * @param order log2 of the block size in 4 KiB frames, 0 to {@link #MAX_ORDER}
+     * @return the head PFN of the block, or -1 when no free block is large enough
      */
     public synchronized long allocate(int order) {
         checkOrder(order);
@@ -83,6 +90,7 @@ public final class BuddyAllocator {
     /**
      * Frees the block headed by {@code pfn} and merges it with free buddies.
      *
+     * @param pfn the head PFN of a block this allocator handed out
      * @throws InvalidArgumentException if {@code pfn} is not the head of an allocated block of this node
      */
     public synchronized void free(long pfn) {
@@ -112,6 +120,8 @@ public final class BuddyAllocator {
      * and their outside parts stay free. The removed blocks are marked allocated and
      * {@link FrameFlags#RESERVED}, so they are never handed out or freed again.
      *
+     * @param start the first PFN of the range, inside this node
+     * @param end one past the last PFN of the range, at most the node's end and above {@code start}
      * @return the number of frames taken
      */
     public synchronized long isolateRange(long start, long end) {
@@ -146,18 +156,32 @@ public final class BuddyAllocator {
         return carve(head, order - 1, start, end) + carve(head + (1L << (order - 1)), order - 1, start, end);
     }
 
-    /** Free frames in the node. */
+    /**
+     * Free frames in the node.
+     *
+     * @return the number of free 4 KiB frames
+     */
     public synchronized long freeFrames() {
         return freeFrames;
     }
 
-    /** Free blocks of exactly {@code order}. */
+    /**
+     * Free blocks of exactly {@code order}.
+     *
+     * @param order the block order, 0 to {@link #MAX_ORDER}
+     * @return the number of free blocks of that order
+     */
     public synchronized int freeBlocks(int order) {
         checkOrder(order);
         return freeLists[order].size();
     }
 
-    /** The heads of the free blocks of {@code order}, sorted ascending. */
+    /**
+     * The heads of the free blocks of {@code order}, sorted ascending.
+     *
+     * @param order the block order, 0 to {@link #MAX_ORDER}
+     * @return a new array of the head PFNs of the free blocks of that order
+     */
     public synchronized long[] freeBlockHeads(int order) {
         checkOrder(order);
         long[] heads = freeLists[order].toArray();
@@ -165,7 +189,12 @@ public final class BuddyAllocator {
         return heads;
     }
 
-    /** Whether a block of {@code order} could be allocated now. */
+    /**
+     * Whether a block of {@code order} could be allocated now.
+     *
+     * @param order the block order, 0 to {@link #MAX_ORDER}
+     * @return true when a free block of that order or larger exists
+     */
     public synchronized boolean canAllocate(int order) {
         checkOrder(order);
         for (int o = order; o <= MAX_ORDER; o++) {
@@ -176,7 +205,12 @@ public final class BuddyAllocator {
         return false;
     }
 
-    /** Whether {@code pfn} lies inside a free block. */
+    /**
+     * Whether {@code pfn} lies inside a free block.
+     *
+     * @param pfn a frame number
+     * @return true when the frame is part of a free block
+     */
     public synchronized boolean isFree(long pfn) {
         for (int order = 0; order <= MAX_ORDER; order++) {
             if (positions[order].containsKey(pfn & -(1L << order))) {

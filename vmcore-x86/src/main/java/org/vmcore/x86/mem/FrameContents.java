@@ -49,12 +49,21 @@ public final class FrameContents {
         this.sections = new MemorySegment[(int) ((frameCount + SECTION_FRAMES - 1) >>> SECTION_SHIFT)][];
     }
 
-    /** Number of frames that hold host memory (were ever written). */
+    /**
+     * Number of frames that hold host memory (were ever written).
+     *
+     * @return the number of frames that have a 4 KiB host page
+     */
     public synchronized long materialisedFrames() {
         return materialised;
     }
 
-    /** Whether {@code pfn} holds host memory (was ever written). */
+    /**
+     * Whether {@code pfn} holds host memory (was ever written).
+     *
+     * @param pfn a frame number of this memory
+     * @return true when the frame has a host page
+     */
     public boolean isMaterialised(long pfn) {
         return pageOrNull(pfn) != null;
     }
@@ -62,6 +71,9 @@ public final class FrameContents {
     /**
      * The 4 KiB page of {@code pfn}, or null when the frame was never written (reads as zero).
      * Once non-null, the same segment is returned for the frame until the memory is closed.
+     *
+     * @param pfn a frame number of this memory
+     * @return the frame's 4096-byte segment, or null
      */
     public MemorySegment pageOrNull(long pfn) {
         checkPfn(pfn);
@@ -69,13 +81,23 @@ public final class FrameContents {
         return inner == null ? null : (MemorySegment) INNER.getAcquire(inner, (int) (pfn & (SECTION_FRAMES - 1)));
     }
 
-    /** The 4 KiB page of {@code pfn}, materialising a zeroed one if needed. */
+    /**
+     * The 4 KiB page of {@code pfn}, materialising a zeroed one if needed.
+     *
+     * @param pfn a frame number of this memory
+     * @return the frame's 4096-byte segment, never null
+     */
     public MemorySegment page(long pfn) {
         MemorySegment page = pageOrNull(pfn);
         return page != null ? page : materialise(pfn);
     }
 
-    /** Makes {@code frames} frames from {@code pfn} on read as zero (clear_page). */
+    /**
+     * Makes {@code frames} frames from {@code pfn} on read as zero (clear_page).
+     *
+     * @param pfn the first frame number
+     * @param frames the number of consecutive 4 KiB frames to clear
+     */
     public void zero(long pfn, long frames) {
         checkRange(pfn, frames);
         for (long f = pfn; f < pfn + frames; f++) {
@@ -94,6 +116,10 @@ public final class FrameContents {
     /**
      * Copies {@code frames} frames from {@code srcPfn} to {@code dstPfn} (migration's copy).
      * Source frames that read as zero leave the destination frames zero without host memory.
+     *
+     * @param srcPfn the first frame number to copy from
+     * @param dstPfn the first frame number to copy to
+     * @param frames the number of consecutive 4 KiB frames
      */
     public void copy(long srcPfn, long dstPfn, long frames) {
         checkRange(srcPfn, frames);
@@ -108,7 +134,13 @@ public final class FrameContents {
         }
     }
 
-    /** Reads {@code width} (1, 2, 4 or 8) bytes at physical address {@code pa}, zero-extended. */
+    /**
+     * Reads {@code width} (1, 2, 4 or 8) bytes at physical address {@code pa}, zero-extended.
+     *
+     * @param pa the physical address; the access must not cross a frame boundary
+     * @param width the access size in bytes: 1, 2, 4 or 8
+     * @return the value read, zero-extended to 64 bits
+     */
     public long read(long pa, int width) {
         long offset = pa & (PAGE - 1);
         if (offset + width > PAGE) {
@@ -125,6 +157,11 @@ public final class FrameContents {
     /**
      * Reads {@code width} (1, 2, 4 or 8) bytes at {@code offset} of a frame's page (from
      * {@link #pageOrNull}), zero-extended; the access must stay inside the page.
+     *
+     * @param page a frame's 4096-byte segment
+     * @param offset the byte offset in the page, 0 to 4096 minus {@code width}
+     * @param width the access size in bytes: 1, 2, 4 or 8
+     * @return the value read, zero-extended to 64 bits
      */
     public static long readPage(MemorySegment page, long offset, int width) {
         return switch (width) {
@@ -136,7 +173,14 @@ public final class FrameContents {
         };
     }
 
-    /** Writes the low {@code width} (1, 2, 4 or 8) bytes of {@code value} at {@code offset} of a frame's page. */
+    /**
+     * Writes the low {@code width} (1, 2, 4 or 8) bytes of {@code value} at {@code offset} of a frame's page.
+     *
+     * @param page a frame's 4096-byte segment
+     * @param offset the byte offset in the page, 0 to 4096 minus {@code width}
+     * @param width the access size in bytes: 1, 2, 4 or 8
+     * @param value the value, of which the low {@code width} bytes are stored
+     */
     public static void writePage(MemorySegment page, long offset, int width, long value) {
         switch (width) {
             case 1 -> page.set(ValueLayout.JAVA_BYTE, offset, (byte) value);
@@ -147,7 +191,13 @@ public final class FrameContents {
         }
     }
 
-    /** Writes the low {@code width} (1, 2, 4 or 8) bytes of {@code value} at {@code pa}. */
+    /**
+     * Writes the low {@code width} (1, 2, 4 or 8) bytes of {@code value} at {@code pa}.
+     *
+     * @param pa the physical address; the access must not cross a frame boundary
+     * @param width the access size in bytes: 1, 2, 4 or 8
+     * @param value the value, of which the low {@code width} bytes are stored
+     */
     public void write(long pa, int width, long value) {
         long offset = pa & (PAGE - 1);
         if (offset + width > PAGE) {
@@ -158,7 +208,14 @@ public final class FrameContents {
         writePage(page(pa >>> 12), offset, width, value);
     }
 
-    /** Copies {@code length} bytes at {@code pa} into {@code dst[dstOffset..]}. */
+    /**
+     * Copies {@code length} bytes at {@code pa} into {@code dst[dstOffset..]}.
+     *
+     * @param pa the physical address of the first byte; the range may cross frames
+     * @param dst the array to fill
+     * @param dstOffset the index in {@code dst} of the first byte written
+     * @param length the number of bytes
+     */
     public void readBytes(long pa, byte[] dst, int dstOffset, int length) {
         Objects.checkFromIndexSize(dstOffset, length, dst.length);
         while (length > 0) {
@@ -175,7 +232,14 @@ public final class FrameContents {
         }
     }
 
-    /** Copies {@code src[srcOffset..srcOffset+length)} to physical address {@code pa}. */
+    /**
+     * Copies {@code src[srcOffset..srcOffset+length)} to physical address {@code pa}.
+     *
+     * @param pa the physical address of the first byte; the range may cross frames
+     * @param src the array to copy from
+     * @param srcOffset the index in {@code src} of the first byte read
+     * @param length the number of bytes
+     */
     public void writeBytes(long pa, byte[] src, int srcOffset, int length) {
         Objects.checkFromIndexSize(srcOffset, length, src.length);
         while (length > 0) {

@@ -38,7 +38,12 @@ public final class FrameFlags {
     private FrameFlags() {
     }
 
-    /** The flags as a readable list, for example {@code head|hugetlb|allocated}. */
+    /**
+     * The flags as a readable list, for example {@code head|hugetlb|allocated}.
+     *
+     * @param flags a flags word of {@link FrameFlags} bits
+     * @return the names of the set bits joined by {@code |}, or {@code 0} when none is set
+     */
     public static String describe(int flags) {
         StringBuilder out = new StringBuilder();
         String[] names = {"locked", "referenced", "uptodate", "dirty", "lru", "head", "anon", "hugetlb",

@@ -8,17 +8,30 @@ package org.vmcore.x86.mem;
  * @param frames   number of 4 KiB frames
  */
 public record NumaNode(int id, long startPfn, long frames) {
-    /** One past the node's last frame number. */
+    /**
+     * One past the node's last frame number.
+     *
+     * @return {@code startPfn + frames}
+     */
     public long endPfn() {
         return startPfn + frames;
     }
 
-    /** Whether {@code pfn} belongs to this node. */
+    /**
+     * Whether {@code pfn} belongs to this node.
+     *
+     * @param pfn a frame number
+     * @return true when {@code startPfn <= pfn < endPfn()}
+     */
     public boolean contains(long pfn) {
         return pfn >= startPfn && pfn < endPfn();
     }
 
-    /** Size of the node in bytes. */
+    /**
+     * Size of the node in bytes.
+     *
+     * @return the node's frames times 4096
+     */
     public long bytes() {
         return frames << 12;
     }

@@ -35,32 +35,57 @@ public final class PageTableWindow {
         }
     }
 
-    /** The node whose tables this window holds. */
+    /**
+     * The node whose tables this window holds.
+     *
+     * @return the NUMA node id
+     */
     public int node() {
         return node;
     }
 
-    /** The first PFN of the window. */
+    /**
+     * The first PFN of the window.
+     *
+     * @return the PFN of the window's first frame
+     */
     public long base() {
         return base;
     }
 
-    /** The number of frames in the window. */
+    /**
+     * The number of frames in the window.
+     *
+     * @return the window's size in 4 KiB frames
+     */
     public long frames() {
         return frames;
     }
 
-    /** The bytes of every frame of the window: frame {@code base + i} at offset {@code i * 4096}. */
+    /**
+     * The bytes of every frame of the window: frame {@code base + i} at offset {@code i * 4096}.
+     *
+     * @return the host segment of {@code frames() * 4096} bytes
+     */
     public MemorySegment memory() {
         return memory;
     }
 
-    /** Whether {@code pfn} lies in the window. */
+    /**
+     * Whether {@code pfn} lies in the window.
+     *
+     * @param pfn a frame number
+     * @return true when {@code base() <= pfn < base() + frames()}
+     */
     public boolean contains(long pfn) {
         return pfn - base >= 0 && pfn - base < frames;
     }
 
-    /** Free frames of the window. */
+    /**
+     * Free frames of the window.
+     *
+     * @return the number of frames of the window not holding a page table
+     */
     public synchronized long freeFrames() {
         return free.size();
     }

@@ -46,6 +46,7 @@ public final class PhysicalMemory implements AutoCloseable {
     /**
      * Memory with one node per argument, of the given sizes in bytes.
      *
+     * @param nodeBytes the size of each node in bytes, node 0 first; each a positive multiple of 4096
      * @throws InvalidArgumentException if no node is given, a size is not a positive multiple of
      *                                  4 KiB, or the total exceeds 2^52 bytes
      */
@@ -82,18 +83,32 @@ public final class PhysicalMemory implements AutoCloseable {
         }
     }
 
-    /** The nodes, by id. */
+    /**
+     * The nodes, by id.
+     *
+     * @return an unmodifiable list, node 0 first
+     */
     public List<NumaNode> nodes() {
         return nodes;
     }
 
-    /** Node {@code id}. */
+    /**
+     * Node {@code id}.
+     *
+     * @param id the node number, 0 to the node count minus 1
+     * @return the node
+     */
     public NumaNode node(int id) {
         checkNode(id);
         return nodes.get(id);
     }
 
-    /** The node that holds {@code pfn}. */
+    /**
+     * The node that holds {@code pfn}.
+     *
+     * @param pfn a frame number of this memory
+     * @return the node id
+     */
     public int nodeOf(long pfn) {
         checkPfn(pfn);
         for (NumaNode node : nodes) {
@@ -104,27 +119,49 @@ public final class PhysicalMemory implements AutoCloseable {
         throw new IllegalStateException("unreachable: pfn inside memory but in no node");
     }
 
-    /** Total number of 4 KiB frames. */
+    /**
+     * Total number of 4 KiB frames.
+     *
+     * @return the sum of the nodes' frames
+     */
     public long frameCount() {
         return frameCount;
     }
 
-    /** Whether {@code pfn} names a frame of this memory. */
+    /**
+     * Whether {@code pfn} names a frame of this memory.
+     *
+     * @param pfn a frame number
+     * @return true when {@code 0 <= pfn < frameCount()}
+     */
     public boolean isValidPfn(long pfn) {
         return pfn >= 0 && pfn < frameCount;
     }
 
-    /** The frame descriptors. */
+    /**
+     * The frame descriptors.
+     *
+     * @return the descriptors of every frame of this memory
+     */
     public FrameDescriptors descriptors() {
         return descriptors;
     }
 
-    /** The frame contents. */
+    /**
+     * The frame contents.
+     *
+     * @return the bytes of every frame of this memory
+     */
     public FrameContents contents() {
         return contents;
     }
 
-    /** The buddy allocator of node {@code id}. */
+    /**
+     * The buddy allocator of node {@code id}.
+     *
+     * @param id the node number
+     * @return the node's allocator
+     */
     public BuddyAllocator allocator(int id) {
         checkNode(id);
         return allocators[id];
@@ -134,6 +171,9 @@ public final class PhysicalMemory implements AutoCloseable {
      * Allocates 2^{@code order} frames on {@code node}; with {@code zero} the block reads as zero
      * (__GFP_ZERO), otherwise it keeps whatever a previous user left.
      *
+     * @param node the node number to allocate from
+     * @param order log2 of the block size in 4 KiB frames, 0 to {@link BuddyAllocator#MAX_ORDER}
+     * @param zero whether the block must read as zero
      * @return the head pfn
      * @throws OutOfMemoryException if the node has no free block of that order
      */
@@ -146,7 +186,14 @@ public final class PhysicalMemory implements AutoCloseable {
         return pfn;
     }
 
-    /** As {@link #allocate} but returns -1 instead of throwing when the node is out of memory. */
+    /**
+     * As {@link #allocate} but returns -1 instead of throwing when the node is out of memory.
+     *
+     * @param node the node number to allocate from
+     * @param order log2 of the block size in 4 KiB frames, 0 to {@link BuddyAllocator#MAX_ORDER}
+     * @param zero whether the block must read as zero
+     * @return the head PFN, or -1
+     */
     public long tryAllocate(int node, int order, boolean zero) {
         return tryAllocate(node, order, zero, AllocationKind.FRAME);
     }
@@ -154,6 +201,9 @@ public final class PhysicalMemory implements AutoCloseable {
     /**
      * A zeroed frame for a page table, or -1 (counted apart for fault injection): from the node's
      * {@link PageTableWindow} while it has room, else from the buddy allocator.
+     *
+     * @param node the node number the table belongs to
+     * @return the page frame number of the table, or -1 when the node is out of memory or a fault was injected
      */
     public long tryAllocateTable(int node) {
         return tryAllocate(node, 0, true, AllocationKind.TABLE);
@@ -239,12 +289,21 @@ public final class PhysicalMemory implements AutoCloseable {
         }
     }
 
-    /** The page-table windows claimed so far (a walker reads tables in them by arithmetic). */
+    /**
+     * The page-table windows claimed so far (a walker reads tables in them by arithmetic).
+     *
+     * @return a snapshot array, one element per node that has claimed its window
+     */
     public PageTableWindow[] tableWindows() {
         return windows;
     }
 
-    /** The window that holds {@code pfn}, or null. */
+    /**
+     * The window that holds {@code pfn}, or null.
+     *
+     * @param pfn a frame number of this memory
+     * @return the window containing the frame, or null when none does
+     */
     public PageTableWindow windowOf(long pfn) {
         for (PageTableWindow window : windows) {
             if (window.contains(pfn)) {
@@ -254,22 +313,38 @@ public final class PhysicalMemory implements AutoCloseable {
         return null;
     }
 
-    /** Off-heap bytes held by all simulated memories of this process that are not closed yet. */
+    /**
+     * Off-heap bytes held by all simulated memories of this process that are not closed yet.
+     *
+     * @return the byte count over every open {@code PhysicalMemory}
+     */
     public static long liveOffHeapBytes() {
         return OffHeap.LIVE.get();
     }
 
-    /** Frames in use as page tables, shared ones once (the kernel's PageTables in /proc/meminfo). */
+    /**
+     * Frames in use as page tables, shared ones once (the kernel's PageTables in /proc/meminfo).
+     *
+     * @return the live counter, in frames
+     */
     public AtomicLong pageTableFrames() {
         return pageTableFrames;
     }
 
-    /** Fault injection for this memory's allocations. */
+    /**
+     * Fault injection for this memory's allocations.
+     *
+     * @return the fault injector every allocation of this memory consults
+     */
     public AllocationFaults faults() {
         return faults;
     }
 
-    /** Frees the block headed by {@code pfn} to its node's allocator. */
+    /**
+     * Frees the block headed by {@code pfn} to its node's allocator.
+     *
+     * @param pfn the head frame number of an allocated block
+     */
     public void free(long pfn) {
         ensureOpen();
         PageTableWindow window = windowOf(pfn);
@@ -286,7 +361,11 @@ public final class PhysicalMemory implements AutoCloseable {
         }
     }
 
-    /** Free frames over all nodes. */
+    /**
+     * Free frames over all nodes.
+     *
+     * @return the number of free 4 KiB frames, page-table window frames included
+     */
     public long freeFrames() {
         long free = 0;
         for (BuddyAllocator allocator : allocators) {
@@ -298,12 +377,20 @@ public final class PhysicalMemory implements AutoCloseable {
         return free;
     }
 
-    /** Off-heap bytes reserved for descriptors and contents. */
+    /**
+     * Off-heap bytes reserved for descriptors and contents.
+     *
+     * @return the byte count of this memory's off-heap segments
+     */
     public long offHeapBytes() {
         return offHeap.reservedBytes();
     }
 
-    /** Whether {@link #close()} was called. */
+    /**
+     * Whether {@link #close()} was called.
+     *
+     * @return true once the memory is closed
+     */
     public boolean isClosed() {
         return closed;
     }

@@ -29,7 +29,11 @@ public enum Level {
         this.shift = shift(ordinal());
     }
 
-    /** The lowest address bit this level's index uses. */
+    /**
+     * The lowest address bit this level's index uses.
+     *
+     * @return the bit number, 12 for PTE up to 48 for PML5
+     */
     public int shift() {
         return shift;
     }
@@ -42,22 +46,39 @@ public enum Level {
         return 48 - 9 * ord;
     }
 
-    /** Bytes of address space one entry of this level covers. */
+    /**
+     * Bytes of address space one entry of this level covers.
+     *
+     * @return 2 to the power of {@link #shift()}: 4 KiB for PTE up to 256 TiB for PML5
+     */
     public long entrySpan() {
         return 1L << shift;
     }
 
-    /** The index of {@code va} in a table of this level. */
+    /**
+     * The index of {@code va} in a table of this level.
+     *
+     * @param va the virtual address
+     * @return the 9 bits of {@code va} above {@link #shift()}, 0 to 511
+     */
     public int index(long va) {
         return (int) ((va >>> shift) & (ENTRIES - 1));
     }
 
-    /** The level below, or null for PTE. */
+    /**
+     * The level below, or null for PTE.
+     *
+     * @return the next lower level, or null for PTE
+     */
     public Level below() {
         return this == PTE ? null : values()[ordinal() + 1];
     }
 
-    /** The page size of a leaf at this level, or null where leaves are not allowed. */
+    /**
+     * The page size of a leaf at this level, or null where leaves are not allowed.
+     *
+     * @return 1 GiB for PUD, 2 MiB for PMD, 4 KiB for PTE, null for PML5 and PML4
+     */
     public PageSize leafSize() {
         return switch (this) {
             case PUD -> PageSize.SIZE_1G;
@@ -67,7 +88,12 @@ public enum Level {
         };
     }
 
-    /** The level whose entries are leaves of {@code size}. */
+    /**
+     * The level whose entries are leaves of {@code size}.
+     *
+     * @param size the page size of the leaf
+     * @return PUD for 1 GiB, PMD for 2 MiB, PTE for 4 KiB
+     */
     public static Level ofLeaf(PageSize size) {
         return switch (size) {
             case SIZE_4K -> PTE;
@@ -76,12 +102,22 @@ public enum Level {
         };
     }
 
-    /** The root level of {@code mode}: PML5 or PML4. */
+    /**
+     * The root level of {@code mode}: PML5 or PML4.
+     *
+     * @param mode 4- or 5-level paging
+     * @return the level of the table that CR3 points to
+     */
     public static Level root(PagingMode mode) {
         return mode == PagingMode.FIVE_LEVEL ? PML5 : PML4;
     }
 
-    /** The name the kernel's page-table dump prints for this level under {@code mode}. */
+    /**
+     * The name the kernel's page-table dump prints for this level under {@code mode}.
+     *
+     * @param mode 4- or 5-level paging, which decides whether PML4 prints as pgd or p4d
+     * @return the kernel's name: pgd, p4d, pud, pmd or pte
+     */
     public String dumpName(PagingMode mode) {
         return switch (this) {
             case PML5 -> "pgd";

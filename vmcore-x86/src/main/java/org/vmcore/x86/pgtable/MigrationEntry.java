@@ -33,7 +33,11 @@ public final class MigrationEntry {
             this.swapType = swapType;
         }
 
-        /** The swap type number of this kind. */
+        /**
+         * The swap type number of this kind.
+         *
+         * @return the number stored in the entry's type field
+         */
         public int swapType() {
             return swapType;
         }
@@ -45,6 +49,9 @@ public final class MigrationEntry {
     /**
      * A migration entry for {@code pfn}.
      *
+     * @param kind read, read-exclusive or write, from the old entry's permissions
+     * @param pfn the frame number of the page being migrated (the head for a huge page), below 2^{@link #PFN_BITS}
+     * @return the non-present entry
      * @param young     the old entry's Accessed bit
      * @param dirty     the old entry's Dirty bit
      * @param swapFlags soft-dirty / uffd-wp / exclusive flags ({@link SwapEntry#FLAG_BITS})
@@ -61,6 +68,9 @@ public final class MigrationEntry {
      * make_readable_migration_entry on the entry's own offset: the same page, Accessed and Dirty
      * bits and swap flags, as a {@link Kind#READ} entry (fork turns WRITE and READ_EXCLUSIVE
      * entries of copy-on-write mappings into READ ones in parent and child).
+     *
+     * @param entry a migration entry
+     * @return the entry turned into kind READ
      */
     public static long makeReadable(long entry) {
         if (!isMigration(entry)) {
@@ -69,7 +79,12 @@ public final class MigrationEntry {
         return SwapEntry.make(Kind.READ.swapType(), SwapEntry.offset(entry), SwapEntry.flags(entry));
     }
 
-    /** is_migration_entry: a swap entry of one of the three migration types. */
+    /**
+     * is_migration_entry: a swap entry of one of the three migration types.
+     *
+     * @param entry a page-table entry
+     * @return true when the entry is a swap entry of a migration type
+     */
     public static boolean isMigration(long entry) {
         if (!Pte.isSwap(entry)) {
             return false;
@@ -78,7 +93,12 @@ public final class MigrationEntry {
         return type >= SwapEntry.TYPE_MIGRATION_READ && type <= SwapEntry.TYPE_MIGRATION_WRITE;
     }
 
-    /** The kind of a migration entry. */
+    /**
+     * The kind of a migration entry.
+     *
+     * @param entry a migration entry
+     * @return the kind its type field encodes
+     */
     public static Kind kind(long entry) {
         return switch (SwapEntry.type(entry) - SwapEntry.TYPE_MIGRATION_READ) {
             case 0 -> Kind.READ;
@@ -88,22 +108,42 @@ public final class MigrationEntry {
         };
     }
 
-    /** Whether the mapping was writable (the entry is of kind WRITE). */
+    /**
+     * Whether the mapping was writable (the entry is of kind WRITE).
+     *
+     * @param entry a migration entry
+     * @return true for kind WRITE
+     */
     public static boolean isWrite(long entry) {
         return SwapEntry.type(entry) == SwapEntry.TYPE_MIGRATION_WRITE;
     }
 
-    /** The PFN of the page under migration. */
+    /**
+     * The PFN of the page under migration.
+     *
+     * @param entry a migration entry
+     * @return the frame number the offset carries
+     */
     public static long pfn(long entry) {
         return SwapEntry.offset(entry) & (PFN_LIMIT - 1);
     }
 
-    /** The old Accessed bit. */
+    /**
+     * The old Accessed bit.
+     *
+     * @param entry a migration entry
+     * @return the Accessed bit of the entry it replaced
+     */
     public static boolean young(long entry) {
         return (SwapEntry.offset(entry) & YOUNG) != 0;
     }
 
-    /** The old Dirty bit. */
+    /**
+     * The old Dirty bit.
+     *
+     * @param entry a migration entry
+     * @return the Dirty bit of the entry it replaced
+     */
     public static boolean dirty(long entry) {
         return (SwapEntry.offset(entry) & DIRTY) != 0;
     }

@@ -27,7 +27,12 @@ public final class PageFaultCode {
     private PageFaultCode() {
     }
 
-    /** A readable form, for example {@code #PF(P|W|U)}. */
+    /**
+     * A readable form, for example {@code #PF(P|W|U)}.
+     *
+     * @param code an error code of {@link PageFaultCode} bits
+     * @return {@code #GP(non-canonical)} or {@code #PF(...)} with the set bits
+     */
     public static String describe(int code) {
         if ((code & GENERAL_PROTECTION) != 0) {
             return "#GP(non-canonical)";

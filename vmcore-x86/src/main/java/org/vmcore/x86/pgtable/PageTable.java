@@ -64,6 +64,9 @@ public final class PageTable {
     /**
      * Allocates an empty root table on {@code node}.
      *
+     * @param memory the physical memory the tables are allocated from
+     * @param mode 4- or 5-level paging
+     * @param node the NUMA node every table of this tree is allocated on
      * @throws OutOfMemoryException if the node has no free frame
      */
     public PageTable(PhysicalMemory memory, PagingMode mode, int node) {
@@ -77,27 +80,47 @@ public final class PageTable {
         this.rootPfn = allocateTable();
     }
 
-    /** CR3: the physical address of the root table. */
+    /**
+     * CR3: the physical address of the root table.
+     *
+     * @return the root table's PFN times 4096
+     */
     public long cr3() {
         return rootPfn << 12;
     }
 
-    /** The paging mode. */
+    /**
+     * The paging mode.
+     *
+     * @return 4- or 5-level paging, fixed at construction
+     */
     public PagingMode mode() {
         return mode;
     }
 
-    /** The root level: PML4 or PML5. */
+    /**
+     * The root level: PML4 or PML5.
+     *
+     * @return {@link Level#root} of {@link #mode()}
+     */
     public Level rootLevel() {
         return root;
     }
 
-    /** The node tables are allocated from. */
+    /**
+     * The node tables are allocated from.
+     *
+     * @return the NUMA node id
+     */
     public int node() {
         return node;
     }
 
-    /** The memory the tables live in. */
+    /**
+     * The memory the tables live in.
+     *
+     * @return the memory given at construction
+     */
     public PhysicalMemory memory() {
         return memory;
     }
@@ -105,6 +128,8 @@ public final class PageTable {
     /**
      * Table pages this tree references, the root included: the kernel's page-table accounting
      * per mm, in which a shared PMD table counts once for every address space that points at it.
+     *
+     * @return the number of table frames, 1 or more until {@link #destroy()}
      */
     public synchronized long tablePages() {
         return tablePages;
@@ -113,6 +138,9 @@ public final class PageTable {
     /**
      * Tables of {@code level} this tree points at (for PMD: the kernel's nr_pmds), shared ones
      * included.
+     *
+     * @param level the level of the tables counted
+     * @return the number of tables of that level
      */
     public synchronized long tablesAt(Level level) {
         checkLevel(level);
@@ -137,6 +165,10 @@ public final class PageTable {
     /**
      * The physical address of the entry for {@code va} at {@code level}, or -1 when a table on
      * the way is missing or an upper entry is a leaf or a swap entry.
+     *
+     * @param va the virtual address, canonical
+     * @param level the level whose entry is wanted, at or below the root
+     * @return the entry's physical address, or -1
      */
     public long slot(long va, Level level) {
         checkCanonical(va, "va");
@@ -152,7 +184,13 @@ public final class PageTable {
         return (tablePfn << 12) | ((long) level.index(va) << 3);
     }
 
-    /** The entry for {@code va} at {@code level}, or 0 when {@link #slot} finds none. */
+    /**
+     * The entry for {@code va} at {@code level}, or 0 when {@link #slot} finds none.
+     *
+     * @param va the virtual address, canonical
+     * @param level the level whose entry is wanted, at or below the root
+     * @return the entry as it is now, or 0
+     */
     public long entry(long va, Level level) {
         long slot = slot(va, level);
         return slot < 0 ? 0 : readSlot(slot);
@@ -161,6 +199,9 @@ public final class PageTable {
     /**
      * All 512 entries of the table in frame {@code tablePfn}, copied in one go (for checkers
      * and dumps that read whole tables); a table never written reads as zeros.
+     *
+     * @param tablePfn the page frame number of the table
+     * @return a new array of 512 entries, index 0 first
      */
     public long[] readTable(long tablePfn) {
         MemorySegment page = contents.pageOrNull(tablePfn);
@@ -170,18 +211,35 @@ public final class PageTable {
     private static final ValueLayout.OfLong ENTRY_LAYOUT =
             ValueLayout.JAVA_LONG.withOrder(ByteOrder.LITTLE_ENDIAN);
 
-    /** Reads the entry at physical address {@code slot}. */
+    /**
+     * Reads the entry at physical address {@code slot}.
+     *
+     * @param slot the physical address of an entry, 8-byte aligned
+     * @return the entry, read volatile
+     */
     public long readSlot(long slot) {
         return TableMemory.read(contents, slot >>> 12, slotIndex(slot));
     }
 
-    /** Atomically replaces the entry at {@code slot} if it still equals {@code expected}. */
+    /**
+     * Atomically replaces the entry at {@code slot} if it still equals {@code expected}.
+     *
+     * @param slot the physical address of an entry, 8-byte aligned
+     * @param expected the entry the caller last read there
+     * @param entry the new entry
+     * @return true when the entry was replaced, false when it had changed
+     */
     public boolean compareAndSetSlot(long slot, long expected, long entry) {
         ensureAlive();
         return TableMemory.compareAndSet(contents, slot >>> 12, slotIndex(slot), expected, entry);
     }
 
-    /** Atomically clears the entry at {@code slot} and returns it (ptep_get_and_clear). */
+    /**
+     * Atomically clears the entry at {@code slot} and returns it (ptep_get_and_clear).
+     *
+     * @param slot the physical address of an entry, 8-byte aligned
+     * @return the entry before it was cleared, with any A/D bits set up to the clear
+     */
     public long getAndClearSlot(long slot) {
         ensureAlive();
         return TableMemory.getAndSet(contents, slot >>> 12, slotIndex(slot), 0);
@@ -195,6 +253,10 @@ public final class PageTable {
      * {@link Pte#PRESENT}, or {@link Pte#PROTNONE} for a PROT_NONE mapping; PS is added for huge
      * sizes.
      *
+     * @param va the virtual address, canonical and aligned to {@code size}
+     * @param pfn the page frame number of the page, aligned to {@code size}
+     * @param size the page size of the leaf
+     * @param flags the leaf's attribute bits (see above)
      * @throws InvalidArgumentException if va or pfn is unaligned, va is not canonical, pfn is
      *                                  outside memory, flags carry bits a leaf of that size may
      *                                  not, or the slot is occupied
@@ -220,6 +282,9 @@ public final class PageTable {
      * Writes {@code entry} (a leaf, or a swap/migration/hwpoison entry) into the empty slot for
      * {@code va} at {@code level}, allocating missing tables.
      *
+     * @param va the virtual address, canonical and aligned to the level's page size
+     * @param level PTE, PMD or PUD
+     * @param entry the leaf, swap, migration or hwpoison entry to store, not a table pointer
      * @throws InvalidArgumentException if level holds no leaves, va is unaligned for it, the
      *                                  entry points to a table, or the slot is occupied
      */
@@ -251,6 +316,9 @@ public final class PageTable {
      * entry, with any A/D bits the hardware set up to the clear. Tables are not freed; see
      * {@link #freeEmptyTables}.
      *
+     * @param va the virtual address, canonical and aligned to {@code size}
+     * @param size the page size of the leaf
+     * @return the entry as it was when cleared
      * @throws InvalidArgumentException if no leaf or swap entry of that size is there
      */
     public synchronized long unmap(long va, PageSize size) {
@@ -263,6 +331,9 @@ public final class PageTable {
      * {@link Pte#PROT_BITS} are replaced by {@code protFlags}; PFN, caching, A, D and software bits
      * are kept (pte_modify). Switching between present and PROT_NONE re-encodes the PFN.
      *
+     * @param va the virtual address, canonical and aligned to {@code size}
+     * @param size the page size of the leaf
+     * @param protFlags the new protection bits, within {@link Pte#PROT_BITS} plus {@link Pte#PROTNONE}
      * @return the entry before the change
      * @throws InvalidArgumentException if protFlags has other bits, lacks PRESENT and PROTNONE,
      *                                  or no present leaf of that size is there
@@ -288,6 +359,11 @@ public final class PageTable {
      * protection bits atomically. Returns the old entry, or 0 (changing nothing) if the slot
      * does not hold a present or PROT_NONE leaf. {@code protFlags} must be valid for
      * {@link #protect}.
+     *
+     * @param slot the physical address of the leaf entry
+     * @param size the page size of the leaf
+     * @param protFlags the new protection bits, as for {@link #protect}
+     * @return the entry before the change, or 0
      */
     public long protectSlot(long slot, PageSize size, long protFlags) {
         ensureAlive();
@@ -314,6 +390,9 @@ public final class PageTable {
      * table in frame {@code tablePfn}, allocating missing tables above it. The caller accounts
      * for the sharing (huge_pmd_share raises the share count before it populates).
      *
+     * @param va the virtual address, canonical
+     * @param level the level of the entry to fill: PML4, PUD or PMD
+     * @param tablePfn the page frame number of the existing lower table
      * @throws InvalidArgumentException if level holds no table pointers, the frame is not a page
      *                                  table, or the slot is occupied
      */
@@ -340,6 +419,9 @@ public final class PageTable {
      * Clears the entry for {@code va} at {@code level} that points to a lower table and returns
      * that table's PFN, without freeing it (pud_clear in huge_pmd_unshare).
      *
+     * @param va the virtual address, canonical
+     * @param level the level of the entry to clear
+     * @return the page frame number of the table the entry pointed to
      * @throws InvalidArgumentException if the entry does not point to a table
      */
     public synchronized long clearTable(long va, Level level) {
@@ -360,6 +442,8 @@ public final class PageTable {
      * empty, bottom up (a table emptied by freeing its children goes too). Shared tables (share
      * count above zero) are left alone.
      *
+     * @param start the first virtual address of the range, canonical
+     * @param end one past the last virtual address of the range
      * @return the number of tables freed
      */
     public synchronized int freeEmptyTables(long start, long end) {
@@ -380,17 +464,31 @@ public final class PageTable {
         destroyed = true;
     }
 
-    /** Whether {@link #destroy()} was called. */
+    /**
+     * Whether {@link #destroy()} was called.
+     *
+     * @return true once the tables are freed
+     */
     public synchronized boolean isDestroyed() {
         return destroyed;
     }
 
-    /** The tables as the kernel's page-table dump shows them, user half only. */
+    /**
+     * The tables as the kernel's page-table dump shows them, user half only.
+     *
+     * @return one line per run of adjacent entries at the same level with the same attributes
+     */
     public String dump() {
         return PtDump.dump(this, 0, mode.userAddressLimit());
     }
 
-    /** The tables over {@code [start, end)} (canonical, 4 KiB aligned) in the kernel's dump format. */
+    /**
+     * The tables over {@code [start, end)} (canonical, 4 KiB aligned) in the kernel's dump format.
+     *
+     * @param start the first virtual address of the range
+     * @param end one past the last virtual address of the range
+     * @return the dump lines of the runs that cover the range
+     */
     public String dump(long start, long end) {
         checkRange(start, end);
         return PtDump.dump(this, start, end);

@@ -73,42 +73,84 @@ public final class Pte {
     private Pte() {
     }
 
-    /** pte_none: nothing is there. A and D are ignored, as some CPUs set them on empty entries. */
+    /**
+     * pte_none: nothing is there. A and D are ignored, as some CPUs set them on empty entries.
+     *
+     * @param entry a page-table entry at any level
+     * @return true when every bit but A and D is clear
+     */
     public static boolean isNone(long entry) {
         return (entry & ~(ACCESSED | DIRTY)) == 0;
     }
 
-    /** pte_present: P set, or a PROT_NONE mapping (P clear, PROTNONE set). */
+    /**
+     * pte_present: P set, or a PROT_NONE mapping (P clear, PROTNONE set).
+     *
+     * @param entry a page-table entry at any level
+     * @return true when the entry maps a page or table, PROT_NONE included
+     */
     public static boolean isPresent(long entry) {
         return (entry & (PRESENT | PROTNONE)) != 0;
     }
 
-    /** Whether the entry is a swap-format entry: not none and not present. */
+    /**
+     * Whether the entry is a swap-format entry: not none and not present.
+     *
+     * @param entry a page-table entry at any level
+     * @return true for swap, migration and hwpoison entries
+     */
     public static boolean isSwap(long entry) {
         return !isNone(entry) && !isPresent(entry);
     }
 
-    /** Whether an entry at {@code level} maps a page (rather than pointing to a table). */
+    /**
+     * Whether an entry at {@code level} maps a page (rather than pointing to a table).
+     *
+     * @param entry a present entry
+     * @param level the level it was read at
+     * @return true for every PTE-level entry, and above it when PS is set
+     */
     public static boolean isLeaf(long entry, Level level) {
         return level == Level.PTE || ((level == Level.PMD || level == Level.PUD) && (entry & PSE) != 0);
     }
 
-    /** Whether the stored PFN bits are inverted (L1TF): non-zero with P clear. */
+    /**
+     * Whether the stored PFN bits are inverted (L1TF): non-zero with P clear.
+     *
+     * @param entry a page-table entry
+     * @return true when the PFN bits must be inverted to be read
+     */
     public static boolean isInverted(long entry) {
         return entry != 0 && (entry & PRESENT) == 0;
     }
 
-    /** The PFN of a table entry or 4 KiB leaf, undoing the L1TF inversion. */
+    /**
+     * The PFN of a table entry or 4 KiB leaf, undoing the L1TF inversion.
+     *
+     * @param entry a table entry or 4 KiB leaf
+     * @return the frame number in bits 12..51
+     */
     public static long pfn(long entry) {
         return pfn(entry, PFN_MASK);
     }
 
-    /** The PFN of a leaf of {@code size} (the head PFN for a huge leaf). */
+    /**
+     * The PFN of a leaf of {@code size} (the head PFN for a huge leaf).
+     *
+     * @param entry a leaf entry
+     * @param size the leaf's page size, which decides the PFN mask
+     * @return the frame number of the first 4 KiB frame the leaf maps
+     */
     public static long pfn(long entry, PageSize size) {
         return pfn(entry, pfnMask(size));
     }
 
-    /** The PFN bits of a leaf of {@code size}. */
+    /**
+     * The PFN bits of a leaf of {@code size}.
+     *
+     * @param size the leaf's page size
+     * @return {@link #PFN_MASK}, {@link #PMD_PFN_MASK} or {@link #PUD_PFN_MASK}
+     */
     public static long pfnMask(PageSize size) {
         return switch (size) {
             case SIZE_4K -> PFN_MASK;
@@ -125,23 +167,44 @@ public final class Pte {
     /**
      * A leaf entry mapping {@code pfn} at {@code size}. {@code flags} must include PRESENT or
      * PROTNONE; PS is added for huge sizes; the PFN is inverted when P is clear.
+     *
+     * @param pfn the frame number of the page, aligned to {@code size}
+     * @param size the page size of the leaf
+     * @param flags attribute bits, within {@link #LEAF_4K_FLAGS} or {@link #LEAF_HUGE_FLAGS}
+     * @return the entry
      */
     public static long leaf(long pfn, PageSize size, long flags) {
         long entry = ((pfn << 12) & pfnMask(size)) | flags | (size == PageSize.SIZE_4K ? 0 : PSE);
         return (flags & PRESENT) == 0 ? entry ^ pfnMask(size) : entry;
     }
 
-    /** A table entry pointing at the table in frame {@code tablePfn}. */
+    /**
+     * A table entry pointing at the table in frame {@code tablePfn}.
+     *
+     * @param tablePfn the page frame number of the lower table
+     * @return the PFN with {@link #TABLE} flags
+     */
     public static long table(long tablePfn) {
         return ((tablePfn << 12) & PFN_MASK) | TABLE;
     }
 
-    /** The protection key of a leaf. */
+    /**
+     * The protection key of a leaf.
+     *
+     * @param entry a leaf entry
+     * @return the protection key, 0 to 15
+     */
     public static int pkey(long entry) {
         return (int) ((entry & PKEY_MASK) >>> PKEY_SHIFT);
     }
 
-    /** The bits of {@code flags} that a leaf of {@code size} must not carry. */
+    /**
+     * The bits of {@code flags} that a leaf of {@code size} must not carry.
+     *
+     * @param flags attribute bits proposed for a leaf
+     * @param size the leaf's page size
+     * @return the bits outside {@link #LEAF_4K_FLAGS} or {@link #LEAF_HUGE_FLAGS}, 0 when all are allowed
+     */
     public static long illegalLeafFlags(long flags, PageSize size) {
         return flags & ~(size == PageSize.SIZE_4K ? LEAF_4K_FLAGS : LEAF_HUGE_FLAGS);
     }
@@ -150,6 +213,9 @@ public final class Pte {
      * A short description of an entry whose level is not known, for example
      * {@code 0x8000000012345067 P RW USR A D NX pfn=0x12345}. Bit 7 is named {@code PS/PAT},
      * since it is PAT in a 4 KiB PTE and PS in a PMD or PUD; prefer {@link #describe(long, Level)}.
+     *
+     * @param entry a page-table entry
+     * @return the hex value, the names of the set bits and the PFN
      */
     public static String describe(long entry) {
         return describe(entry, null);

@@ -60,6 +60,10 @@ public final class SwapEntry {
     /**
      * The entry of {@code type} and {@code offset}, with swap flag bits {@code flags}.
      *
+     * @param type the swap type, 0 to 31
+     * @param offset the offset (swap slot or PFN), below 2^{@link #OFFSET_BITS}
+     * @param flags swap flag bits, a subset of {@link #FLAG_BITS}
+     * @return the non-present entry
      * @throws InvalidArgumentException if type, offset or flags are out of their fields
      */
     public static long make(int type, long offset, long flags) {
@@ -76,17 +80,32 @@ public final class SwapEntry {
         return ((~offset << (OFFSET_FIRST_BIT + TYPE_BITS)) >>> TYPE_BITS) | ((long) type << (64 - TYPE_BITS)) | flags;
     }
 
-    /** The type field. */
+    /**
+     * The type field.
+     *
+     * @param entry a swap-format entry
+     * @return the 5-bit type, bits 59..63
+     */
     public static int type(long entry) {
         return (int) (entry >>> (64 - TYPE_BITS));
     }
 
-    /** The offset field, un-inverted. */
+    /**
+     * The offset field, un-inverted.
+     *
+     * @param entry a swap-format entry
+     * @return the 50-bit offset, bits 9..58 inverted back
+     */
     public static long offset(long entry) {
         return (~entry << TYPE_BITS) >>> (OFFSET_FIRST_BIT + TYPE_BITS);
     }
 
-    /** The swap flag bits (soft-dirty, uffd-wp, exclusive). */
+    /**
+     * The swap flag bits (soft-dirty, uffd-wp, exclusive).
+     *
+     * @param entry a swap-format entry
+     * @return the entry's bits of {@link #FLAG_BITS}
+     */
     public static long flags(long entry) {
         return entry & FLAG_BITS;
     }

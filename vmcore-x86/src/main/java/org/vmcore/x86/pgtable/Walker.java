@@ -66,7 +66,11 @@ public final class Walker {
     private final long[] cachedTablePfn = {-1, -1, -1, -1, -1};
     private final MemorySegment[] cachedTable = new MemorySegment[5];
 
-    /** A walker with MAXPHYADDR of 46 bits, a common value for server cores. */
+    /**
+     * A walker with MAXPHYADDR of 46 bits, a common value for server cores.
+     *
+     * @param memory the physical memory the tables are read from
+     */
     public Walker(PhysicalMemory memory) {
         this(memory, 46);
     }
@@ -74,6 +78,8 @@ public final class Walker {
     /**
      * A walker whose CPU implements {@code maxPhysAddrBits} physical-address bits.
      *
+     * @param memory the physical memory the tables are read from
+     * @param maxPhysAddrBits MAXPHYADDR, 36 to 52; PFN bits above it are reserved and fault with RSVD
      * @throws InvalidArgumentException if the width is outside 36..52 or too small for the memory
      */
     public Walker(PhysicalMemory memory, int maxPhysAddrBits) {
@@ -95,22 +101,42 @@ public final class Walker {
         }
     }
 
-    /** MAXPHYADDR of this walker's CPU. */
+    /**
+     * MAXPHYADDR of this walker's CPU.
+     *
+     * @return the width in bits, 36 to 52
+     */
     public int maxPhysAddrBits() {
         return maxPhysAddrBits;
     }
 
-    /** The PKRU register: two bits per key, access-disable (2k) and write-disable (2k+1). */
+    /**
+     * The PKRU register: two bits per key, access-disable (2k) and write-disable (2k+1).
+     *
+     * @return the register's 32 bits
+     */
     public int pkru() {
         return pkru;
     }
 
-    /** Loads PKRU (WRPKRU). */
+    /**
+     * Loads PKRU (WRPKRU).
+     *
+     * @param pkru the new register value, two bits per protection key
+     */
     public void setPkru(int pkru) {
         this.pkru = pkru;
     }
 
-    /** Walks {@code table} for an access; see {@link #walk(long, PagingMode, long, int, WalkResult)}. */
+    /**
+     * Walks {@code table} for an access; see {@link #walk(long, PagingMode, long, int, WalkResult)}.
+     *
+     * @param table the page table whose CR3 and paging mode are used
+     * @param va the virtual address
+     * @param access the access bits, within {@link PageFaultCode#ACCESS_BITS}
+     * @param out where the translation or fault is written
+     * @return true with the translation in {@code out}, or false with {@code out.faultCode()} set
+     */
     public boolean walk(PageTable table, long va, int access, WalkResult out) {
         return walk(table.cr3(), table.mode(), va, access, out);
     }
@@ -119,6 +145,11 @@ public final class Walker {
      * Translates {@code va} for an access described by {@link PageFaultCode#WRITE},
      * {@link PageFaultCode#USER} and {@link PageFaultCode#FETCH} bits in {@code access}.
      *
+     * @param cr3 the physical address of the root table
+     * @param mode 4- or 5-level paging
+     * @param va the virtual address
+     * @param access the access bits, within {@link PageFaultCode#ACCESS_BITS}
+     * @param out where the translation or fault is written
      * @return true with the translation in {@code out}, or false with {@code out.faultCode()} set
      */
     public boolean walk(long cr3, PagingMode mode, long va, int access, WalkResult out) {
@@ -135,6 +166,14 @@ public final class Walker {
      * entries contribute (RW and USER as the AND, NX as the OR over those levels; other bits are
      * ignored). Levels above {@code startLevel} are neither read nor marked accessed.
      *
+     * @param mode 4- or 5-level paging
+     * @param va the virtual address, canonical
+     * @param access the access bits, within {@link PageFaultCode#ACCESS_BITS}
+     * @param out where the translation or fault is written
+     * @param startLevel the level of the table the walk starts in
+     * @param tablePfn the page frame number of that table
+     * @param upperBits the effective RW, USER and NX bits of the levels above
+     * @return true with the translation in {@code out}, or false with {@code out.faultCode()} set
      * @throws InvalidArgumentException if {@code startLevel} is above the root of {@code mode},
      *         {@code tablePfn} is not a 40-bit page frame number, or {@code access} has other bits
      */
@@ -292,6 +331,12 @@ public final class Walker {
      * A software walk (the kernel's follow_page): finds the entry that maps {@code va} without
      * checking permissions and without setting A or D. Returns true when a present leaf maps it;
      * otherwise {@code out.entry()} and {@code out.level()} show where the walk stopped.
+     *
+     * @param cr3 the physical address of the root table
+     * @param mode 4- or 5-level paging
+     * @param va the virtual address
+     * @param out where the entry and its level are written
+     * @return true when a present leaf maps {@code va}
      */
     public boolean translate(long cr3, PagingMode mode, long va, WalkResult out) {
         return walk(cr3, mode, va, 0, out, false, -1, 0);

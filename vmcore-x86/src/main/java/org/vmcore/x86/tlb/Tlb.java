@@ -48,6 +48,11 @@ public final class Tlb {
     private final MemorySegment[] l1Page = new MemorySegment[L1_ENTRIES];
     private int lastL1 = -1;
 
+    /**
+     * An empty TLB of the given geometry.
+     *
+     * @param config the entries and ways of each array and the size of each paging-structure cache
+     */
     public Tlb(TlbConfig config) {
         this.config = config;
         this.arrays = new SetAssoc[] {
@@ -59,6 +64,11 @@ public final class Tlb {
         Arrays.fill(l1Tag, -1);
     }
 
+    /**
+     * The geometry this TLB was built with.
+     *
+     * @return the configuration given at construction
+     */
     public TlbConfig config() {
         return config;
     }
@@ -66,6 +76,10 @@ public final class Tlb {
     /**
      * The cached translation of {@code va} under {@code pcid} at any page size, or 0 on a miss;
      * after a hit {@link #lastHitShift()} gives the page size's shift.
+     *
+     * @param pcid the process-context identifier, 0 to 4095
+     * @param va the virtual address
+     * @return the leaf-like translation word (see the class comment), or 0
      */
     public long lookup(int pcid, long va) {
         long tag = SetAssoc.tag(pcid, va >> 12);
@@ -90,12 +104,22 @@ public final class Tlb {
         return 0;
     }
 
-    /** log2 of the page size of the last {@link #lookup} hit: 12, 21 or 30. */
+    /**
+     * log2 of the page size of the last {@link #lookup} hit: 12, 21 or 30.
+     *
+     * @return the shift of the page size
+     */
     public int lastHitShift() {
         return lastHitShift;
     }
 
-    /** The page size of the translation {@link #lookup} would return for va, or null on a miss. */
+    /**
+     * The page size of the translation {@link #lookup} would return for va, or null on a miss.
+     *
+     * @param pcid the process-context identifier, 0 to 4095
+     * @param va the virtual address
+     * @return the page size of the cached translation, or null
+     */
     public PageSize lookupSize(int pcid, long va) {
         for (int i = 0; i < arrays.length; i++) {
             if (arrays[i].lookup(pcid, va) != 0) {
@@ -105,7 +129,14 @@ public final class Tlb {
         return null;
     }
 
-    /** Caches {@code value} (non-zero) for the page of {@code size} containing va. */
+    /**
+     * Caches {@code value} (non-zero) for the page of {@code size} containing va.
+     *
+     * @param pcid the process-context identifier, 0 to 4095
+     * @param va any virtual address in the page
+     * @param size the page size of the translation
+     * @param value the leaf-like translation word (see the class comment), non-zero
+     */
     public void insert(int pcid, long va, PageSize size, long value) {
         long replaced = arrays[size.ordinal()].insert(pcid, va, value);
         lastHitShift = arrays[size.ordinal()].shift;
@@ -121,6 +152,8 @@ public final class Tlb {
      * The host page of the frame that the translation last hit or filled maps, as remembered by
      * {@link #rememberPage}; null when that translation is not a 4 KiB one in the L1 or no page
      * was remembered for it.
+     *
+     * @return the frame's 4096-byte host segment, or null
      */
     public MemorySegment lastPage() {
         return lastL1 >= 0 ? l1Page[lastL1] : null;
@@ -129,6 +162,8 @@ public final class Tlb {
     /**
      * Remembers {@code page}, the host page of the frame that the 4 KiB translation last hit or
      * filled maps, so later hits reach the bytes directly. Ignored for larger translations.
+     *
+     * @param page the 4096-byte host segment of the frame the translation maps
      */
     public void rememberPage(MemorySegment page) {
         if (lastL1 >= 0) {
@@ -140,6 +175,10 @@ public final class Tlb {
      * The L1 slot holding the 4 KiB translation of va under pcid, or -1: the CPU's fast path,
      * which then reads {@link #l1Value} and {@link #l1Page}. Changes nothing, not even
      * {@link #lastPage}.
+     *
+     * @param pcid the process-context identifier, 0 to 4095
+     * @param va the virtual address
+     * @return the slot index, 0 to 63, or -1 on an L1 miss
      */
     public int l1Slot(int pcid, long va) {
         long tag = SetAssoc.tag(pcid, va >> 12);
@@ -147,12 +186,22 @@ public final class Tlb {
         return l1Tag[m] == tag ? m : -1;
     }
 
-    /** The translation in L1 slot {@code slot} (from {@link #l1Slot}). */
+    /**
+     * The translation in L1 slot {@code slot} (from {@link #l1Slot}).
+     *
+     * @param slot an L1 slot index from {@link #l1Slot}, 0 to 63
+     * @return the leaf-like translation word
+     */
     public long l1Value(int slot) {
         return l1Value[slot];
     }
 
-    /** The remembered host page of L1 slot {@code slot}, or null (see {@link #rememberPage}). */
+    /**
+     * The remembered host page of L1 slot {@code slot}, or null (see {@link #rememberPage}).
+     *
+     * @param slot an L1 slot index from {@link #l1Slot}, 0 to 63
+     * @return the frame's 4096-byte host segment, or null
+     */
     public MemorySegment l1Page(int slot) {
         return l1Page[slot];
     }
@@ -183,7 +232,13 @@ public final class Tlb {
         lastL1 = -1;
     }
 
-    /** The deepest paging-structure cache hit for va: {@link #PDE}, {@link #PDPTE}, {@link #PML4E}, or -1. */
+    /**
+     * The deepest paging-structure cache hit for va: {@link #PDE}, {@link #PDPTE}, {@link #PML4E}, or -1.
+     *
+     * @param pcid the process-context identifier, 0 to 4095
+     * @param va the virtual address
+     * @return the cache number of the deepest hit, or -1
+     */
     public int pscDeepest(int pcid, long va) {
         for (int level = PDE; level >= PML4E; level--) {
             if (caches[level].lookup(pcid, va >> PSC_SHIFT[level]) != 0) {
@@ -193,22 +248,47 @@ public final class Tlb {
         return -1;
     }
 
-    /** The cached entry of paging-structure cache {@code level} for va, or 0. */
+    /**
+     * The cached entry of paging-structure cache {@code level} for va, or 0.
+     *
+     * @param level the cache: {@link #PML4E}, {@link #PDPTE} or {@link #PDE}
+     * @param pcid the process-context identifier, 0 to 4095
+     * @param va the virtual address
+     * @return the cached value (see {@link #pscValue}), or 0
+     */
     public long pscLookup(int level, int pcid, long va) {
         return caches[level].lookup(pcid, va >> PSC_SHIFT[level]);
     }
 
-    /** Caches a paging-structure entry: {@code value} holds the table PFN and the effective upper bits. */
+    /**
+     * Caches a paging-structure entry: {@code value} holds the table PFN and the effective upper bits.
+     *
+     * @param level the cache: {@link #PML4E}, {@link #PDPTE} or {@link #PDE}
+     * @param pcid the process-context identifier, 0 to 4095
+     * @param va any virtual address the entry covers
+     * @param value the packed value from {@link #pscValue}
+     */
     public void pscInsert(int level, int pcid, long va, long value) {
         caches[level].insert(pcid, va >> PSC_SHIFT[level], value);
     }
 
-    /** The level whose table a paging-structure entry of {@code level} points to. */
+    /**
+     * The level whose table a paging-structure entry of {@code level} points to.
+     *
+     * @param level the cache: {@link #PML4E}, {@link #PDPTE} or {@link #PDE}
+     * @return PUD, PMD or PTE
+     */
     public static Level pscTableLevel(int level) {
         return PSC_NEXT[level];
     }
 
-    /** Packs a table PFN and effective RW/USER/NX bits into a paging-structure cache value. */
+    /**
+     * Packs a table PFN and effective RW/USER/NX bits into a paging-structure cache value.
+     *
+     * @param tablePfn the page frame number of the lower table
+     * @param effectiveBits the effective RW, USER and NX bits of the levels above and including the entry; other bits are dropped
+     * @return the table PFN in bits 12..51, the kept bits, and PRESENT
+     */
     public static long pscValue(long tablePfn, long effectiveBits) {
         return (tablePfn << 12) | (effectiveBits & (Pte.RW | Pte.USER | Pte.NX)) | Pte.PRESENT;
     }
@@ -217,6 +297,8 @@ public final class Tlb {
      * INVLPG: drops the translations of the page containing va at every size under
      * {@code pcid}, and every paging-structure cache entry of {@code pcid}.
      *
+     * @param pcid the process-context identifier, 0 to 4095
+     * @param va any virtual address in the page
      * @return translations dropped
      */
     public int invalidatePage(int pcid, long va) {
@@ -235,6 +317,10 @@ public final class Tlb {
      * INVLPG for each page of {@code [start, end)} stepping by 2^strideShift: the same as
      * {@link #invalidatePage} per step, with the paging-structure caches dropped once.
      *
+     * @param pcid the process-context identifier, 0 to 4095
+     * @param start the first virtual address of the range
+     * @param end one past the last virtual address of the range
+     * @param strideShift log2 of the step in bytes, for example 12 for 4 KiB pages
      * @return translations dropped
      */
     public int invalidateRange(int pcid, long start, long end, int strideShift) {
@@ -251,7 +337,11 @@ public final class Tlb {
         return n;
     }
 
-    /** Drops everything cached under {@code pcid} (INVPCID single-context). */
+    /**
+     * Drops everything cached under {@code pcid} (INVPCID single-context).
+     *
+     * @param pcid the process-context identifier, 0 to 4095
+     */
     public void invalidatePcid(int pcid) {
         clearL1();
         generation[pcid & 0xFFF]++;
@@ -271,7 +361,12 @@ public final class Tlb {
         }
     }
 
-    /** Translations cached under {@code pcid}, or under every PCID when {@code pcid} is -1. */
+    /**
+     * Translations cached under {@code pcid}, or under every PCID when {@code pcid} is -1.
+     *
+     * @param pcid the process-context identifier, or -1 for all
+     * @return a new list of the cached translations
+     */
     public List<Entry> entries(int pcid) {
         List<Entry> out = new ArrayList<>();
         for (int i = 0; i < arrays.length; i++) {
@@ -280,16 +375,33 @@ public final class Tlb {
         return out;
     }
 
-    /** Paging-structure cache entries of {@code level} under {@code pcid} (or every PCID for -1). */
+    /**
+     * Paging-structure cache entries of {@code level} under {@code pcid} (or every PCID for -1).
+     *
+     * @param level the cache: {@link #PML4E}, {@link #PDPTE} or {@link #PDE}
+     * @param pcid the process-context identifier, or -1 for all
+     * @return a new list of the cached entries
+     */
     public List<Entry> pscEntries(int level, int pcid) {
         List<Entry> out = new ArrayList<>();
         caches[level].collect(pcid, PSC_SHIFT[level], out);
         return out;
     }
 
-    /** One cached translation or paging-structure entry, for inspection. */
+    /**
+     * One cached translation or paging-structure entry, for inspection.
+     *
+     * @param pcid the process-context identifier the entry is tagged with
+     * @param va the first virtual address the entry covers
+     * @param size the page size of a translation, or null for a paging-structure entry
+     * @param value the leaf-like translation word or the packed paging-structure value
+     */
     public record Entry(int pcid, long va, PageSize size, long value) {
-        /** The PFN the entry holds (page head, or table). */
+        /**
+         * The PFN the entry holds (page head, or table).
+         *
+         * @return the page frame number in bits 12..51 of the value
+         */
         public long pfn() {
             return (value & Pte.PFN_MASK) >>> 12;
         }
