@@ -429,6 +429,13 @@ public final class SimCpu implements Cpu, FlushTarget {
         FrameContents.writePage(page, pa & 0xFFF, width, value);
     }
 
+    /** Why the CPU has no address space: what closed under it, or that none was ever switched to. */
+    private RuntimeException noAddressSpace() {
+        String closed = closedUnder;
+        return closed != null ? new ClosedException(closed)
+                : new IllegalStateException("cpu" + id + " has no current address space: call switchTo first");
+    }
+
     /**
      * Translates va for a user access, filling the TLB on a miss. Runs inside the handshake.
      *
@@ -437,11 +444,7 @@ public final class SimCpu implements Cpu, FlushTarget {
     private long translate(long va, boolean write) {
         SimAddressSpace mm = current;
         if (mm == null) {
-            String closed = closedUnder;
-            if (closed != null) {
-                throw new ClosedException(closed);
-            }
-            throw new IllegalStateException("cpu" + id + " has no current address space: call switchTo first");
+            throw noAddressSpace();
         }
         long v = tlb.lookup(pcid, va);
         if (v != 0) {
@@ -515,9 +518,7 @@ public final class SimCpu implements Cpu, FlushTarget {
                     + tries + " retries (fault code " + PageFaultCode.describe(code) + ")");
         }
         if (mm == null) { // the address space exited under this CPU since the access began
-            String closed = closedUnder;
-            throw closed != null ? new ClosedException(closed)
-                    : new IllegalStateException("cpu" + id + " has no current address space: call switchTo first");
+            throw noAddressSpace();
         }
         FaultResult result = mm.fault(va, access);
         if (result == FaultResult.MIGRATION_WAIT) {
