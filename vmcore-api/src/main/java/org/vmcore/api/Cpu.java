@@ -22,6 +22,12 @@ import java.util.function.Supplier;
  * and every CPU of the cpumask counts a received shootdown.
  */
 public interface Cpu {
+    /** The most accesses of a batch whose outcomes reach an {@link AccessListener} in one burst. */
+    int OUTCOME_BURST = 64;
+
+    /** The most page-walk references an {@link AccessOutcome} keeps for one access. */
+    int OUTCOME_MAX_REFERENCES = 16;
+
     /**
      * The CPU number.
      *
@@ -110,7 +116,8 @@ public interface Cpu {
      * accesses of the batch. This is the call for replaying a trace.
      *
      * <p>If an access faults and the kernel cannot resolve it, the exception is thrown and the
-     * accesses before it have taken effect; {@code values} holds their results.
+     * accesses before it have taken effect; {@code values} holds their results, and
+     * {@link SegmentationFaultException#batchIndex()} names the access that faulted.
      *
      * @param vas the virtual addresses, in access order
      * @param width the access width in bytes: 1, 2, 4 or 8
@@ -133,6 +140,85 @@ public interface Cpu {
      * @throws IllegalStateException      if the CPU has no current address space
      */
     void storeAll(long[] vas, int width, long[] values);
+
+    /**
+     * Replays a mixed trace: access {@code i} is {@code ops[i]} ({@link TraceOp#LOAD},
+     * {@link TraceOp#STORE} or {@link TraceOp#FETCH}) of {@code widths[i]} bytes (1, 2, 4 or 8)
+     * at {@code vas[i]}; a store writes {@code values[i]}, a load or fetch puts what it read
+     * there. Accesses run in order inside the batch handshake of {@link #loadAll}, so an
+     * interleaved trace needs no splitting. Fetches go through the same TLB with NX checked.
+     *
+     * <p>The arrays are checked before anything runs. If an access faults and the kernel cannot
+     * resolve it, the accesses before it have taken effect and the exception's
+     * {@link SegmentationFaultException#batchIndex()} names it.
+     *
+     * @param ops the operations, {@link TraceOp} values
+     * @param vas the virtual addresses
+     * @param widths the access widths in bytes
+     * @param values store values in, load and fetch results out
+     * @throws SegmentationFaultException if an access faults and the kernel cannot resolve it
+     * @throws InvalidArgumentException   if an array is null, the lengths differ, or an operation or width is invalid
+     * @throws IllegalStateException      if the CPU has no current address space
+     */
+    void replay(byte[] ops, long[] vas, byte[] widths, long[] values);
+
+    /**
+     * {@link #load} that records how the access went in {@link #outcome()}: TLB level, walk
+     * references, faults, shootdowns waited for and cycles charged. Slower than {@link #load}.
+     *
+     * @param va the virtual address
+     * @param width the access width in bytes: 1, 2, 4 or 8
+     * @return the value loaded
+     * @throws SegmentationFaultException if the access faults and the kernel cannot resolve it
+     * @throws InvalidArgumentException   if the width is not 1, 2, 4 or 8
+     */
+    long loadRecorded(long va, int width);
+
+    /**
+     * {@link #store} that records how the access went in {@link #outcome()}.
+     *
+     * @param va the virtual address
+     * @param width the access width in bytes: 1, 2, 4 or 8
+     * @param value the value to store
+     * @throws SegmentationFaultException if the access faults and the kernel cannot resolve it
+     * @throws InvalidArgumentException   if the width is not 1, 2, 4 or 8
+     */
+    void storeRecorded(long va, int width, long value);
+
+    /**
+     * This CPU's outcome of its last {@link #loadRecorded} or {@link #storeRecorded}: one
+     * object, reused by every recorded access. A page-crossing access records its last part.
+     *
+     * @return the CPU's reusable outcome
+     */
+    AccessOutcome outcome();
+
+    /**
+     * Sets the listener that hears the outcome of every access of this CPU's batches
+     * ({@link #loadAll}, {@link #storeAll}, {@link #replay}); null removes it. Without one,
+     * batches record nothing and run at full speed. Set it from the thread that drives the CPU.
+     *
+     * @param listener the listener, or null
+     */
+    void accessListener(AccessListener listener);
+
+    /**
+     * Sets the cost model that charges this CPU's cycles; null (the default) charges none.
+     * Set it from the thread that drives the CPU.
+     *
+     * @param model the cost model, or null
+     */
+    void costModel(CostModel model);
+
+    /**
+     * The simulated cycles charged to this CPU since it started or since {@link #resetCycles}.
+     *
+     * @return the cycles charged
+     */
+    long cycles();
+
+    /** Sets {@link #cycles()} back to 0. */
+    void resetCycles();
 
     /**
      * Runs {@code action} on the calling thread as this CPU: every TLB flush it causes is

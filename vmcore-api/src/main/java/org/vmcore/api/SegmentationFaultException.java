@@ -38,6 +38,8 @@ public class SegmentationFaultException extends VmException {
     private final Access access;
     /** Why it faulted. */
     private final Cause cause;
+    /** The index of the faulting access in its batch, or -1. */
+    private final int batchIndex;
 
     /**
      * A fault at {@code address} for {@code access}, caused by {@code cause}.
@@ -47,11 +49,35 @@ public class SegmentationFaultException extends VmException {
      * @param cause why it faulted
      */
     public SegmentationFaultException(long address, Access access, Cause cause) {
+        this(address, access, cause, -1);
+    }
+
+    /**
+     * A fault of access {@code batchIndex} of a batch ({@link Cpu#loadAll}, {@link Cpu#storeAll},
+     * {@link Cpu#replay}).
+     *
+     * @param address the virtual address
+     * @param access the kind of access
+     * @param cause why it faulted
+     * @param batchIndex the index of the faulting access in its batch, or -1 outside a batch
+     */
+    public SegmentationFaultException(long address, Access access, Cause cause, int batchIndex) {
         super("segmentation fault: " + access.name().toLowerCase() + " at 0x" + Long.toHexString(address)
-                + " (" + cause + ")");
+                + " (" + cause + ")" + (batchIndex >= 0 ? " at batch index " + batchIndex : ""));
         this.address = address;
         this.access = access;
         this.cause = cause;
+        this.batchIndex = batchIndex;
+    }
+
+    /**
+     * The index in its batch of the access that faulted, or -1 when the fault was not in a
+     * batch: the accesses before it took effect, it and those after did not.
+     *
+     * @return the batch index, or -1
+     */
+    public int batchIndex() {
+        return batchIndex;
     }
 
     /**

@@ -1,5 +1,8 @@
 package org.vmcore.impl.cpu;
 
+import org.vmcore.api.Access;
+import org.vmcore.api.CostModel;
+import org.vmcore.api.PageTableLevel;
 import org.vmcore.api.PagingMode;
 import org.vmcore.x86.pgtable.Level;
 import org.vmcore.x86.pgtable.PageFaultCode;
@@ -12,7 +15,8 @@ import org.vmcore.x86.tlb.Tlb;
  * The TLB fill of one CPU on a miss: the hardware walk (from a paging-structure cache entry
  * when one covers the address), then the leaf and the upper entries the walk used go into the
  * TLB and its paging-structure caches with the permissions accumulated down to them. Runs on
- * the CPU's thread inside the handshake, so its counters are plain fields.
+ * the CPU's thread inside the handshake, so its counters are plain fields. A walk that filled
+ * the TLB counts as a miss, one that ended in a page fault as a fault.
  */
 final class TlbFill {
     private static final Level[] LEVELS = Level.values();
@@ -22,8 +26,9 @@ final class TlbFill {
     private final WalkResult out = new WalkResult();
     private int faultCode;
     private final long[] missesBySize = new long[3];
-    private long walks;
+    private long faults;
     private long pscHits;
+    private int lastStart; // the level ordinal the last walk started from
 
     TlbFill(Tlb tlb, Walker walker) {
         this.tlb = tlb;
@@ -35,13 +40,16 @@ final class TlbFill {
      * paging-structure cache entry that covers it, and caches the leaf and the upper entries the
      * walk used. Returns the physical address, or -1 with {@link #faultCode} set.
      */
-    long walk(int pcid, long cr3, PagingMode mode, long va, boolean write) {
-        int access = PageFaultCode.USER | (write ? PageFaultCode.WRITE : 0);
+    long walk(int pcid, long cr3, PagingMode mode, long va, Access kind) {
+        int access = PageFaultCode.USER | switch (kind) {
+            case READ -> 0;
+            case WRITE -> PageFaultCode.WRITE;
+            case EXECUTE -> PageFaultCode.FETCH;
+        };
         int psc = mode == PagingMode.FOUR_LEVEL || mode == PagingMode.FIVE_LEVEL ? tlb.pscDeepest(pcid, va) : -1;
         boolean ok;
         int startOrd;
         long bits;
-        walks++;
         if (psc >= 0) {
             long pv = tlb.pscLookup(psc, pcid, va);
             Level start = Tlb.pscTableLevel(psc);
@@ -54,7 +62,9 @@ final class TlbFill {
             startOrd = Level.root(mode).ordinal();
             bits = Pte.RW | Pte.USER;
         }
+        lastStart = startOrd;
         if (!ok) {
+            faults++;
             faultCode = out.faultCode();
             return -1;
         }
@@ -80,6 +90,47 @@ final class TlbFill {
         return out.physicalAddress();
     }
 
+    /**
+     * Reports the last walk to an instrumented access: its start, the entry it read at each
+     * level (physical address; whether it set A or D is not tracked yet), and its leaf, into
+     * {@code log} (if not null), and their cycles to {@code meter}'s cost model (if any).
+     */
+    void report(long va, PagingMode mode, OutcomeLog log, CycleMeter meter) {
+        CostModel costs = meter.model();
+        Level last = out.level();
+        if (log != null) {
+            log.walkStarted(apiLevel(LEVELS[lastStart], mode));
+        }
+        if (last == null) {
+            return; // non-canonical: no entry read
+        }
+        for (int ord = lastStart; ord <= last.ordinal(); ord++) {
+            Level level = LEVELS[ord];
+            long address = (out.tablePfn(level) << 12) | ((long) level.index(va) << 3);
+            PageTableLevel named = apiLevel(level, mode);
+            if (log != null) {
+                log.reference(address, named, 0);
+            }
+            if (costs != null) {
+                meter.chargeOwn(costs.walkReference(named, address));
+            }
+        }
+        if (log != null && out.ok()) {
+            log.walked(out.pageSize(), out.physicalAddress());
+        }
+    }
+
+    /** The kernel's name of an x86 level: PML4 is the PGD with 4-level paging and the P4D with 5-level. */
+    static PageTableLevel apiLevel(Level level, PagingMode mode) {
+        return switch (level) {
+            case PTE -> PageTableLevel.PTE;
+            case PMD -> PageTableLevel.PMD;
+            case PUD -> PageTableLevel.PUD;
+            case PML4 -> mode == PagingMode.FIVE_LEVEL ? PageTableLevel.P4D : PageTableLevel.PGD;
+            case PML5 -> PageTableLevel.PGD;
+        };
+    }
+
     /** The fault code of the last walk that failed. */
     int faultCode() {
         return faultCode;
@@ -90,8 +141,14 @@ final class TlbFill {
         return missesBySize[size];
     }
 
-    long walks() {
-        return walks;
+    /** Walks that filled the TLB. */
+    long misses() {
+        return missesBySize[0] + missesBySize[1] + missesBySize[2];
+    }
+
+    /** Walks that ended in a page fault. */
+    long faults() {
+        return faults;
     }
 
     long pscHits() {

@@ -8,6 +8,7 @@ import org.vmcore.api.MigrationEvent;
 import org.vmcore.api.MigrationObserver;
 import org.vmcore.api.MigrationPhase;
 import org.vmcore.api.PageSize;
+import org.vmcore.impl.base.Initiator;
 import org.vmcore.impl.base.MachineLock;
 import org.vmcore.impl.base.MigratingThread;
 import org.vmcore.impl.base.OperationHook;
@@ -179,6 +180,7 @@ final class MigrateFolio {
         if (!move.any() && descriptors.mapcount(pfn) == 0 && descriptors.refcount(pfn) == expected) {
             var event = phaseEvent();
             memory.contents().copy(pfn, target, size.frames());
+            Initiator.pageCopy(size.bytes());
             descriptors.setFlags(target, descriptors.flags(pfn) & (FrameFlags.ANON | FrameFlags.UPTODATE | FrameFlags.DIRTY));
             descriptors.setMapping(target, descriptors.mapping(pfn), descriptors.index(pfn));
             if (cached) {

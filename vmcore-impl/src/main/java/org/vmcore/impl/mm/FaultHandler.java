@@ -7,6 +7,7 @@ import org.vmcore.api.OutOfMemoryException;
 import org.vmcore.api.PageSize;
 import org.vmcore.api.SegmentationFaultException;
 import org.vmcore.api.VmaKind;
+import org.vmcore.impl.base.Initiator;
 import org.vmcore.impl.hugetlb.HugePagePool;
 import org.vmcore.impl.hugetlb.HugetlbFileImpl;
 import org.vmcore.impl.hugetlb.PmdSharing;
@@ -206,6 +207,7 @@ final class FaultHandler {
         long pfn = allocatePrivateHuge(vma, addr, vma.reservationOwner());
         if (cached >= 0) {
             memory.contents().copy(cached, pfn, size.frames());
+            Initiator.pageCopy(size.bytes());
         }
         try {
             table.map(addr, pfn, size, leafFlags(vma, vma.protection().write(), write));
@@ -247,6 +249,7 @@ final class FaultHandler {
             copy = mm.pages.allocateBasePage();
         }
         memory.contents().copy(pfn, copy, size.frames());
+        Initiator.pageCopy(size.bytes());
         long entry = Pte.leaf(copy, size, leafFlags(vma, true, true));
         // wp_page_copy / hugetlb_wp: notify, replace the entry, flush the old translation everywhere.
         try (Invalidation inv = Invalidation.startCompleting(mm.notifiers(), addr, addr + size.bytes(), NotifierEvent.CLEAR)) {

@@ -8,6 +8,7 @@ import org.vmcore.api.AddressSpace;
 import org.vmcore.api.InvalidArgumentException;
 import org.vmcore.api.MmuNotifier;
 import org.vmcore.api.NotifierRange;
+import org.vmcore.impl.base.Initiator;
 import org.vmcore.impl.base.MachineLock;
 import org.vmcore.impl.stat.NotifierEvent;
 
@@ -76,6 +77,7 @@ public final class NotifierChain {
         try {
             for (MmuNotifier n : notifiers) {
                 try {
+                    Initiator.notifierCall();
                     call.on(n);
                 } catch (Throwable e) {
                     failures.add(e);
@@ -132,6 +134,7 @@ public final class NotifierChain {
         calling++;
         try {
             for (MmuNotifier n : notifiers) {
+                Initiator.notifierCall();
                 n.invalidateRangeStart(range);
                 started++;
             }

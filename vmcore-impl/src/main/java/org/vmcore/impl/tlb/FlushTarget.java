@@ -1,5 +1,6 @@
 package org.vmcore.impl.tlb;
 
+import org.vmcore.impl.base.Initiator;
 import org.vmcore.impl.vma.MmStruct;
 
 /**
@@ -7,11 +8,7 @@ import org.vmcore.impl.vma.MmStruct;
  * implements it; the shootdown needs nothing else of the CPU, so it does not depend on the
  * access path.
  */
-public interface FlushTarget {
-    /** The CPU the current thread drives (set by switchTo and accesses): the initiator of its flushes. */
-    ThreadLocal<FlushTarget> DRIVEN = new ThreadLocal<>();
-
-    int id();
+public interface FlushTarget extends Initiator {
 
     /** Runs {@code flush} on this CPU's TLB once no access is in progress (the IPI handshake). */
     void runFlush(Runnable flush);
@@ -25,10 +22,11 @@ public interface FlushTarget {
     /** Drops every translation of every PCID. */
     void flushEverything();
 
-    void countShootdownSent();
+    /** A flush this CPU initiated reached {@code targets} other CPUs (nr_tlb_remote_flush counts it once). */
+    void countShootdownSent(int targets);
 
     void countShootdownReceived();
 
-    /** nr_tlb_local_flush_all ({@code all}) or nr_tlb_local_flush_one. */
-    void countLocalFlush(boolean all);
+    /** nr_tlb_local_flush_all ({@code all}) or nr_tlb_local_flush_one, of {@code pages} pages. */
+    void countLocalFlush(boolean all, long pages);
 }

@@ -2,6 +2,7 @@ package org.vmcore.impl.tlb;
 
 import java.util.ArrayList;
 import java.util.List;
+import org.vmcore.impl.base.Initiator;
 import org.vmcore.impl.stat.TlbFlushEvent;
 import org.vmcore.impl.vma.MmStruct;
 
@@ -9,7 +10,7 @@ import org.vmcore.impl.vma.MmStruct;
  * The kernel's TLB flush operations (flush_tlb_mm_range, flush_tlb_mm, flush_tlb_all): a flush
  * for one address space reaches the CPUs in its cpumask and touches only that address space's
  * PCID; then the secondary TLBs are told. The initiating CPU (the one the calling thread runs as,
- * {@link FlushTarget#DRIVEN}) flushes itself locally and counts a local flush; every other CPU counts
+ * {@code Initiator.DRIVEN}) flushes itself locally and counts a local flush; every other CPU counts
  * a shootdown received, and the initiator one sent per flush that reached any of them.
  *
  * <p>It may touch the CPUs only through {@link FlushTarget} and an address space only as an
@@ -43,7 +44,7 @@ public final class TlbShootdown {
             for (FlushTarget cpu : targets) {
                 cpu.runFlush(() -> cpu.flushPages(pcid, alignedStart, end, strideShift, single));
             }
-            countLocal(targets, false);
+            countLocal(targets, false, steps);
             reached = targets.size();
             kind = single ? "page" : "range";
         }
@@ -85,21 +86,21 @@ public final class TlbShootdown {
         for (FlushTarget cpu : targets) {
             cpu.runFlush(() -> cpu.flushPcid(pcid, exiting));
         }
-        countLocal(targets, true);
+        countLocal(targets, true, 0);
         return targets.size();
     }
 
     /** flush_tlb_all: every CPU, every PCID. */
     public void flushTlbAll() {
         FlushTarget initiator = initiator();
-        boolean remote = false;
+        int remote = 0;
         for (FlushTarget cpu : cpus) {
-            remote |= count(initiator, cpu);
+            remote += count(initiator, cpu);
             cpu.runFlush(cpu::flushEverything);
         }
         countSent(initiator, remote);
         if (initiator != null) {
-            initiator.countLocalFlush(true);
+            initiator.countLocalFlush(true, 0);
         }
     }
 
@@ -109,25 +110,25 @@ public final class TlbShootdown {
      * nothing on the other machine, whose CPUs then all count the flush as remote.
      */
     private FlushTarget initiator() {
-        FlushTarget cpu = FlushTarget.DRIVEN.get();
-        return cpu != null && cpu.id() < cpus.length && cpus[cpu.id()] == cpu ? cpu : null;
+        Initiator cpu = Initiator.DRIVEN.get();
+        return cpu != null && cpu.id() < cpus.length && cpus[cpu.id()] == cpu ? cpus[cpu.id()] : null;
     }
 
     /** nr_tlb_local_flush_one/all: counted on the initiator only, when it is among the targets. */
-    private void countLocal(List<FlushTarget> targets, boolean all) {
+    private void countLocal(List<FlushTarget> targets, boolean all, long pages) {
         FlushTarget initiator = initiator();
         if (initiator != null && targets.contains(initiator)) {
-            initiator.countLocalFlush(all);
+            initiator.countLocalFlush(all, pages);
         }
     }
 
     private List<FlushTarget> targets(MmStruct mm) {
         FlushTarget initiator = initiator();
         List<FlushTarget> out = new ArrayList<>();
-        boolean remote = false;
+        int remote = 0;
         for (FlushTarget cpu : cpus) {
             if (mm.cpumaskHas(cpu.id())) {
-                remote |= count(initiator, cpu);
+                remote += count(initiator, cpu);
                 out.add(cpu);
             }
         }
@@ -135,19 +136,19 @@ public final class TlbShootdown {
         return out;
     }
 
-    /** Counts a shootdown received by {@code target} unless it is the initiator; returns whether it was remote. */
-    private static boolean count(FlushTarget initiator, FlushTarget target) {
+    /** Counts a shootdown received by {@code target} unless it is the initiator; returns 1 if it was remote. */
+    private static int count(FlushTarget initiator, FlushTarget target) {
         if (initiator == target) {
-            return false; // a local flush: no IPI
+            return 0; // a local flush: no IPI
         }
         target.countShootdownReceived();
-        return true;
+        return 1;
     }
 
     /** nr_tlb_remote_flush: one per flush that reached other CPUs, however many (flush_tlb_multi counts once). */
-    private static void countSent(FlushTarget initiator, boolean remote) {
-        if (remote && initiator != null) {
-            initiator.countShootdownSent();
+    private static void countSent(FlushTarget initiator, int remote) {
+        if (remote > 0 && initiator != null) {
+            initiator.countShootdownSent(remote);
         }
     }
 }

@@ -47,6 +47,7 @@ public final class Tlb {
     private final long[] l1Value = new long[L1_ENTRIES];
     private final MemorySegment[] l1Page = new MemorySegment[L1_ENTRIES];
     private int lastL1 = -1;
+    private boolean lastHitL1;
 
     /**
      * An empty TLB of the given geometry.
@@ -87,9 +88,11 @@ public final class Tlb {
         if (l1Tag[m] == tag) {
             lastL1 = m;
             lastHitShift = 12;
+            lastHitL1 = true;
             return l1Value[m];
         }
         lastL1 = -1;
+        lastHitL1 = false;
         // Smallest size first: if a stale 4 KiB entry and a 2 MiB one both cover va, the 4 KiB one wins.
         for (int i = 0; i < arrays.length; i++) {
             long v = arrays[i].lookup(pcid, va);
@@ -102,6 +105,16 @@ public final class Tlb {
             }
         }
         return 0;
+    }
+
+    /**
+     * Whether the last {@link #lookup} hit the first-level (4 KiB) array rather than the
+     * second-level arrays.
+     *
+     * @return true for an L1 hit
+     */
+    public boolean lastHitL1() {
+        return lastHitL1;
     }
 
     /**

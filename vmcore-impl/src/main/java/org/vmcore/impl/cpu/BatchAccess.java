@@ -1,0 +1,223 @@
+package org.vmcore.impl.cpu;
+
+import java.lang.foreign.MemorySegment;
+import org.vmcore.api.Access;
+import org.vmcore.api.AccessListener;
+import org.vmcore.api.Cpu;
+import org.vmcore.api.SegmentationFaultException;
+import org.vmcore.api.TraceOp;
+import org.vmcore.x86.mem.FrameContents;
+
+/**
+ * Batches of accesses inside one handshake window: {@code loadAll}, {@code storeAll} (one
+ * operation and width for all) and {@code replay} (an operation and width per access). Between
+ * two accesses the CPU looks for a waiting flusher (a plain read, no fence) and steps out to let
+ * it through; it also steps out for a fault, which may block on the machine lock.
+ *
+ * <p>With an {@link AccessListener} or a cost model, the instrumented loop records every access
+ * into an {@link OutcomeLog} of {@value Cpu#OUTCOME_BURST} slots and hands a full log to the
+ * listener outside the window, so a listener may call into the machine.
+ */
+final class BatchAccess {
+    private final CpuHandshake handshake;
+    private final Mmu mmu;
+    private final DataAccess single;
+    private final CpuFlushCounters flushes;
+    private final CycleMeter meter;
+    private final OutcomeLog log = new OutcomeLog(Cpu.OUTCOME_BURST);
+    private AccessListener listener;
+    private boolean delivering; // the listener is running: batches it makes are not recorded
+
+    BatchAccess(CpuHandshake handshake, Mmu mmu, DataAccess single, CpuFlushCounters flushes, CycleMeter meter) {
+        this.handshake = handshake;
+        this.mmu = mmu;
+        this.single = single;
+        this.flushes = flushes;
+        this.meter = meter;
+    }
+
+    void listener(AccessListener listener) {
+        this.listener = listener;
+    }
+
+    /**
+     * Runs accesses {@code 0..vas.length-1}: operation {@code ops[i]} (or {@code op} for all when
+     * {@code ops} is null) of width {@code widths[i]} (or {@code width}); loads and fetches fill
+     * {@code values}, stores take theirs from it. The arguments are checked already.
+     */
+    void run(byte[] ops, byte op, long[] vas, byte[] widths, int width, long[] values) {
+        if (listener != null && !delivering) {
+            runInstrumented(ops, op, vas, widths, width, values);
+        } else {
+            runPlain(ops, op, vas, widths, width, values);
+        }
+    }
+
+    private void runPlain(byte[] ops, byte op, long[] vas, byte[] widths, int width, long[] values) {
+        int i = 0;
+        int tries = 0;
+        handshake.enter();
+        try {
+            boolean running = mmu.running(); // CR3 changes only inside the handshake: read once per window
+            while (i < vas.length) {
+                if (single.letFlushesIn()) {
+                    running = mmu.running();
+                }
+                long va = vas[i];
+                byte o = ops == null ? op : ops[i];
+                int w = widths == null ? width : widths[i];
+                if (running && o != TraceOp.FETCH && (va & 0xFFF) + w <= 4096) {
+                    boolean write = o == TraceOp.STORE;
+                    MemorySegment page = mmu.l1HitPage(va, write);
+                    if (page != null) {
+                        if (write) {
+                            FrameContents.writePage(page, va & 0xFFF, w, values[i]);
+                        } else {
+                            values[i] = FrameContents.readPage(page, va & 0xFFF, w);
+                        }
+                        i++;
+                        tries = 0;
+                        continue;
+                    }
+                }
+                if (slowStep(i, o, va, w, values, tries)) {
+                    i++;
+                    tries = 0;
+                } else {
+                    tries++;
+                }
+            }
+        } finally {
+            handshake.leave();
+        }
+    }
+
+    /**
+     * One access off the L1 fast path, inside the window: page-crossing ones through the
+     * single-access path (out of the window), others by translate and the physical access.
+     * Returns whether the access completed; false after a fault the kernel resolved (retry).
+     */
+    private boolean slowStep(int i, byte o, long va, int w, long[] values, int tries) {
+        Access access = TraceOp.access(o);
+        try {
+            if ((va & 0xFFF) + w > 4096) { // split across pages: the unbatched path
+                handshake.leave();
+                try {
+                    if (access == Access.WRITE) {
+                        single.store(va, w, values[i]);
+                    } else {
+                        values[i] = single.load(va, w, access);
+                    }
+                } finally {
+                    handshake.enter();
+                }
+                return true;
+            }
+            long pa = mmu.translate(va, access);
+            if (pa < 0) {
+                single.faultOutsideWindow(va, access, tries);
+                return false;
+            }
+            if (access == Access.WRITE) {
+                mmu.writePhys(pa, w, values[i]);
+            } else {
+                values[i] = mmu.readPhys(pa, w);
+            }
+            return true;
+        } catch (SegmentationFaultException e) {
+            throw atIndex(e, i);
+        }
+    }
+
+    private static SegmentationFaultException atIndex(SegmentationFaultException e, int i) {
+        if (e.batchIndex() == i) {
+            return e;
+        }
+        SegmentationFaultException indexed = new SegmentationFaultException(e.address(), e.access(), e.cause(), i);
+        indexed.initCause(e);
+        return indexed;
+    }
+
+    /** {@link #runPlain} that records each access and delivers the log to the listener in bursts. */
+    private void runInstrumented(byte[] ops, byte op, long[] vas, byte[] widths, int width, long[] values) {
+        int i = 0;
+        int tries = 0;
+        log.clear();
+        mmu.recordInto(log);
+        handshake.enter();
+        try {
+            while (i < vas.length) {
+                single.letFlushesIn();
+                long va = vas[i];
+                byte o = ops == null ? op : ops[i];
+                int w = widths == null ? width : widths[i];
+                if (tries == 0) {
+                    log.begin(i, va, TraceOp.access(o), meter.total(), flushes.shootdownsReceived());
+                }
+                boolean done = false;
+                if (mmu.running() && o != TraceOp.FETCH && (va & 0xFFF) + w <= 4096) {
+                    boolean write = o == TraceOp.STORE;
+                    MemorySegment page = mmu.l1HitPage(va, write);
+                    if (page != null) {
+                        if (write) {
+                            FrameContents.writePage(page, va & 0xFFF, w, values[i]);
+                        } else {
+                            values[i] = FrameContents.readPage(page, va & 0xFFF, w);
+                        }
+                        done = true;
+                    }
+                }
+                if (!done) {
+                    done = slowStep(i, o, va, w, values, tries);
+                }
+                if (!done) {
+                    tries++;
+                    continue;
+                }
+                log.end(meter.total(), flushes.shootdownsReceived());
+                i++;
+                tries = 0;
+                if (log.full()) {
+                    deliver();
+                }
+            }
+            deliver();
+        } catch (RuntimeException | Error e) {
+            try {
+                deliver(); // the accesses before the one that failed took effect: the listener hears of them
+            } catch (RuntimeException | Error listenerFailure) {
+                e.addSuppressed(listenerFailure);
+            }
+            throw e;
+        } finally {
+            mmu.recordInto(null);
+            handshake.leave();
+        }
+    }
+
+    /**
+     * Hands the recorded outcomes to the listener outside the window (it may call into the
+     * machine) and clears the log. What the listener throws ends the batch.
+     */
+    private void deliver() {
+        AccessListener l = listener;
+        int n = log.size();
+        if (l == null || n == 0) {
+            log.clear();
+            return;
+        }
+        mmu.recordInto(null); // what the listener does through this CPU is not recorded
+        handshake.leave();
+        delivering = true;
+        try {
+            for (int s = 0; s < n; s++) {
+                l.accessed(log.show(s));
+            }
+        } finally {
+            delivering = false;
+            log.clear();
+            handshake.enter();
+            mmu.recordInto(log);
+        }
+    }
+}

@@ -1,0 +1,321 @@
+package org.vmcore.impl.cpu;
+
+import java.lang.foreign.MemorySegment;
+import org.vmcore.api.Access;
+import org.vmcore.api.ClosedException;
+import org.vmcore.api.CostModel;
+import org.vmcore.api.FaultResult;
+import org.vmcore.api.PageSize;
+import org.vmcore.api.PagingMode;
+import org.vmcore.api.SegmentationFaultException;
+import org.vmcore.api.Vma;
+import org.vmcore.impl.base.Initiator;
+import org.vmcore.impl.mm.SimAddressSpace;
+import org.vmcore.x86.mem.FrameContents;
+import org.vmcore.x86.pgtable.PageFaultCode;
+import org.vmcore.x86.pgtable.Pte;
+import org.vmcore.x86.pgtable.WalkResult;
+import org.vmcore.x86.pgtable.Walker;
+import org.vmcore.x86.tlb.Tlb;
+
+/**
+ * One CPU's memory-management unit: CR3 (the current address space, its PCID and paging mode),
+ * the translation of an access (L1 DTLB, STLB, walk through {@link TlbFill}), the page fault
+ * handed to the kernel, and the physical read or write behind it. Every method runs on the
+ * thread that drives the CPU, inside the handshake except {@link #handleFault} (which may block
+ * on the machine lock).
+ *
+ * <p>Instrumented accesses: while {@link #recordInto} names a log, or a cost model is set, the
+ * path also records and charges each event; otherwise it does neither and costs one plain read.
+ */
+final class Mmu {
+    private static final int MAX_RETRIES = 1000;
+
+    private final Initiator cpu;
+    private final StaleDetector detector;
+    private final Tlb tlb;
+    private final TlbFill fill;
+    private final Walker checker;
+    private final WalkResult checkOut = new WalkResult();
+    private final FrameContents contents;
+    private final boolean detect;
+    private final CycleMeter meter;
+
+    // CR3: changed only inside the handshake, read by the CPU's accesses and by flushers.
+    private volatile SimAddressSpace current;
+    // What closed under this CPU and left it without an address space (null if nothing did): its accesses say so.
+    private volatile String closedUnder;
+    private int pcid;
+    private long cr3;
+    private PagingMode mode;
+    private int lastFaultCode;
+
+    // Counted by the CPU's own thread.
+    private long l1Hits;
+    private long stlbHits;
+
+    private OutcomeLog log;     // where the access in progress is recorded, or null
+    private boolean instrumented; // log != null || a cost model is set
+
+    Mmu(Initiator cpu, Tlb tlb, TlbFill fill, Walker checker, FrameContents contents, StaleDetector detector, boolean detect,
+        CycleMeter meter) {
+        this.cpu = cpu;
+        this.tlb = tlb;
+        this.fill = fill;
+        this.checker = checker;
+        this.contents = contents;
+        this.detector = detector;
+        this.detect = detect;
+        this.meter = meter;
+    }
+
+    // ---- CR3 ----
+
+    /** Loads CR3 with {@code mm} (null: no user address space). Inside the handshake. */
+    void load(SimAddressSpace mm) {
+        current = mm;
+        closedUnder = null;
+        if (mm != null) {
+            pcid = mm.pcid();
+            cr3 = mm.pageTable().cr3();
+            mode = mm.pageTable().mode();
+        }
+    }
+
+    /** The address space left under the CPU: later accesses throw ClosedException naming {@code what}. */
+    void closedUnder(String what) {
+        closedUnder = what; // before current: an access that sees null finds the reason
+        current = null;
+    }
+
+    SimAddressSpace current() {
+        return current;
+    }
+
+    boolean running() {
+        return current != null;
+    }
+
+    // ---- instrumentation ----
+
+    /** Records the following accesses into {@code into} (null: stop recording). */
+    void recordInto(OutcomeLog into) {
+        log = into;
+        instrumented = into != null || meter.model() != null;
+    }
+
+    /** The cost model changed. */
+    void costModelChanged() {
+        instrumented = log != null || meter.model() != null;
+    }
+
+    boolean instrumented() {
+        return instrumented;
+    }
+
+    // ---- translation ----
+
+    /**
+     * The fast path of an access that stays inside one page: the host page when the L1 DTLB holds
+     * the translation with its page and allows the access, counted as a hit; otherwise null and
+     * the access takes {@link #translate}. Runs inside the handshake with a current address space.
+     * The stale-translation detector checks every hit, so with it on, every access takes the full path.
+     */
+    MemorySegment l1HitPage(long va, boolean write) {
+        if (detect) {
+            return null;
+        }
+        int slot = tlb.l1Slot(pcid, va);
+        MemorySegment page = slot >= 0 ? tlb.l1Page(slot) : null;
+        if (page == null || !permits(tlb.l1Value(slot), write)) {
+            return null;
+        }
+        l1Hits++;
+        if (instrumented) {
+            l1HitEvent((tlb.l1Value(slot) & Pte.PFN_MASK) | (va & 0xFFF));
+        }
+        return page;
+    }
+
+    private void l1HitEvent(long pa) {
+        if (log != null) {
+            log.hit(true, 12, pa);
+        }
+        CostModel costs = meter.model();
+        if (costs != null) {
+            meter.chargeOwn(costs.l1Hit(PageSize.SIZE_4K));
+        }
+    }
+
+    /**
+     * Translates va for a user access, filling the TLB on a miss. Runs inside the handshake.
+     *
+     * @return the physical address, or -1 with {@link #lastFaultCode} set
+     */
+    long translate(long va, Access access) {
+        SimAddressSpace mm = current;
+        if (mm == null) {
+            throw noAddressSpace();
+        }
+        long v = tlb.lookup(pcid, va);
+        if (v != 0) {
+            if (permits(v, access)) {
+                int shift = tlb.lastHitShift();
+                boolean l1 = tlb.lastHitL1();
+                if (l1) {
+                    l1Hits++;
+                } else {
+                    stlbHits++;
+                }
+                long head = v & Pte.PFN_MASK;
+                long pa = head | (va & ((1L << shift) - 1));
+                if (instrumented) {
+                    hitEvent(l1, shift, pa);
+                }
+                if (detect) {
+                    checkStale(mm, va, head >>> 12, access == Access.WRITE);
+                }
+                return pa;
+            }
+            // A store through a clean writable entry makes the walker set D; anything else faults,
+            // and a fault drops the entries for the address (SDM 4.10.4.1).
+            tlb.invalidatePage(pcid, va);
+        }
+        long pa = fill.walk(pcid, cr3, mode, va, access);
+        if (instrumented) {
+            fill.report(va, mode, log, meter);
+        }
+        if (pa < 0) {
+            lastFaultCode = fill.faultCode();
+        }
+        return pa;
+    }
+
+    private void hitEvent(boolean l1, int shift, long pa) {
+        if (log != null) {
+            log.hit(l1, shift, pa);
+        }
+        CostModel costs = meter.model();
+        if (costs != null) {
+            PageSize size = shift == 12 ? PageSize.SIZE_4K : shift == 21 ? PageSize.SIZE_2M : PageSize.SIZE_1G;
+            meter.chargeOwn(l1 ? costs.l1Hit(size) : costs.stlbHit(size));
+        }
+    }
+
+    /** Whether a cached translation allows a user data access: a store needs RW and D (else the walker sets D). */
+    private static boolean permits(long v, boolean write) {
+        return (v & Pte.USER) != 0 && (!write || (v & (Pte.RW | Pte.DIRTY)) == (Pte.RW | Pte.DIRTY));
+    }
+
+    /** Whether a cached translation allows a user access of any kind: a fetch needs NX clear. */
+    private static boolean permits(long v, Access access) {
+        return switch (access) {
+            case READ -> (v & Pte.USER) != 0;
+            case WRITE -> permits(v, true);
+            case EXECUTE -> (v & (Pte.USER | Pte.NX)) == Pte.USER;
+        };
+    }
+
+    private void checkStale(SimAddressSpace mm, long va, long cachedPfn, boolean write) {
+        long now = checker.translate(cr3, mode, va, checkOut) ? checkOut.pagePfn() : -1;
+        if (now != cachedPfn && !mm.notifiers().isInvalidating(va)) {
+            detector.record("cpu" + cpu.id(), mm, va, write, cachedPfn, now);
+        }
+    }
+
+    // ---- physical access behind a translation ----
+
+    /**
+     * Reads at the physical address {@link #translate} just returned: through the host page the
+     * TLB entry remembers, or through the frame contents, remembering the page once it exists (a
+     * frame never written reads as zero and has none yet).
+     */
+    long readPhys(long pa, int width) {
+        MemorySegment page = tlb.lastPage();
+        if (page == null) {
+            page = contents.pageOrNull(pa >>> 12);
+            if (page == null) {
+                return 0; // never written: reads as zero, and may get a page later, so none is remembered
+            }
+            tlb.rememberPage(page);
+        }
+        return FrameContents.readPage(page, pa & 0xFFF, width);
+    }
+
+    /** Writes at the physical address {@link #translate} just returned; see {@link #readPhys}. */
+    void writePhys(long pa, int width, long value) {
+        MemorySegment page = tlb.lastPage();
+        if (page == null) {
+            page = contents.page(pa >>> 12);
+            tlb.rememberPage(page);
+        }
+        FrameContents.writePage(page, pa & 0xFFF, width, value);
+    }
+
+    FrameContents contents() {
+        return contents;
+    }
+
+    // ---- the fault ----
+
+    /** Why the CPU has no address space: what closed under it, or that none was ever switched to. */
+    RuntimeException noAddressSpace() {
+        String closed = closedUnder;
+        return closed != null ? new ClosedException(closed)
+                : new IllegalStateException("cpu" + cpu.id() + " has no current address space: call switchTo first");
+    }
+
+    /**
+     * The page fault of the translation that just failed, handed to the kernel outside the
+     * handshake: throws if the kernel cannot resolve it, waits out a migration entry.
+     */
+    void handleFault(long va, Access access, int tries) {
+        Initiator.DRIVEN.set(cpu);
+        int code = lastFaultCode;
+        SimAddressSpace mm = current;
+        if ((code & PageFaultCode.GENERAL_PROTECTION) != 0) {
+            throw new SegmentationFaultException(va, access, SegmentationFaultException.Cause.NON_CANONICAL);
+        }
+        if ((code & PageFaultCode.RESERVED) != 0) {
+            throw new SegmentationFaultException(va, access, SegmentationFaultException.Cause.RESERVED_BIT);
+        }
+        if ((code & PageFaultCode.PKEY) != 0) {
+            throw new SegmentationFaultException(va, access, SegmentationFaultException.Cause.PROTECTION_KEY);
+        }
+        if (tries >= MAX_RETRIES) {
+            throw new IllegalStateException("cpu" + cpu.id() + ": " + access + " at 0x" + Long.toHexString(va)
+                    + " still faults after " + tries + " retries (fault code " + PageFaultCode.describe(code) + ")");
+        }
+        if (mm == null) { // the address space exited under this CPU since the access began
+            throw noAddressSpace();
+        }
+        FaultResult result = mm.fault(va, access);
+        if (instrumented) {
+            faultEvent(mm, va, code, result);
+        }
+        if (result == FaultResult.MIGRATION_WAIT) {
+            mm.waitForMigration(va);
+        }
+    }
+
+    private void faultEvent(SimAddressSpace mm, long va, int code, FaultResult result) {
+        if (log != null) {
+            log.fault(code, result);
+        }
+        CostModel costs = meter.model();
+        if (costs != null) {
+            PageSize size = mm.isClosed() ? PageSize.SIZE_4K : mm.findVma(va).map(Vma::pageSize).orElse(PageSize.SIZE_4K);
+            meter.chargeOwn(costs.fault(result, size));
+        }
+    }
+
+    // ---- counters ----
+
+    long l1Hits() {
+        return l1Hits;
+    }
+
+    long stlbHits() {
+        return stlbHits;
+    }
+}
