@@ -13,7 +13,9 @@ import java.util.Random;
 import java.util.Set;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.atomic.AtomicReference;
+import java.util.function.LongUnaryOperator;
 import org.junit.jupiter.api.DisplayName;
+import org.junit.jupiter.api.Nested;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
@@ -52,73 +54,9 @@ class CloseTest {
         };
     }
 
-    @Test
-    @DisplayName("AddressSpace.close frees everything when release throws, then rethrows the first with the second suppressed")
-    void addressSpaceCloseWithThrowingRelease() {
-        try (Machine machine = Machine.builder().checkInvariantsAfterEveryOperation(true).build()) {
-            long free = machine.freeFrames();
-            AddressSpace mm = machine.createAddressSpace();
-            mm.mmap(VA, 64 * 4096, Protection.READ_WRITE, ANON);
-            mm.registerNotifier(releaseThrows("first"));
-            mm.registerNotifier(releaseThrows("second"));
-            assertThatThrownBy(mm::close).isInstanceOf(Boom.class).hasMessage("first")
-                    .satisfies(e -> assertThat(e.getSuppressed()).extracting(Throwable::getMessage).containsExactly("second"));
-            assertThat(mm.isClosed()).isTrue();
-            assertThat(machine.freeFrames()).as("frames and tables freed").isEqualTo(free);
-            assertThat(machine.addressSpaces()).isEmpty();
-            assertThat(machine.checkInvariants()).isEmpty();
-            mm.close(); // idempotent, nothing more to throw
-        }
-    }
-
-    @Test
-    @DisplayName("Machine.close frees all off-heap memory when release throws, then rethrows")
-    void machineCloseWithThrowingRelease() {
-        Machine machine = Machine.builder().build();
-        AddressSpace a = machine.createAddressSpace();
-        AddressSpace b = machine.createAddressSpace();
-        a.mmap(VA, 4096, Protection.READ_WRITE, ANON);
-        b.mmap(VA, 4096, Protection.READ_WRITE, ANON);
-        a.registerNotifier(releaseThrows("a"));
-        b.registerNotifier(releaseThrows("b"));
-        assertThatThrownBy(machine::close).isInstanceOf(Boom.class).hasMessage("a")
-                .satisfies(e -> assertThat(e.getSuppressed()).extracting(Throwable::getMessage).containsExactly("b"));
-        assertThat(machine.offHeapBytes()).isZero();
-        assertThat(a.isClosed()).isTrue();
-        assertThat(b.isClosed()).isTrue();
-        assertThatThrownBy(machine::vmstat).isInstanceOf(ClosedException.class);
-        machine.close();
-    }
-
     /** Methods that stay usable after close: close itself, the off-heap count that proves it, identities. */
     private static final Set<String> USABLE_AFTER_CLOSE = Set.of("close", "offHeapBytes", "isClosed", "id", "name", "pageSize",
             "homeNode", "pcid");
-
-    @Test
-    @DisplayName("every public method of a closed machine and of what it handed out throws ClosedException")
-    void everyPublicMethodAfterCloseThrowsClosedException() throws Exception {
-        Machine machine = Machine.builder().node(GIB).node(GIB).hugePages(0, PageSize.SIZE_2M, 4).build();
-        AddressSpace mm = machine.createAddressSpace();
-        mm.mmap(VA, 4096, Protection.READ_WRITE, ANON);
-        Cpu cpu = machine.cpu(0);
-        cpu.switchTo(mm);
-        HugetlbFile file = machine.hugetlbfs().create("f", 2 << 20, PageSize.SIZE_2M);
-        RmapWalker rmap = machine.rmap();
-        MigrationService migration = machine.migration();
-        HugetlbFs fs = machine.hugetlbfs();
-        machine.close();
-        MM.set(mm);
-        List<String> wrong = new ArrayList<>();
-        check(Machine.class, machine, wrong);
-        check(AddressSpace.class, mm, wrong);
-        check(Cpu.class, cpu, wrong);
-        check(RmapWalker.class, rmap, wrong);
-        check(MigrationService.class, migration, wrong);
-        check(HugetlbFs.class, fs, wrong);
-        check(HugetlbFile.class, file, wrong);
-        assertThat(wrong).isEmpty();
-        assertThat(machine.offHeapBytes()).isZero();
-    }
 
     private static final ThreadLocal<AddressSpace> MM = new ThreadLocal<>();
 
@@ -184,139 +122,207 @@ class CloseTest {
         return null;
     }
 
-    @ParameterizedTest(name = "seed {0}")
-    @ValueSource(longs = {1, 2, 3})
-    @DisplayName("CPU threads and readPhysical/writePhysical racing Machine.close see only ClosedException")
-    void closeRacesAccesses(long seed) throws Exception {
-        Random random = new Random(seed);
-        Machine machine = Machine.builder().cpus(2).build();
-        AddressSpace mm = machine.createAddressSpace();
-        mm.mmap(VA, 16 * 4096, Protection.READ_WRITE, ANON);
-        AtomicReference<Throwable> bad = new AtomicReference<>();
-        CountDownLatch started = new CountDownLatch(2);
-        Cpu cpu = machine.cpu(1);
-        Thread accesses = new Thread(() -> {
+    /**
+     * On a new thread, cpu switches to mm and stores i at vaOf(i) for i from 0 below count; once
+     * store closeAfter is done, this thread closes mm. Returns what ended the stores (null: they
+     * all ran) after the thread has finished.
+     */
+    private static Throwable closeWhileStoring(AddressSpace mm, Cpu cpu, LongUnaryOperator vaOf, long count, long closeAfter)
+            throws InterruptedException {
+        AtomicReference<Throwable> ended = new AtomicReference<>();
+        CountDownLatch running = new CountDownLatch(1);
+        Thread t = new Thread(() -> {
             try {
                 cpu.switchTo(mm);
-                Random r = new Random(seed);
-                for (long i = 0; ; i++) {
-                    long va = VA + r.nextInt(16) * 4096L + 8 * r.nextInt(512);
-                    cpu.store(va, 8, i);
-                    cpu.load(va, 8);
-                    if (i == 100) {
-                        started.countDown();
+                for (long i = 0; i < count; i++) {
+                    cpu.store(vaOf.applyAsLong(i), 8, i);
+                    if (i == closeAfter) {
+                        running.countDown();
                     }
                 }
-            } catch (ClosedException expected) {
-                // the only way out
-            } catch (Throwable t) {
-                bad.set(t);
+            } catch (Throwable e) {
+                ended.set(e);
             } finally {
-                started.countDown();
+                running.countDown();
             }
         });
-        long page = mm.translate(VA); // a data page: writing elsewhere could hit page tables
-        Thread physical = new Thread(() -> {
-            try {
-                Random r = new Random(seed + 1);
-                for (long i = 0; ; i++) {
-                    long pa = page + r.nextInt(512) * 8L;
-                    machine.writePhysical(pa, 8, i);
-                    machine.readPhysical(pa, 8);
-                    if (i == 100) {
-                        started.countDown();
-                    }
-                }
-            } catch (ClosedException expected) {
-                // the only way out
-            } catch (Throwable t) {
-                bad.set(t);
-            } finally {
-                started.countDown();
-            }
-        });
-        accesses.start();
-        physical.start();
-        started.await();
-        Thread.sleep(random.nextInt(5));
-        machine.close();
-        accesses.join(10_000);
-        physical.join(10_000);
-        assertThat(accesses.isAlive()).isFalse();
-        assertThat(physical.isAlive()).isFalse();
-        assertThat(bad.get()).as("seed %d", seed).isNull();
-        assertThat(machine.offHeapBytes()).isZero();
+        t.start();
+        running.await();
+        mm.close();
+        t.join(10_000);
+        assertThat(t.isAlive()).as("the storing thread ended").isFalse();
+        return ended.get();
     }
 
-    @Test
-    @DisplayName("closing an address space a CPU runs in on another thread flushes that CPU first; its next access throws ClosedException")
-    void closeKicksTheCpuRunningInTheAddressSpace() throws Exception {
-        try (Machine machine = Machine.builder().cpus(2).detectStaleTranslations(true).build()) {
-            AddressSpace mm = machine.createAddressSpace();
-            mm.mmap(VA, 16 * 4096, Protection.READ_WRITE, ANON);
-            Cpu cpu = machine.cpu(1);
-            AtomicReference<Throwable> ended = new AtomicReference<>();
-            CountDownLatch running = new CountDownLatch(1);
-            Thread t = new Thread(() -> {
-                try {
-                    cpu.switchTo(mm);
-                    for (long i = 0; ; i++) {
-                        cpu.store(VA + (i & 15) * 4096, 8, i);
-                        if (i == 1000) {
-                            running.countDown();
-                        }
-                    }
-                } catch (Throwable e) {
-                    ended.set(e);
-                } finally {
-                    running.countDown();
-                }
-            });
-            t.start();
-            running.await();
-            mm.close();
-            t.join(10_000);
-            assertThat(ended.get()).isInstanceOf(ClosedException.class);
-            assertThat(cpu.tlbEntries()).as("no entry of the closed address space survives").isEmpty();
-            assertThat(cpu.current()).isNull();
-            assertThat(machine.staleAccessCount()).as("no access through a freed frame").isZero();
-            assertThat(machine.checkInvariants()).isEmpty();
+    @Nested
+    @DisplayName("a release notifier that throws: close frees everything, then rethrows")
+    class ReleaseThrows {
+        @Test
+        @DisplayName("AddressSpace.close frees everything when release throws, then rethrows the first with the second suppressed")
+        void addressSpaceCloseWithThrowingRelease() {
+            try (Machine machine = Machine.builder().checkInvariantsAfterEveryOperation(true).build()) {
+                long free = machine.freeFrames();
+                AddressSpace mm = machine.createAddressSpace();
+                mm.mmap(VA, 64 * 4096, Protection.READ_WRITE, ANON);
+                mm.registerNotifier(releaseThrows("first"));
+                mm.registerNotifier(releaseThrows("second"));
+                assertThatThrownBy(mm::close).isInstanceOf(Boom.class).hasMessage("first")
+                        .satisfies(e -> assertThat(e.getSuppressed()).extracting(Throwable::getMessage).containsExactly("second"));
+                assertThat(mm.isClosed()).isTrue();
+                assertThat(machine.freeFrames()).as("frames and tables freed").isEqualTo(free);
+                assertThat(machine.addressSpaces()).isEmpty();
+                assertThat(machine.checkInvariants()).isEmpty();
+                mm.close(); // idempotent, nothing more to throw
+            }
+        }
+
+        @Test
+        @DisplayName("Machine.close frees all off-heap memory when release throws, then rethrows")
+        void machineCloseWithThrowingRelease() {
+            Machine machine = Machine.builder().build();
+            AddressSpace a = machine.createAddressSpace();
+            AddressSpace b = machine.createAddressSpace();
+            a.mmap(VA, 4096, Protection.READ_WRITE, ANON);
+            b.mmap(VA, 4096, Protection.READ_WRITE, ANON);
+            a.registerNotifier(releaseThrows("a"));
+            b.registerNotifier(releaseThrows("b"));
+            assertThatThrownBy(machine::close).isInstanceOf(Boom.class).hasMessage("a")
+                    .satisfies(e -> assertThat(e.getSuppressed()).extracting(Throwable::getMessage).containsExactly("b"));
+            assertThat(machine.offHeapBytes()).isZero();
+            assertThat(a.isClosed()).isTrue();
+            assertThat(b.isClosed()).isTrue();
+            assertThatThrownBy(machine::vmstat).isInstanceOf(ClosedException.class);
+            machine.close();
         }
     }
 
-    @ParameterizedTest(name = "round {0}")
-    @ValueSource(ints = {1, 2, 3, 4, 5, 6, 7, 8})
-    @DisplayName("a CPU whose every access faults, racing the close of its address space, sees only ClosedException")
-    void closeRacesFaultingAccesses(int round) throws Exception {
-        try (Machine machine = Machine.builder().cpus(2).build()) {
+    @Nested
+    @DisplayName("nothing usable after close")
+    class AfterClose {
+        @Test
+        @DisplayName("every public method of a closed machine and of what it handed out throws ClosedException")
+        void everyPublicMethodAfterCloseThrowsClosedException() throws Exception {
+            Machine machine = Machine.builder().node(GIB).node(GIB).hugePages(0, PageSize.SIZE_2M, 4).build();
             AddressSpace mm = machine.createAddressSpace();
-            int pages = 4096;
-            mm.mmap(VA, pages * 4096L, Protection.READ_WRITE, ANON);
+            mm.mmap(VA, 4096, Protection.READ_WRITE, ANON);
+            Cpu cpu = machine.cpu(0);
+            cpu.switchTo(mm);
+            HugetlbFile file = machine.hugetlbfs().create("f", 2 << 20, PageSize.SIZE_2M);
+            RmapWalker rmap = machine.rmap();
+            MigrationService migration = machine.migration();
+            HugetlbFs fs = machine.hugetlbfs();
+            machine.close();
+            MM.set(mm);
+            List<String> wrong = new ArrayList<>();
+            check(Machine.class, machine, wrong);
+            check(AddressSpace.class, mm, wrong);
+            check(Cpu.class, cpu, wrong);
+            check(RmapWalker.class, rmap, wrong);
+            check(MigrationService.class, migration, wrong);
+            check(HugetlbFs.class, fs, wrong);
+            check(HugetlbFile.class, file, wrong);
+            assertThat(wrong).isEmpty();
+            assertThat(machine.offHeapBytes()).isZero();
+        }
+    }
+
+    @Nested
+    @DisplayName("close racing CPU and physical accesses on other threads")
+    class Races {
+        @ParameterizedTest(name = "seed {0}")
+        @ValueSource(longs = {1, 2, 3})
+        @DisplayName("CPU threads and readPhysical/writePhysical racing Machine.close see only ClosedException")
+        void closeRacesAccesses(long seed) throws Exception {
+            Random random = new Random(seed);
+            Machine machine = Machine.builder().cpus(2).build();
+            AddressSpace mm = machine.createAddressSpace();
+            mm.mmap(VA, 16 * 4096, Protection.READ_WRITE, ANON);
+            AtomicReference<Throwable> bad = new AtomicReference<>();
+            CountDownLatch started = new CountDownLatch(2);
             Cpu cpu = machine.cpu(1);
-            AtomicReference<Throwable> ended = new AtomicReference<>();
-            CountDownLatch running = new CountDownLatch(1);
-            Thread t = new Thread(() -> {
+            Thread accesses = new Thread(() -> {
                 try {
                     cpu.switchTo(mm);
-                    for (int i = 0; i < pages; i++) { // a fresh page each time: every store faults
-                        cpu.store(VA + i * 4096L, 8, i);
-                        if (i == 8 * round) {
-                            running.countDown();
+                    Random r = new Random(seed);
+                    for (long i = 0; ; i++) {
+                        long va = VA + r.nextInt(16) * 4096L + 8 * r.nextInt(512);
+                        cpu.store(va, 8, i);
+                        cpu.load(va, 8);
+                        if (i == 100) {
+                            started.countDown();
                         }
                     }
-                } catch (Throwable e) {
-                    ended.set(e);
+                } catch (ClosedException expected) {
+                    // the only way out
+                } catch (Throwable t) {
+                    bad.set(t);
                 } finally {
-                    running.countDown();
+                    started.countDown();
                 }
             });
-            t.start();
-            running.await();
-            mm.close();
-            t.join(10_000);
-            assertThat(ended.get()).as("the only way out of the loop early").satisfiesAnyOf(
-                    e -> assertThat(e).isNull(), e -> assertThat(e).isInstanceOf(ClosedException.class));
-            assertThat(machine.checkInvariants()).isEmpty();
+            long page = mm.translate(VA); // a data page: writing elsewhere could hit page tables
+            Thread physical = new Thread(() -> {
+                try {
+                    Random r = new Random(seed + 1);
+                    for (long i = 0; ; i++) {
+                        long pa = page + r.nextInt(512) * 8L;
+                        machine.writePhysical(pa, 8, i);
+                        machine.readPhysical(pa, 8);
+                        if (i == 100) {
+                            started.countDown();
+                        }
+                    }
+                } catch (ClosedException expected) {
+                    // the only way out
+                } catch (Throwable t) {
+                    bad.set(t);
+                } finally {
+                    started.countDown();
+                }
+            });
+            accesses.start();
+            physical.start();
+            started.await();
+            Thread.sleep(random.nextInt(5));
+            machine.close();
+            accesses.join(10_000);
+            physical.join(10_000);
+            assertThat(accesses.isAlive()).isFalse();
+            assertThat(physical.isAlive()).isFalse();
+            assertThat(bad.get()).as("seed %d", seed).isNull();
+            assertThat(machine.offHeapBytes()).isZero();
+        }
+
+        @Test
+        @DisplayName("closing an address space a CPU runs in on another thread flushes that CPU first; its next access throws ClosedException")
+        void closeKicksTheCpuRunningInTheAddressSpace() throws Exception {
+            try (Machine machine = Machine.builder().cpus(2).detectStaleTranslations(true).build()) {
+                AddressSpace mm = machine.createAddressSpace();
+                mm.mmap(VA, 16 * 4096, Protection.READ_WRITE, ANON);
+                Cpu cpu = machine.cpu(1);
+                Throwable ended = closeWhileStoring(mm, cpu, i -> VA + (i & 15) * 4096, Long.MAX_VALUE, 1000);
+                assertThat(ended).isInstanceOf(ClosedException.class);
+                assertThat(cpu.tlbEntries()).as("no entry of the closed address space survives").isEmpty();
+                assertThat(cpu.current()).isNull();
+                assertThat(machine.staleAccessCount()).as("no access through a freed frame").isZero();
+                assertThat(machine.checkInvariants()).isEmpty();
+            }
+        }
+
+        @ParameterizedTest(name = "round {0}")
+        @ValueSource(ints = {1, 2, 3, 4, 5, 6, 7, 8})
+        @DisplayName("a CPU whose every access faults, racing the close of its address space, sees only ClosedException")
+        void closeRacesFaultingAccesses(int round) throws Exception {
+            try (Machine machine = Machine.builder().cpus(2).build()) {
+                AddressSpace mm = machine.createAddressSpace();
+                int pages = 4096;
+                mm.mmap(VA, pages * 4096L, Protection.READ_WRITE, ANON);
+                // a fresh page each time: every store faults
+                Throwable ended = closeWhileStoring(mm, machine.cpu(1), i -> VA + i * 4096L, pages, 8 * round);
+                assertThat(ended).as("the only way out of the loop early").satisfiesAnyOf(
+                        e -> assertThat(e).isNull(), e -> assertThat(e).isInstanceOf(ClosedException.class));
+                assertThat(machine.checkInvariants()).isEmpty();
+            }
         }
     }
 }

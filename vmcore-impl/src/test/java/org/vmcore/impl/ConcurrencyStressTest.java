@@ -39,6 +39,7 @@ class ConcurrencyStressTest {
     @Test
     void writersMutatorsAndMigrationsTogether() throws Exception {
         long seed = new Random().nextLong();
+        System.out.println("ConcurrencyStressTest seed " + seed);
         try (Machine machine = Machine.builder().node(2 * GIB).node(2 * GIB).cpus(WRITERS + 1).hugePages(0, PageSize.SIZE_2M, 560)
                 .hugePages(1, PageSize.SIZE_2M, 100).detectStaleTranslations(true).build()) {
             HugetlbFile file = machine.hugetlbfs().create("shm", GIB, PageSize.SIZE_2M);

@@ -1,5 +1,7 @@
 package org.vmcore.impl;
 
+import java.util.ArrayList;
+import java.util.List;
 import org.vmcore.api.AddressSpace;
 import org.vmcore.api.HugetlbFile;
 import org.vmcore.api.Machine;
@@ -20,6 +22,14 @@ public final class Fixtures {
     public record SharedWindow(HugetlbFile file, AddressSpace a, AddressSpace b) {
     }
 
+    /** Any number of sharers of one 1 GiB hugetlbfs file of 2 MiB pages, in the order of their bases. */
+    public record Sharers(HugetlbFile file, List<AddressSpace> mms) {
+    }
+
+    /** A hugetlbfs file mapped whole, MAP_SHARED | MAP_POPULATE, at va: every page is in its page cache. */
+    public record PopulatedFile(HugetlbFile file, long va) {
+    }
+
     /**
      * The setup of PMD sharing: a file "shm" of 1 GiB in 2 MiB pages, mapped read-write,
      * MAP_SHARED | MAP_FIXED, by a new address space a at aBase and a new address space b at
@@ -27,13 +37,46 @@ public final class Fixtures {
      * MAP_POPULATE and so holds the PMD table and all 512 pages; b has faulted nothing.
      */
     public static SharedWindow sharedWindow(Machine machine, long aBase, long bBase, boolean populateA) {
+        Sharers s = sharers(machine, populateA, aBase, bBase);
+        return new SharedWindow(s.file(), s.mms().get(0), s.mms().get(1));
+    }
+
+    /**
+     * As {@link #sharedWindow}, with one new address space per base: each maps the whole 1 GiB
+     * file "shm" read-write, MAP_SHARED | MAP_FIXED, at its (PUD-aligned) base. With
+     * populateFirst, the first maps it with MAP_POPULATE and so holds the PMD table and all 512
+     * pages; the others have faulted nothing.
+     */
+    public static Sharers sharers(Machine machine, boolean populateFirst, long... bases) {
         HugetlbFile file = machine.hugetlbfs().create("shm", GIB, PageSize.SIZE_2M);
-        AddressSpace a = machine.createAddressSpace();
-        AddressSpace b = machine.createAddressSpace();
+        List<AddressSpace> mms = new ArrayList<>();
         int shared = MapFlags.MAP_SHARED | MapFlags.MAP_FIXED;
-        a.mmap(file, 0, aBase, GIB, Protection.READ_WRITE, populateA ? shared | MapFlags.MAP_POPULATE : shared);
-        b.mmap(file, 0, bBase, GIB, Protection.READ_WRITE, shared);
-        return new SharedWindow(file, a, b);
+        for (long base : bases) {
+            AddressSpace mm = machine.createAddressSpace();
+            boolean populate = populateFirst && mms.isEmpty();
+            mm.mmap(file, 0, base, GIB, Protection.READ_WRITE, populate ? shared | MapFlags.MAP_POPULATE : shared);
+            mms.add(mm);
+        }
+        return new Sharers(file, List.copyOf(mms));
+    }
+
+    /** The PUD-aligned bases first, first + 2 GiB, first + 4 GiB, ... of n sharers, one window apart. */
+    public static long[] windowBases(long first, int n) {
+        long[] bases = new long[n];
+        for (int i = 0; i < n; i++) {
+            bases[i] = first + 2 * i * GIB;
+        }
+        return bases;
+    }
+
+    /**
+     * A new hugetlbfs file "name" of size bytes in 2 MiB pages, mapped whole by mm read-write,
+     * MAP_SHARED | MAP_POPULATE, where the kernel chooses: the file's page cache holds every page.
+     */
+    public static PopulatedFile populatedFile(Machine machine, AddressSpace mm, String name, long size) {
+        HugetlbFile file = machine.hugetlbfs().create(name, size, PageSize.SIZE_2M);
+        long va = mm.mmap(file, 0, 0, size, Protection.READ_WRITE, MapFlags.MAP_SHARED | MapFlags.MAP_POPULATE);
+        return new PopulatedFile(file, va);
     }
 
     /** Writes 8 bytes at va through the page tables, as a store by a CPU would land. */

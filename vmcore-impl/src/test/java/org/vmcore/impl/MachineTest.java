@@ -65,8 +65,7 @@ class MachineTest {
         Machine machine = Machine.builder().node(GIB).hugePages(0, PageSize.SIZE_2M, 8).build();
         AddressSpace mm = machine.createAddressSpace();
         long va = mm.mmap(0, 4 * MIB, Protection.READ_WRITE, MapFlags.MAP_PRIVATE | MapFlags.MAP_ANONYMOUS | MapFlags.MAP_POPULATE);
-        var file = machine.hugetlbfs().create("f", 4 * MIB, PageSize.SIZE_2M);
-        mm.mmap(file, 0, 0, 4 * MIB, Protection.READ_WRITE, MapFlags.MAP_SHARED | MapFlags.MAP_POPULATE);
+        Fixtures.populatedFile(machine, mm, "f", 4 * MIB);
         assertThat(machine.offHeapBytes()).isPositive();
         machine.close();
         assertThat(machine.offHeapBytes()).isZero();

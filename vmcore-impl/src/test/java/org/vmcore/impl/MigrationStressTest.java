@@ -16,10 +16,8 @@ import org.vmcore.api.AddressSpace;
 import org.vmcore.api.Cpu;
 import org.vmcore.api.HugetlbFile;
 import org.vmcore.api.Machine;
-import org.vmcore.api.MapFlags;
 import org.vmcore.api.MigrationService;
 import org.vmcore.api.PageSize;
-import org.vmcore.api.Protection;
 import org.vmcore.api.Regression;
 
 /**
@@ -46,14 +44,9 @@ class MigrationStressTest {
             b.enable(Regression.PRE_017B1660);
         }
         try (Machine machine = b.build()) {
-            HugetlbFile file = machine.hugetlbfs().create("shm", GIB, PageSize.SIZE_2M);
-            List<AddressSpace> sharers = new ArrayList<>();
-            for (int i = 0; i < WRITERS; i++) {
-                AddressSpace mm = machine.createAddressSpace();
-                mm.mmap(file, 0, (8L + 2 * i) * GIB, GIB, Protection.READ_WRITE, MapFlags.MAP_SHARED | MapFlags.MAP_FIXED
-                        | (i == 0 ? MapFlags.MAP_POPULATE : 0));
-                sharers.add(mm);
-            }
+            Fixtures.Sharers window = Fixtures.sharers(machine, true, Fixtures.windowBases(8 * GIB, WRITERS));
+            HugetlbFile file = window.file();
+            List<AddressSpace> sharers = window.mms();
             long[] increments = new long[WRITERS];
             AtomicBoolean stop = new AtomicBoolean();
             AtomicReference<Throwable> failure = new AtomicReference<>();

@@ -14,6 +14,7 @@ import org.vmcore.api.Machine;
 import org.vmcore.api.MapFlags;
 import org.vmcore.api.PageSize;
 import org.vmcore.api.Protection;
+import org.vmcore.impl.Fixtures.SharedWindow;
 import org.vmcore.impl.Fixtures;
 import org.vmcore.impl.SimMachine;
 import org.vmcore.impl.mm.SimAddressSpace;
@@ -35,13 +36,12 @@ class InvariantCheckerTest {
     /** As above, and the violation names {@code detail}. */
     private static void corruptAndExpect(Consumer<World> corruption, String rule, String detail) {
         try (Machine machine = Machine.builder().node(4 * GIB).cpus(1).hugePages(0, PageSize.SIZE_2M, 520).build()) {
-            HugetlbFile file = machine.hugetlbfs().create("shm", GIB, PageSize.SIZE_2M);
-            AddressSpace a = machine.createAddressSpace();
-            AddressSpace b = machine.createAddressSpace();
+            SharedWindow window = Fixtures.sharedWindow(machine, 4 * GIB, 6 * GIB, false);
+            HugetlbFile file = window.file();
+            AddressSpace a = window.a();
+            AddressSpace b = window.b();
             a.mmap(VA, 4 * 4096, Protection.READ_WRITE, MapFlags.MAP_PRIVATE | MapFlags.MAP_ANONYMOUS | MapFlags.MAP_FIXED
                     | MapFlags.MAP_POPULATE);
-            a.mmap(file, 0, 4 * GIB, GIB, Protection.READ_WRITE, MapFlags.MAP_SHARED | MapFlags.MAP_FIXED);
-            b.mmap(file, 0, 6 * GIB, GIB, Protection.READ_WRITE, MapFlags.MAP_SHARED | MapFlags.MAP_FIXED);
             a.fault(4 * GIB, Access.WRITE);
             b.fault(6 * GIB, Access.READ);
             machine.cpu(0).switchTo(a);

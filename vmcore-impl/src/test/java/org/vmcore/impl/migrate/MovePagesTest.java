@@ -4,12 +4,12 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.vmcore.impl.Fixtures.GIB;
 import static org.vmcore.impl.Fixtures.MIB;
 
+import java.util.function.Consumer;
 import org.junit.jupiter.api.DisplayName;
 import org.junit.jupiter.api.Test;
 import org.vmcore.api.Access;
 import org.vmcore.api.AddressSpace;
 import org.vmcore.api.Errno;
-import org.vmcore.api.HugetlbFile;
 import org.vmcore.api.Machine;
 import org.vmcore.api.MapFlags;
 import org.vmcore.api.MigrationService;
@@ -22,19 +22,28 @@ import org.vmcore.impl.Fixtures;
 class MovePagesTest {
     private static final int ANON = MapFlags.MAP_PRIVATE | MapFlags.MAP_ANONYMOUS;
 
+    /** Two nodes; node 1 has room for one 2 MiB page only, so the second huge page of a batch fails with -ENOMEM. */
+    private static Machine oneFreeHugePageOnNode1() {
+        return Machine.builder().node(GIB).node(GIB).hugePages(0, PageSize.SIZE_2M, 4).hugePages(1, PageSize.SIZE_2M, 1).build();
+    }
+
+    /** Runs the test on machine, then closes it, and checks that it gave back every off-heap byte. */
+    private static void withMachine(Machine machine, Consumer<Machine> test) {
+        try {
+            test.accept(machine);
+        } finally {
+            machine.close();
+        }
+        assertThat(machine.offHeapBytes()).isZero();
+    }
+
     @Test
     @DisplayName("do_pages_move: lookup errors (-EFAULT, -ENOENT, -EACCES) go only into status; a failed batch stops the call"
             + " and returns its failures plus the pages not attempted (err += nr_pages - i)")
     void aFailedBatchStopsTheCallAndLookupErrorsDoNotCount() {
-        // node 1 has room for one 2 MiB page only: the second page of the batch fails with -ENOMEM
-        Machine machine = Machine.builder().node(GIB).node(GIB).hugePages(0, PageSize.SIZE_2M, 4)
-                .hugePages(1, PageSize.SIZE_2M, 1).build();
-        try {
+        withMachine(oneFreeHugePageOnNode1(), machine -> {
             AddressSpace mm = machine.createAddressSpace();
-            HugetlbFile file = machine.hugetlbfs().create("f", 4 * MIB, PageSize.SIZE_2M);
-            long huge = mm.mmap(file, 0, 0, 4 * MIB, Protection.READ_WRITE, MapFlags.MAP_SHARED);
-            mm.fault(huge, Access.WRITE);
-            mm.fault(huge + 2 * MIB, Access.WRITE);
+            long huge = Fixtures.populatedFile(machine, mm, "f", 4 * MIB).va();
             long anon = mm.mmap(0, 4 * 4096, Protection.READ_WRITE, ANON);
             mm.fault(anon, Access.WRITE); // will be shared with the child: mapcount 2
             mm.fault(anon + 2 * 4096, Access.WRITE);
@@ -55,24 +64,16 @@ class MovePagesTest {
             assertThat(mm.pageAt(anon + 3 * 4096)).as("the call stopped before the last page").isEqualTo(lastAnon);
             assertThat(machine.page(lastAnon).node()).isZero();
             assertThat(machine.checkInvariants()).isEmpty();
-        } finally {
-            machine.close();
-        }
-        assertThat(machine.offHeapBytes()).isZero();
+        });
     }
 
     @Test
     @DisplayName("do_pages_move: a page that is not queued migrates the batch before it; if that fails, the page is"
             + " accounted for and only the pages after it count as not attempted")
     void aFailedBatchBeforeALookupErrorCountsThePagesAfterIt() {
-        Machine machine = Machine.builder().node(GIB).node(GIB).hugePages(0, PageSize.SIZE_2M, 4)
-                .hugePages(1, PageSize.SIZE_2M, 1).build();
-        try {
+        withMachine(oneFreeHugePageOnNode1(), machine -> {
             AddressSpace mm = machine.createAddressSpace();
-            HugetlbFile file = machine.hugetlbfs().create("f", 4 * MIB, PageSize.SIZE_2M);
-            long huge = mm.mmap(file, 0, 0, 4 * MIB, Protection.READ_WRITE, MapFlags.MAP_SHARED);
-            mm.fault(huge, Access.WRITE);
-            mm.fault(huge + 2 * MIB, Access.WRITE);
+            long huge = Fixtures.populatedFile(machine, mm, "f", 4 * MIB).va();
             long anon = mm.mmap(0, 2 * 4096, Protection.READ_WRITE, ANON);
             mm.fault(anon + 4096, Access.WRITE);
             long lastAnon = mm.pageAt(anon + 4096);
@@ -82,17 +83,13 @@ class MovePagesTest {
             assertThat(r.notMigrated()).as("1 failed + 1 after the -ENOENT page (err += nr_pages - i, then err--)").isEqualTo(2);
             assertThat(machine.page(lastAnon).node()).isZero();
             assertThat(machine.checkInvariants()).isEmpty();
-        } finally {
-            machine.close();
-        }
-        assertThat(machine.offHeapBytes()).isZero();
+        });
     }
 
     @Test
     @DisplayName("do_pages_move: -EACCES of a shared page without MPOL_MF_MOVE_ALL is not counted in the return value")
     void sharedPageIsRefusedInStatusOnly() {
-        Machine machine = Machine.builder().node(GIB).node(GIB).build();
-        try {
+        withMachine(Machine.builder().node(GIB).node(GIB).build(), machine -> {
             AddressSpace mm = machine.createAddressSpace();
             long anon = mm.mmap(0, 2 * 4096, Protection.READ_WRITE, ANON);
             mm.fault(anon, Access.WRITE);
@@ -104,17 +101,13 @@ class MovePagesTest {
             assertThat(r.status()).containsExactly(-Errno.EACCES, 1);
             assertThat(r.notMigrated()).isZero();
             assertThat(machine.checkInvariants()).isEmpty();
-        } finally {
-            machine.close();
-        }
-        assertThat(machine.offHeapBytes()).isZero();
+        });
     }
 
     @Test
     @DisplayName("add_page_for_migration: a page already queued in the running batch fails isolation (-EBUSY), in status only")
     void aPageTwiceInOneBatchIsBusyTheSecondTime() {
-        Machine machine = Machine.builder().node(GIB).node(GIB).build();
-        try {
+        withMachine(Machine.builder().node(GIB).node(GIB).build(), machine -> {
             AddressSpace mm = machine.createAddressSpace();
             long anon = mm.mmap(0, 4096, Protection.READ_WRITE, ANON);
             mm.fault(anon, Access.WRITE);
@@ -124,9 +117,6 @@ class MovePagesTest {
             assertThat(r.notMigrated()).isZero();
             assertThat(machine.page(mm.pageAt(anon)).node()).isEqualTo(1);
             assertThat(machine.checkInvariants()).isEmpty();
-        } finally {
-            machine.close();
-        }
-        assertThat(machine.offHeapBytes()).isZero();
+        });
     }
 }

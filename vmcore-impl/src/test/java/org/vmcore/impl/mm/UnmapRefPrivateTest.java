@@ -9,6 +9,8 @@ import java.util.ArrayList;
 import java.util.List;
 import org.junit.jupiter.api.DisplayName;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
 import org.vmcore.api.Access;
 import org.vmcore.api.AddressSpace;
 import org.vmcore.api.Cpu;
@@ -19,6 +21,7 @@ import org.vmcore.api.MapFlags;
 import org.vmcore.api.Mapping;
 import org.vmcore.api.MmuNotifier;
 import org.vmcore.api.NotifierRange;
+import org.vmcore.api.OutOfMemoryException;
 import org.vmcore.api.PageSize;
 import org.vmcore.api.Protection;
 import org.vmcore.api.SegmentationFaultException;
@@ -34,6 +37,36 @@ class UnmapRefPrivateTest {
     private static final int SHARED_POPULATE = MapFlags.MAP_SHARED | MapFlags.MAP_POPULATE;
     private static final long VA = GIB;
     private static final long H = 2 * MIB;
+
+    /** A parent, cpu 0 running in it, and a child forked from it. */
+    private record Forked(Machine machine, Cpu cpu, AddressSpace parent, AddressSpace child) {
+    }
+
+    /**
+     * A machine whose pool holds one 2 MiB page; the parent maps a hugetlbfs file MAP_PRIVATE at
+     * VA and writes 7 there through cpu 0, which takes the only page as its anonymous copy; then
+     * forks, so the child maps that page too and the pool is empty.
+     */
+    private static Forked forkedOwnerOfTheOnlyHugePage() {
+        Machine machine = Machine.builder().node(GIB).cpus(1).hugePages(0, PageSize.SIZE_2M, 1)
+                .checkInvariantsAfterEveryOperation(true).build();
+        Cpu cpu = machine.cpu(0);
+        HugetlbFile file = machine.hugetlbfs().create("private", H, PageSize.SIZE_2M);
+        AddressSpace parent = machine.createAddressSpace();
+        parent.mmap(file, 0, VA, H, Protection.READ_WRITE, PRIVATE);
+        cpu.switchTo(parent);
+        cpu.store(VA, 8, 7);
+        return new Forked(machine, cpu, parent, parent.fork());
+    }
+
+    /** Closes child, parent and machine: the huge page is back in the pool and no off-heap byte is left. */
+    private static void closeAndCheckThePoolIsWhole(Forked f) {
+        f.child().close();
+        f.parent().close();
+        assertThat(f.machine().hugetlbfs().pool(0, PageSize.SIZE_2M).free()).isEqualTo(1);
+        f.machine().close();
+        assertThat(f.machine().offHeapBytes()).isZero();
+    }
 
     @Test
     @DisplayName("hugetlb_wp: the owner's COW with an empty pool unmaps the page from the child and reuses it")
@@ -101,18 +134,14 @@ class UnmapRefPrivateTest {
         assertThat(machine.offHeapBytes()).isZero();
     }
 
-    @org.junit.jupiter.params.ParameterizedTest
-    @org.junit.jupiter.params.provider.ValueSource(booleans = {true, false})
+    @ParameterizedTest
+    @ValueSource(booleans = {true, false})
     void aChildsNotifierThatThrowsReachesTheOwnerAndLeavesAConsistentState(boolean atStart) {
-        Machine machine = Machine.builder().node(GIB).cpus(1).hugePages(0, PageSize.SIZE_2M, 1)
-                .checkInvariantsAfterEveryOperation(true).build();
-        Cpu cpu = machine.cpu(0);
-        HugetlbFile file = machine.hugetlbfs().create("private", H, PageSize.SIZE_2M);
-        AddressSpace parent = machine.createAddressSpace();
-        parent.mmap(file, 0, VA, H, Protection.READ_WRITE, PRIVATE);
-        cpu.switchTo(parent);
-        cpu.store(VA, 8, 7);
-        AddressSpace child = parent.fork();
+        Forked f = forkedOwnerOfTheOnlyHugePage();
+        Machine machine = f.machine();
+        Cpu cpu = f.cpu();
+        AddressSpace parent = f.parent();
+        AddressSpace child = f.child();
         IllegalStateException boom = new IllegalStateException("notifier");
         MmuNotifier thrower = new MmuNotifier() {
             @Override
@@ -140,36 +169,24 @@ class UnmapRefPrivateTest {
         assertThat(cpu.load(VA, 8)).isEqualTo(8);
         assertThat(machine.rmap().mappings(parent.pageAt(VA))).containsExactly(new Mapping(parent, VA));
         assertThat(machine.checkInvariants()).isEmpty();
-        child.close();
-        parent.close();
-        assertThat(machine.hugetlbfs().pool(0, PageSize.SIZE_2M).free()).isEqualTo(1);
-        machine.close();
-        assertThat(machine.offHeapBytes()).isZero();
+        closeAndCheckThePoolIsWhole(f);
     }
 
     @Test
     @DisplayName("a COW by a VMA that is not the reservation owner still fails with an empty pool")
     void aChildsCowWithAnEmptyPoolStillFails() {
-        Machine machine = Machine.builder().node(GIB).cpus(1).hugePages(0, PageSize.SIZE_2M, 1)
-                .checkInvariantsAfterEveryOperation(true).build();
-        Cpu cpu = machine.cpu(0);
-        HugetlbFile file = machine.hugetlbfs().create("private", H, PageSize.SIZE_2M);
-        AddressSpace parent = machine.createAddressSpace();
-        parent.mmap(file, 0, VA, H, Protection.READ_WRITE, PRIVATE);
-        cpu.switchTo(parent);
-        cpu.store(VA, 8, 7);
-        AddressSpace child = parent.fork();
+        Forked f = forkedOwnerOfTheOnlyHugePage();
+        Machine machine = f.machine();
+        Cpu cpu = f.cpu();
+        AddressSpace parent = f.parent();
+        AddressSpace child = f.child();
         cpu.switchTo(child);
-        assertThatThrownBy(() -> cpu.store(VA, 8, 8)).isInstanceOf(org.vmcore.api.OutOfMemoryException.class);
+        assertThatThrownBy(() -> cpu.store(VA, 8, 8)).isInstanceOf(OutOfMemoryException.class);
         assertThat(cpu.load(VA, 8)).isEqualTo(7);
         cpu.switchTo(parent);
         assertThat(cpu.load(VA, 8)).as("the parent keeps its page mapped").isEqualTo(7);
         assertThat(machine.rmap().mappings(parent.pageAt(VA))).hasSize(2);
         assertThat(machine.checkInvariants()).isEmpty();
-        child.close();
-        parent.close();
-        assertThat(machine.hugetlbfs().pool(0, PageSize.SIZE_2M).free()).isEqualTo(1);
-        machine.close();
-        assertThat(machine.offHeapBytes()).isZero();
+        closeAndCheckThePoolIsWhole(f);
     }
 }

@@ -21,6 +21,8 @@ import org.vmcore.api.NotifierRange;
 import org.vmcore.api.PageSize;
 import org.vmcore.api.Protection;
 import org.vmcore.api.VmException;
+import org.vmcore.impl.Fixtures.PopulatedFile;
+import org.vmcore.impl.Fixtures;
 
 /**
  * User callbacks that call back into the engine: close the machine or an address space, or
@@ -71,9 +73,10 @@ class CallbackReentryTest {
     @DisplayName("a notifier that closes its address space during a shared hugetlb migration: closed afterwards, pool whole")
     void notifierClosesTheAddressSpaceDuringHugetlbMigration() {
         Machine machine = machine();
-        HugetlbFile file = machine.hugetlbfs().create("h", M2, PageSize.SIZE_2M);
         AddressSpace mm = machine.createAddressSpace();
-        long va = mm.mmap(file, 0, 0, M2, Protection.READ_WRITE, MapFlags.MAP_SHARED | MapFlags.MAP_POPULATE);
+        PopulatedFile populated = Fixtures.populatedFile(machine, mm, "h", M2);
+        HugetlbFile file = populated.file();
+        long va = populated.va();
         mm.registerNotifier(new MmuNotifier() {
             @Override
             public void invalidateSecondaryTlbs(AddressSpace addressSpace, long start, long end) {
@@ -143,7 +146,7 @@ class CallbackReentryTest {
             }
         });
         assertThatThrownBy(mm::fork).isInstanceOf(VmException.class).hasMessageContaining("own MMU notifiers");
-        assertThat(refused.get()).isNotNull();
+        assertThat(refused.get()).as("the munmap inside the notifier was refused").hasMessageContaining("own MMU notifiers");
         assertThat(mm.vmas()).hasSize(2);
         assertThat(machine.addressSpaces()).containsExactly(mm);
         assertThat(machine.checkInvariants()).isEmpty();

@@ -5,7 +5,6 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import static org.vmcore.impl.Fixtures.GIB;
 import static org.vmcore.impl.Fixtures.MIB;
 
-import java.util.ArrayList;
 import java.util.List;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
@@ -25,14 +24,11 @@ class ObservabilityTest {
     @Test
     void theDotPictureShowsOneSharedTableWithAParentPerSharer() {
         try (Machine machine = Machine.builder().node(4 * GIB).cpus(1).hugePages(0, PageSize.SIZE_2M, 600).build()) {
-            HugetlbFile file = machine.hugetlbfs().create("shm", GIB, PageSize.SIZE_2M);
-            List<AddressSpace> mms = new ArrayList<>();
+            long[] bases = Fixtures.windowBases(2 * GIB, 3);
+            List<AddressSpace> mms = Fixtures.sharers(machine, false, bases).mms();
             for (int i = 0; i < 3; i++) {
-                AddressSpace mm = machine.createAddressSpace();
-                mm.mmap(file, 0, (2L + 2 * i) * GIB, GIB, Protection.READ_WRITE, MapFlags.MAP_SHARED | MapFlags.MAP_FIXED);
-                mm.fault((2L + 2 * i) * GIB, Access.WRITE);
-                mm.fault((2L + 2 * i) * GIB + 2 * MIB, Access.READ);
-                mms.add(mm);
+                mms.get(i).fault(bases[i], Access.WRITE);
+                mms.get(i).fault(bases[i] + 2 * MIB, Access.READ);
             }
             String dot = machine.pageTableDot(mms, 0, 8 * GIB, false);
             assertThat(dot).startsWith("digraph pagetables {").endsWith("}\n");
