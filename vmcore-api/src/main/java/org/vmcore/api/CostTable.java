@@ -53,9 +53,11 @@ public record CostTable(long l1Hit, long stlbHit, long walkReference, long spuri
     public CostTable {
         long[] all = {l1Hit, stlbHit, walkReference, spuriousFault, minorFault, zeroPerKiB, invlpg, fullFlush, shootdownBase,
             shootdownPerTarget, shootdownReceived, notifierCallback, copyPerKiB};
-        for (long v : all) {
-            if (v < 0) {
-                throw new InvalidArgumentException("cost", v, "every cycle count must be >= 0");
+        String[] names = {"l1Hit", "stlbHit", "walkReference", "spuriousFault", "minorFault", "zeroPerKiB", "invlpg", "fullFlush",
+            "shootdownBase", "shootdownPerTarget", "shootdownReceived", "notifierCallback", "copyPerKiB"};
+        for (int i = 0; i < all.length; i++) {
+            if (all[i] < 0) {
+                throw new InvalidArgumentException(names[i], Long.toString(all[i]), "cycle counts must be >= 0");
             }
         }
     }
