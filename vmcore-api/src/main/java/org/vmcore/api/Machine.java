@@ -84,13 +84,33 @@ public interface Machine extends AutoCloseable {
     MigrationService migration();
 
     /**
-     * Counters named as in /proc/vmstat where the kernel has a name: pgfault, pgmigrate_success,
-     * pgmigrate_fail, nr_tlb_remote_flush, nr_tlb_remote_flush_received, nr_tlb_local_flush_all,
-     * nr_tlb_local_flush_one, and vmcore's own (hugetlb_migrate_success, stale_translation_uses).
+     * Every {@link VmstatCounter} by its /proc/vmstat name, in that enum's order: pgfault,
+     * pgmigrate_success, pgmigrate_fail, hugetlb_migrate_success, hugetlb_migrate_fail,
+     * nr_tlb_remote_flush, nr_tlb_remote_flush_received, nr_tlb_local_flush_all,
+     * nr_tlb_local_flush_one, stale_translation_uses (the hugetlb and stale ones are vmcore's
+     * own). The same values as {@link #vmstatSnapshot()}, counted since the machine started or
+     * since the last {@link #resetVmstat()}.
      *
-     * @return counters named as in /proc/vmstat where the kernel has a name
+     * @return counters named as in /proc/vmstat
      */
     Map<String, Long> vmstat();
+
+    /**
+     * Every {@link VmstatCounter} now, as an immutable value; {@link VmstatSnapshot#minus} of two
+     * gives the counts of an interval.
+     *
+     * @return the counters since the machine started or since the last {@link #resetVmstat()}
+     */
+    VmstatSnapshot vmstatSnapshot();
+
+    /**
+     * Starts every {@link VmstatCounter} from zero again, as {@link #vmstat()}, {@link #vmstatSnapshot()}
+     * and {@link #stats()} report them. Nothing else is reset: each CPU's {@link Cpu#stats()}, each
+     * address space's {@link AddressSpace#counters()} (its minor and major faults included),
+     * {@link #staleAccesses()} and {@link #staleAccessCount()}, {@link #allocationCount} and the
+     * meminfo values, which are levels rather than event counts, keep theirs.
+     */
+    void resetVmstat();
 
     /**
      * A snapshot of the page that holds frame {@code pfn}. Any frame of a 2 MiB or 1 GiB page

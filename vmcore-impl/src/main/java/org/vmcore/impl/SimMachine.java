@@ -18,6 +18,8 @@ import org.vmcore.api.Page;
 import org.vmcore.api.PageSize;
 import org.vmcore.api.RmapWalker;
 import org.vmcore.api.StaleAccess;
+import org.vmcore.api.VmstatCounter;
+import org.vmcore.api.VmstatSnapshot;
 import org.vmcore.impl.base.MachineLock;
 import org.vmcore.impl.base.MigratingThread;
 import org.vmcore.impl.base.Nodes;
@@ -71,6 +73,8 @@ public final class SimMachine implements Machine {
     private final MigrationServiceImpl migration;
     private final PhysicalAccess physical;
     private final ProcStats procStats;
+    /** The raw counters at the last {@link #resetVmstat()}, by {@link VmstatCounter} ordinal; guarded by the lock. */
+    private long[] vmstatBaseline = new long[VmstatCounter.values().length];
 
     SimMachine(MachineConfig config) {
         this.config = config;
@@ -190,12 +194,28 @@ public final class SimMachine implements Machine {
 
     @Override
     public Map<String, Long> vmstat() {
-        long faults;
+        return vmstatSnapshot().asMap();
+    }
+
+    @Override
+    public VmstatSnapshot vmstatSnapshot() {
+        synchronized (lock) { // serialises with resetVmstat; the counters only grow, so no value goes below the baseline
+            ensureOpen();
+            long[] now = procStats.vmstat(procStats.faults());
+            Map<VmstatCounter, Long> values = new EnumMap<>(VmstatCounter.class);
+            for (VmstatCounter c : VmstatCounter.values()) {
+                values.put(c, now[c.ordinal()] - vmstatBaseline[c.ordinal()]);
+            }
+            return VmstatSnapshot.of(values);
+        }
+    }
+
+    @Override
+    public void resetVmstat() {
         synchronized (lock) {
             ensureOpen();
-            faults = procStats.faults();
+            vmstatBaseline = procStats.vmstat(procStats.faults());
         }
-        return procStats.vmstat(faults);
     }
 
     @Override
