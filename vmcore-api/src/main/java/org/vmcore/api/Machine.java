@@ -11,7 +11,8 @@ import java.util.Set;
 /**
  * A simulated x86-64 machine: NUMA memory, CPUs with TLBs, hugetlb pools and the kernel's
  * memory management. Closing it frees every off-heap byte it took; every object obtained from it is
- * unusable afterwards ({@link ClosedException}).
+ * unusable afterwards ({@link ClosedException}). Its {@code toString()} names the configuration
+ * and the number of live address spaces, and works after close.
  *
  * <pre>{@code
  * try (Machine machine = Machine.builder().node(4L << 30).node(4L << 30)
@@ -116,7 +117,7 @@ public interface Machine extends AutoCloseable {
      * A snapshot of the page that holds frame {@code pfn}. Any frame of a 2 MiB or 1 GiB page
      * reports that page (its head pfn, size, mapcount and refcount), as /proc/kpagecount and
      * /proc/kpageflags do for each 4 KiB frame of it. A free frame reports as a 4 KiB page with
-     * flags {@code "free"}, refcount and mapcount 0.
+     * flags {@link PageFlag#BUDDY} alone, refcount and mapcount 0.
      *
      * @param pfn any page frame number
      * @return a snapshot of the page that holds frame {@code pfn}

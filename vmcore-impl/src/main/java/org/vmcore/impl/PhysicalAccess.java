@@ -1,8 +1,12 @@
 package org.vmcore.impl;
 
+import java.util.EnumSet;
+import java.util.Set;
+
 import org.vmcore.api.HugetlbFile;
 import org.vmcore.api.InvalidArgumentException;
 import org.vmcore.api.Page;
+import org.vmcore.api.PageFlag;
 import org.vmcore.api.PageSize;
 import org.vmcore.impl.base.MachineLock;
 import org.vmcore.impl.vma.FileMapping;
@@ -35,7 +39,7 @@ final class PhysicalAccess {
         FrameDescriptors d = memory.descriptors();
         long head = d.headOf(pfn); // any frame of a huge page reports it, as /proc/kpagecount does
         if (head < 0) {
-            return new Page(pfn, PageSize.SIZE_4K, memory.nodeOf(pfn), 0, 0, "free", false, null, 0);
+            return new Page(pfn, PageSize.SIZE_4K, memory.nodeOf(pfn), 0, 0, EnumSet.of(PageFlag.BUDDY), false, null, 0);
         }
         pfn = head;
         int flags = d.flags(pfn);
@@ -48,7 +52,23 @@ final class PhysicalAccess {
             default -> PageSize.SIZE_4K;
         };
         return new Page(pfn, size, memory.nodeOf(pfn), d.mapcount(pfn), d.refcount(pfn),
-                FrameFlags.describe(flags), anon, file, d.index(pfn));
+                pageFlags(flags), anon, file, d.index(pfn));
+    }
+
+    /** The frame-descriptor flag bits in {@link PageFlag} order: PAGE_FLAG_BITS[f.ordinal()] is the bit of f. */
+    private static final int[] PAGE_FLAG_BITS = {FrameFlags.LOCKED, FrameFlags.REFERENCED, FrameFlags.UPTODATE, FrameFlags.DIRTY,
+        FrameFlags.LRU, FrameFlags.HEAD, FrameFlags.ANON, FrameFlags.HUGETLB, FrameFlags.PGTABLE, FrameFlags.HWPOISON,
+        FrameFlags.RESERVED, FrameFlags.ISOLATED, FrameFlags.MLOCKED};
+
+    /** The flags of an allocated frame; ALLOCATED has no PageFlag (BUDDY is its opposite). */
+    static Set<PageFlag> pageFlags(int bits) {
+        Set<PageFlag> out = EnumSet.noneOf(PageFlag.class);
+        for (int i = 0; i < PAGE_FLAG_BITS.length; i++) {
+            if ((bits & PAGE_FLAG_BITS[i]) != 0) {
+                out.add(PageFlag.values()[i]);
+            }
+        }
+        return out;
     }
 
     long read(long pa, int width) {

@@ -16,6 +16,7 @@ import org.vmcore.api.MachineStats;
 import org.vmcore.api.MigrationService;
 import org.vmcore.api.Page;
 import org.vmcore.api.PageSize;
+import org.vmcore.api.PagingMode;
 import org.vmcore.api.RmapWalker;
 import org.vmcore.api.StaleAccess;
 import org.vmcore.api.VmstatCounter;
@@ -390,6 +391,43 @@ public final class SimMachine implements Machine {
                 throw CallbackFailures.<RuntimeException>sneaky(failure);
             }
         }
+    }
+
+    /**
+     * The configuration and, while open, the live address spaces, for example
+     * {@code Machine[nodes 4G 4G, 2 CPUs, 4-level paging, hugetlb node0 1024x2M, regressions [], 3 address spaces]};
+     * {@code Machine[closed, ...]} after close.
+     */
+    @Override
+    public String toString() {
+        StringBuilder sb = new StringBuilder("Machine[");
+        synchronized (lock) {
+            if (lock.isClosed()) {
+                sb.append("closed, ");
+            }
+            sb.append("nodes");
+            for (long bytes : config.nodeBytes()) {
+                sb.append(' ').append(bytes >>> 30).append('G');
+            }
+            sb.append(", ").append(config.cpus()).append(config.cpus() == 1 ? " CPU, " : " CPUs, ")
+                    .append(config.pagingMode() == PagingMode.FIVE_LEVEL ? "5" : "4").append("-level paging, hugetlb");
+            int pools = 0;
+            for (int node = 0; node < nodeCount; node++) {
+                for (PageSize size : new PageSize[] {PageSize.SIZE_2M, PageSize.SIZE_1G}) {
+                    long count = config.hugePages(node, size);
+                    if (count > 0) {
+                        sb.append(pools++ == 0 ? " " : ", ").append("node").append(node).append(' ').append(count).append('x')
+                                .append(size.label());
+                    }
+                }
+            }
+            sb.append(pools == 0 ? " none" : "").append(", regressions ").append(config.regressions().stream().sorted().toList());
+            if (!lock.isClosed()) {
+                int live = spaces.live().size();
+                sb.append(", ").append(live).append(live == 1 ? " address space" : " address spaces");
+            }
+        }
+        return sb.append(']').toString();
     }
 
     /** The lock every mm operation holds. */
