@@ -146,6 +146,15 @@ public interface AddressSpace extends AutoCloseable {
     String dumpPageTables();
 
     /**
+     * CR3 without the PCID: the physical address of the root table (the PML4, or the PML5 with
+     * 5-level paging), fixed for the address space's life. A CPU that runs it loads
+     * {@code cr3() | pcid()} into CR3.
+     *
+     * @return the root table's physical address, 4 KiB aligned
+     */
+    long cr3();
+
+    /**
      * The PCID this address space's translations are tagged with (1..4095).
      *
      * @return the PCID this address space's translations are tagged with (1..4095)

@@ -1,5 +1,6 @@
 package org.vmcore.api;
 
+import java.nio.ByteBuffer;
 import java.util.ArrayList;
 import java.util.EnumSet;
 import java.util.LinkedHashMap;
@@ -135,6 +136,30 @@ public interface Machine extends AutoCloseable {
      * @throws InvalidArgumentException if the width is wrong or the bytes are outside memory
      */
     long readPhysical(long pa, int width);
+
+    /**
+     * Copies {@code length} bytes of simulated physical memory from {@code pa} into
+     * {@code dst[offset..offset + length)}, as a DMA read would; frames never written read as zeros.
+     *
+     * @param pa     the physical address of the first byte; the range may cross frames
+     * @param dst    the array to fill
+     * @param offset the index in {@code dst} of the first byte
+     * @param length the number of bytes
+     * @throws InvalidArgumentException if dst is null, the slice is outside it, or the bytes are
+     *                                  outside memory (then dst is unchanged)
+     */
+    void readPhysical(long pa, byte[] dst, int offset, int length);
+
+    /**
+     * Fills the {@link ByteBuffer#remaining()} bytes of {@code dst} from physical address
+     * {@code pa} and advances its position past them; see {@link #readPhysical(long, byte[], int, int)}.
+     *
+     * @param pa  the physical address of the first byte
+     * @param dst a writable buffer, heap or direct
+     * @throws InvalidArgumentException if dst is null or read-only, or the bytes are outside
+     *                                  memory (then dst and its position are unchanged)
+     */
+    void readPhysical(long pa, ByteBuffer dst);
 
     /**
      * Writes the low {@code width} bytes of {@code value} at physical address {@code pa}; see {@link #readPhysical}.

@@ -1,5 +1,6 @@
 package org.vmcore.impl;
 
+import java.nio.ByteBuffer;
 import java.util.EnumSet;
 import java.util.Set;
 
@@ -76,6 +77,45 @@ final class PhysicalAccess {
         return memory.contents().read(pa, width);
     }
 
+    void readBytes(long pa, byte[] dst, int offset, int length) {
+        assert Thread.holdsLock(lock);
+        if (dst == null) {
+            throw new InvalidArgumentException("dst", null, "must not be null");
+        }
+        if (offset < 0 || offset > dst.length) {
+            throw new InvalidArgumentException("offset", offset, "must be inside a buffer of " + dst.length + " bytes");
+        }
+        if (length < 0 || length > dst.length - offset) {
+            throw new InvalidArgumentException("length", length, "must be non-negative and fit a buffer of " + dst.length
+                    + " bytes from offset " + offset);
+        }
+        checkRange(pa, length);
+        memory.contents().readBytes(pa, dst, offset, length);
+    }
+
+    void readBytes(long pa, ByteBuffer dst) {
+        assert Thread.holdsLock(lock);
+        if (dst == null) {
+            throw new InvalidArgumentException("dst", null, "must not be null");
+        }
+        if (dst.isReadOnly()) {
+            throw new InvalidArgumentException("dst", dst, "must be writable");
+        }
+        int length = dst.remaining();
+        checkRange(pa, length);
+        if (dst.hasArray()) {
+            memory.contents().readBytes(pa, dst.array(), dst.arrayOffset() + dst.position(), length);
+            dst.position(dst.position() + length);
+            return;
+        }
+        byte[] chunk = new byte[Math.min(length, 1 << 16)]; // a direct buffer: through a bounded heap copy
+        for (int done = 0; done < length; done += chunk.length) {
+            int n = Math.min(chunk.length, length - done);
+            memory.contents().readBytes(pa + done, chunk, 0, n);
+            dst.put(chunk, 0, n);
+        }
+    }
+
     void write(long pa, int width, long value) {
         check(pa, width);
         memory.contents().write(pa, width, value);
@@ -86,8 +126,12 @@ final class PhysicalAccess {
         if (width != 1 && width != 2 && width != 4 && width != 8) {
             throw new InvalidArgumentException("width", width, "must be 1, 2, 4 or 8 bytes");
         }
-        if (pa < 0 || pa > (memory.frameCount() << 12) - width) {
-            throw new InvalidArgumentException("pa", pa, "must address " + width + " bytes inside memory of 0x"
+        checkRange(pa, width);
+    }
+
+    private void checkRange(long pa, long length) {
+        if (pa < 0 || pa > (memory.frameCount() << 12) - length) {
+            throw new InvalidArgumentException("pa", pa, "must address " + length + " bytes inside memory of 0x"
                     + Long.toHexString(memory.frameCount() << 12) + " bytes");
         }
     }

@@ -1,5 +1,6 @@
 package org.vmcore.impl;
 
+import java.nio.ByteBuffer;
 import java.util.ArrayList;
 import java.util.EnumMap;
 import java.util.List;
@@ -339,6 +340,22 @@ public final class SimMachine implements Machine {
         synchronized (lock) { // close frees the arena under the lock: never touch it after
             ensureOpen();
             return physical.read(pa, width);
+        }
+    }
+
+    @Override
+    public void readPhysical(long pa, byte[] dst, int offset, int length) {
+        synchronized (lock) {
+            ensureOpen();
+            physical.readBytes(pa, dst, offset, length);
+        }
+    }
+
+    @Override
+    public void readPhysical(long pa, ByteBuffer dst) {
+        synchronized (lock) {
+            ensureOpen();
+            physical.readBytes(pa, dst);
         }
     }
 

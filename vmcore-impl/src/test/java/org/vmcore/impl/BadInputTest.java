@@ -5,9 +5,11 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import static org.vmcore.impl.Fixtures.GIB;
 import static org.vmcore.impl.Fixtures.MIB;
 
+import java.nio.ByteBuffer;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
+import java.util.Map;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
@@ -31,6 +33,8 @@ import org.vmcore.api.PageSize;
 import org.vmcore.api.Protection;
 import org.vmcore.api.TlbConfig;
 import org.vmcore.api.VmException;
+import org.vmcore.api.VmstatCounter;
+import org.vmcore.api.VmstatSnapshot;
 
 /**
  * Bad input across the public API: each call gets a clear exception that names the value and
@@ -190,6 +194,15 @@ class BadInputTest {
         l.add(c("readPhysical out of memory", t -> t.machine.readPhysical(4 * GIB, 8), "pa=", "inside memory"));
         l.add(c("readPhysical of 5 bytes", t -> t.machine.readPhysical(0, 5), "width=5"));
         l.add(c("writePhysical at a negative address", t -> t.machine.writePhysical(-8, 8, 0), "pa="));
+        l.add(c("bulk readPhysical into a null array", t -> t.machine.readPhysical(0, null, 0, 8), "dst=null"));
+        l.add(c("bulk readPhysical past the array", t -> t.machine.readPhysical(0, new byte[8], 4, 8), "length=8", "from offset 4"));
+        l.add(c("bulk readPhysical past the end of memory", t -> t.machine.readPhysical(4 * GIB - 4, new byte[8], 0, 8), "pa=",
+                "inside memory"));
+        l.add(c("bulk readPhysical into a read-only buffer", t -> t.machine.readPhysical(0, ByteBuffer.allocate(8).asReadOnlyBuffer()),
+                "dst=", "writable"));
+        l.add(c("bulk readPhysical into a null buffer", t -> t.machine.readPhysical(0, (ByteBuffer) null), "dst=null"));
+        l.add(c("a vmstat interval from a later snapshot", t -> t.machine.vmstatSnapshot().minus(VmstatSnapshot.of(
+                Map.of(VmstatCounter.PGFAULT, 1L << 40))), "earlier=", "pgfault 1099511627776 is above"));
         l.add(c("hugetlbfs file with an empty name", t -> t.machine.hugetlbfs().create("", 2 * MIB, PageSize.SIZE_2M), "name="));
         l.add(c("hugetlbfs file with a taken name", t -> t.machine.hugetlbfs().create("f", 2 * MIB, PageSize.SIZE_2M), "name=f",
                 "existing"));

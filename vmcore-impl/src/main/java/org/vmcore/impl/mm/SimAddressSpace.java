@@ -63,6 +63,7 @@ public final class SimAddressSpace extends MmStruct {
     final MmArgs args;
     private final Mprotect mprotect;
     private long faultCount;
+    private long minorFaults;
     private boolean closed;
 
     public SimAddressSpace(MmContext ctx, int id, int homeNode, int pcid) {
@@ -246,7 +247,7 @@ public final class SimAddressSpace extends MmStruct {
         synchronized (lock()) {
             ensureOpen();
             return new MmCounters(anonPages(), shmemPages(), hugetlbBytes(), pageTable.tablePages(),
-                    pageTable.tablesAt(Level.PMD), vmas.size());
+                    pageTable.tablesAt(Level.PMD), vmas.size(), minorFaults, 0);
         }
     }
 
@@ -255,6 +256,14 @@ public final class SimAddressSpace extends MmStruct {
         synchronized (lock()) {
             ensureOpen();
             return pageTable.dump();
+        }
+    }
+
+    @Override
+    public long cr3() {
+        synchronized (lock()) {
+            ensureOpen();
+            return pageTable.cr3();
         }
     }
 
@@ -352,15 +361,31 @@ public final class SimAddressSpace extends MmStruct {
         Thread.onSpinWait();
     }
 
-    /** One fault of the populate path, counted in pgfault like any other. */
+    /** One fault of the populate path (GUP), counted in pgfault and min_flt like any other. */
     FaultResult handleFault(VmArea vma, long va, Access access) {
         countFault();
-        return faults.handle(vma, va, access);
+        FaultResult result = faults.handle(vma, va, access);
+        countMinorFault();
+        return result;
     }
 
-    /** pgfault: one more fault handled. */
+    /** pgfault: one more fault reached the handler, whatever its outcome. */
     void countFault() {
         faultCount++;
+    }
+
+    /** min_flt: one more fault handled successfully without I/O (mm_account_fault). */
+    void countMinorFault() {
+        minorFaults++;
+    }
+
+    long minorFaults() {
+        return minorFaults;
+    }
+
+    /** Takes back the minor faults of a populate that failed and unmapped its range. */
+    void setMinorFaults(long count) {
+        minorFaults = count;
     }
 
     // ---- VMA tree ----
