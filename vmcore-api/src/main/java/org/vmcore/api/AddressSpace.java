@@ -139,6 +139,14 @@ public interface AddressSpace extends AutoCloseable {
     MmCounters counters();
 
     /**
+     * A read-only view of this address space's page tables: walks, single entries at any level,
+     * and an allocation-free iteration over the leaf entries of a range.
+     *
+     * @return the view; it stays valid until the address space exits
+     */
+    PageTableView pageTableView();
+
+    /**
      * The page tables in the kernel's page-table dump format.
      *
      * @return the page tables in the kernel's page-table dump format

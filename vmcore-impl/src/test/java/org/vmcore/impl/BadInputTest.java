@@ -30,6 +30,7 @@ import org.vmcore.api.MigrationService;
 import org.vmcore.api.MmuNotifier;
 import org.vmcore.api.MovePagesResult;
 import org.vmcore.api.PageSize;
+import org.vmcore.api.PageTableLevel;
 import org.vmcore.api.Protection;
 import org.vmcore.api.TlbConfig;
 import org.vmcore.api.VmException;
@@ -174,6 +175,20 @@ class BadInputTest {
         l.add(c("fault with a null access", t -> t.mm.fault(VA, null), "access=null"));
         l.add(c("translate of a non-canonical address", t -> t.mm.translate(0x0000_8000_0000_0000L), "va=", "canonical"));
         l.add(c("pageAt of a non-canonical address", t -> t.mm.pageAt(0x0000_9000_0000_0000L), "va=", "canonical"));
+        l.add(c("page-table leaves of an unaligned range", t -> t.mm.pageTableView().forEachLeaf(VA + 8, VA + 4096,
+                (va, level, raw, pa) -> true), "start=", "4K aligned"));
+        l.add(c("page-table leaves of an empty range", t -> t.mm.pageTableView().forEachLeaf(VA, VA, (va, level, raw, pa) -> true),
+                "end=", "above start"));
+        l.add(c("page-table leaves past user space", t -> t.mm.pageTableView().forEachLeaf(VA, 1L << 48,
+                (va, level, raw, pa) -> true), "end=0x1000000000000", "end of user space 0x800000000000"));
+        l.add(c("page-table leaves with a null visitor", t -> t.mm.pageTableView().forEachLeaf(VA, VA + 4096, null),
+                "visitor=null"));
+        l.add(c("page-table entry at the folded P4D", t -> t.mm.pageTableView().entry(VA, PageTableLevel.P4D), "level=P4D",
+                "4-level"));
+        l.add(c("page-table entry at a null level", t -> t.mm.pageTableView().entry(VA, null), "level=null"));
+        l.add(c("page-table walk of a kernel address", t -> t.mm.pageTableView().walk(0xffff_8000_0000_0000L), "va=",
+                "user-space"));
+        l.add(c("page-table view of an exited address space", t -> t.exited.pageTableView(), "closed"));
         l.add(c("flushTlb with a bad stride", t -> t.mm.flushTlb(VA, VA + 4096, 13), "strideShift=13"));
         l.add(c("flushTlb with end before start", t -> t.mm.flushTlb(VA, VA, 12), "end=", "above start"));
         l.add(c("clearYoung outside any mapping", t -> t.mm.clearYoung(VA + 64 * 4096), "va=", "mapping"));

@@ -14,6 +14,7 @@ import org.vmcore.api.MigrationWaitException;
 import org.vmcore.api.MmCounters;
 import org.vmcore.api.MmuNotifier;
 import org.vmcore.api.PageSize;
+import org.vmcore.api.PageTableView;
 import org.vmcore.api.Protection;
 import org.vmcore.api.Vma;
 import org.vmcore.api.VmException;
@@ -62,6 +63,7 @@ public final class SimAddressSpace extends MmStruct {
     final Zap zap;
     final MmArgs args;
     private final Mprotect mprotect;
+    private final PageWalk pageTableView;
     private long faultCount;
     private long minorFaults;
     private boolean closed;
@@ -80,6 +82,7 @@ public final class SimAddressSpace extends MmStruct {
         this.zap = new Zap(this, ctx);
         this.mmapImpl = new Mmap(this, ctx);
         this.mprotect = new Mprotect(this, ctx, mmapImpl);
+        this.pageTableView = new PageWalk(this, pageTable);
     }
 
     // ---- mmap ----
@@ -248,6 +251,14 @@ public final class SimAddressSpace extends MmStruct {
             ensureOpen();
             return new MmCounters(anonPages(), shmemPages(), hugetlbBytes(), pageTable.tablePages(),
                     pageTable.tablesAt(Level.PMD), vmas.size(), minorFaults, 0);
+        }
+    }
+
+    @Override
+    public PageTableView pageTableView() {
+        synchronized (lock()) {
+            ensureOpen();
+            return pageTableView;
         }
     }
 
