@@ -225,6 +225,8 @@ class BadInputTest {
         l.add(c("hugetlbfs file of unaligned size", t -> t.machine.hugetlbfs().create("g", 3 * MIB, PageSize.SIZE_2M), "size=",
                 "multiple of 2M"));
         l.add(c("hugetlbfs file of zero size", t -> t.machine.hugetlbfs().create("g", 0, PageSize.SIZE_2M), "size=0x0"));
+        l.add(c("unlink of a missing file", t -> t.machine.hugetlbfs().unlink("nope"), "name=nope", "existing file"));
+        l.add(c("unlink of a null name", t -> t.machine.hugetlbfs().unlink(null), "name=null"));
         l.add(c("pool of a missing node", t -> t.machine.hugetlbfs().pool(5, PageSize.SIZE_2M), "node=5"));
         l.add(c("pool of 4 KiB pages", t -> t.machine.hugetlbfs().pool(0, PageSize.SIZE_4K), "size=SIZE_4K"));
         l.add(c("pageAt past the end of a file", t -> t.file.pageAt(32), "index=0x20", "inside the file"));

@@ -105,7 +105,7 @@ public final class SimAddressSpace extends MmStruct {
         synchronized (lock()) {
             ensureChangeable("mmap");
             if (file == null || !ctx.hugetlbfs().owns(file)) {
-                throw new InvalidArgumentException("file", file, "must be a file of this machine's hugetlbfs");
+                throw new InvalidArgumentException("file", file, "must be a file of this machine's hugetlbfs, not unlinked");
             }
             HugetlbFileImpl f = (HugetlbFileImpl) file;
             MmArgs.checkMmapFlags(flags, false);
@@ -410,9 +410,15 @@ public final class SimAddressSpace extends MmStruct {
         vmas.insert(v);
     }
 
-    /** Removes v from the tree; the last VMA of a shmem object takes the object and its pages with it. */
+    /**
+     * Removes v from the tree; the last VMA of a shmem object takes the object and its pages with
+     * it, and the last VMA of an unlinked hugetlbfs file evicts its inode.
+     */
     void removeVma(VmArea v) {
         vmas.remove(v);
+        if (v.kind().isHugetlb()) {
+            ctx.hugetlbfs().evictIfUnused(HugetlbFileImpl.of(v));
+        }
         if (v.kind() == VmaKind.ANONYMOUS_SHARED && v.mapping().iMmap().isEmpty()) {
             v.mapping().pageCache().forEachValue(pfn -> pages.putReference(pfn, false));
             v.mapping().pageCache().clear();
