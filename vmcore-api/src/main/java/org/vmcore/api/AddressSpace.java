@@ -139,11 +139,28 @@ public interface AddressSpace extends AutoCloseable {
     MmCounters counters();
 
     /**
+     * A read-only view of this address space's page tables: walks, single entries at any level,
+     * and an allocation-free iteration over the leaf entries of a range.
+     *
+     * @return the view; it stays valid until the address space exits
+     */
+    PageTableView pageTableView();
+
+    /**
      * The page tables in the kernel's page-table dump format.
      *
      * @return the page tables in the kernel's page-table dump format
      */
     String dumpPageTables();
+
+    /**
+     * CR3 without the PCID: the physical address of the root table (the PML4, or the PML5 with
+     * 5-level paging), fixed for the address space's life. A CPU that runs it loads
+     * {@code cr3() | pcid()} into CR3.
+     *
+     * @return the root table's physical address, 4 KiB aligned
+     */
+    long cr3();
 
     /**
      * The PCID this address space's translations are tagged with (1..4095).

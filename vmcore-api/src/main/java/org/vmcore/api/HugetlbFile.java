@@ -34,6 +34,13 @@ public interface HugetlbFile {
     long pageAt(long index);
 
     /**
+     * Whether {@link HugetlbFs#unlink} removed it.
+     *
+     * @return whether it was unlinked
+     */
+    boolean isUnlinked();
+
+    /**
      * Pages in the page cache.
      *
      * @return pages in the page cache
@@ -49,7 +56,7 @@ public interface HugetlbFile {
      *
      * @param newSize the new size in bytes
      * @throws InvalidArgumentException if newSize is negative, above the current size, or not a
-     *                                  multiple of the page size
+     *                                  multiple of the page size, or the file is unlinked
      */
     void truncate(long newSize);
 }

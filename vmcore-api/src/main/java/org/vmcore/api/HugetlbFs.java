@@ -17,6 +17,20 @@ public interface HugetlbFs {
     HugetlbFile create(String name, long size, PageSize pageSize);
 
     /**
+     * Removes the file {@code name} (unlink(2), with no descriptor left open): {@link #files()}
+     * no longer lists it and the name can be given to a new, different file. Mappings of it stay
+     * and keep working, with their pages. When the last one goes (munmap or exit) the inode is
+     * evicted as hugetlbfs_evict_inode does: its page-cache pages go back to the pool and the
+     * reservations it still holds for pages never faulted in are released. With no mapping left
+     * that happens at once. The unlinked {@link HugetlbFile} can no longer be mapped or truncated.
+     *
+     * @param name the file name
+     * @return the file unlinked
+     * @throws InvalidArgumentException if no file has that name
+     */
+    HugetlbFile unlink(String name);
+
+    /**
      * The files, in creation order.
      *
      * @return the files, in creation order

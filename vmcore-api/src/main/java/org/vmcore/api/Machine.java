@@ -1,5 +1,6 @@
 package org.vmcore.api;
 
+import java.nio.ByteBuffer;
 import java.util.ArrayList;
 import java.util.EnumSet;
 import java.util.LinkedHashMap;
@@ -11,7 +12,8 @@ import java.util.Set;
 /**
  * A simulated x86-64 machine: NUMA memory, CPUs with TLBs, hugetlb pools and the kernel's
  * memory management. Closing it frees every off-heap byte it took; every object obtained from it is
- * unusable afterwards ({@link ClosedException}).
+ * unusable afterwards ({@link ClosedException}). Its {@code toString()} names the configuration
+ * and the number of live address spaces, and works after close.
  *
  * <pre>{@code
  * try (Machine machine = Machine.builder().node(4L << 30).node(4L << 30)
@@ -84,19 +86,39 @@ public interface Machine extends AutoCloseable {
     MigrationService migration();
 
     /**
-     * Counters named as in /proc/vmstat where the kernel has a name: pgfault, pgmigrate_success,
-     * pgmigrate_fail, nr_tlb_remote_flush, nr_tlb_remote_flush_received, nr_tlb_local_flush_all,
-     * nr_tlb_local_flush_one, and vmcore's own (hugetlb_migrate_success, stale_translation_uses).
+     * Every {@link VmstatCounter} by its /proc/vmstat name, in that enum's order: pgfault,
+     * pgmigrate_success, pgmigrate_fail, hugetlb_migrate_success, hugetlb_migrate_fail,
+     * nr_tlb_remote_flush, nr_tlb_remote_flush_received, nr_tlb_local_flush_all,
+     * nr_tlb_local_flush_one, stale_translation_uses (the hugetlb and stale ones are vmcore's
+     * own). The same values as {@link #vmstatSnapshot()}, counted since the machine started or
+     * since the last {@link #resetVmstat()}.
      *
-     * @return counters named as in /proc/vmstat where the kernel has a name
+     * @return counters named as in /proc/vmstat
      */
     Map<String, Long> vmstat();
+
+    /**
+     * Every {@link VmstatCounter} now, as an immutable value; {@link VmstatSnapshot#minus} of two
+     * gives the counts of an interval.
+     *
+     * @return the counters since the machine started or since the last {@link #resetVmstat()}
+     */
+    VmstatSnapshot vmstatSnapshot();
+
+    /**
+     * Starts every {@link VmstatCounter} from zero again, as {@link #vmstat()}, {@link #vmstatSnapshot()}
+     * and {@link #stats()} report them. Nothing else is reset: each CPU's {@link Cpu#stats()}, each
+     * address space's {@link AddressSpace#counters()} (its minor and major faults included),
+     * {@link #staleAccesses()} and {@link #staleAccessCount()}, {@link #allocationCount} and the
+     * meminfo values, which are levels rather than event counts, keep theirs.
+     */
+    void resetVmstat();
 
     /**
      * A snapshot of the page that holds frame {@code pfn}. Any frame of a 2 MiB or 1 GiB page
      * reports that page (its head pfn, size, mapcount and refcount), as /proc/kpagecount and
      * /proc/kpageflags do for each 4 KiB frame of it. A free frame reports as a 4 KiB page with
-     * flags {@code "free"}, refcount and mapcount 0.
+     * flags {@link PageFlag#BUDDY} alone, refcount and mapcount 0.
      *
      * @param pfn any page frame number
      * @return a snapshot of the page that holds frame {@code pfn}
@@ -114,6 +136,30 @@ public interface Machine extends AutoCloseable {
      * @throws InvalidArgumentException if the width is wrong or the bytes are outside memory
      */
     long readPhysical(long pa, int width);
+
+    /**
+     * Copies {@code length} bytes of simulated physical memory from {@code pa} into
+     * {@code dst[offset..offset + length)}, as a DMA read would; frames never written read as zeros.
+     *
+     * @param pa     the physical address of the first byte; the range may cross frames
+     * @param dst    the array to fill
+     * @param offset the index in {@code dst} of the first byte
+     * @param length the number of bytes
+     * @throws InvalidArgumentException if dst is null, the slice is outside it, or the bytes are
+     *                                  outside memory (then dst is unchanged)
+     */
+    void readPhysical(long pa, byte[] dst, int offset, int length);
+
+    /**
+     * Fills the {@link ByteBuffer#remaining()} bytes of {@code dst} from physical address
+     * {@code pa} and advances its position past them; see {@link #readPhysical(long, byte[], int, int)}.
+     *
+     * @param pa  the physical address of the first byte
+     * @param dst a writable buffer, heap or direct
+     * @throws InvalidArgumentException if dst is null or read-only, or the bytes are outside
+     *                                  memory (then dst and its position are unchanged)
+     */
+    void readPhysical(long pa, ByteBuffer dst);
 
     /**
      * Writes the low {@code width} bytes of {@code value} at physical address {@code pa}; see {@link #readPhysical}.

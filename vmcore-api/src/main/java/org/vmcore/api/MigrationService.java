@@ -85,7 +85,9 @@ public interface MigrationService {
     void setObserver(MigrationObserver observer);
 
     /**
-     * Migration counters with /proc/vmstat names.
+     * Migration counters with /proc/vmstat names (pgmigrate_success, pgmigrate_fail,
+     * hugetlb_migrate_success, hugetlb_migrate_fail), counted since the machine started:
+     * {@link Machine#resetVmstat()} does not reset them here.
      *
      * @return migration counters with /proc/vmstat names
      */

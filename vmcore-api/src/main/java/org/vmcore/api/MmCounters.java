@@ -16,7 +16,18 @@ package org.vmcore.api;
  *                       for every address space that points at it, as pgtables_bytes does)
  * @param pmdTables      PMD tables referenced (nr_pmds), shared ones included
  * @param vmas           number of VMAs
+ * @param minorFaults    min_flt as mm_account_fault counts it, per address space here (Linux counts
+ *                       per task): faults handled without I/O (first touch of anonymous, shmem
+ *                       and hugetlbfs pages, copy-on-write, a shared PMD table installed, a
+ *                       migration entry waited for, an entry another CPU installed first), from CPU
+ *                       accesses, {@link AddressSpace#fault} and MAP_POPULATE. A fault that fails
+ *                       (out of memory, SIGBUS) counts in pgfault but not here; one refused before
+ *                       the handler (no VMA, protection) counts in neither. A forked child starts at 0;
+ *                       a MAP_POPULATE that runs out of memory and unmaps its range again takes
+ *                       its minor faults back (pgfault keeps them).
+ * @param majorFaults    maj_flt: faults that needed I/O. Always 0: vmcore models no swap and no file
+ *                       reads, the only sources of major faults, and nothing that retries a fault
  */
 public record MmCounters(long anonPages, long shmemPages, long hugetlbBytes, long pageTablePages, long pmdTables,
-                         int vmas) {
+                         int vmas, long minorFaults, long majorFaults) {
 }

@@ -1,5 +1,9 @@
 package org.vmcore.api;
 
+import java.util.Collections;
+import java.util.EnumSet;
+import java.util.Set;
+
 /**
  * A read-only snapshot of a page (a folio): its head frame and the counts the kernel keeps in
  * its {@code struct page}.
@@ -9,12 +13,30 @@ package org.vmcore.api;
  * @param node     NUMA node of the frame
  * @param mapcount page-table entries that map it (a shared PMD table counts once)
  * @param refcount references: mappings, page cache and pins
- * @param flags    the flags as the kernel would print them, e.g. {@code uptodate|head|hugetlb}, or
- *                 {@code free} for a free frame
+ * @param flags    its flags, for example {@code [UPTODATE, HEAD, HUGETLB]}, or {@code [BUDDY]} for a
+ *                 free frame; unmodifiable
  * @param anonymous whether it is an anonymous page (mapping is an anon_vma)
  * @param file     the hugetlbfs file whose page cache holds it, or null
  * @param index    page index in the file or anon_vma, in 4 KiB pages
  */
-public record Page(long pfn, PageSize size, int node, int mapcount, int refcount, String flags, boolean anonymous,
+public record Page(long pfn, PageSize size, int node, int mapcount, int refcount, Set<PageFlag> flags, boolean anonymous,
                    HugetlbFile file, long index) {
+    /**
+     * Copies {@code flags} into an unmodifiable set.
+     *
+     * @throws InvalidArgumentException if flags is null or holds null
+     */
+    public Page {
+        if (flags == null) {
+            throw new InvalidArgumentException("flags", null, "must not be null");
+        }
+        EnumSet<PageFlag> copy = EnumSet.noneOf(PageFlag.class);
+        for (PageFlag f : flags) {
+            if (f == null) {
+                throw new InvalidArgumentException("flags", flags, "must not hold null");
+            }
+            copy.add(f);
+        }
+        flags = Collections.unmodifiableSet(copy);
+    }
 }

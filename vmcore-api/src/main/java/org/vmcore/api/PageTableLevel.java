@@ -1,19 +1,20 @@
 package org.vmcore.api;
 
 /**
- * A level of the x86-64 page tables, named as the kernel names its entries: a PTE lives in a
- * page table, a PMD entry in a page directory, and so on up to the PGD, the table CR3 points
- * at. With 4-level paging the P4D level is folded into the PGD and never reported.
+ * The levels of a page table, top to bottom, named as the kernel names them. With 4-level paging
+ * the kernel folds the p4d into the pgd: the root table (the PML4) is the {@code PGD} and there is
+ * no {@code P4D} level. With 5-level paging the root (the PML5) is the {@code PGD} and the PML4 is
+ * the {@code P4D}.
  */
 public enum PageTableLevel {
-    /** A page-table entry, mapping 4 KiB (the SDM's PTE). */
-    PTE,
-    /** A page-middle-directory entry, pointing at a page table or mapping 2 MiB (the SDM's PDE). */
-    PMD,
-    /** A page-upper-directory entry, pointing at a PMD table or mapping 1 GiB (the SDM's PDPTE). */
-    PUD,
-    /** A fourth-level directory entry (the SDM's PML4E with 5-level paging). */
+    /** The root table CR3 points to: the PML4, or the PML5 with 5-level paging. */
+    PGD,
+    /** The PML4 under a PML5; folded away with 4-level paging. */
     P4D,
-    /** The top level, the table CR3 points at (PML4 with 4-level paging, PML5 with 5-level). */
-    PGD
+    /** The page upper directory (PDPT): 1 GiB per entry, may hold 1 GiB leaves. */
+    PUD,
+    /** The page middle directory (PD): 2 MiB per entry, may hold 2 MiB leaves. */
+    PMD,
+    /** The page table (PT): 4 KiB leaves. */
+    PTE
 }

@@ -4,6 +4,7 @@ import java.util.LinkedHashMap;
 import java.util.Map;
 import org.vmcore.api.PageSize;
 import org.vmcore.api.TlbStats;
+import org.vmcore.api.VmstatCounter;
 import org.vmcore.impl.cpu.SimCpu;
 import org.vmcore.impl.cpu.StaleDetector;
 import org.vmcore.impl.hugetlb.HugePagePool;
@@ -37,11 +38,14 @@ final class ProcStats {
         this.migration = migration;
     }
 
-    /** /proc/vmstat, given pgfault (counted under the lock by the caller). */
-    Map<String, Long> vmstat(long faults) {
-        Map<String, Long> out = new LinkedHashMap<>();
-        out.put("pgfault", faults);
-        out.putAll(migration.stats());
+    /**
+     * Every {@link VmstatCounter} as counted since the machine started, by ordinal, given pgfault
+     * (counted under the lock by the caller).
+     */
+    long[] vmstat(long faults) {
+        long[] out = new long[VmstatCounter.values().length];
+        out[VmstatCounter.PGFAULT.ordinal()] = faults;
+        migration.stats().forEach((name, value) -> out[VmstatCounter.ofProcName(name).ordinal()] = value);
         long remoteSent = 0;
         long remoteReceived = 0;
         long localAll = 0;
@@ -53,11 +57,11 @@ final class ProcStats {
             localAll += cpu.localFlushes(true); // the kernel counts local flushes on the initiator only
             localOne += cpu.localFlushes(false);
         }
-        out.put("nr_tlb_remote_flush", remoteSent);
-        out.put("nr_tlb_remote_flush_received", remoteReceived);
-        out.put("nr_tlb_local_flush_all", localAll);
-        out.put("nr_tlb_local_flush_one", localOne);
-        out.put("stale_translation_uses", detector.count());
+        out[VmstatCounter.NR_TLB_REMOTE_FLUSH.ordinal()] = remoteSent;
+        out[VmstatCounter.NR_TLB_REMOTE_FLUSH_RECEIVED.ordinal()] = remoteReceived;
+        out[VmstatCounter.NR_TLB_LOCAL_FLUSH_ALL.ordinal()] = localAll;
+        out[VmstatCounter.NR_TLB_LOCAL_FLUSH_ONE.ordinal()] = localOne;
+        out[VmstatCounter.STALE_TRANSLATION_USES.ordinal()] = detector.count();
         return out;
     }
 

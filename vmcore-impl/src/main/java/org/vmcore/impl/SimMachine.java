@@ -1,5 +1,6 @@
 package org.vmcore.impl;
 
+import java.nio.ByteBuffer;
 import java.util.ArrayList;
 import java.util.EnumMap;
 import java.util.List;
@@ -16,8 +17,11 @@ import org.vmcore.api.MachineStats;
 import org.vmcore.api.MigrationService;
 import org.vmcore.api.Page;
 import org.vmcore.api.PageSize;
+import org.vmcore.api.PagingMode;
 import org.vmcore.api.RmapWalker;
 import org.vmcore.api.StaleAccess;
+import org.vmcore.api.VmstatCounter;
+import org.vmcore.api.VmstatSnapshot;
 import org.vmcore.impl.base.MachineLock;
 import org.vmcore.impl.base.MigratingThread;
 import org.vmcore.impl.base.Nodes;
@@ -71,6 +75,8 @@ public final class SimMachine implements Machine {
     private final MigrationServiceImpl migration;
     private final PhysicalAccess physical;
     private final ProcStats procStats;
+    /** The raw counters at the last {@link #resetVmstat()}, by {@link VmstatCounter} ordinal; guarded by the lock. */
+    private long[] vmstatBaseline = new long[VmstatCounter.values().length];
 
     SimMachine(MachineConfig config) {
         this.config = config;
@@ -190,12 +196,28 @@ public final class SimMachine implements Machine {
 
     @Override
     public Map<String, Long> vmstat() {
-        long faults;
+        return vmstatSnapshot().asMap();
+    }
+
+    @Override
+    public VmstatSnapshot vmstatSnapshot() {
+        synchronized (lock) { // serialises with resetVmstat; the counters only grow, so no value goes below the baseline
+            ensureOpen();
+            long[] now = procStats.vmstat(procStats.faults());
+            Map<VmstatCounter, Long> values = new EnumMap<>(VmstatCounter.class);
+            for (VmstatCounter c : VmstatCounter.values()) {
+                values.put(c, now[c.ordinal()] - vmstatBaseline[c.ordinal()]);
+            }
+            return VmstatSnapshot.of(values);
+        }
+    }
+
+    @Override
+    public void resetVmstat() {
         synchronized (lock) {
             ensureOpen();
-            faults = procStats.faults();
+            vmstatBaseline = procStats.vmstat(procStats.faults());
         }
-        return procStats.vmstat(faults);
     }
 
     @Override
@@ -322,6 +344,22 @@ public final class SimMachine implements Machine {
     }
 
     @Override
+    public void readPhysical(long pa, byte[] dst, int offset, int length) {
+        synchronized (lock) {
+            ensureOpen();
+            physical.readBytes(pa, dst, offset, length);
+        }
+    }
+
+    @Override
+    public void readPhysical(long pa, ByteBuffer dst) {
+        synchronized (lock) {
+            ensureOpen();
+            physical.readBytes(pa, dst);
+        }
+    }
+
+    @Override
     public void writePhysical(long pa, int width, long value) {
         synchronized (lock) {
             ensureOpen();
@@ -370,6 +408,43 @@ public final class SimMachine implements Machine {
                 throw CallbackFailures.<RuntimeException>sneaky(failure);
             }
         }
+    }
+
+    /**
+     * The configuration and, while open, the live address spaces, for example
+     * {@code Machine[nodes 4G 4G, 2 CPUs, 4-level paging, hugetlb node0 1024x2M, regressions [], 3 address spaces]};
+     * {@code Machine[closed, ...]} after close.
+     */
+    @Override
+    public String toString() {
+        StringBuilder sb = new StringBuilder("Machine[");
+        synchronized (lock) {
+            if (lock.isClosed()) {
+                sb.append("closed, ");
+            }
+            sb.append("nodes");
+            for (long bytes : config.nodeBytes()) {
+                sb.append(' ').append(bytes >>> 30).append('G');
+            }
+            sb.append(", ").append(config.cpus()).append(config.cpus() == 1 ? " CPU, " : " CPUs, ")
+                    .append(config.pagingMode() == PagingMode.FIVE_LEVEL ? "5" : "4").append("-level paging, hugetlb");
+            int pools = 0;
+            for (int node = 0; node < nodeCount; node++) {
+                for (PageSize size : new PageSize[] {PageSize.SIZE_2M, PageSize.SIZE_1G}) {
+                    long count = config.hugePages(node, size);
+                    if (count > 0) {
+                        sb.append(pools++ == 0 ? " " : ", ").append("node").append(node).append(' ').append(count).append('x')
+                                .append(size.label());
+                    }
+                }
+            }
+            sb.append(pools == 0 ? " none" : "").append(", regressions ").append(config.regressions().stream().sorted().toList());
+            if (!lock.isClosed()) {
+                int live = spaces.live().size();
+                sb.append(", ").append(live).append(live == 1 ? " address space" : " address spaces");
+            }
+        }
+        return sb.append(']').toString();
     }
 
     /** The lock every mm operation holds. */

@@ -5,9 +5,11 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import static org.vmcore.impl.Fixtures.GIB;
 import static org.vmcore.impl.Fixtures.MIB;
 
+import java.nio.ByteBuffer;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
+import java.util.Map;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.DisplayName;
@@ -20,6 +22,7 @@ import org.vmcore.api.Access;
 import org.vmcore.api.AddressSpace;
 import org.vmcore.api.AllocationKind;
 import org.vmcore.api.ClosedException;
+import org.vmcore.api.CostTable;
 import org.vmcore.api.Cpu;
 import org.vmcore.api.HugetlbFile;
 import org.vmcore.api.InvalidArgumentException;
@@ -30,9 +33,12 @@ import org.vmcore.api.MmuNotifier;
 import org.vmcore.api.MovePagesResult;
 import org.vmcore.api.OutOfMemoryException;
 import org.vmcore.api.PageSize;
+import org.vmcore.api.PageTableLevel;
 import org.vmcore.api.Protection;
 import org.vmcore.api.TlbConfig;
 import org.vmcore.api.VmException;
+import org.vmcore.api.VmstatCounter;
+import org.vmcore.api.VmstatSnapshot;
 
 /**
  * Bad input across the public API: each call gets a clear exception that names the value and
@@ -262,6 +268,15 @@ class BadInputTest {
             l.add(c("a read past the buffer", t -> t.cpu.read(VA, new byte[4], 2, 4), "offset=2", "inside a buffer of 4"));
             l.add(c("a write with a negative offset", t -> t.cpu.write(VA, new byte[4], -1, 1), "offset=-1"));
             l.add(closed("switching to an exited address space", t -> t.cpu.switchTo(t.exited)));
+            l.add(c("a replay with a null op array", t -> t.cpu.replay(null, new long[] {VA}, new byte[] {8}, new long[1]), "ops=null"));
+            l.add(c("a replay with arrays of different lengths", t -> t.cpu.replay(new byte[2], new long[] {VA}, new byte[] {8},
+                    new long[1]), "ops.length=2", "vas.length 1"));
+            l.add(c("a replay of an unknown operation", t -> t.cpu.replay(new byte[] {0, 9}, new long[] {VA, VA}, new byte[] {8, 8},
+                    new long[2]), "ops[1]=9", "TraceOp"));
+            l.add(c("a replay of 3-byte accesses", t -> t.cpu.replay(new byte[] {1, 0}, new long[] {VA, VA}, new byte[] {8, 3},
+                    new long[2]), "widths[1]=3"));
+            l.add(c("a cost table with a negative figure", t -> new CostTable(0, 0, -5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0),
+                    "walkReference=-5", ">= 0"));
             return l;
         }
     }
@@ -290,6 +305,41 @@ class BadInputTest {
             l.add(c("pageAt past the end of a file", t -> t.file.pageAt(32), "index=0x20", "inside the file"));
             l.add(c("pageAt of a negative index", t -> t.file.pageAt(-1), "index="));
             l.add(c("failNthAllocation of zero", t -> t.machine.failNthAllocation(AllocationKind.FRAME, 0), "nth=0"));
+            return l;
+        }
+    }
+
+    @Nested
+    @DisplayName("views and statistics")
+    class ViewsAndStatistics extends Table {
+        @Override
+        List<Arguments> calls() {
+            List<Arguments> l = new ArrayList<>();
+            l.add(c("page-table leaves of an unaligned range", t -> t.mm.pageTableView().forEachLeaf(VA + 8, VA + 4096,
+                    (va, level, raw, pa) -> true), "start=", "4K aligned"));
+            l.add(c("page-table leaves of an empty range", t -> t.mm.pageTableView().forEachLeaf(VA, VA, (va, level, raw, pa) -> true),
+                    "end=", "above start"));
+            l.add(c("page-table leaves past user space", t -> t.mm.pageTableView().forEachLeaf(VA, 1L << 48,
+                    (va, level, raw, pa) -> true), "end=0x1000000000000", "end of user space 0x800000000000"));
+            l.add(c("page-table leaves with a null visitor", t -> t.mm.pageTableView().forEachLeaf(VA, VA + 4096, null),
+                    "visitor=null"));
+            l.add(c("page-table entry at the folded P4D", t -> t.mm.pageTableView().entry(VA, PageTableLevel.P4D), "level=P4D",
+                    "4-level"));
+            l.add(c("page-table entry at a null level", t -> t.mm.pageTableView().entry(VA, null), "level=null"));
+            l.add(c("page-table walk of a kernel address", t -> t.mm.pageTableView().walk(0xffff_8000_0000_0000L), "va=",
+                    "user-space"));
+            l.add(closed("page-table view of an exited address space", t -> t.exited.pageTableView()));
+            l.add(c("bulk readPhysical into a null array", t -> t.machine.readPhysical(0, null, 0, 8), "dst=null"));
+            l.add(c("bulk readPhysical past the array", t -> t.machine.readPhysical(0, new byte[8], 4, 8), "length=8", "from offset 4"));
+            l.add(c("bulk readPhysical past the end of memory", t -> t.machine.readPhysical(4 * GIB - 4, new byte[8], 0, 8), "pa=",
+                    "inside memory"));
+            l.add(c("bulk readPhysical into a read-only buffer", t -> t.machine.readPhysical(0, ByteBuffer.allocate(8).asReadOnlyBuffer()),
+                    "dst=", "writable"));
+            l.add(c("bulk readPhysical into a null buffer", t -> t.machine.readPhysical(0, (ByteBuffer) null), "dst=null"));
+            l.add(c("a vmstat interval from a later snapshot", t -> t.machine.vmstatSnapshot().minus(VmstatSnapshot.of(
+                    Map.of(VmstatCounter.PGFAULT, 1L << 40))), "earlier=", "pgfault 1099511627776 is above"));
+            l.add(c("unlink of a missing file", t -> t.machine.hugetlbfs().unlink("nope"), "name=nope", "existing file"));
+            l.add(c("unlink of a null name", t -> t.machine.hugetlbfs().unlink(null), "name=null"));
             return l;
         }
     }

@@ -29,6 +29,7 @@ import org.vmcore.api.MapFlags;
 import org.vmcore.api.MigrationService;
 import org.vmcore.api.MmuNotifier;
 import org.vmcore.api.PageSize;
+import org.vmcore.api.PageTableView;
 import org.vmcore.api.Protection;
 import org.vmcore.api.RmapWalker;
 
@@ -211,6 +212,7 @@ class CloseTest {
             RmapWalker rmap = machine.rmap();
             MigrationService migration = machine.migration();
             HugetlbFs fs = machine.hugetlbfs();
+            PageTableView view = mm.pageTableView();
             machine.close();
             MM.set(mm);
             List<String> wrong = new ArrayList<>();
@@ -221,6 +223,7 @@ class CloseTest {
             check(MigrationService.class, migration, wrong);
             check(HugetlbFs.class, fs, wrong);
             check(HugetlbFile.class, file, wrong);
+            check(PageTableView.class, view, wrong);
             assertThat(wrong).isEmpty();
             assertThat(machine.offHeapBytes()).isZero();
         }

@@ -1,19 +1,26 @@
 package org.vmcore.impl;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import static org.vmcore.impl.Fixtures.GIB;
 import static org.vmcore.impl.Fixtures.MIB;
 
+import java.util.Locale;
 import org.junit.jupiter.api.DisplayName;
 import org.junit.jupiter.api.Test;
 import org.vmcore.api.Access;
 import org.vmcore.api.AddressSpace;
 import org.vmcore.api.HugetlbFile;
+import org.vmcore.api.InvalidArgumentException;
 import org.vmcore.api.Machine;
 import org.vmcore.api.MapFlags;
 import org.vmcore.api.Page;
+import org.vmcore.api.PageFlag;
 import org.vmcore.api.PageSize;
 import org.vmcore.api.Protection;
+import org.vmcore.api.Regression;
+import org.vmcore.x86.mem.FrameDescriptors;
+import org.vmcore.x86.mem.FrameFlags;
 
 /** Machine.page(pfn) for every frame, as /proc/kpagecount and /proc/kpageflags report each 4 KiB frame. */
 class PageLookupTest {
@@ -61,19 +68,65 @@ class PageLookupTest {
             long va = mm.mmap(0, 4096, Protection.READ_WRITE, MapFlags.MAP_PRIVATE | MapFlags.MAP_ANONYMOUS);
             mm.fault(va, Access.WRITE);
             long pfn = mm.pageAt(va);
-            assertThat(machine.page(pfn).flags()).contains("anon");
+            assertThat(machine.page(pfn).flags()).contains(PageFlag.ANON);
             mm.munmap(va, 4096);
             Page freed = machine.page(pfn);
-            assertThat(freed.flags()).isEqualTo("free");
+            assertThat(freed.flags()).containsExactly(PageFlag.BUDDY);
             assertThat(freed.pfn()).isEqualTo(pfn);
             assertThat(freed.refcount()).isZero();
             assertThat(freed.mapcount()).isZero();
             assertThat(freed.size()).isEqualTo(PageSize.SIZE_4K);
-            assertThat(machine.page(machine.config().nodeBytes().getFirst() / 4096 - 1).flags()).as("never used").isEqualTo("free");
+            assertThat(machine.page(machine.config().nodeBytes().getFirst() / 4096 - 1).flags()).as("never used").containsExactly(PageFlag.BUDDY);
             assertThat(machine.checkInvariants()).isEmpty();
         } finally {
             machine.close();
         }
         assertThat(machine.offHeapBytes()).isZero();
+    }
+
+    @Test
+    @DisplayName("each frame-descriptor flag reports as the PageFlag of the same kernel name, and the set is unmodifiable")
+    void eachDescriptorFlagHasItsPageFlag() {
+        try (Machine machine = Machine.builder().node(GIB).build()) {
+            AddressSpace mm = machine.createAddressSpace();
+            long va = mm.mmap(0, 4096, Protection.READ_WRITE, MapFlags.MAP_PRIVATE | MapFlags.MAP_ANONYMOUS);
+            mm.fault(va, Access.WRITE);
+            long pfn = mm.pageAt(va);
+            assertThat(machine.page(pfn).flags()).containsExactly(PageFlag.UPTODATE, PageFlag.ANON);
+            FrameDescriptors d = ((SimMachine) machine).memory().descriptors();
+            int[] bits = {FrameFlags.LOCKED, FrameFlags.REFERENCED, FrameFlags.UPTODATE, FrameFlags.DIRTY, FrameFlags.LRU,
+                FrameFlags.HEAD, FrameFlags.ANON, FrameFlags.HUGETLB, FrameFlags.PGTABLE, FrameFlags.HWPOISON, FrameFlags.RESERVED,
+                FrameFlags.ISOLATED, FrameFlags.MLOCKED};
+            String[] kernelNames = {"locked", "referenced", "uptodate", "dirty", "lru", "head", "anon", "hugetlb", "pgtable",
+                "hwpoison", "reserved", "isolated", "mlocked"};
+            int original = d.flags(pfn);
+            for (int i = 0; i < bits.length; i++) {
+                d.clearFlags(pfn, ~FrameFlags.ALLOCATED);
+                d.setFlags(pfn, bits[i]);
+                assertThat(FrameFlags.describe(d.flags(pfn))).isEqualTo(kernelNames[i] + "|allocated");
+                assertThat(machine.page(pfn).flags()).as(kernelNames[i]).containsExactly(PageFlag.valueOf(kernelNames[i].toUpperCase(
+                        Locale.ROOT)));
+            }
+            d.clearFlags(pfn, ~FrameFlags.ALLOCATED);
+            d.setFlags(pfn, original);
+            Page page = machine.page(pfn);
+            assertThatThrownBy(() -> page.flags().add(PageFlag.DIRTY)).isInstanceOf(UnsupportedOperationException.class);
+            assertThatThrownBy(() -> new Page(0, PageSize.SIZE_4K, 0, 0, 0, null, false, null, 0))
+                    .isInstanceOf(InvalidArgumentException.class).hasMessageContaining("flags=null");
+            assertThat(machine.checkInvariants()).isEmpty();
+        }
+    }
+
+    @Test
+    @DisplayName("Machine.toString names the configuration and the live address spaces, and works after close")
+    void machineToString() {
+        Machine machine = Machine.builder().node(GIB).node(2 * GIB).cpus(2).hugePages(1, PageSize.SIZE_2M, 4)
+                .enable(Regression.PRE_017B1660).build();
+        machine.createAddressSpace();
+        assertThat(machine.toString()).isEqualTo("Machine[nodes 1G 2G, 2 CPUs, 4-level paging, hugetlb node1 4x2M,"
+                + " regressions [PRE_017B1660], 1 address space]");
+        machine.close();
+        assertThat(machine.toString()).isEqualTo("Machine[closed, nodes 1G 2G, 2 CPUs, 4-level paging, hugetlb node1 4x2M,"
+                + " regressions [PRE_017B1660]]");
     }
 }

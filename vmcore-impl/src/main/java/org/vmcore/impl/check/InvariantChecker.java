@@ -320,8 +320,7 @@ public final class InvariantChecker {
         for (PageSize size : new PageSize[] {PageSize.SIZE_2M, PageSize.SIZE_1G}) {
             HugePagePool pool = pools.pool(size);
             long reserved = 0;
-            for (var f : hugetlbfs.files()) {
-                HugetlbFileImpl file = (HugetlbFileImpl) f;
+            for (HugetlbFileImpl file : hugetlbfs.inodes()) {
                 if (file.pageSize() == size) {
                     reserved += file.reservedIndexes().size();
                 }

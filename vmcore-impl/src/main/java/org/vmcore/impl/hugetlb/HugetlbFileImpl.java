@@ -20,6 +20,8 @@ public final class HugetlbFileImpl implements HugetlbFile {
     private final PageSize pageSize;
     private FileMapping mapping;
     private final LongHashSet reservedIndexes = new LongHashSet();
+    private boolean unlinked;
+    private boolean evicted;
 
     HugetlbFileImpl(HugetlbFsImpl fs, String name, long size, PageSize pageSize) {
         this.fs = fs;
@@ -76,6 +78,27 @@ public final class HugetlbFileImpl implements HugetlbFile {
     }
 
     @Override
+    public boolean isUnlinked() {
+        synchronized (fs.machineLock()) {
+            fs.ensureOpen();
+            return unlinked;
+        }
+    }
+
+    /** Unlinked and not yet evicted: its mappings and page cache live on. The caller holds the machine lock. */
+    boolean unlinkedAlive() {
+        return unlinked && !evicted;
+    }
+
+    void markUnlinked() {
+        unlinked = true;
+    }
+
+    void markEvicted() {
+        evicted = true;
+    }
+
+    @Override
     public long cachedPages() {
         synchronized (fs.machineLock()) {
             fs.ensureOpen();
@@ -119,6 +142,6 @@ public final class HugetlbFileImpl implements HugetlbFile {
 
     @Override
     public String toString() {
-        return "hugetlbfs:" + name + " (" + size + " bytes, " + pageSize.label() + " pages)";
+        return "hugetlbfs:" + name + (unlinked ? " (deleted)" : "") + " (" + size + " bytes, " + pageSize.label() + " pages)";
     }
 }

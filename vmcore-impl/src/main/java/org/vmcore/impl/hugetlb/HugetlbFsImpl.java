@@ -30,6 +30,8 @@ public final class HugetlbFsImpl implements HugetlbFs {
     private final HugetlbVmdelete vmdelete;
     private final OperationHook hook;
     private final Map<String, HugetlbFileImpl> files = new LinkedHashMap<>();
+    /** Unlinked files still mapped somewhere: their inodes live until the last mapping goes. */
+    private final List<HugetlbFileImpl> unlinkedAlive = new ArrayList<>();
 
     public HugetlbFsImpl(MachineLock lock, int nodeCount, HugetlbPools pools, FrameDescriptors descriptors,
                          MappingRegistry registry, HugetlbVmdelete vmdelete, OperationHook hook) {
@@ -66,6 +68,48 @@ public final class HugetlbFsImpl implements HugetlbFs {
     }
 
     @Override
+    public HugetlbFile unlink(String name) {
+        synchronized (lock) {
+            lock.ensureOpen();
+            HugetlbFileImpl file = name == null ? null : files.get(name);
+            if (file == null) {
+                throw new InvalidArgumentException("name", name, "must name an existing file");
+            }
+            files.remove(name);
+            file.markUnlinked();
+            unlinkedAlive.add(file);
+            evictIfUnused(file);
+            hook.afterOperation("unlink");
+            return file;
+        }
+    }
+
+    /**
+     * hugetlbfs_evict_inode for an unlinked file nobody maps any more: its page-cache pages go
+     * back to the pool (or to whoever still holds a reference, who frees them last) and the
+     * reservations of its resv_map are released. Called when a VMA of the file is removed, after
+     * it left the file's i_mmap; does nothing for a linked or still mapped file.
+     */
+    public void evictIfUnused(HugetlbFileImpl file) {
+        assert Thread.holdsLock(lock);
+        if (!file.unlinkedAlive() || !file.mapping().iMmap().isEmpty()) {
+            return;
+        }
+        removeFrom(file, 0);
+        file.markEvicted();
+        unlinkedAlive.remove(file);
+        registry.unregister(file.mapping().id());
+    }
+
+    /** Every live inode: the linked files and the unlinked ones still mapped, for the invariant checker. */
+    public List<HugetlbFileImpl> inodes() {
+        assert Thread.holdsLock(lock);
+        List<HugetlbFileImpl> out = new ArrayList<>(files.values());
+        out.addAll(unlinkedAlive);
+        return out;
+    }
+
+    @Override
     public List<HugetlbFile> files() {
         synchronized (lock) {
             lock.ensureOpen();
@@ -88,6 +132,9 @@ public final class HugetlbFsImpl implements HugetlbFs {
         synchronized (lock) {
             lock.ensureOpen();
             PageSize ps = file.pageSize();
+            if (file.unlinkedAlive() || !owns(file)) {
+                throw new InvalidArgumentException("file", file, "must not be unlinked (truncate needs an open file)");
+            }
             if (newSize < 0 || newSize > file.size() || !ps.isAligned(newSize)) {
                 throw new InvalidArgumentException("newSize", newSize, "must be a multiple of " + ps.label() + " between 0 and the"
                         + " current size " + file.size() + " (hugetlbfs files only shrink)");
@@ -107,25 +154,34 @@ public final class HugetlbFsImpl implements HugetlbFs {
                 kept += vma.reservationOwner() ? HugetlbReservation.privateReserved(vma, vma.start(), vma.end()) : 0;
             }
             pool(ps).unreserve(held - kept);
-            HugePagePool pool = pool(ps);
-            long released = 0;
-            for (long index : file.mapping().pageCache().keySet().toArray()) {
-                if (index >= first) {
-                    long pfn = file.mapping().remove(index);
-                    if (descriptors.addRefcount(pfn, -1) == 0) {
-                        pool.free(pfn);
-                    }
-                }
-            }
-            for (long index : file.reservedIndexes().toArray()) {
-                if (index >= first) {
-                    file.reservedIndexes().remove(index);
-                    released++;
-                }
-            }
-            pool.unreserve(released);
+            removeFrom(file, first);
             hook.afterOperation("truncate");
         }
+    }
+
+    /**
+     * remove_inode_hugepages and hugetlb_unreserve_pages from huge-page index {@code first} on:
+     * drops the page cache's reference to each page there (the last reference frees it to the
+     * pool) and releases the file's reservations there.
+     */
+    private void removeFrom(HugetlbFileImpl file, long first) {
+        HugePagePool pool = pool(file.pageSize());
+        long released = 0;
+        for (long index : file.mapping().pageCache().keySet().toArray()) {
+            if (index >= first) {
+                long pfn = file.mapping().remove(index);
+                if (descriptors.addRefcount(pfn, -1) == 0) {
+                    pool.free(pfn);
+                }
+            }
+        }
+        for (long index : file.reservedIndexes().toArray()) {
+            if (index >= first) {
+                file.reservedIndexes().remove(index);
+                released++;
+            }
+        }
+        pool.unreserve(released);
     }
 
     public HugePagePool pool(PageSize size) {

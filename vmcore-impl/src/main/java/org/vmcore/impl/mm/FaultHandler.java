@@ -65,6 +65,7 @@ final class FaultHandler {
         FaultEvent event = new FaultEvent();
         event.begin();
         FaultResult result = handle(vma, va, access);
+        mm.countMinorFault(); // a failed fault threw: it counts in pgfault only, as mm_account_fault does
         if (event.shouldCommit()) {
             event.addressSpace = mm.id();
             event.address = va;

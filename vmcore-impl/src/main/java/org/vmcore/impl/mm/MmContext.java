@@ -21,7 +21,7 @@ import org.vmcore.x86.mem.PhysicalMemory;
  * @param memory physical memory: frames, descriptors, allocators
  * @param registry new anon_vmas and shmem address_spaces, and forgetting them
  * @param pools the hugetlb pools (reservations, huge-page allocation)
- * @param hugetlbfs the mount, only to check that a file mapped is one of its own
+ * @param hugetlbfs the mount, to check that a file mapped is one of its own and to evict an unlinked one
  * @param shootdown TLB flushes
  * @param callbackFailures what user callbacks threw during the current operation
  * @param hook the end of every public operation

@@ -102,12 +102,14 @@ final class Mmap {
         // A private writable mapping is populated for write, to break COW up front (populate_vma_page_range).
         Access access = vma.protection().write() && !vma.kind().isShared() ? Access.WRITE : Access.READ;
         long step = vma.pageSize().bytes();
+        long minorFaults = mm.minorFaults();
         try {
             for (long va = start; va < end; va += step) {
                 mm.handleFault(mm.vma(va), va, access);
             }
         } catch (OutOfMemoryException e) {
             doMunmap(start, end, false);
+            mm.setMinorFaults(minorFaults); // the mapping leaves no trace; pgfault keeps the faults, which did happen
             throw ctx.callbackFailures().suppressInto(e);
         }
     }

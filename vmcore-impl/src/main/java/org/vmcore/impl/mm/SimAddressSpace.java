@@ -14,6 +14,7 @@ import org.vmcore.api.MigrationWaitException;
 import org.vmcore.api.MmCounters;
 import org.vmcore.api.MmuNotifier;
 import org.vmcore.api.PageSize;
+import org.vmcore.api.PageTableView;
 import org.vmcore.api.Protection;
 import org.vmcore.api.Vma;
 import org.vmcore.api.VmException;
@@ -62,7 +63,9 @@ public final class SimAddressSpace extends MmStruct {
     final Zap zap;
     final MmArgs args;
     private final Mprotect mprotect;
+    private final PageWalk pageTableView;
     private long faultCount;
+    private long minorFaults;
     private boolean closed;
 
     public SimAddressSpace(MmContext ctx, int id, int homeNode, int pcid) {
@@ -79,6 +82,7 @@ public final class SimAddressSpace extends MmStruct {
         this.zap = new Zap(this, ctx);
         this.mmapImpl = new Mmap(this, ctx);
         this.mprotect = new Mprotect(this, ctx, mmapImpl);
+        this.pageTableView = new PageWalk(this, pageTable);
     }
 
     // ---- mmap ----
@@ -101,7 +105,7 @@ public final class SimAddressSpace extends MmStruct {
         synchronized (lock()) {
             ensureChangeable("mmap");
             if (file == null || !ctx.hugetlbfs().owns(file)) {
-                throw new InvalidArgumentException("file", file, "must be a file of this machine's hugetlbfs");
+                throw new InvalidArgumentException("file", file, "must be a file of this machine's hugetlbfs, not unlinked");
             }
             HugetlbFileImpl f = (HugetlbFileImpl) file;
             MmArgs.checkMmapFlags(flags, false);
@@ -246,7 +250,15 @@ public final class SimAddressSpace extends MmStruct {
         synchronized (lock()) {
             ensureOpen();
             return new MmCounters(anonPages(), shmemPages(), hugetlbBytes(), pageTable.tablePages(),
-                    pageTable.tablesAt(Level.PMD), vmas.size());
+                    pageTable.tablesAt(Level.PMD), vmas.size(), minorFaults, 0);
+        }
+    }
+
+    @Override
+    public PageTableView pageTableView() {
+        synchronized (lock()) {
+            ensureOpen();
+            return pageTableView;
         }
     }
 
@@ -255,6 +267,14 @@ public final class SimAddressSpace extends MmStruct {
         synchronized (lock()) {
             ensureOpen();
             return pageTable.dump();
+        }
+    }
+
+    @Override
+    public long cr3() {
+        synchronized (lock()) {
+            ensureOpen();
+            return pageTable.cr3();
         }
     }
 
@@ -352,15 +372,31 @@ public final class SimAddressSpace extends MmStruct {
         Thread.onSpinWait();
     }
 
-    /** One fault of the populate path, counted in pgfault like any other. */
+    /** One fault of the populate path (GUP), counted in pgfault and min_flt like any other. */
     FaultResult handleFault(VmArea vma, long va, Access access) {
         countFault();
-        return faults.handle(vma, va, access);
+        FaultResult result = faults.handle(vma, va, access);
+        countMinorFault();
+        return result;
     }
 
-    /** pgfault: one more fault handled. */
+    /** pgfault: one more fault reached the handler, whatever its outcome. */
     void countFault() {
         faultCount++;
+    }
+
+    /** min_flt: one more fault handled successfully without I/O (mm_account_fault). */
+    void countMinorFault() {
+        minorFaults++;
+    }
+
+    long minorFaults() {
+        return minorFaults;
+    }
+
+    /** Takes back the minor faults of a populate that failed and unmapped its range. */
+    void setMinorFaults(long count) {
+        minorFaults = count;
     }
 
     // ---- VMA tree ----
@@ -374,9 +410,15 @@ public final class SimAddressSpace extends MmStruct {
         vmas.insert(v);
     }
 
-    /** Removes v from the tree; the last VMA of a shmem object takes the object and its pages with it. */
+    /**
+     * Removes v from the tree; the last VMA of a shmem object takes the object and its pages with
+     * it, and the last VMA of an unlinked hugetlbfs file evicts its inode.
+     */
     void removeVma(VmArea v) {
         vmas.remove(v);
+        if (v.kind().isHugetlb()) {
+            ctx.hugetlbfs().evictIfUnused(HugetlbFileImpl.of(v));
+        }
         if (v.kind() == VmaKind.ANONYMOUS_SHARED && v.mapping().iMmap().isEmpty()) {
             v.mapping().pageCache().forEachValue(pfn -> pages.putReference(pfn, false));
             v.mapping().pageCache().clear();

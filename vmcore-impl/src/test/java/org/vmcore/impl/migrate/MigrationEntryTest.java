@@ -23,6 +23,7 @@ import org.vmcore.api.MigrationPhase;
 import org.vmcore.api.MigrationService;
 import org.vmcore.api.MmCounters;
 import org.vmcore.api.MovePagesResult;
+import org.vmcore.api.PageFlag;
 import org.vmcore.api.PageSize;
 import org.vmcore.api.Protection;
 import org.vmcore.api.UnmapOutcome;
@@ -196,7 +197,7 @@ class MigrationEntryTest {
             assertThat(child.pageAt(VA)).as("the child maps the new page").isEqualTo(fresh);
             assertThat(machine.page(fresh).mapcount()).isEqualTo(2);
             assertThat(read(machine, child, VA)).isEqualTo(VALUE);
-            assertThat(machine.page(old).flags()).doesNotContain("allocated");
+            assertThat(machine.page(old).flags()).contains(PageFlag.BUDDY);
             assertThat(machine.checkInvariants()).isEmpty();
             child.close();
             parent.close();
@@ -289,7 +290,7 @@ class MigrationEntryTest {
             assertThat(mm.counters().shmemPages()).isZero();
             assertThat(mm.counters().hugetlbBytes()).isZero();
             for (long pfn : new long[] {anon, shmem}) {
-                assertThat(machine.page(pfn).flags()).as("pfn 0x%x is freed", pfn).doesNotContain("allocated");
+                assertThat(machine.page(pfn).flags()).as("pfn 0x%x is freed", pfn).contains(PageFlag.BUDDY);
             }
             assertThat(machine.page(huge).refcount()).isZero();
             assertPoolsIdle(machine); // the huge page went back to its pool
@@ -321,7 +322,7 @@ class MigrationEntryTest {
             }
             AddressSpace child = parent.fork();
             parent.close();
-            assertThat(machine.page(anon).flags()).as("the child's entry still points at it").contains("allocated");
+            assertThat(machine.page(anon).flags()).as("the child's entry still points at it").doesNotContain(PageFlag.BUDDY);
             assertThat(machine.hugetlbfs().pool(0, PageSize.SIZE_2M).free()).as("the private and the cached huge page are held")
                     .isEqualTo(6);
             assertThat(machine.checkInvariants()).isEmpty();
@@ -332,7 +333,7 @@ class MigrationEntryTest {
             assertThat(machine.rmap().tryToMigrate(anon).success()).isTrue();
             assertThat(machine.rmap().tryToMigrate(huge).success()).isTrue();
             child.close();
-            assertThat(machine.page(anon).flags()).doesNotContain("allocated");
+            assertThat(machine.page(anon).flags()).contains(PageFlag.BUDDY);
             assertThat(machine.page(cached).refcount()).as("the page cache keeps the shared page").isEqualTo(1);
             assertThat(machine.page(cached).mapcount()).isZero();
             assertThat(machine.checkInvariants()).isEmpty();

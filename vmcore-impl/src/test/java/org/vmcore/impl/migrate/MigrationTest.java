@@ -27,6 +27,7 @@ import org.vmcore.api.MigrationWaitException;
 import org.vmcore.api.MmuNotifier;
 import org.vmcore.api.MovePagesResult;
 import org.vmcore.api.NotifierRange;
+import org.vmcore.api.PageFlag;
 import org.vmcore.api.PageSize;
 import org.vmcore.api.Protection;
 import org.vmcore.api.Regression;
@@ -351,7 +352,7 @@ class MigrationTest {
                 long total = s.machine.hugetlbfs().pool(node, PageSize.SIZE_2M).total();
                 assertThat(s.machine.migration().softOffline(old)).isZero();
                 assertThat(s.machine.hugetlbfs().pool(node, PageSize.SIZE_2M).total()).isEqualTo(total - 1);
-                assertThat(s.machine.page(old).flags()).contains("hwpoison");
+                assertThat(s.machine.page(old).flags()).contains(PageFlag.HWPOISON);
                 long fresh = s.file.pageAt(3);
                 assertThat(fresh).isNotEqualTo(old);
                 for (int i = 0; i < 3; i++) {
@@ -364,7 +365,7 @@ class MigrationTest {
                 long freePage = -1;
                 for (long pfn = 0; pfn < 2 * (2 * GIB >>> 12) && freePage < 0; pfn += 512) {
                     var p = s.machine.page(pfn);
-                    if (p.flags().contains("hugetlb") && p.refcount() == 0) {
+                    if (p.flags().contains(PageFlag.HUGETLB) && p.refcount() == 0) {
                         freePage = pfn;
                     }
                 }

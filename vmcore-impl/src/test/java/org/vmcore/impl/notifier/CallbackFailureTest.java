@@ -24,6 +24,7 @@ import org.vmcore.api.MigrationService;
 import org.vmcore.api.MmuNotifier;
 import org.vmcore.api.MovePagesResult;
 import org.vmcore.api.NotifierRange;
+import org.vmcore.api.PageFlag;
 import org.vmcore.api.Protection;
 import org.vmcore.api.Vma;
 import org.vmcore.impl.Fixtures;
@@ -268,7 +269,7 @@ class CallbackFailureTest {
             assertThat(parent.pageAt(VA)).as("put back to the old page").isEqualTo(pfn);
             assertThat(child.pageAt(VA)).isEqualTo(pfn);
             assertThat(machine.page(pfn).mapcount()).isEqualTo(2);
-            assertThat(machine.page(pfn).flags()).doesNotContain("LOCKED");
+            assertThat(machine.page(pfn).flags()).doesNotContain(PageFlag.LOCKED);
             assertThat(machine.vmstat().get("pgmigrate_fail")).isEqualTo(1);
             assertThat(machine.checkInvariants()).isEmpty();
             assertThat(cpu.load(VA, 8)).isEqualTo(42);
@@ -310,7 +311,7 @@ class CallbackFailureTest {
             if (!completes) {
                 assertThat(now).isEqualTo(pfn);
             }
-            assertThat(machine.page(now).flags()).doesNotContain("LOCKED");
+            assertThat(machine.page(now).flags()).doesNotContain(PageFlag.LOCKED);
             assertThat(machine.page(now).refcount()).isEqualTo(1);
             assertThat(machine.freeFrames()).as("no frame leaked").isEqualTo(free);
             assertThat(machine.vmstat().get(completes ? "pgmigrate_success" : "pgmigrate_fail")).isEqualTo(1);

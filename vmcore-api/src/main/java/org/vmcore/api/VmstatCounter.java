@@ -1,0 +1,64 @@
+package org.vmcore.api;
+
+import java.util.Locale;
+
+/**
+ * Every counter {@link Machine#vmstat()} reports, in the order it reports them. Each constant is
+ * the /proc/vmstat name in upper case, as the kernel spells its {@code vm_event_item}s
+ * ({@code PGFAULT} prints as {@code pgfault}); {@link #procName()} gives the printed name. The
+ * ones without a kernel twin say so.
+ */
+public enum VmstatCounter {
+    /**
+     * Page faults that reached the fault handler (handle_mm_fault), failed ones included, as
+     * mm_account_fault counts PGFAULT: from CPU accesses, {@link AddressSpace#fault} and
+     * MAP_POPULATE. A fault refused before it (no VMA, protection) does not count.
+     */
+    PGFAULT,
+    /** Pages migrated successfully, counted in 4 KiB pages (a 2 MiB page counts 512). */
+    PGMIGRATE_SUCCESS,
+    /** Pages whose migration failed, counted in 4 KiB pages. */
+    PGMIGRATE_FAIL,
+    /** Hugetlb folios migrated successfully, one per folio (vmcore's own). */
+    HUGETLB_MIGRATE_SUCCESS,
+    /** Hugetlb folios whose migration failed, one per folio (vmcore's own). */
+    HUGETLB_MIGRATE_FAIL,
+    /** TLB flushes a CPU sent to other CPUs, one per flush however many CPUs it reached. */
+    NR_TLB_REMOTE_FLUSH,
+    /** TLB flushes received from another CPU or the engine, one per receiving CPU. */
+    NR_TLB_REMOTE_FLUSH_RECEIVED,
+    /** Local flushes of a whole address space on the initiating CPU. */
+    NR_TLB_LOCAL_FLUSH_ALL,
+    /** Local flushes of single pages or strided ranges on the initiating CPU. */
+    NR_TLB_LOCAL_FLUSH_ONE,
+    /** TLB hits and secondary-MMU translations the stale-translation detector caught (vmcore's own). */
+    STALE_TRANSLATION_USES;
+
+    private final String procName = name().toLowerCase(Locale.ROOT);
+
+    /**
+     * The name /proc/vmstat prints, the constant in lower case: {@code pgfault}.
+     *
+     * @return the name /proc/vmstat prints
+     */
+    public String procName() {
+        return procName;
+    }
+
+    /**
+     * The counter /proc/vmstat prints as {@code procName}.
+     *
+     * @param procName a name as {@link #procName()} gives it, for example {@code pgmigrate_success}
+     * @return the counter of that name
+     * @throws InvalidArgumentException if no counter has that name
+     */
+    public static VmstatCounter ofProcName(String procName) {
+        for (VmstatCounter c : values()) {
+            if (c.procName.equals(procName)) {
+                return c;
+            }
+        }
+        throw new InvalidArgumentException("procName", procName, "must be a vmstat name vmcore reports (pgfault, pgmigrate_success,"
+                + " ...; see VmstatCounter)");
+    }
+}
