@@ -21,6 +21,9 @@ import org.vmcore.impl.base.Nodes;
 import org.vmcore.impl.mm.SimAddressSpace;
 import org.vmcore.impl.tlb.FlushTarget;
 import org.vmcore.impl.vma.MmStruct;
+import org.vmcore.x86.internal.DirectMap;
+import org.vmcore.x86.internal.L1Dtlb;
+import org.vmcore.x86.internal.SharedSecrets;
 import org.vmcore.x86.mem.FrameContents;
 import org.vmcore.x86.mem.PhysicalMemory;
 import org.vmcore.x86.pgtable.PageFaultCode;
@@ -49,10 +52,12 @@ public final class SimCpu implements Cpu, FlushTarget {
     private final StaleDetector detector;
     private final int id;
     private final Tlb tlb;
+    private final L1Dtlb l1;
     private final TlbFill fill;
     private final Walker checker;
     private final WalkResult checkOut = new WalkResult();
     private final FrameContents contents;
+    private final DirectMap pages;
     private final boolean detect;
 
     private final CpuHandshake handshake = new CpuHandshake();
@@ -81,10 +86,12 @@ public final class SimCpu implements Cpu, FlushTarget {
         this.id = id;
         this.detector = detector;
         this.tlb = new Tlb(config.tlb());
+        this.l1 = SharedSecrets.l1Dtlb(tlb);
         this.inspection = new TlbInspection(id, tlb, handshake, addressSpaceOfPcid);
         this.fill = new TlbFill(tlb, Nodes.newWalker(memory));
         this.checker = Nodes.newWalker(memory);
         this.contents = memory.contents();
+        this.pages = SharedSecrets.directMap(memory);
         this.detect = config.detectStaleTranslations();
     }
 
@@ -182,7 +189,7 @@ public final class SimCpu implements Cpu, FlushTarget {
             try {
                 MemorySegment page = current != null ? l1HitPage(va, false) : null;
                 if (page != null) {
-                    return FrameContents.readPage(page, va & 0xFFF, width);
+                    return DirectMap.readPage(page, va & 0xFFF, width);
                 }
                 long pa = translate(va, false);
                 if (pa >= 0) {
@@ -211,7 +218,7 @@ public final class SimCpu implements Cpu, FlushTarget {
             try {
                 MemorySegment page = current != null ? l1HitPage(va, true) : null;
                 if (page != null) {
-                    FrameContents.writePage(page, va & 0xFFF, width, value);
+                    DirectMap.writePage(page, va & 0xFFF, width, value);
                     return;
                 }
                 long pa = translate(va, true);
@@ -274,9 +281,9 @@ public final class SimCpu implements Cpu, FlushTarget {
                     MemorySegment page = l1HitPage(va, write);
                     if (page != null) {
                         if (write) {
-                            FrameContents.writePage(page, va & 0xFFF, width, values[i]);
+                            DirectMap.writePage(page, va & 0xFFF, width, values[i]);
                         } else {
-                            values[i] = FrameContents.readPage(page, va & 0xFFF, width);
+                            values[i] = DirectMap.readPage(page, va & 0xFFF, width);
                         }
                         i++;
                         tries = 0;
@@ -408,25 +415,25 @@ public final class SimCpu implements Cpu, FlushTarget {
      * frame never written reads as zero and has none yet).
      */
     private long readPhys(long pa, int width) {
-        MemorySegment page = tlb.lastPage();
+        MemorySegment page = l1.lastPage();
         if (page == null) {
-            page = contents.pageOrNull(pa >>> 12);
+            page = pages.pageOrNull(pa >>> 12);
             if (page == null) {
                 return 0; // never written: reads as zero, and may get a page later, so none is remembered
             }
-            tlb.rememberPage(page);
+            l1.rememberPage(page);
         }
-        return FrameContents.readPage(page, pa & 0xFFF, width);
+        return DirectMap.readPage(page, pa & 0xFFF, width);
     }
 
     /** Writes at the physical address {@link #translate} just returned; see {@link #readPhys}. */
     private void writePhys(long pa, int width, long value) {
-        MemorySegment page = tlb.lastPage();
+        MemorySegment page = l1.lastPage();
         if (page == null) {
-            page = contents.page(pa >>> 12);
-            tlb.rememberPage(page);
+            page = pages.page(pa >>> 12);
+            l1.rememberPage(page);
         }
-        FrameContents.writePage(page, pa & 0xFFF, width, value);
+        DirectMap.writePage(page, pa & 0xFFF, width, value);
     }
 
     /** Why the CPU has no address space: what closed under it, or that none was ever switched to. */
@@ -479,9 +486,9 @@ public final class SimCpu implements Cpu, FlushTarget {
         if (detect) {
             return null;
         }
-        int slot = tlb.l1Slot(pcid, va);
-        MemorySegment page = slot >= 0 ? tlb.l1Page(slot) : null;
-        if (page == null || !permits(tlb.l1Value(slot), write)) {
+        int slot = l1.slot(pcid, va);
+        MemorySegment page = slot >= 0 ? l1.page(slot) : null;
+        if (page == null || !permits(l1.value(slot), write)) {
             return null;
         }
         hits++;
