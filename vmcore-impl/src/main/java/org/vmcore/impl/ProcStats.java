@@ -84,7 +84,7 @@ final class ProcStats {
         meminfo.put("MemFree", memory.freeFrames() * 4);
         meminfo.put("AnonPages", anon * 4);
         meminfo.put("Shmem", shmem * 4);
-        meminfo.put("PageTables", memory.pageTableFrames().get() * 4);
+        meminfo.put("PageTables", memory.pageTableFrames() * 4);
         long total = 0;
         long free = 0;
         HugePagePool pool2m = pools.pool(PageSize.SIZE_2M);

@@ -42,6 +42,7 @@ import org.vmcore.impl.rmap.RmapWalk;
 import org.vmcore.impl.rmap.TryToUnmap;
 import org.vmcore.impl.tlb.TlbShootdown;
 import org.vmcore.impl.vma.MappingRegistry;
+import org.vmcore.x86.internal.SharedSecrets;
 import org.vmcore.x86.mem.PhysicalMemory;
 
 /**
@@ -96,7 +97,7 @@ public final class SimMachine implements Machine {
                 bySize.put(size, new HugePagePool(memory, size, perNode));
             }
             this.pools = new HugetlbPools(bySize, memory.descriptors());
-            this.hugetlbfs = new HugetlbFsImpl(lock, nodeCount, pools, memory.descriptors(), registry, SimAddressSpace.VMDELETE,
+            this.hugetlbfs = new HugetlbFsImpl(lock, nodeCount, pools, SharedSecrets.memMap(memory), registry, SimAddressSpace.VMDELETE,
                     ops);
             this.cpus = new SimCpu[config.cpus()];
             for (int i = 0; i < cpus.length; i++) {
@@ -107,7 +108,7 @@ public final class SimMachine implements Machine {
             this.rmapWalk = new RmapWalk(lock, memory, registry);
             MigrationEntryRefs migrationRefs = new MigrationEntryRefs(lock, memory, registry, rmapWalk, pools);
             TryToUnmap unmap = new TryToUnmap(memory, rmapWalk, shootdown, config);
-            RemoveMigrationPtes removeMigrationPtes = new RemoveMigrationPtes(lock, memory.descriptors(), rmapWalk, unmap,
+            RemoveMigrationPtes removeMigrationPtes = new RemoveMigrationPtes(lock, SharedSecrets.memMap(memory), rmapWalk, unmap,
                     migrationRefs, registry);
             this.rmap = new RmapWalkerImpl(lock, callbackFailures, ops, memory.descriptors(), rmapWalk, unmap, removeMigrationPtes);
             this.migration = new MigrationServiceImpl(lock, nodeCount, memory, pools, registry, unmap, removeMigrationPtes,

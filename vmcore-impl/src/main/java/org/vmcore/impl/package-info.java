@@ -11,15 +11,15 @@
  * <pre>
  * machine lock ({@link org.vmcore.impl.base.MachineLock}'s monitor; stands in for mmap_lock,
  *   |            i_mmap_rwsem, the anon_vma locks and the page-table locks: 0.1 has one lock)
- *   +-- page table (PageTable's monitor: mm-&gt;page_table_lock, structure changes only)
- *   |     +-- physical memory (PhysicalMemory's monitor: claiming a node's page-table window)
+ *   +-- page table (RawPageTable's monitor: mm-&gt;page_table_lock, structure changes only)
+ *   |     +-- page-table frames (PageTableFrames' monitor: claiming a node's page-table window)
  *   |     |     +-- buddy allocator (BuddyAllocator's monitor, one per node)
- *   |     |     +-- frame contents (FrameContents' monitor: adopting the window's pages)
+ *   |     |     +-- frame contents (DirectMap's monitor: adopting the window's pages)
  *   |     |     +-- off-heap arena (OffHeap's monitor)
  *   |     +-- page-table window (PageTableWindow's monitor, one per node; taken after the
- *   |     |     physical-memory monitor is released, never inside it)
+ *   |     |     page-table frames' monitor is released, never inside it)
  *   |     +-- buddy allocator
- *   |     +-- frame contents, frame descriptors (their monitors: materialising a page of
+ *   |     +-- frame contents, frame descriptors (DirectMap's, MemMap's monitors: materialising a page of
  *   |           contents or a section of descriptors; leaves)
  *   +-- hugetlb pool (HugePagePool's monitor, one per page size)
  *   |     +-- buddy allocator, frame contents, frame descriptors, allocation faults
@@ -34,7 +34,7 @@
  * <ul>
  *   <li>the CPU handshake ({@code cpu.CpuHandshake}): {@code busy} and {@code waiters}, a Dekker
  *       pair of volatile accesses, the ordering in each accessor's name;
- *   <li>page-table entries ({@code x86.pgtable.TableMemory}): single atomic word loads, stores
+ *   <li>page-table entries ({@code x86.internal.TableMemory}): single atomic word loads, stores
  *       and compare-and-sets, so a walker on a CPU thread reads and sets A/D bits without a lock;
  *   <li>the CPU's CR3 ({@code SimCpu.current}, volatile): changed only inside the handshake;
  *   <li>an mm's cpumask ({@code vma.MmStruct}, an atomic array): set by {@code switchTo} before

@@ -19,7 +19,8 @@ import org.vmcore.api.PageFlag;
 import org.vmcore.api.PageSize;
 import org.vmcore.api.Protection;
 import org.vmcore.api.Regression;
-import org.vmcore.x86.mem.FrameDescriptors;
+import org.vmcore.x86.internal.MemMap;
+import org.vmcore.x86.internal.SharedSecrets;
 import org.vmcore.x86.mem.FrameFlags;
 
 /** Machine.page(pfn) for every frame, as /proc/kpagecount and /proc/kpageflags report each 4 KiB frame. */
@@ -93,7 +94,7 @@ class PageLookupTest {
             mm.fault(va, Access.WRITE);
             long pfn = mm.pageAt(va);
             assertThat(machine.page(pfn).flags()).containsExactly(PageFlag.UPTODATE, PageFlag.ANON);
-            FrameDescriptors d = ((SimMachine) machine).memory().descriptors();
+            MemMap d = SharedSecrets.memMap(((SimMachine) machine).memory());
             int[] bits = {FrameFlags.LOCKED, FrameFlags.REFERENCED, FrameFlags.UPTODATE, FrameFlags.DIRTY, FrameFlags.LRU,
                 FrameFlags.HEAD, FrameFlags.ANON, FrameFlags.HUGETLB, FrameFlags.PGTABLE, FrameFlags.HWPOISON, FrameFlags.RESERVED,
                 FrameFlags.ISOLATED, FrameFlags.MLOCKED};

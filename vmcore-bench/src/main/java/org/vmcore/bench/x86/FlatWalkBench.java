@@ -66,9 +66,9 @@ public class FlatWalkBench {
             if (levels.get(i) == 3) {
                 continue;
             }
-            MemorySegment page = tables.memory.contents().pageOrNull(pfns.get(i));
+            long table = pfns.get(i) << 12;
             for (int slot = 0; slot < 512; slot++) {
-                long e = page.get(ENTRY, slot * 8L);
+                long e = tables.memory.contents().read(table + slot * 8L, 8);
                 if ((e & Pte.PRESENT) != 0 && number.putIfAbsent(Pte.pfn(e), (long) pfns.size()) == null) {
                     pfns.add(Pte.pfn(e));
                     levels.add(levels.get(i) + 1);
@@ -78,9 +78,9 @@ public class FlatWalkBench {
         arena = Arena.ofShared();
         flat = arena.allocate(pfns.size() * 4096L, 4096);
         for (int i = 0; i < pfns.size(); i++) {
-            MemorySegment page = tables.memory.contents().pageOrNull(pfns.get(i));
+            long table = pfns.get(i) << 12;
             for (int slot = 0; slot < 512; slot++) {
-                long e = page.get(ENTRY, slot * 8L);
+                long e = tables.memory.contents().read(table + slot * 8L, 8);
                 if (levels.get(i) < 3 && (e & Pte.PRESENT) != 0) {
                     e = (e & ~Pte.PFN_MASK) | (number.get(Pte.pfn(e)) << 12);
                 }

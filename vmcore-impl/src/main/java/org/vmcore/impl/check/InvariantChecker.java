@@ -19,13 +19,13 @@ import org.vmcore.impl.rmap.RmapWalk;
 import org.vmcore.impl.vma.FileMapping;
 import org.vmcore.impl.vma.MappingRegistry;
 import org.vmcore.impl.vma.VmArea;
+import org.vmcore.x86.internal.RawPageTable;
 import org.vmcore.x86.mem.BuddyAllocator;
 import org.vmcore.x86.mem.FrameDescriptors;
 import org.vmcore.x86.mem.FrameFlags;
 import org.vmcore.x86.mem.PhysicalMemory;
 import org.vmcore.x86.pgtable.Level;
 import org.vmcore.x86.pgtable.MigrationEntry;
-import org.vmcore.x86.pgtable.PageTable;
 import org.vmcore.x86.pgtable.Pte;
 
 /**
@@ -84,7 +84,7 @@ public final class InvariantChecker {
         LongHashSet counted = new LongHashSet(); // tables whose leaves were counted already
         for (SimAddressSpace mm : spaces) {
             MmCount c = new MmCount();
-            PageTable t = mm.pageTable();
+            RawPageTable t = mm.pageTable();
             walk(mm, t, t.cr3() >>> 12, t.rootLevel(), 0, leaves, migrating, pudRefs, counted, c, out);
             var k = mm.counters();
             if (!insideCallback && mm.notifiers().anyOpen()) {
@@ -165,7 +165,7 @@ public final class InvariantChecker {
         }
     }
 
-    private void walk(SimAddressSpace mm, PageTable t, long tablePfn, Level level, long base, LongIntHashMap leaves,
+    private void walk(SimAddressSpace mm, RawPageTable t, long tablePfn, Level level, long base, LongIntHashMap leaves,
                       LongIntHashMap migrating, LongIntHashMap pudRefs, LongHashSet counted, MmCount c, List<String> out) {
         c.tables++;
         if (level == Level.PMD) {

@@ -6,7 +6,7 @@ import org.vmcore.api.AccessListener;
 import org.vmcore.api.Cpu;
 import org.vmcore.api.SegmentationFaultException;
 import org.vmcore.api.TraceOp;
-import org.vmcore.x86.mem.FrameContents;
+import org.vmcore.x86.internal.DirectMap;
 
 /**
  * Batches of accesses inside one handshake window: {@code loadAll}, {@code storeAll} (one
@@ -14,9 +14,12 @@ import org.vmcore.x86.mem.FrameContents;
  * two accesses the CPU looks for a waiting flusher (a plain read, no fence) and steps out to let
  * it through; it also steps out for a fault, which may block on the machine lock.
  *
- * <p>With an {@link AccessListener} or a cost model, the instrumented loop records every access
- * into an {@link OutcomeLog} of {@value Cpu#OUTCOME_BURST} slots and hands a full log to the
- * listener outside the window, so a listener may call into the machine.
+ * <p>Each kind of batch has a loop of its own, so that the TLB-hit path of each stays as short
+ * as the JIT can make it; what they share off that path is {@link #slowStep}.
+ *
+ * <p>With an {@link AccessListener}, the instrumented loop records every access into an
+ * {@link OutcomeLog} of {@value Cpu#OUTCOME_BURST} slots and hands a full log to the listener
+ * outside the window, so a listener may call into the machine.
  */
 final class BatchAccess {
     private final CpuHandshake handshake;
@@ -40,47 +43,38 @@ final class BatchAccess {
         this.listener = listener;
     }
 
-    /**
-     * Runs accesses {@code 0..vas.length-1}: operation {@code ops[i]} (or {@code op} for all when
-     * {@code ops} is null) of width {@code widths[i]} (or {@code width}); loads and fetches fill
-     * {@code values}, stores take theirs from it. The arguments are checked already.
-     */
-    void run(byte[] ops, byte op, long[] vas, byte[] widths, int width, long[] values) {
+    /** {@code loadAll} ({@code write} false) or {@code storeAll}; the arguments are checked already. */
+    void all(long[] vas, int width, long[] values, boolean write) {
         if (listener != null && !delivering) {
-            runInstrumented(ops, op, vas, widths, width, values);
-        } else {
-            runPlain(ops, op, vas, widths, width, values);
+            runInstrumented(null, write ? TraceOp.STORE : TraceOp.LOAD, vas, null, width, values);
+            return;
         }
-    }
-
-    private void runPlain(byte[] ops, byte op, long[] vas, byte[] widths, int width, long[] values) {
+        byte op = write ? TraceOp.STORE : TraceOp.LOAD;
         int i = 0;
         int tries = 0;
         handshake.enter();
         try {
             boolean running = mmu.running(); // CR3 changes only inside the handshake: read once per window
             while (i < vas.length) {
-                if (single.letFlushesIn()) {
+                if (handshake.flushWaiting()) {
+                    stepOut();
                     running = mmu.running();
                 }
                 long va = vas[i];
-                byte o = ops == null ? op : ops[i];
-                int w = widths == null ? width : widths[i];
-                if (running && o != TraceOp.FETCH && (va & 0xFFF) + w <= 4096) {
-                    boolean write = o == TraceOp.STORE;
+                if (running && (va & 0xFFF) + width <= 4096) {
                     MemorySegment page = mmu.l1HitPage(va, write);
                     if (page != null) {
                         if (write) {
-                            FrameContents.writePage(page, va & 0xFFF, w, values[i]);
+                            DirectMap.writePage(page, va & 0xFFF, width, values[i]);
                         } else {
-                            values[i] = FrameContents.readPage(page, va & 0xFFF, w);
+                            values[i] = DirectMap.readPage(page, va & 0xFFF, width);
                         }
                         i++;
                         tries = 0;
                         continue;
                     }
                 }
-                if (slowStep(i, o, va, w, values, tries)) {
+                if (slowStep(i, op, va, width, values, tries)) {
                     i++;
                     tries = 0;
                 } else {
@@ -92,21 +86,72 @@ final class BatchAccess {
         }
     }
 
+    /** {@code replay}: an operation and a width per access; the arguments are checked already. */
+    void replay(byte[] ops, long[] vas, byte[] widths, long[] values) {
+        if (listener != null && !delivering) {
+            runInstrumented(ops, TraceOp.LOAD, vas, widths, 0, values);
+            return;
+        }
+        int i = 0;
+        int tries = 0;
+        handshake.enter();
+        try {
+            boolean running = mmu.running();
+            while (i < vas.length) {
+                if (handshake.flushWaiting()) {
+                    stepOut();
+                    running = mmu.running();
+                }
+                long va = vas[i];
+                byte op = ops[i];
+                int width = widths[i];
+                if (running && op != TraceOp.FETCH && (va & 0xFFF) + width <= 4096) {
+                    boolean write = op == TraceOp.STORE;
+                    MemorySegment page = mmu.l1HitPage(va, write);
+                    if (page != null) {
+                        if (write) {
+                            DirectMap.writePage(page, va & 0xFFF, width, values[i]);
+                        } else {
+                            values[i] = DirectMap.readPage(page, va & 0xFFF, width);
+                        }
+                        i++;
+                        tries = 0;
+                        continue;
+                    }
+                }
+                if (slowStep(i, op, va, width, values, tries)) {
+                    i++;
+                    tries = 0;
+                } else {
+                    tries++;
+                }
+            }
+        } finally {
+            handshake.leave();
+        }
+    }
+
+    /** Lets a waiting flusher through: out of the window and back in. */
+    private void stepOut() {
+        handshake.leave();
+        handshake.enter();
+    }
+
     /**
      * One access off the L1 fast path, inside the window: page-crossing ones through the
      * single-access path (out of the window), others by translate and the physical access.
      * Returns whether the access completed; false after a fault the kernel resolved (retry).
      */
-    private boolean slowStep(int i, byte o, long va, int w, long[] values, int tries) {
-        Access access = TraceOp.access(o);
+    private boolean slowStep(int i, byte op, long va, int width, long[] values, int tries) {
+        Access access = TraceOp.access(op);
         try {
-            if ((va & 0xFFF) + w > 4096) { // split across pages: the unbatched path
+            if ((va & 0xFFF) + width > 4096) { // split across pages: the unbatched path
                 handshake.leave();
                 try {
                     if (access == Access.WRITE) {
-                        single.store(va, w, values[i]);
+                        single.store(va, width, values[i]);
                     } else {
-                        values[i] = single.load(va, w, access);
+                        values[i] = single.load(va, width, access);
                     }
                 } finally {
                     handshake.enter();
@@ -119,9 +164,9 @@ final class BatchAccess {
                 return false;
             }
             if (access == Access.WRITE) {
-                mmu.writePhys(pa, w, values[i]);
+                mmu.writePhys(pa, width, values[i]);
             } else {
-                values[i] = mmu.readPhys(pa, w);
+                values[i] = mmu.readPhys(pa, width);
             }
             return true;
         } catch (SegmentationFaultException e) {
@@ -138,7 +183,11 @@ final class BatchAccess {
         return indexed;
     }
 
-    /** {@link #runPlain} that records each access and delivers the log to the listener in bursts. */
+    /**
+     * A batch that records each access and delivers the log to the listener in bursts. The
+     * shootdowns an access waited for can only have run while the CPU was out of the window, so
+     * the counter is read only around the ways out.
+     */
     private void runInstrumented(byte[] ops, byte op, long[] vas, byte[] widths, int width, long[] values) {
         int i = 0;
         int tries = 0;
@@ -147,12 +196,16 @@ final class BatchAccess {
         handshake.enter();
         try {
             while (i < vas.length) {
-                single.letFlushesIn();
                 long va = vas[i];
                 byte o = ops == null ? op : ops[i];
                 int w = widths == null ? width : widths[i];
                 if (tries == 0) {
-                    log.begin(i, va, TraceOp.access(o), meter.total(), flushes.shootdownsReceived());
+                    log.begin(i, va, o, meter.total());
+                }
+                if (handshake.flushWaiting()) {
+                    long received = flushes.shootdownsReceived();
+                    stepOut();
+                    log.waited(flushes.shootdownsReceived() - received);
                 }
                 boolean done = false;
                 if (mmu.running() && o != TraceOp.FETCH && (va & 0xFFF) + w <= 4096) {
@@ -160,21 +213,23 @@ final class BatchAccess {
                     MemorySegment page = mmu.l1HitPage(va, write);
                     if (page != null) {
                         if (write) {
-                            FrameContents.writePage(page, va & 0xFFF, w, values[i]);
+                            DirectMap.writePage(page, va & 0xFFF, w, values[i]);
                         } else {
-                            values[i] = FrameContents.readPage(page, va & 0xFFF, w);
+                            values[i] = DirectMap.readPage(page, va & 0xFFF, w);
                         }
                         done = true;
                     }
                 }
                 if (!done) {
+                    long received = flushes.shootdownsReceived();
                     done = slowStep(i, o, va, w, values, tries);
+                    log.waited(flushes.shootdownsReceived() - received);
                 }
                 if (!done) {
                     tries++;
                     continue;
                 }
-                log.end(meter.total(), flushes.shootdownsReceived());
+                log.end(meter.total());
                 i++;
                 tries = 0;
                 if (log.full()) {

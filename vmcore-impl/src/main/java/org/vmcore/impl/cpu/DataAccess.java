@@ -2,6 +2,7 @@ package org.vmcore.impl.cpu;
 
 import java.lang.foreign.MemorySegment;
 import org.vmcore.api.Access;
+import org.vmcore.x86.internal.DirectMap;
 import org.vmcore.x86.mem.FrameContents;
 
 /**
@@ -35,7 +36,7 @@ final class DataAccess {
             try {
                 MemorySegment page = access == Access.READ && mmu.running() ? mmu.l1HitPage(va, false) : null;
                 if (page != null) {
-                    return FrameContents.readPage(page, va & 0xFFF, width);
+                    return DirectMap.readPage(page, va & 0xFFF, width);
                 }
                 long pa = mmu.translate(va, access);
                 if (pa >= 0) {
@@ -62,7 +63,7 @@ final class DataAccess {
             try {
                 MemorySegment page = mmu.running() ? mmu.l1HitPage(va, true) : null;
                 if (page != null) {
-                    FrameContents.writePage(page, va & 0xFFF, width, value);
+                    DirectMap.writePage(page, va & 0xFFF, width, value);
                     return;
                 }
                 long pa = mmu.translate(va, Access.WRITE);

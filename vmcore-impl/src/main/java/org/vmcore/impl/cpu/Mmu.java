@@ -11,6 +11,8 @@ import org.vmcore.api.SegmentationFaultException;
 import org.vmcore.api.Vma;
 import org.vmcore.impl.base.Initiator;
 import org.vmcore.impl.mm.SimAddressSpace;
+import org.vmcore.x86.internal.DirectMap;
+import org.vmcore.x86.internal.L1Dtlb;
 import org.vmcore.x86.mem.FrameContents;
 import org.vmcore.x86.pgtable.PageFaultCode;
 import org.vmcore.x86.pgtable.Pte;
@@ -34,10 +36,12 @@ final class Mmu {
     private final Initiator cpu;
     private final StaleDetector detector;
     private final Tlb tlb;
+    private final L1Dtlb l1;
     private final TlbFill fill;
     private final Walker checker;
     private final WalkResult checkOut = new WalkResult();
     private final FrameContents contents;
+    private final DirectMap pages;
     private final boolean detect;
     private final CycleMeter meter;
 
@@ -57,10 +61,12 @@ final class Mmu {
     private OutcomeLog log;     // where the access in progress is recorded, or null
     private boolean instrumented; // log != null || a cost model is set
 
-    Mmu(Initiator cpu, Tlb tlb, TlbFill fill, Walker checker, FrameContents contents, StaleDetector detector, boolean detect,
-        CycleMeter meter) {
+    Mmu(Initiator cpu, Tlb tlb, L1Dtlb l1, TlbFill fill, Walker checker, FrameContents contents, DirectMap pages,
+        StaleDetector detector, boolean detect, CycleMeter meter) {
         this.cpu = cpu;
         this.tlb = tlb;
+        this.l1 = l1;
+        this.pages = pages;
         this.fill = fill;
         this.checker = checker;
         this.contents = contents;
@@ -125,14 +131,14 @@ final class Mmu {
         if (detect) {
             return null;
         }
-        int slot = tlb.l1Slot(pcid, va);
-        MemorySegment page = slot >= 0 ? tlb.l1Page(slot) : null;
-        if (page == null || !permits(tlb.l1Value(slot), write)) {
+        int slot = l1.slot(pcid, va);
+        MemorySegment page = slot >= 0 ? l1.page(slot) : null;
+        if (page == null || !permits(l1.value(slot), write)) {
             return null;
         }
         l1Hits++;
         if (instrumented) {
-            l1HitEvent((tlb.l1Value(slot) & Pte.PFN_MASK) | (va & 0xFFF));
+            l1HitEvent((l1.value(slot) & Pte.PFN_MASK) | (va & 0xFFF));
         }
         return page;
     }
@@ -231,25 +237,25 @@ final class Mmu {
      * frame never written reads as zero and has none yet).
      */
     long readPhys(long pa, int width) {
-        MemorySegment page = tlb.lastPage();
+        MemorySegment page = l1.lastPage();
         if (page == null) {
-            page = contents.pageOrNull(pa >>> 12);
+            page = pages.pageOrNull(pa >>> 12);
             if (page == null) {
                 return 0; // never written: reads as zero, and may get a page later, so none is remembered
             }
-            tlb.rememberPage(page);
+            l1.rememberPage(page);
         }
-        return FrameContents.readPage(page, pa & 0xFFF, width);
+        return DirectMap.readPage(page, pa & 0xFFF, width);
     }
 
     /** Writes at the physical address {@link #translate} just returned; see {@link #readPhys}. */
     void writePhys(long pa, int width, long value) {
-        MemorySegment page = tlb.lastPage();
+        MemorySegment page = l1.lastPage();
         if (page == null) {
-            page = contents.page(pa >>> 12);
-            tlb.rememberPage(page);
+            page = pages.page(pa >>> 12);
+            l1.rememberPage(page);
         }
-        FrameContents.writePage(page, pa & 0xFFF, width, value);
+        DirectMap.writePage(page, pa & 0xFFF, width, value);
     }
 
     FrameContents contents() {

@@ -39,6 +39,7 @@ final class OutcomeLog implements AccessOutcome {
     private final int[] shootdowns;
     private final int[] refs;
     private final int[] dropped;
+    private final boolean[] detailed; // false: a plain hit, whose walk and fault fields were not reset and read as none
     private final long[] refAddress;
     private final byte[] refLevel;
     private final byte[] refSet;
@@ -46,7 +47,6 @@ final class OutcomeLog implements AccessOutcome {
     private int used;   // slots recorded since the last clear
     private int shown;  // the slot the view shows
     private long cyclesAtBegin;
-    private long shootdownsAtBegin;
 
     OutcomeLog(int capacity) {
         this.capacity = capacity;
@@ -65,6 +65,7 @@ final class OutcomeLog implements AccessOutcome {
         shootdowns = new int[capacity];
         refs = new int[capacity];
         dropped = new int[capacity];
+        detailed = new boolean[capacity];
         refAddress = new long[capacity * REFS];
         refLevel = new byte[capacity * REFS];
         refSet = new byte[capacity * REFS];
@@ -85,21 +86,40 @@ final class OutcomeLog implements AccessOutcome {
         return used;
     }
 
-    /** Starts recording access {@code i} of a batch (-1 for a single access) in the next slot. */
-    void begin(int i, long address, Access kind, long cyclesNow, long shootdownsNow) {
+    /**
+     * Starts recording access {@code i} of a batch (-1 for a single access) in the next slot.
+     * {@code op} is a {@link org.vmcore.api.TraceOp}, whose values are the ordinals of the
+     * {@link Access} it makes.
+     */
+    void begin(int i, long address, byte op, long cyclesNow) {
         int s = used;
         index[s] = i;
         va[s] = address;
-        access[s] = (byte) kind.ordinal();
-        walkStart[s] = -1;
-        walks[s] = 0;
-        faults[s] = 0;
-        faultResult[s] = -1;
-        faultCode[s] = 0;
-        refs[s] = 0;
-        dropped[s] = 0;
+        access[s] = op;
+        shootdowns[s] = 0;
+        detailed[s] = false;
         cyclesAtBegin = cyclesNow;
-        shootdownsAtBegin = shootdownsNow;
+    }
+
+    /** The access walked or faulted: its walk and fault fields start from none. */
+    private int detailedSlot() {
+        int s = used;
+        if (!detailed[s]) {
+            detailed[s] = true;
+            walkStart[s] = -1;
+            walks[s] = 0;
+            faults[s] = 0;
+            faultResult[s] = -1;
+            faultCode[s] = 0;
+            refs[s] = 0;
+            dropped[s] = 0;
+        }
+        return s;
+    }
+
+    /** The access waited for {@code n} more shootdowns. */
+    void waited(long n) {
+        shootdowns[used] += (int) n;
     }
 
     /** The access was translated by a TLB hit. */
@@ -112,14 +132,14 @@ final class OutcomeLog implements AccessOutcome {
 
     /** A walk started at {@code start}. */
     void walkStarted(PageTableLevel start) {
-        int s = used;
+        int s = detailedSlot();
         walks[s]++;
         walkStart[s] = (byte) start.ordinal();
     }
 
     /** The walk read the entry at {@code address}; {@code set} says whether it set A ({@code 1}) and D ({@code 2}). */
     void reference(long address, PageTableLevel level, int set) {
-        int s = used;
+        int s = detailedSlot();
         int n = refs[s];
         if (n == REFS) {
             dropped[s]++;
@@ -142,17 +162,16 @@ final class OutcomeLog implements AccessOutcome {
 
     /** The access faulted with {@code code} and the kernel resolved it so. */
     void fault(int code, FaultResult result) {
-        int s = used;
+        int s = detailedSlot();
         faults[s]++;
         faultCode[s] = code;
         faultResult[s] = (byte) result.ordinal();
     }
 
     /** The access completed: the slot is kept. */
-    void end(long cyclesNow, long shootdownsNow) {
+    void end(long cyclesNow) {
         int s = used;
         cycles[s] = cyclesNow - cyclesAtBegin;
-        shootdowns[s] = (int) (shootdownsNow - shootdownsAtBegin);
         used = s + 1;
     }
 
@@ -200,23 +219,23 @@ final class OutcomeLog implements AccessOutcome {
 
     @Override
     public int walks() {
-        return walks[shown];
+        return detailed[shown] ? walks[shown] : 0;
     }
 
     @Override
     public PageTableLevel walkStart() {
-        int l = walkStart[shown];
+        int l = detailed[shown] ? walkStart[shown] : -1;
         return l < 0 ? null : LEVELS[l];
     }
 
     @Override
     public int walkReferences() {
-        return refs[shown];
+        return detailed[shown] ? refs[shown] : 0;
     }
 
     @Override
     public int walkReferencesDropped() {
-        return dropped[shown];
+        return detailed[shown] ? dropped[shown] : 0;
     }
 
     @Override
@@ -240,24 +259,24 @@ final class OutcomeLog implements AccessOutcome {
     }
 
     private int ref(int i) {
-        Objects.checkIndex(i, refs[shown]);
+        Objects.checkIndex(i, walkReferences());
         return shown * REFS + i;
     }
 
     @Override
     public int faults() {
-        return faults[shown];
+        return detailed[shown] ? faults[shown] : 0;
     }
 
     @Override
     public FaultResult faultResult() {
-        int r = faultResult[shown];
+        int r = detailed[shown] ? faultResult[shown] : -1;
         return r < 0 ? null : RESULTS[r];
     }
 
     @Override
     public int faultErrorCode() {
-        return faultCode[shown];
+        return detailed[shown] ? faultCode[shown] : 0;
     }
 
     @Override

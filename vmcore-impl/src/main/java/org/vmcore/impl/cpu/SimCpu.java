@@ -21,6 +21,7 @@ import org.vmcore.impl.base.Nodes;
 import org.vmcore.impl.mm.SimAddressSpace;
 import org.vmcore.impl.tlb.FlushTarget;
 import org.vmcore.impl.vma.MmStruct;
+import org.vmcore.x86.internal.SharedSecrets;
 import org.vmcore.x86.mem.PhysicalMemory;
 import org.vmcore.x86.tlb.Tlb;
 
@@ -62,8 +63,8 @@ public final class SimCpu implements Cpu, FlushTarget {
         this.tlb = new Tlb(config.tlb());
         this.inspection = new TlbInspection(id, tlb, handshake, addressSpaceOfPcid);
         this.fill = new TlbFill(tlb, Nodes.newWalker(memory));
-        this.mmu = new Mmu(this, tlb, fill, Nodes.newWalker(memory), memory.contents(), detector,
-                config.detectStaleTranslations(), meter);
+        this.mmu = new Mmu(this, tlb, SharedSecrets.l1Dtlb(tlb), fill, Nodes.newWalker(memory), memory.contents(),
+                SharedSecrets.directMap(memory), detector, config.detectStaleTranslations(), meter);
         this.access = new DataAccess(handshake, mmu);
         this.batch = new BatchAccess(handshake, mmu, access, flushes, meter);
     }
@@ -168,20 +169,20 @@ public final class SimCpu implements Cpu, FlushTarget {
     @Override
     public void loadAll(long[] vas, int width, long[] values) {
         AccessArgs.checkBatch(vas, width, values);
-        batch.run(null, TraceOp.LOAD, vas, null, width, values);
+        batch.all(vas, width, values, false);
     }
 
     @Override
     public void storeAll(long[] vas, int width, long[] values) {
         AccessArgs.checkBatch(vas, width, values);
-        batch.run(null, TraceOp.STORE, vas, null, width, values);
+        batch.all(vas, width, values, true);
     }
 
     @Override
     public void replay(byte[] ops, long[] vas, byte[] widths, long[] values) {
         lock.ensureOpen();
         AccessArgs.checkTrace(ops, vas, widths, values);
-        batch.run(ops, TraceOp.LOAD, vas, widths, 0, values);
+        batch.replay(ops, vas, widths, values);
     }
 
     // ---- recorded accesses, listener, cost model ----
@@ -189,10 +190,10 @@ public final class SimCpu implements Cpu, FlushTarget {
     @Override
     public long loadRecorded(long va, int width) {
         AccessArgs.checkWidth(width);
-        beginRecorded(va, Access.READ);
+        long received = beginRecorded(va, TraceOp.LOAD);
         try {
             long v = access.load(va, width, Access.READ);
-            outcome.end(meter.total(), flushes.shootdownsReceived());
+            endRecorded(received);
             return v;
         } finally {
             mmu.recordInto(null);
@@ -202,20 +203,27 @@ public final class SimCpu implements Cpu, FlushTarget {
     @Override
     public void storeRecorded(long va, int width, long value) {
         AccessArgs.checkWidth(width);
-        beginRecorded(va, Access.WRITE);
+        long received = beginRecorded(va, TraceOp.STORE);
         try {
             access.store(va, width, value);
-            outcome.end(meter.total(), flushes.shootdownsReceived());
+            endRecorded(received);
         } finally {
             mmu.recordInto(null);
         }
     }
 
-    private void beginRecorded(long va, Access kind) {
+    /** Starts recording a single access; returns the shootdowns received so far. */
+    private long beginRecorded(long va, byte op) {
         lock.ensureOpen();
         outcome.clear();
-        outcome.begin(-1, va, kind, meter.total(), flushes.shootdownsReceived());
+        outcome.begin(-1, va, op, meter.total());
         mmu.recordInto(outcome);
+        return flushes.shootdownsReceived();
+    }
+
+    private void endRecorded(long received) {
+        outcome.waited(flushes.shootdownsReceived() - received);
+        outcome.end(meter.total());
     }
 
     @Override

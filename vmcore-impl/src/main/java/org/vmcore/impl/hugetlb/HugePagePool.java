@@ -5,6 +5,8 @@ import org.vmcore.api.AllocationKind;
 import org.vmcore.api.HugetlbPoolState;
 import org.vmcore.api.OutOfMemoryException;
 import org.vmcore.api.PageSize;
+import org.vmcore.x86.internal.MemMap;
+import org.vmcore.x86.internal.SharedSecrets;
 import org.vmcore.x86.mem.FrameFlags;
 import org.vmcore.x86.mem.PhysicalMemory;
 
@@ -16,6 +18,7 @@ import org.vmcore.x86.mem.PhysicalMemory;
  */
 public final class HugePagePool {
     private final PhysicalMemory memory;
+    private final MemMap descriptors;
     private final PageSize size;
     private final LongArrayList[] free;
     private final long[] total;
@@ -23,6 +26,7 @@ public final class HugePagePool {
 
     public HugePagePool(PhysicalMemory memory, PageSize size, long[] perNode) {
         this.memory = memory;
+        this.descriptors = SharedSecrets.memMap(memory);
         this.size = size;
         int nodes = memory.nodes().size();
         this.free = new LongArrayList[nodes];
@@ -35,8 +39,8 @@ public final class HugePagePool {
                     throw new OutOfMemoryException("node " + node + " cannot hold " + perNode[node] + " huge pages of "
                             + size.label() + " (got " + i + ")");
                 }
-                memory.descriptors().setFlags(pfn, FrameFlags.HUGETLB | FrameFlags.HEAD);
-                memory.descriptors().setRefcount(pfn, 0);
+                descriptors.setFlags(pfn, FrameFlags.HUGETLB | FrameFlags.HEAD);
+                descriptors.setRefcount(pfn, 0);
                 free[node].add(pfn);
                 total[node]++;
             }
@@ -104,7 +108,7 @@ public final class HugePagePool {
                     reserved--;
                 }
                 memory.contents().zero(pfn, size.frames());
-                memory.descriptors().setRefcount(pfn, 1);
+                descriptors.setRefcount(pfn, 1);
                 return pfn;
             }
         }
@@ -126,7 +130,7 @@ public final class HugePagePool {
             return -1;
         }
         long pfn = free[node].removeAtIndex(free[node].size() - 1);
-        memory.descriptors().setRefcount(pfn, 1);
+        descriptors.setRefcount(pfn, 1);
         return pfn;
     }
 
@@ -171,24 +175,24 @@ public final class HugePagePool {
     }
 
     private void retire(long pfn, boolean poison) {
-        memory.descriptors().setRefcount(pfn, 0);
-        memory.descriptors().setMapcount(pfn, 0);
-        memory.descriptors().setMapping(pfn, 0, 0);
-        memory.descriptors().clearFlags(pfn, FrameFlags.HUGETLB | FrameFlags.ANON | FrameFlags.DIRTY | FrameFlags.UPTODATE);
+        descriptors.setRefcount(pfn, 0);
+        descriptors.setMapcount(pfn, 0);
+        descriptors.setMapping(pfn, 0, 0);
+        descriptors.clearFlags(pfn, FrameFlags.HUGETLB | FrameFlags.ANON | FrameFlags.DIRTY | FrameFlags.UPTODATE);
         if (poison) {
-            memory.descriptors().setFlags(pfn, FrameFlags.HWPOISON);
+            descriptors.setFlags(pfn, FrameFlags.HWPOISON);
         } else {
-            memory.descriptors().clearFlags(pfn, FrameFlags.HEAD);
+            descriptors.clearFlags(pfn, FrameFlags.HEAD);
             memory.free(pfn);
         }
     }
 
     /** Returns a page whose last reference went away (free_huge_folio). */
     public synchronized void free(long pfn) {
-        memory.descriptors().setRefcount(pfn, 0);
-        memory.descriptors().setMapcount(pfn, 0);
-        memory.descriptors().setMapping(pfn, 0, 0);
-        memory.descriptors().clearFlags(pfn, FrameFlags.ANON | FrameFlags.DIRTY | FrameFlags.UPTODATE);
+        descriptors.setRefcount(pfn, 0);
+        descriptors.setMapcount(pfn, 0);
+        descriptors.setMapping(pfn, 0, 0);
+        descriptors.clearFlags(pfn, FrameFlags.ANON | FrameFlags.DIRTY | FrameFlags.UPTODATE);
         free[memory.nodeOf(pfn)].add(pfn);
     }
 

@@ -7,7 +7,7 @@ import org.vmcore.api.PageSize;
 import org.vmcore.impl.base.MachineLock;
 import org.vmcore.impl.vma.FileMapping;
 import org.vmcore.impl.vma.VmArea;
-import org.vmcore.x86.mem.FrameDescriptors;
+import org.vmcore.x86.internal.MemMap;
 
 /**
  * A hugetlbfs inode: its size, page size, page cache (through its {@link FileMapping}) and the
@@ -123,7 +123,7 @@ public final class HugetlbFileImpl implements HugetlbFile {
     }
 
     /** The frame descriptors of the machine's memory. */
-    FrameDescriptors descriptors() {
+    MemMap descriptors() {
         return fs.descriptors();
     }
 

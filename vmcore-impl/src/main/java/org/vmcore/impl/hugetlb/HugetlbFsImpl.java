@@ -13,7 +13,7 @@ import org.vmcore.impl.base.MachineLock;
 import org.vmcore.impl.base.Nodes;
 import org.vmcore.impl.base.OperationHook;
 import org.vmcore.impl.vma.MappingRegistry;
-import org.vmcore.x86.mem.FrameDescriptors;
+import org.vmcore.x86.internal.MemMap;
 
 /**
  * The hugetlbfs mount (fs/hugetlbfs): files by name over the machine's {@link HugetlbPools}, and
@@ -25,7 +25,7 @@ public final class HugetlbFsImpl implements HugetlbFs {
     private final MachineLock lock;
     private final int nodeCount;
     private final HugetlbPools pools;
-    private final FrameDescriptors descriptors;
+    private final MemMap descriptors;
     private final MappingRegistry registry;
     private final HugetlbVmdelete vmdelete;
     private final OperationHook hook;
@@ -33,7 +33,7 @@ public final class HugetlbFsImpl implements HugetlbFs {
     /** Unlinked files still mapped somewhere: their inodes live until the last mapping goes. */
     private final List<HugetlbFileImpl> unlinkedAlive = new ArrayList<>();
 
-    public HugetlbFsImpl(MachineLock lock, int nodeCount, HugetlbPools pools, FrameDescriptors descriptors,
+    public HugetlbFsImpl(MachineLock lock, int nodeCount, HugetlbPools pools, MemMap descriptors,
                          MappingRegistry registry, HugetlbVmdelete vmdelete, OperationHook hook) {
         this.lock = lock;
         this.nodeCount = nodeCount;
@@ -188,7 +188,7 @@ public final class HugetlbFsImpl implements HugetlbFs {
         return pools.pool(size);
     }
 
-    FrameDescriptors descriptors() {
+    MemMap descriptors() {
         return descriptors;
     }
 

@@ -4,11 +4,11 @@ import org.eclipse.collections.impl.list.mutable.primitive.LongArrayList;
 import org.vmcore.api.OutOfMemoryException;
 import org.vmcore.api.PageSize;
 import org.vmcore.impl.vma.VmArea;
-import org.vmcore.x86.mem.FrameDescriptors;
+import org.vmcore.x86.internal.MemMap;
+import org.vmcore.x86.internal.RawPageTable;
 import org.vmcore.x86.mem.FrameFlags;
 import org.vmcore.x86.pgtable.Level;
 import org.vmcore.x86.pgtable.MigrationEntry;
-import org.vmcore.x86.pgtable.PageTable;
 import org.vmcore.x86.pgtable.Pte;
 
 /**
@@ -85,8 +85,8 @@ public final class HugetlbReservation {
     public static long privateReserved(VmArea vma, long from, long to) {
         assert Thread.holdsLock(vma.owner().lock());
         HugetlbFileImpl file = HugetlbFileImpl.of(vma);
-        FrameDescriptors descriptors = file.descriptors();
-        PageTable table = vma.owner().pageTable();
+        MemMap descriptors = file.descriptors();
+        RawPageTable table = vma.owner().pageTable();
         PageSize size = vma.pageSize();
         Level leaf = Level.ofLeaf(size);
         long eof = file.pageCount();

@@ -4,9 +4,10 @@ import org.vmcore.api.PageSize;
 import org.vmcore.api.VmaKind;
 import org.vmcore.impl.stat.UnshareEvent;
 import org.vmcore.impl.vma.VmArea;
-import org.vmcore.x86.mem.FrameDescriptors;
+import org.vmcore.x86.internal.MemMap;
+import org.vmcore.x86.internal.RawPageTable;
+import org.vmcore.x86.internal.SharedSecrets;
 import org.vmcore.x86.pgtable.Level;
-import org.vmcore.x86.pgtable.PageTable;
 import org.vmcore.x86.pgtable.Pte;
 
 /**
@@ -71,7 +72,7 @@ public final class PmdSharing {
      */
     public static long hugePmdShare(VmArea vma, long addr) {
         assert Thread.holdsLock(vma.owner().lock());
-        PageTable table = vma.owner().pageTable();
+        RawPageTable table = vma.owner().pageTable();
         if (!wantPmdShare(vma, addr) || !Pte.isNone(table.entry(addr & PUD_MASK, Level.PUD))) {
             return -1;
         }
@@ -89,7 +90,7 @@ public final class PmdSharing {
                 continue; // huge_pte_offset found no table in svma's mm: try the next VMA
             }
             long tablePfn = Pte.pfn(pud);
-            FrameDescriptors d = table.memory().descriptors();
+            MemMap d = SharedSecrets.memMap(table.memory());
             d.addPtShareCount(tablePfn, 1);
             try {
                 table.populate(addr & PUD_MASK, Level.PUD, tablePfn);
@@ -113,13 +114,13 @@ public final class PmdSharing {
         if (vma.pageSize() != PageSize.SIZE_2M) {
             return false;
         }
-        PageTable table = vma.owner().pageTable();
+        RawPageTable table = vma.owner().pageTable();
         long pud = table.entry(addr & PUD_MASK, Level.PUD);
         if (!Pte.isPresent(pud) || Pte.isLeaf(pud, Level.PUD)) {
             return false;
         }
         long tablePfn = Pte.pfn(pud);
-        FrameDescriptors d = table.memory().descriptors();
+        MemMap d = SharedSecrets.memMap(table.memory());
         if (d.ptShareCount(tablePfn) == 0) {
             return false;
         }
@@ -139,7 +140,7 @@ public final class PmdSharing {
 
     /** Whether {@code vma}'s PMD table for {@code addr} is shared with another address space. */
     public static boolean isShared(VmArea vma, long addr) {
-        PageTable table = vma.owner().pageTable();
+        RawPageTable table = vma.owner().pageTable();
         long pud = table.entry(addr & PUD_MASK, Level.PUD);
         return Pte.isPresent(pud) && !Pte.isLeaf(pud, Level.PUD)
                 && table.memory().descriptors().ptShareCount(Pte.pfn(pud)) > 0;

@@ -12,10 +12,11 @@ import org.vmcore.impl.base.Nodes;
 import org.vmcore.impl.base.OperationHook;
 import org.vmcore.impl.hugetlb.HugePagePool;
 import org.vmcore.impl.hugetlb.HugetlbPools;
+import org.vmcore.x86.internal.PageTableWindow;
+import org.vmcore.x86.internal.SharedSecrets;
 import org.vmcore.x86.mem.FrameDescriptors;
 import org.vmcore.x86.mem.FrameFlags;
 import org.vmcore.x86.mem.NumaNode;
-import org.vmcore.x86.mem.PageTableWindow;
 import org.vmcore.x86.mem.PhysicalMemory;
 
 /**
@@ -65,7 +66,7 @@ final class MemoryOffline {
         List<Long> freeHuge = new ArrayList<>();
         synchronized (lock) {
             lock.ensureOpen();
-            for (PageTableWindow window : memory.tableWindows()) {
+            for (PageTableWindow window : SharedSecrets.pageTableFrames(memory).windows()) {
                 if (window.base() < endPfn && startPfn < window.base() + window.frames()) {
                     throw new VmException("cannot offline [0x" + Long.toHexString(startPfn) + ", 0x" + Long.toHexString(endPfn)
                             + "): it overlaps the " + window + ", which holds page tables for good");

@@ -21,7 +21,8 @@ import org.vmcore.impl.stat.MigrationPhaseEvent;
 import org.vmcore.impl.vma.FileMapping;
 import org.vmcore.impl.vma.MappingOwner;
 import org.vmcore.impl.vma.MappingRegistry;
-import org.vmcore.x86.mem.FrameDescriptors;
+import org.vmcore.x86.internal.MemMap;
+import org.vmcore.x86.internal.SharedSecrets;
 import org.vmcore.x86.mem.FrameFlags;
 import org.vmcore.x86.mem.PhysicalMemory;
 
@@ -42,7 +43,7 @@ final class MigrateFolio {
 
     private final MachineLock lock;
     private final PhysicalMemory memory;
-    private final FrameDescriptors descriptors;
+    private final MemMap descriptors;
     private final HugetlbPools pools;
     private final MappingRegistry registry;
     private final TryToUnmap unmap;
@@ -62,7 +63,7 @@ final class MigrateFolio {
                  OperationHook hook, MigratingThread migrating) {
         this.lock = lock;
         this.memory = memory;
-        this.descriptors = memory.descriptors();
+        this.descriptors = SharedSecrets.memMap(memory);
         this.pools = pools;
         this.registry = registry;
         this.unmap = unmap;

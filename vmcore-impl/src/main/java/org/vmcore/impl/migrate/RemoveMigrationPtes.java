@@ -8,10 +8,10 @@ import org.vmcore.impl.rmap.RmapWalk;
 import org.vmcore.impl.rmap.TryToUnmap;
 import org.vmcore.impl.vma.MappingRegistry;
 import org.vmcore.impl.vma.VmArea;
-import org.vmcore.x86.mem.FrameDescriptors;
+import org.vmcore.x86.internal.MemMap;
+import org.vmcore.x86.internal.RawPageTable;
 import org.vmcore.x86.pgtable.Level;
 import org.vmcore.x86.pgtable.MigrationEntry;
-import org.vmcore.x86.pgtable.PageTable;
 import org.vmcore.x86.pgtable.Pte;
 
 /**
@@ -22,13 +22,13 @@ import org.vmcore.x86.pgtable.Pte;
  */
 public final class RemoveMigrationPtes {
     private final MachineLock lock;
-    private final FrameDescriptors descriptors;
+    private final MemMap descriptors;
     private final RmapWalk rmap;
     private final TryToUnmap unmap;
     private final MigrationEntryRefs migrationRefs;
     private final MappingRegistry registry;
 
-    public RemoveMigrationPtes(MachineLock lock, FrameDescriptors descriptors, RmapWalk rmap, TryToUnmap unmap,
+    public RemoveMigrationPtes(MachineLock lock, MemMap descriptors, RmapWalk rmap, TryToUnmap unmap,
                                MigrationEntryRefs migrationRefs, MappingRegistry registry) {
         this.lock = lock;
         this.descriptors = descriptors;
@@ -66,7 +66,7 @@ public final class RemoveMigrationPtes {
                 continue;
             }
             PageSize size = vma.pageSize();
-            PageTable table = vma.owner().pageTable();
+            RawPageTable table = vma.owner().pageTable();
             long slot = table.slot(address, Level.ofLeaf(size));
             long e = slot < 0 ? 0 : table.readSlot(slot);
             if (!MigrationEntry.isMigration(e) || MigrationEntry.pfn(e) != oldPfn) {

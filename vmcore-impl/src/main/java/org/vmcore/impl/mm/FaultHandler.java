@@ -16,12 +16,13 @@ import org.vmcore.impl.stat.FaultEvent;
 import org.vmcore.impl.tlb.TlbShootdown;
 import org.vmcore.impl.vma.FileMapping;
 import org.vmcore.impl.vma.VmArea;
-import org.vmcore.x86.mem.FrameDescriptors;
+import org.vmcore.x86.internal.MemMap;
+import org.vmcore.x86.internal.RawPageTable;
+import org.vmcore.x86.internal.SharedSecrets;
 import org.vmcore.x86.mem.FrameFlags;
 import org.vmcore.x86.mem.PhysicalMemory;
 import org.vmcore.x86.pgtable.Level;
 import org.vmcore.x86.pgtable.MigrationEntry;
-import org.vmcore.x86.pgtable.PageTable;
 import org.vmcore.x86.pgtable.Pte;
 
 /**
@@ -34,7 +35,7 @@ import org.vmcore.x86.pgtable.Pte;
 final class FaultHandler {
     private final SimAddressSpace mm;
     private final PhysicalMemory memory;
-    private final FrameDescriptors descriptors;
+    private final MemMap descriptors;
 
     private final TlbShootdown shootdown;
 
@@ -42,7 +43,7 @@ final class FaultHandler {
         this.mm = mm;
         this.shootdown = ctx.shootdown();
         this.memory = ctx.memory();
-        this.descriptors = memory.descriptors();
+        this.descriptors = SharedSecrets.memMap(memory);
     }
 
     /**
@@ -82,7 +83,7 @@ final class FaultHandler {
             return hugetlbFault(vma, vma.pageSize().alignDown(va), write);
         }
         long addr = va & ~0xFFFL;
-        PageTable table = mm.pageTable();
+        RawPageTable table = mm.pageTable();
         long slot = table.slot(addr, Level.PTE);
         long e = slot < 0 ? 0 : table.readSlot(slot);
         if (MigrationEntry.isMigration(e)) {
@@ -136,7 +137,7 @@ final class FaultHandler {
     private FaultResult hugetlbFault(VmArea vma, long addr, boolean write) {
         PageSize size = vma.pageSize();
         Level leaf = Level.ofLeaf(size);
-        PageTable table = mm.pageTable();
+        RawPageTable table = mm.pageTable();
         boolean sharedNow = false;
         if (size == PageSize.SIZE_2M && Pte.isNone(table.entry(addr & PmdSharing.PUD_MASK, Level.PUD))) {
             sharedNow = PmdSharing.hugePmdShare(vma, addr) >= 0;
@@ -223,7 +224,7 @@ final class FaultHandler {
 
     /** do_wp_page / hugetlb_wp: a write to a present entry without RW in a writable VMA. */
     private FaultResult writeProtectFault(VmArea vma, long addr, long slot, long e) {
-        PageTable table = mm.pageTable();
+        RawPageTable table = mm.pageTable();
         PageSize size = vma.pageSize();
         long pfn = Pte.pfn(e, size);
         if (vma.kind().isShared() || mm.pages.exclusiveAnon(pfn)) {
@@ -272,7 +273,7 @@ final class FaultHandler {
      */
     private FaultResult reuseAfterUnmapRefPrivate(VmArea vma, long addr, long slot, long pfn) {
         UnmapRefPrivate.unmapRefPrivate(vma, addr, pfn, shootdown, mm.pages);
-        PageTable table = mm.pageTable();
+        RawPageTable table = mm.pageTable();
         long cur = table.readSlot(slot);
         if (!Pte.isPresent(cur) || Pte.pfn(cur, vma.pageSize()) != pfn || !mm.pages.exclusiveAnon(pfn)) {
             throw privateHugeOom(vma, addr); // someone else still holds the page

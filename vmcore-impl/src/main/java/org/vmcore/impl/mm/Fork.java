@@ -6,9 +6,10 @@ import org.vmcore.impl.notifier.Invalidation;
 import org.vmcore.impl.vma.AnonVma;
 import org.vmcore.impl.vma.MmStruct;
 import org.vmcore.impl.vma.VmArea;
+import org.vmcore.x86.internal.RawPageTable;
+import org.vmcore.x86.internal.SharedSecrets;
 import org.vmcore.x86.pgtable.Level;
 import org.vmcore.x86.pgtable.MigrationEntry;
-import org.vmcore.x86.pgtable.PageTable;
 import org.vmcore.x86.pgtable.Pte;
 
 /**
@@ -95,8 +96,8 @@ final class Fork {
         if (!vmaNeedsCopy(parent)) {
             return;
         }
-        PageTable from = parent.owner().pageTable();
-        PageTable to = child.owner().pageTable();
+        RawPageTable from = parent.owner().pageTable();
+        RawPageTable to = child.owner().pageTable();
         PageSize size = parent.pageSize();
         Level leaf = Level.ofLeaf(size);
         MmStruct childMm = child.owner();
@@ -115,8 +116,8 @@ final class Fork {
             }
             to.install(va, leaf, wp);
             long pfn = Pte.pfn(e, size);
-            ctx.memory().descriptors().addMapcount(pfn, 1);
-            ctx.memory().descriptors().addRefcount(pfn, 1);
+            SharedSecrets.memMap(ctx.memory()).addMapcount(pfn, 1);
+            SharedSecrets.memMap(ctx.memory()).addRefcount(pfn, 1);
             if (size == PageSize.SIZE_4K) {
                 childMm.addAnonPages(1);
             } else {
@@ -131,7 +132,7 @@ final class Fork {
      * entry becomes READ in both, so that remove_migration_ptes maps the page read-only in both
      * and the first write copies it.
      */
-    private static void copyNonpresentPte(PageTable from, long slot, long e, PageTable to, long va, Level leaf,
+    private static void copyNonpresentPte(RawPageTable from, long slot, long e, RawPageTable to, long va, Level leaf,
                                     MmStruct childMm, PageSize size) {
         long entry = e;
         if (MigrationEntry.kind(e) != MigrationEntry.Kind.READ) {

@@ -19,7 +19,7 @@ import org.vmcore.impl.notifier.Invalidation;
 import org.vmcore.impl.tlb.TlbGather;
 import org.vmcore.impl.vma.FileMapping;
 import org.vmcore.impl.vma.VmArea;
-import org.vmcore.x86.pgtable.PageTable;
+import org.vmcore.x86.internal.RawPageTable;
 
 /**
  * mmap_region, get_unmapped_area and do_munmap (mm/mmap.c, mm/vma.c) for one address space:
@@ -161,7 +161,7 @@ final class Mmap {
     private void freePgtables(long start, long end) {
         VmArea prev = mm.vmaTree().below(start);
         VmArea next = mm.vmaTree().atOrAbove(start);
-        PageTable pageTable = mm.pageTable();
+        RawPageTable pageTable = mm.pageTable();
         long floor = prev == null ? 0 : prev.end();
         long ceiling = next == null ? pageTable.mode().userAddressLimit() : next.start();
         long from = (floor + (1L << 21) - 1) & -(1L << 21);

@@ -8,11 +8,12 @@ import org.vmcore.impl.hugetlb.PmdSharing;
 import org.vmcore.impl.vma.AnonVma;
 import org.vmcore.impl.vma.MappingRegistry;
 import org.vmcore.impl.vma.VmArea;
-import org.vmcore.x86.mem.FrameDescriptors;
+import org.vmcore.x86.internal.MemMap;
+import org.vmcore.x86.internal.RawPageTable;
+import org.vmcore.x86.internal.SharedSecrets;
 import org.vmcore.x86.mem.FrameFlags;
 import org.vmcore.x86.mem.PhysicalMemory;
 import org.vmcore.x86.pgtable.Level;
-import org.vmcore.x86.pgtable.PageTable;
 import org.vmcore.x86.pgtable.Pte;
 
 /**
@@ -30,14 +31,14 @@ final class PageOps {
 
     private final SimAddressSpace mm;
     private final PhysicalMemory memory;
-    private final FrameDescriptors descriptors;
+    private final MemMap descriptors;
     private final MappingRegistry registry;
     private final HugetlbPools pools;
 
     PageOps(MmContext ctx, SimAddressSpace mm) {
         this.mm = mm;
         this.memory = ctx.memory();
-        this.descriptors = memory.descriptors();
+        this.descriptors = SharedSecrets.memMap(memory);
         this.registry = ctx.registry();
         this.pools = ctx.pools();
     }
@@ -49,7 +50,7 @@ final class PageOps {
      * {@code [from, to)}, skipping missing tables a whole table span at a time.
      */
     static void forEachLeaf(VmArea vma, long from, long to, LeafVisitor visitor) {
-        PageTable table = vma.owner().pageTable();
+        RawPageTable table = vma.owner().pageTable();
         PageSize size = vma.pageSize();
         Level leaf = Level.ofLeaf(size);
         if (size == PageSize.SIZE_1G) {
@@ -84,7 +85,7 @@ final class PageOps {
 
     /** Applies the VMA's protection to its entries in [from, to) (change_protection). */
     void changeProtection(VmArea vma, long from, long to) {
-        PageTable table = mm.pageTable();
+        RawPageTable table = mm.pageTable();
         PageSize size = vma.pageSize();
         if (vma.kind() == VmaKind.HUGETLB_SHARED && size == PageSize.SIZE_2M) {
             // hugetlb_change_protection unshares shared windows; their pages fault back in later.

@@ -8,24 +8,24 @@ import org.vmcore.api.PageTableEntry;
 import org.vmcore.api.PageTableLevel;
 import org.vmcore.api.PageTableView;
 import org.vmcore.api.PagingMode;
+import org.vmcore.x86.internal.RawPageTable;
 import org.vmcore.x86.pgtable.Level;
-import org.vmcore.x86.pgtable.PageTable;
 import org.vmcore.x86.pgtable.Pte;
 
 /**
  * The public read-only page-table view of one address space (walk_page_range and the
  * p*d_offset helpers, read only): every call takes the machine lock, checks the address space is
- * alive and reads entries through {@link PageTable#entry}, never writing one. The kernel's level
+ * alive and reads entries through {@link RawPageTable#entry}, never writing one. The kernel's level
  * names map onto the x86 levels by paging mode: the PGD is the root (PML4, or PML5 with LA57) and
  * the P4D exists only under LA57.
  */
 final class PageWalk implements PageTableView {
     private final SimAddressSpace mm;
-    private final PageTable table;
+    private final RawPageTable table;
     private final PagingMode mode;
     private final Level root;
 
-    PageWalk(SimAddressSpace mm, PageTable table) {
+    PageWalk(SimAddressSpace mm, RawPageTable table) {
         this.mm = mm;
         this.table = table;
         this.mode = table.mode();

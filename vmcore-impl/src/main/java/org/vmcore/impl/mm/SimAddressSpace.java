@@ -26,8 +26,8 @@ import org.vmcore.impl.tlb.TlbShootdown;
 import org.vmcore.impl.vma.MmStruct;
 import org.vmcore.impl.vma.VmArea;
 import org.vmcore.impl.vma.VmaTree;
+import org.vmcore.x86.internal.RawPageTable;
 import org.vmcore.x86.pgtable.Level;
-import org.vmcore.x86.pgtable.PageTable;
 import org.vmcore.x86.pgtable.Pte;
 import org.vmcore.x86.pgtable.WalkResult;
 import org.vmcore.x86.pgtable.Walker;
@@ -54,7 +54,7 @@ public final class SimAddressSpace extends MmStruct {
     private final MmContext ctx;
     private final TlbShootdown shootdown;
     private final VmaTree vmas;
-    private final PageTable pageTable;
+    private final RawPageTable pageTable;
     private final Walker walker;
     private final WalkResult walkResult = new WalkResult();
     final PageOps pages;

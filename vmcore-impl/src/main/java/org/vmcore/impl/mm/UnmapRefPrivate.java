@@ -7,8 +7,8 @@ import org.vmcore.impl.notifier.Invalidation;
 import org.vmcore.impl.tlb.TlbShootdown;
 import org.vmcore.impl.vma.MmStruct;
 import org.vmcore.impl.vma.VmArea;
+import org.vmcore.x86.internal.RawPageTable;
 import org.vmcore.x86.pgtable.Level;
-import org.vmcore.x86.pgtable.PageTable;
 import org.vmcore.x86.pgtable.Pte;
 
 /**
@@ -50,7 +50,7 @@ final class UnmapRefPrivate {
                                          boolean completing) {
         MmStruct mm = vma.owner();
         PageSize size = vma.pageSize();
-        PageTable table = mm.pageTable();
+        RawPageTable table = mm.pageTable();
         long slot = table.slot(va, Level.ofLeaf(size));
         if (slot < 0) {
             return false;

@@ -4,8 +4,8 @@ import org.vmcore.api.InvalidArgumentException;
 import org.vmcore.api.PageSize;
 import org.vmcore.impl.tlb.TlbShootdown;
 import org.vmcore.impl.vma.VmArea;
+import org.vmcore.x86.internal.RawPageTable;
 import org.vmcore.x86.pgtable.Level;
-import org.vmcore.x86.pgtable.PageTable;
 import org.vmcore.x86.pgtable.Pte;
 
 /**
@@ -22,7 +22,7 @@ final class Young {
     /** Whether the page at {@code va} was accessed; with {@code clear} the bits are cleared, with {@code flush} flushed too. */
     static boolean young(SimAddressSpace mm, TlbShootdown shootdown, long va, boolean clear, boolean flush) {
         assert Thread.holdsLock(mm.lock());
-        PageTable table = mm.pageTable();
+        RawPageTable table = mm.pageTable();
         VmArea v = mm.vma(va);
         if (v == null) {
             throw new InvalidArgumentException("va", va, "must lie in a mapping");

@@ -10,8 +10,8 @@ import org.vmcore.impl.notifier.Invalidation;
 import org.vmcore.impl.rmap.MigrationEntryRefs;
 import org.vmcore.impl.tlb.TlbGather;
 import org.vmcore.impl.vma.VmArea;
+import org.vmcore.x86.internal.RawPageTable;
 import org.vmcore.x86.pgtable.MigrationEntry;
-import org.vmcore.x86.pgtable.PageTable;
 import org.vmcore.x86.pgtable.Pte;
 
 /**
@@ -57,7 +57,7 @@ final class Zap {
      */
     void zapPageRange(VmArea vma, long from, long to, TlbGather gather, boolean releaseReservations) {
         assert Thread.holdsLock(mm.lock());
-        PageTable table = mm.pageTable();
+        RawPageTable table = mm.pageTable();
         if (vma.kind().isHugetlb()) {
             PageSize size = vma.pageSize();
             if (size == PageSize.SIZE_2M) {

@@ -13,10 +13,10 @@ import org.vmcore.api.PageSize;
 import org.vmcore.api.TlbEntry;
 import org.vmcore.impl.base.MachineLock;
 import org.vmcore.impl.mm.SimAddressSpace;
+import org.vmcore.x86.internal.RawPageTable;
 import org.vmcore.x86.mem.PhysicalMemory;
 import org.vmcore.x86.pgtable.Level;
 import org.vmcore.x86.pgtable.MigrationEntry;
-import org.vmcore.x86.pgtable.PageTable;
 import org.vmcore.x86.pgtable.Pte;
 
 /**
@@ -70,7 +70,7 @@ public final class PageTableGraph {
         for (SimAddressSpace mm : spaces) {
             String mmNode = "mm" + mm.id();
             node(mmNode, "shape=box,style=bold,label=\"" + mm + "\\nPCID " + mm.pcid() + "\"");
-            PageTable t = mm.pageTable();
+            RawPageTable t = mm.pageTable();
             long root = t.cr3() >>> 12;
             edge(mmNode, table(root, t.rootLevel()), "CR3", "");
             walk(t, root, t.rootLevel(), 0, start, end);
@@ -97,7 +97,7 @@ public final class PageTableGraph {
         return dot.append(nodes).append(edges).append("}\n").toString();
     }
 
-    private void walk(PageTable t, long tablePfn, Level level, long base, long start, long end) {
+    private void walk(RawPageTable t, long tablePfn, Level level, long base, long start, long end) {
         long[] entries = t.readTable(tablePfn);
         String from = table(tablePfn, level);
         for (int i = 0; i < Level.ENTRIES; i++) {

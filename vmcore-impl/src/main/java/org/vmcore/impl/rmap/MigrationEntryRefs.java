@@ -5,12 +5,12 @@ import org.vmcore.impl.hugetlb.HugePagePool;
 import org.vmcore.impl.hugetlb.HugetlbPools;
 import org.vmcore.impl.vma.MappingRegistry;
 import org.vmcore.impl.vma.VmArea;
+import org.vmcore.x86.internal.RawPageTable;
 import org.vmcore.x86.mem.FrameDescriptors;
 import org.vmcore.x86.mem.FrameFlags;
 import org.vmcore.x86.mem.PhysicalMemory;
 import org.vmcore.x86.pgtable.Level;
 import org.vmcore.x86.pgtable.MigrationEntry;
-import org.vmcore.x86.pgtable.PageTable;
 
 /**
  * What keeps a page alive while migration entries point at it.
@@ -62,7 +62,7 @@ public final class MigrationEntryRefs {
             if (address < 0) {
                 continue;
             }
-            PageTable table = vma.owner().pageTable();
+            RawPageTable table = vma.owner().pageTable();
             long slot = table.slot(address, Level.ofLeaf(vma.pageSize()));
             long e = slot < 0 ? 0 : table.readSlot(slot);
             if (MigrationEntry.isMigration(e) && MigrationEntry.pfn(e) == pfn) {

@@ -16,12 +16,13 @@ import org.vmcore.impl.notifier.Invalidation;
 import org.vmcore.impl.tlb.TlbShootdown;
 import org.vmcore.impl.vma.MmStruct;
 import org.vmcore.impl.vma.VmArea;
-import org.vmcore.x86.mem.FrameDescriptors;
+import org.vmcore.x86.internal.MemMap;
+import org.vmcore.x86.internal.RawPageTable;
+import org.vmcore.x86.internal.SharedSecrets;
 import org.vmcore.x86.mem.FrameFlags;
 import org.vmcore.x86.mem.PhysicalMemory;
 import org.vmcore.x86.pgtable.Level;
 import org.vmcore.x86.pgtable.MigrationEntry;
-import org.vmcore.x86.pgtable.PageTable;
 import org.vmcore.x86.pgtable.Pte;
 import org.vmcore.x86.pgtable.SwapEntry;
 
@@ -38,14 +39,14 @@ import org.vmcore.x86.pgtable.SwapEntry;
 @SuppressWarnings("try") // an Invalidation is used only for its scope: the notifier range ends with the block
 public final class TryToUnmap {
     private final PhysicalMemory memory;
-    private final FrameDescriptors descriptors;
+    private final MemMap descriptors;
     private final RmapWalk rmap;
     private final TlbShootdown shootdown;
     private final boolean preFix;
 
     public TryToUnmap(PhysicalMemory memory, RmapWalk rmap, TlbShootdown shootdown, MachineConfig config) {
         this.memory = memory;
-        this.descriptors = memory.descriptors();
+        this.descriptors = SharedSecrets.memMap(memory);
         this.rmap = rmap;
         this.shootdown = shootdown;
         this.preFix = config.regressions().contains(Regression.PRE_017B1660);
@@ -99,7 +100,7 @@ public final class TryToUnmap {
             start = r.start();
             end = r.end();
         }
-        PageTable table = mm.pageTable();
+        RawPageTable table = mm.pageTable();
         try (Invalidation inv = Invalidation.start(mm.notifiers(), start, end, NotifierEvent.CLEAR)) {
             long slot = table.slot(address, Level.ofLeaf(size));
             long e = slot < 0 ? 0 : table.readSlot(slot);

@@ -8,8 +8,8 @@ import org.vmcore.api.PagingMode;
 import org.vmcore.impl.base.MachineLock;
 import org.vmcore.impl.notifier.CallbackFailures;
 import org.vmcore.impl.notifier.NotifierChain;
+import org.vmcore.x86.internal.RawPageTable;
 import org.vmcore.x86.mem.PhysicalMemory;
-import org.vmcore.x86.pgtable.PageTable;
 
 /**
  * The mm_struct: what every layer may know of an address space. Its identity (id, home node,
@@ -29,7 +29,7 @@ public abstract class MmStruct implements AddressSpace {
     private final int cpus;
     private final AtomicLongArray cpumask;
     private final NotifierChain notifiers;
-    private final PageTable pageTable;
+    private final RawPageTable pageTable;
     private final VmaTree vmaTree;
     private long anonPages;
     private long shmemPages;
@@ -44,7 +44,7 @@ public abstract class MmStruct implements AddressSpace {
         this.cpus = cpus;
         this.cpumask = new AtomicLongArray((cpus + 63) / 64);
         this.notifiers = new NotifierChain(lock, this, failures);
-        this.pageTable = new PageTable(memory, mode, homeNode);
+        this.pageTable = new RawPageTable(memory, mode, homeNode);
         this.vmaTree = new VmaTree(lock, registry);
     }
 
@@ -73,7 +73,7 @@ public abstract class MmStruct implements AddressSpace {
         return lock == machineLock;
     }
 
-    public final PageTable pageTable() {
+    public final RawPageTable pageTable() {
         return pageTable;
     }
 

@@ -18,7 +18,8 @@ import org.vmcore.impl.Fixtures.SharedWindow;
 import org.vmcore.impl.Fixtures;
 import org.vmcore.impl.SimMachine;
 import org.vmcore.impl.mm.SimAddressSpace;
-import org.vmcore.x86.mem.FrameDescriptors;
+import org.vmcore.x86.internal.MemMap;
+import org.vmcore.x86.internal.SharedSecrets;
 import org.vmcore.x86.pgtable.Level;
 import org.vmcore.x86.pgtable.MigrationEntry;
 import org.vmcore.x86.pgtable.Pte;
@@ -62,8 +63,8 @@ class InvariantCheckerTest {
     }
 
     record World(SimMachine machine, SimAddressSpace a, SimAddressSpace b, HugetlbFile file) {
-        FrameDescriptors d() {
-            return machine.memory().descriptors();
+        MemMap d() {
+            return SharedSecrets.memMap(machine.memory());
         }
     }
 
@@ -189,7 +190,7 @@ class InvariantCheckerTest {
             AddressSpace mm = machine.createAddressSpace();
             mm.mmap(VA, 4096, Protection.READ_WRITE, MapFlags.MAP_PRIVATE | MapFlags.MAP_ANONYMOUS | MapFlags.MAP_FIXED
                     | MapFlags.MAP_POPULATE);
-            ((SimMachine) machine).memory().descriptors().addMapcount(mm.pageAt(VA), 5);
+            SharedSecrets.memMap(((SimMachine) machine).memory()).addMapcount(mm.pageAt(VA), 5);
             assertThatThrownBy(() -> mm.mmap(0, 4096, Protection.READ, MapFlags.MAP_PRIVATE | MapFlags.MAP_ANONYMOUS))
                     .isInstanceOfSatisfying(InvariantViolationException.class, e -> assertThat(e.violations())
                             .anySatisfy(v -> assertThat(v).startsWith("mapcount: pfn")))

@@ -4,6 +4,7 @@ import java.util.Arrays;
 import org.eclipse.collections.impl.list.mutable.primitive.LongArrayList;
 import org.eclipse.collections.impl.map.mutable.primitive.LongIntHashMap;
 import org.vmcore.api.InvalidArgumentException;
+import org.vmcore.x86.internal.MemMap;
 
 /**
  * The buddy allocator of one NUMA node, orders 0 to {@link #MAX_ORDER} (4 KiB to 1 GiB).
@@ -22,12 +23,12 @@ public final class BuddyAllocator {
     public static final int MAX_ORDER = 18;
 
     private final NumaNode node;
-    private final FrameDescriptors descriptors;
+    private final MemMap descriptors;
     private final LongArrayList[] freeLists = new LongArrayList[MAX_ORDER + 1];
     private final LongIntHashMap[] positions = new LongIntHashMap[MAX_ORDER + 1];
     private long freeFrames;
 
-    BuddyAllocator(NumaNode node, FrameDescriptors descriptors) {
+    BuddyAllocator(NumaNode node, MemMap descriptors) {
         this.node = node;
         this.descriptors = descriptors;
         for (int order = 0; order <= MAX_ORDER; order++) {

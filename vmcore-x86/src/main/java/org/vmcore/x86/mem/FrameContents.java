@@ -2,22 +2,14 @@ package org.vmcore.x86.mem;
 
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
-import java.lang.invoke.MethodHandles;
-import java.lang.invoke.VarHandle;
-import java.nio.ByteOrder;
 import java.util.Arrays;
 import java.util.Objects;
-import org.vmcore.api.InvalidArgumentException;
+import org.vmcore.x86.internal.DirectMap;
 
 /**
- * The bytes of simulated physical memory, materialised lazily.
- *
- * <p>A frame that was never written has no host memory and reads as zero. The first write
- * gives it a 4 KiB page cut from a 2 MiB off-heap slab, and the frame keeps that page until the
- * memory is closed: {@link #zero} clears the bytes in place. So a page segment obtained for a
- * frame stays the frame's page, which lets a walker cache it without invalidation. Host memory
- * thus grows with the set of frames ever written, which the allocator keeps small by handing
- * out recently freed frames first.
+ * The bytes of simulated physical memory, materialised lazily: a frame that was never written
+ * has no host memory and reads as zero; its first write gives it a 4 KiB host page, which it
+ * keeps until the memory is closed.
  *
  * <p>Freeing a frame does not clear it: like real memory, a freed frame keeps its bytes until a
  * zeroing allocation reuses it, so a write through a stale translation is still visible there.
@@ -25,28 +17,12 @@ import org.vmcore.api.InvalidArgumentException;
  * <p>Multi-byte values are little-endian, as on x86.
  */
 public final class FrameContents {
-    private static final int SECTION_SHIFT = FrameDescriptors.SECTION_SHIFT;
-    private static final int SECTION_FRAMES = 1 << SECTION_SHIFT;
     private static final long PAGE = 4096;
-    private static final long SLAB_BYTES = 2L << 20;
 
-    private static final ValueLayout.OfShort SHORT = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
-    private static final ValueLayout.OfInt INT = ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
-    private static final ValueLayout.OfLong LONG = ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
-    private static final VarHandle OUTER = MethodHandles.arrayElementVarHandle(MemorySegment[][].class);
-    private static final VarHandle INNER = MethodHandles.arrayElementVarHandle(MemorySegment[].class);
+    private final DirectMap pages;
 
-    private final OffHeap offHeap;
-    private final long frameCount;
-    private final MemorySegment[][] sections;
-    private MemorySegment slab;
-    private long slabUsed = SLAB_BYTES;
-    private long materialised;
-
-    FrameContents(OffHeap offHeap, long frameCount) {
-        this.offHeap = offHeap;
-        this.frameCount = frameCount;
-        this.sections = new MemorySegment[(int) ((frameCount + SECTION_FRAMES - 1) >>> SECTION_SHIFT)][];
+    FrameContents(DirectMap pages) {
+        this.pages = pages;
     }
 
     /**
@@ -54,8 +30,8 @@ public final class FrameContents {
      *
      * @return the number of frames that have a 4 KiB host page
      */
-    public synchronized long materialisedFrames() {
-        return materialised;
+    public long materialisedFrames() {
+        return pages.materialisedFrames();
     }
 
     /**
@@ -65,31 +41,7 @@ public final class FrameContents {
      * @return true when the frame has a host page
      */
     public boolean isMaterialised(long pfn) {
-        return pageOrNull(pfn) != null;
-    }
-
-    /**
-     * The 4 KiB page of {@code pfn}, or null when the frame was never written (reads as zero).
-     * Once non-null, the same segment is returned for the frame until the memory is closed.
-     *
-     * @param pfn a frame number of this memory
-     * @return the frame's 4096-byte segment, or null
-     */
-    public MemorySegment pageOrNull(long pfn) {
-        checkPfn(pfn);
-        MemorySegment[] inner = (MemorySegment[]) OUTER.getAcquire(sections, (int) (pfn >>> SECTION_SHIFT));
-        return inner == null ? null : (MemorySegment) INNER.getAcquire(inner, (int) (pfn & (SECTION_FRAMES - 1)));
-    }
-
-    /**
-     * The 4 KiB page of {@code pfn}, materialising a zeroed one if needed.
-     *
-     * @param pfn a frame number of this memory
-     * @return the frame's 4096-byte segment, never null
-     */
-    public MemorySegment page(long pfn) {
-        MemorySegment page = pageOrNull(pfn);
-        return page != null ? page : materialise(pfn);
+        return pages.pageOrNull(pfn) != null;
     }
 
     /**
@@ -99,18 +51,7 @@ public final class FrameContents {
      * @param frames the number of consecutive 4 KiB frames to clear
      */
     public void zero(long pfn, long frames) {
-        checkRange(pfn, frames);
-        for (long f = pfn; f < pfn + frames; f++) {
-            MemorySegment[] inner = (MemorySegment[]) OUTER.getAcquire(sections, (int) (f >>> SECTION_SHIFT));
-            if (inner == null) {
-                f |= SECTION_FRAMES - 1; // a section never written reads as zero already
-                continue;
-            }
-            MemorySegment page = (MemorySegment) INNER.getAcquire(inner, (int) (f & (SECTION_FRAMES - 1)));
-            if (page != null) {
-                page.fill((byte) 0);
-            }
-        }
+        pages.zero(pfn, frames);
     }
 
     /**
@@ -122,14 +63,14 @@ public final class FrameContents {
      * @param frames the number of consecutive 4 KiB frames
      */
     public void copy(long srcPfn, long dstPfn, long frames) {
-        checkRange(srcPfn, frames);
-        checkRange(dstPfn, frames);
+        pages.checkRange(srcPfn, frames);
+        pages.checkRange(dstPfn, frames);
         for (long i = 0; i < frames; i++) {
-            MemorySegment src = pageOrNull(srcPfn + i);
+            MemorySegment src = pages.pageOrNull(srcPfn + i);
             if (src == null) {
-                zero(dstPfn + i, 1);
+                pages.zero(dstPfn + i, 1);
             } else {
-                page(dstPfn + i).copyFrom(src);
+                pages.page(dstPfn + i).copyFrom(src);
             }
         }
     }
@@ -137,7 +78,7 @@ public final class FrameContents {
     /**
      * Reads {@code width} (1, 2, 4 or 8) bytes at physical address {@code pa}, zero-extended.
      *
-     * @param pa the physical address; the access must not cross a frame boundary
+     * @param pa the physical address; the access may cross a frame boundary
      * @param width the access size in bytes: 1, 2, 4 or 8
      * @return the value read, zero-extended to 64 bits
      */
@@ -146,55 +87,18 @@ public final class FrameContents {
         if (offset + width > PAGE) {
             return readSplit(pa, width);
         }
-        MemorySegment page = pageOrNull(pa >>> 12);
+        MemorySegment page = pages.pageOrNull(pa >>> 12);
         if (page == null) {
             checkWidth(width);
             return 0;
         }
-        return readPage(page, offset, width);
-    }
-
-    /**
-     * Reads {@code width} (1, 2, 4 or 8) bytes at {@code offset} of a frame's page (from
-     * {@link #pageOrNull}), zero-extended; the access must stay inside the page.
-     *
-     * @param page a frame's 4096-byte segment
-     * @param offset the byte offset in the page, 0 to 4096 minus {@code width}
-     * @param width the access size in bytes: 1, 2, 4 or 8
-     * @return the value read, zero-extended to 64 bits
-     */
-    public static long readPage(MemorySegment page, long offset, int width) {
-        return switch (width) {
-            case 1 -> page.get(ValueLayout.JAVA_BYTE, offset) & 0xffL;
-            case 2 -> page.get(SHORT, offset) & 0xffffL;
-            case 4 -> page.get(INT, offset) & 0xffff_ffffL;
-            case 8 -> page.get(LONG, offset);
-            default -> throw badWidth(width);
-        };
-    }
-
-    /**
-     * Writes the low {@code width} (1, 2, 4 or 8) bytes of {@code value} at {@code offset} of a frame's page.
-     *
-     * @param page a frame's 4096-byte segment
-     * @param offset the byte offset in the page, 0 to 4096 minus {@code width}
-     * @param width the access size in bytes: 1, 2, 4 or 8
-     * @param value the value, of which the low {@code width} bytes are stored
-     */
-    public static void writePage(MemorySegment page, long offset, int width, long value) {
-        switch (width) {
-            case 1 -> page.set(ValueLayout.JAVA_BYTE, offset, (byte) value);
-            case 2 -> page.set(SHORT, offset, (short) value);
-            case 4 -> page.set(INT, offset, (int) value);
-            case 8 -> page.set(LONG, offset, value);
-            default -> throw badWidth(width);
-        }
+        return DirectMap.readPage(page, offset, width);
     }
 
     /**
      * Writes the low {@code width} (1, 2, 4 or 8) bytes of {@code value} at {@code pa}.
      *
-     * @param pa the physical address; the access must not cross a frame boundary
+     * @param pa the physical address; the access may cross a frame boundary
      * @param width the access size in bytes: 1, 2, 4 or 8
      * @param value the value, of which the low {@code width} bytes are stored
      */
@@ -205,7 +109,7 @@ public final class FrameContents {
             return;
         }
         checkWidth(width);
-        writePage(page(pa >>> 12), offset, width, value);
+        DirectMap.writePage(pages.page(pa >>> 12), offset, width, value);
     }
 
     /**
@@ -220,7 +124,7 @@ public final class FrameContents {
         Objects.checkFromIndexSize(dstOffset, length, dst.length);
         while (length > 0) {
             int chunk = (int) Math.min(length, PAGE - (pa & (PAGE - 1)));
-            MemorySegment page = pageOrNull(pa >>> 12);
+            MemorySegment page = pages.pageOrNull(pa >>> 12);
             if (page == null) {
                 Arrays.fill(dst, dstOffset, dstOffset + chunk, (byte) 0);
             } else {
@@ -244,11 +148,16 @@ public final class FrameContents {
         Objects.checkFromIndexSize(srcOffset, length, src.length);
         while (length > 0) {
             int chunk = (int) Math.min(length, PAGE - (pa & (PAGE - 1)));
-            MemorySegment.copy(src, srcOffset, page(pa >>> 12), ValueLayout.JAVA_BYTE, pa & (PAGE - 1), chunk);
+            MemorySegment.copy(src, srcOffset, pages.page(pa >>> 12), ValueLayout.JAVA_BYTE, pa & (PAGE - 1), chunk);
             pa += chunk;
             srcOffset += chunk;
             length -= chunk;
         }
+    }
+
+    /** The storage, for the accessor the internal package reaches it through. */
+    DirectMap pages() {
+        return pages;
     }
 
     private long readSplit(long pa, int width) {
@@ -267,87 +176,9 @@ public final class FrameContents {
         }
     }
 
-    /**
-     * Gives the frames {@code [pfn, pfn + frames)} the pages of {@code memory}, frame
-     * {@code pfn + i} at offset {@code i * 4096} (a page-table window). None of the frames may
-     * have a page yet, so no page of a frame ever changes.
-     *
-     * @throws IllegalStateException if a frame of the range already has a page
-     */
-    synchronized void adopt(long pfn, long frames, MemorySegment memory) {
-        checkRange(pfn, frames);
-        long touched = firstMaterialised(pfn, frames);
-        if (touched >= 0) {
-            throw new IllegalStateException("pfn 0x" + Long.toHexString(touched) + " already has a page");
-        }
-        for (long f = pfn; f < pfn + frames; f++) {
-            int outer = (int) (f >>> SECTION_SHIFT);
-            MemorySegment[] inner = sections[outer];
-            if (inner == null) {
-                inner = new MemorySegment[SECTION_FRAMES];
-                OUTER.setRelease(sections, outer, inner);
-            }
-            INNER.setRelease(inner, (int) (f & (SECTION_FRAMES - 1)), memory.asSlice((f - pfn) * PAGE, PAGE));
-        }
-        materialised += frames;
-    }
-
-    /** The first frame of {@code [pfn, pfn + frames)} that has a page, or -1. */
-    long firstMaterialised(long pfn, long frames) {
-        for (long f = pfn; f < pfn + frames; f++) {
-            MemorySegment[] inner = (MemorySegment[]) OUTER.getAcquire(sections, (int) (f >>> SECTION_SHIFT));
-            if (inner == null) {
-                f |= SECTION_FRAMES - 1;
-            } else if (INNER.getAcquire(inner, (int) (f & (SECTION_FRAMES - 1))) != null) {
-                return f;
-            }
-        }
-        return -1;
-    }
-
-    private synchronized MemorySegment materialise(long pfn) {
-        int outer = (int) (pfn >>> SECTION_SHIFT);
-        MemorySegment[] inner = sections[outer];
-        if (inner == null) {
-            inner = new MemorySegment[SECTION_FRAMES];
-            OUTER.setRelease(sections, outer, inner);
-        }
-        int i = (int) (pfn & (SECTION_FRAMES - 1));
-        MemorySegment page = inner[i];
-        if (page == null) {
-            if (slabUsed == SLAB_BYTES) {
-                slab = offHeap.allocate(SLAB_BYTES);
-                slabUsed = 0;
-            }
-            page = slab.asSlice(slabUsed, PAGE);
-            slabUsed += PAGE;
-            INNER.setRelease(inner, i, page);
-            materialised++;
-        }
-        return page;
-    }
-
-    private void checkPfn(long pfn) {
-        if (pfn < 0 || pfn >= frameCount) {
-            throw new InvalidArgumentException("pfn", pfn, "must be below the frame count 0x" + Long.toHexString(frameCount));
-        }
-    }
-
-    private void checkRange(long pfn, long frames) {
-        checkPfn(pfn);
-        if (frames < 0 || pfn + frames > frameCount) {
-            throw new InvalidArgumentException("frames", frames,
-                    "must be non-negative and keep pfn 0x" + Long.toHexString(pfn) + " + frames within memory");
-        }
-    }
-
     private static void checkWidth(int width) {
         if (width != 1 && width != 2 && width != 4 && width != 8) {
-            throw badWidth(width);
+            throw DirectMap.badWidth(width);
         }
-    }
-
-    private static InvalidArgumentException badWidth(int width) {
-        return new InvalidArgumentException("width", width, "must be 1, 2, 4 or 8 bytes");
     }
 }

@@ -1,13 +1,9 @@
 package org.vmcore.x86.mem;
 
-import java.lang.foreign.MemorySegment;
-import java.lang.foreign.ValueLayout;
-import java.lang.invoke.MethodHandles;
-import java.lang.invoke.VarHandle;
-import org.vmcore.api.InvalidArgumentException;
+import org.vmcore.x86.internal.MemMap;
 
 /**
- * The frame descriptors: vmcore's {@code struct page} array, off-heap.
+ * The frame descriptors, read-only: vmcore's {@code struct page} array, off-heap.
  *
  * <p>Each 4 KiB frame has a 40-byte descriptor: flags, refcount, mapcount, page-table share
  * count, mapping, index, order and node. Descriptors are materialised a section (4096 frames)
@@ -16,39 +12,19 @@ import org.vmcore.api.InvalidArgumentException;
  * keeps a 1 TiB machine small on the host.
  *
  * <p>Unlike the kernel's {@code _mapcount}, which starts at -1, {@link #mapcount} starts at 0
- * and counts the page-table entries that map the frame.
- *
- * <p>Reads are plain; {@code inc}/{@code dec}/{@code cas} operations are atomic, so refcounts
- * and mapcounts can be changed without a lock, as the kernel does.
+ * and counts the page-table entries that map the frame. The generic mm changes descriptors
+ * atomically, without a lock, as the kernel does; those updates are not part of this API.
  */
 public final class FrameDescriptors {
-    /** log2 of the frames per materialised section. */
-    static final int SECTION_SHIFT = 12;
     /** Frames per materialised section. */
-    public static final int SECTION_FRAMES = 1 << SECTION_SHIFT;
-
+    public static final int SECTION_FRAMES = 1 << MemMap.SECTION_SHIFT;
     /** Bytes per descriptor. */
     public static final long DESCRIPTOR_BYTES = 40;
-    private static final long FLAGS = 0;
-    private static final long REFCOUNT = 4;
-    private static final long MAPCOUNT = 8;
-    private static final long PT_SHARE_COUNT = 12;
-    private static final long MAPPING = 16;
-    private static final long INDEX = 24;
-    private static final long ORDER = 32;
-    private static final long NODE = 34;
 
-    private static final VarHandle INT = ValueLayout.JAVA_INT.varHandle();
-    private static final VarHandle SECTION = MethodHandles.arrayElementVarHandle(MemorySegment[].class);
+    private final MemMap map;
 
-    private final OffHeap offHeap;
-    private final long frameCount;
-    private final MemorySegment[] sections;
-
-    FrameDescriptors(OffHeap offHeap, long frameCount) {
-        this.offHeap = offHeap;
-        this.frameCount = frameCount;
-        this.sections = new MemorySegment[(int) ((frameCount + SECTION_FRAMES - 1) >>> SECTION_SHIFT)];
+    FrameDescriptors(MemMap map) {
+        this.map = map;
     }
 
     /**
@@ -57,7 +33,7 @@ public final class FrameDescriptors {
      * @return the number of 4 KiB frames of the memory
      */
     public long frameCount() {
-        return frameCount;
+        return map.frameCount();
     }
 
     /**
@@ -66,13 +42,7 @@ public final class FrameDescriptors {
      * @return the number of sections of {@link #SECTION_FRAMES} frames that have descriptor memory
      */
     public int materialisedSections() {
-        int n = 0;
-        for (int i = 0; i < sections.length; i++) {
-            if (SECTION.getAcquire(sections, i) != null) {
-                n++;
-            }
-        }
-        return n;
+        return map.materialisedSections();
     }
 
     /**
@@ -83,10 +53,8 @@ public final class FrameDescriptors {
      * @return true when the frame's section has descriptor memory
      */
     public boolean isMaterialised(long pfn) {
-        return section(pfn) != null;
+        return map.isMaterialised(pfn);
     }
-
-    // ---- reads: a never-written frame reads as zero ----
 
     /**
      * The flags word ({@link FrameFlags}).
@@ -95,7 +63,7 @@ public final class FrameDescriptors {
      * @return the frame's {@link FrameFlags} bits
      */
     public int flags(long pfn) {
-        return readInt(pfn, FLAGS);
+        return map.flags(pfn);
     }
 
     /**
@@ -106,7 +74,7 @@ public final class FrameDescriptors {
      * @return true when every bit of {@code flag} is set
      */
     public boolean test(long pfn, int flag) {
-        return (flags(pfn) & flag) == flag;
+        return map.test(pfn, flag);
     }
 
     /**
@@ -116,7 +84,7 @@ public final class FrameDescriptors {
      * @return the frame's reference count, 0 when free
      */
     public int refcount(long pfn) {
-        return readInt(pfn, REFCOUNT);
+        return map.refcount(pfn);
     }
 
     /**
@@ -126,7 +94,7 @@ public final class FrameDescriptors {
      * @return the count, 0 or more
      */
     public int mapcount(long pfn) {
-        return readInt(pfn, MAPCOUNT);
+        return map.mapcount(pfn);
     }
 
     /**
@@ -136,7 +104,7 @@ public final class FrameDescriptors {
      * @return the number of extra sharers, 0 when the table is not shared
      */
     public int ptShareCount(long pfn) {
-        return readInt(pfn, PT_SHARE_COUNT);
+        return map.ptShareCount(pfn);
     }
 
     /**
@@ -146,8 +114,7 @@ public final class FrameDescriptors {
      * @return the owner's identifier, or 0
      */
     public long mapping(long pfn) {
-        MemorySegment s = section(pfn);
-        return s == null ? 0 : s.get(ValueLayout.JAVA_LONG, offset(pfn) + MAPPING);
+        return map.mapping(pfn);
     }
 
     /**
@@ -157,8 +124,7 @@ public final class FrameDescriptors {
      * @return the index in pages
      */
     public long index(long pfn) {
-        MemorySegment s = section(pfn);
-        return s == null ? 0 : s.get(ValueLayout.JAVA_LONG, offset(pfn) + INDEX);
+        return map.index(pfn);
     }
 
     /**
@@ -168,8 +134,7 @@ public final class FrameDescriptors {
      * @return log2 of the block size in frames, 0 to {@link BuddyAllocator#MAX_ORDER}
      */
     public int order(long pfn) {
-        MemorySegment s = section(pfn);
-        return s == null ? 0 : s.get(ValueLayout.JAVA_SHORT, offset(pfn) + ORDER);
+        return map.order(pfn);
     }
 
     /**
@@ -179,146 +144,18 @@ public final class FrameDescriptors {
      * @return the NUMA node id
      */
     public int node(long pfn) {
-        MemorySegment s = section(pfn);
-        return s == null ? 0 : s.get(ValueLayout.JAVA_SHORT, offset(pfn) + NODE);
-    }
-
-    // ---- writes ----
-
-    /**
-     * Sets all bits of {@code flag}; returns the flags before.
-     *
-     * @param pfn a frame number of this memory
-     * @param flag the {@link FrameFlags} bits to set
-     * @return the flags word before the change
-     */
-    public int setFlags(long pfn, int flag) {
-        return (int) INT.getAndBitwiseOr(materialise(pfn), offset(pfn) + FLAGS, flag);
-    }
-
-    /**
-     * Clears all bits of {@code flag}; returns the flags before.
-     *
-     * @param pfn a frame number of this memory
-     * @param flag the {@link FrameFlags} bits to clear
-     * @return the flags word before the change
-     */
-    public int clearFlags(long pfn, int flag) {
-        return (int) INT.getAndBitwiseAnd(materialise(pfn), offset(pfn) + FLAGS, ~flag);
-    }
-
-    /**
-     * Sets {@code flag} only if it was clear (trylock); true when this call set it.
-     *
-     * @param pfn a frame number of this memory
-     * @param flag the {@link FrameFlags} bits to set
-     * @return true when none of the bits was set before and this call set them
-     */
-    public boolean trySetFlag(long pfn, int flag) {
-        return (setFlags(pfn, flag) & flag) == 0;
-    }
-
-    /**
-     * Adds {@code delta} to the refcount; returns the new value.
-     *
-     * @param pfn a frame number of this memory
-     * @param delta the change, negative to drop references
-     * @return the reference count after the change
-     */
-    public int addRefcount(long pfn, int delta) {
-        return (int) INT.getAndAdd(materialise(pfn), offset(pfn) + REFCOUNT, delta) + delta;
-    }
-
-    /**
-     * Adds {@code delta} to the mapcount; returns the new value.
-     *
-     * @param pfn a frame number of this memory
-     * @param delta the change, negative when entries are removed
-     * @return the mapcount after the change
-     */
-    public int addMapcount(long pfn, int delta) {
-        return (int) INT.getAndAdd(materialise(pfn), offset(pfn) + MAPCOUNT, delta) + delta;
-    }
-
-    /**
-     * Adds {@code delta} to the page-table share count; returns the new value.
-     *
-     * @param pfn the page frame number of the PMD table
-     * @param delta the change, negative when a sharer unshares
-     * @return the share count after the change
-     */
-    public int addPtShareCount(long pfn, int delta) {
-        return (int) INT.getAndAdd(materialise(pfn), offset(pfn) + PT_SHARE_COUNT, delta) + delta;
-    }
-
-    /**
-     * Sets the refcount.
-     *
-     * @param pfn a frame number of this memory
-     * @param value the new reference count, 0 or more
-     */
-    public void setRefcount(long pfn, int value) {
-        INT.setVolatile(materialise(pfn), offset(pfn) + REFCOUNT, value);
-    }
-
-    /**
-     * Sets the mapcount.
-     *
-     * @param pfn a frame number of this memory
-     * @param value the new mapcount, 0 or more
-     */
-    public void setMapcount(long pfn, int value) {
-        INT.setVolatile(materialise(pfn), offset(pfn) + MAPCOUNT, value);
-    }
-
-    /**
-     * Sets mapping and index together, as the kernel does when it adds a page to a mapping.
-     *
-     * @param pfn a frame number of this memory
-     * @param mapping the owner's identifier (file or anon_vma), 0 for none
-     * @param index the page's index in the owner, in pages
-     */
-    public void setMapping(long pfn, long mapping, long index) {
-        MemorySegment s = materialise(pfn);
-        s.set(ValueLayout.JAVA_LONG, offset(pfn) + MAPPING, mapping);
-        s.set(ValueLayout.JAVA_LONG, offset(pfn) + INDEX, index);
-    }
-
-    /** Zeroes the descriptor, then records order, node and flags of a newly allocated block. */
-    void initAllocated(long pfn, int order, int node) {
-        MemorySegment s = materialise(pfn);
-        long off = offset(pfn);
-        s.asSlice(off, DESCRIPTOR_BYTES).fill((byte) 0);
-        s.set(ValueLayout.JAVA_SHORT, off + ORDER, (short) order);
-        s.set(ValueLayout.JAVA_SHORT, off + NODE, (short) node);
-        s.set(ValueLayout.JAVA_INT, off + REFCOUNT, 1);
-        INT.setVolatile(s, off + FLAGS, FrameFlags.ALLOCATED | (order > 0 ? FrameFlags.HEAD : 0));
-    }
-
-    /** Zeroes the descriptor of a freed block head. */
-    void clear(long pfn) {
-        MemorySegment s = section(pfn);
-        if (s != null) {
-            s.asSlice(offset(pfn), DESCRIPTOR_BYTES).fill((byte) 0);
-        }
+        return map.node(pfn);
     }
 
     /**
      * compound_head: the head of the allocated block that holds {@code pfn} ({@code pfn} itself
-     * for a head or single frame), or -1 when the frame is free. Blocks are naturally aligned and
-     * disjoint, so the first allocated frame at a rising alignment below {@code pfn} decides.
+     * for a head or single frame), or -1 when the frame is free.
      *
      * @param pfn a frame number of this memory
      * @return the head frame number, or -1
      */
     public long headOf(long pfn) {
-        for (int order = 0; order <= BuddyAllocator.MAX_ORDER; order++) {
-            long candidate = pfn & -(1L << order);
-            if ((flags(candidate) & FrameFlags.ALLOCATED) != 0) {
-                return pfn - candidate < 1L << order(candidate) ? candidate : -1;
-            }
-        }
-        return -1;
+        return map.headOf(pfn);
     }
 
     /**
@@ -328,40 +165,11 @@ public final class FrameDescriptors {
      * @return the PFN, order, node, refcount, mapcount and flags
      */
     public String describe(long pfn) {
-        return "pfn 0x" + Long.toHexString(pfn) + " order=" + order(pfn) + " node=" + node(pfn)
-                + " refcount=" + refcount(pfn) + " mapcount=" + mapcount(pfn)
-                + " flags=" + FrameFlags.describe(flags(pfn));
+        return map.describe(pfn);
     }
 
-    // ---- sections ----
-
-    private int readInt(long pfn, long field) {
-        MemorySegment s = section(pfn);
-        return s == null ? 0 : (int) INT.getAcquire(s, offset(pfn) + field);
-    }
-
-    private static long offset(long pfn) {
-        return (pfn & (SECTION_FRAMES - 1)) * DESCRIPTOR_BYTES;
-    }
-
-    private MemorySegment section(long pfn) {
-        if (pfn < 0 || pfn >= frameCount) {
-            throw new InvalidArgumentException("pfn", pfn, "must be below the frame count 0x" + Long.toHexString(frameCount));
-        }
-        return (MemorySegment) SECTION.getAcquire(sections, (int) (pfn >>> SECTION_SHIFT));
-    }
-
-    private MemorySegment materialise(long pfn) {
-        MemorySegment s = section(pfn);
-        return s != null ? s : materialiseSlow((int) (pfn >>> SECTION_SHIFT));
-    }
-
-    private synchronized MemorySegment materialiseSlow(int index) {
-        MemorySegment s = (MemorySegment) SECTION.getAcquire(sections, index);
-        if (s == null) {
-            s = offHeap.allocate(SECTION_FRAMES * DESCRIPTOR_BYTES);
-            SECTION.setRelease(sections, index, s);
-        }
-        return s;
+    /** The storage, for the accessor the internal package reaches it through. */
+    MemMap map() {
+        return map;
     }
 }

@@ -1,15 +1,16 @@
 package org.vmcore.x86.mem;
 
-import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;
-import java.util.Arrays;
 import java.util.List;
-import java.util.concurrent.atomic.AtomicLong;
-import org.eclipse.collections.impl.list.mutable.primitive.LongArrayList;
 import org.vmcore.api.AllocationKind;
 import org.vmcore.api.ClosedException;
 import org.vmcore.api.InvalidArgumentException;
 import org.vmcore.api.OutOfMemoryException;
+import org.vmcore.x86.internal.DirectMap;
+import org.vmcore.x86.internal.MemMap;
+import org.vmcore.x86.internal.OffHeap;
+import org.vmcore.x86.internal.PageTableFrames;
+import org.vmcore.x86.internal.SharedSecrets;
 
 /**
  * Simulated physical memory: NUMA nodes laid end to end from PFN 0, each with its own buddy
@@ -17,15 +18,33 @@ import org.vmcore.api.OutOfMemoryException;
  *
  * <p>Host memory grows with what is touched, not with the configured size: creating 1 TiB
  * reserves only the bookkeeping arrays (a few hundred KiB of heap) and no off-heap memory. A
- * node's first page table claims its {@link PageTableWindow} (1/512 of the node, at most 16 MiB
- * of host memory).
+ * node's first page table claims its page-table window (1/512 of the node, at most 16 MiB of
+ * host memory), from which that node's page tables are taken first.
  *
  * <p>Thread-safe. {@link #close()} releases every off-heap byte at once; the memory must not
  * be used afterwards.
  */
 public final class PhysicalMemory implements AutoCloseable {
+    static {
+        SharedSecrets.setPhysicalMemoryAccess(new SharedSecrets.PhysicalMemoryAccess() {
+            @Override
+            public MemMap memMap(PhysicalMemory memory) {
+                return memory.descriptors.map();
+            }
+
+            @Override
+            public DirectMap directMap(PhysicalMemory memory) {
+                return memory.contents.pages();
+            }
+
+            @Override
+            public PageTableFrames pageTableFrames(PhysicalMemory memory) {
+                return memory.tables;
+            }
+        });
+    }
+
     private final AllocationFaults faults = new AllocationFaults();
-    private final AtomicLong pageTableFrames = new AtomicLong();
     /** Bytes per frame. */
     public static final long FRAME_BYTES = 4096;
     /** Largest physical address width x86-64 allows (MAXPHYADDR of 52 bits). */
@@ -37,10 +56,7 @@ public final class PhysicalMemory implements AutoCloseable {
     private final FrameDescriptors descriptors;
     private final FrameContents contents;
     private final long frameCount;
-    private final PageTableWindow[] windowByNode;
-    private final boolean[] windowClaimed;
-    // The windows claimed so far, replaced whole on a claim so walkers read it without a lock.
-    private volatile PageTableWindow[] windows = new PageTableWindow[0];
+    private final PageTableFrames tables;
     private volatile boolean closed;
 
     /**
@@ -73,14 +89,15 @@ public final class PhysicalMemory implements AutoCloseable {
         }
         this.nodes = List.copyOf(list);
         this.frameCount = next;
-        this.descriptors = new FrameDescriptors(offHeap, frameCount);
-        this.contents = new FrameContents(offHeap, frameCount);
+        MemMap map = new MemMap(offHeap, frameCount);
+        DirectMap pages = new DirectMap(offHeap, frameCount);
+        this.descriptors = new FrameDescriptors(map);
+        this.contents = new FrameContents(pages);
         this.allocators = new BuddyAllocator[nodes.size()];
-        this.windowByNode = new PageTableWindow[nodes.size()];
-        this.windowClaimed = new boolean[nodes.size()];
         for (NumaNode node : nodes) {
-            allocators[node.id()] = new BuddyAllocator(node, descriptors);
+            allocators[node.id()] = new BuddyAllocator(node, map);
         }
+        this.tables = new PageTableFrames(this, map, pages, offHeap);
     }
 
     /**
@@ -195,122 +212,16 @@ public final class PhysicalMemory implements AutoCloseable {
      * @return the head PFN, or -1
      */
     public long tryAllocate(int node, int order, boolean zero) {
-        return tryAllocate(node, order, zero, AllocationKind.FRAME);
-    }
-
-    /**
-     * A zeroed frame for a page table, or -1 (counted apart for fault injection): from the node's
-     * {@link PageTableWindow} while it has room, else from the buddy allocator.
-     *
-     * @param node the node number the table belongs to
-     * @return the page frame number of the table, or -1 when the node is out of memory or a fault was injected
-     */
-    public long tryAllocateTable(int node) {
-        return tryAllocate(node, 0, true, AllocationKind.TABLE);
-    }
-
-    private long tryAllocate(int node, int order, boolean zero, AllocationKind kind) {
         ensureOpen();
         checkNode(node);
-        if (faults.shouldFail(kind)) {
+        if (faults.shouldFail(AllocationKind.FRAME)) {
             return -1;
         }
-        long pfn = kind == AllocationKind.TABLE ? fromWindow(node) : -1;
-        if (pfn < 0) {
-            pfn = allocators[node].allocate(order);
-        }
+        long pfn = allocators[node].allocate(order);
         if (pfn >= 0 && zero) {
             contents.zero(pfn, 1L << order);
         }
         return pfn;
-    }
-
-    /** A frame of the node's page-table window, allocated as the buddy allocator would, or -1. */
-    private long fromWindow(int node) {
-        PageTableWindow window = windowFor(node);
-        long pfn = window == null ? -1 : window.allocate();
-        if (pfn >= 0) {
-            descriptors.initAllocated(pfn, 0, node);
-        }
-        return pfn;
-    }
-
-    /**
-     * Frames of a node's page-table window: as many tables as map the whole node once with 4 KiB
-     * pages (1/512 of it), rounded down to a power of two, at most 4096 (16 MiB of host memory);
-     * none for a node under 16 MiB.
-     */
-    static long windowFrames(long nodeFrames) {
-        long wanted = nodeFrames / 512;
-        return wanted < 8 ? 0 : Math.min(Long.highestOneBit(wanted), 4096);
-    }
-
-    /** The node's window, claimed at the first call: a free aligned block none of whose frames has a page yet. */
-    private synchronized PageTableWindow windowFor(int node) {
-        if (windowClaimed[node]) {
-            return windowByNode[node];
-        }
-        windowClaimed[node] = true;
-        long frames = windowFrames(nodes.get(node).frames());
-        if (frames == 0) {
-            return null;
-        }
-        int order = Long.numberOfTrailingZeros(frames);
-        LongArrayList passedOver = new LongArrayList();
-        try {
-            for (int attempt = 0; attempt < 8; attempt++) {
-                long head = allocators[node].allocate(order);
-                if (head < 0) {
-                    return null; // no room: tables come from the buddy allocator
-                }
-                if (contents.firstMaterialised(head, frames) >= 0) {
-                    passedOver.add(head); // a page of a frame must never change: look for untouched frames
-                    continue;
-                }
-                MemorySegment memory;
-                try {
-                    memory = offHeap.allocate(frames * FRAME_BYTES);
-                } catch (OutOfMemoryError e) {
-                    passedOver.add(head);
-                    return null;
-                }
-                descriptors.clear(head); // its frames are free until tables take them
-                contents.adopt(head, frames, memory);
-                PageTableWindow window = new PageTableWindow(node, head, frames, memory);
-                windowByNode[node] = window;
-                PageTableWindow[] grown = Arrays.copyOf(windows, windows.length + 1);
-                grown[grown.length - 1] = window;
-                windows = grown;
-                return window;
-            }
-            return null;
-        } finally {
-            passedOver.forEach(allocators[node]::free);
-        }
-    }
-
-    /**
-     * The page-table windows claimed so far (a walker reads tables in them by arithmetic).
-     *
-     * @return a snapshot array, one element per node that has claimed its window
-     */
-    public PageTableWindow[] tableWindows() {
-        return windows;
-    }
-
-    /**
-     * The window that holds {@code pfn}, or null.
-     *
-     * @param pfn a frame number of this memory
-     * @return the window containing the frame, or null when none does
-     */
-    public PageTableWindow windowOf(long pfn) {
-        for (PageTableWindow window : windows) {
-            if (window.contains(pfn)) {
-                return window;
-            }
-        }
-        return null;
     }
 
     /**
@@ -325,10 +236,10 @@ public final class PhysicalMemory implements AutoCloseable {
     /**
      * Frames in use as page tables, shared ones once (the kernel's PageTables in /proc/meminfo).
      *
-     * @return the live counter, in frames
+     * @return the number of frames
      */
-    public AtomicLong pageTableFrames() {
-        return pageTableFrames;
+    public long pageTableFrames() {
+        return tables.inUse();
     }
 
     /**
@@ -347,17 +258,8 @@ public final class PhysicalMemory implements AutoCloseable {
      */
     public void free(long pfn) {
         ensureOpen();
-        PageTableWindow window = windowOf(pfn);
-        if (window == null) {
+        if (!tables.freeToWindow(pfn)) {
             allocators[nodeOf(pfn)].free(pfn);
-            return;
-        }
-        synchronized (window) {
-            if ((descriptors.flags(pfn) & FrameFlags.ALLOCATED) == 0) {
-                throw new InvalidArgumentException("pfn", pfn, "must head an allocated block (double free or tail frame)");
-            }
-            descriptors.clear(pfn);
-            window.free(pfn);
         }
     }
 
@@ -371,10 +273,7 @@ public final class PhysicalMemory implements AutoCloseable {
         for (BuddyAllocator allocator : allocators) {
             free += allocator.freeFrames();
         }
-        for (PageTableWindow window : windows) {
-            free += window.freeFrames();
-        }
-        return free;
+        return free + tables.freeWindowFrames();
     }
 
     /**

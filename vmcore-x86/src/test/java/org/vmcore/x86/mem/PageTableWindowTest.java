@@ -15,26 +15,29 @@ import org.vmcore.x86.pgtable.PageTable;
 import org.vmcore.x86.pgtable.Pte;
 import org.vmcore.x86.pgtable.WalkResult;
 import org.vmcore.x86.pgtable.Walker;
+import org.vmcore.x86.internal.SharedSecrets;
+import org.vmcore.x86.internal.PageTableFrames;
+import org.vmcore.x86.internal.PageTableWindow;
 
 class PageTableWindowTest {
     private static final long MIB = 1L << 20;
 
     @Test
     void theWindowIsAFiveHundredTwelfthOfTheNodeAPowerOfTwoAtMostSixteenMebibytes() {
-        assertThat(PhysicalMemory.windowFrames((8L << 30) >>> 12)).isEqualTo(4096);
-        assertThat(PhysicalMemory.windowFrames((1L << 40) >>> 12)).as("capped at 16 MiB").isEqualTo(4096);
-        assertThat(PhysicalMemory.windowFrames((1L << 30) >>> 12)).isEqualTo(512);
-        assertThat(PhysicalMemory.windowFrames((24 * MIB) >>> 12)).as("rounded down to a power of two").isEqualTo(8);
-        assertThat(PhysicalMemory.windowFrames((8 * MIB) >>> 12)).as("none for a small node").isZero();
+        assertThat(PageTableFrames.windowFrames((8L << 30) >>> 12)).isEqualTo(4096);
+        assertThat(PageTableFrames.windowFrames((1L << 40) >>> 12)).as("capped at 16 MiB").isEqualTo(4096);
+        assertThat(PageTableFrames.windowFrames((1L << 30) >>> 12)).isEqualTo(512);
+        assertThat(PageTableFrames.windowFrames((24 * MIB) >>> 12)).as("rounded down to a power of two").isEqualTo(8);
+        assertThat(PageTableFrames.windowFrames((8 * MIB) >>> 12)).as("none for a small node").isZero();
     }
 
     @Test
     void tablesComeFromTheWindowUntilItIsFullThenFromTheBuddyAllocator() {
         try (PhysicalMemory memory = new PhysicalMemory(32 * MIB, 32 * MIB)) {
             long free = memory.freeFrames();
-            assertThat(memory.tableWindows()).as("claimed at the first table, not before").isEmpty();
-            long first = memory.tryAllocateTable(1);
-            PageTableWindow window = memory.windowOf(first);
+            assertThat(SharedSecrets.pageTableFrames(memory).windows()).as("claimed at the first table, not before").isEmpty();
+            long first = SharedSecrets.pageTableFrames(memory).tryAllocate(1);
+            PageTableWindow window = SharedSecrets.pageTableFrames(memory).windowOf(first);
             assertThat(window).isNotNull();
             assertThat(window.node()).isEqualTo(1);
             assertThat(window.frames()).isEqualTo(16);
@@ -45,7 +48,7 @@ class PageTableWindowTest {
             long[] tables = new long[(int) window.frames() + 2];
             tables[0] = first;
             for (int i = 1; i < tables.length; i++) {
-                tables[i] = memory.tryAllocateTable(1);
+                tables[i] = SharedSecrets.pageTableFrames(memory).tryAllocate(1);
             }
             for (int i = 0; i < window.frames(); i++) {
                 assertThat(window.contains(tables[i])).as("table %d", i).isTrue();
@@ -61,7 +64,7 @@ class PageTableWindowTest {
             assertThatThrownBy(() -> memory.free(first)).isInstanceOf(InvalidArgumentException.class)
                     .hasMessageContaining("double free");
             assertThat(window.freeFrames()).as("a refused free changes nothing").isEqualTo(window.frames());
-            assertThat(memory.tryAllocateTable(1)).as("the most recently freed window frame first, as the buddy allocator does")
+            assertThat(SharedSecrets.pageTableFrames(memory).tryAllocate(1)).as("the most recently freed window frame first, as the buddy allocator does")
                     .isEqualTo(tables[(int) window.frames() - 1]);
         }
     }
@@ -71,12 +74,12 @@ class PageTableWindowTest {
         try (PhysicalMemory memory = new PhysicalMemory(32 * MIB)) {
             long data = memory.allocate(0, 0, false);
             memory.contents().write(data << 12, 8, 0x1234);
-            var page = memory.contents().pageOrNull(data);
+            var page = SharedSecrets.directMap(memory).pageOrNull(data);
             memory.free(data); // free, but it keeps its bytes and its page
-            long table = memory.tryAllocateTable(0);
-            PageTableWindow window = memory.windowOf(table);
+            long table = SharedSecrets.pageTableFrames(memory).tryAllocate(0);
+            PageTableWindow window = SharedSecrets.pageTableFrames(memory).windowOf(table);
             assertThat(window.contains(data)).as("the block with a written frame was passed over").isFalse();
-            assertThat(memory.contents().pageOrNull(data)).isSameAs(page);
+            assertThat(SharedSecrets.directMap(memory).pageOrNull(data)).isSameAs(page);
             assertThat(memory.contents().read(data << 12, 8)).isEqualTo(0x1234);
             assertThat(memory.allocator(0).isFree(data)).as("the passed-over block went back").isTrue();
         }
@@ -87,9 +90,9 @@ class PageTableWindowTest {
         try (PhysicalMemory memory = new PhysicalMemory(32 * MIB)) {
             memory.contents().write(5L << 12, 1, 1);
             var segment = java.lang.foreign.Arena.ofAuto().allocate(8 * 4096);
-            assertThatThrownBy(() -> memory.contents().adopt(0, 8, segment)).isInstanceOf(IllegalStateException.class)
+            assertThatThrownBy(() -> SharedSecrets.directMap(memory).adopt(0, 8, segment)).isInstanceOf(IllegalStateException.class)
                     .hasMessageContaining("0x5");
-            assertThat(memory.contents().pageOrNull(0)).as("nothing adopted").isNull();
+            assertThat(SharedSecrets.directMap(memory).pageOrNull(0)).as("nothing adopted").isNull();
         }
     }
 
@@ -98,7 +101,7 @@ class PageTableWindowTest {
         try (PhysicalMemory memory = new PhysicalMemory(1L << 39, 1L << 39)) {
             new PageTable(memory, PagingMode.FOUR_LEVEL, 0);
             new PageTable(memory, PagingMode.FOUR_LEVEL, 1);
-            assertThat(memory.tableWindows()).hasSize(2);
+            assertThat(SharedSecrets.pageTableFrames(memory).windows()).hasSize(2);
             assertThat(memory.offHeapBytes()).as("two 16 MiB windows and the descriptors of their frames")
                     .isLessThan(64 * MIB);
         }
@@ -137,7 +140,7 @@ class PageTableWindowTest {
                     assertThat(out.physicalAddress()).isEqualTo((want << 12) + 8);
                 }
             }
-            PageTableWindow window = memory.tableWindows()[0];
+            PageTableWindow window = SharedSecrets.pageTableFrames(memory).windows()[0];
             assertThat(window.freeFrames()).as("the run filled the window").isZero();
         }
     }

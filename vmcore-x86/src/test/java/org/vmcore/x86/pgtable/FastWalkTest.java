@@ -10,6 +10,7 @@ import org.junit.jupiter.params.provider.EnumSource;
 import org.vmcore.api.PageSize;
 import org.vmcore.api.PagingMode;
 import org.vmcore.x86.mem.PhysicalMemory;
+import org.vmcore.x86.internal.SharedSecrets;
 
 /**
  * The walker's fast path must give exactly what its full walk gives. The reference walker is
@@ -76,13 +77,13 @@ class FastWalkTest {
                     PageFaultCode.USER, fast)).isTrue();
             assertThat(fast.effectiveBits()).isEqualTo(Pte.USER);
             // What the fast path must leave to the full walk.
-            long leaf = table.slot(va4k, Level.PTE);
-            table.compareAndSetSlot(leaf, table.readSlot(leaf), clean & ~Pte.DIRTY);
+            long leaf = table.raw().slot(va4k, Level.PTE);
+            table.raw().compareAndSetSlot(leaf, table.raw().readSlot(leaf), clean & ~Pte.DIRTY);
             assertThat(walker.fastWalk(root, cr3, WalkResult.FROM_ROOT, va4k, PageFaultCode.WRITE, fast))
                     .as("a write that must set D").isFalse();
             assertThat(walker.fastWalk(root, cr3, WalkResult.FROM_ROOT, va4k, 0, fast)).as("a read needs no D").isTrue();
-            long pmd = table.slot(va4k, Level.PMD);
-            table.compareAndSetSlot(pmd, table.readSlot(pmd), table.readSlot(pmd) & ~Pte.RW);
+            long pmd = table.raw().slot(va4k, Level.PMD);
+            table.raw().compareAndSetSlot(pmd, table.raw().readSlot(pmd), table.raw().readSlot(pmd) & ~Pte.RW);
             assertThat(walker.fastWalk(root, cr3, WalkResult.FROM_ROOT, va4k, 0, fast)).as("a read through a read-only PMD").isTrue();
             assertThat(walker.fastWalk(root, cr3, WalkResult.FROM_ROOT, va4k, PageFaultCode.WRITE, fast))
                     .as("a write through a read-only PMD faults").isFalse();
@@ -124,18 +125,18 @@ class FastWalkTest {
                 addresses.add(va);
                 sizes.add(size);
             }
-            assertThat(memory.tableWindows()[0].freeFrames()).as("some tables lie outside the window").isZero();
+            assertThat(SharedSecrets.pageTableFrames(memory).windows()[0].freeFrames()).as("some tables lie outside the window").isZero();
             // Corrupt some entries at every level (slots found first: a corrupted entry may hide those below it).
             List<Long> slots = new ArrayList<>();
             for (int k = 0; k < addresses.size(); k++) {
                 for (int ord = Level.root(mode).ordinal(); ord <= Level.ofLeaf(sizes.get(k)).ordinal(); ord++) {
-                    slots.add(table.slot(addresses.get(k), Level.values()[ord]));
+                    slots.add(table.raw().slot(addresses.get(k), Level.values()[ord]));
                 }
             }
             for (int i = 0; i < 40; i++) {
                 long slot = slots.get(random.nextInt(slots.size()));
-                long e = table.readSlot(slot);
-                table.compareAndSetSlot(slot, e, e ^ CORRUPTIONS[random.nextInt(CORRUPTIONS.length)]);
+                long e = table.raw().readSlot(slot);
+                table.raw().compareAndSetSlot(slot, e, e ^ CORRUPTIONS[random.nextInt(CORRUPTIONS.length)]);
             }
             Walker fast = new Walker(memory);
             Walker full = new Walker(memory);

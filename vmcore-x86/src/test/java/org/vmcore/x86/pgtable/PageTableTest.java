@@ -12,6 +12,7 @@ import org.vmcore.api.PageSize;
 import org.vmcore.api.PagingMode;
 import org.vmcore.api.VmException;
 import org.vmcore.x86.mem.PhysicalMemory;
+import org.vmcore.x86.internal.SharedSecrets;
 
 class PageTableTest {
     private static final long USER_RW = Pte.PRESENT | Pte.RW | Pte.USER;
@@ -73,7 +74,7 @@ class PageTableTest {
         assertThat(Pte.pfn(table.entry(0x4020_0000L, Level.PMD), PageSize.SIZE_2M)).isEqualTo(two);
         assertThat(Pte.pfn(table.entry(2 * GIB, Level.PUD), PageSize.SIZE_1G)).isEqualTo(one);
         assertThat(table.entry(2 * GIB, Level.PMD)).as("no PMD below a 1G leaf").isZero();
-        assertThat(table.slot(2 * GIB + 4096, Level.PTE)).isEqualTo(-1);
+        assertThat(table.raw().slot(2 * GIB + 4096, Level.PTE)).isEqualTo(-1);
         assertThat(Pte.pfn(table.unmap(2 * GIB, PageSize.SIZE_1G), PageSize.SIZE_1G)).isEqualTo(one);
         assertThat(Pte.pfn(table.unmap(0x4020_0000L, PageSize.SIZE_2M), PageSize.SIZE_2M)).isEqualTo(two);
     }
@@ -120,10 +121,10 @@ class PageTableTest {
         PageTable b = new PageTable(memory, PagingMode.FOUR_LEVEL, 0);
         long page = memory.allocate(0, 9, true);
         a.map(GIB + 0x20_0000, page, PageSize.SIZE_2M, USER_RW);
-        long pmdTable = a.slot(GIB, Level.PMD) >>> 12;
+        long pmdTable = a.raw().slot(GIB, Level.PMD) >>> 12;
 
-        memory.descriptors().addPtShareCount(pmdTable, 1); // what huge_pmd_share does
-        b.populate(7 * GIB, Level.PUD, pmdTable);
+        SharedSecrets.memMap(memory).addPtShareCount(pmdTable, 1); // what huge_pmd_share does
+        b.raw().populate(7 * GIB, Level.PUD, pmdTable);
         assertThat(b.tablePages()).as("root, its own PUD table and the shared PMD table").isEqualTo(3);
         assertThat(a.tablePages()).as("root, PUD and the PMD table it allocated").isEqualTo(3);
         assertThat(walker.walk(b, 7 * GIB + 0x20_0010, PageFaultCode.USER, out)).isTrue();
@@ -135,13 +136,13 @@ class PageTableTest {
         assertThat(walker.walk(a, GIB + 0x20_0010, PageFaultCode.USER, out)).isTrue();
 
         PageTable c = new PageTable(memory, PagingMode.FOUR_LEVEL, 0);
-        memory.descriptors().addPtShareCount(pmdTable, 1);
-        c.populate(GIB, Level.PUD, pmdTable);
+        SharedSecrets.memMap(memory).addPtShareCount(pmdTable, 1);
+        c.raw().populate(GIB, Level.PUD, pmdTable);
         assertThat(c.freeEmptyTables(GIB, 2 * GIB)).as("a shared table is never freed").isZero();
         assertThat(c.tablePages()).isEqualTo(3);
-        assertThat(c.clearTable(GIB, Level.PUD)).isEqualTo(pmdTable); // huge_pmd_unshare's pud_clear
+        assertThat(c.raw().clearTable(GIB, Level.PUD)).isEqualTo(pmdTable); // huge_pmd_unshare's pud_clear
         assertThat(c.tablePages()).as("unsharing drops the table from c's count").isEqualTo(2);
-        memory.descriptors().addPtShareCount(pmdTable, -1);
+        SharedSecrets.memMap(memory).addPtShareCount(pmdTable, -1);
         assertThat(walker.walk(c, GIB + 0x20_0000, PageFaultCode.USER, out)).isFalse();
         assertThat(walker.walk(a, GIB + 0x20_0000, PageFaultCode.USER, out)).isTrue();
 
@@ -176,13 +177,13 @@ class PageTableTest {
         expectRejected(table, () -> table.unmap(0x0, PageSize.SIZE_2M), "va=0x0", "must be mapped");
         expectRejected(table, () -> table.protect(0x20_0000, PageSize.SIZE_4K, Pte.PRESENT | Pte.DIRTY), "protFlags=0x41", "only PRESENT");
         expectRejected(table, () -> table.protect(0x20_0000, PageSize.SIZE_4K, Pte.RW), "protFlags=0x2", "PRESENT or PROTNONE");
-        expectRejected(table, () -> table.install(0x30_0000, Level.PML4, 1), "level=PML4", "PUD, PMD or PTE");
-        expectRejected(table, () -> table.install(0x30_0000, Level.PTE, 0), "entry=0x0", "empty");
-        expectRejected(table, () -> table.install(0x8000_0000L, Level.PMD, Pte.table(pfn)), "entry=", "leaf");
-        expectRejected(table, () -> table.populate(0x8000_0000L, Level.PUD, pfn), "tablePfn=", "page-table frame");
-        expectRejected(table, () -> table.populate(0x8000_0000L, Level.PML4, pfn), "level=PML4", "below the root");
-        expectRejected(table, () -> table.slot(0x1000, Level.PML5), "level=PML5", "FOUR_LEVEL");
-        expectRejected(table, () -> table.clearTable(0x4000_0000L, Level.PMD), "va=0x40000000", "points to a table");
+        expectRejected(table, () -> table.raw().install(0x30_0000, Level.PML4, 1), "level=PML4", "PUD, PMD or PTE");
+        expectRejected(table, () -> table.raw().install(0x30_0000, Level.PTE, 0), "entry=0x0", "empty");
+        expectRejected(table, () -> table.raw().install(0x8000_0000L, Level.PMD, Pte.table(pfn)), "entry=", "leaf");
+        expectRejected(table, () -> table.raw().populate(0x8000_0000L, Level.PUD, pfn), "tablePfn=", "page-table frame");
+        expectRejected(table, () -> table.raw().populate(0x8000_0000L, Level.PML4, pfn), "level=PML4", "below the root");
+        expectRejected(table, () -> table.raw().slot(0x1000, Level.PML5), "level=PML5", "FOUR_LEVEL");
+        expectRejected(table, () -> table.raw().clearTable(0x4000_0000L, Level.PMD), "va=0x40000000", "points to a table");
         expectRejected(table, () -> table.freeEmptyTables(0x1000, 0x1000), "end=0x1000", "above start");
         expectRejected(table, () -> table.dump(0x1000, nonCanonical + 4096), "end=", "canonical half");
     }

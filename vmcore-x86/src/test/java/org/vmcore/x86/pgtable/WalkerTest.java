@@ -180,9 +180,9 @@ class WalkerTest {
     }
 
     private static void clearOrSet(PageTable table, long va, Level level, long clear, long set) {
-        long slot = table.slot(va, level);
-        long e = table.readSlot(slot);
-        assertThat(table.compareAndSetSlot(slot, e, (e & ~clear) | set)).isTrue();
+        long slot = table.raw().slot(va, level);
+        long e = table.raw().readSlot(slot);
+        assertThat(table.raw().compareAndSetSlot(slot, e, (e & ~clear) | set)).isTrue();
     }
 
     @Test
@@ -204,36 +204,36 @@ class WalkerTest {
         PageTable table = new PageTable(memory, PagingMode.FOUR_LEVEL, 0);
         long pfn = memory.allocate(0, 0, true);
         table.map(0x1000, pfn, PageSize.SIZE_4K, USER_RW);
-        long slot = table.slot(0x1000, Level.PTE);
-        long good = table.readSlot(slot);
+        long slot = table.raw().slot(0x1000, Level.PTE);
+        long good = table.raw().readSlot(slot);
         // a PFN bit above MAXPHYADDR (46)
-        table.compareAndSetSlot(slot, good, good | (1L << 50));
+        table.raw().compareAndSetSlot(slot, good, good | (1L << 50));
         assertThat(walker.walk(table, 0x1000, USER, out)).isFalse();
         assertThat(out.faultCode()).isEqualTo(USER | PROTECTION | RESERVED);
         assertThat(new Walker(memory, 52).walk(table, 0x1000, USER, out)).as("not reserved with MAXPHYADDR 52").isTrue();
-        table.compareAndSetSlot(slot, table.readSlot(slot), good);
+        table.raw().compareAndSetSlot(slot, table.raw().readSlot(slot), good);
 
         // PS in a PML4 entry
-        long pml4 = table.slot(0x1000, Level.PML4);
-        long e = table.readSlot(pml4);
-        table.compareAndSetSlot(pml4, e, e | Pte.PSE);
+        long pml4 = table.raw().slot(0x1000, Level.PML4);
+        long e = table.raw().readSlot(pml4);
+        table.raw().compareAndSetSlot(pml4, e, e | Pte.PSE);
         assertThat(walker.walk(table, 0x1000, USER, out)).isFalse();
         assertThat(out.faultCode() & RESERVED).isNotZero();
         assertThat(out.level()).isEqualTo(Level.PML4);
-        table.compareAndSetSlot(pml4, table.readSlot(pml4), e);
+        table.raw().compareAndSetSlot(pml4, table.raw().readSlot(pml4), e);
         assertThat(walker.walk(table, 0x1000, USER, out)).isTrue();
 
         // low PFN bits of 2 MiB and 1 GiB leaves
         long twoMeg = memory.allocate(0, 9, true);
         table.map(0x4000_0000L, twoMeg, PageSize.SIZE_2M, USER_RW);
-        long pmd = table.slot(0x4000_0000L, Level.PMD);
-        table.compareAndSetSlot(pmd, table.readSlot(pmd), table.readSlot(pmd) | (1L << 13));
+        long pmd = table.raw().slot(0x4000_0000L, Level.PMD);
+        table.raw().compareAndSetSlot(pmd, table.raw().readSlot(pmd), table.raw().readSlot(pmd) | (1L << 13));
         assertThat(walker.walk(table, 0x4000_0000L, USER, out)).isFalse();
         assertThat(out.faultCode() & RESERVED).isNotZero();
         long oneGig = memory.allocate(0, 18, true);
         table.map(0x80_0000_0000L, oneGig, PageSize.SIZE_1G, USER_RW);
-        long pud = table.slot(0x80_0000_0000L, Level.PUD);
-        table.compareAndSetSlot(pud, table.readSlot(pud), table.readSlot(pud) | (1L << 20));
+        long pud = table.raw().slot(0x80_0000_0000L, Level.PUD);
+        table.raw().compareAndSetSlot(pud, table.raw().readSlot(pud), table.raw().readSlot(pud) | (1L << 20));
         assertThat(walker.walk(table, 0x80_0000_0000L, USER, out)).isFalse();
         assertThat(out.faultCode() & RESERVED).isNotZero();
         assertThat(out.level()).isEqualTo(Level.PUD);
@@ -246,7 +246,7 @@ class WalkerTest {
         table.map(0x1000, pfn, PageSize.SIZE_4K, Pte.PROTNONE | Pte.USER);
         assertThat(walker.walk(table, 0x1000, USER, out)).isFalse();
         assertThat(out.faultCode() & PROTECTION).isZero();
-        table.install(0x2000, Level.PTE, MigrationEntry.make(MigrationEntry.Kind.WRITE, pfn, true, true, 0));
+        table.raw().install(0x2000, Level.PTE, MigrationEntry.make(MigrationEntry.Kind.WRITE, pfn, true, true, 0));
         assertThat(walker.walk(table, 0x2000, USER | WRITE, out)).isFalse();
         assertThat(MigrationEntry.isMigration(out.entry())).isTrue();
         assertThat(MigrationEntry.pfn(out.entry())).isEqualTo(pfn);

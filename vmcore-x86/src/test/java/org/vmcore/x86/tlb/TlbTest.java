@@ -8,6 +8,8 @@ import org.junit.jupiter.api.Test;
 import org.vmcore.api.InvalidArgumentException;
 import org.vmcore.api.PageSize;
 import org.vmcore.api.TlbConfig;
+import org.vmcore.x86.internal.L1Dtlb;
+import org.vmcore.x86.internal.SharedSecrets;
 import org.vmcore.x86.pgtable.Pte;
 
 class TlbTest {
@@ -82,29 +84,30 @@ class TlbTest {
     @Test
     void theL1FrontsThe4kArrayRemembersHostPagesAndLeavesWithIt() {
         Tlb tlb = new Tlb(new TlbConfig(2, 2, 1, 1, 1, 1, 1, 1, 1)); // one set of two ways for 4K pages
+        L1Dtlb l1 = SharedSecrets.l1Dtlb(tlb);
         MemorySegment pageA = MemorySegment.ofArray(new byte[4096]);
         MemorySegment pageB = MemorySegment.ofArray(new byte[4096]);
         tlb.insert(1, 0x1000, PageSize.SIZE_4K, value(10));
         assertThat(tlb.lookup(1, 0x1008)).isEqualTo(value(10));
-        assertThat(tlb.lastPage()).as("no host page known yet").isNull();
-        tlb.rememberPage(pageA);
+        assertThat(l1.lastPage()).as("no host page known yet").isNull();
+        l1.rememberPage(pageA);
         assertThat(tlb.lookup(1, 0x1ff8)).isEqualTo(value(10));
-        assertThat(tlb.lastPage()).isSameAs(pageA);
+        assertThat(l1.lastPage()).isSameAs(pageA);
         tlb.insert(1, 0x2000, PageSize.SIZE_4K, value(11));
         tlb.insert(1, 0x3000, PageSize.SIZE_4K, value(12)); // evicts 0x1000 from the array
         assertThat(tlb.lookup(1, 0x1000)).as("what leaves the array leaves the L1").isZero();
-        assertThat(tlb.lastPage()).isNull();
+        assertThat(l1.lastPage()).isNull();
         assertThat(tlb.lookup(1, 0x2000)).isEqualTo(value(11));
-        tlb.rememberPage(pageB);
+        l1.rememberPage(pageB);
         tlb.invalidatePage(1, 0x2000);
         assertThat(tlb.lookup(1, 0x2000)).isZero();
         tlb.insert(1, 0x2000, PageSize.SIZE_4K, value(13));
         assertThat(tlb.lookup(1, 0x2000)).isEqualTo(value(13));
-        assertThat(tlb.lastPage()).as("a refilled entry forgets the old page").isNull();
+        assertThat(l1.lastPage()).as("a refilled entry forgets the old page").isNull();
         tlb.insert(1, 0x4000_0000L, PageSize.SIZE_2M, value(0x200));
         assertThat(tlb.lookup(1, 0x4000_0000L)).isEqualTo(value(0x200));
-        tlb.rememberPage(pageA);
-        assertThat(tlb.lastPage()).as("only 4 KiB translations carry a page").isNull();
+        l1.rememberPage(pageA);
+        assertThat(l1.lastPage()).as("only 4 KiB translations carry a page").isNull();
         assertThat(tlb.lookup(1, 0x3000)).isEqualTo(value(12));
         tlb.invalidatePcid(1);
         assertThat(tlb.lookup(1, 0x3000)).as("a PCID flush empties the L1 too").isZero();

@@ -1,6 +1,8 @@
-package org.vmcore.x86.pgtable;
+package org.vmcore.x86.internal;
 
 import org.vmcore.api.PagingMode;
+import org.vmcore.x86.pgtable.Level;
+import org.vmcore.x86.pgtable.Pte;
 
 /**
  * Renders page tables in the format of the kernel's page-table dump
@@ -16,36 +18,49 @@ import org.vmcore.api.PagingMode;
  * entry (blank for an empty or non-present one), then the level. A and D bits do not split
  * runs, as they are not shown.
  */
-final class PtDump {
+public final class PtDump {
     private static final String UNITS = "KMGTPE";
 
     private final StringBuilder out = new StringBuilder();
     private final PagingMode mode;
+    private final DirectMap contents;
     private long runStart;
     private Level runLevel;
     private long runKey;
     private boolean inRun;
 
-    private PtDump(PagingMode mode) {
+    private PtDump(PagingMode mode, DirectMap contents) {
         this.mode = mode;
+        this.contents = contents;
     }
 
-    static String dump(PageTable table, long start, long end) {
-        PtDump dump = new PtDump(table.mode());
+    /**
+     * The dump of the tree under {@code rootPfn} over {@code [start, end)}, which the caller has
+     * checked (canonical, 4 KiB aligned, inside one half).
+     *
+     * @param contents the host pages the tables are read from
+     * @param mode the paging mode
+     * @param rootPfn the root table's frame
+     * @param start the first virtual address
+     * @param end one past the last virtual address
+     * @return a header line, then one line per run
+     */
+    public static String dump(DirectMap contents, PagingMode mode, long rootPfn, long start, long end) {
+        PtDump dump = new PtDump(mode, contents);
         dump.out.append(start >= 0 ? "---[ User Space ]---\n" : "---[ Kernel Space ]---\n");
-        dump.walk(table, table.rootPfn(), table.rootLevel(), 0, start, end);
+        dump.walk(rootPfn, Level.root(mode), 0, start, end);
         dump.flush(end);
         return dump.out.toString();
     }
 
-    private void walk(PageTable table, long tablePfn, Level level, long base, long start, long end) {
+    private void walk(long tablePfn, Level level, long base, long start, long end) {
         int unused = 64 - mode.virtualAddressBits();
         for (int i = level.index(start); i <= level.index(end - 1); i++) {
             long entryStart = ((base + ((long) i << level.shift())) << unused) >> unused;
             long from = Math.max(start, entryStart);
-            long e = TableMemory.read(table.contents(), tablePfn, i);
-            if (PageTable.isTablePointer(e, level)) {
-                walk(table, Pte.pfn(e), level.below(), entryStart, from, Math.min(end, entryStart + level.entrySpan()));
+            long e = TableMemory.read(contents, tablePfn, i);
+            if (RawPageTable.isTablePointer(e, level)) {
+                walk(Pte.pfn(e), level.below(), entryStart, from, Math.min(end, entryStart + level.entrySpan()));
             } else {
                 note(from, level, e);
             }

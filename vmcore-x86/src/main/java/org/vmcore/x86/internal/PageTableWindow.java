@@ -1,4 +1,4 @@
-package org.vmcore.x86.mem;
+package org.vmcore.x86.internal;
 
 import java.lang.foreign.MemorySegment;
 import org.eclipse.collections.impl.list.mutable.primitive.LongArrayList;
@@ -24,7 +24,15 @@ public final class PageTableWindow {
     private final MemorySegment memory;
     private final LongArrayList free;
 
-    PageTableWindow(int node, long base, long frames, MemorySegment memory) {
+    /**
+     * A window whose frames are all free.
+     *
+     * @param node the node whose tables it holds
+     * @param base its first frame, aligned to {@code frames}
+     * @param frames its size, a power of two
+     * @param memory the host segment of its {@code frames * 4096} bytes
+     */
+    public PageTableWindow(int node, long base, long frames, MemorySegment memory) {
         this.node = node;
         this.base = base;
         this.frames = frames;
@@ -90,13 +98,21 @@ public final class PageTableWindow {
         return free.size();
     }
 
-    /** A free frame of the window, or -1 when it is full. */
-    synchronized long allocate() {
+    /**
+     * A free frame of the window.
+     *
+     * @return the frame, or -1 when the window is full
+     */
+    public synchronized long allocate() {
         return free.isEmpty() ? -1 : free.removeAtIndex(free.size() - 1);
     }
 
-    /** Gives a frame of the window back. */
-    synchronized void free(long pfn) {
+    /**
+     * Gives a frame of the window back.
+     *
+     * @param pfn a frame of the window that {@link #allocate} handed out
+     */
+    public synchronized void free(long pfn) {
         free.add(pfn);
     }
 

@@ -1,0 +1,385 @@
+package org.vmcore.x86.internal;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.lang.invoke.MethodHandles;
+import java.lang.invoke.VarHandle;
+import org.vmcore.api.InvalidArgumentException;
+import org.vmcore.x86.mem.BuddyAllocator;
+import org.vmcore.x86.mem.FrameDescriptors;
+import org.vmcore.x86.mem.FrameFlags;
+
+/**
+ * The frame descriptors: vmcore's {@code struct page} array, off-heap (the kernel's
+ * {@code mem_map}), with the atomic updates the generic mm makes; {@link FrameDescriptors} is
+ * its read-only view.
+ *
+ * <p>Each 4 KiB frame has a 40-byte descriptor: flags, refcount, mapcount, page-table share
+ * count, mapping, index, order and node. Descriptors are materialised a section (4096 frames)
+ * at a time, the first time a frame in the section is written; a frame whose section was never
+ * written reads as all zero, which is the descriptor of a free, never-used frame. This is what
+ * keeps a 1 TiB machine small on the host.
+ *
+ * <p>Unlike the kernel's {@code _mapcount}, which starts at -1, {@link #mapcount} starts at 0
+ * and counts the page-table entries that map the frame.
+ *
+ * <p>Reads are plain; {@code inc}/{@code dec}/{@code cas} operations are atomic, so refcounts
+ * and mapcounts can be changed without a lock, as the kernel does.
+ */
+public final class MemMap {
+    /** log2 of the frames per materialised section. */
+    public static final int SECTION_SHIFT = 12;
+    private static final int SECTION_FRAMES = FrameDescriptors.SECTION_FRAMES;
+    private static final long DESCRIPTOR_BYTES = FrameDescriptors.DESCRIPTOR_BYTES;
+    private static final long FLAGS = 0;
+    private static final long REFCOUNT = 4;
+    private static final long MAPCOUNT = 8;
+    private static final long PT_SHARE_COUNT = 12;
+    private static final long MAPPING = 16;
+    private static final long INDEX = 24;
+    private static final long ORDER = 32;
+    private static final long NODE = 34;
+
+    private static final VarHandle INT = ValueLayout.JAVA_INT.varHandle();
+    private static final VarHandle SECTION = MethodHandles.arrayElementVarHandle(MemorySegment[].class);
+
+    private final OffHeap offHeap;
+    private final long frameCount;
+    private final MemorySegment[] sections;
+
+    /**
+     * Descriptors of {@code frameCount} frames, all reading as free.
+     *
+     * @param offHeap the arena sections come from
+     * @param frameCount the number of frames
+     */
+    public MemMap(OffHeap offHeap, long frameCount) {
+        this.offHeap = offHeap;
+        this.frameCount = frameCount;
+        this.sections = new MemorySegment[(int) ((frameCount + SECTION_FRAMES - 1) >>> SECTION_SHIFT)];
+    }
+
+    /**
+     * Number of frames described.
+     *
+     * @return the number of 4 KiB frames of the memory
+     */
+    public long frameCount() {
+        return frameCount;
+    }
+
+    /**
+     * Number of sections whose descriptors have been materialised.
+     *
+     * @return the number of sections of {@link FrameDescriptors#SECTION_FRAMES} frames that have descriptor memory
+     */
+    public int materialisedSections() {
+        int n = 0;
+        for (int i = 0; i < sections.length; i++) {
+            if (SECTION.getAcquire(sections, i) != null) {
+                n++;
+            }
+        }
+        return n;
+    }
+
+    /**
+     * Whether the section holding {@code pfn} has been materialised; the frames of a section that
+     * was not all read as free, so a scan for used frames may skip it whole.
+     *
+     * @param pfn a frame number of this memory
+     * @return true when the frame's section has descriptor memory
+     */
+    public boolean isMaterialised(long pfn) {
+        return section(pfn) != null;
+    }
+
+    // ---- reads: a never-written frame reads as zero ----
+
+    /**
+     * The flags word ({@link FrameFlags}).
+     *
+     * @param pfn a frame number of this memory
+     * @return the frame's {@link FrameFlags} bits
+     */
+    public int flags(long pfn) {
+        return readInt(pfn, FLAGS);
+    }
+
+    /**
+     * Whether all of {@code flag} are set.
+     *
+     * @param pfn a frame number of this memory
+     * @param flag one or more {@link FrameFlags} bits
+     * @return true when every bit of {@code flag} is set
+     */
+    public boolean test(long pfn, int flag) {
+        return (flags(pfn) & flag) == flag;
+    }
+
+    /**
+     * The reference count.
+     *
+     * @param pfn a frame number of this memory
+     * @return the frame's reference count, 0 when free
+     */
+    public int refcount(long pfn) {
+        return readInt(pfn, REFCOUNT);
+    }
+
+    /**
+     * The number of page-table entries mapping the frame (0 when unmapped).
+     *
+     * @param pfn a frame number of this memory
+     * @return the count, 0 or more
+     */
+    public int mapcount(long pfn) {
+        return readInt(pfn, MAPCOUNT);
+    }
+
+    /**
+     * For a PMD table page: how many PUD entries point at it beyond the first (pt_share_count).
+     *
+     * @param pfn the page frame number of the PMD table
+     * @return the number of extra sharers, 0 when the table is not shared
+     */
+    public int ptShareCount(long pfn) {
+        return readInt(pfn, PT_SHARE_COUNT);
+    }
+
+    /**
+     * An opaque identifier of the owner (file or anon_vma); 0 when none.
+     *
+     * @param pfn a frame number of this memory
+     * @return the owner's identifier, or 0
+     */
+    public long mapping(long pfn) {
+        MemorySegment s = section(pfn);
+        return s == null ? 0 : s.get(ValueLayout.JAVA_LONG, offset(pfn) + MAPPING);
+    }
+
+    /**
+     * The page's index in its mapping (page-cache index or linear page index).
+     *
+     * @param pfn a frame number of this memory
+     * @return the index in pages
+     */
+    public long index(long pfn) {
+        MemorySegment s = section(pfn);
+        return s == null ? 0 : s.get(ValueLayout.JAVA_LONG, offset(pfn) + INDEX);
+    }
+
+    /**
+     * The buddy order of the block this frame heads (0 for a single frame).
+     *
+     * @param pfn the head frame number of a block
+     * @return log2 of the block size in frames, 0 to {@link BuddyAllocator#MAX_ORDER}
+     */
+    public int order(long pfn) {
+        MemorySegment s = section(pfn);
+        return s == null ? 0 : s.get(ValueLayout.JAVA_SHORT, offset(pfn) + ORDER);
+    }
+
+    /**
+     * The node recorded when the frame was allocated.
+     *
+     * @param pfn the head frame number of an allocated block
+     * @return the NUMA node id
+     */
+    public int node(long pfn) {
+        MemorySegment s = section(pfn);
+        return s == null ? 0 : s.get(ValueLayout.JAVA_SHORT, offset(pfn) + NODE);
+    }
+
+    // ---- writes ----
+
+    /**
+     * Sets all bits of {@code flag}; returns the flags before.
+     *
+     * @param pfn a frame number of this memory
+     * @param flag the {@link FrameFlags} bits to set
+     * @return the flags word before the change
+     */
+    public int setFlags(long pfn, int flag) {
+        return (int) INT.getAndBitwiseOr(materialise(pfn), offset(pfn) + FLAGS, flag);
+    }
+
+    /**
+     * Clears all bits of {@code flag}; returns the flags before.
+     *
+     * @param pfn a frame number of this memory
+     * @param flag the {@link FrameFlags} bits to clear
+     * @return the flags word before the change
+     */
+    public int clearFlags(long pfn, int flag) {
+        return (int) INT.getAndBitwiseAnd(materialise(pfn), offset(pfn) + FLAGS, ~flag);
+    }
+
+    /**
+     * Sets {@code flag} only if it was clear (trylock); true when this call set it.
+     *
+     * @param pfn a frame number of this memory
+     * @param flag the {@link FrameFlags} bits to set
+     * @return true when none of the bits was set before and this call set them
+     */
+    public boolean trySetFlag(long pfn, int flag) {
+        return (setFlags(pfn, flag) & flag) == 0;
+    }
+
+    /**
+     * Adds {@code delta} to the refcount; returns the new value.
+     *
+     * @param pfn a frame number of this memory
+     * @param delta the change, negative to drop references
+     * @return the reference count after the change
+     */
+    public int addRefcount(long pfn, int delta) {
+        return (int) INT.getAndAdd(materialise(pfn), offset(pfn) + REFCOUNT, delta) + delta;
+    }
+
+    /**
+     * Adds {@code delta} to the mapcount; returns the new value.
+     *
+     * @param pfn a frame number of this memory
+     * @param delta the change, negative when entries are removed
+     * @return the mapcount after the change
+     */
+    public int addMapcount(long pfn, int delta) {
+        return (int) INT.getAndAdd(materialise(pfn), offset(pfn) + MAPCOUNT, delta) + delta;
+    }
+
+    /**
+     * Adds {@code delta} to the page-table share count; returns the new value.
+     *
+     * @param pfn the page frame number of the PMD table
+     * @param delta the change, negative when a sharer unshares
+     * @return the share count after the change
+     */
+    public int addPtShareCount(long pfn, int delta) {
+        return (int) INT.getAndAdd(materialise(pfn), offset(pfn) + PT_SHARE_COUNT, delta) + delta;
+    }
+
+    /**
+     * Sets the refcount.
+     *
+     * @param pfn a frame number of this memory
+     * @param value the new reference count, 0 or more
+     */
+    public void setRefcount(long pfn, int value) {
+        INT.setVolatile(materialise(pfn), offset(pfn) + REFCOUNT, value);
+    }
+
+    /**
+     * Sets the mapcount.
+     *
+     * @param pfn a frame number of this memory
+     * @param value the new mapcount, 0 or more
+     */
+    public void setMapcount(long pfn, int value) {
+        INT.setVolatile(materialise(pfn), offset(pfn) + MAPCOUNT, value);
+    }
+
+    /**
+     * Sets mapping and index together, as the kernel does when it adds a page to a mapping.
+     *
+     * @param pfn a frame number of this memory
+     * @param mapping the owner's identifier (file or anon_vma), 0 for none
+     * @param index the page's index in the owner, in pages
+     */
+    public void setMapping(long pfn, long mapping, long index) {
+        MemorySegment s = materialise(pfn);
+        s.set(ValueLayout.JAVA_LONG, offset(pfn) + MAPPING, mapping);
+        s.set(ValueLayout.JAVA_LONG, offset(pfn) + INDEX, index);
+    }
+
+    /**
+     * Zeroes the descriptor, then records order, node and flags of a newly allocated block.
+     *
+     * @param pfn the head frame of the block
+     * @param order the block's order
+     * @param node the node it was allocated on
+     */
+    public void initAllocated(long pfn, int order, int node) {
+        MemorySegment s = materialise(pfn);
+        long off = offset(pfn);
+        s.asSlice(off, DESCRIPTOR_BYTES).fill((byte) 0);
+        s.set(ValueLayout.JAVA_SHORT, off + ORDER, (short) order);
+        s.set(ValueLayout.JAVA_SHORT, off + NODE, (short) node);
+        s.set(ValueLayout.JAVA_INT, off + REFCOUNT, 1);
+        INT.setVolatile(s, off + FLAGS, FrameFlags.ALLOCATED | (order > 0 ? FrameFlags.HEAD : 0));
+    }
+
+    /**
+     * Zeroes the descriptor of a freed block head.
+     *
+     * @param pfn the head frame of the block
+     */
+    public void clear(long pfn) {
+        MemorySegment s = section(pfn);
+        if (s != null) {
+            s.asSlice(offset(pfn), DESCRIPTOR_BYTES).fill((byte) 0);
+        }
+    }
+
+    /**
+     * compound_head: the head of the allocated block that holds {@code pfn} ({@code pfn} itself
+     * for a head or single frame), or -1 when the frame is free. Blocks are naturally aligned and
+     * disjoint, so the first allocated frame at a rising alignment below {@code pfn} decides.
+     *
+     * @param pfn a frame number of this memory
+     * @return the head frame number, or -1
+     */
+    public long headOf(long pfn) {
+        for (int order = 0; order <= BuddyAllocator.MAX_ORDER; order++) {
+            long candidate = pfn & -(1L << order);
+            if ((flags(candidate) & FrameFlags.ALLOCATED) != 0) {
+                return pfn - candidate < 1L << order(candidate) ? candidate : -1;
+            }
+        }
+        return -1;
+    }
+
+    /**
+     * A one-line description for messages and dumps.
+     *
+     * @param pfn a frame number of this memory
+     * @return the PFN, order, node, refcount, mapcount and flags
+     */
+    public String describe(long pfn) {
+        return "pfn 0x" + Long.toHexString(pfn) + " order=" + order(pfn) + " node=" + node(pfn)
+                + " refcount=" + refcount(pfn) + " mapcount=" + mapcount(pfn)
+                + " flags=" + FrameFlags.describe(flags(pfn));
+    }
+
+    // ---- sections ----
+
+    private int readInt(long pfn, long field) {
+        MemorySegment s = section(pfn);
+        return s == null ? 0 : (int) INT.getAcquire(s, offset(pfn) + field);
+    }
+
+    private static long offset(long pfn) {
+        return (pfn & (SECTION_FRAMES - 1)) * DESCRIPTOR_BYTES;
+    }
+
+    private MemorySegment section(long pfn) {
+        if (pfn < 0 || pfn >= frameCount) {
+            throw new InvalidArgumentException("pfn", pfn, "must be below the frame count 0x" + Long.toHexString(frameCount));
+        }
+        return (MemorySegment) SECTION.getAcquire(sections, (int) (pfn >>> SECTION_SHIFT));
+    }
+
+    private MemorySegment materialise(long pfn) {
+        MemorySegment s = section(pfn);
+        return s != null ? s : materialiseSlow((int) (pfn >>> SECTION_SHIFT));
+    }
+
+    private synchronized MemorySegment materialiseSlow(int index) {
+        MemorySegment s = (MemorySegment) SECTION.getAcquire(sections, index);
+        if (s == null) {
+            s = offHeap.allocate(SECTION_FRAMES * DESCRIPTOR_BYTES);
+            SECTION.setRelease(sections, index, s);
+        }
+        return s;
+    }
+}
