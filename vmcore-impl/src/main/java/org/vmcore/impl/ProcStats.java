@@ -1,10 +1,12 @@
 package org.vmcore.impl;
 
+import java.util.EnumMap;
 import java.util.LinkedHashMap;
 import java.util.Map;
 import org.vmcore.api.PageSize;
 import org.vmcore.api.TlbStats;
 import org.vmcore.api.VmstatCounter;
+import org.vmcore.api.VmstatSnapshot;
 import org.vmcore.impl.cpu.SimCpu;
 import org.vmcore.impl.cpu.StaleDetector;
 import org.vmcore.impl.hugetlb.HugePagePool;
@@ -26,6 +28,7 @@ final class ProcStats {
     private final SimCpu[] cpus;
     private final StaleDetector detector;
     private final MigrationServiceImpl migration;
+    private long[] vmstatBaseline = new long[VmstatCounter.values().length];
 
     ProcStats(PhysicalMemory memory, int nodeCount, HugetlbPools pools, AddressSpaceTable spaces, SimCpu[] cpus,
               StaleDetector detector, MigrationServiceImpl migration) {
@@ -36,6 +39,25 @@ final class ProcStats {
         this.cpus = cpus;
         this.detector = detector;
         this.migration = migration;
+    }
+
+    /**
+     * The vmstat counters since the machine started or the last {@link #resetVmstat}. The caller
+     * holds the lock, which serialises this with the reset; the counters only grow, so no value
+     * goes below the baseline.
+     */
+    VmstatSnapshot vmstatSnapshot() {
+        long[] now = vmstat(faults());
+        Map<VmstatCounter, Long> values = new EnumMap<>(VmstatCounter.class);
+        for (VmstatCounter c : VmstatCounter.values()) {
+            values.put(c, now[c.ordinal()] - vmstatBaseline[c.ordinal()]);
+        }
+        return VmstatSnapshot.of(values);
+    }
+
+    /** Makes the counters as they are now the baseline of later snapshots; the caller holds the lock. */
+    void resetVmstat() {
+        vmstatBaseline = vmstat(faults());
     }
 
     /**

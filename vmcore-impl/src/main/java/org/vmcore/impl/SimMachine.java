@@ -17,10 +17,8 @@ import org.vmcore.api.MachineStats;
 import org.vmcore.api.MigrationService;
 import org.vmcore.api.Page;
 import org.vmcore.api.PageSize;
-import org.vmcore.api.PagingMode;
 import org.vmcore.api.RmapWalker;
 import org.vmcore.api.StaleAccess;
-import org.vmcore.api.VmstatCounter;
 import org.vmcore.api.VmstatSnapshot;
 import org.vmcore.impl.base.MachineLock;
 import org.vmcore.impl.base.MigratingThread;
@@ -76,8 +74,6 @@ public final class SimMachine implements Machine {
     private final MigrationServiceImpl migration;
     private final PhysicalAccess physical;
     private final ProcStats procStats;
-    /** The raw counters at the last {@link #resetVmstat()}, by {@link VmstatCounter} ordinal; guarded by the lock. */
-    private long[] vmstatBaseline = new long[VmstatCounter.values().length];
 
     SimMachine(MachineConfig config) {
         this.config = config;
@@ -202,14 +198,9 @@ public final class SimMachine implements Machine {
 
     @Override
     public VmstatSnapshot vmstatSnapshot() {
-        synchronized (lock) { // serialises with resetVmstat; the counters only grow, so no value goes below the baseline
+        synchronized (lock) {
             ensureOpen();
-            long[] now = procStats.vmstat(procStats.faults());
-            Map<VmstatCounter, Long> values = new EnumMap<>(VmstatCounter.class);
-            for (VmstatCounter c : VmstatCounter.values()) {
-                values.put(c, now[c.ordinal()] - vmstatBaseline[c.ordinal()]);
-            }
-            return VmstatSnapshot.of(values);
+            return procStats.vmstatSnapshot();
         }
     }
 
@@ -217,7 +208,7 @@ public final class SimMachine implements Machine {
     public void resetVmstat() {
         synchronized (lock) {
             ensureOpen();
-            vmstatBaseline = procStats.vmstat(procStats.faults());
+            procStats.resetVmstat();
         }
     }
 
@@ -418,34 +409,9 @@ public final class SimMachine implements Machine {
      */
     @Override
     public String toString() {
-        StringBuilder sb = new StringBuilder("Machine[");
         synchronized (lock) {
-            if (lock.isClosed()) {
-                sb.append("closed, ");
-            }
-            sb.append("nodes");
-            for (long bytes : config.nodeBytes()) {
-                sb.append(' ').append(bytes >>> 30).append('G');
-            }
-            sb.append(", ").append(config.cpus()).append(config.cpus() == 1 ? " CPU, " : " CPUs, ")
-                    .append(config.pagingMode() == PagingMode.FIVE_LEVEL ? "5" : "4").append("-level paging, hugetlb");
-            int pools = 0;
-            for (int node = 0; node < nodeCount; node++) {
-                for (PageSize size : new PageSize[] {PageSize.SIZE_2M, PageSize.SIZE_1G}) {
-                    long count = config.hugePages(node, size);
-                    if (count > 0) {
-                        sb.append(pools++ == 0 ? " " : ", ").append("node").append(node).append(' ').append(count).append('x')
-                                .append(size.label());
-                    }
-                }
-            }
-            sb.append(pools == 0 ? " none" : "").append(", regressions ").append(config.regressions().stream().sorted().toList());
-            if (!lock.isClosed()) {
-                int live = spaces.live().size();
-                sb.append(", ").append(live).append(live == 1 ? " address space" : " address spaces");
-            }
+            return MachineSummary.of(config, lock.isClosed(), lock.isClosed() ? 0 : spaces.live().size());
         }
-        return sb.append(']').toString();
     }
 
     /** The lock every mm operation holds. */

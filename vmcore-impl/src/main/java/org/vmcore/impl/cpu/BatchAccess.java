@@ -3,10 +3,14 @@ package org.vmcore.impl.cpu;
 import java.lang.foreign.MemorySegment;
 import org.vmcore.api.Access;
 import org.vmcore.api.AccessListener;
+import org.vmcore.api.CostModel;
 import org.vmcore.api.Cpu;
+import org.vmcore.api.PageSize;
 import org.vmcore.api.SegmentationFaultException;
 import org.vmcore.api.TraceOp;
 import org.vmcore.x86.internal.DirectMap;
+import org.vmcore.x86.internal.L1Dtlb;
+import org.vmcore.x86.pgtable.Pte;
 
 /**
  * Batches of accesses inside one handshake window: {@code loadAll}, {@code storeAll} (one
@@ -45,30 +49,38 @@ final class BatchAccess {
 
     /** {@code loadAll} ({@code write} false) or {@code storeAll}; the arguments are checked already. */
     void all(long[] vas, int width, long[] values, boolean write) {
-        if (listener != null && !delivering) {
-            runInstrumented(null, write ? TraceOp.STORE : TraceOp.LOAD, vas, null, width, values);
+        byte op = write ? TraceOp.STORE : TraceOp.LOAD;
+        if (instrumented()) {
+            runInstrumented(null, op, vas, null, width, values);
             return;
         }
-        byte op = write ? TraceOp.STORE : TraceOp.LOAD;
         int i = 0;
         int tries = 0;
+        long hits = 0;
+        L1Dtlb l1 = mmu.l1();
+        boolean fast = !mmu.detecting();
         handshake.enter();
         try {
-            boolean running = mmu.running(); // CR3 changes only inside the handshake: read once per window
+            // CR3 (address space and PCID) changes only inside the handshake: read once per window
+            boolean running = fast && mmu.running();
+            int pcid = mmu.pcid();
             while (i < vas.length) {
                 if (handshake.flushWaiting()) {
                     stepOut();
-                    running = mmu.running();
+                    running = fast && mmu.running();
+                    pcid = mmu.pcid();
                 }
                 long va = vas[i];
                 if (running && (va & 0xFFF) + width <= 4096) {
-                    MemorySegment page = mmu.l1HitPage(va, write);
-                    if (page != null) {
+                    int slot = l1.slot(pcid, va);
+                    MemorySegment page = slot >= 0 ? l1.page(slot) : null;
+                    if (page != null && Mmu.permits(l1.value(slot), write)) {
                         if (write) {
                             DirectMap.writePage(page, va & 0xFFF, width, values[i]);
                         } else {
                             values[i] = DirectMap.readPage(page, va & 0xFFF, width);
                         }
+                        hits++;
                         i++;
                         tries = 0;
                         continue;
@@ -79,41 +91,50 @@ final class BatchAccess {
                     tries = 0;
                 } else {
                     tries++;
+                    pcid = mmu.pcid(); // the fault stepped out of the window
                 }
             }
         } finally {
+            mmu.addL1Hits(hits);
             handshake.leave();
         }
     }
 
     /** {@code replay}: an operation and a width per access; the arguments are checked already. */
     void replay(byte[] ops, long[] vas, byte[] widths, long[] values) {
-        if (listener != null && !delivering) {
+        if (instrumented()) {
             runInstrumented(ops, TraceOp.LOAD, vas, widths, 0, values);
             return;
         }
         int i = 0;
         int tries = 0;
+        long hits = 0;
+        L1Dtlb l1 = mmu.l1();
+        boolean fast = !mmu.detecting();
         handshake.enter();
         try {
-            boolean running = mmu.running();
+            boolean running = fast && mmu.running();
+            int pcid = mmu.pcid();
             while (i < vas.length) {
                 if (handshake.flushWaiting()) {
                     stepOut();
-                    running = mmu.running();
+                    running = fast && mmu.running();
+                    pcid = mmu.pcid();
                 }
                 long va = vas[i];
                 byte op = ops[i];
                 int width = widths[i];
                 if (running && op != TraceOp.FETCH && (va & 0xFFF) + width <= 4096) {
                     boolean write = op == TraceOp.STORE;
-                    MemorySegment page = mmu.l1HitPage(va, write);
-                    if (page != null) {
+                    int slot = l1.slot(pcid, va);
+                    MemorySegment page = slot >= 0 ? l1.page(slot) : null;
+                    if (page != null && Mmu.permits(l1.value(slot), write)) {
                         if (write) {
                             DirectMap.writePage(page, va & 0xFFF, width, values[i]);
                         } else {
                             values[i] = DirectMap.readPage(page, va & 0xFFF, width);
                         }
+                        hits++;
                         i++;
                         tries = 0;
                         continue;
@@ -124,11 +145,22 @@ final class BatchAccess {
                     tries = 0;
                 } else {
                     tries++;
+                    pcid = mmu.pcid();
                 }
             }
         } finally {
+            mmu.addL1Hits(hits);
             handshake.leave();
         }
+    }
+
+    /**
+     * Whether the batch must record or charge its accesses: a listener hears them (unless the
+     * batch is the listener's own) or a cost model prices them. Checked once per batch, so the
+     * plain loops carry no such check per access.
+     */
+    private boolean instrumented() {
+        return (listener != null && !delivering) || mmu.instrumented();
     }
 
     /** Lets a waiting flusher through: out of the window and back in. */
@@ -189,33 +221,65 @@ final class BatchAccess {
      * the counter is read only around the ways out.
      */
     private void runInstrumented(byte[] ops, byte op, long[] vas, byte[] widths, int width, long[] values) {
+        if (delivering) { // the listener's own batch with a cost model: charged, not recorded
+            for (int k = 0; k < vas.length; k++) {
+                Access access = TraceOp.access(ops == null ? op : ops[k]);
+                int w = widths == null ? width : widths[k];
+                try {
+                    if (access == Access.WRITE) {
+                        single.store(vas[k], w, values[k]);
+                    } else {
+                        values[k] = single.load(vas[k], w, access);
+                    }
+                } catch (SegmentationFaultException e) {
+                    throw atIndex(e, k);
+                }
+            }
+            return;
+        }
+        CostModel costs = meter.model();
+        boolean costed = costs != null;
+        L1Dtlb l1 = mmu.l1();
+        boolean fast = !mmu.detecting();
         int i = 0;
         int tries = 0;
+        long hits = 0;
         log.clear();
         mmu.recordInto(log);
         handshake.enter();
         try {
+            boolean running = fast && mmu.running(); // re-read after every way out of the window
+            int pcid = mmu.pcid();
             while (i < vas.length) {
                 long va = vas[i];
                 byte o = ops == null ? op : ops[i];
                 int w = widths == null ? width : widths[i];
                 if (tries == 0) {
-                    log.begin(i, va, o, meter.total());
+                    log.begin(i, va, o, costed ? meter.total() : 0);
                 }
                 if (handshake.flushWaiting()) {
                     long received = flushes.shootdownsReceived();
                     stepOut();
                     log.waited(flushes.shootdownsReceived() - received);
+                    running = fast && mmu.running();
+                    pcid = mmu.pcid();
                 }
                 boolean done = false;
-                if (mmu.running() && o != TraceOp.FETCH && (va & 0xFFF) + w <= 4096) {
+                if (running && o != TraceOp.FETCH && (va & 0xFFF) + w <= 4096) {
                     boolean write = o == TraceOp.STORE;
-                    MemorySegment page = mmu.l1HitPage(va, write);
-                    if (page != null) {
+                    int slot = l1.slot(pcid, va);
+                    MemorySegment page = slot >= 0 ? l1.page(slot) : null;
+                    long v = page != null ? l1.value(slot) : 0;
+                    if (page != null && Mmu.permits(v, write)) {
                         if (write) {
                             DirectMap.writePage(page, va & 0xFFF, w, values[i]);
                         } else {
                             values[i] = DirectMap.readPage(page, va & 0xFFF, w);
+                        }
+                        hits++;
+                        log.hit(true, 12, (v & Pte.PFN_MASK) | (va & 0xFFF));
+                        if (costed) {
+                            meter.chargeOwn(costs.l1Hit(PageSize.SIZE_4K));
                         }
                         done = true;
                     }
@@ -224,18 +288,26 @@ final class BatchAccess {
                     long received = flushes.shootdownsReceived();
                     done = slowStep(i, o, va, w, values, tries);
                     log.waited(flushes.shootdownsReceived() - received);
+                    running = fast && mmu.running();
+                    pcid = mmu.pcid();
                 }
                 if (!done) {
                     tries++;
                     continue;
                 }
-                log.end(meter.total());
+                log.end(costed ? meter.total() : 0);
                 i++;
                 tries = 0;
                 if (log.full()) {
+                    mmu.addL1Hits(hits); // the listener may read the CPU's stats
+                    hits = 0;
                     deliver();
+                    running = fast && mmu.running();
+                    pcid = mmu.pcid();
                 }
             }
+            mmu.addL1Hits(hits);
+            hits = 0;
             deliver();
         } catch (RuntimeException | Error e) {
             try {
@@ -245,6 +317,7 @@ final class BatchAccess {
             }
             throw e;
         } finally {
+            mmu.addL1Hits(hits);
             mmu.recordInto(null);
             handshake.leave();
         }

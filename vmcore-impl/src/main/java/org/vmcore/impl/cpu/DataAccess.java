@@ -34,7 +34,7 @@ final class DataAccess {
         for (int tries = 0; ; tries++) {
             handshake.enter();
             try {
-                MemorySegment page = access == Access.READ && mmu.running() ? mmu.l1HitPage(va, false) : null;
+                MemorySegment page = access == Access.READ && mmu.running() ? mmu.l1HitPageCounted(va, false) : null;
                 if (page != null) {
                     return DirectMap.readPage(page, va & 0xFFF, width);
                 }
@@ -61,7 +61,7 @@ final class DataAccess {
         for (int tries = 0; ; tries++) {
             handshake.enter();
             try {
-                MemorySegment page = mmu.running() ? mmu.l1HitPage(va, true) : null;
+                MemorySegment page = mmu.running() ? mmu.l1HitPageCounted(va, true) : null;
                 if (page != null) {
                     DirectMap.writePage(page, va & 0xFFF, width, value);
                     return;

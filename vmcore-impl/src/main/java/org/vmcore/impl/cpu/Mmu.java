@@ -126,6 +126,7 @@ final class Mmu {
      * the translation with its page and allows the access, counted as a hit; otherwise null and
      * the access takes {@link #translate}. Runs inside the handshake with a current address space.
      * The stale-translation detector checks every hit, so with it on, every access takes the full path.
+     * Not recorded or charged: an instrumented access calls {@link #l1HitPageCounted}.
      */
     MemorySegment l1HitPage(long va, boolean write) {
         if (detect) {
@@ -137,8 +138,17 @@ final class Mmu {
             return null;
         }
         l1Hits++;
-        if (instrumented) {
-            l1HitEvent((l1.value(slot) & Pte.PFN_MASK) | (va & 0xFFF));
+        return page;
+    }
+
+    /**
+     * {@link #l1HitPage} that also records and charges the hit when the access is instrumented:
+     * for the paths that may be ({@link #l1HitPage} stays free of the check).
+     */
+    MemorySegment l1HitPageCounted(long va, boolean write) {
+        MemorySegment page = l1HitPage(va, write);
+        if (page != null && instrumented) {
+            l1HitEvent((l1.value(l1.slot(pcid, va)) & Pte.PFN_MASK) | (va & 0xFFF));
         }
         return page;
     }
@@ -209,7 +219,7 @@ final class Mmu {
     }
 
     /** Whether a cached translation allows a user data access: a store needs RW and D (else the walker sets D). */
-    private static boolean permits(long v, boolean write) {
+    static boolean permits(long v, boolean write) {
         return (v & Pte.USER) != 0 && (!write || (v & (Pte.RW | Pte.DIRTY)) == (Pte.RW | Pte.DIRTY));
     }
 
@@ -313,6 +323,28 @@ final class Mmu {
             PageSize size = mm.isClosed() ? PageSize.SIZE_4K : mm.findVma(va).map(Vma::pageSize).orElse(PageSize.SIZE_4K);
             meter.chargeOwn(costs.fault(result, size));
         }
+    }
+
+    // ---- for the batch loops, which keep these in locals for the length of a window ----
+
+    /** The L1 DTLB; the batch loops look it up themselves, as {@link #l1HitPage} does. */
+    L1Dtlb l1() {
+        return l1;
+    }
+
+    /** The current PCID: changes only inside the handshake on the CPU's own thread, so it holds for a window. */
+    int pcid() {
+        return pcid;
+    }
+
+    /** Whether the stale-translation detector checks every hit (then no access takes the L1 fast path). */
+    boolean detecting() {
+        return detect;
+    }
+
+    /** L1 hits a batch counted in a local. */
+    void addL1Hits(long n) {
+        l1Hits += n;
     }
 
     // ---- counters ----
