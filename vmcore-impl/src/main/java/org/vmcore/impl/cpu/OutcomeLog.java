@@ -9,9 +9,15 @@ import org.vmcore.api.PageSize;
 import org.vmcore.api.PageTableLevel;
 
 /**
- * The outcomes of up to {@code capacity} accesses, recorded by the CPU's access path into
- * parallel arrays (nothing allocated per access), and an {@link AccessOutcome} view of one of
- * them at a time. Only the thread that drives the CPU touches it.
+ * The outcomes of up to {@code capacity} accesses, recorded by the CPU's access path with
+ * nothing allocated per access, and an {@link AccessOutcome} view of one of them at a time. Only
+ * the thread that drives the CPU touches it.
+ *
+ * <p>What every access has (address, physical address, cycles, and a packed word of index,
+ * access, translation, page size and shootdowns) sits in one {@code long[]}, four longs a slot,
+ * so a TLB hit costs a few stores into one array. What only a walk or a fault has sits in arrays
+ * of its own, reset on the first such event of a slot ({@code DETAILED}); a plain hit leaves
+ * them as they were and reads as none.
  */
 final class OutcomeLog implements AccessOutcome {
     private static final PageSize[] SIZES = PageSize.values();
@@ -23,23 +29,29 @@ final class OutcomeLog implements AccessOutcome {
     private static final byte SET_A = 1;
     private static final byte SET_D = 2;
 
+    // The packed word: index in bits 0-31, then access, translation and size ordinals, the
+    // detailed flag, and the shootdowns waited for from bit 40.
+    private static final int VA = 0;
+    private static final int PA = 1;
+    private static final int CYCLES = 2;
+    private static final int META = 3;
+    private static final int STRIDE = 4;
+    private static final int ACCESS_SHIFT = 32;
+    private static final int TRANSLATION_SHIFT = 34;
+    private static final int SIZE_SHIFT = 36;
+    private static final long DETAILED = 1L << 38;
+    private static final int SHOOTDOWNS_SHIFT = 40;
+    private static final long TRANSLATION_AND_SIZE = 0xFL << TRANSLATION_SHIFT;
+
     private final int capacity;
-    private final int[] index;
-    private final long[] va;
-    private final long[] pa;
-    private final long[] cycles;
-    private final byte[] access;
-    private final byte[] translation;
-    private final byte[] size;
+    private final long[] rec;
     private final byte[] walkStart;
     private final int[] walks;
     private final int[] faults;
     private final byte[] faultResult;
     private final int[] faultCode;
-    private final int[] shootdowns;
     private final int[] refs;
     private final int[] dropped;
-    private final boolean[] detailed; // false: a plain hit, whose walk and fault fields were not reset and read as none
     private final long[] refAddress;
     private final byte[] refLevel;
     private final byte[] refSet;
@@ -50,22 +62,14 @@ final class OutcomeLog implements AccessOutcome {
 
     OutcomeLog(int capacity) {
         this.capacity = capacity;
-        index = new int[capacity];
-        va = new long[capacity];
-        pa = new long[capacity];
-        cycles = new long[capacity];
-        access = new byte[capacity];
-        translation = new byte[capacity];
-        size = new byte[capacity];
+        rec = new long[capacity * STRIDE];
         walkStart = new byte[capacity];
         walks = new int[capacity];
         faults = new int[capacity];
         faultResult = new byte[capacity];
         faultCode = new int[capacity];
-        shootdowns = new int[capacity];
         refs = new int[capacity];
         dropped = new int[capacity];
-        detailed = new boolean[capacity];
         refAddress = new long[capacity * REFS];
         refLevel = new byte[capacity * REFS];
         refSet = new byte[capacity * REFS];
@@ -92,20 +96,40 @@ final class OutcomeLog implements AccessOutcome {
      * {@link Access} it makes.
      */
     void begin(int i, long address, byte op, long cyclesNow) {
-        int s = used;
-        index[s] = i;
-        va[s] = address;
-        access[s] = op;
-        shootdowns[s] = 0;
-        detailed[s] = false;
+        int b = used * STRIDE;
+        rec[b + VA] = address;
+        rec[b + META] = (i & 0xFFFF_FFFFL) | ((long) op << ACCESS_SHIFT);
         cyclesAtBegin = cyclesNow;
+    }
+
+    /** The access was translated by a TLB hit. */
+    void hit(boolean l1, int shift, long physical) {
+        translated(l1 ? Translation.L1_HIT : Translation.STLB_HIT, sizeOrdinal(shift), physical);
+    }
+
+    /** The walk ended at a leaf and filled the TLB. */
+    void walked(PageSize pageSize, long physical) {
+        translated(Translation.WALK, pageSize.ordinal(), physical);
+    }
+
+    private void translated(Translation how, int size, long physical) {
+        int b = used * STRIDE;
+        rec[b + PA] = physical;
+        rec[b + META] = (rec[b + META] & ~TRANSLATION_AND_SIZE) | ((long) how.ordinal() << TRANSLATION_SHIFT)
+                | ((long) size << SIZE_SHIFT);
+    }
+
+    /** The access waited for {@code n} more shootdowns. */
+    void waited(long n) {
+        rec[used * STRIDE + META] += n << SHOOTDOWNS_SHIFT;
     }
 
     /** The access walked or faulted: its walk and fault fields start from none. */
     private int detailedSlot() {
         int s = used;
-        if (!detailed[s]) {
-            detailed[s] = true;
+        int m = s * STRIDE + META;
+        if ((rec[m] & DETAILED) == 0) {
+            rec[m] |= DETAILED;
             walkStart[s] = -1;
             walks[s] = 0;
             faults[s] = 0;
@@ -115,19 +139,6 @@ final class OutcomeLog implements AccessOutcome {
             dropped[s] = 0;
         }
         return s;
-    }
-
-    /** The access waited for {@code n} more shootdowns. */
-    void waited(long n) {
-        shootdowns[used] += (int) n;
-    }
-
-    /** The access was translated by a TLB hit. */
-    void hit(boolean l1, int shift, long physical) {
-        int s = used;
-        translation[s] = (byte) (l1 ? Translation.L1_HIT.ordinal() : Translation.STLB_HIT.ordinal());
-        size[s] = (byte) sizeOrdinal(shift);
-        pa[s] = physical;
     }
 
     /** A walk started at {@code start}. */
@@ -152,14 +163,6 @@ final class OutcomeLog implements AccessOutcome {
         refs[s] = n + 1;
     }
 
-    /** The walk ended at a leaf and filled the TLB. */
-    void walked(PageSize pageSize, long physical) {
-        int s = used;
-        translation[s] = (byte) Translation.WALK.ordinal();
-        size[s] = (byte) pageSize.ordinal();
-        pa[s] = physical;
-    }
-
     /** The access faulted with {@code code} and the kernel resolved it so. */
     void fault(int code, FaultResult result) {
         int s = detailedSlot();
@@ -170,9 +173,8 @@ final class OutcomeLog implements AccessOutcome {
 
     /** The access completed: the slot is kept. */
     void end(long cyclesNow) {
-        int s = used;
-        cycles[s] = cyclesNow - cyclesAtBegin;
-        used = s + 1;
+        rec[used * STRIDE + CYCLES] = cyclesNow - cyclesAtBegin;
+        used++;
     }
 
     /** Points the view at slot {@code slot}. */
@@ -187,55 +189,63 @@ final class OutcomeLog implements AccessOutcome {
 
     // ---- the view ----
 
+    private long meta() {
+        return rec[shown * STRIDE + META];
+    }
+
+    private boolean detailed() {
+        return (meta() & DETAILED) != 0;
+    }
+
     @Override
     public int index() {
-        return index[shown];
+        return (int) meta();
     }
 
     @Override
     public long va() {
-        return va[shown];
+        return rec[shown * STRIDE + VA];
     }
 
     @Override
     public Access access() {
-        return ACCESSES[access[shown]];
+        return ACCESSES[(int) (meta() >>> ACCESS_SHIFT) & 3];
     }
 
     @Override
     public Translation translation() {
-        return TRANSLATIONS[translation[shown]];
+        return TRANSLATIONS[(int) (meta() >>> TRANSLATION_SHIFT) & 3];
     }
 
     @Override
     public PageSize pageSize() {
-        return SIZES[size[shown]];
+        return SIZES[(int) (meta() >>> SIZE_SHIFT) & 3];
     }
 
     @Override
     public long physicalAddress() {
-        return pa[shown];
+        return rec[shown * STRIDE + PA];
     }
 
     @Override
     public int walks() {
-        return detailed[shown] ? walks[shown] : 0;
+        return detailed() ? walks[shown] : 0;
     }
 
     @Override
     public PageTableLevel walkStart() {
-        int l = detailed[shown] ? walkStart[shown] : -1;
+        int l = detailed() ? walkStart[shown] : -1;
         return l < 0 ? null : LEVELS[l];
     }
 
     @Override
     public int walkReferences() {
-        return detailed[shown] ? refs[shown] : 0;
+        return detailed() ? refs[shown] : 0;
     }
 
     @Override
     public int walkReferencesDropped() {
-        return detailed[shown] ? dropped[shown] : 0;
+        return detailed() ? dropped[shown] : 0;
     }
 
     @Override
@@ -265,35 +275,32 @@ final class OutcomeLog implements AccessOutcome {
 
     @Override
     public int faults() {
-        return detailed[shown] ? faults[shown] : 0;
+        return detailed() ? faults[shown] : 0;
     }
 
     @Override
     public FaultResult faultResult() {
-        int r = detailed[shown] ? faultResult[shown] : -1;
+        int r = detailed() ? faultResult[shown] : -1;
         return r < 0 ? null : RESULTS[r];
     }
 
     @Override
     public int faultErrorCode() {
-        return detailed[shown] ? faultCode[shown] : 0;
+        return detailed() ? faultCode[shown] : 0;
     }
 
     @Override
     public int shootdownsWaited() {
-        return shootdowns[shown];
+        return (int) (meta() >>> SHOOTDOWNS_SHIFT);
     }
 
     @Override
     public long cycles() {
-        return cycles[shown];
+        return rec[shown * STRIDE + CYCLES];
     }
 
     @Override
     public String toString() {
-        if (used == 0 && shown == 0 && walks[0] == 0 && va[0] == 0) {
-            return "no access recorded";
-        }
         return access() + " 0x" + Long.toHexString(va()) + ": " + translation() + " " + pageSize().label() + " pa=0x"
                 + Long.toHexString(physicalAddress()) + " walks=" + walks() + " refs=" + walkReferences() + " faults="
                 + faults() + (faultResult() != null ? " (" + faultResult() + ")" : "") + " shootdowns=" + shootdownsWaited()
