@@ -92,7 +92,7 @@ final class TlbFill {
 
     /**
      * Reports the last walk to an instrumented access: its start, the entry it read at each
-     * level (physical address; whether it set A or D is not tracked yet), and its leaf, into
+     * level (physical address, and whether the walk set its A or D bit), and its leaf, into
      * {@code log} (if not null), and their cycles to {@code meter}'s cost model (if any).
      */
     void report(long va, PagingMode mode, OutcomeLog log, CycleMeter meter) {
@@ -109,7 +109,7 @@ final class TlbFill {
             long address = (out.tablePfn(level) << 12) | ((long) level.index(va) << 3);
             PageTableLevel named = apiLevel(level, mode);
             if (log != null) {
-                log.reference(address, named, 0);
+                log.reference(address, named, (out.setAccessed(level) ? 1 : 0) | (out.setDirty(level) ? 2 : 0));
             }
             if (costs != null) {
                 meter.chargeOwn(costs.walkReference(named, address));

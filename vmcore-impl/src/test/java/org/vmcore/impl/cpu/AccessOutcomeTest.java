@@ -92,6 +92,37 @@ class AccessOutcomeTest {
         }
 
         @Test
+        void aStoreThroughACleanEntryWalksAgainAndSetsDirtyInTheLeafOnly() {
+            cpu.load(VA, 8); // faulted in by a read: the cached translation has no D
+            cpu.storeRecorded(VA, 8, 5);
+            AccessOutcome o = cpu.outcome();
+            assertThat(o.faults()).as("the entry is writable: no fault, a D-bit assist").isZero();
+            assertThat(o.walks()).isEqualTo(1);
+            int leaf = o.walkReferences() - 1;
+            assertThat(o.walkReferenceLevel(leaf)).isEqualTo(PageTableLevel.PTE);
+            assertThat(o.walkReferenceSetDirty(leaf)).as("the walk set D in the PTE").isTrue();
+            for (int i = 0; i < leaf; i++) {
+                assertThat(o.walkReferenceSetDirty(i)).as("no D above the leaf").isFalse();
+                assertThat(o.walkReferenceSetAccessed(i)).as("upper entries had A already").isFalse();
+            }
+            cpu.storeRecorded(VA + 8, 8, 6);
+            assertThat(cpu.outcome().walks()).as("now cached with D: a hit").isZero();
+        }
+
+        @Test
+        void aWalkAfterClearFlushYoungSetsAccessedInTheLeafAgain() {
+            cpu.store(VA, 8, 1);
+            assertThat(mm.clearFlushYoung(VA)).as("the fault mapped the page young").isTrue();
+            cpu.loadRecorded(VA, 8);
+            AccessOutcome o = cpu.outcome();
+            int leaf = o.walkReferences() - 1;
+            assertThat(o.walkReferenceLevel(leaf)).isEqualTo(PageTableLevel.PTE);
+            assertThat(o.walkReferenceSetAccessed(leaf)).as("ptep_clear_flush_young cleared A; the walk sets it").isTrue();
+            assertThat(o.walkReferenceSetDirty(leaf)).as("a load sets no D").isFalse();
+            assertThat(mm.testYoung(VA)).isTrue();
+        }
+
+        @Test
         void repeatedLoadsHitTheStlbThenTheL1() {
             cpu.store(VA, 8, 42);
             cpu.loadRecorded(VA, 8);

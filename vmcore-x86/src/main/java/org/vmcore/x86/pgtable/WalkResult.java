@@ -36,6 +36,8 @@ public final class WalkResult {
     // read. The table at each level below the first is the one the entry above points to, so it
     // is worked out, not stored.
     long entry0, entry1, entry2, entry3, entry4;
+    // The A and D bits this walk set, two bits per level ordinal (A at 2 * ord, D above it).
+    int setBits;
 
     /** A result that no walk has filled yet: not {@link #ok()}, no level read. */
     public WalkResult() {
@@ -186,6 +188,34 @@ public final class WalkResult {
      */
     void begin(long table, long upperBits) {
         start = (table & Pte.PFN_MASK) | (upperBits & (Pte.RW | Pte.USER | Pte.NX));
+        setBits = 0;
+    }
+
+    /** Records that the walk set A ({@code accessed}) and D ({@code dirty}) in the entry at level ordinal {@code ord}. */
+    void markSet(int ord, boolean accessed, boolean dirty) {
+        setBits |= (accessed ? 1 : 0) << (2 * ord) | (dirty ? 2 : 0) << (2 * ord);
+    }
+
+    /**
+     * Whether this walk set the Accessed bit of the entry it read at {@code level} (a locked
+     * update of the entry, as the hardware makes).
+     *
+     * @param level a paging level
+     * @return true if the walk set A there
+     */
+    public boolean setAccessed(Level level) {
+        return (setBits & (1 << (2 * level.ordinal()))) != 0;
+    }
+
+    /**
+     * Whether this walk set the Dirty bit of the entry it read at {@code level} (only a leaf,
+     * for a store).
+     *
+     * @param level a paging level
+     * @return true if the walk set D there
+     */
+    public boolean setDirty(Level level) {
+        return (setBits & (2 << (2 * level.ordinal()))) != 0;
     }
 
     /** Records the entry read at level ordinal {@code ord}. */

@@ -305,6 +305,7 @@ public final class Walker extends WindowWalk {
                     return false;
                 }
                 out.record(ord, e | want);
+                out.markSet(ord, (e & Pte.ACCESSED) == 0, (want & ~e & Pte.DIRTY) != 0);
             }
         }
         return true;

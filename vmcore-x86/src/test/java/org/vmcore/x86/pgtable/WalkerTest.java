@@ -8,6 +8,9 @@ import static org.vmcore.x86.pgtable.PageFaultCode.RESERVED;
 import static org.vmcore.x86.pgtable.PageFaultCode.USER;
 import static org.vmcore.x86.pgtable.PageFaultCode.WRITE;
 
+import java.util.EnumMap;
+import java.util.Map;
+import java.util.stream.Stream;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -31,9 +34,9 @@ class WalkerTest {
         memory.close();
     }
 
-    static java.util.stream.Stream<Arguments> sizesAndModes() {
-        return java.util.stream.Stream.of(PagingMode.values())
-                .flatMap(mode -> java.util.stream.Stream.of(PageSize.values()).map(size -> Arguments.of(mode, size)));
+    static Stream<Arguments> sizesAndModes() {
+        return Stream.of(PagingMode.values())
+                .flatMap(mode -> Stream.of(PageSize.values()).map(size -> Arguments.of(mode, size)));
     }
 
     @ParameterizedTest
@@ -44,6 +47,14 @@ class WalkerTest {
         long va = mode == PagingMode.FIVE_LEVEL ? (3L << 50) + (5L << 30) : 5L << 30;
         table.map(va, pfn, size, USER_RW);
         long offset = size.bytes() - 8;
+        Map<Level, Boolean> hadAccessed = new EnumMap<>(Level.class);
+        for (Level level = Level.root(mode); ; level = level.below()) {
+            hadAccessed.put(level, (table.entry(va, level) & Pte.ACCESSED) != 0);
+            if (level == Level.ofLeaf(size)) {
+                break;
+            }
+        }
+        assertThat(hadAccessed.get(Level.ofLeaf(size))).as("mapped without A").isFalse();
 
         assertThat(walker.walk(table, va + offset, USER, out)).as(out.toString()).isTrue();
         assertThat(out.physicalAddress()).isEqualTo((pfn << 12) + offset);
@@ -57,9 +68,18 @@ class WalkerTest {
             assertThat(table.entry(va, level) & Pte.ACCESSED).as("A at %s", level).isNotZero();
         }
 
+        hadAccessed.forEach((level, had) -> {
+            assertThat(out.setAccessed(level)).as("the first walk set A at %s exactly where it was clear", level).isEqualTo(!had);
+            assertThat(out.setDirty(level)).as("a read sets no D at %s", level).isFalse();
+        });
+
         assertThat(walker.walk(table, va, USER | WRITE, out)).isTrue();
         assertThat(table.entry(va, Level.ofLeaf(size)) & Pte.DIRTY).as("write sets D").isNotZero();
         assertThat(out.entry() & Pte.DIRTY).isNotZero();
+        assertThat(out.setDirty(Level.ofLeaf(size))).as("the write walk set D in the leaf").isTrue();
+        assertThat(out.setAccessed(Level.ofLeaf(size))).as("A was set already").isFalse();
+        assertThat(walker.walk(table, va, USER | WRITE, out)).isTrue();
+        assertThat(out.setDirty(Level.ofLeaf(size))).as("D was set already").isFalse();
     }
 
     @Test
