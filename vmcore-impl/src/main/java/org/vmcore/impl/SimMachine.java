@@ -2,7 +2,6 @@ package org.vmcore.impl;
 
 import java.nio.ByteBuffer;
 import java.util.ArrayList;
-import java.util.EnumMap;
 import java.util.List;
 import java.util.Map;
 import org.vmcore.api.AddressSpace;
@@ -16,7 +15,6 @@ import org.vmcore.api.MachineConfig;
 import org.vmcore.api.MachineStats;
 import org.vmcore.api.MigrationService;
 import org.vmcore.api.Page;
-import org.vmcore.api.PageSize;
 import org.vmcore.api.RmapWalker;
 import org.vmcore.api.StaleAccess;
 import org.vmcore.api.VmstatSnapshot;
@@ -26,7 +24,6 @@ import org.vmcore.impl.base.Nodes;
 import org.vmcore.impl.check.InvariantChecker;
 import org.vmcore.impl.cpu.SimCpu;
 import org.vmcore.impl.cpu.StaleDetector;
-import org.vmcore.impl.hugetlb.HugePagePool;
 import org.vmcore.impl.hugetlb.HugetlbFsImpl;
 import org.vmcore.impl.hugetlb.HugetlbPools;
 import org.vmcore.impl.migrate.MigrationServiceImpl;
@@ -83,16 +80,7 @@ public final class SimMachine implements Machine {
         this.ops = new OperationEnd(lock, callbackFailures, migrating, this::checkAfter, this::close);
         this.spaces = new AddressSpaceTable(lock, ops::deferClose);
         try {
-            Map<PageSize, HugePagePool> bySize = new EnumMap<>(PageSize.class);
-            // 1 GiB pages first: they need whole order-18 blocks, which 2 MiB pages would break up.
-            for (PageSize size : new PageSize[] {PageSize.SIZE_1G, PageSize.SIZE_2M}) {
-                long[] perNode = new long[nodes.length];
-                for (int n = 0; n < nodes.length; n++) {
-                    perNode[n] = config.hugePages(n, size);
-                }
-                bySize.put(size, new HugePagePool(memory, size, perNode));
-            }
-            this.pools = new HugetlbPools(bySize, memory.descriptors());
+            this.pools = HugetlbPools.create(memory, nodeCount, config::hugePages);
             this.hugetlbfs = new HugetlbFsImpl(lock, nodeCount, pools, SharedSecrets.memMap(memory), registry, SimAddressSpace.VMDELETE,
                     ops);
             this.cpus = new SimCpu[config.cpus()];
@@ -288,14 +276,7 @@ public final class SimMachine implements Machine {
         }
         synchronized (lock) {
             ensureOpen();
-            long now = mm.isClosed() ? -1 : mm.pageAt(va);
-            if (now == pfn) {
-                return true;
-            }
-            if (config.detectStaleTranslations() && !mm.notifiers().isInvalidating(va)) {
-                detector.record(who, mm, va, write, pfn, now);
-            }
-            return false;
+            return detector.check(who, mm, va, pfn, write, config.detectStaleTranslations());
         }
     }
 

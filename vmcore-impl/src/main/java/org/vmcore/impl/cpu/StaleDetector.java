@@ -4,12 +4,29 @@ import java.util.ArrayList;
 import java.util.List;
 import org.vmcore.api.AddressSpace;
 import org.vmcore.api.StaleAccess;
+import org.vmcore.impl.mm.SimAddressSpace;
 
 /**
  * The record of stale-translation uses the detector has seen, in order: the first
  * {@link #KEPT} in full, and a count of all. Thread-safe.
  */
 public final class StaleDetector {
+    /**
+     * Checks a translation a device model used ({@code Machine.checkTranslation}) against the
+     * tables: true if {@code pfn} is what va maps now; otherwise false, recorded as a stale use
+     * when {@code detecting} and no invalidation of va is open. The caller holds the machine lock.
+     */
+    public boolean check(String who, SimAddressSpace mm, long va, long pfn, boolean write, boolean detecting) {
+        long now = mm.isClosed() ? -1 : mm.pageAt(va);
+        if (now == pfn) {
+            return true;
+        }
+        if (detecting && !mm.notifiers().isInvalidating(va)) {
+            record(who, mm, va, write, pfn, now);
+        }
+        return false;
+    }
+
     /** How many uses are kept in full. */
     public static final int KEPT = 10_000;
     private final List<StaleAccess> seen = new ArrayList<>();

@@ -24,7 +24,7 @@ final class Exit {
         TlbGather gather = new TlbGather();
         for (VmArea v : new ArrayList<>(mm.vmaTree().all())) {
             mm.zap.zapPageRange(v, v.start(), v.end(), gather, true);
-            mm.removeVma(v);
+            mm.zap.removeVma(v);
         }
         mm.pageTable().destroy();
     }

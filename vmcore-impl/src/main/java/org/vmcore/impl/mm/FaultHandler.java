@@ -62,11 +62,11 @@ final class FaultHandler {
         if (!vma.protection().allows(access)) {
             throw new SegmentationFaultException(va, access, SegmentationFaultException.Cause.PROTECTION);
         }
-        mm.countFault();
+        mm.faultCounts.entered();
         FaultEvent event = new FaultEvent();
         event.begin();
         FaultResult result = handle(vma, va, access);
-        mm.countMinorFault(); // a failed fault threw: it counts in pgfault only, as mm_account_fault does
+        mm.faultCounts.handled(); // a failed fault threw: it counts in pgfault only, as mm_account_fault does
         if (event.shouldCommit()) {
             event.addressSpace = mm.id();
             event.address = va;

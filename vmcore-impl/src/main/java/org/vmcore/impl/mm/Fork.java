@@ -40,7 +40,7 @@ final class Fork {
             for (VmArea v : mm.vmaTree().all()) {
                 VmArea copy = v.forkCopy(child);
                 anonVmaFork(v, copy);
-                child.insertVma(copy);
+                child.vmaTree().insert(copy);
                 if (vmaNeedsCopy(v)) { // copy_page_range write-protects the parent's COW entries
                     try (Invalidation inv = Invalidation.start(mm.notifiers(), v.start(), v.end(), NotifierEvent.PROTECTION_PAGE)) {
                         copyPageRange(v, copy);

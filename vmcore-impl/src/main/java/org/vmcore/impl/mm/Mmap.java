@@ -57,8 +57,8 @@ final class Mmap {
         }
         VmArea vma = new VmArea(mm, start, start + len, prot, kind, (flags & MapFlags.MAP_LOCKED) != 0, null, shmem,
                 kind == VmaKind.ANONYMOUS_SHARED ? 0 : start >>> 12, PageSize.SIZE_4K);
-        mm.insertVma(vma);
-        VmArea merged = mm.mergeAround(vma);
+        mm.vmaTree().insert(vma);
+        VmArea merged = mm.vmaTree().mergeAround(vma);
         populateIfAsked(merged, start, start + len, flags);
         return start;
     }
@@ -83,8 +83,8 @@ final class Mmap {
         if (!shared) {
             HugetlbReservation.markOwner(vma);
         }
-        mm.insertVma(vma);
-        VmArea merged = mm.mergeAround(vma);
+        mm.vmaTree().insert(vma);
+        VmArea merged = mm.vmaTree().mergeAround(vma);
         try {
             populateIfAsked(merged, start, start + len, flags);
         } catch (OutOfMemoryException e) {
@@ -102,14 +102,14 @@ final class Mmap {
         // A private writable mapping is populated for write, to break COW up front (populate_vma_page_range).
         Access access = vma.protection().write() && !vma.kind().isShared() ? Access.WRITE : Access.READ;
         long step = vma.pageSize().bytes();
-        long minorFaults = mm.minorFaults();
+        long minorFaults = mm.faultCounts.minFlt();
         try {
             for (long va = start; va < end; va += step) {
                 mm.handleFault(mm.vma(va), va, access);
             }
         } catch (OutOfMemoryException e) {
             doMunmap(start, end, false);
-            mm.setMinorFaults(minorFaults); // the mapping leaves no trace; pgfault keeps the faults, which did happen
+            mm.faultCounts.restoreMinFlt(minorFaults); // the mapping leaves no trace; pgfault keeps the faults, which did happen
             throw ctx.callbackFailures().suppressInto(e);
         }
     }
@@ -120,7 +120,7 @@ final class Mmap {
      */
     void doMunmap(long start, long end, boolean abortable) {
         assert Thread.holdsLock(ctx.lock());
-        if (mm.overlapping(start, end).isEmpty()) {
+        if (mm.vmaTree().overlapping(start, end).isEmpty()) {
             return;
         }
         splitVma(start);
@@ -133,11 +133,11 @@ final class Mmap {
             } catch (Throwable e) { // a notifier refused before anything was zapped: undo the splits
                 VmArea lower = mm.vma(start);
                 if (lower != null) {
-                    mm.mergeAround(lower);
+                    mm.vmaTree().mergeAround(lower);
                 }
                 VmArea upper = mm.vma(end);
                 if (upper != null) {
-                    mm.mergeAround(upper);
+                    mm.vmaTree().mergeAround(upper);
                 }
                 throw CallbackFailures.<RuntimeException>sneaky(e);
             }
@@ -145,9 +145,9 @@ final class Mmap {
             invalidation = Invalidation.startCompleting(mm.notifiers(), start, end, NotifierEvent.UNMAP);
         }
         try (Invalidation inv = invalidation) {
-            for (VmArea v : mm.overlapping(start, end)) {
+            for (VmArea v : mm.vmaTree().overlapping(start, end)) {
                 mm.zap.zapPageRange(v, v.start(), v.end(), gather, true);
-                mm.removeVma(v);
+                mm.zap.removeVma(v);
             }
             freePgtables(start, end);
             gather.flush(ctx.shootdown(), mm);
@@ -209,9 +209,9 @@ final class Mmap {
                         + (address < MMAP_MIN_ADDR ? " (-EPERM)" : " (-ENOMEM)"));
             }
             mm.args.checkRangeInUserSpace(address, len, "-ENOMEM");
-            if ((flags & MapFlags.MAP_FIXED) == 0 && !mm.overlapping(address, address + len).isEmpty()) {
+            if ((flags & MapFlags.MAP_FIXED) == 0 && !mm.vmaTree().overlapping(address, address + len).isEmpty()) {
                 throw new InvalidArgumentException("address", address, "must not overlap an existing mapping with"
-                        + " MAP_FIXED_NOREPLACE (EEXIST): " + mm.overlapping(address, address + len).getFirst().snapshot());
+                        + " MAP_FIXED_NOREPLACE (EEXIST): " + mm.vmaTree().overlapping(address, address + len).getFirst().snapshot());
             }
             if (unsplittableAt(address) != null || unsplittableAt(address + len) != null) {
                 throw new InvalidArgumentException("address", address, "must not split a hugetlb mapping off its page size");
@@ -219,7 +219,7 @@ final class Mmap {
             return address;
         }
         if (address != 0 && size.isAligned(address) && address >= MMAP_MIN_ADDR
-                && address <= taskSizeMax - len && mm.overlapping(address, address + len).isEmpty()) {
+                && address <= taskSizeMax - len && mm.vmaTree().overlapping(address, address + len).isEmpty()) {
             return address;
         }
         long top = MMAP_BASE;

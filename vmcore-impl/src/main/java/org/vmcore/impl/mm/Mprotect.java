@@ -34,7 +34,7 @@ final class Mprotect {
         assert Thread.holdsLock(ctx.lock());
         long end = address + len;
         long covered = address;
-        for (VmArea v : mm.overlapping(address, end)) {
+        for (VmArea v : mm.vmaTree().overlapping(address, end)) {
             if (v.start() > covered) {
                 break;
             }
@@ -53,7 +53,7 @@ final class Mprotect {
             mmap.checkSplitPoints(address, end);
         }
         List<VmArea> changing = new ArrayList<>();
-        for (VmArea v : mm.overlapping(address, end)) {
+        for (VmArea v : mm.vmaTree().overlapping(address, end)) {
             if (!v.protection().equals(prot)) {
                 changing.add(v);
             }
@@ -69,11 +69,11 @@ final class Mprotect {
         if (splitLast) {
             mmap.splitVma(end);
         }
-        changing = mm.overlapping(from, to);
+        changing = mm.vmaTree().overlapping(from, to);
         changing.removeIf(v -> v.protection().equals(prot));
         changeProtection(changing, prot);
-        for (VmArea v : mm.overlapping(address, end)) {
-            mm.mergeAround(v);
+        for (VmArea v : mm.vmaTree().overlapping(address, end)) {
+            mm.vmaTree().mergeAround(v);
         }
     }
 
@@ -101,7 +101,7 @@ final class Mprotect {
             }
             for (VmArea v : changing) {
                 if (mm.vma(v.start()) == v) {
-                    mm.mergeAround(v);
+                    mm.vmaTree().mergeAround(v);
                 }
             }
             throw ctx.hook().operationFailed(e);

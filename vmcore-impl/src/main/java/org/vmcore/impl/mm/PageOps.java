@@ -1,5 +1,6 @@
 package org.vmcore.impl.mm;
 
+import java.util.function.ObjLongConsumer;
 import org.vmcore.api.OutOfMemoryException;
 import org.vmcore.api.PageSize;
 import org.vmcore.api.VmaKind;
@@ -44,6 +45,16 @@ final class PageOps {
     }
 
     // ---- leaf iteration ----
+
+    /** Visits the head PFN of every present page {@code v} maps, with its address; the caller holds the lock. */
+    static void forEachMappedPage(VmArea v, ObjLongConsumer<Long> visitor) {
+        PageSize size = v.pageSize();
+        forEachLeaf(v, v.start(), v.end(), (va, slot, e) -> {
+            if (Pte.isPresent(e)) {
+                visitor.accept(va, Pte.pfn(e, size));
+            }
+        });
+    }
 
     /**
      * Calls {@code visitor} for every non-empty leaf slot of {@code vma}'s page size in

@@ -18,7 +18,6 @@ import org.vmcore.api.PageTableView;
 import org.vmcore.api.Protection;
 import org.vmcore.api.Vma;
 import org.vmcore.api.VmException;
-import org.vmcore.api.VmaKind;
 import org.vmcore.impl.base.Nodes;
 import org.vmcore.impl.hugetlb.HugetlbFileImpl;
 import org.vmcore.impl.hugetlb.HugetlbVmdelete;
@@ -28,7 +27,6 @@ import org.vmcore.impl.vma.VmArea;
 import org.vmcore.impl.vma.VmaTree;
 import org.vmcore.x86.internal.RawPageTable;
 import org.vmcore.x86.pgtable.Level;
-import org.vmcore.x86.pgtable.Pte;
 import org.vmcore.x86.pgtable.WalkResult;
 import org.vmcore.x86.pgtable.Walker;
 
@@ -64,8 +62,7 @@ public final class SimAddressSpace extends MmStruct {
     final MmArgs args;
     private final Mprotect mprotect;
     private final PageWalk pageTableView;
-    private long faultCount;
-    private long minorFaults;
+    final FaultCounts faultCounts = new FaultCounts();
     private boolean closed;
 
     public SimAddressSpace(MmContext ctx, int id, int homeNode, int pcid) {
@@ -227,10 +224,7 @@ public final class SimAddressSpace extends MmStruct {
     public long translate(long va) {
         synchronized (lock()) {
             ensureOpen();
-            if (!pageTable.mode().isCanonical(va)) {
-                throw new InvalidArgumentException("va", va, "must be canonical");
-            }
-            return walker.translate(pageTable.cr3(), pageTable.mode(), va, walkResult) ? walkResult.physicalAddress() : -1;
+            return walkUser(va) ? walkResult.physicalAddress() : -1;
         }
     }
 
@@ -238,11 +232,16 @@ public final class SimAddressSpace extends MmStruct {
     public long pageAt(long va) {
         synchronized (lock()) {
             ensureOpen();
-            if (!pageTable.mode().isCanonical(va)) {
-                throw new InvalidArgumentException("va", va, "must be canonical");
-            }
-            return walker.translate(pageTable.cr3(), pageTable.mode(), va, walkResult) ? walkResult.pagePfn() : -1;
+            return walkUser(va) ? walkResult.pagePfn() : -1;
         }
+    }
+
+    /** Walks the tables for a canonical va as the hardware would, into {@link #walkResult}; the caller holds the lock. */
+    private boolean walkUser(long va) {
+        if (!pageTable.mode().isCanonical(va)) {
+            throw new InvalidArgumentException("va", va, "must be canonical");
+        }
+        return walker.translate(pageTable.cr3(), pageTable.mode(), va, walkResult);
     }
 
     @Override
@@ -250,7 +249,7 @@ public final class SimAddressSpace extends MmStruct {
         synchronized (lock()) {
             ensureOpen();
             return new MmCounters(anonPages(), shmemPages(), hugetlbBytes(), pageTable.tablePages(),
-                    pageTable.tablesAt(Level.PMD), vmas.size(), minorFaults, 0);
+                    pageTable.tablesAt(Level.PMD), vmas.size(), faultCounts.minFlt(), 0);
         }
     }
 
@@ -344,17 +343,12 @@ public final class SimAddressSpace extends MmStruct {
 
     /** Page faults handled (pgfault). */
     public long faultCount() {
-        return faultCount;
+        return faultCounts.pgfault();
     }
 
-    /** Visits the head PFN of every present page {@code v} maps, with its address. */
+    /** Visits the head PFN of every present page {@code v} maps, with its address; the caller holds the lock. */
     public void forEachMappedPage(VmArea v, ObjLongConsumer<Long> visitor) {
-        PageSize size = v.pageSize();
-        PageOps.forEachLeaf(v, v.start(), v.end(), (va, slot, e) -> {
-            if (Pte.isPresent(e)) {
-                visitor.accept(va, Pte.pfn(e, size));
-            }
-        });
+        PageOps.forEachMappedPage(v, visitor);
     }
 
     /**
@@ -374,60 +368,10 @@ public final class SimAddressSpace extends MmStruct {
 
     /** One fault of the populate path (GUP), counted in pgfault and min_flt like any other. */
     FaultResult handleFault(VmArea vma, long va, Access access) {
-        countFault();
+        faultCounts.entered();
         FaultResult result = faults.handle(vma, va, access);
-        countMinorFault();
+        faultCounts.handled();
         return result;
-    }
-
-    /** pgfault: one more fault reached the handler, whatever its outcome. */
-    void countFault() {
-        faultCount++;
-    }
-
-    /** min_flt: one more fault handled successfully without I/O (mm_account_fault). */
-    void countMinorFault() {
-        minorFaults++;
-    }
-
-    long minorFaults() {
-        return minorFaults;
-    }
-
-    /** Takes back the minor faults of a populate that failed and unmapped its range. */
-    void setMinorFaults(long count) {
-        minorFaults = count;
-    }
-
-    // ---- VMA tree ----
-
-    /** VMAs meeting [start, end), in address order. */
-    List<VmArea> overlapping(long start, long end) {
-        return vmas.overlapping(start, end);
-    }
-
-    void insertVma(VmArea v) {
-        vmas.insert(v);
-    }
-
-    /**
-     * Removes v from the tree; the last VMA of a shmem object takes the object and its pages with
-     * it, and the last VMA of an unlinked hugetlbfs file evicts its inode.
-     */
-    void removeVma(VmArea v) {
-        vmas.remove(v);
-        if (v.kind().isHugetlb()) {
-            ctx.hugetlbfs().evictIfUnused(HugetlbFileImpl.of(v));
-        }
-        if (v.kind() == VmaKind.ANONYMOUS_SHARED && v.mapping().iMmap().isEmpty()) {
-            v.mapping().pageCache().forEachValue(pfn -> pages.putReference(pfn, false));
-            v.mapping().pageCache().clear();
-            ctx.registry().unregister(v.mapping().id());
-        }
-    }
-
-    VmArea mergeAround(VmArea v) {
-        return vmas.mergeAround(v);
     }
 
     // ---- validation ----

@@ -3,6 +3,7 @@ package org.vmcore.impl.mm;
 import org.vmcore.api.NotifierEvent;
 import org.vmcore.api.PageSize;
 import org.vmcore.api.VmaKind;
+import org.vmcore.impl.hugetlb.HugetlbFileImpl;
 import org.vmcore.impl.hugetlb.HugetlbReservation;
 import org.vmcore.impl.hugetlb.HugetlbVmdelete;
 import org.vmcore.impl.hugetlb.PmdSharing;
@@ -119,6 +120,22 @@ final class Zap {
         try (Invalidation inv = Invalidation.startCompleting(mm.notifiers(), r.start(), r.end(), NotifierEvent.UNMAP)) {
             zapPageRange(v, from, to, gather, false); // the caller settles private reservations
             gather.flush(ctx.shootdown(), mm);
+        }
+    }
+
+    /**
+     * Removes v from the tree; the last VMA of a shmem object takes the object and its pages with
+     * it, and the last VMA of an unlinked hugetlbfs file evicts its inode.
+     */
+    void removeVma(VmArea v) {
+        mm.vmaTree().remove(v);
+        if (v.kind().isHugetlb()) {
+            ctx.hugetlbfs().evictIfUnused(HugetlbFileImpl.of(v));
+        }
+        if (v.kind() == VmaKind.ANONYMOUS_SHARED && v.mapping().iMmap().isEmpty()) {
+            v.mapping().pageCache().forEachValue(pfn -> mm.pages.putReference(pfn, false));
+            v.mapping().pageCache().clear();
+            ctx.registry().unregister(v.mapping().id());
         }
     }
 }
