@@ -36,10 +36,11 @@ public interface AddressSpace extends AutoCloseable {
      * MAP_SHARED or MAP_PRIVATE, and may add MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_POPULATE and
      * MAP_LOCKED. With neither fixed flag, {@code address} is a hint (0 for none).
      *
-     * @param address the virtual address
-     * @param length the length in bytes
-     * @param prot the protection
-     * @param flags the flags
+     * @param address where to map: the exact start with MAP_FIXED or MAP_FIXED_NOREPLACE (4 KiB
+     *                aligned), else a hint, 0 for none
+     * @param length the length in bytes, rounded up to 4 KiB
+     * @param prot what the mapping allows (PROT_READ, PROT_WRITE, PROT_EXEC)
+     * @param flags {@link MapFlags} values ORed together, as for mmap(2)
      * @return the start of the mapping
      * @throws OutOfMemoryException if MAP_POPULATE cannot get memory (nothing stays mapped)
      */
@@ -51,12 +52,14 @@ public interface AddressSpace extends AutoCloseable {
      * MAP_SHARED mappings reserve the file's pages that are not yet in its page cache;
      * MAP_PRIVATE mappings reserve one page per huge page of the mapping.
      *
-     * @param file the hugetlbfs file
-     * @param offset the byte offset in the file
-     * @param address the virtual address
-     * @param length the length in bytes
-     * @param prot the protection
-     * @param flags the flags
+     * @param file the hugetlbfs file of this machine to map
+     * @param offset the byte offset in the file, a multiple of its page size
+     * @param address where to map: the exact start with MAP_FIXED or MAP_FIXED_NOREPLACE, else a
+     *                hint, 0 for none
+     * @param length the length in bytes, a multiple of the file's page size
+     * @param prot what the mapping allows (PROT_READ, PROT_WRITE, PROT_EXEC)
+     * @param flags {@link MapFlags} values: MAP_SHARED or MAP_PRIVATE, with the fixed flags,
+     *              MAP_POPULATE or MAP_LOCKED
      * @return the start of the mapping
      * @throws OutOfMemoryException if the pool cannot cover the reservation
      */
@@ -179,7 +182,7 @@ public interface AddressSpace extends AutoCloseable {
     /**
      * Registers a secondary MMU (mmu_notifier_register).
      *
-     * @param notifier the notifier
+     * @param notifier a notifier registered earlier to add; it hears this address space's invalidations until removed or exit
      * @throws InvalidArgumentException if it is null or already registered
      */
     void registerNotifier(MmuNotifier notifier);

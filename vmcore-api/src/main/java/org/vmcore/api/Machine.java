@@ -419,7 +419,7 @@ public interface Machine extends AutoCloseable {
         /**
          * Sets the TLB geometry of every CPU.
          *
-         * @param config the configuration
+         * @param config entries and ways of each TLB array and paging-structure cache ({@link TlbConfig#DEFAULT} if never set)
          * @return this builder
          */
         public Builder tlb(TlbConfig config) {

@@ -8,7 +8,7 @@ public interface MachineProvider {
     /**
      * A new machine of {@code config}, which the builder has already validated.
      *
-     * @param config the configuration
+     * @param config the validated configuration of the machine to build
      * @return a new machine of {@code config}, which the builder has already validated
      */
     Machine create(MachineConfig config);

@@ -31,7 +31,7 @@ public final class MapFlags {
     /**
      * The flags as the C source would spell them, e.g. {@code MAP_SHARED|MAP_FIXED}.
      *
-     * @param flags the flags
+     * @param flags MAP_* values ORed together
      * @return the flags as the C source would spell them
      */
     public static String describe(int flags) {

@@ -20,10 +20,10 @@ public interface MigrationService {
      * {@code toNodes[i]}. With {@link #MPOL_MF_MOVE} only pages with mapcount 1 move (a page
      * behind a shared PMD table has mapcount 1 and moves).
      *
-     * @param addressSpace the address space
+     * @param addressSpace the address space whose pages move
      * @param fromNodes the source nodes
      * @param toNodes the target node for each source node
-     * @param flags the flags
+     * @param flags {@link #MPOL_MF_MOVE} or {@link #MPOL_MF_MOVE_ALL}
      * @return the number of pages that could not be moved (0 when all were)
      * @throws InvalidArgumentException if a node does not exist, the arrays differ in length, or
      *                                  flags is not MOVE or MOVE_ALL
@@ -42,10 +42,10 @@ public interface MigrationService {
      * fails stops the call; see {@link MovePagesResult} for the return value and the status
      * ({@link MovePagesResult#NOT_ATTEMPTED}) of the pages after it.
      *
-     * @param addressSpace the address space
+     * @param addressSpace the address space the addresses belong to
      * @param addresses the virtual addresses of the pages
      * @param nodes the target node of each address, or null to only query
-     * @param flags the flags
+     * @param flags {@link #MPOL_MF_MOVE} or {@link #MPOL_MF_MOVE_ALL}
      * @return the pages of a failed batch not migrated plus those not attempted (0 when no batch
      *         failed), and a status per address
      * @throws InvalidArgumentException if the arrays differ in length, a node does not exist

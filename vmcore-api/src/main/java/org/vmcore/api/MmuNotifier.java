@@ -38,9 +38,9 @@ public interface MmuNotifier {
     /**
      * Drop cached translations of [start, end): called right after the CPU TLB flush.
      *
-     * @param addressSpace the address space
-     * @param start the first address
-     * @param end the address after the range
+     * @param addressSpace the address space the notifier is registered on
+     * @param start the first virtual address of the range, page aligned
+     * @param end the virtual address just after the range, page aligned
      */
     default void invalidateSecondaryTlbs(AddressSpace addressSpace, long start, long end) {
     }
@@ -48,10 +48,10 @@ public interface MmuNotifier {
     /**
      * Clear and flush the accessed state of [start, end); return whether it was young.
      *
-     * @param addressSpace the address space
-     * @param start the first address
-     * @param end the address after the range
-     * @return clear and flush the accessed state of [start, end)
+     * @param addressSpace the address space the notifier is registered on
+     * @param start the first virtual address of the range, page aligned
+     * @param end the virtual address just after the range, page aligned
+     * @return whether the device saw any page of the range accessed since it was last cleared
      */
     default boolean clearFlushYoung(AddressSpace addressSpace, long start, long end) {
         return false;
@@ -60,10 +60,10 @@ public interface MmuNotifier {
     /**
      * Clear the accessed state of [start, end) without a flush; return whether it was young.
      *
-     * @param addressSpace the address space
-     * @param start the first address
-     * @param end the address after the range
-     * @return clear the accessed state of [start, end) without a flush
+     * @param addressSpace the address space the notifier is registered on
+     * @param start the first virtual address of the range, page aligned
+     * @param end the virtual address just after the range, page aligned
+     * @return whether the device saw any page of the range accessed since it was last cleared
      */
     default boolean clearYoung(AddressSpace addressSpace, long start, long end) {
         return false;
@@ -72,7 +72,7 @@ public interface MmuNotifier {
     /**
      * Whether {@code address} was accessed through the secondary MMU since it was last cleared.
      *
-     * @param addressSpace the address space
+     * @param addressSpace the address space the notifier is registered on
      * @param address the virtual address
      * @return whether {@code address} was accessed through the secondary MMU since it was last cleared
      */
@@ -83,7 +83,7 @@ public interface MmuNotifier {
     /**
      * The address space exits; drop everything. The notifier is unregistered afterwards.
      *
-     * @param addressSpace the address space
+     * @param addressSpace the address space the notifier is registered on
      */
     default void release(AddressSpace addressSpace) {
     }

@@ -43,7 +43,7 @@ public record MovePagesResult(int notMigrated, int[] status) {
     /**
      * The status of entry {@code i}.
      *
-     * @param i the entry
+     * @param i the index of the page in the call's address array
      * @return the status of entry {@code i}
      */
     public int status(int i) {

@@ -32,7 +32,7 @@ public record Protection(boolean read, boolean write, boolean execute) {
     /**
      * The protection of the PROT_* bit set {@code prot}.
      *
-     * @param prot the protection
+     * @param prot PROT_READ, PROT_WRITE and PROT_EXEC ORed together, as in mmap(2)
      * @return the protection of the PROT_* bit set {@code prot}
      * @throws InvalidArgumentException if bits other than PROT_READ, PROT_WRITE, PROT_EXEC are set
      */

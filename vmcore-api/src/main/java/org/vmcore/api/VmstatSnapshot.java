@@ -52,7 +52,7 @@ public final class VmstatSnapshot {
     /**
      * The value of {@code counter}.
      *
-     * @param counter the counter
+     * @param counter the vmstat counter to read
      * @return its value: a count since the machine started or was last reset, or over an interval
      * @throws InvalidArgumentException if counter is null
      */
