@@ -31,7 +31,8 @@ public interface AccessOutcome {
     int index();
 
     /**
-     * The virtual address accessed.
+     * The virtual address accessed; for an access that crosses pages, the address of the last
+     * part translated, which {@link #physicalAddress()} translates.
      *
      * @return the virtual address
      */

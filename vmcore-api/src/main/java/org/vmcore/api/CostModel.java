@@ -7,9 +7,13 @@ package org.vmcore.api;
  * each recorded {@link AccessOutcome#cycles()}.
  *
  * <p>The methods are called on the thread the event happens on, often inside an mm operation:
- * they must be quick, must not call back into the machine, and should not throw (what one
- * throws reaches the caller of the access or operation, after the engine finished its work).
- * {@link CostTable#DEFAULT} is a table of published latencies for a recent x86 core.
+ * they must be quick, must not call back into the machine, should return cycles {@code >= 0}
+ * (the CPU adds what they return as given) and should not throw. If one throws, nothing the
+ * engine was doing stops: an access (or a whole batch, or the access whose fault was being
+ * priced) completes and then throws it; an mm operation (a flush, a shootdown, a notifier call,
+ * a page copy) completes and throws it when it ends, as it would a notifier's exception. Later
+ * exceptions are suppressed into the first. {@link CostTable#DEFAULT} is a table of published
+ * latencies for a recent x86 core.
  *
  * <p>Who is charged: an access's own events (hits, walk references, its faults) go to the CPU
  * making it; a flush and the shootdowns it sends go to the initiating CPU (see {@link Cpu});

@@ -14,7 +14,8 @@ package org.vmcore.api;
  * @param misses2m           misses resolved by a walk to a 2 MiB leaf
  * @param misses1g           misses resolved by a walk to a 1 GiB leaf
  * @param faults             walks that ended in a page fault
- * @param walks              hardware walks (misses and faults), including D-bit assists
+ * @param walks              hardware walks: misses plus faults (a D-bit assist, a store through a
+ *                           cached entry without D, walks again and counts as a miss)
  * @param pscHits            walks that started from a paging-structure cache entry
  * @param pageFlushes        flushes of single pages received (INVLPG)
  * @param rangeFlushes       range flushes received (one INVLPG per stride step)

@@ -85,7 +85,7 @@ public final class SimMachine implements Machine {
                     ops);
             this.cpus = new SimCpu[config.cpus()];
             for (int i = 0; i < cpus.length; i++) {
-                cpus[i] = new SimCpu(lock, i, config, memory, detector, this::addressSpaceOfPcid);
+                cpus[i] = new SimCpu(lock, i, config, memory, detector, this::addressSpaceOfPcid, callbackFailures);
             }
             this.cpuList = List.of(cpus);
             this.shootdown = new TlbShootdown(cpus);

@@ -3,7 +3,6 @@ package org.vmcore.impl.cpu;
 import java.lang.foreign.MemorySegment;
 import org.vmcore.api.Access;
 import org.vmcore.api.AccessListener;
-import org.vmcore.api.CostModel;
 import org.vmcore.api.Cpu;
 import org.vmcore.api.PageSize;
 import org.vmcore.api.SegmentationFaultException;
@@ -54,8 +53,6 @@ final class BatchAccess {
             runInstrumented(null, op, vas, null, width, values);
             return;
         }
-        int i = 0;
-        int tries = 0;
         long hits = 0;
         L1Dtlb l1 = mmu.l1();
         boolean fast = !mmu.detecting();
@@ -64,7 +61,9 @@ final class BatchAccess {
             // CR3 (address space and PCID) changes only inside the handshake: read once per window
             boolean running = fast && mmu.running();
             int pcid = mmu.pcid();
-            while (i < vas.length) {
+            // A counted loop (i advances once per access, retries happen inside slowAccess), so the
+            // JIT can drop the arrays' range checks.
+            for (int i = 0; i < vas.length; i++) {
                 if (handshake.flushWaiting()) {
                     stepOut();
                     running = fast && mmu.running();
@@ -81,18 +80,12 @@ final class BatchAccess {
                             values[i] = DirectMap.readPage(page, va & 0xFFF, width);
                         }
                         hits++;
-                        i++;
-                        tries = 0;
                         continue;
                     }
                 }
-                if (slowStep(i, op, va, width, values, tries)) {
-                    i++;
-                    tries = 0;
-                } else {
-                    tries++;
-                    pcid = mmu.pcid(); // the fault stepped out of the window
-                }
+                slowAccess(i, op, va, width, values);
+                running = fast && mmu.running(); // it may have stepped out of the window
+                pcid = mmu.pcid();
             }
         } finally {
             mmu.addL1Hits(hits);
@@ -106,8 +99,6 @@ final class BatchAccess {
             runInstrumented(ops, TraceOp.LOAD, vas, widths, 0, values);
             return;
         }
-        int i = 0;
-        int tries = 0;
         long hits = 0;
         L1Dtlb l1 = mmu.l1();
         boolean fast = !mmu.detecting();
@@ -115,7 +106,7 @@ final class BatchAccess {
         try {
             boolean running = fast && mmu.running();
             int pcid = mmu.pcid();
-            while (i < vas.length) {
+            for (int i = 0; i < vas.length; i++) {
                 if (handshake.flushWaiting()) {
                     stepOut();
                     running = fast && mmu.running();
@@ -135,18 +126,12 @@ final class BatchAccess {
                             values[i] = DirectMap.readPage(page, va & 0xFFF, width);
                         }
                         hits++;
-                        i++;
-                        tries = 0;
                         continue;
                     }
                 }
-                if (slowStep(i, op, va, width, values, tries)) {
-                    i++;
-                    tries = 0;
-                } else {
-                    tries++;
-                    pcid = mmu.pcid();
-                }
+                slowAccess(i, op, va, width, values);
+                running = fast && mmu.running();
+                pcid = mmu.pcid();
             }
         } finally {
             mmu.addL1Hits(hits);
@@ -167,6 +152,13 @@ final class BatchAccess {
     private void stepOut() {
         handshake.leave();
         handshake.enter();
+    }
+
+    /** One access off the L1 fast path, retried until it completes (a fault the kernel cannot resolve throws). */
+    private void slowAccess(int i, byte op, long va, int width, long[] values) {
+        for (int tries = 0; !slowStep(i, op, va, width, values, tries); tries++) {
+            // the fault was resolved (or is being migrated): translate again
+        }
     }
 
     /**
@@ -237,8 +229,7 @@ final class BatchAccess {
             }
             return;
         }
-        CostModel costs = meter.model();
-        boolean costed = costs != null;
+        boolean costed = meter.model() != null;
         L1Dtlb l1 = mmu.l1();
         boolean fast = !mmu.detecting();
         int i = 0;
@@ -277,9 +268,9 @@ final class BatchAccess {
                             values[i] = DirectMap.readPage(page, va & 0xFFF, w);
                         }
                         hits++;
-                        log.hit(true, 12, (v & Pte.PFN_MASK) | (va & 0xFFF));
+                        log.hit(va, true, 12, (v & Pte.PFN_MASK) | (va & 0xFFF));
                         if (costed) {
-                            meter.chargeOwn(costs.l1Hit(PageSize.SIZE_4K));
+                            meter.l1Hit(PageSize.SIZE_4K);
                         }
                         done = true;
                     }

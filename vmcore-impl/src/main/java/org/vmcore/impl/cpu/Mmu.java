@@ -3,7 +3,6 @@ package org.vmcore.impl.cpu;
 import java.lang.foreign.MemorySegment;
 import org.vmcore.api.Access;
 import org.vmcore.api.ClosedException;
-import org.vmcore.api.CostModel;
 import org.vmcore.api.FaultResult;
 import org.vmcore.api.PageSize;
 import org.vmcore.api.PagingMode;
@@ -58,6 +57,7 @@ final class Mmu {
     private long l1Hits;
     private long stlbHits;
 
+    private volatile Thread faulting; // the CPU's thread while the kernel handles its fault, else null
     private OutcomeLog log;     // where the access in progress is recorded, or null
     private boolean instrumented; // log != null || a cost model is set
 
@@ -148,19 +148,16 @@ final class Mmu {
     MemorySegment l1HitPageCounted(long va, boolean write) {
         MemorySegment page = l1HitPage(va, write);
         if (page != null && instrumented) {
-            l1HitEvent((l1.value(l1.slot(pcid, va)) & Pte.PFN_MASK) | (va & 0xFFF));
+            l1HitEvent(va, (l1.value(l1.slot(pcid, va)) & Pte.PFN_MASK) | (va & 0xFFF));
         }
         return page;
     }
 
-    private void l1HitEvent(long pa) {
+    private void l1HitEvent(long va, long pa) {
         if (log != null) {
-            log.hit(true, 12, pa);
+            log.hit(va, true, 12, pa);
         }
-        CostModel costs = meter.model();
-        if (costs != null) {
-            meter.chargeOwn(costs.l1Hit(PageSize.SIZE_4K));
-        }
+        meter.l1Hit(PageSize.SIZE_4K);
     }
 
     /**
@@ -186,7 +183,7 @@ final class Mmu {
                 long head = v & Pte.PFN_MASK;
                 long pa = head | (va & ((1L << shift) - 1));
                 if (instrumented) {
-                    hitEvent(l1, shift, pa);
+                    hitEvent(va, l1, shift, pa);
                 }
                 if (detect) {
                     checkStale(mm, va, head >>> 12, access == Access.WRITE);
@@ -207,14 +204,17 @@ final class Mmu {
         return pa;
     }
 
-    private void hitEvent(boolean l1, int shift, long pa) {
+    private void hitEvent(long va, boolean l1, int shift, long pa) {
         if (log != null) {
-            log.hit(l1, shift, pa);
+            log.hit(va, l1, shift, pa);
         }
-        CostModel costs = meter.model();
-        if (costs != null) {
+        if (meter.model() != null) {
             PageSize size = shift == 12 ? PageSize.SIZE_4K : shift == 21 ? PageSize.SIZE_2M : PageSize.SIZE_1G;
-            meter.chargeOwn(l1 ? costs.l1Hit(size) : costs.stlbHit(size));
+            if (l1) {
+                meter.l1Hit(size);
+            } else {
+                meter.stlbHit(size);
+            }
         }
     }
 
@@ -305,7 +305,13 @@ final class Mmu {
         if (mm == null) { // the address space exited under this CPU since the access began
             throw noAddressSpace();
         }
-        FaultResult result = mm.fault(va, access);
+        FaultResult result;
+        faulting = Thread.currentThread();
+        try {
+            result = mm.fault(va, access);
+        } finally {
+            faulting = null;
+        }
         if (instrumented) {
             faultEvent(mm, va, code, result);
         }
@@ -318,10 +324,9 @@ final class Mmu {
         if (log != null) {
             log.fault(code, result);
         }
-        CostModel costs = meter.model();
-        if (costs != null) {
+        if (meter.model() != null) {
             PageSize size = mm.isClosed() ? PageSize.SIZE_4K : mm.findVma(va).map(Vma::pageSize).orElse(PageSize.SIZE_4K);
-            meter.chargeOwn(costs.fault(result, size));
+            meter.fault(result, size);
         }
     }
 
@@ -345,6 +350,11 @@ final class Mmu {
     /** L1 hits a batch counted in a local. */
     void addL1Hits(long n) {
         l1Hits += n;
+    }
+
+    /** Whether {@code thread} is this CPU's thread inside the kernel's handling of one of its faults. */
+    boolean faultingOn(Thread thread) {
+        return faulting == thread;
     }
 
     // ---- counters ----

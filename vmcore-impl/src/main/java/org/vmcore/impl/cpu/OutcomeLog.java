@@ -102,18 +102,22 @@ final class OutcomeLog implements AccessOutcome {
         cyclesAtBegin = cyclesNow;
     }
 
-    /** The access was translated by a TLB hit. */
-    void hit(boolean l1, int shift, long physical) {
-        translated(l1 ? Translation.L1_HIT : Translation.STLB_HIT, sizeOrdinal(shift), physical);
+    /**
+     * The access (or, for one that crosses pages, its part at {@code address}) was translated by
+     * a TLB hit to {@code physical}. The last part translated is what the slot describes.
+     */
+    void hit(long address, boolean l1, int shift, long physical) {
+        translated(address, l1 ? Translation.L1_HIT : Translation.STLB_HIT, sizeOrdinal(shift), physical);
     }
 
-    /** The walk ended at a leaf and filled the TLB. */
-    void walked(PageSize pageSize, long physical) {
-        translated(Translation.WALK, pageSize.ordinal(), physical);
+    /** The walk for {@code address} ended at a leaf and filled the TLB; see {@link #hit}. */
+    void walked(long address, PageSize pageSize, long physical) {
+        translated(address, Translation.WALK, pageSize.ordinal(), physical);
     }
 
-    private void translated(Translation how, int size, long physical) {
+    private void translated(long address, Translation how, int size, long physical) {
         int b = used * STRIDE;
+        rec[b + VA] = address;
         rec[b + PA] = physical;
         rec[b + META] = (rec[b + META] & ~TRANSLATION_AND_SIZE) | ((long) how.ordinal() << TRANSLATION_SHIFT)
                 | ((long) size << SIZE_SHIFT);

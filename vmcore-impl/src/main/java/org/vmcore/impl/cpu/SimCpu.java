@@ -14,11 +14,11 @@ import org.vmcore.api.MachineConfig;
 import org.vmcore.api.PageSize;
 import org.vmcore.api.TlbEntry;
 import org.vmcore.api.TlbStats;
-import org.vmcore.api.TraceOp;
 import org.vmcore.impl.base.Initiator;
 import org.vmcore.impl.base.MachineLock;
 import org.vmcore.impl.base.Nodes;
 import org.vmcore.impl.mm.SimAddressSpace;
+import org.vmcore.impl.notifier.CallbackFailures;
 import org.vmcore.impl.tlb.FlushTarget;
 import org.vmcore.impl.vma.MmStruct;
 import org.vmcore.x86.internal.SharedSecrets;
@@ -49,7 +49,8 @@ public final class SimCpu implements Cpu, FlushTarget {
     private final Mmu mmu;
     private final DataAccess access;
     private final BatchAccess batch;
-    private final OutcomeLog outcome = new OutcomeLog(1);
+    private final RecordedAccess recorded;
+    private final MmCharges charges;
     private final CpuFlushCounters flushes = new CpuFlushCounters();
     private final TlbInspection inspection;
 
@@ -57,7 +58,7 @@ public final class SimCpu implements Cpu, FlushTarget {
      * @param addressSpaceOfPcid the live address space tagged with a PCID, or null (for {@link #tlbEntries})
      */
     public SimCpu(MachineLock lock, int id, MachineConfig config, PhysicalMemory memory, StaleDetector detector,
-                  IntFunction<AddressSpace> addressSpaceOfPcid) {
+                  IntFunction<AddressSpace> addressSpaceOfPcid, CallbackFailures callbackFailures) {
         this.lock = lock;
         this.id = id;
         this.tlb = new Tlb(config.tlb());
@@ -67,6 +68,8 @@ public final class SimCpu implements Cpu, FlushTarget {
                 SharedSecrets.directMap(memory), detector, config.detectStaleTranslations(), meter);
         this.access = new DataAccess(handshake, mmu);
         this.batch = new BatchAccess(handshake, mmu, access, flushes, meter);
+        this.recorded = new RecordedAccess(access, mmu, meter, flushes);
+        this.charges = new MmCharges(lock, callbackFailures, meter, mmu);
     }
 
     @Override
@@ -141,48 +144,89 @@ public final class SimCpu implements Cpu, FlushTarget {
     }
 
     // ---- accesses ----
+    // Each completes, then throws what the cost model threw meanwhile (accessDone); if the access
+    // itself throws, the model's exception is suppressed into it (accessFailed). A try costs
+    // nothing until something throws.
 
     @Override
     public long load(long va, int width) {
         AccessArgs.checkWidth(width);
-        return access.load(va, width, Access.READ);
+        long v;
+        try {
+            v = access.load(va, width, Access.READ);
+        } catch (Throwable t) {
+            throw accessFailed(t);
+        }
+        accessDone();
+        return v;
     }
 
     @Override
     public void store(long va, int width, long value) {
         AccessArgs.checkWidth(width);
-        access.store(va, width, value);
+        try {
+            access.store(va, width, value);
+        } catch (Throwable t) {
+            throw accessFailed(t);
+        }
+        accessDone();
     }
 
     @Override
     public void read(long va, byte[] dst, int offset, int length) {
         AccessArgs.checkBuffer(dst, offset, length);
-        access.copy(va, dst, offset, length, false);
+        guarded(() -> access.copy(va, dst, offset, length, false));
     }
 
     @Override
     public void write(long va, byte[] src, int offset, int length) {
         AccessArgs.checkBuffer(src, offset, length);
-        access.write(va, src, offset, length);
+        guarded(() -> access.write(va, src, offset, length));
     }
 
     @Override
     public void loadAll(long[] vas, int width, long[] values) {
         AccessArgs.checkBatch(vas, width, values);
-        batch.all(vas, width, values, false);
+        guarded(() -> batch.all(vas, width, values, false));
     }
 
     @Override
     public void storeAll(long[] vas, int width, long[] values) {
         AccessArgs.checkBatch(vas, width, values);
-        batch.all(vas, width, values, true);
+        guarded(() -> batch.all(vas, width, values, true));
     }
 
     @Override
     public void replay(byte[] ops, long[] vas, byte[] widths, long[] values) {
         lock.ensureOpen();
         AccessArgs.checkTrace(ops, vas, widths, values);
-        batch.replay(ops, vas, widths, values);
+        guarded(() -> batch.replay(ops, vas, widths, values));
+    }
+
+    /** Runs a batch or copy; see {@link #accessDone} and {@link #accessFailed}. */
+    private void guarded(Runnable accesses) {
+        try {
+            accesses.run();
+        } catch (Throwable t) {
+            throw accessFailed(t);
+        }
+        accessDone();
+    }
+
+    /** After an access completed: throws what the cost model threw during it, if anything. */
+    private void accessDone() {
+        if (meter.failed()) {
+            throw CallbackFailures.<RuntimeException>sneaky(meter.takeFailure());
+        }
+    }
+
+    /** An access threw {@code t}: what the cost model threw during it goes with it, suppressed. */
+    private RuntimeException accessFailed(Throwable t) {
+        Throwable model = meter.takeFailure();
+        if (model != null && model != t) {
+            t.addSuppressed(model);
+        }
+        return CallbackFailures.sneaky(t);
     }
 
     // ---- recorded accesses, listener, cost model ----
@@ -190,46 +234,28 @@ public final class SimCpu implements Cpu, FlushTarget {
     @Override
     public long loadRecorded(long va, int width) {
         AccessArgs.checkWidth(width);
-        long received = beginRecorded(va, TraceOp.LOAD);
+        lock.ensureOpen();
+        long v;
         try {
-            long v = access.load(va, width, Access.READ);
-            endRecorded(received);
-            return v;
-        } finally {
-            mmu.recordInto(null);
+            v = recorded.load(va, width);
+        } catch (Throwable t) {
+            throw accessFailed(t);
         }
+        accessDone();
+        return v;
     }
 
     @Override
     public void storeRecorded(long va, int width, long value) {
         AccessArgs.checkWidth(width);
-        long received = beginRecorded(va, TraceOp.STORE);
-        try {
-            access.store(va, width, value);
-            endRecorded(received);
-        } finally {
-            mmu.recordInto(null);
-        }
-    }
-
-    /** Starts recording a single access; returns the shootdowns received so far. */
-    private long beginRecorded(long va, byte op) {
         lock.ensureOpen();
-        outcome.clear();
-        outcome.begin(-1, va, op, meter.total());
-        mmu.recordInto(outcome);
-        return flushes.shootdownsReceived();
-    }
-
-    private void endRecorded(long received) {
-        outcome.waited(flushes.shootdownsReceived() - received);
-        outcome.end(meter.total());
+        guarded(() -> recorded.store(va, width, value));
     }
 
     @Override
     public AccessOutcome outcome() {
         lock.ensureOpen();
-        return outcome.show(0);
+        return recorded.outcome().show(0);
     }
 
     @Override
@@ -259,18 +285,12 @@ public final class SimCpu implements Cpu, FlushTarget {
 
     @Override
     public void chargeNotifierCall() {
-        CostModel costs = meter.model();
-        if (costs != null) {
-            meter.chargeShared(costs.notifierCallback());
-        }
+        charges.notifierCall();
     }
 
     @Override
     public void chargePageCopy(long bytes) {
-        CostModel costs = meter.model();
-        if (costs != null) {
-            meter.chargeShared(costs.pageCopy(bytes));
-        }
+        charges.pageCopy(bytes);
     }
 
     /**
@@ -320,28 +340,19 @@ public final class SimCpu implements Cpu, FlushTarget {
     @Override
     public void countShootdownSent(int targets) {
         flushes.shootdownSent();
-        CostModel costs = meter.model();
-        if (costs != null) {
-            meter.chargeShared(costs.shootdownSent(targets));
-        }
+        charges.shootdownSent(targets);
     }
 
     @Override
     public void countShootdownReceived() {
         flushes.shootdownReceived();
-        CostModel costs = meter.model();
-        if (costs != null) {
-            meter.chargeShared(costs.shootdownReceived());
-        }
+        charges.shootdownReceived();
     }
 
     @Override
     public void countLocalFlush(boolean all, long pages) {
         flushes.local(all);
-        CostModel costs = meter.model();
-        if (costs != null) {
-            meter.chargeShared(costs.tlbFlush(all, pages));
-        }
+        charges.localFlush(all, pages);
     }
 
     /**

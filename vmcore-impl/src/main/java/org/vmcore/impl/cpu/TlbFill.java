@@ -1,7 +1,6 @@
 package org.vmcore.impl.cpu;
 
 import org.vmcore.api.Access;
-import org.vmcore.api.CostModel;
 import org.vmcore.api.PageTableLevel;
 import org.vmcore.api.PagingMode;
 import org.vmcore.x86.pgtable.Level;
@@ -96,7 +95,7 @@ final class TlbFill {
      * {@code log} (if not null), and their cycles to {@code meter}'s cost model (if any).
      */
     void report(long va, PagingMode mode, OutcomeLog log, CycleMeter meter) {
-        CostModel costs = meter.model();
+        boolean costed = meter.model() != null;
         Level last = out.level();
         if (log != null) {
             log.walkStarted(apiLevel(LEVELS[lastStart], mode));
@@ -111,12 +110,12 @@ final class TlbFill {
             if (log != null) {
                 log.reference(address, named, (out.setAccessed(level) ? 1 : 0) | (out.setDirty(level) ? 2 : 0));
             }
-            if (costs != null) {
-                meter.chargeOwn(costs.walkReference(named, address));
+            if (costed) {
+                meter.walkReference(named, address);
             }
         }
         if (log != null && out.ok()) {
-            log.walked(out.pageSize(), out.physicalAddress());
+            log.walked(va, out.pageSize(), out.physicalAddress());
         }
     }
 
