@@ -91,7 +91,7 @@ final class CycleMeter {
     }
 
     /** What the model threw while pricing this access's fault, on the CPU's own thread. */
-    void accessFailed(Throwable t) {
+    void faultPricingFailed(Throwable t) {
         failed(t);
     }
 
@@ -113,6 +113,22 @@ final class CycleMeter {
         Throwable t = failure;
         failure = null;
         return t;
+    }
+
+    /** After an access completed: throws what the model threw during it, if anything. */
+    void accessDone() {
+        if (failure != null) {
+            throw CallbackFailures.<RuntimeException>sneaky(takeFailure());
+        }
+    }
+
+    /** An access threw {@code t}: what the model threw during it goes with it, suppressed. */
+    RuntimeException accessFailed(Throwable t) {
+        Throwable model = takeFailure();
+        if (model != null && model != t) {
+            t.addSuppressed(model);
+        }
+        return CallbackFailures.sneaky(t);
     }
 
     // ---- inside mm operations, on the thread that runs them ----

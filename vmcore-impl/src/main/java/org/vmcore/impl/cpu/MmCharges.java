@@ -58,7 +58,7 @@ final class MmCharges {
 
     private void failed(Throwable t) {
         if (mmu.faultingOn(Thread.currentThread())) {
-            meter.accessFailed(t);
+            meter.faultPricingFailed(t);
         } else if (Thread.holdsLock(lock)) {
             callbackFailures.add(t);
         } else {

@@ -57,7 +57,9 @@ final class Mmu {
     private long l1Hits;
     private long stlbHits;
 
-    private volatile Thread faulting; // the CPU's thread while the kernel handles its fault, else null
+    // The CPU's thread while the kernel handles its fault, else null. Plain: only that thread compares
+    // it with itself (faultingOn), and a thread always sees its own writes.
+    private Thread faulting;
     private OutcomeLog log;     // where the access in progress is recorded, or null
     private boolean instrumented; // log != null || a cost model is set
 

@@ -144,9 +144,9 @@ public final class SimCpu implements Cpu, FlushTarget {
     }
 
     // ---- accesses ----
-    // Each completes, then throws what the cost model threw meanwhile (accessDone); if the access
-    // itself throws, the model's exception is suppressed into it (accessFailed). A try costs
-    // nothing until something throws.
+    // Each completes, then throws what the cost model threw meanwhile (CycleMeter.accessDone); if
+    // the access itself throws, the model's exception is suppressed into it (accessFailed). A try
+    // costs nothing until something throws.
 
     @Override
     public long load(long va, int width) {
@@ -155,9 +155,9 @@ public final class SimCpu implements Cpu, FlushTarget {
         try {
             v = access.load(va, width, Access.READ);
         } catch (Throwable t) {
-            throw accessFailed(t);
+            throw meter.accessFailed(t);
         }
-        accessDone();
+        meter.accessDone();
         return v;
     }
 
@@ -167,9 +167,9 @@ public final class SimCpu implements Cpu, FlushTarget {
         try {
             access.store(va, width, value);
         } catch (Throwable t) {
-            throw accessFailed(t);
+            throw meter.accessFailed(t);
         }
-        accessDone();
+        meter.accessDone();
     }
 
     @Override
@@ -187,46 +187,45 @@ public final class SimCpu implements Cpu, FlushTarget {
     @Override
     public void loadAll(long[] vas, int width, long[] values) {
         AccessArgs.checkBatch(vas, width, values);
-        guarded(() -> batch.all(vas, width, values, false));
+        try {
+            batch.all(vas, width, values, false);
+        } catch (Throwable t) {
+            throw meter.accessFailed(t);
+        }
+        meter.accessDone();
     }
 
     @Override
     public void storeAll(long[] vas, int width, long[] values) {
         AccessArgs.checkBatch(vas, width, values);
-        guarded(() -> batch.all(vas, width, values, true));
+        try {
+            batch.all(vas, width, values, true);
+        } catch (Throwable t) {
+            throw meter.accessFailed(t);
+        }
+        meter.accessDone();
     }
 
     @Override
     public void replay(byte[] ops, long[] vas, byte[] widths, long[] values) {
         lock.ensureOpen();
         AccessArgs.checkTrace(ops, vas, widths, values);
-        guarded(() -> batch.replay(ops, vas, widths, values));
+        try {
+            batch.replay(ops, vas, widths, values);
+        } catch (Throwable t) {
+            throw meter.accessFailed(t);
+        }
+        meter.accessDone();
     }
 
-    /** Runs a batch or copy; see {@link #accessDone} and {@link #accessFailed}. */
+    /** Runs a copy or a recorded store; see {@code CycleMeter.accessDone} and {@code accessFailed}. Not for the batches: no lambda there. */
     private void guarded(Runnable accesses) {
         try {
             accesses.run();
         } catch (Throwable t) {
-            throw accessFailed(t);
+            throw meter.accessFailed(t);
         }
-        accessDone();
-    }
-
-    /** After an access completed: throws what the cost model threw during it, if anything. */
-    private void accessDone() {
-        if (meter.failed()) {
-            throw CallbackFailures.<RuntimeException>sneaky(meter.takeFailure());
-        }
-    }
-
-    /** An access threw {@code t}: what the cost model threw during it goes with it, suppressed. */
-    private RuntimeException accessFailed(Throwable t) {
-        Throwable model = meter.takeFailure();
-        if (model != null && model != t) {
-            t.addSuppressed(model);
-        }
-        return CallbackFailures.sneaky(t);
+        meter.accessDone();
     }
 
     // ---- recorded accesses, listener, cost model ----
@@ -239,9 +238,9 @@ public final class SimCpu implements Cpu, FlushTarget {
         try {
             v = recorded.load(va, width);
         } catch (Throwable t) {
-            throw accessFailed(t);
+            throw meter.accessFailed(t);
         }
-        accessDone();
+        meter.accessDone();
         return v;
     }
 
