@@ -1,6 +1,5 @@
 package org.vmcore.api;
 
-import java.nio.ByteBuffer;
 import java.util.ArrayList;
 import java.util.EnumSet;
 import java.util.LinkedHashMap;
@@ -24,7 +23,7 @@ import java.util.Set;
  * }
  * }</pre>
  */
-public interface Machine extends AutoCloseable {
+public interface Machine extends AutoCloseable, PhysicalMemoryView, MachineDiagnostics {
     /**
      * A builder; {@link Builder#build()} loads the implementation through ServiceLoader.
      *
@@ -86,105 +85,6 @@ public interface Machine extends AutoCloseable {
     MigrationService migration();
 
     /**
-     * Every {@link VmstatCounter} by its /proc/vmstat name, in that enum's order: pgfault,
-     * pgmigrate_success, pgmigrate_fail, hugetlb_migrate_success, hugetlb_migrate_fail,
-     * nr_tlb_remote_flush, nr_tlb_remote_flush_received, nr_tlb_local_flush_all,
-     * nr_tlb_local_flush_one, stale_translation_uses (the hugetlb and stale ones are vmcore's
-     * own). The same values as {@link #vmstatSnapshot()}, counted since the machine started or
-     * since the last {@link #resetVmstat()}.
-     *
-     * @return counters named as in /proc/vmstat
-     */
-    Map<String, Long> vmstat();
-
-    /**
-     * Every {@link VmstatCounter} now, as an immutable value; {@link VmstatSnapshot#minus} of two
-     * gives the counts of an interval.
-     *
-     * @return the counters since the machine started or since the last {@link #resetVmstat()}
-     */
-    VmstatSnapshot vmstatSnapshot();
-
-    /**
-     * Starts every {@link VmstatCounter} from zero again, as {@link #vmstat()}, {@link #vmstatSnapshot()}
-     * and {@link #stats()} report them. Nothing else is reset: each CPU's {@link Cpu#stats()}, each
-     * address space's {@link AddressSpace#counters()} (its minor and major faults included),
-     * {@link #staleAccesses()} and {@link #staleAccessCount()}, {@link #allocationCount} and the
-     * meminfo values, which are levels rather than event counts, keep theirs.
-     */
-    void resetVmstat();
-
-    /**
-     * A snapshot of the page that holds frame {@code pfn}. Any frame of a 2 MiB or 1 GiB page
-     * reports that page (its head pfn, size, mapcount and refcount), as /proc/kpagecount and
-     * /proc/kpageflags do for each 4 KiB frame of it. A free frame reports as a 4 KiB page with
-     * flags {@link PageFlag#BUDDY} alone, refcount and mapcount 0.
-     *
-     * @param pfn any page frame number
-     * @return a snapshot of the page that holds frame {@code pfn}
-     * @throws InvalidArgumentException if pfn is outside memory
-     */
-    Page page(long pfn);
-
-    /**
-     * Reads {@code width} (1, 2, 4 or 8) bytes of simulated physical memory at {@code pa}, as a
-     * device doing DMA would.
-     *
-     * @param pa the physical address
-     * @param width the access width in bytes: 1, 2, 4 or 8
-     * @return the value read, zero-extended
-     * @throws InvalidArgumentException if the width is wrong or the bytes are outside memory
-     */
-    long readPhysical(long pa, int width);
-
-    /**
-     * Copies {@code length} bytes of simulated physical memory from {@code pa} into
-     * {@code dst[offset..offset + length)}, as a DMA read would; frames never written read as zeros.
-     *
-     * @param pa     the physical address of the first byte; the range may cross frames
-     * @param dst    the array to fill
-     * @param offset the index in {@code dst} of the first byte
-     * @param length the number of bytes
-     * @throws InvalidArgumentException if dst is null, the slice is outside it, or the bytes are
-     *                                  outside memory (then dst is unchanged)
-     */
-    void readPhysical(long pa, byte[] dst, int offset, int length);
-
-    /**
-     * Fills the {@link ByteBuffer#remaining()} bytes of {@code dst} from physical address
-     * {@code pa} and advances its position past them; see {@link #readPhysical(long, byte[], int, int)}.
-     *
-     * @param pa  the physical address of the first byte
-     * @param dst a writable buffer, heap or direct
-     * @throws InvalidArgumentException if dst is null or read-only, or the bytes are outside
-     *                                  memory (then dst and its position are unchanged)
-     */
-    void readPhysical(long pa, ByteBuffer dst);
-
-    /**
-     * Writes the low {@code width} bytes of {@code value} at physical address {@code pa}; see {@link #readPhysical}.
-     *
-     * @param pa the physical address
-     * @param width the access width in bytes: 1, 2, 4 or 8
-     * @param value the value to store
-     */
-    void writePhysical(long pa, int width, long value);
-
-    /**
-     * Frames free in the buddy allocators of all nodes.
-     *
-     * @return frames free in the buddy allocators of all nodes
-     */
-    long freeFrames();
-
-    /**
-     * Host memory taken off-heap right now, in bytes.
-     *
-     * @return host memory taken off-heap right now, in bytes
-     */
-    long offHeapBytes();
-
-    /**
      * Number of CPUs.
      *
      * @return number of CPUs
@@ -202,97 +102,6 @@ public interface Machine extends AutoCloseable {
 
     /** Flushes every CPU's TLB and paging-structure caches completely. */
     void flushTlbAll();
-
-    /**
-     * What the stale-translation detector has seen so far (empty when the detector is off), in
-     * the order it happened.
-     *
-     * @return what the stale-translation detector has seen so far (empty when the detector is off), in the order it happened
-     */
-    List<StaleAccess> staleAccesses();
-
-    /**
-     * A Graphviz DOT picture of the page tables of {@code addressSpaces} over {@code [start, end)}:
-     * tables, pages, leaf and migration entries, a shared PMD table as one node with an edge from
-     * each sharer, and with {@code withTlbs} every CPU's cached translations (stale ones in red).
-     * Render it with {@code dot -Tsvg}.
-     *
-     * @param addressSpaces the address spaces to draw
-     * @param start the first address
-     * @param end the address after the range
-     * @param withTlbs whether to draw the CPUs' TLB entries
-     * @return a Graphviz DOT picture of the page tables of {@code addressSpaces} over {@code [start, end)}
-     */
-    String pageTableDot(List<AddressSpace> addressSpaces, long start, long end, boolean withTlbs);
-
-    /**
-     * The vmstat-like and meminfo-like counters.
-     *
-     * @return the vmstat-like and meminfo-like counters
-     */
-    MachineStats stats();
-
-    /**
-     * How many stale uses the detector has seen (it keeps only the first 10,000 in {@link #staleAccesses()}).
-     *
-     * @return how many stale uses the detector has seen (it keeps only the first 10,000 in {@link #staleAccesses()})
-     */
-    long staleAccessCount();
-
-    /** Forgets the stale accesses recorded so far. */
-    void clearStaleAccesses();
-
-    /**
-     * For secondary MMUs: checks that {@code addressSpace} still maps {@code va} to the page
-     * headed by {@code pfn}. With the detector on, a mismatch outside any open invalidation of
-     * that address is recorded as a {@link StaleAccess} by {@code who}.
-     *
-     * @param who who used the translation: "cpuN" or a secondary MMU's name
-     * @param addressSpace the address space
-     * @param va the virtual address
-     * @param pfn the head page frame number
-     * @param write whether the use was a store
-     * @return whether the translation is current
-     */
-    boolean checkTranslation(String who, AddressSpace addressSpace, long va, long pfn, boolean write);
-
-    /**
-     * Recounts everything from the page tables and compares it with what the engine keeps:
-     * mapcounts (a shared PMD table counts once), refcounts (mappings plus page cache), PMD-table
-     * share counts, leaf targets, VMA coverage and permissions, free lists, per-address-space
-     * counters, pool reservations, and TLB contents.
-     *
-     * @return one line per violated rule naming the objects involved; empty when consistent
-     */
-    List<String> checkInvariants();
-
-    /**
-     * Fault injection: the {@code nth} allocation of {@code kind} from now on fails once, as if
-     * memory had run out (1 is the next one). Operations then fail with
-     * {@link OutOfMemoryException} (or -ENOMEM for migration) and leave no trace.
-     *
-     * @param kind the kind of allocation
-     * @param nth which allocation fails: 1 is the next one
-     */
-    void failNthAllocation(AllocationKind kind, long nth);
-
-    /**
-     * Like {@link #failNthAllocation} but {@code times} allocations in a row fail, enough to
-     * defeat the fallback to other nodes.
-     *
-     * @param kind the kind of allocation
-     * @param nth which allocation fails: 1 is the next one
-     * @param times how many allocations in a row fail
-     */
-    void failNthAllocation(AllocationKind kind, long nth, int times);
-
-    /**
-     * Allocations of {@code kind} attempted so far, failed ones included.
-     *
-     * @param kind the kind of allocation
-     * @return allocations of {@code kind} attempted so far, failed ones included
-     */
-    long allocationCount(AllocationKind kind);
 
     /**
      * Whether {@code regression} is switched on.
