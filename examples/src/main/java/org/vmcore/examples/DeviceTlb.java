@@ -19,13 +19,16 @@ import org.vmcore.api.NotifierRange;
  * <p>Every use of a cached translation is checked against the page tables with
  * {@link Machine#checkTranslation}: a use of a stale translation is flagged here and, with the
  * machine's detector on, recorded there. {@code obeyNotifiers = false} builds a broken device
- * that ignores invalidations, to show what the checker catches.
+ * that ignores invalidations, to show what the checker catches. {@link #shadowTable} builds one
+ * that, like KVM's shadow page tables, forgets translations only when a range starts being
+ * invalidated, not when the CPU TLBs are flushed.
  */
 public final class DeviceTlb implements MmuNotifier {
     private final Machine machine;
     private final AddressSpace mm;
     private final String name;
     private final boolean obeyNotifiers;
+    private final boolean flushedWithCpu;
     private final LongLongHashMap cache = new LongLongHashMap(); // virtual page -> physical page address
     private final List<String> received = new ArrayList<>();
     private int invalidationsInProgress;
@@ -34,11 +37,25 @@ public final class DeviceTlb implements MmuNotifier {
     private long misses;
 
     public DeviceTlb(Machine machine, AddressSpace mm, String name, boolean obeyNotifiers) {
+        this(machine, mm, name, obeyNotifiers, true);
+    }
+
+    private DeviceTlb(Machine machine, AddressSpace mm, String name, boolean obeyNotifiers, boolean flushedWithCpu) {
         this.machine = machine;
         this.mm = mm;
         this.name = name;
         this.obeyNotifiers = obeyNotifiers;
+        this.flushedWithCpu = flushedWithCpu;
         mm.registerNotifier(this);
+    }
+
+    /**
+     * A secondary MMU in the style of KVM's shadow page tables: it drops translations in
+     * invalidateRangeStart only and ignores the flushes of the CPU TLBs
+     * (invalidateSecondaryTlbs), so it relies on the notifier ranges alone.
+     */
+    public static DeviceTlb shadowTable(Machine machine, AddressSpace mm, String name) {
+        return new DeviceTlb(machine, mm, name, true, false);
     }
 
     /** Reads 8 bytes at {@code va} through the device TLB (a DMA read). */
@@ -99,7 +116,9 @@ public final class DeviceTlb implements MmuNotifier {
     @Override
     public synchronized void invalidateSecondaryTlbs(AddressSpace addressSpace, long start, long end) {
         received.add(String.format("flush [0x%x, 0x%x)", start, end));
-        drop(start, end);
+        if (flushedWithCpu) {
+            drop(start, end);
+        }
     }
 
     @Override

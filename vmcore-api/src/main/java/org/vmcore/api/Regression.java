@@ -12,5 +12,17 @@ public enum Regression {
      * entry, flushes and notifies only the first address space it visits, and stops because the
      * huge page's mapcount reaches zero. The other sharers keep stale TLB entries.
      */
-    PRE_017B1660
+    PRE_017B1660,
+
+    /**
+     * Before "hugetlb: take PMD sharing into account when flushing tlb/caches" (dff11abe280b,
+     * 2018), the follow-up to 017b1660df89: unmap_hugepage_range (truncation of a hugetlbfs file)
+     * and hugetlb_change_protection (mprotect) announce to the MMU notifiers only the range they
+     * were asked for, not the whole PUD window that unsharing a PMD table removes from the
+     * address space; hugetlb_change_protection also flushes the CPU TLBs over that range only.
+     * A secondary MMU that forgets translations in invalidateRangeStart (a KVM shadow table)
+     * keeps the rest of the window. The CPU flush of an unshared window in the unmap path
+     * (a4a118f2eead, 2021) is a later, separate fix and stays.
+     */
+    PRE_DFF11ABE
 }

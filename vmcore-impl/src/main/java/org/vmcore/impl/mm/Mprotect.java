@@ -5,6 +5,7 @@ import java.util.List;
 import org.vmcore.api.InvalidArgumentException;
 import org.vmcore.api.NotifierEvent;
 import org.vmcore.api.Protection;
+import org.vmcore.api.Regression;
 import org.vmcore.impl.hugetlb.PmdSharing;
 import org.vmcore.impl.notifier.Invalidation;
 import org.vmcore.impl.vma.VmArea;
@@ -13,7 +14,10 @@ import org.vmcore.impl.vma.VmArea;
  * mprotect (mm/mprotect.c): mprotect_fixup splits the VMAs at the range's ends (not where a VMA
  * already has the new protection), change_protection rewrites their entries inside one notifier
  * range per VMA (widened for PMD sharing, as hugetlb_change_protection does) and flushes, and the
- * pieces are merged again. A notifier that refuses aborts it with everything as it was.
+ * pieces are merged again. A notifier that refuses aborts it with everything as it was. With
+ * {@link Regression#PRE_DFF11ABE} the notifier and flush ranges are not widened, as before
+ * dff11abe280b; since the VMA split already unshared every window the range cuts
+ * (hugetlb_split), that changes nothing today: only whole windows are unshared here.
  *
  * <p>It may touch its address space's VMA tree and page operations, the notifier chain and the
  * TLB shootdown; the facade has validated the arguments and holds the machine lock.
@@ -22,11 +26,14 @@ final class Mprotect {
     private final SimAddressSpace mm;
     private final MmContext ctx;
     private final Mmap mmap;
+    /** Whether hugetlb_change_protection widens its notifier and flush ranges for PMD sharing (dff11abe280b). */
+    private final boolean widenForSharing;
 
     Mprotect(SimAddressSpace mm, MmContext ctx, Mmap mmap) {
         this.mm = mm;
         this.ctx = ctx;
         this.mmap = mmap;
+        this.widenForSharing = !ctx.config().regressions().contains(Regression.PRE_DFF11ABE);
     }
 
     /** mprotect of [address, address + len), which must be fully mapped, to {@code prot}. */
@@ -88,7 +95,7 @@ final class Mprotect {
             for (VmArea v : changing) {
                 long from = v.start();
                 long to = v.end();
-                if (v.kind().isHugetlb()) { // hugetlb_change_protection widens for PMD sharing
+                if (v.kind().isHugetlb() && widenForSharing) { // hugetlb_change_protection widens for PMD sharing
                     PmdSharing.Range r = PmdSharing.adjustRangeIfPmdSharingPossible(v, from, to);
                     from = r.start();
                     to = r.end();

@@ -2,6 +2,7 @@ package org.vmcore.impl.mm;
 
 import org.vmcore.api.NotifierEvent;
 import org.vmcore.api.PageSize;
+import org.vmcore.api.Regression;
 import org.vmcore.api.VmaKind;
 import org.vmcore.impl.hugetlb.HugetlbFileImpl;
 import org.vmcore.impl.hugetlb.HugetlbReservation;
@@ -41,12 +42,15 @@ final class Zap {
     private final MmContext ctx;
     private final PageOps pages;
     private final MigrationEntryRefs migrationRefs;
+    /** Whether the notifier range of unmap_hugepage_range covers the PUD windows unsharing may remove (dff11abe280b). */
+    private final boolean widenForSharing;
 
     Zap(SimAddressSpace mm, MmContext ctx) {
         this.mm = mm;
         this.ctx = ctx;
         this.pages = mm.pages;
         this.migrationRefs = ctx.migrationRefs();
+        this.widenForSharing = !ctx.config().regressions().contains(Regression.PRE_DFF11ABE);
     }
 
     /**
@@ -108,14 +112,18 @@ final class Zap {
     /**
      * hugetlb_vmdelete_list for one VMA: zaps [from, to) of a hugetlb mapping whose file
      * shrank, with the notifier range widened for PMD sharing and shared windows unshared; the
-     * VMA stays; the caller settles a private owner's reservations.
+     * VMA stays; the caller settles a private owner's reservations. With
+     * {@link Regression#PRE_DFF11ABE} the notifiers hear of [from, to) only; the TLB flush still
+     * covers an unshared window in whole (tlb_flush_pmd_range, a4a118f2eead), secondary TLBs
+     * included.
      */
     void unmapHugepageRange(VmArea v, long from, long to) {
         assert Thread.holdsLock(mm.lock());
         if (from >= to) {
             return;
         }
-        PmdSharing.Range r = PmdSharing.adjustRangeIfPmdSharingPossible(v, from, to);
+        PmdSharing.Range r = widenForSharing ? PmdSharing.adjustRangeIfPmdSharingPossible(v, from, to)
+                : new PmdSharing.Range(from, to);
         TlbGather gather = new TlbGather();
         try (Invalidation inv = Invalidation.startCompleting(mm.notifiers(), r.start(), r.end(), NotifierEvent.UNMAP)) {
             zapPageRange(v, from, to, gather, false); // the caller settles private reservations
