@@ -60,7 +60,9 @@ public interface AccessOutcome {
     PageSize pageSize();
 
     /**
-     * The physical address accessed (of the first byte).
+     * The physical address accessed: of the first byte, or for an access that crosses pages, of
+     * the first byte of the last part translated. After an access that threw, the outcome holds
+     * what was recorded before the throw (0 where nothing was).
      *
      * @return the physical address
      */
@@ -68,7 +70,7 @@ public interface AccessOutcome {
 
     /**
      * The page walks the access made: 0 on a TLB hit, 1 on a miss, more when it faulted and
-     * walked again.
+     * walked again. A non-canonical address raises #GP before any walk: 0.
      *
      * @return the number of walks
      */

@@ -14,8 +14,8 @@ import org.vmcore.x86.pgtable.Pte;
 /**
  * Batches of accesses inside one handshake window: {@code loadAll}, {@code storeAll} (one
  * operation and width for all) and {@code replay} (an operation and width per access). Between
- * two accesses the CPU looks for a waiting flusher (a plain read, no fence) and steps out to let
- * it through; it also steps out for a fault, which may block on the machine lock.
+ * two accesses the CPU looks for a waiting flusher and steps out to let it through; it also steps out for a fault, which may block on the machine lock. The look is an acquire
+ * load, no fence.
  *
  * <p>Each kind of batch has a loop of its own, so that the TLB-hit path of each stays as short
  * as the JIT can make it; what they share off that path is {@link #slowStep}.
@@ -293,14 +293,17 @@ final class BatchAccess {
                     mmu.addL1Hits(hits); // the listener may read the CPU's stats
                     hits = 0;
                     deliver();
-                    running = fast && mmu.running();
+                    running = fast && mmu.running(); // the listener may have changed any of these
                     pcid = mmu.pcid();
+                    costed = meter.model() != null;
                 }
             }
             mmu.addL1Hits(hits);
             hits = 0;
             deliver();
         } catch (RuntimeException | Error e) {
+            mmu.addL1Hits(hits);
+            hits = 0;
             try {
                 deliver(); // the accesses before the one that failed took effect: the listener hears of them
             } catch (RuntimeException | Error listenerFailure) {
@@ -328,11 +331,15 @@ final class BatchAccess {
         mmu.recordInto(null); // what the listener does through this CPU is not recorded
         handshake.leave();
         delivering = true;
+        // What the cost model threw during the batch is the batch's: the listener's own accesses
+        // must not throw it.
+        Throwable batchFailure = meter.takeFailure();
         try {
             for (int s = 0; s < n; s++) {
                 l.accessed(log.show(s));
             }
         } finally {
+            meter.putBack(batchFailure);
             delivering = false;
             log.clear();
             handshake.enter();

@@ -108,6 +108,19 @@ final class CycleMeter {
         return failure != null;
     }
 
+    /**
+     * Puts back a failure taken with {@link #takeFailure} (while a listener ran), ahead of any
+     * recorded since.
+     */
+    void putBack(Throwable t) {
+        if (t != null) {
+            if (failure != null && failure != t) {
+                t.addSuppressed(failure);
+            }
+            failure = t;
+        }
+    }
+
     /** What the model threw on the access path, or null; forgets it. */
     Throwable takeFailure() {
         Throwable t = failure;

@@ -25,9 +25,11 @@ final class DataAccess {
     /** A load ({@code READ}) or an instruction fetch ({@code EXECUTE}, checked against NX) of up to 8 bytes. */
     long load(long va, int width, Access access) {
         if ((va & 0xFFF) + width > 4096) {
+            byte[] bytes = new byte[width]; // a page-crossing load is rare: the in-page path stays allocation-free
+            copy(va, bytes, 0, width, access); // one translation per page, as the hardware makes
             long v = 0;
             for (int i = 0; i < width; i++) {
-                v |= load(va + i, 1, access) << (8 * i);
+                v |= (bytes[i] & 0xFFL) << (8 * i);
             }
             return v;
         }
@@ -83,13 +85,13 @@ final class DataAccess {
         if ((va & 0xFFF) + length > 4096) {
             writePrecise(va, src, offset, length);
         } else {
-            copy(va, src, offset, length, true);
+            copy(va, src, offset, length, Access.WRITE);
         }
     }
 
     /**
-     * Between two steps of a window: steps out and back in when a flusher waits (a plain read,
-     * no fence, when none does). Returns whether it stepped out.
+     * Between two steps of a window: steps out and back in when a flusher waits (an acquire
+     * load, no fence, when none does). Returns whether it stepped out.
      */
     boolean letFlushesIn() {
         if (!handshake.flushWaiting()) {
@@ -107,9 +109,12 @@ final class DataAccess {
         handshake.enter();
     }
 
-    /** Copies bytes a page at a time inside one handshake window, as a string instruction moves them. */
-    void copy(long va, byte[] buffer, int offset, int length, boolean write) {
-        Access access = write ? Access.WRITE : Access.READ;
+    /**
+     * Copies bytes a page at a time inside one handshake window, as a string instruction moves
+     * them: into {@code buffer} for a READ or EXECUTE, out of it for a WRITE.
+     */
+    void copy(long va, byte[] buffer, int offset, int length, Access access) {
+        boolean write = access == Access.WRITE;
         int done = 0;
         int tries = 0;
         handshake.enter();

@@ -98,6 +98,8 @@ final class OutcomeLog implements AccessOutcome {
     void begin(int i, long address, byte op, long cyclesNow) {
         int b = used * STRIDE;
         rec[b + VA] = address;
+        rec[b + PA] = 0; // an access that throws before it is translated leaves no earlier access's values
+        rec[b + CYCLES] = 0;
         rec[b + META] = (i & 0xFFFF_FFFFL) | ((long) op << ACCESS_SHIFT);
         cyclesAtBegin = cyclesNow;
     }

@@ -175,7 +175,7 @@ public final class SimCpu implements Cpu, FlushTarget {
     @Override
     public void read(long va, byte[] dst, int offset, int length) {
         AccessArgs.checkBuffer(dst, offset, length);
-        guarded(() -> access.copy(va, dst, offset, length, false));
+        guarded(() -> access.copy(va, dst, offset, length, Access.READ));
     }
 
     @Override

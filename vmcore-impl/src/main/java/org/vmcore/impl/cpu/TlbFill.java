@@ -63,8 +63,10 @@ final class TlbFill {
         }
         lastStart = startOrd;
         if (!ok) {
-            faults++;
             faultCode = out.faultCode();
+            if ((faultCode & PageFaultCode.GENERAL_PROTECTION) == 0) {
+                faults++; // a non-canonical address raises #GP before any walk: not a page fault
+            }
             return -1;
         }
         int leafOrd = out.level().ordinal();
@@ -97,11 +99,11 @@ final class TlbFill {
     void report(long va, PagingMode mode, OutcomeLog log, CycleMeter meter) {
         boolean costed = meter.model() != null;
         Level last = out.level();
+        if (last == null) {
+            return; // non-canonical (#GP): no walk was made
+        }
         if (log != null) {
             log.walkStarted(apiLevel(LEVELS[lastStart], mode));
-        }
-        if (last == null) {
-            return; // non-canonical: no entry read
         }
         for (int ord = lastStart; ord <= last.ordinal(); ord++) {
             Level level = LEVELS[ord];

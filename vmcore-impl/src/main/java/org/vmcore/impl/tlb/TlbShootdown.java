@@ -40,9 +40,13 @@ public final class TlbShootdown {
         } else {
             int pcid = mm.pcid();
             boolean single = steps == 1;
+            FlushTarget initiator = initiator();
             List<FlushTarget> targets = targets(mm);
             for (FlushTarget cpu : targets) {
-                cpu.runFlush(() -> cpu.flushPages(pcid, alignedStart, end, strideShift, single));
+                cpu.runFlush(() -> {
+                    received(initiator, cpu);
+                    cpu.flushPages(pcid, alignedStart, end, strideShift, single);
+                });
             }
             countLocal(targets, false, steps);
             reached = targets.size();
@@ -82,9 +86,13 @@ public final class TlbShootdown {
 
     private int flushMm(MmStruct mm, MmStruct exiting) {
         int pcid = mm.pcid();
+        FlushTarget initiator = initiator();
         List<FlushTarget> targets = targets(mm);
         for (FlushTarget cpu : targets) {
-            cpu.runFlush(() -> cpu.flushPcid(pcid, exiting));
+            cpu.runFlush(() -> {
+                received(initiator, cpu);
+                cpu.flushPcid(pcid, exiting);
+            });
         }
         countLocal(targets, true, 0);
         return targets.size();
@@ -95,8 +103,11 @@ public final class TlbShootdown {
         FlushTarget initiator = initiator();
         int remote = 0;
         for (FlushTarget cpu : cpus) {
-            remote += count(initiator, cpu);
-            cpu.runFlush(cpu::flushEverything);
+            remote += initiator == cpu ? 0 : 1;
+            cpu.runFlush(() -> {
+                received(initiator, cpu);
+                cpu.flushEverything();
+            });
         }
         countSent(initiator, remote);
         if (initiator != null) {
@@ -128,7 +139,7 @@ public final class TlbShootdown {
         int remote = 0;
         for (FlushTarget cpu : cpus) {
             if (mm.cpumaskHas(cpu.id())) {
-                remote += count(initiator, cpu);
+                remote += initiator == cpu ? 0 : 1; // a local flush sends no IPI
                 out.add(cpu);
             }
         }
@@ -136,13 +147,15 @@ public final class TlbShootdown {
         return out;
     }
 
-    /** Counts a shootdown received by {@code target} unless it is the initiator; returns 1 if it was remote. */
-    private static int count(FlushTarget initiator, FlushTarget target) {
-        if (initiator == target) {
-            return 0; // a local flush: no IPI
+    /**
+     * Counts a shootdown received by {@code target} unless it is the initiator. Called inside the
+     * flush, while the target is held out of its accesses, so the access that stepped aside for it
+     * sees it counted when it resumes (AccessOutcome.shootdownsWaited).
+     */
+    private static void received(FlushTarget initiator, FlushTarget target) {
+        if (initiator != target) {
+            target.countShootdownReceived();
         }
-        target.countShootdownReceived();
-        return 1;
     }
 
     /** nr_tlb_remote_flush: one per flush that reached other CPUs, however many (flush_tlb_multi counts once). */
