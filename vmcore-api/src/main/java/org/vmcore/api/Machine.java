@@ -244,15 +244,17 @@ public interface Machine extends AutoCloseable {
 
     /**
      * For secondary MMUs: checks that {@code addressSpace} still maps {@code va} to the page
-     * headed by {@code pfn}. With the detector on, a mismatch outside any open invalidation of
-     * that address is recorded as a {@link StaleAccess} by {@code who}.
+     * headed by {@code pfn} and, for a store, that its page tables allow writing there. With the
+     * detector on, a mismatch outside any open invalidation of that address (and outside a TLB
+     * flush the address space is still owed) is recorded as a {@link StaleAccess} by
+     * {@code who}, of kind {@link StaleAccess.Kind#FRAME} or {@link StaleAccess.Kind#PERMISSION}.
      *
      * @param who who used the translation: "cpuN" or a secondary MMU's name
      * @param addressSpace the address space
      * @param va the virtual address
      * @param pfn the head page frame number
      * @param write whether the use was a store
-     * @return whether the translation is current
+     * @return whether the translation is current and, for a store, allows it
      */
     boolean checkTranslation(String who, AddressSpace addressSpace, long va, long pfn, boolean write);
 
@@ -431,8 +433,10 @@ public interface Machine extends AutoCloseable {
         }
 
         /**
-         * Switches the stale-translation detector on or off (off by default): every TLB hit and
-         * every secondary-MMU check is compared with the page tables.
+         * Switches the stale-translation detector on or off (off by default): every TLB hit,
+         * every walk a CPU starts from a paging-structure-cache entry and every secondary-MMU
+         * check is compared with the page tables, for the frame and for the permissions
+         * ({@link StaleAccess.Kind}).
          *
          * @param on whether to switch it on
          * @return this builder
