@@ -54,6 +54,8 @@ import org.vmcore.x86.tlb.Tlb;
  * in proportion to what is mapped.
  */
 public final class InvariantChecker {
+    private static final String[] PSC_NAMES = {"PML4E", "PDPTE", "PDE"}; // by Tlb.PML4E, PDPTE, PDE
+
     private final MachineLock lock;
     private final PhysicalMemory memory;
     private final FrameDescriptors d;
@@ -377,10 +379,13 @@ public final class InvariantChecker {
                     continue;
                 }
                 long now = mm.pageAt(e.address());
-                if (!(now == e.pfn() || mm.notifiers().isInvalidating(e.address()))) {
-            out.add("TLB" + ": " + "cpu" + i + " translates " + mm + " 0x" + Long.toHexString(e.address()) + " to pfn 0x" + Long.toHexString(e.pfn()) + " but the tables map " + (now < 0 ? "nothing" : "pfn 0x" + Long.toHexString(now)));
-        } else if (now == e.pfn() && e.writable() && (mm.permissionsAt(e.address()) & Pte.RW) == 0
-                        && !mm.notifiers().isInvalidating(e.address()) && !mm.tlbFlushPending()) {
+                if (mm.notifiers().isInvalidating(e.address())) {
+                    continue;
+                }
+                if (now != e.pfn()) {
+                    out.add("TLB: cpu" + i + " translates " + mm + " 0x" + Long.toHexString(e.address()) + " to pfn 0x"
+                            + Long.toHexString(e.pfn()) + " but the tables map " + (now < 0 ? "nothing" : "pfn 0x" + Long.toHexString(now)));
+                } else if (e.writable() && (mm.permissionsAt(e.address()) & Pte.RW) == 0 && !mm.tlbFlushPending()) {
                     out.add("TLB: cpu" + i + " caches a writable translation of " + mm + " 0x" + Long.toHexString(e.address())
                             + " to pfn 0x" + Long.toHexString(e.pfn()) + " but the tables refuse a store");
                 }
@@ -431,8 +436,6 @@ public final class InvariantChecker {
             }
         }
     }
-
-    private static final String[] PSC_NAMES = {"PML4E", "PDPTE", "PDE"};
 
     /** The RW, USER and NX bits of a paging-structure value, as text. */
     private static String bits(long v) {
