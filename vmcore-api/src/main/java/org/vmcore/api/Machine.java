@@ -240,8 +240,10 @@ public interface Machine extends AutoCloseable, PhysicalMemoryView, MachineDiagn
         }
 
         /**
-         * Switches the stale-translation detector on or off (off by default): every TLB hit and
-         * every secondary-MMU check is compared with the page tables.
+         * Switches the stale-translation detector on or off (off by default): every TLB hit,
+         * every walk a CPU starts from a paging-structure-cache entry and every secondary-MMU
+         * check is compared with the page tables, for the frame and for the permissions
+         * ({@link StaleAccess.Kind}).
          *
          * @param on whether to switch it on
          * @return this builder

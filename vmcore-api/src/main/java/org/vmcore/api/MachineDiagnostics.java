@@ -66,15 +66,17 @@ public interface MachineDiagnostics {
 
     /**
      * For secondary MMUs: checks that {@code addressSpace} still maps {@code va} to the page
-     * headed by {@code pfn}. With the detector on, a mismatch outside any open invalidation of
-     * that address is recorded as a {@link StaleAccess} by {@code who}.
+     * headed by {@code pfn} and, for a store, that its page tables allow writing there. With the
+     * detector on, a mismatch outside any open invalidation of that address (and outside a TLB
+     * flush the address space is still owed) is recorded as a {@link StaleAccess} by
+     * {@code who}, of kind {@link StaleAccess.Kind#FRAME} or {@link StaleAccess.Kind#PERMISSION}.
      *
      * @param who who used the translation: "cpuN" or a secondary MMU's name
-     * @param addressSpace the address space
+     * @param addressSpace the address space the device translated for
      * @param va the virtual address
-     * @param pfn the head page frame number
+     * @param pfn the head page frame number the device used
      * @param write whether the use was a store
-     * @return whether the translation is current
+     * @return whether the translation is current and, for a store, allows it
      */
     boolean checkTranslation(String who, AddressSpace addressSpace, long va, long pfn, boolean write);
 

@@ -41,6 +41,9 @@
  *       any entry can be cached, read by flushers;
  *   <li>a notifier chain's open ranges ({@code notifier.NotifierChain}, a volatile array
  *       replaced whole): read by the stale detector on CPU threads;
+ *   <li>an mm's {@code tlb_flush_pending} ({@code vma.MmStruct}, volatile): written under the
+ *       machine lock before the entries change and after their flush, read by the stale
+ *       detector on CPU threads;
  *   <li>the migrating thread ({@code base.MigratingThread}) and the machine's closed flag
  *       ({@code MachineLock}): volatile, written under the machine lock, read without it by
  *       quick checks;

@@ -2,6 +2,7 @@ package org.vmcore.impl.check;
 
 import java.util.ArrayList;
 import java.util.List;
+import org.eclipse.collections.impl.map.mutable.primitive.IntObjectHashMap;
 import org.eclipse.collections.impl.map.mutable.primitive.LongIntHashMap;
 import org.eclipse.collections.impl.set.mutable.primitive.LongHashSet;
 import org.vmcore.api.Cpu;
@@ -9,6 +10,9 @@ import org.vmcore.api.PageSize;
 import org.vmcore.api.TlbEntry;
 import org.vmcore.api.VmaKind;
 import org.vmcore.impl.base.MachineLock;
+import org.vmcore.impl.base.Nodes;
+import org.vmcore.impl.cpu.SimCpu;
+import org.vmcore.impl.cpu.StaleRules;
 import org.vmcore.impl.hugetlb.HugePagePool;
 import org.vmcore.impl.hugetlb.HugetlbFileImpl;
 import org.vmcore.impl.hugetlb.HugetlbFsImpl;
@@ -27,13 +31,18 @@ import org.vmcore.x86.mem.PhysicalMemory;
 import org.vmcore.x86.pgtable.Level;
 import org.vmcore.x86.pgtable.MigrationEntry;
 import org.vmcore.x86.pgtable.Pte;
+import org.vmcore.x86.pgtable.WalkResult;
+import org.vmcore.x86.pgtable.Walker;
+import org.vmcore.x86.tlb.Tlb;
 
 /**
  * Recounts the machine from its page tables and compares with what the engine keeps: mapcounts
  * (a shared PMD table counts once), refcounts (mappings plus page cache), PMD-table share
  * counts, the targets of leaves, VMA coverage and permissions, free lists, per-mm counters, pool
- * reservations, and the TLBs (no translation to a frame its address space no longer maps there,
- * outside an open invalidation). Each violation names the rule and the objects involved.
+ * reservations, the TLBs (no translation to a frame its address space no longer maps there, nor
+ * a writable one where the tables refuse a store) and the paging-structure caches (no cached
+ * PML4E, PDPTE or PDE the tables no longer hold), each outside an open invalidation and a flush
+ * the address space is owed. Each violation names the rule and the objects involved.
  *
  * <p>Migration entries are first-class: each must point at a live page of its size, sit where
  * that page's rmap finds it, and count in its mm's RSS; it holds no mapcount and no reference
@@ -45,6 +54,8 @@ import org.vmcore.x86.pgtable.Pte;
  * in proportion to what is mapped.
  */
 public final class InvariantChecker {
+    private static final String[] PSC_NAMES = {"PML4E", "PDPTE", "PDE"}; // by Tlb.PML4E, PDPTE, PDE
+
     private final MachineLock lock;
     private final PhysicalMemory memory;
     private final FrameDescriptors d;
@@ -145,6 +156,7 @@ public final class InvariantChecker {
         checkFreeLists(out);
         checkUnreferenced(migrating, out);
         checkTlbs(out);
+        checkPagingStructureCaches(out);
         return out;
     }
 
@@ -367,11 +379,67 @@ public final class InvariantChecker {
                     continue;
                 }
                 long now = mm.pageAt(e.address());
-                if (!(now == e.pfn() || mm.notifiers().isInvalidating(e.address()))) {
-            out.add("TLB" + ": " + "cpu" + i + " translates " + mm + " 0x" + Long.toHexString(e.address()) + " to pfn 0x" + Long.toHexString(e.pfn()) + " but the tables map " + (now < 0 ? "nothing" : "pfn 0x" + Long.toHexString(now)));
-        }
+                if (mm.notifiers().isInvalidating(e.address())) {
+                    continue;
+                }
+                if (now != e.pfn()) {
+                    out.add("TLB: cpu" + i + " translates " + mm + " 0x" + Long.toHexString(e.address()) + " to pfn 0x"
+                            + Long.toHexString(e.pfn()) + " but the tables map " + (now < 0 ? "nothing" : "pfn 0x" + Long.toHexString(now)));
+                } else if (e.writable() && (mm.permissionsAt(e.address()) & Pte.RW) == 0 && !mm.tlbFlushPending()) {
+                    out.add("TLB: cpu" + i + " caches a writable translation of " + mm + " 0x" + Long.toHexString(e.address())
+                            + " to pfn 0x" + Long.toHexString(e.pfn()) + " but the tables refuse a store");
+                }
             }
         }
+    }
+
+    /**
+     * Every cached PML4E, PDPTE and PDE of a live address space points to the table the tables'
+     * entry points to now, with no permission the tables no longer give, outside an open
+     * invalidation of the range it covers and outside a flush the address space is owed.
+     */
+    private void checkPagingStructureCaches(List<String> out) {
+        IntObjectHashMap<SimAddressSpace> byPcid = new IntObjectHashMap<>();
+        for (SimAddressSpace mm : spaces) {
+            if (!mm.isClosed()) {
+                byPcid.put(mm.pcid(), mm);
+            }
+        }
+        Walker walker = Nodes.newWalker(memory);
+        WalkResult walk = new WalkResult();
+        for (Cpu cpu : cpus) {
+            if (!(cpu instanceof SimCpu sim)) {
+                continue;
+            }
+            for (int psc = Tlb.PML4E; psc <= Tlb.PDE; psc++) {
+                String name = PSC_NAMES[psc];
+                for (Tlb.Entry e : sim.pagingStructureEntries(psc, -1)) {
+                    SimAddressSpace mm = byPcid.get(e.pcid());
+                    String where = "cpu" + cpu.id() + " caches a " + name + " for 0x" + Long.toHexString(e.va());
+                    if (mm == null) {
+                        out.add("paging-structure cache: " + where + " under PCID " + e.pcid() + ", which no live address space has");
+                        continue;
+                    }
+                    long end = e.va() + (1L << StaleRules.pscShift(psc));
+                    if (mm.notifiers().isInvalidating(e.va(), end) || mm.tlbFlushPending()) {
+                        continue;
+                    }
+                    RawPageTable t = mm.pageTable();
+                    walker.translate(t.cr3(), t.mode(), e.va(), walk);
+                    long held = StaleRules.pscHeld(walk, psc);
+                    if (StaleRules.pscStale(e.value(), held)) {
+                        out.add("paging-structure cache: " + where + " of " + mm + " to table 0x" + Long.toHexString(e.pfn())
+                                + " (" + bits(e.value()) + ") but the tables hold "
+                                + (held == 0 ? "no such entry" : "table 0x" + Long.toHexString(Pte.pfn(held)) + " (" + bits(held) + ")"));
+                    }
+                }
+            }
+        }
+    }
+
+    /** The RW, USER and NX bits of a paging-structure value, as text. */
+    private static String bits(long v) {
+        return ((v & Pte.RW) != 0 ? "rw" : "ro") + ((v & Pte.USER) != 0 ? " user" : " supervisor") + ((v & Pte.NX) != 0 ? " nx" : "");
     }
 
 }

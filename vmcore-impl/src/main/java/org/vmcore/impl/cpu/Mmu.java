@@ -7,6 +7,7 @@ import org.vmcore.api.FaultResult;
 import org.vmcore.api.PageSize;
 import org.vmcore.api.PagingMode;
 import org.vmcore.api.SegmentationFaultException;
+import org.vmcore.api.StaleAccess;
 import org.vmcore.api.Vma;
 import org.vmcore.impl.base.Initiator;
 import org.vmcore.impl.mm.SimAddressSpace;
@@ -188,7 +189,7 @@ final class Mmu {
                     hitEvent(va, l1, shift, pa);
                 }
                 if (detect) {
-                    checkStale(mm, va, head >>> 12, access == Access.WRITE);
+                    checkStale(mm, va, head >>> 12, access);
                 }
                 return pa;
             }
@@ -197,6 +198,9 @@ final class Mmu {
             tlb.invalidatePage(pcid, va);
         }
         long pa = fill.walk(pcid, cr3, mode, va, access);
+        if (detect && pa >= 0 && fill.lastPsc() >= 0) {
+            checkStaleWalk(mm, va, access);
+        }
         if (instrumented) {
             fill.report(va, mode, log, meter);
         }
@@ -234,11 +238,38 @@ final class Mmu {
         };
     }
 
-    private void checkStale(SimAddressSpace mm, long va, long cachedPfn, boolean write) {
+    /**
+     * The detector's check of a TLB hit: the tables must still map the cached frame at va and allow
+     * the access ({@link StaleRules#refuses}); otherwise a stale use, unless an invalidation of va is
+     * open or the address space is owed a flush.
+     */
+    private void checkStale(SimAddressSpace mm, long va, long cachedPfn, Access access) {
         long now = checker.translate(cr3, mode, va, checkOut) ? checkOut.pagePfn() : -1;
-        if (now != cachedPfn && !mm.notifiers().isInvalidating(va)) {
-            detector.record("cpu" + cpu.id(), mm, va, write, cachedPfn, now);
+        StaleAccess.Kind kind = now != cachedPfn ? StaleAccess.Kind.FRAME
+                : StaleRules.refuses(checkOut.effectiveBits(), access) ? StaleAccess.Kind.PERMISSION : null;
+        if (kind != null && outsideInvalidation(mm, va)) {
+            detector.record("cpu" + cpu.id(), mm, va, access == Access.WRITE, cachedPfn, now, kind);
         }
+    }
+
+    /**
+     * The detector's check of a walk that started from a paging-structure-cache entry: the tables
+     * must still hold that entry ({@link StaleRules#pscStale}); otherwise the translation the walk
+     * found, whichever frame it leads to, is a stale use on this first access. A walk that faulted
+     * used nothing and is not counted.
+     */
+    private void checkStaleWalk(SimAddressSpace mm, long va, Access access) {
+        long now = checker.translate(cr3, mode, va, checkOut) ? checkOut.pagePfn() : -1;
+        int psc = fill.lastPsc();
+        if (StaleRules.pscStale(fill.lastPscValue(), StaleRules.pscHeld(checkOut, psc)) && outsideInvalidation(mm, va)) {
+            detector.record("cpu" + cpu.id(), mm, va, access == Access.WRITE, fill.lastPagePfn(), now,
+                    StaleAccess.Kind.PAGING_STRUCTURE);
+        }
+    }
+
+    /** Outside an open invalidation of va and outside a flush the address space is still owed. */
+    private static boolean outsideInvalidation(SimAddressSpace mm, long va) {
+        return !mm.notifiers().isInvalidating(va) && !mm.tlbFlushPending();
     }
 
     // ---- physical access behind a translation ----

@@ -5,6 +5,7 @@ import java.util.List;
 import org.vmcore.api.AddressSpace;
 import org.vmcore.api.StaleAccess;
 import org.vmcore.impl.mm.SimAddressSpace;
+import org.vmcore.x86.pgtable.Pte;
 
 /**
  * The record of stale-translation uses the detector has seen, in order: the first
@@ -13,16 +14,19 @@ import org.vmcore.impl.mm.SimAddressSpace;
 public final class StaleDetector {
     /**
      * Checks a translation a device model used ({@code Machine.checkTranslation}) against the
-     * tables: true if {@code pfn} is what va maps now; otherwise false, recorded as a stale use
-     * when {@code detecting} and no invalidation of va is open. The caller holds the machine lock.
+     * tables: true if {@code pfn} is what va maps now and, for a store, the tables allow writing;
+     * otherwise false, recorded as a stale use ({@link StaleAccess.Kind#FRAME} or
+     * {@link StaleAccess.Kind#PERMISSION}) when {@code detecting}, no invalidation of va is open
+     * and no flush is owed. The caller holds the machine lock.
      */
     public boolean check(String who, SimAddressSpace mm, long va, long pfn, boolean write, boolean detecting) {
         long now = mm.isClosed() ? -1 : mm.pageAt(va);
-        if (now == pfn) {
+        boolean refused = now == pfn && write && (mm.permissionsAt(va) & Pte.RW) == 0;
+        if (now == pfn && !refused) {
             return true;
         }
-        if (detecting && !mm.notifiers().isInvalidating(va)) {
-            record(who, mm, va, write, pfn, now);
+        if (detecting && !mm.notifiers().isInvalidating(va) && !mm.tlbFlushPending()) {
+            record(who, mm, va, write, pfn, now, refused ? StaleAccess.Kind.PERMISSION : StaleAccess.Kind.FRAME);
         }
         return false;
     }
@@ -32,10 +36,11 @@ public final class StaleDetector {
     private final List<StaleAccess> seen = new ArrayList<>();
     private long count;
 
-    public synchronized void record(String who, AddressSpace mm, long va, boolean write, long cachedPfn, long currentPfn) {
+    public synchronized void record(String who, AddressSpace mm, long va, boolean write, long cachedPfn, long currentPfn,
+                                    StaleAccess.Kind kind) {
         count++;
         if (seen.size() < KEPT) {
-            seen.add(new StaleAccess(who, mm, va, write, cachedPfn, currentPfn));
+            seen.add(new StaleAccess(who, mm, va, write, cachedPfn, currentPfn, kind));
         }
     }
 

@@ -28,6 +28,8 @@ final class TlbFill {
     private long faults;
     private long pscHits;
     private int lastStart; // the level ordinal the last walk started from
+    private int lastPsc = -1; // the paging-structure cache the last walk started from, or -1
+    private long lastPscValue; // and the entry it started from
 
     TlbFill(Tlb tlb, Walker walker) {
         this.tlb = tlb;
@@ -56,11 +58,13 @@ final class TlbFill {
             startOrd = start.ordinal();
             bits = pv;
             pscHits++;
+            lastPscValue = pv;
         } else {
             ok = walker.walk(cr3, mode, va, access, out);
             startOrd = Level.root(mode).ordinal();
             bits = Pte.RW | Pte.USER;
         }
+        lastPsc = psc;
         lastStart = startOrd;
         if (!ok) {
             faultCode = out.faultCode();
@@ -130,6 +134,21 @@ final class TlbFill {
             case PML4 -> mode == PagingMode.FIVE_LEVEL ? PageTableLevel.P4D : PageTableLevel.PGD;
             case PML5 -> PageTableLevel.PGD;
         };
+    }
+
+    /** The paging-structure cache ({@link Tlb#PML4E}, PDPTE, PDE) the last walk started from, or -1 for the root. */
+    int lastPsc() {
+        return lastPsc;
+    }
+
+    /** The cached entry the last walk started from, when {@link #lastPsc} is not -1. */
+    long lastPscValue() {
+        return lastPscValue;
+    }
+
+    /** The head frame the last walk translated to, or -1 when it faulted. */
+    long lastPagePfn() {
+        return out.ok() ? out.pagePfn() : -1;
     }
 
     /** The fault code of the last walk that failed. */

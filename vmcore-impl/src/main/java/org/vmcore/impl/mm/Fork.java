@@ -36,6 +36,22 @@ final class Fork {
     /** dup_mmap into {@code child}, a new address space; throws (with the child closed) if the fork fails. */
     void dupMmap(SimAddressSpace child) {
         assert Thread.holdsLock(ctx.lock());
+        // From the first write-protect to flush_tlb_mm(oldmm), the parent's CPUs may still store through
+        // cached writable entries (Linux leaves the same window: fork has not returned, so such a store
+        // counts as made before it); tlb_flush_pending tells the stale detector the flush is owed.
+        mm.incTlbFlushPending();
+        try {
+            copyAll(child);
+        } finally {
+            mm.decTlbFlushPending();
+        }
+        if (ctx.callbackFailures().any()) { // the fork completed, but the caller gets the exception, not the child
+            throw closeChild(child, ctx.callbackFailures().take());
+        }
+    }
+
+    /** Copies every VMA and the entries of those that need it, then flushes the parent's TLB. */
+    private void copyAll(SimAddressSpace child) {
         try {
             for (VmArea v : mm.vmaTree().all()) {
                 VmArea copy = v.forkCopy(child);
@@ -52,9 +68,6 @@ final class Fork {
             throw closeChild(child, e);
         }
         ctx.shootdown().flushTlbMm(mm); // dup_mmap's flush_tlb_mm(oldmm)
-        if (ctx.callbackFailures().any()) { // the fork completed, but the caller gets the exception, not the child
-            throw closeChild(child, ctx.callbackFailures().take());
-        }
     }
 
     /** Closes a child that fork will not return; what the close throws joins {@code e}. */

@@ -236,6 +236,18 @@ public final class SimAddressSpace extends MmStruct {
         }
     }
 
+    /**
+     * The effective RW, USER and NX bits of the entries that map va now (RW and USER where every
+     * level allows them, NX where any level sets it), or 0 when nothing maps it: what the tables
+     * would let an access through. Reads without setting A or D.
+     */
+    public long permissionsAt(long va) {
+        synchronized (lock()) {
+            ensureOpen();
+            return walkUser(va) ? walkResult.effectiveBits() : 0;
+        }
+    }
+
     /** Walks the tables for a canonical va as the hardware would, into {@link #walkResult}; the caller holds the lock. */
     private boolean walkUser(long va) {
         if (!pageTable.mode().isCanonical(va)) {

@@ -195,6 +195,17 @@ public final class NotifierChain {
         return false;
     }
 
+    /** Whether an invalidation overlapping {@code [start, end)} is in progress. */
+    public boolean isInvalidating(long start, long end) {
+        long[] cur = open;
+        for (int i = 0; i < cur.length; i += 2) {
+            if (Long.compareUnsigned(start, cur[i + 1]) < 0 && Long.compareUnsigned(cur[i], end) < 0) {
+                return true;
+            }
+        }
+        return false;
+    }
+
     /** Whether any invalidation is in progress (none may be left open after an operation). */
     public boolean anyOpen() {
         return open.length != 0;

@@ -34,6 +34,8 @@ public abstract class MmStruct implements AddressSpace {
     private long anonPages;
     private long shmemPages;
     private long hugetlbBytes;
+    // mm->tlb_flush_pending: written under the machine lock, read by the stale detector on CPU threads.
+    private volatile int tlbFlushPending;
 
     protected MmStruct(MachineLock lock, int id, int homeNode, int pcid, int cpus, PhysicalMemory memory, PagingMode mode,
                        MappingRegistry registry, CallbackFailures failures) {
@@ -118,6 +120,31 @@ public abstract class MmStruct implements AddressSpace {
 
     public final boolean cpumaskHas(int cpu) {
         return (cpumask.get(cpu >>> 6) & (1L << (cpu & 63))) != 0;
+    }
+
+    // ---- tlb_flush_pending ----
+
+    /**
+     * inc_tlb_flush_pending: an operation is about to take permissions from entries and owes this
+     * address space a TLB flush once it has changed them all; until the matching
+     * {@link #decTlbFlushPending} a cached translation may still allow more than the tables, and
+     * the stale-translation detector does not count its use. The caller holds the machine lock.
+     */
+    public final void incTlbFlushPending() {
+        assert Thread.holdsLock(lock);
+        tlbFlushPending = tlbFlushPending + 1;
+    }
+
+    /** dec_tlb_flush_pending: the flush {@link #incTlbFlushPending} announced is done. The caller holds the machine lock. */
+    public final void decTlbFlushPending() {
+        assert Thread.holdsLock(lock);
+        assert tlbFlushPending > 0;
+        tlbFlushPending = tlbFlushPending - 1;
+    }
+
+    /** mm_tlb_flush_pending: whether an operation still owes this address space a TLB flush. Any thread. */
+    public final boolean tlbFlushPending() {
+        return tlbFlushPending > 0;
     }
 
     // ---- counters (under the machine lock) ----

@@ -12,6 +12,8 @@ import org.vmcore.api.HugetlbFile;
 import org.vmcore.api.InvariantViolationException;
 import org.vmcore.api.Machine;
 import org.vmcore.api.MapFlags;
+import org.vmcore.api.NotifierEvent;
+import org.vmcore.api.NotifierRange;
 import org.vmcore.api.PageSize;
 import org.vmcore.api.Protection;
 import org.vmcore.impl.Fixtures.SharedWindow;
@@ -97,6 +99,51 @@ class InvariantCheckerTest {
     @Test
     void aClearedEntryStillInATlbIsNamed() {
         corruptAndExpect(w -> w.a().pageTable().getAndClearSlot(w.a().pageTable().slot(VA, Level.PTE)), "TLB");
+    }
+
+    @Test
+    void aWritableTlbEntryTheTablesWriteProtectedIsNamed() {
+        corruptAndExpect(w -> replace(w, 0, w.a().pageTable().entry(VA, Level.PTE) & ~Pte.RW), "TLB", "refuse a store");
+    }
+
+    @Test
+    void aCachedPdeTheTablesNoLongerHoldIsNamed() {
+        corruptAndExpect(w -> w.a().pageTable().getAndClearSlot(w.a().pageTable().slot(VA, Level.PMD)), "paging-structure cache",
+                "PDE for 0x1000000000");
+    }
+
+    @Test
+    void aCachedPdeWithAPermissionTheTablesTookIsNamed() {
+        corruptAndExpect(w -> {
+            long slot = w.a().pageTable().slot(VA, Level.PMD);
+            long e = w.a().pageTable().readSlot(slot);
+            w.a().pageTable().compareAndSetSlot(slot, e, e & ~Pte.USER);
+        }, "paging-structure cache", "but the tables hold table");
+    }
+
+    @Test
+    void aCachedPdeOfAnInvalidationInProgressIsNotNamed() {
+        try (Machine machine = Machine.builder().node(GIB).cpus(1).build()) {
+            SimAddressSpace a = (SimAddressSpace) machine.createAddressSpace();
+            a.mmap(VA, 4096, Protection.READ_WRITE, MapFlags.MAP_PRIVATE | MapFlags.MAP_ANONYMOUS | MapFlags.MAP_FIXED
+                    | MapFlags.MAP_POPULATE);
+            machine.cpu(0).switchTo(a);
+            machine.cpu(0).load(VA, 8);
+            NotifierRange range = new NotifierRange(a, VA + 0x1000, VA + 0x2000, NotifierEvent.PROTECTION_VMA);
+            synchronized (((SimMachine) machine).lock()) {
+                long slot = a.pageTable().slot(VA, Level.PMD);
+                long e = a.pageTable().readSlot(slot);
+                a.pageTable().compareAndSetSlot(slot, e, e & ~Pte.USER);
+                a.notifiers().rangeStartCompleting(range);
+            }
+            assertThat(machine.checkInvariants()).as("an invalidation open inside the PDE's 2 MiB covers it")
+                    .anySatisfy(v -> assertThat(v).startsWith("open invalidation"))
+                    .noneSatisfy(v -> assertThat(v).startsWith("paging-structure cache"));
+            synchronized (((SimMachine) machine).lock()) {
+                a.notifiers().rangeEnd(range);
+            }
+            assertThat(machine.checkInvariants()).anySatisfy(v -> assertThat(v).startsWith("paging-structure cache"));
+        }
     }
 
     /** Replaces the entry of VA + 4 KiB * page with {@code entry}. */
