@@ -84,4 +84,19 @@ class ExamplesTest {
         assertThat(capture(() -> UnshareNotifier.main(new String[0])))
                 .contains("stale uses by the shadow table: 3 without the fix, 0 with it");
     }
+
+    @Test
+    void unshareFlushShowsAStaleTlbStoreInAnotherFilesPage() throws Exception {
+        long[] stale = new long[2];
+        String report = capture(() -> {
+            stale[0] = UnshareFlush.run(true);
+            stale[1] = UnshareFlush.run(false);
+        });
+        assertThat(stale).containsExactly(3, 0);
+        assertThat(report).contains("cpu0 still caches 3 of P1's three pages", "cpu0 still caches 0 of P1's three pages")
+                .contains("512 huge pages free").contains("values P3 never wrote: 3", "values P3 never wrote: 0")
+                .contains("P3 reads 0xbadcafe in its page").contains("SIGBUS (BEYOND_EOF)");
+        assertThat(capture(() -> UnshareFlush.main(new String[0])))
+                .contains("stale uses by P1's CPU: 3 without the fix, 0 with it");
+    }
 }

@@ -22,7 +22,20 @@ public enum Regression {
      * address space; hugetlb_change_protection also flushes the CPU TLBs over that range only.
      * A secondary MMU that forgets translations in invalidateRangeStart (a KVM shadow table)
      * keeps the rest of the window. The CPU flush of an unshared window in the unmap path
-     * (a4a118f2eead, 2021) is a later, separate fix and stays.
+     * (a4a118f2eead, 2021) is a later, separate fix and stays unless {@link #PRE_A4A118F2} is
+     * enabled too.
      */
-    PRE_DFF11ABE
+    PRE_DFF11ABE,
+
+    /**
+     * Before "hugetlbfs: flush TLBs correctly after huge_pmd_unshare" (a4a118f2eead, 2021,
+     * CVE-2021-4002): __unmap_hugepage_range (truncation of a hugetlbfs file, munmap) unshares a
+     * shared PMD table but gathers for its TLB flush only the entries it cleared itself, not the
+     * whole PUD window huge_pmd_unshare removed from the address space; when it cleared nothing
+     * it flushes nothing. The CPUs (and device TLBs) of the unsharing address space keep their
+     * translations of the window's huge pages, and once the file is truncated further those pages
+     * are freed and reused while stores through the stale entries still land in them. The notifier
+     * range stays widened (dff11abe280b) unless {@link #PRE_DFF11ABE} is enabled too.
+     */
+    PRE_A4A118F2
 }

@@ -44,6 +44,8 @@ final class Zap {
     private final MigrationEntryRefs migrationRefs;
     /** Whether the notifier range of unmap_hugepage_range covers the PUD windows unsharing may remove (dff11abe280b). */
     private final boolean widenForSharing;
+    /** Whether an unshared PUD window is flushed in whole, not just the entries zapped (a4a118f2eead). */
+    private final boolean flushUnsharedWindow;
 
     Zap(SimAddressSpace mm, MmContext ctx) {
         this.mm = mm;
@@ -51,11 +53,13 @@ final class Zap {
         this.pages = mm.pages;
         this.migrationRefs = ctx.migrationRefs();
         this.widenForSharing = !ctx.config().regressions().contains(Regression.PRE_DFF11ABE);
+        this.flushUnsharedWindow = !ctx.config().regressions().contains(Regression.PRE_A4A118F2);
     }
 
     /**
      * Clears every entry of {@code vma} in {@code [from, to)} and drops the page references;
-     * {@code gather} learns what the TLBs must forget (an unshared window in whole). A migration
+     * {@code gather} learns what the TLBs must forget (an unshared window in whole; with
+     * {@link Regression#PRE_A4A118F2} only the entries cleared here). A migration
      * entry is cleared like zap_nonpresent_ptes does: its RSS counter drops, and since the entry
      * holds no reference the page is freed only if nothing else holds it
      * ({@link MigrationEntryRefs}).
@@ -69,7 +73,8 @@ final class Zap {
                 // A shared window is unshared, not cleared: the other sharers keep its entries.
                 for (long window = from & PmdSharing.PUD_MASK; window < to; window += PmdSharing.PUD_SIZE) {
                     long w = Math.max(window, from);
-                    if (PmdSharing.hugePmdUnshare(vma, w)) {
+                    boolean unshared = PmdSharing.hugePmdUnshare(vma, w);
+                    if (unshared && flushUnsharedWindow) { // tlb_flush_pmd_range over the window, a4a118f2eead
                         gather.add(window, window + PmdSharing.PUD_SIZE, size.shift());
                     }
                 }
@@ -115,7 +120,7 @@ final class Zap {
      * VMA stays; the caller settles a private owner's reservations. With
      * {@link Regression#PRE_DFF11ABE} the notifiers hear of [from, to) only; the TLB flush still
      * covers an unshared window in whole (tlb_flush_pmd_range, a4a118f2eead), secondary TLBs
-     * included.
+     * included, unless {@link Regression#PRE_A4A118F2} narrows it to the entries cleared.
      */
     void unmapHugepageRange(VmArea v, long from, long to) {
         assert Thread.holdsLock(mm.lock());
