@@ -24,5 +24,16 @@ public enum Regression {
      * keeps the rest of the window. The CPU flush of an unshared window in the unmap path
      * (a4a118f2eead, 2021) is a later, separate fix and stays.
      */
-    PRE_DFF11ABE
+    PRE_DFF11ABE,
+
+    /**
+     * Before "mm: hugetlb: independent PMD page table shared count" (59d9094df3d7, 2024):
+     * huge_pmd_share counts the sharers of a PMD table in the table page's refcount, and
+     * huge_pmd_unshare takes a table as shared when its refcount is above one. A transient
+     * reference on the table page, as a PFN walker takes one ({@link PhysicalMemoryView#tryGetPage}:
+     * page_idle, DAMON, split_huge_pages, memory offlining), makes the last user's table look
+     * shared: unmapping the window only unhooks it, so the table page and the huge pages its
+     * entries map are never freed.
+     */
+    PRE_59D9094D
 }
