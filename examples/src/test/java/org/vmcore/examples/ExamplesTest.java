@@ -99,4 +99,18 @@ class ExamplesTest {
         assertThat(capture(() -> UnshareFlush.main(new String[0])))
                 .contains("stale uses by P1's CPU: 3 without the fix, 0 with it");
     }
+
+    @Test
+    void shareCountShowsTheLastUsersTableLeakingWithoutTheFix() throws Exception {
+        long[] leaked = new long[2];
+        String report = capture(() -> {
+            leaked[0] = ShareCount.run(true);
+            leaked[1] = ShareCount.run(false);
+        });
+        assertThat(leaked).containsExactly(4, 0);
+        assertThat(report).contains("share count: PMD table pfn").contains("leaked page table: ")
+                .contains("huge page 0 has mapcount 1").contains("huge page 0 has mapcount 0").contains("invariant checker: clean");
+        assertThat(capture(() -> ShareCount.main(new String[0])))
+                .contains("huge pages never freed: 4 without the fix, 0 with it");
+    }
 }

@@ -21,6 +21,20 @@ public interface PhysicalMemoryView {
     Page page(long pfn);
 
     /**
+     * A speculative reference on the page that holds frame {@code pfn}, as the kernel's PFN
+     * walkers take one (page_idle, DAMON, split_huge_pages, memory offlining:
+     * {@code folio_try_get} on {@code pfn_folio(pfn)}): the refcount is raised unless it is zero,
+     * whatever the page is, a page table included, and held until the reference is closed. The
+     * last reference closed frees the page, except a page-table page, which the kernel reports as
+     * a bad page and leaks.
+     *
+     * @param pfn any page frame number
+     * @return the reference, or null when the frame is free (its refcount is zero)
+     * @throws InvalidArgumentException if pfn is outside memory
+     */
+    PageReference tryGetPage(long pfn);
+
+    /**
      * Reads {@code width} (1, 2, 4 or 8) bytes of simulated physical memory at {@code pa}, as a
      * device doing DMA would.
      *

@@ -37,5 +37,16 @@ public enum Regression {
      * are freed and reused while stores through the stale entries still land in them. The notifier
      * range stays widened (dff11abe280b) unless {@link #PRE_DFF11ABE} is enabled too.
      */
-    PRE_A4A118F2
+    PRE_A4A118F2,
+
+    /**
+     * Before "mm: hugetlb: independent PMD page table shared count" (59d9094df3d7, 2024):
+     * huge_pmd_share counts the sharers of a PMD table in the table page's refcount, and
+     * huge_pmd_unshare takes a table as shared when its refcount is above one. A transient
+     * reference on the table page, as a PFN walker takes one ({@link PhysicalMemoryView#tryGetPage}:
+     * page_idle, DAMON, split_huge_pages, memory offlining), makes the last user's table look
+     * shared: unmapping the window only unhooks it, so the table page and the huge pages its
+     * entries map are never freed.
+     */
+    PRE_59D9094D
 }

@@ -15,12 +15,14 @@ import org.vmcore.api.MachineConfig;
 import org.vmcore.api.MachineStats;
 import org.vmcore.api.MigrationService;
 import org.vmcore.api.Page;
+import org.vmcore.api.PageReference;
 import org.vmcore.api.RmapWalker;
 import org.vmcore.api.StaleAccess;
 import org.vmcore.api.VmstatSnapshot;
 import org.vmcore.impl.base.MachineLock;
 import org.vmcore.impl.base.MigratingThread;
 import org.vmcore.impl.base.Nodes;
+import org.vmcore.impl.base.PmdShareCount;
 import org.vmcore.impl.check.InvariantChecker;
 import org.vmcore.impl.cpu.SimCpu;
 import org.vmcore.impl.cpu.StaleDetector;
@@ -70,6 +72,8 @@ public final class SimMachine implements Machine {
     private final RmapWalkerImpl rmap;
     private final MigrationServiceImpl migration;
     private final PhysicalAccess physical;
+    private final SpeculativeRefs speculativeRefs;
+    private final PmdShareCount pmdShareCount;
     private final ProcStats procStats;
 
     SimMachine(MachineConfig config) {
@@ -100,6 +104,8 @@ public final class SimMachine implements Machine {
             spaces.setContext(new MmContext(lock, config, memory, registry, pools, hugetlbfs, shootdown, callbackFailures,
                     ops, migrating, migrationRefs, spaces));
             this.physical = new PhysicalAccess(lock, memory, registry);
+            this.speculativeRefs = new SpeculativeRefs(lock, memory, SharedSecrets.memMap(memory), pools);
+            this.pmdShareCount = PmdShareCount.of(config, SharedSecrets.memMap(memory));
             this.procStats = new ProcStats(memory, nodeCount, pools, spaces, cpus, detector, migration);
         } catch (RuntimeException e) {
             memory.close();
@@ -241,7 +247,7 @@ public final class SimMachine implements Machine {
 
     private InvariantChecker checker() {
         return new InvariantChecker(lock, memory, registry, pools, hugetlbfs, rmapWalk, spaces.live(), cpuList,
-                callbackFailures.inCallback());
+                callbackFailures.inCallback(), pmdShareCount, speculativeRefs::held);
     }
 
     @Override
@@ -305,6 +311,14 @@ public final class SimMachine implements Machine {
         synchronized (lock) {
             ensureOpen();
             return physical.page(pfn);
+        }
+    }
+
+    @Override
+    public PageReference tryGetPage(long pfn) {
+        synchronized (lock) {
+            ensureOpen();
+            return speculativeRefs.tryGet(pfn);
         }
     }
 

@@ -2,12 +2,14 @@ package org.vmcore.impl.check;
 
 import java.util.ArrayList;
 import java.util.List;
+import java.util.function.LongToIntFunction;
 import org.eclipse.collections.impl.map.mutable.primitive.LongIntHashMap;
 import org.eclipse.collections.impl.set.mutable.primitive.LongHashSet;
 import org.vmcore.api.Cpu;
 import org.vmcore.api.PageSize;
 import org.vmcore.api.VmaKind;
 import org.vmcore.impl.base.MachineLock;
+import org.vmcore.impl.base.PmdShareCount;
 import org.vmcore.impl.hugetlb.HugePagePool;
 import org.vmcore.impl.hugetlb.HugetlbFileImpl;
 import org.vmcore.impl.hugetlb.HugetlbFsImpl;
@@ -29,8 +31,10 @@ import org.vmcore.x86.pgtable.Pte;
 
 /**
  * Recounts the machine from its page tables and compares with what the engine keeps: mapcounts
- * (a shared PMD table counts once), refcounts (mappings plus page cache), PMD-table share
- * counts, the targets of leaves, VMA coverage and permissions, free lists, per-mm counters, pool
+ * (a shared PMD table counts once), refcounts (mappings, page cache and the speculative
+ * references PFN walkers hold), PMD-table share counts as the engine keeps them (the refcount
+ * with {@code Regression.PRE_59D9094D}) against the PUD entries, page-table frames no address
+ * space reaches (leaked tables), the targets of leaves, VMA coverage and permissions, free lists, per-mm counters, pool
  * reservations, the TLBs (no translation to a frame its address space no longer maps there, nor
  * a writable one where the tables refuse a store) and the paging-structure caches (no cached
  * PML4E, PDPTE or PDE the tables no longer hold), each outside an open invalidation and a flush
@@ -57,13 +61,16 @@ public final class InvariantChecker {
     private final List<SimAddressSpace> spaces;
     private final List<? extends Cpu> cpus;
     private final boolean insideCallback;
+    private final PmdShareCount shareCount;
+    private final LongToIntFunction speculativeRefs;
 
     /**
      * A checker of the given state; the caller holds the machine lock while it runs. Called from
      * inside a user callback ({@code insideCallback}), notifier ranges may legitimately be open.
      */
     public InvariantChecker(MachineLock lock, PhysicalMemory memory, MappingRegistry registry, HugetlbPools pools, HugetlbFsImpl hugetlbfs,
-                            RmapWalk rmap, List<SimAddressSpace> spaces, List<? extends Cpu> cpus, boolean insideCallback) {
+                            RmapWalk rmap, List<SimAddressSpace> spaces, List<? extends Cpu> cpus, boolean insideCallback,
+                            PmdShareCount shareCount, LongToIntFunction speculativeRefs) {
         this.lock = lock;
         this.memory = memory;
         this.d = memory.descriptors();
@@ -74,6 +81,8 @@ public final class InvariantChecker {
         this.spaces = spaces;
         this.cpus = cpus;
         this.insideCallback = insideCallback;
+        this.shareCount = shareCount;
+        this.speculativeRefs = speculativeRefs;
     }
 
     /** Every violation found, empty when the machine is consistent. */
@@ -110,10 +119,14 @@ public final class InvariantChecker {
         }
         }
         pudRefs.forEachKeyValue((table, refs) -> {
-            if (!(d.ptShareCount(table) == refs - 1)) {
-            out.add("share count" + ": " + "PMD table pfn 0x" + Long.toHexString(table) + " has share count " + d.ptShareCount(table) + " but " + refs + " PUD entries point at it");
+            if (!(shareCount.sharers(table) == refs - 1)) {
+            out.add("share count" + ": " + "PMD table pfn 0x" + Long.toHexString(table) + " has share count " + shareCount.sharers(table) + " but " + refs + " PUD entries point at it");
         }
         });
+        if (memory.pageTableFrames() != counted.size()) {
+            out.add("leaked page table: " + memory.pageTableFrames() + " frames are page tables but the address spaces reach "
+                    + counted.size());
+        }
         LongHashSet cached = new LongHashSet();
         List<FileMapping> mappings = registry.fileMappings();
         for (FileMapping m : mappings) {
@@ -130,7 +143,7 @@ public final class InvariantChecker {
         }
             // a migration in progress holds its isolation reference on the locked page
             boolean isolated = entries > 0 && (d.flags(pfn) & FrameFlags.LOCKED) != 0;
-            int expected = count + (cached.contains(pfn) ? 1 : 0) + (isolated ? 1 : 0);
+            int expected = count + (cached.contains(pfn) ? 1 : 0) + (isolated ? 1 : 0) + speculativeRefs.applyAsInt(pfn);
             if (!(d.refcount(pfn) == expected)) {
             out.add("refcount" + ": " + "pfn 0x" + Long.toHexString(pfn) + " has refcount " + d.refcount(pfn) + " but " + count + " mappings" + (cached.contains(pfn) ? " and the page cache" : "")
                     + (entries > 0 ? " (" + entries + " migration entries hold none" + (isolated ? "; the migration's isolation holds one" : "") + ")" : ""));
@@ -138,7 +151,7 @@ public final class InvariantChecker {
         });
         cached.forEach(pfn -> {
             if (!leaves.containsKey(pfn)) {
-                if (!(d.mapcount(pfn) == 0 && d.refcount(pfn) == 1)) {
+                if (!(d.mapcount(pfn) == 0 && d.refcount(pfn) == 1 + speculativeRefs.applyAsInt(pfn))) {
             out.add("page cache" + ": " + "unmapped cached pfn 0x" + Long.toHexString(pfn) + " has mapcount " + d.mapcount(pfn) + " and refcount " + d.refcount(pfn));
         }
             }

@@ -2,11 +2,10 @@ package org.vmcore.impl.hugetlb;
 
 import org.vmcore.api.PageSize;
 import org.vmcore.api.VmaKind;
+import org.vmcore.impl.base.PmdShareCount;
 import org.vmcore.impl.stat.UnshareEvent;
 import org.vmcore.impl.vma.VmArea;
-import org.vmcore.x86.internal.MemMap;
 import org.vmcore.x86.internal.RawPageTable;
-import org.vmcore.x86.internal.SharedSecrets;
 import org.vmcore.x86.pgtable.Level;
 import org.vmcore.x86.pgtable.Pte;
 
@@ -15,7 +14,8 @@ import org.vmcore.x86.pgtable.Pte;
  * page_table_shareable), sharing on fault (huge_pmd_share), unsharing (huge_pmd_unshare) and
  * the widening of flush and notifier ranges (adjust_range_if_pmd_sharing_possible). The share
  * count is the table page's {@code pt_share_count}: the number of PUD entries pointing at it
- * beyond the first, separate from its refcount.
+ * beyond the first, separate from its refcount; with {@code Regression.PRE_59D9094D} it is the
+ * refcount beyond the owner's reference, as before 59d9094df3d7 ({@link PmdShareCount}).
  */
 public final class PmdSharing {
     /** PUD_SIZE: the window one PMD table maps. */
@@ -90,12 +90,12 @@ public final class PmdSharing {
                 continue; // huge_pte_offset found no table in svma's mm: try the next VMA
             }
             long tablePfn = Pte.pfn(pud);
-            MemMap d = SharedSecrets.memMap(table.memory());
-            d.addPtShareCount(tablePfn, 1);
+            PmdShareCount shares = vma.owner().pmdShareCount();
+            shares.get(tablePfn);
             try {
                 table.populate(addr & PUD_MASK, Level.PUD, tablePfn);
             } catch (RuntimeException e) {
-                d.addPtShareCount(tablePfn, -1); // no PUD table for us: undo the share reference
+                shares.put(tablePfn); // no PUD table for us: undo the share reference
                 throw e;
             }
             return tablePfn;
@@ -120,14 +120,14 @@ public final class PmdSharing {
             return false;
         }
         long tablePfn = Pte.pfn(pud);
-        MemMap d = SharedSecrets.memMap(table.memory());
-        if (d.ptShareCount(tablePfn) == 0) {
+        PmdShareCount shares = vma.owner().pmdShareCount();
+        if (shares.sharers(tablePfn) == 0) {
             return false;
         }
         UnshareEvent event = new UnshareEvent();
         event.begin();
         table.clearTable(addr & PUD_MASK, Level.PUD);
-        int left = d.addPtShareCount(tablePfn, -1);
+        int left = shares.put(tablePfn);
         if (event.shouldCommit()) {
             event.addressSpace = vma.owner().id();
             event.window = addr & PUD_MASK;
@@ -143,7 +143,7 @@ public final class PmdSharing {
         RawPageTable table = vma.owner().pageTable();
         long pud = table.entry(addr & PUD_MASK, Level.PUD);
         return Pte.isPresent(pud) && !Pte.isLeaf(pud, Level.PUD)
-                && table.memory().descriptors().ptShareCount(Pte.pfn(pud)) > 0;
+                && vma.owner().pmdShareCount().sharers(Pte.pfn(pud)) > 0;
     }
 
     /**

@@ -19,6 +19,7 @@ import org.vmcore.api.Protection;
 import org.vmcore.api.Vma;
 import org.vmcore.api.VmException;
 import org.vmcore.impl.base.Nodes;
+import org.vmcore.impl.base.PmdShareCount;
 import org.vmcore.impl.hugetlb.HugetlbFileImpl;
 import org.vmcore.impl.hugetlb.HugetlbVmdelete;
 import org.vmcore.impl.tlb.TlbShootdown;
@@ -26,6 +27,7 @@ import org.vmcore.impl.vma.MmStruct;
 import org.vmcore.impl.vma.VmArea;
 import org.vmcore.impl.vma.VmaTree;
 import org.vmcore.x86.internal.RawPageTable;
+import org.vmcore.x86.internal.SharedSecrets;
 import org.vmcore.x86.pgtable.Level;
 import org.vmcore.x86.pgtable.WalkResult;
 import org.vmcore.x86.pgtable.Walker;
@@ -67,7 +69,7 @@ public final class SimAddressSpace extends MmStruct {
 
     public SimAddressSpace(MmContext ctx, int id, int homeNode, int pcid) {
         super(ctx.lock(), id, homeNode, pcid, ctx.config().cpus(), ctx.memory(), ctx.config().pagingMode(), ctx.registry(),
-                ctx.callbackFailures());
+                ctx.callbackFailures(), PmdShareCount.of(ctx.config(), SharedSecrets.memMap(ctx.memory())));
         this.ctx = ctx;
         this.shootdown = ctx.shootdown();
         this.vmas = vmaTree();

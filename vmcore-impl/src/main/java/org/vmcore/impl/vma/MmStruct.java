@@ -6,6 +6,7 @@ import java.util.concurrent.atomic.AtomicLongArray;
 import org.vmcore.api.AddressSpace;
 import org.vmcore.api.PagingMode;
 import org.vmcore.impl.base.MachineLock;
+import org.vmcore.impl.base.PmdShareCount;
 import org.vmcore.impl.notifier.CallbackFailures;
 import org.vmcore.impl.notifier.NotifierChain;
 import org.vmcore.x86.internal.RawPageTable;
@@ -30,6 +31,7 @@ public abstract class MmStruct implements AddressSpace {
     private final AtomicLongArray cpumask;
     private final NotifierChain notifiers;
     private final RawPageTable pageTable;
+    private final PmdShareCount pmdShareCount;
     private final VmaTree vmaTree;
     private long anonPages;
     private long shmemPages;
@@ -38,7 +40,7 @@ public abstract class MmStruct implements AddressSpace {
     private volatile int tlbFlushPending;
 
     protected MmStruct(MachineLock lock, int id, int homeNode, int pcid, int cpus, PhysicalMemory memory, PagingMode mode,
-                       MappingRegistry registry, CallbackFailures failures) {
+                       MappingRegistry registry, CallbackFailures failures, PmdShareCount pmdShareCount) {
         this.lock = lock;
         this.id = id;
         this.homeNode = homeNode;
@@ -47,6 +49,7 @@ public abstract class MmStruct implements AddressSpace {
         this.cpumask = new AtomicLongArray((cpus + 63) / 64);
         this.notifiers = new NotifierChain(lock, this, failures);
         this.pageTable = new RawPageTable(memory, mode, homeNode);
+        this.pmdShareCount = pmdShareCount;
         this.vmaTree = new VmaTree(lock, registry);
     }
 
@@ -75,6 +78,12 @@ public abstract class MmStruct implements AddressSpace {
         return lock == machineLock;
     }
 
+    /** Where the sharers of PMD tables are counted on this machine. */
+    public final PmdShareCount pmdShareCount() {
+        return pmdShareCount;
+    }
+
+    /** This address space's page table. */
     public final RawPageTable pageTable() {
         return pageTable;
     }

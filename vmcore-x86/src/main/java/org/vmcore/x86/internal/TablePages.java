@@ -141,9 +141,16 @@ final class TablePages {
         count++;
     }
 
+    /**
+     * pagetable_free: the table stops being one; its frame goes back (contents stay, like a real
+     * freed frame, until the next zeroing allocation) unless another reference holds it, a PFN
+     * walker's speculative one, whose last put_page frees it.
+     */
     private void free(long pfn) {
         frames.account(pfn, false);
-        frames.memory().free(pfn); // contents stay, like a real freed frame, until the next zeroing allocation
+        if (descriptors.addRefcount(pfn, -1) == 0) {
+            frames.memory().free(pfn);
+        }
         count--;
     }
 
