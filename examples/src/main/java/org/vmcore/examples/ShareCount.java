@@ -34,34 +34,12 @@ public final class ShareCount {
     }
 
     public static void main(String[] args) {
-        boolean without = true;
-        boolean with = true;
-        for (String arg : args) {
-            switch (arg) {
-                case "--regression=pre-59d9094d" -> with = false;
-                case "--regression=none" -> without = false;
-                default -> {
-                    System.err.println("ShareCount: unknown option " + arg + " (known: --regression=pre-59d9094d, --regression=none)");
-                    System.exit(2);
-                }
-            }
-        }
-        long leakedWithout = without ? run(true) : -1;
-        long leakedWith = with ? run(false) : -1;
-        if (without && with) {
-            System.out.println();
-            System.out.printf("huge pages never freed: %d without the fix, %d with it%n", leakedWithout, leakedWith);
-        }
+        RegressionStory.tell("ShareCount", "pre-59d9094d", args, ShareCount::run, "huge pages never freed: %d without the fix, %d with it");
     }
 
     /** Runs the story once; returns the huge pages that did not come back to the pool. */
     static long run(boolean regression) {
-        Machine.Builder b = Machine.builder().node(4 * GIB).hugePages(0, PageSize.SIZE_2M, POOL);
-        if (regression) {
-            b.enable(Regression.PRE_59D9094D);
-        }
-        System.out.println();
-        System.out.println("=== " + (regression ? "WITHOUT the fix (Regression.PRE_59D9094D)" : "WITH the fix (today's kernel)"));
+        Machine.Builder b = RegressionStory.telling(Machine.builder().node(4 * GIB).hugePages(0, PageSize.SIZE_2M, POOL), Regression.PRE_59D9094D, regression);
         try (Machine machine = b.build()) {
             HugetlbFile file = machine.hugetlbfs().create("shm", GIB, PageSize.SIZE_2M);
             AddressSpace p1 = machine.createAddressSpace();

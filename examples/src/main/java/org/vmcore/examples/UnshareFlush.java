@@ -35,36 +35,14 @@ public final class UnshareFlush {
     }
 
     public static void main(String[] args) {
-        boolean without = true;
-        boolean with = true;
-        for (String arg : args) {
-            switch (arg) {
-                case "--regression=pre-a4a118f2" -> with = false;
-                case "--regression=none" -> without = false;
-                default -> {
-                    System.err.println("UnshareFlush: unknown option " + arg + " (known: --regression=pre-a4a118f2, --regression=none)");
-                    System.exit(2);
-                }
-            }
-        }
-        long staleWithout = without ? run(true) : -1;
-        long staleWith = with ? run(false) : -1;
-        if (without && with) {
-            System.out.println();
-            System.out.printf("stale uses by P1's CPU: %d without the fix, %d with it%n", staleWithout, staleWith);
-        }
+        RegressionStory.tell("UnshareFlush", "pre-a4a118f2", args, UnshareFlush::run, "stale uses by P1's CPU: %d without the fix, %d with it");
     }
 
     /** Runs the story once; returns the stale uses the detector recorded. */
     static long run(boolean regression) {
         // 512 huge pages: exactly one 1 GiB file, so the second file can only get the freed ones
-        Machine.Builder b = Machine.builder().node(4 * GIB).cpus(2).hugePages(0, PageSize.SIZE_2M, 512)
-                .detectStaleTranslations(true);
-        if (regression) {
-            b.enable(Regression.PRE_A4A118F2);
-        }
-        System.out.println();
-        System.out.println("=== " + (regression ? "WITHOUT the fix (Regression.PRE_A4A118F2)" : "WITH the fix (today's kernel)"));
+        Machine.Builder b = RegressionStory.telling(Machine.builder().node(4 * GIB).cpus(2).hugePages(0, PageSize.SIZE_2M, 512)
+                .detectStaleTranslations(true), Regression.PRE_A4A118F2, regression);
         try (Machine machine = b.build()) {
             HugetlbFile file = machine.hugetlbfs().create("shm", GIB, PageSize.SIZE_2M);
             AddressSpace p1 = machine.createAddressSpace();

@@ -30,35 +30,13 @@ public final class UnshareNotifier {
     }
 
     public static void main(String[] args) {
-        boolean without = true;
-        boolean with = true;
-        for (String arg : args) {
-            switch (arg) {
-                case "--regression=pre-dff11abe" -> with = false;
-                case "--regression=none" -> without = false;
-                default -> {
-                    System.err.println("UnshareNotifier: unknown option " + arg + " (known: --regression=pre-dff11abe, --regression=none)");
-                    System.exit(2);
-                }
-            }
-        }
-        long staleWithout = without ? run(true) : -1;
-        long staleWith = with ? run(false) : -1;
-        if (without && with) {
-            System.out.println();
-            System.out.printf("stale uses by the shadow table: %d without the fix, %d with it%n", staleWithout, staleWith);
-        }
+        RegressionStory.tell("UnshareNotifier", "pre-dff11abe", args, UnshareNotifier::run, "stale uses by the shadow table: %d without the fix, %d with it");
     }
 
     /** Runs the story once; returns the stale uses the detector recorded. */
     static long run(boolean regression) {
-        Machine.Builder b = Machine.builder().node(4 * GIB).cpus(2).hugePages(0, PageSize.SIZE_2M, 600)
-                .detectStaleTranslations(true);
-        if (regression) {
-            b.enable(Regression.PRE_DFF11ABE);
-        }
-        System.out.println();
-        System.out.println("=== " + (regression ? "WITHOUT the fix (Regression.PRE_DFF11ABE)" : "WITH the fix (today's kernel)"));
+        Machine.Builder b = RegressionStory.telling(Machine.builder().node(4 * GIB).cpus(2).hugePages(0, PageSize.SIZE_2M, 600)
+                .detectStaleTranslations(true), Regression.PRE_DFF11ABE, regression);
         try (Machine machine = b.build()) {
             HugetlbFile file = machine.hugetlbfs().create("shm", GIB, PageSize.SIZE_2M);
             AddressSpace p1 = machine.createAddressSpace();
