@@ -87,7 +87,7 @@ final class TlbRules {
                         continue;
                     }
                     long end = e.va() + (1L << StaleRules.pscShift(psc));
-                    if (mm.notifiers().isInvalidating(e.va(), end) || mm.tlbFlushPending()) {
+                    if (mm.notifiers().isInvalidating(e.va(), end)) { // a flush owed (fork) changes no upper entry
                         continue;
                     }
                     RawPageTable t = mm.pageTable();

@@ -247,7 +247,7 @@ final class Mmu {
         long now = checker.translate(cr3, mode, va, checkOut) ? checkOut.pagePfn() : -1;
         StaleAccess.Kind kind = now != cachedPfn ? StaleAccess.Kind.FRAME
                 : StaleRules.refuses(checkOut.effectiveBits(), access) ? StaleAccess.Kind.PERMISSION : null;
-        if (kind != null && outsideInvalidation(mm, va)) {
+        if (kind != null && !excused(mm, va, kind)) {
             detector.record("cpu" + cpu.id(), mm, va, access == Access.WRITE, cachedPfn, now, kind);
         }
     }
@@ -261,15 +261,21 @@ final class Mmu {
     private void checkStaleWalk(SimAddressSpace mm, long va, Access access) {
         long now = checker.translate(cr3, mode, va, checkOut) ? checkOut.pagePfn() : -1;
         int psc = fill.lastPsc();
-        if (StaleRules.pscStale(fill.lastPscValue(), StaleRules.pscHeld(checkOut, psc)) && outsideInvalidation(mm, va)) {
+        if (StaleRules.pscStale(fill.lastPscValue(), StaleRules.pscHeld(checkOut, psc))
+                && !excused(mm, va, StaleAccess.Kind.PAGING_STRUCTURE)) {
             detector.record("cpu" + cpu.id(), mm, va, access == Access.WRITE, fill.lastPagePfn(), now,
                     StaleAccess.Kind.PAGING_STRUCTURE);
         }
     }
 
-    /** Outside an open invalidation of va and outside a flush the address space is still owed. */
-    private static boolean outsideInvalidation(SimAddressSpace mm, long va) {
-        return !mm.notifiers().isInvalidating(va) && !mm.tlbFlushPending();
+    /**
+     * Whether a stale use of va is excused: an invalidation of va is open, or it is a permission
+     * the tables took away while the address space is owed the flush for it (fork write-protects
+     * and flushes once at the end, tlb_flush_pending). A flush owed excuses nothing else: fork
+     * changes no frame and no upper entry.
+     */
+    static boolean excused(SimAddressSpace mm, long va, StaleAccess.Kind kind) {
+        return mm.notifiers().isInvalidating(va) || (kind == StaleAccess.Kind.PERMISSION && mm.tlbFlushPending());
     }
 
     // ---- physical access behind a translation ----

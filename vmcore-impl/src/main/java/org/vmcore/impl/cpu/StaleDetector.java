@@ -17,7 +17,7 @@ public final class StaleDetector {
      * tables: true if {@code pfn} is what va maps now and, for a store, the tables allow writing;
      * otherwise false, recorded as a stale use ({@link StaleAccess.Kind#FRAME} or
      * {@link StaleAccess.Kind#PERMISSION}) when {@code detecting}, no invalidation of va is open
-     * and no flush is owed. The caller holds the machine lock.
+     * and the use is not excused by a flush owed ({@code Mmu.excused}). The caller holds the machine lock.
      */
     public boolean check(String who, SimAddressSpace mm, long va, long pfn, boolean write, boolean detecting) {
         long now = mm.isClosed() ? -1 : mm.pageAt(va);
@@ -25,8 +25,9 @@ public final class StaleDetector {
         if (now == pfn && !refused) {
             return true;
         }
-        if (detecting && !mm.notifiers().isInvalidating(va) && !mm.tlbFlushPending()) {
-            record(who, mm, va, write, pfn, now, refused ? StaleAccess.Kind.PERMISSION : StaleAccess.Kind.FRAME);
+        StaleAccess.Kind kind = refused ? StaleAccess.Kind.PERMISSION : StaleAccess.Kind.FRAME;
+        if (detecting && !Mmu.excused(mm, va, kind)) {
+            record(who, mm, va, write, pfn, now, kind);
         }
         return false;
     }

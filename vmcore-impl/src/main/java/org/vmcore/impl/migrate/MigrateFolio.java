@@ -233,11 +233,18 @@ final class MigrateFolio {
             migrationRefs.releaseIfUnreferenced(pfn); // the last, when the page's mappings went while it was out
         }
         if (target >= 0) {
-            descriptors.setRefcount(target, 1);
-            if (huge) {
-                pool.free(target);
+            // folio_put of the new page: only its allocation reference is the migration's. A PFN
+            // walker that took one meanwhile (Machine.tryGetPage, from an observer) keeps the page
+            // until its own put frees it.
+            if (descriptors.refcount(target) > 1) {
+                descriptors.addRefcount(target, -1);
             } else {
-                memory.free(target);
+                descriptors.setRefcount(target, 1);
+                if (huge) {
+                    pool.free(target);
+                } else {
+                    memory.free(target);
+                }
             }
         }
         if (rc != -Errno.EAGAIN) {
