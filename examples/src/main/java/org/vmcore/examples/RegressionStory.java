@@ -1,6 +1,11 @@
 package org.vmcore.examples;
 
+import org.vmcore.api.Access;
+import org.vmcore.api.AddressSpace;
+import org.vmcore.api.HugetlbFile;
 import org.vmcore.api.Machine;
+import org.vmcore.api.MapFlags;
+import org.vmcore.api.Protection;
 import org.vmcore.api.Regression;
 
 /**
@@ -48,5 +53,19 @@ final class RegressionStory {
         System.out.println();
         System.out.println("=== " + (enabled ? "WITHOUT the fix (Regression." + regression + ")" : "WITH the fix (today's kernel)"));
         return enabled ? builder.enable(regression) : builder;
+    }
+
+    /**
+     * Two processes that map the 1 GiB {@code file} shared at the 1 GiB-aligned {@code base1} and
+     * {@code base2}: the first populates it, the second's first fault shares the first's PMD table.
+     */
+    static AddressSpace[] shareWindow(Machine machine, HugetlbFile file, long base1, long base2) {
+        AddressSpace p1 = machine.createAddressSpace();
+        AddressSpace p2 = machine.createAddressSpace();
+        int shared = MapFlags.MAP_SHARED | MapFlags.MAP_FIXED;
+        p1.mmap(file, 0, base1, 1L << 30, Protection.READ_WRITE, shared | MapFlags.MAP_POPULATE);
+        p2.mmap(file, 0, base2, 1L << 30, Protection.READ_WRITE, shared);
+        p2.fault(base2, Access.READ); // p2's PUD entry now points at p1's PMD table
+        return new AddressSpace[] {p1, p2};
     }
 }

@@ -1,6 +1,5 @@
 package org.vmcore.examples;
 
-import org.vmcore.api.Access;
 import org.vmcore.api.AddressSpace;
 import org.vmcore.api.Cpu;
 import org.vmcore.api.HugetlbFile;
@@ -45,12 +44,9 @@ public final class UnshareFlush {
                 .detectStaleTranslations(true), Regression.PRE_A4A118F2, regression);
         try (Machine machine = b.build()) {
             HugetlbFile file = machine.hugetlbfs().create("shm", GIB, PageSize.SIZE_2M);
-            AddressSpace p1 = machine.createAddressSpace();
-            AddressSpace p2 = machine.createAddressSpace();
-            int shared = MapFlags.MAP_SHARED | MapFlags.MAP_FIXED;
-            p1.mmap(file, 0, P1, GIB, Protection.READ_WRITE, shared | MapFlags.MAP_POPULATE);
-            p2.mmap(file, 0, P2, GIB, Protection.READ_WRITE, shared);
-            p2.fault(P2, Access.READ); // P2's PUD entry now points at P1's PMD table
+            AddressSpace[] sharers = RegressionStory.shareWindow(machine, file, P1, P2);
+            AddressSpace p1 = sharers[0];
+            AddressSpace p2 = sharers[1];
             Cpu cpu0 = machine.cpu(0);
             cpu0.switchTo(p1);
             long[] pfns = new long[3];
@@ -67,7 +63,7 @@ public final class UnshareFlush {
             System.out.printf("the file is truncated to 0: %d huge pages free%n", machine.hugetlbfs().pool(0, PageSize.SIZE_2M).free());
             HugetlbFile second = machine.hugetlbfs().create("other", GIB, PageSize.SIZE_2M);
             AddressSpace p3 = machine.createAddressSpace();
-            p3.mmap(second, 0, P3, GIB, Protection.READ_WRITE, shared | MapFlags.MAP_POPULATE);
+            p3.mmap(second, 0, P3, GIB, Protection.READ_WRITE, MapFlags.MAP_SHARED | MapFlags.MAP_FIXED | MapFlags.MAP_POPULATE);
             System.out.println("P3 maps a second 1 GiB file, populated: it takes every free huge page");
 
             int landed = 0;

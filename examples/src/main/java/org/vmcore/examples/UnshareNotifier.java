@@ -1,12 +1,9 @@
 package org.vmcore.examples;
 
-import org.vmcore.api.Access;
 import org.vmcore.api.AddressSpace;
 import org.vmcore.api.HugetlbFile;
 import org.vmcore.api.Machine;
-import org.vmcore.api.MapFlags;
 import org.vmcore.api.PageSize;
-import org.vmcore.api.Protection;
 import org.vmcore.api.Regression;
 
 /**
@@ -39,12 +36,9 @@ public final class UnshareNotifier {
                 .detectStaleTranslations(true), Regression.PRE_DFF11ABE, regression);
         try (Machine machine = b.build()) {
             HugetlbFile file = machine.hugetlbfs().create("shm", GIB, PageSize.SIZE_2M);
-            AddressSpace p1 = machine.createAddressSpace();
-            AddressSpace p2 = machine.createAddressSpace();
-            int shared = MapFlags.MAP_SHARED | MapFlags.MAP_FIXED;
-            p1.mmap(file, 0, P1, GIB, Protection.READ_WRITE, shared | MapFlags.MAP_POPULATE);
-            p2.mmap(file, 0, P2, GIB, Protection.READ_WRITE, shared);
-            p2.fault(P2, Access.READ); // P2's PUD entry now points at P1's PMD table
+            AddressSpace[] sharers = RegressionStory.shareWindow(machine, file, P1, P2);
+            AddressSpace p1 = sharers[0];
+            AddressSpace p2 = sharers[1];
             DeviceTlb kvm = DeviceTlb.shadowTable(machine, p1, "kvm-shadow");
             DeviceTlb iommu = new DeviceTlb(machine, p1, "iommu", true);
             for (long i = 0; i < 3; i++) {
