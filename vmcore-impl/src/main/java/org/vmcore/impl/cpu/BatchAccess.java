@@ -9,7 +9,6 @@ import org.vmcore.api.SegmentationFaultException;
 import org.vmcore.api.TraceOp;
 import org.vmcore.x86.internal.DirectMap;
 import org.vmcore.x86.internal.L1Dtlb;
-import org.vmcore.x86.pgtable.Pte;
 
 /**
  * Batches of accesses inside one handshake window: {@code loadAll}, {@code storeAll} (one
@@ -71,9 +70,8 @@ final class BatchAccess {
                 }
                 long va = vas[i];
                 if (running && (va & 0xFFF) + width <= 4096) {
-                    int slot = l1.slot(pcid, va);
-                    MemorySegment page = slot >= 0 ? l1.page(slot) : null;
-                    if (page != null && Mmu.permits(l1.value(slot), write)) {
+                    MemorySegment page = Mmu.l1Hit(l1, pcid, va, write);
+                    if (page != null) {
                         if (write) {
                             DirectMap.writePage(page, va & 0xFFF, width, values[i]);
                         } else {
@@ -117,9 +115,8 @@ final class BatchAccess {
                 int width = widths[i];
                 if (running && op != TraceOp.FETCH && (va & 0xFFF) + width <= 4096) {
                     boolean write = op == TraceOp.STORE;
-                    int slot = l1.slot(pcid, va);
-                    MemorySegment page = slot >= 0 ? l1.page(slot) : null;
-                    if (page != null && Mmu.permits(l1.value(slot), write)) {
+                    MemorySegment page = Mmu.l1Hit(l1, pcid, va, write);
+                    if (page != null) {
                         if (write) {
                             DirectMap.writePage(page, va & 0xFFF, width, values[i]);
                         } else {
@@ -258,17 +255,15 @@ final class BatchAccess {
                 boolean done = false;
                 if (running && o != TraceOp.FETCH && (va & 0xFFF) + w <= 4096) {
                     boolean write = o == TraceOp.STORE;
-                    int slot = l1.slot(pcid, va);
-                    MemorySegment page = slot >= 0 ? l1.page(slot) : null;
-                    long v = page != null ? l1.value(slot) : 0;
-                    if (page != null && Mmu.permits(v, write)) {
+                    MemorySegment page = Mmu.l1Hit(l1, pcid, va, write);
+                    if (page != null) {
                         if (write) {
                             DirectMap.writePage(page, va & 0xFFF, w, values[i]);
                         } else {
                             values[i] = DirectMap.readPage(page, va & 0xFFF, w);
                         }
                         hits++;
-                        log.hit(va, true, 12, (v & Pte.PFN_MASK) | (va & 0xFFF));
+                        log.hit(va, true, 12, Mmu.l1HitAddress(l1, pcid, va));
                         if (costed) {
                             meter.l1Hit(PageSize.SIZE_4K);
                         }

@@ -135,13 +135,27 @@ final class Mmu {
         if (detect) {
             return null;
         }
+        MemorySegment page = l1Hit(l1, pcid, va, write);
+        if (page != null) {
+            l1Hits++;
+        }
+        return page;
+    }
+
+    /**
+     * The L1 DTLB lookup every fast path shares: the host page of va's frame when the L1 holds
+     * the translation with its page and allows the access, else null. Static and small, so the
+     * batch loops can call it with the L1 and PCID they keep in locals and the JIT inlines it.
+     */
+    static MemorySegment l1Hit(L1Dtlb l1, int pcid, long va, boolean write) {
         int slot = l1.slot(pcid, va);
         MemorySegment page = slot >= 0 ? l1.page(slot) : null;
-        if (page == null || !permits(l1.value(slot), write)) {
-            return null;
-        }
-        l1Hits++;
-        return page;
+        return page != null && permits(l1.value(slot), write) ? page : null;
+    }
+
+    /** The physical address an L1 hit for va translates to (after {@link #l1Hit} found one). */
+    static long l1HitAddress(L1Dtlb l1, int pcid, long va) {
+        return (l1.value(l1.slot(pcid, va)) & Pte.PFN_MASK) | (va & 0xFFF);
     }
 
     /**
@@ -151,7 +165,7 @@ final class Mmu {
     MemorySegment l1HitPageCounted(long va, boolean write) {
         MemorySegment page = l1HitPage(va, write);
         if (page != null && instrumented) {
-            l1HitEvent(va, (l1.value(l1.slot(pcid, va)) & Pte.PFN_MASK) | (va & 0xFFF));
+            l1HitEvent(va, l1HitAddress(l1, pcid, va));
         }
         return page;
     }
