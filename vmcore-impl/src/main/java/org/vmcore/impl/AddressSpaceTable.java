@@ -37,7 +37,7 @@ final class AddressSpaceTable implements MmContext.MmLifecycle {
 
     @Override
     public SimAddressSpace newChild(int homeNode) {
-        assert Thread.holdsLock(lock);
+        assert lock.isHeldByCurrentThread();
         int pcid = 1;
         while (pcid < byPcid.length && byPcid[pcid] != null) {
             pcid++;
@@ -53,7 +53,7 @@ final class AddressSpaceTable implements MmContext.MmLifecycle {
 
     @Override
     public void exited(SimAddressSpace mm) {
-        assert Thread.holdsLock(lock);
+        assert lock.isHeldByCurrentThread();
         exitedFaults += mm.faultCount();
         spaces.remove(mm);
         byPcid[mm.pcid()] = null;
@@ -71,13 +71,13 @@ final class AddressSpaceTable implements MmContext.MmLifecycle {
 
     /** The live address spaces, in creation order (a copy). */
     List<SimAddressSpace> live() {
-        assert Thread.holdsLock(lock);
+        assert lock.isHeldByCurrentThread();
         return new ArrayList<>(spaces);
     }
 
     /** pgfault: the faults of every address space, live or exited. */
     long faults() {
-        assert Thread.holdsLock(lock);
+        assert lock.isHeldByCurrentThread();
         long faults = exitedFaults;
         for (SimAddressSpace mm : spaces) {
             faults += mm.faultCount();

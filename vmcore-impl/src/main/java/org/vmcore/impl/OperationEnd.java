@@ -54,7 +54,7 @@ final class OperationEnd implements OperationHook {
 
     @Override
     public void operationDone() {
-        assert Thread.holdsLock(lock);
+        assert lock.isHeldByCurrentThread();
         if (callbackFailures.inCallback()) {
             return; // nested in a callback: what was collected surfaces when the outermost operation ends
         }
@@ -100,7 +100,7 @@ final class OperationEnd implements OperationHook {
 
     /** As {@link #deferClose}, for the machine's own close; the caller holds the lock. */
     boolean deferMachineClose() {
-        assert Thread.holdsLock(lock);
+        assert lock.isHeldByCurrentThread();
         if (!callbackFailures.inCallback()) {
             return false;
         }

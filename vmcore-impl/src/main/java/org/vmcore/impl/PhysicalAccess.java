@@ -33,7 +33,7 @@ final class PhysicalAccess {
     }
 
     Page page(long pfn) {
-        assert Thread.holdsLock(lock);
+        assert lock.isHeldByCurrentThread();
         if (!memory.isValidPfn(pfn)) {
             throw new InvalidArgumentException("pfn", pfn, "must be below the frame count 0x" + Long.toHexString(memory.frameCount()));
         }
@@ -78,7 +78,7 @@ final class PhysicalAccess {
     }
 
     void readBytes(long pa, byte[] dst, int offset, int length) {
-        assert Thread.holdsLock(lock);
+        assert lock.isHeldByCurrentThread();
         if (dst == null) {
             throw new InvalidArgumentException("dst", null, "must not be null");
         }
@@ -94,7 +94,7 @@ final class PhysicalAccess {
     }
 
     void readBytes(long pa, ByteBuffer dst) {
-        assert Thread.holdsLock(lock);
+        assert lock.isHeldByCurrentThread();
         if (dst == null) {
             throw new InvalidArgumentException("dst", null, "must not be null");
         }
@@ -122,7 +122,7 @@ final class PhysicalAccess {
     }
 
     private void check(long pa, int width) {
-        assert Thread.holdsLock(lock);
+        assert lock.isHeldByCurrentThread();
         if (width != 1 && width != 2 && width != 4 && width != 8) {
             throw new InvalidArgumentException("width", width, "must be 1, 2, 4 or 8 bytes");
         }

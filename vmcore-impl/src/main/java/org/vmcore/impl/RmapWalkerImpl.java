@@ -22,6 +22,7 @@ import org.vmcore.x86.mem.FrameDescriptors;
  * remove_migration_ptes to {@link RemoveMigrationPtes}). It lives at the root because it joins
  * rmap and migrate, which must not depend on each other that way round.
  */
+@SuppressWarnings("try") // a lock hold is used only for its scope
 final class RmapWalkerImpl implements RmapWalker {
     private final MachineLock lock;
     private final CallbackFailures failures;
@@ -44,7 +45,7 @@ final class RmapWalkerImpl implements RmapWalker {
 
     @Override
     public UnmapResult tryToUnmap(long pfn) {
-        synchronized (lock) {
+        try (MachineLock.Held locked = lock.exclusive()) {
             lock.ensureOpen();
             return completed(() -> unmap.tryToUnmap(pfn));
         }
@@ -52,7 +53,7 @@ final class RmapWalkerImpl implements RmapWalker {
 
     @Override
     public UnmapResult tryToMigrate(long pfn) {
-        synchronized (lock) {
+        try (MachineLock.Held locked = lock.exclusive()) {
             lock.ensureOpen();
             return completed(() -> unmap.tryToMigrate(pfn));
         }
@@ -75,7 +76,7 @@ final class RmapWalkerImpl implements RmapWalker {
 
     @Override
     public int removeMigrationEntries(long oldPfn, long newPfn) {
-        synchronized (lock) {
+        try (MachineLock.Held locked = lock.exclusive()) {
             lock.ensureOpen();
             return removeMigrationPtes.removeMigrationEntries(oldPfn, newPfn);
         }
@@ -83,7 +84,7 @@ final class RmapWalkerImpl implements RmapWalker {
 
     @Override
     public int walk(long pfn, Visitor visitor) {
-        synchronized (lock) {
+        try (MachineLock.Held locked = lock.exclusive()) {
             lock.ensureOpen();
             if (visitor == null) {
                 throw new InvalidArgumentException("visitor", null, "must not be null");
@@ -104,7 +105,7 @@ final class RmapWalkerImpl implements RmapWalker {
 
     @Override
     public List<Mapping> mappings(long pfn) {
-        synchronized (lock) {
+        try (MachineLock.Held locked = lock.exclusive()) {
             lock.ensureOpen();
             List<Mapping> out = new ArrayList<>();
             long index = descriptors.index(pfn);

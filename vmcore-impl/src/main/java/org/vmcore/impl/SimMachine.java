@@ -52,6 +52,7 @@ import org.vmcore.x86.mem.PhysicalMemory;
  * which stands in for the kernel's mmap locks, i_mmap_rwsem, anon_vma locks and page-table
  * locks at once. It makes every operation atomic with respect to the others.
  */
+@SuppressWarnings("try") // a lock hold is used only for its scope
 public final class SimMachine implements Machine {
     private final MachineConfig config;
     private final int nodeCount;
@@ -126,7 +127,7 @@ public final class SimMachine implements Machine {
 
     @Override
     public AddressSpace createAddressSpace(int homeNode) {
-        synchronized (lock) {
+        try (MachineLock.Held locked = lock.exclusive()) {
             ensureOpen();
             Nodes.check(nodeCount, homeNode);
             return spaces.newChild(homeNode);
@@ -135,7 +136,7 @@ public final class SimMachine implements Machine {
 
     /** The live address space tagged with {@code pcid}, or null. */
     public AddressSpace addressSpaceOfPcid(int pcid) {
-        synchronized (lock) {
+        try (MachineLock.Held locked = lock.exclusive()) {
             return spaces.ofPcid(pcid);
         }
     }
@@ -161,7 +162,7 @@ public final class SimMachine implements Machine {
 
     @Override
     public void flushTlbAll() {
-        synchronized (lock) {
+        try (MachineLock.Held locked = lock.exclusive()) {
             ensureOpen();
             shootdown.flushTlbAll();
         }
@@ -192,7 +193,7 @@ public final class SimMachine implements Machine {
 
     @Override
     public VmstatSnapshot vmstatSnapshot() {
-        synchronized (lock) {
+        try (MachineLock.Held locked = lock.exclusive()) {
             ensureOpen();
             return procStats.vmstatSnapshot();
         }
@@ -200,7 +201,7 @@ public final class SimMachine implements Machine {
 
     @Override
     public void resetVmstat() {
-        synchronized (lock) {
+        try (MachineLock.Held locked = lock.exclusive()) {
             ensureOpen();
             procStats.resetVmstat();
         }
@@ -229,7 +230,7 @@ public final class SimMachine implements Machine {
 
     @Override
     public List<String> checkInvariants() {
-        synchronized (lock) {
+        try (MachineLock.Held locked = lock.exclusive()) {
             ensureOpen();
             return checker().check();
         }
@@ -252,7 +253,7 @@ public final class SimMachine implements Machine {
 
     @Override
     public String pageTableDot(List<AddressSpace> addressSpaces, long start, long end, boolean withTlbs) {
-        synchronized (lock) {
+        try (MachineLock.Held locked = lock.exclusive()) {
             ensureOpen();
             return new PageTableGraph(lock, memory, cpuList).drawRequested(addressSpaces, start, end, withTlbs);
         }
@@ -261,7 +262,7 @@ public final class SimMachine implements Machine {
     @Override
     public MachineStats stats() {
         Map<String, Long> meminfo;
-        synchronized (lock) {
+        try (MachineLock.Held locked = lock.exclusive()) {
             ensureOpen();
             meminfo = procStats.meminfo();
         }
@@ -280,7 +281,7 @@ public final class SimMachine implements Machine {
         if (!(addressSpace instanceof SimAddressSpace mm) || !mm.belongsTo(lock)) {
             throw new InvalidArgumentException("addressSpace", addressSpace, "must belong to this machine");
         }
-        synchronized (lock) {
+        try (MachineLock.Held locked = lock.exclusive()) {
             ensureOpen();
             return detector.check(who, mm, va, pfn, write, config.detectStaleTranslations());
         }
@@ -288,7 +289,7 @@ public final class SimMachine implements Machine {
 
     @Override
     public List<AddressSpace> addressSpaces() {
-        synchronized (lock) {
+        try (MachineLock.Held locked = lock.exclusive()) {
             ensureOpen();
             return new ArrayList<>(spaces.live());
         }
@@ -308,7 +309,7 @@ public final class SimMachine implements Machine {
 
     @Override
     public Page page(long pfn) {
-        synchronized (lock) {
+        try (MachineLock.Held locked = lock.exclusive()) {
             ensureOpen();
             return physical.page(pfn);
         }
@@ -316,7 +317,7 @@ public final class SimMachine implements Machine {
 
     @Override
     public PageReference tryGetPage(long pfn) {
-        synchronized (lock) {
+        try (MachineLock.Held locked = lock.exclusive()) {
             ensureOpen();
             return speculativeRefs.tryGet(pfn);
         }
@@ -324,7 +325,7 @@ public final class SimMachine implements Machine {
 
     @Override
     public long readPhysical(long pa, int width) {
-        synchronized (lock) { // close frees the arena under the lock: never touch it after
+        try (MachineLock.Held locked = lock.exclusive()) { // close frees the arena under the lock: never touch it after
             ensureOpen();
             return physical.read(pa, width);
         }
@@ -332,7 +333,7 @@ public final class SimMachine implements Machine {
 
     @Override
     public void readPhysical(long pa, byte[] dst, int offset, int length) {
-        synchronized (lock) {
+        try (MachineLock.Held locked = lock.exclusive()) {
             ensureOpen();
             physical.readBytes(pa, dst, offset, length);
         }
@@ -340,7 +341,7 @@ public final class SimMachine implements Machine {
 
     @Override
     public void readPhysical(long pa, ByteBuffer dst) {
-        synchronized (lock) {
+        try (MachineLock.Held locked = lock.exclusive()) {
             ensureOpen();
             physical.readBytes(pa, dst);
         }
@@ -348,7 +349,7 @@ public final class SimMachine implements Machine {
 
     @Override
     public void writePhysical(long pa, int width, long value) {
-        synchronized (lock) {
+        try (MachineLock.Held locked = lock.exclusive()) {
             ensureOpen();
             physical.write(pa, width, value);
         }
@@ -356,7 +357,7 @@ public final class SimMachine implements Machine {
 
     @Override
     public long freeFrames() {
-        synchronized (lock) {
+        try (MachineLock.Held locked = lock.exclusive()) {
             ensureOpen();
             return memory.freeFrames();
         }
@@ -369,7 +370,7 @@ public final class SimMachine implements Machine {
 
     @Override
     public void close() {
-        synchronized (lock) {
+        try (MachineLock.Held locked = lock.exclusive()) {
             if (lock.isClosed() || ops.deferMachineClose()) {
                 return; // from inside a callback: closed when the operation that called back ends
             }
@@ -404,7 +405,7 @@ public final class SimMachine implements Machine {
      */
     @Override
     public String toString() {
-        synchronized (lock) {
+        try (MachineLock.Held locked = lock.exclusive()) {
             return MachineSummary.of(config, lock.isClosed(), lock.isClosed() ? 0 : spaces.live().size());
         }
     }

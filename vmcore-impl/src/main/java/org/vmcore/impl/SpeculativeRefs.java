@@ -17,6 +17,7 @@ import org.vmcore.x86.mem.PhysicalMemory;
  * on a page-table page: the table's refcount rises, its share count does not (unless
  * {@code Regression.PRE_59D9094D} keeps the one in the other). Runs under the machine lock.
  */
+@SuppressWarnings("try") // a lock hold is used only for its scope
 final class SpeculativeRefs {
     private final MachineLock lock;
     private final PhysicalMemory memory;
@@ -33,7 +34,7 @@ final class SpeculativeRefs {
 
     /** get_page_unless_zero on the page holding {@code pfn}; null when it is free. */
     PageReference tryGet(long pfn) {
-        assert Thread.holdsLock(lock);
+        assert lock.isHeldByCurrentThread();
         if (!memory.isValidPfn(pfn)) {
             throw new InvalidArgumentException("pfn", pfn, "must be below the frame count 0x" + Long.toHexString(memory.frameCount()));
         }
@@ -48,7 +49,7 @@ final class SpeculativeRefs {
 
     /** References PFN walkers hold on the page headed by {@code pfn}. */
     int held(long pfn) {
-        assert Thread.holdsLock(lock);
+        assert lock.isHeldByCurrentThread();
         return held.get(pfn);
     }
 
@@ -57,7 +58,7 @@ final class SpeculativeRefs {
      * page-table page is left as it is, as the kernel's bad-page check leaks a freed table.
      */
     private void put(long head) {
-        synchronized (lock) {
+        try (MachineLock.Held locked = lock.exclusive()) {
             if (held.addToValue(head, -1) == 0) {
                 held.remove(head);
             }
@@ -94,7 +95,7 @@ final class SpeculativeRefs {
 
         @Override
         public void close() {
-            synchronized (lock) {
+            try (MachineLock.Held locked = lock.exclusive()) {
                 if (closed || lock.isClosed()) {
                     return;
                 }

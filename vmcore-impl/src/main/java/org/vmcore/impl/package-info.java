@@ -61,7 +61,7 @@
  *       a migration; it may touch every structure of the generic mm: VMA trees, the mapping
  *       registry, page caches, frame descriptors, reservations, counters, the callback-failure
  *       record. Every helper documented as "the caller holds the machine lock" asserts it
- *       ({@code assert Thread.holdsLock(lock)}; tests run with assertions on).
+ *       ({@code assert lock.isHeldByCurrentThread()}; tests run with assertions on).
  *   <li><b>A CPU's thread</b> (the one driving a {@code Cpu}, one at a time) touches without the
  *       machine lock only: its own TLB and counters, page-table entries through the walker (A/D
  *       bits by compare-and-set), frame contents, the stale detector. It takes the machine lock

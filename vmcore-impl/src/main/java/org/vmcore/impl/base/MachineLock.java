@@ -1,18 +1,70 @@
 package org.vmcore.impl.base;
 
+import java.util.concurrent.locks.ReentrantReadWriteLock;
 import org.vmcore.api.ClosedException;
 
 /**
- * The one lock every mm operation holds in this version (it stands in for the kernel's mmap
- * locks, i_mmap_rwsem, anon_vma locks and page-table locks at once), and whether the machine
- * behind it is still open. Lower layers receive it instead of the machine: they may lock it and
- * ask whether the machine is closed, nothing more.
+ * The machine-wide lock above the kernel's locks, and whether the machine behind it is still
+ * open. Operations confined to address spaces and files (faults, mmap, munmap, mprotect, fork,
+ * exit, truncate) hold it <em>shared</em> and serialise with each other through the kernel's
+ * locks ({@link org.vmcore.impl.lock}); operations that walk the reverse map across every
+ * address space (migration, rmap walks, memory offline), inspections that need a quiescent
+ * machine (the invariant checker, the page-table picture) and close hold it <em>exclusive</em>.
+ * Linux has no such lock: its rmap walks and migration take the folio lock and the rmap locks
+ * only. vmcore 0.2 still stops the world for them (docs/CONCURRENCY.md).
  *
- * <p>The lock is this object's monitor: {@code synchronized (lock) { ... }}.
+ * <p>Held through {@link #shared()} and {@link #exclusive()}, in try-with-resources; a thread
+ * that holds it shared cannot take it exclusive (a read-write lock cannot be upgraded): such a
+ * call, which only a user callback can make, is refused.
  */
 public final class MachineLock {
-    // Written under the lock; read without it by the quick checks of public methods.
+    private final ReentrantReadWriteLock rw = new ReentrantReadWriteLock();
+    private final Held sharedHold = () -> rw.readLock().unlock();
+    private final Held exclusiveHold = () -> rw.writeLock().unlock();
+    // Written under the exclusive lock; read without it by the quick checks of public methods.
     private volatile boolean closed;
+
+    /** A hold of the lock; closing it releases that hold. No allocation: one object per mode. */
+    @FunctionalInterface
+    public interface Held extends AutoCloseable {
+        @Override
+        void close();
+    }
+
+    /** Takes the lock shared (reentrant; also inside an exclusive hold of the same thread). */
+    public Held shared() {
+        rw.readLock().lock();
+        return sharedHold;
+    }
+
+    /**
+     * Takes the lock exclusive (reentrant). Refused with IllegalStateException when the thread
+     * holds it shared only: that happens when a user callback of a per-mm operation calls a
+     * machine-wide one, which would wait for itself.
+     */
+    public Held exclusive() {
+        if (!rw.isWriteLockedByCurrentThread() && rw.getReadHoldCount() > 0) {
+            throw new IllegalStateException("a machine-wide operation (migration, rmap walk, invariant check, close) was"
+                    + " called from inside a callback of an address-space operation; it would wait for that operation");
+        }
+        rw.writeLock().lock();
+        return exclusiveHold;
+    }
+
+    /** Whether the current thread holds the lock, shared or exclusive. */
+    public boolean isHeldByCurrentThread() {
+        return rw.isWriteLockedByCurrentThread() || rw.getReadHoldCount() > 0;
+    }
+
+    /** Whether the current thread holds the lock exclusive. */
+    public boolean isExclusiveByCurrentThread() {
+        return rw.isWriteLockedByCurrentThread();
+    }
+
+    /** Whether the current thread holds the lock shared and not exclusive. */
+    public boolean isSharedOnlyByCurrentThread() {
+        return !rw.isWriteLockedByCurrentThread() && rw.getReadHoldCount() > 0;
+    }
 
     /** Throws ClosedException once the machine is closed. */
     public void ensureOpen() {
@@ -25,9 +77,9 @@ public final class MachineLock {
         return closed;
     }
 
-    /** Marks the machine closed; the caller holds the lock. */
+    /** Marks the machine closed; the caller holds the lock exclusive. */
     public void markClosed() {
-        assert Thread.holdsLock(this);
+        assert rw.isWriteLockedByCurrentThread();
         closed = true;
     }
 }

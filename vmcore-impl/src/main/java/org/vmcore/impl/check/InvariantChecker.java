@@ -87,7 +87,7 @@ public final class InvariantChecker {
 
     /** Every violation found, empty when the machine is consistent. */
     public List<String> check() {
-        assert Thread.holdsLock(lock);
+        assert lock.isHeldByCurrentThread();
         List<String> out = new ArrayList<>();
         LongIntHashMap leaves = new LongIntHashMap(); // head pfn -> entries mapping it, shared tables once
         LongIntHashMap migrating = new LongIntHashMap(); // head pfn -> migration entries to it, shared tables once

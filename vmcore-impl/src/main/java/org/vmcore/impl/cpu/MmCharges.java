@@ -13,6 +13,7 @@ import org.vmcore.impl.notifier.CallbackFailures;
  * that access's fault on this thread (the access completes, then it is thrown), else to the
  * collector of the operation, rethrown when the operation ends, as a notifier's exception is.
  */
+@SuppressWarnings("try") // a lock hold is used only for its scope
 final class MmCharges {
     private final MachineLock lock;
     private final CallbackFailures callbackFailures;
@@ -59,10 +60,10 @@ final class MmCharges {
     private void failed(Throwable t) {
         if (mmu.faultingOn(Thread.currentThread())) {
             meter.faultPricingFailed(t);
-        } else if (Thread.holdsLock(lock)) {
+        } else if (lock.isHeldByCurrentThread()) {
             callbackFailures.add(t);
         } else {
-            synchronized (lock) {
+            try (MachineLock.Held locked = lock.exclusive()) {
                 callbackFailures.add(t);
             }
         }

@@ -39,6 +39,7 @@ import org.vmcore.x86.tlb.Tlb;
  * <p>It may touch the machine lock, physical memory (contents and a walker), the stale-access
  * detector and its current address space's public operations; the machine hands it these.
  */
+@SuppressWarnings("try") // a lock hold is used only for its scope
 public final class SimCpu implements Cpu, FlushTarget {
     private final MachineLock lock;
     private final int id;
@@ -88,7 +89,7 @@ public final class SimCpu implements Cpu, FlushTarget {
             }
             mm = s;
         }
-        synchronized (lock) {
+        try (MachineLock.Held locked = lock.exclusive()) {
             lock.ensureOpen();
             if (mm != null) {
                 mm.ensureOpen();

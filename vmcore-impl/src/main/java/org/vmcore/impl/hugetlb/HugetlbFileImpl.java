@@ -13,6 +13,7 @@ import org.vmcore.x86.internal.MemMap;
  * A hugetlbfs inode: its size, page size, page cache (through its {@link FileMapping}) and the
  * indexes that shared mappings have reserved but not yet faulted in (the inode's resv_map).
  */
+@SuppressWarnings("try") // a lock hold is used only for its scope
 public final class HugetlbFileImpl implements HugetlbFile {
     private final HugetlbFsImpl fs;
     private final String name;
@@ -48,7 +49,7 @@ public final class HugetlbFileImpl implements HugetlbFile {
 
     @Override
     public long size() {
-        synchronized (fs.machineLock()) {
+        try (MachineLock.Held locked = fs.machineLock().exclusive()) {
             fs.ensureOpen();
             return size;
         }
@@ -61,7 +62,7 @@ public final class HugetlbFileImpl implements HugetlbFile {
 
     /** Number of huge pages the file holds at its size. */
     public long pageCount() {
-        synchronized (fs.machineLock()) {
+        try (MachineLock.Held locked = fs.machineLock().exclusive()) {
             return size >>> pageSize.shift();
         }
     }
@@ -72,14 +73,14 @@ public final class HugetlbFileImpl implements HugetlbFile {
         if (index < 0 || index >= pageCount()) {
             throw new InvalidArgumentException("index", index, "must be inside the file (0.." + (pageCount() - 1) + ")");
         }
-        synchronized (fs.machineLock()) {
+        try (MachineLock.Held locked = fs.machineLock().exclusive()) {
             return mapping.find(index);
         }
     }
 
     @Override
     public boolean isUnlinked() {
-        synchronized (fs.machineLock()) {
+        try (MachineLock.Held locked = fs.machineLock().exclusive()) {
             fs.ensureOpen();
             return unlinked;
         }
@@ -100,7 +101,7 @@ public final class HugetlbFileImpl implements HugetlbFile {
 
     @Override
     public long cachedPages() {
-        synchronized (fs.machineLock()) {
+        try (MachineLock.Held locked = fs.machineLock().exclusive()) {
             fs.ensureOpen();
             return mapping.pageCache().size();
         }
@@ -113,7 +114,7 @@ public final class HugetlbFileImpl implements HugetlbFile {
 
     /** Sets the size after a truncation; the caller holds the machine lock. */
     void setSize(long newSize) {
-        assert Thread.holdsLock(fs.machineLock());
+        assert fs.machineLock().isHeldByCurrentThread();
         size = newSize;
     }
 

@@ -21,6 +21,7 @@ import org.vmcore.x86.internal.MemMap;
  * registry (a new file's address_space) and, for truncation, the VMAs through the
  * {@link HugetlbVmdelete} the machine hands it.
  */
+@SuppressWarnings("try") // a lock hold is used only for its scope
 public final class HugetlbFsImpl implements HugetlbFs {
     private final MachineLock lock;
     private final int nodeCount;
@@ -46,7 +47,7 @@ public final class HugetlbFsImpl implements HugetlbFs {
 
     @Override
     public HugetlbFile create(String name, long size, PageSize pageSize) {
-        synchronized (lock) {
+        try (MachineLock.Held locked = lock.exclusive()) {
             lock.ensureOpen();
             if (name == null || name.isEmpty() || name.contains("/")) {
                 throw new InvalidArgumentException("name", name, "must be a non-empty file name without '/'");
@@ -69,7 +70,7 @@ public final class HugetlbFsImpl implements HugetlbFs {
 
     @Override
     public HugetlbFile unlink(String name) {
-        synchronized (lock) {
+        try (MachineLock.Held locked = lock.exclusive()) {
             lock.ensureOpen();
             HugetlbFileImpl file = name == null ? null : files.get(name);
             if (file == null) {
@@ -91,7 +92,7 @@ public final class HugetlbFsImpl implements HugetlbFs {
      * it left the file's i_mmap; does nothing for a linked or still mapped file.
      */
     public void evictIfUnused(HugetlbFileImpl file) {
-        assert Thread.holdsLock(lock);
+        assert lock.isHeldByCurrentThread();
         if (!file.unlinkedAlive() || !file.mapping().iMmap().isEmpty()) {
             return;
         }
@@ -103,7 +104,7 @@ public final class HugetlbFsImpl implements HugetlbFs {
 
     /** Every live inode: the linked files and the unlinked ones still mapped, for the invariant checker. */
     public List<HugetlbFileImpl> inodes() {
-        assert Thread.holdsLock(lock);
+        assert lock.isHeldByCurrentThread();
         List<HugetlbFileImpl> out = new ArrayList<>(files.values());
         out.addAll(unlinkedAlive);
         return out;
@@ -111,7 +112,7 @@ public final class HugetlbFsImpl implements HugetlbFs {
 
     @Override
     public List<HugetlbFile> files() {
-        synchronized (lock) {
+        try (MachineLock.Held locked = lock.exclusive()) {
             lock.ensureOpen();
             return new ArrayList<>(files.values());
         }
@@ -129,7 +130,7 @@ public final class HugetlbFsImpl implements HugetlbFs {
 
     /** ftruncate to a smaller size: hugetlb_vmtruncate, then the page cache and reservations past the end. */
     void truncate(HugetlbFileImpl file, long newSize) {
-        synchronized (lock) {
+        try (MachineLock.Held locked = lock.exclusive()) {
             lock.ensureOpen();
             PageSize ps = file.pageSize();
             if (file.unlinkedAlive() || !owns(file)) {

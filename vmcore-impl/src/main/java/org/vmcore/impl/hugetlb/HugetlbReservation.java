@@ -1,5 +1,6 @@
 package org.vmcore.impl.hugetlb;
 
+import org.vmcore.impl.base.MachineLock;
 import org.eclipse.collections.impl.list.mutable.primitive.LongArrayList;
 import org.vmcore.api.OutOfMemoryException;
 import org.vmcore.api.PageSize;
@@ -45,7 +46,7 @@ public final class HugetlbReservation {
      * @throws OutOfMemoryException if the pool cannot reserve them; nothing changed then
      */
     public static HugetlbReservation reserve(HugetlbFileImpl file, long firstIndex, long count, boolean shared) {
-        assert Thread.holdsLock(file.machineLock());
+        assert file.machineLock().isHeldByCurrentThread();
         long need = count;
         if (shared) {
             need = 0;
@@ -73,7 +74,7 @@ public final class HugetlbReservation {
 
     /** set_vma_resv_flags(HPAGE_RESV_OWNER): the private {@code vma} holds the reservations its mmap made. */
     public static void markOwner(VmArea vma) {
-        assert Thread.holdsLock(vma.owner().lock());
+        assert vma.owner().lock().isHeldByCurrentThread();
         vma.setReservationOwner(true);
     }
 
@@ -83,7 +84,7 @@ public final class HugetlbReservation {
      * the owner's, so its slot holds none).
      */
     public static long privateReserved(VmArea vma, long from, long to) {
-        assert Thread.holdsLock(vma.owner().lock());
+        assert vma.owner().lock().isHeldByCurrentThread();
         HugetlbFileImpl file = HugetlbFileImpl.of(vma);
         MemMap descriptors = file.descriptors();
         RawPageTable table = vma.owner().pageTable();
@@ -112,7 +113,7 @@ public final class HugetlbReservation {
 
     /** Gives back everything this reservation took: the mmap failed before a VMA held any of it. */
     public void cancel() {
-        assert Thread.holdsLock(file.machineLock());
+        assert file.machineLock().isHeldByCurrentThread();
         for (int i = 0; i < added.size(); i++) {
             file.reservedIndexes().remove(added.get(i));
         }
@@ -124,7 +125,7 @@ public final class HugetlbReservation {
      * held): gives back the file reservations this mmap made that are still there.
      */
     public void releaseFileReservations() {
-        assert Thread.holdsLock(file.machineLock());
+        assert file.machineLock().isHeldByCurrentThread();
         long back = 0;
         for (int i = 0; i < added.size(); i++) {
             if (file.reservedIndexes().remove(added.get(i))) {

@@ -1,5 +1,6 @@
 package org.vmcore.impl.hugetlb;
 
+import org.vmcore.impl.base.MachineLock;
 import org.vmcore.api.PageSize;
 import org.vmcore.api.VmaKind;
 import org.vmcore.impl.base.PmdShareCount;
@@ -71,7 +72,7 @@ public final class PmdSharing {
      * @return the shared table's PFN, or -1 when nothing was shared
      */
     public static long hugePmdShare(VmArea vma, long addr) {
-        assert Thread.holdsLock(vma.owner().lock());
+        assert vma.owner().lock().isHeldByCurrentThread();
         RawPageTable table = vma.owner().pageTable();
         if (!wantPmdShare(vma, addr) || !Pte.isNone(table.entry(addr & PUD_MASK, Level.PUD))) {
             return -1;
@@ -110,7 +111,7 @@ public final class PmdSharing {
      * The caller owes a TLB flush of the whole PUD window.
      */
     public static boolean hugePmdUnshare(VmArea vma, long addr) {
-        assert Thread.holdsLock(vma.owner().lock());
+        assert vma.owner().lock().isHeldByCurrentThread();
         if (vma.pageSize() != PageSize.SIZE_2M) {
             return false;
         }

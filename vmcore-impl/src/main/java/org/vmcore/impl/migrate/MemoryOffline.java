@@ -28,6 +28,7 @@ import org.vmcore.x86.mem.PhysicalMemory;
  * <p>It may touch the frame descriptors, the hugetlb pools, the page-table windows and the
  * node's allocator.
  */
+@SuppressWarnings("try") // a lock hold is used only for its scope
 final class MemoryOffline {
     private final MachineLock lock;
     private final PhysicalMemory memory;
@@ -64,7 +65,7 @@ final class MemoryOffline {
         }
         List<Long> inUse = new ArrayList<>();
         List<Long> freeHuge = new ArrayList<>();
-        synchronized (lock) {
+        try (MachineLock.Held locked = lock.exclusive()) {
             lock.ensureOpen();
             for (PageTableWindow window : SharedSecrets.pageTableFrames(memory).windows()) {
                 if (window.base() < endPfn && startPfn < window.base() + window.frames()) {
@@ -116,7 +117,7 @@ final class MemoryOffline {
             }
             migrated++;
         }
-        synchronized (lock) {
+        try (MachineLock.Held locked = lock.exclusive()) {
             long dissolved = 0;
             for (long pfn : freeHuge) {
                 HugePagePool pool = pools.poolOf(pfn);
@@ -131,7 +132,7 @@ final class MemoryOffline {
     }
 
     private void checked(String operation) {
-        synchronized (lock) {
+        try (MachineLock.Held locked = lock.exclusive()) {
             hook.afterOperation(operation);
         }
     }

@@ -38,6 +38,7 @@ import org.vmcore.x86.mem.PhysicalMemory;
  * remove_migration_ptes, and the operation hook. Each page is migrated under the machine lock,
  * released between pages, so CPUs that fault on a migration entry wait exactly until it ends.
  */
+@SuppressWarnings("try") // a lock hold is used only for its scope
 final class MigrateFolio {
     private static final int PASSES = 10;
 
@@ -93,7 +94,7 @@ final class MigrateFolio {
     int migrateWithRetries(long pfn, int toNode, boolean poisonOld) {
         int rc = -Errno.EAGAIN;
         for (int pass = 0; pass < PASSES && rc == -Errno.EAGAIN; pass++) {
-            synchronized (lock) {
+            try (MachineLock.Held locked = lock.exclusive()) {
                 lock.ensureOpen();
                 try {
                     rc = migrateOne(pfn, toNode, poisonOld);
@@ -111,7 +112,7 @@ final class MigrateFolio {
 
     /** unmap_and_move for one folio, under the machine lock. */
     int migrateOne(long pfn, int toNode, boolean poisonOld) {
-        assert Thread.holdsLock(lock);
+        assert lock.isHeldByCurrentThread();
         int flags = descriptors.flags(pfn);
         if ((flags & FrameFlags.ALLOCATED) == 0 || descriptors.mapping(pfn) == 0 || (flags & FrameFlags.HWPOISON) != 0) {
             return -Errno.ENOENT; // freed or poisoned since it was queued

@@ -18,6 +18,7 @@ import org.vmcore.x86.mem.PhysicalMemory;
  * <p>It may touch the address space's mapped pages (read only), physical memory's node map and
  * the frame descriptors.
  */
+@SuppressWarnings("try") // a lock hold is used only for its scope
 final class MigratePages {
     private final MachineLock lock;
     private final PhysicalMemory memory;
@@ -41,7 +42,7 @@ final class MigratePages {
                 continue;
             }
             Set<Long> queue = new LinkedHashSet<>();
-            synchronized (lock) {
+            try (MachineLock.Held locked = lock.exclusive()) {
                 mm.ensureOpen();
                 int source = fromNodes[i];
                 for (VmArea v : mm.vmaAreas()) {
@@ -64,7 +65,7 @@ final class MigratePages {
     }
 
     private void checked(String operation) {
-        synchronized (lock) {
+        try (MachineLock.Held locked = lock.exclusive()) {
             hook.afterOperation(operation);
         }
     }

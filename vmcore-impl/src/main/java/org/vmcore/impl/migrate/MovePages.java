@@ -20,6 +20,7 @@ import org.vmcore.x86.mem.PhysicalMemory;
  * <p>It may touch the address space's page lookup, physical memory's node map and the frame
  * descriptors; each lookup holds the machine lock, each migration takes it itself.
  */
+@SuppressWarnings("try") // a lock hold is used only for its scope
 final class MovePages {
     private final MachineLock lock;
     private final PhysicalMemory memory;
@@ -56,7 +57,7 @@ final class MovePages {
                 start = i;
             }
             long head = -1;
-            synchronized (lock) {
+            try (MachineLock.Held locked = lock.exclusive()) {
                 mm.ensureOpen();
                 status[i] = lookup(mm, addresses[i], nodes == null ? -1 : nodes[i], moveAll);
                 if (status[i] == QUEUE) {
@@ -136,7 +137,7 @@ final class MovePages {
     }
 
     private void checked(String operation) {
-        synchronized (lock) {
+        try (MachineLock.Held locked = lock.exclusive()) {
             hook.afterOperation(operation);
         }
     }

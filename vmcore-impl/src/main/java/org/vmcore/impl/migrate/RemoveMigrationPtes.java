@@ -45,7 +45,7 @@ public final class RemoveMigrationPtes {
      * keep their value: the entries were counted all along. {@code newPfn} must head a mapped page.
      */
     public int removeMigrationEntries(long oldPfn, long newPfn) {
-        assert Thread.holdsLock(lock);
+        assert lock.isHeldByCurrentThread();
         unmap.checkHead(newPfn);
         return removeMigrationPtes(oldPfn, newPfn);
     }
@@ -56,7 +56,7 @@ public final class RemoveMigrationPtes {
      * exited, from a callback) has no mapping left to restore, so nothing is restored.
      */
     public int removeMigrationPtes(long oldPfn, long newPfn) {
-        assert Thread.holdsLock(lock);
+        assert lock.isHeldByCurrentThread();
         int restored = 0;
         long index = descriptors.index(newPfn);
         boolean owned = registry.owner(descriptors.mapping(newPfn)) != null;

@@ -17,6 +17,7 @@ import org.vmcore.x86.mem.PhysicalMemory;
  *
  * <p>It may touch the frame descriptors, the hugetlb pools and physical memory's node map.
  */
+@SuppressWarnings("try") // a lock hold is used only for its scope
 final class SoftOffline {
     private final MachineLock lock;
     private final PhysicalMemory memory;
@@ -36,7 +37,7 @@ final class SoftOffline {
 
     /** soft_offline_page of {@code pfn}: 0, or -EBUSY when it is poisoned already or cannot move. */
     int softOfflinePage(long pfn) {
-        synchronized (lock) {
+        try (MachineLock.Held locked = lock.exclusive()) {
             lock.ensureOpen();
             checkPfn(pfn);
             int flags = descriptors.flags(pfn);
@@ -68,7 +69,7 @@ final class SoftOffline {
     }
 
     private void checked(String operation) {
-        synchronized (lock) {
+        try (MachineLock.Held locked = lock.exclusive()) {
             hook.afterOperation(operation);
         }
     }

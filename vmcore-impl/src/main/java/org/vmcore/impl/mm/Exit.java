@@ -16,7 +16,7 @@ final class Exit {
 
     /** exit_mmap of {@code mm}, whose physical memory is still there. */
     static void exitMmap(SimAddressSpace mm, MmContext ctx) {
-        assert Thread.holdsLock(ctx.lock());
+        assert ctx.lock().isHeldByCurrentThread();
         mm.notifiers().release(); // exit_mmap: mmu_notifier_release first; what it throws waits for the end
         // Before any frame is freed: CPUs running here leave (their next access throws
         // ClosedException) and the PCID, which may be reused, is dropped everywhere.

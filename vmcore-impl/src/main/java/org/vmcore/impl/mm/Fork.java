@@ -35,7 +35,7 @@ final class Fork {
 
     /** dup_mmap into {@code child}, a new address space; throws (with the child closed) if the fork fails. */
     void dupMmap(SimAddressSpace child) {
-        assert Thread.holdsLock(ctx.lock());
+        assert ctx.lock().isHeldByCurrentThread();
         // From the first write-protect to flush_tlb_mm(oldmm), the parent's CPUs may still store through
         // cached writable entries (Linux leaves the same window: fork has not returned, so such a store
         // counts as made before it); tlb_flush_pending tells the stale detector the flush is owed.

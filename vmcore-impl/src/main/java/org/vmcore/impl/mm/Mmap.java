@@ -43,7 +43,7 @@ final class Mmap {
 
     /** mmap_region for an anonymous mapping (private, or shared: a new shmem object); returns its start. */
     long mmapRegion(long address, long len, Protection prot, int flags) {
-        assert Thread.holdsLock(ctx.lock());
+        assert ctx.lock().isHeldByCurrentThread();
         VmaKind kind = (flags & MapFlags.MAP_SHARED) != 0 ? VmaKind.ANONYMOUS_SHARED : VmaKind.ANONYMOUS_PRIVATE;
         long start = getUnmappedArea(address, len, flags, PageSize.SIZE_4K);
         try {
@@ -65,7 +65,7 @@ final class Mmap {
 
     /** mmap_region for a hugetlbfs file, after hugetlb_reserve_pages; returns its start. */
     long mmapHugetlb(HugetlbFileImpl f, long offset, long address, long len, Protection prot, int flags) {
-        assert Thread.holdsLock(ctx.lock());
+        assert ctx.lock().isHeldByCurrentThread();
         PageSize size = f.pageSize();
         long start = getUnmappedArea(address, len, flags, size);
         boolean shared = (flags & MapFlags.MAP_SHARED) != 0;
@@ -119,7 +119,7 @@ final class Mmap {
      * With {@code abortable}, a notifier whose invalidateRangeStart throws aborts it with the VMAs as they were.
      */
     void doMunmap(long start, long end, boolean abortable) {
-        assert Thread.holdsLock(ctx.lock());
+        assert ctx.lock().isHeldByCurrentThread();
         if (mm.vmaTree().overlapping(start, end).isEmpty()) {
             return;
         }

@@ -38,7 +38,7 @@ final class Mprotect {
 
     /** mprotect of [address, address + len), which must be fully mapped, to {@code prot}. */
     void mprotectFixup(long address, long len, Protection prot) {
-        assert Thread.holdsLock(ctx.lock());
+        assert ctx.lock().isHeldByCurrentThread();
         long end = address + len;
         long covered = address;
         for (VmArea v : mm.vmaTree().overlapping(address, end)) {

@@ -1,5 +1,6 @@
 package org.vmcore.impl.mm;
 
+import org.vmcore.impl.base.MachineLock;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Optional;
@@ -19,6 +20,7 @@ import org.vmcore.x86.pgtable.Pte;
  * names map onto the x86 levels by paging mode: the PGD is the root (PML4, or PML5 with LA57) and
  * the P4D exists only under LA57.
  */
+@SuppressWarnings("try") // a lock hold is used only for its scope
 final class PageWalk implements PageTableView {
     private final SimAddressSpace mm;
     private final RawPageTable table;
@@ -34,7 +36,7 @@ final class PageWalk implements PageTableView {
 
     @Override
     public boolean forEachLeaf(long start, long end, Visitor visitor) {
-        synchronized (mm.lock()) {
+        try (MachineLock.Held locked = mm.lock().exclusive()) {
             mm.ensureOpen();
             checkAligned(start, "start");
             checkAligned(end, "end");
@@ -70,7 +72,7 @@ final class PageWalk implements PageTableView {
 
     @Override
     public Optional<PageTableEntry> entry(long va, PageTableLevel level) {
-        synchronized (mm.lock()) {
+        try (MachineLock.Held locked = mm.lock().exclusive()) {
             mm.ensureOpen();
             checkUser(va);
             Level wanted = level(level);
@@ -90,7 +92,7 @@ final class PageWalk implements PageTableView {
 
     @Override
     public List<PageTableEntry> walk(long va) {
-        synchronized (mm.lock()) {
+        try (MachineLock.Held locked = mm.lock().exclusive()) {
             mm.ensureOpen();
             checkUser(va);
             List<PageTableEntry> out = new ArrayList<>(mode.levels());

@@ -1,5 +1,6 @@
 package org.vmcore.impl.mm;
 
+import org.vmcore.impl.base.MachineLock;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Optional;
@@ -42,6 +43,7 @@ import org.vmcore.x86.pgtable.Walker;
  * counters, notifiers) is in {@link MmStruct}; what it may touch outside itself is listed in its
  * {@link MmContext}.
  */
+@SuppressWarnings("try") // a lock hold is used only for its scope
 public final class SimAddressSpace extends MmStruct {
     /** Lowest address a mapping may use (vm.mmap_min_addr). */
     public static final long MMAP_MIN_ADDR = 0x10000;
@@ -88,7 +90,7 @@ public final class SimAddressSpace extends MmStruct {
 
     @Override
     public long mmap(long address, long length, Protection prot, int flags) {
-        synchronized (lock()) {
+        try (MachineLock.Held locked = lock().exclusive()) {
             ensureChangeable("mmap");
             MmArgs.checkMmapFlags(flags, true);
             MmArgs.checkProtection(prot);
@@ -101,7 +103,7 @@ public final class SimAddressSpace extends MmStruct {
 
     @Override
     public long mmap(HugetlbFile file, long offset, long address, long length, Protection prot, int flags) {
-        synchronized (lock()) {
+        try (MachineLock.Held locked = lock().exclusive()) {
             ensureChangeable("mmap");
             if (file == null || !ctx.hugetlbfs().owns(file)) {
                 throw new InvalidArgumentException("file", file, "must be a file of this machine's hugetlbfs, not unlinked");
@@ -120,7 +122,7 @@ public final class SimAddressSpace extends MmStruct {
 
     @Override
     public void munmap(long address, long length) {
-        synchronized (lock()) {
+        try (MachineLock.Held locked = lock().exclusive()) {
             ensureChangeable("munmap");
             args.checkAddress(address, "address");
             long len = args.checkLength(length, PageSize.SIZE_4K);
@@ -137,7 +139,7 @@ public final class SimAddressSpace extends MmStruct {
 
     @Override
     public void mprotect(long address, long length, Protection prot) {
-        synchronized (lock()) {
+        try (MachineLock.Held locked = lock().exclusive()) {
             ensureChangeable("mprotect");
             args.checkAddress(address, "address");
             MmArgs.checkProtection(prot);
@@ -152,7 +154,7 @@ public final class SimAddressSpace extends MmStruct {
 
     @Override
     public AddressSpace fork() {
-        synchronized (lock()) {
+        try (MachineLock.Held locked = lock().exclusive()) {
             ensureChangeable("fork");
             SimAddressSpace child = ctx.lifecycle().newChild(homeNode());
             new Fork(this, ctx).dupMmap(child);
@@ -163,7 +165,7 @@ public final class SimAddressSpace extends MmStruct {
 
     @Override
     public void close() {
-        synchronized (lock()) {
+        try (MachineLock.Held locked = lock().exclusive()) {
             if (closed || ctx.lifecycle().deferClose(this)) {
                 return; // from inside a user callback: closed when the operation that called back ends
             }
@@ -181,7 +183,7 @@ public final class SimAddressSpace extends MmStruct {
 
     @Override
     public boolean isClosed() {
-        synchronized (lock()) {
+        try (MachineLock.Held locked = lock().exclusive()) {
             return closed;
         }
     }
@@ -190,7 +192,7 @@ public final class SimAddressSpace extends MmStruct {
 
     @Override
     public FaultResult fault(long va, Access access) {
-        synchronized (lock()) {
+        try (MachineLock.Held locked = lock().exclusive()) {
             ensureChangeable("fault");
             if (access == null) {
                 throw new InvalidArgumentException("access", null, "must not be null");
@@ -203,7 +205,7 @@ public final class SimAddressSpace extends MmStruct {
 
     @Override
     public Optional<Vma> findVma(long va) {
-        synchronized (lock()) {
+        try (MachineLock.Held locked = lock().exclusive()) {
             ensureOpen();
             VmArea v = vma(va);
             return v == null ? Optional.empty() : Optional.of(v.snapshot());
@@ -212,7 +214,7 @@ public final class SimAddressSpace extends MmStruct {
 
     @Override
     public List<Vma> vmas() {
-        synchronized (lock()) {
+        try (MachineLock.Held locked = lock().exclusive()) {
             ensureOpen();
             List<Vma> out = new ArrayList<>(vmas.size());
             for (VmArea v : vmas.all()) {
@@ -224,7 +226,7 @@ public final class SimAddressSpace extends MmStruct {
 
     @Override
     public long translate(long va) {
-        synchronized (lock()) {
+        try (MachineLock.Held locked = lock().exclusive()) {
             ensureOpen();
             return walkUser(va) ? walkResult.physicalAddress() : -1;
         }
@@ -232,7 +234,7 @@ public final class SimAddressSpace extends MmStruct {
 
     @Override
     public long pageAt(long va) {
-        synchronized (lock()) {
+        try (MachineLock.Held locked = lock().exclusive()) {
             ensureOpen();
             return walkUser(va) ? walkResult.pagePfn() : -1;
         }
@@ -244,7 +246,7 @@ public final class SimAddressSpace extends MmStruct {
      * would let an access through. Reads without setting A or D.
      */
     public long permissionsAt(long va) {
-        synchronized (lock()) {
+        try (MachineLock.Held locked = lock().exclusive()) {
             ensureOpen();
             return walkUser(va) ? walkResult.effectiveBits() : 0;
         }
@@ -260,7 +262,7 @@ public final class SimAddressSpace extends MmStruct {
 
     @Override
     public MmCounters counters() {
-        synchronized (lock()) {
+        try (MachineLock.Held locked = lock().exclusive()) {
             ensureOpen();
             return new MmCounters(anonPages(), shmemPages(), hugetlbBytes(), pageTable.tablePages(),
                     pageTable.tablesAt(Level.PMD), vmas.size(), faultCounts.minFlt(), 0);
@@ -269,7 +271,7 @@ public final class SimAddressSpace extends MmStruct {
 
     @Override
     public PageTableView pageTableView() {
-        synchronized (lock()) {
+        try (MachineLock.Held locked = lock().exclusive()) {
             ensureOpen();
             return pageTableView;
         }
@@ -277,7 +279,7 @@ public final class SimAddressSpace extends MmStruct {
 
     @Override
     public String dumpPageTables() {
-        synchronized (lock()) {
+        try (MachineLock.Held locked = lock().exclusive()) {
             ensureOpen();
             return pageTable.dump();
         }
@@ -285,7 +287,7 @@ public final class SimAddressSpace extends MmStruct {
 
     @Override
     public long cr3() {
-        synchronized (lock()) {
+        try (MachineLock.Held locked = lock().exclusive()) {
             ensureOpen();
             return pageTable.cr3();
         }
@@ -295,7 +297,7 @@ public final class SimAddressSpace extends MmStruct {
 
     @Override
     public void registerNotifier(MmuNotifier notifier) {
-        synchronized (lock()) {
+        try (MachineLock.Held locked = lock().exclusive()) {
             ensureOpen();
             notifiers().register(notifier);
         }
@@ -303,7 +305,7 @@ public final class SimAddressSpace extends MmStruct {
 
     @Override
     public boolean unregisterNotifier(MmuNotifier notifier) {
-        synchronized (lock()) {
+        try (MachineLock.Held locked = lock().exclusive()) {
             ensureOpen();
             if (notifier == null) {
                 throw new InvalidArgumentException("notifier", null, "must not be null");
@@ -314,7 +316,7 @@ public final class SimAddressSpace extends MmStruct {
 
     @Override
     public void flushTlb(long start, long end, int strideShift) {
-        synchronized (lock()) {
+        try (MachineLock.Held locked = lock().exclusive()) {
             ensureOpen();
             args.checkFlushRange(start, end, strideShift);
             shootdown.flushTlbMmRange(this, start, end, strideShift);
@@ -324,7 +326,7 @@ public final class SimAddressSpace extends MmStruct {
 
     @Override
     public void flushTlb() {
-        synchronized (lock()) {
+        try (MachineLock.Held locked = lock().exclusive()) {
             ensureOpen();
             shootdown.flushTlbMm(this);
             ctx.hook().operationDone();
@@ -347,7 +349,7 @@ public final class SimAddressSpace extends MmStruct {
     }
 
     private boolean young(long va, boolean clear, boolean flush) {
-        synchronized (lock()) {
+        try (MachineLock.Held locked = lock().exclusive()) {
             ensureOpen();
             boolean young = Young.young(this, shootdown, va, clear, flush);
             ctx.hook().operationDone(); // the accessed bits are cleared all the same

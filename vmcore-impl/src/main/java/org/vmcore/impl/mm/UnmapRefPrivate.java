@@ -1,5 +1,6 @@
 package org.vmcore.impl.mm;
 
+import org.vmcore.impl.base.MachineLock;
 import org.vmcore.api.NotifierEvent;
 import org.vmcore.api.PageSize;
 import org.vmcore.api.VmaKind;
@@ -27,7 +28,7 @@ final class UnmapRefPrivate {
 
     /** Unmaps huge page {@code pfn}, which {@code owner} maps at {@code addr}, from every other private mapping. */
     static void unmapRefPrivate(VmArea owner, long addr, long pfn, TlbShootdown shootdown, PageOps pages) {
-        assert Thread.holdsLock(owner.owner().lock());
+        assert owner.owner().lock().isHeldByCurrentThread();
         long pgoff = owner.linearPageIndex(addr);
         boolean changed = false;
         for (VmArea other : owner.mapping().iMmap().overlapping(pgoff, pgoff)) {

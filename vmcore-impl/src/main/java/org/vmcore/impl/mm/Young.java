@@ -1,5 +1,6 @@
 package org.vmcore.impl.mm;
 
+import org.vmcore.impl.base.MachineLock;
 import org.vmcore.api.InvalidArgumentException;
 import org.vmcore.api.PageSize;
 import org.vmcore.impl.tlb.TlbShootdown;
@@ -21,7 +22,7 @@ final class Young {
 
     /** Whether the page at {@code va} was accessed; with {@code clear} the bits are cleared, with {@code flush} flushed too. */
     static boolean young(SimAddressSpace mm, TlbShootdown shootdown, long va, boolean clear, boolean flush) {
-        assert Thread.holdsLock(mm.lock());
+        assert mm.lock().isHeldByCurrentThread();
         RawPageTable table = mm.pageTable();
         VmArea v = mm.vma(va);
         if (v == null) {

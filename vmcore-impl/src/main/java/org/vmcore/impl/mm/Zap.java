@@ -1,5 +1,6 @@
 package org.vmcore.impl.mm;
 
+import org.vmcore.impl.base.MachineLock;
 import org.vmcore.api.NotifierEvent;
 import org.vmcore.api.PageSize;
 import org.vmcore.api.Regression;
@@ -65,7 +66,7 @@ final class Zap {
      * ({@link MigrationEntryRefs}).
      */
     void zapPageRange(VmArea vma, long from, long to, TlbGather gather, boolean releaseReservations) {
-        assert Thread.holdsLock(mm.lock());
+        assert mm.lock().isHeldByCurrentThread();
         RawPageTable table = mm.pageTable();
         if (vma.kind().isHugetlb()) {
             PageSize size = vma.pageSize();
@@ -123,7 +124,7 @@ final class Zap {
      * included, unless {@link Regression#PRE_A4A118F2} narrows it to the entries cleared.
      */
     void unmapHugepageRange(VmArea v, long from, long to) {
-        assert Thread.holdsLock(mm.lock());
+        assert mm.lock().isHeldByCurrentThread();
         if (from >= to) {
             return;
         }

@@ -22,13 +22,13 @@ public final class CallbackFailures {
 
     /** The engine calls user code: between this and {@link #exit()} it is inside a callback. */
     public void enter() {
-        assert Thread.holdsLock(lock);
+        assert lock.isHeldByCurrentThread();
         depth++;
     }
 
     /** The user code of the matching {@link #enter()} returned or threw. */
     public void exit() {
-        assert Thread.holdsLock(lock);
+        assert lock.isHeldByCurrentThread();
         depth--;
     }
 
@@ -42,7 +42,7 @@ public final class CallbackFailures {
 
     /** Records what a callback threw. */
     public void add(Throwable t) {
-        assert Thread.holdsLock(lock);
+        assert lock.isHeldByCurrentThread();
         if (first == null) {
             first = t;
         } else if (first != t) {
@@ -57,7 +57,7 @@ public final class CallbackFailures {
 
     /** The collected failure, or null; forgets it. */
     public Throwable take() {
-        assert Thread.holdsLock(lock);
+        assert lock.isHeldByCurrentThread();
         Throwable e = first;
         first = null;
         return e;

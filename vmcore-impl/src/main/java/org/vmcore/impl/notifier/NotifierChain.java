@@ -104,7 +104,7 @@ public final class NotifierChain {
      * stays open until {@link #rangeEnd}.
      */
     public void rangeStartCompleting(NotifierRange range) {
-        assert Thread.holdsLock(lock);
+        assert lock.isHeldByCurrentThread();
         opened(range);
         callAll(n -> n.invalidateRangeStart(range));
     }
@@ -127,7 +127,7 @@ public final class NotifierChain {
      * was: the caller must not have changed anything yet, and must not call {@link #rangeEnd}.
      */
     public void rangeStart(NotifierRange range) {
-        assert Thread.holdsLock(lock);
+        assert lock.isHeldByCurrentThread();
         opened(range);
         int started = 0;
         failures.enter();
@@ -157,7 +157,7 @@ public final class NotifierChain {
 
     /** mmu_notifier_invalidate_range_end: every notifier hears it and the range closes, whatever they throw. */
     public void rangeEnd(NotifierRange range) {
-        assert Thread.holdsLock(lock);
+        assert lock.isHeldByCurrentThread();
         callAll(n -> n.invalidateRangeEnd(range));
         NotifierEvent event = events.poll();
         if (event != null && event.shouldCommit()) {

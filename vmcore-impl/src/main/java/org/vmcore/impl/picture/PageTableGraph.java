@@ -46,7 +46,7 @@ public final class PageTableGraph {
      * a non-empty range) and draws it; the caller holds the machine lock.
      */
     public String drawRequested(List<AddressSpace> requested, long start, long end, boolean withTlbs) {
-        assert Thread.holdsLock(lock);
+        assert lock.isHeldByCurrentThread();
         if (requested == null || requested.isEmpty()) {
             throw new InvalidArgumentException("addressSpaces", requested, "must name at least one address space");
         }
@@ -66,7 +66,7 @@ public final class PageTableGraph {
 
     /** The picture of {@code spaces} over {@code [start, end)}; the caller holds the machine lock. */
     public String draw(List<SimAddressSpace> spaces, long start, long end, boolean withTlbs) {
-        assert Thread.holdsLock(lock);
+        assert lock.isHeldByCurrentThread();
         for (SimAddressSpace mm : spaces) {
             String mmNode = "mm" + mm.id();
             node(mmNode, "shape=box,style=bold,label=\"" + mm + "\\nPCID " + mm.pcid() + "\"");

@@ -51,7 +51,7 @@ public final class MigrationEntryRefs {
      * entry sits at the address its mapping and index give, in a VMA of its anon_vma or file).
      */
     public boolean pointedAt(long pfn) {
-        assert Thread.holdsLock(lock);
+        assert lock.isHeldByCurrentThread();
         long mapping = descriptors.mapping(pfn);
         if (mapping == 0 || registry.owner(mapping) == null) {
             return false; // no VMA links the page's anon_vma or file any more, so no entry is left
@@ -77,7 +77,7 @@ public final class MigrationEntryRefs {
      * holds it any more: refcount 0 and no migration entry left. Call after clearing an entry.
      */
     public void releaseIfUnreferenced(long pfn) {
-        assert Thread.holdsLock(lock);
+        assert lock.isHeldByCurrentThread();
         int flags = descriptors.flags(pfn);
         if ((flags & FrameFlags.ALLOCATED) == 0 || descriptors.refcount(pfn) != 0 || pointedAt(pfn)) {
             return;

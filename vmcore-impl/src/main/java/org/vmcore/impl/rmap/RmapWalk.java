@@ -47,7 +47,7 @@ public final class RmapWalk {
      * @return the number of VMAs visited
      */
     public int walkVmas(long pfn, VmaVisitor visitor) {
-        assert Thread.holdsLock(lock);
+        assert lock.isHeldByCurrentThread();
         lock.ensureOpen();
         List<VmArea> candidates = candidates(pfn);
         FrameDescriptors d = memory.descriptors();

@@ -1,5 +1,6 @@
 package org.vmcore.impl.rmap;
 
+import org.vmcore.impl.base.MachineLock;
 import java.util.ArrayList;
 import java.util.List;
 import org.vmcore.api.InvalidArgumentException;
@@ -90,7 +91,7 @@ public final class TryToUnmap {
     /** The body the two share, as the kernel's two functions share most of theirs. */
     private boolean unmapOne(VmArea vma, long address, long pfn, boolean migrate, List<MappingResult> results) {
         MmStruct mm = vma.owner();
-        assert Thread.holdsLock(mm.lock());
+        assert mm.lock().isHeldByCurrentThread();
         PageSize size = vma.pageSize();
         boolean huge = vma.kind().isHugetlb();
         long start = address;

@@ -28,7 +28,7 @@ public final class MappingRegistry {
 
     /** A new address_space, registered: of the hugetlbfs {@code file}, or of a shmem object when null. */
     public FileMapping newFileMapping(HugetlbFile file) {
-        assert Thread.holdsLock(lock);
+        assert lock.isHeldByCurrentThread();
         FileMapping mapping = new FileMapping(nextId += 2, file);
         owners.put(mapping.id(), mapping);
         return mapping;
@@ -36,7 +36,7 @@ public final class MappingRegistry {
 
     /** A new anon_vma, registered, in the family of {@code parent} (null for a new root). */
     public AnonVma newAnonVma(AnonVma parent) {
-        assert Thread.holdsLock(lock);
+        assert lock.isHeldByCurrentThread();
         AnonVma anonVma = new AnonVma((nextId += 2) | MAPPING_ANON, parent);
         owners.put(anonVma.id(), anonVma);
         return anonVma;
@@ -44,19 +44,19 @@ public final class MappingRegistry {
 
     /** Forgets a file mapping or anon_vma that nothing refers to any more. */
     public void unregister(long id) {
-        assert Thread.holdsLock(lock);
+        assert lock.isHeldByCurrentThread();
         owners.remove(id);
     }
 
     /** The anon_vma or address_space behind a page's mapping field, or null. */
     public MappingOwner owner(long id) {
-        assert Thread.holdsLock(lock);
+        assert lock.isHeldByCurrentThread();
         return owners.get(id);
     }
 
     /** The page-cache mappings of every hugetlbfs file and shmem object. */
     public List<FileMapping> fileMappings() {
-        assert Thread.holdsLock(lock);
+        assert lock.isHeldByCurrentThread();
         List<FileMapping> out = new ArrayList<>();
         owners.forEachValue(o -> {
             if (o instanceof FileMapping m) {

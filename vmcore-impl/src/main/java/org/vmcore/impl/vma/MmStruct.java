@@ -140,13 +140,13 @@ public abstract class MmStruct implements AddressSpace {
      * the stale-translation detector does not count its use. The caller holds the machine lock.
      */
     public final void incTlbFlushPending() {
-        assert Thread.holdsLock(lock);
+        assert lock.isHeldByCurrentThread();
         tlbFlushPending = tlbFlushPending + 1;
     }
 
     /** dec_tlb_flush_pending: the flush {@link #incTlbFlushPending} announced is done. The caller holds the machine lock. */
     public final void decTlbFlushPending() {
-        assert Thread.holdsLock(lock);
+        assert lock.isHeldByCurrentThread();
         assert tlbFlushPending > 0;
         tlbFlushPending = tlbFlushPending - 1;
     }
@@ -172,19 +172,19 @@ public abstract class MmStruct implements AddressSpace {
 
     /** Adds to RssAnon. */
     public final void addAnonPages(long delta) {
-        assert Thread.holdsLock(lock);
+        assert lock.isHeldByCurrentThread();
         anonPages += delta;
     }
 
     /** Adds to RssShmem. */
     public final void addShmemPages(long delta) {
-        assert Thread.holdsLock(lock);
+        assert lock.isHeldByCurrentThread();
         shmemPages += delta;
     }
 
     /** hugetlb_count_add (or a plain subtraction with a negative delta). */
     public final void addHugetlbBytes(long delta) {
-        assert Thread.holdsLock(lock);
+        assert lock.isHeldByCurrentThread();
         hugetlbBytes += delta;
     }
 
@@ -194,7 +194,7 @@ public abstract class MmStruct implements AddressSpace {
      * unmaps it; HugetlbPages must not go negative there.
      */
     public final void hugetlbCountSub(long bytes) {
-        assert Thread.holdsLock(lock);
+        assert lock.isHeldByCurrentThread();
         hugetlbBytes = Math.max(0, hugetlbBytes - bytes);
     }
 

@@ -76,7 +76,7 @@ public final class VmaTree {
 
     /** Adds v and links it into its file's i_mmap and its anon_vmas (vma_link). */
     public void insert(VmArea v) {
-        assert Thread.holdsLock(lock);
+        assert lock.isHeldByCurrentThread();
         vmas.put(v.start(), v);
         if (v.mapping() != null) {
             v.mapping().iMmap().insert(v);
@@ -91,7 +91,7 @@ public final class VmaTree {
      * VMA is unregistered, since no mapped page can name it any more.
      */
     public void remove(VmArea v) {
-        assert Thread.holdsLock(lock);
+        assert lock.isHeldByCurrentThread();
         vmas.remove(v.start());
         if (v.mapping() != null) {
             v.mapping().iMmap().remove(v);
@@ -109,7 +109,7 @@ public final class VmaTree {
      * when one already does. The caller has done what the page tables need first (hugetlb_split).
      */
     public void split(long addr) {
-        assert Thread.holdsLock(lock);
+        assert lock.isHeldByCurrentThread();
         VmArea v = find(addr);
         if (v == null || v.start() == addr) {
             return;
@@ -121,7 +121,7 @@ public final class VmaTree {
 
     /** Merges v with its neighbours where vma_merge would; returns the VMA that now holds v's range. */
     public VmArea mergeAround(VmArea v) {
-        assert Thread.holdsLock(lock);
+        assert lock.isHeldByCurrentThread();
         VmArea prev = below(v.start());
         VmArea result = v;
         if (prev != null && prev.canMergeWith(v)) {

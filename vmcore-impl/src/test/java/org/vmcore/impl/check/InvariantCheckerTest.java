@@ -1,5 +1,6 @@
 package org.vmcore.impl.check;
 
+import org.vmcore.impl.base.MachineLock;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import static org.vmcore.impl.Fixtures.GIB;
@@ -28,6 +29,7 @@ import org.vmcore.x86.pgtable.Pte;
 import org.vmcore.x86.pgtable.SwapEntry;
 
 /** Each kind of corruption is named by the checker. */
+@SuppressWarnings("try") // a lock hold is used only for its scope
 class InvariantCheckerTest {
     private static final long VA = 0x10_0000_0000L;
 
@@ -51,7 +53,7 @@ class InvariantCheckerTest {
             machine.cpu(0).load(VA, 8);
             assertThat(machine.checkInvariants()).as("consistent before the corruption").isEmpty();
             World w = new World((SimMachine) machine, (SimAddressSpace) a, (SimAddressSpace) b, file);
-            synchronized (w.machine.lock()) {
+            try (MachineLock.Held locked = w.machine.lock().exclusive()) {
                 corruption.accept(w);
             }
             assertThat(machine.checkInvariants()).as("violations").anySatisfy(v -> assertThat(v).startsWith(rule).contains(detail));
@@ -130,7 +132,7 @@ class InvariantCheckerTest {
             machine.cpu(0).switchTo(a);
             machine.cpu(0).load(VA, 8);
             NotifierRange range = new NotifierRange(a, VA + 0x1000, VA + 0x2000, NotifierEvent.PROTECTION_VMA);
-            synchronized (((SimMachine) machine).lock()) {
+            try (MachineLock.Held locked = ((SimMachine) machine).lock().exclusive()) {
                 long slot = a.pageTable().slot(VA, Level.PMD);
                 long e = a.pageTable().readSlot(slot);
                 a.pageTable().compareAndSetSlot(slot, e, e & ~Pte.USER);
@@ -139,7 +141,7 @@ class InvariantCheckerTest {
             assertThat(machine.checkInvariants()).as("an invalidation open inside the PDE's 2 MiB covers it")
                     .anySatisfy(v -> assertThat(v).startsWith("open invalidation"))
                     .noneSatisfy(v -> assertThat(v).startsWith("paging-structure cache"));
-            synchronized (((SimMachine) machine).lock()) {
+            try (MachineLock.Held locked = ((SimMachine) machine).lock().exclusive()) {
                 a.notifiers().rangeEnd(range);
             }
             assertThat(machine.checkInvariants()).anySatisfy(v -> assertThat(v).startsWith("paging-structure cache"));

@@ -1,5 +1,6 @@
 package org.vmcore.impl.cpu;
 
+import org.vmcore.impl.base.MachineLock;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import static org.vmcore.impl.Fixtures.GIB;
@@ -32,6 +33,7 @@ import org.vmcore.impl.mm.SimAddressSpace;
 import org.vmcore.x86.pgtable.Level;
 import org.vmcore.x86.tlb.Tlb;
 
+@SuppressWarnings("try") // a lock hold is used only for its scope
 class CpuTlbTest {
     private static final int ANON = MapFlags.MAP_PRIVATE | MapFlags.MAP_ANONYMOUS | MapFlags.MAP_FIXED;
     private static final int SHARED = MapFlags.MAP_SHARED | MapFlags.MAP_FIXED;
@@ -268,7 +270,7 @@ class CpuTlbTest {
             assertThat(cpu1.tlbHolds(b, 3 * GIB)).isTrue();
 
             // What the unfixed migration did: clear the shared entry and flush only the first mm.
-            synchronized (((SimMachine) machine).lock()) {
+            try (MachineLock.Held locked = ((SimMachine) machine).lock().exclusive()) {
                 long slot = sa.pageTable().slot(GIB, Level.PMD);
                 sa.pageTable().getAndClearSlot(slot);
             }

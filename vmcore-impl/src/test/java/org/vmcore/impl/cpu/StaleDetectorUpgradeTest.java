@@ -1,5 +1,6 @@
 package org.vmcore.impl.cpu;
 
+import org.vmcore.impl.base.MachineLock;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.vmcore.impl.Fixtures.GIB;
 
@@ -27,6 +28,7 @@ import org.vmcore.x86.tlb.Tlb;
  * but skips the flush that path owes, and shows what the detector records, and why the detector
  * that compared frames only saw nothing.
  */
+@SuppressWarnings("try") // a lock hold is used only for its scope
 class StaleDetectorUpgradeTest {
     private static final int ANON = MapFlags.MAP_PRIVATE | MapFlags.MAP_ANONYMOUS | MapFlags.MAP_FIXED | MapFlags.MAP_POPULATE;
     private static final long VA = 0x10_0000_0000L;
@@ -51,7 +53,7 @@ class StaleDetectorUpgradeTest {
 
     /** Changes the entry of va at {@code level} under the machine lock, without any flush. */
     private void rewrite(long va, Level level, LongUnaryOperator change) {
-        synchronized (machine.lock()) {
+        try (MachineLock.Held locked = machine.lock().exclusive()) {
             RawPageTable t = mm.pageTable();
             long slot = t.slot(va, level);
             long e = t.readSlot(slot);
@@ -127,13 +129,13 @@ class StaleDetectorUpgradeTest {
     @Test
     void aStoreWhileTheAddressSpaceIsOwedAFlushIsNotStale() {
         cpu0.store(VA, 8, 1);
-        synchronized (machine.lock()) {
+        try (MachineLock.Held locked = machine.lock().exclusive()) {
             mm.incTlbFlushPending(); // as fork holds it from its first write-protect to its flush
         }
         rewrite(VA, Level.PTE, e -> e & ~Pte.RW);
         cpu0.store(VA, 8, 2);
         assertThat(machine.staleAccesses()).as("inside the window a flush is owed").isEmpty();
-        synchronized (machine.lock()) {
+        try (MachineLock.Held locked = machine.lock().exclusive()) {
             mm.decTlbFlushPending();
         }
         cpu0.store(VA, 8, 3);

@@ -1,5 +1,6 @@
 package org.vmcore.impl.hugetlb;
 
+import org.vmcore.impl.base.MachineLock;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.vmcore.impl.Fixtures.GIB;
 import static org.vmcore.impl.Fixtures.MIB;
@@ -30,6 +31,7 @@ import org.vmcore.x86.pgtable.Level;
 import org.vmcore.x86.pgtable.Pte;
 
 /** PMD-table sharing of hugetlb mappings, checked against the counts Linux reports. */
+@SuppressWarnings("try") // a lock hold is used only for its scope
 class PmdShareTest {
     private static final int SHARED_FIXED = MapFlags.MAP_SHARED | MapFlags.MAP_FIXED;
 
@@ -239,14 +241,14 @@ class PmdShareTest {
         var vmaA = ((SimAddressSpace) a).vma(GIB);
         var vmaB = ((SimAddressSpace) b).vma(3 * GIB);
         String before = a.dumpPageTables();
-        synchronized (((SimMachine) machine).lock()) {
+        try (MachineLock.Held locked = ((SimMachine) machine).lock().exclusive()) {
             assertThat(PmdSharing.hugePmdUnshare(vmaA, GIB + 6 * MIB)).as("not shared: nothing to do").isFalse();
         }
         assertThat(a.dumpPageTables()).isEqualTo(before);
         b.fault(3 * GIB, Access.READ);
         String dumpA = a.dumpPageTables();
         long table = pmdTable(a, GIB);
-        synchronized (((SimMachine) machine).lock()) {
+        try (MachineLock.Held locked = ((SimMachine) machine).lock().exclusive()) {
             assertThat(PmdSharing.hugePmdUnshare(vmaB, 3 * GIB + 6 * MIB)).isTrue();
         }
         assertThat(shareCount(table)).isZero();
@@ -254,7 +256,7 @@ class PmdShareTest {
         assertThat(pmdTable(b, 3 * GIB)).isEqualTo(-1);
         assertThat(a.dumpPageTables()).as("entries unchanged").isEqualTo(dumpA);
         assertThat(machine.page(file.pageAt(3)).mapcount()).as("mapcount unchanged").isEqualTo(1);
-        synchronized (((SimMachine) machine).lock()) {
+        try (MachineLock.Held locked = ((SimMachine) machine).lock().exclusive()) {
             assertThat(PmdSharing.hugePmdUnshare(vmaA, GIB)).as("the last user gets false").isFalse();
         }
     }
