@@ -16,18 +16,22 @@ import org.vmcore.impl.notifier.CallbackFailures;
  * closes, the callback depth in {@link CallbackFailures} and the migrating-thread mark; callers
  * hold the machine lock and run on the engine's thread.
  */
+@SuppressWarnings("try") // a lock hold is used only for its scope
 final class OperationEnd implements OperationHook {
     private final MachineLock lock;
     private final CallbackFailures callbackFailures;
     private final MigratingThread migrating;
     private final Consumer<String> invariants;
     private final Runnable closeMachine;
-    // Closes asked for from inside a user callback, done when the operation that called back ends.
-    private final ArrayDeque<SimAddressSpace> pendingCloses = new ArrayDeque<>();
-    private boolean closePending;
+    // Closes asked for from inside a user callback, done when the operation that called back ends:
+    // per thread, as operations on different address spaces run in parallel.
+    private final ThreadLocal<ArrayDeque<SimAddressSpace>> pendingCloses = ThreadLocal.withInitial(ArrayDeque::new);
+    // A machine close asked for from inside a callback (any thread's: the machine closes once).
+    private volatile boolean closePending;
 
     /**
-     * @param invariants   checks the invariants after the named operation, throwing on a violation
+     * @param invariants   checks the invariants after the named operation, throwing on a violation;
+     *                     null when the machine does not check them
      * @param closeMachine closes the machine (when a callback asked for it)
      */
     OperationEnd(MachineLock lock, CallbackFailures callbackFailures, MigratingThread migrating, Consumer<String> invariants,
@@ -48,13 +52,18 @@ final class OperationEnd implements OperationHook {
         if (migrating.isCurrent()) {
             return; // the migration takes what its callbacks threw itself
         }
-        invariants.accept(operation);
+        if (invariants != null && !lock.isSharedOnlyByCurrentThread()) {
+            // A quiescent point: the check takes the machine exclusive. Nested inside an outer
+            // operation that holds it shared, the outer operation checks when it ends.
+            try (MachineLock.Held locked = lock.exclusive()) {
+                invariants.accept(operation);
+            }
+        }
         operationDone();
     }
 
     @Override
     public void operationDone() {
-        assert lock.isHeldByCurrentThread();
         if (callbackFailures.inCallback()) {
             return; // nested in a callback: what was collected surfaces when the outermost operation ends
         }
@@ -92,8 +101,9 @@ final class OperationEnd implements OperationHook {
         if (!callbackFailures.inCallback()) {
             return false;
         }
-        if (!pendingCloses.contains(mm)) {
-            pendingCloses.add(mm);
+        ArrayDeque<SimAddressSpace> pending = pendingCloses.get();
+        if (!pending.contains(mm)) {
+            pending.add(mm);
         }
         return true;
     }
@@ -110,7 +120,7 @@ final class OperationEnd implements OperationHook {
 
     /** The machine closes now: what was pending goes with it. */
     void machineClosing() {
-        pendingCloses.clear();
+        pendingCloses.get().clear();
     }
 
     /**
@@ -119,9 +129,10 @@ final class OperationEnd implements OperationHook {
      */
     private void completePendingCloses() {
         Throwable failure = null;
-        while (!pendingCloses.isEmpty()) {
+        ArrayDeque<SimAddressSpace> pending = pendingCloses.get();
+        while (!pending.isEmpty()) {
             try {
-                pendingCloses.removeFirst().close();
+                pending.removeFirst().close();
             } catch (Throwable e) {
                 failure = addFailure(failure, e);
             }

@@ -82,7 +82,7 @@ public final class SimMachine implements Machine {
         long[] nodes = config.nodeBytes().stream().mapToLong(Long::longValue).toArray();
         this.nodeCount = nodes.length;
         this.memory = new PhysicalMemory(nodes);
-        this.ops = new OperationEnd(lock, callbackFailures, migrating, this::checkAfter, this::close);
+        this.ops = new OperationEnd(lock, callbackFailures, migrating, config.checkInvariants() ? this::checkAfter : null, this::close);
         this.spaces = new AddressSpaceTable(lock, ops::deferClose);
         try {
             this.pools = HugetlbPools.create(memory, nodeCount, config::hugePages);

@@ -39,7 +39,8 @@ import org.vmcore.x86.pgtable.Walker;
  * (mmap_region, get_unmapped_area, do_munmap, split_vma), {@link Mprotect}, {@link Fork}
  * (dup_mmap), {@link Exit} (exit_mmap), {@link Zap} (zap_page_range, __unmap_hugepage_range),
  * {@link FaultHandler} (do_user_addr_fault, handle_mm_fault), {@link Young} and {@link PageOps}.
- * Every public method runs under the machine lock. The mm_struct data (page table, VMA tree,
+ * Every public method holds the machine lock shared and this address space's mmap_lock: for
+ * read to fault or look, for write to change the VMA tree. The mm_struct data (page table, VMA tree,
  * counters, notifiers) is in {@link MmStruct}; what it may touch outside itself is listed in its
  * {@link MmContext}.
  */
@@ -58,7 +59,6 @@ public final class SimAddressSpace extends MmStruct {
     private final VmaTree vmas;
     private final RawPageTable pageTable;
     private final Walker walker;
-    private final WalkResult walkResult = new WalkResult();
     final PageOps pages;
     private final FaultHandler faults;
     private final Mmap mmapImpl;
@@ -67,7 +67,7 @@ public final class SimAddressSpace extends MmStruct {
     private final Mprotect mprotect;
     private final PageWalk pageTableView;
     final FaultCounts faultCounts = new FaultCounts();
-    private boolean closed;
+    private volatile boolean closed;
 
     public SimAddressSpace(MmContext ctx, int id, int homeNode, int pcid) {
         super(ctx.lock(), id, homeNode, pcid, ctx.config().cpus(), ctx.memory(), ctx.config().pagingMode(), ctx.registry(),
@@ -90,20 +90,22 @@ public final class SimAddressSpace extends MmStruct {
 
     @Override
     public long mmap(long address, long length, Protection prot, int flags) {
-        try (MachineLock.Held locked = lock().exclusive()) {
+        long start;
+        try (MachineLock.Held locked = lock().shared(); MachineLock.Held mmap = mmapWrite()) {
             ensureChangeable("mmap");
             MmArgs.checkMmapFlags(flags, true);
             MmArgs.checkProtection(prot);
             long len = args.checkLength(length, PageSize.SIZE_4K);
-            long start = mmapImpl.mmapRegion(address, len, prot, flags);
-            ctx.hook().afterOperation("mmap");
-            return start;
+            start = mmapImpl.mmapRegion(address, len, prot, flags);
         }
+        ctx.hook().afterOperation("mmap");
+        return start;
     }
 
     @Override
     public long mmap(HugetlbFile file, long offset, long address, long length, Protection prot, int flags) {
-        try (MachineLock.Held locked = lock().exclusive()) {
+        long start;
+        try (MachineLock.Held locked = lock().shared(); MachineLock.Held mmap = mmapWrite()) {
             ensureChangeable("mmap");
             if (file == null || !ctx.hugetlbfs().owns(file)) {
                 throw new InvalidArgumentException("file", file, "must be a file of this machine's hugetlbfs, not unlinked");
@@ -112,17 +114,17 @@ public final class SimAddressSpace extends MmStruct {
             MmArgs.checkMmapFlags(flags, false);
             MmArgs.checkProtection(prot);
             long len = args.checkFileRange(f, offset, length);
-            long start = mmapImpl.mmapHugetlb(f, offset, address, len, prot, flags);
-            ctx.hook().afterOperation("mmap");
-            return start;
+            start = mmapImpl.mmapHugetlb(f, offset, address, len, prot, flags);
         }
+        ctx.hook().afterOperation("mmap");
+        return start;
     }
 
     // ---- munmap / mprotect ----
 
     @Override
     public void munmap(long address, long length) {
-        try (MachineLock.Held locked = lock().exclusive()) {
+        try (MachineLock.Held locked = lock().shared(); MachineLock.Held mmap = mmapWrite()) {
             ensureChangeable("munmap");
             args.checkAddress(address, "address");
             long len = args.checkLength(length, PageSize.SIZE_4K);
@@ -133,39 +135,46 @@ public final class SimAddressSpace extends MmStruct {
             } catch (Throwable e) { // a notifier refused: nothing changed
                 throw ctx.hook().operationFailed(e);
             }
-            ctx.hook().afterOperation("munmap");
         }
+        ctx.hook().afterOperation("munmap");
     }
 
     @Override
     public void mprotect(long address, long length, Protection prot) {
-        try (MachineLock.Held locked = lock().exclusive()) {
+        try (MachineLock.Held locked = lock().shared(); MachineLock.Held mmap = mmapWrite()) {
             ensureChangeable("mprotect");
             args.checkAddress(address, "address");
             MmArgs.checkProtection(prot);
             long len = args.checkLength(length, PageSize.SIZE_4K);
             args.checkRangeInUserSpace(address, len, "-ENOMEM");
             mprotect.mprotectFixup(address, len, prot);
-            ctx.hook().afterOperation("mprotect");
         }
+        ctx.hook().afterOperation("mprotect");
     }
 
     // ---- fork / exit ----
 
     @Override
     public AddressSpace fork() {
-        try (MachineLock.Held locked = lock().exclusive()) {
+        SimAddressSpace child;
+        try (MachineLock.Held locked = lock().shared(); MachineLock.Held mmap = mmapWrite()) {
             ensureChangeable("fork");
-            SimAddressSpace child = ctx.lifecycle().newChild(homeNode());
-            new Fork(this, ctx).dupMmap(child);
-            ctx.hook().afterOperation("fork");
-            return child;
+            child = ctx.lifecycle().newChild(homeNode());
+            // dup_mmap takes the child's mmap_lock too, nested under the parent's.
+            child.mmapLock().downWriteNested(1);
+            try {
+                new Fork(this, ctx).dupMmap(child);
+            } finally {
+                child.mmapLock().upWrite();
+            }
         }
+        ctx.hook().afterOperation("fork");
+        return child;
     }
 
     @Override
     public void close() {
-        try (MachineLock.Held locked = lock().exclusive()) {
+        try (MachineLock.Held locked = lock().shared(); MachineLock.Held mmap = mmapWrite()) {
             if (closed || ctx.lifecycle().deferClose(this)) {
                 return; // from inside a user callback: closed when the operation that called back ends
             }
@@ -177,35 +186,34 @@ public final class SimAddressSpace extends MmStruct {
                 closed = true;
                 ctx.lifecycle().exited(this);
             }
-            ctx.hook().afterOperation("exit");
         }
+        ctx.hook().afterOperation("exit");
     }
 
     @Override
     public boolean isClosed() {
-        try (MachineLock.Held locked = lock().exclusive()) {
-            return closed;
-        }
+        return closed;
     }
 
     // ---- faults and queries ----
 
     @Override
     public FaultResult fault(long va, Access access) {
-        try (MachineLock.Held locked = lock().exclusive()) {
+        FaultResult result;
+        try (MachineLock.Held locked = lock().shared(); MachineLock.Held mmap = mmapRead()) {
             ensureChangeable("fault");
             if (access == null) {
                 throw new InvalidArgumentException("access", null, "must not be null");
             }
-            FaultResult result = faults.userFault(va, access);
-            ctx.hook().afterOperation("fault at 0x" + Long.toHexString(va));
-            return result;
+            result = faults.userFault(va, access);
         }
+        ctx.hook().afterOperation("fault at 0x" + Long.toHexString(va));
+        return result;
     }
 
     @Override
     public Optional<Vma> findVma(long va) {
-        try (MachineLock.Held locked = lock().exclusive()) {
+        try (MachineLock.Held locked = lock().shared(); MachineLock.Held mmap = mmapRead()) {
             ensureOpen();
             VmArea v = vma(va);
             return v == null ? Optional.empty() : Optional.of(v.snapshot());
@@ -214,7 +222,7 @@ public final class SimAddressSpace extends MmStruct {
 
     @Override
     public List<Vma> vmas() {
-        try (MachineLock.Held locked = lock().exclusive()) {
+        try (MachineLock.Held locked = lock().shared(); MachineLock.Held mmap = mmapRead()) {
             ensureOpen();
             List<Vma> out = new ArrayList<>(vmas.size());
             for (VmArea v : vmas.all()) {
@@ -226,17 +234,19 @@ public final class SimAddressSpace extends MmStruct {
 
     @Override
     public long translate(long va) {
-        try (MachineLock.Held locked = lock().exclusive()) {
+        try (MachineLock.Held locked = lock().shared(); MachineLock.Held mmap = mmapRead()) {
             ensureOpen();
-            return walkUser(va) ? walkResult.physicalAddress() : -1;
+            WalkResult walkResult = new WalkResult();
+            return walkUser(va, walkResult) ? walkResult.physicalAddress() : -1;
         }
     }
 
     @Override
     public long pageAt(long va) {
-        try (MachineLock.Held locked = lock().exclusive()) {
+        try (MachineLock.Held locked = lock().shared(); MachineLock.Held mmap = mmapRead()) {
             ensureOpen();
-            return walkUser(va) ? walkResult.pagePfn() : -1;
+            WalkResult walkResult = new WalkResult();
+            return walkUser(va, walkResult) ? walkResult.pagePfn() : -1;
         }
     }
 
@@ -246,14 +256,15 @@ public final class SimAddressSpace extends MmStruct {
      * would let an access through. Reads without setting A or D.
      */
     public long permissionsAt(long va) {
-        try (MachineLock.Held locked = lock().exclusive()) {
+        try (MachineLock.Held locked = lock().shared(); MachineLock.Held mmap = mmapRead()) {
             ensureOpen();
-            return walkUser(va) ? walkResult.effectiveBits() : 0;
+            WalkResult walkResult = new WalkResult();
+            return walkUser(va, walkResult) ? walkResult.effectiveBits() : 0;
         }
     }
 
-    /** Walks the tables for a canonical va as the hardware would, into {@link #walkResult}; the caller holds the lock. */
-    private boolean walkUser(long va) {
+    /** Walks the tables for a canonical va as the hardware would, into {@code walkResult}; the caller holds the lock. */
+    private boolean walkUser(long va, WalkResult walkResult) {
         if (!pageTable.mode().isCanonical(va)) {
             throw new InvalidArgumentException("va", va, "must be canonical");
         }
@@ -262,7 +273,7 @@ public final class SimAddressSpace extends MmStruct {
 
     @Override
     public MmCounters counters() {
-        try (MachineLock.Held locked = lock().exclusive()) {
+        try (MachineLock.Held locked = lock().shared(); MachineLock.Held mmap = mmapRead()) {
             ensureOpen();
             return new MmCounters(anonPages(), shmemPages(), hugetlbBytes(), pageTable.tablePages(),
                     pageTable.tablesAt(Level.PMD), vmas.size(), faultCounts.minFlt(), 0);
@@ -271,7 +282,7 @@ public final class SimAddressSpace extends MmStruct {
 
     @Override
     public PageTableView pageTableView() {
-        try (MachineLock.Held locked = lock().exclusive()) {
+        try (MachineLock.Held locked = lock().shared(); MachineLock.Held mmap = mmapRead()) {
             ensureOpen();
             return pageTableView;
         }
@@ -279,7 +290,7 @@ public final class SimAddressSpace extends MmStruct {
 
     @Override
     public String dumpPageTables() {
-        try (MachineLock.Held locked = lock().exclusive()) {
+        try (MachineLock.Held locked = lock().shared(); MachineLock.Held mmap = mmapRead()) {
             ensureOpen();
             return pageTable.dump();
         }
@@ -287,7 +298,7 @@ public final class SimAddressSpace extends MmStruct {
 
     @Override
     public long cr3() {
-        try (MachineLock.Held locked = lock().exclusive()) {
+        try (MachineLock.Held locked = lock().shared(); MachineLock.Held mmap = mmapRead()) {
             ensureOpen();
             return pageTable.cr3();
         }
@@ -297,7 +308,7 @@ public final class SimAddressSpace extends MmStruct {
 
     @Override
     public void registerNotifier(MmuNotifier notifier) {
-        try (MachineLock.Held locked = lock().exclusive()) {
+        try (MachineLock.Held locked = lock().shared(); MachineLock.Held mmap = mmapWrite()) {
             ensureOpen();
             notifiers().register(notifier);
         }
@@ -305,7 +316,7 @@ public final class SimAddressSpace extends MmStruct {
 
     @Override
     public boolean unregisterNotifier(MmuNotifier notifier) {
-        try (MachineLock.Held locked = lock().exclusive()) {
+        try (MachineLock.Held locked = lock().shared(); MachineLock.Held mmap = mmapWrite()) {
             ensureOpen();
             if (notifier == null) {
                 throw new InvalidArgumentException("notifier", null, "must not be null");
@@ -316,7 +327,7 @@ public final class SimAddressSpace extends MmStruct {
 
     @Override
     public void flushTlb(long start, long end, int strideShift) {
-        try (MachineLock.Held locked = lock().exclusive()) {
+        try (MachineLock.Held locked = lock().shared(); MachineLock.Held mmap = mmapRead()) {
             ensureOpen();
             args.checkFlushRange(start, end, strideShift);
             shootdown.flushTlbMmRange(this, start, end, strideShift);
@@ -326,7 +337,7 @@ public final class SimAddressSpace extends MmStruct {
 
     @Override
     public void flushTlb() {
-        try (MachineLock.Held locked = lock().exclusive()) {
+        try (MachineLock.Held locked = lock().shared(); MachineLock.Held mmap = mmapRead()) {
             ensureOpen();
             shootdown.flushTlbMm(this);
             ctx.hook().operationDone();
@@ -349,7 +360,7 @@ public final class SimAddressSpace extends MmStruct {
     }
 
     private boolean young(long va, boolean clear, boolean flush) {
-        try (MachineLock.Held locked = lock().exclusive()) {
+        try (MachineLock.Held locked = lock().shared(); MachineLock.Held mmap = mmapRead()) {
             ensureOpen();
             boolean young = Young.young(this, shootdown, va, clear, flush);
             ctx.hook().operationDone(); // the accessed bits are cleared all the same

@@ -9,12 +9,18 @@ import org.vmcore.impl.base.MachineLock;
  * exception is rethrown at the end of the public operation, as it was thrown (an {@link Error}
  * stays an Error), with the later ones suppressed into it.
  *
- * <p>Used under the machine lock only, by the thread that runs the operation.
+ * <p>Kept per thread: operations on different address spaces run in parallel, each on its own
+ * thread, and each collects what its own callbacks threw.
  */
 public final class CallbackFailures {
     private final MachineLock lock;
-    private Throwable first;
-    private int depth;
+    private final ThreadLocal<State> state = ThreadLocal.withInitial(State::new);
+
+    /** One thread's callback depth and collected failure. */
+    private static final class State {
+        Throwable first;
+        int depth;
+    }
 
     public CallbackFailures(MachineLock lock) {
         this.lock = lock;
@@ -23,13 +29,13 @@ public final class CallbackFailures {
     /** The engine calls user code: between this and {@link #exit()} it is inside a callback. */
     public void enter() {
         assert lock.isHeldByCurrentThread();
-        depth++;
+        state.get().depth++;
     }
 
     /** The user code of the matching {@link #enter()} returned or threw. */
     public void exit() {
         assert lock.isHeldByCurrentThread();
-        depth--;
+        state.get().depth--;
     }
 
     /**
@@ -37,29 +43,30 @@ public final class CallbackFailures {
      * waits until the operation that called back has ended (the engine is mid-change below it).
      */
     public boolean inCallback() {
-        return depth > 0;
+        return state.get().depth > 0;
     }
 
     /** Records what a callback threw. */
     public void add(Throwable t) {
         assert lock.isHeldByCurrentThread();
-        if (first == null) {
-            first = t;
-        } else if (first != t) {
-            first.addSuppressed(t);
+        State st = state.get();
+        if (st.first == null) {
+            st.first = t;
+        } else if (st.first != t) {
+            st.first.addSuppressed(t);
         }
     }
 
     /** Whether a failure is waiting to be rethrown. */
     public boolean any() {
-        return first != null;
+        return state.get().first != null;
     }
 
     /** The collected failure, or null; forgets it. */
     public Throwable take() {
-        assert lock.isHeldByCurrentThread();
-        Throwable e = first;
-        first = null;
+        State st = state.get();
+        Throwable e = st.first;
+        st.first = null;
         return e;
     }
 

@@ -1,7 +1,7 @@
 package org.vmcore.impl.notifier;
 
-import java.util.ArrayDeque;
 import java.util.Arrays;
+import java.util.IdentityHashMap;
 import java.util.List;
 import java.util.concurrent.CopyOnWriteArrayList;
 import org.vmcore.api.AddressSpace;
@@ -30,10 +30,11 @@ public final class NotifierChain {
     private final List<MmuNotifier> notifiers = new CopyOnWriteArrayList<>();
     // Open ranges as [start, end) pairs; replaced whole so that CPU threads read a consistent copy.
     private volatile long[] open = new long[0];
-    // The JFR events of the open ranges, in the order they opened (engine thread only).
-    private final ArrayDeque<NotifierEvent> events = new ArrayDeque<>();
-    // How deep the engine's thread is inside this chain's notifiers (under the machine lock).
-    private int calling;
+    // The JFR events of the open ranges, by range (guarded by this chain's monitor: two threads may
+    // have ranges open at once, faults of one address space running in parallel).
+    private final IdentityHashMap<NotifierRange, NotifierEvent> events = new IdentityHashMap<>();
+    // How deep each thread is inside this chain's notifiers.
+    private final ThreadLocal<int[]> calling = ThreadLocal.withInitial(() -> new int[1]);
 
     /** The address space whose notifiers these are. */
     public AddressSpace owner() {
@@ -73,7 +74,8 @@ public final class NotifierChain {
     /** Calls every notifier; what one throws is collected and the others are still called. */
     private void callAll(Call call) {
         failures.enter();
-        calling++;
+        int[] depth = calling.get();
+        depth[0]++;
         try {
             for (MmuNotifier n : notifiers) {
                 try {
@@ -84,18 +86,17 @@ public final class NotifierChain {
                 }
             }
         } finally {
-            calling--;
+            depth[0]--;
             failures.exit();
         }
     }
 
     /**
-     * Whether a notifier of this address space is running now (on the engine's thread, which
-     * holds the machine lock): the address space must not be changed from inside it, as the
+     * Whether a notifier of this address space is running now on the current thread: the address space must not be changed from inside it, as the
      * kernel's notifiers run under locks (mmap lock, rmap locks) that such a change would need.
      */
     public boolean isCalling() {
-        return calling > 0;
+        return calling.get()[0] > 0;
     }
 
     /**
@@ -109,10 +110,10 @@ public final class NotifierChain {
         callAll(n -> n.invalidateRangeStart(range));
     }
 
-    private void opened(NotifierRange range) {
+    private synchronized void opened(NotifierRange range) {
         NotifierEvent event = new NotifierEvent();
         event.begin();
-        events.push(event);
+        events.put(range, event);
         long[] cur = open;
         long[] next = Arrays.copyOf(cur, cur.length + 2);
         next[cur.length] = range.start();
@@ -131,7 +132,8 @@ public final class NotifierChain {
         opened(range);
         int started = 0;
         failures.enter();
-        calling++;
+        int[] depth = calling.get();
+        depth[0]++;
         try {
             for (MmuNotifier n : notifiers) {
                 Initiator.notifierCall();
@@ -146,11 +148,10 @@ public final class NotifierChain {
                     e.addSuppressed(suppressed);
                 }
             }
-            events.poll();
             close(range);
             throw CallbackFailures.<RuntimeException>sneaky(e);
         } finally {
-            calling--;
+            depth[0]--;
             failures.exit();
         }
     }
@@ -159,7 +160,10 @@ public final class NotifierChain {
     public void rangeEnd(NotifierRange range) {
         assert lock.isHeldByCurrentThread();
         callAll(n -> n.invalidateRangeEnd(range));
-        NotifierEvent event = events.poll();
+        NotifierEvent event;
+        synchronized (this) {
+            event = events.get(range);
+        }
         if (event != null && event.shouldCommit()) {
             event.addressSpace = mm.id();
             event.start = range.start();
@@ -170,7 +174,8 @@ public final class NotifierChain {
         close(range);
     }
 
-    private void close(NotifierRange range) {
+    private synchronized void close(NotifierRange range) {
+        events.remove(range);
         long[] cur = open;
         for (int i = 0; i < cur.length; i += 2) {
             if (cur[i] == range.start() && cur[i + 1] == range.end()) {

@@ -2,11 +2,15 @@ package org.vmcore.impl.vma;
 
 import java.util.ArrayList;
 import java.util.List;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.atomic.AtomicLongArray;
 import org.vmcore.api.AddressSpace;
 import org.vmcore.api.PagingMode;
 import org.vmcore.impl.base.MachineLock;
 import org.vmcore.impl.base.PmdShareCount;
+import org.vmcore.impl.lock.LockClass;
+import org.vmcore.impl.lock.RwSem;
 import org.vmcore.impl.notifier.CallbackFailures;
 import org.vmcore.impl.notifier.NotifierChain;
 import org.vmcore.x86.internal.RawPageTable;
@@ -19,11 +23,21 @@ import org.vmcore.x86.mem.PhysicalMemory;
  * munmap, fork and the fault handler live in the mm package, in the address space built on it.
  *
  * <p>Layers below mm (tlb, hugetlb, rmap) see an address space only as an MmStruct, through
- * {@link VmArea#owner()}. Counters change under the machine lock; the cpumask is atomic, since
- * CPUs set their bit while flushers read it.
+ * {@link VmArea#owner()}. The mmap_lock ({@link #mmapLock()}) guards the VMA tree: faults and
+ * queries hold it for read, mmap, munmap, mprotect, fork and exit for write. The counters are
+ * atomic (Linux keeps them per CPU), since faults of one address space run in parallel; the
+ * cpumask is atomic, since CPUs set their bit while flushers read it.
  */
 public abstract class MmStruct implements AddressSpace {
+    /** Lock class of every address space's mmap_lock. */
+    public static final LockClass MMAP_LOCK = LockClass.of("mmap_lock");
+    /** Lock class of every address space's page_table_lock (upper-level tables and 1 GiB entries). */
+    public static final LockClass PAGE_TABLE_LOCK = LockClass.of("page_table_lock");
+
     private final MachineLock lock;
+    private final RwSem mmapLock = new RwSem(MMAP_LOCK);
+    private final MachineLock.Held mmapReadHold = mmapLock::upRead;
+    private final MachineLock.Held mmapWriteHold = mmapLock::upWrite;
     private final int id;
     private final int homeNode;
     private final int pcid;
@@ -33,11 +47,11 @@ public abstract class MmStruct implements AddressSpace {
     private final RawPageTable pageTable;
     private final PmdShareCount pmdShareCount;
     private final VmaTree vmaTree;
-    private long anonPages;
-    private long shmemPages;
-    private long hugetlbBytes;
-    // mm->tlb_flush_pending: written under the machine lock, read by the stale detector on CPU threads.
-    private volatile int tlbFlushPending;
+    private final AtomicLong anonPages = new AtomicLong();
+    private final AtomicLong shmemPages = new AtomicLong();
+    private final AtomicLong hugetlbBytes = new AtomicLong();
+    // mm->tlb_flush_pending: changed by the operations that owe a flush, read by the stale detector on CPU threads.
+    private final AtomicInteger tlbFlushPending = new AtomicInteger();
 
     protected MmStruct(MachineLock lock, int id, int homeNode, int pcid, int cpus, PhysicalMemory memory, PagingMode mode,
                        MappingRegistry registry, CallbackFailures failures, PmdShareCount pmdShareCount) {
@@ -71,6 +85,28 @@ public abstract class MmStruct implements AddressSpace {
     /** The lock of the machine this address space belongs to (also its identity: see {@link #belongsTo}). */
     public final MachineLock lock() {
         return lock;
+    }
+
+    /** mmap_lock: read for faults and queries, write for changes of the VMA tree. */
+    public final RwSem mmapLock() {
+        return mmapLock;
+    }
+
+    /** mmap_read_lock, released by closing the returned hold. */
+    public final MachineLock.Held mmapRead() {
+        mmapLock.downRead();
+        return mmapReadHold;
+    }
+
+    /** mmap_write_lock, released by closing the returned hold. */
+    public final MachineLock.Held mmapWrite() {
+        mmapLock.downWrite();
+        return mmapWriteHold;
+    }
+
+    /** Whether the current thread holds this mmap_lock, for read or write. */
+    public final boolean mmapLocked() {
+        return mmapLock.isWriteLockedByCurrentThread() || mmapLock.isReadLockedByCurrentThread();
     }
 
     /** Whether this address space was made by the machine whose lock is {@code machineLock}. */
@@ -141,51 +177,48 @@ public abstract class MmStruct implements AddressSpace {
      */
     public final void incTlbFlushPending() {
         assert lock.isHeldByCurrentThread();
-        tlbFlushPending = tlbFlushPending + 1;
+        tlbFlushPending.incrementAndGet();
     }
 
     /** dec_tlb_flush_pending: the flush {@link #incTlbFlushPending} announced is done. The caller holds the machine lock. */
     public final void decTlbFlushPending() {
         assert lock.isHeldByCurrentThread();
-        assert tlbFlushPending > 0;
-        tlbFlushPending = tlbFlushPending - 1;
+        int left = tlbFlushPending.decrementAndGet();
+        assert left >= 0;
     }
 
     /** mm_tlb_flush_pending: whether an operation still owes this address space a TLB flush. Any thread. */
     public final boolean tlbFlushPending() {
-        return tlbFlushPending > 0;
+        return tlbFlushPending.get() > 0;
     }
 
-    // ---- counters (under the machine lock) ----
+    // ---- counters (atomic: faults of one address space run in parallel) ----
 
     public final long anonPages() {
-        return anonPages;
+        return anonPages.get();
     }
 
     public final long shmemPages() {
-        return shmemPages;
+        return shmemPages.get();
     }
 
     public final long hugetlbBytes() {
-        return hugetlbBytes;
+        return hugetlbBytes.get();
     }
 
     /** Adds to RssAnon. */
     public final void addAnonPages(long delta) {
-        assert lock.isHeldByCurrentThread();
-        anonPages += delta;
+        anonPages.addAndGet(delta);
     }
 
     /** Adds to RssShmem. */
     public final void addShmemPages(long delta) {
-        assert lock.isHeldByCurrentThread();
-        shmemPages += delta;
+        shmemPages.addAndGet(delta);
     }
 
     /** hugetlb_count_add (or a plain subtraction with a negative delta). */
     public final void addHugetlbBytes(long delta) {
-        assert lock.isHeldByCurrentThread();
-        hugetlbBytes += delta;
+        hugetlbBytes.addAndGet(delta);
     }
 
     /**
@@ -194,8 +227,7 @@ public abstract class MmStruct implements AddressSpace {
      * unmaps it; HugetlbPages must not go negative there.
      */
     public final void hugetlbCountSub(long bytes) {
-        assert lock.isHeldByCurrentThread();
-        hugetlbBytes = Math.max(0, hugetlbBytes - bytes);
+        hugetlbBytes.accumulateAndGet(bytes, (cur, b) -> Math.max(0, cur - b));
     }
 
     @Override
