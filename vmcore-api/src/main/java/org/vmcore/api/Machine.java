@@ -114,6 +114,17 @@ public interface Machine extends AutoCloseable, PhysicalMemoryView, MachineDiagn
     }
 
     /**
+     * Installs {@code hook} at {@code point}, replacing the one there; null removes it. The hook
+     * runs on every thread that reaches the point, inside the kernel path, with that path's locks
+     * held (see {@link RacePoint}); it is for replaying races between kernel paths exactly.
+     *
+     * @param point the point in a kernel path
+     * @param hook what runs there, or null for nothing
+     * @throws InvalidArgumentException if point is null
+     */
+    void setRaceHook(RacePoint point, RaceHook hook);
+
+    /**
      * Frees everything; idempotent. Best effort that always completes: every address space is
      * closed and all off-heap memory is freed even when a notifier's release throws; the first
      * such exception is then rethrown with the others suppressed. CPUs running on other threads

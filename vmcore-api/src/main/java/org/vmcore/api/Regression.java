@@ -48,5 +48,18 @@ public enum Regression {
      * shared: unmapping the window only unhooks it, so the table page and the huge pages its
      * entries map are never freed.
      */
-    PRE_59D9094D
+    PRE_59D9094D,
+
+    /**
+     * Before "hugetlbfs: use i_mmap_rwsem for more pmd sharing synchronization" (c0d0381ade79,
+     * 2020; today's kernels hold the hugetlb VMA lock of 40549ba8f8e0 instead): hugetlb_fault looks
+     * up, and may share, its PMD table (huge_pte_alloc) without holding anything that keeps the
+     * table from being unshared, then fills the entry it found. A truncate (or another path that
+     * calls huge_pmd_unshare) between the two unshares the faulting address space from the table;
+     * once the last sibling lets go the table is freed, and the fault writes its entry through
+     * the freed table: the page is mapped nowhere the faulting process can reach, and the write
+     * lands in a page-table frame that may already serve another table. Replay it at
+     * {@link RacePoint#HUGETLB_FAULT_AFTER_PTE_ALLOC}.
+     */
+    PRE_C0D0381A
 }

@@ -13,7 +13,8 @@ import org.vmcore.impl.mm.SimAddressSpace;
  * The machine's live address spaces and their PCIDs (the arch's ASID allocator): a new address
  * space takes the lowest free PCID of 1..4095, an exited one gives it back. It also keeps the
  * faults of exited address spaces for pgfault, and passes on an address space's request to
- * defer its close to the machine's end of operation. Callers hold the machine lock.
+ * defer its close to the machine's end of operation. Callers hold the machine lock; its own
+ * monitor guards it, since address spaces are created and exit in parallel.
  */
 final class AddressSpaceTable implements MmContext.MmLifecycle {
     private final SimAddressSpace[] byPcid = new SimAddressSpace[4096];
@@ -36,7 +37,7 @@ final class AddressSpaceTable implements MmContext.MmLifecycle {
     }
 
     @Override
-    public SimAddressSpace newChild(int homeNode) {
+    public synchronized SimAddressSpace newChild(int homeNode) {
         assert lock.isHeldByCurrentThread();
         int pcid = 1;
         while (pcid < byPcid.length && byPcid[pcid] != null) {
@@ -52,7 +53,7 @@ final class AddressSpaceTable implements MmContext.MmLifecycle {
     }
 
     @Override
-    public void exited(SimAddressSpace mm) {
+    public synchronized void exited(SimAddressSpace mm) {
         assert lock.isHeldByCurrentThread();
         exitedFaults += mm.faultCount();
         spaces.remove(mm);
@@ -65,18 +66,18 @@ final class AddressSpaceTable implements MmContext.MmLifecycle {
     }
 
     /** The live address space tagged with {@code pcid}, or null. */
-    AddressSpace ofPcid(int pcid) {
+    synchronized AddressSpace ofPcid(int pcid) {
         return pcid > 0 && pcid < byPcid.length ? byPcid[pcid] : null;
     }
 
     /** The live address spaces, in creation order (a copy). */
-    List<SimAddressSpace> live() {
+    synchronized List<SimAddressSpace> live() {
         assert lock.isHeldByCurrentThread();
         return new ArrayList<>(spaces);
     }
 
     /** pgfault: the faults of every address space, live or exited. */
-    long faults() {
+    synchronized long faults() {
         assert lock.isHeldByCurrentThread();
         long faults = exitedFaults;
         for (SimAddressSpace mm : spaces) {

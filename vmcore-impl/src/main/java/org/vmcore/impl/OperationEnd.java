@@ -118,6 +118,14 @@ final class OperationEnd implements OperationHook {
         return true;
     }
 
+    /**
+     * A close of the machine asked for by a thread inside an address-space operation (which holds
+     * the machine lock shared, so it cannot close now): done when that operation ends.
+     */
+    void closeMachineLater() {
+        closePending = true;
+    }
+
     /** The machine closes now: what was pending goes with it. */
     void machineClosing() {
         pendingCloses.get().clear();

@@ -16,6 +16,8 @@ import org.vmcore.api.MachineStats;
 import org.vmcore.api.MigrationService;
 import org.vmcore.api.Page;
 import org.vmcore.api.PageReference;
+import org.vmcore.api.RaceHook;
+import org.vmcore.api.RacePoint;
 import org.vmcore.api.RmapWalker;
 import org.vmcore.api.StaleAccess;
 import org.vmcore.api.VmstatSnapshot;
@@ -127,7 +129,7 @@ public final class SimMachine implements Machine {
 
     @Override
     public AddressSpace createAddressSpace(int homeNode) {
-        try (MachineLock.Held locked = lock.exclusive()) {
+        try (MachineLock.Held locked = lock.shared()) {
             ensureOpen();
             Nodes.check(nodeCount, homeNode);
             return spaces.newChild(homeNode);
@@ -136,9 +138,7 @@ public final class SimMachine implements Machine {
 
     /** The live address space tagged with {@code pcid}, or null. */
     public AddressSpace addressSpaceOfPcid(int pcid) {
-        try (MachineLock.Held locked = lock.exclusive()) {
-            return spaces.ofPcid(pcid);
-        }
+        return spaces.ofPcid(pcid);
     }
 
     @Override
@@ -161,8 +161,17 @@ public final class SimMachine implements Machine {
     }
 
     @Override
+    public void setRaceHook(RacePoint point, RaceHook hook) {
+        ensureOpen();
+        if (point == null) {
+            throw new InvalidArgumentException("point", null, "must not be null");
+        }
+        lock.raceHooks().set(point, hook);
+    }
+
+    @Override
     public void flushTlbAll() {
-        try (MachineLock.Held locked = lock.exclusive()) {
+        try (MachineLock.Held locked = lock.shared()) {
             ensureOpen();
             shootdown.flushTlbAll();
         }
@@ -193,7 +202,7 @@ public final class SimMachine implements Machine {
 
     @Override
     public VmstatSnapshot vmstatSnapshot() {
-        try (MachineLock.Held locked = lock.exclusive()) {
+        try (MachineLock.Held locked = lock.shared()) {
             ensureOpen();
             return procStats.vmstatSnapshot();
         }
@@ -262,7 +271,7 @@ public final class SimMachine implements Machine {
     @Override
     public MachineStats stats() {
         Map<String, Long> meminfo;
-        try (MachineLock.Held locked = lock.exclusive()) {
+        try (MachineLock.Held locked = lock.shared()) {
             ensureOpen();
             meminfo = procStats.meminfo();
         }
@@ -281,7 +290,7 @@ public final class SimMachine implements Machine {
         if (!(addressSpace instanceof SimAddressSpace mm) || !mm.belongsTo(lock)) {
             throw new InvalidArgumentException("addressSpace", addressSpace, "must belong to this machine");
         }
-        try (MachineLock.Held locked = lock.exclusive()) {
+        try (MachineLock.Held locked = lock.shared()) {
             ensureOpen();
             return detector.check(who, mm, va, pfn, write, config.detectStaleTranslations());
         }
@@ -289,7 +298,7 @@ public final class SimMachine implements Machine {
 
     @Override
     public List<AddressSpace> addressSpaces() {
-        try (MachineLock.Held locked = lock.exclusive()) {
+        try (MachineLock.Held locked = lock.shared()) {
             ensureOpen();
             return new ArrayList<>(spaces.live());
         }
@@ -309,7 +318,7 @@ public final class SimMachine implements Machine {
 
     @Override
     public Page page(long pfn) {
-        try (MachineLock.Held locked = lock.exclusive()) {
+        try (MachineLock.Held locked = lock.shared()) {
             ensureOpen();
             return physical.page(pfn);
         }
@@ -325,7 +334,7 @@ public final class SimMachine implements Machine {
 
     @Override
     public long readPhysical(long pa, int width) {
-        try (MachineLock.Held locked = lock.exclusive()) { // close frees the arena under the lock: never touch it after
+        try (MachineLock.Held locked = lock.shared()) { // close frees the arena under the lock: never touch it after
             ensureOpen();
             return physical.read(pa, width);
         }
@@ -333,7 +342,7 @@ public final class SimMachine implements Machine {
 
     @Override
     public void readPhysical(long pa, byte[] dst, int offset, int length) {
-        try (MachineLock.Held locked = lock.exclusive()) {
+        try (MachineLock.Held locked = lock.shared()) {
             ensureOpen();
             physical.readBytes(pa, dst, offset, length);
         }
@@ -341,7 +350,7 @@ public final class SimMachine implements Machine {
 
     @Override
     public void readPhysical(long pa, ByteBuffer dst) {
-        try (MachineLock.Held locked = lock.exclusive()) {
+        try (MachineLock.Held locked = lock.shared()) {
             ensureOpen();
             physical.readBytes(pa, dst);
         }
@@ -349,7 +358,7 @@ public final class SimMachine implements Machine {
 
     @Override
     public void writePhysical(long pa, int width, long value) {
-        try (MachineLock.Held locked = lock.exclusive()) {
+        try (MachineLock.Held locked = lock.shared()) {
             ensureOpen();
             physical.write(pa, width, value);
         }
@@ -357,7 +366,7 @@ public final class SimMachine implements Machine {
 
     @Override
     public long freeFrames() {
-        try (MachineLock.Held locked = lock.exclusive()) {
+        try (MachineLock.Held locked = lock.shared()) {
             ensureOpen();
             return memory.freeFrames();
         }
@@ -370,6 +379,10 @@ public final class SimMachine implements Machine {
 
     @Override
     public void close() {
+        if (lock.isSharedOnlyByCurrentThread()) { // from inside an address-space operation (a callback of it)
+            ops.closeMachineLater();
+            return;
+        }
         try (MachineLock.Held locked = lock.exclusive()) {
             if (lock.isClosed() || ops.deferMachineClose()) {
                 return; // from inside a callback: closed when the operation that called back ends
@@ -405,7 +418,7 @@ public final class SimMachine implements Machine {
      */
     @Override
     public String toString() {
-        try (MachineLock.Held locked = lock.exclusive()) {
+        try (MachineLock.Held locked = lock.shared()) {
             return MachineSummary.of(config, lock.isClosed(), lock.isClosed() ? 0 : spaces.live().size());
         }
     }

@@ -2,6 +2,10 @@ package org.vmcore.impl.base;
 
 import java.util.concurrent.locks.ReentrantReadWriteLock;
 import org.vmcore.api.ClosedException;
+import org.vmcore.impl.lock.FaultMutexTable;
+import org.vmcore.impl.lock.LockClass;
+import org.vmcore.impl.lock.LockDep;
+import org.vmcore.impl.lock.PtLocks;
 
 /**
  * The machine-wide lock above the kernel's locks, and whether the machine behind it is still
@@ -13,14 +17,33 @@ import org.vmcore.api.ClosedException;
  * Linux has no such lock: its rmap walks and migration take the folio lock and the rmap locks
  * only. vmcore 0.2 still stops the world for them (docs/CONCURRENCY.md).
  *
+ * <p>It also carries the machine's hashed lock tables (the split page-table locks and the hugetlb
+ * fault mutexes) and its race hooks, which every layer below the machine reaches through it.
+ *
  * <p>Held through {@link #shared()} and {@link #exclusive()}, in try-with-resources; a thread
  * that holds it shared cannot take it exclusive (a read-write lock cannot be upgraded): such a
  * call, which only a user callback can make, is refused.
  */
 public final class MachineLock {
+    /** Lock class of the machine lock in the lock-order validator: it is outside every kernel lock. */
+    public static final LockClass MACHINE = LockClass.of("vmcore_machine");
+
     private final ReentrantReadWriteLock rw = new ReentrantReadWriteLock();
-    private final Held sharedHold = () -> rw.readLock().unlock();
-    private final Held exclusiveHold = () -> rw.writeLock().unlock();
+    private final Held sharedHold = () -> {
+        rw.readLock().unlock();
+        if (LockDep.ENABLED) {
+            LockDep.released(this);
+        }
+    };
+    private final Held exclusiveHold = () -> {
+        rw.writeLock().unlock();
+        if (LockDep.ENABLED) {
+            LockDep.released(this);
+        }
+    };
+    private final PtLocks ptLocks = new PtLocks();
+    private final FaultMutexTable hugetlbFaultMutexes = new FaultMutexTable();
+    private final RaceHooks raceHooks = new RaceHooks();
     // Written under the exclusive lock; read without it by the quick checks of public methods.
     private volatile boolean closed;
 
@@ -33,7 +56,13 @@ public final class MachineLock {
 
     /** Takes the lock shared (reentrant; also inside an exclusive hold of the same thread). */
     public Held shared() {
+        if (LockDep.ENABLED) {
+            LockDep.checkAcquire(MACHINE, this);
+        }
         rw.readLock().lock();
+        if (LockDep.ENABLED) {
+            LockDep.acquired(MACHINE, this, false);
+        }
         return sharedHold;
     }
 
@@ -47,7 +76,13 @@ public final class MachineLock {
             throw new IllegalStateException("a machine-wide operation (migration, rmap walk, invariant check, close) was"
                     + " called from inside a callback of an address-space operation; it would wait for that operation");
         }
+        if (LockDep.ENABLED) {
+            LockDep.checkAcquire(MACHINE, this);
+        }
         rw.writeLock().lock();
+        if (LockDep.ENABLED) {
+            LockDep.acquired(MACHINE, this, false);
+        }
         return exclusiveHold;
     }
 
@@ -64,6 +99,21 @@ public final class MachineLock {
     /** Whether the current thread holds the lock shared and not exclusive. */
     public boolean isSharedOnlyByCurrentThread() {
         return !rw.isWriteLockedByCurrentThread() && rw.getReadHoldCount() > 0;
+    }
+
+    /** The split page-table locks of every address space of the machine. */
+    public PtLocks ptLocks() {
+        return ptLocks;
+    }
+
+    /** hugetlb_fault_mutex_table. */
+    public FaultMutexTable hugetlbFaultMutexes() {
+        return hugetlbFaultMutexes;
+    }
+
+    /** The hooks at the machine's race points. */
+    public RaceHooks raceHooks() {
+        return raceHooks;
     }
 
     /** Throws ClosedException once the machine is closed. */

@@ -17,12 +17,12 @@ import org.vmcore.x86.internal.MemMap;
 public final class HugetlbFileImpl implements HugetlbFile {
     private final HugetlbFsImpl fs;
     private final String name;
-    private long size;
+    private volatile long size; // changed by truncate under i_mmap_rwsem; read by faults without it
     private final PageSize pageSize;
     private FileMapping mapping;
     private final LongHashSet reservedIndexes = new LongHashSet();
-    private boolean unlinked;
-    private boolean evicted;
+    private volatile boolean unlinked;
+    private volatile boolean evicted;
 
     HugetlbFileImpl(HugetlbFsImpl fs, String name, long size, PageSize pageSize) {
         this.fs = fs;
@@ -49,10 +49,8 @@ public final class HugetlbFileImpl implements HugetlbFile {
 
     @Override
     public long size() {
-        try (MachineLock.Held locked = fs.machineLock().exclusive()) {
-            fs.ensureOpen();
-            return size;
-        }
+        fs.ensureOpen();
+        return size;
     }
 
     @Override
@@ -62,9 +60,7 @@ public final class HugetlbFileImpl implements HugetlbFile {
 
     /** Number of huge pages the file holds at its size. */
     public long pageCount() {
-        try (MachineLock.Held locked = fs.machineLock().exclusive()) {
-            return size >>> pageSize.shift();
-        }
+        return size >>> pageSize.shift();
     }
 
     @Override
@@ -73,17 +69,15 @@ public final class HugetlbFileImpl implements HugetlbFile {
         if (index < 0 || index >= pageCount()) {
             throw new InvalidArgumentException("index", index, "must be inside the file (0.." + (pageCount() - 1) + ")");
         }
-        try (MachineLock.Held locked = fs.machineLock().exclusive()) {
+        try (MachineLock.Held locked = fs.machineLock().shared()) {
             return mapping.find(index);
         }
     }
 
     @Override
     public boolean isUnlinked() {
-        try (MachineLock.Held locked = fs.machineLock().exclusive()) {
-            fs.ensureOpen();
-            return unlinked;
-        }
+        fs.ensureOpen();
+        return unlinked;
     }
 
     /** Unlinked and not yet evicted: its mappings and page cache live on. The caller holds the machine lock. */
@@ -101,9 +95,11 @@ public final class HugetlbFileImpl implements HugetlbFile {
 
     @Override
     public long cachedPages() {
-        try (MachineLock.Held locked = fs.machineLock().exclusive()) {
+        try (MachineLock.Held locked = fs.machineLock().shared()) {
             fs.ensureOpen();
-            return mapping.pageCache().size();
+            synchronized (mapping) {
+                return mapping.pageCache().size();
+            }
         }
     }
 
@@ -112,9 +108,9 @@ public final class HugetlbFileImpl implements HugetlbFile {
         fs.truncate(this, newSize);
     }
 
-    /** Sets the size after a truncation; the caller holds the machine lock. */
+    /** Sets the size after a truncation; the caller holds i_mmap_rwsem for write. */
     void setSize(long newSize) {
-        assert fs.machineLock().isHeldByCurrentThread();
+        assert mapping.iMmapRwsem().isWriteLockedByCurrentThread();
         size = newSize;
     }
 

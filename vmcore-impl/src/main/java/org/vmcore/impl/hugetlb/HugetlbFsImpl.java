@@ -12,7 +12,10 @@ import org.vmcore.api.PageSize;
 import org.vmcore.impl.base.MachineLock;
 import org.vmcore.impl.base.Nodes;
 import org.vmcore.impl.base.OperationHook;
+import org.vmcore.impl.lock.KMutex;
+import org.vmcore.impl.lock.RwSem;
 import org.vmcore.impl.vma.MappingRegistry;
+import org.vmcore.impl.vma.VmArea;
 import org.vmcore.x86.internal.MemMap;
 
 /**
@@ -47,7 +50,7 @@ public final class HugetlbFsImpl implements HugetlbFs {
 
     @Override
     public HugetlbFile create(String name, long size, PageSize pageSize) {
-        try (MachineLock.Held locked = lock.exclusive()) {
+        try (MachineLock.Held locked = lock.shared()) {
             lock.ensureOpen();
             if (name == null || name.isEmpty() || name.contains("/")) {
                 throw new InvalidArgumentException("name", name, "must be a non-empty file name without '/'");
@@ -61,28 +64,36 @@ public final class HugetlbFsImpl implements HugetlbFs {
             if (size <= 0 || !pageSize.isAligned(size)) {
                 throw new InvalidArgumentException("size", size, "must be a positive multiple of " + pageSize.label());
             }
-            HugetlbFileImpl file = new HugetlbFileImpl(this, name, size, pageSize);
-            file.setMapping(registry.newFileMapping(file));
-            files.put(name, file);
-            return file;
+            synchronized (this) { // the directory (i_rwsem of the mount's root)
+                if (files.containsKey(name)) {
+                    throw new InvalidArgumentException("name", name, "must not name an existing file");
+                }
+                HugetlbFileImpl file = new HugetlbFileImpl(this, name, size, pageSize);
+                file.setMapping(registry.newFileMapping(file));
+                files.put(name, file);
+                return file;
+            }
         }
     }
 
     @Override
     public HugetlbFile unlink(String name) {
-        try (MachineLock.Held locked = lock.exclusive()) {
+        HugetlbFileImpl file;
+        try (MachineLock.Held locked = lock.shared()) {
             lock.ensureOpen();
-            HugetlbFileImpl file = name == null ? null : files.get(name);
-            if (file == null) {
-                throw new InvalidArgumentException("name", name, "must name an existing file");
+            synchronized (this) {
+                file = name == null ? null : files.get(name);
+                if (file == null) {
+                    throw new InvalidArgumentException("name", name, "must name an existing file");
+                }
+                files.remove(name);
+                file.markUnlinked();
+                unlinkedAlive.add(file);
             }
-            files.remove(name);
-            file.markUnlinked();
-            unlinkedAlive.add(file);
             evictIfUnused(file);
-            hook.afterOperation("unlink");
-            return file;
         }
+        hook.afterOperation("unlink");
+        return file;
     }
 
     /**
@@ -93,17 +104,24 @@ public final class HugetlbFsImpl implements HugetlbFs {
      */
     public void evictIfUnused(HugetlbFileImpl file) {
         assert lock.isHeldByCurrentThread();
-        if (!file.unlinkedAlive() || !file.mapping().iMmap().isEmpty()) {
-            return;
+        file.mapping().iMmapRwsem().downWrite();
+        try {
+            synchronized (this) {
+                if (!file.unlinkedAlive() || !file.mapping().iMmap().isEmpty()) {
+                    return;
+                }
+                file.markEvicted();
+                unlinkedAlive.remove(file);
+            }
+        } finally {
+            file.mapping().iMmapRwsem().upWrite();
         }
         removeFrom(file, 0);
-        file.markEvicted();
-        unlinkedAlive.remove(file);
         registry.unregister(file.mapping().id());
     }
 
     /** Every live inode: the linked files and the unlinked ones still mapped, for the invariant checker. */
-    public List<HugetlbFileImpl> inodes() {
+    public synchronized List<HugetlbFileImpl> inodes() {
         assert lock.isHeldByCurrentThread();
         List<HugetlbFileImpl> out = new ArrayList<>(files.values());
         out.addAll(unlinkedAlive);
@@ -112,8 +130,8 @@ public final class HugetlbFsImpl implements HugetlbFs {
 
     @Override
     public List<HugetlbFile> files() {
-        try (MachineLock.Held locked = lock.exclusive()) {
-            lock.ensureOpen();
+        lock.ensureOpen();
+        synchronized (this) {
             return new ArrayList<>(files.values());
         }
     }
@@ -130,7 +148,7 @@ public final class HugetlbFsImpl implements HugetlbFs {
 
     /** ftruncate to a smaller size: hugetlb_vmtruncate, then the page cache and reservations past the end. */
     void truncate(HugetlbFileImpl file, long newSize) {
-        try (MachineLock.Held locked = lock.exclusive()) {
+        try (MachineLock.Held locked = lock.shared()) {
             lock.ensureOpen();
             PageSize ps = file.pageSize();
             if (file.unlinkedAlive() || !owns(file)) {
@@ -142,21 +160,70 @@ public final class HugetlbFsImpl implements HugetlbFs {
             }
             long first = newSize >>> ps.shift();
             long firstSmall = first << ps.order(); // in 4 KiB page offsets, as vm_pgoff counts
-            var vmas = file.mapping().iMmap().overlapping(firstSmall, Long.MAX_VALUE);
-            long held = 0; // what the private owners hold before: their slots past the new end stop holding
-            for (var vma : vmas) {
-                held += vma.reservationOwner() ? HugetlbReservation.privateReserved(vma, vma.start(), vma.end()) : 0;
+            List<VmArea> busy = new ArrayList<>();
+            RwSem iMmap = file.mapping().iMmapRwsem();
+            iMmap.downWrite();
+            try {
+                List<VmArea> vmas = file.mapping().iMmap().overlapping(firstSmall, Long.MAX_VALUE);
+                long held = 0; // what the private owners hold before: their slots past the new end stop holding
+                for (VmArea vma : vmas) {
+                    held += vma.reservationOwner() ? HugetlbReservation.privateReserved(vma, vma.start(), vma.end()) : 0;
+                }
+                file.setSize(newSize);
+                long kept = 0;
+                for (VmArea vma : vmas) {
+                    // hugetlb_vmdelete_list: the VMA lock ranks above i_mmap_rwsem, so only a trylock here;
+                    // a VMA whose lock is busy (a fault holds it) is unmapped below, in lock order.
+                    if (!vma.hugetlbVmaLock().tryDownWrite()) {
+                        busy.add(vma);
+                        continue;
+                    }
+                    try {
+                        vmdelete.unmapHugepageRange(vma, deleteFrom(vma, firstSmall), vma.end());
+                    } finally {
+                        vma.hugetlbVmaLock().upWrite();
+                    }
+                    kept += vma.reservationOwner() ? HugetlbReservation.privateReserved(vma, vma.start(), vma.end()) : 0;
+                }
+                pool(ps).unreserve(held - kept);
+            } finally {
+                iMmap.upWrite();
             }
-            file.setSize(newSize);
-            long kept = 0;
-            for (var vma : vmas) {
-                long from = vma.pgoff() >= firstSmall ? vma.start() : vma.start() + ((firstSmall - vma.pgoff()) << 12);
-                vmdelete.unmapHugepageRange(vma, from, vma.end());
-                kept += vma.reservationOwner() ? HugetlbReservation.privateReserved(vma, vma.start(), vma.end()) : 0;
+            for (VmArea vma : busy) {
+                unmapBusy(file, vma, firstSmall);
             }
-            pool(ps).unreserve(held - kept);
             removeFrom(file, first);
-            hook.afterOperation("truncate");
+        }
+        hook.afterOperation("truncate");
+    }
+
+    private static long deleteFrom(VmArea vma, long firstSmall) {
+        return vma.pgoff() >= firstSmall ? vma.start() : vma.start() + ((firstSmall - vma.pgoff()) << 12);
+    }
+
+    /**
+     * The part of hugetlb_vmdelete_list a trylock skipped, done as remove_inode_hugepages does for
+     * a page still mapped: the VMA lock for write, then i_mmap_rwsem, in the documented order;
+     * nothing to do if the VMA left the file meanwhile.
+     */
+    private void unmapBusy(HugetlbFileImpl file, VmArea vma, long firstSmall) {
+        RwSem iMmap = file.mapping().iMmapRwsem();
+        vma.hugetlbVmaLock().downWrite();
+        try {
+            iMmap.downWrite();
+            try {
+                if (!file.mapping().iMmap().overlapping(firstSmall, Long.MAX_VALUE).contains(vma)) {
+                    return;
+                }
+                long held = vma.reservationOwner() ? HugetlbReservation.privateReserved(vma, vma.start(), vma.end()) : 0;
+                vmdelete.unmapHugepageRange(vma, deleteFrom(vma, firstSmall), vma.end());
+                long kept = vma.reservationOwner() ? HugetlbReservation.privateReserved(vma, vma.start(), vma.end()) : 0;
+                pool(file.pageSize()).unreserve(held - kept);
+            } finally {
+                iMmap.upWrite();
+            }
+        } finally {
+            vma.hugetlbVmaLock().upWrite();
         }
     }
 
@@ -168,18 +235,31 @@ public final class HugetlbFsImpl implements HugetlbFs {
     private void removeFrom(HugetlbFileImpl file, long first) {
         HugePagePool pool = pool(file.pageSize());
         long released = 0;
-        for (long index : file.mapping().pageCache().keySet().toArray()) {
+        long[] indexes;
+        synchronized (file.mapping()) {
+            indexes = file.mapping().pageCache().keySet().toArray();
+        }
+        for (long index : indexes) {
             if (index >= first) {
-                long pfn = file.mapping().remove(index);
-                if (descriptors.addRefcount(pfn, -1) == 0) {
-                    pool.free(pfn);
+                // Under the page's fault mutex: a fault of this page is either done or waits, then finds it gone.
+                KMutex faultMutex = lock.hugetlbFaultMutexes().of(file.mapping().id(), index);
+                faultMutex.lock();
+                try {
+                    long pfn = file.mapping().remove(index);
+                    if (pfn >= 0 && descriptors.addRefcount(pfn, -1) == 0) {
+                        pool.free(pfn);
+                    }
+                } finally {
+                    faultMutex.unlock();
                 }
             }
         }
-        for (long index : file.reservedIndexes().toArray()) {
-            if (index >= first) {
-                file.reservedIndexes().remove(index);
-                released++;
+        synchronized (file.reservedIndexes()) {
+            for (long index : file.reservedIndexes().toArray()) {
+                if (index >= first) {
+                    file.reservedIndexes().remove(index);
+                    released++;
+                }
             }
         }
         pool.unreserve(released);

@@ -47,6 +47,12 @@ public final class HugetlbReservation {
      */
     public static HugetlbReservation reserve(HugetlbFileImpl file, long firstIndex, long count, boolean shared) {
         assert file.machineLock().isHeldByCurrentThread();
+        synchronized (file.reservedIndexes()) { // resv_map->lock
+            return reserveLocked(file, firstIndex, count, shared);
+        }
+    }
+
+    private static HugetlbReservation reserveLocked(HugetlbFileImpl file, long firstIndex, long count, boolean shared) {
         long need = count;
         if (shared) {
             need = 0;
@@ -114,8 +120,10 @@ public final class HugetlbReservation {
     /** Gives back everything this reservation took: the mmap failed before a VMA held any of it. */
     public void cancel() {
         assert file.machineLock().isHeldByCurrentThread();
-        for (int i = 0; i < added.size(); i++) {
-            file.reservedIndexes().remove(added.get(i));
+        synchronized (file.reservedIndexes()) {
+            for (int i = 0; i < added.size(); i++) {
+                file.reservedIndexes().remove(added.get(i));
+            }
         }
         pool.unreserve(need);
     }
@@ -127,9 +135,11 @@ public final class HugetlbReservation {
     public void releaseFileReservations() {
         assert file.machineLock().isHeldByCurrentThread();
         long back = 0;
-        for (int i = 0; i < added.size(); i++) {
-            if (file.reservedIndexes().remove(added.get(i))) {
-                back++;
+        synchronized (file.reservedIndexes()) {
+            for (int i = 0; i < added.size(); i++) {
+                if (file.reservedIndexes().remove(added.get(i))) {
+                    back++;
+                }
             }
         }
         pool.unreserve(back);

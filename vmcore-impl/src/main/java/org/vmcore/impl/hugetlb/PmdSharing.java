@@ -4,6 +4,7 @@ import org.vmcore.impl.base.MachineLock;
 import org.vmcore.api.PageSize;
 import org.vmcore.api.VmaKind;
 import org.vmcore.impl.base.PmdShareCount;
+import org.vmcore.impl.lock.KMutex;
 import org.vmcore.impl.stat.UnshareEvent;
 import org.vmcore.impl.vma.VmArea;
 import org.vmcore.x86.internal.RawPageTable;
@@ -67,7 +68,8 @@ public final class PmdSharing {
     /**
      * huge_pmd_share: if another VMA of the file can share its PMD table for {@code addr},
      * points this address space's empty PUD entry at that table and raises the table's share
-     * count. The caller holds the machine lock (standing in for i_mmap_rwsem and the PTL).
+     * count. It walks the file's i_mmap under i_mmap_rwsem held for read, and fills the PUD entry
+     * under the address space's page_table_lock, after checking it is still empty.
      *
      * @return the shared table's PFN, or -1 when nothing was shared
      */
@@ -77,6 +79,15 @@ public final class PmdSharing {
         if (!wantPmdShare(vma, addr) || !Pte.isNone(table.entry(addr & PUD_MASK, Level.PUD))) {
             return -1;
         }
+        vma.mapping().iMmapRwsem().downRead();
+        try {
+            return shareLocked(vma, addr, table);
+        } finally {
+            vma.mapping().iMmapRwsem().upRead();
+        }
+    }
+
+    private static long shareLocked(VmArea vma, long addr, RawPageTable table) {
         long idx = vma.linearPageIndex(addr);
         for (VmArea svma : vma.mapping().iMmap().overlapping(idx, idx)) {
             if (svma == vma) {
@@ -92,12 +103,21 @@ public final class PmdSharing {
             }
             long tablePfn = Pte.pfn(pud);
             PmdShareCount shares = vma.owner().pmdShareCount();
-            shares.get(tablePfn);
+            KMutex ptl = vma.owner().pageTableLock();
+            ptl.lock();
             try {
-                table.populate(addr & PUD_MASK, Level.PUD, tablePfn);
-            } catch (RuntimeException e) {
-                shares.put(tablePfn); // no PUD table for us: undo the share reference
-                throw e;
+                if (!Pte.isNone(table.entry(addr & PUD_MASK, Level.PUD))) {
+                    return -1; // a parallel fault of this address space filled it first
+                }
+                shares.get(tablePfn);
+                try {
+                    table.populate(addr & PUD_MASK, Level.PUD, tablePfn);
+                } catch (RuntimeException e) {
+                    shares.put(tablePfn); // no PUD table for us: undo the share reference
+                    throw e;
+                }
+            } finally {
+                ptl.unlock();
             }
             return tablePfn;
         }
@@ -111,7 +131,9 @@ public final class PmdSharing {
      * The caller owes a TLB flush of the whole PUD window.
      */
     public static boolean hugePmdUnshare(VmArea vma, long addr) {
-        assert vma.owner().lock().isHeldByCurrentThread();
+        // The kernel asserts i_mmap_rwsem and the VMA lock held for write; stopping the world does as well.
+        assert vma.owner().lock().isExclusiveByCurrentThread() || vma.mapping() == null
+                || vma.mapping().iMmapRwsem().isWriteLockedByCurrentThread();
         if (vma.pageSize() != PageSize.SIZE_2M) {
             return false;
         }

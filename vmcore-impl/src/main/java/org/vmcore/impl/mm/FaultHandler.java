@@ -5,12 +5,18 @@ import org.vmcore.api.FaultResult;
 import org.vmcore.api.NotifierEvent;
 import org.vmcore.api.OutOfMemoryException;
 import org.vmcore.api.PageSize;
+import org.vmcore.api.RacePoint;
+import org.vmcore.api.Regression;
 import org.vmcore.api.SegmentationFaultException;
 import org.vmcore.api.VmaKind;
 import org.vmcore.impl.base.Initiator;
+import org.vmcore.impl.base.RaceHooks;
 import org.vmcore.impl.hugetlb.HugePagePool;
 import org.vmcore.impl.hugetlb.HugetlbFileImpl;
 import org.vmcore.impl.hugetlb.PmdSharing;
+import org.vmcore.impl.lock.FaultMutexTable;
+import org.vmcore.impl.lock.KMutex;
+import org.vmcore.impl.lock.PtLocks;
 import org.vmcore.impl.notifier.Invalidation;
 import org.vmcore.impl.stat.FaultEvent;
 import org.vmcore.impl.tlb.TlbShootdown;
@@ -38,12 +44,21 @@ final class FaultHandler {
     private final MemMap descriptors;
 
     private final TlbShootdown shootdown;
+    private final PtLocks ptLocks;
+    private final FaultMutexTable faultMutexes;
+    private final RaceHooks races;
+    // Before c0d0381ade79 a hugetlb fault holds nothing that keeps its PMD table from being unshared.
+    private final boolean hugetlbFaultUnlocked;
 
     FaultHandler(MmContext ctx, SimAddressSpace mm) {
         this.mm = mm;
         this.shootdown = ctx.shootdown();
         this.memory = ctx.memory();
         this.descriptors = SharedSecrets.memMap(memory);
+        this.ptLocks = ctx.lock().ptLocks();
+        this.faultMutexes = ctx.lock().hugetlbFaultMutexes();
+        this.races = ctx.lock().raceHooks();
+        this.hugetlbFaultUnlocked = ctx.config().regressions().contains(Regression.PRE_C0D0381A);
     }
 
     /**
@@ -77,8 +92,15 @@ final class FaultHandler {
         return result;
     }
 
+    /**
+     * handle_mm_fault under the mmap_lock held for read: faults of one address space run in
+     * parallel, so each fills its entry under the entry's page-table lock, after checking that
+     * no other fault filled it first (the pte_same check); the loser gives back what it
+     * allocated and reports the entry as already mapped.
+     */
     FaultResult handle(VmArea vma, long va, Access access) {
         boolean write = access == Access.WRITE;
+        races.reach(RacePoint.FAULT_AFTER_VMA_LOOKUP, mm, va);
         if (vma.kind().isHugetlb()) {
             return hugetlbFault(vma, vma.pageSize().alignDown(va), write);
         }
@@ -95,46 +117,106 @@ final class FaultHandler {
         if (vma.kind() == VmaKind.ANONYMOUS_SHARED) {
             return shmemFault(vma, addr, write);
         }
+        mm.pages.anonVmaPrepare(vma); // before the page-table lock, as vmf_anon_prepare
         long pfn = mm.pages.allocateBasePage();
+        long newSlot;
         try {
-            table.map(addr, pfn, PageSize.SIZE_4K, leafFlags(vma, vma.protection().write(), write));
+            newSlot = table.allocSlot(addr, Level.PTE);
         } catch (RuntimeException ex) {
             memory.free(pfn);
             throw ex;
         }
-        mm.pages.newAnonRmap(vma, pfn, addr);
-        mm.addAnonPages(1);
+        KMutex ptl = ptLocks.ofSlot(newSlot);
+        ptl.lock();
+        try {
+            if (!Pte.isNone(table.readSlot(newSlot))) { // another fault of this address space was first
+                memory.free(pfn);
+                return FaultResult.ALREADY_MAPPED;
+            }
+            mm.pages.newAnonRmap(vma, pfn, addr);
+            table.compareAndSetSlot(newSlot, 0, Pte.leaf(pfn, PageSize.SIZE_4K, leafFlags(vma, vma.protection().write(), write)));
+            mm.addAnonPages(1);
+        } finally {
+            ptl.unlock();
+        }
         return FaultResult.NEW_PAGE;
     }
 
     private FaultResult shmemFault(VmArea vma, long addr, boolean write) {
         FileMapping mapping = vma.mapping();
         long index = vma.linearPageIndex(addr);
-        long pfn = mapping.find(index);
-        boolean fresh = pfn < 0;
-        if (fresh) {
-            pfn = mm.pages.allocateBasePage(); // refcount 1: the page cache's reference
-            descriptors.setFlags(pfn, FrameFlags.UPTODATE);
-            descriptors.setMapping(pfn, mapping.id(), index);
+        long fresh = -1;
+        if (mapping.find(index) < 0) {
+            fresh = mm.pages.allocateBasePage(); // refcount 1: the page cache's reference, if it gets in
+            descriptors.setFlags(fresh, FrameFlags.UPTODATE);
+            descriptors.setMapping(fresh, mapping.id(), index);
         }
+        RawPageTable table = mm.pageTable();
+        long slot;
         try {
-            mm.pageTable().map(addr, pfn, PageSize.SIZE_4K, leafFlags(vma, vma.protection().write(), write));
+            slot = table.allocSlot(addr, Level.PTE);
         } catch (RuntimeException ex) {
-            if (fresh) {
-                memory.free(pfn);
+            if (fresh >= 0) {
+                memory.free(fresh);
             }
             throw ex;
         }
-        if (fresh) {
-            mapping.add(index, pfn);
+        KMutex ptl = ptLocks.ofSlot(slot);
+        ptl.lock();
+        try {
+            long pfn = -1;
+            boolean inserted = false;
+            if (Pte.isNone(table.readSlot(slot))) {
+                synchronized (mapping) { // two address spaces may fault the same index: one page gets in
+                    pfn = mapping.find(index);
+                    if (pfn < 0 && fresh >= 0) {
+                        mapping.add(index, fresh);
+                        pfn = fresh;
+                        fresh = -1;
+                        inserted = true;
+                    }
+                }
+            }
+            if (fresh >= 0) {
+                memory.free(fresh);
+            }
+            if (pfn < 0) {
+                return FaultResult.ALREADY_MAPPED; // filled by another fault (or the page went): the access retries
+            }
+            table.compareAndSetSlot(slot, 0, Pte.leaf(pfn, PageSize.SIZE_4K, leafFlags(vma, vma.protection().write(), write)));
+            descriptors.addMapcount(pfn, 1);
+            descriptors.addRefcount(pfn, 1);
+            mm.addShmemPages(1);
+            return inserted ? FaultResult.NEW_PAGE : FaultResult.PAGE_CACHE;
+        } finally {
+            ptl.unlock();
         }
-        descriptors.addMapcount(pfn, 1);
-        descriptors.addRefcount(pfn, 1);
-        mm.addShmemPages(1);
-        return fresh ? FaultResult.NEW_PAGE : FaultResult.PAGE_CACHE;
     }
 
+    /**
+     * hugetlb_fault: the fault mutex of the file page serialises faults on it from every address
+     * space (and its truncation); the hugetlb VMA lock, held for read, keeps the PMD table from
+     * being unshared until the entry is filled (not held with {@link Regression#PRE_C0D0381A}).
+     */
     private FaultResult hugetlbFault(VmArea vma, long addr, boolean write) {
+        KMutex faultMutex = faultMutexes.of(vma.mapping().id(), vma.hugePageIndex(addr));
+        faultMutex.lock();
+        try {
+            if (hugetlbFaultUnlocked) {
+                return hugetlbFaultLocked(vma, addr, write);
+            }
+            vma.hugetlbVmaLock().downRead();
+            try {
+                return hugetlbFaultLocked(vma, addr, write);
+            } finally {
+                vma.hugetlbVmaLock().upRead();
+            }
+        } finally {
+            faultMutex.unlock();
+        }
+    }
+
+    private FaultResult hugetlbFaultLocked(VmArea vma, long addr, boolean write) {
         PageSize size = vma.pageSize();
         Level leaf = Level.ofLeaf(size);
         RawPageTable table = mm.pageTable();
@@ -142,7 +224,9 @@ final class FaultHandler {
         if (size == PageSize.SIZE_2M && Pte.isNone(table.entry(addr & PmdSharing.PUD_MASK, Level.PUD))) {
             sharedNow = PmdSharing.hugePmdShare(vma, addr) >= 0;
         }
+        // huge_pte_alloc's answer: the slot is used from here on without walking again.
         long slot = table.slot(addr, leaf);
+        races.reach(RacePoint.HUGETLB_FAULT_AFTER_PTE_ALLOC, mm, addr);
         long e = slot < 0 ? 0 : table.readSlot(slot);
         if (MigrationEntry.isMigration(e)) {
             return FaultResult.MIGRATION_WAIT;
@@ -170,7 +254,9 @@ final class FaultHandler {
             long pfn = cached;
             boolean reserved = false;
             if (fresh) {
-                reserved = file.reservedIndexes().contains(index);
+                synchronized (file.reservedIndexes()) {
+                    reserved = file.reservedIndexes().contains(index);
+                }
                 pfn = pool.allocate(mm.homeNode(), reserved);
                 if (pfn < 0) {
                     throw new OutOfMemoryException("hugetlb pool of " + size.label() + " pages is empty (fault at 0x"
@@ -180,7 +266,7 @@ final class FaultHandler {
                 descriptors.setMapping(pfn, file.mapping().id(), index << size.order());
             }
             try {
-                table.map(addr, pfn, size, leafFlags(vma, vma.protection().write(), write));
+                installHuge(addr, slot, pfn, size, leafFlags(vma, vma.protection().write(), write));
             } catch (RuntimeException ex) {
                 if (fresh) {
                     pool.free(pfn);
@@ -191,7 +277,9 @@ final class FaultHandler {
                 throw ex;
             }
             if (fresh) {
-                file.reservedIndexes().remove(index);
+                synchronized (file.reservedIndexes()) {
+                    file.reservedIndexes().remove(index);
+                }
                 file.mapping().add(index, pfn); // the page cache's reference is the allocation's
             }
             descriptors.addMapcount(pfn, 1);
@@ -200,7 +288,7 @@ final class FaultHandler {
             return fresh ? FaultResult.NEW_PAGE : FaultResult.PAGE_CACHE;
         }
         if (cached >= 0 && !write) { // a private mapping reads the file's page until it writes
-            table.map(addr, cached, size, leafFlags(vma, false, false));
+            installHuge(addr, slot, cached, size, leafFlags(vma, false, false));
             descriptors.addMapcount(cached, 1);
             descriptors.addRefcount(cached, 1);
             mm.addHugetlbBytes(size.bytes());
@@ -212,7 +300,7 @@ final class FaultHandler {
             Initiator.pageCopy(size.bytes());
         }
         try {
-            table.map(addr, pfn, size, leafFlags(vma, vma.protection().write(), write));
+            installHuge(addr, slot, pfn, size, leafFlags(vma, vma.protection().write(), write));
         } catch (RuntimeException ex) {
             undoPrivateHuge(vma, pfn, vma.reservationOwner());
             throw ex;
@@ -222,15 +310,44 @@ final class FaultHandler {
         return cached >= 0 ? FaultResult.COW_COPY : FaultResult.NEW_PAGE;
     }
 
+    /**
+     * Fills the empty hugetlb entry at {@code slot} (found before, or allocated now when the
+     * table was missing) under its table's lock: set_huge_pte_at. The fault mutex keeps every
+     * other fault of this file page out, so the slot is still empty.
+     */
+    private void installHuge(long addr, long slot, long pfn, PageSize size, long flags) {
+        RawPageTable table = mm.pageTable();
+        long at = slot >= 0 ? slot : table.allocSlot(addr, Level.ofLeaf(size));
+        KMutex ptl = size == PageSize.SIZE_1G ? mm.pageTableLock() : ptLocks.ofSlot(at);
+        ptl.lock();
+        try {
+            if (!table.compareAndSetSlot(at, 0, Pte.leaf(pfn, size, flags))) {
+                throw new IllegalStateException("hugetlb entry at 0x" + Long.toHexString(addr) + " in mm" + mm.id()
+                        + " filled under the fault mutex: " + Pte.describe(table.readSlot(at), Level.ofLeaf(size)));
+            }
+        } finally {
+            ptl.unlock();
+        }
+    }
+
     /** do_wp_page / hugetlb_wp: a write to a present entry without RW in a writable VMA. */
     private FaultResult writeProtectFault(VmArea vma, long addr, long slot, long e) {
         RawPageTable table = mm.pageTable();
         PageSize size = vma.pageSize();
         long pfn = Pte.pfn(e, size);
+        KMutex ptl = ptlOf(slot, size);
         if (vma.kind().isShared() || mm.pages.exclusiveAnon(pfn)) {
-            long cur = e;
-            while (!table.compareAndSetSlot(slot, cur, cur | Pte.RW | Pte.ACCESSED | Pte.DIRTY)) {
-                cur = table.readSlot(slot);
+            ptl.lock();
+            try {
+                long cur = table.readSlot(slot);
+                if (!sameEntry(cur, e)) {
+                    return FaultResult.ALREADY_MAPPED; // another fault changed it first: the access retries
+                }
+                while (!table.compareAndSetSlot(slot, cur, cur | Pte.RW | Pte.ACCESSED | Pte.DIRTY)) {
+                    cur = table.readSlot(slot);
+                }
+            } finally {
+                ptl.unlock();
             }
             return vma.kind().isShared() ? FaultResult.ALREADY_MAPPED : FaultResult.COW_REUSE;
         }
@@ -253,15 +370,31 @@ final class FaultHandler {
         memory.contents().copy(pfn, copy, size.frames());
         Initiator.pageCopy(size.bytes());
         long entry = Pte.leaf(copy, size, leafFlags(vma, true, true));
+        if (!huge) {
+            mm.pages.anonVmaPrepare(vma); // before the page-table lock
+        }
         // wp_page_copy / hugetlb_wp: notify, replace the entry, flush the old translation everywhere.
         try (Invalidation inv = Invalidation.startCompleting(mm.notifiers(), addr, addr + size.bytes(), NotifierEvent.CLEAR)) {
-            long cur = e;
-            while (!table.compareAndSetSlot(slot, cur, entry)) {
-                cur = table.readSlot(slot);
+            ptl.lock();
+            try {
+                long cur = table.readSlot(slot);
+                if (!sameEntry(cur, e)) { // another fault of this address space broke the COW first
+                    if (huge) {
+                        undoPrivateHuge(vma, copy, false);
+                    } else {
+                        memory.free(copy);
+                    }
+                    return FaultResult.ALREADY_MAPPED;
+                }
+                while (!table.compareAndSetSlot(slot, cur, entry)) {
+                    cur = table.readSlot(slot);
+                }
+                mm.pages.newAnonRmap(vma, copy, addr);
+                shootdown.flushTlbMmRange(mm, addr, addr + size.bytes(), size.shift());
+                mm.pages.putMapped(pfn, huge);
+            } finally {
+                ptl.unlock();
             }
-            mm.pages.newAnonRmap(vma, copy, addr);
-            shootdown.flushTlbMmRange(mm, addr, addr + size.bytes(), size.shift());
-            mm.pages.putMapped(pfn, huge);
         }
         return FaultResult.COW_COPY;
     }
@@ -308,6 +441,17 @@ final class FaultHandler {
         if (usedReservation) {
             pool.reserve(1);
         }
+    }
+
+    /** The lock of the table holding {@code slot}: the split lock, or page_table_lock for a 1 GiB entry. */
+    private KMutex ptlOf(long slot, PageSize size) {
+        return size == PageSize.SIZE_1G ? mm.pageTableLock() : ptLocks.ofSlot(slot);
+    }
+
+    /** pte_same, ignoring the accessed and dirty bits a CPU's walk may have set meanwhile. */
+    private static boolean sameEntry(long a, long b) {
+        long ad = Pte.ACCESSED | Pte.DIRTY;
+        return (a & ~ad) == (b & ~ad);
     }
 
     /** Leaf bits for a new entry: A always, D on a write fault, RW when {@code writable}. */

@@ -10,6 +10,7 @@ import org.vmcore.api.NotifierEvent;
 import org.vmcore.api.OutOfMemoryException;
 import org.vmcore.api.PageSize;
 import org.vmcore.api.Protection;
+import org.vmcore.api.RacePoint;
 import org.vmcore.api.VmaKind;
 import org.vmcore.impl.hugetlb.HugetlbFileImpl;
 import org.vmcore.impl.hugetlb.HugetlbReservation;
@@ -253,14 +254,32 @@ final class Mmap {
         if (v == null || v.start() == addr) {
             return;
         }
-        if (PmdSharing.splitMustUnshare(v, addr)) {
-            // hugetlb_split -> hugetlb_unshare_pmds: a split window cannot stay shared
-            long window = addr & PmdSharing.PUD_MASK;
-            try (Invalidation inv = Invalidation.startCompleting(mm.notifiers(), window, window + PmdSharing.PUD_SIZE, NotifierEvent.CLEAR)) {
-                PmdSharing.hugePmdUnshare(v, addr);
-                ctx.shootdown().flushTlbMmRange(mm, window, window + PmdSharing.PUD_SIZE, PageSize.SIZE_2M.shift());
-            }
+        if (!v.kind().isHugetlb()) {
+            mm.vmaTree().split(addr);
+            return;
         }
-        mm.vmaTree().split(addr);
+        // hugetlb_split (081056dc00a2): the VMA lock and i_mmap_rwsem, both for write, are held from
+        // the unshare through the split, so no fault shares the window again in between.
+        v.hugetlbVmaLock().downWrite();
+        try {
+            v.mapping().iMmapRwsem().downWrite();
+            try {
+                if (PmdSharing.splitMustUnshare(v, addr)) {
+                    // hugetlb_unshare_pmds: a split window cannot stay shared
+                    long window = addr & PmdSharing.PUD_MASK;
+                    try (Invalidation inv = Invalidation.startCompleting(mm.notifiers(), window, window + PmdSharing.PUD_SIZE,
+                            NotifierEvent.CLEAR)) {
+                        PmdSharing.hugePmdUnshare(v, addr);
+                        ctx.shootdown().flushTlbMmRange(mm, window, window + PmdSharing.PUD_SIZE, PageSize.SIZE_2M.shift());
+                    }
+                    ctx.lock().raceHooks().reach(RacePoint.HUGETLB_SPLIT_AFTER_UNSHARE, mm, addr);
+                }
+                mm.vmaTree().split(addr);
+            } finally {
+                v.mapping().iMmapRwsem().upWrite();
+            }
+        } finally {
+            v.hugetlbVmaLock().upWrite();
+        }
     }
 }

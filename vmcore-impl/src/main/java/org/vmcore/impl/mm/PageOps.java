@@ -96,6 +96,25 @@ final class PageOps {
 
     /** Applies the VMA's protection to its entries in [from, to) (change_protection). */
     void changeProtection(VmArea vma, long from, long to) {
+        if (!vma.kind().isHugetlb()) {
+            changeProtectionLocked(vma, from, to);
+            return;
+        }
+        // hugetlb_change_protection: the VMA lock and i_mmap_rwsem for write around the unshare and the change.
+        vma.hugetlbVmaLock().downWrite();
+        try {
+            vma.mapping().iMmapRwsem().downWrite();
+            try {
+                changeProtectionLocked(vma, from, to);
+            } finally {
+                vma.mapping().iMmapRwsem().upWrite();
+            }
+        } finally {
+            vma.hugetlbVmaLock().upWrite();
+        }
+    }
+
+    private void changeProtectionLocked(VmArea vma, long from, long to) {
         RawPageTable table = mm.pageTable();
         PageSize size = vma.pageSize();
         if (vma.kind() == VmaKind.HUGETLB_SHARED && size == PageSize.SIZE_2M) {
@@ -160,12 +179,33 @@ final class PageOps {
      * neighbour's is reused, so the two VMAs can still merge later.
      */
     AnonVma anonVmaPrepare(VmArea vma) {
-        if (vma.anonVma() == null) {
-            AnonVma reused = mm.vmaTree().mergeableAnonVma(vma);
-            AnonVma anonVma = reused != null ? reused : registry.newAnonVma(null);
-            vma.setAnonVma(anonVma);
-            vma.anonChain().add(anonVma);
-            anonVma.link(vma);
+        AnonVma current = vma.anonVma();
+        if (current != null) {
+            return current;
+        }
+        // Two faults of the VMA may get here at once: the anon_vma's lock, then page_table_lock,
+        // and the first to find the VMA still without one installs its candidate.
+        AnonVma reused = mm.vmaTree().mergeableAnonVma(vma);
+        AnonVma candidate = reused != null ? reused : registry.newAnonVma(null);
+        boolean installed = false;
+        candidate.rwsem().downWrite();
+        try {
+            mm.pageTableLock().lock();
+            try {
+                if (vma.anonVma() == null) {
+                    vma.anonChain().add(candidate);
+                    candidate.link(vma);
+                    vma.setAnonVma(candidate);
+                    installed = true;
+                }
+            } finally {
+                mm.pageTableLock().unlock();
+            }
+        } finally {
+            candidate.rwsem().upWrite();
+        }
+        if (!installed && reused == null) {
+            registry.unregister(candidate.id());
         }
         return vma.anonVma();
     }

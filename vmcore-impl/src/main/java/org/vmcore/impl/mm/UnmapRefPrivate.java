@@ -31,14 +31,19 @@ final class UnmapRefPrivate {
         assert owner.owner().lock().isHeldByCurrentThread();
         long pgoff = owner.linearPageIndex(addr);
         boolean changed = false;
-        for (VmArea other : owner.mapping().iMmap().overlapping(pgoff, pgoff)) {
-            if (other == owner || other.kind() != VmaKind.HUGETLB_PRIVATE || other.reservationOwner()) {
-                continue;
+        owner.mapping().iMmapRwsem().downWrite(); // i_mmap_lock_write: the other mappings stay while they lose the page
+        try {
+            for (VmArea other : owner.mapping().iMmap().overlapping(pgoff, pgoff)) {
+                if (other == owner || other.kind() != VmaKind.HUGETLB_PRIVATE || other.reservationOwner()) {
+                    continue;
+                }
+                long va = other.address(pgoff);
+                if (va >= 0) {
+                    changed |= unmapIfMapped(other, va, pfn, shootdown, pages, changed);
+                }
             }
-            long va = other.address(pgoff);
-            if (va >= 0) {
-                changed |= unmapIfMapped(other, va, pfn, shootdown, pages, changed);
-            }
+        } finally {
+            owner.mapping().iMmapRwsem().upWrite();
         }
     }
 

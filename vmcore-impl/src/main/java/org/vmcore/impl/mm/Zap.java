@@ -12,6 +12,7 @@ import org.vmcore.impl.hugetlb.PmdSharing;
 import org.vmcore.impl.notifier.Invalidation;
 import org.vmcore.impl.rmap.MigrationEntryRefs;
 import org.vmcore.impl.tlb.TlbGather;
+import org.vmcore.impl.vma.FileMapping;
 import org.vmcore.impl.vma.VmArea;
 import org.vmcore.x86.internal.RawPageTable;
 import org.vmcore.x86.pgtable.MigrationEntry;
@@ -67,35 +68,56 @@ final class Zap {
      */
     void zapPageRange(VmArea vma, long from, long to, TlbGather gather, boolean releaseReservations) {
         assert mm.lock().isHeldByCurrentThread();
-        RawPageTable table = mm.pageTable();
         if (vma.kind().isHugetlb()) {
-            PageSize size = vma.pageSize();
-            if (size == PageSize.SIZE_2M) {
-                // A shared window is unshared, not cleared: the other sharers keep its entries.
-                for (long window = from & PmdSharing.PUD_MASK; window < to; window += PmdSharing.PUD_SIZE) {
-                    long w = Math.max(window, from);
-                    boolean unshared = PmdSharing.hugePmdUnshare(vma, w);
-                    if (unshared && flushUnsharedWindow) { // tlb_flush_pmd_range over the window, a4a118f2eead
-                        gather.add(window, window + PmdSharing.PUD_SIZE, size.shift());
-                    }
+            // __unmap_hugepage_range_final: the VMA lock, then i_mmap_rwsem, both for write, so that
+            // no fault fills an entry and no sibling shares a table while the range goes.
+            vma.hugetlbVmaLock().downWrite();
+            try {
+                vma.mapping().iMmapRwsem().downWrite();
+                try {
+                    zapHugetlb(vma, from, to, gather, releaseReservations);
+                } finally {
+                    vma.mapping().iMmapRwsem().upWrite();
                 }
+            } finally {
+                vma.hugetlbVmaLock().upWrite();
             }
-            if (vma.reservationOwner() && releaseReservations) {
-                HugetlbReservation.releasePrivate(vma, from, to);
-            }
-            PageOps.forEachLeaf(vma, from, to, (va, slot, e) -> {
-                table.getAndClearSlot(slot);
-                gather.add(va, va + size.bytes(), size.shift());
-                if (Pte.isPresent(e)) {
-                    mm.hugetlbCountSub(size.bytes());
-                    pages.putMapped(Pte.pfn(e, size), true);
-                } else if (MigrationEntry.isMigration(e)) {
-                    mm.hugetlbCountSub(size.bytes());
-                    migrationRefs.releaseIfUnreferenced(MigrationEntry.pfn(e));
-                }
-            });
             return;
         }
+        zapAnon(vma, from, to, gather);
+    }
+
+    private void zapHugetlb(VmArea vma, long from, long to, TlbGather gather, boolean releaseReservations) {
+        RawPageTable table = mm.pageTable();
+        PageSize size = vma.pageSize();
+        if (size == PageSize.SIZE_2M) {
+            // A shared window is unshared, not cleared: the other sharers keep its entries.
+            for (long window = from & PmdSharing.PUD_MASK; window < to; window += PmdSharing.PUD_SIZE) {
+                long w = Math.max(window, from);
+                boolean unshared = PmdSharing.hugePmdUnshare(vma, w);
+                if (unshared && flushUnsharedWindow) { // tlb_flush_pmd_range over the window, a4a118f2eead
+                    gather.add(window, window + PmdSharing.PUD_SIZE, size.shift());
+                }
+            }
+        }
+        if (vma.reservationOwner() && releaseReservations) {
+            HugetlbReservation.releasePrivate(vma, from, to);
+        }
+        PageOps.forEachLeaf(vma, from, to, (va, slot, e) -> {
+            table.getAndClearSlot(slot);
+            gather.add(va, va + size.bytes(), size.shift());
+            if (Pte.isPresent(e)) {
+                mm.hugetlbCountSub(size.bytes());
+                pages.putMapped(Pte.pfn(e, size), true);
+            } else if (MigrationEntry.isMigration(e)) {
+                mm.hugetlbCountSub(size.bytes());
+                migrationRefs.releaseIfUnreferenced(MigrationEntry.pfn(e));
+            }
+        });
+    }
+
+    private void zapAnon(VmArea vma, long from, long to, TlbGather gather) {
+        RawPageTable table = mm.pageTable();
         PageOps.forEachLeaf(vma, from, to, (va, slot, e) -> {
             table.getAndClearSlot(slot);
             gather.add(va, va + 4096, 12);
@@ -146,10 +168,21 @@ final class Zap {
         if (v.kind().isHugetlb()) {
             ctx.hugetlbfs().evictIfUnused(HugetlbFileImpl.of(v));
         }
-        if (v.kind() == VmaKind.ANONYMOUS_SHARED && v.mapping().iMmap().isEmpty()) {
-            v.mapping().pageCache().forEachValue(pfn -> mm.pages.putReference(pfn, false));
-            v.mapping().pageCache().clear();
-            ctx.registry().unregister(v.mapping().id());
+        if (v.kind() == VmaKind.ANONYMOUS_SHARED) {
+            FileMapping shmem = v.mapping();
+            shmem.iMmapRwsem().downWrite(); // a forked sibling may map the object still, or again
+            try {
+                if (!shmem.iMmap().isEmpty()) {
+                    return;
+                }
+                synchronized (shmem) {
+                    shmem.pageCache().forEachValue(pfn -> mm.pages.putReference(pfn, false));
+                    shmem.pageCache().clear();
+                }
+            } finally {
+                shmem.iMmapRwsem().upWrite();
+            }
+            ctx.registry().unregister(shmem.id());
         }
     }
 }

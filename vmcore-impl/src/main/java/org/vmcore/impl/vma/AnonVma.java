@@ -2,6 +2,8 @@ package org.vmcore.impl.vma;
 
 import java.util.ArrayList;
 import java.util.List;
+import org.vmcore.impl.lock.LockClass;
+import org.vmcore.impl.lock.RwSem;
 
 /**
  * The kernel's anon_vma: the set of VMAs that may map the anonymous pages created under it.
@@ -11,11 +13,21 @@ import java.util.List;
 public final class AnonVma implements MappingOwner {
     private final long id;
     private final AnonVma root;
+    /** Lock class of every anon_vma's rwsem (the root's guards the family). */
+    public static final LockClass ANON_VMA = LockClass.of("anon_vma");
+
     private final List<VmArea> vmas = new ArrayList<>();
+    private final RwSem rwsem; // the root's own; the others share it, as anon_vma_lock_write takes root->rwsem
 
     AnonVma(long id, AnonVma parent) {
         this.id = id;
         this.root = parent == null ? this : parent.root;
+        this.rwsem = parent == null ? new RwSem(ANON_VMA) : root.rwsem;
+    }
+
+    /** The family's lock (root->rwsem): write to change a chain, read to walk it. */
+    public RwSem rwsem() {
+        return rwsem;
     }
 
     /** The identifier stored in a page's mapping field (with the anon bit). */
@@ -33,11 +45,23 @@ public final class AnonVma implements MappingOwner {
         return vmas;
     }
 
+    /** Links vma into this anon_vma (anon_vma_chain_link), under the family's lock. */
     public void link(VmArea vma) {
-        vmas.add(vma);
+        rwsem.downWrite();
+        try {
+            vmas.add(vma);
+        } finally {
+            rwsem.upWrite();
+        }
     }
 
+    /** Unlinks vma (unlink_anon_vmas), under the family's lock. */
     public void unlink(VmArea vma) {
-        vmas.remove(vma);
+        rwsem.downWrite();
+        try {
+            vmas.remove(vma);
+        } finally {
+            rwsem.upWrite();
+        }
     }
 }

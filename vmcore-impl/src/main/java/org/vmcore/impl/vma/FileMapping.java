@@ -2,17 +2,26 @@ package org.vmcore.impl.vma;
 
 import org.eclipse.collections.impl.map.mutable.primitive.LongLongHashMap;
 import org.vmcore.api.HugetlbFile;
+import org.vmcore.impl.lock.LockClass;
+import org.vmcore.impl.lock.RwSem;
 
 /**
  * The kernel's {@code struct address_space} of a file (a hugetlbfs file or the shmem object
  * behind a shared anonymous mapping): its page cache, index to head PFN, and its i_mmap tree.
  * Page-cache indexes count pages of the file's own page size.
+ *
+ * <p>The page cache is guarded by this object's monitor (the xarray's i_pages lock); the i_mmap
+ * tree by {@link #iMmapRwsem()}: read to walk it, write to link, unlink or move a VMA in it.
  */
 public final class FileMapping implements MappingOwner {
     private final long id;
     private final HugetlbFile file; // the inode for a hugetlbfs file, null for shmem
     private final LongLongHashMap pageCache = new LongLongHashMap();
     private final VmaIntervalTree iMmap = new VmaIntervalTree();
+    private final RwSem iMmapRwsem = new RwSem(I_MMAP_RWSEM);
+
+    /** Lock class of every file's i_mmap_rwsem. */
+    public static final LockClass I_MMAP_RWSEM = LockClass.of("i_mmap_rwsem");
 
     FileMapping(long id, HugetlbFile file) {
         this.id = id;
@@ -30,20 +39,25 @@ public final class FileMapping implements MappingOwner {
     }
 
     /** The head PFN cached at {@code index}, or -1. */
-    public long find(long index) {
+    public synchronized long find(long index) {
         return pageCache.getIfAbsent(index, -1);
     }
 
-    public void add(long index, long pfn) {
+    public synchronized void add(long index, long pfn) {
         pageCache.put(index, pfn);
     }
 
-    public long remove(long index) {
+    public synchronized long remove(long index) {
         return pageCache.removeKeyIfAbsent(index, -1);
     }
 
     public LongLongHashMap pageCache() {
         return pageCache;
+    }
+
+    /** i_mmap_rwsem. */
+    public RwSem iMmapRwsem() {
+        return iMmapRwsem;
     }
 
     public VmaIntervalTree iMmap() {

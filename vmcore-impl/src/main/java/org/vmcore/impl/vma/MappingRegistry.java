@@ -27,36 +27,31 @@ public final class MappingRegistry {
     }
 
     /** A new address_space, registered: of the hugetlbfs {@code file}, or of a shmem object when null. */
-    public FileMapping newFileMapping(HugetlbFile file) {
-        assert lock.isHeldByCurrentThread();
+    public synchronized FileMapping newFileMapping(HugetlbFile file) {
         FileMapping mapping = new FileMapping(nextId += 2, file);
         owners.put(mapping.id(), mapping);
         return mapping;
     }
 
     /** A new anon_vma, registered, in the family of {@code parent} (null for a new root). */
-    public AnonVma newAnonVma(AnonVma parent) {
-        assert lock.isHeldByCurrentThread();
+    public synchronized AnonVma newAnonVma(AnonVma parent) {
         AnonVma anonVma = new AnonVma((nextId += 2) | MAPPING_ANON, parent);
         owners.put(anonVma.id(), anonVma);
         return anonVma;
     }
 
     /** Forgets a file mapping or anon_vma that nothing refers to any more. */
-    public void unregister(long id) {
-        assert lock.isHeldByCurrentThread();
+    public synchronized void unregister(long id) {
         owners.remove(id);
     }
 
     /** The anon_vma or address_space behind a page's mapping field, or null. */
-    public MappingOwner owner(long id) {
-        assert lock.isHeldByCurrentThread();
+    public synchronized MappingOwner owner(long id) {
         return owners.get(id);
     }
 
     /** The page-cache mappings of every hugetlbfs file and shmem object. */
-    public List<FileMapping> fileMappings() {
-        assert lock.isHeldByCurrentThread();
+    public synchronized List<FileMapping> fileMappings() {
         List<FileMapping> out = new ArrayList<>();
         owners.forEachValue(o -> {
             if (o instanceof FileMapping m) {

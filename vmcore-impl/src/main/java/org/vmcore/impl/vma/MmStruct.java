@@ -9,6 +9,7 @@ import org.vmcore.api.AddressSpace;
 import org.vmcore.api.PagingMode;
 import org.vmcore.impl.base.MachineLock;
 import org.vmcore.impl.base.PmdShareCount;
+import org.vmcore.impl.lock.KMutex;
 import org.vmcore.impl.lock.LockClass;
 import org.vmcore.impl.lock.RwSem;
 import org.vmcore.impl.notifier.CallbackFailures;
@@ -36,6 +37,7 @@ public abstract class MmStruct implements AddressSpace {
 
     private final MachineLock lock;
     private final RwSem mmapLock = new RwSem(MMAP_LOCK);
+    private final KMutex pageTableLock = new KMutex(PAGE_TABLE_LOCK);
     private final MachineLock.Held mmapReadHold = mmapLock::upRead;
     private final MachineLock.Held mmapWriteHold = mmapLock::upWrite;
     private final int id;
@@ -90,6 +92,11 @@ public abstract class MmStruct implements AddressSpace {
     /** mmap_lock: read for faults and queries, write for changes of the VMA tree. */
     public final RwSem mmapLock() {
         return mmapLock;
+    }
+
+    /** mm->page_table_lock: guards a VMA's anon_vma setup (anon_vma_prepare) against a parallel fault. */
+    public final KMutex pageTableLock() {
+        return pageTableLock;
     }
 
     /** mmap_read_lock, released by closing the returned hold. */

@@ -7,6 +7,8 @@ import org.vmcore.api.PageSize;
 import org.vmcore.api.Protection;
 import org.vmcore.api.Vma;
 import org.vmcore.api.VmaKind;
+import org.vmcore.impl.lock.LockClass;
+import org.vmcore.impl.lock.RwSem;
 import org.vmcore.x86.pgtable.Pte;
 
 /**
@@ -26,7 +28,7 @@ public final class VmArea {
     private long pgoff;
     private final PageSize pageSize;
     /** The anon_vma new anonymous pages of this VMA go under (null until the first needs it). */
-    private AnonVma anonVma;
+    private volatile AnonVma anonVma; // set once by anon_vma_prepare, read by parallel faults
     /** Every anon_vma this VMA is linked into: the anon_vma_chain. */
     private final List<AnonVma> anonChain = new ArrayList<>();
     /** For private hugetlb: this VMA owns its pool reservations (HPAGE_RESV_OWNER). */
@@ -36,6 +38,11 @@ public final class VmArea {
      * so a later fault here cannot be told from lost data and gets SIGBUS (HPAGE_RESV_UNMAPPED).
      */
     private boolean reservationUnmapped;
+    /** The hugetlb VMA lock (hugetlb_vma_lock) of a hugetlb VMA, else null. */
+    private final RwSem hugetlbVmaLock;
+
+    /** Lock class of every hugetlb VMA lock. */
+    public static final LockClass HUGETLB_VMA_LOCK = LockClass.of("hugetlb_vma_lock");
 
     public VmArea(MmStruct owner, long start, long end, Protection protection, VmaKind kind, boolean locked,
                   HugetlbFile file, FileMapping mapping, long pgoff, PageSize pageSize) {
@@ -49,6 +56,16 @@ public final class VmArea {
         this.mapping = mapping;
         this.pgoff = pgoff;
         this.pageSize = pageSize;
+        this.hugetlbVmaLock = kind.isHugetlb() ? new RwSem(HUGETLB_VMA_LOCK) : null;
+    }
+
+    /**
+     * The hugetlb VMA lock (40549ba8f8e0): faults hold it for read while they look up and fill
+     * an entry, so no one unshares the PMD table under them; whoever unshares holds it for write.
+     * Null for a VMA that is not hugetlb.
+     */
+    public RwSem hugetlbVmaLock() {
+        return hugetlbVmaLock;
     }
 
     public MmStruct owner() {

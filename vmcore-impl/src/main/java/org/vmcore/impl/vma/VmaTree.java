@@ -79,7 +79,12 @@ public final class VmaTree {
         assert lock.isHeldByCurrentThread();
         vmas.put(v.start(), v);
         if (v.mapping() != null) {
-            v.mapping().iMmap().insert(v);
+            v.mapping().iMmapRwsem().downWrite();
+            try {
+                v.mapping().iMmap().insert(v);
+            } finally {
+                v.mapping().iMmapRwsem().upWrite();
+            }
         }
         for (AnonVma a : v.anonChain()) {
             a.link(v);
@@ -94,7 +99,12 @@ public final class VmaTree {
         assert lock.isHeldByCurrentThread();
         vmas.remove(v.start());
         if (v.mapping() != null) {
-            v.mapping().iMmap().remove(v);
+            v.mapping().iMmapRwsem().downWrite();
+            try {
+                v.mapping().iMmap().remove(v);
+            } finally {
+                v.mapping().iMmapRwsem().upWrite();
+            }
         }
         for (AnonVma a : v.anonChain()) {
             a.unlink(v);
@@ -159,9 +169,16 @@ public final class VmaTree {
 
     /** Moves v's end and keeps its file's i_mmap tree in order (vma_set_range + the interval-tree update). */
     private void setEnd(VmArea v, long end) {
-        v.setEnd(end);
-        if (v.mapping() != null) {
+        if (v.mapping() == null) {
+            v.setEnd(end);
+            return;
+        }
+        v.mapping().iMmapRwsem().downWrite(); // i_mmap walkers read the VMA's range
+        try {
+            v.setEnd(end);
             v.mapping().iMmap().update();
+        } finally {
+            v.mapping().iMmapRwsem().upWrite();
         }
     }
 }

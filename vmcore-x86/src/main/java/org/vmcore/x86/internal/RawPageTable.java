@@ -155,6 +155,26 @@ public final class RawPageTable extends PageTableEntries {
     }
 
     /**
+     * The slot for {@code va} at {@code level} (a leaf level), allocating the tables above it that
+     * are missing (pte_alloc, huge_pte_alloc): the fault path takes the slot's table lock, checks
+     * the slot is still empty and fills it with {@link #compareAndSetSlot}.
+     *
+     * @param va the virtual address, canonical and aligned to the level's page size
+     * @param level PTE, PMD or PUD
+     * @return the slot's physical address
+     * @throws OutOfMemoryException if a table cannot be allocated (nothing is changed)
+     */
+    public synchronized long allocSlot(long va, Level level) {
+        ensureAlive();
+        PageSize size = level.leafSize();
+        if (size == null) {
+            throw new InvalidArgumentException("level", level, "must be PUD, PMD or PTE to hold a leaf");
+        }
+        checkLeafAddress(va, size);
+        return slotForWrite(va, level);
+    }
+
+    /**
      * Clears the leaf (or swap entry) of {@code size} that maps {@code va}; see {@link PageTable#unmap}.
      *
      * @param va the virtual address, canonical and aligned to {@code size}

@@ -1,0 +1,40 @@
+package org.vmcore.api;
+
+/**
+ * Named points inside vmcore's kernel paths where a test can stop the thread that reaches them
+ * and run another thread's operation, so that a race between two kernel paths is replayed
+ * exactly, step by step, instead of by luck. Each point names where it sits in the kernel path
+ * it models; a hook installed with {@link Machine#setRaceHook} runs there on the thread that
+ * reaches it, holding the locks that path holds at that point in Linux (and no more).
+ *
+ * <p>{@link RacePause} is a ready-made hook that parks the first thread to arrive until the
+ * test releases it.
+ */
+public enum RacePoint {
+    /**
+     * The page fault (handle_mm_fault): the VMA has been looked up under the mmap_lock, the
+     * page-table lock is not yet taken. Hook arguments: the faulting address space and address.
+     */
+    FAULT_AFTER_VMA_LOOKUP,
+    /**
+     * hugetlb_fault: huge_pte_alloc has returned the PMD slot for the address (sharing a sibling's
+     * PMD table when it could) and the fault has read the entry, but has not taken the table's
+     * lock. With the fix of c0d0381ade79 (today: the hugetlb VMA lock) the fault holds the lock
+     * that keeps the table from being unshared here; without it the table may be unshared, freed
+     * or reused under the fault. Hook arguments: the faulting address space and address.
+     */
+    HUGETLB_FAULT_AFTER_PTE_ALLOC,
+    /**
+     * __split_vma of a hugetlb VMA (hugetlb_split): the PMD tables around the split address have
+     * been unshared, the VMA is not yet split. Before 081056dc00a2 the unshare ran here without
+     * the hugetlb VMA lock and i_mmap_rwsem held through the split, so a sibling's fault could share
+     * the table again. Hook arguments: the splitting address space and the split address.
+     */
+    HUGETLB_SPLIT_AFTER_UNSHARE,
+    /**
+     * huge_pmd_unshare: the PUD entry has been cleared and the table's share count dropped, the
+     * TLB flush (and, since 1013af4f585f, the IPI that waits for lockless walkers) not yet sent.
+     * Hook arguments: the unsharing address space and the start of the 1 GiB region.
+     */
+    HUGETLB_UNSHARE_BEFORE_FLUSH
+}
