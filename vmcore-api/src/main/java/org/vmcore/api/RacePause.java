@@ -74,7 +74,11 @@ public final class RacePause implements RaceHook {
         }
     }
 
-    /** The thread parked at the point, or null before one arrives. */
+    /**
+     * The thread parked at the point.
+     *
+     * @return the parked thread, or null before one arrives
+     */
     public Thread parkedThread() {
         return parked;
     }

@@ -1,6 +1,5 @@
 package org.vmcore.impl.hugetlb;
 
-import org.vmcore.impl.base.MachineLock;
 import org.eclipse.collections.impl.list.mutable.primitive.LongArrayList;
 import org.vmcore.api.OutOfMemoryException;
 import org.vmcore.api.PageSize;

@@ -1,6 +1,5 @@
 package org.vmcore.impl.hugetlb;
 
-import org.vmcore.impl.base.MachineLock;
 import org.vmcore.api.PageSize;
 import org.vmcore.api.VmaKind;
 import org.vmcore.impl.base.PmdShareCount;

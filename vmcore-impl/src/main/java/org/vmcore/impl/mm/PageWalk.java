@@ -1,6 +1,5 @@
 package org.vmcore.impl.mm;
 
-import org.vmcore.impl.base.MachineLock;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Optional;
@@ -9,6 +8,7 @@ import org.vmcore.api.PageTableEntry;
 import org.vmcore.api.PageTableLevel;
 import org.vmcore.api.PageTableView;
 import org.vmcore.api.PagingMode;
+import org.vmcore.impl.base.MachineLock;
 import org.vmcore.x86.internal.RawPageTable;
 import org.vmcore.x86.pgtable.Level;
 import org.vmcore.x86.pgtable.Pte;

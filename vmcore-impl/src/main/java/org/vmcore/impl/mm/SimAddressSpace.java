@@ -1,6 +1,5 @@
 package org.vmcore.impl.mm;
 
-import org.vmcore.impl.base.MachineLock;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Optional;
@@ -19,6 +18,7 @@ import org.vmcore.api.PageTableView;
 import org.vmcore.api.Protection;
 import org.vmcore.api.Vma;
 import org.vmcore.api.VmException;
+import org.vmcore.impl.base.MachineLock;
 import org.vmcore.impl.base.Nodes;
 import org.vmcore.impl.base.PmdShareCount;
 import org.vmcore.impl.hugetlb.HugetlbFileImpl;

@@ -1,6 +1,5 @@
 package org.vmcore.impl.mm;
 
-import org.vmcore.impl.base.MachineLock;
 import org.vmcore.api.NotifierEvent;
 import org.vmcore.api.PageSize;
 import org.vmcore.api.VmaKind;

@@ -1,6 +1,5 @@
 package org.vmcore.impl.mm;
 
-import org.vmcore.impl.base.MachineLock;
 import org.vmcore.api.InvalidArgumentException;
 import org.vmcore.api.PageSize;
 import org.vmcore.impl.tlb.TlbShootdown;

@@ -1,6 +1,5 @@
 package org.vmcore.impl.rmap;
 
-import org.vmcore.impl.base.MachineLock;
 import java.util.ArrayList;
 import java.util.List;
 import org.vmcore.api.InvalidArgumentException;

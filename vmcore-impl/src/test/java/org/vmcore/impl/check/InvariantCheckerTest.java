@@ -1,6 +1,5 @@
 package org.vmcore.impl.check;
 
-import org.vmcore.impl.base.MachineLock;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import static org.vmcore.impl.Fixtures.GIB;
@@ -20,6 +19,7 @@ import org.vmcore.api.Protection;
 import org.vmcore.impl.Fixtures.SharedWindow;
 import org.vmcore.impl.Fixtures;
 import org.vmcore.impl.SimMachine;
+import org.vmcore.impl.base.MachineLock;
 import org.vmcore.impl.mm.SimAddressSpace;
 import org.vmcore.x86.internal.MemMap;
 import org.vmcore.x86.internal.SharedSecrets;

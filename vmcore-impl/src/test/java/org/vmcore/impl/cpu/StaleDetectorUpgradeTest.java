@@ -1,6 +1,5 @@
 package org.vmcore.impl.cpu;
 
-import org.vmcore.impl.base.MachineLock;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.vmcore.impl.Fixtures.GIB;
 
@@ -16,6 +15,7 @@ import org.vmcore.api.Protection;
 import org.vmcore.api.StaleAccess;
 import org.vmcore.api.TraceOp;
 import org.vmcore.impl.SimMachine;
+import org.vmcore.impl.base.MachineLock;
 import org.vmcore.impl.mm.SimAddressSpace;
 import org.vmcore.x86.internal.RawPageTable;
 import org.vmcore.x86.pgtable.Level;

@@ -1,6 +1,5 @@
 package org.vmcore.impl.hugetlb;
 
-import org.vmcore.impl.base.MachineLock;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.vmcore.impl.Fixtures.GIB;
 import static org.vmcore.impl.Fixtures.MIB;
@@ -26,6 +25,7 @@ import org.vmcore.api.PageSize;
 import org.vmcore.api.Protection;
 import org.vmcore.impl.Fixtures;
 import org.vmcore.impl.SimMachine;
+import org.vmcore.impl.base.MachineLock;
 import org.vmcore.impl.mm.SimAddressSpace;
 import org.vmcore.x86.pgtable.Level;
 import org.vmcore.x86.pgtable.Pte;
