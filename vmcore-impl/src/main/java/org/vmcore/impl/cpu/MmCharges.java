@@ -60,12 +60,8 @@ final class MmCharges {
     private void failed(Throwable t) {
         if (mmu.faultingOn(Thread.currentThread())) {
             meter.faultPricingFailed(t);
-        } else if (lock.isHeldByCurrentThread()) {
-            callbackFailures.add(t);
         } else {
-            try (MachineLock.Held locked = lock.exclusive()) {
-                callbackFailures.add(t);
-            }
+            callbackFailures.add(t); // per thread: rethrown when this thread's operation ends
         }
     }
 }

@@ -89,19 +89,27 @@ public final class SimCpu implements Cpu, FlushTarget {
             }
             mm = s;
         }
-        try (MachineLock.Held locked = lock.exclusive()) {
+        try (MachineLock.Held locked = lock.shared()) {
             lock.ensureOpen();
-            if (mm != null) {
+            if (mm == null) {
+                load(null);
+                return;
+            }
+            try (MachineLock.Held mmap = mm.mmapRead()) { // the address space cannot exit meanwhile
                 mm.ensureOpen();
                 mm.cpumaskSet(id); // before any entry can be cached, so every later flush reaches us
+                load(mm);
             }
-            Initiator.DRIVEN.set(this);
-            handshake.enter();
-            try {
-                mmu.load(mm);
-            } finally {
-                handshake.leave();
-            }
+        }
+    }
+
+    private void load(SimAddressSpace mm) {
+        Initiator.DRIVEN.set(this);
+        handshake.enter();
+        try {
+            mmu.load(mm);
+        } finally {
+            handshake.leave();
         }
     }
 

@@ -36,7 +36,7 @@ final class PageWalk implements PageTableView {
 
     @Override
     public boolean forEachLeaf(long start, long end, Visitor visitor) {
-        try (MachineLock.Held locked = mm.lock().exclusive()) {
+        try (MachineLock.Held locked = mm.lock().shared(); MachineLock.Held mmap = mm.mmapRead()) {
             mm.ensureOpen();
             checkAligned(start, "start");
             checkAligned(end, "end");
@@ -72,7 +72,7 @@ final class PageWalk implements PageTableView {
 
     @Override
     public Optional<PageTableEntry> entry(long va, PageTableLevel level) {
-        try (MachineLock.Held locked = mm.lock().exclusive()) {
+        try (MachineLock.Held locked = mm.lock().shared(); MachineLock.Held mmap = mm.mmapRead()) {
             mm.ensureOpen();
             checkUser(va);
             Level wanted = level(level);
@@ -92,7 +92,7 @@ final class PageWalk implements PageTableView {
 
     @Override
     public List<PageTableEntry> walk(long va) {
-        try (MachineLock.Held locked = mm.lock().exclusive()) {
+        try (MachineLock.Held locked = mm.lock().shared(); MachineLock.Held mmap = mm.mmapRead()) {
             mm.ensureOpen();
             checkUser(va);
             List<PageTableEntry> out = new ArrayList<>(mode.levels());

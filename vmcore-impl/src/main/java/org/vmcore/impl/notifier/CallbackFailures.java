@@ -28,13 +28,11 @@ public final class CallbackFailures {
 
     /** The engine calls user code: between this and {@link #exit()} it is inside a callback. */
     public void enter() {
-        assert lock.isHeldByCurrentThread();
         state.get().depth++;
     }
 
     /** The user code of the matching {@link #enter()} returned or threw. */
     public void exit() {
-        assert lock.isHeldByCurrentThread();
         state.get().depth--;
     }
 
@@ -48,7 +46,6 @@ public final class CallbackFailures {
 
     /** Records what a callback threw. */
     public void add(Throwable t) {
-        assert lock.isHeldByCurrentThread();
         State st = state.get();
         if (st.first == null) {
             st.first = t;
