@@ -135,6 +135,21 @@ public interface AddressSpace extends AutoCloseable {
     long pageAt(long va);
 
     /**
+     * get_user_pages_fast for one page: a lockless walk of the page tables, as a device driver
+     * pins a user buffer for DMA, that takes a reference on the page mapping {@code va} and
+     * returns it, or returns null where Linux would fall back to the slow path (nothing present
+     * there, not a user page, or not writable for a write). No fault is taken and no lock of
+     * the address space is held: the walk is guarded only by the barrier unsharing a PMD table
+     * waits on ({@link RacePoint#GUP_FAST_AFTER_PUD}). Close the reference to drop it.
+     *
+     * @param va the virtual address, canonical
+     * @param write whether the caller will write the page (FOLL_WRITE)
+     * @return a reference on the page ({@link PageReference#pfn()} is its head frame), or null
+     * @throws InvalidArgumentException if {@code va} is not canonical
+     */
+    PageReference getUserPageFast(long va, boolean write);
+
+    /**
      * RSS, page-table and VMA counters.
      *
      * @return RSS, page-table and VMA counters

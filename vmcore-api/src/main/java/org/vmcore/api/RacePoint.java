@@ -32,9 +32,11 @@ public enum RacePoint {
      */
     HUGETLB_SPLIT_AFTER_UNSHARE,
     /**
-     * huge_pmd_unshare: the PUD entry has been cleared and the table's share count dropped, the
-     * TLB flush (and, since 1013af4f585f, the IPI that waits for lockless walkers) not yet sent.
-     * Hook arguments: the unsharing address space and the start of the 1 GiB region.
+     * GUP-fast ({@link AddressSpace#getUserPageFast}): the lockless walk has read the PUD entry
+     * and is about to read the PMD table it points to, holding no lock, as Linux walks with
+     * interrupts off. Since 1013af4f585f an unshare of that table waits here for the walk to end;
+     * before it, the table could be freed and reused by another process under the walk. Hook
+     * arguments: the walked address space and address.
      */
-    HUGETLB_UNSHARE_BEFORE_FLUSH
+    GUP_FAST_AFTER_PUD
 }

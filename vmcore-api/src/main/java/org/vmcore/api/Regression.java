@@ -61,5 +61,15 @@ public enum Regression {
      * lands in a page-table frame that may already serve another table. Replay it at
      * {@link RacePoint#HUGETLB_FAULT_AFTER_PTE_ALLOC}.
      */
-    PRE_C0D0381A
+    PRE_C0D0381A,
+
+    /**
+     * Before "mm/hugetlb: fix huge_pmd_unshare() vs GUP-fast race" (1013af4f585f, 2025;
+     * CVE-2025-38085): huge_pmd_unshare drops the unsharing process's use of a shared PMD table
+     * without waiting for its lockless walkers. A GUP-fast walk of that process that has already
+     * read the PUD entry goes on reading the table after the last sibling has freed it and
+     * another table (of another process) has taken its frame: it returns a page of that other
+     * process. Replay it at {@link RacePoint#GUP_FAST_AFTER_PUD}.
+     */
+    PRE_1013AF4F
 }

@@ -18,6 +18,7 @@ import org.vmcore.api.Page;
 import org.vmcore.api.PageReference;
 import org.vmcore.api.RaceHook;
 import org.vmcore.api.RacePoint;
+import org.vmcore.api.Regression;
 import org.vmcore.api.RmapWalker;
 import org.vmcore.api.StaleAccess;
 import org.vmcore.api.VmstatSnapshot;
@@ -104,10 +105,11 @@ public final class SimMachine implements Machine {
             this.rmap = new RmapWalkerImpl(lock, callbackFailures, ops, memory.descriptors(), rmapWalk, unmap, removeMigrationPtes);
             this.migration = new MigrationServiceImpl(lock, nodeCount, memory, pools, registry, unmap, removeMigrationPtes,
                     migrationRefs, callbackFailures, ops, migrating);
-            spaces.setContext(new MmContext(lock, config, memory, registry, pools, hugetlbfs, shootdown, callbackFailures,
-                    ops, migrating, migrationRefs, spaces));
-            this.physical = new PhysicalAccess(lock, memory, registry);
             this.speculativeRefs = new SpeculativeRefs(lock, memory, SharedSecrets.memMap(memory), pools);
+            spaces.setContext(new MmContext(lock, config, memory, registry, pools, hugetlbfs, shootdown, callbackFailures,
+                    ops, migrating, migrationRefs, spaces, speculativeRefs::tryGet));
+            this.physical = new PhysicalAccess(lock, memory, registry);
+            lock.locklessWalkers().setSyncOnUnshare(!config.regressions().contains(Regression.PRE_1013AF4F));
             this.pmdShareCount = PmdShareCount.of(config, SharedSecrets.memMap(memory));
             this.procStats = new ProcStats(memory, nodeCount, pools, spaces, cpus, detector, migration);
         } catch (RuntimeException e) {
@@ -326,7 +328,7 @@ public final class SimMachine implements Machine {
 
     @Override
     public PageReference tryGetPage(long pfn) {
-        try (MachineLock.Held locked = lock.exclusive()) {
+        try (MachineLock.Held locked = lock.shared()) {
             ensureOpen();
             return speculativeRefs.tryGet(pfn);
         }

@@ -15,7 +15,8 @@ import org.vmcore.x86.mem.PhysicalMemory;
  * pfn_folio: page_idle, DAMON, split_huge_pages, memory offlining), and the count of those still
  * held, which the invariant checker adds to the references it expects. Such a reference may land
  * on a page-table page: the table's refcount rises, its share count does not (unless
- * {@code Regression.PRE_59D9094D} keeps the one in the other). Runs under the machine lock.
+ * {@code Regression.PRE_59D9094D} keeps the one in the other). Runs under the machine lock (shared: GUP-fast takes its references here, in parallel with other
+ * operations); the count of references held is guarded by this object's monitor.
  */
 @SuppressWarnings("try") // a lock hold is used only for its scope
 final class SpeculativeRefs {
@@ -33,22 +34,35 @@ final class SpeculativeRefs {
     }
 
     /** get_page_unless_zero on the page holding {@code pfn}; null when it is free. */
-    PageReference tryGet(long pfn) {
+    synchronized PageReference tryGet(long pfn) {
         assert lock.isHeldByCurrentThread();
         if (!memory.isValidPfn(pfn)) {
             throw new InvalidArgumentException("pfn", pfn, "must be below the frame count 0x" + Long.toHexString(memory.frameCount()));
         }
         long head = descriptors.headOf(pfn);
-        if (head < 0 || descriptors.refcount(head) == 0) {
+        if (head < 0 || !tryGetUnlessZero(head)) {
             return null;
         }
-        descriptors.addRefcount(head, 1);
         held.addToValue(head, 1);
         return new Ref(head);
     }
 
+    /** get_page_unless_zero: a reference unless the page is free (its count 0) right now. */
+    private boolean tryGetUnlessZero(long head) {
+        while (true) {
+            int count = descriptors.refcount(head);
+            if (count == 0) {
+                return false;
+            }
+            if (descriptors.addRefcount(head, 1) > 1) {
+                return true;
+            }
+            descriptors.addRefcount(head, -1); // it went to zero meanwhile: give the count back
+        }
+    }
+
     /** References PFN walkers hold on the page headed by {@code pfn}. */
-    int held(long pfn) {
+    synchronized int held(long pfn) {
         assert lock.isHeldByCurrentThread();
         return held.get(pfn);
     }
@@ -58,9 +72,11 @@ final class SpeculativeRefs {
      * page-table page is left as it is, as the kernel's bad-page check leaks a freed table.
      */
     private void put(long head) {
-        try (MachineLock.Held locked = lock.exclusive()) {
-            if (held.addToValue(head, -1) == 0) {
-                held.remove(head);
+        try (MachineLock.Held locked = lock.shared()) {
+            synchronized (this) {
+                if (held.addToValue(head, -1) == 0) {
+                    held.remove(head);
+                }
             }
             if (descriptors.addRefcount(head, -1) != 0) {
                 return;
@@ -95,11 +111,13 @@ final class SpeculativeRefs {
 
         @Override
         public void close() {
-            try (MachineLock.Held locked = lock.exclusive()) {
-                if (closed || lock.isClosed()) {
-                    return;
+            try (MachineLock.Held locked = lock.shared()) {
+                synchronized (this) {
+                    if (closed || lock.isClosed()) {
+                        return;
+                    }
+                    closed = true;
                 }
-                closed = true;
                 put(pfn);
             }
         }

@@ -18,7 +18,8 @@ import org.vmcore.impl.lock.PtLocks;
  * only. vmcore 0.2 still stops the world for them (docs/CONCURRENCY.md).
  *
  * <p>It also carries the machine's hashed lock tables (the split page-table locks and the hugetlb
- * fault mutexes) and its race hooks, which every layer below the machine reaches through it.
+ * fault mutexes), the lockless-walker barrier and the race hooks, which every layer below the
+ * machine reaches through it.
  *
  * <p>Held through {@link #shared()} and {@link #exclusive()}, in try-with-resources; a thread
  * that holds it shared cannot take it exclusive (a read-write lock cannot be upgraded): such a
@@ -44,6 +45,7 @@ public final class MachineLock {
     private final PtLocks ptLocks = new PtLocks();
     private final FaultMutexTable hugetlbFaultMutexes = new FaultMutexTable();
     private final RaceHooks raceHooks = new RaceHooks();
+    private final LocklessWalkers locklessWalkers = new LocklessWalkers();
     // Written under the exclusive lock; read without it by the quick checks of public methods.
     private volatile boolean closed;
 
@@ -114,6 +116,11 @@ public final class MachineLock {
     /** The hooks at the machine's race points. */
     public RaceHooks raceHooks() {
         return raceHooks;
+    }
+
+    /** The lockless page-table walks in progress (GUP-fast) and their barrier. */
+    public LocklessWalkers locklessWalkers() {
+        return locklessWalkers;
     }
 
     /** Throws ClosedException once the machine is closed. */

@@ -2,6 +2,7 @@ package org.vmcore.impl.hugetlb;
 
 import org.vmcore.api.PageSize;
 import org.vmcore.api.VmaKind;
+import org.vmcore.impl.base.LocklessWalkers;
 import org.vmcore.impl.base.PmdShareCount;
 import org.vmcore.impl.lock.KMutex;
 import org.vmcore.impl.stat.UnshareEvent;
@@ -150,6 +151,10 @@ public final class PmdSharing {
         event.begin();
         table.clearTable(addr & PUD_MASK, Level.PUD);
         int left = shares.put(tablePfn);
+        LocklessWalkers walkers = vma.owner().lock().locklessWalkers();
+        if (walkers.syncOnUnshare()) {
+            walkers.sync(); // 1013af4f585f: no GUP-fast walker of ours is still inside the table
+        }
         if (event.shouldCommit()) {
             event.addressSpace = vma.owner().id();
             event.window = addr & PUD_MASK;

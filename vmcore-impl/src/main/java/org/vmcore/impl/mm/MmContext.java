@@ -1,6 +1,9 @@
 package org.vmcore.impl.mm;
 
+import java.util.function.LongFunction;
+
 import org.vmcore.api.MachineConfig;
+import org.vmcore.api.PageReference;
 import org.vmcore.impl.base.MachineLock;
 import org.vmcore.impl.base.MigratingThread;
 import org.vmcore.impl.base.OperationHook;
@@ -32,7 +35,7 @@ import org.vmcore.x86.mem.PhysicalMemory;
 public record MmContext(MachineLock lock, MachineConfig config, PhysicalMemory memory, MappingRegistry registry,
                         HugetlbPools pools, HugetlbFsImpl hugetlbfs, TlbShootdown shootdown,
                         CallbackFailures callbackFailures, OperationHook hook, MigratingThread migrating,
-                        MigrationEntryRefs migrationRefs, MmLifecycle lifecycle) {
+                        MigrationEntryRefs migrationRefs, MmLifecycle lifecycle, LongFunction<PageReference> tryGetPage) {
 
     /** Creating and forgetting address spaces: the machine's PCID allocator and list behind them. */
     public interface MmLifecycle {

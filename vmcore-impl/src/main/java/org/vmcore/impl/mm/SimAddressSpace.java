@@ -13,6 +13,7 @@ import org.vmcore.api.InvalidArgumentException;
 import org.vmcore.api.MigrationWaitException;
 import org.vmcore.api.MmCounters;
 import org.vmcore.api.MmuNotifier;
+import org.vmcore.api.PageReference;
 import org.vmcore.api.PageSize;
 import org.vmcore.api.PageTableView;
 import org.vmcore.api.Protection;
@@ -66,6 +67,7 @@ public final class SimAddressSpace extends MmStruct {
     final MmArgs args;
     private final Mprotect mprotect;
     private final PageWalk pageTableView;
+    private final GupFast gupFast;
     final FaultCounts faultCounts = new FaultCounts();
     private volatile boolean closed;
 
@@ -84,6 +86,7 @@ public final class SimAddressSpace extends MmStruct {
         this.mmapImpl = new Mmap(this, ctx);
         this.mprotect = new Mprotect(this, ctx, mmapImpl);
         this.pageTableView = new PageWalk(this, pageTable);
+        this.gupFast = new GupFast(ctx, this);
     }
 
     // ---- mmap ----
@@ -247,6 +250,17 @@ public final class SimAddressSpace extends MmStruct {
             ensureOpen();
             WalkResult walkResult = new WalkResult();
             return walkUser(va, walkResult) ? walkResult.pagePfn() : -1;
+        }
+    }
+
+    @Override
+    public PageReference getUserPageFast(long va, boolean write) {
+        try (MachineLock.Held locked = lock().shared()) { // no mmap_lock: only the machine's life is held
+            ensureOpen();
+            if (!pageTable.mode().isCanonical(va)) {
+                throw new InvalidArgumentException("va", va, "must be canonical");
+            }
+            return gupFast.get(va, write);
         }
     }
 
