@@ -63,6 +63,15 @@ final class OperationEnd implements OperationHook {
     }
 
     @Override
+    public void afterFault(long va) {
+        if (invariants != null) {
+            afterOperation("fault at 0x" + Long.toHexString(va));
+        } else if (!migrating.isCurrent()) {
+            operationDone();
+        }
+    }
+
+    @Override
     public void operationDone() {
         if (callbackFailures.inCallback()) {
             return; // nested in a callback: what was collected surfaces when the outermost operation ends

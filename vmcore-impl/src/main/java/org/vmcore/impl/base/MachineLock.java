@@ -1,10 +1,10 @@
 package org.vmcore.impl.base;
 
-import java.util.concurrent.locks.ReentrantReadWriteLock;
 import org.vmcore.api.ClosedException;
 import org.vmcore.impl.lock.FaultMutexTable;
 import org.vmcore.impl.lock.LockClass;
 import org.vmcore.impl.lock.LockDep;
+import org.vmcore.impl.lock.PercpuRwSem;
 import org.vmcore.impl.lock.PtLocks;
 
 /**
@@ -29,15 +29,16 @@ public final class MachineLock {
     /** Lock class of the machine lock in the lock-order validator: it is outside every kernel lock. */
     public static final LockClass MACHINE = LockClass.of("vmcore_machine");
 
-    private final ReentrantReadWriteLock rw = new ReentrantReadWriteLock();
+    // percpu_rw_semaphore-like: every operation reads it, so readers must not share a cache line.
+    private final PercpuRwSem rw = new PercpuRwSem();
     private final Held sharedHold = () -> {
-        rw.readLock().unlock();
+        rw.upRead();
         if (LockDep.ENABLED) {
             LockDep.released(this);
         }
     };
     private final Held exclusiveHold = () -> {
-        rw.writeLock().unlock();
+        rw.upWrite();
         if (LockDep.ENABLED) {
             LockDep.released(this);
         }
@@ -61,7 +62,7 @@ public final class MachineLock {
         if (LockDep.ENABLED) {
             LockDep.checkAcquire(MACHINE, this);
         }
-        rw.readLock().lock();
+        rw.downRead();
         if (LockDep.ENABLED) {
             LockDep.acquired(MACHINE, this, false);
         }
@@ -74,14 +75,14 @@ public final class MachineLock {
      * machine-wide one, which would wait for itself.
      */
     public Held exclusive() {
-        if (!rw.isWriteLockedByCurrentThread() && rw.getReadHoldCount() > 0) {
+        if (!rw.isWriteLockedByCurrentThread() && rw.readHoldCount() > 0) {
             throw new IllegalStateException("a machine-wide operation (migration, rmap walk, invariant check, close) was"
                     + " called from inside a callback of an address-space operation; it would wait for that operation");
         }
         if (LockDep.ENABLED) {
             LockDep.checkAcquire(MACHINE, this);
         }
-        rw.writeLock().lock();
+        rw.downWrite();
         if (LockDep.ENABLED) {
             LockDep.acquired(MACHINE, this, false);
         }
@@ -90,7 +91,7 @@ public final class MachineLock {
 
     /** Whether the current thread holds the lock, shared or exclusive. */
     public boolean isHeldByCurrentThread() {
-        return rw.isWriteLockedByCurrentThread() || rw.getReadHoldCount() > 0;
+        return rw.isWriteLockedByCurrentThread() || rw.readHoldCount() > 0;
     }
 
     /** Whether the current thread holds the lock exclusive. */
@@ -100,7 +101,7 @@ public final class MachineLock {
 
     /** Whether the current thread holds the lock shared and not exclusive. */
     public boolean isSharedOnlyByCurrentThread() {
-        return !rw.isWriteLockedByCurrentThread() && rw.getReadHoldCount() > 0;
+        return !rw.isWriteLockedByCurrentThread() && rw.readHoldCount() > 0;
     }
 
     /** The split page-table locks of every address space of the machine. */

@@ -11,6 +11,12 @@ public interface OperationHook {
     void afterOperation(String operation);
 
     /**
+     * A page fault at {@code va} has finished its work: as {@link #afterOperation}, naming the
+     * operation only when something will read the name (a fault is too frequent to format it).
+     */
+    void afterFault(long va);
+
+    /**
      * The operation has ended without the invariant check: unless it runs inside a user callback
      * (or a migration) of an outer operation, deferred closes happen now; then what callbacks
      * threw is rethrown.

@@ -210,7 +210,7 @@ public final class SimAddressSpace extends MmStruct {
             }
             result = faults.userFault(va, access);
         }
-        ctx.hook().afterOperation("fault at 0x" + Long.toHexString(va));
+        ctx.hook().afterFault(va);
         return result;
     }
 

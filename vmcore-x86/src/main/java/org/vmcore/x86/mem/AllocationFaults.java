@@ -7,9 +7,18 @@ import org.vmcore.api.InvalidArgumentException;
 /**
  * Fault injection for allocations: counts the allocations of each {@link AllocationKind} and
  * makes the n-th one from the moment it is armed fail once, as if memory had run out.
+ *
+ * <p>The counts are striped by thread (padded counters, summed when read), so that allocations
+ * on different cores do not fight over one cache line; once something is armed, counting goes
+ * through this object's monitor, so that "the n-th allocation" stays exact.
  */
 public final class AllocationFaults {
-    private final AtomicLongArray counts = new AtomicLongArray(AllocationKind.values().length);
+    private static final int STRIPES = 16;
+    private static final int PAD = 16; // longs per counter: 128 bytes
+    private static final int KINDS = AllocationKind.values().length;
+
+    private final AtomicLongArray counts = new AtomicLongArray(STRIPES * KINDS * PAD);
+    private volatile boolean armed;
     private final AtomicLongArray armedAt = new AtomicLongArray(AllocationKind.values().length);
     private final AtomicLongArray armedUntil = new AtomicLongArray(AllocationKind.values().length);
 
@@ -45,9 +54,10 @@ public final class AllocationFaults {
         if (nth < 1) {
             throw new InvalidArgumentException("nth", nth, "must be 1 or more");
         }
-        long first = counts.get(kind.ordinal()) + nth;
+        long first = count(kind) + nth;
         armedAt.set(kind.ordinal(), first);
         armedUntil.set(kind.ordinal(), first + times - 1);
+        armed = true;
     }
 
     /**
@@ -57,7 +67,11 @@ public final class AllocationFaults {
      * @return the number of allocations of that kind since this object was made
      */
     public long count(AllocationKind kind) {
-        return counts.get(kind.ordinal());
+        long sum = 0;
+        for (int stripe = 0; stripe < STRIPES; stripe++) {
+            sum += counts.get(index(stripe, kind));
+        }
+        return sum;
     }
 
     /**
@@ -67,8 +81,24 @@ public final class AllocationFaults {
      * @return true when this allocation falls in the armed range and must report out of memory
      */
     public boolean shouldFail(AllocationKind kind) {
-        long n = counts.incrementAndGet(kind.ordinal());
-        long from = armedAt.get(kind.ordinal());
-        return from > 0 && n >= from && n <= armedUntil.get(kind.ordinal());
+        int at = index(stripe(), kind);
+        if (!armed) {
+            counts.getAndIncrement(at);
+            return false;
+        }
+        synchronized (this) {
+            counts.getAndIncrement(at);
+            long n = count(kind);
+            long from = armedAt.get(kind.ordinal());
+            return from > 0 && n >= from && n <= armedUntil.get(kind.ordinal());
+        }
+    }
+
+    private static int index(int stripe, AllocationKind kind) {
+        return (stripe * KINDS + kind.ordinal()) * PAD;
+    }
+
+    private static int stripe() {
+        return (int) ((Thread.currentThread().threadId() * 0x9E3779B97F4A7C15L) >>> 60);
     }
 }
