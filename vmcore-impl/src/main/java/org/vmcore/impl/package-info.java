@@ -6,28 +6,44 @@
  *
  * <p>In the manner of the header of Linux's mm/rmap.c: every lock and monitor of vmcore-impl and
  * vmcore-x86, indented under the locks it may be taken inside. A thread that holds a lock takes
- * only locks drawn below it, never one above.
+ * only locks drawn below it, never one above. The kernel locks (named after their Linux
+ * counterparts, in {@link org.vmcore.impl.lock}) are checked by the lock-order validator
+ * ({@code LockDep}, on in the tests); the monitors below them are leaves by construction.
  *
  * <pre>
- * machine lock ({@link org.vmcore.impl.base.MachineLock}'s monitor; stands in for mmap_lock,
- *   |            i_mmap_rwsem, the anon_vma locks and the page-table locks: 0.1 has one lock)
- *   +-- page table (RawPageTable's monitor: mm-&gt;page_table_lock, structure changes only)
- *   |     +-- page-table frames (PageTableFrames' monitor: claiming a node's page-table window)
- *   |     |     +-- buddy allocator (BuddyAllocator's monitor, one per node)
- *   |     |     +-- frame contents (DirectMap's monitor: adopting the window's pages)
- *   |     |     +-- off-heap arena (OffHeap's monitor)
- *   |     +-- page-table window (PageTableWindow's monitor, one per node; taken after the
- *   |     |     page-table frames' monitor is released, never inside it)
- *   |     +-- buddy allocator
- *   |     +-- frame contents, frame descriptors (DirectMap's, MemMap's monitors: materialising a page of
- *   |           contents or a section of descriptors; leaves)
- *   +-- hugetlb pool (HugePagePool's monitor, one per page size)
- *   |     +-- buddy allocator, frame contents, frame descriptors, allocation faults
- *   +-- CPU flushers (CpuHandshake's ReentrantLock, one per CPU: serialises the flushes sent to
- *   |     |           it), then the wait for the CPU to leave its access
- *   |     +-- TLB (Tlb has no lock: the flush runs on the flusher's thread inside the handshake)
- *   +-- stale detector (StaleDetector's monitor; a leaf)
- *   +-- allocation faults (AllocationFaults' monitor; a leaf, counters atomic)
+ * machine lock ({@link org.vmcore.impl.base.MachineLock}, a percpu_rw_semaphore: shared by every
+ *   |           address-space and file operation, exclusive for migration, rmap walks, memory
+ *   |           offline, the invariant checker, the page-table picture and close)
+ *   +-- mmap_lock (per address space; fork takes the child's nested under the parent's)
+ *   |     +-- hugetlb_fault_mutex (hashed by file and page index)
+ *   |     |     +-- hugetlb_vma_lock (per hugetlb VMA: read in the fault, write to unshare)
+ *   |     |           +-- i_mmap_rwsem (per file: read to share a PMD table, write to unshare,
+ *   |     |                 |          to link or unlink a VMA, or to move its bounds)
+ *   |     |                 +-- anon_vma (the family root's rwsem)
+ *   |     |                 |     +-- page_table_lock (per address space: anon_vma_prepare, the
+ *   |     |                 |                          PUD entry huge_pmd_share fills, 1 GiB leaves)
+ *   |     |                 +-- ptl (split page-table lock, per table frame, hashed; sharers of a
+ *   |     |                       PMD table share it)
+ *   |     |                       +-- CPU flushers (the shootdown of a COW fault)
+ *   |     +-- anon_vma, page_table_lock, ptl (the anonymous fault, as above)
+ *   +-- i_mmap_rwsem (truncate, with no mmap_lock: a VMA lock only by trylock below it; the
+ *         |            VMAs it could not lock are done afterwards in the order above)
+ *   +-- hugetlb_fault_mutex (truncate's page-cache removal, after i_mmap_rwsem is released)
+ *
+ * leaves and near-leaves, taken under any of the above:
+ *   resv_map (HugetlbFileImpl.reservedIndexes' monitor)
+ *     +-- hugetlb pool (HugePagePool's monitor), page cache (FileMapping's monitor)
+ *   page cache (FileMapping's monitor: the xarray's i_pages lock)
+ *   hugetlbfs directory (HugetlbFsImpl's monitor), mapping registry, address-space table
+ *   page table (RawPageTable's monitor: table allocation and freeing, not entries)
+ *     +-- page-table frames (PageTableFrames' monitor: claiming a node's page-table window)
+ *     |     +-- buddy allocator, frame contents, off-heap arena
+ *     +-- page-table window (PageTableWindow's monitor, one per node)
+ *     +-- buddy allocator, frame contents, frame descriptors
+ *   hugetlb pool (HugePagePool's monitor) +-- buddy allocator, frame contents, descriptors
+ *   CPU flushers (CpuHandshake's ReentrantLock, one per CPU), then the wait for the CPU to leave
+ *   lockless walkers (LocklessWalkers' monitor: the GUP-fast barrier), speculative references,
+ *   notifier open ranges (NotifierChain's monitor), stale detector, allocation faults
  * </pre>
  *
  * <p>Not locks, but ordered accesses other threads rely on:
@@ -41,12 +57,14 @@
  *       any entry can be cached, read by flushers;
  *   <li>a notifier chain's open ranges ({@code notifier.NotifierChain}, a volatile array
  *       replaced whole): read by the stale detector on CPU threads;
- *   <li>an mm's {@code tlb_flush_pending} ({@code vma.MmStruct}, volatile): written under the
- *       machine lock before the entries change and after their flush, read by the stale
- *       detector on CPU threads;
+ *   <li>an mm's {@code tlb_flush_pending} ({@code vma.MmStruct}, atomic): raised before the
+ *       entries change and dropped after their flush, read by the stale detector on CPU threads;
  *   <li>the migrating thread ({@code base.MigratingThread}) and the machine's closed flag
- *       ({@code MachineLock}): volatile, written under the machine lock, read without it by
- *       quick checks;
+ *       ({@code MachineLock}): volatile, written under the machine lock held exclusive, read
+ *       without it by quick checks;
+ *   <li>an mm's RSS and fault counters ({@code vma.MmStruct}, {@code mm.FaultCounts}): atomic,
+ *       since faults of one address space run in parallel;
+ *   <li>a hugetlb file's size and unlinked flags: volatile, written under i_mmap_rwsem;
  *   <li>the page-table window list and the frame-contents and descriptor sections: published with
  *       release stores, read with acquire loads (or volatile) on the walk and access paths;
  *   <li>counters read by statistics from other threads: {@code AtomicLong} (flush counters of a
@@ -57,17 +75,17 @@
  *
  * <ul>
  *   <li><b>An operation's thread</b> (any caller of Machine, AddressSpace, HugetlbFs, the rmap
- *       walker or migration) holds the machine lock for the whole operation, or for each page of
- *       a migration; it may touch every structure of the generic mm: VMA trees, the mapping
- *       registry, page caches, frame descriptors, reservations, counters, the callback-failure
- *       record. Every helper documented as "the caller holds the machine lock" asserts it
- *       ({@code assert lock.isHeldByCurrentThread()}; tests run with assertions on).
- *   <li><b>A CPU's thread</b> (the one driving a {@code Cpu}, one at a time) touches without the
- *       machine lock only: its own TLB and counters, page-table entries through the walker (A/D
- *       bits by compare-and-set), frame contents, the stale detector. It takes the machine lock
- *       only to fault or to switch CR3, and never while it is busy in the handshake: the access
- *       path steps out of the handshake first, since a flusher that holds the machine lock waits
- *       for the CPU to leave.
+ *       walker or migration) holds the machine lock for the whole operation, shared or
+ *       exclusive (see above), and under a shared hold the kernel locks that guard what it
+ *       touches: its address space's VMA tree under the mmap_lock, entries under their table's
+ *       lock, a file's i_mmap tree under i_mmap_rwsem. Helpers that need a lock assert it.
+ *       What a thread collects from user callbacks ({@code notifier.CallbackFailures}) and the
+ *       closes they ask for are kept per thread.
+ *   <li><b>A CPU's thread</b> (the one driving a {@code Cpu}, one at a time) touches without
+ *       locks only: its own TLB and counters, page-table entries through the walker (A/D bits by
+ *       compare-and-set), frame contents, the stale detector. It takes locks only to fault or to
+ *       switch CR3, and never while it is busy in the handshake: the access path steps out of the
+ *       handshake first, since a flusher that holds locks waits for the CPU to leave.
  *   <li><b>A flusher</b> (an operation's thread in the TLB shootdown, or an inspection such as
  *       {@code tlbEntries}) touches another CPU's TLB only through {@code runFlush}, once that CPU
  *       is out of its access.
