@@ -25,10 +25,12 @@ public enum RacePoint {
      */
     HUGETLB_FAULT_AFTER_PTE_ALLOC,
     /**
-     * __split_vma of a hugetlb VMA (hugetlb_split): the PMD tables around the split address have
-     * been unshared, the VMA is not yet split. Before 081056dc00a2 the unshare ran here without
-     * the hugetlb VMA lock and i_mmap_rwsem held through the split, so a sibling's fault could share
-     * the table again. Hook arguments: the splitting address space and the split address.
+     * __split_vma of a hugetlb VMA (hugetlb_split): the PMD table of the window around the split
+     * address has been unshared (if it was shared), the VMA is not yet split. Since 081056dc00a2
+     * (CVE-2025-38084) the hugetlb VMA lock and i_mmap_rwsem are held from the unshare through
+     * the split, so no fault, of this process or another, can share the window's table again in
+     * between; vmcore holds them as the fix does. Hook arguments: the splitting address space and
+     * the split address.
      */
     HUGETLB_SPLIT_AFTER_UNSHARE,
     /**

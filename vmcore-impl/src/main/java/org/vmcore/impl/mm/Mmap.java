@@ -272,8 +272,8 @@ final class Mmap {
                         PmdSharing.hugePmdUnshare(v, addr);
                         ctx.shootdown().flushTlbMmRange(mm, window, window + PmdSharing.PUD_SIZE, PageSize.SIZE_2M.shift());
                     }
-                    ctx.lock().raceHooks().reach(RacePoint.HUGETLB_SPLIT_AFTER_UNSHARE, mm, addr);
                 }
+                ctx.lock().raceHooks().reach(RacePoint.HUGETLB_SPLIT_AFTER_UNSHARE, mm, addr);
                 mm.vmaTree().split(addr);
             } finally {
                 v.mapping().iMmapRwsem().upWrite();
