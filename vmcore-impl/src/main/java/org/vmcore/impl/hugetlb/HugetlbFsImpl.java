@@ -55,9 +55,6 @@ public final class HugetlbFsImpl implements HugetlbFs {
             if (name == null || name.isEmpty() || name.contains("/")) {
                 throw new InvalidArgumentException("name", name, "must be a non-empty file name without '/'");
             }
-            if (files.containsKey(name)) {
-                throw new InvalidArgumentException("name", name, "must not name an existing file");
-            }
             if (pageSize != PageSize.SIZE_2M && pageSize != PageSize.SIZE_1G) {
                 throw new InvalidArgumentException("pageSize", pageSize, "must be SIZE_2M or SIZE_1G");
             }
@@ -283,7 +280,7 @@ public final class HugetlbFsImpl implements HugetlbFs {
     }
 
     /** Whether {@code file} belongs to this mount. */
-    public boolean owns(HugetlbFile file) {
+    public synchronized boolean owns(HugetlbFile file) {
         return file instanceof HugetlbFileImpl f && files.get(f.name()) == f;
     }
 }
