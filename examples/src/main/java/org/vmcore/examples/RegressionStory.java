@@ -1,19 +1,29 @@
 package org.vmcore.examples;
 
+import java.time.Duration;
+import java.util.concurrent.atomic.AtomicReference;
 import org.vmcore.api.Access;
 import org.vmcore.api.AddressSpace;
 import org.vmcore.api.HugetlbFile;
 import org.vmcore.api.Machine;
 import org.vmcore.api.MapFlags;
 import org.vmcore.api.Protection;
+import org.vmcore.api.RacePause;
 import org.vmcore.api.Regression;
 
 /**
  * What the examples of one regression switch share: a story told once without the fix and once
  * with it, chosen by {@code --regression=<name>} (without only) or {@code --regression=none}
- * (with only), and a last line comparing the two.
+ * (with only), and a last line comparing the two; and, for the race replays, threads that a
+ * {@link RacePause} stops, each step bounded by {@link #WAIT}.
  */
 final class RegressionStory {
+    /** How long one step of a race replay may take before the replay gives up. */
+    static final Duration WAIT = Duration.ofSeconds(20);
+
+    /** How long a thread of a race replay must stay blocked to count as blocked. */
+    static final Duration SETTLE = Duration.ofMillis(200);
+
     /** One telling of the story; returns the harm it counted (stale uses, pages lost, ...). */
     @FunctionalInterface
     interface Telling {
@@ -67,5 +77,87 @@ final class RegressionStory {
         p2.mmap(file, 0, base2, 1L << 30, Protection.READ_WRITE, shared);
         p2.fault(base2, Access.READ); // p2's PUD entry now points at p1's PMD table
         return new AddressSpace[] {p1, p2};
+    }
+
+    /**
+     * Starts a thread of a race replay; what {@code body} throws goes to {@code failure}. It is a
+     * daemon, so that a replay that went wrong cannot keep the program alive.
+     */
+    static Thread start(String name, AtomicReference<Throwable> failure, Runnable body) {
+        return Thread.ofPlatform().name(name).daemon().start(() -> {
+            try {
+                body.run();
+            } catch (Throwable e) {
+                failure.compareAndSet(null, e);
+            }
+        });
+    }
+
+    /** Waits until a thread is parked at {@code pause}. */
+    static void arrive(RacePause pause) {
+        try {
+            pause.awaitArrival(WAIT);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IllegalStateException("interrupted", e);
+        }
+    }
+
+    /**
+     * Waits until {@code t} blocks (true) or ends (false). Blocked means parked on a lock or in a
+     * wait for {@link #SETTLE} on end: a thread that only brushes past a contended monitor is
+     * not blocked.
+     */
+    static boolean blockedOrDone(Thread t) {
+        long deadline = System.nanoTime() + WAIT.toNanos();
+        long blockedSince = -1;
+        try {
+            while (System.nanoTime() < deadline) {
+                Thread.State state = t.getState();
+                if (state == Thread.State.TERMINATED) {
+                    return false;
+                }
+                if (state != Thread.State.WAITING && state != Thread.State.BLOCKED) {
+                    blockedSince = -1;
+                } else if (blockedSince < 0) {
+                    blockedSince = System.nanoTime();
+                } else if (System.nanoTime() - blockedSince >= SETTLE.toNanos()) {
+                    return true;
+                }
+                Thread.sleep(1);
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IllegalStateException("interrupted", e);
+        }
+        throw new IllegalStateException(t.getName() + " neither blocked nor finished within " + WAIT);
+    }
+
+    /**
+     * Joins every thread (null ones are skipped), each within {@link #WAIT}, then rethrows the
+     * first failure the replay's threads recorded.
+     */
+    static void join(AtomicReference<Throwable> failure, Thread... threads) {
+        String stuck = null;
+        boolean interrupted = false;
+        for (Thread t : threads) {
+            try {
+                if (t != null && !t.join(WAIT)) {
+                    stuck = t.getName();
+                }
+            } catch (InterruptedException e) {
+                interrupted = true;
+            }
+        }
+        if (interrupted) {
+            Thread.currentThread().interrupt();
+            throw new IllegalStateException("interrupted while joining the replay's threads");
+        }
+        if (stuck != null) {
+            throw new IllegalStateException(stuck + " did not finish within " + WAIT);
+        }
+        if (failure.get() != null) {
+            throw new IllegalStateException("a thread of the replay failed", failure.get());
+        }
     }
 }

@@ -28,6 +28,11 @@ class ExamplesTest {
         return bytes.toString(StandardCharsets.UTF_8);
     }
 
+    private static String lastLine(String report) {
+        String[] lines = report.strip().split("\\R");
+        return lines[lines.length - 1];
+    }
+
     @Test
     void quickstartStoresAndLoads() throws Exception {
         String report = capture(() -> Quickstart.main(new String[0]));
@@ -112,5 +117,27 @@ class ExamplesTest {
                 .contains("huge page 0 has mapcount 1").contains("huge page 0 has mapcount 0").contains("invariant checker: clean");
         assertThat(capture(() -> ShareCount.main(new String[0])))
                 .contains("huge pages never freed: 4 without the fix, 0 with it");
+    }
+
+    @Test
+    void faultUnshareRaceShowsTheFaultWritingThroughTheFreedTable() throws Exception {
+        String pre = capture(() -> FaultUnshareRace.main(new String[] {"--regression=pre-c0d0381a"}));
+        assertThat(lastLine(pre)).isEqualTo("mode=pre-c0d0381a violations=1");
+        assertThat(pre).contains("nothing held it back").contains("A's fault returned NEW_PAGE; A's translate(va) = -1")
+                .containsPattern("page cache: unmapped cached pfn 0x[0-9a-f]+ has mapcount 1");
+        String fixed = capture(() -> FaultUnshareRace.main(new String[] {"--regression=none"}));
+        assertThat(lastLine(fixed)).isEqualTo("mode=fixed violations=0");
+        assertThat(fixed).contains("the truncate thread is WAITING").contains("invariant checker: clean");
+    }
+
+    @Test
+    void gupFastRaceShowsAPinOnAnotherProcesssPage() throws Exception {
+        String pre = capture(() -> GupFastRace.main(new String[] {"--regression=pre-1013af4f"}));
+        assertThat(lastLine(pre)).isEqualTo("mode=pre-1013af4f leaked=true");
+        assertThat(pre).contains("the munmap returned at once").contains("the freed table's frame")
+                .contains("(B's private anonymous page); the driver reads 0x5ec2e75ec2e7 through it: B's secret");
+        String fixed = capture(() -> GupFastRace.main(new String[] {"--regression=none"}));
+        assertThat(lastLine(fixed)).isEqualTo("mode=fixed leaked=false");
+        assertThat(fixed).contains("the munmap thread is WAITING").contains("(A's file page 3); the driver reads 0xa11ceda7a");
     }
 }
