@@ -88,7 +88,7 @@ class GupFastUnshareRaceTest {
                 munmapFailure.set(e);
             }
         });
-        boolean waited = blockedOrDone(unmapping);
+        boolean waited = ThreadStates.blockedOrDone(unmapping);
         long bAnon = -1;
         if (!waited) {
             b.munmap(BASE_B, GIB); // B was the table's last user: it is freed
@@ -111,21 +111,6 @@ class GupFastUnshareRaceTest {
         }
         assertThat(machine.checkInvariants()).isEmpty();
         return new Outcome(gotPfn, bAnon, filePfn, waited);
-    }
-
-    private static boolean blockedOrDone(Thread t) throws InterruptedException {
-        long deadline = System.nanoTime() + WAIT.toNanos();
-        while (System.nanoTime() < deadline) {
-            Thread.State state = t.getState();
-            if (state == Thread.State.TERMINATED) {
-                return false;
-            }
-            if (state == Thread.State.WAITING) {
-                return true;
-            }
-            Thread.sleep(1);
-        }
-        throw new AssertionError(t.getName() + " neither blocked nor finished within " + WAIT);
     }
 
     @Test

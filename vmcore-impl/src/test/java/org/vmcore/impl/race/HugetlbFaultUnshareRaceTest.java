@@ -89,7 +89,7 @@ class HugetlbFaultUnshareRaceTest {
                 truncateFailure.set(e);
             }
         });
-        boolean truncateWaited = waitUntilBlockedOrDone(truncating);
+        boolean truncateWaited = ThreadStates.blockedOrDone(truncating);
         if (!truncateWaited) {
             b.munmap(BASE_B, GIB); // B is the table's last user: it is freed
         }
@@ -105,22 +105,6 @@ class HugetlbFaultUnshareRaceTest {
         }
         pause.disarm();
         return new Outcome(result.get(), a.translate(BASE_A), machine.checkInvariants(), truncateWaited);
-    }
-
-    /** Whether the thread blocked on a lock (true) before it could finish (false). */
-    private static boolean waitUntilBlockedOrDone(Thread t) throws InterruptedException {
-        long deadline = System.nanoTime() + WAIT.toNanos();
-        while (System.nanoTime() < deadline) {
-            Thread.State state = t.getState();
-            if (state == Thread.State.TERMINATED) {
-                return false;
-            }
-            if (state == Thread.State.WAITING) {
-                return true;
-            }
-            Thread.sleep(1);
-        }
-        throw new AssertionError(t.getName() + " neither blocked nor finished within " + WAIT);
     }
 
     @Test

@@ -77,12 +77,7 @@ class HugetlbSplitRaceTest {
                 failure.set(e);
             }
         });
-        long deadline = System.nanoTime() + WAIT.toNanos();
-        while (faulting.getState() != Thread.State.WAITING && System.nanoTime() < deadline) {
-            assertThat(faulting.getState()).as("B's fault must wait for the split").isNotEqualTo(Thread.State.TERMINATED);
-            Thread.sleep(1);
-        }
-        assertThat(faulting.getState()).isEqualTo(Thread.State.WAITING);
+        assertThat(ThreadStates.blockedOrDone(faulting)).as("B's fault must wait for the split").isTrue();
         pause.release();
         splitting.join(WAIT.toMillis());
         faulting.join(WAIT.toMillis());

@@ -61,18 +61,9 @@ class ParallelOperationsTest {
         });
     }
 
-    /** Waits until {@code t} blocks (on a lock) and reports it; fails if it finishes or hangs elsewhere. */
+    /** Waits until {@code t} blocks (on a lock); fails if it finishes instead. */
     private static void assertBlocks(Thread t) throws InterruptedException {
-        long deadline = System.nanoTime() + WAIT.toNanos();
-        while (System.nanoTime() < deadline) {
-            Thread.State state = t.getState();
-            assertThat(state).as(t.getName() + " must wait for the stopped operation, not finish").isNotEqualTo(Thread.State.TERMINATED);
-            if (state == Thread.State.WAITING) {
-                return;
-            }
-            Thread.sleep(1);
-        }
-        throw new AssertionError(t.getName() + " did not block within " + WAIT);
+        assertThat(ThreadStates.blockedOrDone(t)).as(t.getName() + " must wait for the stopped operation, not finish").isTrue();
     }
 
     private static void join(Thread t) throws InterruptedException {

@@ -1,0 +1,38 @@
+package org.vmcore.impl.race;
+
+import java.time.Duration;
+
+/**
+ * Whether a thread of a race replay waits for a lock another thread holds. A thread passes
+ * through short waits on its way (a monitor, a lock someone held for a moment), so "blocked"
+ * means WAITING without a break for {@link #SETTLE}; "done" means it finished first.
+ */
+final class ThreadStates {
+    static final Duration SETTLE = Duration.ofMillis(150);
+    static final Duration WAIT = Duration.ofSeconds(20);
+
+    private ThreadStates() {
+    }
+
+    /** True when {@code t} stays blocked (WAITING) for the settle time; false when it finishes first. */
+    static boolean blockedOrDone(Thread t) throws InterruptedException {
+        long deadline = System.nanoTime() + WAIT.toNanos();
+        long waitingSince = -1;
+        while (System.nanoTime() < deadline) {
+            Thread.State state = t.getState();
+            if (state == Thread.State.TERMINATED) {
+                return false;
+            }
+            long now = System.nanoTime();
+            if (state != Thread.State.WAITING) {
+                waitingSince = -1;
+            } else if (waitingSince < 0) {
+                waitingSince = now;
+            } else if (now - waitingSince >= SETTLE.toNanos()) {
+                return true;
+            }
+            Thread.sleep(1);
+        }
+        throw new AssertionError(t.getName() + " neither blocked nor finished within " + WAIT);
+    }
+}
