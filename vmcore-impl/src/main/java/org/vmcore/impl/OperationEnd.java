@@ -1,6 +1,7 @@
 package org.vmcore.impl;
 
 import java.util.ArrayDeque;
+import java.util.concurrent.atomic.AtomicInteger;
 import java.util.function.Consumer;
 import org.vmcore.impl.base.MachineLock;
 import org.vmcore.impl.base.MigratingThread;
@@ -26,6 +27,8 @@ final class OperationEnd implements OperationHook {
     // Closes asked for from inside a user callback, done when the operation that called back ends:
     // per thread, as operations on different address spaces run in parallel.
     private final ThreadLocal<ArrayDeque<SimAddressSpace>> pendingCloses = ThreadLocal.withInitial(ArrayDeque::new);
+    // Closes deferred by any thread and not yet done: 0 spares the per-thread lookup.
+    private final AtomicInteger deferred = new AtomicInteger();
     // A machine close asked for from inside a callback (any thread's: the machine closes once).
     private volatile boolean closePending;
 
@@ -113,6 +116,7 @@ final class OperationEnd implements OperationHook {
         ArrayDeque<SimAddressSpace> pending = pendingCloses.get();
         if (!pending.contains(mm)) {
             pending.add(mm);
+            deferred.incrementAndGet();
         }
         return true;
     }
@@ -137,7 +141,9 @@ final class OperationEnd implements OperationHook {
 
     /** The machine closes now: what was pending goes with it. */
     void machineClosing() {
-        pendingCloses.get().clear();
+        ArrayDeque<SimAddressSpace> pending = pendingCloses.get();
+        deferred.addAndGet(-pending.size());
+        pending.clear();
     }
 
     /**
@@ -145,9 +151,13 @@ final class OperationEnd implements OperationHook {
      * address spaces first, then the machine. Called where an operation has finished.
      */
     private void completePendingCloses() {
+        if (deferred.get() == 0 && !closePending) {
+            return;
+        }
         Throwable failure = null;
         ArrayDeque<SimAddressSpace> pending = pendingCloses.get();
         while (!pending.isEmpty()) {
+            deferred.decrementAndGet();
             try {
                 pending.removeFirst().close();
             } catch (Throwable e) {

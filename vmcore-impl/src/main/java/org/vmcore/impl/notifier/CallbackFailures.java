@@ -1,5 +1,7 @@
 package org.vmcore.impl.notifier;
 
+import java.util.concurrent.atomic.AtomicInteger;
+
 import org.vmcore.impl.base.MachineLock;
 
 /**
@@ -15,6 +17,9 @@ import org.vmcore.impl.base.MachineLock;
 public final class CallbackFailures {
     private final MachineLock lock;
     private final ThreadLocal<State> state = ThreadLocal.withInitial(State::new);
+    // Over all threads: callbacks running plus failures held. While it is 0 no thread is inside a
+    // callback or owes a rethrow, and the per-thread state need not be looked up at all.
+    private final AtomicInteger activity = new AtomicInteger();
 
     /** One thread's callback depth and collected failure. */
     private static final class State {
@@ -29,11 +34,13 @@ public final class CallbackFailures {
     /** The engine calls user code: between this and {@link #exit()} it is inside a callback. */
     public void enter() {
         state.get().depth++;
+        activity.incrementAndGet();
     }
 
     /** The user code of the matching {@link #enter()} returned or threw. */
     public void exit() {
         state.get().depth--;
+        activity.decrementAndGet();
     }
 
     /**
@@ -41,7 +48,7 @@ public final class CallbackFailures {
      * waits until the operation that called back has ended (the engine is mid-change below it).
      */
     public boolean inCallback() {
-        return state.get().depth > 0;
+        return activity.get() != 0 && state.get().depth > 0;
     }
 
     /** Records what a callback threw. */
@@ -49,6 +56,7 @@ public final class CallbackFailures {
         State st = state.get();
         if (st.first == null) {
             st.first = t;
+            activity.incrementAndGet();
         } else if (st.first != t) {
             st.first.addSuppressed(t);
         }
@@ -56,14 +64,20 @@ public final class CallbackFailures {
 
     /** Whether a failure is waiting to be rethrown. */
     public boolean any() {
-        return state.get().first != null;
+        return activity.get() != 0 && state.get().first != null;
     }
 
     /** The collected failure, or null; forgets it. */
     public Throwable take() {
+        if (activity.get() == 0) {
+            return null;
+        }
         State st = state.get();
         Throwable e = st.first;
-        st.first = null;
+        if (e != null) {
+            st.first = null;
+            activity.decrementAndGet();
+        }
         return e;
     }
 

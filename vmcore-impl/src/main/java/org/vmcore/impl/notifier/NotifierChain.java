@@ -4,6 +4,7 @@ import java.util.Arrays;
 import java.util.IdentityHashMap;
 import java.util.List;
 import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.atomic.AtomicInteger;
 import org.vmcore.api.AddressSpace;
 import org.vmcore.api.InvalidArgumentException;
 import org.vmcore.api.MmuNotifier;
@@ -35,6 +36,8 @@ public final class NotifierChain {
     private final IdentityHashMap<NotifierRange, NotifierEvent> events = new IdentityHashMap<>();
     // How deep each thread is inside this chain's notifiers.
     private final ThreadLocal<int[]> calling = ThreadLocal.withInitial(() -> new int[1]);
+    // Threads inside this chain's notifiers right now; 0 spares the per-thread lookup.
+    private final AtomicInteger callers = new AtomicInteger();
 
     /** The address space whose notifiers these are. */
     public AddressSpace owner() {
@@ -76,6 +79,7 @@ public final class NotifierChain {
         failures.enter();
         int[] depth = calling.get();
         depth[0]++;
+        callers.incrementAndGet();
         try {
             for (MmuNotifier n : notifiers) {
                 try {
@@ -86,6 +90,7 @@ public final class NotifierChain {
                 }
             }
         } finally {
+            callers.decrementAndGet();
             depth[0]--;
             failures.exit();
         }
@@ -96,7 +101,7 @@ public final class NotifierChain {
      * kernel's notifiers run under locks (mmap lock, rmap locks) that such a change would need.
      */
     public boolean isCalling() {
-        return calling.get()[0] > 0;
+        return callers.get() != 0 && calling.get()[0] > 0;
     }
 
     /**
@@ -134,6 +139,7 @@ public final class NotifierChain {
         failures.enter();
         int[] depth = calling.get();
         depth[0]++;
+        callers.incrementAndGet();
         try {
             for (MmuNotifier n : notifiers) {
                 Initiator.notifierCall();
@@ -151,6 +157,7 @@ public final class NotifierChain {
             close(range);
             throw CallbackFailures.<RuntimeException>sneaky(e);
         } finally {
+            callers.decrementAndGet();
             depth[0]--;
             failures.exit();
         }

@@ -103,6 +103,53 @@ public final class BuddyAllocator {
         }
         int order = descriptors.order(pfn);
         descriptors.clear(pfn);
+        merge(pfn, order);
+    }
+
+    /**
+     * Takes up to {@code n} free frames out for a per-CPU page list (rmqueue_bulk), splitting
+     * blocks as {@link #allocate} does; their descriptors stay free until the list hands them out.
+     * They no longer count as this allocator's free frames.
+     *
+     * @param into where the frames go, in the order {@code allocate(0)} would have returned them
+     * @param n how many frames to take, at most {@code into.length}
+     * @return how many frames were taken (fewer when the node runs out)
+     */
+    public synchronized int takeFrames(long[] into, int n) {
+        int taken = 0;
+        while (taken < n) {
+            int from = 0;
+            while (from <= MAX_ORDER && freeLists[from].isEmpty()) {
+                from++;
+            }
+            if (from > MAX_ORDER) {
+                break;
+            }
+            long pfn = pop(from);
+            while (from > 0) {
+                from--;
+                push(pfn + (1L << from), from);
+            }
+            into[taken++] = pfn;
+        }
+        return taken;
+    }
+
+    /**
+     * Gives back free frames a per-CPU page list held (free_pcppages_bulk), merging each with its
+     * free buddies as {@link #free} does. Their descriptors are already free.
+     *
+     * @param pfns the frames, in {@code pfns[from..to)}
+     * @param from the first index
+     * @param to one past the last index
+     */
+    public synchronized void returnFrames(long[] pfns, int from, int to) {
+        for (int i = from; i < to; i++) {
+            merge(pfns[i], 0);
+        }
+    }
+
+    private void merge(long pfn, int order) {
         while (order < MAX_ORDER) {
             long buddy = pfn ^ (1L << order);
             if (!positions[order].containsKey(buddy)) {

@@ -57,6 +57,7 @@ public final class PhysicalMemory implements AutoCloseable {
     private final FrameContents contents;
     private final long frameCount;
     private final PageTableFrames tables;
+    private final PerCpuPages pcp;
     private volatile boolean closed;
 
     /**
@@ -98,6 +99,7 @@ public final class PhysicalMemory implements AutoCloseable {
             allocators[node.id()] = new BuddyAllocator(node, map);
         }
         this.tables = new PageTableFrames(this, map, pages, offHeap);
+        this.pcp = new PerCpuPages(allocators, map);
     }
 
     /**
@@ -174,13 +176,16 @@ public final class PhysicalMemory implements AutoCloseable {
     }
 
     /**
-     * The buddy allocator of node {@code id}.
+     * The buddy allocator of node {@code id}, holding every free frame of the node: the per-CPU
+     * page lists give theirs back first (drain_all_pages), since whoever asks for the allocator
+     * inspects or isolates frames directly.
      *
      * @param id the node number
      * @return the node's allocator
      */
     public BuddyAllocator allocator(int id) {
         checkNode(id);
+        pcp.drainAll();
         return allocators[id];
     }
 
@@ -198,7 +203,7 @@ public final class PhysicalMemory implements AutoCloseable {
         long pfn = tryAllocate(node, order, zero);
         if (pfn < 0) {
             throw new OutOfMemoryException("node " + node + " has no free block of order " + order
-                    + " (" + allocators[node].freeFrames() + " free frames)");
+                    + " (" + (allocators[node].freeFrames() + pcp.cached(node)) + " free frames)");
         }
         return pfn;
     }
@@ -217,7 +222,16 @@ public final class PhysicalMemory implements AutoCloseable {
         if (faults.shouldFail(AllocationKind.FRAME)) {
             return -1;
         }
-        long pfn = allocators[node].allocate(order);
+        long pfn;
+        if (order == 0) {
+            pfn = pcp.allocate(node); // the per-CPU list, refilled from the buddy allocator in batches
+        } else {
+            pfn = allocators[node].allocate(order);
+            if (pfn < 0) {
+                pcp.drainAll(); // a larger block may form from frames the lists held
+                pfn = allocators[node].allocate(order);
+            }
+        }
         if (pfn >= 0 && zero) {
             contents.zero(pfn, 1L << order);
         }
@@ -258,8 +272,12 @@ public final class PhysicalMemory implements AutoCloseable {
      */
     public void free(long pfn) {
         ensureOpen();
-        if (!tables.freeToWindow(pfn)) {
-            allocators[nodeOf(pfn)].free(pfn);
+        if (tables.freeToWindow(pfn)) {
+            return;
+        }
+        int node = nodeOf(pfn);
+        if (!pcp.free(pfn, node)) {
+            allocators[node].free(pfn);
         }
     }
 
@@ -270,8 +288,8 @@ public final class PhysicalMemory implements AutoCloseable {
      */
     public long freeFrames() {
         long free = 0;
-        for (BuddyAllocator allocator : allocators) {
-            free += allocator.freeFrames();
+        for (int node = 0; node < allocators.length; node++) {
+            free += allocators[node].freeFrames() + pcp.cached(node);
         }
         return free + tables.freeWindowFrames();
     }
