@@ -119,12 +119,14 @@ final class FaultHandler {
         }
         mm.pages.anonVmaPrepare(vma); // before the page-table lock, as vmf_anon_prepare
         long pfn = mm.pages.allocateBasePage();
-        long newSlot;
-        try {
-            newSlot = table.allocSlot(addr, Level.PTE);
-        } catch (RuntimeException ex) {
-            memory.free(pfn);
-            throw ex;
+        long newSlot = slot;
+        if (newSlot < 0) { // pte_alloc; a table found above stays: only munmap, under mmap_lock for write, frees it
+            try {
+                newSlot = table.allocSlot(addr, Level.PTE);
+            } catch (RuntimeException ex) {
+                memory.free(pfn);
+                throw ex;
+            }
         }
         KMutex ptl = ptLocks.ofSlot(newSlot);
         ptl.lock();
@@ -152,14 +154,16 @@ final class FaultHandler {
             descriptors.setMapping(fresh, mapping.id(), index);
         }
         RawPageTable table = mm.pageTable();
-        long slot;
-        try {
-            slot = table.allocSlot(addr, Level.PTE);
-        } catch (RuntimeException ex) {
-            if (fresh >= 0) {
-                memory.free(fresh);
+        long slot = table.slot(addr, Level.PTE);
+        if (slot < 0) {
+            try {
+                slot = table.allocSlot(addr, Level.PTE);
+            } catch (RuntimeException ex) {
+                if (fresh >= 0) {
+                    memory.free(fresh);
+                }
+                throw ex;
             }
-            throw ex;
         }
         KMutex ptl = ptLocks.ofSlot(slot);
         ptl.lock();
