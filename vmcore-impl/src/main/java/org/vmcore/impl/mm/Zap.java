@@ -117,16 +117,13 @@ final class Zap {
 
     private void zapAnon(VmArea vma, long from, long to, TlbGather gather) {
         RawPageTable table = mm.pageTable();
+        long[] rss = {0}; // add_mm_rss_vec: the counter changes once per range, not per page
         PageOps.forEachLeaf(vma, from, to, (va, slot, e) -> {
             table.getAndClearSlot(slot);
             gather.add(va, va + 4096, 12);
             boolean migration = MigrationEntry.isMigration(e);
             if (Pte.isPresent(e) || migration) {
-                if (vma.kind() == VmaKind.ANONYMOUS_SHARED) {
-                    mm.addShmemPages(-1);
-                } else {
-                    mm.addAnonPages(-1);
-                }
+                rss[0]++;
             }
             if (Pte.isPresent(e)) {
                 pages.putMapped(Pte.pfn(e), false);
@@ -134,6 +131,11 @@ final class Zap {
                 migrationRefs.releaseIfUnreferenced(MigrationEntry.pfn(e));
             }
         });
+        if (vma.kind() == VmaKind.ANONYMOUS_SHARED) {
+            mm.addShmemPages(-rss[0]);
+        } else {
+            mm.addAnonPages(-rss[0]);
+        }
     }
 
     /**
