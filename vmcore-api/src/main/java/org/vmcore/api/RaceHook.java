@@ -17,4 +17,11 @@ public interface RaceHook {
      * @throws Exception anything; it reaches the operation's caller once the operation completes
      */
     void reached(RacePoint point, AddressSpace addressSpace, long address) throws Exception;
+
+    /**
+     * The machine is closing. A hook that holds a thread must let it go here: the close waits for
+     * the operations in progress. The default does nothing.
+     */
+    default void machineClosing() {
+    }
 }

@@ -66,9 +66,13 @@ public final class RacePause implements RaceHook {
      *
      * @param timeout how long to wait
      * @throws IllegalStateException if no thread arrived in time
+     * @throws InvalidArgumentException if the timeout is null or negative
      * @throws InterruptedException if the waiting thread is interrupted
      */
     public void awaitArrival(Duration timeout) throws InterruptedException {
+        if (timeout == null || timeout.isNegative()) {
+            throw new InvalidArgumentException("timeout", timeout, "must be a duration of zero or more");
+        }
         if (!arrived.await(timeout.toNanos(), TimeUnit.NANOSECONDS)) {
             throw new IllegalStateException("no thread reached " + point + " within " + timeout);
         }
@@ -81,6 +85,12 @@ public final class RacePause implements RaceHook {
      */
     public Thread parkedThread() {
         return parked;
+    }
+
+    /** The machine is closing: lets the parked thread go, as {@link #release()}. */
+    @Override
+    public void machineClosing() {
+        release();
     }
 
     /** Lets the parked thread (and any later one) go on. */

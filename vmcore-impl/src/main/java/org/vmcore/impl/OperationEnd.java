@@ -29,8 +29,9 @@ final class OperationEnd implements OperationHook {
     private final ThreadLocal<ArrayDeque<SimAddressSpace>> pendingCloses = ThreadLocal.withInitial(ArrayDeque::new);
     // Closes deferred by any thread and not yet done: 0 spares the per-thread lookup.
     private final AtomicInteger deferred = new AtomicInteger();
-    // A machine close asked for from inside a callback (any thread's: the machine closes once).
-    private volatile boolean closePending;
+    // A machine close asked for from inside a callback, done by the thread that asked when its
+    // operation ends (counted in deferred too).
+    private final ThreadLocal<boolean[]> closePending = ThreadLocal.withInitial(() -> new boolean[1]);
 
     /**
      * @param invariants   checks the invariants after the named operation, throwing on a violation;
@@ -56,10 +57,13 @@ final class OperationEnd implements OperationHook {
             return; // the migration takes what its callbacks threw itself
         }
         if (invariants != null && !lock.isSharedOnlyByCurrentThread()) {
-            // A quiescent point: the check takes the machine exclusive. Nested inside an outer
-            // operation that holds it shared, the outer operation checks when it ends.
-            try (MachineLock.Held locked = lock.exclusive()) {
-                invariants.accept(operation);
+            // At a quiescent point only: the check needs the machine to itself, and waiting for it
+            // could wait for a thread that waits for us (a callback or a race hook holding its
+            // operation). While other operations are in progress the check is left to a later one.
+            try (MachineLock.Held locked = lock.tryExclusive()) {
+                if (locked != null) {
+                    invariants.accept(operation);
+                }
             }
         }
         operationDone();
@@ -127,7 +131,7 @@ final class OperationEnd implements OperationHook {
         if (!callbackFailures.inCallback()) {
             return false;
         }
-        closePending = true; // from inside a callback: the operation below finishes first
+        requestClose(); // from inside a callback: the operation below finishes first
         return true;
     }
 
@@ -136,7 +140,15 @@ final class OperationEnd implements OperationHook {
      * the machine lock shared, so it cannot close now): done when that operation ends.
      */
     void closeMachineLater() {
-        closePending = true;
+        requestClose();
+    }
+
+    private void requestClose() {
+        boolean[] pending = closePending.get();
+        if (!pending[0]) {
+            pending[0] = true;
+            deferred.incrementAndGet();
+        }
     }
 
     /** The machine closes now: what was pending goes with it. */
@@ -151,7 +163,7 @@ final class OperationEnd implements OperationHook {
      * address spaces first, then the machine. Called where an operation has finished.
      */
     private void completePendingCloses() {
-        if (deferred.get() == 0 && !closePending) {
+        if (deferred.get() == 0) {
             return;
         }
         Throwable failure = null;
@@ -164,8 +176,10 @@ final class OperationEnd implements OperationHook {
                 failure = addFailure(failure, e);
             }
         }
-        if (closePending) {
-            closePending = false;
+        boolean[] close = closePending.get();
+        if (close[0]) {
+            close[0] = false;
+            deferred.decrementAndGet();
             try {
                 closeMachine.run();
             } catch (Throwable e) {

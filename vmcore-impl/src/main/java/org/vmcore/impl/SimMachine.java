@@ -109,6 +109,7 @@ public final class SimMachine implements Machine {
             spaces.setContext(new MmContext(lock, config, memory, registry, pools, hugetlbfs, shootdown, callbackFailures,
                     ops, migrating, migrationRefs, spaces, speculativeRefs::tryGet));
             this.physical = new PhysicalAccess(lock, memory, registry);
+            lock.raceHooks().setScope(callbackFailures);
             lock.locklessWalkers().setSyncOnUnshare(!config.regressions().contains(Regression.PRE_1013AF4F));
             this.pmdShareCount = PmdShareCount.of(config, SharedSecrets.memMap(memory));
             this.procStats = new ProcStats(memory, nodeCount, pools, spaces, cpus, detector, migration);
@@ -385,6 +386,7 @@ public final class SimMachine implements Machine {
             ops.closeMachineLater();
             return;
         }
+        lock.raceHooks().machineClosing(); // a hook holding a thread lets it go: the close waits for it
         try (MachineLock.Held locked = lock.exclusive()) {
             if (lock.isClosed() || ops.deferMachineClose()) {
                 return; // from inside a callback: closed when the operation that called back ends

@@ -89,6 +89,20 @@ public final class MachineLock {
         return exclusiveHold;
     }
 
+    /**
+     * Takes the lock exclusive if no other thread holds it now, without waiting; null otherwise
+     * (a {@code try} with a null resource simply runs without it).
+     */
+    public Held tryExclusive() {
+        if (!rw.tryDownWrite()) {
+            return null;
+        }
+        if (LockDep.ENABLED) {
+            LockDep.acquired(MACHINE, this, true);
+        }
+        return exclusiveHold;
+    }
+
     /** Whether the current thread holds the lock, shared or exclusive. */
     public boolean isHeldByCurrentThread() {
         return rw.isWriteLockedByCurrentThread() || rw.readHoldCount() > 0;

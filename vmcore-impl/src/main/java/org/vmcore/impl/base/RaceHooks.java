@@ -8,13 +8,18 @@ import org.vmcore.api.RacePoint;
  * The hooks installed at the machine's {@link RacePoint}s. A kernel path calls {@link #reach}
  * where it passes a point; with no hook there that is one volatile read.
  *
- * <p>Every point sits where the path has changed nothing it would have to undo, so what a hook
- * throws simply ends the operation there, as a failure at that point would, and reaches the
- * caller as thrown.
+ * <p>A hook is user code like any other callback: while it runs the thread is inside a callback,
+ * and what it throws is kept and rethrown when the operation, which goes on, has completed.
  */
 public final class RaceHooks {
     // Replaced whole: the kernel paths read it without a lock.
     private volatile RaceHook[] hooks = new RaceHook[RacePoint.values().length];
+    private volatile CallbackScope scope;
+
+    /** Set once by the machine: where hooks are accounted as callbacks. */
+    public void setScope(CallbackScope scope) {
+        this.scope = scope;
+    }
 
     /** Installs {@code hook} at {@code point}; null removes it. */
     public synchronized void set(RacePoint point, RaceHook hook) {
@@ -29,16 +34,30 @@ public final class RaceHooks {
         if (hook == null) {
             return;
         }
+        CallbackScope s = scope;
+        s.enter();
         try {
             hook.reached(point, mm, address);
         } catch (Throwable e) {
-            throw RaceHooks.<RuntimeException>sneaky(e);
+            s.add(e);
+        } finally {
+            s.exit();
         }
     }
 
-    /** Rethrows {@code t} as it is, checked or not. */
-    @SuppressWarnings("unchecked")
-    private static <E extends Throwable> E sneaky(Throwable t) throws E {
-        throw (E) t;
+    /**
+     * The machine is closing: every installed hook hears it ({@link RaceHook#machineClosing}), so
+     * that one holding a thread lets it go and the close can wait for that thread's operation.
+     */
+    public void machineClosing() {
+        for (RaceHook hook : hooks) {
+            if (hook != null) {
+                try {
+                    hook.machineClosing();
+                } catch (Throwable ignored) {
+                    // the close goes on whatever a hook does here
+                }
+            }
+        }
     }
 }

@@ -96,6 +96,30 @@ public final class PercpuRwSem {
         writerDepth = 1;
     }
 
+    /**
+     * Takes the semaphore for write only if that needs no waiting: no other writer and no reader.
+     *
+     * @return whether it is now held for write
+     */
+    public boolean tryDownWrite() {
+        Thread self = Thread.currentThread();
+        if (writer == self) {
+            writerDepth++;
+            return true;
+        }
+        if (reads.get()[0] > 0 || !writerMutex.tryLock()) {
+            return false;
+        }
+        writer = self;
+        if (readersIn() != 0) { // readers in: give up; those that saw us wait on the mutex, released now
+            writer = null;
+            writerMutex.unlock();
+            return false;
+        }
+        writerDepth = 1;
+        return true;
+    }
+
     /** Releases one write hold. */
     public void upWrite() {
         if (writer != Thread.currentThread()) {

@@ -94,8 +94,7 @@ public final class SimAddressSpace extends MmStruct {
     @Override
     public long mmap(long address, long length, Protection prot, int flags) {
         long start;
-        try (MachineLock.Held locked = lock().shared(); MachineLock.Held mmap = mmapWrite()) {
-            ensureChangeable("mmap");
+        try (MachineLock.Held locked = lock().shared(); MachineLock.Held mmap = changeLock("mmap")) {
             MmArgs.checkMmapFlags(flags, true);
             MmArgs.checkProtection(prot);
             long len = args.checkLength(length, PageSize.SIZE_4K);
@@ -108,8 +107,7 @@ public final class SimAddressSpace extends MmStruct {
     @Override
     public long mmap(HugetlbFile file, long offset, long address, long length, Protection prot, int flags) {
         long start;
-        try (MachineLock.Held locked = lock().shared(); MachineLock.Held mmap = mmapWrite()) {
-            ensureChangeable("mmap");
+        try (MachineLock.Held locked = lock().shared(); MachineLock.Held mmap = changeLock("mmap")) {
             if (file == null || !ctx.hugetlbfs().owns(file)) {
                 throw new InvalidArgumentException("file", file, "must be a file of this machine's hugetlbfs, not unlinked");
             }
@@ -127,8 +125,7 @@ public final class SimAddressSpace extends MmStruct {
 
     @Override
     public void munmap(long address, long length) {
-        try (MachineLock.Held locked = lock().shared(); MachineLock.Held mmap = mmapWrite()) {
-            ensureChangeable("munmap");
+        try (MachineLock.Held locked = lock().shared(); MachineLock.Held mmap = changeLock("munmap")) {
             args.checkAddress(address, "address");
             long len = args.checkLength(length, PageSize.SIZE_4K);
             args.checkRangeInUserSpace(address, len, "-EINVAL");
@@ -144,8 +141,7 @@ public final class SimAddressSpace extends MmStruct {
 
     @Override
     public void mprotect(long address, long length, Protection prot) {
-        try (MachineLock.Held locked = lock().shared(); MachineLock.Held mmap = mmapWrite()) {
-            ensureChangeable("mprotect");
+        try (MachineLock.Held locked = lock().shared(); MachineLock.Held mmap = changeLock("mprotect")) {
             args.checkAddress(address, "address");
             MmArgs.checkProtection(prot);
             long len = args.checkLength(length, PageSize.SIZE_4K);
@@ -160,8 +156,7 @@ public final class SimAddressSpace extends MmStruct {
     @Override
     public AddressSpace fork() {
         SimAddressSpace child;
-        try (MachineLock.Held locked = lock().shared(); MachineLock.Held mmap = mmapWrite()) {
-            ensureChangeable("fork");
+        try (MachineLock.Held locked = lock().shared(); MachineLock.Held mmap = changeLock("fork")) {
             child = ctx.lifecycle().newChild(homeNode());
             // dup_mmap takes the child's mmap_lock too, nested under the parent's.
             child.mmapLock().downWriteNested(1);
@@ -177,9 +172,12 @@ public final class SimAddressSpace extends MmStruct {
 
     @Override
     public void close() {
-        try (MachineLock.Held locked = lock().shared(); MachineLock.Held mmap = mmapWrite()) {
-            if (closed || ctx.lifecycle().deferClose(this)) {
-                return; // from inside a user callback: closed when the operation that called back ends
+        if (closed || ctx.lifecycle().deferClose(this)) {
+            return; // from inside a user callback: closed when the operation that called back ends
+        }
+        try (MachineLock.Held locked = lock().shared(); MachineLock.Held mmap = mmapWrite("exit")) {
+            if (closed) {
+                return; // another thread closed it meanwhile
             }
             try {
                 if (!ctx.memory().isClosed()) {
@@ -255,13 +253,23 @@ public final class SimAddressSpace extends MmStruct {
 
     @Override
     public PageReference getUserPageFast(long va, boolean write) {
+        PageReference ref;
         try (MachineLock.Held locked = lock().shared()) { // no mmap_lock: only the machine's life is held
             ensureOpen();
             if (!pageTable.mode().isCanonical(va)) {
                 throw new InvalidArgumentException("va", va, "must be canonical");
             }
-            return gupFast.get(va, write);
+            ref = gupFast.get(va, write);
         }
+        try {
+            ctx.hook().operationDone(); // what a race hook threw surfaces here
+        } catch (RuntimeException | Error e) {
+            if (ref != null) {
+                ref.close();
+            }
+            throw e;
+        }
+        return ref;
     }
 
     /**
@@ -416,6 +424,22 @@ public final class SimAddressSpace extends MmStruct {
     }
 
     // ---- validation ----
+
+    /**
+     * The mmap_lock for write for a change, refused first (without waiting) from inside one of
+     * this address space's own notifiers, and checked again once held.
+     */
+    private MachineLock.Held changeLock(String operation) {
+        ensureChangeable(operation);
+        MachineLock.Held held = mmapWrite(operation);
+        try {
+            ensureChangeable(operation);
+        } catch (RuntimeException e) {
+            held.close();
+            throw e;
+        }
+        return held;
+    }
 
     /**
      * {@link #ensureOpen()}, and refuses a change of this address space from inside one of its own

@@ -2,6 +2,7 @@ package org.vmcore.impl.notifier;
 
 import java.util.concurrent.atomic.AtomicInteger;
 
+import org.vmcore.impl.base.CallbackScope;
 import org.vmcore.impl.base.MachineLock;
 
 /**
@@ -14,7 +15,7 @@ import org.vmcore.impl.base.MachineLock;
  * <p>Kept per thread: operations on different address spaces run in parallel, each on its own
  * thread, and each collects what its own callbacks threw.
  */
-public final class CallbackFailures {
+public final class CallbackFailures implements CallbackScope {
     private final MachineLock lock;
     private final ThreadLocal<State> state = ThreadLocal.withInitial(State::new);
     // Over all threads: callbacks running plus failures held. While it is 0 no thread is inside a
@@ -32,12 +33,14 @@ public final class CallbackFailures {
     }
 
     /** The engine calls user code: between this and {@link #exit()} it is inside a callback. */
+    @Override
     public void enter() {
         state.get().depth++;
         activity.incrementAndGet();
     }
 
     /** The user code of the matching {@link #enter()} returned or threw. */
+    @Override
     public void exit() {
         state.get().depth--;
         activity.decrementAndGet();
@@ -52,6 +55,7 @@ public final class CallbackFailures {
     }
 
     /** Records what a callback threw. */
+    @Override
     public void add(Throwable t) {
         State st = state.get();
         if (st.first == null) {

@@ -7,6 +7,7 @@ import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.atomic.AtomicLongArray;
 import org.vmcore.api.AddressSpace;
 import org.vmcore.api.PagingMode;
+import org.vmcore.api.VmException;
 import org.vmcore.impl.base.MachineLock;
 import org.vmcore.impl.base.PmdShareCount;
 import org.vmcore.impl.lock.KMutex;
@@ -49,6 +50,7 @@ public abstract class MmStruct implements AddressSpace {
     private final RawPageTable pageTable;
     private final PmdShareCount pmdShareCount;
     private final VmaTree vmaTree;
+    private final CallbackFailures failures;
     private final AtomicLong anonPages = new AtomicLong();
     private final AtomicLong shmemPages = new AtomicLong();
     private final AtomicLong hugetlbBytes = new AtomicLong();
@@ -67,6 +69,7 @@ public abstract class MmStruct implements AddressSpace {
         this.pageTable = new RawPageTable(memory, mode, homeNode);
         this.pmdShareCount = pmdShareCount;
         this.vmaTree = new VmaTree(lock, registry);
+        this.failures = failures;
     }
 
     @Override
@@ -99,16 +102,60 @@ public abstract class MmStruct implements AddressSpace {
         return pageTableLock;
     }
 
-    /** mmap_read_lock, released by closing the returned hold. */
+    /**
+     * mmap_read_lock, released by closing the returned hold. From inside a user callback (which
+     * runs under another operation's locks) it only tries the lock: waiting there could close a
+     * cycle with a thread doing the same the other way round.
+     *
+     * @throws VmException from a callback, when another thread holds the lock for write
+     */
     public final MachineLock.Held mmapRead() {
+        if (!mmapLocked() && failures.inCallback()) {
+            if (!mmapLock.tryDownRead()) {
+                throw busy("a read");
+            }
+            return mmapReadHold;
+        }
         mmapLock.downRead();
         return mmapReadHold;
     }
 
-    /** mmap_write_lock, released by closing the returned hold. */
-    public final MachineLock.Held mmapWrite() {
+    /**
+     * mmap_write_lock, released by closing the returned hold; only tried from inside a user
+     * callback, as {@link #mmapRead}.
+     *
+     * @param operation what needs it, for the messages
+     * @throws VmException when the thread holds the lock for read only (inside a fault or a look at
+     *                     this address space: the change would wait for itself), or from a
+     *                     callback when another thread holds the lock
+     */
+    public final MachineLock.Held mmapWrite(String operation) {
+        if (mmapLock.isWriteLockedByCurrentThread()) {
+            mmapLock.downWrite();
+            return mmapWriteHold;
+        }
+        if (mmapLock.isReadLockedByCurrentThread()) {
+            throw new VmException(operation + " of " + this + " from inside a fault or a look at it (its mmap_lock is held"
+                    + " for read on this thread): the change would wait for itself");
+        }
+        if (failures.inCallback()) {
+            if (!mmapLock.tryDownWrite()) {
+                throw busy(operation);
+            }
+            return mmapWriteHold;
+        }
         mmapLock.downWrite();
         return mmapWriteHold;
+    }
+
+    /** mmap_write_lock for a change of the address space; see {@link #mmapWrite(String)}. */
+    public final MachineLock.Held mmapWrite() {
+        return mmapWrite("a change");
+    }
+
+    private VmException busy(String what) {
+        return new VmException(what + " of " + this + " from inside a callback, while another thread holds its mmap_lock:"
+                + " a callback does not wait for an address space's lock (it could wait for itself)");
     }
 
     /** Whether the current thread holds this mmap_lock, for read or write. */
