@@ -156,72 +156,63 @@ public final class HugetlbFsImpl implements HugetlbFs {
                         + " current size " + file.size() + " (hugetlbfs files only shrink)");
             }
             long first = newSize >>> ps.shift();
-            long firstSmall = first << ps.order(); // in 4 KiB page offsets, as vm_pgoff counts
-            List<VmArea> busy = new ArrayList<>();
+            long oldPages = file.pageCount();
             RwSem iMmap = file.mapping().iMmapRwsem();
             iMmap.downWrite();
             try {
-                List<VmArea> vmas = file.mapping().iMmap().overlapping(firstSmall, Long.MAX_VALUE);
-                long held = 0; // what the private owners hold before: their slots past the new end stop holding
-                for (VmArea vma : vmas) {
-                    held += vma.reservationOwner() ? HugetlbReservation.privateReserved(vma, vma.start(), vma.end()) : 0;
-                }
-                file.setSize(newSize);
-                long kept = 0;
-                for (VmArea vma : vmas) {
-                    // hugetlb_vmdelete_list: the VMA lock ranks above i_mmap_rwsem, so only a trylock here;
-                    // a VMA whose lock is busy (a fault holds it) is unmapped below, in lock order.
-                    if (!vma.hugetlbVmaLock().tryDownWrite()) {
-                        busy.add(vma);
-                        continue;
-                    }
-                    try {
-                        vmdelete.unmapHugepageRange(vma, deleteFrom(vma, firstSmall), vma.end());
-                    } finally {
-                        vma.hugetlbVmaLock().upWrite();
-                    }
-                    kept += vma.reservationOwner() ? HugetlbReservation.privateReserved(vma, vma.start(), vma.end()) : 0;
-                }
-                pool(ps).unreserve(held - kept);
+                file.setSize(newSize); // faults from here on see the new end (and wait for the mutexes below)
             } finally {
                 iMmap.upWrite();
             }
-            for (VmArea vma : busy) {
-                unmapBusy(file, vma, firstSmall);
-            }
+            // hugetlb_vmdelete_list: under i_mmap_rwsem a VMA lock can only be tried (it ranks above).
+            // A VMA whose lock is busy (a fault holds it) is waited for outside i_mmap_rwsem, in lock
+            // order, and then every VMA is passed over again: the pass is idempotent, and it also
+            // meets the VMAs that a split made meanwhile.
+            VmArea busy;
+            do {
+                busy = null;
+                iMmap.downWrite();
+                try {
+                    for (VmArea vma : file.mapping().iMmap().overlapping(first << ps.order(), Long.MAX_VALUE)) {
+                        if (!vma.hugetlbVmaLock().tryDownWrite()) {
+                            busy = vma;
+                            continue;
+                        }
+                        try {
+                            truncateVma(file, vma, first, oldPages);
+                        } finally {
+                            vma.hugetlbVmaLock().upWrite();
+                        }
+                    }
+                } finally {
+                    iMmap.upWrite();
+                }
+                if (busy != null) {
+                    busy.hugetlbVmaLock().downWrite(); // the fault that holds it ends first
+                    busy.hugetlbVmaLock().upWrite();
+                }
+            } while (busy != null);
             removeFrom(file, first);
         }
         hook.afterOperation("truncate");
     }
 
-    private static long deleteFrom(VmArea vma, long firstSmall) {
-        return vma.pgoff() >= firstSmall ? vma.start() : vma.start() + ((firstSmall - vma.pgoff()) << 12);
-    }
-
     /**
-     * The part of hugetlb_vmdelete_list a trylock skipped, done as remove_inode_hugepages does for
-     * a page still mapped: the VMA lock for write, then i_mmap_rwsem, in the documented order;
-     * nothing to do if the VMA left the file meanwhile.
+     * hugetlb_vmdelete_list's work on one VMA, under its lock and i_mmap_rwsem: a private owner
+     * gives back the reservations of its slots from huge page {@code first} to the old end
+     * (once: the VMA remembers where its reservations now end), then the range past the new end
+     * is unmapped.
      */
-    private void unmapBusy(HugetlbFileImpl file, VmArea vma, long firstSmall) {
-        RwSem iMmap = file.mapping().iMmapRwsem();
-        vma.hugetlbVmaLock().downWrite();
-        try {
-            iMmap.downWrite();
-            try {
-                if (!file.mapping().iMmap().overlapping(firstSmall, Long.MAX_VALUE).contains(vma)) {
-                    return;
-                }
-                long held = vma.reservationOwner() ? HugetlbReservation.privateReserved(vma, vma.start(), vma.end()) : 0;
-                vmdelete.unmapHugepageRange(vma, deleteFrom(vma, firstSmall), vma.end());
-                long kept = vma.reservationOwner() ? HugetlbReservation.privateReserved(vma, vma.start(), vma.end()) : 0;
-                pool(file.pageSize()).unreserve(held - kept);
-            } finally {
-                iMmap.upWrite();
-            }
-        } finally {
-            vma.hugetlbVmaLock().upWrite();
+    private void truncateVma(HugetlbFileImpl file, VmArea vma, long first, long oldPages) {
+        if (vma.reservationOwner() && vma.reservationsEnd() > first) {
+            long end = Math.min(oldPages, vma.reservationsEnd());
+            long back = HugetlbReservation.privateReservedBetween(vma, vma.start(), vma.end(), first, end);
+            vma.setReservationsEnd(first);
+            pool(file.pageSize()).unreserve(back);
         }
+        long firstSmall = first << file.pageSize().order(); // in 4 KiB page offsets, as vm_pgoff counts
+        long from = vma.pgoff() >= firstSmall ? vma.start() : vma.start() + ((firstSmall - vma.pgoff()) << 12);
+        vmdelete.unmapHugepageRange(vma, from, vma.end());
     }
 
     /**

@@ -89,16 +89,25 @@ public final class HugetlbReservation {
      * the owner's, so its slot holds none).
      */
     public static long privateReserved(VmArea vma, long from, long to) {
+        return privateReservedBetween(vma, from, to, 0, HugetlbFileImpl.of(vma).pageCount());
+    }
+
+    /**
+     * As {@link #privateReserved}, counting only the file pages {@code [firstIndex, endIndex)}:
+     * what a truncation from {@code firstIndex} takes from a private owner whose file ended at
+     * {@code endIndex} (hugetlb_unreserve_pages for the part of the owner's map past the new end).
+     */
+    public static long privateReservedBetween(VmArea vma, long from, long to, long firstIndex, long endIndex) {
         assert vma.owner().lock().isHeldByCurrentThread();
         HugetlbFileImpl file = HugetlbFileImpl.of(vma);
         MemMap descriptors = file.descriptors();
         RawPageTable table = vma.owner().pageTable();
         PageSize size = vma.pageSize();
         Level leaf = Level.ofLeaf(size);
-        long eof = file.pageCount();
         long reserved = 0;
         for (long va = from; va < to; va += size.bytes()) {
-            if (vma.hugePageIndex(va) >= eof) {
+            long index = vma.hugePageIndex(va);
+            if (index < firstIndex || index >= endIndex) {
                 continue;
             }
             long slot = table.slot(va, leaf);

@@ -38,6 +38,8 @@ public final class VmArea {
      * so a later fault here cannot be told from lost data and gets SIGBUS (HPAGE_RESV_UNMAPPED).
      */
     private boolean reservationUnmapped;
+    /** For a private owner: the file page from which its reservations were given back by a truncation. */
+    private long reservationsEnd = Long.MAX_VALUE;
     /** The hugetlb VMA lock (hugetlb_vma_lock) of a hugetlb VMA, else null. */
     private final RwSem hugetlbVmaLock;
 
@@ -57,6 +59,20 @@ public final class VmArea {
         this.pgoff = pgoff;
         this.pageSize = pageSize;
         this.hugetlbVmaLock = kind.isHugetlb() ? new RwSem(HUGETLB_VMA_LOCK) : null;
+    }
+
+    /**
+     * For a private reservation owner: the huge-page index of the file from which a truncation
+     * already gave its reservations back (so a second pass gives nothing back twice); unbounded
+     * until then. Guarded by the VMA lock.
+     */
+    public long reservationsEnd() {
+        return reservationsEnd;
+    }
+
+    /** Records that the reservations from file page {@code index} on were given back. */
+    public void setReservationsEnd(long index) {
+        reservationsEnd = index;
     }
 
     /**
@@ -190,6 +206,7 @@ public final class VmArea {
         copy.anonChain.addAll(anonChain);
         copy.reservationOwner = reservationOwner;
         copy.reservationUnmapped = reservationUnmapped;
+        copy.reservationsEnd = reservationsEnd;
         return copy;
     }
 
