@@ -90,8 +90,8 @@ public final class PmdSharing {
     private static long shareLocked(VmArea vma, long addr, RawPageTable table) {
         long idx = vma.linearPageIndex(addr);
         for (VmArea svma : vma.mapping().iMmap().overlapping(idx, idx)) {
-            if (svma == vma) {
-                continue;
+            if (svma == vma || svma.unshareable()) {
+                continue; // a VMA whose final zap has begun offers no table
             }
             long saddr = pageTableShareable(svma, vma, addr, idx);
             if (saddr == 0) {

@@ -59,7 +59,7 @@ final class Fork {
                 child.vmaTree().insert(copy);
                 if (vmaNeedsCopy(v)) { // copy_page_range write-protects the parent's COW entries
                     try (Invalidation inv = Invalidation.start(mm.notifiers(), v.start(), v.end(), NotifierEvent.PROTECTION_PAGE)) {
-                        copyPageRange(v, copy);
+                        copyLocked(v, copy);
                     }
                 }
             }
@@ -68,6 +68,28 @@ final class Fork {
             throw closeChild(child, e);
         }
         ctx.shootdown().flushTlbMm(mm); // dup_mmap's flush_tlb_mm(oldmm)
+    }
+
+    /**
+     * copy_page_range; for a hugetlb VMA under its VMA lock and i_mmap_rwsem held for read, so that
+     * a truncation of the file (which holds neither mmap_lock) cannot zap the entries being copied.
+     */
+    private void copyLocked(VmArea v, VmArea copy) {
+        if (!v.kind().isHugetlb()) {
+            copyPageRange(v, copy);
+            return;
+        }
+        v.hugetlbVmaLock().downRead();
+        try {
+            v.mapping().iMmapRwsem().downRead();
+            try {
+                copyPageRange(v, copy);
+            } finally {
+                v.mapping().iMmapRwsem().upRead();
+            }
+        } finally {
+            v.hugetlbVmaLock().upRead();
+        }
     }
 
     /** Closes a child that fork will not return; what the close throws joins {@code e}. */

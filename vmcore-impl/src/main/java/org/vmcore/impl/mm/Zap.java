@@ -74,6 +74,11 @@ final class Zap {
             try {
                 vma.mapping().iMmapRwsem().downWrite();
                 try {
+                    if (releaseReservations) {
+                        // __unmap_hugepage_range_final frees the VMA lock: from here on no sibling's
+                        // huge_pmd_share takes this VMA's table, though it stays in i_mmap a while
+                        vma.markUnshareable();
+                    }
                     zapHugetlb(vma, from, to, gather, releaseReservations);
                 } finally {
                     vma.mapping().iMmapRwsem().upWrite();

@@ -38,6 +38,8 @@ public final class VmArea {
      * so a later fault here cannot be told from lost data and gets SIGBUS (HPAGE_RESV_UNMAPPED).
      */
     private boolean reservationUnmapped;
+    // Set by the final zap (munmap, exit): no huge_pmd_share may take this VMA's table any more.
+    private volatile boolean unshareable;
     /** For a private owner: the file page from which its reservations were given back by a truncation. */
     private long reservationsEnd = Long.MAX_VALUE;
     /** The hugetlb VMA lock (hugetlb_vma_lock) of a hugetlb VMA, else null. */
@@ -59,6 +61,16 @@ public final class VmArea {
         this.pgoff = pgoff;
         this.pageSize = pageSize;
         this.hugetlbVmaLock = kind.isHugetlb() ? new RwSem(HUGETLB_VMA_LOCK) : null;
+    }
+
+    /** Whether the VMA is being torn down and offers its PMD tables to no one (hugetlb_vma_lock_free). */
+    public boolean unshareable() {
+        return unshareable;
+    }
+
+    /** The final zap has begun: see {@link #unshareable()}. */
+    public void markUnshareable() {
+        unshareable = true;
     }
 
     /**
