@@ -22,6 +22,7 @@ public final class HugetlbFileImpl implements HugetlbFile {
     private FileMapping mapping;
     private final LongHashSet reservedIndexes = new LongHashSet();
     private volatile boolean unlinked;
+    private int pins; // mmaps in progress (guarded by the mount's monitor)
     private volatile boolean evicted;
 
     HugetlbFileImpl(HugetlbFsImpl fs, String name, long size, PageSize pageSize) {
@@ -83,6 +84,16 @@ public final class HugetlbFileImpl implements HugetlbFile {
     /** Unlinked and not yet evicted: its mappings and page cache live on. The caller holds the machine lock. */
     boolean unlinkedAlive() {
         return unlinked && !evicted;
+    }
+
+    /** Adds {@code delta} to the mmaps in progress; the caller holds the mount's monitor. */
+    void pin(int delta) {
+        pins += delta;
+    }
+
+    /** The mmaps in progress; the caller holds the mount's monitor. */
+    int pins() {
+        return pins;
     }
 
     void markUnlinked() {

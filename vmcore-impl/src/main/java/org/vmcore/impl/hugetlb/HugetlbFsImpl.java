@@ -104,7 +104,7 @@ public final class HugetlbFsImpl implements HugetlbFs {
         file.mapping().iMmapRwsem().downWrite();
         try {
             synchronized (this) {
-                if (!file.unlinkedAlive() || !file.mapping().iMmap().isEmpty()) {
+                if (!file.unlinkedAlive() || !file.mapping().iMmap().isEmpty() || file.pins() > 0) {
                     return;
                 }
                 file.markEvicted();
@@ -115,6 +115,29 @@ public final class HugetlbFsImpl implements HugetlbFs {
         }
         removeFrom(file, 0);
         registry.unregister(file.mapping().id());
+    }
+
+    /**
+     * The file an mmap is about to map, held open for the mmap's length (the struct file
+     * reference mmap holds): an unlink meanwhile does not evict the inode under the new mapping.
+     *
+     * @throws InvalidArgumentException unless the file is a linked file of this mount
+     */
+    public synchronized HugetlbFileImpl pinForMmap(HugetlbFile file) {
+        if (file == null || !owns(file)) {
+            throw new InvalidArgumentException("file", file, "must be a file of this machine's hugetlbfs, not unlinked");
+        }
+        HugetlbFileImpl f = (HugetlbFileImpl) file;
+        f.pin(1);
+        return f;
+    }
+
+    /** The mmap is done with the file: if it was unlinked meanwhile and nothing maps it, it goes now. */
+    public void unpin(HugetlbFileImpl file) {
+        synchronized (this) {
+            file.pin(-1);
+        }
+        evictIfUnused(file);
     }
 
     /** Every live inode: the linked files and the unlinked ones still mapped, for the invariant checker. */

@@ -108,14 +108,15 @@ public final class SimAddressSpace extends MmStruct {
     public long mmap(HugetlbFile file, long offset, long address, long length, Protection prot, int flags) {
         long start;
         try (MachineLock.Held locked = lock().shared(); MachineLock.Held mmap = changeLock("mmap")) {
-            if (file == null || !ctx.hugetlbfs().owns(file)) {
-                throw new InvalidArgumentException("file", file, "must be a file of this machine's hugetlbfs, not unlinked");
+            HugetlbFileImpl f = ctx.hugetlbfs().pinForMmap(file); // the open file an mmap holds: no eviction meanwhile
+            try {
+                MmArgs.checkMmapFlags(flags, false);
+                MmArgs.checkProtection(prot);
+                long len = args.checkFileRange(f, offset, length);
+                start = mmapImpl.mmapHugetlb(f, offset, address, len, prot, flags);
+            } finally {
+                ctx.hugetlbfs().unpin(f);
             }
-            HugetlbFileImpl f = (HugetlbFileImpl) file;
-            MmArgs.checkMmapFlags(flags, false);
-            MmArgs.checkProtection(prot);
-            long len = args.checkFileRange(f, offset, length);
-            start = mmapImpl.mmapHugetlb(f, offset, address, len, prot, flags);
         }
         ctx.hook().afterOperation("mmap");
         return start;
