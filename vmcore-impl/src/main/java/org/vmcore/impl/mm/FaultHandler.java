@@ -281,10 +281,12 @@ final class FaultHandler {
                 throw ex;
             }
             if (fresh) {
+                // One step under resv_map's lock: a reservation that leaves the map is in the page
+                // cache at once, so an mmap counting the file's unreserved pages never sees neither.
                 synchronized (file.reservedIndexes()) {
                     file.reservedIndexes().remove(index);
+                    file.mapping().add(index, pfn); // the page cache's reference is the allocation's
                 }
-                file.mapping().add(index, pfn); // the page cache's reference is the allocation's
             }
             descriptors.addMapcount(pfn, 1);
             descriptors.addRefcount(pfn, 1);

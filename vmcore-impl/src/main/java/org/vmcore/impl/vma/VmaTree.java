@@ -124,14 +124,40 @@ public final class VmaTree {
         if (v == null || v.start() == addr) {
             return;
         }
-        VmArea upper = v.slice(addr, v.end());
-        setEnd(v, addr);
-        insert(upper);
+        lockIMmap(v); // i_mmap walkers see the VMA whole or both halves, never a gap
+        try {
+            VmArea upper = v.slice(addr, v.end());
+            setEnd(v, addr);
+            insert(upper);
+        } finally {
+            unlockIMmap(v);
+        }
+    }
+
+    private static void lockIMmap(VmArea v) {
+        if (v.mapping() != null) {
+            v.mapping().iMmapRwsem().downWrite();
+        }
+    }
+
+    private static void unlockIMmap(VmArea v) {
+        if (v.mapping() != null) {
+            v.mapping().iMmapRwsem().upWrite();
+        }
     }
 
     /** Merges v with its neighbours where vma_merge would; returns the VMA that now holds v's range. */
     public VmArea mergeAround(VmArea v) {
         assert lock.isHeldByCurrentThread();
+        lockIMmap(v); // merged neighbours map the same file: one i_mmap_rwsem covers the whole merge
+        try {
+            return mergeLocked(v);
+        } finally {
+            unlockIMmap(v);
+        }
+    }
+
+    private VmArea mergeLocked(VmArea v) {
         VmArea prev = below(v.start());
         VmArea result = v;
         if (prev != null && prev.canMergeWith(v)) {
