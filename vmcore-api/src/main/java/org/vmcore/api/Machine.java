@@ -267,7 +267,9 @@ public interface Machine extends AutoCloseable, PhysicalMemoryView, MachineDiagn
         /**
          * Runs {@link Machine#checkInvariants()} after every operation (mmap, munmap, mprotect,
          * fork, exit, fault, migration) and throws {@link InvariantViolationException} on the first
-         * inconsistency. Off by default: the check reads every page table.
+         * inconsistency. Off by default: the check reads every page table. The check needs a quiet
+         * machine: an operation that ends while others (on other threads) are in progress leaves it
+         * to a later one rather than wait for them.
          *
          * @param on whether to switch it on
          * @return this builder

@@ -98,9 +98,12 @@ public interface MachineDiagnostics {
      * Recounts everything from the page tables and compares it with what the engine keeps:
      * mapcounts (a shared PMD table counts once), refcounts (mappings plus page cache), PMD-table
      * share counts, leaf targets, VMA coverage and permissions, free lists, per-address-space
-     * counters, pool reservations, and TLB contents.
+     * counters, pool reservations, and TLB contents. It waits until no operation is in progress
+     * on any thread, and holds the next ones back while it runs.
      *
      * @return one line per violated rule naming the objects involved; empty when consistent
+     * @throws IllegalStateException from inside a callback of an operation (it would wait for
+     *                               that operation)
      */
     List<String> checkInvariants();
 

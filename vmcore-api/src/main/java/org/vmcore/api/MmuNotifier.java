@@ -6,8 +6,14 @@ package org.vmcore.api;
  * in the range change and {@link #invalidateRangeEnd} after, {@link #invalidateSecondaryTlbs}
  * right after each CPU TLB flush of the address space, the young callbacks for page aging, and
  * {@link #release} when the address space exits. Hugetlb ranges are widened to whole PUD windows
- * where a PMD table may be shared. Callbacks run on the engine's thread under its lock and must
- * not call back into the address space.
+ * where a PMD table may be shared. Callbacks run on the thread of the operation, under the locks
+ * Linux holds there (the address space's mmap_lock, for instance), and must not change the
+ * address space they are notified for: that is refused with {@link VmException}. They may read it
+ * and use other address spaces, whose locks they only try: when another thread holds one, the call
+ * throws {@link VmException} instead of waiting (waiting could deadlock). Machine-wide calls
+ * (migration, rmap walks, {@code checkInvariants}, {@code pageTableDot}) throw
+ * {@link IllegalStateException} there, since they wait for every operation in progress; a
+ * {@code close()} of the machine or an address space happens when the operation ends.
  *
  * <p>Every callback may throw. The engine then stays consistent and loses no data, and the
  * exception reaches the caller of the public operation. A throw from {@link #invalidateRangeStart}
