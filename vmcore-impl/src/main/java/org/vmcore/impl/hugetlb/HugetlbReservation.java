@@ -89,7 +89,7 @@ public final class HugetlbReservation {
      * the owner's, so its slot holds none).
      */
     public static long privateReserved(VmArea vma, long from, long to) {
-        return privateReservedBetween(vma, from, to, 0, HugetlbFileImpl.of(vma).pageCount());
+        return privateReservedBetween(vma, from, to, 0, Math.min(HugetlbFileImpl.of(vma).pageCount(), vma.reservationsEnd()));
     }
 
     /**
@@ -122,7 +122,13 @@ public final class HugetlbReservation {
 
     /** Zapping {@code [from, to)} of the private owner {@code vma} gives its reservations there back to the pool. */
     public static void releasePrivate(VmArea vma, long from, long to) {
-        HugetlbFileImpl.of(vma).pool().unreserve(privateReserved(vma, from, to));
+        // Bounded by what the VMA still holds, not by the file's size: a truncation may have cut
+        // the size already and not yet come to this VMA, and then leaves its slots to this zap.
+        long back = privateReservedBetween(vma, from, to, 0, vma.reservationsEnd());
+        if (from <= vma.start() && to >= vma.end()) {
+            vma.setReservationsEnd(0); // the whole VMA gave its reservations back: a truncation gives none
+        }
+        HugetlbFileImpl.of(vma).pool().unreserve(back);
     }
 
     /** Gives back everything this reservation took: the mmap failed before a VMA held any of it. */

@@ -126,6 +126,11 @@ public final class PercpuRwSem {
             throw new IllegalMonitorStateException("upWrite by a thread that does not hold the semaphore for write");
         }
         if (--writerDepth == 0) {
+            int[] r = reads.get();
+            if (r[0] > 0 && r[1] < 0) { // reads taken inside the write hold outlive it: a downgrade
+                r[1] = stripe() * PAD;
+                readers.getAndIncrement(r[1]);
+            }
             writer = null;
             writerMutex.unlock();
         }

@@ -37,12 +37,13 @@ final class GupFast {
         RawPageTable table = mm.pageTable();
         walkers.enter();
         try {
-            long pud = table.entry(va, Level.PUD);
+            long pudSlot = table.slot(va, Level.PUD);
+            long pud = pudSlot < 0 ? 0 : table.readSlot(pudSlot);
             if (!allowed(pud, write)) {
                 return null;
             }
             if (Pte.isLeaf(pud, Level.PUD)) {
-                return grab(Pte.pfn(pud, PageSize.SIZE_1G) + ((va >>> 12) & 0x3FFFF), -1, pud);
+                return grab(Pte.pfn(pud, PageSize.SIZE_1G) + ((va >>> 12) & 0x3FFFF), pudSlot, pud);
             }
             long pmdSlot = slot(Pte.pfn(pud), va >>> 21);
             races.reach(RacePoint.GUP_FAST_AFTER_PUD, mm, va);

@@ -67,6 +67,7 @@ public abstract class MmStruct implements AddressSpace {
         this.cpumask = new AtomicLongArray((cpus + 63) / 64);
         this.notifiers = new NotifierChain(lock, this, failures);
         this.pageTable = new RawPageTable(memory, mode, homeNode);
+        this.pageTable.setTableFreeBarrier(lock.locklessWalkers()::sync); // no GUP-fast walk reads a freed table
         this.pmdShareCount = pmdShareCount;
         this.vmaTree = new VmaTree(lock, registry);
         this.failures = failures;

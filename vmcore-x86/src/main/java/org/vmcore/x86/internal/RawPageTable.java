@@ -53,6 +53,7 @@ import org.vmcore.x86.pgtable.Walker;
  */
 public final class RawPageTable extends PageTableEntries {
     private final TablePages tables;
+    private volatile Runnable tableFreeBarrier = () -> { };
 
     /**
      * Allocates an empty root table on {@code node}.
@@ -277,7 +278,17 @@ public final class RawPageTable extends PageTableEntries {
     public synchronized int freeEmptyTables(long start, long end) {
         ensureAlive();
         checkRange(start, end);
-        return tables.freeEmpty(rootPfn, root, 0, start, end);
+        return tables.deferFrees(() -> tables.freeEmpty(rootPfn, root, 0, start, end), tableFreeBarrier);
+    }
+
+    /**
+     * Sets what runs after tables are unhooked and before their frames go back (by default
+     * nothing): the engine waits there for lockless walkers (tlb_remove_table_sync_one).
+     *
+     * @param barrier what to run, not null
+     */
+    public void setTableFreeBarrier(Runnable barrier) {
+        this.tableFreeBarrier = barrier;
     }
 
     /** Frees every table, the root included; see {@link PageTable#destroy}. */
@@ -285,7 +296,10 @@ public final class RawPageTable extends PageTableEntries {
         if (destroyed) {
             return;
         }
-        tables.release(rootPfn, root);
+        tables.deferFrees(() -> {
+            tables.release(rootPfn, root);
+            return null;
+        }, tableFreeBarrier);
         destroyed = true;
     }
 

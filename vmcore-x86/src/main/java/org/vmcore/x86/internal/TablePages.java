@@ -1,5 +1,7 @@
 package org.vmcore.x86.internal;
 
+import java.util.function.Supplier;
+import org.eclipse.collections.impl.list.mutable.primitive.LongArrayList;
 import org.vmcore.api.OutOfMemoryException;
 import org.vmcore.api.PagingMode;
 import org.vmcore.x86.pgtable.Level;
@@ -22,6 +24,8 @@ final class TablePages {
     private final PagingMode mode;
     private final int node;
     private long count = 1; // the root, allocated by the owner
+    private boolean deferring; // inside deferFrees
+    private final LongArrayList deferred = new LongArrayList(); // frames freed while deferring
 
     TablePages(RawPageTable owner, PageTableFrames frames, DirectMap contents, MemMap descriptors, PagingMode mode, int node) {
         this.owner = owner;
@@ -148,10 +152,40 @@ final class TablePages {
      */
     private void free(long pfn) {
         frames.account(pfn, false);
+        count--;
+        if (deferring) {
+            deferred.add(pfn); // given back after the barrier: a lockless walker may still read it
+        } else {
+            put(pfn);
+        }
+    }
+
+    private void put(long pfn) {
         if (descriptors.addRefcount(pfn, -1) == 0) {
             frames.memory().free(pfn);
         }
-        count--;
+    }
+
+    /**
+     * Runs {@code unhook} (which unhooks and frees tables) so that the frames it frees go back only
+     * after {@code barrier} has run: tlb_remove_table, which lets a lockless walk that read the old
+     * pointer finish before the frame can serve anything else.
+     */
+    <T> T deferFrees(Supplier<T> unhook, Runnable barrier) {
+        assert Thread.holdsLock(owner);
+        deferring = true;
+        T result;
+        try {
+            result = unhook.get();
+        } finally {
+            deferring = false;
+        }
+        if (!deferred.isEmpty()) {
+            barrier.run();
+            deferred.forEach(this::put);
+            deferred.clear();
+        }
+        return result;
     }
 
     private boolean isEmpty(long tablePfn) {

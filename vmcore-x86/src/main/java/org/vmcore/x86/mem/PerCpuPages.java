@@ -56,10 +56,14 @@ final class PerCpuPages {
 
     /** A frame of {@code node} from the current thread's list, refilled when empty; -1 when the node has none. */
     long allocate(int node) {
-        long pfn = take(stripes[stripe()], node);
-        if (pfn < 0) {
-            drainAll(); // other lists may hold the node's last frames
+        long pfn = -1;
+        // Our list (refilled from the buddy allocator), else another list: twice, since frames
+        // move between the two while we look.
+        for (int attempt = 0; attempt < 2 && pfn < 0; attempt++) {
             pfn = take(stripes[stripe()], node);
+            if (pfn < 0) {
+                pfn = steal(node);
+            }
         }
         if (pfn >= 0) {
             descriptors.initAllocated(pfn, 0, node);
@@ -85,6 +89,18 @@ final class PerCpuPages {
             }
             return s.frames[node][--s.counts[node]];
         }
+    }
+
+    /** A frame of {@code node} from any list, when the buddy allocator has none left for ours. */
+    private long steal(int node) {
+        for (Stripe s : stripes) {
+            synchronized (s) {
+                if (s.counts[node] > 0) {
+                    return s.frames[node][--s.counts[node]];
+                }
+            }
+        }
+        return -1;
     }
 
     /**

@@ -13,7 +13,6 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.atomic.AtomicReference;
-import org.junit.jupiter.api.Disabled;
 import org.junit.jupiter.api.Test;
 import org.vmcore.api.InvalidArgumentException;
 
@@ -28,7 +27,6 @@ class PerCpuPagesHostileTest {
      * has more than FRAMES frames out, so no allocation may fail.
      */
     @Test
-    @Disabled("defect: P1 order-0 allocation fails while free frames sit on other threads' per-CPU lists")
     void allocationNeverFailsWhileFramesAreFree() throws Exception {
         try (PhysicalMemory memory = new PhysicalMemory(FRAMES * 4096)) {
             assertThat(memory.freeFrames()).isEqualTo(FRAMES);
