@@ -24,10 +24,12 @@ import org.vmcore.api.Regression;
  * {@link RacePoint#GUP_FAST_AFTER_PUD}, about to read the shared table. A unmaps its window,
  * which unshares the table.
  *
- * <p>Without the fix the munmap returns at once; B unmaps the file and, as the table's last user,
- * frees it; B maps anonymous memory at the same place and writes a secret there, and its new PMD
- * table takes the freed table's frame. A's walk resumes in that frame and pins B's private page:
- * reading through the pinned frame, as the driver's DMA would, gives B's secret. With the fix the
+ * <p>Without the fix the munmap returns at once. The table is now an ordinary page table of B's
+ * alone, and B maps anonymous memory over 2 MiB of its window and writes a secret there: that
+ * entry of the table now points to a PTE table of B's. A's walk resumes in the table and pins B's
+ * private page: reading through the pinned frame, as the driver's DMA would, gives B's secret.
+ * (A keeps other memory under the same PUD table, so its munmap frees no table: freeing one waits
+ * for lockless walkers in both modes, as tlb_remove_table does.) With the fix the
  * unshare waits for lockless walkers (tlb_remove_table_sync_one), so A's munmap blocks until the
  * walk is done and the walk pins the file page it set out for; B's steps, run afterwards, cannot
  * change that.
@@ -60,6 +62,8 @@ public final class GupFastRace {
             AddressSpace b = machine.createAddressSpace();
             int shared = MapFlags.MAP_SHARED | MapFlags.MAP_FIXED;
             a.mmap(file, 0, A, GIB, Protection.READ_WRITE, shared);
+            a.mmap(A - GIB, 4096, Protection.READ_WRITE, MapFlags.MAP_PRIVATE | MapFlags.MAP_ANONYMOUS | MapFlags.MAP_FIXED);
+            a.fault(A - GIB, Access.WRITE); // other memory of A under the same PUD table
             b.mmap(file, 0, B, GIB, Protection.READ_WRITE, shared);
             b.fault(B + OFFSET, Access.WRITE); // B's PMD table for the window
             Cpu cpu = machine.cpu(0);
@@ -112,18 +116,17 @@ public final class GupFastRace {
         }
     }
 
-    /** B unmaps the file, maps anonymous memory in its place and writes its secret; returns the secret's page. */
+    /** B maps anonymous memory over 2 MiB of its window and writes its secret there; returns the secret's page. */
     private static long bReusesTheTable(Machine machine, AddressSpace b, Cpu cpu, int step) {
         long table = pmdTable(b, B);
-        b.munmap(B, GIB);
-        System.out.printf("step %d: B unmaps the file: the table at pfn 0x%x is freed (refcount %d)%n", step, table,
-                machine.page(table).refcount());
-        b.mmap(B, GIB, Protection.READ_WRITE, MapFlags.MAP_PRIVATE | MapFlags.MAP_ANONYMOUS | MapFlags.MAP_FIXED);
+        long huge = OFFSET & -(2 * MIB);
+        System.out.printf("step %d: the table at pfn 0x%x is B's alone now, an ordinary PMD table%n", step, table);
+        b.mmap(B + huge, 2 * MIB, Protection.READ_WRITE, MapFlags.MAP_PRIVATE | MapFlags.MAP_ANONYMOUS | MapFlags.MAP_FIXED);
         cpu.switchTo(b);
         cpu.store(B + OFFSET, 8, SECRET);
-        long newTable = pmdTable(b, B);
-        System.out.printf("step %d: B maps anonymous memory there and writes its secret 0x%x (pfn 0x%x); B's new PMD table is"
-                + " at pfn 0x%x%s%n", step + 1, SECRET, b.pageAt(B + OFFSET), newTable, newTable == table ? ", the freed table's frame" : "");
+        System.out.printf("step %d: B maps anonymous memory over 2 MiB of its window and writes its secret 0x%x (pfn 0x%x);"
+                + " B's PMD table is still pfn 0x%x, its entry now points to a PTE table of B's%n", step + 1, SECRET,
+                b.pageAt(B + OFFSET), pmdTable(b, B));
         return b.pageAt(B + OFFSET);
     }
 

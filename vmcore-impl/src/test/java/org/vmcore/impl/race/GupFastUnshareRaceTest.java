@@ -25,13 +25,14 @@ import org.vmcore.api.Regression;
  * CVE-2025-38085, fixed by 1013af4f585f ("mm/hugetlb: fix huge_pmd_unshare() vs GUP-fast race"),
  * replayed step by step (scenario U5 of the reference): process A's GUP-fast has read A's PUD
  * entry and is about to read the shared PMD table; A unmaps its window, which unshares the table;
- * B, now its only user, unmaps the window too and the table is freed; B maps anonymous memory at
- * the same place and the table's frame becomes B's new PMD table. Then A's walk goes on.
+ * the table is now an ordinary page table of B's, and B maps anonymous memory over part of its
+ * window, so an entry of the table now points to a PTE table of B's. Then A's walk goes on.
  *
  * <p>Today the unshare waits for lockless walkers (tlb_remove_table_sync_one), so A's munmap
  * cannot return while the walk is inside the table, and the walk finds the file page it started
  * for. With {@link Regression#PRE_1013AF4F} nothing waits: the walk reads B's new tables and
- * returns a reference on B's private anonymous page, a page A never mapped.
+ * returns a reference on B's private anonymous page, a page A never mapped. (Freeing a table waits
+ * for lockless walkers in both modes, as tlb_remove_table does; the race needs no free.)
  */
 class GupFastUnshareRaceTest {
     private static final int SHARED_FIXED = MapFlags.MAP_SHARED | MapFlags.MAP_FIXED;
@@ -67,6 +68,11 @@ class GupFastUnshareRaceTest {
         b.mmap(file, 0, BASE_B, GIB, Protection.READ_WRITE, SHARED_FIXED);
         b.fault(BASE_B + OFFSET, Access.WRITE); // B's PMD table for the window
         a.fault(BASE_A + OFFSET, Access.WRITE); // A shares it
+        // A keeps memory elsewhere under the same PUD table, so its munmap frees no table of its
+        // own (freeing one waits for lockless walkers whatever the fix): only the unshare decides.
+        long other = a.mmap(2 * GIB, 4096, Protection.READ_WRITE,
+                MapFlags.MAP_PRIVATE | MapFlags.MAP_ANONYMOUS | MapFlags.MAP_FIXED);
+        a.fault(other, Access.WRITE);
         long filePfn = file.pageAt(OFFSET / (2 * MIB));
 
         RacePause pause = RacePause.arm(machine, RacePoint.GUP_FAST_AFTER_PUD);
@@ -91,11 +97,12 @@ class GupFastUnshareRaceTest {
         boolean waited = ThreadStates.blockedOrDone(unmapping);
         long bAnon = -1;
         if (!waited) {
-            b.munmap(BASE_B, GIB); // B was the table's last user: it is freed
-            long anon = b.mmap(BASE_B, GIB, Protection.READ_WRITE,
+            // The table is B's alone now, an ordinary PMD table: B maps anonymous memory over 2 MiB
+            // of its window, and that entry of the table now points to a PTE table of B's.
+            long anon = b.mmap(BASE_B + OFFSET, 2 * MIB, Protection.READ_WRITE,
                     MapFlags.MAP_PRIVATE | MapFlags.MAP_ANONYMOUS | MapFlags.MAP_FIXED);
-            b.fault(anon + OFFSET, Access.WRITE); // a new PMD table for B's window: the freed frame
-            bAnon = b.pageAt(anon + OFFSET);
+            b.fault(anon, Access.WRITE);
+            bAnon = b.pageAt(anon);
         }
         pause.release();
         gup.join(WAIT.toMillis());
