@@ -66,6 +66,7 @@ public final class GupFastRace {
             a.fault(A - GIB, Access.WRITE); // other memory of A under the same PUD table
             b.mmap(file, 0, B, GIB, Protection.READ_WRITE, shared);
             b.fault(B + OFFSET, Access.WRITE); // B's PMD table for the window
+            b.fault(B, Access.WRITE); // one more entry of B's there: the table never empties (and is never freed)
             Cpu cpu = machine.cpu(0);
             cpu.switchTo(a);
             cpu.store(A + OFFSET, 8, MINE); // A's fault shares B's table

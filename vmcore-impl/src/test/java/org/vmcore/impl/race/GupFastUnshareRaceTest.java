@@ -67,6 +67,7 @@ class GupFastUnshareRaceTest {
         a.mmap(file, 0, BASE_A, GIB, Protection.READ_WRITE, SHARED_FIXED);
         b.mmap(file, 0, BASE_B, GIB, Protection.READ_WRITE, SHARED_FIXED);
         b.fault(BASE_B + OFFSET, Access.WRITE); // B's PMD table for the window
+        b.fault(BASE_B, Access.WRITE); // and one more entry of B's there, so the table never empties
         a.fault(BASE_A + OFFSET, Access.WRITE); // A shares it
         // A keeps memory elsewhere under the same PUD table, so its munmap frees no table of its
         // own (freeing one waits for lockless walkers whatever the fix): only the unshare decides.

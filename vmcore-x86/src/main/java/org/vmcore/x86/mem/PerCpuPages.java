@@ -14,8 +14,8 @@ import org.vmcore.x86.internal.MemMap;
  */
 final class PerCpuPages {
     private static final int STRIPES = 16;
-    private static final int BATCH = 32; // pcp->batch
-    private static final int HIGH = 4 * BATCH; // pcp->high: above it, a batch goes back
+    private static final int BATCH = 64; // pcp->batch
+    private static final int HIGH = 64 * BATCH; // pcp->high (16 MiB of frames): above it, a batch goes back
 
     private final BuddyAllocator[] allocators;
     private final MemMap descriptors;
