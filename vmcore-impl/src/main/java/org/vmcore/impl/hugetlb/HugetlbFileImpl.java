@@ -23,6 +23,10 @@ public final class HugetlbFileImpl implements HugetlbFile {
     private final LongHashSet reservedIndexes = new LongHashSet();
     private volatile boolean unlinked;
     private int pins; // mmaps in progress (guarded by the mount's monitor)
+    // While a truncation runs: the page count before it (written under i_mmap_rwsem), else 0.
+    private volatile long truncatingFrom;
+    // i_rwsem's part here: one truncation of the file at a time.
+    private final Object truncation = new Object();
     private volatile boolean evicted;
 
     HugetlbFileImpl(HugetlbFsImpl fs, String name, long size, PageSize pageSize) {
@@ -84,6 +88,20 @@ public final class HugetlbFileImpl implements HugetlbFile {
     /** Unlinked and not yet evicted: its mappings and page cache live on. The caller holds the machine lock. */
     boolean unlinkedAlive() {
         return unlinked && !evicted;
+    }
+
+    /** The page count before the truncation in progress, or 0 when none runs. */
+    public long truncatingFrom() {
+        return truncatingFrom;
+    }
+
+    void setTruncatingFrom(long pages) {
+        truncatingFrom = pages;
+    }
+
+    /** The monitor that lets one truncation of the file run at a time (the inode's i_rwsem). */
+    Object truncation() {
+        return truncation;
     }
 
     /** Adds {@code delta} to the mmaps in progress; the caller holds the mount's monitor. */

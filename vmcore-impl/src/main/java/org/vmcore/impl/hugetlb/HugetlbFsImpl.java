@@ -174,50 +174,64 @@ public final class HugetlbFsImpl implements HugetlbFs {
             if (file.unlinkedAlive() || !owns(file)) {
                 throw new InvalidArgumentException("file", file, "must not be unlinked (truncate needs an open file)");
             }
-            if (newSize < 0 || newSize > file.size() || !ps.isAligned(newSize)) {
-                throw new InvalidArgumentException("newSize", newSize, "must be a multiple of " + ps.label() + " between 0 and the"
-                        + " current size " + file.size() + " (hugetlbfs files only shrink)");
+            synchronized (file.truncation()) { // one truncation at a time, checked against the size it finds
+                if (newSize < 0 || newSize > file.size() || !ps.isAligned(newSize)) {
+                    throw new InvalidArgumentException("newSize", newSize, "must be a multiple of " + ps.label() + " between 0"
+                            + " and the current size " + file.size() + " (hugetlbfs files only shrink)");
+                }
+                truncateLocked(file, newSize);
             }
-            long first = newSize >>> ps.shift();
-            long oldPages = file.pageCount();
-            RwSem iMmap = file.mapping().iMmapRwsem();
+        }
+        hook.afterOperation("truncate");
+    }
+
+    private void truncateLocked(HugetlbFileImpl file, long newSize) {
+        PageSize ps = file.pageSize();
+        long first = newSize >>> ps.shift();
+        long oldPages = file.pageCount();
+        RwSem iMmap = file.mapping().iMmapRwsem();
+        iMmap.downWrite();
+        try {
+            file.setTruncatingFrom(oldPages); // a zap meanwhile gives back its slots up to the old end
+            file.setSize(newSize); // faults from here on see the new end (and wait for the mutexes below)
+        } finally {
+            iMmap.upWrite();
+        }
+        // hugetlb_vmdelete_list: under i_mmap_rwsem a VMA lock can only be tried (it ranks above).
+        // A VMA whose lock is busy (a fault holds it) is waited for outside i_mmap_rwsem, in lock
+        // order, and then every VMA is passed over again: the pass is idempotent, and it also
+        // meets the VMAs that a split made meanwhile.
+        VmArea busy;
+        do {
+            busy = null;
             iMmap.downWrite();
             try {
-                file.setSize(newSize); // faults from here on see the new end (and wait for the mutexes below)
+                for (VmArea vma : file.mapping().iMmap().overlapping(first << ps.order(), Long.MAX_VALUE)) {
+                    if (!vma.hugetlbVmaLock().tryDownWrite()) {
+                        busy = vma;
+                        continue;
+                    }
+                    try {
+                        truncateVma(file, vma, first, oldPages);
+                    } finally {
+                        vma.hugetlbVmaLock().upWrite();
+                    }
+                }
             } finally {
                 iMmap.upWrite();
             }
-            // hugetlb_vmdelete_list: under i_mmap_rwsem a VMA lock can only be tried (it ranks above).
-            // A VMA whose lock is busy (a fault holds it) is waited for outside i_mmap_rwsem, in lock
-            // order, and then every VMA is passed over again: the pass is idempotent, and it also
-            // meets the VMAs that a split made meanwhile.
-            VmArea busy;
-            do {
-                busy = null;
-                iMmap.downWrite();
-                try {
-                    for (VmArea vma : file.mapping().iMmap().overlapping(first << ps.order(), Long.MAX_VALUE)) {
-                        if (!vma.hugetlbVmaLock().tryDownWrite()) {
-                            busy = vma;
-                            continue;
-                        }
-                        try {
-                            truncateVma(file, vma, first, oldPages);
-                        } finally {
-                            vma.hugetlbVmaLock().upWrite();
-                        }
-                    }
-                } finally {
-                    iMmap.upWrite();
-                }
-                if (busy != null) {
-                    busy.hugetlbVmaLock().downWrite(); // the fault that holds it ends first
-                    busy.hugetlbVmaLock().upWrite();
-                }
-            } while (busy != null);
-            removeFrom(file, first);
+            if (busy != null) {
+                busy.hugetlbVmaLock().downWrite(); // the fault that holds it ends first
+                busy.hugetlbVmaLock().upWrite();
+            }
+        } while (busy != null);
+        iMmap.downWrite();
+        try {
+            file.setTruncatingFrom(0); // every VMA still in i_mmap has given back what it held past the end
+        } finally {
+            iMmap.upWrite();
         }
-        hook.afterOperation("truncate");
+        removeFrom(file, first);
     }
 
     /**

@@ -122,9 +122,11 @@ public final class HugetlbReservation {
 
     /** Zapping {@code [from, to)} of the private owner {@code vma} gives its reservations there back to the pool. */
     public static void releasePrivate(VmArea vma, long from, long to) {
-        // Bounded by what the VMA still holds, not by the file's size: a truncation may have cut
-        // the size already and not yet come to this VMA, and then leaves its slots to this zap.
-        long back = privateReservedBetween(vma, from, to, 0, vma.reservationsEnd());
+        // Bounded by the file's size before a truncation in progress: it may have cut the size
+        // already and not yet come to this VMA, and then leaves the VMA's slots to this zap.
+        HugetlbFileImpl file = HugetlbFileImpl.of(vma);
+        long end = Math.min(vma.reservationsEnd(), Math.max(file.pageCount(), file.truncatingFrom()));
+        long back = privateReservedBetween(vma, from, to, 0, end);
         if (from <= vma.start() && to >= vma.end()) {
             vma.setReservationsEnd(0); // the whole VMA gave its reservations back: a truncation gives none
         }

@@ -80,7 +80,9 @@ final class Mprotect {
         changing.removeIf(v -> v.protection().equals(prot));
         changeProtection(changing, prot);
         for (VmArea v : mm.vmaTree().overlapping(address, end)) {
-            mm.vmaTree().mergeAround(v);
+            if (mm.vma(v.start()) == v) { // not merged away by the previous round
+                mm.vmaTree().mergeAround(v);
+            }
         }
     }
 
@@ -116,8 +118,7 @@ final class Mprotect {
         for (int i = 0; i < changing.size(); i++) {
             VmArea v = changing.get(i);
             Invalidation inv = open.get(i);
-            v.setProtection(prot);
-            mm.pages.changeProtection(v, v.start(), v.end());
+            mm.pages.changeProtection(v, prot); // the new flags and the unshare under one hold of the locks
             ctx.shootdown().flushTlbMmRange(mm, inv.range().start(), inv.range().end(), v.pageSize().shift());
             inv.close();
         }

@@ -3,6 +3,7 @@ package org.vmcore.impl.mm;
 import java.util.function.ObjLongConsumer;
 import org.vmcore.api.OutOfMemoryException;
 import org.vmcore.api.PageSize;
+import org.vmcore.api.Protection;
 import org.vmcore.api.VmaKind;
 import org.vmcore.impl.hugetlb.HugetlbPools;
 import org.vmcore.impl.hugetlb.PmdSharing;
@@ -94,18 +95,21 @@ final class PageOps {
 
     // ---- protection ----
 
-    /** Applies the VMA's protection to its entries in [from, to) (change_protection). */
-    void changeProtection(VmArea vma, long from, long to) {
+    /** Gives the VMA its new protection and applies it to all its entries (change_protection). */
+    void changeProtection(VmArea vma, Protection prot) {
         if (!vma.kind().isHugetlb()) {
-            changeProtectionLocked(vma, from, to);
+            vma.setProtection(prot);
+            changeProtectionLocked(vma, vma.start(), vma.end());
             return;
         }
-        // hugetlb_change_protection: the VMA lock and i_mmap_rwsem for write around the unshare and the change.
+        // hugetlb_change_protection: the VMA lock and i_mmap_rwsem for write around the new flags, the
+        // unshare and the change, so that no sibling shares the table with the new flags and old entries.
         vma.hugetlbVmaLock().downWrite();
         try {
             vma.mapping().iMmapRwsem().downWrite();
             try {
-                changeProtectionLocked(vma, from, to);
+                vma.setProtection(prot);
+                changeProtectionLocked(vma, vma.start(), vma.end());
             } finally {
                 vma.mapping().iMmapRwsem().upWrite();
             }
