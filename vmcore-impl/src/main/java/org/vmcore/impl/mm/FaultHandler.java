@@ -3,18 +3,13 @@ package org.vmcore.impl.mm;
 import org.vmcore.api.Access;
 import org.vmcore.api.FaultResult;
 import org.vmcore.api.NotifierEvent;
-import org.vmcore.api.OutOfMemoryException;
 import org.vmcore.api.PageSize;
 import org.vmcore.api.RacePoint;
-import org.vmcore.api.Regression;
 import org.vmcore.api.SegmentationFaultException;
 import org.vmcore.api.VmaKind;
 import org.vmcore.impl.base.Initiator;
 import org.vmcore.impl.base.RaceHooks;
-import org.vmcore.impl.hugetlb.HugePagePool;
 import org.vmcore.impl.hugetlb.HugetlbFileImpl;
-import org.vmcore.impl.hugetlb.PmdSharing;
-import org.vmcore.impl.lock.FaultMutexTable;
 import org.vmcore.impl.lock.KMutex;
 import org.vmcore.impl.lock.PtLocks;
 import org.vmcore.impl.notifier.Invalidation;
@@ -45,10 +40,8 @@ final class FaultHandler {
 
     private final TlbShootdown shootdown;
     private final PtLocks ptLocks;
-    private final FaultMutexTable faultMutexes;
     private final RaceHooks races;
-    // Before c0d0381ade79 a hugetlb fault holds nothing that keeps its PMD table from being unshared.
-    private final boolean hugetlbFaultUnlocked;
+    private final HugetlbFault hugetlb;
 
     FaultHandler(MmContext ctx, SimAddressSpace mm) {
         this.mm = mm;
@@ -56,9 +49,8 @@ final class FaultHandler {
         this.memory = ctx.memory();
         this.descriptors = SharedSecrets.memMap(memory);
         this.ptLocks = ctx.lock().ptLocks();
-        this.faultMutexes = ctx.lock().hugetlbFaultMutexes();
         this.races = ctx.lock().raceHooks();
-        this.hugetlbFaultUnlocked = ctx.config().regressions().contains(Regression.PRE_C0D0381A);
+        this.hugetlb = new HugetlbFault(ctx, mm, this);
     }
 
     /**
@@ -102,7 +94,7 @@ final class FaultHandler {
         boolean write = access == Access.WRITE;
         races.reach(RacePoint.FAULT_AFTER_VMA_LOOKUP, mm, va);
         if (vma.kind().isHugetlb()) {
-            return hugetlbFault(vma, vma.pageSize().alignDown(va), write);
+            return hugetlb.hugetlbFault(vma, vma.pageSize().alignDown(va), write);
         }
         long addr = va & ~0xFFFL;
         RawPageTable table = mm.pageTable();
@@ -197,147 +189,8 @@ final class FaultHandler {
         }
     }
 
-    /**
-     * hugetlb_fault: the fault mutex of the file page serialises faults on it from every address
-     * space (and its truncation); the hugetlb VMA lock, held for read, keeps the PMD table from
-     * being unshared until the entry is filled (not held with {@link Regression#PRE_C0D0381A}).
-     */
-    private FaultResult hugetlbFault(VmArea vma, long addr, boolean write) {
-        KMutex faultMutex = faultMutexes.of(vma.mapping().id(), vma.hugePageIndex(addr));
-        faultMutex.lock();
-        try {
-            if (hugetlbFaultUnlocked) {
-                return hugetlbFaultLocked(vma, addr, write);
-            }
-            vma.hugetlbVmaLock().downRead();
-            try {
-                return hugetlbFaultLocked(vma, addr, write);
-            } finally {
-                vma.hugetlbVmaLock().upRead();
-            }
-        } finally {
-            faultMutex.unlock();
-        }
-    }
-
-    private FaultResult hugetlbFaultLocked(VmArea vma, long addr, boolean write) {
-        PageSize size = vma.pageSize();
-        Level leaf = Level.ofLeaf(size);
-        RawPageTable table = mm.pageTable();
-        boolean sharedNow = false;
-        if (size == PageSize.SIZE_2M && Pte.isNone(table.entry(addr & PmdSharing.PUD_MASK, Level.PUD))) {
-            sharedNow = PmdSharing.hugePmdShare(vma, addr) >= 0;
-        }
-        // huge_pte_alloc's answer: the slot is used from here on without walking again.
-        long slot = table.slot(addr, leaf);
-        races.reach(RacePoint.HUGETLB_FAULT_AFTER_PTE_ALLOC, mm, addr);
-        long e = slot < 0 ? 0 : table.readSlot(slot);
-        if (MigrationEntry.isMigration(e)) {
-            return FaultResult.MIGRATION_WAIT;
-        }
-        if (!Pte.isNone(e)) {
-            if (!write || (e & Pte.RW) != 0) {
-                return sharedNow ? FaultResult.SHARED_TABLE : FaultResult.ALREADY_MAPPED;
-            }
-            return writeProtectFault(vma, addr, slot, e);
-        }
-        if (vma.reservationUnmapped()) { // hugetlb_no_page: the owner took this VMA's page back
-            throw new SegmentationFaultException(addr, write ? Access.WRITE : Access.READ,
-                    SegmentationFaultException.Cause.HUGETLB_RESV_UNMAPPED);
-        }
-        HugetlbFileImpl file = HugetlbFileImpl.of(vma);
-        HugePagePool pool = file.pool();
-        long index = vma.hugePageIndex(addr);
-        if (index >= file.pageCount()) {
-            throw new SegmentationFaultException(addr, write ? Access.WRITE : Access.READ,
-                    SegmentationFaultException.Cause.BEYOND_EOF);
-        }
-        long cached = file.mapping().find(index);
-        if (vma.kind() == VmaKind.HUGETLB_SHARED) {
-            boolean fresh = cached < 0;
-            long pfn = cached;
-            boolean reserved = false;
-            if (fresh) {
-                synchronized (file.reservedIndexes()) {
-                    reserved = file.reservedIndexes().contains(index);
-                }
-                pfn = pool.allocate(mm.homeNode(), reserved);
-                if (pfn < 0) {
-                    throw new OutOfMemoryException("hugetlb pool of " + size.label() + " pages is empty (fault at 0x"
-                            + Long.toHexString(addr) + " in mm" + mm.id() + ")");
-                }
-                descriptors.setFlags(pfn, FrameFlags.UPTODATE);
-                descriptors.setMapping(pfn, file.mapping().id(), index << size.order());
-            }
-            try {
-                installHuge(addr, slot, pfn, size, leafFlags(vma, vma.protection().write(), write));
-            } catch (RuntimeException ex) {
-                if (fresh) {
-                    pool.free(pfn);
-                    if (reserved) {
-                        pool.reserve(1);
-                    }
-                }
-                throw ex;
-            }
-            if (fresh) {
-                // One step under resv_map's lock: a reservation that leaves the map is in the page
-                // cache at once, so an mmap counting the file's unreserved pages never sees neither.
-                synchronized (file.reservedIndexes()) {
-                    file.reservedIndexes().remove(index);
-                    file.mapping().add(index, pfn); // the page cache's reference is the allocation's
-                }
-            }
-            descriptors.addMapcount(pfn, 1);
-            descriptors.addRefcount(pfn, 1);
-            mm.addHugetlbBytes(size.bytes());
-            return fresh ? FaultResult.NEW_PAGE : FaultResult.PAGE_CACHE;
-        }
-        if (cached >= 0 && !write) { // a private mapping reads the file's page until it writes
-            installHuge(addr, slot, cached, size, leafFlags(vma, false, false));
-            descriptors.addMapcount(cached, 1);
-            descriptors.addRefcount(cached, 1);
-            mm.addHugetlbBytes(size.bytes());
-            return FaultResult.PAGE_CACHE;
-        }
-        long pfn = allocatePrivateHuge(vma, addr, vma.reservationOwner());
-        if (cached >= 0) {
-            memory.contents().copy(cached, pfn, size.frames());
-            Initiator.pageCopy(size.bytes());
-        }
-        try {
-            installHuge(addr, slot, pfn, size, leafFlags(vma, vma.protection().write(), write));
-        } catch (RuntimeException ex) {
-            undoPrivateHuge(vma, pfn, vma.reservationOwner());
-            throw ex;
-        }
-        mm.pages.newAnonRmap(vma, pfn, addr);
-        mm.addHugetlbBytes(size.bytes());
-        return cached >= 0 ? FaultResult.COW_COPY : FaultResult.NEW_PAGE;
-    }
-
-    /**
-     * Fills the empty hugetlb entry at {@code slot} (found before, or allocated now when the
-     * table was missing) under its table's lock: set_huge_pte_at. The fault mutex keeps every
-     * other fault of this file page out, so the slot is still empty.
-     */
-    private void installHuge(long addr, long slot, long pfn, PageSize size, long flags) {
-        RawPageTable table = mm.pageTable();
-        long at = slot >= 0 ? slot : table.allocSlot(addr, Level.ofLeaf(size));
-        KMutex ptl = size == PageSize.SIZE_1G ? mm.pageTableLock() : ptLocks.ofSlot(at);
-        ptl.lock();
-        try {
-            if (!table.compareAndSetSlot(at, 0, Pte.leaf(pfn, size, flags))) {
-                throw new IllegalStateException("hugetlb entry at 0x" + Long.toHexString(addr) + " in mm" + mm.id()
-                        + " filled under the fault mutex: " + Pte.describe(table.readSlot(at), Level.ofLeaf(size)));
-            }
-        } finally {
-            ptl.unlock();
-        }
-    }
-
     /** do_wp_page / hugetlb_wp: a write to a present entry without RW in a writable VMA. */
-    private FaultResult writeProtectFault(VmArea vma, long addr, long slot, long e) {
+    FaultResult writeProtectFault(VmArea vma, long addr, long slot, long e) {
         RawPageTable table = mm.pageTable();
         PageSize size = vma.pageSize();
         long pfn = Pte.pfn(e, size);
@@ -368,7 +221,7 @@ final class FaultHandler {
                 return reuseAfterUnmapRefPrivate(vma, addr, slot, pfn);
             }
             if (copy < 0) {
-                throw privateHugeOom(vma, addr);
+                throw hugetlb.privateHugeOom(vma, addr);
             }
         } else {
             copy = mm.pages.allocateBasePage();
@@ -386,7 +239,7 @@ final class FaultHandler {
                 long cur = table.readSlot(slot);
                 if (!sameEntry(cur, e)) { // another fault of this address space broke the COW first
                     if (huge) {
-                        undoPrivateHuge(vma, copy, false);
+                        hugetlb.undoPrivateHuge(vma, copy, false);
                     } else {
                         memory.free(copy);
                     }
@@ -415,38 +268,12 @@ final class FaultHandler {
         RawPageTable table = mm.pageTable();
         long cur = table.readSlot(slot);
         if (!Pte.isPresent(cur) || Pte.pfn(cur, vma.pageSize()) != pfn || !mm.pages.exclusiveAnon(pfn)) {
-            throw privateHugeOom(vma, addr); // someone else still holds the page
+            throw hugetlb.privateHugeOom(vma, addr); // someone else still holds the page
         }
         while (!table.compareAndSetSlot(slot, cur, cur | Pte.RW | Pte.ACCESSED | Pte.DIRTY)) {
             cur = table.readSlot(slot);
         }
         return FaultResult.COW_REUSE;
-    }
-
-    private OutOfMemoryException privateHugeOom(VmArea vma, long addr) {
-        return new OutOfMemoryException("hugetlb pool of " + vma.pageSize().label() + " pages has no page for a private"
-                + " fault at 0x" + Long.toHexString(addr) + " in mm" + mm.id());
-    }
-
-    /**
-     * A huge page for a private mapping: with {@code useReservation} it consumes one of the
-     * owner's reservations, otherwise it needs a free page that no reservation holds.
-     */
-    private long allocatePrivateHuge(VmArea vma, long addr, boolean useReservation) {
-        HugePagePool pool = HugetlbFileImpl.of(vma).pool();
-        long pfn = pool.allocate(mm.homeNode(), useReservation);
-        if (pfn < 0) {
-            throw privateHugeOom(vma, addr);
-        }
-        return pfn;
-    }
-
-    private void undoPrivateHuge(VmArea vma, long pfn, boolean usedReservation) {
-        HugePagePool pool = HugetlbFileImpl.of(vma).pool();
-        pool.free(pfn);
-        if (usedReservation) {
-            pool.reserve(1);
-        }
     }
 
     /** The lock of the table holding {@code slot}: the split lock, or page_table_lock for a 1 GiB entry. */
@@ -461,7 +288,7 @@ final class FaultHandler {
     }
 
     /** Leaf bits for a new entry: A always, D on a write fault, RW when {@code writable}. */
-    private static long leafFlags(VmArea vma, boolean writable, boolean dirty) {
+    static long leafFlags(VmArea vma, boolean writable, boolean dirty) {
         return vma.pteProtection(writable) | Pte.ACCESSED | (dirty ? Pte.DIRTY : 0);
     }
 }

@@ -1,10 +1,13 @@
 package org.vmcore.impl.mm;
 
 import java.util.function.LongFunction;
+import org.vmcore.api.InvalidArgumentException;
 import org.vmcore.api.PageReference;
 import org.vmcore.api.PageSize;
 import org.vmcore.api.RacePoint;
 import org.vmcore.impl.base.LocklessWalkers;
+import org.vmcore.impl.base.MachineLock;
+import org.vmcore.impl.base.OperationHook;
 import org.vmcore.impl.base.RaceHooks;
 import org.vmcore.x86.internal.RawPageTable;
 import org.vmcore.x86.pgtable.Level;
@@ -19,21 +22,49 @@ import org.vmcore.x86.pgtable.Pte;
  * What it never does is check that the table it is in still belongs to this address space: that
  * is the barrier's job.
  */
+@SuppressWarnings("try") // a lock hold is used only for its scope
 final class GupFast {
     private final SimAddressSpace mm;
     private final LocklessWalkers walkers;
     private final RaceHooks races;
     private final LongFunction<PageReference> tryGetPage;
+    private final OperationHook hook;
 
     GupFast(MmContext ctx, SimAddressSpace mm) {
         this.mm = mm;
         this.walkers = ctx.lock().locklessWalkers();
         this.races = ctx.lock().raceHooks();
         this.tryGetPage = ctx.tryGetPage();
+        this.hook = ctx.hook();
+    }
+
+    /**
+     * {@link org.vmcore.api.AddressSpace#getUserPageFast}: no mmap_lock, only the machine lock
+     * shared (the machine's life); what a race hook threw surfaces at the end, and then the
+     * reference taken is given back.
+     */
+    PageReference getUserPageFast(long va, boolean write) {
+        PageReference ref;
+        try (MachineLock.Held locked = mm.lock().shared()) {
+            mm.ensureOpen();
+            if (!mm.pageTable().mode().isCanonical(va)) {
+                throw new InvalidArgumentException("va", va, "must be canonical");
+            }
+            ref = get(va, write);
+        }
+        try {
+            hook.operationDone();
+        } catch (RuntimeException | Error e) {
+            if (ref != null) {
+                ref.close();
+            }
+            throw e;
+        }
+        return ref;
     }
 
     /** The pinned page at va, or null for the slow path; the caller holds the machine lock shared. */
-    PageReference get(long va, boolean write) {
+    private PageReference get(long va, boolean write) {
         RawPageTable table = mm.pageTable();
         walkers.enter();
         try {

@@ -254,23 +254,7 @@ public final class SimAddressSpace extends MmStruct {
 
     @Override
     public PageReference getUserPageFast(long va, boolean write) {
-        PageReference ref;
-        try (MachineLock.Held locked = lock().shared()) { // no mmap_lock: only the machine's life is held
-            ensureOpen();
-            if (!pageTable.mode().isCanonical(va)) {
-                throw new InvalidArgumentException("va", va, "must be canonical");
-            }
-            ref = gupFast.get(va, write);
-        }
-        try {
-            ctx.hook().operationDone(); // what a race hook threw surfaces here
-        } catch (RuntimeException | Error e) {
-            if (ref != null) {
-                ref.close();
-            }
-            throw e;
-        }
-        return ref;
+        return gupFast.getUserPageFast(va, write);
     }
 
     /**
