@@ -61,7 +61,7 @@ public final class SimMachine implements Machine {
     private final int nodeCount;
     private final PhysicalMemory memory;
     private final MachineLock lock = new MachineLock();
-    private final CallbackFailures callbackFailures = new CallbackFailures(lock);
+    private final CallbackFailures callbackFailures = new CallbackFailures();
     private final MappingRegistry registry = new MappingRegistry(lock);
     private final MigratingThread migrating = new MigratingThread();
     private final StaleDetector detector = new StaleDetector();

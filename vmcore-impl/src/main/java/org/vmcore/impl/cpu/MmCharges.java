@@ -1,7 +1,6 @@
 package org.vmcore.impl.cpu;
 
 import org.vmcore.api.CostModel;
-import org.vmcore.impl.base.MachineLock;
 import org.vmcore.impl.notifier.CallbackFailures;
 
 /**
@@ -13,15 +12,12 @@ import org.vmcore.impl.notifier.CallbackFailures;
  * that access's fault on this thread (the access completes, then it is thrown), else to the
  * collector of the operation, rethrown when the operation ends, as a notifier's exception is.
  */
-@SuppressWarnings("try") // a lock hold is used only for its scope
 final class MmCharges {
-    private final MachineLock lock;
     private final CallbackFailures callbackFailures;
     private final CycleMeter meter;
     private final Mmu mmu;
 
-    MmCharges(MachineLock lock, CallbackFailures callbackFailures, CycleMeter meter, Mmu mmu) {
-        this.lock = lock;
+    MmCharges(CallbackFailures callbackFailures, CycleMeter meter, Mmu mmu) {
         this.callbackFailures = callbackFailures;
         this.meter = meter;
         this.mmu = mmu;

@@ -70,7 +70,7 @@ public final class SimCpu implements Cpu, FlushTarget {
         this.access = new DataAccess(handshake, mmu);
         this.batch = new BatchAccess(handshake, mmu, access, flushes, meter);
         this.recorded = new RecordedAccess(access, mmu, meter, flushes);
-        this.charges = new MmCharges(lock, callbackFailures, meter, mmu);
+        this.charges = new MmCharges(callbackFailures, meter, mmu);
     }
 
     @Override

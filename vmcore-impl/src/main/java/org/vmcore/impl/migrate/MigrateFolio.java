@@ -130,7 +130,7 @@ final class MigrateFolio {
         long target = huge ? pool.allocateOnNode(toNode) : memory.tryAllocate(toNode, 0, false);
         int rc;
         Thread previous = migrating.enter();
-        CallbackFailures move = new CallbackFailures(lock); // this folio's own, settled before it is rethrown
+        FolioFailures move = new FolioFailures(); // this folio's own, settled before it is rethrown
         try {
             if (target < 0) {
                 rc = -Errno.ENOMEM;
@@ -155,7 +155,7 @@ final class MigrateFolio {
      * does; one that throws after the copy lets the migration complete. Either way the failure is
      * left in {@code move}, the observer is not called again, and the caller rethrows it.
      */
-    private int moveMapped(long pfn, long target, PageSize size, int toNode, CallbackFailures move) {
+    private int moveMapped(long pfn, long target, PageSize size, int toNode, FolioFailures move) {
         boolean wasMapped = descriptors.mapcount(pfn) > 0;
         if (wasMapped) {
             var event = phaseEvent();
@@ -273,7 +273,7 @@ final class MigrateFolio {
     }
 
     /** Tells the observer, unless it (or a notifier) already threw during this folio's migration. */
-    private void notify(MigrationPhase phase, long pfn, long target, PageSize size, int toNode, CallbackFailures move) {
+    private void notify(MigrationPhase phase, long pfn, long target, PageSize size, int toNode, FolioFailures move) {
         MigrationObserver o = observer;
         if (o != null && !move.any()) {
             callbackFailures.enter();
@@ -295,5 +295,32 @@ final class MigrateFolio {
             throw new IllegalStateException("page cache slot " + index + " does not hold pfn 0x" + Long.toHexString(oldPfn));
         }
         mapping.add(index, newPfn);
+    }
+
+    /**
+     * What the callbacks of one folio's migration threw: a plain local collector (the first
+     * failure, later ones suppressed into it), where the machine's per-thread record would cost a
+     * thread-local per folio.
+     */
+    private static final class FolioFailures {
+        private Throwable first;
+
+        void add(Throwable t) {
+            if (first == null) {
+                first = t;
+            } else if (first != t) {
+                first.addSuppressed(t);
+            }
+        }
+
+        boolean any() {
+            return first != null;
+        }
+
+        Throwable take() {
+            Throwable e = first;
+            first = null;
+            return e;
+        }
     }
 }

@@ -3,7 +3,6 @@ package org.vmcore.impl.notifier;
 import java.util.concurrent.atomic.AtomicInteger;
 
 import org.vmcore.impl.base.CallbackScope;
-import org.vmcore.impl.base.MachineLock;
 
 /**
  * User callbacks (MMU notifiers, the migration observer, rmap visitors) as the engine's thread
@@ -16,7 +15,6 @@ import org.vmcore.impl.base.MachineLock;
  * thread, and each collects what its own callbacks threw.
  */
 public final class CallbackFailures implements CallbackScope {
-    private final MachineLock lock;
     private final ThreadLocal<State> state = ThreadLocal.withInitial(State::new);
     // Over all threads: callbacks running plus failures held. While it is 0 no thread is inside a
     // callback or owes a rethrow, and the per-thread state need not be looked up at all.
@@ -28,8 +26,7 @@ public final class CallbackFailures implements CallbackScope {
         int depth;
     }
 
-    public CallbackFailures(MachineLock lock) {
-        this.lock = lock;
+    public CallbackFailures() {
     }
 
     /** The engine calls user code: between this and {@link #exit()} it is inside a callback. */

@@ -21,6 +21,7 @@ import org.vmcore.api.PageReference;
 import org.vmcore.api.Protection;
 import org.vmcore.api.RacePause;
 import org.vmcore.api.RacePoint;
+import org.vmcore.impl.race.ThreadStates;
 
 /**
  * Second hostile review of issue 19: per-CPU page lists, GUP-fast, hugetlb truncate and mmap
@@ -73,26 +74,9 @@ class Hostile19bTest {
         }
     }
 
-    /** True when t stays WAITING for 150 ms; false when it finishes first. */
+    /** True when t stays WAITING for the settle time; false when it finishes first (shared with the race tests). */
     static boolean blockedOrDone(Thread t) throws InterruptedException {
-        long deadline = System.nanoTime() + WAIT.toNanos();
-        long waitingSince = -1;
-        while (System.nanoTime() < deadline) {
-            Thread.State state = t.getState();
-            if (state == Thread.State.TERMINATED) {
-                return false;
-            }
-            long now = System.nanoTime();
-            if (state != Thread.State.WAITING) {
-                waitingSince = -1;
-            } else if (waitingSince < 0) {
-                waitingSince = now;
-            } else if (now - waitingSince >= 150_000_000L) {
-                return true;
-            }
-            Thread.sleep(1);
-        }
-        throw new AssertionError(t.getName() + " neither blocked nor finished within " + WAIT);
+        return ThreadStates.blockedOrDone(t, WAIT);
     }
 
     // ------------------------------------------------------------------ GUP-fast

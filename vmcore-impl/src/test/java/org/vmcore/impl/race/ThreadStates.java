@@ -7,16 +7,23 @@ import java.time.Duration;
  * through short waits on its way (a monitor, a lock someone held for a moment), so "blocked"
  * means WAITING without a break for {@link #SETTLE}; "done" means it finished first.
  */
-final class ThreadStates {
-    static final Duration SETTLE = Duration.ofMillis(150);
-    static final Duration WAIT = Duration.ofSeconds(20);
+public final class ThreadStates {
+    /** How long a thread must stay WAITING to count as blocked. */
+    public static final Duration SETTLE = Duration.ofMillis(150);
+    /** How long to watch a thread before giving up. */
+    public static final Duration WAIT = Duration.ofSeconds(20);
 
     private ThreadStates() {
     }
 
     /** True when {@code t} stays blocked (WAITING) for the settle time; false when it finishes first. */
-    static boolean blockedOrDone(Thread t) throws InterruptedException {
-        long deadline = System.nanoTime() + WAIT.toNanos();
+    public static boolean blockedOrDone(Thread t) throws InterruptedException {
+        return blockedOrDone(t, WAIT);
+    }
+
+    /** As {@link #blockedOrDone(Thread)}, giving up after {@code wait}. */
+    public static boolean blockedOrDone(Thread t, Duration wait) throws InterruptedException {
+        long deadline = System.nanoTime() + wait.toNanos();
         long waitingSince = -1;
         while (System.nanoTime() < deadline) {
             Thread.State state = t.getState();
@@ -33,6 +40,6 @@ final class ThreadStates {
             }
             Thread.sleep(1);
         }
-        throw new AssertionError(t.getName() + " neither blocked nor finished within " + WAIT);
+        throw new AssertionError(t.getName() + " neither blocked nor finished within " + wait);
     }
 }
