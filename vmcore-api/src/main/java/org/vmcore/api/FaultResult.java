@@ -14,6 +14,11 @@ public enum FaultResult {
     COW_COPY,
     /** A write to a copy-on-write page that nobody else maps made it writable in place. */
     COW_REUSE,
-    /** The entry is a migration entry: the access must wait until that page's migration ends. */
+    /**
+     * The entry is a migration entry (or the page-cache page it would map is locked by a migration
+     * and the fault may not wait for it, see {@link MigrationWaitException}): the access must wait
+     * until that page's migration ends. {@code AddressSpace.fault} returns it at once; a CPU's
+     * access waits and retries.
+     */
     MIGRATION_WAIT
 }

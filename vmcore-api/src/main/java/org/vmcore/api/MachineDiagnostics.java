@@ -84,7 +84,9 @@ public interface MachineDiagnostics {
      * A Graphviz DOT picture of the page tables of {@code addressSpaces} over {@code [start, end)}:
      * tables, pages, leaf and migration entries, a shared PMD table as one node with an edge from
      * each sharer, and with {@code withTlbs} every CPU's cached translations (stale ones in red).
-     * Render it with {@code dot -Tsvg}.
+     * Render it with {@code dot -Tsvg}. It runs beside other operations (it may be called from a
+     * migration observer or a race hook, mid-operation): while other threads change the tables,
+     * the picture is a snapshot of entries in motion.
      *
      * @param addressSpaces the address spaces to draw
      * @param start the first address

@@ -1,9 +1,12 @@
 package org.vmcore.api;
 
 /**
- * An access, made from a {@link MigrationObserver} on the migrating thread, met a migration
- * entry of the migration in progress. A real CPU would sleep until the migration ends and then
- * retry; retry the access after the migration call returns.
+ * An access met a page under migration where it cannot wait for the migration to end: from a
+ * {@link MigrationObserver} on the migrating thread (the migration of that very page), or from
+ * inside a user callback (a notifier, an observer, an rmap visitor), which runs under the locks of
+ * the operation that called it, locks the migration may need to finish. A real CPU would sleep
+ * until the migration ends and then retry; retry the access after the call that called back
+ * returns. An access outside callbacks waits instead, as migration_entry_wait does.
  */
 public class MigrationWaitException extends VmException {
     private static final long serialVersionUID = 1L;
@@ -18,6 +21,17 @@ public class MigrationWaitException extends VmException {
     public MigrationWaitException(long address) {
         super("the access at 0x" + Long.toHexString(address) + " meets a migration entry of the migration running on this"
                 + " thread; it would sleep until the migration ends: retry it afterwards");
+        this.address = address;
+    }
+
+    /**
+     * The access at {@code address} would wait, for the reason {@code message} gives.
+     *
+     * @param address the virtual address
+     * @param message why it cannot wait
+     */
+    public MigrationWaitException(long address, String message) {
+        super(message);
         this.address = address;
     }
 

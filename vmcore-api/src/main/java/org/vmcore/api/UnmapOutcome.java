@@ -10,7 +10,11 @@ public enum UnmapOutcome {
     UNMAPPED,
     /** The VMA is mlocked and the operation does not ignore mlock: the walk stopped. */
     SKIPPED_MLOCKED,
-    /** The page could not be unmapped from this mapping (an anonymous page without swap): the walk stopped. */
+    /**
+     * The page could not be unmapped from this mapping: an anonymous page without swap, or a
+     * hugetlb page whose file's i_mmap_rwsem or VMA lock another thread held (a parallel fault,
+     * mmap or truncation; try_to_migrate only tries them). The walk stopped.
+     */
     BUSY,
     /** The VMA covers the page but this address space does not map it right now. */
     NOT_MAPPED

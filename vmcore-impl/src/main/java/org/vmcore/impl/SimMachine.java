@@ -63,7 +63,7 @@ public final class SimMachine implements Machine {
     private final MachineLock lock = new MachineLock();
     private final CallbackFailures callbackFailures = new CallbackFailures();
     private final MappingRegistry registry = new MappingRegistry(lock);
-    private final MigratingThread migrating = new MigratingThread();
+    private final MigratingThread migrating = lock.migrating();
     private final StaleDetector detector = new StaleDetector();
     private final AddressSpaceTable spaces;
     private final OperationEnd ops;
@@ -98,10 +98,10 @@ public final class SimMachine implements Machine {
             this.cpuList = List.of(cpus);
             this.shootdown = new TlbShootdown(cpus);
             this.rmapWalk = new RmapWalk(lock, memory, registry);
-            MigrationEntryRefs migrationRefs = new MigrationEntryRefs(lock, memory, registry, rmapWalk, pools);
+            MigrationEntryRefs migrationRefs = new MigrationEntryRefs(lock, memory, rmapWalk, pools);
             TryToUnmap unmap = new TryToUnmap(memory, rmapWalk, shootdown, config);
             RemoveMigrationPtes removeMigrationPtes = new RemoveMigrationPtes(lock, SharedSecrets.memMap(memory), rmapWalk, unmap,
-                    migrationRefs, registry);
+                    migrationRefs);
             this.rmap = new RmapWalkerImpl(lock, callbackFailures, ops, memory.descriptors(), rmapWalk, unmap, removeMigrationPtes);
             this.migration = new MigrationServiceImpl(lock, nodeCount, memory, pools, registry, unmap, removeMigrationPtes,
                     migrationRefs, callbackFailures, ops, migrating);
@@ -265,7 +265,9 @@ public final class SimMachine implements Machine {
 
     @Override
     public String pageTableDot(List<AddressSpace> addressSpaces, long start, long end, boolean withTlbs) {
-        try (MachineLock.Held locked = lock.exclusive()) {
+        // Shared: a picture is drawn from a migration observer or a race hook, mid-operation, while
+        // the other threads run on; it is a snapshot of entries that may be changing.
+        try (MachineLock.Held locked = lock.shared()) {
             ensureOpen();
             return new PageTableGraph(lock, memory, cpuList).drawRequested(addressSpaces, start, end, withTlbs);
         }

@@ -40,25 +40,11 @@ final class SpeculativeRefs {
             throw new InvalidArgumentException("pfn", pfn, "must be below the frame count 0x" + Long.toHexString(memory.frameCount()));
         }
         long head = descriptors.headOf(pfn);
-        if (head < 0 || !tryGetUnlessZero(head)) {
+        if (head < 0 || !descriptors.getUnlessZero(head)) {
             return null;
         }
         held.addToValue(head, 1);
         return new Ref(head);
-    }
-
-    /** get_page_unless_zero: a reference unless the page is free (its count 0) right now. */
-    private boolean tryGetUnlessZero(long head) {
-        while (true) {
-            int count = descriptors.refcount(head);
-            if (count == 0) {
-                return false;
-            }
-            if (descriptors.addRefcount(head, 1) > 1) {
-                return true;
-            }
-            descriptors.addRefcount(head, -1); // it went to zero meanwhile: give the count back
-        }
     }
 
     /** References PFN walkers hold on the page headed by {@code pfn}. */

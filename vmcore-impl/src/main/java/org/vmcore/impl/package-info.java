@@ -12,8 +12,9 @@
  *
  * <pre>
  * machine lock ({@link org.vmcore.impl.base.MachineLock}, a percpu_rw_semaphore: shared by every
- *   |           address-space and file operation, exclusive for migration, rmap walks, memory
- *   |           offline, the invariant checker, the page-table picture and close)
+ *   |           address-space and file operation, migration and the page-table picture;
+ *   |           exclusive for RmapWalker calls, memory offline's scan and isolation, the
+ *   |           invariant checker and close)
  *   +-- mmap_lock (per address space; fork takes the child's nested under the parent's)
  *   |     +-- hugetlb_fault_mutex (hashed by file and page index)
  *   |     |     +-- hugetlb_vma_lock (per hugetlb VMA: read in the fault, write to unshare)
@@ -26,9 +27,20 @@
  *   |     |                       PMD table share it)
  *   |     |                       +-- CPU flushers (the shootdown of a COW fault)
  *   |     +-- anon_vma, page_table_lock, ptl (the anonymous fault, as above)
+ *   |     +-- folio lock (munmap's shmem teardown, after i_mmap_rwsem is released)
+ *   +-- folio lock (PG_locked, {@link org.vmcore.impl.base.FolioLock}: migration holds the old
+ *   |     |        and the new page's from isolation to remap; a fault takes a page-cache page's
+ *   |     |        under its ptl by trylock only, and waits for it with nothing held)
+ *   |     +-- hugetlb_vma_lock, i_mmap_rwsem (a hugetlb page-cache page's walk: both only
+ *   |     |     |                            tried, for write: hugetlb ranks them above it)
+ *   |     |     +-- ptl
+ *   |     +-- i_mmap_rwsem or anon_vma (read: the rmap walks of try_to_migrate and
+ *   |           +-- ptl                 remove_migration_ptes; notifiers are called between
+ *   |                                   them, with only the folio lock held)
  *   +-- i_mmap_rwsem (truncate, with no mmap_lock: a VMA lock only by trylock below it; the
  *         |            VMAs it could not lock are done afterwards in the order above)
  *   +-- hugetlb_fault_mutex (truncate's page-cache removal, after i_mmap_rwsem is released)
+ *         +-- folio lock (remove_inode_single_folio: waits for a migration of the page)
  *
  * leaves and near-leaves, taken under any of the above:
  *   resv_map (HugetlbFileImpl.reservedIndexes' monitor)
@@ -59,9 +71,15 @@
  *       replaced whole): read by the stale detector on CPU threads;
  *   <li>an mm's {@code tlb_flush_pending} ({@code vma.MmStruct}, atomic): raised before the
  *       entries change and dropped after their flush, read by the stale detector on CPU threads;
- *   <li>the migrating thread ({@code base.MigratingThread}) and the machine's closed flag
- *       ({@code MachineLock}): volatile, written under the machine lock held exclusive, read
- *       without it by quick checks;
+ *   <li>the migrating threads ({@code base.MigratingThread}): per thread, behind an atomic
+ *       count that keeps the question at one read while nobody migrates;
+ *   <li>the machine's closed flag ({@code MachineLock}): volatile, written under the machine
+ *       lock held exclusive, read without it by quick checks;
+ *   <li>a page's flags, refcount and mapcount ({@code x86.internal.MemMap}): atomic, since
+ *       faults, zaps and migrations of different address spaces meet on shared pages;
+ *   <li>a VMA's bounds and protection ({@code vma.VmArea}): volatile, written under the rmap
+ *       locks held for write (and the mmap_lock), read by rmap walkers of other address spaces
+ *       under the rmap lock for read; {@code detached} is set before a VMA leaves the rmap;
  *   <li>an mm's RSS and fault counters ({@code vma.MmStruct}, {@code mm.FaultCounts}): atomic,
  *       since faults of one address space run in parallel;
  *   <li>a hugetlb file's size and unlinked flags: volatile, written under i_mmap_rwsem;
@@ -78,7 +96,8 @@
  *       walker or migration) holds the machine lock for the whole operation, shared or
  *       exclusive (see above), and under a shared hold the kernel locks that guard what it
  *       touches: its address space's VMA tree under the mmap_lock, entries under their table's
- *       lock, a file's i_mmap tree under i_mmap_rwsem. Helpers that need a lock assert it.
+ *       lock (every path that changes an entry: faults, zap, mprotect, fork, migration), a
+ *       file's i_mmap tree under i_mmap_rwsem. Helpers that need a lock assert it.
  *       What a thread collects from user callbacks ({@code notifier.CallbackFailures}) and the
  *       closes they ask for are kept per thread.
  *   <li><b>A CPU's thread</b> (the one driving a {@code Cpu}, one at a time) touches without

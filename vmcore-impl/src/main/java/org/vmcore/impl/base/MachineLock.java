@@ -47,6 +47,7 @@ public final class MachineLock {
     private final FaultMutexTable hugetlbFaultMutexes = new FaultMutexTable();
     private final RaceHooks raceHooks = new RaceHooks();
     private final LocklessWalkers locklessWalkers = new LocklessWalkers();
+    private final MigratingThread migrating = new MigratingThread();
     // Written under the exclusive lock; read without it by the quick checks of public methods.
     private volatile boolean closed;
 
@@ -76,8 +77,9 @@ public final class MachineLock {
      */
     public Held exclusive() {
         if (!rw.isWriteLockedByCurrentThread() && rw.readHoldCount() > 0) {
-            throw new IllegalStateException("a machine-wide operation (migration, rmap walk, invariant check, close) was"
-                    + " called from inside a callback of an address-space operation; it would wait for that operation");
+            throw new IllegalStateException("a machine-wide operation (rmap walk, invariant check, memory offline, close)"
+                    + " was called from inside a callback of an operation that runs beside others (an address-space"
+                    + " operation or a migration); it would wait for that operation");
         }
         if (LockDep.ENABLED) {
             LockDep.checkAcquire(MACHINE, this);
@@ -136,6 +138,11 @@ public final class MachineLock {
     /** The lockless page-table walks in progress (GUP-fast) and their barrier. */
     public LocklessWalkers locklessWalkers() {
         return locklessWalkers;
+    }
+
+    /** The threads migrating pages now, and the folios each has locked. */
+    public MigratingThread migrating() {
+        return migrating;
     }
 
     /** Throws ClosedException once the machine is closed. */

@@ -270,7 +270,7 @@ public final class HugetlbFsImpl implements HugetlbFs {
                 KMutex faultMutex = lock.hugetlbFaultMutexes().of(file.mapping().id(), index);
                 faultMutex.lock();
                 try {
-                    long pfn = file.mapping().remove(index);
+                    long pfn = file.mapping().removeLocked(index, descriptors, lock.migrating());
                     if (pfn >= 0 && descriptors.addRefcount(pfn, -1) == 0) {
                         pool.free(pfn);
                     }

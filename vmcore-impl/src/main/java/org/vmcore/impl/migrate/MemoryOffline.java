@@ -132,8 +132,6 @@ final class MemoryOffline {
     }
 
     private void checked(String operation) {
-        try (MachineLock.Held locked = lock.exclusive()) {
-            hook.afterOperation(operation);
-        }
+        hook.afterOperation(operation);
     }
 }

@@ -8,6 +8,7 @@ import org.vmcore.api.MigrationEvent;
 import org.vmcore.api.MigrationObserver;
 import org.vmcore.api.MigrationPhase;
 import org.vmcore.api.PageSize;
+import org.vmcore.impl.base.FolioLock;
 import org.vmcore.impl.base.Initiator;
 import org.vmcore.impl.base.MachineLock;
 import org.vmcore.impl.base.MigratingThread;
@@ -89,28 +90,39 @@ final class MigrateFolio {
         return out;
     }
 
-    /** migrate_pages' retry loop for one folio: up to 10 passes while it answers -EAGAIN, each under the lock. */
-
+    /**
+     * migrate_pages' retry loop for one folio: up to 10 passes while it answers -EAGAIN, each
+     * under the machine lock held shared: other operations go on meanwhile, and only the folio
+     * lock and the rmap and page-table locks the migration takes keep them off this page.
+     */
     int migrateWithRetries(long pfn, int toNode, boolean poisonOld) {
         int rc = -Errno.EAGAIN;
         for (int pass = 0; pass < PASSES && rc == -Errno.EAGAIN; pass++) {
-            try (MachineLock.Held locked = lock.exclusive()) {
+            if (pass > 0) {
+                Thread.yield(); // let the fault or truncation holding the page finish
+            }
+            Throwable failure = null;
+            try (MachineLock.Held locked = lock.shared()) {
                 lock.ensureOpen();
                 try {
                     rc = migrateOne(pfn, toNode, poisonOld);
                 } catch (Throwable e) {
-                    throw hook.operationFailed(e);
+                    failure = e;
                 }
-                hook.operationDone(); // a close a callback asked for happens between pages
             }
-            if (rc == -Errno.EAGAIN) {
-                Thread.onSpinWait();
+            if (failure != null) {
+                throw hook.operationFailed(failure);
             }
+            hook.operationDone(); // a close a callback asked for happens between pages
         }
         return rc;
     }
 
-    /** unmap_and_move for one folio, under the machine lock. */
+    /**
+     * unmap_and_move for one folio, under the machine lock: isolation (a reference unless the
+     * page is free), the folio lock (only tried: a page locked by a fault or another migration
+     * answers -EAGAIN), then the move.
+     */
     int migrateOne(long pfn, int toNode, boolean poisonOld) {
         assert lock.isHeldByCurrentThread();
         int flags = descriptors.flags(pfn);
@@ -120,16 +132,31 @@ final class MigrateFolio {
         if (memory.nodeOf(pfn) == toNode && !poisonOld) {
             return 0;
         }
+        if (!descriptors.getUnlessZero(pfn)) { // isolation: the page stays alive while it is unmapped
+            return -Errno.ENOENT;
+        }
+        if (!FolioLock.tryLock(descriptors, pfn)) {
+            putIsolation(pfn); // a truncation holding the lock may have dropped the cache's reference
+            return -Errno.EAGAIN;
+        }
+        flags = descriptors.flags(pfn); // again, under the lock: it may have left its file meanwhile
+        if ((flags & FrameFlags.ALLOCATED) == 0 || descriptors.mapping(pfn) == 0 || (flags & FrameFlags.HWPOISON) != 0) {
+            FolioLock.unlock(descriptors, pfn);
+            putIsolation(pfn);
+            return -Errno.ENOENT;
+        }
         boolean huge = (flags & FrameFlags.HUGETLB) != 0;
         HugePagePool pool = huge ? pools.poolOf(pfn) : null;
         PageSize size = pool != null ? pool.size() : PageSize.SIZE_4K;
-        if (!descriptors.trySetFlag(pfn, FrameFlags.LOCKED)) {
-            return -Errno.EAGAIN;
-        }
-        descriptors.addRefcount(pfn, 1); // isolation: the page stays alive while it is unmapped
         long target = huge ? pool.allocateOnNode(toNode) : memory.tryAllocate(toNode, 0, false);
         int rc;
-        Thread previous = migrating.enter();
+        migrating.enter(pfn);
+        if (target >= 0) {
+            // the new folio is locked too until its entries are in place (migrate_folio_unmap's
+            // folio_trylock(dst)): a truncation that finds it in the cache after the copy waits
+            FolioLock.tryLock(descriptors, target);
+            migrating.enter(target);
+        }
         FolioFailures move = new FolioFailures(); // this folio's own, settled before it is rethrown
         try {
             if (target < 0) {
@@ -138,8 +165,12 @@ final class MigrateFolio {
                 rc = moveMapped(pfn, target, size, toNode, move);
             }
         } finally {
-            migrating.restore(previous);
-            descriptors.clearFlags(pfn, FrameFlags.LOCKED);
+            if (target >= 0) {
+                migrating.exit();
+                FolioLock.unlock(descriptors, target);
+            }
+            migrating.exit();
+            FolioLock.unlock(descriptors, pfn);
         }
         finish(pfn, target, rc, huge, pool, poisonOld);
         if (move.any()) {
@@ -230,9 +261,7 @@ final class MigrateFolio {
             }
             return;
         }
-        if (descriptors.addRefcount(pfn, -1) == 0) { // put back: drop the isolation reference
-            migrationRefs.releaseIfUnreferenced(pfn); // the last, when the page's mappings went while it was out
-        }
+        putIsolation(pfn); // put back; the last reference when the page's mappings went while it was out
         if (target >= 0) {
             // folio_put of the new page: only its allocation reference is the migration's. A PFN
             // walker that took one meanwhile (Machine.tryGetPage, from an observer) keeps the page
@@ -253,6 +282,13 @@ final class MigrateFolio {
             if (huge) {
                 hugetlbFail.incrementAndGet();
             }
+        }
+    }
+
+    /** Drops the isolation reference; the page goes if it was the last and no migration entry points at it. */
+    private void putIsolation(long pfn) {
+        if (descriptors.addRefcount(pfn, -1) == 0) {
+            migrationRefs.releaseIfUnreferenced(pfn);
         }
     }
 
@@ -288,13 +324,19 @@ final class MigrateFolio {
     }
 
 
-    /** Moves a page-cache slot from {@code oldPfn} to {@code newPfn} (folio_migrate_mapping of a file page). */
+    /**
+     * Moves a page-cache slot from {@code oldPfn} to {@code newPfn} (folio_migrate_mapping of a
+     * file page), under the cache's lock. Pages leave a cache only under their folio lock, which
+     * the migration holds, so the slot still holds the old page.
+     */
     private void replaceInPageCache(FileMapping mapping, long oldPfn, long newPfn) {
         long index = descriptors.index(oldPfn) >>> descriptors.order(oldPfn);
-        if (mapping.find(index) != oldPfn) {
-            throw new IllegalStateException("page cache slot " + index + " does not hold pfn 0x" + Long.toHexString(oldPfn));
+        synchronized (mapping) {
+            if (mapping.find(index) != oldPfn) {
+                throw new IllegalStateException("page cache slot " + index + " does not hold pfn 0x" + Long.toHexString(oldPfn));
+            }
+            mapping.add(index, newPfn);
         }
-        mapping.add(index, newPfn);
     }
 
     /**

@@ -42,7 +42,7 @@ final class MigratePages {
                 continue;
             }
             Set<Long> queue = new LinkedHashSet<>();
-            try (MachineLock.Held locked = lock.exclusive()) {
+            try (MachineLock.Held locked = lock.shared(); MachineLock.Held mmap = mm.mmapRead()) {
                 mm.ensureOpen();
                 int source = fromNodes[i];
                 for (VmArea v : mm.vmaAreas()) {
@@ -65,8 +65,6 @@ final class MigratePages {
     }
 
     private void checked(String operation) {
-        try (MachineLock.Held locked = lock.exclusive()) {
-            hook.afterOperation(operation);
-        }
+        hook.afterOperation(operation);
     }
 }

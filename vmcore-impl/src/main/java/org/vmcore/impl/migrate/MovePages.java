@@ -57,7 +57,7 @@ final class MovePages {
                 start = i;
             }
             long head = -1;
-            try (MachineLock.Held locked = lock.exclusive()) {
+            try (MachineLock.Held locked = lock.shared(); MachineLock.Held mmap = mm.mmapRead()) {
                 mm.ensureOpen();
                 status[i] = lookup(mm, addresses[i], nodes == null ? -1 : nodes[i], moveAll);
                 if (status[i] == QUEUE) {
@@ -137,8 +137,6 @@ final class MovePages {
     }
 
     private void checked(String operation) {
-        try (MachineLock.Held locked = lock.exclusive()) {
-            hook.afterOperation(operation);
-        }
+        hook.afterOperation(operation);
     }
 }

@@ -1,12 +1,14 @@
 package org.vmcore.impl.migrate;
 
-import java.util.List;
 import org.vmcore.api.PageSize;
 import org.vmcore.impl.base.MachineLock;
+import org.vmcore.impl.lock.KMutex;
+import org.vmcore.impl.lock.RwSem;
 import org.vmcore.impl.rmap.MigrationEntryRefs;
 import org.vmcore.impl.rmap.RmapWalk;
 import org.vmcore.impl.rmap.TryToUnmap;
-import org.vmcore.impl.vma.MappingRegistry;
+import org.vmcore.impl.vma.MappingOwner;
+import org.vmcore.impl.vma.MmStruct;
 import org.vmcore.impl.vma.VmArea;
 import org.vmcore.x86.internal.MemMap;
 import org.vmcore.x86.internal.RawPageTable;
@@ -17,8 +19,9 @@ import org.vmcore.x86.pgtable.Pte;
 /**
  * remove_migration_ptes (mm/migrate.c): after a folio was copied (or its migration failed),
  * every migration entry to the old page becomes a present entry again. It may touch the frame
- * descriptors, the mapping registry (to see whether a page still has an owner), the rmap walk
- * and the address spaces' page tables; callers hold the machine lock.
+ * descriptors, the rmap walk (which also tells whether a page still has an owner)
+ * and the address spaces' page tables; callers hold the machine lock (shared, with the folio
+ * lock, for a migration) and no rmap or page-table lock.
  */
 public final class RemoveMigrationPtes {
     private final MachineLock lock;
@@ -26,13 +29,11 @@ public final class RemoveMigrationPtes {
     private final RmapWalk rmap;
     private final TryToUnmap unmap;
     private final MigrationEntryRefs migrationRefs;
-    private final MappingRegistry registry;
 
     public RemoveMigrationPtes(MachineLock lock, MemMap descriptors, RmapWalk rmap, TryToUnmap unmap,
-                               MigrationEntryRefs migrationRefs, MappingRegistry registry) {
+                               MigrationEntryRefs migrationRefs) {
         this.lock = lock;
         this.descriptors = descriptors;
-        this.registry = registry;
         this.rmap = rmap;
         this.unmap = unmap;
         this.migrationRefs = migrationRefs;
@@ -57,31 +58,56 @@ public final class RemoveMigrationPtes {
      */
     public int removeMigrationPtes(long oldPfn, long newPfn) {
         assert lock.isHeldByCurrentThread();
+        MappingOwner owner = rmap.owner(newPfn); // none when the page's mappings all went while it moved
         int restored = 0;
-        long index = descriptors.index(newPfn);
-        boolean owned = registry.owner(descriptors.mapping(newPfn)) != null;
-        for (VmArea vma : owned ? rmap.candidates(newPfn) : List.<VmArea>of()) {
-            long address = vma.address(index);
-            if (address < 0) {
-                continue;
+        if (owner != null) {
+            RwSem rmapLock = RmapWalk.lockOf(owner);
+            rmapLock.downRead(); // rmap_walk's lock: no VMA of the page leaves (nor its tables) meanwhile
+            try {
+                restored = restore(owner, oldPfn, newPfn);
+            } finally {
+                rmapLock.upRead();
             }
-            PageSize size = vma.pageSize();
-            RawPageTable table = vma.owner().pageTable();
-            long slot = table.slot(address, Level.ofLeaf(size));
-            long e = slot < 0 ? 0 : table.readSlot(slot);
-            if (!MigrationEntry.isMigration(e) || MigrationEntry.pfn(e) != oldPfn) {
-                continue; // unshared sharers have no table here; a shared table is restored once
-            }
-            boolean writable = MigrationEntry.isWrite(e) && vma.protection().write();
-            long flags = vma.pteProtection(writable) | (MigrationEntry.young(e) ? Pte.ACCESSED : 0)
-                    | (MigrationEntry.dirty(e) ? Pte.DIRTY : 0);
-            table.compareAndSetSlot(slot, e, Pte.leaf(newPfn, size, flags));
-            descriptors.addMapcount(newPfn, 1);
-            descriptors.addRefcount(newPfn, 1);
-            restored++;
         }
         if (oldPfn != newPfn) {
             migrationRefs.releaseIfUnreferenced(oldPfn); // only the entries held it
+        }
+        return restored;
+    }
+
+    /** remove_migration_pte for each VMA, each entry under its page-table lock. */
+    private int restore(MappingOwner owner, long oldPfn, long newPfn) {
+        int restored = 0;
+        long index = descriptors.index(newPfn);
+        for (VmArea vma : rmap.candidates(owner, newPfn)) {
+            long address = vma.address(index);
+            if (address < 0 || vma.detached()) {
+                continue;
+            }
+            PageSize size = vma.pageSize();
+            MmStruct mm = vma.owner();
+            RawPageTable table = mm.pageTable();
+            long slot = table.slot(address, Level.ofLeaf(size));
+            if (slot < 0) {
+                continue;
+            }
+            KMutex ptl = size == PageSize.SIZE_1G ? mm.pageTableLock() : mm.lock().ptLocks().ofSlot(slot);
+            ptl.lock();
+            try {
+                long e = table.readSlot(slot);
+                if (!MigrationEntry.isMigration(e) || MigrationEntry.pfn(e) != oldPfn) {
+                    continue; // unshared sharers have no table here; a shared table is restored once
+                }
+                boolean writable = MigrationEntry.isWrite(e) && vma.protection().write();
+                long flags = vma.pteProtection(writable) | (MigrationEntry.young(e) ? Pte.ACCESSED : 0)
+                        | (MigrationEntry.dirty(e) ? Pte.DIRTY : 0);
+                descriptors.addMapcount(newPfn, 1);
+                descriptors.addRefcount(newPfn, 1);
+                table.compareAndSetSlot(slot, e, Pte.leaf(newPfn, size, flags));
+                restored++;
+            } finally {
+                ptl.unlock();
+            }
         }
         return restored;
     }

@@ -7,6 +7,7 @@ import org.vmcore.api.PageSize;
 import org.vmcore.api.RacePoint;
 import org.vmcore.api.SegmentationFaultException;
 import org.vmcore.api.VmaKind;
+import org.vmcore.impl.base.FolioLock;
 import org.vmcore.impl.base.Initiator;
 import org.vmcore.impl.base.RaceHooks;
 import org.vmcore.impl.hugetlb.HugetlbFileImpl;
@@ -136,7 +137,27 @@ final class FaultHandler {
         return FaultResult.NEW_PAGE;
     }
 
+    /**
+     * shmem_fault: maps the page-cache page of the index, adding a new one if there is none. The
+     * page is mapped under its folio lock; when another thread holds that (a migration, or a
+     * fault of another address space mapping it), the fault waits for it with nothing held and
+     * tries again, or, where it must not wait, reports {@link FaultResult#MIGRATION_WAIT}.
+     */
     private FaultResult shmemFault(VmArea vma, long addr, boolean write) {
+        while (true) {
+            FaultResult result = shmemFaultOnce(vma, addr, write);
+            if (result != null) {
+                return result;
+            }
+            long pfn = vma.mapping().find(vma.linearPageIndex(addr));
+            if (pfn >= 0 && !mm.waitForFolio(pfn)) {
+                return FaultResult.MIGRATION_WAIT;
+            }
+        }
+    }
+
+    /** One try of {@link #shmemFault}; null when the page's folio lock was taken. */
+    private FaultResult shmemFaultOnce(VmArea vma, long addr, boolean write) {
         FileMapping mapping = vma.mapping();
         long index = vma.linearPageIndex(addr);
         long fresh = -1;
@@ -166,6 +187,7 @@ final class FaultHandler {
                 synchronized (mapping) { // two address spaces may fault the same index: one page gets in
                     pfn = mapping.find(index);
                     if (pfn < 0 && fresh >= 0) {
+                        FolioLock.tryLock(descriptors, fresh); // a new page goes into the cache locked
                         mapping.add(index, fresh);
                         pfn = fresh;
                         fresh = -1;
@@ -179,9 +201,16 @@ final class FaultHandler {
             if (pfn < 0) {
                 return FaultResult.ALREADY_MAPPED; // filled by another fault (or the page went): the access retries
             }
-            table.compareAndSetSlot(slot, 0, Pte.leaf(pfn, PageSize.SIZE_4K, leafFlags(vma, vma.protection().write(), write)));
-            descriptors.addMapcount(pfn, 1);
-            descriptors.addRefcount(pfn, 1);
+            if (!inserted && !FolioLock.tryLock(descriptors, pfn)) {
+                return null; // being migrated, or mapped by another fault: wait without the lock
+            }
+            try {
+                table.compareAndSetSlot(slot, 0, Pte.leaf(pfn, PageSize.SIZE_4K, leafFlags(vma, vma.protection().write(), write)));
+                descriptors.addMapcount(pfn, 1);
+                descriptors.addRefcount(pfn, 1);
+            } finally {
+                FolioLock.unlock(descriptors, pfn); // finish_fault's folio_unlock: mapped and counted
+            }
             mm.addShmemPages(1);
             return inserted ? FaultResult.NEW_PAGE : FaultResult.PAGE_CACHE;
         } finally {
@@ -229,9 +258,7 @@ final class FaultHandler {
         memory.contents().copy(pfn, copy, size.frames());
         Initiator.pageCopy(size.bytes());
         long entry = Pte.leaf(copy, size, leafFlags(vma, true, true));
-        if (!huge) {
-            mm.pages.anonVmaPrepare(vma); // before the page-table lock
-        }
+        mm.pages.anonVmaPrepare(vma); // before the page-table lock: the anon_vma lock ranks above it
         // wp_page_copy / hugetlb_wp: notify, replace the entry, flush the old translation everywhere.
         try (Invalidation inv = Invalidation.startCompleting(mm.notifiers(), addr, addr + size.bytes(), NotifierEvent.CLEAR)) {
             ptl.lock();

@@ -6,6 +6,7 @@ import org.vmcore.impl.notifier.Invalidation;
 import org.vmcore.impl.vma.AnonVma;
 import org.vmcore.impl.vma.MmStruct;
 import org.vmcore.impl.vma.VmArea;
+import org.vmcore.x86.internal.MemMap;
 import org.vmcore.x86.internal.RawPageTable;
 import org.vmcore.x86.internal.SharedSecrets;
 import org.vmcore.x86.pgtable.Level;
@@ -136,7 +137,9 @@ final class Fork {
         PageSize size = parent.pageSize();
         Level leaf = Level.ofLeaf(size);
         MmStruct childMm = child.owner();
-        PageOps.forEachLeaf(parent, parent.start(), parent.end(), (va, slot, e) -> {
+        // copy_pte_range: each parent table under its lock, so that a migration of one of its
+        // pages (which meets the child's VMA through the rmap too) sees an entry copied or not yet
+        PageOps.forEachLeafLocked(parent, parent.start(), parent.end(), (va, slot, e) -> {
             if (MigrationEntry.isMigration(e)) {
                 copyNonpresentPte(from, slot, e, to, va, leaf, childMm, size);
                 return;
@@ -149,10 +152,18 @@ final class Fork {
                 e = from.readSlot(slot);
                 wp = e & ~Pte.RW;
             }
-            to.install(va, leaf, wp);
             long pfn = Pte.pfn(e, size);
-            SharedSecrets.memMap(ctx.memory()).addMapcount(pfn, 1);
-            SharedSecrets.memMap(ctx.memory()).addRefcount(pfn, 1);
+            // counted before the child's entry exists: a walker that unmaps it finds the count to drop
+            MemMap d = SharedSecrets.memMap(ctx.memory());
+            d.addMapcount(pfn, 1);
+            d.addRefcount(pfn, 1);
+            try {
+                to.install(va, leaf, wp);
+            } catch (RuntimeException ex) { // no table for the child's entry: the counts go back
+                d.addMapcount(pfn, -1);
+                d.addRefcount(pfn, -1);
+                throw ex;
+            }
             if (size == PageSize.SIZE_4K) {
                 childMm.addAnonPages(1);
             } else {

@@ -8,6 +8,7 @@ import org.vmcore.api.RacePoint;
 import org.vmcore.api.Regression;
 import org.vmcore.api.SegmentationFaultException;
 import org.vmcore.api.VmaKind;
+import org.vmcore.impl.base.FolioLock;
 import org.vmcore.impl.base.Initiator;
 import org.vmcore.impl.base.RaceHooks;
 import org.vmcore.impl.hugetlb.HugePagePool;
@@ -60,6 +61,21 @@ final class HugetlbFault {
      * being unshared until the entry is filled (not held with {@link Regression#PRE_C0D0381A}).
      */
     FaultResult hugetlbFault(VmArea vma, long addr, boolean write) {
+        while (true) {
+            FaultResult result = hugetlbFaultOnce(vma, addr, write);
+            if (result != null) {
+                return result;
+            }
+            // The page-cache page is locked (being migrated): wait with nothing held, then retry.
+            long pfn = vma.mapping().find(vma.hugePageIndex(addr));
+            if (pfn >= 0 && !mm.waitForFolio(pfn)) {
+                return FaultResult.MIGRATION_WAIT;
+            }
+        }
+    }
+
+    /** One try of {@link #hugetlbFault}; null when the page-cache page's folio lock was taken. */
+    private FaultResult hugetlbFaultOnce(VmArea vma, long addr, boolean write) {
         KMutex faultMutex = faultMutexes.of(vma.mapping().id(), vma.hugePageIndex(addr));
         faultMutex.lock();
         try {
@@ -103,33 +119,53 @@ final class HugetlbFault {
                     SegmentationFaultException.Cause.HUGETLB_RESV_UNMAPPED);
         }
         HugetlbFileImpl file = HugetlbFileImpl.of(vma);
-        HugePagePool pool = file.pool();
         long index = vma.hugePageIndex(addr);
         if (index >= file.pageCount()) {
             throw new SegmentationFaultException(addr, write ? Access.WRITE : Access.READ,
                     SegmentationFaultException.Cause.BEYOND_EOF);
         }
         long cached = file.mapping().find(index);
-        if (vma.kind() == VmaKind.HUGETLB_SHARED) {
-            boolean fresh = cached < 0;
-            long pfn = cached;
-            boolean reserved = false;
-            if (fresh) {
-                synchronized (file.reservedIndexes()) {
-                    reserved = file.reservedIndexes().contains(index);
-                }
-                pfn = pool.allocate(mm.homeNode(), reserved);
-                if (pfn < 0) {
-                    throw new OutOfMemoryException("hugetlb pool of " + size.label() + " pages is empty (fault at 0x"
-                            + Long.toHexString(addr) + " in mm" + mm.id() + ")");
-                }
-                descriptors.setFlags(pfn, FrameFlags.UPTODATE);
-                descriptors.setMapping(pfn, file.mapping().id(), index << size.order());
+        // filemap_lock_hugetlb_folio: a page-cache page is mapped (or copied) under its folio lock,
+        // which a migration of it holds from before its unmap to after its remap.
+        if (cached >= 0 && !FolioLock.tryLock(descriptors, cached)) {
+            return null;
+        }
+        try {
+            return vma.kind() == VmaKind.HUGETLB_SHARED ? sharedNoPage(vma, addr, slot, write, file, index, cached)
+                    : privateNoPage(vma, addr, slot, write, cached);
+        } finally {
+            if (cached >= 0) {
+                FolioLock.unlock(descriptors, cached);
             }
+        }
+    }
+
+    /** hugetlb_no_page of a shared mapping: the page-cache page, or a new one added to the cache. */
+    private FaultResult sharedNoPage(VmArea vma, long addr, long slot, boolean write, HugetlbFileImpl file, long index,
+                                     long cached) {
+        PageSize size = vma.pageSize();
+        HugePagePool pool = file.pool();
+        boolean fresh = cached < 0;
+        long pfn = cached;
+        boolean reserved = false;
+        if (fresh) {
+            synchronized (file.reservedIndexes()) {
+                reserved = file.reservedIndexes().contains(index);
+            }
+            pfn = pool.allocate(mm.homeNode(), reserved);
+            if (pfn < 0) {
+                throw new OutOfMemoryException("hugetlb pool of " + size.label() + " pages is empty (fault at 0x"
+                        + Long.toHexString(addr) + " in mm" + mm.id() + ")");
+            }
+            descriptors.setFlags(pfn, FrameFlags.UPTODATE | FrameFlags.LOCKED); // a new page enters the cache locked
+            descriptors.setMapping(pfn, file.mapping().id(), index << size.order());
+        }
+        try {
             try {
                 installHuge(addr, slot, pfn, size, FaultHandler.leafFlags(vma, vma.protection().write(), write));
             } catch (RuntimeException ex) {
                 if (fresh) {
+                    descriptors.clearFlags(pfn, FrameFlags.LOCKED);
                     pool.free(pfn);
                     if (reserved) {
                         pool.reserve(1);
@@ -147,9 +183,21 @@ final class HugetlbFault {
             }
             descriptors.addMapcount(pfn, 1);
             descriptors.addRefcount(pfn, 1);
-            mm.addHugetlbBytes(size.bytes());
-            return fresh ? FaultResult.NEW_PAGE : FaultResult.PAGE_CACHE;
+        } finally {
+            if (fresh) {
+                FolioLock.unlock(descriptors, pfn);
+            }
         }
+        mm.addHugetlbBytes(size.bytes());
+        return fresh ? FaultResult.NEW_PAGE : FaultResult.PAGE_CACHE;
+    }
+
+    /**
+     * hugetlb_no_page of a private mapping: a read maps the file's page until the mapping writes;
+     * a write (or a page the file lacks) gets a private anonymous page, copied from the file's.
+     */
+    private FaultResult privateNoPage(VmArea vma, long addr, long slot, boolean write, long cached) {
+        PageSize size = vma.pageSize();
         if (cached >= 0 && !write) { // a private mapping reads the file's page until it writes
             installHuge(addr, slot, cached, size, FaultHandler.leafFlags(vma, false, false));
             descriptors.addMapcount(cached, 1);

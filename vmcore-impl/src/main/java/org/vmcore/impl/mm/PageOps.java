@@ -7,8 +7,10 @@ import org.vmcore.api.Protection;
 import org.vmcore.api.VmaKind;
 import org.vmcore.impl.hugetlb.HugetlbPools;
 import org.vmcore.impl.hugetlb.PmdSharing;
+import org.vmcore.impl.lock.KMutex;
 import org.vmcore.impl.vma.AnonVma;
 import org.vmcore.impl.vma.MappingRegistry;
+import org.vmcore.impl.vma.MmStruct;
 import org.vmcore.impl.vma.VmArea;
 import org.vmcore.x86.internal.MemMap;
 import org.vmcore.x86.internal.RawPageTable;
@@ -59,18 +61,48 @@ final class PageOps {
 
     /**
      * Calls {@code visitor} for every non-empty leaf slot of {@code vma}'s page size in
-     * {@code [from, to)}, skipping missing tables a whole table span at a time.
+     * {@code [from, to)}, skipping missing tables a whole table span at a time. For reading only:
+     * the entries may change under it (faults of other address spaces through a shared table, a
+     * migration); a path that changes them uses {@link #forEachLeafLocked}.
      */
     static void forEachLeaf(VmArea vma, long from, long to, LeafVisitor visitor) {
-        RawPageTable table = vma.owner().pageTable();
+        walkLeaves(vma, from, to, visitor, false);
+    }
+
+    /**
+     * As {@link #forEachLeaf}, with each table's page-table lock held while its entries are
+     * visited (zap_pte_range, change_pte_range, copy_pte_range): a migration of one of the pages,
+     * which holds only the rmap and page-table locks, sees each entry before or after, never
+     * half changed. The visitor must take no other page-table lock and no sleeping lock.
+     */
+    static void forEachLeafLocked(VmArea vma, long from, long to, LeafVisitor visitor) {
+        walkLeaves(vma, from, to, visitor, true);
+    }
+
+    private static void walkLeaves(VmArea vma, long from, long to, LeafVisitor visitor, boolean locked) {
+        MmStruct mm = vma.owner();
+        RawPageTable table = mm.pageTable();
         PageSize size = vma.pageSize();
         Level leaf = Level.ofLeaf(size);
         if (size == PageSize.SIZE_1G) {
+            KMutex ptl = locked ? mm.pageTableLock() : null; // 1 GiB entries live under page_table_lock
             for (long va = from; va < to; va += size.bytes()) {
                 long slot = table.slot(va, leaf);
-                long e = slot < 0 ? 0 : table.readSlot(slot);
-                if (!Pte.isNone(e)) {
-                    visitor.visit(va, slot, e);
+                if (slot < 0) {
+                    continue;
+                }
+                if (ptl != null) {
+                    ptl.lock();
+                }
+                try {
+                    long e = table.readSlot(slot);
+                    if (!Pte.isNone(e)) {
+                        visitor.visit(va, slot, e);
+                    }
+                } finally {
+                    if (ptl != null) {
+                        ptl.unlock();
+                    }
                 }
             }
             return;
@@ -83,11 +115,21 @@ final class PageOps {
             if (base < 0) {
                 continue;
             }
-            for (long va = first; va < last; va += size.bytes()) {
-                long slot = base + (((va - first) >>> size.shift()) << 3);
-                long e = table.readSlot(slot);
-                if (!Pte.isNone(e)) {
-                    visitor.visit(va, slot, e);
+            KMutex ptl = locked ? mm.lock().ptLocks().ofSlot(base) : null;
+            if (ptl != null) {
+                ptl.lock();
+            }
+            try {
+                for (long va = first; va < last; va += size.bytes()) {
+                    long slot = base + (((va - first) >>> size.shift()) << 3);
+                    long e = table.readSlot(slot);
+                    if (!Pte.isNone(e)) {
+                        visitor.visit(va, slot, e);
+                    }
+                }
+            } finally {
+                if (ptl != null) {
+                    ptl.unlock();
                 }
             }
         }
@@ -127,7 +169,7 @@ final class PageOps {
                 PmdSharing.hugePmdUnshare(vma, Math.max(window, from));
             }
         }
-        forEachLeaf(vma, from, to, (va, slot, e) -> {
+        forEachLeafLocked(vma, from, to, (va, slot, e) -> {
             if (!Pte.isPresent(e)) {
                 return; // swap or migration entries keep their own permissions
             }

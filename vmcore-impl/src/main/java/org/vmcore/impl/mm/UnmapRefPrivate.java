@@ -3,6 +3,7 @@ package org.vmcore.impl.mm;
 import org.vmcore.api.NotifierEvent;
 import org.vmcore.api.PageSize;
 import org.vmcore.api.VmaKind;
+import org.vmcore.impl.lock.KMutex;
 import org.vmcore.impl.notifier.Invalidation;
 import org.vmcore.impl.tlb.TlbShootdown;
 import org.vmcore.impl.vma.MmStruct;
@@ -66,11 +67,21 @@ final class UnmapRefPrivate {
         }
         try (Invalidation inv = completing ? Invalidation.startCompleting(mm.notifiers(), va, va + size.bytes(), NotifierEvent.UNMAP)
                 : Invalidation.start(mm.notifiers(), va, va + size.bytes(), NotifierEvent.UNMAP)) {
-            table.getAndClearSlot(slot);
-            vma.setReservationUnmapped();
-            mm.addHugetlbBytes(-size.bytes());
-            shootdown.flushTlbMmRange(mm, va, va + size.bytes(), size.shift());
-            pages.putMapped(pfn, true);
+            KMutex ptl = size == PageSize.SIZE_1G ? mm.pageTableLock() : mm.lock().ptLocks().ofSlot(slot);
+            ptl.lock(); // a migration of the page (under the anon_vma lock only) may have replaced the entry
+            try {
+                long cur = table.readSlot(slot);
+                if (!Pte.isPresent(cur) || Pte.pfn(cur, size) != pfn) {
+                    return false;
+                }
+                table.getAndClearSlot(slot);
+                vma.setReservationUnmapped();
+                mm.addHugetlbBytes(-size.bytes());
+                shootdown.flushTlbMmRange(mm, va, va + size.bytes(), size.shift());
+                pages.putMapped(pfn, true);
+            } finally {
+                ptl.unlock();
+            }
         }
         return true;
     }

@@ -38,6 +38,9 @@ final class Young {
                 long cur = e;
                 while (!table.compareAndSetSlot(slot, cur, cur & ~Pte.ACCESSED)) {
                     cur = table.readSlot(slot);
+                    if (!Pte.isPresent(cur)) {
+                        break; // a migration (which takes no mmap_lock) replaced the entry meanwhile
+                    }
                 }
                 if (flush) {
                     shootdown.flushTlbMmRange(mm, addr, addr + size.bytes(), size.shift());

@@ -1,5 +1,6 @@
 package org.vmcore.impl.mm;
 
+import org.eclipse.collections.impl.list.mutable.primitive.LongArrayList;
 import org.vmcore.api.NotifierEvent;
 import org.vmcore.api.PageSize;
 import org.vmcore.api.Regression;
@@ -14,6 +15,7 @@ import org.vmcore.impl.tlb.TlbGather;
 import org.vmcore.impl.vma.FileMapping;
 import org.vmcore.impl.vma.VmArea;
 import org.vmcore.x86.internal.RawPageTable;
+import org.vmcore.x86.internal.SharedSecrets;
 import org.vmcore.x86.pgtable.MigrationEntry;
 import org.vmcore.x86.pgtable.Pte;
 
@@ -107,7 +109,8 @@ final class Zap {
         if (vma.reservationOwner() && releaseReservations) {
             HugetlbReservation.releasePrivate(vma, from, to);
         }
-        PageOps.forEachLeaf(vma, from, to, (va, slot, e) -> {
+        LongArrayList orphans = new LongArrayList(0);
+        PageOps.forEachLeafLocked(vma, from, to, (va, slot, e) -> {
             table.getAndClearSlot(slot);
             gather.add(va, va + size.bytes(), size.shift());
             if (Pte.isPresent(e)) {
@@ -115,15 +118,27 @@ final class Zap {
                 pages.putMapped(Pte.pfn(e, size), true);
             } else if (MigrationEntry.isMigration(e)) {
                 mm.hugetlbCountSub(size.bytes());
-                migrationRefs.releaseIfUnreferenced(MigrationEntry.pfn(e));
+                orphans.add(MigrationEntry.pfn(e));
             }
         });
+        releaseIfUnreferenced(orphans);
+    }
+
+    /**
+     * After the page-table locks are dropped (the check walks the page's rmap, whose locks come
+     * before them): frees the pages of the migration entries just cleared that nothing holds.
+     */
+    private void releaseIfUnreferenced(LongArrayList orphans) {
+        for (int i = 0; i < orphans.size(); i++) {
+            migrationRefs.releaseIfUnreferenced(orphans.get(i));
+        }
     }
 
     private void zapAnon(VmArea vma, long from, long to, TlbGather gather) {
         RawPageTable table = mm.pageTable();
         long[] rss = {0}; // add_mm_rss_vec: the counter changes once per range, not per page
-        PageOps.forEachLeaf(vma, from, to, (va, slot, e) -> {
+        LongArrayList orphans = new LongArrayList(0);
+        PageOps.forEachLeafLocked(vma, from, to, (va, slot, e) -> {
             table.getAndClearSlot(slot);
             gather.add(va, va + 4096, 12);
             boolean migration = MigrationEntry.isMigration(e);
@@ -133,9 +148,10 @@ final class Zap {
             if (Pte.isPresent(e)) {
                 pages.putMapped(Pte.pfn(e), false);
             } else if (migration) {
-                migrationRefs.releaseIfUnreferenced(MigrationEntry.pfn(e));
+                orphans.add(MigrationEntry.pfn(e));
             }
         });
+        releaseIfUnreferenced(orphans);
         if (vma.kind() == VmaKind.ANONYMOUS_SHARED) {
             mm.addShmemPages(-rss[0]);
         } else {
@@ -176,17 +192,26 @@ final class Zap {
         }
         if (v.kind() == VmaKind.ANONYMOUS_SHARED) {
             FileMapping shmem = v.mapping();
-            shmem.iMmapRwsem().downWrite(); // a forked sibling may map the object still, or again
+            shmem.iMmapRwsem().downWrite(); // a forked sibling may map the object still
             try {
                 if (!shmem.iMmap().isEmpty()) {
                     return;
                 }
-                synchronized (shmem) {
-                    shmem.pageCache().forEachValue(pfn -> mm.pages.putReference(pfn, false));
-                    shmem.pageCache().clear();
-                }
             } finally {
                 shmem.iMmapRwsem().upWrite();
+            }
+            // shmem_evict_inode: nothing maps the object, and nothing can map it again (only its
+            // VMAs reach it). Its pages go one by one under their folio locks, without i_mmap_rwsem,
+            // which a migration holding one of those locks may need to finish.
+            long[] indexes;
+            synchronized (shmem) {
+                indexes = shmem.pageCache().keySet().toArray();
+            }
+            for (long index : indexes) {
+                long pfn = shmem.removeLocked(index, SharedSecrets.memMap(ctx.memory()), ctx.migrating());
+                if (pfn >= 0) {
+                    mm.pages.putReference(pfn, false);
+                }
             }
             ctx.registry().unregister(shmem.id());
         }

@@ -1,11 +1,15 @@
 package org.vmcore.impl.rmap;
 
 import org.vmcore.impl.base.MachineLock;
+import org.vmcore.impl.base.FolioLock;
 import org.vmcore.impl.hugetlb.HugePagePool;
 import org.vmcore.impl.hugetlb.HugetlbPools;
-import org.vmcore.impl.vma.MappingRegistry;
+import org.vmcore.impl.lock.RwSem;
+import org.vmcore.impl.vma.MappingOwner;
 import org.vmcore.impl.vma.VmArea;
+import org.vmcore.x86.internal.MemMap;
 import org.vmcore.x86.internal.RawPageTable;
+import org.vmcore.x86.internal.SharedSecrets;
 import org.vmcore.x86.mem.FrameDescriptors;
 import org.vmcore.x86.mem.FrameFlags;
 import org.vmcore.x86.mem.PhysicalMemory;
@@ -25,23 +29,23 @@ import org.vmcore.x86.pgtable.MigrationEntry;
  * clearing it, which frees the page once neither holds it; a page still in a page cache has the
  * cache's reference and stays there.
  *
- * <p>It may touch physical memory, the hugetlb pools, the mapping registry and the rmap walk.
+ * <p>It may touch physical memory, the hugetlb pools and the rmap walk.
  * Callers hold the machine lock.
  */
 public final class MigrationEntryRefs {
     private final MachineLock lock;
     private final PhysicalMemory memory;
     private final FrameDescriptors descriptors;
-    private final MappingRegistry registry;
+    private final MemMap memMap;
     private final RmapWalk rmap;
     private final HugetlbPools pools;
 
-    public MigrationEntryRefs(MachineLock lock, PhysicalMemory memory, MappingRegistry registry, RmapWalk rmap,
+    public MigrationEntryRefs(MachineLock lock, PhysicalMemory memory, RmapWalk rmap,
                               HugetlbPools pools) {
         this.lock = lock;
         this.memory = memory;
         this.descriptors = memory.descriptors();
-        this.registry = registry;
+        this.memMap = SharedSecrets.memMap(memory);
         this.rmap = rmap;
         this.pools = pools;
     }
@@ -52,24 +56,30 @@ public final class MigrationEntryRefs {
      */
     public boolean pointedAt(long pfn) {
         assert lock.isHeldByCurrentThread();
-        long mapping = descriptors.mapping(pfn);
-        if (mapping == 0 || registry.owner(mapping) == null) {
+        MappingOwner owner = rmap.owner(pfn);
+        if (owner == null) {
             return false; // no VMA links the page's anon_vma or file any more, so no entry is left
         }
-        long index = descriptors.index(pfn);
-        for (VmArea vma : rmap.candidates(pfn)) {
-            long address = vma.address(index);
-            if (address < 0) {
-                continue;
+        RwSem rmapLock = RmapWalk.lockOf(owner);
+        rmapLock.downRead(); // the VMAs listed keep their tables while they are read
+        try {
+            long index = descriptors.index(pfn);
+            for (VmArea vma : rmap.candidates(owner, pfn)) {
+                long address = vma.address(index);
+                if (address < 0 || vma.detached()) {
+                    continue;
+                }
+                RawPageTable table = vma.owner().pageTable();
+                long slot = table.slot(address, Level.ofLeaf(vma.pageSize()));
+                long e = slot < 0 ? 0 : table.readSlot(slot);
+                if (MigrationEntry.isMigration(e) && MigrationEntry.pfn(e) == pfn) {
+                    return true;
+                }
             }
-            RawPageTable table = vma.owner().pageTable();
-            long slot = table.slot(address, Level.ofLeaf(vma.pageSize()));
-            long e = slot < 0 ? 0 : table.readSlot(slot);
-            if (MigrationEntry.isMigration(e) && MigrationEntry.pfn(e) == pfn) {
-                return true;
-            }
+            return false;
+        } finally {
+            rmapLock.upRead();
         }
-        return false;
     }
 
     /**
@@ -78,8 +88,17 @@ public final class MigrationEntryRefs {
      */
     public void releaseIfUnreferenced(long pfn) {
         assert lock.isHeldByCurrentThread();
+        if ((descriptors.flags(pfn) & FrameFlags.ALLOCATED) == 0 || descriptors.refcount(pfn) != 0) {
+            return;
+        }
+        // Two threads may clear the page's last two entries at once (two exits): the folio lock
+        // lets one of them decide. A migration holds it too, but also holds a reference.
+        if (!FolioLock.tryLock(memMap, pfn)) {
+            return;
+        }
         int flags = descriptors.flags(pfn);
         if ((flags & FrameFlags.ALLOCATED) == 0 || descriptors.refcount(pfn) != 0 || pointedAt(pfn)) {
+            FolioLock.unlock(memMap, pfn);
             return;
         }
         if ((flags & FrameFlags.HUGETLB) != 0) {
@@ -87,8 +106,9 @@ public final class MigrationEntryRefs {
             if (!pool.isFree(pfn)) {
                 pool.free(pfn);
             }
+            FolioLock.unlock(memMap, pfn); // a pool page keeps its descriptor: a second caller finds it free
         } else {
-            memory.free(pfn);
+            memory.free(pfn); // clears the descriptor, the lock bit with it
         }
     }
 }

@@ -4,13 +4,13 @@ import java.util.ArrayList;
 import java.util.List;
 import org.vmcore.api.InvalidArgumentException;
 import org.vmcore.impl.base.MachineLock;
+import org.vmcore.impl.lock.RwSem;
 import org.vmcore.impl.vma.AnonVma;
 import org.vmcore.impl.vma.FileMapping;
 import org.vmcore.impl.vma.MappingOwner;
 import org.vmcore.impl.vma.MappingRegistry;
 import org.vmcore.impl.vma.VmArea;
 import org.vmcore.x86.mem.FrameDescriptors;
-import org.vmcore.x86.mem.FrameFlags;
 import org.vmcore.x86.mem.PhysicalMemory;
 
 /**
@@ -19,7 +19,7 @@ import org.vmcore.x86.mem.PhysicalMemory;
  * which fork chains link to every descendant's VMA.
  *
  * <p>It may touch the frame descriptors and the {@link MappingRegistry}; callers hold the
- * machine lock.
+ * machine lock (shared: the rmap locks guard the lists it reads).
  */
 public final class RmapWalk {
     /** rmap_one with access to the VMA, for the engine's own walks (unmap, migration). */
@@ -42,14 +42,20 @@ public final class RmapWalk {
     /**
      * Walks the candidate VMAs of the page headed by {@code pfn} in tree order, calling
      * {@code visitor} for each; stops when it returns false or when the page's mapcount is zero
-     * after a visit. The caller holds the machine lock.
+     * after a visit. The candidates are taken under the page's rmap lock; the visitor runs
+     * without it and takes what it needs itself, checking first that the VMA is still there
+     * ({@link VmArea#detached()}, its address unchanged). The caller holds the machine lock.
      *
      * @return the number of VMAs visited
      */
     public int walkVmas(long pfn, VmaVisitor visitor) {
         assert lock.isHeldByCurrentThread();
         lock.ensureOpen();
-        List<VmArea> candidates = candidates(pfn);
+        MappingOwner owner = owner(pfn);
+        if (owner == null) {
+            return 0; // its last mapping went (and its anon_vma with it) since the caller looked
+        }
+        List<VmArea> candidates = candidates(owner, pfn);
         FrameDescriptors d = memory.descriptors();
         int visited = 0;
         long index = d.index(pfn);
@@ -69,30 +75,59 @@ public final class RmapWalk {
         return visited;
     }
 
-    /** The VMAs that could map the page, in the order rmap_walk visits them. */
+    /**
+     * The anon_vma or file of the page headed by {@code pfn}, or null when it has none or it is
+     * gone (an anon_vma goes with its last VMA, even while a page under migration still names it).
+     */
+    public MappingOwner owner(long pfn) {
+        long mapping = memory.descriptors().mapping(pfn);
+        return mapping == 0 ? null : registry.owner(mapping);
+    }
+
+    /** The rmap lock of {@code owner}: a file's i_mmap_rwsem, or an anon_vma family's rwsem. */
+    public static RwSem lockOf(MappingOwner owner) {
+        return owner instanceof AnonVma anonVma ? anonVma.rwsem() : ((FileMapping) owner).iMmapRwsem();
+    }
+
+    /**
+     * The VMAs that could map the page, in the order rmap_walk visits them (for the public
+     * rmap calls: a pfn that heads no owned page is refused).
+     */
     public List<VmArea> candidates(long pfn) {
         if (!memory.isValidPfn(pfn)) {
             throw new InvalidArgumentException("pfn", pfn, "must be inside memory");
         }
-        FrameDescriptors d = memory.descriptors();
-        long mapping = d.mapping(pfn);
-        MappingOwner owner = mapping == 0 ? null : registry.owner(mapping);
+        MappingOwner owner = owner(pfn);
         if (owner == null) {
             throw new InvalidArgumentException("pfn", pfn, "must head a page that is mapped or in a page cache ("
-                    + d.describe(pfn) + ")");
+                    + memory.descriptors().describe(pfn) + ")");
         }
+        return candidates(owner, pfn);
+    }
+
+    /**
+     * The VMAs of {@code owner} that could map the page headed by {@code pfn}: a list taken under
+     * the owner's rmap lock (held for read here; a thread that holds it already keeps it).
+     */
+    public List<VmArea> candidates(MappingOwner owner, long pfn) {
+        FrameDescriptors d = memory.descriptors();
         long index = d.index(pfn);
-        if ((d.flags(pfn) & FrameFlags.ANON) != 0 && owner instanceof AnonVma anonVma) {
-            List<VmArea> out = new ArrayList<>();
-            for (VmArea vma : anonVma.vmas()) {
-                if (vma.address(index) >= 0) {
-                    out.add(vma);
+        RwSem rmapLock = lockOf(owner);
+        rmapLock.downRead();
+        try {
+            if (owner instanceof AnonVma anonVma) {
+                List<VmArea> out = new ArrayList<>();
+                for (VmArea vma : anonVma.vmas()) {
+                    if (vma.address(index) >= 0) {
+                        out.add(vma);
+                    }
                 }
+                return out;
             }
-            return out;
+            long last = index + (1L << d.order(pfn)) - 1;
+            return ((FileMapping) owner).iMmap().overlapping(index, last);
+        } finally {
+            rmapLock.upRead();
         }
-        FileMapping fileMapping = (FileMapping) owner;
-        long last = index + (1L << d.order(pfn)) - 1;
-        return fileMapping.iMmap().overlapping(index, last);
     }
 }

@@ -12,8 +12,11 @@ import org.vmcore.api.UnmapOutcome;
 import org.vmcore.api.UnmapResult;
 import org.vmcore.api.VmaKind;
 import org.vmcore.impl.hugetlb.PmdSharing;
+import org.vmcore.impl.lock.KMutex;
+import org.vmcore.impl.lock.RwSem;
 import org.vmcore.impl.notifier.Invalidation;
 import org.vmcore.impl.tlb.TlbShootdown;
+import org.vmcore.impl.vma.MappingOwner;
 import org.vmcore.impl.vma.MmStruct;
 import org.vmcore.impl.vma.VmArea;
 import org.vmcore.x86.internal.MemMap;
@@ -34,7 +37,8 @@ import org.vmcore.x86.pgtable.SwapEntry;
  * they do neither, as kernels before 017b1660df89 did.
  *
  * <p>It may touch physical memory, the rmap walk, the TLB shootdown and the address spaces'
- * page tables, counters and notifiers (as {@link MmStruct}). Callers hold the machine lock.
+ * page tables, counters and notifiers (as {@link MmStruct}). Callers hold the machine lock
+ * (shared, with the folio lock, for a migration) and no rmap or page-table lock: it takes them.
  */
 @SuppressWarnings("try") // an Invalidation is used only for its scope: the notifier range ends with the block
 public final class TryToUnmap {
@@ -87,66 +91,147 @@ public final class TryToUnmap {
         return unmapOne(vma, address, pfn, true, results);
     }
 
-    /** The body the two share, as the kernel's two functions share most of theirs. */
+    /**
+     * The body the two share, as the kernel's two functions share most of theirs. The notifiers
+     * hear of the range first, with no engine lock held but the machine lock and the folio lock
+     * (Linux calls them under the rmap lock; vmcore calls them outside it, so that a notifier may
+     * still change address spaces, as it could before migration ran in parallel); then the VMA
+     * is checked to be still there and its entry changed under the rmap lock and the page-table
+     * lock.
+     */
     private boolean unmapOne(VmArea vma, long address, long pfn, boolean migrate, List<MappingResult> results) {
         MmStruct mm = vma.owner();
         assert mm.lock().isHeldByCurrentThread();
+        if (vma.detached()) { // unmapped since the walk listed it: nothing of it to notify or change
+            results.add(new MappingResult(mm, address, UnmapOutcome.NOT_MAPPED));
+            return true;
+        }
         PageSize size = vma.pageSize();
-        boolean huge = vma.kind().isHugetlb();
         long start = address;
         long end = Math.min(vma.end(), address + size.bytes());
-        if (huge && !preFix) { // announce the worst case before we know whether the table is shared
+        if (vma.kind().isHugetlb() && !preFix) { // announce the worst case before we know whether the table is shared
             PmdSharing.Range r = PmdSharing.adjustRangeIfPmdSharingPossible(vma, start, end);
             start = r.start();
             end = r.end();
         }
-        RawPageTable table = mm.pageTable();
         try (Invalidation inv = Invalidation.start(mm.notifiers(), start, end, NotifierEvent.CLEAR)) {
-            long slot = table.slot(address, Level.ofLeaf(size));
-            long e = slot < 0 ? 0 : table.readSlot(slot);
-            if (!Pte.isPresent(e) || Pte.pfn(e, size) != pfn) {
+            return unmapLocked(vma, address, pfn, migrate, results, start, end);
+        }
+    }
+
+    /**
+     * Under the rmap lock: for a hugetlb page-cache page i_mmap_rwsem and (in a shared mapping) the
+     * VMA lock, both for write and both only tried, since huge_pmd_unshare needs them and the
+     * folio lock comes after them in hugetlb's order (hugetlb_folio_mapping_lock_write,
+     * hugetlb_vma_trylock_write); a busy one stops the walk. Otherwise the page's rmap lock for read.
+     */
+    private boolean unmapLocked(VmArea vma, long address, long pfn, boolean migrate, List<MappingResult> results,
+                                long start, long end) {
+        MmStruct mm = vma.owner();
+        MappingOwner owner = rmap.owner(pfn);
+        if (owner == null) { // the page's last mapping and its owner went meanwhile
+            results.add(new MappingResult(mm, address, UnmapOutcome.NOT_MAPPED));
+            return true;
+        }
+        RwSem rmapLock = RmapWalk.lockOf(owner);
+        boolean hugeFile = vma.kind().isHugetlb() && (descriptors.flags(pfn) & FrameFlags.ANON) == 0;
+        RwSem vmaLock = hugeFile && vma.kind() == VmaKind.HUGETLB_SHARED ? vma.hugetlbVmaLock() : null;
+        if (hugeFile) {
+            if (vmaLock != null && !vmaLock.tryDownWrite()) {
+                results.add(new MappingResult(mm, address, UnmapOutcome.BUSY));
+                return false;
+            }
+            if (!rmapLock.tryDownWrite()) {
+                if (vmaLock != null) {
+                    vmaLock.upWrite();
+                }
+                results.add(new MappingResult(mm, address, UnmapOutcome.BUSY));
+                return false;
+            }
+        } else {
+            rmapLock.downRead();
+        }
+        try {
+            if (vma.detached() || vma.address(descriptors.index(pfn)) != address) {
                 results.add(new MappingResult(mm, address, UnmapOutcome.NOT_MAPPED));
                 return true;
             }
-            if (!migrate && vma.locked()) {
-                results.add(new MappingResult(mm, address, UnmapOutcome.SKIPPED_MLOCKED));
-                return false;
+            RawPageTable table = mm.pageTable();
+            PageSize size = vma.pageSize();
+            long slot = table.slot(address, Level.ofLeaf(size));
+            if (slot < 0) {
+                results.add(new MappingResult(mm, address, UnmapOutcome.NOT_MAPPED));
+                return true;
             }
-            if (huge && !preFix && PmdSharing.hugePmdUnshare(vma, address)) {
-                // This mm no longer reaches the shared table: forget every translation of the window.
-                shootdown.flushTlbMmRange(mm, start, end, size.shift());
-                results.add(new MappingResult(mm, address, UnmapOutcome.UNSHARED));
-                return true; // mapcount untouched: the walk goes on to the next sharer
+            KMutex ptl = size == PageSize.SIZE_1G ? mm.pageTableLock() : mm.lock().ptLocks().ofSlot(slot);
+            ptl.lock();
+            try {
+                return unmapEntry(vma, address, slot, pfn, migrate, results, start, end);
+            } finally {
+                ptl.unlock();
             }
-            if (!migrate && (descriptors.flags(pfn) & FrameFlags.ANON) != 0) {
-                results.add(new MappingResult(mm, address, UnmapOutcome.BUSY)); // no swap to write it to
-                return false;
+        } finally {
+            if (hugeFile) {
+                rmapLock.upWrite();
+                if (vmaLock != null) {
+                    vmaLock.upWrite();
+                }
+            } else {
+                rmapLock.upRead();
             }
-            long old = table.getAndClearSlot(slot);
-            shootdown.flushTlbMmRange(mm, address, address + size.bytes(), size.shift()); // ptep_clear_flush: this mm only
-            if ((old & Pte.DIRTY) != 0) {
-                descriptors.setFlags(pfn, FrameFlags.DIRTY);
-            }
-            if (migrate) {
-                MigrationEntry.Kind kind = (old & Pte.RW) != 0 ? MigrationEntry.Kind.WRITE
-                        : (descriptors.flags(pfn) & FrameFlags.ANON) != 0 && descriptors.mapcount(pfn) == 1
-                                ? MigrationEntry.Kind.READ_EXCLUSIVE : MigrationEntry.Kind.READ;
-                long swapFlags = (old & Pte.SOFT_DIRTY) != 0 ? SwapEntry.SOFT_DIRTY : 0;
-                long entry = MigrationEntry.make(kind, pfn, (old & Pte.ACCESSED) != 0, (old & Pte.DIRTY) != 0, swapFlags);
-                table.compareAndSetSlot(slot, 0, entry);
-            }
-            // A migration entry keeps its place in the RSS counters and HugetlbPages (try_to_migrate_one
-            // subtracts only for a hwpoisoned page); only a real unmap drops them.
-            if (!migrate && huge) {
-                mm.hugetlbCountSub(size.bytes());
-            } else if (!migrate && vma.kind() == VmaKind.ANONYMOUS_SHARED) {
-                mm.addShmemPages(-1);
-            }
-            descriptors.addMapcount(pfn, -1);
-            descriptors.addRefcount(pfn, -1);
-            results.add(new MappingResult(mm, address, migrate ? UnmapOutcome.MIGRATION_ENTRY : UnmapOutcome.UNMAPPED));
+        }
+    }
+
+    /** The entry at {@code slot}, under its page-table lock: unshare, skip, or clear and replace. */
+    private boolean unmapEntry(VmArea vma, long address, long slot, long pfn, boolean migrate,
+                               List<MappingResult> results, long start, long end) {
+        MmStruct mm = vma.owner();
+        RawPageTable table = mm.pageTable();
+        PageSize size = vma.pageSize();
+        boolean huge = vma.kind().isHugetlb();
+        long e = table.readSlot(slot);
+        if (!Pte.isPresent(e) || Pte.pfn(e, size) != pfn) {
+            results.add(new MappingResult(mm, address, UnmapOutcome.NOT_MAPPED));
             return true;
         }
+        if (!migrate && vma.locked()) {
+            results.add(new MappingResult(mm, address, UnmapOutcome.SKIPPED_MLOCKED));
+            return false;
+        }
+        if (huge && !preFix && PmdSharing.hugePmdUnshare(vma, address)) {
+            // This mm no longer reaches the shared table: forget every translation of the window.
+            shootdown.flushTlbMmRange(mm, start, end, size.shift());
+            results.add(new MappingResult(mm, address, UnmapOutcome.UNSHARED));
+            return true; // mapcount untouched: the walk goes on to the next sharer
+        }
+        if (!migrate && (descriptors.flags(pfn) & FrameFlags.ANON) != 0) {
+            results.add(new MappingResult(mm, address, UnmapOutcome.BUSY)); // no swap to write it to
+            return false;
+        }
+        long old = table.getAndClearSlot(slot);
+        shootdown.flushTlbMmRange(mm, address, address + size.bytes(), size.shift()); // ptep_clear_flush: this mm only
+        if ((old & Pte.DIRTY) != 0) {
+            descriptors.setFlags(pfn, FrameFlags.DIRTY);
+        }
+        if (migrate) {
+            MigrationEntry.Kind kind = (old & Pte.RW) != 0 ? MigrationEntry.Kind.WRITE
+                    : (descriptors.flags(pfn) & FrameFlags.ANON) != 0 && descriptors.mapcount(pfn) == 1
+                            ? MigrationEntry.Kind.READ_EXCLUSIVE : MigrationEntry.Kind.READ;
+            long swapFlags = (old & Pte.SOFT_DIRTY) != 0 ? SwapEntry.SOFT_DIRTY : 0;
+            long entry = MigrationEntry.make(kind, pfn, (old & Pte.ACCESSED) != 0, (old & Pte.DIRTY) != 0, swapFlags);
+            table.compareAndSetSlot(slot, 0, entry);
+        }
+        // A migration entry keeps its place in the RSS counters and HugetlbPages (try_to_migrate_one
+        // subtracts only for a hwpoisoned page); only a real unmap drops them.
+        if (!migrate && huge) {
+            mm.hugetlbCountSub(size.bytes());
+        } else if (!migrate && vma.kind() == VmaKind.ANONYMOUS_SHARED) {
+            mm.addShmemPages(-1);
+        }
+        descriptors.addMapcount(pfn, -1);
+        descriptors.addRefcount(pfn, -1);
+        results.add(new MappingResult(mm, address, migrate ? UnmapOutcome.MIGRATION_ENTRY : UnmapOutcome.UNMAPPED));
+        return true;
     }
 
     /** Rejects a pfn that does not head a page that is mapped or in a page cache. */

@@ -2,8 +2,11 @@ package org.vmcore.impl.vma;
 
 import org.eclipse.collections.impl.map.mutable.primitive.LongLongHashMap;
 import org.vmcore.api.HugetlbFile;
+import org.vmcore.impl.base.FolioLock;
+import org.vmcore.impl.base.MigratingThread;
 import org.vmcore.impl.lock.LockClass;
 import org.vmcore.impl.lock.RwSem;
+import org.vmcore.x86.internal.MemMap;
 
 /**
  * The kernel's {@code struct address_space} of a file (a hugetlbfs file or the shmem object
@@ -49,6 +52,41 @@ public final class FileMapping implements MappingOwner {
 
     public synchronized long remove(long index) {
         return pageCache.removeKeyIfAbsent(index, -1);
+    }
+
+    /**
+     * filemap_remove_folio under the folio lock (remove_inode_single_folio, shmem_undo_range): the
+     * page at {@code index} leaves the cache with its lock held, so a migration of it finishes
+     * first (and moves the slot to its new page, which is the one that goes). The page forgets
+     * this file, so a migration that meets it afterwards has nothing to do. A page the current
+     * thread is migrating (a callback of that migration truncating the file) goes without the
+     * lock: the migration then finds the cache's reference gone and puts the page back. The
+     * caller drops the cache's reference; it holds no rmap or page-table lock.
+     *
+     * @return the page removed, or -1 when the index held none
+     */
+    public long removeLocked(long index, MemMap descriptors, MigratingThread migrating) {
+        long pfn = find(index);
+        boolean locked = false;
+        while (pfn >= 0 && !migrating.holds(pfn)) {
+            FolioLock.lock(descriptors, pfn);
+            long now = find(index);
+            if (now == pfn) {
+                locked = true;
+                break;
+            }
+            FolioLock.unlock(descriptors, pfn); // migrated meanwhile: the slot holds the new page
+            pfn = now;
+        }
+        if (pfn < 0) {
+            return -1;
+        }
+        remove(index);
+        if (locked) {
+            descriptors.setMapping(pfn, 0, 0);
+            FolioLock.unlock(descriptors, pfn);
+        }
+        return pfn;
     }
 
     public LongLongHashMap pageCache() {

@@ -18,9 +18,10 @@ import org.vmcore.x86.pgtable.Pte;
  */
 public final class VmArea {
     private final MmStruct owner;
-    private long start;
-    private long end;
-    private Protection protection;
+    // Read by rmap walkers of other address spaces (under the rmap lock) and by parallel faults.
+    private volatile long start;
+    private volatile long end;
+    private volatile Protection protection;
     private final VmaKind kind;
     private boolean locked;
     private final HugetlbFile file;
@@ -40,6 +41,9 @@ public final class VmArea {
     private boolean reservationUnmapped;
     // Set by the final zap (munmap, exit): no huge_pmd_share may take this VMA's table any more.
     private volatile boolean unshareable;
+    // Set when the VMA leaves its address space, before it is unlinked from the rmap: a walker
+    // that finds it clear under the rmap lock may use the VMA's page tables.
+    private volatile boolean detached;
     /** For a private owner: the file page from which its reservations were given back by a truncation. */
     private long reservationsEnd = Long.MAX_VALUE;
     /** The hugetlb VMA lock (hugetlb_vma_lock) of a hugetlb VMA, else null. */
@@ -200,10 +204,14 @@ public final class VmArea {
         this.protection = protection;
     }
 
-    /** Moves the start (a split keeps the upper part, or a merge grows downward). */
-    public void setStart(long newStart) {
-        pgoff += (newStart - start) >> 12;
-        start = newStart;
+    /** Whether the VMA has left its address space (munmap, exit, merge); see {@link #markDetached}. */
+    public boolean detached() {
+        return detached;
+    }
+
+    /** The VMA leaves its address space: rmap walkers that meet it from now on pass it by. */
+    public void markDetached() {
+        detached = true;
     }
 
     void setEnd(long newEnd) {

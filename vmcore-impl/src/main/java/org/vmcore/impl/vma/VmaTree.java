@@ -98,6 +98,7 @@ public final class VmaTree {
     public void remove(VmArea v) {
         assert lock.isHeldByCurrentThread();
         vmas.remove(v.start());
+        v.markDetached(); // before the unlinks, so a walker holding an rmap lock sees it gone or linked
         if (v.mapping() != null) {
             v.mapping().iMmapRwsem().downWrite();
             try {
@@ -124,23 +125,36 @@ public final class VmaTree {
         if (v == null || v.start() == addr) {
             return;
         }
-        lockIMmap(v); // i_mmap walkers see the VMA whole or both halves, never a gap
+        AnonVma locked = lockRmap(v); // rmap walkers see the VMA whole or both halves, never a gap
         try {
             VmArea upper = v.slice(addr, v.end());
             setEnd(v, addr);
             insert(upper);
         } finally {
-            unlockIMmap(v);
+            unlockRmap(v, locked);
         }
     }
 
-    private static void lockIMmap(VmArea v) {
+    /**
+     * vma_prepare's locks: the file's i_mmap_rwsem, then the anon_vma family's, both for write,
+     * so that an rmap walker never sees a VMA's range half moved. Returns the anon_vma whose lock
+     * was taken (a merge may give {@code v} one meanwhile), for {@link #unlockRmap}.
+     */
+    private static AnonVma lockRmap(VmArea v) {
         if (v.mapping() != null) {
             v.mapping().iMmapRwsem().downWrite();
         }
+        AnonVma a = v.anonVma();
+        if (a != null) {
+            a.rwsem().downWrite();
+        }
+        return a;
     }
 
-    private static void unlockIMmap(VmArea v) {
+    private static void unlockRmap(VmArea v, AnonVma locked) {
+        if (locked != null) {
+            locked.rwsem().upWrite();
+        }
         if (v.mapping() != null) {
             v.mapping().iMmapRwsem().upWrite();
         }
@@ -149,11 +163,11 @@ public final class VmaTree {
     /** Merges v with its neighbours where vma_merge would; returns the VMA that now holds v's range. */
     public VmArea mergeAround(VmArea v) {
         assert lock.isHeldByCurrentThread();
-        lockIMmap(v); // merged neighbours map the same file: one i_mmap_rwsem covers the whole merge
+        AnonVma locked = lockRmap(v); // merged neighbours map the same file and anon_vma family: one lock of each covers it
         try {
             return mergeLocked(v);
         } finally {
-            unlockIMmap(v);
+            unlockRmap(v, locked);
         }
     }
 

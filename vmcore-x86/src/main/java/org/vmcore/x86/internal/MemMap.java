@@ -238,6 +238,27 @@ public final class MemMap {
     }
 
     /**
+     * get_page_unless_zero: adds one reference unless the count is 0 (the page is free or being
+     * freed); true when it added one.
+     *
+     * @param pfn a frame number of this memory
+     * @return whether a reference was taken
+     */
+    public boolean getUnlessZero(long pfn) {
+        MemorySegment s = materialise(pfn);
+        long at = offset(pfn) + REFCOUNT;
+        while (true) {
+            int count = (int) INT.getVolatile(s, at);
+            if (count <= 0) {
+                return false;
+            }
+            if (INT.compareAndSet(s, at, count, count + 1)) {
+                return true;
+            }
+        }
+    }
+
+    /**
      * Adds {@code delta} to the mapcount; returns the new value.
      *
      * @param pfn a frame number of this memory

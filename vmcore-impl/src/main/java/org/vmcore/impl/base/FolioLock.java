@@ -1,0 +1,67 @@
+package org.vmcore.impl.base;
+
+import java.util.concurrent.locks.LockSupport;
+import org.vmcore.x86.internal.MemMap;
+import org.vmcore.x86.mem.FrameFlags;
+
+/**
+ * The folio lock (PG_locked, folio_lock/folio_trylock/folio_unlock): a bit in the page's
+ * flags. Migration holds it from isolation to the end of remove_migration_ptes; a fault that maps
+ * a page-cache page and truncation take it briefly, so that no new mapping of a page appears
+ * while its contents move, and no page leaves the cache half migrated. Faults only try it (a
+ * fault holds page-table locks when it finds the page) and wait for it after dropping them.
+ *
+ * <p>The lock is not a lockdep class: like the kernel's, it is a bit, waited for by the paths
+ * above only with no rmap lock held.
+ */
+public final class FolioLock {
+    private FolioLock() {
+    }
+
+    /** folio_trylock. */
+    public static boolean tryLock(MemMap descriptors, long pfn) {
+        return descriptors.trySetFlag(pfn, FrameFlags.LOCKED);
+    }
+
+    /** folio_unlock. */
+    public static void unlock(MemMap descriptors, long pfn) {
+        descriptors.clearFlags(pfn, FrameFlags.LOCKED);
+    }
+
+    /** Whether the folio is locked now; a snapshot. */
+    public static boolean isLocked(MemMap descriptors, long pfn) {
+        return (descriptors.flags(pfn) & FrameFlags.LOCKED) != 0;
+    }
+
+    /**
+     * folio_lock: takes the lock, waiting while another thread holds it (uninterruptibly, as
+     * the kernel's). The caller holds no page-table lock and no rmap lock: the holder may need
+     * them to finish.
+     */
+    public static void lock(MemMap descriptors, long pfn) {
+        for (int spins = 0; !tryLock(descriptors, pfn); spins++) {
+            pause(spins);
+        }
+    }
+
+    /**
+     * folio_wait_locked (migration_entry_wait's wait): returns once the folio is unlocked, or at
+     * once when the thread is interrupted (its interrupt status stays set; the caller retries).
+     */
+    public static void waitUnlocked(MemMap descriptors, long pfn) {
+        for (int spins = 0; isLocked(descriptors, pfn) && !Thread.currentThread().isInterrupted(); spins++) {
+            pause(spins);
+        }
+    }
+
+    /** Spins briefly (a migration of a small page takes microseconds), then yields, then parks. */
+    private static void pause(int spins) {
+        if (spins < 64) {
+            Thread.onSpinWait();
+        } else if (spins < 128) {
+            Thread.yield();
+        } else {
+            LockSupport.parkNanos(20_000);
+        }
+    }
+}
