@@ -144,16 +144,8 @@ final class FaultHandler {
      * tries again, or, where it must not wait, reports {@link FaultResult#MIGRATION_WAIT}.
      */
     private FaultResult shmemFault(VmArea vma, long addr, boolean write) {
-        while (true) {
-            FaultResult result = shmemFaultOnce(vma, addr, write);
-            if (result != null) {
-                return result;
-            }
-            long pfn = vma.mapping().find(vma.linearPageIndex(addr));
-            if (pfn >= 0 && !mm.waitForFolio(pfn)) {
-                return FaultResult.MIGRATION_WAIT;
-            }
-        }
+        return mm.migrationWait.retryWhileLocked(() -> shmemFaultOnce(vma, addr, write), vma.mapping(),
+                vma.linearPageIndex(addr));
     }
 
     /** One try of {@link #shmemFault}; null when the page's folio lock was taken. */

@@ -61,17 +61,9 @@ final class HugetlbFault {
      * being unshared until the entry is filled (not held with {@link Regression#PRE_C0D0381A}).
      */
     FaultResult hugetlbFault(VmArea vma, long addr, boolean write) {
-        while (true) {
-            FaultResult result = hugetlbFaultOnce(vma, addr, write);
-            if (result != null) {
-                return result;
-            }
-            // The page-cache page is locked (being migrated): wait with nothing held, then retry.
-            long pfn = vma.mapping().find(vma.hugePageIndex(addr));
-            if (pfn >= 0 && !mm.waitForFolio(pfn)) {
-                return FaultResult.MIGRATION_WAIT;
-            }
-        }
+        // a page-cache page locked by a migration is waited for with nothing held, then tried again
+        return mm.migrationWait.retryWhileLocked(() -> hugetlbFaultOnce(vma, addr, write), vma.mapping(),
+                vma.hugePageIndex(addr));
     }
 
     /** One try of {@link #hugetlbFault}; null when the page-cache page's folio lock was taken. */

@@ -19,7 +19,6 @@ import org.vmcore.api.PageTableView;
 import org.vmcore.api.Protection;
 import org.vmcore.api.Vma;
 import org.vmcore.api.VmException;
-import org.vmcore.impl.base.FolioLock;
 import org.vmcore.impl.base.MachineLock;
 import org.vmcore.impl.base.Nodes;
 import org.vmcore.impl.base.PmdShareCount;
@@ -32,8 +31,6 @@ import org.vmcore.impl.vma.VmaTree;
 import org.vmcore.x86.internal.RawPageTable;
 import org.vmcore.x86.internal.SharedSecrets;
 import org.vmcore.x86.pgtable.Level;
-import org.vmcore.x86.pgtable.MigrationEntry;
-import org.vmcore.x86.pgtable.Pte;
 import org.vmcore.x86.pgtable.WalkResult;
 import org.vmcore.x86.pgtable.Walker;
 
@@ -71,6 +68,7 @@ public final class SimAddressSpace extends MmStruct {
     private final Mprotect mprotect;
     private final PageWalk pageTableView;
     private final GupFast gupFast;
+    final MigrationWait migrationWait; // the faults wait through it too
     final FaultCounts faultCounts = new FaultCounts();
     private volatile boolean closed;
 
@@ -90,6 +88,7 @@ public final class SimAddressSpace extends MmStruct {
         this.mprotect = new Mprotect(this, ctx, mmapImpl);
         this.pageTableView = new PageWalk(this, pageTable);
         this.gupFast = new GupFast(ctx, this);
+        this.migrationWait = new MigrationWait(ctx, this);
     }
 
     // ---- mmap ----
@@ -390,60 +389,12 @@ public final class SimAddressSpace extends MmStruct {
 
     /**
      * migration_entry_wait: called when a CPU's access met a migration entry at va, or a
-     * page-cache page locked by a migration. Waits, with no lock held, until that page's folio
-     * lock is released; the access then retries. It does not wait where the wait could never end:
-     * for a page this thread is migrating (an access from a migration observer), or from inside a
-     * user callback, which runs under another operation's locks that the migration may need.
+     * page-cache page locked by a migration; see {@link MigrationWait#waitForMigration}.
      *
      * @throws MigrationWaitException where it must not wait and the page is still locked
      */
     public void waitForMigration(long va) {
-        long pfn;
-        try (MachineLock.Held locked = lock().shared(); MachineLock.Held mmap = mmapRead()) {
-            pfn = closed ? -1 : lockedPageAt(va);
-        }
-        if (pfn < 0) {
-            Thread.onSpinWait(); // the migration ended meanwhile (or an entry left by RmapWalker.tryToMigrate): retry
-            return;
-        }
-        if (ctx.migrating().holds(pfn)) {
-            throw new MigrationWaitException(va);
-        }
-        if (!waitForFolio(pfn)) {
-            throw new MigrationWaitException(va, "the access at 0x" + Long.toHexString(va) + " from inside a callback meets"
-                    + " a page under migration; a callback does not wait for it (the migration may need the locks of the"
-                    + " operation that called back): retry it after that operation");
-        }
-    }
-
-    /** The head PFN of the locked page an access at va waits for, or -1; under the mmap_lock. */
-    private long lockedPageAt(long va) {
-        VmArea vma = vma(va);
-        if (vma == null) {
-            return -1;
-        }
-        PageSize size = vma.pageSize();
-        long slot = pageTable().slot(size.alignDown(va), Level.ofLeaf(size));
-        long e = slot < 0 ? 0 : pageTable().readSlot(slot);
-        long pfn = -1;
-        if (MigrationEntry.isMigration(e)) {
-            pfn = MigrationEntry.pfn(e);
-        } else if (Pte.isNone(e) && vma.mapping() != null) {
-            pfn = vma.mapping().find(size == PageSize.SIZE_4K ? vma.linearPageIndex(va) : vma.hugePageIndex(va));
-        }
-        return pfn >= 0 && FolioLock.isLocked(SharedSecrets.memMap(ctx.memory()), pfn) ? pfn : -1;
-    }
-
-    /**
-     * A fault that found the page it maps locked waits here, with no lock held, until it is
-     * unlocked; returns false, without waiting, where it must not wait (see {@link #waitForMigration}).
-     */
-    boolean waitForFolio(long pfn) {
-        if (ctx.migrating().holds(pfn) || ctx.callbackFailures().inCallback()) {
-            return false;
-        }
-        FolioLock.waitUnlocked(SharedSecrets.memMap(ctx.memory()), pfn);
-        return true;
+        migrationWait.waitForMigration(va);
     }
 
     /** One fault of the populate path (GUP), counted in pgfault and min_flt like any other. */

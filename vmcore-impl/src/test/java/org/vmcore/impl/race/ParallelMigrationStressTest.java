@@ -3,6 +3,7 @@ package org.vmcore.impl.race;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.vmcore.impl.Fixtures.GIB;
 import static org.vmcore.impl.Fixtures.MIB;
+import static org.vmcore.impl.race.ThreadStates.start;
 
 import java.util.ArrayList;
 import java.util.List;
@@ -125,16 +126,6 @@ class ParallelMigrationStressTest {
             assertThat(machine.staleAccessCount()).as(report).isZero();
             assertThat(machine.checkInvariants()).isEmpty();
         }
-    }
-
-    private static Thread start(String name, ConcurrentLinkedQueue<Throwable> failures, Runnable body) {
-        return Thread.ofPlatform().name(name).start(() -> {
-            try {
-                body.run();
-            } catch (Throwable e) {
-                failures.add(e);
-            }
-        });
     }
 
     /** A random address the writers use: a private, a shmem or a hugetlb page. */

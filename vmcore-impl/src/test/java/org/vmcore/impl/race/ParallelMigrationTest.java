@@ -4,6 +4,8 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.junit.jupiter.api.Assertions.assertTimeoutPreemptively;
 import static org.vmcore.impl.Fixtures.GIB;
 import static org.vmcore.impl.Fixtures.MIB;
+import static org.vmcore.impl.race.ThreadStates.join;
+import static org.vmcore.impl.race.ThreadStates.start;
 
 import java.time.Duration;
 import java.util.concurrent.ConcurrentLinkedQueue;
@@ -52,21 +54,6 @@ class ParallelMigrationTest {
     void close() {
         machine.close();
         assertThat(machine.offHeapBytes()).isZero();
-    }
-
-    private static Thread start(String name, ConcurrentLinkedQueue<Throwable> failures, Runnable action) {
-        return Thread.ofPlatform().name(name).start(() -> {
-            try {
-                action.run();
-            } catch (Throwable e) {
-                failures.add(e);
-            }
-        });
-    }
-
-    private static void join(Thread t) throws InterruptedException {
-        t.join(WAIT.toMillis());
-        assertThat(t.isAlive()).as(t.getName() + " finished").isFalse();
     }
 
     private static void assertStillWaiting(Thread t) throws InterruptedException {

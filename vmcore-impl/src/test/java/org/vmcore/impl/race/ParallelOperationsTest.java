@@ -4,6 +4,8 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.junit.jupiter.api.Assertions.assertTimeoutPreemptively;
 import static org.vmcore.impl.Fixtures.GIB;
 import static org.vmcore.impl.Fixtures.MIB;
+import static org.vmcore.impl.race.ThreadStates.join;
+import static org.vmcore.impl.race.ThreadStates.start;
 
 import java.time.Duration;
 import java.util.ArrayList;
@@ -50,25 +52,9 @@ class ParallelOperationsTest {
         assertThat(machine.offHeapBytes()).isZero();
     }
 
-    /** Starts {@code action} on a new thread; its failure, if any, lands in {@code failures}. */
-    private static Thread start(String name, ConcurrentLinkedQueue<Throwable> failures, Runnable action) {
-        return Thread.ofPlatform().name(name).start(() -> {
-            try {
-                action.run();
-            } catch (Throwable e) {
-                failures.add(e);
-            }
-        });
-    }
-
     /** Waits until {@code t} blocks (on a lock); fails if it finishes instead. */
     private static void assertBlocks(Thread t) throws InterruptedException {
         assertThat(ThreadStates.blockedOrDone(t)).as(t.getName() + " must wait for the stopped operation, not finish").isTrue();
-    }
-
-    private static void join(Thread t) throws InterruptedException {
-        t.join(WAIT.toMillis());
-        assertThat(t.isAlive()).as(t.getName() + " finished").isFalse();
     }
 
     @Test

@@ -1,6 +1,7 @@
 package org.vmcore.impl.race;
 
 import java.time.Duration;
+import java.util.Queue;
 
 /**
  * Whether a thread of a race replay waits for a lock another thread holds. A thread passes
@@ -14,6 +15,25 @@ public final class ThreadStates {
     public static final Duration WAIT = Duration.ofSeconds(20);
 
     private ThreadStates() {
+    }
+
+    /** Starts {@code action} on a new platform thread; what it throws lands in {@code failures}. */
+    public static Thread start(String name, Queue<Throwable> failures, Runnable action) {
+        return Thread.ofPlatform().name(name).start(() -> {
+            try {
+                action.run();
+            } catch (Throwable e) {
+                failures.add(e);
+            }
+        });
+    }
+
+    /** Waits up to {@link #WAIT} for {@code t}; fails if it is still running then. */
+    public static void join(Thread t) throws InterruptedException {
+        t.join(WAIT.toMillis());
+        if (t.isAlive()) {
+            throw new AssertionError(t.getName() + " still runs after " + WAIT);
+        }
     }
 
     /** True when {@code t} stays blocked (WAITING) for the settle time; false when it finishes first. */
