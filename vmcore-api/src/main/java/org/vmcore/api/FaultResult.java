@@ -20,5 +20,11 @@ public enum FaultResult {
      * until that page's migration ends. {@code AddressSpace.fault} returns it at once; a CPU's
      * access waits and retries.
      */
-    MIGRATION_WAIT
+    MIGRATION_WAIT,
+    /**
+     * A read of private anonymous memory mapped the shared zero page, read-only
+     * (do_anonymous_page): no page was allocated and nothing counts in RSS; the first write to
+     * it is a copy-on-write fault that allocates a zeroed page ({@link #COW_COPY}).
+     */
+    ZERO_PAGE
 }

@@ -35,6 +35,7 @@ import org.vmcore.impl.migrate.MigrationServiceImpl;
 import org.vmcore.impl.migrate.RemoveMigrationPtes;
 import org.vmcore.impl.mm.MmContext;
 import org.vmcore.impl.mm.SimAddressSpace;
+import org.vmcore.impl.mm.ZeroPage;
 import org.vmcore.impl.notifier.CallbackFailures;
 import org.vmcore.impl.picture.PageTableGraph;
 import org.vmcore.impl.rmap.MigrationEntryRefs;
@@ -64,6 +65,7 @@ public final class SimMachine implements Machine {
     private final CallbackFailures callbackFailures = new CallbackFailures();
     private final MappingRegistry registry = new MappingRegistry(lock);
     private final MigratingThread migrating = lock.migrating();
+    private final long zeroPfn;
     private final StaleDetector detector = new StaleDetector();
     private final AddressSpaceTable spaces;
     private final OperationEnd ops;
@@ -88,6 +90,7 @@ public final class SimMachine implements Machine {
         this.ops = new OperationEnd(lock, callbackFailures, migrating, config.checkInvariants() ? this::checkAfter : null, this::close);
         this.spaces = new AddressSpaceTable(lock, ops::deferClose);
         try {
+            this.zeroPfn = ZeroPage.allocate(memory); // first, as the kernel's is set aside at boot
             this.pools = HugetlbPools.create(memory, nodeCount, config::hugePages);
             this.hugetlbfs = new HugetlbFsImpl(lock, nodeCount, pools, SharedSecrets.memMap(memory), registry, SimAddressSpace.VMDELETE,
                     ops);
@@ -107,7 +110,7 @@ public final class SimMachine implements Machine {
                     migrationRefs, callbackFailures, ops, migrating);
             this.speculativeRefs = new SpeculativeRefs(lock, memory, SharedSecrets.memMap(memory), pools);
             spaces.setContext(new MmContext(lock, config, memory, registry, pools, hugetlbfs, shootdown, callbackFailures,
-                    ops, migrating, migrationRefs, spaces, speculativeRefs::tryGet));
+                    ops, migrating, migrationRefs, spaces, speculativeRefs::tryGet, zeroPfn));
             this.physical = new PhysicalAccess(lock, memory, registry);
             lock.raceHooks().setScope(callbackFailures);
             lock.locklessWalkers().setSyncOnUnshare(!config.regressions().contains(Regression.PRE_1013AF4F));

@@ -16,6 +16,7 @@ import org.vmcore.impl.hugetlb.HugetlbFsImpl;
 import org.vmcore.impl.hugetlb.HugetlbPools;
 import org.vmcore.impl.hugetlb.HugetlbReservation;
 import org.vmcore.impl.mm.SimAddressSpace;
+import org.vmcore.impl.mm.ZeroPage;
 import org.vmcore.impl.rmap.RmapWalk;
 import org.vmcore.impl.vma.FileMapping;
 import org.vmcore.impl.vma.MappingRegistry;
@@ -226,6 +227,10 @@ public final class InvariantChecker {
                 continue;
             }
             long pfn = Pte.pfn(e, size);
+            if (ZeroPage.maps(e)) {
+                checkZeroPageEntry(mm, va, e, size, pfn, out);
+                continue; // no page behind it: no mapcount, no RSS
+            }
             checkLeaf(mm, va, e, size, pfn, out, c);
             if (countLeaves) {
                 leaves.addToValue(pfn, 1);
@@ -262,6 +267,26 @@ public final class InvariantChecker {
         }
         if (size == PageSize.SIZE_4K) {
             countRss(v, c);
+        }
+    }
+
+    /**
+     * A special entry maps the shared zero page: a reserved 4 KiB frame of no file or anon_vma,
+     * read-only, in a private anonymous VMA (do_anonymous_page makes no other).
+     */
+    private void checkZeroPageEntry(SimAddressSpace mm, long va, long e, PageSize size, long pfn, List<String> out) {
+        int flags = d.flags(pfn);
+        int zero = FrameFlags.ALLOCATED | FrameFlags.RESERVED;
+        if (size != PageSize.SIZE_4K || (flags & zero) != zero || d.mapping(pfn) != 0) {
+            out.add("zero page: " + where(mm, va, pfn) + " is a special " + size.label() + " entry to a frame that is not"
+                    + " the zero page: " + d.describe(pfn));
+        }
+        if ((e & Pte.RW) != 0) {
+            out.add("zero page: " + where(mm, va, pfn) + " is writable");
+        }
+        VmArea v = mm.vma(va);
+        if (v == null || v.kind() != VmaKind.ANONYMOUS_PRIVATE) {
+            out.add("zero page: " + where(mm, va, pfn) + " lies in " + (v == null ? "no VMA" : "a " + v.kind() + " VMA"));
         }
     }
 

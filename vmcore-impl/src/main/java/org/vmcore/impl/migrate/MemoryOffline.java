@@ -80,6 +80,10 @@ final class MemoryOffline {
                     continue;
                 }
                 int order = descriptors.order(pfn);
+                if ((flags & (FrameFlags.RESERVED | FrameFlags.UPTODATE)) == (FrameFlags.RESERVED | FrameFlags.UPTODATE)) {
+                    throw new VmException("cannot offline: pfn 0x" + Long.toHexString(pfn) + " is the shared zero page,"
+                            + " which is reserved (-EBUSY)");
+                }
                 if ((flags & (FrameFlags.HWPOISON | FrameFlags.RESERVED)) != 0) {
                     pfn += 1L << order; // already out of use
                     continue;

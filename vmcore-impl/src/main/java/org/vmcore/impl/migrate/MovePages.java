@@ -9,6 +9,7 @@ import org.vmcore.impl.base.OperationHook;
 import org.vmcore.impl.mm.SimAddressSpace;
 import org.vmcore.impl.vma.VmArea;
 import org.vmcore.x86.mem.FrameDescriptors;
+import org.vmcore.x86.mem.FrameFlags;
 import org.vmcore.x86.mem.PhysicalMemory;
 
 /**
@@ -96,6 +97,9 @@ final class MovePages {
         long head = mm.pageAt(va);
         if (head < 0) {
             return -Errno.ENOENT;
+        }
+        if ((descriptors.flags(head) & FrameFlags.RESERVED) != 0) {
+            return -Errno.EFAULT; // the shared zero page: move_pages(2) reports -EFAULT for it (FOLL_DUMP)
         }
         int on = memory.nodeOf(head);
         if (node < 0 || on == node) {

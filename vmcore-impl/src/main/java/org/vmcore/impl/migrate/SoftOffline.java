@@ -41,8 +41,8 @@ final class SoftOffline {
             lock.ensureOpen();
             checkPfn(pfn);
             int flags = descriptors.flags(pfn);
-            if ((flags & FrameFlags.HWPOISON) != 0) {
-                return -Errno.EBUSY;
+            if ((flags & (FrameFlags.HWPOISON | FrameFlags.RESERVED)) != 0) {
+                return -Errno.EBUSY; // poisoned already, or the shared zero page, which cannot go
             }
             HugePagePool pool = pools.poolOf(pfn);
             if (pool != null && pool.isFree(pfn)) {

@@ -43,6 +43,7 @@ final class FaultHandler {
     private final PtLocks ptLocks;
     private final RaceHooks races;
     private final HugetlbFault hugetlb;
+    private final long zeroPfn;
 
     FaultHandler(MmContext ctx, SimAddressSpace mm) {
         this.mm = mm;
@@ -52,6 +53,7 @@ final class FaultHandler {
         this.ptLocks = ctx.lock().ptLocks();
         this.races = ctx.lock().raceHooks();
         this.hugetlb = new HugetlbFault(ctx, mm, this);
+        this.zeroPfn = ctx.zeroPfn();
     }
 
     /**
@@ -110,6 +112,9 @@ final class FaultHandler {
         if (vma.kind() == VmaKind.ANONYMOUS_SHARED) {
             return shmemFault(vma, addr, write);
         }
+        if (!write) {
+            return zeroPageFault(addr, slot, vma);
+        }
         mm.pages.anonVmaPrepare(vma); // before the page-table lock, as vmf_anon_prepare
         long pfn = mm.pages.allocateBasePage();
         long newSlot = slot;
@@ -135,6 +140,25 @@ final class FaultHandler {
             ptl.unlock();
         }
         return FaultResult.NEW_PAGE;
+    }
+
+    /**
+     * do_anonymous_page for a read: the shared zero page, read-only and special, under the
+     * entry's lock; no page, no anon_vma, no RSS.
+     */
+    private FaultResult zeroPageFault(long addr, long slot, VmArea vma) {
+        RawPageTable table = mm.pageTable();
+        long at = slot >= 0 ? slot : table.allocSlot(addr, Level.PTE);
+        KMutex ptl = ptLocks.ofSlot(at);
+        ptl.lock();
+        try {
+            if (!table.compareAndSetSlot(at, 0, Pte.leaf(zeroPfn, PageSize.SIZE_4K, vma.pteProtection(false) | Pte.SPECIAL))) {
+                return FaultResult.ALREADY_MAPPED; // another fault of this address space was first
+            }
+        } finally {
+            ptl.unlock();
+        }
+        return FaultResult.ZERO_PAGE;
     }
 
     /**
@@ -245,10 +269,13 @@ final class FaultHandler {
                 throw hugetlb.privateHugeOom(vma, addr);
             }
         } else {
-            copy = mm.pages.allocateBasePage();
+            copy = mm.pages.allocateBasePage(); // zeroed: the zero page needs no copy (wp_page_copy)
         }
-        memory.contents().copy(pfn, copy, size.frames());
-        Initiator.pageCopy(size.bytes());
+        boolean zero = ZeroPage.maps(e);
+        if (!zero) {
+            memory.contents().copy(pfn, copy, size.frames());
+            Initiator.pageCopy(size.bytes());
+        }
         long entry = Pte.leaf(copy, size, leafFlags(vma, true, true));
         mm.pages.anonVmaPrepare(vma); // before the page-table lock: the anon_vma lock ranks above it
         // wp_page_copy / hugetlb_wp: notify, replace the entry, flush the old translation everywhere.
@@ -269,7 +296,11 @@ final class FaultHandler {
                 }
                 mm.pages.newAnonRmap(vma, copy, addr);
                 shootdown.flushTlbMmRange(mm, addr, addr + size.bytes(), size.shift());
-                mm.pages.putMapped(pfn, huge);
+                if (zero) {
+                    mm.addAnonPages(1); // the zero page counted nowhere; its copy counts as anonymous
+                } else {
+                    mm.pages.putMapped(pfn, huge);
+                }
             } finally {
                 ptl.unlock();
             }

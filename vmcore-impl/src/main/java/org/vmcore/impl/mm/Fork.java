@@ -147,6 +147,10 @@ final class Fork {
             if (!Pte.isPresent(e)) {
                 return; // vmcore makes no other non-present entries
             }
+            if (ZeroPage.maps(e)) {
+                to.install(va, leaf, e); // copy_present_pte: the zero page is shared as it is, uncounted
+                return;
+            }
             long wp = e & ~Pte.RW;
             while (!from.compareAndSetSlot(slot, e, wp)) {
                 e = from.readSlot(slot);

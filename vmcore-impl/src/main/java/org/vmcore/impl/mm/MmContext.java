@@ -31,11 +31,14 @@ import org.vmcore.x86.mem.PhysicalMemory;
  * @param migrating whether this thread is inside a migration (the fault path must not wait on itself)
  * @param migrationRefs frees a page once its last migration entry goes
  * @param lifecycle registers a forked child and forgets an exited address space
+ * @param tryGetPage a PFN walker's speculative reference (GUP-fast takes its references there)
+ * @param zeroPfn the shared zero page ({@link ZeroPage})
  */
 public record MmContext(MachineLock lock, MachineConfig config, PhysicalMemory memory, MappingRegistry registry,
                         HugetlbPools pools, HugetlbFsImpl hugetlbfs, TlbShootdown shootdown,
                         CallbackFailures callbackFailures, OperationHook hook, MigratingThread migrating,
-                        MigrationEntryRefs migrationRefs, MmLifecycle lifecycle, LongFunction<PageReference> tryGetPage) {
+                        MigrationEntryRefs migrationRefs, MmLifecycle lifecycle, LongFunction<PageReference> tryGetPage,
+                        long zeroPfn) {
 
     /** Creating and forgetting address spaces: the machine's PCID allocator and list behind them. */
     public interface MmLifecycle {

@@ -49,11 +49,11 @@ final class PageOps {
 
     // ---- leaf iteration ----
 
-    /** Visits the head PFN of every present page {@code v} maps, with its address; the caller holds the lock. */
+    /** Visits the head PFN of every page {@code v} maps (not the zero page), with its address; the caller holds the lock. */
     static void forEachMappedPage(VmArea v, ObjLongConsumer<Long> visitor) {
         PageSize size = v.pageSize();
         forEachLeaf(v, v.start(), v.end(), (va, slot, e) -> {
-            if (Pte.isPresent(e)) {
+            if (Pte.isPresent(e) && !ZeroPage.maps(e)) { // vm_normal_page: no page behind the zero page's entries
                 visitor.accept(va, Pte.pfn(e, size));
             }
         });

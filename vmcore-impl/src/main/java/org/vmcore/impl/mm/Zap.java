@@ -142,6 +142,9 @@ final class Zap {
             table.getAndClearSlot(slot);
             gather.add(va, va + 4096, 12);
             boolean migration = MigrationEntry.isMigration(e);
+            if (Pte.isPresent(e) && ZeroPage.maps(e)) {
+                return; // zap_present_ptes: no page behind a special entry, nothing to count or put
+            }
             if (Pte.isPresent(e) || migration) {
                 rss[0]++;
             }

@@ -57,7 +57,7 @@ class AccessOutcomeTest {
             assertThat(o.index()).isEqualTo(-1);
             assertThat(o.va()).isEqualTo(VA + 0x18);
             assertThat(o.faults()).isEqualTo(1);
-            assertThat(o.faultResult()).isEqualTo(FaultResult.NEW_PAGE);
+            assertThat(o.faultResult()).as("do_anonymous_page maps the shared zero page for a read").isEqualTo(FaultResult.ZERO_PAGE);
             assertThat(o.faultErrorCode() & (PF_USER | PF_WRITE | 1)).as("user read of a not-present page").isEqualTo(PF_USER);
             assertThat(o.walks()).as("the walk that faults, then the one that fills").isEqualTo(2);
             assertThat(o.translation()).isEqualTo(Translation.WALK);
@@ -93,8 +93,10 @@ class AccessOutcomeTest {
 
         @Test
         void aStoreThroughACleanEntryWalksAgainAndSetsDirtyInTheLeafOnly() {
-            cpu.load(VA, 8); // faulted in by a read: the cached translation has no D
-            cpu.storeRecorded(VA, 8, 5);
+            long shared = VA + 128 * 4096;
+            mm.mmap(shared, 4096, Protection.READ_WRITE, MapFlags.MAP_SHARED | MapFlags.MAP_ANONYMOUS | MapFlags.MAP_FIXED);
+            cpu.load(shared, 8); // a shmem read fault maps the page writable and clean: the cached translation has no D
+            cpu.storeRecorded(shared, 8, 5);
             AccessOutcome o = cpu.outcome();
             assertThat(o.faults()).as("the entry is writable: no fault, a D-bit assist").isZero();
             assertThat(o.walks()).isEqualTo(1);
@@ -105,7 +107,7 @@ class AccessOutcomeTest {
                 assertThat(o.walkReferenceSetDirty(i)).as("no D above the leaf").isFalse();
                 assertThat(o.walkReferenceSetAccessed(i)).as("upper entries had A already").isFalse();
             }
-            cpu.storeRecorded(VA + 8, 8, 6);
+            cpu.storeRecorded(shared + 8, 8, 6);
             assertThat(cpu.outcome().walks()).as("now cached with D: a hit").isZero();
         }
 

@@ -115,7 +115,8 @@ class CostModelTest {
     @Test
     void aColdLoadIsChargedItsWalksAndItsFault() {
         cpu0.loadRecorded(VA, 8);
-        assertThat(costs0.events).containsExactly("ref PGD", "fault NEW_PAGE 4K", "ref PGD", "ref PUD", "ref PMD", "ref PTE");
+        assertThat(costs0.events).as("a read maps the zero page").containsExactly("ref PGD", "fault ZERO_PAGE 4K", "ref PGD", "ref PUD",
+                "ref PMD", "ref PTE");
         assertThat(cpu0.cycles()).isEqualTo(5 * 100 + 1000);
         assertThat(cpu0.outcome().cycles()).isEqualTo(cpu0.cycles());
         cpu0.load(VA, 8);
@@ -168,10 +169,12 @@ class CostModelTest {
     @Test
     void theDefaultTableChargesPublishedLatencies() {
         cpu0.costModel(CostTable.DEFAULT);
-        cpu0.loadRecorded(VA, 8);
+        cpu0.storeRecorded(VA, 8, 1);
         long cold = cpu0.outcome().cycles();
         assertThat(cold).as("five walk references, a minor fault, zeroing 4 KiB")
                 .isEqualTo(5 * CostTable.DEFAULT.walkReference() + CostTable.DEFAULT.minorFault() + 4 * CostTable.DEFAULT.zeroPerKiB());
+        assertThat(CostTable.DEFAULT.fault(FaultResult.ZERO_PAGE, PageSize.SIZE_4K)).as("the zero page is not zeroed again")
+                .isEqualTo(CostTable.DEFAULT.minorFault());
         assertThat(CostTable.DEFAULT.fault(FaultResult.NEW_PAGE, PageSize.SIZE_2M))
                 .as("zeroing a 2 MiB page dominates its fault").isGreaterThan(50 * CostTable.DEFAULT.fault(FaultResult.NEW_PAGE, PageSize.SIZE_4K));
         assertThatThrownBy(() -> new CostTable(0, -1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)).isInstanceOf(InvalidArgumentException.class)

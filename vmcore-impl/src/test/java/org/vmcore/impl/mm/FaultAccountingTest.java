@@ -104,8 +104,9 @@ class FaultAccountingTest {
             assertThatThrownBy(() -> mm.fault(VA + 4096, Access.READ)).isInstanceOf(SegmentationFaultException.class);  // no VMA
             assertThatThrownBy(() -> mm.fault(VA, Access.WRITE)).isInstanceOf(SegmentationFaultException.class);        // access_error
             assertThat(pgfault(machine)).as("refused before handle_mm_fault").isZero();
+            long rw = mm.mmap(VA + 16 * 4096, 4096, Protection.READ_WRITE, ANON); // a read would map the zero page
             machine.failNthAllocation(AllocationKind.FRAME, 1);
-            assertThatThrownBy(() -> mm.fault(VA, Access.READ)).isInstanceOf(OutOfMemoryException.class);              // VM_FAULT_OOM
+            assertThatThrownBy(() -> mm.fault(rw, Access.WRITE)).isInstanceOf(OutOfMemoryException.class);            // VM_FAULT_OOM
             HugetlbFile file = machine.hugetlbfs().create("f", 4 * MIB, PageSize.SIZE_2M);
             long huge = mm.mmap(file, 0, 0, 4 * MIB, Protection.READ, MapFlags.MAP_SHARED);
             file.truncate(0);
