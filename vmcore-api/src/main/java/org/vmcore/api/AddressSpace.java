@@ -83,6 +83,24 @@ public interface AddressSpace extends AutoCloseable {
     void mprotect(long address, long length, Protection prot);
 
     /**
+     * madvise(2): gives {@code advice} about {@code [address, address + length)} (the length is
+     * rounded up to whole pages). As in Linux the advice goes to each VMA of the range in turn:
+     * a hole in the range, or a VMA the advice does not apply to, is reported by the return value
+     * after the VMAs before it were advised.
+     *
+     * @param address the start, 4 KiB aligned
+     * @param length the length in bytes; 0 does nothing
+     * @param advice what to do
+     * @return 0; -ENOMEM ({@link Errno#ENOMEM}) when part of the range is not mapped (the mapped
+     *         parts were advised); -EINVAL when the walk met a VMA the advice refuses (an mlocked
+     *         VMA, a hugetlb range not starting on a huge page; the VMAs before it were advised)
+     * @throws InvalidArgumentException if {@code address} is not aligned or not in user space,
+     *                                  {@code length} is negative or reaches past user space, or
+     *                                  {@code advice} is null; nothing changes then
+     */
+    int madvise(long address, long length, Advice advice);
+
+    /**
      * A child with a copy of this address space: private anonymous pages become copy-on-write in
      * both; shared mappings are not copied (the child maps them on fault).
      *

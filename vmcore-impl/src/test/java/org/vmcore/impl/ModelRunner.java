@@ -7,8 +7,10 @@ import java.util.List;
 import java.util.Map;
 import java.util.Random;
 import org.vmcore.api.Access;
+import org.vmcore.api.Advice;
 import org.vmcore.api.AddressSpace;
 import org.vmcore.api.Cpu;
+import org.vmcore.api.Errno;
 import org.vmcore.api.HugetlbFile;
 import org.vmcore.api.Machine;
 import org.vmcore.api.MapFlags;
@@ -21,7 +23,8 @@ import org.vmcore.api.TlbConfig;
 
 /**
  * Seeded model-based testing: random sequences of mmap, munmap, mprotect, fork, exit, faults,
- * CPU loads and stores, move_pages, migrate_pages, soft offline and hugetlb truncation over
+ * CPU loads and stores, move_pages, migrate_pages, soft offline, madvise(DONTNEED) and hugetlb
+ * truncation over
  * several processes, on private anonymous memory, shmem, a hugetlb window that all processes
  * share through one PMD table, and a small hugetlb file whose mappings cannot share tables. A simple reference model of contents says what every load must return (fork copies
  * private memory, shared memory stays shared); after every step the machine's invariants must
@@ -259,8 +262,29 @@ final class ModelRunner {
                 log.add("soft_offline p" + p + " slot " + s + " page " + page);
                 machine.migration().softOffline(pfn);
             }
+        } else if (op < 98) {
+            dontneed(p, s, page);
         } else {
             load(p, s, page);
+        }
+    }
+
+    /**
+     * madvise(MADV_DONTNEED) of a few pages of a slot: private anonymous words go back to zero,
+     * shared memory (shmem, hugetlbfs) keeps its words; an unmapped slot answers -ENOMEM.
+     */
+    private void dontneed(int p, int s, int page) {
+        Proc proc = procs.get(p);
+        Slot slot = proc.slots[s];
+        int count = 1 + random.nextInt(PAGES - page);
+        long pageBytes = s >= HUGE_SLOT ? 2 * MIB : 4096;
+        log.add("madvise p" + p + " slot " + s + " pages " + page + ".." + (page + count - 1) + " DONTNEED");
+        int rc = proc.mm.madvise(slotBase(s) + page * pageBytes, count * pageBytes, Advice.DONTNEED);
+        if (rc != (slot == null ? -Errno.ENOMEM : 0)) {
+            throw new AssertionError("madvise p" + p + " slot " + s + " returned " + rc + (slot == null ? ", the slot is not mapped" : ""));
+        }
+        if (slot != null && slot.privateWords != null) {
+            Arrays.fill(slot.privateWords, page, page + count, 0);
         }
     }
 

@@ -16,13 +16,15 @@ import org.openjdk.jmh.annotations.TearDown;
 import org.openjdk.jmh.annotations.Warmup;
 import org.vmcore.api.Access;
 import org.vmcore.api.AddressSpace;
+import org.vmcore.api.Advice;
 import org.vmcore.api.Machine;
 import org.vmcore.api.MapFlags;
 import org.vmcore.api.Protection;
 
 /**
  * Anonymous memory, per 4 KiB page, over a 16 MiB region (4096 pages): a demand-zero fault,
- * munmap of populated pages, fork of a populated parent, and mprotect of populated pages. Each
+ * munmap of populated pages, madvise(MADV_DONTNEED) of populated pages, fork of a populated parent,
+ * and mprotect of populated pages. Each
  * invocation handles the whole region; the setup and teardown around it are not timed.
  *
  * <p>Each benchmark has its own state class holding its machine: JMH 1.37 hands a helper
@@ -98,6 +100,22 @@ public class AnonBench {
         }
     }
 
+    /** A region for the trial, written whole again before each invocation. */
+    @State(Scope.Thread)
+    public static class Dropped extends Env {
+        @Setup(Level.Trial)
+        public void mapRegion() {
+            mm.mmap(VA, LENGTH, Protection.READ_WRITE, ANON);
+        }
+
+        @Setup(Level.Invocation)
+        public void populate() {
+            for (long va = VA; va < VA + LENGTH; va += 4096) {
+                mm.fault(va, Access.WRITE);
+            }
+        }
+    }
+
     /** A populated region for the trial, flipped between rw- and r--. */
     @State(Scope.Thread)
     public static class Flipped extends Env {
@@ -121,6 +139,13 @@ public class AnonBench {
     @OperationsPerInvocation(PAGES)
     public void munmap(Populated s) {
         s.mm.munmap(VA, LENGTH);
+    }
+
+    /** madvise(MADV_DONTNEED) of populated pages: the pages go, the VMA and page tables stay (issue 20: ≤ munmap per page). */
+    @Benchmark
+    @OperationsPerInvocation(PAGES)
+    public int madviseDontneed(Dropped s) {
+        return s.mm.madvise(VA, LENGTH, Advice.DONTNEED);
     }
 
     @Benchmark

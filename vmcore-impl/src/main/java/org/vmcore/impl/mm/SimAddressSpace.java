@@ -5,6 +5,7 @@ import java.util.List;
 import java.util.Optional;
 import java.util.function.ObjLongConsumer;
 import org.vmcore.api.Access;
+import org.vmcore.api.Advice;
 import org.vmcore.api.AddressSpace;
 import org.vmcore.api.ClosedException;
 import org.vmcore.api.FaultResult;
@@ -68,6 +69,7 @@ public final class SimAddressSpace extends MmStruct {
     private final Mprotect mprotect;
     private final PageWalk pageTableView;
     private final GupFast gupFast;
+    private final Madvise madvise;
     final MigrationWait migrationWait; // the faults wait through it too
     final FaultCounts faultCounts = new FaultCounts();
     private volatile boolean closed;
@@ -88,6 +90,7 @@ public final class SimAddressSpace extends MmStruct {
         this.mprotect = new Mprotect(this, ctx, mmapImpl);
         this.pageTableView = new PageWalk(this, pageTable);
         this.gupFast = new GupFast(ctx, this);
+        this.madvise = new Madvise(ctx, this);
         this.migrationWait = new MigrationWait(ctx, this);
     }
 
@@ -355,26 +358,22 @@ public final class SimAddressSpace extends MmStruct {
 
     @Override
     public boolean clearFlushYoung(long va) {
-        return young(va, true, true);
+        return Young.locked(this, ctx, va, true, true);
     }
 
     @Override
     public boolean clearYoung(long va) {
-        return young(va, true, false);
+        return Young.locked(this, ctx, va, true, false);
     }
 
     @Override
     public boolean testYoung(long va) {
-        return young(va, false, false);
+        return Young.locked(this, ctx, va, false, false);
     }
 
-    private boolean young(long va, boolean clear, boolean flush) {
-        try (MachineLock.Held locked = lock().shared(); MachineLock.Held mmap = mmapRead()) {
-            ensureOpen();
-            boolean young = Young.young(this, shootdown, va, clear, flush);
-            ctx.hook().operationDone(); // the accessed bits are cleared all the same
-            return young;
-        }
+    @Override
+    public int madvise(long address, long length, Advice advice) {
+        return madvise.madvise(address, length, advice);
     }
 
     /** Page faults handled (pgfault). */

@@ -1,6 +1,7 @@
 package org.vmcore.impl.mm;
 
 import org.vmcore.api.InvalidArgumentException;
+import org.vmcore.impl.base.MachineLock;
 import org.vmcore.api.PageSize;
 import org.vmcore.impl.tlb.TlbShootdown;
 import org.vmcore.impl.vma.VmArea;
@@ -17,6 +18,17 @@ import org.vmcore.x86.pgtable.Pte;
  */
 final class Young {
     private Young() {
+    }
+
+    /** {@link #young} as a public operation: under the machine lock and the mmap_lock for read. */
+    @SuppressWarnings("try") // a lock hold is used only for its scope
+    static boolean locked(SimAddressSpace mm, MmContext ctx, long va, boolean clear, boolean flush) {
+        try (MachineLock.Held locked = mm.lock().shared(); MachineLock.Held mmap = mm.mmapRead()) {
+            mm.ensureOpen();
+            boolean young = young(mm, ctx.shootdown(), va, clear, flush);
+            ctx.hook().operationDone(); // the accessed bits are cleared all the same
+            return young;
+        }
     }
 
     /** Whether the page at {@code va} was accessed; with {@code clear} the bits are cleared, with {@code flush} flushed too. */

@@ -68,6 +68,16 @@ final class Zap {
      * ({@link MigrationEntryRefs}).
      */
     void zapPageRange(VmArea vma, long from, long to, TlbGather gather, boolean releaseReservations) {
+        zapPageRange(vma, from, to, gather, releaseReservations, false);
+    }
+
+    /**
+     * As {@link #zapPageRange(VmArea, long, long, TlbGather, boolean)}; with
+     * {@code restoreReservations} (MADV_DONTNEED) a private hugetlb owner gets a reservation back
+     * for each page of its own it drops, so the next fault there finds one, as Linux does.
+     */
+    private void zapPageRange(VmArea vma, long from, long to, TlbGather gather, boolean releaseReservations,
+                              boolean restoreReservations) {
         assert mm.lock().isHeldByCurrentThread();
         if (vma.kind().isHugetlb()) {
             // __unmap_hugepage_range_final: the VMA lock, then i_mmap_rwsem, both for write, so that
@@ -81,7 +91,10 @@ final class Zap {
                         // huge_pmd_share takes this VMA's table, though it stays in i_mmap a while
                         vma.markUnshareable();
                     }
-                    zapHugetlb(vma, from, to, gather, releaseReservations);
+                    long dropped = zapHugetlb(vma, from, to, gather, releaseReservations);
+                    if (restoreReservations && vma.reservationOwner() && dropped > 0) {
+                        HugetlbFileImpl.of(vma).pool().reserve(dropped); // the owner's pages went back to the pool just now
+                    }
                 } finally {
                     vma.mapping().iMmapRwsem().upWrite();
                 }
@@ -93,7 +106,8 @@ final class Zap {
         zapAnon(vma, from, to, gather);
     }
 
-    private void zapHugetlb(VmArea vma, long from, long to, TlbGather gather, boolean releaseReservations) {
+    /** Returns how many of the owner's own pages (anonymous, inside its reservations) it dropped. */
+    private long zapHugetlb(VmArea vma, long from, long to, TlbGather gather, boolean releaseReservations) {
         RawPageTable table = mm.pageTable();
         PageSize size = vma.pageSize();
         if (size == PageSize.SIZE_2M) {
@@ -110,18 +124,40 @@ final class Zap {
             HugetlbReservation.releasePrivate(vma, from, to);
         }
         LongArrayList orphans = new LongArrayList(0);
+        long reservable = Math.min(HugetlbFileImpl.of(vma).pageCount(), vma.reservationsEnd());
+        long[] owned = {0};
         PageOps.forEachLeafLocked(vma, from, to, (va, slot, e) -> {
             table.getAndClearSlot(slot);
             gather.add(va, va + size.bytes(), size.shift());
             if (Pte.isPresent(e)) {
                 mm.hugetlbCountSub(size.bytes());
-                pages.putMapped(Pte.pfn(e, size), true);
+                long pfn = Pte.pfn(e, size);
+                if (pages.isAnon(pfn) && vma.hugePageIndex(va) < reservable) {
+                    owned[0]++;
+                }
+                pages.putMapped(pfn, true);
             } else if (MigrationEntry.isMigration(e)) {
                 mm.hugetlbCountSub(size.bytes());
                 orphans.add(MigrationEntry.pfn(e));
             }
         });
         releaseIfUnreferenced(orphans);
+        return owned[0];
+    }
+
+    /**
+     * zap_page_range_single for MADV_DONTNEED: the entries of {@code [from, to)} go (a shared PMD
+     * window is unshared), the VMA and its page tables stay. The notifiers hear of the range
+     * first (widened for PMD sharing) and may refuse it, with nothing of this VMA changed.
+     */
+    void dontneed(VmArea v, long from, long to) {
+        PmdSharing.Range r = v.kind().isHugetlb() && widenForSharing ? PmdSharing.adjustRangeIfPmdSharingPossible(v, from, to)
+                : new PmdSharing.Range(from, to);
+        TlbGather gather = new TlbGather();
+        try (Invalidation inv = Invalidation.start(mm.notifiers(), r.start(), r.end(), NotifierEvent.CLEAR)) {
+            zapPageRange(v, from, to, gather, false, true);
+            gather.flush(ctx.shootdown(), mm);
+        }
     }
 
     /**
