@@ -18,6 +18,10 @@ public final class MapFlags {
     public static final int MAP_LOCKED = 0x2000;
     /** Fault every page in now. */
     public static final int MAP_POPULATE = 0x8000;
+    /** mremap(2): the mapping may move to a new address if it cannot grow in place. */
+    public static final int MREMAP_MAYMOVE = 0x01;
+    /** mremap(2): move the mapping to exactly the new address (with {@link #MREMAP_MAYMOVE}), replacing what was there. */
+    public static final int MREMAP_FIXED = 0x02;
     /** Like MAP_FIXED, but fail instead of replacing an existing mapping. */
     public static final int MAP_FIXED_NOREPLACE = 0x100000;
 

@@ -70,6 +70,7 @@ public final class SimAddressSpace extends MmStruct {
     private final PageWalk pageTableView;
     private final GupFast gupFast;
     private final Madvise madvise;
+    private final Mremap mremap;
     final MigrationWait migrationWait; // the faults wait through it too
     final FaultCounts faultCounts = new FaultCounts();
     private volatile boolean closed;
@@ -91,6 +92,7 @@ public final class SimAddressSpace extends MmStruct {
         this.pageTableView = new PageWalk(this, pageTable);
         this.gupFast = new GupFast(ctx, this);
         this.madvise = new Madvise(ctx, this);
+        this.mremap = new Mremap(ctx, this, mmapImpl);
         this.migrationWait = new MigrationWait(ctx, this);
     }
 
@@ -241,20 +243,14 @@ public final class SimAddressSpace extends MmStruct {
 
     @Override
     public long translate(long va) {
-        try (MachineLock.Held locked = lock().shared(); MachineLock.Held mmap = mmapRead()) {
-            ensureOpen();
-            WalkResult walkResult = new WalkResult();
-            return walkUser(va, walkResult) ? walkResult.physicalAddress() : -1;
-        }
+        WalkResult w = walkLocked(va);
+        return w == null ? -1 : w.physicalAddress();
     }
 
     @Override
     public long pageAt(long va) {
-        try (MachineLock.Held locked = lock().shared(); MachineLock.Held mmap = mmapRead()) {
-            ensureOpen();
-            WalkResult walkResult = new WalkResult();
-            return walkUser(va, walkResult) ? walkResult.pagePfn() : -1;
-        }
+        WalkResult w = walkLocked(va);
+        return w == null ? -1 : w.pagePfn();
     }
 
     @Override
@@ -262,25 +258,22 @@ public final class SimAddressSpace extends MmStruct {
         return gupFast.getUserPageFast(va, write);
     }
 
-    /**
-     * The effective RW, USER and NX bits of the entries that map va now (RW and USER where every
-     * level allows them, NX where any level sets it), or 0 when nothing maps it: what the tables
-     * would let an access through. Reads without setting A or D.
-     */
+    /** The effective RW, USER and NX bits of the entries that map va now (0 if none), read without setting A or D. */
     public long permissionsAt(long va) {
-        try (MachineLock.Held locked = lock().shared(); MachineLock.Held mmap = mmapRead()) {
-            ensureOpen();
-            WalkResult walkResult = new WalkResult();
-            return walkUser(va, walkResult) ? walkResult.effectiveBits() : 0;
-        }
+        WalkResult w = walkLocked(va);
+        return w == null ? 0 : w.effectiveBits();
     }
 
-    /** Walks the tables for a canonical va as the hardware would, into {@code walkResult}; the caller holds the lock. */
-    private boolean walkUser(long va, WalkResult walkResult) {
-        if (!pageTable.mode().isCanonical(va)) {
-            throw new InvalidArgumentException("va", va, "must be canonical");
+    /** Walks the tables for a canonical va as the hardware would, under the locks; null when nothing maps it. */
+    private WalkResult walkLocked(long va) {
+        try (MachineLock.Held locked = lock().shared(); MachineLock.Held mmap = mmapRead()) {
+            ensureOpen();
+            if (!pageTable.mode().isCanonical(va)) {
+                throw new InvalidArgumentException("va", va, "must be canonical");
+            }
+            WalkResult walkResult = new WalkResult();
+            return walker.translate(pageTable.cr3(), pageTable.mode(), va, walkResult) ? walkResult : null;
         }
-        return walker.translate(pageTable.cr3(), pageTable.mode(), va, walkResult);
     }
 
     @Override
@@ -374,6 +367,16 @@ public final class SimAddressSpace extends MmStruct {
     @Override
     public int madvise(long address, long length, Advice advice) {
         return madvise.madvise(address, length, advice);
+    }
+
+    @Override
+    public long mremap(long oldAddress, long oldLength, long newLength, int flags, long newAddress) {
+        long at;
+        try (MachineLock.Held locked = lock().shared(); MachineLock.Held mmap = changeLock("mremap")) {
+            at = mremap.mremap(oldAddress, oldLength, newLength, flags, newAddress);
+        }
+        ctx.hook().afterOperation("mremap");
+        return at;
     }
 
     /** Page faults handled (pgfault). */

@@ -220,7 +220,15 @@ public final class VmArea {
 
     /** A copy of this VMA over {@code [from, to)} for the same owner (split_vma's new half). */
     public VmArea slice(long from, long to) {
-        VmArea copy = new VmArea(owner, from, to, protection, kind, locked, file, mapping,
+        return copyAt(from, from, to);
+    }
+
+    /**
+     * A copy of this VMA's {@code [from, to)} placed at {@code at} (copy_vma for mremap): the same
+     * offsets into its object, the same anon_vma chain, so its pages' rmap finds them there.
+     */
+    public VmArea copyAt(long at, long from, long to) {
+        VmArea copy = new VmArea(owner, at, at + (to - from), protection, kind, locked, file, mapping,
                 pgoff + ((from - start) >> 12), pageSize);
         copy.anonVma = anonVma;
         copy.anonChain.addAll(anonChain);

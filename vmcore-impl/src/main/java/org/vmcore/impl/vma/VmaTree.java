@@ -160,6 +160,18 @@ public final class VmaTree {
         }
     }
 
+    /** Grows v to end at {@code newEnd} (vma_expand for mremap), the space there free; then merges it as vma_merge would. */
+    public VmArea expand(VmArea v, long newEnd) {
+        assert lock.isHeldByCurrentThread();
+        AnonVma locked = lockRmap(v);
+        try {
+            setEnd(v, newEnd);
+        } finally {
+            unlockRmap(v, locked);
+        }
+        return mergeAround(v);
+    }
+
     /** Merges v with its neighbours where vma_merge would; returns the VMA that now holds v's range. */
     public VmArea mergeAround(VmArea v) {
         assert lock.isHeldByCurrentThread();

@@ -1,0 +1,178 @@
+package org.vmcore.impl.mm;
+
+import org.vmcore.api.Access;
+import org.vmcore.api.InvalidArgumentException;
+import org.vmcore.api.MapFlags;
+import org.vmcore.api.NotifierEvent;
+import org.vmcore.api.PageSize;
+import org.vmcore.impl.notifier.Invalidation;
+import org.vmcore.impl.vma.AnonVma;
+import org.vmcore.impl.vma.VmArea;
+import org.vmcore.x86.internal.RawPageTable;
+import org.vmcore.x86.pgtable.Level;
+import org.vmcore.x86.pgtable.Pte;
+
+/**
+ * mremap(2) of anonymous memory (mm/mremap.c): shrink (the tail is unmapped), grow in place
+ * (vma_expand), or move (copy_vma, move_page_tables, then the old range unmapped), under the
+ * mmap_lock held for write. A move carries the entries themselves, present, zero-page and
+ * migration entries alike, so the pages keep their frames, counts and rmap (a moved VMA keeps
+ * its page offsets and anon_vma chain); where old and new address are both 2 MiB aligned and a
+ * whole PTE table moves, the table itself is relinked (move_normal_pmd). The rmap locks of the
+ * VMA are held for write while the entries move (take_rmap_locks), so a migration's walk sees
+ * every page at its old place or at its new one.
+ */
+@SuppressWarnings("try") // an Invalidation is used only for its scope
+final class Mremap {
+    private static final long PMD_SIZE = 2L << 20;
+
+    private final MmContext ctx;
+    private final SimAddressSpace mm;
+    private final Mmap mmap;
+
+    Mremap(MmContext ctx, SimAddressSpace mm, Mmap mmap) {
+        this.ctx = ctx;
+        this.mm = mm;
+        this.mmap = mmap;
+    }
+
+    /** do_mremap, the arguments checked; returns where the mapping is now. */
+    long mremap(long oldAddr, long oldLength, long newLength, int flags, long newAddr) {
+        if ((flags & ~(MapFlags.MREMAP_MAYMOVE | MapFlags.MREMAP_FIXED)) != 0) {
+            throw new InvalidArgumentException("flags", flags, "must be 0, MREMAP_MAYMOVE or MREMAP_MAYMOVE | MREMAP_FIXED"
+                    + " (MREMAP_DONTUNMAP is not modelled) (-EINVAL)");
+        }
+        boolean fixed = (flags & MapFlags.MREMAP_FIXED) != 0;
+        if (fixed && (flags & MapFlags.MREMAP_MAYMOVE) == 0) {
+            throw new InvalidArgumentException("flags", flags, "must include MREMAP_MAYMOVE with MREMAP_FIXED (-EINVAL)");
+        }
+        mm.args.checkAddress(oldAddr, "oldAddress");
+        long oldLen = mm.args.checkLength(oldLength, PageSize.SIZE_4K);
+        long newLen = mm.args.checkLength(newLength, PageSize.SIZE_4K);
+        mm.args.checkRangeInUserSpace(oldAddr, oldLen, "-EFAULT");
+        VmArea v = mm.vma(oldAddr);
+        if (v == null || oldAddr + oldLen > v.end()) {
+            throw new InvalidArgumentException("oldAddress", oldAddr, "and oldLength 0x" + Long.toHexString(oldLen)
+                    + " must lie inside one mapping (vma_to_resize: -EFAULT)");
+        }
+        if (v.kind().isHugetlb()) {
+            throw new InvalidArgumentException("oldAddress", oldAddr, "is in a hugetlb mapping, whose mremap is not modelled yet");
+        }
+        if (fixed) {
+            mmap.getUnmappedArea(newAddr, newLen, MapFlags.MAP_FIXED, PageSize.SIZE_4K); // checks alignment and range
+            if (newAddr < oldAddr + oldLen && oldAddr < newAddr + newLen) {
+                throw new InvalidArgumentException("newAddress", newAddr, "must not overlap the old range (-EINVAL)");
+            }
+            mmap.doMunmap(newAddr, newAddr + newLen, false); // mremap_to: whatever was there goes
+            if (newLen < oldLen) {
+                mmap.doMunmap(oldAddr + newLen, oldAddr + oldLen, false);
+                oldLen = newLen;
+            }
+            return move(oldAddr, oldLen, newAddr, newLen);
+        }
+        if (newLen <= oldLen) {
+            if (newLen < oldLen) {
+                mmap.doMunmap(oldAddr + newLen, oldAddr + oldLen, false);
+            }
+            return oldAddr;
+        }
+        if (v.end() == oldAddr + oldLen && oldAddr <= mm.pageTable().mode().taskSizeMax() - newLen
+                && mm.vmaTree().overlapping(oldAddr + oldLen, oldAddr + newLen).isEmpty()) {
+            VmArea grown = mm.vmaTree().expand(v, oldAddr + newLen); // vma_expand: grows in place
+            populateIfLocked(grown, oldAddr + oldLen, oldAddr + newLen);
+            return oldAddr;
+        }
+        if ((flags & MapFlags.MREMAP_MAYMOVE) == 0) {
+            throw new InvalidArgumentException("newLength", newLength, "cannot grow the mapping in place, and MREMAP_MAYMOVE"
+                    + " was not given (-ENOMEM)");
+        }
+        return move(oldAddr, oldLen, mmap.getUnmappedArea(0, newLen, 0, PageSize.SIZE_4K), newLen);
+    }
+
+    /** move_vma: the VMA piece and its entries go to {@code to}; the old range is unmapped; returns {@code to}. */
+    private long move(long from, long len, long to, long newLen) {
+        mmap.splitVma(from);
+        mmap.splitVma(from + len);
+        VmArea old = mm.vma(from);
+        VmArea moved = old.copyAt(to, from, from + len);
+        mm.vmaTree().insert(moved); // linked into the same file and anon_vmas: the rmap finds both
+        try (Invalidation inv = Invalidation.startCompleting(mm.notifiers(), from, from + len, NotifierEvent.UNMAP)) {
+            lockRmap(old);
+            try {
+                movePageTables(from, to, len);
+            } finally {
+                unlockRmap(old);
+            }
+            ctx.shootdown().flushTlbMmRange(mm, from, from + len, 12);
+        }
+        mmap.doMunmap(from, from + len, false); // nothing left to zap: the VMA goes, and its empty tables
+        VmArea merged = mm.vmaTree().mergeAround(moved);
+        if (newLen > len) {
+            merged = mm.vmaTree().expand(mm.vma(to), to + newLen);
+            populateIfLocked(merged, to + len, to + newLen);
+        }
+        return to;
+    }
+
+    /**
+     * move_page_tables: each 2 MiB of the range whose old and new address are aligned and whose
+     * new PMD entry is empty moves its PTE table whole; the rest moves entry by entry.
+     */
+    private void movePageTables(long from, long to, long len) {
+        RawPageTable t = mm.pageTable();
+        for (long off = 0; off < len; ) {
+            long oldVa = from + off;
+            long newVa = to + off;
+            if ((oldVa & (PMD_SIZE - 1)) == 0 && (newVa & (PMD_SIZE - 1)) == 0 && off + PMD_SIZE <= len) {
+                long pmd = t.entry(oldVa, Level.PMD);
+                if (Pte.isNone(pmd)) {
+                    off += PMD_SIZE; // no PTE table there: nothing mapped
+                    continue;
+                }
+                if (Pte.isNone(t.entry(newVa, Level.PMD))) {
+                    t.populate(newVa, Level.PMD, t.clearTable(oldVa, Level.PMD)); // move_normal_pmd
+                    off += PMD_SIZE;
+                    continue;
+                }
+            }
+            long slot = t.slot(oldVa, Level.PTE);
+            long e = slot < 0 ? 0 : t.getAndClearSlot(slot);
+            if (!Pte.isNone(e)) {
+                t.install(newVa, Level.PTE, e); // move_ptes: the entry as it was, A/D bits and all
+            }
+            off += 4096;
+        }
+    }
+
+    /** take_rmap_locks: the file's i_mmap_rwsem, then the anon_vma family's, both for write. */
+    private static void lockRmap(VmArea v) {
+        if (v.mapping() != null) {
+            v.mapping().iMmapRwsem().downWrite();
+        }
+        AnonVma a = v.anonVma();
+        if (a != null) {
+            a.rwsem().downWrite();
+        }
+    }
+
+    private static void unlockRmap(VmArea v) {
+        AnonVma a = v.anonVma();
+        if (a != null) {
+            a.rwsem().upWrite();
+        }
+        if (v.mapping() != null) {
+            v.mapping().iMmapRwsem().upWrite();
+        }
+    }
+
+    /** An mlocked mapping that grew has its new part faulted in (mremap's mm_populate). */
+    private void populateIfLocked(VmArea v, long start, long end) {
+        if (!v.locked() || !v.protection().accessible()) {
+            return;
+        }
+        Access access = v.protection().write() && !v.kind().isShared() ? Access.WRITE : Access.READ;
+        for (long va = start; va < end; va += 4096) {
+            mm.handleFault(mm.vma(va), va, access);
+        }
+    }
+}
