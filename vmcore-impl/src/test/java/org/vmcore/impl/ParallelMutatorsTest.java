@@ -878,20 +878,34 @@ class ParallelMutatorsTest {
 
         /**
          * At the end of a round (quiescent): counts the processes whose window's first PMD table
-         * is also the table of a process of another thread (huge_pmd_share across threads).
+         * is also the table of a process of another thread (huge_pmd_share across threads), and
+         * checks that a process whose window cannot share (not one VMA over the whole 1 GiB:
+         * want_pmd_share) has its table to itself (a split or an unmap unshares first).
          */
         void countSharing() {
             Map<Long, Set<Integer>> threadsOfTable = new HashMap<>();
             Map<Long, Integer> processesOfTable = new HashMap<>();
+            Map<Long, List<AddressSpace>> unshareable = new HashMap<>();
             for (Sharer s : sharers) {
                 for (Sharer.Proc proc : s.procs) {
                     long table = pmdTable(proc.mm, WINDOW);
                     if (table >= 0) {
                         threadsOfTable.computeIfAbsent(table, t -> new HashSet<>()).add(s.index);
                         processesOfTable.merge(table, 1, Integer::sum);
+                        List<Vma> inWindow = proc.mm.vmas().stream().filter(v -> v.end() > WINDOW && v.start() < WINDOW + GIB).toList();
+                        if (inWindow.size() != 1 || inWindow.getFirst().start() != WINDOW || inWindow.getFirst().end() != WINDOW + GIB) {
+                            unshareable.computeIfAbsent(table, t -> new ArrayList<>()).add(proc.mm);
+                        }
                     }
                 }
             }
+            unshareable.forEach((table, mms) -> {
+                if (processesOfTable.get(table) > 1) {
+                    throw new AssertionError("the PMD table at 0x" + Long.toHexString(table) + " is in the page tables of "
+                            + processesOfTable.get(table) + " processes, though the window of " + mms + " cannot share it: "
+                            + mms.stream().map(mm -> mm + " " + mm.vmas()).toList());
+                }
+            });
             threadsOfTable.forEach((table, threads) -> {
                 if (threads.size() > 1) {
                     sharedAcrossThreads += processesOfTable.get(table);
@@ -1062,7 +1076,7 @@ class ParallelMutatorsTest {
                 }
                 log.add("close all " + procs.size() + " processes");
                 for (Proc proc : procs) {
-                    proc.mm.close();
+                    exit(proc);
                 }
                 procs.clear();
                 meeting.meet();
@@ -1143,7 +1157,7 @@ class ParallelMutatorsTest {
             } else if (op < 93) {
                 if (procs.size() > 1) {
                     log.add("exit p" + (procs.size() - 1));
-                    procs.removeLast().mm.close();
+                    exit(procs.removeLast());
                 }
             } else {
                 load(p, page);
@@ -1176,6 +1190,18 @@ class ParallelMutatorsTest {
             proc.mm.munmap(WINDOW, GIB);
             Arrays.fill(proc.prot, Mutator.Slot.UNMAPPED);
             proc.windowPages = 0;
+        }
+
+        /**
+         * Exit of a process (while {@link #exitingSiblingsLeaveNoEntriesBehind} is avoided: after
+         * an munmap of its window, see {@link #munmapWindow}, so that its exit zaps no window a
+         * sibling could still share).
+         */
+        private void exit(Proc proc) {
+            if (!HIT_KNOWN_DEFECTS) {
+                munmapWindow(proc);
+            }
+            proc.mm.close();
         }
 
         /** MAP_FIXED of tracked pages [from, to) over whatever is there, below the round's safe size. */
@@ -1781,6 +1807,66 @@ class ParallelMutatorsTest {
     }
 
     /**
+     * Found by {@link #threadsShareOneHugetlbFile} (an earlier version, with the defects above
+     * avoided; base seeds 91 and 5115: "mapcount: pfn 0x2800 has mapcount 2 but 1 entries map it", "page cache:
+     * unmapped cached pfn ... has mapcount 1 and refcount 2"; with its operations cut down to
+     * loads, stores, faults, fork and exit it still happened), and reduced to this probe, which
+     * shows it within a second or two (a few hundred iterations): two threads each create an
+     * address space, map the same 1 GiB hugetlb window, fault two pages and exit, again and
+     * again. Now and then a page keeps a mapcount (and a reference) that no entry explains: it
+     * is never freed, and the pool loses it for good.
+     *
+     * <p>The same window as {@link #anUnmappedWindowKeepsNoSharedTable}, met by exit
+     * ({@code Exit.exitMmap}: zap, then unlink from i_mmap, VMA by VMA; then the tables go): D
+     * exits and clears the entries of its own PMD table; before its VMA leaves i_mmap, Y's fault
+     * shares that table and fills an entry in it; Y exits too, and its unshare, which finds the
+     * table shared, leaves its entry to the other user; then D's page table is destroyed and
+     * {@code TablePages.release}, which now finds the table unshared, frees it with Y's entry in
+     * it, without a put of the page. (That is the interleaving that explains what the checker
+     * reports; the probe does not force it.) Linux makes the VMA ineligible for sharing before
+     * it drops i_mmap_rwsem after the final zap (__unmap_hugepage_range_final frees the hugetlb
+     * VMA lock, and page_table_shareable refuses a VMA without one), and so does vmcore since the
+     * fix of {@link #anUnmappedWindowKeepsNoSharedTable}: the final zap, of munmap and of exit
+     * alike, marks the VMA unshareable under the locks ({@code Zap.zapPageRange}).
+     */
+    @Test
+    void exitingSiblingsLeaveNoEntriesBehind() throws Exception {
+        try (Machine machine = Machine.builder().node(2 * GIB).hugePages(0, PageSize.SIZE_2M, 600).build()) {
+            HugetlbFile file = machine.hugetlbfs().create("shm", GIB, PageSize.SIZE_2M);
+            AtomicInteger stop = new AtomicInteger();
+            AtomicReference<Throwable> failure = new AtomicReference<>();
+            Runnable lives = () -> {
+                for (int k = 0; stop.get() == 0; k++) {
+                    AddressSpace mm = machine.createAddressSpace();
+                    mm.mmap(file, 0, 4 * GIB, GIB, Protection.READ_WRITE, SHARED_FIXED);
+                    mm.fault(4 * GIB + (k % 16) * HUGE, Access.WRITE);
+                    mm.fault(4 * GIB + ((k + 5) % 16) * HUGE, Access.READ);
+                    mm.close();
+                }
+            };
+            Thread other = Thread.ofPlatform().name("other-lives").start(() -> run(failure, lives));
+            long deadline = System.nanoTime() + 15_000_000_000L;
+            try {
+                for (int iteration = 0; iteration < 100_000 && System.nanoTime() < deadline; iteration++) {
+                    AddressSpace mm = machine.createAddressSpace();
+                    mm.mmap(file, 0, 8 * GIB, GIB, Protection.READ_WRITE, SHARED_FIXED);
+                    mm.fault(8 * GIB + (iteration % 16) * HUGE, Access.WRITE);
+                    mm.fault(8 * GIB + ((iteration + 5) % 16) * HUGE, Access.READ);
+                    mm.close();
+                    if (iteration % 50 == 0) {
+                        assertThat(machine.checkInvariants()).as("iteration %d", iteration).isEmpty();
+                    }
+                }
+            } finally {
+                stop.set(1);
+                other.join();
+            }
+            assertThat(failure.get()).isNull();
+            assertThat(machine.checkInvariants()).isEmpty();
+        }
+    }
+
+    /**
      * Found by {@link #threadsShareOneHugetlbFile} at full strength (with 40,000 steps, about one
      * run in fifteen: base seeds 234521793962461837, -8090375785081329809, 2146781696535596542,
      * -6073797728922302736 and 368991389618556528; once in CI, base seed -8120112821640603846): a
@@ -1942,7 +2028,9 @@ class ParallelMutatorsTest {
      *       while they are avoided, every thread splits its windows before a truncation round
      *       (munmap of the window's last, untracked huge page, between the two meetings that
      *       end the round before), so no table is shared during it, and leaves out, during it,
-     *       the operations that split a VMA (partial munmap and remap, mprotect).
+     *       the operations that split a VMA (partial munmap and remap, mprotect);
+     *   <li>exit has the same window as munmap ({@link #exitingSiblingsLeaveNoEntriesBehind}):
+     *       while it is avoided, test 2 unmaps a process's window (as above) before it exits.
      * </ul>
      */
     static final boolean HIT_KNOWN_DEFECTS = !"false".equals(System.getProperty("vmcore.parallel.knownDefects", "true"));
