@@ -28,7 +28,7 @@ class ModelBasedTest {
             assertThat(r.log()).anyMatch(s -> s.startsWith("fork")).anyMatch(s -> s.startsWith("move_pages"))
                     .anyMatch(s -> s.startsWith("store")).anyMatch(s -> s.startsWith("mprotect"))
                     .anyMatch(s -> s.startsWith("truncate")).anyMatch(s -> s.startsWith("mmap p0 small hugetlb file"))
-                    .anyMatch(s -> s.startsWith("madvise"));
+                    .anyMatch(s -> s.startsWith("madvise")).anyMatch(s -> s.startsWith("mremap"));
             assertThat(r.vmstat().get("pgmigrate_success")).as("migrations happened").isPositive();
         } finally {
             r.close();

@@ -12,6 +12,7 @@ import org.vmcore.api.AddressSpace;
 import org.vmcore.api.Cpu;
 import org.vmcore.api.Errno;
 import org.vmcore.api.HugetlbFile;
+import org.vmcore.api.InvalidArgumentException;
 import org.vmcore.api.Machine;
 import org.vmcore.api.MapFlags;
 import org.vmcore.api.MigrationService;
@@ -23,8 +24,8 @@ import org.vmcore.api.TlbConfig;
 
 /**
  * Seeded model-based testing: random sequences of mmap, munmap, mprotect, fork, exit, faults,
- * CPU loads and stores, move_pages, migrate_pages, soft offline, madvise(DONTNEED) and hugetlb
- * truncation over
+ * CPU loads and stores, move_pages, migrate_pages, soft offline, madvise(DONTNEED), mremap and
+ * hugetlb truncation over
  * several processes, on private anonymous memory, shmem, a hugetlb window that all processes
  * share through one PMD table, and a small hugetlb file whose mappings cannot share tables. A simple reference model of contents says what every load must return (fork copies
  * private memory, shared memory stays shared); after every step the machine's invariants must
@@ -262,8 +263,10 @@ final class ModelRunner {
                 log.add("soft_offline p" + p + " slot " + s + " page " + page);
                 machine.migration().softOffline(pfn);
             }
-        } else if (op < 98) {
+        } else if (op < 97) {
             dontneed(p, s, page);
+        } else if (op < 99) {
+            moveOutAndBack(p, s);
         } else {
             load(p, s, page);
         }
@@ -286,6 +289,29 @@ final class ModelRunner {
         if (slot != null && slot.privateWords != null) {
             Arrays.fill(slot.privateWords, page, page + count, 0);
         }
+    }
+
+    /**
+     * mremap of a slot to a scratch address (2 MiB aligned, so whole PTE tables move, or 4 KiB off,
+     * so entries move one by one) and back: every word must be where it was. Hugetlb slots are
+     * refused (not modelled yet) and unmapped slots are -EFAULT, both with nothing changed.
+     */
+    private void moveOutAndBack(int p, int s) {
+        Proc proc = procs.get(p);
+        Slot slot = proc.slots[s];
+        long scratch = 0x40_0000_0000L + (random.nextBoolean() ? 4096 : 0);
+        log.add("mremap p" + p + " slot " + s + " to 0x" + Long.toHexString(scratch) + " and back");
+        int move = MapFlags.MREMAP_MAYMOVE | MapFlags.MREMAP_FIXED;
+        if (slot == null || s >= HUGE_SLOT) {
+            try {
+                proc.mm.mremap(slotBase(s), slotLength(s), slotLength(s), move, scratch);
+                throw new AssertionError("mremap of " + (slot == null ? "an unmapped" : "a hugetlb") + " slot was not refused");
+            } catch (InvalidArgumentException expected) {
+                return;
+            }
+        }
+        proc.mm.mremap(slotBase(s), slotLength(s), slotLength(s), move, scratch);
+        proc.mm.mremap(scratch, slotLength(s), slotLength(s), move, slotBase(s));
     }
 
     private static long slotLength(int s) {
