@@ -101,24 +101,24 @@ public interface AddressSpace extends AutoCloseable {
     int madvise(long address, long length, Advice advice);
 
     /**
-     * mremap(2) of anonymous memory: shrinks the mapping at {@code oldAddress} (the tail is
-     * unmapped), grows it in place if the address space after it is free, or else, with
-     * {@link MapFlags#MREMAP_MAYMOVE}, moves it (with {@link MapFlags#MREMAP_FIXED} to
-     * {@code newAddress}, replacing what was there). A move carries the pages, not copies: their
-     * entries move, whole PTE tables where old and new address are 2 MiB aligned, as
-     * move_page_tables does; the old range is unmapped. Lengths round up to whole pages.
+     * mremap(2): shrinks the mapping at {@code oldAddress} (the tail is unmapped), grows it in
+     * place if the address space after it is free, or else, with {@link MapFlags#MREMAP_MAYMOVE},
+     * moves it (with {@link MapFlags#MREMAP_FIXED} to {@code newAddress}, replacing what was
+     * there). A move carries the pages, not copies: their entries move, whole PTE tables where old
+     * and new address are 2 MiB aligned, as move_page_tables does; the old range is unmapped. A
+     * hugetlb mapping works in whole huge pages, never grows, and has its shared PMD windows
+     * unshared before it moves. Lengths round up to whole pages.
      *
-     * @param oldAddress the start of the range to remap, 4 KiB aligned
+     * @param oldAddress the start of the range to remap, 4 KiB aligned (a huge page for hugetlb)
      * @param oldLength its length, inside one VMA
      * @param newLength the new length, positive
      * @param flags 0, {@code MREMAP_MAYMOVE}, or {@code MREMAP_MAYMOVE | MREMAP_FIXED}
-     * @param newAddress with {@code MREMAP_FIXED}, where the mapping goes (4 KiB aligned, not
+     * @param newAddress with {@code MREMAP_FIXED}, where the mapping goes (aligned, not
      *                   overlapping the old range); otherwise ignored
      * @return the address of the mapping now
      * @throws InvalidArgumentException for bad arguments (-EINVAL), a range that is not inside one
-     *                                  VMA (-EFAULT), a mapping that can neither grow nor move
-     *                                  (-ENOMEM), or a hugetlb mapping (not modelled yet); nothing
-     *                                  changes then
+     *                                  VMA (-EFAULT), or a mapping that can neither grow nor move
+     *                                  (-ENOMEM); nothing changes then
      */
     long mremap(long oldAddress, long oldLength, long newLength, int flags, long newAddress);
 

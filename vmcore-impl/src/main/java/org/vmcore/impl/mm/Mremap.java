@@ -5,6 +5,7 @@ import org.vmcore.api.InvalidArgumentException;
 import org.vmcore.api.MapFlags;
 import org.vmcore.api.NotifierEvent;
 import org.vmcore.api.PageSize;
+import org.vmcore.impl.hugetlb.PmdSharing;
 import org.vmcore.impl.notifier.Invalidation;
 import org.vmcore.impl.vma.AnonVma;
 import org.vmcore.impl.vma.VmArea;
@@ -13,14 +14,15 @@ import org.vmcore.x86.pgtable.Level;
 import org.vmcore.x86.pgtable.Pte;
 
 /**
- * mremap(2) of anonymous memory (mm/mremap.c): shrink (the tail is unmapped), grow in place
+ * mremap(2) of anonymous and hugetlb memory (mm/mremap.c): shrink (the tail is unmapped), grow in place
  * (vma_expand), or move (copy_vma, move_page_tables, then the old range unmapped), under the
  * mmap_lock held for write. A move carries the entries themselves, present, zero-page and
  * migration entries alike, so the pages keep their frames, counts and rmap (a moved VMA keeps
  * its page offsets and anon_vma chain); where old and new address are both 2 MiB aligned and a
  * whole PTE table moves, the table itself is relinked (move_normal_pmd). The rmap locks of the
  * VMA are held for write while the entries move (take_rmap_locks), so a migration's walk sees
- * every page at its old place or at its new one.
+ * every page at its old place or at its new one. A hugetlb mapping moves or shrinks by whole huge
+ * pages and never grows; a shared PMD window of it is unshared before its entries move.
  */
 @SuppressWarnings("try") // an Invalidation is used only for its scope
 final class Mremap {
@@ -55,11 +57,22 @@ final class Mremap {
             throw new InvalidArgumentException("oldAddress", oldAddr, "and oldLength 0x" + Long.toHexString(oldLen)
                     + " must lie inside one mapping (vma_to_resize: -EFAULT)");
         }
+        PageSize size = v.pageSize();
         if (v.kind().isHugetlb()) {
-            throw new InvalidArgumentException("oldAddress", oldAddr, "is in a hugetlb mapping, whose mremap is not modelled yet");
+            // hugetlb mremap (550a7d60bd5e): whole huge pages only, and never larger (its
+            // reservations could not follow a grown mapping)
+            if (!size.isAligned(oldAddr) || !size.isAligned(oldLength) || !size.isAligned(newLength)) {
+                throw new InvalidArgumentException("oldAddress", oldAddr, "oldLength 0x" + Long.toHexString(oldLength)
+                        + " and newLength 0x" + Long.toHexString(newLength) + " must be multiples of " + size.label()
+                        + " in a hugetlb mapping (-EINVAL)");
+            }
+            if (newLen > oldLen) {
+                throw new InvalidArgumentException("newLength", newLength, "must not exceed oldLength: a hugetlb mapping"
+                        + " cannot grow (-EINVAL)");
+            }
         }
         if (fixed) {
-            mmap.getUnmappedArea(newAddr, newLen, MapFlags.MAP_FIXED, PageSize.SIZE_4K); // checks alignment and range
+            mmap.getUnmappedArea(newAddr, newLen, MapFlags.MAP_FIXED, size); // checks alignment and range
             if (newAddr < oldAddr + oldLen && oldAddr < newAddr + newLen) {
                 throw new InvalidArgumentException("newAddress", newAddr, "must not overlap the old range (-EINVAL)");
             }
@@ -86,7 +99,7 @@ final class Mremap {
             throw new InvalidArgumentException("newLength", newLength, "cannot grow the mapping in place, and MREMAP_MAYMOVE"
                     + " was not given (-ENOMEM)");
         }
-        return move(oldAddr, oldLen, mmap.getUnmappedArea(0, newLen, 0, PageSize.SIZE_4K), newLen);
+        return move(oldAddr, oldLen, mmap.getUnmappedArea(0, newLen, 0, size), newLen);
     }
 
     /** move_vma: the VMA piece and its entries go to {@code to}; the old range is unmapped; returns {@code to}. */
@@ -96,15 +109,21 @@ final class Mremap {
         VmArea old = mm.vma(from);
         VmArea moved = old.copyAt(to, from, from + len);
         mm.vmaTree().insert(moved); // linked into the same file and anon_vmas: the rmap finds both
-        try (Invalidation inv = Invalidation.startCompleting(mm.notifiers(), from, from + len, NotifierEvent.UNMAP)) {
-            lockRmap(old);
-            try {
-                movePageTables(from, to, len);
-            } finally {
-                unlockRmap(old);
+        PmdSharing.Range r = PmdSharing.adjustRangeIfPmdSharingPossible(old, from, from + len);
+        try (Invalidation inv = Invalidation.startCompleting(mm.notifiers(), r.start(), r.end(), NotifierEvent.UNMAP)) {
+            if (old.kind().isHugetlb()) {
+                moveHugetlbPageTables(old, from, to, len);
+            } else {
+                lockRmap(old);
+                try {
+                    movePageTables(from, to, len);
+                } finally {
+                    unlockRmap(old);
+                }
             }
-            ctx.shootdown().flushTlbMmRange(mm, from, from + len, 12);
+            ctx.shootdown().flushTlbMmRange(mm, r.start(), r.end(), old.pageSize().shift());
         }
+        old.setReservationOwner(false); // a private owner's reservations went with its pages to the copy
         mmap.doMunmap(from, from + len, false); // nothing left to zap: the VMA goes, and its empty tables
         VmArea merged = mm.vmaTree().mergeAround(moved);
         if (newLen > len) {
@@ -141,6 +160,39 @@ final class Mremap {
                 t.install(newVa, Level.PTE, e); // move_ptes: the entry as it was, A/D bits and all
             }
             off += 4096;
+        }
+    }
+
+    /**
+     * move_hugetlb_page_tables: under the VMA lock and i_mmap_rwsem for write, each shared PMD
+     * window of the old range is unshared first (its pages stay with the other sharers and fault
+     * back in at the new address), then the huge entries move one by one.
+     */
+    private void moveHugetlbPageTables(VmArea old, long from, long to, long len) {
+        RawPageTable t = mm.pageTable();
+        PageSize size = old.pageSize();
+        Level leaf = Level.ofLeaf(size);
+        old.hugetlbVmaLock().downWrite();
+        try {
+            old.mapping().iMmapRwsem().downWrite();
+            try {
+                if (size == PageSize.SIZE_2M) {
+                    for (long window = from & PmdSharing.PUD_MASK; window < from + len; window += PmdSharing.PUD_SIZE) {
+                        PmdSharing.hugePmdUnshare(old, Math.max(window, from));
+                    }
+                }
+                for (long off = 0; off < len; off += size.bytes()) {
+                    long slot = t.slot(from + off, leaf);
+                    long e = slot < 0 ? 0 : t.getAndClearSlot(slot);
+                    if (!Pte.isNone(e)) {
+                        t.install(to + off, leaf, e);
+                    }
+                }
+            } finally {
+                old.mapping().iMmapRwsem().upWrite();
+            }
+        } finally {
+            old.hugetlbVmaLock().upWrite();
         }
     }
 

@@ -152,11 +152,56 @@ class MremapTest {
     }
 
     @Test
-    @DisplayName("a hugetlb mapping is refused (not modelled yet), and nothing changes")
-    void hugetlbIsRefused() {
-        HugetlbFile file = machine.hugetlbfs().create("h", 2 * M, PageSize.SIZE_2M);
+    @DisplayName("hugetlb: shrink gives the tail's reservation back, grow and unaligned lengths are -EINVAL, a move keeps data and pool (the kernel's mremap_hugetlb.out)")
+    void hugetlbShrinksAndMoves() {
+        HugetlbFile file = machine.hugetlbfs().create("h", 4 * M, PageSize.SIZE_2M);
         AddressSpace mm = machine.createAddressSpace();
-        long h = mm.mmap(file, 0, 0, 2 * M, Protection.READ_WRITE, MapFlags.MAP_SHARED);
-        assertThatThrownBy(() -> mm.mremap(h, 2 * M, 2 * M, MAYMOVE | FIXED, h + 4 * M)).hasMessageContaining("hugetlb");
+        long p = mm.mmap(file, 0, 0x4000_0000_0000L, 4 * M, Protection.READ_WRITE, MapFlags.MAP_PRIVATE | MapFlags.MAP_FIXED);
+        cpu.switchTo(mm);
+        cpu.store(p, 1, 1);
+        cpu.store(p + M, 1, 2);
+        assertThat(pool().free()).isEqualTo(2);
+        assertThat(pool().reserved()).isEqualTo(2);
+        String before = Fixtures.state(machine);
+        assertThatThrownBy(() -> mm.mremap(p, 4 * M, 6 * M, MAYMOVE, 0)).hasMessageContaining("cannot grow");
+        assertThatThrownBy(() -> mm.mremap(p, 3 * M, 3 * M + P, MAYMOVE, 0)).hasMessageContaining("-EINVAL");
+        assertThatThrownBy(() -> mm.mremap(p + P, M, M, MAYMOVE, 0)).isInstanceOf(InvalidArgumentException.class);
+        assertThat(Fixtures.state(machine)).isEqualTo(before);
+        assertThat(mm.mremap(p, 4 * M, 3 * M, 0, 0)).isEqualTo(p);
+        assertThat(pool().reserved()).as("the private owner's tail reservation goes (rsvd 2 -> 1)").isEqualTo(1);
+        long r = mm.mremap(p, 3 * M, 3 * M, MAYMOVE | FIXED, 0x4100_0000_0000L);
+        assertThat(r).isEqualTo(0x4100_0000_0000L);
+        assertThat(cpu.load(r, 1)).isEqualTo(1);
+        assertThat(cpu.load(r + M, 1)).isEqualTo(2);
+        assertThat(pool().free()).isEqualTo(2);
+        assertThat(pool().reserved()).as("the reservation moved with the mapping").isEqualTo(1);
+        assertThatThrownBy(() -> mm.mremap(r, 3 * M, 3 * M, MAYMOVE | FIXED, r + M)).hasMessageContaining("-EINVAL");
+        assertThatThrownBy(() -> mm.mremap(r, 3 * M, 3 * M, MAYMOVE | FIXED, 0x4200_0000_1000L)).isInstanceOf(InvalidArgumentException.class);
+        assertThat(cpu.load(r + 2 * M, 1)).as("the reserved page faults in at the new place").isZero();
+        assertThat(pool().reserved()).isZero();
+    }
+
+    private org.vmcore.api.HugetlbPoolState pool() {
+        return machine.hugetlbfs().pool(0, PageSize.SIZE_2M);
+    }
+
+    @Test
+    @DisplayName("a shared PMD window is unshared before its entries move: the sharer keeps the table, the mover faults the pages back in")
+    void aSharedWindowIsUnsharedBeforeTheMove() {
+        Machine big = Machine.builder().node(4 * GIB).cpus(1).hugePages(0, PageSize.SIZE_2M, 1100).detectStaleTranslations(true).build();
+        try {
+            Fixtures.SharedWindow w = Fixtures.sharedWindow(big, 8 * GIB, 16 * GIB, true);
+            w.b().fault(16 * GIB, Access.READ);
+            long page = w.b().pageAt(16 * GIB);
+            long r = w.b().mremap(16 * GIB, GIB, GIB, MAYMOVE | FIXED, 32 * GIB);
+            assertThat(w.a().pageAt(8 * GIB)).as("a keeps the shared table and its page").isEqualTo(page);
+            assertThat(w.b().translate(r)).as("b's window was unshared, not moved: nothing mapped yet").isEqualTo(-1);
+            assertThat(w.b().fault(r, Access.READ)).as("the new window is whole and aligned: huge_pmd_share finds a's table again")
+                    .isEqualTo(org.vmcore.api.FaultResult.SHARED_TABLE);
+            assertThat(w.b().pageAt(r)).as("the same file page at the new place").isEqualTo(page);
+            assertThat(big.checkInvariants()).isEmpty();
+        } finally {
+            big.close();
+        }
     }
 }
