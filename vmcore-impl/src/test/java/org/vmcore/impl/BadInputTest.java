@@ -233,6 +233,22 @@ class BadInputTest {
             l.add(c("mprotect with null protection", t -> t.mm.mprotect(VA, 4096, null), "prot=null"));
             l.add(c("mprotect splitting a hugetlb mapping", t -> t.mm.mprotect(4 * GIB, MIB, Protection.READ), "aligned to 2M"));
             l.add(c("unaligned mprotect", t -> t.mm.mprotect(VA + 8, 4096, Protection.READ), "address=", "4K aligned"));
+            l.add(c("unaligned madvise", t -> t.mm.madvise(VA + 8, 4096, org.vmcore.api.Advice.DONTNEED), "address=", "4K aligned"));
+            l.add(c("madvise with a negative length", t -> t.mm.madvise(VA, -1, org.vmcore.api.Advice.DONTNEED), "length=", "negative"));
+            l.add(c("madvise with null advice", t -> t.mm.madvise(VA, 4096, null), "advice=null"));
+            l.add(c("madvise past user space", t -> t.mm.madvise(0x7fff_ffff_e000L, 8192, org.vmcore.api.Advice.DONTNEED),
+                    "length=", "TASK_SIZE_MAX"));
+            l.add(c("unaligned mremap", t -> t.mm.mremap(VA + 8, 4096, 4096, 0, 0), "oldAddress=", "4K aligned"));
+            l.add(c("mremap with unknown flags", t -> t.mm.mremap(VA, 4096, 4096, 0x4, 0), "flags=4", "DONTUNMAP"));
+            l.add(c("mremap FIXED without MAYMOVE", t -> t.mm.mremap(VA, 4096, 4096, MapFlags.MREMAP_FIXED, VA + GIB),
+                    "flags=2", "MREMAP_MAYMOVE"));
+            l.add(c("mremap to a zero length", t -> t.mm.mremap(VA, 4096, 0, 0, 0), "length=0x0"));
+            l.add(c("mremap of an unmapped range", t -> t.mm.mremap(VA + 64 * 4096, 4096, 8192, MapFlags.MREMAP_MAYMOVE, 0),
+                    "inside one mapping", "-EFAULT"));
+            l.add(c("mremap growing a hugetlb mapping", t -> t.mm.mremap(4 * GIB, 2 * MIB, 4 * MIB, MapFlags.MREMAP_MAYMOVE, 0),
+                    "cannot grow"));
+            l.add(c("mremap onto itself", t -> t.mm.mremap(VA, 8192, 8192, MapFlags.MREMAP_MAYMOVE | MapFlags.MREMAP_FIXED, VA + 4096),
+                    "newAddress=", "overlap"));
             return l;
         }
     }

@@ -111,6 +111,16 @@ class FaultInjectionTest {
                     MigrationService.MPOL_MF_MOVE_ALL).status(0);
             return status == 1 ? 0 : status;
         }));
+        ops.add(Arguments.of("mremap move, entry by entry", (Prepare) w -> w.b().mmap(VA + 3 * GIB, 16 * 4096, Protection.READ_WRITE,
+                ANON | MapFlags.MAP_POPULATE), (Op) w -> {
+                    w.b().mremap(VA + 3 * GIB, 16 * 4096, 16 * 4096, MapFlags.MREMAP_MAYMOVE | MapFlags.MREMAP_FIXED,
+                            VA + 7 * GIB + 4096);
+                    return 0;
+                }));
+        ops.add(Arguments.of("mremap move of a private hugetlb mapping", NOTHING, (Op) w -> {
+            w.a().mremap(5 * GIB, 4 * MIB, 4 * MIB, MapFlags.MREMAP_MAYMOVE | MapFlags.MREMAP_FIXED, 9 * GIB);
+            return 0;
+        }));
         return ops.stream();
     }
 

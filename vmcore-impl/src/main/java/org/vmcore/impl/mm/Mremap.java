@@ -108,22 +108,31 @@ final class Mremap {
         mmap.splitVma(from + len);
         VmArea old = mm.vma(from);
         VmArea moved = old.copyAt(to, from, from + len);
+        moved.setReservationOwner(false); // a private owner's reservations follow only once the move is done
         mm.vmaTree().insert(moved); // linked into the same file and anon_vmas: the rmap finds both
         PmdSharing.Range r = PmdSharing.adjustRangeIfPmdSharingPossible(old, from, from + len);
         try (Invalidation inv = Invalidation.startCompleting(mm.notifiers(), r.start(), r.end(), NotifierEvent.UNMAP)) {
-            if (old.kind().isHugetlb()) {
-                moveHugetlbPageTables(old, from, to, len);
-            } else {
-                lockRmap(old);
-                try {
-                    movePageTables(from, to, len);
-                } finally {
-                    unlockRmap(old);
+            try {
+                if (old.kind().isHugetlb()) {
+                    moveHugetlbPageTables(old, from, to, len);
+                } else {
+                    lockRmap(old);
+                    try {
+                        movePageTables(from, to, len);
+                    } finally {
+                        unlockRmap(old);
+                    }
                 }
+            } catch (RuntimeException e) { // no page table for the new place: everything went back
+                mmap.doMunmap(to, to + len, false); // the copy goes, with the tables made for it
+                mm.vmaTree().mergeAround(old);
+                throw e;
+            } finally {
+                ctx.shootdown().flushTlbMmRange(mm, r.start(), r.end(), old.pageSize().shift());
             }
-            ctx.shootdown().flushTlbMmRange(mm, r.start(), r.end(), old.pageSize().shift());
         }
-        old.setReservationOwner(false); // a private owner's reservations went with its pages to the copy
+        moved.setReservationOwner(old.reservationOwner()); // a private owner's reservations go with its pages
+        old.setReservationOwner(false);
         mmap.doMunmap(from, from + len, false); // nothing left to zap: the VMA goes, and its empty tables
         VmArea merged = mm.vmaTree().mergeAround(moved);
         if (newLen > len) {
@@ -138,8 +147,23 @@ final class Mremap {
      * new PMD entry is empty moves its PTE table whole; the rest moves entry by entry.
      */
     private void movePageTables(long from, long to, long len) {
+        long done = 0;
+        try {
+            done = movePageTablesUpTo(from, to, len);
+        } finally {
+            if (done < len) { // move_vma's failure path: what moved goes back (its tables are all still there)
+                movePageTablesUpTo(to, from, progress);
+            }
+        }
+    }
+
+    private long progress; // how far the last movePageTablesUpTo got, for the way back
+
+    /** Moves the entries of {@code [from, from + len)} to {@code to}; returns {@code len}, or throws with {@link #progress} set. */
+    private long movePageTablesUpTo(long from, long to, long len) {
         RawPageTable t = mm.pageTable();
-        for (long off = 0; off < len; ) {
+        progress = 0;
+        for (long off = 0; off < len; progress = off) {
             long oldVa = from + off;
             long newVa = to + off;
             if ((oldVa & (PMD_SIZE - 1)) == 0 && (newVa & (PMD_SIZE - 1)) == 0 && off + PMD_SIZE <= len) {
@@ -149,18 +173,26 @@ final class Mremap {
                     continue;
                 }
                 if (Pte.isNone(t.entry(newVa, Level.PMD))) {
+                    t.allocSlot(newVa, Level.PMD); // the tables above first: a failure here changes nothing
                     t.populate(newVa, Level.PMD, t.clearTable(oldVa, Level.PMD)); // move_normal_pmd
                     off += PMD_SIZE;
                     continue;
                 }
             }
-            long slot = t.slot(oldVa, Level.PTE);
-            long e = slot < 0 ? 0 : t.getAndClearSlot(slot);
-            if (!Pte.isNone(e)) {
-                t.install(newVa, Level.PTE, e); // move_ptes: the entry as it was, A/D bits and all
-            }
+            moveEntry(t, oldVa, newVa, Level.PTE);
             off += 4096;
         }
+        return len;
+    }
+
+    /** move_ptes for one entry, as it was (A/D bits and all); the new slot first, so a failure loses nothing. */
+    private static void moveEntry(RawPageTable t, long oldVa, long newVa, Level leaf) {
+        long slot = t.slot(oldVa, leaf);
+        if (slot < 0 || Pte.isNone(t.readSlot(slot))) {
+            return;
+        }
+        long to = t.allocSlot(newVa, leaf);
+        t.compareAndSetSlot(to, 0, t.getAndClearSlot(slot));
     }
 
     /**
@@ -181,11 +213,14 @@ final class Mremap {
                         PmdSharing.hugePmdUnshare(old, Math.max(window, from));
                     }
                 }
-                for (long off = 0; off < len; off += size.bytes()) {
-                    long slot = t.slot(from + off, leaf);
-                    long e = slot < 0 ? 0 : t.getAndClearSlot(slot);
-                    if (!Pte.isNone(e)) {
-                        t.install(to + off, leaf, e);
+                long off = 0;
+                try {
+                    for (; off < len; off += size.bytes()) {
+                        moveEntry(t, from + off, to + off, leaf);
+                    }
+                } finally {
+                    for (long back = 0; back < off && off < len; back += size.bytes()) {
+                        moveEntry(t, to + back, from + back, leaf); // a failure: what moved goes back
                     }
                 }
             } finally {
