@@ -117,7 +117,9 @@ public interface MachineDiagnostics {
      * @param kind the kind of allocation
      * @param nth which allocation fails: 1 is the next one
      */
-    void failNthAllocation(AllocationKind kind, long nth);
+    default void failNthAllocation(AllocationKind kind, long nth) {
+        failNthAllocation(kind, nth, 1);
+    }
 
     /**
      * Like {@link #failNthAllocation} but {@code times} allocations in a row fail, enough to

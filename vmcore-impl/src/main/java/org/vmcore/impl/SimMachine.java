@@ -52,9 +52,8 @@ import org.vmcore.x86.mem.PhysicalMemory;
  * package refers back to it. It keeps the public {@link Machine} calls: locking, validation and
  * delegation.
  *
- * <p>Locking: in this version every mm operation runs under one machine lock ({@link #lock()}),
- * which stands in for the kernel's mmap locks, i_mmap_rwsem, anon_vma locks and page-table
- * locks at once. It makes every operation atomic with respect to the others.
+ * <p>Locking: every operation holds the machine lock ({@link #lock()}) shared, the machine-wide
+ * inspections exclusive; the kernel's locks below it are drawn in the package header.
  */
 @SuppressWarnings("try") // a lock hold is used only for its scope
 public final class SimMachine implements Machine {
@@ -220,12 +219,6 @@ public final class SimMachine implements Machine {
             ensureOpen();
             procStats.resetVmstat();
         }
-    }
-
-    @Override
-    public void failNthAllocation(AllocationKind kind, long nth) {
-        ensureOpen();
-        memory.faults().failNth(kind, nth);
     }
 
     @Override

@@ -9,6 +9,7 @@ import org.vmcore.impl.hugetlb.PmdSharing;
 import org.vmcore.impl.notifier.Invalidation;
 import org.vmcore.impl.vma.AnonVma;
 import org.vmcore.impl.vma.VmArea;
+import org.vmcore.impl.vma.VmaTree;
 import org.vmcore.x86.internal.RawPageTable;
 import org.vmcore.x86.pgtable.Level;
 import org.vmcore.x86.pgtable.Pte;
@@ -116,11 +117,11 @@ final class Mremap {
                 if (old.kind().isHugetlb()) {
                     moveHugetlbPageTables(old, from, to, len);
                 } else {
-                    lockRmap(old);
+                    AnonVma locked = VmaTree.lockRmap(old); // take_rmap_locks
                     try {
                         movePageTables(from, to, len);
                     } finally {
-                        unlockRmap(old);
+                        VmaTree.unlockRmap(old, locked);
                     }
                 }
             } catch (RuntimeException e) { // no page table for the new place: everything went back
@@ -228,27 +229,6 @@ final class Mremap {
             }
         } finally {
             old.hugetlbVmaLock().upWrite();
-        }
-    }
-
-    /** take_rmap_locks: the file's i_mmap_rwsem, then the anon_vma family's, both for write. */
-    private static void lockRmap(VmArea v) {
-        if (v.mapping() != null) {
-            v.mapping().iMmapRwsem().downWrite();
-        }
-        AnonVma a = v.anonVma();
-        if (a != null) {
-            a.rwsem().downWrite();
-        }
-    }
-
-    private static void unlockRmap(VmArea v) {
-        AnonVma a = v.anonVma();
-        if (a != null) {
-            a.rwsem().upWrite();
-        }
-        if (v.mapping() != null) {
-            v.mapping().iMmapRwsem().upWrite();
         }
     }
 

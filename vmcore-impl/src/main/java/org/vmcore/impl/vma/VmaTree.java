@@ -140,7 +140,7 @@ public final class VmaTree {
      * so that an rmap walker never sees a VMA's range half moved. Returns the anon_vma whose lock
      * was taken (a merge may give {@code v} one meanwhile), for {@link #unlockRmap}.
      */
-    private static AnonVma lockRmap(VmArea v) {
+    public static AnonVma lockRmap(VmArea v) {
         if (v.mapping() != null) {
             v.mapping().iMmapRwsem().downWrite();
         }
@@ -151,7 +151,8 @@ public final class VmaTree {
         return a;
     }
 
-    private static void unlockRmap(VmArea v, AnonVma locked) {
+    /** Releases what {@link #lockRmap} took. */
+    public static void unlockRmap(VmArea v, AnonVma locked) {
         if (locked != null) {
             locked.rwsem().upWrite();
         }
