@@ -239,6 +239,11 @@ final class MigrateFolio {
             if (descriptors.addRefcount(target, -1) == 0) { // the allocation's reference: mappings and cache hold it now
                 migrationRefs.releaseIfUnreferenced(target); // unless the page's mappings went while it moved
             }
+            if (poisonOld) {
+                // page_handle_poison: the frame is poisoned now, even while a PFN walker still holds
+                // a reference to it; the walker's put then keeps it out of use (SpeculativeRefs)
+                descriptors.setFlags(pfn, FrameFlags.HWPOISON);
+            }
             if (descriptors.addRefcount(pfn, -1) == 0) { // the isolation reference was the last
                 if (poisonOld) {
                     if (huge) {

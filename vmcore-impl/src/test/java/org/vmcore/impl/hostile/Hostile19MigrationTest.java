@@ -1,0 +1,872 @@
+package org.vmcore.impl.hostile;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicReference;
+import java.util.Random;
+import java.util.Set;
+import java.util.concurrent.ConcurrentLinkedQueue;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.EnumSource;
+import org.junit.jupiter.params.provider.MethodSource;
+import org.vmcore.api.ClosedException;
+import org.vmcore.api.Cpu;
+import org.vmcore.api.Errno;
+import org.vmcore.api.MigrationWaitException;
+import org.vmcore.api.MmuNotifier;
+import org.vmcore.api.NotifierRange;
+import org.vmcore.api.PageFlag;
+import org.vmcore.api.SegmentationFaultException;
+import org.vmcore.api.VmException;
+import org.vmcore.api.Access;
+import org.vmcore.api.AddressSpace;
+import org.vmcore.api.HugetlbFile;
+import org.vmcore.api.Machine;
+import org.vmcore.api.MapFlags;
+import org.vmcore.api.MigrationPhase;
+import org.vmcore.api.MigrationService;
+import org.vmcore.api.MovePagesResult;
+import org.vmcore.api.PageSize;
+import org.vmcore.api.Protection;
+
+/**
+ * Hostile tests of page migration beside other operations (f8edc2e: the machine lock shared, the
+ * folio lock, rmap and page-table locks per walk). Public API only; the randomised tests print
+ * their seed ({@code -Dvmcore.seed=S} replays one).
+ *
+ * <p>Defects found, each kept as the test that showed it, all fixed:
+ * <ul>
+ *   <li>M1 {@link #observerFaultWhileTruncateWaitsForTheFolio}: a truncation waited for the folio
+ *       lock of a migrating page while holding its hugetlb fault mutex; the migration's observer
+ *       faulted the page and waited for that mutex: deadlock.
+ *   <li>M2 {@link #observerTruncateWhileAnotherTruncateWaitsForTheFolio}: the same wait inside the
+ *       file's truncation monitor; the observer's own truncation waited for the monitor.
+ *   <li>M3 {@link #softOfflineWithAReferenceHeldAcrossTheMigration}: a PFN walker's reference held
+ *       across a soft offline's migration let the poisoned frame go back to the allocator.
+ *   <li>M4 {@link #offlineRangeLeavesNoPageInUseBehind}: offlineRange reported the range offline
+ *       while pages allocated during its migrations were still in use there.
+ *   <li>M5 {@link #closeWhileMigrationsRunAndCpusWait}: a CPU waiting on a migration entry read
+ *       the frame descriptors after close freed them (IllegalStateException "Already closed").
+ *   <li>M6 {@link #exitsRacingOverEntriesOfAnRmapMigrationFreeThePage}: two exits clearing the
+ *       last migration entries of an RmapWalker.tryToMigrate page could both leave it: a leak.
+ * </ul>
+ */
+class Hostile19MigrationTest {
+    static final long MIB = 1L << 20;
+    static final long GIB = 1L << 30;
+    static final long K4 = 4096;
+    static final int SHARED_FIXED = MapFlags.MAP_SHARED | MapFlags.MAP_FIXED;
+    static final Duration WAIT = Duration.ofSeconds(10);
+
+    static final int POOL = 520;
+
+    private Machine machine;
+    /** Set when a thread stayed stuck: the machine cannot be closed then (close would wait for it). */
+    private boolean stuck;
+
+    @AfterEach
+    void closeMachine() {
+        if (machine != null && !stuck) {
+            machine.close(); // a hostile observer may still be set: close calls none
+            assertThat(machine.offHeapBytes()).isZero();
+        }
+    }
+
+    @FunctionalInterface
+    interface Body {
+        void run() throws Throwable;
+    }
+
+    /** A started daemon thread whose failure is kept. */
+    final class Worker {
+        final Thread thread;
+        final AtomicReference<Throwable> failure = new AtomicReference<>();
+
+        Worker(String name, Body body) {
+            thread = Thread.ofPlatform().daemon().name(name).unstarted(() -> {
+                try {
+                    body.run();
+                } catch (Throwable t) {
+                    failure.set(t);
+                }
+            });
+            thread.start();
+        }
+
+        void joinOrDump() throws InterruptedException {
+            thread.join(WAIT.toMillis());
+            if (thread.isAlive()) {
+                stuck = true;
+                throw new AssertionError(thread.getName() + " did not finish within " + WAIT + "\n" + threadDump());
+            }
+        }
+
+        /** Whether it is still running after {@code ms}: it waits for something. */
+        boolean stillRunningAfter(long ms) throws InterruptedException {
+            thread.join(ms);
+            return thread.isAlive();
+        }
+    }
+
+    static String threadDump() {
+        StringBuilder sb = new StringBuilder();
+        for (var e : Thread.getAllStackTraces().entrySet()) {
+            sb.append('"').append(e.getKey().getName()).append("\" ").append(e.getKey().getState()).append('\n');
+            for (StackTraceElement f : e.getValue()) {
+                sb.append("    at ").append(f).append('\n');
+            }
+        }
+        return sb.toString();
+    }
+
+    static void await(CountDownLatch latch) {
+        try {
+            if (!latch.await(WAIT.toMillis(), TimeUnit.MILLISECONDS)) {
+                throw new AssertionError("latch not opened within " + WAIT);
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new AssertionError(e);
+        }
+    }
+
+    private Machine twoNodes() {
+        machine = Machine.builder().node(2 * GIB).node(2 * GIB).cpus(2).hugePages(0, PageSize.SIZE_2M, POOL)
+                .hugePages(1, PageSize.SIZE_2M, POOL).detectStaleTranslations(true).build();
+        return machine;
+    }
+
+    /**
+     * remove_inode_hugepages waits for the folio lock of a page under migration while it holds the
+     * page's hugetlb fault mutex. The migration's observer then faults the page (in the migrating
+     * process): hugetlb_fault takes that fault mutex first. The access from the observer must
+     * end (MigrationWaitException, a SIGBUS past the new end) rather than wait for a truncation
+     * that waits for the observer's own migration.
+     */
+    @Test
+    void observerFaultWhileTruncateWaitsForTheFolio() throws Exception {
+        twoNodes();
+        HugetlbFile file = machine.hugetlbfs().create("f", 4 * MIB, PageSize.SIZE_2M);
+        AddressSpace a = machine.createAddressSpace();
+        long va = a.mmap(file, 0, 8 * GIB, 4 * MIB, Protection.READ_WRITE, SHARED_FIXED | MapFlags.MAP_POPULATE);
+        CountDownLatch arrived = new CountDownLatch(1);
+        CountDownLatch go = new CountDownLatch(1);
+        AtomicReference<Object> seen = new AtomicReference<>();
+        machine.migration().setObserver(e -> {
+            if (e.phase() == MigrationPhase.AFTER_COPY) {
+                arrived.countDown();
+                await(go);
+                try {
+                    seen.set(a.fault(va, Access.READ));
+                } catch (RuntimeException ex) {
+                    seen.set(ex);
+                }
+            }
+        });
+        AtomicReference<MovePagesResult> moved = new AtomicReference<>();
+        Worker migrate = new Worker("migrate", () -> moved.set(machine.migration().movePages(a, new long[] {va}, new int[] {1},
+                MigrationService.MPOL_MF_MOVE)));
+        await(arrived);
+        Worker truncate = new Worker("truncate", () -> file.truncate(0));
+        assertThat(truncate.stillRunningAfter(300)).as("truncate waits for the folio lock").isTrue();
+        go.countDown();
+        migrate.joinOrDump();
+        truncate.joinOrDump();
+        System.out.println("observer fault saw " + seen.get());
+        assertThat(migrate.failure.get()).isNull();
+        assertThat(truncate.failure.get()).isNull();
+        assertThat(file.cachedPages()).isZero();
+        machine.migration().setObserver(null);
+        assertThat(machine.checkInvariants()).isEmpty();
+    }
+
+    /**
+     * As above, but the observer truncates the same file: the truncation in progress holds the
+     * file's truncation lock while it waits for the folio lock of the migrating page.
+     */
+    @Test
+    void observerTruncateWhileAnotherTruncateWaitsForTheFolio() throws Exception {
+        twoNodes();
+        HugetlbFile file = machine.hugetlbfs().create("f", 4 * MIB, PageSize.SIZE_2M);
+        AddressSpace a = machine.createAddressSpace();
+        long va = a.mmap(file, 0, 8 * GIB, 4 * MIB, Protection.READ_WRITE, SHARED_FIXED | MapFlags.MAP_POPULATE);
+        CountDownLatch arrived = new CountDownLatch(1);
+        CountDownLatch go = new CountDownLatch(1);
+        AtomicReference<Object> seen = new AtomicReference<>();
+        machine.migration().setObserver(e -> {
+            if (e.phase() == MigrationPhase.AFTER_COPY) {
+                arrived.countDown();
+                await(go);
+                try {
+                    file.truncate(0);
+                    seen.set("truncated");
+                } catch (RuntimeException ex) {
+                    seen.set(ex);
+                }
+            }
+        });
+        Worker migrate = new Worker("migrate", () -> machine.migration().movePages(a, new long[] {va}, new int[] {1},
+                MigrationService.MPOL_MF_MOVE));
+        await(arrived);
+        Worker truncate = new Worker("truncate", () -> file.truncate(0));
+        assertThat(truncate.stillRunningAfter(300)).as("truncate waits for the folio lock").isTrue();
+        go.countDown();
+        migrate.joinOrDump();
+        truncate.joinOrDump();
+        System.out.println("observer truncate saw " + seen.get());
+        assertThat(migrate.failure.get()).isNull();
+        assertThat(truncate.failure.get()).isNull();
+        machine.migration().setObserver(null);
+        assertThat(machine.checkInvariants()).isEmpty();
+    }
+
+    // ---------------------------------------------------------------- fixtures of three kinds of page
+
+    enum Kind { ANON, SHMEM, HUGE }
+
+    static final long ANON_BASE = 0x10_0000_0000L;
+    static final long SHM_BASE = 0x20_0000_0000L;
+    static final long HUGE_BASE = 8 * GIB; // PUD aligned: sharers share the PMD table
+    static final int MOVE_ALL = MigrationService.MPOL_MF_MOVE_ALL;
+
+    /** A page of {@code kind} holding {@code value} at va, mapped by a and b. */
+    record Setup(Kind kind, AddressSpace a, AddressSpace b, long va, HugetlbFile file) {
+        /** The page now (a's walk of a shared hugetlb page unshares a's table: the file knows it). */
+        long pfn() {
+            return file != null ? file.pageAt(0) : a.pageAt(va);
+        }
+    }
+
+    /**
+     * ANON: a private page, COW-shared with a forked child b. SHMEM: a MAP_SHARED|MAP_ANONYMOUS
+     * page, shared with a forked child b. HUGE: a shared hugetlb page of a file that a and b map at
+     * the same PUD-aligned address, so they share its PMD table (huge_pmd_share).
+     */
+    Setup setup(Kind kind, long value) {
+        AddressSpace a = machine.createAddressSpace();
+        long va;
+        HugetlbFile file = null;
+        switch (kind) {
+            case ANON -> {
+                va = ANON_BASE;
+                a.mmap(va, 4 * K4, Protection.READ_WRITE, MapFlags.MAP_PRIVATE | MapFlags.MAP_ANONYMOUS | MapFlags.MAP_FIXED);
+            }
+            case SHMEM -> {
+                va = SHM_BASE;
+                a.mmap(va, 4 * K4, Protection.READ_WRITE, MapFlags.MAP_SHARED | MapFlags.MAP_ANONYMOUS | MapFlags.MAP_FIXED);
+            }
+            default -> {
+                va = HUGE_BASE;
+                file = machine.hugetlbfs().create("h" + System.nanoTime(), GIB, PageSize.SIZE_2M);
+                a.mmap(file, 0, va, GIB, Protection.READ_WRITE, SHARED_FIXED);
+            }
+        }
+        store(a, va, value);
+        AddressSpace b;
+        if (kind == Kind.HUGE) {
+            b = machine.createAddressSpace();
+            b.mmap(file, 0, va, GIB, Protection.READ_WRITE, SHARED_FIXED);
+            assertThat(b.fault(va, Access.READ)).isEqualTo(org.vmcore.api.FaultResult.SHARED_TABLE);
+        } else {
+            b = a.fork();
+            b.fault(va, Access.READ);
+        }
+        return new Setup(kind, a, b, va, file);
+    }
+
+    /** A store by CPU 0 of the calling thread. */
+    void store(AddressSpace mm, long va, long value) {
+        Cpu cpu = machine.cpu(0);
+        cpu.switchTo(mm);
+        cpu.store(va, 8, value);
+        cpu.switchTo(null);
+    }
+
+    long load(AddressSpace mm, long va) {
+        Cpu cpu = machine.cpu(0);
+        cpu.switchTo(mm);
+        try {
+            return cpu.load(va, 8);
+        } finally {
+            cpu.switchTo(null);
+        }
+    }
+
+    MovePagesResult move(AddressSpace mm, long va, int node) {
+        return machine.migration().movePages(mm, new long[] {va}, new int[] {node}, MOVE_ALL);
+    }
+
+    void assertUnlocked(long pfn) {
+        assertThat(machine.page(pfn).flags()).as("page 0x%x left locked", pfn).doesNotContain(PageFlag.LOCKED);
+    }
+
+    static Stream<Arguments> kindsAndPhases() {
+        List<Arguments> out = new ArrayList<>();
+        for (Kind k : Kind.values()) {
+            for (MigrationPhase p : MigrationPhase.values()) {
+                out.add(Arguments.of(k, p));
+            }
+        }
+        return out.stream();
+    }
+
+    // ---------------------------------------------------------------- callbacks that throw
+
+    /**
+     * unmap_and_move: an observer that throws at a phase before the copy makes the migration put
+     * the page back (remove_migration_ptes(src, src)), one after it lets it complete; either way
+     * the caller gets exactly what the observer threw, the data is where it was, no lock is left,
+     * and a second migration then succeeds.
+     */
+    @ParameterizedTest(name = "{0} {1}")
+    @MethodSource("kindsAndPhases")
+    void observerThrowingAtEachPhase(Kind kind, MigrationPhase phase) {
+        twoNodes();
+        Setup s = setup(kind, 0x5151_0000L + phase.ordinal());
+        long old = s.pfn();
+        RuntimeException boom = new IllegalStateException("observer at " + phase);
+        machine.migration().setObserver(e -> {
+            if (e.phase() == phase) {
+                throw boom;
+            }
+        });
+        Throwable thrown = null;
+        try {
+            move(s.a(), s.va(), 1);
+        } catch (Throwable t) {
+            thrown = t;
+        }
+        machine.migration().setObserver(null);
+        assertThat(thrown).as("the observer's exception reaches the caller").isSameAs(boom);
+        boolean copied = phase == MigrationPhase.AFTER_COPY || phase == MigrationPhase.AFTER_REMAP;
+        assertThat(machine.page(s.pfn()).node()).as("node after a throw at %s", phase).isEqualTo(copied ? 1 : 0);
+        assertThat(s.pfn() == old).isEqualTo(!copied);
+        assertUnlocked(s.pfn());
+        assertThat(load(s.a(), s.va())).isEqualTo(0x5151_0000L + phase.ordinal());
+        assertThat(load(s.b(), s.va())).isEqualTo(0x5151_0000L + phase.ordinal());
+        assertThat(machine.checkInvariants()).isEmpty();
+        assertThat(move(s.a(), s.va(), copied ? 0 : 1).status(0)).isEqualTo(copied ? 0 : 1);
+        assertThat(load(s.b(), s.va())).isEqualTo(0x5151_0000L + phase.ordinal());
+        assertThat(machine.checkInvariants()).isEmpty();
+    }
+
+    /**
+     * try_to_migrate_one calls the notifiers of each mapping: one of the second mapper that
+     * refuses at invalidate_range_start (or throws at its end) fails the migration after the first
+     * mapping already has its migration entry; the page goes back in both, and the caller gets it.
+     */
+    @ParameterizedTest(name = "{0}")
+    @EnumSource(Kind.class)
+    void notifierOfTheSecondMapperThrows(Kind kind) {
+        twoNodes();
+        Setup s = setup(kind, 77);
+        long old = s.pfn();
+        for (boolean atEnd : new boolean[] {false, true}) {
+            RuntimeException boom = new IllegalStateException("notifier " + (atEnd ? "end" : "start"));
+            AtomicInteger calls = new AtomicInteger();
+            MmuNotifier n = new MmuNotifier() {
+                @Override
+                public void invalidateRangeStart(NotifierRange range) {
+                    if (!atEnd && calls.getAndIncrement() == 0) {
+                        throw boom;
+                    }
+                }
+
+                @Override
+                public void invalidateRangeEnd(NotifierRange range) {
+                    if (atEnd && calls.getAndIncrement() == 0) {
+                        throw boom;
+                    }
+                }
+            };
+            s.b().registerNotifier(n);
+            Throwable thrown = null;
+            try {
+                move(s.a(), s.va(), 1);
+            } catch (Throwable t) {
+                thrown = t;
+            }
+            s.b().unregisterNotifier(n);
+            assertThat(thrown).isSameAs(boom);
+            assertThat(s.pfn()).isEqualTo(old);
+            assertUnlocked(old);
+            assertThat(load(s.a(), s.va())).isEqualTo(77);
+            assertThat(load(s.b(), s.va())).isEqualTo(77);
+            assertThat(machine.checkInvariants()).isEmpty();
+        }
+        assertThat(move(s.a(), s.va(), 1).status(0)).isEqualTo(1);
+        assertThat(load(s.b(), s.va())).isEqualTo(77);
+        assertThat(machine.checkInvariants()).isEmpty();
+    }
+
+    // ---------------------------------------------------------------- callbacks that call back
+
+    /**
+     * A migration observer that unmaps the page being migrated from both processes after the
+     * unmap (munmap zaps the migration entries: zap_nonpresent_ptes): the migration completes or
+     * fails, but nothing leaks, nothing stays locked, and every frame comes back.
+     */
+    @ParameterizedTest(name = "{0} {1}")
+    @MethodSource("kindsAndPhases")
+    void observerUnmapsThePageItMigrates(Kind kind, MigrationPhase phase) {
+        twoNodes();
+        long free0 = machine.freeFrames();
+        Setup s = setup(kind, 5);
+        long old = s.pfn();
+        AtomicReference<Throwable> inObserver = new AtomicReference<>();
+        machine.migration().setObserver(e -> {
+            if (e.phase() == phase) {
+                try {
+                    s.a().munmap(s.va(), kind == Kind.HUGE ? 2 * MIB : K4);
+                    s.b().munmap(s.va(), kind == Kind.HUGE ? 2 * MIB : K4);
+                } catch (Throwable t) {
+                    inObserver.set(t);
+                }
+            }
+        });
+        MovePagesResult r = move(s.a(), s.va(), 1);
+        machine.migration().setObserver(null);
+        assertThat(inObserver.get()).isNull();
+        assertThat(r.status(0)).isIn(1, -Errno.EBUSY, -Errno.ENOENT);
+        assertThat(s.a().translate(s.va())).isEqualTo(-1);
+        assertThat(s.b().translate(s.va())).isEqualTo(-1);
+        assertThat(machine.checkInvariants()).isEmpty();
+        s.a().close();
+        s.b().close();
+        if (s.file() != null) {
+            machine.hugetlbfs().unlink(s.file().name());
+            assertThat(machine.hugetlbfs().pool(0, PageSize.SIZE_2M).free()).isEqualTo(POOL);
+            assertThat(machine.hugetlbfs().pool(1, PageSize.SIZE_2M).free()).isEqualTo(POOL);
+        }
+        assertThat(machine.checkInvariants()).isEmpty();
+        assertThat(machine.freeFrames()).as("every frame back (old page 0x%x)", old).isEqualTo(free0);
+    }
+
+    /**
+     * The observer closes both processes (deferred to the end of the migration, as a close from a
+     * callback is), forks the first, or closes the machine: the migration ends, the closes happen,
+     * and nothing leaks.
+     */
+    @ParameterizedTest(name = "{0}")
+    @EnumSource(Kind.class)
+    void observerClosesForksAndClosesTheMachine(Kind kind) {
+        twoNodes();
+        long free0 = machine.freeFrames();
+        Setup s = setup(kind, 9);
+        List<AddressSpace> children = new ArrayList<>();
+        machine.migration().setObserver(e -> {
+            if (e.phase() == MigrationPhase.AFTER_UNMAP) {
+                children.add(s.a().fork()); // copy_nonpresent_pte copies the migration entry
+            }
+        });
+        assertThat(move(s.a(), s.va(), 1).status(0)).isEqualTo(1);
+        AddressSpace child = children.get(0);
+        assertThat(load(child, s.va())).isEqualTo(9);
+        assertThat(machine.page(child.pageAt(s.va())).node()).isEqualTo(1);
+        store(child, s.va(), 10);
+        assertThat(load(s.a(), s.va())).isEqualTo(kind == Kind.ANON ? 9 : 10);
+        assertThat(machine.checkInvariants()).isEmpty();
+
+        machine.migration().setObserver(e -> {
+            if (e.phase() == MigrationPhase.AFTER_COPY) {
+                s.a().close();
+                s.b().close();
+                child.close();
+            }
+        });
+        assertThat(move(s.a(), s.va(), 0).status(0)).isEqualTo(0);
+        assertThat(s.a().isClosed() && s.b().isClosed() && child.isClosed()).isTrue();
+        if (s.file() != null) {
+            machine.hugetlbfs().unlink(s.file().name());
+        }
+        assertThat(machine.checkInvariants()).isEmpty();
+        assertThat(machine.freeFrames()).isEqualTo(free0);
+
+        Setup t = setup(kind, 11);
+        machine.migration().setObserver(e -> {
+            if (e.phase() == MigrationPhase.AFTER_UNMAP) {
+                machine.close();
+            }
+        });
+        Throwable thrown = null;
+        try {
+            machine.migration().movePages(t.a(), new long[] {t.va(), t.va() + (kind == Kind.HUGE ? 2 * MIB : K4)},
+                    new int[] {1, 1}, MOVE_ALL);
+        } catch (Throwable e) {
+            thrown = e;
+        }
+        assertThat(thrown).as("the close happens between pages").isNull();
+        assertThat(t.a().isClosed()).isTrue();
+        assertThat(machine.offHeapBytes()).isZero();
+    }
+
+    /**
+     * What the observer may not do waits for nothing: an access to the page it migrates throws
+     * MigrationWaitException, a machine-wide call IllegalStateException, a nested migration of
+     * the same page fails; the migration itself still completes.
+     */
+    @ParameterizedTest(name = "{0}")
+    @EnumSource(Kind.class)
+    void observerReentersTheEngine(Kind kind) {
+        twoNodes();
+        Setup s = setup(kind, 21);
+        List<Object> seen = new ArrayList<>();
+        machine.migration().setObserver(e -> {
+            if (e.phase() == MigrationPhase.AFTER_UNMAP || e.phase() == MigrationPhase.AFTER_COPY) {
+                Cpu cpu = machine.cpu(1);
+                cpu.switchTo(s.b());
+                try {
+                    seen.add(cpu.load(s.va(), 8));
+                } catch (RuntimeException ex) {
+                    seen.add(ex.getClass());
+                } finally {
+                    cpu.switchTo(null);
+                }
+                try {
+                    seen.add(s.b().fault(s.va(), Access.WRITE));
+                } catch (RuntimeException ex) {
+                    seen.add(ex.getClass());
+                }
+                try {
+                    machine.checkInvariants();
+                    seen.add("checked");
+                } catch (RuntimeException ex) {
+                    seen.add(ex.getClass());
+                }
+                MovePagesResult nested = move(s.b(), s.va(), 0);
+                seen.add(nested.status(0));
+            }
+        });
+        assertThat(move(s.a(), s.va(), 1).status(0)).isEqualTo(1);
+        machine.migration().setObserver(null);
+        System.out.println(kind + " observer saw " + seen);
+        assertThat(seen).hasSize(8);
+        assertThat(seen.get(0)).isEqualTo(MigrationWaitException.class);
+        assertThat(seen.get(1)).isEqualTo(org.vmcore.api.FaultResult.MIGRATION_WAIT);
+        assertThat(seen.get(2)).isEqualTo(IllegalStateException.class);
+        assertThat(seen.get(3)).isIn(-Errno.ENOENT, -Errno.EBUSY);
+        assertThat(load(s.a(), s.va())).isEqualTo(21);
+        assertThat(load(s.b(), s.va())).isEqualTo(21);
+        assertThat(machine.page(s.pfn()).node()).isEqualTo(1);
+        assertThat(machine.checkInvariants()).isEmpty();
+    }
+
+    /**
+     * The observer truncates the hugetlb file of the page it migrates (the truncation removes the
+     * page the migration holds: remove_inode_single_folio): the migration ends, the file is empty
+     * and every huge page is back in its pool.
+     */
+    @ParameterizedTest(name = "{0}")
+    @EnumSource(MigrationPhase.class)
+    void observerTruncatesTheFile(MigrationPhase phase) {
+        twoNodes();
+        Setup s = setup(Kind.HUGE, 3);
+        machine.migration().setObserver(e -> {
+            if (e.phase() == phase) {
+                s.file().truncate(0);
+            }
+        });
+        MovePagesResult r = move(s.a(), s.va(), 1);
+        machine.migration().setObserver(null);
+        assertThat(r.status(0)).isIn(1, -Errno.EBUSY, -Errno.ENOENT);
+        assertThat(s.file().cachedPages()).isZero();
+        assertThat(s.a().translate(s.va())).isEqualTo(-1);
+        assertThat(s.b().translate(s.va())).isEqualTo(-1);
+        assertThat(machine.checkInvariants()).isEmpty();
+        assertThat(machine.hugetlbfs().pool(0, PageSize.SIZE_2M).free()).isEqualTo(POOL);
+        assertThat(machine.hugetlbfs().pool(1, PageSize.SIZE_2M).free()).isEqualTo(POOL);
+    }
+
+    // ---------------------------------------------------------------- soft offline and memory offline
+
+    /**
+     * soft_offline_in_use_page: after the migration page_handle_poison sets PG_hwpoison on the old
+     * page and keeps a reference on it for good, so a PFN walker that held a reference across the
+     * migration (folio_try_get, here Machine.tryGetPage from another thread while the migration is
+     * after its copy) cannot free it to the allocator when it lets go. The frame must end poisoned.
+     */
+    @ParameterizedTest(name = "{0}")
+    @EnumSource(Kind.class)
+    void softOfflineWithAReferenceHeldAcrossTheMigration(Kind kind) throws Exception {
+        twoNodes();
+        Setup s = setup(kind, 31);
+        long old = s.pfn();
+        CountDownLatch arrived = new CountDownLatch(1);
+        CountDownLatch go = new CountDownLatch(1);
+        machine.migration().setObserver(e -> {
+            if (e.phase() == MigrationPhase.AFTER_COPY) {
+                arrived.countDown();
+                await(go);
+            }
+        });
+        AtomicInteger rc = new AtomicInteger(1);
+        Worker offline = new Worker("soft-offline", () -> rc.set(machine.migration().softOffline(old)));
+        await(arrived);
+        org.vmcore.api.PageReference ref = machine.tryGetPage(old); // a PFN walker beside the migration
+        assertThat(ref).isNotNull();
+        go.countDown();
+        offline.joinOrDump();
+        machine.migration().setObserver(null);
+        assertThat(offline.failure.get()).isNull();
+        assertThat(rc.get()).isZero();
+        ref.close();
+        assertThat(machine.page(old).flags()).as("the soft-offlined frame stays poisoned: %s", machine.page(old))
+                .contains(PageFlag.HWPOISON);
+        assertThat(load(s.a(), s.va())).isEqualTo(31);
+        assertThat(machine.page(s.pfn()).node()).as("soft offline tries the home node first").isZero();
+        assertThat(machine.checkInvariants()).isEmpty();
+        // the poisoned frame is never handed out again
+        for (int i = 0; i < 64 && kind != Kind.HUGE; i++) {
+            AddressSpace c = machine.createAddressSpace();
+            long va = c.mmap(0, 64 * K4, Protection.READ_WRITE, MapFlags.MAP_PRIVATE | MapFlags.MAP_ANONYMOUS | MapFlags.MAP_POPULATE);
+            for (long p = 0; p < 64; p++) {
+                assertThat(c.pageAt(va + p * K4)).isNotEqualTo(old);
+            }
+        }
+    }
+
+    /**
+     * offline_pages isolates the range before it migrates (start_isolate_page_range) and repeats
+     * the scan until nothing movable is left, so nothing allocated meanwhile lands in the range.
+     * Here a page is faulted in (from the observer, on the migrating thread, whose per-CPU list
+     * holds the frame the first migration just freed) while the offline is between its pages:
+     * when offlineRange returns, no page in use may be left in the range.
+     */
+    @Test
+    void offlineRangeLeavesNoPageInUseBehind() {
+        twoNodes();
+        AddressSpace a = machine.createAddressSpace();
+        long va = a.mmap(0, 2 * K4, Protection.READ_WRITE, MapFlags.MAP_PRIVATE | MapFlags.MAP_ANONYMOUS | MapFlags.MAP_POPULATE);
+        long p0 = a.pageAt(va);
+        long start = p0 & ~511L;
+        long end = start + 512;
+        AddressSpace c = machine.createAddressSpace();
+        long cva = c.mmap(0, 64 * K4, Protection.READ_WRITE, MapFlags.MAP_PRIVATE | MapFlags.MAP_ANONYMOUS);
+        AtomicInteger phases = new AtomicInteger();
+        machine.migration().setObserver(e -> {
+            if (e.phase() == MigrationPhase.AFTER_UNMAP && phases.getAndIncrement() == 1) {
+                for (long p = 0; p < 64; p++) {
+                    c.fault(cva + p * K4, Access.WRITE);
+                }
+            }
+        });
+        org.vmcore.api.OfflineResult r;
+        try {
+            r = machine.migration().offlineRange(0, start, end);
+        } catch (VmException e) {
+            r = null; // refusing is allowed (-EBUSY); a success that leaves pages behind is not
+        }
+        machine.migration().setObserver(null);
+        List<Long> inRange = new ArrayList<>();
+        for (long p = 0; p < 64; p++) {
+            long pfn = c.pageAt(cva + p * K4);
+            if (pfn >= start && pfn < end) {
+                inRange.add(pfn);
+            }
+        }
+        System.out.println("offline " + r + ", pages faulted into the range meanwhile: " + inRange.size());
+        if (r != null) {
+            assertThat(inRange).as("pages in use left in the offlined range [0x%x, 0x%x)", start, end).isEmpty();
+            assertThat(r.offlinedFrames()).isEqualTo(512);
+        }
+        assertThat(machine.checkInvariants()).isEmpty();
+    }
+
+    // ---------------------------------------------------------------- races between threads
+
+    static long seed(String test) {
+        long seed = Long.getLong("vmcore.seed", System.nanoTime());
+        System.out.println(test + " seed=" + seed + " (-Dvmcore.seed=" + seed + ")");
+        return seed;
+    }
+
+    /**
+     * Two threads migrate the same pages (each from its own process, to opposite nodes) while a CPU
+     * of each process writes and reads back its own words in them: every word reads back, every
+     * status is a node, -EBUSY (the folio lock was taken: migrate_pages' -EAGAIN ran out) or
+     * -ENOENT (a migration entry where the page was looked up), and the invariants hold after.
+     */
+    @ParameterizedTest(name = "{0}")
+    @EnumSource(Kind.class)
+    void twoThreadsMigrateTheSamePagesWhileCpusWrite(Kind kind) throws Exception {
+        long seed = seed("twoThreadsMigrateTheSamePages " + kind);
+        twoNodes();
+        Setup s = setup(kind, 0);
+        long stride = kind == Kind.HUGE ? 2 * MIB : K4;
+        int pages = 4;
+        for (int p = 0; p < pages; p++) {
+            store(s.a(), s.va() + p * stride + 8, p); // present in both (b shares the file or forked before: faults back)
+        }
+        AtomicBoolean running = new AtomicBoolean(true);
+        List<Worker> workers = new ArrayList<>();
+        Set<Integer> statuses = java.util.concurrent.ConcurrentHashMap.newKeySet();
+        for (int w = 0; w < 2; w++) {
+            AddressSpace mm = w == 0 ? s.a() : s.b();
+            int node = w;
+            Random r = new Random(seed + w);
+            workers.add(new Worker("migrate-" + w, () -> {
+                for (int i = 0; i < 150; i++) {
+                    long va = s.va() + r.nextInt(pages) * stride;
+                    statuses.add(move(mm, va, (node + i) & 1).status(0));
+                }
+            }));
+            Cpu cpu = machine.cpu(w);
+            workers.add(new Worker("cpu-" + w, () -> {
+                cpu.switchTo(mm);
+                long n = 0;
+                while (running.get()) {
+                    for (int p = 0; p < pages; p++) {
+                        long va = s.va() + p * stride + 64 + 8 * node; // each CPU its own word
+                        long v = (n << 8) | p;
+                        cpu.store(va, 8, v);
+                        long got = cpu.load(va, 8);
+                        if (got != v && kind != Kind.ANON) {
+                            throw new AssertionError("cpu" + node + " read 0x" + Long.toHexString(got) + " after storing 0x"
+                                    + Long.toHexString(v) + " (seed " + seed + ")");
+                        }
+                        if (got != v) {
+                            throw new AssertionError("private write lost: 0x" + Long.toHexString(got) + " (seed " + seed + ")");
+                        }
+                    }
+                    n++;
+                }
+                cpu.switchTo(null);
+            }));
+        }
+        workers.get(0).joinOrDump();
+        workers.get(2).joinOrDump();
+        running.set(false);
+        for (Worker w : workers) {
+            w.joinOrDump();
+        }
+        for (Worker w : workers) {
+            assertThat(w.failure.get()).as("%s (seed %d)", w.thread.getName(), seed).isNull();
+        }
+        System.out.println(kind + " statuses " + statuses);
+        assertThat(statuses).allMatch(st -> st == 0 || st == 1 || st == -Errno.EBUSY || st == -Errno.ENOENT);
+        for (int p = 0; p < pages; p++) {
+            assertThat(load(s.a(), s.va() + p * stride + 8)).isEqualTo(p);
+            assertUnlocked(kind == Kind.HUGE ? s.file().pageAt(p) : s.a().pageAt(s.va() + p * stride));
+        }
+        assertThat(machine.checkInvariants()).as("seed %d", seed).isEmpty();
+    }
+
+    /**
+     * RmapWalker.tryToMigrate leaves migration entries with no migration behind them (refcount 0);
+     * the exits of the two processes that hold them then race to free the page
+     * (MigrationEntryRefs: the last entry cleared frees it). Whichever order, the page must be
+     * freed exactly once: no frame may leak.
+     */
+    @Test
+    void exitsRacingOverEntriesOfAnRmapMigrationFreeThePage() throws Exception {
+        long seed = seed("exitsRacingOverEntries");
+        Random r = new Random(seed);
+        twoNodes();
+        long free0 = machine.freeFrames();
+        for (int round = 0; round < 300; round++) {
+            AddressSpace a = machine.createAddressSpace();
+            long va = a.mmap(ANON_BASE, 16 * K4, Protection.READ_WRITE,
+                    MapFlags.MAP_PRIVATE | MapFlags.MAP_ANONYMOUS | MapFlags.MAP_FIXED | MapFlags.MAP_POPULATE);
+            List<AddressSpace> family = new ArrayList<>(List.of(a, a.fork(), a.fork()));
+            for (long p = 0; p < 16; p++) {
+                machine.rmap().tryToMigrate(a.pageAt(va + p * K4));
+            }
+            CountDownLatch go = new CountDownLatch(1);
+            List<Worker> exits = new ArrayList<>();
+            java.util.Collections.shuffle(family, r);
+            for (AddressSpace mm : family) {
+                exits.add(new Worker("exit", () -> {
+                    go.await();
+                    mm.close();
+                }));
+            }
+            go.countDown();
+            for (Worker w : exits) {
+                w.joinOrDump();
+                assertThat(w.failure.get()).isNull();
+            }
+            List<String> problems = machine.checkInvariants();
+            assertThat(problems).as("round %d seed %d", round, seed).isEmpty();
+            assertThat(machine.freeFrames()).as("round %d seed %d", round, seed).isEqualTo(free0);
+        }
+    }
+
+    /**
+     * Machine.close while migrations run and CPUs wait on their migration entries
+     * (migration_entry_wait): close waits for the migrations, every CPU's access ends (with its
+     * value or ClosedException, nothing else), and all memory is freed.
+     */
+    @Test
+    void closeWhileMigrationsRunAndCpusWait() throws Exception {
+        long seed = seed("closeWhileMigrationsRun");
+        Random r = new Random(seed);
+        for (int round = 0; round < 25; round++) {
+            Machine m = Machine.builder().node(GIB).node(GIB).cpus(4).hugePages(0, PageSize.SIZE_2M, 8)
+                    .hugePages(1, PageSize.SIZE_2M, 8).build();
+            machine = m;
+            AddressSpace a = m.createAddressSpace();
+            long va = a.mmap(ANON_BASE, 8 * K4, Protection.READ_WRITE,
+                    MapFlags.MAP_SHARED | MapFlags.MAP_ANONYMOUS | MapFlags.MAP_FIXED | MapFlags.MAP_POPULATE);
+            CountDownLatch inside = new CountDownLatch(1);
+            m.migration().setObserver(e -> {
+                inside.countDown();
+                if (e.phase() == MigrationPhase.AFTER_UNMAP) {
+                    java.util.concurrent.locks.LockSupport.parkNanos(r.nextInt(2_000_000));
+                }
+            });
+            List<Worker> workers = new ArrayList<>();
+            workers.add(new Worker("migrate", () -> {
+                try {
+                    for (int i = 0; ; i++) {
+                        m.migration().movePages(a, new long[] {va + (i & 7) * K4}, new int[] {i & 1}, MOVE_ALL);
+                    }
+                } catch (ClosedException expected) {
+                    // the machine closed between pages
+                }
+            }));
+            for (int c = 0; c < 4; c++) {
+                Cpu cpu = m.cpu(c);
+                int id = c;
+                workers.add(new Worker("cpu-" + c, () -> {
+                    try {
+                        cpu.switchTo(a);
+                        for (long n = 0; ; n++) {
+                            long at = va + (n & 7) * K4 + 8 * id;
+                            cpu.store(at, 8, n);
+                            long got = cpu.load(at, 8);
+                            if (got != n) {
+                                throw new AssertionError("read " + got + " after storing " + n);
+                            }
+                        }
+                    } catch (ClosedException expected) {
+                        // the machine closed under the access
+                    }
+                }));
+            }
+            await(inside);
+            Thread.sleep(r.nextInt(5));
+            m.close();
+            for (Worker w : workers) {
+                w.joinOrDump();
+            }
+            for (Worker w : workers) {
+                if (w.failure.get() != null) {
+                    w.failure.get().printStackTrace();
+                }
+                assertThat(w.failure.get()).as("%s round %d seed %d", w.thread.getName(), round, seed).isNull();
+            }
+            assertThat(m.offHeapBytes()).isZero();
+        }
+    }
+}
