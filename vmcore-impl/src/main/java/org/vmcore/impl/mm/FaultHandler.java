@@ -276,11 +276,12 @@ final class FaultHandler {
                     cur = table.readSlot(slot);
                 }
                 mm.pages.newAnonRmap(vma, copy, addr);
-                shootdown.flushTlbMmRange(mm, addr, addr + size.bytes(), size.shift());
+                shootdown.flushTlbMmRangeCpus(mm, addr, addr + size.bytes(), size.shift());
                 mm.pages.putMapped(pfn, huge);
             } finally {
                 ptl.unlock();
             }
+            mm.notifiers().secondaryTlbs(addr, addr + size.bytes()); // outside the ptl: a notifier may call back
         }
         return FaultResult.COW_COPY;
     }

@@ -408,14 +408,12 @@ public final class SimAddressSpace extends MmStruct {
         }
         if (ctx.migrating().holds(pfn)) {
             throw new MigrationWaitException(va);
-        }
-        if (ctx.callbackFailures().inCallback()) {
+        } else if (ctx.callbackFailures().inCallback()) {
             throw new MigrationWaitException(va, "the access at 0x" + Long.toHexString(va) + " from inside a callback meets"
                     + " a page under migration; a callback does not wait for it (the migration may need the locks of the"
                     + " operation that called back): retry it after that operation");
         }
-        // Nothing is held here: each look at the page holds the machine lock, which a close waits for.
-        FolioLock.waitUnlocked(SharedSecrets.memMap(ctx.memory()), pfn, lock());
+        FolioLock.waitUnlocked(SharedSecrets.memMap(ctx.memory()), pfn, lock()); // each look under the machine lock
     }
 
     /** The head PFN of the locked page an access at va waits for, or -1; under the mmap_lock. */

@@ -60,6 +60,13 @@ import org.vmcore.api.Protection;
  *       the frame descriptors after close freed them (IllegalStateException "Already closed").
  *   <li>M6 {@link #exitsRacingOverEntriesOfAnRmapMigrationFreeThePage}: two exits clearing the
  *       last migration entries of an RmapWalker.tryToMigrate page could both leave it: a leak.
+ *   <li>M7 {@link #secondaryTlbNotifierOfAMigrationCallsBack},
+ *       {@link #secondaryTlbNotifierOfACowFaultCallsBack}: try_to_migrate_one and the COW fault
+ *       told the secondary TLBs under the page-table lock; a notifier that faulted or migrated
+ *       there took a page-table lock inside it (LockOrderViolation; an ABBA deadlock without lockdep).
+ *   <li>M8 {@link #truncationNotifierFaultsWhileAFaultWaitsForIMmap}: a truncation's notifier,
+ *       called under i_mmap_rwsem, faulted a hugetlb page and waited for its fault mutex, held by
+ *       a fault waiting for that i_mmap_rwsem (LockOrderViolation; a deadlock without lockdep).
  * </ul>
  */
 class Hostile19MigrationTest {
@@ -868,5 +875,339 @@ class Hostile19MigrationTest {
             }
             assertThat(m.offHeapBytes()).isZero();
         }
+    }
+
+    /**
+     * Everything at once, seeded: two CPUs write and read back words in private pages (COW-shared
+     * with a child), shmem pages (shared with the child: one CPU writes a counter the other must
+     * never see go back) and a shared hugetlb window, while two threads migrate those pages and
+     * the pages of a scratch area (move_pages, migrate_pages, the odd soft offline), one thread pins
+     * pages with GUP-fast, and one unmaps, remaps, protects, forks and truncates the scratch area.
+     * Every word reads back, no page stays locked, the invariants hold after each round, and after
+     * the last round closing everything gives every frame back.
+     */
+    @Test
+    void migrationsBesideEveryMutationKeepDataAndInvariants() throws Exception {
+        long seed = seed("migrationsBesideEveryMutation");
+        Random seeds = new Random(seed);
+        machine = Machine.builder().node(2 * GIB).node(2 * GIB).cpus(2).hugePages(0, PageSize.SIZE_2M, POOL)
+                .hugePages(1, PageSize.SIZE_2M, POOL).detectStaleTranslations(true).build();
+        long free0 = machine.freeFrames();
+        int pages = 8;
+        long scratch = 0x30_0000_0000L;
+        long scratchHuge = 16 * GIB;
+        AddressSpace a = machine.createAddressSpace();
+        a.mmap(ANON_BASE, pages * K4, Protection.READ_WRITE, MapFlags.MAP_PRIVATE | MapFlags.MAP_ANONYMOUS | MapFlags.MAP_FIXED
+                | MapFlags.MAP_POPULATE);
+        a.mmap(SHM_BASE, pages * K4, Protection.READ_WRITE, MapFlags.MAP_SHARED | MapFlags.MAP_ANONYMOUS | MapFlags.MAP_FIXED
+                | MapFlags.MAP_POPULATE);
+        HugetlbFile window = machine.hugetlbfs().create("window", GIB, PageSize.SIZE_2M);
+        a.mmap(window, 0, HUGE_BASE, GIB, Protection.READ_WRITE, SHARED_FIXED);
+        AddressSpace child = a.fork();
+        AddressSpace b = machine.createAddressSpace();
+        b.mmap(window, 0, HUGE_BASE, GIB, Protection.READ_WRITE, SHARED_FIXED);
+        long[] stable = new long[3 * pages];
+        for (int p = 0; p < pages; p++) {
+            stable[p] = ANON_BASE + p * K4;
+            stable[pages + p] = SHM_BASE + p * K4;
+            stable[2 * pages + p] = HUGE_BASE + p * 2 * MIB;
+        }
+        int poisoned = 0;
+        for (int round = 0; round < 4; round++) {
+            long roundSeed = seeds.nextLong();
+            AtomicBoolean running = new AtomicBoolean(true);
+            AtomicInteger softOffline = new AtomicInteger();
+            List<Worker> workers = new ArrayList<>();
+            // CPU 0 in a: its own word of every stable page; and the counter the child's CPU writes in shmem
+            Cpu cpu0 = machine.cpu(0);
+            Cpu cpu1 = machine.cpu(1);
+            workers.add(new Worker("cpu-a", () -> {
+                cpu0.switchTo(a);
+                long[] lastSeen = new long[pages];
+                for (long n = 1; running.get(); n++) {
+                    for (int i = 0; i < stable.length; i++) {
+                        cpu0.store(stable[i], 8, n * 1000 + i);
+                        long got = cpu0.load(stable[i], 8);
+                        if (got != n * 1000 + i) {
+                            throw new AssertionError("a lost its write at 0x" + Long.toHexString(stable[i]) + ": " + got);
+                        }
+                    }
+                    for (int p = 0; p < pages; p++) {
+                        long c = cpu0.load(SHM_BASE + p * K4 + 8, 8);
+                        if (c < lastSeen[p]) {
+                            throw new AssertionError("the child's shmem counter went back from " + lastSeen[p] + " to " + c);
+                        }
+                        lastSeen[p] = c;
+                    }
+                }
+                cpu0.switchTo(null);
+            }));
+            long base = (round + 1) * 1_000_000_000L; // the counter goes on rising from round to round
+            workers.add(new Worker("cpu-child-b", () -> {
+                for (long n = base; running.get(); n++) {
+                    cpu1.switchTo(child);
+                    for (int p = 0; p < pages; p++) {
+                        cpu1.store(ANON_BASE + p * K4 + 8, 8, n); // the child's own copy after COW
+                        cpu1.store(SHM_BASE + p * K4 + 8, 8, n);
+                        if (cpu1.load(ANON_BASE + p * K4 + 8, 8) != n || cpu1.load(SHM_BASE + p * K4 + 8, 8) != n) {
+                            throw new AssertionError("the child lost a write");
+                        }
+                    }
+                    cpu1.switchTo(b);
+                    for (int p = 0; p < pages; p++) {
+                        cpu1.store(HUGE_BASE + p * 2 * MIB + 8, 8, n);
+                        if (cpu1.load(HUGE_BASE + p * 2 * MIB + 8, 8) != n) {
+                            throw new AssertionError("b lost a write");
+                        }
+                    }
+                }
+                cpu1.switchTo(null);
+            }));
+            for (int m = 0; m < 2; m++) {
+                Random r = new Random(roundSeed + m);
+                workers.add(new Worker("migrate-" + m, () -> {
+                    AddressSpace[] spaces = {a, child, b};
+                    while (running.get()) {
+                        AddressSpace mm = spaces[r.nextInt(3)];
+                        long va = r.nextInt(3) == 0 ? scratch + r.nextInt(pages) * K4
+                                : r.nextInt(4) == 0 ? scratchHuge : stable[r.nextInt(stable.length)];
+                        switch (r.nextInt(12)) {
+                            case 0 -> machine.migration().migratePages(mm, new int[] {0, 1}, new int[] {1, 0}, MOVE_ALL);
+                            case 1 -> {
+                                long pfn = mm.pageAt(va);
+                                if (pfn >= 0 && softOffline.get() < 3 && softOffline.incrementAndGet() <= 3) {
+                                    try {
+                                        machine.migration().softOffline(pfn);
+                                    } catch (org.vmcore.api.InvalidArgumentException gone) {
+                                        // freed or became a page table since pageAt
+                                    }
+                                }
+                            }
+                            default -> move(mm, va, r.nextInt(2));
+                        }
+                    }
+                }));
+            }
+            Random pr = new Random(roundSeed + 7);
+            workers.add(new Worker("gup-fast", () -> {
+                while (running.get()) {
+                    org.vmcore.api.PageReference ref = a.getUserPageFast(stable[pr.nextInt(stable.length)], pr.nextBoolean());
+                    Thread.onSpinWait();
+                    if (ref != null) {
+                        ref.close();
+                    }
+                }
+            }));
+            Random mr = new Random(roundSeed + 9);
+            workers.add(new Worker("mutate", () -> {
+                HugetlbFile f = null;
+                while (running.get()) {
+                    switch (mr.nextInt(7)) {
+                        case 0 -> a.mmap(scratch, pages * K4, Protection.READ_WRITE, (mr.nextBoolean() ? MapFlags.MAP_PRIVATE
+                                : MapFlags.MAP_SHARED) | MapFlags.MAP_ANONYMOUS | MapFlags.MAP_FIXED | MapFlags.MAP_POPULATE);
+                        case 1 -> a.munmap(scratch + mr.nextInt(pages) * K4, K4);
+                        case 2 -> {
+                            try {
+                                a.mprotect(scratch, pages * K4, mr.nextBoolean() ? Protection.READ : Protection.READ_WRITE);
+                            } catch (org.vmcore.api.InvalidArgumentException hole) {
+                                // a page of the scratch area is unmapped: -ENOMEM
+                            }
+                        }
+                        case 3 -> a.fork().close();
+                        case 4 -> {
+                            if (f != null) {
+                                f.truncate(mr.nextBoolean() ? 0 : Math.min(2 * MIB, f.size()));
+                                a.munmap(scratchHuge, 4 * MIB);
+                                machine.hugetlbfs().unlink(f.name());
+                            }
+                            f = machine.hugetlbfs().create("scratch" + mr.nextLong(), 4 * MIB, PageSize.SIZE_2M);
+                            a.mmap(f, 0, scratchHuge, 4 * MIB, Protection.READ_WRITE, SHARED_FIXED | MapFlags.MAP_POPULATE);
+                        }
+                        case 5 -> {
+                            try {
+                                a.fault(scratch + mr.nextInt(pages) * K4, Access.WRITE);
+                            } catch (SegmentationFaultException unmappedOrReadOnly) {
+                                // the scratch page is unmapped or read-only now
+                            }
+                        }
+                        default -> {
+                            if (f != null) {
+                                f.truncate(f.size() > 0 ? f.size() - 2 * MIB : 0);
+                            }
+                        }
+                    }
+                }
+            }));
+            Thread.sleep(400);
+            running.set(false);
+            for (Worker w : workers) {
+                w.joinOrDump();
+            }
+            for (Worker w : workers) {
+                if (w.failure.get() != null) {
+                    w.failure.get().printStackTrace();
+                }
+                assertThat(w.failure.get()).as("%s, round %d, seed %d", w.thread.getName(), round, seed).isNull();
+            }
+            poisoned += Math.min(3, softOffline.get());
+            for (long va : stable) {
+                assertUnlocked(a.pageAt(va) >= 0 ? a.pageAt(va) : b.pageAt(va));
+            }
+            assertThat(machine.checkInvariants()).as("round %d seed %d", round, seed).isEmpty();
+            assertThat(machine.staleAccessCount()).as("round %d seed %d", round, seed).isZero();
+        }
+        for (AddressSpace mm : machine.addressSpaces()) {
+            mm.close();
+        }
+        for (HugetlbFile f : machine.hugetlbfs().files()) {
+            machine.hugetlbfs().unlink(f.name());
+        }
+        assertThat(machine.checkInvariants()).as("seed %d", seed).isEmpty();
+        System.out.println("frames: " + free0 + " before, " + machine.freeFrames() + " after, soft offline tries " + poisoned);
+        long hugeTotal = machine.hugetlbfs().pool(0, PageSize.SIZE_2M).total() + machine.hugetlbfs().pool(1, PageSize.SIZE_2M).total();
+        long hugeFree = machine.hugetlbfs().pool(0, PageSize.SIZE_2M).free() + machine.hugetlbfs().pool(1, PageSize.SIZE_2M).free();
+        assertThat(hugeFree).as("seed %d", seed).isEqualTo(hugeTotal);
+        assertThat(machine.freeFrames()).as("seed %d", seed).isBetween(free0 - poisoned, free0);
+    }
+
+    /**
+     * A truncation calls the notifiers of each VMA it zaps holding i_mmap_rwsem for write
+     * (hugetlb_vmdelete_list). A fault of another process that shares no table yet holds the
+     * page's fault mutex and waits for i_mmap_rwsem (huge_pmd_share); the notifier then faults
+     * that page in the other process: it must not wait for the fault mutex the waiting fault holds.
+     */
+    @Test
+    void truncationNotifierFaultsWhileAFaultWaitsForIMmap() throws Exception {
+        twoNodes();
+        HugetlbFile file = machine.hugetlbfs().create("t", GIB, PageSize.SIZE_2M);
+        AddressSpace a = machine.createAddressSpace();
+        AddressSpace b = machine.createAddressSpace();
+        a.mmap(file, 0, HUGE_BASE, GIB, Protection.READ_WRITE, SHARED_FIXED);
+        b.mmap(file, 0, 2 * HUGE_BASE, GIB, Protection.READ_WRITE, SHARED_FIXED); // no PMD table yet
+        a.fault(HUGE_BASE, Access.WRITE);
+        CountDownLatch inside = new CountDownLatch(1);
+        CountDownLatch go = new CountDownLatch(1);
+        AtomicReference<Object> seen = new AtomicReference<>();
+        a.registerNotifier(new MmuNotifier() {
+            @Override
+            public void invalidateRangeStart(NotifierRange range) {
+                if (inside.getCount() == 0) {
+                    return;
+                }
+                inside.countDown();
+                await(go);
+                try {
+                    seen.set(b.fault(2 * HUGE_BASE, Access.READ));
+                } catch (RuntimeException e) {
+                    seen.set(e);
+                }
+            }
+        });
+        Worker truncate = new Worker("truncate", () -> file.truncate(0));
+        await(inside);
+        Worker fault = new Worker("b-fault", () -> {
+            try {
+                b.fault(2 * HUGE_BASE, Access.READ);
+            } catch (SegmentationFaultException beyondEof) {
+                // the truncation went first
+            }
+        });
+        assertThat(fault.stillRunningAfter(300)).as("b's fault waits for i_mmap_rwsem").isTrue();
+        go.countDown();
+        truncate.joinOrDump();
+        fault.joinOrDump();
+        System.out.println("notifier fault saw " + seen.get());
+        assertThat(truncate.failure.get()).isNull();
+        assertThat(fault.failure.get()).isNull();
+        assertThat(file.cachedPages()).isZero();
+        assertThat(machine.checkInvariants()).isEmpty();
+    }
+
+    /**
+     * try_to_migrate_one flushes under the page-table lock (ptep_clear_flush), and the flush tells
+     * the notifiers (mmu_notifier_arch_invalidate_secondary_tlbs). A notifier that faults another
+     * process there, or migrates another page, must not take locks in the wrong order (the other
+     * table's lock inside this one's, an rmap lock inside a page-table lock).
+     */
+    @ParameterizedTest(name = "{0}")
+    @EnumSource(Kind.class)
+    void secondaryTlbNotifierOfAMigrationCallsBack(Kind kind) {
+        twoNodes();
+        Setup s = setup(kind, 41);
+        AddressSpace other = machine.createAddressSpace();
+        long ov = other.mmap(0x50_0000_0000L, 64 * K4, Protection.READ_WRITE,
+                MapFlags.MAP_PRIVATE | MapFlags.MAP_ANONYMOUS | MapFlags.MAP_FIXED);
+        other.fault(ov, Access.WRITE);
+        List<Object> seen = new ArrayList<>();
+        MmuNotifier n = new MmuNotifier() {
+            @Override
+            public void invalidateSecondaryTlbs(AddressSpace mm, long start, long end) {
+                try {
+                    seen.add(other.fault(ov + (seen.size() + 1) * K4, Access.WRITE));
+                } catch (RuntimeException e) {
+                    seen.add(e);
+                }
+                try {
+                    seen.add(move(other, ov, 1).status(0));
+                } catch (RuntimeException e) {
+                    seen.add(e);
+                }
+            }
+        };
+        s.a().registerNotifier(n);
+        s.b().registerNotifier(n);
+        Throwable thrown = null;
+        try {
+            move(s.a(), s.va(), 1);
+        } catch (Throwable t) {
+            thrown = t;
+        }
+        System.out.println(kind + " secondary-TLB notifier saw " + seen + ", migration threw " + thrown);
+        assertThat(thrown).isNull();
+        assertThat(load(s.a(), s.va())).isEqualTo(41);
+        assertThat(machine.checkInvariants()).isEmpty();
+    }
+
+    /**
+     * wp_page_copy and hugetlb_wp flush the old entry under the page-table lock (and the fault
+     * mutex and VMA lock for hugetlb); the secondary-TLB notifier of that flush faults another
+     * process's anonymous page and a hugetlb page of another file page: no lock inside the
+     * page-table lock, no second fault mutex waited for.
+     */
+    @Test
+    void secondaryTlbNotifierOfACowFaultCallsBack() {
+        twoNodes();
+        AddressSpace other = machine.createAddressSpace();
+        long ov = other.mmap(0x50_0000_0000L, 64 * K4, Protection.READ_WRITE,
+                MapFlags.MAP_PRIVATE | MapFlags.MAP_ANONYMOUS | MapFlags.MAP_FIXED);
+        HugetlbFile file = machine.hugetlbfs().create("cow", 8 * MIB, PageSize.SIZE_2M);
+        other.mmap(file, 0, HUGE_BASE, 8 * MIB, Protection.READ_WRITE, SHARED_FIXED);
+        AddressSpace a = machine.createAddressSpace();
+        a.mmap(ANON_BASE, K4, Protection.READ_WRITE, MapFlags.MAP_PRIVATE | MapFlags.MAP_ANONYMOUS | MapFlags.MAP_FIXED);
+        a.mmap(file, 0, 2 * HUGE_BASE, 8 * MIB, Protection.READ_WRITE, MapFlags.MAP_PRIVATE | MapFlags.MAP_FIXED);
+        store(a, ANON_BASE, 1);
+        store(a, 2 * HUGE_BASE, 2);
+        AddressSpace child = a.fork();
+        List<Object> seen = new ArrayList<>();
+        a.registerNotifier(new MmuNotifier() {
+            @Override
+            public void invalidateSecondaryTlbs(AddressSpace mm, long start, long end) {
+                try {
+                    seen.add(other.fault(ov + seen.size() * K4, Access.WRITE));
+                    seen.add(other.fault(HUGE_BASE + 2 * MIB * (1 + seen.size() % 3), Access.WRITE));
+                } catch (RuntimeException e) {
+                    seen.add(e);
+                }
+            }
+        });
+        store(a, ANON_BASE, 3); // do_wp_page copies: the child keeps 1
+        store(a, 2 * HUGE_BASE, 4); // hugetlb_wp copies: the child keeps 2
+        System.out.println("COW secondary-TLB notifier saw " + seen);
+        assertThat(seen).noneMatch(o -> o instanceof Throwable);
+        assertThat(load(child, ANON_BASE)).isEqualTo(1);
+        assertThat(load(child, 2 * HUGE_BASE)).isEqualTo(2);
+        assertThat(load(a, ANON_BASE)).isEqualTo(3);
+        assertThat(load(a, 2 * HUGE_BASE)).isEqualTo(4);
+        assertThat(machine.checkInvariants()).isEmpty();
     }
 }
