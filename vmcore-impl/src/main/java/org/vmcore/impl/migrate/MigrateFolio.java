@@ -221,6 +221,11 @@ final class MigrateFolio {
                 descriptors.addRefcount(target, 1);
                 descriptors.addRefcount(pfn, -1);
             }
+            if ((descriptors.flags(pfn) & FrameFlags.ANON) == 0) {
+                // move_to_new_folio: the old file folio leaves its mapping, so a PFN walker still
+                // holding it (soft offline, memory offline) does not take it for a cache page
+                descriptors.setMapping(pfn, 0, 0);
+            }
             commit(event, "copy", pfn, target, size);
             rc = 0;
             notify(MigrationPhase.AFTER_COPY, pfn, target, size, toNode, move);

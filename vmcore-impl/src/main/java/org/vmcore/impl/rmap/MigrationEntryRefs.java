@@ -88,16 +88,16 @@ public final class MigrationEntryRefs {
      */
     public void releaseIfUnreferenced(long pfn) {
         assert lock.isHeldByCurrentThread();
-        if ((descriptors.flags(pfn) & FrameFlags.ALLOCATED) == 0 || descriptors.refcount(pfn) != 0) {
-            return;
-        }
         // Two threads may clear the page's last two entries at once (two exits): the folio lock
         // lets them decide one after the other. The first may have read the second's entry before
         // it was cleared, so the second waits for its turn rather than leave the page to it; only
         // such a check holds the lock of a page nothing references (a migration's needs a reference).
-        for (int spins = 0; !FolioLock.tryLock(memMap, pfn); spins++) {
+        for (int spins = 0; ; spins++) {
             if ((descriptors.flags(pfn) & FrameFlags.ALLOCATED) == 0 || descriptors.refcount(pfn) != 0) {
-                return; // freed (or taken again) by the thread that held the lock
+                return; // referenced, or freed by the thread that held the lock
+            }
+            if (FolioLock.tryLock(memMap, pfn)) {
+                break;
             }
             if (spins < 64) {
                 Thread.onSpinWait();

@@ -67,7 +67,17 @@ import org.vmcore.api.Protection;
  *   <li>M8 {@link #truncationNotifierFaultsWhileAFaultWaitsForIMmap}: a truncation's notifier,
  *       called under i_mmap_rwsem, faulted a hugetlb page and waited for its fault mutex, held by
  *       a fault waiting for that i_mmap_rwsem (LockOrderViolation; a deadlock without lockdep).
+ *   <li>M9 {@link #theOldPageOfAMigrationHeldByAWalkerIsNotMigratedAgain}: the old page of a
+ *       migrated page-cache page kept its mapping; held by a PFN walker, soft offline migrated it
+ *       again and met the slot its successor holds (IllegalStateException, leaking the isolation
+ *       reference and the new target page).
  * </ul>
+ *
+ * <p>What holds up: observers and notifiers that throw at every phase (the page goes back or the
+ * migration completes, the caller gets the exception), observers that unmap, close, fork,
+ * truncate, migrate, access or close the machine, another thread's exit, munmap, fork, mprotect
+ * or truncate at every phase, two threads migrating the same pages under CPU writes, a CPU whose
+ * page migrates without pause, and everything at once.
  */
 class Hostile19MigrationTest {
     static final long MIB = 1L << 20;
@@ -1208,6 +1218,192 @@ class Hostile19MigrationTest {
         assertThat(load(child, 2 * HUGE_BASE)).isEqualTo(2);
         assertThat(load(a, ANON_BASE)).isEqualTo(3);
         assertThat(load(a, 2 * HUGE_BASE)).isEqualTo(4);
+        assertThat(machine.checkInvariants()).isEmpty();
+    }
+
+    enum Op { EXIT, MUNMAP, FORK, MPROTECT, TRUNCATE }
+
+    static Stream<Arguments> kindsPhasesAndOps() {
+        List<Arguments> out = new ArrayList<>();
+        for (Kind k : Kind.values()) {
+            for (MigrationPhase p : MigrationPhase.values()) {
+                for (Op op : Op.values()) {
+                    if (op != Op.TRUNCATE || k == Kind.HUGE) {
+                        out.add(Arguments.of(k, p, op));
+                    }
+                }
+            }
+        }
+        return out.stream();
+    }
+
+    /**
+     * A migration held at each of its phases while another thread exits the first process, unmaps
+     * the page there, forks it, write-protects it or truncates the file: the operation either runs
+     * beside the migration (zap, fork and mprotect under the page-table locks, meeting the
+     * migration entry: zap_nonpresent_ptes, copy_nonpresent_pte, change_pte_range) or waits for
+     * its folio lock (truncation, the teardown of the shmem object); afterwards the data is where
+     * it must be, the protection is honoured, the invariants hold, and closing everything gives
+     * every frame and huge page back.
+     */
+    @ParameterizedTest(name = "{0} {1} {2}")
+    @MethodSource("kindsPhasesAndOps")
+    void anOperationOfAnotherThreadAtEachPhase(Kind kind, MigrationPhase phase, Op op) throws Exception {
+        twoNodes();
+        long free0 = machine.freeFrames();
+        Setup s = setup(kind, 0x77);
+        long size = kind == Kind.HUGE ? 2 * MIB : K4;
+        CountDownLatch arrived = new CountDownLatch(1);
+        CountDownLatch go = new CountDownLatch(1);
+        machine.migration().setObserver(e -> {
+            if (e.phase() == phase) {
+                arrived.countDown();
+                await(go);
+            }
+        });
+        AtomicReference<MovePagesResult> moved = new AtomicReference<>();
+        Worker migrate = new Worker("migrate", () -> moved.set(move(s.a(), s.va(), 1)));
+        await(arrived);
+        AtomicReference<AddressSpace> forked = new AtomicReference<>();
+        Worker other = new Worker("op", () -> {
+            switch (op) {
+                case EXIT -> s.a().close();
+                case MUNMAP -> s.a().munmap(s.va(), size);
+                case FORK -> forked.set(s.a().fork());
+                case MPROTECT -> s.a().mprotect(s.va(), size, Protection.READ);
+                default -> s.file().truncate(0);
+            }
+        });
+        other.stillRunningAfter(150); // it runs beside the migration, or waits for it
+        go.countDown();
+        migrate.joinOrDump();
+        other.joinOrDump();
+        machine.migration().setObserver(null);
+        assertThat(migrate.failure.get()).isNull();
+        assertThat(other.failure.get()).isNull();
+        assertThat(moved.get().status(0)).isIn(1, -Errno.EBUSY, -Errno.ENOENT);
+        assertThat(machine.checkInvariants()).isEmpty();
+        switch (op) {
+            case EXIT -> assertThat(load(s.b(), s.va())).isEqualTo(0x77);
+            case MUNMAP -> {
+                assertThat(s.a().translate(s.va())).isEqualTo(-1);
+                assertThat(load(s.b(), s.va())).isEqualTo(0x77);
+            }
+            case FORK -> {
+                AddressSpace c = forked.get();
+                assertThat(load(c, s.va())).isEqualTo(0x77);
+                store(c, s.va(), 0x78);
+                assertThat(load(s.a(), s.va())).isEqualTo(kind == Kind.ANON ? 0x77 : 0x78);
+                assertThat(load(s.b(), s.va())).isEqualTo(kind == Kind.ANON ? 0x77 : 0x78);
+                c.close();
+            }
+            case MPROTECT -> {
+                assertThat(load(s.a(), s.va())).isEqualTo(0x77);
+                Throwable t = null;
+                try {
+                    store(s.a(), s.va(), 0x79);
+                } catch (SegmentationFaultException e) {
+                    t = e;
+                } finally {
+                    machine.cpu(0).switchTo(null);
+                }
+                assertThat(t).as("a store through a read-only mapping after the migration").isNotNull();
+                store(s.b(), s.va(), 0x7a);
+                assertThat(load(s.a(), s.va())).isEqualTo(kind == Kind.ANON ? 0x77 : 0x7a);
+            }
+            default -> {
+                assertThat(s.file().cachedPages()).isZero();
+                assertThat(s.a().translate(s.va())).isEqualTo(-1);
+                assertThat(s.b().translate(s.va())).isEqualTo(-1);
+            }
+        }
+        assertThat(machine.checkInvariants()).isEmpty();
+        s.a().close();
+        s.b().close();
+        if (s.file() != null) {
+            machine.hugetlbfs().unlink(s.file().name());
+            assertThat(machine.hugetlbfs().pool(0, PageSize.SIZE_2M).free() + machine.hugetlbfs().pool(1, PageSize.SIZE_2M).free())
+                    .isEqualTo(2 * POOL);
+        }
+        assertThat(machine.checkInvariants()).isEmpty();
+        assertThat(machine.freeFrames()).isEqualTo(free0);
+    }
+
+    /**
+     * After a page-cache page migrated, its old page is no longer in the cache (move_to_new_folio
+     * clears src->mapping of a file folio), but a PFN walker may still hold it. Soft offline or
+     * memory offline of that old frame must not migrate it a second time into the slot its
+     * successor holds: they fail or poison it, and nothing leaks.
+     */
+    @ParameterizedTest(name = "{0}")
+    @EnumSource(Kind.class)
+    void theOldPageOfAMigrationHeldByAWalkerIsNotMigratedAgain(Kind kind) {
+        twoNodes();
+        Setup s = setup(kind, 51);
+        long old = s.pfn();
+        List<org.vmcore.api.PageReference> refs = new ArrayList<>();
+        machine.migration().setObserver(e -> {
+            if (e.phase() == MigrationPhase.AFTER_COPY) {
+                refs.add(machine.tryGetPage(e.oldPfn())); // after the reference check: the migration completes
+            }
+        });
+        assertThat(move(s.a(), s.va(), 1).status(0)).isEqualTo(1);
+        machine.migration().setObserver(null);
+        assertThat(refs).hasSize(1).doesNotContainNull();
+        Throwable thrown = null;
+        int rc = Integer.MIN_VALUE;
+        try {
+            rc = machine.migration().softOffline(old);
+        } catch (Throwable t) {
+            thrown = t;
+        }
+        System.out.println(kind + " soft offline of the old page: rc " + rc + ", threw " + thrown);
+        assertThat(thrown == null || thrown instanceof org.vmcore.api.InvalidArgumentException)
+                .as("soft offline of the old page threw %s", thrown).isTrue();
+        refs.get(0).close();
+        assertThat(load(s.a(), s.va())).isEqualTo(51);
+        assertThat(load(s.b(), s.va())).isEqualTo(51);
+        assertThat(machine.checkInvariants()).isEmpty();
+    }
+
+    /**
+     * A CPU whose page is migrated back and forth without a pause: each access that meets a
+     * migration entry waits for it (migration_entry_wait) and retries; it must get through, never
+     * give up ("still faults after N retries"), and read what it wrote.
+     */
+    @ParameterizedTest(name = "{0}")
+    @EnumSource(Kind.class)
+    void aCpuGetsThroughAPageMigratedWithoutPause(Kind kind) throws Exception {
+        twoNodes();
+        Setup s = setup(kind, 0);
+        AtomicBoolean running = new AtomicBoolean(true);
+        AtomicInteger migrations = new AtomicInteger();
+        Worker migrate = new Worker("migrate", () -> {
+            for (int i = 0; running.get(); i++) {
+                if (move(s.a(), s.va(), i & 1).status(0) == (i & 1)) {
+                    migrations.incrementAndGet();
+                }
+            }
+        });
+        Cpu cpu = machine.cpu(1);
+        Worker access = new Worker("cpu", () -> {
+            cpu.switchTo(s.a());
+            long deadline = System.nanoTime() + 300_000_000L;
+            for (long n = 0; System.nanoTime() < deadline; n++) {
+                cpu.store(s.va() + 16, 8, n);
+                long got = cpu.load(s.va() + 16, 8);
+                if (got != n) {
+                    throw new AssertionError("stored " + n + ", read " + got);
+                }
+            }
+            cpu.switchTo(null);
+        });
+        access.joinOrDump();
+        running.set(false);
+        migrate.joinOrDump();
+        System.out.println(kind + ": " + migrations.get() + " migrations beside the CPU");
+        assertThat(access.failure.get()).isNull();
+        assertThat(migrate.failure.get()).isNull();
         assertThat(machine.checkInvariants()).isEmpty();
     }
 }
