@@ -71,6 +71,9 @@ import org.vmcore.api.Protection;
  *       migrated page-cache page kept its mapping; held by a PFN walker, soft offline migrated it
  *       again and met the slot its successor holds (IllegalStateException, leaking the isolation
  *       reference and the new target page).
+ *   <li>M10 {@link #movePagesNeverMovesAnotherProcesssPage}: move_pages (and migrate_pages) looked
+ *       pages up without isolating them; a queued page unmapped before its turn was freed,
+ *       reused by another process, and that process's page was migrated.
  * </ul>
  *
  * <p>What holds up: observers and notifiers that throw at every phase (the page goes back or the
@@ -1404,6 +1407,40 @@ class Hostile19MigrationTest {
         System.out.println(kind + ": " + migrations.get() + " migrations beside the CPU");
         assertThat(access.failure.get()).isNull();
         assertThat(migrate.failure.get()).isNull();
+        assertThat(machine.checkInvariants()).isEmpty();
+    }
+
+    /**
+     * do_pages_move isolates each page when it looks it up (add_page_for_migration:
+     * isolate_folio_to_list takes a reference), so a page of the batch that its process unmaps
+     * before its turn is not freed and handed to another process meanwhile: move_pages never
+     * moves a page of a process it was not asked about. Here the first page's observer unmaps
+     * the second page of the batch and faults a page in another process on the same thread,
+     * whose per-CPU list holds the frame just freed.
+     */
+    @Test
+    void movePagesNeverMovesAnotherProcesssPage() {
+        twoNodes();
+        AddressSpace a = machine.createAddressSpace();
+        long va = a.mmap(ANON_BASE, 2 * K4, Protection.READ_WRITE,
+                MapFlags.MAP_PRIVATE | MapFlags.MAP_ANONYMOUS | MapFlags.MAP_FIXED | MapFlags.MAP_POPULATE);
+        long second = a.pageAt(va + K4);
+        AddressSpace c = machine.createAddressSpace();
+        long cva = c.mmap(0x50_0000_0000L, K4, Protection.READ_WRITE, MapFlags.MAP_PRIVATE | MapFlags.MAP_ANONYMOUS
+                | MapFlags.MAP_FIXED);
+        AtomicInteger calls = new AtomicInteger();
+        machine.migration().setObserver(e -> {
+            if (e.phase() == MigrationPhase.AFTER_UNMAP && calls.getAndIncrement() == 0) {
+                a.munmap(va + K4, K4);
+                c.fault(cva, Access.WRITE);
+            }
+        });
+        MovePagesResult r = machine.migration().movePages(a, new long[] {va, va + K4}, new int[] {1, 1}, MOVE_ALL);
+        machine.migration().setObserver(null);
+        long cPage = c.pageAt(cva);
+        System.out.println("statuses " + java.util.Arrays.toString(r.status()) + "; c got pfn 0x" + Long.toHexString(cPage)
+                + " (a's second page was 0x" + Long.toHexString(second) + "), on node " + machine.page(cPage).node());
+        assertThat(machine.page(cPage).node()).as("c's page, faulted on its home node, was moved by a's move_pages").isZero();
         assertThat(machine.checkInvariants()).isEmpty();
     }
 }
