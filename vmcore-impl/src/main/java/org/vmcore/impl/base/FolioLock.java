@@ -69,14 +69,19 @@ public final class FolioLock {
      * {@link #waitUnlocked} for a thread that holds no lock at all (a CPU's migration_entry_wait):
      * each look at the flag holds the machine lock shared, so that a close cannot free the
      * descriptors between two looks; once the machine is closed it throws ClosedException.
+     *
+     * @return true once the folio is unlocked, false when the thread was interrupted before
      */
-    public static void waitUnlocked(MemMap descriptors, long pfn, MachineLock lock) {
-        for (int spins = 0; !Thread.currentThread().isInterrupted(); spins++) {
+    public static boolean waitUnlocked(MemMap descriptors, long pfn, MachineLock lock) {
+        for (int spins = 0; ; spins++) {
             try (MachineLock.Held held = lock.shared()) {
                 lock.ensureOpen();
                 if (!isLocked(descriptors, pfn)) {
-                    return;
+                    return true;
                 }
+            }
+            if (Thread.currentThread().isInterrupted()) {
+                return false;
             }
             pause(spins);
         }

@@ -389,13 +389,12 @@ public final class SimAddressSpace extends MmStruct {
     }
 
     /**
-     * migration_entry_wait: called when a CPU's access met a migration entry at va, or a
-     * page-cache page locked by a migration. Waits, with no lock held, until that page's folio
-     * lock is released; the access then retries. It does not wait where the wait could never end:
-     * for a page this thread is migrating (an access from a migration observer), or from inside a
-     * user callback, which runs under another operation's locks that the migration may need.
+     * migration_entry_wait: a CPU's access met a migration entry at va, or a page-cache page
+     * locked by a migration. Waits, with no lock held, until the folio is unlocked; the access then
+     * retries. It does not wait where the wait could never end (an access from a migration observer
+     * to the page it migrates, or from any user callback) nor once the thread is interrupted.
      *
-     * @throws MigrationWaitException where it must not wait and the page is still locked
+     * @throws MigrationWaitException where it does not wait and the page is still locked
      */
     public void waitForMigration(long va) {
         long pfn;
@@ -413,7 +412,10 @@ public final class SimAddressSpace extends MmStruct {
                     + " a page under migration; a callback does not wait for it (the migration may need the locks of the"
                     + " operation that called back): retry it after that operation");
         }
-        FolioLock.waitUnlocked(SharedSecrets.memMap(ctx.memory()), pfn, lock()); // each look under the machine lock
+        if (!FolioLock.waitUnlocked(SharedSecrets.memMap(ctx.memory()), pfn, lock())) { // each look under the machine lock
+            throw new MigrationWaitException(va, "the access at 0x" + Long.toHexString(va) + " was interrupted while it"
+                    + " waited for a migration (its interrupt status is kept): retry it afterwards");
+        }
     }
 
     /** The head PFN of the locked page an access at va waits for, or -1; under the mmap_lock. */
@@ -434,10 +436,7 @@ public final class SimAddressSpace extends MmStruct {
         return pfn >= 0 && FolioLock.isLocked(SharedSecrets.memMap(ctx.memory()), pfn) ? pfn : -1;
     }
 
-    /**
-     * A fault that found the page it maps locked waits here, with no lock held, until it is
-     * unlocked; returns false, without waiting, where it must not wait (see {@link #waitForMigration}).
-     */
+    /** A fault that found its page locked waits here until it is unlocked; false where it must not (see above). */
     boolean waitForFolio(long pfn) {
         if (ctx.migrating().holds(pfn) || ctx.callbackFailures().inCallback()) {
             return false;

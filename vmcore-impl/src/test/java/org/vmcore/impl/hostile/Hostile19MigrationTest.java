@@ -74,6 +74,9 @@ import org.vmcore.api.Protection;
  *   <li>M10 {@link #movePagesNeverMovesAnotherProcesssPage}: move_pages (and migrate_pages) looked
  *       pages up without isolating them; a queued page unmapped before its turn was freed,
  *       reused by another process, and that process's page was migrated.
+ *   <li>M11 {@link #anInterruptedCpuMeetsAMigrationEntry}: a CPU thread with its interrupt status
+ *       set returned from migration_entry_wait at once and retried until "still faults after 1000
+ *       retries" (IllegalStateException); it now ends with MigrationWaitException, the status kept.
  * </ul>
  *
  * <p>What holds up: observers and notifiers that throw at every phase (the page goes back or the
@@ -1441,6 +1444,153 @@ class Hostile19MigrationTest {
         System.out.println("statuses " + java.util.Arrays.toString(r.status()) + "; c got pfn 0x" + Long.toHexString(cPage)
                 + " (a's second page was 0x" + Long.toHexString(second) + "), on node " + machine.page(cPage).node());
         assertThat(machine.page(cPage).node()).as("c's page, faulted on its home node, was moved by a's move_pages").isZero();
+        assertThat(machine.checkInvariants()).isEmpty();
+    }
+
+    /**
+     * The file of the hugetlb page being migrated is unlinked; the observer unmaps its last two
+     * mappings, so the inode is evicted (hugetlbfs_evict_inode: remove_inode_hugepages) on the
+     * migrating thread, with the page it migrates: the migration ends, and every huge page is
+     * back in its pool.
+     */
+    @ParameterizedTest(name = "{0}")
+    @EnumSource(MigrationPhase.class)
+    void observerEvictsTheUnlinkedFileOfThePage(MigrationPhase phase) {
+        twoNodes();
+        Setup s = setup(Kind.HUGE, 13);
+        machine.hugetlbfs().unlink(s.file().name());
+        machine.migration().setObserver(e -> {
+            if (e.phase() == phase) {
+                s.a().munmap(s.va(), GIB);
+                s.b().munmap(s.va(), GIB);
+            }
+        });
+        MovePagesResult r = move(s.b(), s.va(), 1);
+        machine.migration().setObserver(null);
+        assertThat(r.status(0)).isIn(1, -Errno.EBUSY, -Errno.ENOENT);
+        assertThat(machine.checkInvariants()).isEmpty();
+        assertThat(machine.hugetlbfs().pool(0, PageSize.SIZE_2M).free()).isEqualTo(POOL);
+        assertThat(machine.hugetlbfs().pool(1, PageSize.SIZE_2M).free()).isEqualTo(POOL);
+        assertThat(machine.hugetlbfs().pool(0, PageSize.SIZE_2M).reserved()).isZero();
+    }
+
+    /**
+     * offline_pages beside faults: while one thread offlines the 2 MiB block that holds a
+     * process's pages, a CPU of another process keeps faulting, writing and unmapping pages on the
+     * same node, and a CPU of the first keeps writing its own. When the offline returns, no page in
+     * use is left in the block, every frame of it is offline, and every word reads back.
+     */
+    @Test
+    void offlineRangeBesideFaults() throws Exception {
+        long seed = seed("offlineRangeBesideFaults");
+        twoNodes();
+        AddressSpace a = machine.createAddressSpace();
+        long va = a.mmap(ANON_BASE, 32 * K4, Protection.READ_WRITE,
+                MapFlags.MAP_PRIVATE | MapFlags.MAP_ANONYMOUS | MapFlags.MAP_FIXED | MapFlags.MAP_POPULATE);
+        long start = a.pageAt(va) & ~511L;
+        AddressSpace c = machine.createAddressSpace();
+        long cva = 0x50_0000_0000L;
+        AtomicBoolean running = new AtomicBoolean(true);
+        Random r = new Random(seed);
+        Worker churn = new Worker("churn", () -> {
+            Cpu cpu = machine.cpu(1);
+            cpu.switchTo(c);
+            while (running.get()) {
+                c.mmap(cva, 16 * K4, Protection.READ_WRITE, MapFlags.MAP_PRIVATE | MapFlags.MAP_ANONYMOUS | MapFlags.MAP_FIXED);
+                for (long p = 0; p < 16; p++) {
+                    cpu.store(cva + p * K4, 8, p);
+                }
+                c.munmap(cva, (1 + r.nextInt(16)) * K4);
+            }
+            cpu.switchTo(null);
+        });
+        Worker writer = new Worker("writer", () -> {
+            Cpu cpu = machine.cpu(0);
+            cpu.switchTo(a);
+            for (long n = 0; running.get(); n++) {
+                long at = va + (n & 31) * K4;
+                cpu.store(at, 8, n);
+                if (cpu.load(at, 8) != n) {
+                    throw new AssertionError("lost a write at 0x" + Long.toHexString(at));
+                }
+            }
+            cpu.switchTo(null);
+        });
+        Thread.sleep(20);
+        org.vmcore.api.OfflineResult result = null;
+        VmException refused = null;
+        try {
+            result = machine.migration().offlineRange(0, start, start + 512);
+        } catch (VmException e) {
+            refused = e; // -EBUSY after its passes: allowed, but then nothing is promised of the block
+        }
+        List<Long> inUse = new ArrayList<>();
+        if (result != null) {
+            for (AddressSpace mm : List.of(a, c)) {
+                for (long p = 0; p < 32; p++) {
+                    long pfn = mm.pageAt((mm == a ? va : cva) + p * K4);
+                    if (pfn >= start && pfn < start + 512) {
+                        inUse.add(pfn);
+                    }
+                }
+            }
+        }
+        running.set(false);
+        churn.joinOrDump();
+        writer.joinOrDump();
+        System.out.println("offline " + result + (refused != null ? " refused: " + refused.getMessage() : ""));
+        assertThat(churn.failure.get()).isNull();
+        assertThat(writer.failure.get()).isNull();
+        if (result != null) {
+            assertThat(inUse).as("pages in use in the offlined block (seed %d)", seed).isEmpty();
+            assertThat(result.offlinedFrames()).isEqualTo(512);
+        }
+        assertThat(machine.checkInvariants()).as("seed %d", seed).isEmpty();
+    }
+
+    /**
+     * migration_entry_wait of a CPU thread whose interrupt status is set (a Java thread asked to
+     * stop): the access must neither spin through its retries into an IllegalStateException
+     * ("still faults after N retries") nor lose the interrupt; it waits for the migration (or
+     * ends with a clear exception) and the interrupt status survives.
+     */
+    @Test
+    void anInterruptedCpuMeetsAMigrationEntry() throws Exception {
+        twoNodes();
+        Setup s = setup(Kind.ANON, 61);
+        CountDownLatch arrived = new CountDownLatch(1);
+        CountDownLatch go = new CountDownLatch(1);
+        machine.migration().setObserver(e -> {
+            if (e.phase() == MigrationPhase.AFTER_UNMAP) {
+                arrived.countDown();
+                await(go);
+            }
+        });
+        Worker migrate = new Worker("migrate", () -> move(s.a(), s.va(), 1));
+        await(arrived);
+        AtomicReference<Object> outcome = new AtomicReference<>();
+        AtomicBoolean stillInterrupted = new AtomicBoolean();
+        Worker cpu = new Worker("cpu", () -> {
+            Cpu c = machine.cpu(1);
+            c.switchTo(s.a());
+            Thread.currentThread().interrupt();
+            try {
+                outcome.set(c.load(s.va(), 8));
+            } catch (RuntimeException e) {
+                outcome.set(e);
+            } finally {
+                stillInterrupted.set(Thread.interrupted());
+                c.switchTo(null);
+            }
+        });
+        cpu.stillRunningAfter(300);
+        go.countDown();
+        migrate.joinOrDump();
+        cpu.joinOrDump();
+        machine.migration().setObserver(null);
+        System.out.println("interrupted CPU: " + outcome.get());
+        assertThat(outcome.get()).as("an interrupted access").isNotInstanceOf(IllegalStateException.class);
+        assertThat(stillInterrupted.get()).as("the interrupt status survives").isTrue();
         assertThat(machine.checkInvariants()).isEmpty();
     }
 }
