@@ -277,11 +277,13 @@ final class FaultHandler {
                 }
                 mm.pages.newAnonRmap(vma, copy, addr);
                 shootdown.flushTlbMmRangeCpus(mm, addr, addr + size.bytes(), size.shift());
-                mm.pages.putMapped(pfn, huge);
             } finally {
                 ptl.unlock();
             }
-            mm.notifiers().secondaryTlbs(addr, addr + size.bytes()); // outside the ptl: a notifier may call back
+            // Outside the ptl, since a notifier may call back; before the old page may be freed
+            // (as ptep_clear_flush tells them before folio_put).
+            mm.notifiers().secondaryTlbs(addr, addr + size.bytes());
+            mm.pages.putMapped(pfn, huge);
         }
         return FaultResult.COW_COPY;
     }
