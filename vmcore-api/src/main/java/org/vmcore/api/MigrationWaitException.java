@@ -6,7 +6,8 @@ package org.vmcore.api;
  * inside a user callback (a notifier, an observer, an rmap visitor), which runs under the locks of
  * the operation that called it, locks the migration may need to finish. A real CPU would sleep
  * until the migration ends and then retry; retry the access after the call that called back
- * returns. An access outside callbacks waits instead, as migration_entry_wait does.
+ * returns. An access outside callbacks waits instead, as migration_entry_wait does, unless its
+ * thread is interrupted: then it ends with this exception, the interrupt status kept.
  */
 public class MigrationWaitException extends VmException {
     private static final long serialVersionUID = 1L;

@@ -105,9 +105,9 @@ public final class SimMachine implements Machine {
             RemoveMigrationPtes removeMigrationPtes = new RemoveMigrationPtes(lock, SharedSecrets.memMap(memory), rmapWalk, unmap,
                     migrationRefs);
             this.rmap = new RmapWalkerImpl(lock, callbackFailures, ops, memory.descriptors(), rmapWalk, unmap, removeMigrationPtes);
-            this.migration = new MigrationServiceImpl(lock, nodeCount, memory, pools, registry, unmap, removeMigrationPtes,
-                    migrationRefs, callbackFailures, ops, migrating);
             this.speculativeRefs = new SpeculativeRefs(lock, memory, SharedSecrets.memMap(memory), pools);
+            this.migration = new MigrationServiceImpl(lock, nodeCount, memory, pools, registry, unmap, removeMigrationPtes,
+                    migrationRefs, callbackFailures, ops, migrating, speculativeRefs::tryGet);
             spaces.setContext(new MmContext(lock, config, memory, registry, pools, hugetlbfs, shootdown, callbackFailures,
                     ops, migrating, migrationRefs, spaces, speculativeRefs::tryGet, zeroPfn));
             this.physical = new PhysicalAccess(lock, memory, registry);

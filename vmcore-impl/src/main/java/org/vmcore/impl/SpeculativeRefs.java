@@ -71,6 +71,10 @@ final class SpeculativeRefs {
             if ((flags & FrameFlags.PGTABLE) != 0) {
                 return; // "Bad page state": the frame is never given back
             }
+            if ((flags & FrameFlags.HWPOISON) != 0) { // soft offline poisoned it while this reference was held
+                retirePoisoned(head, flags);
+                return;
+            }
             if ((flags & FrameFlags.HUGETLB) != 0) {
                 HugePagePool pool = pools.poolOf(head);
                 if (!pool.isFree(head)) {
@@ -80,6 +84,16 @@ final class SpeculativeRefs {
                 memory.free(head);
             }
         }
+    }
+
+    /** The last put of a page soft offline poisoned: it leaves use for good, as soft offline leaves it. */
+    private void retirePoisoned(long head, int flags) {
+        if ((flags & FrameFlags.HUGETLB) != 0) {
+            pools.poolOf(head).retireInUse(head, true);
+            return;
+        }
+        descriptors.setMapping(head, 0, 0);
+        descriptors.clearFlags(head, FrameFlags.ANON | FrameFlags.DIRTY | FrameFlags.UPTODATE);
     }
 
     private final class Ref implements PageReference {

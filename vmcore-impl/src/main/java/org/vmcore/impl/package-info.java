@@ -40,7 +40,9 @@
  *   +-- i_mmap_rwsem (truncate, with no mmap_lock: a VMA lock only by trylock below it; the
  *         |            VMAs it could not lock are done afterwards in the order above)
  *   +-- hugetlb_fault_mutex (truncate's page-cache removal, after i_mmap_rwsem is released)
- *         +-- folio lock (remove_inode_single_folio: waits for a migration of the page)
+ *         +-- folio lock (remove_inode_single_folio: only tried; a page a migration holds is
+ *                         waited for with the mutex dropped, as that migration's callbacks
+ *                         may fault it)
  *
  * leaves and near-leaves, taken under any of the above:
  *   resv_map (HugetlbFileImpl.reservedIndexes' monitor)

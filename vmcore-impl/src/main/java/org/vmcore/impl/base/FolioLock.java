@@ -14,6 +14,7 @@ import org.vmcore.x86.mem.FrameFlags;
  * <p>The lock is not a lockdep class: like the kernel's, it is a bit, waited for by the paths
  * above only with no rmap lock held.
  */
+@SuppressWarnings("try") // a lock hold is used only for its scope
 public final class FolioLock {
     private FolioLock() {
     }
@@ -50,6 +51,38 @@ public final class FolioLock {
      */
     public static void waitUnlocked(MemMap descriptors, long pfn) {
         for (int spins = 0; isLocked(descriptors, pfn) && !Thread.currentThread().isInterrupted(); spins++) {
+            pause(spins);
+        }
+    }
+
+    /**
+     * folio_wait_locked for a path that dropped its locks to wait (truncation): returns once the
+     * folio is unlocked, whatever the thread's interrupt status; at once for pfn -1.
+     */
+    public static void awaitUnlocked(MemMap descriptors, long pfn) {
+        for (int spins = 0; pfn >= 0 && isLocked(descriptors, pfn); spins++) {
+            pause(spins);
+        }
+    }
+
+    /**
+     * {@link #waitUnlocked} for a thread that holds no lock at all (a CPU's migration_entry_wait):
+     * each look at the flag holds the machine lock shared, so that a close cannot free the
+     * descriptors between two looks; once the machine is closed it throws ClosedException.
+     *
+     * @return true once the folio is unlocked, false when the thread was interrupted before
+     */
+    public static boolean waitUnlocked(MemMap descriptors, long pfn, MachineLock lock) {
+        for (int spins = 0; ; spins++) {
+            try (MachineLock.Held held = lock.shared()) {
+                lock.ensureOpen();
+                if (!isLocked(descriptors, pfn)) {
+                    return true;
+                }
+            }
+            if (Thread.currentThread().isInterrupted()) {
+                return false;
+            }
             pause(spins);
         }
     }

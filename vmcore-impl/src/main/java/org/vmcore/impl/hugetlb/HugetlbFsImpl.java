@@ -9,11 +9,13 @@ import org.vmcore.api.HugetlbFs;
 import org.vmcore.api.HugetlbPoolState;
 import org.vmcore.api.InvalidArgumentException;
 import org.vmcore.api.PageSize;
+import org.vmcore.impl.base.FolioLock;
 import org.vmcore.impl.base.MachineLock;
 import org.vmcore.impl.base.Nodes;
 import org.vmcore.impl.base.OperationHook;
 import org.vmcore.impl.lock.KMutex;
 import org.vmcore.impl.lock.RwSem;
+import org.vmcore.impl.vma.FileMapping;
 import org.vmcore.impl.vma.MappingRegistry;
 import org.vmcore.impl.vma.VmArea;
 import org.vmcore.x86.internal.MemMap;
@@ -181,6 +183,10 @@ public final class HugetlbFsImpl implements HugetlbFs {
                 }
                 truncateLocked(file, newSize);
             }
+            // The pages past the end go outside the truncation monitor: one under migration is
+            // waited for, and that migration's callbacks may truncate the file too. Files only
+            // shrink, so nothing past the end comes back meanwhile.
+            removeFrom(file, newSize >>> ps.shift());
         }
         hook.afterOperation("truncate");
     }
@@ -231,7 +237,6 @@ public final class HugetlbFsImpl implements HugetlbFs {
         } finally {
             iMmap.upWrite();
         }
-        removeFrom(file, first);
     }
 
     /**
@@ -266,17 +271,7 @@ public final class HugetlbFsImpl implements HugetlbFs {
         }
         for (long index : indexes) {
             if (index >= first) {
-                // Under the page's fault mutex: a fault of this page is either done or waits, then finds it gone.
-                KMutex faultMutex = lock.hugetlbFaultMutexes().of(file.mapping().id(), index);
-                faultMutex.lock();
-                try {
-                    long pfn = file.mapping().removeLocked(index, descriptors, lock.migrating());
-                    if (pfn >= 0 && descriptors.addRefcount(pfn, -1) == 0) {
-                        pool.free(pfn);
-                    }
-                } finally {
-                    faultMutex.unlock();
-                }
+                removePage(file, pool, index);
             }
         }
         synchronized (file.reservedIndexes()) {
@@ -288,6 +283,31 @@ public final class HugetlbFsImpl implements HugetlbFs {
             }
         }
         pool.unreserve(released);
+    }
+
+    /**
+     * remove_inode_single_folio for one index, under the page's fault mutex: a fault of this page
+     * is either done or waits, then finds it gone. A page whose folio lock a migration holds is
+     * waited for with the mutex dropped: that migration's callbacks may fault the page.
+     */
+    private void removePage(HugetlbFileImpl file, HugePagePool pool, long index) {
+        KMutex faultMutex = lock.hugetlbFaultMutexes().of(file.mapping().id(), index);
+        while (true) {
+            long pfn;
+            faultMutex.lock();
+            try {
+                pfn = file.mapping().tryRemoveLocked(index, descriptors, lock.migrating());
+                if (pfn >= 0 && descriptors.addRefcount(pfn, -1) == 0) {
+                    pool.free(pfn);
+                }
+            } finally {
+                faultMutex.unlock();
+            }
+            if (pfn != FileMapping.BUSY) {
+                return;
+            }
+            FolioLock.awaitUnlocked(descriptors, file.mapping().find(index));
+        }
     }
 
     public HugePagePool pool(PageSize size) {

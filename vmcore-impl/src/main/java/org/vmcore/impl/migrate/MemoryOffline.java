@@ -63,76 +63,103 @@ final class MemoryOffline {
         if (memory.nodes().size() < 2) {
             throw new VmException("cannot offline memory of the only node: there is nowhere to migrate to");
         }
-        List<Long> inUse = new ArrayList<>();
-        List<Long> freeHuge = new ArrayList<>();
-        try (MachineLock.Held locked = lock.exclusive()) {
-            lock.ensureOpen();
-            for (PageTableWindow window : SharedSecrets.pageTableFrames(memory).windows()) {
-                if (window.base() < endPfn && startPfn < window.base() + window.frames()) {
-                    throw new VmException("cannot offline [0x" + Long.toHexString(startPfn) + ", 0x" + Long.toHexString(endPfn)
-                            + "): it overlaps the " + window + ", which holds page tables for good");
+        long migrated = 0;
+        // offline_pages' loop: scan and migrate until a scan finds nothing left to move. Pages
+        // may be allocated in the range while its pages migrate (vmcore has no isolated
+        // pageblocks), so only the scan that finds none, under the exclusive lock, isolates it.
+        for (int pass = 0; ; pass++) {
+            List<Long> inUse = new ArrayList<>();
+            List<Long> freeHuge = new ArrayList<>();
+            try (MachineLock.Held locked = lock.exclusive()) {
+                lock.ensureOpen();
+                scan(startPfn, endPfn, inUse, freeHuge);
+                if (inUse.isEmpty()) {
+                    long dissolved = 0;
+                    for (long pfn : freeHuge) {
+                        HugePagePool pool = pools.poolOf(pfn);
+                        if (pool != null && pool.dissolve(pfn, false)) {
+                            dissolved++;
+                        }
+                    }
+                    long offlined = memory.allocator(node).isolateRange(startPfn, endPfn);
+                    hook.afterOperation("memory offline");
+                    return new OfflineResult(migrated, dissolved, offlined);
                 }
             }
-            for (long pfn = startPfn; pfn < endPfn; ) {
-                int flags = descriptors.flags(pfn);
-                if ((flags & FrameFlags.ALLOCATED) == 0) {
-                    pfn++;
-                    continue;
-                }
-                int order = descriptors.order(pfn);
-                if ((flags & (FrameFlags.RESERVED | FrameFlags.UPTODATE)) == (FrameFlags.RESERVED | FrameFlags.UPTODATE)) {
-                    throw new VmException("cannot offline: pfn 0x" + Long.toHexString(pfn) + " is the shared zero page,"
-                            + " which is reserved (-EBUSY)");
-                }
-                if ((flags & (FrameFlags.HWPOISON | FrameFlags.RESERVED)) != 0) {
-                    pfn += 1L << order; // already out of use
-                    continue;
-                }
-                if ((flags & FrameFlags.PGTABLE) != 0) {
-                    throw new VmException("cannot offline [0x" + Long.toHexString(startPfn) + ", 0x" + Long.toHexString(endPfn)
-                            + "): pfn 0x" + Long.toHexString(pfn) + " is a page table, which cannot be migrated");
-                }
-                HugePagePool pool = pools.poolOf(pfn);
-                if (pool != null && pool.isFree(pfn)) {
-                    freeHuge.add(pfn);
-                } else if (order == PageSize.SIZE_1G.order()) {
-                    throw new VmException("cannot offline: pfn 0x" + Long.toHexString(pfn) + " is a gigantic page in use (-EBUSY)");
-                } else if (descriptors.mapping(pfn) != 0) {
-                    inUse.add(pfn);
-                } else {
-                    throw new VmException("cannot offline: pfn 0x" + Long.toHexString(pfn) + " is in use and not movable ("
-                            + descriptors.describe(pfn) + ")");
-                }
-                if (pfn + (1L << order) > endPfn) {
-                    throw new VmException("cannot offline: the block at pfn 0x" + Long.toHexString(pfn) + " reaches past the range");
-                }
-                pfn += 1L << order;
+            if (pass == PASSES) {
+                throw new VmException("cannot offline [0x" + Long.toHexString(startPfn) + ", 0x" + Long.toHexString(endPfn)
+                        + "): pages kept being allocated in it (-EBUSY); " + migrated + " pages were migrated");
+            }
+            migrated += migrate(node, inUse, migrated);
+        }
+    }
+
+    /** How many times the range is scanned and its pages migrated before the offline gives up. */
+    private static final int PASSES = 10;
+
+    /** scan_movable_pages, under the exclusive lock: the pages in use and the free huge pages of the range. */
+    private void scan(long startPfn, long endPfn, List<Long> inUse, List<Long> freeHuge) {
+        for (PageTableWindow window : SharedSecrets.pageTableFrames(memory).windows()) {
+            if (window.base() < endPfn && startPfn < window.base() + window.frames()) {
+                throw new VmException("cannot offline [0x" + Long.toHexString(startPfn) + ", 0x" + Long.toHexString(endPfn)
+                        + "): it overlaps the " + window + ", which holds page tables for good");
             }
         }
+        for (long pfn = startPfn; pfn < endPfn; ) {
+            int flags = descriptors.flags(pfn);
+            if ((flags & FrameFlags.ALLOCATED) == 0) {
+                pfn++;
+                continue;
+            }
+            int order = descriptors.order(pfn);
+            if ((flags & (FrameFlags.RESERVED | FrameFlags.UPTODATE)) == (FrameFlags.RESERVED | FrameFlags.UPTODATE)) {
+                throw new VmException("cannot offline: pfn 0x" + Long.toHexString(pfn) + " is the shared zero page,"
+                        + " which is reserved (-EBUSY)");
+            }
+            if ((flags & (FrameFlags.HWPOISON | FrameFlags.RESERVED)) != 0) {
+                pfn += 1L << order; // already out of use
+                continue;
+            }
+            if ((flags & FrameFlags.PGTABLE) != 0) {
+                throw new VmException("cannot offline [0x" + Long.toHexString(startPfn) + ", 0x" + Long.toHexString(endPfn)
+                        + "): pfn 0x" + Long.toHexString(pfn) + " is a page table, which cannot be migrated");
+            }
+            HugePagePool pool = pools.poolOf(pfn);
+            if (pool != null && pool.isFree(pfn)) {
+                freeHuge.add(pfn);
+            } else if (order == PageSize.SIZE_1G.order()) {
+                throw new VmException("cannot offline: pfn 0x" + Long.toHexString(pfn) + " is a gigantic page in use (-EBUSY)");
+            } else if (descriptors.mapping(pfn) != 0) {
+                inUse.add(pfn);
+            } else {
+                throw new VmException("cannot offline: pfn 0x" + Long.toHexString(pfn) + " is in use and not movable ("
+                        + descriptors.describe(pfn) + ")");
+            }
+            if (pfn + (1L << order) > endPfn) {
+                throw new VmException("cannot offline: the block at pfn 0x" + Long.toHexString(pfn) + " reaches past the range");
+            }
+            pfn += 1L << order;
+        }
+    }
+
+    /** do_migrate_range: each page to another node; returns how many moved (a page freed meanwhile is passed by). */
+    private long migrate(int node, List<Long> inUse, long before) {
         long migrated = 0;
         for (long pfn : inUse) {
             int rc = -Errno.ENOMEM;
-            for (int i = 1; i < memory.nodes().size() && rc != 0; i++) {
+            for (int i = 1; i < memory.nodes().size() && rc != 0 && rc != -Errno.ENOENT; i++) {
                 rc = folio.migrateWithRetries(pfn, (node + i) % memory.nodes().size(), false);
+            }
+            if (rc == -Errno.ENOENT) {
+                continue; // freed since the scan: the next scan sees its frame free
             }
             if (rc != 0) {
                 throw new VmException("cannot offline: pfn 0x" + Long.toHexString(pfn) + " could not be migrated ("
-                        + Errno.describe(rc) + "); " + migrated + " pages were migrated before it");
+                        + Errno.describe(rc) + "); " + (before + migrated) + " pages were migrated before it");
             }
             migrated++;
         }
-        try (MachineLock.Held locked = lock.exclusive()) {
-            long dissolved = 0;
-            for (long pfn : freeHuge) {
-                HugePagePool pool = pools.poolOf(pfn);
-                if (pool != null && pool.dissolve(pfn, false)) {
-                    dissolved++;
-                }
-            }
-            long offlined = memory.allocator(node).isolateRange(startPfn, endPfn);
-            hook.afterOperation("memory offline");
-            return new OfflineResult(migrated, dissolved, offlined);
-        }
+        return migrated;
     }
 
     private void checked(String operation) {

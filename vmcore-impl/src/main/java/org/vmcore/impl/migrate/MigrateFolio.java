@@ -3,10 +3,12 @@ package org.vmcore.impl.migrate;
 import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.concurrent.atomic.AtomicLong;
+import java.util.function.LongFunction;
 import org.vmcore.api.Errno;
 import org.vmcore.api.MigrationEvent;
 import org.vmcore.api.MigrationObserver;
 import org.vmcore.api.MigrationPhase;
+import org.vmcore.api.PageReference;
 import org.vmcore.api.PageSize;
 import org.vmcore.impl.base.FolioLock;
 import org.vmcore.impl.base.Initiator;
@@ -54,6 +56,7 @@ final class MigrateFolio {
     private final CallbackFailures callbackFailures;
     private final OperationHook hook;
     private final MigratingThread migrating;
+    private final LongFunction<PageReference> tryGetPage;
     private volatile MigrationObserver observer;
     private final AtomicLong success = new AtomicLong();
     private final AtomicLong fail = new AtomicLong();
@@ -62,7 +65,8 @@ final class MigrateFolio {
 
     MigrateFolio(MachineLock lock, PhysicalMemory memory, HugetlbPools pools, MappingRegistry registry, TryToUnmap unmap,
                  RemoveMigrationPtes removeMigrationPtes, MigrationEntryRefs migrationRefs, CallbackFailures callbackFailures,
-                 OperationHook hook, MigratingThread migrating) {
+                 OperationHook hook, MigratingThread migrating, LongFunction<PageReference> tryGetPage) {
+        this.tryGetPage = tryGetPage;
         this.lock = lock;
         this.memory = memory;
         this.descriptors = SharedSecrets.memMap(memory);
@@ -96,6 +100,42 @@ final class MigrateFolio {
      * lock and the rmap and page-table locks the migration takes keep them off this page.
      */
     int migrateWithRetries(long pfn, int toNode, boolean poisonOld) {
+        return migrateWithRetries(pfn, toNode, poisonOld, 0);
+    }
+
+    /**
+     * As {@link #migrateWithRetries(long, int, boolean)} for a page the caller {@link #isolate isolated}
+     * when it queued it, so that the page was not freed and reused by another process before its turn.
+     */
+    int migrateQueued(long pfn, int toNode) {
+        return migrateWithRetries(pfn, toNode, false, 1);
+    }
+
+    /**
+     * isolate_folio_to_list, under the machine lock, for a mapped page that move_pages or
+     * migrate_pages queues: a reference (a PFN walker's, which the invariant checker counts) and
+     * PG_isolated, held until {@link #putback}; null when another call has the page queued.
+     */
+    PageReference isolate(long pfn) {
+        PageReference ref = tryGetPage.apply(pfn);
+        if (ref != null && !descriptors.trySetFlag(pfn, FrameFlags.ISOLATED)) {
+            ref.close();
+            return null;
+        }
+        return ref;
+    }
+
+    /** folio_putback of an {@link #isolate isolated} page, once: PG_isolated goes, then the reference (maybe the last). */
+    void putback(PageReference ref) {
+        try (MachineLock.Held locked = lock.shared()) {
+            if (!lock.isClosed()) { // a close (a callback's, between pages) freed the descriptors
+                descriptors.clearFlags(ref.pfn(), FrameFlags.ISOLATED);
+            }
+            ref.close();
+        }
+    }
+
+    private int migrateWithRetries(long pfn, int toNode, boolean poisonOld, int queued) {
         int rc = -Errno.EAGAIN;
         for (int pass = 0; pass < PASSES && rc == -Errno.EAGAIN; pass++) {
             if (pass > 0) {
@@ -105,7 +145,7 @@ final class MigrateFolio {
             try (MachineLock.Held locked = lock.shared()) {
                 lock.ensureOpen();
                 try {
-                    rc = migrateOne(pfn, toNode, poisonOld);
+                    rc = migrateOne(pfn, toNode, poisonOld, queued);
                 } catch (Throwable e) {
                     failure = e;
                 }
@@ -123,7 +163,7 @@ final class MigrateFolio {
      * page is free), the folio lock (only tried: a page locked by a fault or another migration
      * answers -EAGAIN), then the move.
      */
-    int migrateOne(long pfn, int toNode, boolean poisonOld) {
+    private int migrateOne(long pfn, int toNode, boolean poisonOld, int queued) {
         assert lock.isHeldByCurrentThread();
         int flags = descriptors.flags(pfn);
         if ((flags & FrameFlags.ALLOCATED) == 0 || descriptors.mapping(pfn) == 0 || (flags & FrameFlags.HWPOISON) != 0) {
@@ -162,7 +202,7 @@ final class MigrateFolio {
             if (target < 0) {
                 rc = -Errno.ENOMEM;
             } else {
-                rc = moveMapped(pfn, target, size, toNode, move);
+                rc = moveMapped(pfn, target, size, toNode, queued, move);
             }
         } finally {
             if (target >= 0) {
@@ -186,7 +226,7 @@ final class MigrateFolio {
      * does; one that throws after the copy lets the migration complete. Either way the failure is
      * left in {@code move}, the observer is not called again, and the caller rethrows it.
      */
-    private int moveMapped(long pfn, long target, PageSize size, int toNode, FolioFailures move) {
+    private int moveMapped(long pfn, long target, PageSize size, int toNode, int queued, FolioFailures move) {
         boolean wasMapped = descriptors.mapcount(pfn) > 0;
         if (wasMapped) {
             var event = phaseEvent();
@@ -205,8 +245,8 @@ final class MigrateFolio {
         int rc = -Errno.EAGAIN;
         MappingOwner owner = registry.owner(descriptors.mapping(pfn));
         boolean cached = (descriptors.flags(pfn) & FrameFlags.ANON) == 0 && owner != null;
-        // migrate_huge_page_move_mapping: the isolation reference plus the page cache's, nothing else
-        int expected = 1 + (cached ? 1 : 0);
+        // migrate_huge_page_move_mapping: the isolation references plus the page cache's, nothing else
+        int expected = 1 + queued + (cached ? 1 : 0);
         if (!move.any() && descriptors.mapcount(pfn) == 0 && descriptors.refcount(pfn) == expected) {
             notify(MigrationPhase.BEFORE_COPY, pfn, target, size, toNode, move);
         }
@@ -220,6 +260,11 @@ final class MigrateFolio {
                 replaceInPageCache((FileMapping) owner, pfn, target); // the cache's reference moves with the slot
                 descriptors.addRefcount(target, 1);
                 descriptors.addRefcount(pfn, -1);
+            }
+            if ((descriptors.flags(pfn) & FrameFlags.ANON) == 0) {
+                // move_to_new_folio: the old file folio leaves its mapping, so a PFN walker still
+                // holding it (soft offline, memory offline) does not take it for a cache page
+                descriptors.setMapping(pfn, 0, 0);
             }
             commit(event, "copy", pfn, target, size);
             rc = 0;
@@ -238,6 +283,11 @@ final class MigrateFolio {
         if (rc == 0) {
             if (descriptors.addRefcount(target, -1) == 0) { // the allocation's reference: mappings and cache hold it now
                 migrationRefs.releaseIfUnreferenced(target); // unless the page's mappings went while it moved
+            }
+            if (poisonOld) {
+                // page_handle_poison: the frame is poisoned now, even while a PFN walker still holds
+                // a reference to it; the walker's put then keeps it out of use (SpeculativeRefs)
+                descriptors.setFlags(pfn, FrameFlags.HWPOISON);
             }
             if (descriptors.addRefcount(pfn, -1) == 0) { // the isolation reference was the last
                 if (poisonOld) {

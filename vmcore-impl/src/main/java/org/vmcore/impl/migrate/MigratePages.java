@@ -1,7 +1,8 @@
 package org.vmcore.impl.migrate;
 
-import java.util.LinkedHashSet;
-import java.util.Set;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import org.vmcore.api.PageReference;
 import org.vmcore.impl.base.MachineLock;
 import org.vmcore.impl.base.OperationHook;
 import org.vmcore.impl.mm.SimAddressSpace;
@@ -13,7 +14,8 @@ import org.vmcore.x86.mem.PhysicalMemory;
  * migrate_pages(2) (mm/mempolicy.c: do_migrate_pages, queue_pages_range): for each pair of nodes,
  * the pages of the address space on the source node are queued (MPOL_MF_MOVE takes only pages
  * mapped once, MPOL_MF_MOVE_ALL every one) and each is migrated by {@link MigrateFolio}. The
- * queue is built under the machine lock, the pages move one by one with the lock released between.
+ * queue is built under the machine lock, the pages move one by one with the lock released between;
+ * each stays isolated ({@link MigrateFolio#isolate}) from its queueing to its migration.
  *
  * <p>It may touch the address space's mapped pages (read only), physical memory's node map and
  * the frame descriptors.
@@ -41,23 +43,40 @@ final class MigratePages {
             if (fromNodes[i] == toNodes[i]) {
                 continue;
             }
-            Set<Long> queue = new LinkedHashSet<>();
-            try (MachineLock.Held locked = lock.shared(); MachineLock.Held mmap = mm.mmapRead()) {
-                mm.ensureOpen();
-                int source = fromNodes[i];
-                for (VmArea v : mm.vmaAreas()) {
-                    mm.forEachMappedPage(v, (va, pfn) -> {
-                        // queue_folios_pte_range / queue_pages_hugetlb: MOVE takes only unshared pages
-                        if (memory.nodeOf(pfn) == source && (moveAll || descriptors.mapcount(pfn) == 1)) {
-                            queue.add(pfn);
-                        }
-                    });
+            Map<Long, PageReference> queue = new LinkedHashMap<>();
+            try {
+                try (MachineLock.Held locked = lock.shared(); MachineLock.Held mmap = mm.mmapRead()) {
+                    mm.ensureOpen();
+                    int source = fromNodes[i];
+                    for (VmArea v : mm.vmaAreas()) {
+                        mm.forEachMappedPage(v, (va, pfn) -> {
+                            // queue_folios_pte_range / queue_pages_hugetlb: MOVE takes only unshared pages,
+                            // each isolated (a reference held) until its migration is over
+                            if (memory.nodeOf(pfn) == source && (moveAll || descriptors.mapcount(pfn) == 1)
+                                    && !queue.containsKey(pfn)) {
+                                PageReference ref = folio.isolate(pfn);
+                                if (ref != null) {
+                                    queue.put(pfn, ref);
+                                }
+                            }
+                        });
+                    }
                 }
-            }
-            for (long pfn : queue) {
-                if (folio.migrateWithRetries(pfn, toNodes[i], false) != 0) {
-                    notMigrated++;
+                for (var it = queue.entrySet().iterator(); it.hasNext(); ) {
+                    var e = it.next();
+                    int rc;
+                    try {
+                        rc = folio.migrateQueued(e.getKey(), toNodes[i]);
+                    } finally {
+                        folio.putback(e.getValue());
+                        it.remove();
+                    }
+                    if (rc != 0) {
+                        notMigrated++;
+                    }
                 }
+            } finally {
+                queue.values().forEach(folio::putback); // those a failure left queued
             }
         }
         checked("migrate_pages");

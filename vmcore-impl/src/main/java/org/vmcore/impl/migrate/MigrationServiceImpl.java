@@ -1,12 +1,14 @@
 package org.vmcore.impl.migrate;
 
 import java.util.Map;
+import java.util.function.LongFunction;
 import org.vmcore.api.AddressSpace;
 import org.vmcore.api.InvalidArgumentException;
 import org.vmcore.api.MigrationObserver;
 import org.vmcore.api.MigrationService;
 import org.vmcore.api.MovePagesResult;
 import org.vmcore.api.OfflineResult;
+import org.vmcore.api.PageReference;
 import org.vmcore.impl.base.MachineLock;
 import org.vmcore.impl.base.MigratingThread;
 import org.vmcore.impl.base.Nodes;
@@ -42,12 +44,12 @@ public final class MigrationServiceImpl implements MigrationService {
     public MigrationServiceImpl(MachineLock lock, int nodeCount, PhysicalMemory memory, HugetlbPools pools,
                                 MappingRegistry registry, TryToUnmap unmap, RemoveMigrationPtes removeMigrationPtes,
                                 MigrationEntryRefs migrationRefs, CallbackFailures callbackFailures, OperationHook hook,
-                                MigratingThread migrating) {
+                                MigratingThread migrating, LongFunction<PageReference> isolate) {
         this.lock = lock;
         this.nodeCount = nodeCount;
         this.memory = memory;
         this.folio = new MigrateFolio(lock, memory, pools, registry, unmap, removeMigrationPtes, migrationRefs, callbackFailures,
-                hook, migrating);
+                hook, migrating, isolate);
         this.migratePages = new MigratePages(lock, memory, folio, hook);
         this.movePages = new MovePages(lock, memory, folio, hook);
         this.softOffline = new SoftOffline(lock, memory, folio, hook, pools);

@@ -1,9 +1,12 @@
 package org.vmcore.impl.migrate;
 
+import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.List;
 import org.eclipse.collections.impl.list.mutable.primitive.LongArrayList;
 import org.vmcore.api.Errno;
 import org.vmcore.api.MovePagesResult;
+import org.vmcore.api.PageReference;
 import org.vmcore.impl.base.MachineLock;
 import org.vmcore.impl.base.OperationHook;
 import org.vmcore.impl.mm.SimAddressSpace;
@@ -19,7 +22,9 @@ import org.vmcore.x86.mem.PhysicalMemory;
  * with failures stops the call (the pages after it are NOT_ATTEMPTED).
  *
  * <p>It may touch the address space's page lookup, physical memory's node map and the frame
- * descriptors; each lookup holds the machine lock, each migration takes it itself.
+ * descriptors; each lookup holds the machine lock, each migration takes it itself. A queued page
+ * stays isolated ({@link MigrateFolio#isolate}) until its migration is over, so it cannot be
+ * freed and reused by another process meanwhile.
  */
 @SuppressWarnings("try") // a lock hold is used only for its scope
 final class MovePages {
@@ -39,6 +44,16 @@ final class MovePages {
 
     /** do_pages_move: each address's page moves to its node (or, with no nodes, its node is reported). */
     MovePagesResult movePages(SimAddressSpace mm, long[] addresses, int[] nodes, boolean moveAll) {
+        List<PageReference> refs = new ArrayList<>();
+        try {
+            return movePages(mm, addresses, nodes, moveAll, refs);
+        } finally {
+            refs.forEach(folio::putback); // pages queued but never migrated (the call failed)
+        }
+    }
+
+    private MovePagesResult movePages(SimAddressSpace mm, long[] addresses, int[] nodes, boolean moveAll,
+                                      List<PageReference> refs) {
         int n = addresses.length;
         int[] status = new int[n];
         // do_pages_move: runs of queued pages with one target node form a batch; any page not
@@ -48,7 +63,7 @@ final class MovePages {
         int start = 0;
         for (int i = 0; i < n; i++) {
             if (nodes != null && !batch.isEmpty() && nodes[i] != batchNode) {
-                int failed = moveBatch(batch, batchNode, status, start);
+                int failed = moveBatch(batch, refs, batchNode, status, start);
                 if (failed > 0) {
                     return aborted(status, i, failed + n - i);
                 }
@@ -63,8 +78,11 @@ final class MovePages {
                 status[i] = lookup(mm, addresses[i], nodes == null ? -1 : nodes[i], moveAll);
                 if (status[i] == QUEUE) {
                     head = mm.pageAt(addresses[i]);
-                    if (batch.contains(head)) {
-                        status[i] = -Errno.EBUSY; // already isolated by this batch
+                    PageReference ref = batch.contains(head) ? null : folio.isolate(head);
+                    if (ref == null) {
+                        status[i] = -Errno.EBUSY; // already isolated, by this batch or another call
+                    } else {
+                        refs.add(ref);
                     }
                 }
             }
@@ -72,12 +90,12 @@ final class MovePages {
                 batch.add(head);
                 continue;
             }
-            int failed = moveBatch(batch, batchNode, status, start);
+            int failed = moveBatch(batch, refs, batchNode, status, start);
             if (failed > 0) {
                 return aborted(status, i + 1, failed + n - i - 1); // page i has its status already
             }
         }
-        int failed = moveBatch(batch, batchNode, status, start);
+        int failed = moveBatch(batch, refs, batchNode, status, start);
         checked("move_pages");
         return new MovePagesResult(failed, status);
     }
@@ -120,10 +138,11 @@ final class MovePages {
      *
      * @return the number of pages of the batch not migrated
      */
-    private int moveBatch(LongArrayList batch, int node, int[] status, int start) {
+    private int moveBatch(LongArrayList batch, List<PageReference> refs, int node, int[] status, int start) {
         int failed = 0;
         for (int k = 0; k < batch.size(); k++) {
-            int rc = folio.migrateWithRetries(batch.get(k), node, false);
+            int rc = folio.migrateQueued(batch.get(k), node);
+            folio.putback(refs.removeFirst()); // the isolation ends with the page's migration
             status[start + k] = rc == 0 ? node : rc == -Errno.EAGAIN ? -Errno.EBUSY : rc;
             if (rc != 0) {
                 failed++;

@@ -295,14 +295,17 @@ final class FaultHandler {
                     cur = table.readSlot(slot);
                 }
                 mm.pages.newAnonRmap(vma, copy, addr);
-                shootdown.flushTlbMmRange(mm, addr, addr + size.bytes(), size.shift());
-                if (zero) {
-                    mm.addAnonPages(1); // the zero page counted nowhere; its copy counts as anonymous
-                } else {
-                    mm.pages.putMapped(pfn, huge);
-                }
+                shootdown.flushTlbMmRangeCpus(mm, addr, addr + size.bytes(), size.shift());
             } finally {
                 ptl.unlock();
+            }
+            // Outside the ptl, since a notifier may call back; before the old page may be freed
+            // (as ptep_clear_flush tells them before folio_put).
+            mm.notifiers().secondaryTlbs(addr, addr + size.bytes());
+            if (zero) {
+                mm.addAnonPages(1); // the zero page counted nowhere; its copy counts as anonymous
+            } else {
+                mm.pages.putMapped(pfn, huge);
             }
         }
         return FaultResult.COW_COPY;

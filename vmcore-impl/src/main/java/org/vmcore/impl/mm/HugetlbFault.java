@@ -7,6 +7,7 @@ import org.vmcore.api.PageSize;
 import org.vmcore.api.RacePoint;
 import org.vmcore.api.Regression;
 import org.vmcore.api.SegmentationFaultException;
+import org.vmcore.api.VmException;
 import org.vmcore.api.VmaKind;
 import org.vmcore.impl.base.FolioLock;
 import org.vmcore.impl.base.Initiator;
@@ -17,6 +18,7 @@ import org.vmcore.impl.hugetlb.PmdSharing;
 import org.vmcore.impl.lock.FaultMutexTable;
 import org.vmcore.impl.lock.KMutex;
 import org.vmcore.impl.lock.PtLocks;
+import org.vmcore.impl.notifier.CallbackFailures;
 import org.vmcore.impl.vma.VmArea;
 import org.vmcore.x86.internal.MemMap;
 import org.vmcore.x86.internal.RawPageTable;
@@ -41,6 +43,7 @@ final class HugetlbFault {
     private final PtLocks ptLocks;
     private final FaultMutexTable faultMutexes;
     private final RaceHooks races;
+    private final CallbackFailures callbacks;
     // Before c0d0381ade79 a hugetlb fault holds nothing that keeps its PMD table from being unshared.
     private final boolean hugetlbFaultUnlocked;
 
@@ -52,6 +55,7 @@ final class HugetlbFault {
         this.ptLocks = ctx.lock().ptLocks();
         this.faultMutexes = ctx.lock().hugetlbFaultMutexes();
         this.races = ctx.lock().raceHooks();
+        this.callbacks = ctx.callbackFailures();
         this.hugetlbFaultUnlocked = ctx.config().regressions().contains(Regression.PRE_C0D0381A);
     }
 
@@ -69,14 +73,26 @@ final class HugetlbFault {
     /** One try of {@link #hugetlbFault}; null when the page-cache page's folio lock was taken. */
     private FaultResult hugetlbFaultOnce(VmArea vma, long addr, boolean write) {
         KMutex faultMutex = faultMutexes.of(vma.mapping().id(), vma.hugePageIndex(addr));
-        faultMutex.lock();
+        // From inside a callback the operation below may hold i_mmap_rwsem and a VMA lock (a
+        // truncation), or another page's fault mutex (a COW fault): these rank above them, so
+        // they are only tried, and the fault shares no PMD table (huge_pmd_share's i_mmap_rwsem).
+        boolean tryOnly = callbacks.inCallback();
+        if (!tryOnly) {
+            faultMutex.lock();
+        } else if (!faultMutex.tryLock()) {
+            throw busy(addr, "the page's fault mutex");
+        }
         try {
             if (hugetlbFaultUnlocked) {
-                return hugetlbFaultLocked(vma, addr, write);
+                return hugetlbFaultLocked(vma, addr, write, tryOnly);
             }
-            vma.hugetlbVmaLock().downRead();
+            if (!tryOnly) {
+                vma.hugetlbVmaLock().downRead();
+            } else if (!vma.hugetlbVmaLock().tryDownRead()) {
+                throw busy(addr, "its VMA lock");
+            }
             try {
-                return hugetlbFaultLocked(vma, addr, write);
+                return hugetlbFaultLocked(vma, addr, write, tryOnly);
             } finally {
                 vma.hugetlbVmaLock().upRead();
             }
@@ -85,12 +101,17 @@ final class HugetlbFault {
         }
     }
 
-    private FaultResult hugetlbFaultLocked(VmArea vma, long addr, boolean write) {
+    private VmException busy(long addr, String what) {
+        return new VmException("a hugetlb fault at 0x" + Long.toHexString(addr) + " in " + mm + " from inside a callback,"
+                + " while another thread holds " + what + ": a callback does not wait for it (it could wait for itself)");
+    }
+
+    private FaultResult hugetlbFaultLocked(VmArea vma, long addr, boolean write, boolean tryOnly) {
         PageSize size = vma.pageSize();
         Level leaf = Level.ofLeaf(size);
         RawPageTable table = mm.pageTable();
         boolean sharedNow = false;
-        if (size == PageSize.SIZE_2M && Pte.isNone(table.entry(addr & PmdSharing.PUD_MASK, Level.PUD))) {
+        if (size == PageSize.SIZE_2M && !tryOnly && Pte.isNone(table.entry(addr & PmdSharing.PUD_MASK, Level.PUD))) {
             sharedNow = PmdSharing.hugePmdShare(vma, addr) >= 0;
         }
         // huge_pte_alloc's answer: the slot is used from here on without walking again.

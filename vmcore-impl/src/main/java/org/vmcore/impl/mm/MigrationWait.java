@@ -18,7 +18,8 @@ import org.vmcore.x86.pgtable.Pte;
  * and a fault that found a page-cache page locked): with no lock held, until the page's folio
  * lock is released, after which the access retries. It refuses a wait that could never end: for
  * a page the thread itself is migrating (an access from a migration observer), or from inside a
- * user callback, which runs under another operation's locks that the migration may need.
+ * user callback, which runs under another operation's locks that the migration may need; and a
+ * CPU's wait ends when its thread is interrupted.
  */
 @SuppressWarnings("try") // a lock hold is used only for its scope
 final class MigrationWait {
@@ -49,11 +50,14 @@ final class MigrationWait {
         }
         if (ctx.migrating().holds(pfn)) {
             throw new MigrationWaitException(va);
-        }
-        if (!waitForFolio(pfn)) {
+        } else if (ctx.callbackFailures().inCallback()) {
             throw new MigrationWaitException(va, "the access at 0x" + Long.toHexString(va) + " from inside a callback meets"
                     + " a page under migration; a callback does not wait for it (the migration may need the locks of the"
                     + " operation that called back): retry it after that operation");
+        }
+        if (!FolioLock.waitUnlocked(descriptors, pfn, mm.lock())) { // each look under the machine lock
+            throw new MigrationWaitException(va, "the access at 0x" + Long.toHexString(va) + " was interrupted while it"
+                    + " waited for a migration (its interrupt status is kept): retry it afterwards");
         }
     }
 

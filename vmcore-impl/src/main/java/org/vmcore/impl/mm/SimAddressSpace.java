@@ -393,7 +393,7 @@ public final class SimAddressSpace extends MmStruct {
      * migration_entry_wait: called when a CPU's access met a migration entry at va, or a
      * page-cache page locked by a migration; see {@link MigrationWait#waitForMigration}.
      *
-     * @throws MigrationWaitException where it must not wait and the page is still locked
+     * @throws MigrationWaitException where it does not wait and the page is still locked
      */
     public void waitForMigration(long va) {
         migrationWait.waitForMigration(va);

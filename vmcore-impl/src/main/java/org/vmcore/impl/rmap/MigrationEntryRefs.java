@@ -88,13 +88,22 @@ public final class MigrationEntryRefs {
      */
     public void releaseIfUnreferenced(long pfn) {
         assert lock.isHeldByCurrentThread();
-        if ((descriptors.flags(pfn) & FrameFlags.ALLOCATED) == 0 || descriptors.refcount(pfn) != 0) {
-            return;
-        }
         // Two threads may clear the page's last two entries at once (two exits): the folio lock
-        // lets one of them decide. A migration holds it too, but also holds a reference.
-        if (!FolioLock.tryLock(memMap, pfn)) {
-            return;
+        // lets them decide one after the other. The first may have read the second's entry before
+        // it was cleared, so the second waits for its turn rather than leave the page to it; only
+        // such a check holds the lock of a page nothing references (a migration's needs a reference).
+        for (int spins = 0; ; spins++) {
+            if ((descriptors.flags(pfn) & FrameFlags.ALLOCATED) == 0 || descriptors.refcount(pfn) != 0) {
+                return; // referenced, or freed by the thread that held the lock
+            }
+            if (FolioLock.tryLock(memMap, pfn)) {
+                break;
+            }
+            if (spins < 64) {
+                Thread.onSpinWait();
+            } else {
+                Thread.yield(); // the holder only reads entries: it is not waiting for this thread
+            }
         }
         int flags = descriptors.flags(pfn);
         if ((flags & FrameFlags.ALLOCATED) == 0 || descriptors.refcount(pfn) != 0 || pointedAt(pfn)) {

@@ -115,7 +115,17 @@ public final class TryToUnmap {
             end = r.end();
         }
         try (Invalidation inv = Invalidation.start(mm.notifiers(), start, end, NotifierEvent.CLEAR)) {
-            return unmapLocked(vma, address, pfn, migrate, results, start, end);
+            int before = results.size();
+            boolean more = unmapLocked(vma, address, pfn, migrate, results, start, end);
+            UnmapOutcome outcome = results.size() > before ? results.getLast().outcome() : UnmapOutcome.NOT_MAPPED;
+            // The secondary TLBs hear of the flush once the rmap and page-table locks are dropped:
+            // a notifier may call back into the engine (fault, migrate), which takes such locks.
+            if (outcome == UnmapOutcome.UNSHARED) {
+                mm.notifiers().secondaryTlbs(start, end);
+            } else if (outcome == UnmapOutcome.MIGRATION_ENTRY || outcome == UnmapOutcome.UNMAPPED) {
+                mm.notifiers().secondaryTlbs(address, address + size.bytes());
+            }
+            return more;
         }
     }
 
@@ -200,7 +210,7 @@ public final class TryToUnmap {
         }
         if (huge && !preFix && PmdSharing.hugePmdUnshare(vma, address)) {
             // This mm no longer reaches the shared table: forget every translation of the window.
-            shootdown.flushTlbMmRange(mm, start, end, size.shift());
+            shootdown.flushTlbMmRangeCpus(mm, start, end, size.shift());
             results.add(new MappingResult(mm, address, UnmapOutcome.UNSHARED));
             return true; // mapcount untouched: the walk goes on to the next sharer
         }
@@ -209,7 +219,7 @@ public final class TryToUnmap {
             return false;
         }
         long old = table.getAndClearSlot(slot);
-        shootdown.flushTlbMmRange(mm, address, address + size.bytes(), size.shift()); // ptep_clear_flush: this mm only
+        shootdown.flushTlbMmRangeCpus(mm, address, address + size.bytes(), size.shift()); // ptep_clear_flush: this mm only
         if ((old & Pte.DIRTY) != 0) {
             descriptors.setFlags(pfn, FrameFlags.DIRTY);
         }

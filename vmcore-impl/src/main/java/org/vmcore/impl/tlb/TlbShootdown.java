@@ -28,6 +28,19 @@ public final class TlbShootdown {
 
     /** flush_tlb_mm_range of [start, end) with a stride of 2^strideShift bytes. */
     public void flushTlbMmRange(MmStruct mm, long start, long end, int strideShift) {
+        flushTlbMmRange(mm, start, end, strideShift, true);
+    }
+
+    /**
+     * flush_tlb_mm_range of the CPUs only, for a caller under a page-table lock: it tells the
+     * secondary TLBs ({@code mm.notifiers().secondaryTlbs}) once it has dropped its locks, since a
+     * notifier may call back into the engine, which would take page-table locks inside this one.
+     */
+    public void flushTlbMmRangeCpus(MmStruct mm, long start, long end, int strideShift) {
+        flushTlbMmRange(mm, start, end, strideShift, false);
+    }
+
+    private void flushTlbMmRange(MmStruct mm, long start, long end, int strideShift, boolean secondary) {
         TlbFlushEvent event = new TlbFlushEvent();
         event.begin();
         long alignedStart = start & -(1L << strideShift);
@@ -52,7 +65,9 @@ public final class TlbShootdown {
             reached = targets.size();
             kind = single ? "page" : "range";
         }
-        mm.notifiers().secondaryTlbs(start, end);
+        if (secondary) {
+            mm.notifiers().secondaryTlbs(start, end);
+        }
         commit(event, mm, start, end, kind, reached);
     }
 

@@ -66,20 +66,33 @@ public final class FileMapping implements MappingOwner {
      * @return the page removed, or -1 when the index held none
      */
     public long removeLocked(long index, MemMap descriptors, MigratingThread migrating) {
-        long pfn = find(index);
-        boolean locked = false;
-        while (pfn >= 0 && !migrating.holds(pfn)) {
-            FolioLock.lock(descriptors, pfn);
-            long now = find(index);
-            if (now == pfn) {
-                locked = true;
-                break;
-            }
-            FolioLock.unlock(descriptors, pfn); // migrated meanwhile: the slot holds the new page
-            pfn = now;
+        long pfn;
+        while ((pfn = tryRemoveLocked(index, descriptors, migrating)) == BUSY) {
+            FolioLock.awaitUnlocked(descriptors, find(index));
         }
+        return pfn;
+    }
+
+    /** What {@link #tryRemoveLocked} answers while another thread holds the page's folio lock. */
+    public static final long BUSY = -2;
+
+    /**
+     * {@link #removeLocked} without the wait: {@link #BUSY} while another thread holds the page's
+     * folio lock, so that a caller holding a lock the migration's callbacks may need (the hugetlb
+     * fault mutex) drops it to wait and then tries again.
+     */
+    public long tryRemoveLocked(long index, MemMap descriptors, MigratingThread migrating) {
+        long pfn = find(index);
         if (pfn < 0) {
             return -1;
+        }
+        boolean locked = !migrating.holds(pfn);
+        if (locked && !FolioLock.tryLock(descriptors, pfn)) {
+            return BUSY;
+        }
+        if (locked && find(index) != pfn) { // migrated meanwhile: the slot holds the new page
+            FolioLock.unlock(descriptors, pfn);
+            return BUSY;
         }
         remove(index);
         if (locked) {
