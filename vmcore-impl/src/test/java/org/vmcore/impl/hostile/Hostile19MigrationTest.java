@@ -80,6 +80,12 @@ import org.vmcore.api.Protection;
  *       retries" (IllegalStateException); it now ends with MigrationWaitException, the status kept.
  * </ul>
  *
+ * <p>Open, outside migration: {@link #openCowNotifierUnmapsAnotherHugetlbMapping} (run with
+ * {@code -Dvmcore.hostile.open=true}): notifiers called under a hugetlb VMA lock (hugetlb_wp,
+ * truncation, a hugetlb split) may unmap another process's hugetlb mapping, whose VMA lock (and
+ * i_mmap_rwsem) is then taken inside it; two truncations whose notifiers unmap each other's
+ * mappings deadlock.
+ *
  * <p>What holds up: observers and notifiers that throw at every phase (the page goes back or the
  * migration completes, the caller gets the exception), observers that unmap, close, fork,
  * truncate, migrate, access or close the machine, another thread's exit, munmap, fork, mprotect
@@ -1702,6 +1708,50 @@ class Hostile19MigrationTest {
         System.out.println("unmap_ref_private notifier saw " + seen + ", fault threw " + thrown);
         assertThat(thrown).isNull();
         assertThat(child.translate(HUGE_BASE)).as("the child lost its page").isEqualTo(-1);
+        assertThat(machine.checkInvariants()).isEmpty();
+    }
+
+    /**
+     * OPEN (not migration's; run with {@code -Dvmcore.hostile.open=true}): hugetlb_wp calls the
+     * notifiers with the page's fault mutex and the VMA lock held (hugetlb_fault), and a notifier
+     * may change other address spaces. One that unmaps another process's hugetlb mapping takes
+     * that VMA's lock (split_vma, __unmap_hugepage_range) inside the first: LockOrderViolation
+     * ("recursive locking"), and an ABBA deadlock with the same the other way round. The locks
+     * are taken mid-operation, where trying them and giving up (as a callback does with an
+     * mmap_lock) would leave the unmap half done; Linux's notifiers cannot do this at all.
+     */
+    @Test
+    @org.junit.jupiter.api.condition.EnabledIfSystemProperty(named = "vmcore.hostile.open", matches = "true")
+    void openCowNotifierUnmapsAnotherHugetlbMapping() {
+        twoNodes();
+        HugetlbFile file = machine.hugetlbfs().create("p", 4 * MIB, PageSize.SIZE_2M);
+        AddressSpace a = machine.createAddressSpace();
+        a.mmap(file, 0, HUGE_BASE, 4 * MIB, Protection.READ_WRITE, MapFlags.MAP_PRIVATE | MapFlags.MAP_FIXED);
+        store(a, HUGE_BASE, 1);
+        AddressSpace child = a.fork();
+        AddressSpace b = machine.createAddressSpace();
+        b.mmap(file, 0, 2 * HUGE_BASE, 4 * MIB, Protection.READ_WRITE, SHARED_FIXED | MapFlags.MAP_POPULATE);
+        List<Object> seen = new ArrayList<>();
+        a.registerNotifier(new MmuNotifier() {
+            @Override
+            public void invalidateRangeStart(NotifierRange range) {
+                try {
+                    b.munmap(2 * HUGE_BASE, 2 * MIB);
+                    seen.add("unmapped");
+                } catch (VmException e) {
+                    seen.add(e); // a refusal is fine
+                }
+            }
+        });
+        Throwable thrown = null;
+        try {
+            store(a, HUGE_BASE, 2); // hugetlb_wp: the child keeps 1
+        } catch (Throwable t) {
+            thrown = t;
+        }
+        assertThat(thrown).isNull();
+        assertThat(seen).hasSize(1);
+        assertThat(load(child, HUGE_BASE)).isEqualTo(1);
         assertThat(machine.checkInvariants()).isEmpty();
     }
 }
