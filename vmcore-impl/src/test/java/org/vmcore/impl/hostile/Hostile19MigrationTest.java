@@ -78,6 +78,9 @@ import org.vmcore.api.Protection;
  *   <li>M11 {@link #anInterruptedCpuMeetsAMigrationEntry}: a CPU thread with its interrupt status
  *       set returned from migration_entry_wait at once and retried until "still faults after 1000
  *       retries" (IllegalStateException); it now ends with MigrationWaitException, the status kept.
+ *   <li>M12 {@link #twoThreadsMigrateTheSamePagesWhileCpusWrite} (seeded, not every run): move_pages
+ *       looked a page up twice; when another thread's migration replaced its entry in between, it
+ *       queued pfn -1 and the call failed with InvalidArgumentException (pfn=-1).
  * </ul>
  *
  * <p>Open, outside migration: {@link #openCowNotifierUnmapsAnotherHugetlbMapping} (run with
