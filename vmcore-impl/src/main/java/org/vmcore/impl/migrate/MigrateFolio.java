@@ -118,7 +118,7 @@ final class MigrateFolio {
      */
     PageReference isolate(long pfn) {
         PageReference ref = tryGetPage.apply(pfn);
-        if (ref != null && !descriptors.trySetFlag(pfn, FrameFlags.ISOLATED)) {
+        if (ref != null && !descriptors.trySetFlag(ref.pfn(), FrameFlags.ISOLATED)) {
             ref.close();
             return null;
         }

@@ -77,10 +77,10 @@ final class MovePages {
                 mm.ensureOpen();
                 status[i] = lookup(mm, addresses[i], nodes == null ? -1 : nodes[i], moveAll);
                 if (status[i] == QUEUE) {
-                    head = mm.pageAt(addresses[i]);
-                    PageReference ref = batch.contains(head) ? null : folio.isolate(head);
+                    head = mm.pageAt(addresses[i]); // again: a migration takes no mmap_lock, it may have begun
+                    PageReference ref = head < 0 || batch.contains(head) ? null : folio.isolate(head);
                     if (ref == null) {
-                        status[i] = -Errno.EBUSY; // already isolated, by this batch or another call
+                        status[i] = head < 0 ? -Errno.ENOENT : -Errno.EBUSY; // already isolated, by this batch or another call
                     } else {
                         refs.add(ref);
                     }

@@ -77,11 +77,12 @@ final class UnmapRefPrivate {
                 table.getAndClearSlot(slot);
                 vma.setReservationUnmapped();
                 mm.addHugetlbBytes(-size.bytes());
-                shootdown.flushTlbMmRange(mm, va, va + size.bytes(), size.shift());
-                pages.putMapped(pfn, true);
+                shootdown.flushTlbMmRangeCpus(mm, va, va + size.bytes(), size.shift());
             } finally {
                 ptl.unlock();
             }
+            mm.notifiers().secondaryTlbs(va, va + size.bytes()); // outside the ptl: a notifier may call back
+            pages.putMapped(pfn, true);
         }
         return true;
     }

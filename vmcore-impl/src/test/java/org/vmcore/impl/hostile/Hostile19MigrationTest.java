@@ -61,8 +61,9 @@ import org.vmcore.api.Protection;
  *   <li>M6 {@link #exitsRacingOverEntriesOfAnRmapMigrationFreeThePage}: two exits clearing the
  *       last migration entries of an RmapWalker.tryToMigrate page could both leave it: a leak.
  *   <li>M7 {@link #secondaryTlbNotifierOfAMigrationCallsBack},
- *       {@link #secondaryTlbNotifierOfACowFaultCallsBack}: try_to_migrate_one and the COW fault
- *       told the secondary TLBs under the page-table lock; a notifier that faulted or migrated
+ *       {@link #secondaryTlbNotifierOfACowFaultCallsBack},
+ *       {@link #secondaryTlbNotifierOfUnmapRefPrivateCallsBack}: try_to_migrate_one, the COW fault
+ *       and unmap_ref_private told the secondary TLBs under the page-table lock; a notifier that faulted or migrated
  *       there took a page-table lock inside it (LockOrderViolation; an ABBA deadlock without lockdep).
  *   <li>M8 {@link #truncationNotifierFaultsWhileAFaultWaitsForIMmap}: a truncation's notifier,
  *       called under i_mmap_rwsem, faulted a hugetlb page and waited for its fault mutex, held by
@@ -77,7 +78,16 @@ import org.vmcore.api.Protection;
  *   <li>M11 {@link #anInterruptedCpuMeetsAMigrationEntry}: a CPU thread with its interrupt status
  *       set returned from migration_entry_wait at once and retried until "still faults after 1000
  *       retries" (IllegalStateException); it now ends with MigrationWaitException, the status kept.
+ *   <li>M12 {@link #twoThreadsMigrateTheSamePagesWhileCpusWrite} (seeded, not every run): move_pages
+ *       looked a page up twice; when another thread's migration replaced its entry in between, it
+ *       queued pfn -1 and the call failed with InvalidArgumentException (pfn=-1).
  * </ul>
+ *
+ * <p>Open, outside migration: {@link #openCowNotifierUnmapsAnotherHugetlbMapping} (run with
+ * {@code -Dvmcore.hostile.open=true}): notifiers called under a hugetlb VMA lock (hugetlb_wp,
+ * truncation, a hugetlb split) may unmap another process's hugetlb mapping, whose VMA lock (and
+ * i_mmap_rwsem) is then taken inside it; two truncations whose notifiers unmap each other's
+ * mappings deadlock.
  *
  * <p>What holds up: observers and notifiers that throw at every phase (the page goes back or the
  * migration completes, the caller gets the exception), observers that unmap, close, fork,
@@ -1591,6 +1601,160 @@ class Hostile19MigrationTest {
         System.out.println("interrupted CPU: " + outcome.get());
         assertThat(outcome.get()).as("an interrupted access").isNotInstanceOf(IllegalStateException.class);
         assertThat(stillInterrupted.get()).as("the interrupt status survives").isTrue();
+        assertThat(machine.checkInvariants()).isEmpty();
+    }
+
+    /**
+     * Gigantic (1 GiB) hugetlb pages, whose entries live under page_table_lock: a CPU of each of
+     * two processes sharing the file writes and reads back while a thread migrates the page back
+     * and forth (unmap_and_move_huge_page), and an observer that throws after the copy lets the
+     * migration complete.
+     */
+    @Test
+    void giganticPagesMigrateBesideCpus() throws Exception {
+        machine = Machine.builder().node(4 * GIB).node(4 * GIB).cpus(2).hugePages(0, PageSize.SIZE_1G, 2)
+                .hugePages(1, PageSize.SIZE_1G, 2).detectStaleTranslations(true).build();
+        HugetlbFile file = machine.hugetlbfs().create("giga", GIB, PageSize.SIZE_1G);
+        AddressSpace a = machine.createAddressSpace();
+        AddressSpace b = machine.createAddressSpace();
+        a.mmap(file, 0, HUGE_BASE, GIB, Protection.READ_WRITE, SHARED_FIXED);
+        b.mmap(file, 0, 2 * HUGE_BASE, GIB, Protection.READ_WRITE, SHARED_FIXED);
+        store(a, HUGE_BASE, 5);
+        AtomicBoolean running = new AtomicBoolean(true);
+        List<Worker> cpus = new ArrayList<>();
+        for (int i = 0; i < 2; i++) {
+            AddressSpace mm = i == 0 ? a : b;
+            long base = i == 0 ? HUGE_BASE : 2 * HUGE_BASE;
+            Cpu cpu = machine.cpu(i);
+            long word = 8 * (i + 1);
+            cpus.add(new Worker("cpu-" + i, () -> {
+                cpu.switchTo(mm);
+                for (long n = 0; running.get(); n++) {
+                    cpu.store(base + word * 4096, 8, n);
+                    if (cpu.load(base + word * 4096, 8) != n) {
+                        throw new AssertionError("lost a write");
+                    }
+                }
+                cpu.switchTo(null);
+            }));
+        }
+        int moved = 0;
+        for (int i = 0; i < 40; i++) {
+            if (move(i % 2 == 0 ? a : b, i % 2 == 0 ? HUGE_BASE : 2 * HUGE_BASE, (i + 1) & 1).status(0) == ((i + 1) & 1)) {
+                moved++;
+            }
+        }
+        RuntimeException boom = new IllegalStateException("after the copy");
+        machine.migration().setObserver(e -> {
+            if (e.phase() == MigrationPhase.AFTER_COPY) {
+                throw boom;
+            }
+        });
+        int to = machine.page(file.pageAt(0)).node() ^ 1;
+        Throwable thrown = null;
+        try {
+            move(a, HUGE_BASE, to);
+        } catch (Throwable t) {
+            thrown = t;
+        }
+        machine.migration().setObserver(null);
+        running.set(false);
+        for (Worker w : cpus) {
+            w.joinOrDump();
+            assertThat(w.failure.get()).isNull();
+        }
+        System.out.println("gigantic page moved " + moved + " times");
+        assertThat(thrown).isSameAs(boom);
+        assertThat(machine.page(file.pageAt(0)).node()).isEqualTo(to);
+        assertThat(load(b, 2 * HUGE_BASE)).isEqualTo(5);
+        assertThat(machine.staleAccessCount()).isZero();
+        assertThat(machine.checkInvariants()).isEmpty();
+    }
+
+    /**
+     * hugetlb_wp of a reservation owner that finds no free page takes the page back from a child
+     * (unmap_ref_private: __unmap_hugepage_range under i_mmap_rwsem and the page-table lock); the
+     * child's secondary-TLB notifier of that flush faults another process: no page-table lock
+     * taken inside another.
+     */
+    @Test
+    void secondaryTlbNotifierOfUnmapRefPrivateCallsBack() {
+        machine = Machine.builder().node(GIB).hugePages(0, PageSize.SIZE_2M, 2).build();
+        HugetlbFile file = machine.hugetlbfs().create("priv", 2 * MIB, PageSize.SIZE_2M);
+        HugetlbFile filler = machine.hugetlbfs().create("filler", 2 * MIB, PageSize.SIZE_2M);
+        AddressSpace a = machine.createAddressSpace();
+        a.mmap(file, 0, HUGE_BASE, 2 * MIB, Protection.READ_WRITE, MapFlags.MAP_PRIVATE | MapFlags.MAP_FIXED);
+        a.fault(HUGE_BASE, Access.WRITE);
+        AddressSpace child = a.fork();
+        child.fault(HUGE_BASE, Access.READ);
+        AddressSpace other = machine.createAddressSpace();
+        other.mmap(filler, 0, 2 * HUGE_BASE, 2 * MIB, Protection.READ_WRITE, SHARED_FIXED | MapFlags.MAP_POPULATE); // the last page
+        long ov = other.mmap(0x50_0000_0000L, 16 * K4, Protection.READ_WRITE,
+                MapFlags.MAP_PRIVATE | MapFlags.MAP_ANONYMOUS | MapFlags.MAP_FIXED);
+        List<Object> seen = new ArrayList<>();
+        child.registerNotifier(new MmuNotifier() {
+            @Override
+            public void invalidateSecondaryTlbs(AddressSpace mm, long start, long end) {
+                try {
+                    seen.add(other.fault(ov + seen.size() * K4, Access.WRITE));
+                } catch (RuntimeException e) {
+                    seen.add(e);
+                }
+            }
+        });
+        Throwable thrown = null;
+        try {
+            assertThat(a.fault(HUGE_BASE, Access.WRITE)).isEqualTo(org.vmcore.api.FaultResult.COW_REUSE);
+        } catch (Throwable t) {
+            thrown = t;
+        }
+        System.out.println("unmap_ref_private notifier saw " + seen + ", fault threw " + thrown);
+        assertThat(thrown).isNull();
+        assertThat(child.translate(HUGE_BASE)).as("the child lost its page").isEqualTo(-1);
+        assertThat(machine.checkInvariants()).isEmpty();
+    }
+
+    /**
+     * OPEN (not migration's; run with {@code -Dvmcore.hostile.open=true}): hugetlb_wp calls the
+     * notifiers with the page's fault mutex and the VMA lock held (hugetlb_fault), and a notifier
+     * may change other address spaces. One that unmaps another process's hugetlb mapping takes
+     * that VMA's lock (split_vma, __unmap_hugepage_range) inside the first: LockOrderViolation
+     * ("recursive locking"), and an ABBA deadlock with the same the other way round. The locks
+     * are taken mid-operation, where trying them and giving up (as a callback does with an
+     * mmap_lock) would leave the unmap half done; Linux's notifiers cannot do this at all.
+     */
+    @Test
+    @org.junit.jupiter.api.condition.EnabledIfSystemProperty(named = "vmcore.hostile.open", matches = "true")
+    void openCowNotifierUnmapsAnotherHugetlbMapping() {
+        twoNodes();
+        HugetlbFile file = machine.hugetlbfs().create("p", 4 * MIB, PageSize.SIZE_2M);
+        AddressSpace a = machine.createAddressSpace();
+        a.mmap(file, 0, HUGE_BASE, 4 * MIB, Protection.READ_WRITE, MapFlags.MAP_PRIVATE | MapFlags.MAP_FIXED);
+        store(a, HUGE_BASE, 1);
+        AddressSpace child = a.fork();
+        AddressSpace b = machine.createAddressSpace();
+        b.mmap(file, 0, 2 * HUGE_BASE, 4 * MIB, Protection.READ_WRITE, SHARED_FIXED | MapFlags.MAP_POPULATE);
+        List<Object> seen = new ArrayList<>();
+        a.registerNotifier(new MmuNotifier() {
+            @Override
+            public void invalidateRangeStart(NotifierRange range) {
+                try {
+                    b.munmap(2 * HUGE_BASE, 2 * MIB);
+                    seen.add("unmapped");
+                } catch (VmException e) {
+                    seen.add(e); // a refusal is fine
+                }
+            }
+        });
+        Throwable thrown = null;
+        try {
+            store(a, HUGE_BASE, 2); // hugetlb_wp: the child keeps 1
+        } catch (Throwable t) {
+            thrown = t;
+        }
+        assertThat(thrown).isNull();
+        assertThat(seen).hasSize(1);
+        assertThat(load(child, HUGE_BASE)).isEqualTo(1);
         assertThat(machine.checkInvariants()).isEmpty();
     }
 }
