@@ -273,6 +273,35 @@ final class FaultHandler {
         }
         boolean zero = ZeroPage.maps(e);
         if (!zero) {
+            // wp_page_copy copies under a reference taken under the page-table lock: a migration
+            // or unmap meanwhile cannot free (and reuse) the page being copied
+            ptl.lock();
+            try {
+                if (!sameEntry(table.readSlot(slot), e)) {
+                    undoCopy(vma, copy, huge);
+                    return FaultResult.ALREADY_MAPPED;
+                }
+                descriptors.addRefcount(pfn, 1);
+            } finally {
+                ptl.unlock();
+            }
+        }
+        try {
+            return copyOnWrite(vma, addr, slot, e, pfn, copy, zero);
+        } finally {
+            if (!zero) {
+                mm.pages.putReference(pfn, huge);
+            }
+        }
+    }
+
+    /** wp_page_copy after the old page is held: copy, then replace the entry if it is still the one copied. */
+    private FaultResult copyOnWrite(VmArea vma, long addr, long slot, long e, long pfn, long copy, boolean zero) {
+        RawPageTable table = mm.pageTable();
+        PageSize size = vma.pageSize();
+        boolean huge = size != PageSize.SIZE_4K;
+        KMutex ptl = ptlOf(slot, size);
+        if (!zero) {
             memory.contents().copy(pfn, copy, size.frames());
             Initiator.pageCopy(size.bytes());
         }
@@ -284,11 +313,7 @@ final class FaultHandler {
             try {
                 long cur = table.readSlot(slot);
                 if (!sameEntry(cur, e)) { // another fault of this address space broke the COW first
-                    if (huge) {
-                        hugetlb.undoPrivateHuge(vma, copy, false);
-                    } else {
-                        memory.free(copy);
-                    }
+                    undoCopy(vma, copy, huge);
                     return FaultResult.ALREADY_MAPPED;
                 }
                 while (!table.compareAndSetSlot(slot, cur, entry)) {
@@ -309,6 +334,15 @@ final class FaultHandler {
             }
         }
         return FaultResult.COW_COPY;
+    }
+
+    /** The copy of a COW fault that lost its race goes back. */
+    private void undoCopy(VmArea vma, long copy, boolean huge) {
+        if (huge) {
+            hugetlb.undoPrivateHuge(vma, copy, false);
+        } else {
+            memory.free(copy);
+        }
     }
 
     /**
