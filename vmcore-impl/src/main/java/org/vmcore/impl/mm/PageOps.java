@@ -169,13 +169,16 @@ final class PageOps {
                 PmdSharing.hugePmdUnshare(vma, Math.max(window, from));
             }
         }
+        boolean write = vma.protection().write();
+        boolean shared = vma.kind().isShared();
+        long readOnly = vma.pteProtection(false); // once per call: the VMA's protection is settled
+        long readWrite = vma.pteProtection(true);
         forEachLeafLocked(vma, from, to, (va, slot, e) -> {
             if (!Pte.isPresent(e)) {
                 return; // swap or migration entries keep their own permissions
             }
-            long pfn = Pte.pfn(e, size);
-            boolean writable = vma.protection().write() && (vma.kind().isShared() || exclusiveAnon(pfn));
-            table.protectSlot(slot, size, vma.pteProtection(writable));
+            boolean writable = write && (shared || exclusiveAnon(Pte.pfn(e, size)));
+            table.protectSlot(slot, size, writable ? readWrite : readOnly);
         });
     }
 
