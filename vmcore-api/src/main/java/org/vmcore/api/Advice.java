@@ -2,8 +2,8 @@ package org.vmcore.api;
 
 /**
  * The advice {@link AddressSpace#madvise} takes: the MADV_* values of madvise(2) that vmcore
- * models. Not yet: MADV_FREE, MADV_WILLNEED, MADV_COLD and MADV_PAGEOUT (they need reclaim and
- * swap), MADV_HUGEPAGE and MADV_NOHUGEPAGE (they need transparent huge pages).
+ * models. Not yet: MADV_WILLNEED and MADV_COLD (they need swap), MADV_HUGEPAGE and
+ * MADV_NOHUGEPAGE (they need transparent huge pages).
  */
 public enum Advice {
     /**
@@ -14,5 +14,19 @@ public enum Advice {
      * private mapping that owns its reservations gets one back for each page of its own that goes.
      * An mlocked VMA is refused (-EINVAL).
      */
-    DONTNEED
+    DONTNEED,
+    /**
+     * MADV_FREE: private anonymous pages of the range that only this mapping maps become lazy
+     * free: their entries lose the accessed and dirty bits, and reclaim ({@link #PAGEOUT}) drops
+     * them unless they are written again first; until then they stay mapped and counted. Only
+     * private anonymous memory takes it (-EINVAL for shared memory, hugetlb or an mlocked VMA).
+     */
+    FREE,
+    /**
+     * MADV_PAGEOUT: reclaims the pages of the range that only this mapping maps. vmcore has no
+     * swap yet, so only lazy-free pages that stayed clean go (the next access gets zero-fill);
+     * a lazy-free page written since {@link #FREE} stops being lazy free and stays, as does
+     * every other page. -EINVAL for hugetlb or an mlocked VMA.
+     */
+    PAGEOUT
 }

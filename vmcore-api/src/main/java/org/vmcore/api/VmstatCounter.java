@@ -32,7 +32,11 @@ public enum VmstatCounter {
     /** Local flushes of single pages or strided ranges on the initiating CPU. */
     NR_TLB_LOCAL_FLUSH_ONE,
     /** TLB hits and secondary-MMU translations the stale-translation detector caught (vmcore's own). */
-    STALE_TRANSLATION_USES;
+    STALE_TRANSLATION_USES,
+    /** Pages MADV_FREE made lazy free (counted when marked; the kernel counts them when its LRU batch drains). */
+    PGLAZYFREE,
+    /** Lazy-free pages reclaim dropped while clean. */
+    PGLAZYFREED;
 
     private final String procName = name().toLowerCase(Locale.ROOT);
 

@@ -12,6 +12,7 @@ import org.vmcore.impl.cpu.StaleDetector;
 import org.vmcore.impl.hugetlb.HugePagePool;
 import org.vmcore.impl.hugetlb.HugetlbPools;
 import org.vmcore.impl.migrate.MigrationServiceImpl;
+import org.vmcore.impl.mm.ReclaimCounts;
 import org.vmcore.impl.mm.SimAddressSpace;
 import org.vmcore.x86.mem.PhysicalMemory;
 
@@ -28,10 +29,11 @@ final class ProcStats {
     private final SimCpu[] cpus;
     private final StaleDetector detector;
     private final MigrationServiceImpl migration;
+    private final ReclaimCounts reclaim;
     private long[] vmstatBaseline = new long[VmstatCounter.values().length];
 
     ProcStats(PhysicalMemory memory, int nodeCount, HugetlbPools pools, AddressSpaceTable spaces, SimCpu[] cpus,
-              StaleDetector detector, MigrationServiceImpl migration) {
+              StaleDetector detector, MigrationServiceImpl migration, ReclaimCounts reclaim) {
         this.memory = memory;
         this.nodeCount = nodeCount;
         this.pools = pools;
@@ -39,6 +41,7 @@ final class ProcStats {
         this.cpus = cpus;
         this.detector = detector;
         this.migration = migration;
+        this.reclaim = reclaim;
     }
 
     /**
@@ -84,6 +87,8 @@ final class ProcStats {
         out[VmstatCounter.NR_TLB_LOCAL_FLUSH_ALL.ordinal()] = localAll;
         out[VmstatCounter.NR_TLB_LOCAL_FLUSH_ONE.ordinal()] = localOne;
         out[VmstatCounter.STALE_TRANSLATION_USES.ordinal()] = detector.count();
+        out[VmstatCounter.PGLAZYFREE.ordinal()] = reclaim.lazyfree();
+        out[VmstatCounter.PGLAZYFREED.ordinal()] = reclaim.lazyfreed();
         return out;
     }
 

@@ -34,6 +34,7 @@ import org.vmcore.impl.hugetlb.HugetlbPools;
 import org.vmcore.impl.migrate.MigrationServiceImpl;
 import org.vmcore.impl.migrate.RemoveMigrationPtes;
 import org.vmcore.impl.mm.MmContext;
+import org.vmcore.impl.mm.ReclaimCounts;
 import org.vmcore.impl.mm.SimAddressSpace;
 import org.vmcore.impl.mm.ZeroPage;
 import org.vmcore.impl.notifier.CallbackFailures;
@@ -65,6 +66,7 @@ public final class SimMachine implements Machine {
     private final MappingRegistry registry = new MappingRegistry(lock);
     private final MigratingThread migrating = lock.migrating();
     private final long zeroPfn;
+    private final ReclaimCounts reclaimCounts = new ReclaimCounts();
     private final StaleDetector detector = new StaleDetector();
     private final AddressSpaceTable spaces;
     private final OperationEnd ops;
@@ -109,12 +111,12 @@ public final class SimMachine implements Machine {
             this.migration = new MigrationServiceImpl(lock, nodeCount, memory, pools, registry, unmap, removeMigrationPtes,
                     migrationRefs, callbackFailures, ops, migrating, speculativeRefs::tryGet);
             spaces.setContext(new MmContext(lock, config, memory, registry, pools, hugetlbfs, shootdown, callbackFailures,
-                    ops, migrating, migrationRefs, spaces, speculativeRefs::tryGet, zeroPfn));
+                    ops, migrating, migrationRefs, spaces, speculativeRefs::tryGet, zeroPfn, reclaimCounts));
             this.physical = new PhysicalAccess(lock, memory, registry);
             lock.raceHooks().setScope(callbackFailures);
             lock.locklessWalkers().setSyncOnUnshare(!config.regressions().contains(Regression.PRE_1013AF4F));
             this.pmdShareCount = PmdShareCount.of(config, SharedSecrets.memMap(memory));
-            this.procStats = new ProcStats(memory, nodeCount, pools, spaces, cpus, detector, migration);
+            this.procStats = new ProcStats(memory, nodeCount, pools, spaces, cpus, detector, migration, reclaimCounts);
         } catch (RuntimeException e) {
             memory.close();
             throw e;

@@ -263,8 +263,10 @@ final class ModelRunner {
                 log.add("soft_offline p" + p + " slot " + s + " page " + page);
                 machine.migration().softOffline(pfn);
             }
-        } else if (op < 97) {
+        } else if (op < 96) {
             dontneed(p, s, page);
+        } else if (op < 97) {
+            freeAndPageout(p, s, page);
         } else if (op < 99) {
             moveOutAndBack(p, s);
         } else {
@@ -288,6 +290,40 @@ final class ModelRunner {
         }
         if (slot != null && slot.privateWords != null) {
             Arrays.fill(slot.privateWords, page, page + count, 0);
+        }
+    }
+
+    /**
+     * madvise(MADV_FREE) then MADV_PAGEOUT of a few pages: a private page that only this process
+     * maps (asked of the machine first) is dropped and reads zero; one shared with a forked
+     * relative keeps its words. Shared memory refuses FREE (-EINVAL) and keeps everything;
+     * hugetlb refuses both; an unmapped slot is -ENOMEM.
+     */
+    private void freeAndPageout(int p, int s, int page) {
+        Proc proc = procs.get(p);
+        Slot slot = proc.slots[s];
+        int count = 1 + random.nextInt(PAGES - page);
+        long pageBytes = s >= HUGE_SLOT ? 2 * MIB : 4096;
+        long start = slotBase(s) + page * pageBytes;
+        log.add("madvise p" + p + " slot " + s + " pages " + page + ".." + (page + count - 1) + " FREE, PAGEOUT");
+        boolean[] dropped = new boolean[PAGES];
+        for (int i = page; slot != null && slot.privateWords != null && i < page + count; i++) {
+            long pfn = proc.mm.pageAt(pageAddress(s, i));
+            var pg = pfn < 0 ? null : machine.page(pfn);
+            dropped[i] = pg != null && pg.anonymous() && pg.mapcount() == 1;
+        }
+        int free = proc.mm.madvise(start, count * pageBytes, Advice.FREE);
+        int pageout = proc.mm.madvise(start, count * pageBytes, Advice.PAGEOUT);
+        int expectFree = slot == null ? -Errno.ENOMEM : slot.privateWords != null ? 0 : -Errno.EINVAL;
+        int expectPageout = slot == null ? -Errno.ENOMEM : s >= HUGE_SLOT ? -Errno.EINVAL : 0;
+        if (free != expectFree || pageout != expectPageout) {
+            throw new AssertionError("madvise FREE/PAGEOUT p" + p + " slot " + s + " returned " + free + "/" + pageout
+                    + ", expected " + expectFree + "/" + expectPageout);
+        }
+        for (int i = 0; i < PAGES; i++) {
+            if (dropped[i]) {
+                slot.privateWords[i] = 0;
+            }
         }
     }
 

@@ -254,7 +254,7 @@ final class MigrateFolio {
             var event = phaseEvent();
             memory.contents().copy(pfn, target, size.frames());
             Initiator.pageCopy(size.bytes());
-            descriptors.setFlags(target, descriptors.flags(pfn) & (FrameFlags.ANON | FrameFlags.UPTODATE | FrameFlags.DIRTY));
+            descriptors.setFlags(target, descriptors.flags(pfn) & (FrameFlags.ANON | FrameFlags.UPTODATE | FrameFlags.DIRTY | FrameFlags.LAZYFREE));
             descriptors.setMapping(target, descriptors.mapping(pfn), descriptors.index(pfn));
             if (cached) {
                 replaceInPageCache((FileMapping) owner, pfn, target); // the cache's reference moves with the slot

@@ -5,13 +5,14 @@ import org.vmcore.api.Errno;
 import org.vmcore.api.InvalidArgumentException;
 import org.vmcore.api.PageSize;
 import org.vmcore.api.VmException;
+import org.vmcore.api.VmaKind;
 import org.vmcore.impl.base.MachineLock;
 import org.vmcore.impl.vma.VmArea;
 
 /**
- * madvise(2) (mm/madvise.c: madvise_walk_vmas, madvise_dontneed_free): the advice goes to each
- * VMA of the range in address order, under the mmap_lock held for read (MADV_DONTNEED needs no
- * more: it changes entries, under their page-table locks, not VMAs). A hole in the range is
+ * madvise(2) (mm/madvise.c: madvise_walk_vmas, madvise_dontneed_free, madvise_pageout): the
+ * advice goes to each VMA of the range in address order, under the mmap_lock held for read
+ * (DONTNEED, FREE and PAGEOUT change entries, under their page-table locks, not VMAs). A hole in the range is
  * remembered and reported as -ENOMEM at the end; a VMA the advice refuses stops the walk with
  * -EINVAL, the VMAs before it advised, as Linux leaves them.
  */
@@ -19,10 +20,12 @@ import org.vmcore.impl.vma.VmArea;
 final class Madvise {
     private final MmContext ctx;
     private final SimAddressSpace mm;
+    private final LazyFree lazyFree;
 
     Madvise(MmContext ctx, SimAddressSpace mm) {
         this.ctx = ctx;
         this.mm = mm;
+        this.lazyFree = new LazyFree(ctx, mm);
     }
 
     int madvise(long address, long length, Advice advice) {
@@ -46,7 +49,7 @@ final class Madvise {
             long len = mm.args.checkLength(length, PageSize.SIZE_4K);
             mm.args.checkRangeInUserSpace(address, len, "-EINVAL");
             try {
-                rc = dontneed(address, address + len);
+                rc = walk(address, address + len, advice);
             } catch (Throwable e) { // a notifier refused: the VMAs before it were advised
                 throw ctx.hook().operationFailed(e);
             }
@@ -55,8 +58,8 @@ final class Madvise {
         return rc;
     }
 
-    /** madvise_walk_vmas with madvise_dontneed_single_vma for each VMA piece. */
-    private int dontneed(long start, long end) {
+    /** madvise_walk_vmas: the advice for each VMA piece in turn. */
+    private int walk(long start, long end, Advice advice) {
         int rc = 0;
         long at = start;
         for (VmArea v : mm.vmaTree().overlapping(start, end)) {
@@ -66,8 +69,9 @@ final class Madvise {
             long from = Math.max(start, v.start());
             long to = Math.min(end, v.end());
             at = to;
-            if (v.locked()) {
-                return -Errno.EINVAL; // madvise_dontneed_free_valid_vma: VM_LOCKED
+            if (v.locked() || v.kind().isHugetlb() && advice != Advice.DONTNEED
+                    || advice == Advice.FREE && v.kind() != VmaKind.ANONYMOUS_PRIVATE) {
+                return -Errno.EINVAL; // madvise_dontneed_free_valid_vma, can_madv_lru_vma
             }
             if (v.kind().isHugetlb()) {
                 PageSize size = v.pageSize();
@@ -79,7 +83,11 @@ final class Madvise {
                     continue;
                 }
             }
-            mm.zap.dontneed(v, from, to);
+            switch (advice) {
+                case DONTNEED -> mm.zap.dontneed(v, from, to);
+                case FREE -> lazyFree.markLazyFree(v, from, to);
+                case PAGEOUT -> lazyFree.pageout(v, from, to);
+            }
         }
         return at < end ? -Errno.ENOMEM : rc;
     }

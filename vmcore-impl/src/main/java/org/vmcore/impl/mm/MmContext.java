@@ -33,12 +33,13 @@ import org.vmcore.x86.mem.PhysicalMemory;
  * @param lifecycle registers a forked child and forgets an exited address space
  * @param tryGetPage a PFN walker's speculative reference (GUP-fast takes its references there)
  * @param zeroPfn the shared zero page ({@link ZeroPage})
+ * @param reclaimCounts pglazyfree and pglazyfreed
  */
 public record MmContext(MachineLock lock, MachineConfig config, PhysicalMemory memory, MappingRegistry registry,
                         HugetlbPools pools, HugetlbFsImpl hugetlbfs, TlbShootdown shootdown,
                         CallbackFailures callbackFailures, OperationHook hook, MigratingThread migrating,
                         MigrationEntryRefs migrationRefs, MmLifecycle lifecycle, LongFunction<PageReference> tryGetPage,
-                        long zeroPfn) {
+                        long zeroPfn, ReclaimCounts reclaimCounts) {
 
     /** Creating and forgetting address spaces: the machine's PCID allocator and list behind them. */
     public interface MmLifecycle {

@@ -32,6 +32,11 @@ public final class FrameFlags {
     public static final int ISOLATED = 1 << 11;
     /** PG_mlocked. */
     public static final int MLOCKED = 1 << 12;
+    /**
+     * A lazy-free anonymous page (MADV_FREE: PG_swapbacked cleared): reclaim drops it instead of
+     * swapping it out while it stays clean.
+     */
+    public static final int LAZYFREE = 1 << 13;
     /** The block starting at this frame is allocated (see the class comment). */
     public static final int ALLOCATED = 1 << 31;
 

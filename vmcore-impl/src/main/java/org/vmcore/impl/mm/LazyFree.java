@@ -1,0 +1,104 @@
+package org.vmcore.impl.mm;
+
+import org.eclipse.collections.impl.list.mutable.primitive.LongArrayList;
+import org.vmcore.api.NotifierEvent;
+import org.vmcore.api.VmaKind;
+import org.vmcore.impl.notifier.Invalidation;
+import org.vmcore.impl.vma.VmArea;
+import org.vmcore.x86.internal.MemMap;
+import org.vmcore.x86.internal.RawPageTable;
+import org.vmcore.x86.internal.SharedSecrets;
+import org.vmcore.x86.mem.FrameFlags;
+import org.vmcore.x86.pgtable.Pte;
+
+/**
+ * Lazy free (mm/madvise.c: madvise_free_pte_range; mm/vmscan.c: shrink_folio_list's lazy-free
+ * case): MADV_FREE makes the private anonymous pages only this mapping maps lazy free, clearing
+ * the accessed and dirty bits of their entries; MADV_PAGEOUT reclaims the range, which, without
+ * swap, drops the lazy-free pages that stayed clean and gives a written one back its swap-backed
+ * state. Pages shared with a forked child, the zero page and pages locked by a migration are
+ * passed by. Both run under the mmap_lock for read, each table under its page-table lock.
+ */
+@SuppressWarnings("try") // an Invalidation is used only for its scope
+final class LazyFree {
+    private final MmContext ctx;
+    private final SimAddressSpace mm;
+    private final MemMap descriptors;
+    private final ReclaimCounts counts;
+
+    LazyFree(MmContext ctx, SimAddressSpace mm) {
+        this.ctx = ctx;
+        this.mm = mm;
+        this.descriptors = SharedSecrets.memMap(ctx.memory());
+        this.counts = ctx.reclaimCounts();
+    }
+
+    /** madvise_free_single_vma over {@code [from, to)} of a private anonymous VMA. */
+    void markLazyFree(VmArea v, long from, long to) {
+        RawPageTable t = mm.pageTable();
+        long[] marked = {0};
+        try (Invalidation inv = Invalidation.start(mm.notifiers(), from, to, NotifierEvent.CLEAR)) {
+            PageOps.forEachLeafLocked(v, from, to, (va, slot, e) -> {
+                long pfn = ownPage(e);
+                if (pfn < 0) {
+                    return;
+                }
+                long cur = e;
+                while (!t.compareAndSetSlot(slot, cur, cur & ~(Pte.ACCESSED | Pte.DIRTY))) {
+                    cur = t.readSlot(slot); // a CPU set A or D meanwhile
+                }
+                descriptors.clearFlags(pfn, FrameFlags.DIRTY);
+                descriptors.setFlags(pfn, FrameFlags.LAZYFREE);
+                marked[0]++;
+            });
+            ctx.shootdown().flushTlbMmRange(mm, from, to, 12); // a CPU's next write must set D again
+        }
+        counts.addLazyfree(marked[0]);
+    }
+
+    /** reclaim_pages over {@code [from, to)}: the clean lazy-free pages go, after the flush. */
+    void pageout(VmArea v, long from, long to) {
+        if (v.kind() != VmaKind.ANONYMOUS_PRIVATE) {
+            return; // shmem would need swap
+        }
+        RawPageTable t = mm.pageTable();
+        LongArrayList victims = new LongArrayList();
+        try (Invalidation inv = Invalidation.start(mm.notifiers(), from, to, NotifierEvent.CLEAR)) {
+            PageOps.forEachLeafLocked(v, from, to, (va, slot, e) -> {
+                long pfn = ownPage(e);
+                if (pfn < 0 || (descriptors.flags(pfn) & FrameFlags.LAZYFREE) == 0) {
+                    return; // not lazy free: there is no swap to write it to
+                }
+                if ((e & Pte.DIRTY) != 0 || (descriptors.flags(pfn) & FrameFlags.DIRTY) != 0) {
+                    descriptors.clearFlags(pfn, FrameFlags.LAZYFREE); // written since: folio_set_swapbacked, it stays
+                    return;
+                }
+                long old = t.getAndClearSlot(slot);
+                if ((old & Pte.DIRTY) != 0) { // a CPU wrote as it went: put the entry back, the page stays
+                    t.compareAndSetSlot(slot, 0, old);
+                    descriptors.clearFlags(pfn, FrameFlags.LAZYFREE);
+                    return;
+                }
+                mm.addAnonPages(-1);
+                victims.add(pfn);
+            });
+            ctx.shootdown().flushTlbMmRange(mm, from, to, 12);
+        }
+        for (int i = 0; i < victims.size(); i++) {
+            mm.pages.putMapped(victims.get(i), false); // after the flush: no CPU reaches it any more
+        }
+        counts.addLazyfreed(victims.size());
+    }
+
+    /** The anonymous page {@code e} maps if only this mapping maps it and no migration holds it; else -1. */
+    private long ownPage(long e) {
+        if (!Pte.isPresent(e) || ZeroPage.maps(e)) {
+            return -1;
+        }
+        long pfn = Pte.pfn(e);
+        int flags = descriptors.flags(pfn);
+        boolean own = (flags & FrameFlags.ANON) != 0 && (flags & (FrameFlags.LOCKED | FrameFlags.ISOLATED)) == 0
+                && descriptors.mapcount(pfn) == 1;
+        return own ? pfn : -1;
+    }
+}
