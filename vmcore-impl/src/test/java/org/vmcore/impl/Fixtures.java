@@ -97,6 +97,17 @@ public final class Fixtures {
         return ((SimMachine) machine).memory().contents().read(pa, 8);
     }
 
+    /**
+     * Closes a machine a test used after checking it: no invariant broken, no stale translation
+     * used, and after the close no off-heap memory left.
+     */
+    public static void closeChecked(Machine machine) {
+        org.assertj.core.api.Assertions.assertThat(machine.checkInvariants()).isEmpty();
+        org.assertj.core.api.Assertions.assertThat(machine.staleAccessCount()).isZero();
+        machine.close();
+        org.assertj.core.api.Assertions.assertThat(machine.offHeapBytes()).isZero();
+    }
+
     /** A snapshot of everything a failed call must leave unchanged. */
     public static String state(Machine machine) {
         StringBuilder sb = new StringBuilder();

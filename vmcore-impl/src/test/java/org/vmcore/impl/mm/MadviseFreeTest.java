@@ -18,6 +18,7 @@ import org.vmcore.api.PageSize;
 import org.vmcore.api.Protection;
 import org.vmcore.api.VmstatCounter;
 import org.vmcore.api.VmstatSnapshot;
+import org.vmcore.impl.Fixtures;
 
 /**
  * MADV_FREE and MADV_PAGEOUT without swap (mm/madvise.c: madvise_free_pte_range,
@@ -36,10 +37,7 @@ class MadviseFreeTest {
 
     @AfterEach
     void close() {
-        assertThat(machine.checkInvariants()).isEmpty();
-        assertThat(machine.staleAccessCount()).isZero();
-        machine.close();
-        assertThat(machine.offHeapBytes()).isZero();
+        Fixtures.closeChecked(machine);
     }
 
     @Test

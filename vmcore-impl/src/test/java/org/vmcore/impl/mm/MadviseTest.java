@@ -44,10 +44,7 @@ class MadviseTest {
 
     @AfterEach
     void close() {
-        assertThat(machine.checkInvariants()).isEmpty();
-        assertThat(machine.staleAccessCount()).isZero();
-        machine.close();
-        assertThat(machine.offHeapBytes()).isZero();
+        Fixtures.closeChecked(machine);
     }
 
     private AddressSpace written(long pages) {

@@ -41,10 +41,7 @@ class MremapTest {
 
     @AfterEach
     void close() {
-        assertThat(machine.checkInvariants()).isEmpty();
-        assertThat(machine.staleAccessCount()).isZero();
-        machine.close();
-        assertThat(machine.offHeapBytes()).isZero();
+        Fixtures.closeChecked(machine);
     }
 
     private AddressSpace written(long at, long pages) {
