@@ -220,6 +220,10 @@ final class FaultHandler {
             if (!inserted && !FolioLock.tryLock(descriptors, pfn)) {
                 return null; // being migrated, or mapped by another fault: wait without the lock
             }
+            if (!inserted && mapping.find(index) != pfn) { // migrated between the lookup and the lock: look again
+                FolioLock.unlock(descriptors, pfn);
+                return null;
+            }
             try {
                 table.compareAndSetSlot(slot, 0, Pte.leaf(pfn, PageSize.SIZE_4K, leafFlags(vma, vma.protection().write(), write)));
                 descriptors.addMapcount(pfn, 1);

@@ -143,6 +143,12 @@ final class HugetlbFault {
         if (cached >= 0 && !FolioLock.tryLock(descriptors, cached)) {
             return null;
         }
+        if (cached >= 0 && file.mapping().find(index) != cached) {
+            // filemap_lock_folio's recheck: migrated (or truncated) between the lookup and the
+            // lock, so the frame may be free or another page's by now; look again
+            FolioLock.unlock(descriptors, cached);
+            return null;
+        }
         try {
             return vma.kind() == VmaKind.HUGETLB_SHARED ? sharedNoPage(vma, addr, slot, write, file, index, cached)
                     : privateNoPage(vma, addr, slot, write, cached);

@@ -97,8 +97,8 @@ final class MigrationWait {
                 return result;
             }
             long pfn = mapping.find(index);
-            if (pfn >= 0 && !waitForFolio(pfn)) {
-                return FaultResult.MIGRATION_WAIT;
+            if (pfn >= 0 && FolioLock.isLocked(descriptors, pfn) && !waitForFolio(pfn)) {
+                return FaultResult.MIGRATION_WAIT; // only a page locked now is worth a MIGRATION_WAIT
             }
         }
     }

@@ -55,13 +55,24 @@ class ParallelMigrationStressTest {
     void writesSurviveParallelMigrations(long defaultSeed, boolean regression) throws Exception {
         long seed = Long.getLong("vmcore.seed", defaultSeed);
         try {
-            run(seed, regression);
+            if (!regression) {
+                run(seed, false);
+            } else {
+                // the harm needs a CPU write to meet a migration at the wrong moment: nearly every
+                // run shows it (12 of 13 measured); three runs make a miss of all three unlikely
+                long harm = 0;
+                for (int attempt = 0; attempt < 3 && harm == 0; attempt++) {
+                    harm = run(seed + 100L * attempt, true);
+                }
+                assertThat(harm).as("lost writes or stale accesses in one of three runs with PRE_017B1660").isPositive();
+            }
         } catch (Throwable e) {
             throw new AssertionError("ParallelMigrationStressTest failed with seed " + seed + " (-Dvmcore.seed=" + seed + "): " + e, e);
         }
     }
 
-    private void run(long seed, boolean regression) throws Exception {
+    /** One run; returns the writes lost plus the stale accesses seen (asserted to be 0 without the regression). */
+    private long run(long seed, boolean regression) throws Exception {
         Machine.Builder builder = Machine.builder().node(2 * GIB).node(2 * GIB).cpus(2).hugePages(0, PageSize.SIZE_2M, 520)
                 .hugePages(1, PageSize.SIZE_2M, 520).detectStaleTranslations(true);
         if (regression) {
@@ -118,13 +129,12 @@ class ParallelMigrationStressTest {
             System.out.println("ParallelMigrationStressTest " + report);
             assertThat(migrated[0]).as(report).isPositive();
             if (regression) {
-                // the sharer left with the table writes through its stale translation into the old page
-                assertThat(lost + machine.staleAccessCount()).as("lost writes or stale accesses: " + report).isPositive();
-                return;
+                return lost + machine.staleAccessCount(); // the sharer left with the table writes into the old page
             }
             assertThat(lost).as(report).isZero();
             assertThat(machine.staleAccessCount()).as(report).isZero();
             assertThat(machine.checkInvariants()).isEmpty();
+            return 0;
         }
     }
 
