@@ -35,17 +35,6 @@ public final class FolioLock {
     }
 
     /**
-     * folio_lock: takes the lock, waiting while another thread holds it (uninterruptibly, as
-     * the kernel's). The caller holds no page-table lock and no rmap lock: the holder may need
-     * them to finish.
-     */
-    public static void lock(MemMap descriptors, long pfn) {
-        for (int spins = 0; !tryLock(descriptors, pfn); spins++) {
-            pause(spins);
-        }
-    }
-
-    /**
      * folio_wait_locked (migration_entry_wait's wait): returns once the folio is unlocked, or at
      * once when the thread is interrupted (its interrupt status stays set; the caller retries).
      */

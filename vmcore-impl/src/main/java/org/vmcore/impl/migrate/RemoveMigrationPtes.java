@@ -91,7 +91,7 @@ public final class RemoveMigrationPtes {
             if (slot < 0) {
                 continue;
             }
-            KMutex ptl = size == PageSize.SIZE_1G ? mm.pageTableLock() : mm.lock().ptLocks().ofSlot(slot);
+            KMutex ptl = mm.ptlOf(slot, size);
             ptl.lock();
             try {
                 long e = table.readSlot(slot);

@@ -243,7 +243,7 @@ final class FaultHandler {
         RawPageTable table = mm.pageTable();
         PageSize size = vma.pageSize();
         long pfn = Pte.pfn(e, size);
-        KMutex ptl = ptlOf(slot, size);
+        KMutex ptl = mm.ptlOf(slot, size);
         if (vma.kind().isShared() || mm.pages.exclusiveAnon(pfn)) {
             ptl.lock();
             try {
@@ -304,7 +304,7 @@ final class FaultHandler {
         RawPageTable table = mm.pageTable();
         PageSize size = vma.pageSize();
         boolean huge = size != PageSize.SIZE_4K;
-        KMutex ptl = ptlOf(slot, size);
+        KMutex ptl = mm.ptlOf(slot, size);
         if (!zero) {
             memory.contents().copy(pfn, copy, size.frames());
             Initiator.pageCopy(size.bytes());
@@ -365,11 +365,6 @@ final class FaultHandler {
             cur = table.readSlot(slot);
         }
         return FaultResult.COW_REUSE;
-    }
-
-    /** The lock of the table holding {@code slot}: the split lock, or page_table_lock for a 1 GiB entry. */
-    private KMutex ptlOf(long slot, PageSize size) {
-        return size == PageSize.SIZE_1G ? mm.pageTableLock() : ptLocks.ofSlot(slot);
     }
 
     /** pte_same, ignoring the accessed and dirty bits a CPU's walk may have set meanwhile. */

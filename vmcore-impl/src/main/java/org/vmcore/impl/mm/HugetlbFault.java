@@ -248,7 +248,7 @@ final class HugetlbFault {
     private void installHuge(long addr, long slot, long pfn, PageSize size, long flags) {
         RawPageTable table = mm.pageTable();
         long at = slot >= 0 ? slot : table.allocSlot(addr, Level.ofLeaf(size));
-        KMutex ptl = size == PageSize.SIZE_1G ? mm.pageTableLock() : ptLocks.ofSlot(at);
+        KMutex ptl = mm.ptlOf(at, size);
         ptl.lock();
         try {
             if (!table.compareAndSetSlot(at, 0, Pte.leaf(pfn, size, flags))) {

@@ -4,7 +4,6 @@ import org.vmcore.api.Advice;
 import org.vmcore.api.Errno;
 import org.vmcore.api.InvalidArgumentException;
 import org.vmcore.api.PageSize;
-import org.vmcore.api.VmException;
 import org.vmcore.api.VmaKind;
 import org.vmcore.impl.base.MachineLock;
 import org.vmcore.impl.vma.VmArea;
@@ -31,11 +30,7 @@ final class Madvise {
     int madvise(long address, long length, Advice advice) {
         int rc;
         try (MachineLock.Held locked = mm.lock().shared(); MachineLock.Held mmap = mm.mmapRead()) {
-            mm.ensureOpen();
-            if (mm.notifiers().isCalling()) {
-                throw new VmException("madvise of " + mm + " from inside one of its own MMU notifiers: a notifier"
-                        + " must not change the address space it is notified for");
-            }
+            mm.ensureChangeable("madvise");
             if (advice == null) {
                 throw new InvalidArgumentException("advice", null, "must not be null");
             }

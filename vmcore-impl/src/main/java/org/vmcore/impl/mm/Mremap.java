@@ -148,42 +148,35 @@ final class Mremap {
      * new PMD entry is empty moves its PTE table whole; the rest moves entry by entry.
      */
     private void movePageTables(long from, long to, long len) {
-        long done = 0;
+        RawPageTable t = mm.pageTable();
+        long off = 0;
         try {
-            done = movePageTablesUpTo(from, to, len);
+            while (off < len) {
+                off = moveStep(t, from, to, off, len);
+            }
         } finally {
-            if (done < len) { // move_vma's failure path: what moved goes back (its tables are all still there)
-                movePageTablesUpTo(to, from, progress);
+            for (long back = 0; off < len && back < off; ) { // move_vma's failure path: what moved goes back
+                back = moveStep(t, to, from, back, off); // (its tables are all still there)
             }
         }
     }
 
-    private long progress; // how far the last movePageTablesUpTo got, for the way back
-
-    /** Moves the entries of {@code [from, from + len)} to {@code to}; returns {@code len}, or throws with {@link #progress} set. */
-    private long movePageTablesUpTo(long from, long to, long len) {
-        RawPageTable t = mm.pageTable();
-        progress = 0;
-        for (long off = 0; off < len; progress = off) {
-            long oldVa = from + off;
-            long newVa = to + off;
-            if ((oldVa & (PMD_SIZE - 1)) == 0 && (newVa & (PMD_SIZE - 1)) == 0 && off + PMD_SIZE <= len) {
-                long pmd = t.entry(oldVa, Level.PMD);
-                if (Pte.isNone(pmd)) {
-                    off += PMD_SIZE; // no PTE table there: nothing mapped
-                    continue;
-                }
-                if (Pte.isNone(t.entry(newVa, Level.PMD))) {
-                    t.allocSlot(newVa, Level.PMD); // the tables above first: a failure here changes nothing
-                    t.populate(newVa, Level.PMD, t.clearTable(oldVa, Level.PMD)); // move_normal_pmd
-                    off += PMD_SIZE;
-                    continue;
-                }
+    /** One step of move_page_tables at {@code off} of {@code len}: a whole PTE table or one entry; returns the next offset. */
+    private static long moveStep(RawPageTable t, long from, long to, long off, long len) {
+        long oldVa = from + off;
+        long newVa = to + off;
+        if ((oldVa & (PMD_SIZE - 1)) == 0 && (newVa & (PMD_SIZE - 1)) == 0 && off + PMD_SIZE <= len) {
+            if (Pte.isNone(t.entry(oldVa, Level.PMD))) {
+                return off + PMD_SIZE; // no PTE table there: nothing mapped
             }
-            moveEntry(t, oldVa, newVa, Level.PTE);
-            off += 4096;
+            if (Pte.isNone(t.entry(newVa, Level.PMD))) {
+                t.allocSlot(newVa, Level.PMD); // the tables above first: a failure here changes nothing
+                t.populate(newVa, Level.PMD, t.clearTable(oldVa, Level.PMD)); // move_normal_pmd
+                return off + PMD_SIZE;
+            }
         }
-        return len;
+        moveEntry(t, oldVa, newVa, Level.PTE);
+        return off + 4096;
     }
 
     /** move_ptes for one entry, as it was (A/D bits and all); the new slot first, so a failure loses nothing. */

@@ -430,7 +430,7 @@ public final class SimAddressSpace extends MmStruct {
      * MMU notifiers: the kernel calls them under locks (the mmap lock, rmap locks) that the change
      * would need, so it would deadlock there; here it would change what the operation below is changing.
      */
-    private void ensureChangeable(String operation) {
+    void ensureChangeable(String operation) {
         ensureOpen();
         if (notifiers().isCalling()) {
             throw new VmException(operation + " of " + this + " from inside one of its own MMU notifiers: a notifier must"

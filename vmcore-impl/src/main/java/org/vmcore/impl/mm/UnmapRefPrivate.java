@@ -67,7 +67,7 @@ final class UnmapRefPrivate {
         }
         try (Invalidation inv = completing ? Invalidation.startCompleting(mm.notifiers(), va, va + size.bytes(), NotifierEvent.UNMAP)
                 : Invalidation.start(mm.notifiers(), va, va + size.bytes(), NotifierEvent.UNMAP)) {
-            KMutex ptl = size == PageSize.SIZE_1G ? mm.pageTableLock() : mm.lock().ptLocks().ofSlot(slot);
+            KMutex ptl = mm.ptlOf(slot, size);
             ptl.lock(); // a migration of the page (under the anon_vma lock only) may have replaced the entry
             try {
                 long cur = table.readSlot(slot);

@@ -173,7 +173,7 @@ public final class TryToUnmap {
                 results.add(new MappingResult(mm, address, UnmapOutcome.NOT_MAPPED));
                 return true;
             }
-            KMutex ptl = size == PageSize.SIZE_1G ? mm.pageTableLock() : mm.lock().ptLocks().ofSlot(slot);
+            KMutex ptl = mm.ptlOf(slot, size);
             ptl.lock();
             try {
                 return unmapEntry(vma, address, slot, pfn, migrate, results, start, end);

@@ -6,6 +6,7 @@ import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.atomic.AtomicLongArray;
 import org.vmcore.api.AddressSpace;
+import org.vmcore.api.PageSize;
 import org.vmcore.api.PagingMode;
 import org.vmcore.api.VmException;
 import org.vmcore.impl.base.MachineLock;
@@ -101,6 +102,14 @@ public abstract class MmStruct implements AddressSpace {
     /** mm->page_table_lock: guards a VMA's anon_vma setup (anon_vma_prepare) against a parallel fault. */
     public final KMutex pageTableLock() {
         return pageTableLock;
+    }
+
+    /**
+     * The lock of the entry at {@code slot} for a leaf of {@code size} (pte_lockptr,
+     * huge_pte_lockptr): the split lock of its table, or page_table_lock for a 1 GiB entry.
+     */
+    public final KMutex ptlOf(long slot, PageSize size) {
+        return size == PageSize.SIZE_1G ? pageTableLock : lock.ptLocks().ofSlot(slot);
     }
 
     /**
