@@ -2,8 +2,7 @@ package org.vmcore.api;
 
 /**
  * The advice {@link AddressSpace#madvise} takes: the MADV_* values of madvise(2) that vmcore
- * models. Not yet: MADV_WILLNEED and MADV_COLD (they need swap), MADV_HUGEPAGE and
- * MADV_NOHUGEPAGE (they need transparent huge pages).
+ * models. Not yet: MADV_WILLNEED and MADV_COLD (they need swap).
  */
 public enum Advice {
     /**
@@ -28,5 +27,25 @@ public enum Advice {
      * a lazy-free page written since {@link #FREE} stops being lazy free and stays, as does
      * every other page. -EINVAL for hugetlb or an mlocked VMA.
      */
-    PAGEOUT
+    PAGEOUT,
+    /**
+     * MADV_HUGEPAGE: the VMAs of the range may get transparent huge pages on fault when the
+     * machine's mode is {@link ThpMode#MADVISE} (and keep getting them under
+     * {@link ThpMode#ALWAYS}); VMAs are split at the range's ends. Private anonymous memory only
+     * gets huge pages; other VMAs just carry the flag. -EINVAL for hugetlb.
+     */
+    HUGEPAGE,
+    /**
+     * MADV_NOHUGEPAGE: the VMAs of the range get no transparent huge pages on fault, whatever
+     * the mode; huge pages already mapped stay. -EINVAL for hugetlb.
+     */
+    NOHUGEPAGE,
+    /**
+     * MADV_COLLAPSE: each 2 MiB-aligned range inside the range and inside one private anonymous
+     * VMA is collapsed now into a transparent huge page (what khugepaged does in the background),
+     * whatever the mode: its 4 KiB pages are copied into a new 2 MiB page and mapped by one PMD
+     * entry. A range that cannot be collapsed (a page shared with another process or under
+     * migration, no free 2 MiB block) makes the call return -EAGAIN or -ENOMEM after the others.
+     */
+    COLLAPSE
 }

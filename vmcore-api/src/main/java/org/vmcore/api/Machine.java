@@ -85,6 +85,13 @@ public interface Machine extends AutoCloseable, PhysicalMemoryView, MachineDiagn
     MigrationService migration();
 
     /**
+     * The khugepaged thread, which a caller drives step by step.
+     *
+     * @return khugepaged
+     */
+    Khugepaged khugepaged();
+
+    /**
      * Number of CPUs.
      *
      * @return number of CPUs
@@ -141,7 +148,8 @@ public interface Machine extends AutoCloseable, PhysicalMemoryView, MachineDiagn
 
     /**
      * Assembles a {@link MachineConfig}. Defaults: one node of 1 GiB, one CPU, 4-level paging,
-     * no huge pages, no regressions, {@link TlbConfig#DEFAULT}, no stale-translation detector.
+     * no huge pages, no regressions, {@link TlbConfig#DEFAULT}, no stale-translation detector,
+     * transparent huge pages in {@link ThpMode#MADVISE} mode.
      */
     final class Builder {
         private final List<Long> nodes = new ArrayList<>();
@@ -152,6 +160,7 @@ public interface Machine extends AutoCloseable, PhysicalMemoryView, MachineDiagn
         private TlbConfig tlb = TlbConfig.DEFAULT;
         private boolean detectStale;
         private boolean checkInvariants;
+        private ThpMode thp = ThpMode.MADVISE;
 
         Builder() {
         }
@@ -280,13 +289,28 @@ public interface Machine extends AutoCloseable, PhysicalMemoryView, MachineDiagn
         }
 
         /**
+         * Sets when anonymous memory gets transparent huge pages
+         * (/sys/kernel/mm/transparent_hugepage/enabled); {@link ThpMode#MADVISE} if never set.
+         *
+         * @param mode always, madvise or never
+         * @return this builder
+         */
+        public Builder thp(ThpMode mode) {
+            if (mode == null) {
+                throw new InvalidArgumentException("thp", null, "must not be null");
+            }
+            thp = mode;
+            return this;
+        }
+
+        /**
          * The configuration as it stands; one 1 GiB node if none was added.
          *
          * @return the configuration as it stands
          */
         public MachineConfig config() {
             List<Long> n = nodes.isEmpty() ? List.of(1L << 30) : nodes;
-            return new MachineConfig(n, cpus, pagingMode, hugePages, regressions, tlb, detectStale, checkInvariants);
+            return new MachineConfig(n, cpus, pagingMode, hugePages, regressions, tlb, detectStale, checkInvariants, thp);
         }
 
         /**

@@ -19,10 +19,11 @@ import java.util.stream.Collectors;
  *                    the page tables (see {@link Machine#staleAccesses()})
  * @param checkInvariants whether {@link Machine#checkInvariants()} runs after every operation,
  *                    throwing {@link InvariantViolationException} on the first inconsistency
+ * @param thp         when anonymous memory gets transparent huge pages
  */
 public record MachineConfig(List<Long> nodeBytes, int cpus, PagingMode pagingMode,
                             Map<Integer, Map<PageSize, Long>> hugePages, Set<Regression> regressions, TlbConfig tlb,
-                            boolean detectStaleTranslations, boolean checkInvariants) {
+                            boolean detectStaleTranslations, boolean checkInvariants, ThpMode thp) {
     /** Copies every collection, so a config never changes after it is made. */
     public MachineConfig {
         nodeBytes = List.copyOf(nodeBytes);

@@ -27,7 +27,10 @@ package org.vmcore.api;
  *                       its minor faults back (pgfault keeps them).
  * @param majorFaults    maj_flt: faults that needed I/O. Always 0: vmcore models no swap and no file
  *                       reads, the only sources of major faults, and nothing that retries a fault
+ * @param anonHugePages  AnonHugePages (smaps), in 4 KiB pages: anonymous memory this address
+ *                       space maps with PMD entries of transparent huge pages (also counted in
+ *                       {@code anonPages}); a huge page split to PTEs stops counting here
  */
 public record MmCounters(long anonPages, long shmemPages, long hugetlbBytes, long pageTablePages, long pmdTables,
-                         int vmas, long minorFaults, long majorFaults) {
+                         int vmas, long minorFaults, long majorFaults, long anonHugePages) {
 }

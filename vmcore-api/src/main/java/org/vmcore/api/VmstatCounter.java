@@ -36,7 +36,23 @@ public enum VmstatCounter {
     /** Pages MADV_FREE made lazy free (counted when marked; the kernel counts them when its LRU batch drains). */
     PGLAZYFREE,
     /** Lazy-free pages reclaim dropped while clean. */
-    PGLAZYFREED;
+    PGLAZYFREED,
+    /** Transparent huge pages a fault allocated and mapped with one PMD entry. */
+    THP_FAULT_ALLOC,
+    /** Faults that wanted a transparent huge page and fell back to 4 KiB pages (no free 2 MiB block). */
+    THP_FAULT_FALLBACK,
+    /** Collapses into a new transparent huge page (khugepaged or MADV_COLLAPSE). */
+    THP_COLLAPSE_ALLOC,
+    /** PMD entries of transparent huge pages split into PTE tables (split_huge_pmd). */
+    THP_SPLIT_PMD,
+    /** Transparent huge pages split into 4 KiB pages (split_huge_page). */
+    THP_SPLIT_PAGE,
+    /** Transparent huge pages queued for a later split because part of them was unmapped. */
+    THP_DEFERRED_SPLIT_PAGE,
+    /** Huge zero pages allocated (one per machine, on the first read fault that maps one). */
+    THP_ZERO_PAGE_ALLOC,
+    /** Transparent huge pages migrated whole, with PMD migration entries. */
+    THP_MIGRATION_SUCCESS;
 
     private final String procName = name().toLowerCase(Locale.ROOT);
 

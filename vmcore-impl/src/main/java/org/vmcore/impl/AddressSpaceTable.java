@@ -31,6 +31,11 @@ final class AddressSpaceTable implements MmContext.MmLifecycle {
         this.deferClose = deferClose;
     }
 
+    /** The context the address spaces get. */
+    MmContext context() {
+        return ctx;
+    }
+
     /** Set once, when the machine has built the context the address spaces get. */
     void setContext(MmContext ctx) {
         this.ctx = ctx;

@@ -89,6 +89,7 @@ final class ProcStats {
         out[VmstatCounter.STALE_TRANSLATION_USES.ordinal()] = detector.count();
         out[VmstatCounter.PGLAZYFREE.ordinal()] = reclaim.lazyfree();
         out[VmstatCounter.PGLAZYFREED.ordinal()] = reclaim.lazyfreed();
+        spaces.context().thp().report(out);
         return out;
     }
 
@@ -102,15 +103,18 @@ final class ProcStats {
         Map<String, Long> meminfo = new LinkedHashMap<>();
         long anon = 0;
         long shmem = 0;
+        long anonHuge = 0;
         for (SimAddressSpace mm : spaces.live()) {
             var c = mm.counters();
             anon += c.anonPages();
             shmem += c.shmemPages();
+            anonHuge += c.anonHugePages();
         }
         meminfo.put("MemTotal", memory.frameCount() * 4);
         meminfo.put("MemFree", memory.freeFrames() * 4);
         meminfo.put("AnonPages", anon * 4);
         meminfo.put("Shmem", shmem * 4);
+        meminfo.put("AnonHugePages", anonHuge * 4);
         meminfo.put("PageTables", memory.pageTableFrames() * 4);
         long total = 0;
         long free = 0;

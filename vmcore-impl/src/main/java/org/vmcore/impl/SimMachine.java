@@ -10,6 +10,7 @@ import org.vmcore.api.Cpu;
 import org.vmcore.api.HugetlbFs;
 import org.vmcore.api.InvalidArgumentException;
 import org.vmcore.api.InvariantViolationException;
+import org.vmcore.api.Khugepaged;
 import org.vmcore.api.Machine;
 import org.vmcore.api.MachineConfig;
 import org.vmcore.api.MachineStats;
@@ -34,7 +35,9 @@ import org.vmcore.impl.hugetlb.HugetlbPools;
 import org.vmcore.impl.migrate.MigrationServiceImpl;
 import org.vmcore.impl.migrate.RemoveMigrationPtes;
 import org.vmcore.impl.mm.MmContext;
+import org.vmcore.impl.mm.KhugepagedImpl;
 import org.vmcore.impl.mm.ReclaimCounts;
+import org.vmcore.impl.mm.Thp;
 import org.vmcore.impl.mm.SimAddressSpace;
 import org.vmcore.impl.mm.ZeroPage;
 import org.vmcore.impl.notifier.CallbackFailures;
@@ -82,6 +85,7 @@ public final class SimMachine implements Machine {
     private final SpeculativeRefs speculativeRefs;
     private final PmdShareCount pmdShareCount;
     private final ProcStats procStats;
+    private final KhugepagedImpl khugepaged;
 
     SimMachine(MachineConfig config) {
         this.config = config;
@@ -97,7 +101,7 @@ public final class SimMachine implements Machine {
                     ops);
             this.cpus = new SimCpu[config.cpus()];
             for (int i = 0; i < cpus.length; i++) {
-                cpus[i] = new SimCpu(lock, i, config, memory, detector, this::addressSpaceOfPcid, callbackFailures);
+                cpus[i] = new SimCpu(lock, i, config, memory, detector, spaces::ofPcid, callbackFailures);
             }
             this.cpuList = List.of(cpus);
             this.shootdown = new TlbShootdown(cpus);
@@ -111,11 +115,13 @@ public final class SimMachine implements Machine {
             this.migration = new MigrationServiceImpl(lock, nodeCount, memory, pools, registry, unmap, removeMigrationPtes,
                     migrationRefs, callbackFailures, ops, migrating, speculativeRefs::tryGet);
             spaces.setContext(new MmContext(lock, config, memory, registry, pools, hugetlbfs, shootdown, callbackFailures,
-                    ops, migrating, migrationRefs, spaces, speculativeRefs::tryGet, zeroPfn, reclaimCounts));
+                    ops, migrating, migrationRefs, spaces, speculativeRefs::tryGet, zeroPfn, reclaimCounts,
+                    new Thp(config.thp(), memory)));
             this.physical = new PhysicalAccess(lock, memory, registry);
             lock.raceHooks().setScope(callbackFailures);
             lock.locklessWalkers().setSyncOnUnshare(!config.regressions().contains(Regression.PRE_1013AF4F));
             this.pmdShareCount = PmdShareCount.of(config, SharedSecrets.memMap(memory));
+            this.khugepaged = new KhugepagedImpl(spaces.context(), spaces::live);
             this.procStats = new ProcStats(memory, nodeCount, pools, spaces, cpus, detector, migration, reclaimCounts);
         } catch (RuntimeException e) {
             memory.close();
@@ -141,11 +147,6 @@ public final class SimMachine implements Machine {
             Nodes.check(nodeCount, homeNode);
             return spaces.newChild(homeNode);
         }
-    }
-
-    /** The live address space tagged with {@code pcid}, or null. */
-    public AddressSpace addressSpaceOfPcid(int pcid) {
-        return spaces.ofPcid(pcid);
     }
 
     @Override
@@ -200,6 +201,12 @@ public final class SimMachine implements Machine {
     public MigrationService migration() {
         ensureOpen();
         return migration;
+    }
+
+    @Override
+    public Khugepaged khugepaged() {
+        ensureOpen();
+        return khugepaged;
     }
 
     @Override
@@ -430,11 +437,6 @@ public final class SimMachine implements Machine {
     /** The lock every mm operation holds. */
     public MachineLock lock() {
         return lock;
-    }
-
-    /** The hugetlbfs mount with its pools, for tests that corrupt them on purpose. */
-    public HugetlbFsImpl hugetlbfsImpl() {
-        return hugetlbfs;
     }
 
     /** Physical memory, for tests that look at frames directly. */

@@ -55,6 +55,7 @@ public final class InvariantChecker {
     private final MachineLock lock;
     private final PhysicalMemory memory;
     private final FrameDescriptors d;
+    private final LongIntHashMap entire = new LongIntHashMap(); // transparent huge page -> PMD entries mapping it
     private final MappingRegistry registry;
     private final HugetlbPools pools;
     private final HugetlbFsImpl hugetlbfs;
@@ -109,6 +110,10 @@ public final class InvariantChecker {
             if (!(k.anonPages() == c.anon)) {
             out.add("RSS counter" + ": " + mm + " RssAnon " + k.anonPages() + " but " + c.anon + " anonymous entries");
         }
+            if (!(k.anonHugePages() == c.anonHuge)) {
+                out.add("RSS counter: " + mm + " AnonHugePages " + k.anonHugePages() + " but " + c.anonHuge
+                        + " pages under huge PMD entries");
+            }
             if (!(k.shmemPages() == c.shmem)) {
             out.add("RSS counter" + ": " + mm + " RssShmem " + k.shmemPages() + " but " + c.shmem + " shmem entries");
         }
@@ -135,6 +140,7 @@ public final class InvariantChecker {
         }
         LongHashSet pages = new LongHashSet(leaves.keySet());
         pages.addAll(migrating.keySet());
+        LongIntHashMap folioMaps = new LongIntHashMap(); // transparent huge page -> PTEs mapping its pages
         pages.forEach(pfn -> {
             int count = leaves.get(pfn);
             int entries = migrating.get(pfn);
@@ -142,6 +148,11 @@ public final class InvariantChecker {
             out.add("mapcount" + ": " + "pfn 0x" + Long.toHexString(pfn) + " has mapcount " + d.mapcount(pfn) + " but " + count + " entries map it"
                     + (entries > 0 ? " (and " + entries + " migration entries, which hold none)" : ""));
         }
+            long head = d.folio(pfn);
+            if ((d.flags(head) & FrameFlags.LARGE_RMAPPABLE) != 0) {
+                folioMaps.addToValue(head, count); // its references are the folio's: checked below, once
+                return;
+            }
             // a migration in progress holds its isolation reference on the locked page
             boolean isolated = entries > 0 && (d.flags(pfn) & FrameFlags.LOCKED) != 0;
             int expected = count + (cached.contains(pfn) ? 1 : 0) + (isolated ? 1 : 0) + speculativeRefs.applyAsInt(pfn);
@@ -150,6 +161,7 @@ public final class InvariantChecker {
                     + (entries > 0 ? " (" + entries + " migration entries hold none" + (isolated ? "; the migration's isolation holds one" : "") + ")" : ""));
         }
         });
+        checkHugePages(entire, folioMaps, out);
         cached.forEach(pfn -> {
             if (!leaves.containsKey(pfn)) {
                 if (!(d.mapcount(pfn) == 0 && d.refcount(pfn) == 1 + speculativeRefs.applyAsInt(pfn))) {
@@ -166,8 +178,48 @@ public final class InvariantChecker {
         return out;
     }
 
+    /**
+     * A transparent huge page holds one reference per PMD and per PTE entry mapping it (and per
+     * speculative reference on its head); its entire mapcount counts the PMD entries.
+     */
+    private void checkHugePages(LongIntHashMap entire, LongIntHashMap folioMaps, List<String> out) {
+        LongHashSet heads = new LongHashSet(entire.keySet());
+        heads.addAll(folioMaps.keySet());
+        heads.forEach(head -> {
+            int pmds = entire.get(head);
+            if (d.entireMapcount(head) != pmds) {
+                out.add("mapcount: huge page pfn 0x" + Long.toHexString(head) + " has entire mapcount "
+                        + d.entireMapcount(head) + " but " + pmds + " PMD entries map it");
+            }
+            int expected = pmds + folioMaps.get(head) + speculativeRefs.applyAsInt(head);
+            if (d.refcount(head) != expected) {
+                out.add("refcount: huge page pfn 0x" + Long.toHexString(head) + " has refcount " + d.refcount(head) + " but "
+                        + pmds + " PMD and " + folioMaps.get(head) + " PTE mappings");
+            }
+        });
+    }
+
+    /**
+     * The tables deposited with a PMD table for its huge entries: each is a page table of the
+     * address space; returns how many.
+     */
+    private int countDeposits(SimAddressSpace mm, long pmdTable, LongHashSet counted, MmCount c, List<String> out) {
+        int n = 0;
+        for (long dep = d.mapping(pmdTable) - 1; dep >= 0 && n <= Level.ENTRIES; dep = d.mapping(dep) - 1) {
+            n++;
+            c.tables++;
+            counted.add(dep);
+            if ((d.flags(dep) & (FrameFlags.PGTABLE | FrameFlags.ALLOCATED)) != (FrameFlags.PGTABLE | FrameFlags.ALLOCATED)) {
+                out.add("deposit: " + mm + " deposited pfn 0x" + Long.toHexString(dep) + " with PMD table pfn 0x"
+                        + Long.toHexString(pmdTable) + " but it is " + d.describe(dep));
+            }
+        }
+        return n;
+    }
+
     /** Counts of one address space's tree. */
     private static final class MmCount {
+        long anonHuge;
         long anon;
         long shmem;
         long tables;
@@ -193,6 +245,8 @@ public final class InvariantChecker {
             out.add("table frame" + ": " + mm + " uses pfn 0x" + Long.toHexString(tablePfn) + " as a " + level + " table but it is " + d.describe(tablePfn));
         }
         boolean countLeaves = counted.add(tablePfn);
+        int deposits = level == Level.PMD ? countDeposits(mm, tablePfn, counted, c, out) : 0;
+        int hugeEntries = 0;
         long limit = t.mode().userAddressLimit();
         long[] entries = t.readTable(tablePfn);
         for (int i = 0; i < Level.ENTRIES; i++) {
@@ -227,14 +281,22 @@ public final class InvariantChecker {
                 continue;
             }
             long pfn = Pte.pfn(e, size);
+            VmArea v = level == Level.PMD ? mm.vma(va) : null;
+            if (v != null && !v.kind().isHugetlb()) {
+                hugeEntries++; // a transparent huge page or the huge zero page: a table is deposited for it
+            }
             if (ZeroPage.maps(e)) {
                 checkZeroPageEntry(mm, va, e, size, pfn, out);
                 continue; // no page behind it: no mapcount, no RSS
             }
             checkLeaf(mm, va, e, size, pfn, out, c);
             if (countLeaves) {
-                leaves.addToValue(pfn, 1);
+                (v != null && !v.kind().isHugetlb() ? entire : leaves).addToValue(pfn, 1);
             }
+        }
+        if (deposits != hugeEntries) {
+            out.add("deposit: " + mm + " PMD table pfn 0x" + Long.toHexString(tablePfn) + " has " + deposits
+                    + " deposited tables for " + hugeEntries + " huge entries of anonymous memory");
         }
     }
 
@@ -243,15 +305,18 @@ public final class InvariantChecker {
     }
 
     private void checkLeaf(SimAddressSpace mm, long va, long e, PageSize size, long pfn, List<String> out, MmCount c) {
-        int flags = d.flags(pfn);
-        if (!((flags & FrameFlags.ALLOCATED) != 0 && d.order(pfn) == size.order())) {
-            out.add("leaf target" + ": " + where(mm, va, pfn) + " maps a " + size.label() + " page but the frame is " + d.describe(pfn));
+        long head = d.folio(pfn);
+        int flags = d.flags(head);
+        boolean thp = (flags & FrameFlags.LARGE_RMAPPABLE) != 0; // a whole transparent huge page, or one of its pages
+        if (!((flags & FrameFlags.ALLOCATED) != 0 && d.order(head) == (thp ? PageSize.SIZE_2M : size).order())) {
+            out.add("leaf target" + ": " + where(mm, va, pfn) + " maps a " + size.label() + " page but the frame is " + d.describe(head));
         }
-        if (!(size == PageSize.SIZE_4K || (flags & FrameFlags.HUGETLB) != 0)) {
+        if (!(size == PageSize.SIZE_4K || (flags & FrameFlags.HUGETLB) != 0 || thp)) {
             out.add("leaf target" + ": " + where(mm, va, pfn) + " is a huge leaf to a" + " frame outside the hugetlb pools");
         }
         VmArea v = mm.vma(va);
-        if (v == null || !v.containsRange(va, va + size.bytes()) || v.pageSize() != size) {
+        boolean vmaSize = v != null && (v.pageSize() == size || thp && v.kind() == VmaKind.ANONYMOUS_PRIVATE);
+        if (v == null || !v.containsRange(va, va + size.bytes()) || !vmaSize) {
             out.add("VMA coverage: " + where(mm, va, pfn) + " (" + size.label() + ") lies in no " + size.label() + " VMA of " + mm);
             return;
         }
@@ -267,6 +332,9 @@ public final class InvariantChecker {
         }
         if (size == PageSize.SIZE_4K) {
             countRss(v, c);
+        } else if (thp) {
+            c.anon += 512;
+            c.anonHuge += 512;
         }
     }
 
@@ -277,7 +345,7 @@ public final class InvariantChecker {
     private void checkZeroPageEntry(SimAddressSpace mm, long va, long e, PageSize size, long pfn, List<String> out) {
         int flags = d.flags(pfn);
         int zero = FrameFlags.ALLOCATED | FrameFlags.RESERVED;
-        if (size != PageSize.SIZE_4K || (flags & zero) != zero || d.mapping(pfn) != 0) {
+        if (size == PageSize.SIZE_1G || (flags & zero) != zero || d.order(pfn) != size.order() || d.mapping(pfn) != 0) {
             out.add("zero page: " + where(mm, va, pfn) + " is a special " + size.label() + " entry to a frame that is not"
                     + " the zero page: " + d.describe(pfn));
         }

@@ -117,6 +117,9 @@ final class MigrateFolio {
      * PG_isolated, held until {@link #putback}; null when another call has the page queued.
      */
     PageReference isolate(long pfn) {
+        if ((descriptors.flags(descriptors.folio(pfn)) & FrameFlags.LARGE_RMAPPABLE) != 0) {
+            return null; // a transparent huge page: vmcore does not migrate them yet (busy, as one being split)
+        }
         PageReference ref = tryGetPage.apply(pfn);
         if (ref != null && !descriptors.trySetFlag(ref.pfn(), FrameFlags.ISOLATED)) {
             ref.close();

@@ -99,6 +99,12 @@ final class FaultHandler {
         if (vma.kind().isHugetlb()) {
             return hugetlb.hugetlbFault(vma, vma.pageSize().alignDown(va), write);
         }
+        if (vma.kind() == VmaKind.ANONYMOUS_PRIVATE) {
+            FaultResult huge = mm.pages.huge.fault(vma, va, write);
+            if (huge != null) {
+                return huge;
+            }
+        }
         long addr = va & ~0xFFFL;
         RawPageTable table = mm.pageTable();
         long slot = table.slot(addr, Level.PTE);
@@ -120,10 +126,14 @@ final class FaultHandler {
         long newSlot = slot;
         if (newSlot < 0) { // pte_alloc; a table found above stays: only munmap, under mmap_lock for write, frees it
             try {
-                newSlot = table.allocSlot(addr, Level.PTE);
+                newSlot = table.tryAllocSlot(addr, Level.PTE);
             } catch (RuntimeException ex) {
                 memory.free(pfn);
                 throw ex;
+            }
+            if (newSlot < 0) { // a huge page was mapped there meanwhile
+                memory.free(pfn);
+                return FaultResult.ALREADY_MAPPED;
             }
         }
         KMutex ptl = ptLocks.ofSlot(newSlot);
@@ -148,7 +158,10 @@ final class FaultHandler {
      */
     private FaultResult zeroPageFault(long addr, long slot, VmArea vma) {
         RawPageTable table = mm.pageTable();
-        long at = slot >= 0 ? slot : table.allocSlot(addr, Level.PTE);
+        long at = slot >= 0 ? slot : table.tryAllocSlot(addr, Level.PTE);
+        if (at < 0) {
+            return FaultResult.ALREADY_MAPPED; // a huge page was mapped there meanwhile
+        }
         KMutex ptl = ptLocks.ofSlot(at);
         ptl.lock();
         try {

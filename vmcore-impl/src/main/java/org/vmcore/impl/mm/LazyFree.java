@@ -38,6 +38,7 @@ final class LazyFree {
         RawPageTable t = mm.pageTable();
         long[] marked = {0};
         try (Invalidation inv = Invalidation.start(mm.notifiers(), from, to, NotifierEvent.CLEAR)) {
+            mm.pages.huge.forEachHugePmd(v, from, to, null); // split: a transparent huge page is never lazy free here
             PageOps.forEachLeafLocked(v, from, to, (va, slot, e) -> {
                 long pfn = ownPage(e);
                 if (pfn < 0) {
@@ -64,6 +65,7 @@ final class LazyFree {
         RawPageTable t = mm.pageTable();
         LongArrayList victims = new LongArrayList();
         try (Invalidation inv = Invalidation.start(mm.notifiers(), from, to, NotifierEvent.CLEAR)) {
+            mm.pages.huge.forEachHugePmd(v, from, to, null);
             PageOps.forEachLeafLocked(v, from, to, (va, slot, e) -> {
                 long pfn = ownPage(e);
                 if (pfn < 0 || (descriptors.flags(pfn) & FrameFlags.LAZYFREE) == 0) {
@@ -97,8 +99,9 @@ final class LazyFree {
         }
         long pfn = Pte.pfn(e);
         int flags = descriptors.flags(pfn);
-        boolean own = (flags & FrameFlags.ANON) != 0 && (flags & (FrameFlags.LOCKED | FrameFlags.ISOLATED)) == 0
-                && descriptors.mapcount(pfn) == 1;
+        boolean own = (flags & FrameFlags.ANON) != 0
+                && (flags & (FrameFlags.LOCKED | FrameFlags.ISOLATED | FrameFlags.LARGE_RMAPPABLE)) == 0
+                && descriptors.mapcount(pfn) == 1; // tail pages of a transparent huge page carry no flags: not own
         return own ? pfn : -1;
     }
 }

@@ -20,20 +20,24 @@ final class Madvise {
     private final MmContext ctx;
     private final SimAddressSpace mm;
     private final LazyFree lazyFree;
+    private final Mmap mmap;
 
-    Madvise(MmContext ctx, SimAddressSpace mm) {
+    Madvise(MmContext ctx, SimAddressSpace mm, Mmap mmap) {
         this.ctx = ctx;
         this.mm = mm;
         this.lazyFree = new LazyFree(ctx, mm);
+        this.mmap = mmap;
     }
 
     int madvise(long address, long length, Advice advice) {
+        if (advice == null) {
+            throw new InvalidArgumentException("advice", null, "must not be null");
+        }
+        // madvise_need_mmap_write: the advice that changes VMAs or collapses takes the mmap_lock for write
+        boolean write = advice == Advice.HUGEPAGE || advice == Advice.NOHUGEPAGE || advice == Advice.COLLAPSE;
         int rc;
-        try (MachineLock.Held locked = mm.lock().shared(); MachineLock.Held mmap = mm.mmapRead()) {
+        try (MachineLock.Held locked = mm.lock().shared(); MachineLock.Held mmap = write ? mm.mmapWrite("madvise") : mm.mmapRead()) {
             mm.ensureChangeable("madvise");
-            if (advice == null) {
-                throw new InvalidArgumentException("advice", null, "must not be null");
-            }
             mm.args.checkAddress(address, "address");
             if (length < 0) {
                 throw new InvalidArgumentException("length", length, "must not be negative");
@@ -44,12 +48,68 @@ final class Madvise {
             long len = mm.args.checkLength(length, PageSize.SIZE_4K);
             mm.args.checkRangeInUserSpace(address, len, "-EINVAL");
             try {
-                rc = walk(address, address + len, advice);
+                rc = switch (advice) {
+                    case HUGEPAGE -> hugepage(address, address + len, VmArea.VM_HUGEPAGE);
+                    case NOHUGEPAGE -> hugepage(address, address + len, VmArea.VM_NOHUGEPAGE);
+                    case COLLAPSE -> collapse(address, address + len);
+                    default -> walk(address, address + len, advice);
+                };
             } catch (Throwable e) { // a notifier refused: the VMAs before it were advised
                 throw ctx.hook().operationFailed(e);
             }
         }
         ctx.hook().afterOperation("madvise");
+        return rc;
+    }
+
+    /**
+     * hugepage_madvise through madvise_update_vma: the VMAs of the range, cut at its ends, get
+     * VM_HUGEPAGE or VM_NOHUGEPAGE in place of the other, then merge where they can. A hugetlb VMA
+     * in the range refuses it (-EINVAL) before anything changes; a hole is -ENOMEM, as for the
+     * other advice.
+     */
+    private int hugepage(long start, long end, int flag) {
+        long at = start;
+        int rc = 0;
+        for (VmArea v : mm.vmaTree().overlapping(start, end)) {
+            if (v.kind().isHugetlb()) {
+                return -Errno.EINVAL;
+            }
+            rc = v.start() > at ? -Errno.ENOMEM : rc;
+            at = v.end();
+        }
+        rc = at < end ? -Errno.ENOMEM : rc;
+        mmap.splitVma(start);
+        mmap.splitVma(end);
+        for (VmArea v : mm.vmaTree().overlapping(start, end)) {
+            v.setHugepageAdvice(flag);
+        }
+        for (VmArea v : mm.vmaTree().overlapping(start, end)) {
+            if (mm.vma(v.start()) == v) { // not merged away by the previous round
+                mm.vmaTree().mergeAround(v);
+            }
+        }
+        return rc;
+    }
+
+    /**
+     * madvise_collapse: each 2 MiB-aligned range inside {@code [start, end)} and inside a private
+     * anonymous VMA collapses into a huge page; 0 when all did (or were huge already), else the
+     * error of the last that did not (-EINVAL for a range of another kind of VMA), as Linux reports.
+     */
+    private int collapse(long start, long end) {
+        int rc = 0;
+        for (long haddr = (start + HugeMemory.SIZE - 1) & -HugeMemory.SIZE; haddr + HugeMemory.SIZE <= end;
+             haddr += HugeMemory.SIZE) {
+            VmArea v = mm.vma(haddr);
+            if (v == null) {
+                rc = -Errno.ENOMEM;
+                continue;
+            }
+            int r = v.kind() == VmaKind.ANONYMOUS_PRIVATE && v.containsRange(haddr, haddr + HugeMemory.SIZE)
+                    ? KhugepagedImpl.collapse(ctx, mm, v, haddr, false) : -Errno.EINVAL;
+            rc = r < 0 ? r : rc; // 1 (collapsed) and 0 (huge already) both succeed
+        }
         return rc;
     }
 

@@ -34,12 +34,13 @@ import org.vmcore.x86.mem.PhysicalMemory;
  * @param tryGetPage a PFN walker's speculative reference (GUP-fast takes its references there)
  * @param zeroPfn the shared zero page ({@link ZeroPage})
  * @param reclaimCounts pglazyfree and pglazyfreed
+ * @param thp the transparent-huge-page mode, events and huge zero page
  */
 public record MmContext(MachineLock lock, MachineConfig config, PhysicalMemory memory, MappingRegistry registry,
                         HugetlbPools pools, HugetlbFsImpl hugetlbfs, TlbShootdown shootdown,
                         CallbackFailures callbackFailures, OperationHook hook, MigratingThread migrating,
                         MigrationEntryRefs migrationRefs, MmLifecycle lifecycle, LongFunction<PageReference> tryGetPage,
-                        long zeroPfn, ReclaimCounts reclaimCounts) {
+                        long zeroPfn, ReclaimCounts reclaimCounts, Thp thp) {
 
     /** Creating and forgetting address spaces: the machine's PCID allocator and list behind them. */
     public interface MmLifecycle {

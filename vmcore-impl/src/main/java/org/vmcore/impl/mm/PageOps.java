@@ -38,6 +38,8 @@ final class PageOps {
     private final MemMap descriptors;
     private final MappingRegistry registry;
     private final HugetlbPools pools;
+    /** The transparent huge pages of this address space. */
+    final HugeMemory huge;
 
     PageOps(MmContext ctx, SimAddressSpace mm) {
         this.mm = mm;
@@ -45,6 +47,7 @@ final class PageOps {
         this.descriptors = SharedSecrets.memMap(memory);
         this.registry = ctx.registry();
         this.pools = ctx.pools();
+        this.huge = new HugeMemory(ctx, mm);
     }
 
     // ---- leaf iteration ----
@@ -173,6 +176,7 @@ final class PageOps {
         boolean shared = vma.kind().isShared();
         long readOnly = vma.pteProtection(false); // once per call: the VMA's protection is settled
         long readWrite = vma.pteProtection(true);
+        huge.forEachHugePmd(vma, from, to, (haddr, slot, pmd) -> huge.changePmd(slot, pmd, write, readOnly, readWrite));
         forEachLeafLocked(vma, from, to, (va, slot, e) -> {
             if (!Pte.isPresent(e)) {
                 return; // swap or migration entries keep their own permissions
@@ -193,21 +197,25 @@ final class PageOps {
 
     // ---- page references ----
 
-    /** Drops one mapping of the page (page_remove_rmap + put_page). */
+    /** Drops one mapping of the page (folio_remove_rmap_pte + folio_put). */
     void putMapped(long pfn, boolean hugetlb) {
         descriptors.addMapcount(pfn, -1);
         putReference(pfn, hugetlb);
     }
 
-    /** Drops one reference; the last one frees the page to its pool or the buddy allocator. */
+    /**
+     * Drops one reference; the last one frees the page (the whole folio, for a page of a
+     * transparent huge page) to its pool or the buddy allocator.
+     */
     void putReference(long pfn, boolean hugetlb) {
-        if (descriptors.addRefcount(pfn, -1) > 0) {
+        long head = descriptors.folio(pfn);
+        if (descriptors.addRefcount(head, -1) > 0) {
             return;
         }
         if (hugetlb) {
-            pools.poolOf(pfn).free(pfn);
+            pools.poolOf(head).free(head);
         } else {
-            memory.free(pfn);
+            memory.free(head);
         }
     }
 

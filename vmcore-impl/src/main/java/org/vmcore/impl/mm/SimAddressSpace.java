@@ -91,7 +91,7 @@ public final class SimAddressSpace extends MmStruct {
         this.mprotect = new Mprotect(this, ctx, mmapImpl);
         this.pageTableView = new PageWalk(this, pageTable);
         this.gupFast = new GupFast(ctx, this);
-        this.madvise = new Madvise(ctx, this);
+        this.madvise = new Madvise(ctx, this, mmapImpl);
         this.mremap = new Mremap(ctx, this, mmapImpl);
         this.migrationWait = new MigrationWait(ctx, this);
     }
@@ -281,7 +281,7 @@ public final class SimAddressSpace extends MmStruct {
         try (MachineLock.Held locked = lock().shared(); MachineLock.Held mmap = mmapRead()) {
             ensureOpen();
             return new MmCounters(anonPages(), shmemPages(), hugetlbBytes(), pageTable.tablePages(),
-                    pageTable.tablesAt(Level.PMD), vmas.size(), faultCounts.minFlt(), 0);
+                    pageTable.tablesAt(Level.PMD), vmas.size(), faultCounts.minFlt(), 0, anonHugePages());
         }
     }
 

@@ -173,7 +173,10 @@ final class Zap {
     private void zapAnon(VmArea vma, long from, long to, TlbGather gather) {
         RawPageTable table = mm.pageTable();
         long[] rss = {0}; // add_mm_rss_vec: the counter changes once per range, not per page
+        HugeMemory huge = pages.huge;
+        huge.forEachHugePmd(vma, from, to, (haddr, pmdSlot, pmd) -> rss[0] += huge.zapPmd(haddr, pmdSlot, gather));
         LongArrayList orphans = new LongArrayList(0);
+        LongArrayList large = new LongArrayList(0); // transparent huge pages losing pages, held to the end
         PageOps.forEachLeafLocked(vma, from, to, (va, slot, e) -> {
             table.getAndClearSlot(slot);
             gather.add(va, va + 4096, 12);
@@ -185,12 +188,22 @@ final class Zap {
                 rss[0]++;
             }
             if (Pte.isPresent(e)) {
-                pages.putMapped(Pte.pfn(e), false);
+                long pfn = Pte.pfn(e);
+                long head = huge.largeFolio(pfn);
+                if (head >= 0 && (large.isEmpty() || large.getLast() != head)) {
+                    SharedSecrets.memMap(ctx.memory()).addRefcount(head, 1);
+                    large.add(head);
+                }
+                pages.putMapped(pfn, false);
             } else if (migration) {
                 orphans.add(MigrationEntry.pfn(e));
             }
         });
         releaseIfUnreferenced(orphans);
+        for (int i = 0; i < large.size(); i++) { // zap_pte_range unmaps a folio's pages as one batch
+            huge.deferSplitIfPartlyMapped(large.get(i));
+            pages.putReference(large.get(i), false);
+        }
         if (vma.kind() == VmaKind.ANONYMOUS_SHARED) {
             mm.addShmemPages(-rss[0]);
         } else {

@@ -253,5 +253,9 @@ public final class TryToUnmap {
             throw new InvalidArgumentException("pfn", pfn, "must head a page that is mapped or in a page cache ("
                     + descriptors.describe(pfn) + ")");
         }
+        if ((descriptors.flags(pfn) & FrameFlags.LARGE_RMAPPABLE) != 0) {
+            throw new InvalidArgumentException("pfn", pfn, "must not head a transparent huge page: vmcore unmaps and"
+                    + " migrates 4 KiB and hugetlb pages only (" + descriptors.describe(pfn) + ")");
+        }
     }
 }

@@ -55,6 +55,10 @@ public abstract class MmStruct implements AddressSpace {
     private final AtomicLong anonPages = new AtomicLong();
     private final AtomicLong shmemPages = new AtomicLong();
     private final AtomicLong hugetlbBytes = new AtomicLong();
+    private final AtomicLong anonHugePages = new AtomicLong();
+    // Set once a huge PMD entry (a transparent huge page or the huge zero page) was installed here:
+    // until then range walks need not look for them.
+    private volatile boolean mayMapHugePmds;
     // mm->tlb_flush_pending: changed by the operations that owe a flush, read by the stale detector on CPU threads.
     private final AtomicInteger tlbFlushPending = new AtomicInteger();
 
@@ -273,6 +277,28 @@ public abstract class MmStruct implements AddressSpace {
     /** Adds to RssAnon. */
     public final void addAnonPages(long delta) {
         anonPages.addAndGet(delta);
+    }
+
+    /** AnonHugePages, in 4 KiB pages: anonymous memory mapped by huge PMD entries. */
+    public final long anonHugePages() {
+        return anonHugePages.get();
+    }
+
+    /** Adds to AnonHugePages (512 per PMD entry of a transparent huge page). */
+    public final void addAnonHugePages(long delta) {
+        anonHugePages.addAndGet(delta);
+    }
+
+    /** Whether a huge PMD entry may be mapped in an anonymous VMA of this address space. */
+    public final boolean mayMapHugePmds() {
+        return mayMapHugePmds;
+    }
+
+    /** Called before a huge PMD entry is installed in an anonymous VMA. */
+    public final void noteHugePmds() {
+        if (!mayMapHugePmds) {
+            mayMapHugePmds = true;
+        }
     }
 
     /** Adds to RssShmem. */

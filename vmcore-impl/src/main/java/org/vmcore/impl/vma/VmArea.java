@@ -46,6 +46,12 @@ public final class VmArea {
     private volatile boolean detached;
     /** For a private owner: the file page from which its reservations were given back by a truncation. */
     private long reservationsEnd = Long.MAX_VALUE;
+    /** VM_HUGEPAGE, VM_NOHUGEPAGE or neither (0): what MADV_HUGEPAGE and MADV_NOHUGEPAGE set. */
+    private volatile int hugepageAdvice;
+    /** {@link #hugepageAdvice}: MADV_HUGEPAGE. */
+    public static final int VM_HUGEPAGE = 1;
+    /** {@link #hugepageAdvice}: MADV_NOHUGEPAGE. */
+    public static final int VM_NOHUGEPAGE = 2;
     /** The hugetlb VMA lock (hugetlb_vma_lock) of a hugetlb VMA, else null. */
     private final RwSem hugetlbVmaLock;
 
@@ -65,6 +71,16 @@ public final class VmArea {
         this.pgoff = pgoff;
         this.pageSize = pageSize;
         this.hugetlbVmaLock = kind.isHugetlb() ? new RwSem(HUGETLB_VMA_LOCK) : null;
+    }
+
+    /** {@link #VM_HUGEPAGE}, {@link #VM_NOHUGEPAGE} or 0. */
+    public int hugepageAdvice() {
+        return hugepageAdvice;
+    }
+
+    /** Sets VM_HUGEPAGE or VM_NOHUGEPAGE (madvise_update_vma, on a VMA cut to the advised range). */
+    public void setHugepageAdvice(int advice) {
+        hugepageAdvice = advice;
     }
 
     /** Whether the VMA is being torn down and offers its PMD tables to no one (hugetlb_vma_lock_free). */
@@ -235,6 +251,7 @@ public final class VmArea {
         copy.reservationOwner = reservationOwner;
         copy.reservationUnmapped = reservationUnmapped;
         copy.reservationsEnd = reservationsEnd;
+        copy.hugepageAdvice = hugepageAdvice;
         return copy;
     }
 
@@ -242,6 +259,7 @@ public final class VmArea {
     public VmArea forkCopy(MmStruct child) {
         VmArea copy = new VmArea(child, start, end, protection, kind, locked, file, mapping, pgoff, pageSize);
         copy.anonChain.addAll(anonChain);
+        copy.hugepageAdvice = hugepageAdvice;
         return copy;
     }
 
@@ -269,7 +287,8 @@ public final class VmArea {
      * pages could live under one anon_vma and a later mprotect could merge them).
      */
     public boolean anonVmaCompatible(VmArea next) {
-        return next.start == end && next.kind == kind && next.locked == locked && next.file == file
+        return next.start == end && next.kind == kind && next.locked == locked && next.hugepageAdvice == hugepageAdvice
+                && next.file == file
                 && next.mapping == mapping && next.pageSize == pageSize && next.pgoff == pgoff + pages();
     }
 

@@ -9,6 +9,7 @@ import org.junit.jupiter.api.Test;
 import org.vmcore.api.Access;
 import org.vmcore.api.AddressSpace;
 import org.vmcore.api.HugetlbFile;
+import org.vmcore.impl.hugetlb.HugetlbFsImpl;
 import org.vmcore.api.InvariantViolationException;
 import org.vmcore.api.Machine;
 import org.vmcore.api.MapFlags;
@@ -240,7 +241,7 @@ class InvariantCheckerTest {
 
     @Test
     void aReservationLeakIsNamed() {
-        corruptAndExpect(w -> w.machine().hugetlbfsImpl().pool(PageSize.SIZE_2M).reserve(1), "pool reservations");
+        corruptAndExpect(w -> ((HugetlbFsImpl) w.machine().hugetlbfs()).pool(PageSize.SIZE_2M).reserve(1), "pool reservations");
     }
 
     @Test

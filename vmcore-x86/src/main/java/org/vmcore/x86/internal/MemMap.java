@@ -124,8 +124,68 @@ public final class MemMap {
      * @return the frame's reference count, 0 when free
      */
     public int refcount(long pfn) {
-        return readInt(pfn, REFCOUNT);
+        return readInt(folio(pfn), REFCOUNT);
     }
+
+    /**
+     * page_folio: the head of the transparent huge page {@code pfn} is a tail frame of, or
+     * {@code pfn} itself. Reference counts are the folio's: every refcount method goes through
+     * this, as get_page on a tail page takes a reference on its folio.
+     *
+     * @param pfn a frame number of this memory
+     * @return the head frame of its transparent huge page, or {@code pfn}
+     */
+    public long folio(long pfn) {
+        if ((flags(pfn) & FrameFlags.ALLOCATED) != 0) {
+            return pfn; // a head or a single frame: the common case costs one read
+        }
+        long head = pfn & -(1L << LARGE_ORDER);
+        return head != pfn && (flags(head) & (FrameFlags.LARGE_RMAPPABLE | FrameFlags.ALLOCATED))
+                == (FrameFlags.LARGE_RMAPPABLE | FrameFlags.ALLOCATED) && order(head) == LARGE_ORDER ? head : pfn;
+    }
+
+    /**
+     * folio_entire_mapcount: how many PMD entries map the transparent huge page headed by
+     * {@code head} in whole (kept in the first tail's descriptor, as the kernel keeps it).
+     *
+     * @param head the head frame of a transparent huge page
+     * @return the number of PMD mappings
+     */
+    public int entireMapcount(long head) {
+        return readInt(head + 1, PT_SHARE_COUNT);
+    }
+
+    /**
+     * Adds {@code delta} to the entire mapcount of the transparent huge page at {@code head}.
+     *
+     * @param head the head frame of a transparent huge page
+     * @param delta the change
+     * @return the count after the change
+     */
+    public int addEntireMapcount(long head, int delta) {
+        return (int) INT.getAndAdd(materialise(head + 1), offset(head + 1) + PT_SHARE_COUNT, delta) + delta;
+    }
+
+    /**
+     * split_page for a transparent huge page: the order-{@value #LARGE_ORDER} block at
+     * {@code head} becomes {@code 2^order} single allocated frames, each with refcount 1 and
+     * zero mapcount, flags, mapping and index (the caller gives them theirs); each can then be
+     * freed on its own.
+     *
+     * @param head the head frame of a transparent huge page
+     */
+    public void splitLarge(long head) {
+        int node = node(head);
+        for (long i = 1; i < 1L << LARGE_ORDER; i++) {
+            initAllocated(head + i, 0, node);
+        }
+        MemorySegment s = materialise(head);
+        s.set(ValueLayout.JAVA_SHORT, offset(head) + ORDER, (short) 0);
+        clearFlags(head, FrameFlags.HEAD | FrameFlags.LARGE_RMAPPABLE);
+    }
+
+    /** The order of a transparent huge page: a PMD's worth of 4 KiB frames. */
+    public static final int LARGE_ORDER = 9;
 
     /**
      * The number of page-table entries mapping the frame (0 when unmapped).
@@ -234,7 +294,8 @@ public final class MemMap {
      * @return the reference count after the change
      */
     public int addRefcount(long pfn, int delta) {
-        return (int) INT.getAndAdd(materialise(pfn), offset(pfn) + REFCOUNT, delta) + delta;
+        long head = folio(pfn);
+        return (int) INT.getAndAdd(materialise(head), offset(head) + REFCOUNT, delta) + delta;
     }
 
     /**
@@ -245,8 +306,9 @@ public final class MemMap {
      * @return whether a reference was taken
      */
     public boolean getUnlessZero(long pfn) {
-        MemorySegment s = materialise(pfn);
-        long at = offset(pfn) + REFCOUNT;
+        long head = folio(pfn);
+        MemorySegment s = materialise(head);
+        long at = offset(head) + REFCOUNT;
         while (true) {
             int count = (int) INT.getVolatile(s, at);
             if (count <= 0) {
@@ -287,7 +349,8 @@ public final class MemMap {
      * @param value the new reference count, 0 or more
      */
     public void setRefcount(long pfn, int value) {
-        INT.setVolatile(materialise(pfn), offset(pfn) + REFCOUNT, value);
+        long head = folio(pfn);
+        INT.setVolatile(materialise(head), offset(head) + REFCOUNT, value);
     }
 
     /**

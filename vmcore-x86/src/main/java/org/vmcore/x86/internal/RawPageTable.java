@@ -214,6 +214,153 @@ public final class RawPageTable extends PageTableEntries {
         return old;
     }
 
+    // ---- transparent huge pages ----
+
+    /**
+     * As {@link #allocSlot}, but -1 instead of an exception when an entry on the way is a leaf (a
+     * huge entry another fault installed meanwhile): the fault that wanted a 4 KiB slot retries.
+     *
+     * @param va the virtual address, canonical and aligned to the level's page size
+     * @param level PTE, PMD or PUD
+     * @return the slot's physical address, or -1
+     * @throws OutOfMemoryException if a table cannot be allocated (nothing is changed)
+     */
+    public synchronized long tryAllocSlot(long va, Level level) {
+        ensureAlive();
+        long tablePfn = rootPfn;
+        for (Level at = root; at != level; at = at.below()) {
+            long e = TableMemory.read(contents, tablePfn, at.index(va));
+            if (Pte.isNone(e)) {
+                break;
+            }
+            if (!isTablePointer(e, at)) {
+                return -1;
+            }
+            tablePfn = Pte.pfn(e);
+        }
+        return allocSlot(va, level);
+    }
+
+    /**
+     * Fills the empty slot with {@code entry} under the tree's monitor, so that no table
+     * allocation on the way to the same slot (which also runs under it) can overwrite it: a huge
+     * entry installed at the PMD level while another fault allocates a PTE table there.
+     *
+     * @param slot a leaf slot from {@link #allocSlot}
+     * @param entry the entry to store
+     * @return false, changing nothing, when the slot was not empty
+     */
+    public synchronized boolean installIfNone(long slot, long entry) {
+        ensureAlive();
+        if (!Pte.isNone(readSlot(slot))) {
+            return false;
+        }
+        return compareAndSetSlot(slot, readSlot(slot), entry);
+    }
+
+    /**
+     * pgtable_trans_huge_deposit: allocates a PTE table, counts it as the tree's and keeps it with
+     * the PMD table that maps {@code va}, for splitting the huge entry there later.
+     *
+     * @param va an address whose PMD table exists
+     * @throws OutOfMemoryException if no frame is free for it (nothing is changed)
+     */
+    public synchronized void depositTable(long va) {
+        ensureAlive();
+        tables.deposit(pmdTable(va));
+    }
+
+    /**
+     * pgtable_trans_huge_withdraw: takes one table deposited with the PMD table mapping {@code va};
+     * it stays counted until {@link #splitLeaf} links it or {@link #freeWithdrawn} frees it.
+     *
+     * @param va an address whose PMD table exists
+     * @return the table's frame, or -1 when none is deposited
+     */
+    public synchronized long withdrawTable(long va) {
+        ensureAlive();
+        return tables.withdraw(pmdTable(va));
+    }
+
+    /**
+     * Deposits a table withdrawn before (from this tree) with the PMD table mapping {@code va}:
+     * move_huge_pmd carries the deposit along with the entry.
+     *
+     * @param va an address whose PMD table exists
+     * @param tablePfn a table from {@link #withdrawTable}
+     */
+    public synchronized void redepositTable(long va, long tablePfn) {
+        ensureAlive();
+        tables.push(pmdTable(va), tablePfn);
+    }
+
+    /**
+     * Frees a table from {@link #withdrawTable} (zap_deposited_table).
+     *
+     * @param tablePfn the withdrawn table
+     */
+    public synchronized void freeWithdrawn(long tablePfn) {
+        tables.freeUnlinked(tablePfn);
+    }
+
+    /**
+     * __split_huge_pmd_locked's last step: writes {@code ptes} into the withdrawn table and points
+     * the PMD slot at it in place of {@code expected}. The accessed and dirty bits a CPU set on the
+     * huge entry meanwhile go to every PTE, as pmdp_invalidate hands them on.
+     *
+     * @param pmdSlot the PMD slot holding the huge entry
+     * @param expected the huge entry the caller read under the PMD lock
+     * @param tablePfn a table from {@link #withdrawTable}
+     * @param ptes the 512 entries, in address order
+     * @return false, changing nothing, when the slot no longer holds {@code expected} (A and D aside)
+     */
+    public synchronized boolean splitLeaf(long pmdSlot, long expected, long tablePfn, long[] ptes) {
+        ensureAlive();
+        long ad = Pte.ACCESSED | Pte.DIRTY;
+        while (true) {
+            long cur = readSlot(pmdSlot);
+            if ((cur & ~ad) != (expected & ~ad)) {
+                return false;
+            }
+            long gained = cur & ad & ~expected;
+            for (int i = 0; i < Level.ENTRIES; i++) {
+                TableMemory.write(contents, tablePfn, i, ptes[i] | gained);
+            }
+            if (compareAndSetSlot(pmdSlot, cur, Pte.table(tablePfn))) {
+                return true;
+            }
+        }
+    }
+
+    /**
+     * collapse_huge_page's swap: the PMD slot, pointing at a PTE table, gets the huge
+     * {@code leaf}; the old table, unlinked, becomes the deposit of the new entry (its contents are
+     * left as they were: nothing reads a deposit until a split rewrites it).
+     *
+     * @param pmdSlot the PMD slot pointing at the PTE table
+     * @param leaf the huge entry
+     * @return the old table's frame
+     */
+    public synchronized long collapseTable(long pmdSlot, long leaf) {
+        ensureAlive();
+        long e = readSlot(pmdSlot);
+        if (!isTablePointer(e, Level.PMD)) {
+            throw new InvalidArgumentException("pmdSlot", pmdSlot, "must point to a PTE table (entry " + Pte.describe(e, Level.PMD) + ")");
+        }
+        long table = Pte.pfn(e);
+        compareAndSetSlot(pmdSlot, e, leaf);
+        tables.push(pmdSlot >>> 12, table);
+        return table;
+    }
+
+    private long pmdTable(long va) {
+        long slot = slot(va, Level.PMD);
+        if (slot < 0) {
+            throw new InvalidArgumentException("va", va, "must have a PMD table");
+        }
+        return slot >>> 12;
+    }
+
     // ---- table operations, under the monitor ----
 
     /**

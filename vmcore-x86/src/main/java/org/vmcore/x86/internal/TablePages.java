@@ -75,6 +75,48 @@ final class TablePages {
         return (tablePfn << 12) | ((long) level.index(va) << 3);
     }
 
+    /**
+     * pgtable_trans_huge_deposit: a new PTE table, counted as the tree's but linked nowhere, kept
+     * with the PMD table at {@code pmdTablePfn} for the day the huge entry there is split. The
+     * deposits of one PMD table form a list threaded through their descriptors' mapping field
+     * (PFN + 1, 0 ending it), as the kernel threads them through the PMD table's page.
+     */
+    void deposit(long pmdTablePfn) {
+        assert Thread.holdsLock(owner);
+        long pfn = frames.tryAllocate(node);
+        if (pfn < 0) {
+            throw new OutOfMemoryException("no free frame on node " + node + " for the page table a huge page deposits");
+        }
+        init(pfn);
+        push(pmdTablePfn, pfn);
+    }
+
+    /** Links an already counted table into the deposit list of the PMD table at {@code pmdTablePfn}. */
+    void push(long pmdTablePfn, long tablePfn) {
+        descriptors.setMapping(tablePfn, descriptors.mapping(pmdTablePfn), 0);
+        descriptors.setMapping(pmdTablePfn, tablePfn + 1, 0);
+    }
+
+    /** pgtable_trans_huge_withdraw: unlinks one deposited table, still counted; -1 when there is none. */
+    long withdraw(long pmdTablePfn) {
+        assert Thread.holdsLock(owner);
+        long first = descriptors.mapping(pmdTablePfn) - 1;
+        if (first < 0) {
+            return -1;
+        }
+        descriptors.setMapping(pmdTablePfn, descriptors.mapping(first), 0);
+        descriptors.setMapping(first, 0, 0);
+        return first;
+    }
+
+    /** Frees a table that is linked nowhere (a withdrawn deposit): no walker can be reading it. */
+    void freeUnlinked(long tablePfn) {
+        assert Thread.holdsLock(owner);
+        frames.account(tablePfn, false);
+        count--;
+        put(tablePfn);
+    }
+
     /** Tables of level {@code wanted} reachable from the table at tablePfn of level {@code at}. */
     long countTables(long tablePfn, Level at, Level wanted) {
         assert Thread.holdsLock(owner);
@@ -135,6 +177,11 @@ final class TablePages {
                 count--;
             } else {
                 release(child, below);
+            }
+        }
+        if (level == Level.PMD) {
+            for (long d = withdraw(tablePfn); d >= 0; d = withdraw(tablePfn)) {
+                free(d); // tables deposited for huge entries the owner did not zap
             }
         }
         free(tablePfn);

@@ -88,6 +88,27 @@ public final class FrameDescriptors {
     }
 
     /**
+     * The head of the transparent huge page {@code pfn} belongs to, or {@code pfn} itself; see
+     * {@link MemMap#folio}.
+     *
+     * @param pfn a frame number of this memory
+     * @return the head frame, or {@code pfn}
+     */
+    public long folio(long pfn) {
+        return map.folio(pfn);
+    }
+
+    /**
+     * How many PMD entries map the transparent huge page at {@code head}.
+     *
+     * @param head the head frame of a transparent huge page
+     * @return the entire mapcount
+     */
+    public int entireMapcount(long head) {
+        return map.entireMapcount(head);
+    }
+
+    /**
      * The number of page-table entries mapping the frame (0 when unmapped).
      *
      * @param pfn a frame number of this memory

@@ -37,6 +37,17 @@ public final class FrameFlags {
      * swapping it out while it stays clean.
      */
     public static final int LAZYFREE = 1 << 13;
+    /**
+     * PG_large_rmappable: the head of a transparent huge page (an order-9 anonymous folio). Its
+     * tail frames carry no flags of their own: their references are the head's
+     * ({@link org.vmcore.x86.internal.MemMap#folio}), their mapcounts count PTEs mapping them.
+     */
+    public static final int LARGE_RMAPPABLE = 1 << 14;
+    /**
+     * PG_partially_mapped: a transparent huge page some of whose pages are no longer mapped, on
+     * the deferred split queue.
+     */
+    public static final int PARTIALLY_MAPPED = 1 << 15;
     /** The block starting at this frame is allocated (see the class comment). */
     public static final int ALLOCATED = 1 << 31;
 
@@ -52,7 +63,7 @@ public final class FrameFlags {
     public static String describe(int flags) {
         StringBuilder out = new StringBuilder();
         String[] names = {"locked", "referenced", "uptodate", "dirty", "lru", "head", "anon", "hugetlb",
-            "pgtable", "hwpoison", "reserved", "isolated", "mlocked"};
+            "pgtable", "hwpoison", "reserved", "isolated", "mlocked", "lazyfree", "large_rmappable", "partially_mapped"};
         for (int bit = 0; bit < names.length; bit++) {
             if ((flags & (1 << bit)) != 0) {
                 out.append(out.isEmpty() ? "" : "|").append(names[bit]);

@@ -1,0 +1,91 @@
+package org.vmcore.impl.mm;
+
+import java.util.concurrent.atomic.AtomicLongArray;
+import org.vmcore.api.ThpMode;
+import org.vmcore.api.VmstatCounter;
+import org.vmcore.x86.internal.MemMap;
+import org.vmcore.x86.internal.SharedSecrets;
+import org.vmcore.x86.mem.FrameFlags;
+import org.vmcore.x86.mem.PhysicalMemory;
+
+/**
+ * What the machine knows of transparent huge pages (mm/huge_memory.c's globals): the mode of
+ * /sys/kernel/mm/transparent_hugepage/enabled, the thp_* events of /proc/vmstat and the huge
+ * zero page, allocated on the first read fault that wants one and kept until the machine closes
+ * (the kernel frees it under memory pressure when nothing maps it).
+ */
+public final class Thp {
+    /** The thp_* events, in {@link VmstatCounter} order. */
+    enum Event {
+        FAULT_ALLOC(VmstatCounter.THP_FAULT_ALLOC),
+        FAULT_FALLBACK(VmstatCounter.THP_FAULT_FALLBACK),
+        COLLAPSE_ALLOC(VmstatCounter.THP_COLLAPSE_ALLOC),
+        SPLIT_PMD(VmstatCounter.THP_SPLIT_PMD),
+        SPLIT_PAGE(VmstatCounter.THP_SPLIT_PAGE),
+        DEFERRED_SPLIT_PAGE(VmstatCounter.THP_DEFERRED_SPLIT_PAGE),
+        ZERO_PAGE_ALLOC(VmstatCounter.THP_ZERO_PAGE_ALLOC),
+        MIGRATION_SUCCESS(VmstatCounter.THP_MIGRATION_SUCCESS);
+
+        final VmstatCounter counter;
+
+        Event(VmstatCounter counter) {
+            this.counter = counter;
+        }
+    }
+
+    private final ThpMode mode;
+    private final PhysicalMemory memory;
+    private final AtomicLongArray events = new AtomicLongArray(Event.values().length);
+    private volatile long hugeZeroPfn = -1;
+
+    public Thp(ThpMode mode, PhysicalMemory memory) {
+        this.mode = mode;
+        this.memory = memory;
+    }
+
+    /** always, madvise or never. */
+    ThpMode mode() {
+        return mode;
+    }
+
+    void count(Event event) {
+        events.incrementAndGet(event.ordinal());
+    }
+
+    /** Writes the thp_* events into {@code vmstat}, indexed by {@link VmstatCounter#ordinal()}. */
+    public void report(long[] vmstat) {
+        for (Event e : Event.values()) {
+            vmstat[e.counter.ordinal()] = events.get(e.ordinal());
+        }
+    }
+
+    /**
+     * get_huge_zero_folio: the huge zero page, allocated (zeroed, reserved) the first time; -1
+     * when no 2 MiB block is free for it, and the fault falls back to 4 KiB pages.
+     */
+    long hugeZeroPfn() {
+        long pfn = hugeZeroPfn;
+        return pfn >= 0 ? pfn : allocateHugeZero();
+    }
+
+    /** Whether {@code pfn} is the huge zero page. */
+    boolean isHugeZero(long pfn) {
+        return pfn == hugeZeroPfn;
+    }
+
+    private synchronized long allocateHugeZero() {
+        if (hugeZeroPfn >= 0) {
+            return hugeZeroPfn;
+        }
+        for (int node = 0; node < memory.nodes().size(); node++) {
+            long pfn = memory.tryAllocate(node, MemMap.LARGE_ORDER, true);
+            if (pfn >= 0) {
+                SharedSecrets.memMap(memory).setFlags(pfn, FrameFlags.RESERVED | FrameFlags.UPTODATE);
+                count(Event.ZERO_PAGE_ALLOC);
+                hugeZeroPfn = pfn;
+                return pfn;
+            }
+        }
+        return -1;
+    }
+}
