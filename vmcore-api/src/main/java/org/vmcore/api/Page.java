@@ -11,7 +11,8 @@ import java.util.Set;
  * @param pfn      head page frame number
  * @param size     the folio's size
  * @param node     NUMA node of the frame
- * @param mapcount page-table entries that map it (a shared PMD table counts once)
+ * @param mapcount page-table entries that map it (a shared PMD table counts once); for a transparent
+ *                 huge page, folio_mapcount: its PMD entries plus the PTEs mapping any of its pages
  * @param refcount references: mappings, page cache and pins
  * @param flags    its flags, for example {@code [UPTODATE, HEAD, HUGETLB]}, or {@code [BUDDY]} for a
  *                 free frame; unmodifiable

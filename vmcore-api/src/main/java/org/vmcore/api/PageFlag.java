@@ -32,6 +32,8 @@ public enum PageFlag {
     ISOLATED,
     /** PG_mlocked: mapped by a VM_LOCKED mapping. */
     MLOCKED,
+    /** A page of a transparent huge page (KPF_THP): an anonymous 2 MiB folio, mapped by a PMD entry or by PTEs. */
+    THP,
     /**
      * PageBuddy: free in the buddy allocator (KPF_BUDDY). vmcore reports it for every free frame,
      * where the kernel marks only the first frame of each free block.

@@ -52,14 +52,20 @@ final class PhysicalAccess {
             case 18 -> PageSize.SIZE_1G;
             default -> PageSize.SIZE_4K;
         };
-        return new Page(pfn, size, memory.nodeOf(pfn), d.mapcount(pfn), d.refcount(pfn),
-                pageFlags(flags), anon, file, d.index(pfn));
+        int mapcount = d.mapcount(pfn);
+        if ((flags & FrameFlags.LARGE_RMAPPABLE) != 0) { // folio_mapcount: PMD entries and every page's PTEs
+            mapcount = d.entireMapcount(pfn);
+            for (int i = 0; i < 512; i++) {
+                mapcount += d.mapcount(pfn + i);
+            }
+        }
+        return new Page(pfn, size, memory.nodeOf(pfn), mapcount, d.refcount(pfn), pageFlags(flags), anon, file, d.index(pfn));
     }
 
     /** The frame-descriptor flag bits in {@link PageFlag} order: PAGE_FLAG_BITS[f.ordinal()] is the bit of f. */
     private static final int[] PAGE_FLAG_BITS = {FrameFlags.LOCKED, FrameFlags.REFERENCED, FrameFlags.UPTODATE, FrameFlags.DIRTY,
         FrameFlags.LRU, FrameFlags.HEAD, FrameFlags.ANON, FrameFlags.HUGETLB, FrameFlags.PGTABLE, FrameFlags.HWPOISON,
-        FrameFlags.RESERVED, FrameFlags.ISOLATED, FrameFlags.MLOCKED};
+        FrameFlags.RESERVED, FrameFlags.ISOLATED, FrameFlags.MLOCKED, FrameFlags.LARGE_RMAPPABLE};
 
     /** The flags of an allocated frame; ALLOCATED has no PageFlag (BUDDY is its opposite). */
     static Set<PageFlag> pageFlags(int bits) {

@@ -20,6 +20,7 @@ import org.vmcore.api.OutOfMemoryException;
 import org.vmcore.api.PageSize;
 import org.vmcore.api.Protection;
 import org.vmcore.api.SegmentationFaultException;
+import org.vmcore.api.ThpMode;
 import org.vmcore.api.TlbConfig;
 
 /**
@@ -92,7 +93,10 @@ final class ModelRunner {
         this.seed = seed;
         this.random = new Random(seed);
         // small TLBs: entries get evicted and refilled, and the checker reads them quickly
+        // the seed picks the transparent-huge-page mode: with 'always' every anonymous slot's first
+        // 2 MiB is a huge page, split and collapsed as the steps go
         this.machine = Machine.builder().node(2 * GIB).node(2 * GIB).cpus(CPUS).tlb(new TlbConfig(64, 4, 32, 4, 4, 4, 2, 4, 8))
+                .thp(ThpMode.values()[(int) Math.floorMod(seed, 3L)])
                 .hugePages(0, PageSize.SIZE_2M, 300)
                 .hugePages(1, PageSize.SIZE_2M, 300).build();
         this.file = machine.hugetlbfs().create("shm", GIB, PageSize.SIZE_2M);
@@ -267,8 +271,10 @@ final class ModelRunner {
             dontneed(p, s, page);
         } else if (op < 97) {
             freeAndPageout(p, s, page);
-        } else if (op < 99) {
+        } else if (op < 98) {
             moveOutAndBack(p, s);
+        } else if (op < 99) {
+            hugePages(p, s);
         } else {
             load(p, s, page);
         }
@@ -310,7 +316,7 @@ final class ModelRunner {
         for (int i = page; slot != null && slot.privateWords != null && i < page + count; i++) {
             long pfn = proc.mm.pageAt(pageAddress(s, i));
             var pg = pfn < 0 ? null : machine.page(pfn);
-            dropped[i] = pg != null && pg.anonymous() && pg.mapcount() == 1;
+            dropped[i] = pg != null && pg.anonymous() && pg.mapcount() == 1 && pg.size() == PageSize.SIZE_4K; // never a huge page's
         }
         int free = proc.mm.madvise(start, count * pageBytes, Advice.FREE);
         int pageout = proc.mm.madvise(start, count * pageBytes, Advice.PAGEOUT);
@@ -348,6 +354,32 @@ final class ModelRunner {
         }
         proc.mm.mremap(slotBase(s), slotLength(s), slotLength(s), move, scratch);
         proc.mm.mremap(scratch, slotLength(s), slotLength(s), move, slotBase(s));
+    }
+
+    /**
+     * MADV_HUGEPAGE or NOHUGEPAGE on a slot, MADV_COLLAPSE of its first 2 MiB, or a khugepaged
+     * step: contents never change. Hugetlb refuses the advice (-EINVAL), an unmapped slot is
+     * -ENOMEM; a collapse may fail (-EAGAIN, -ENOMEM, -EINVAL for memory it cannot collapse).
+     */
+    private void hugePages(int p, int s) {
+        Proc proc = procs.get(p);
+        Slot slot = proc.slots[s];
+        int what = random.nextInt(4);
+        if (what == 3) {
+            log.add("khugepaged scan 4");
+            machine.khugepaged().scan(4);
+            return;
+        }
+        Advice advice = what == 0 ? Advice.HUGEPAGE : what == 1 ? Advice.NOHUGEPAGE : Advice.COLLAPSE;
+        long length = what == 2 ? 2 * MIB : slotLength(s);
+        log.add("madvise p" + p + " slot " + s + " " + advice);
+        int rc = proc.mm.madvise(slotBase(s), length, advice);
+        boolean ok = slot == null ? rc == -Errno.ENOMEM : s >= HUGE_SLOT ? rc == -Errno.EINVAL
+                : advice != Advice.COLLAPSE ? rc == 0
+                : rc == 0 || rc == -Errno.EAGAIN || rc == -Errno.ENOMEM || rc == -Errno.EINVAL;
+        if (!ok) {
+            throw new AssertionError("madvise " + advice + " p" + p + " slot " + s + " returned " + rc);
+        }
     }
 
     private static long slotLength(int s) {

@@ -175,6 +175,9 @@ final class MigrateFolio {
         if (memory.nodeOf(pfn) == toNode && !poisonOld) {
             return 0;
         }
+        if ((flags & FrameFlags.LARGE_RMAPPABLE) != 0) {
+            return -Errno.EBUSY; // a transparent huge page: vmcore does not migrate them yet
+        }
         if (!descriptors.getUnlessZero(pfn)) { // isolation: the page stays alive while it is unmapped
             return -Errno.ENOENT;
         }

@@ -44,6 +44,9 @@ final class SoftOffline {
             if ((flags & (FrameFlags.HWPOISON | FrameFlags.RESERVED)) != 0) {
                 return -Errno.EBUSY; // poisoned already, or the shared zero page, which cannot go
             }
+            if ((descriptors.flags(descriptors.folio(pfn)) & FrameFlags.LARGE_RMAPPABLE) != 0) {
+                return -Errno.EBUSY; // a page of a transparent huge page: vmcore neither splits nor migrates them yet
+            }
             HugePagePool pool = pools.poolOf(pfn);
             if (pool != null && pool.isFree(pfn)) {
                 return pool.dissolve(pfn, true) ? 0 : -Errno.EBUSY;
