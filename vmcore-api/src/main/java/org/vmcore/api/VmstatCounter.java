@@ -52,7 +52,9 @@ public enum VmstatCounter {
     /** Huge zero pages allocated (one per machine, on the first read fault that maps one). */
     THP_ZERO_PAGE_ALLOC,
     /** Transparent huge pages migrated whole, with PMD migration entries. */
-    THP_MIGRATION_SUCCESS;
+    THP_MIGRATION_SUCCESS,
+    /** Transparent huge pages whose migration failed. */
+    THP_MIGRATION_FAIL;
 
     private final String procName = name().toLowerCase(Locale.ROOT);
 

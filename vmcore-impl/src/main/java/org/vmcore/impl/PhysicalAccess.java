@@ -52,14 +52,7 @@ final class PhysicalAccess {
             case 18 -> PageSize.SIZE_1G;
             default -> PageSize.SIZE_4K;
         };
-        int mapcount = d.mapcount(pfn);
-        if ((flags & FrameFlags.LARGE_RMAPPABLE) != 0) { // folio_mapcount: PMD entries and every page's PTEs
-            mapcount = d.entireMapcount(pfn);
-            for (int i = 0; i < 512; i++) {
-                mapcount += d.mapcount(pfn + i);
-            }
-        }
-        return new Page(pfn, size, memory.nodeOf(pfn), mapcount, d.refcount(pfn), pageFlags(flags), anon, file, d.index(pfn));
+        return new Page(pfn, size, memory.nodeOf(pfn), d.folioMapcount(pfn), d.refcount(pfn), pageFlags(flags), anon, file, d.index(pfn));
     }
 
     /** The frame-descriptor flag bits in {@link PageFlag} order: PAGE_FLAG_BITS[f.ordinal()] is the bit of f. */

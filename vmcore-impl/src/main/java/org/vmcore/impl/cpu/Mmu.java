@@ -15,6 +15,7 @@ import org.vmcore.x86.internal.DirectMap;
 import org.vmcore.x86.internal.L1Dtlb;
 import org.vmcore.x86.mem.FrameContents;
 import org.vmcore.x86.pgtable.PageFaultCode;
+import org.vmcore.x86.pgtable.Level;
 import org.vmcore.x86.pgtable.Pte;
 import org.vmcore.x86.pgtable.WalkResult;
 import org.vmcore.x86.pgtable.Walker;
@@ -378,9 +379,15 @@ final class Mmu {
             log.fault(code, result);
         }
         if (meter.model() != null) {
-            PageSize size = mm.isClosed() ? PageSize.SIZE_4K : mm.findVma(va).map(Vma::pageSize).orElse(PageSize.SIZE_4K);
-            meter.fault(result, size);
+            meter.fault(result, mm.isClosed() ? PageSize.SIZE_4K : faultSize(mm, va));
         }
+    }
+
+    /** The size of the page a fault at va mapped: the VMA's, or 2 MiB where a huge PMD entry maps va now. */
+    private static PageSize faultSize(SimAddressSpace mm, long va) {
+        PageSize size = mm.findVma(va).map(Vma::pageSize).orElse(PageSize.SIZE_4K);
+        long pmd = size == PageSize.SIZE_4K ? mm.pageTable().entry(va & -PageSize.SIZE_2M.bytes(), Level.PMD) : 0;
+        return Pte.isPresent(pmd) && (pmd & Pte.PSE) != 0 ? PageSize.SIZE_2M : size;
     }
 
     // ---- for the batch loops, which keep these in locals for the length of a window ----

@@ -61,6 +61,8 @@ final class MigrateFolio {
     private final AtomicLong success = new AtomicLong();
     private final AtomicLong fail = new AtomicLong();
     private final AtomicLong hugetlbSuccess = new AtomicLong();
+    private final AtomicLong thpSuccess = new AtomicLong();
+    private final AtomicLong thpFail = new AtomicLong();
     private final AtomicLong hugetlbFail = new AtomicLong();
 
     MigrateFolio(MachineLock lock, PhysicalMemory memory, HugetlbPools pools, MappingRegistry registry, TryToUnmap unmap,
@@ -91,6 +93,8 @@ final class MigrateFolio {
         out.put("pgmigrate_fail", fail.get());
         out.put("hugetlb_migrate_success", hugetlbSuccess.get());
         out.put("hugetlb_migrate_fail", hugetlbFail.get());
+        out.put("thp_migration_success", thpSuccess.get());
+        out.put("thp_migration_fail", thpFail.get());
         return out;
     }
 
@@ -117,8 +121,8 @@ final class MigrateFolio {
      * PG_isolated, held until {@link #putback}; null when another call has the page queued.
      */
     PageReference isolate(long pfn) {
-        if ((descriptors.flags(descriptors.folio(pfn)) & FrameFlags.LARGE_RMAPPABLE) != 0) {
-            return null; // a transparent huge page: vmcore does not migrate them yet (busy, as one being split)
+        if (descriptors.folio(pfn) != pfn) {
+            return null; // a page inside a transparent huge page: only its head isolates it
         }
         PageReference ref = tryGetPage.apply(pfn);
         if (ref != null && !descriptors.trySetFlag(ref.pfn(), FrameFlags.ISOLATED)) {
@@ -175,8 +179,9 @@ final class MigrateFolio {
         if (memory.nodeOf(pfn) == toNode && !poisonOld) {
             return 0;
         }
-        if ((flags & FrameFlags.LARGE_RMAPPABLE) != 0) {
-            return -Errno.EBUSY; // a transparent huge page: vmcore does not migrate them yet
+        boolean thp = (flags & FrameFlags.LARGE_RMAPPABLE) != 0;
+        if (thp && descriptors.folioMapcount(pfn) != descriptors.entireMapcount(pfn)) {
+            return -Errno.EBUSY; // a huge page mapped by PTEs somewhere: vmcore moves only PMD-mapped ones
         }
         if (!descriptors.getUnlessZero(pfn)) { // isolation: the page stays alive while it is unmapped
             return -Errno.ENOENT;
@@ -193,8 +198,8 @@ final class MigrateFolio {
         }
         boolean huge = (flags & FrameFlags.HUGETLB) != 0;
         HugePagePool pool = huge ? pools.poolOf(pfn) : null;
-        PageSize size = pool != null ? pool.size() : PageSize.SIZE_4K;
-        long target = huge ? pool.allocateOnNode(toNode) : memory.tryAllocate(toNode, 0, false);
+        PageSize size = pool != null ? pool.size() : thp ? PageSize.SIZE_2M : PageSize.SIZE_4K;
+        long target = huge ? pool.allocateOnNode(toNode) : memory.tryAllocate(toNode, thp ? MemMap.LARGE_ORDER : 0, false);
         int rc;
         migrating.enter(pfn);
         if (target >= 0) {
@@ -218,7 +223,7 @@ final class MigrateFolio {
             migrating.exit();
             FolioLock.unlock(descriptors, pfn);
         }
-        finish(pfn, target, rc, huge, pool, poisonOld);
+        finish(pfn, target, rc, huge, pool, poisonOld, size);
         if (move.any()) {
             throw CallbackFailures.sneaky(callbackFailures.suppressInto(move.take()));
         }
@@ -233,7 +238,7 @@ final class MigrateFolio {
      * left in {@code move}, the observer is not called again, and the caller rethrows it.
      */
     private int moveMapped(long pfn, long target, PageSize size, int toNode, int queued, FolioFailures move) {
-        boolean wasMapped = descriptors.mapcount(pfn) > 0;
+        boolean wasMapped = descriptors.folioMapcount(pfn) > 0;
         if (wasMapped) {
             var event = phaseEvent();
             try {
@@ -253,14 +258,15 @@ final class MigrateFolio {
         boolean cached = (descriptors.flags(pfn) & FrameFlags.ANON) == 0 && owner != null;
         // migrate_huge_page_move_mapping: the isolation references plus the page cache's, nothing else
         int expected = 1 + queued + (cached ? 1 : 0);
-        if (!move.any() && descriptors.mapcount(pfn) == 0 && descriptors.refcount(pfn) == expected) {
+        if (!move.any() && descriptors.folioMapcount(pfn) == 0 && descriptors.refcount(pfn) == expected) {
             notify(MigrationPhase.BEFORE_COPY, pfn, target, size, toNode, move);
         }
-        if (!move.any() && descriptors.mapcount(pfn) == 0 && descriptors.refcount(pfn) == expected) {
+        if (!move.any() && descriptors.folioMapcount(pfn) == 0 && descriptors.refcount(pfn) == expected) {
             var event = phaseEvent();
             memory.contents().copy(pfn, target, size.frames());
             Initiator.pageCopy(size.bytes());
-            descriptors.setFlags(target, descriptors.flags(pfn) & (FrameFlags.ANON | FrameFlags.UPTODATE | FrameFlags.DIRTY | FrameFlags.LAZYFREE));
+            descriptors.setFlags(target, descriptors.flags(pfn)
+                    & (FrameFlags.ANON | FrameFlags.UPTODATE | FrameFlags.DIRTY | FrameFlags.LAZYFREE | FrameFlags.LARGE_RMAPPABLE));
             descriptors.setMapping(target, descriptors.mapping(pfn), descriptors.index(pfn));
             if (cached) {
                 replaceInPageCache((FileMapping) owner, pfn, target); // the cache's reference moves with the slot
@@ -285,7 +291,8 @@ final class MigrateFolio {
         return rc != 0 && move.any() ? -Errno.EBUSY : rc;
     }
 
-    private void finish(long pfn, long target, int rc, boolean huge, HugePagePool pool, boolean poisonOld) {
+    private void finish(long pfn, long target, int rc, boolean huge, HugePagePool pool, boolean poisonOld, PageSize size) {
+        boolean thp = !huge && size != PageSize.SIZE_4K;
         if (rc == 0) {
             if (descriptors.addRefcount(target, -1) == 0) { // the allocation's reference: mappings and cache hold it now
                 migrationRefs.releaseIfUnreferenced(target); // unless the page's mappings went while it moved
@@ -311,9 +318,11 @@ final class MigrateFolio {
                     memory.free(pfn);
                 }
             }
-            success.addAndGet(huge ? pool.size().frames() : 1);
+            success.addAndGet(size.frames());
             if (huge) {
                 hugetlbSuccess.incrementAndGet();
+            } else if (thp) {
+                thpSuccess.incrementAndGet();
             }
             return;
         }
@@ -334,9 +343,11 @@ final class MigrateFolio {
             }
         }
         if (rc != -Errno.EAGAIN) {
-            fail.addAndGet(huge ? pool.size().frames() : 1);
+            fail.addAndGet(size.frames());
             if (huge) {
                 hugetlbFail.incrementAndGet();
+            } else if (thp) {
+                thpFail.incrementAndGet();
             }
         }
     }

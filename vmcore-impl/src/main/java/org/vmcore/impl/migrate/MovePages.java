@@ -123,7 +123,7 @@ final class MovePages {
         if (node < 0 || on == node) {
             return on;
         }
-        if (!moveAll && descriptors.mapcount(head) > 1) {
+        if (!moveAll && descriptors.folioMapcount(head) > 1) {
             return -Errno.EACCES;
         }
         if (vma.kind().isHugetlb() && (va & (vma.pageSize().bytes() - 1) & ~0xFFFL) != 0) {

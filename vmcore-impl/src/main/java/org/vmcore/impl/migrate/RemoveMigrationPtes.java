@@ -84,11 +84,16 @@ public final class RemoveMigrationPtes {
             if (address < 0 || vma.detached()) {
                 continue;
             }
-            PageSize size = vma.pageSize();
+            PageSize size = rmap.pageSize(vma, newPfn);
             MmStruct mm = vma.owner();
             RawPageTable table = mm.pageTable();
             long slot = table.slot(address, Level.ofLeaf(size));
             if (slot < 0) {
+                continue;
+            }
+            boolean thp = size != PageSize.SIZE_4K && !vma.kind().isHugetlb();
+            if (thp && RawPageTable.isTablePointer(table.readSlot(slot), Level.PMD)) {
+                restored += restorePtes(vma, address, oldPfn, newPfn); // its PMD entry was split while it moved
                 continue;
             }
             KMutex ptl = mm.ptlOf(slot, size);
@@ -101,13 +106,54 @@ public final class RemoveMigrationPtes {
                 boolean writable = MigrationEntry.isWrite(e) && vma.protection().write();
                 long flags = vma.pteProtection(writable) | (MigrationEntry.young(e) ? Pte.ACCESSED : 0)
                         | (MigrationEntry.dirty(e) ? Pte.DIRTY : 0);
-                descriptors.addMapcount(newPfn, 1);
+                if (thp) {
+                    descriptors.addEntireMapcount(newPfn, 1); // remove_migration_pmd
+                } else {
+                    descriptors.addMapcount(newPfn, 1);
+                }
                 descriptors.addRefcount(newPfn, 1);
                 table.compareAndSetSlot(slot, e, Pte.leaf(newPfn, size, flags));
                 restored++;
             } finally {
                 ptl.unlock();
             }
+        }
+        return restored;
+    }
+
+    /**
+     * remove_migration_pte for a transparent huge page whose PMD migration entry was split into
+     * 512 PTE migration entries (a partial munmap or mprotect while it moved): each entry to a page
+     * of the old folio maps the same page of the new one, under the PTE table's lock.
+     */
+    private int restorePtes(VmArea vma, long haddr, long oldPfn, long newPfn) {
+        MmStruct mm = vma.owner();
+        RawPageTable table = mm.pageTable();
+        long base = table.slot(haddr, Level.PTE);
+        if (base < 0) {
+            return 0;
+        }
+        int restored = 0;
+        KMutex ptl = mm.ptlOf(base, PageSize.SIZE_4K);
+        ptl.lock();
+        try {
+            for (int i = 0; i < Level.ENTRIES; i++) {
+                long slot = base + ((long) i << 3);
+                long e = table.readSlot(slot);
+                long page = MigrationEntry.isMigration(e) ? MigrationEntry.pfn(e) - oldPfn : -1;
+                if (page < 0 || page >= Level.ENTRIES) {
+                    continue;
+                }
+                boolean writable = MigrationEntry.isWrite(e) && vma.protection().write();
+                long flags = vma.pteProtection(writable) | (MigrationEntry.young(e) ? Pte.ACCESSED : 0)
+                        | (MigrationEntry.dirty(e) ? Pte.DIRTY : 0);
+                descriptors.addMapcount(newPfn + page, 1);
+                descriptors.addRefcount(newPfn, 1);
+                table.compareAndSetSlot(slot, e, Pte.leaf(newPfn + page, PageSize.SIZE_4K, flags));
+                restored++;
+            }
+        } finally {
+            ptl.unlock();
         }
         return restored;
     }

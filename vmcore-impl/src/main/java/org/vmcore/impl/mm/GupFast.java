@@ -90,7 +90,12 @@ final class GupFast {
             if (!allowed(pte, write)) {
                 return null;
             }
-            return grab(Pte.pfn(pte), pteSlot, pte);
+            PageReference ref = grab(Pte.pfn(pte), pteSlot, pte);
+            if (ref != null && table.readSlot(pmdSlot) != pmd) { // gup_fast_pte_range: the table left (a collapse)
+                ref.close();
+                return null;
+            }
+            return ref;
         } finally {
             walkers.exit();
         }

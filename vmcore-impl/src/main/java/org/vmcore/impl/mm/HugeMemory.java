@@ -1,5 +1,7 @@
 package org.vmcore.impl.mm;
 
+import java.util.function.ObjLongConsumer;
+import org.eclipse.collections.impl.list.mutable.primitive.LongArrayList;
 import org.vmcore.api.FaultResult;
 import org.vmcore.api.NotifierEvent;
 import org.vmcore.api.PageSize;
@@ -16,7 +18,9 @@ import org.vmcore.x86.internal.SharedSecrets;
 import org.vmcore.x86.mem.FrameFlags;
 import org.vmcore.x86.mem.PhysicalMemory;
 import org.vmcore.x86.pgtable.Level;
+import org.vmcore.x86.pgtable.MigrationEntry;
 import org.vmcore.x86.pgtable.Pte;
+import org.vmcore.x86.pgtable.SwapEntry;
 
 /**
  * Transparent huge pages of one address space (mm/huge_memory.c): a 2 MiB anonymous folio mapped
@@ -63,6 +67,11 @@ final class HugeMemory {
         return Pte.isPresent(pmd) && (pmd & Pte.PSE) != 0;
     }
 
+    /** A huge PMD entry or a PMD migration entry of a huge page being migrated: what zap, fork and mremap take whole. */
+    static boolean isHugeEntry(long pmd) {
+        return isHugePmd(pmd) || MigrationEntry.isMigration(pmd);
+    }
+
     /**
      * thp_vma_allowable_order for a fault: a private anonymous VMA covering the whole 2 MiB at
      * {@code haddr}, under the machine's mode and the VMA's MADV_HUGEPAGE/NOHUGEPAGE.
@@ -96,6 +105,9 @@ final class HugeMemory {
                 return null;
             }
             return write ? anonymousPage(v, haddr) : zeroPage(v, haddr);
+        }
+        if (MigrationEntry.isMigration(pmd)) {
+            return FaultResult.MIGRATION_WAIT; // pmd_migration_entry_wait
         }
         if (!isHugePmd(pmd)) {
             return null;
@@ -149,8 +161,7 @@ final class HugeMemory {
      */
     private boolean install(long haddr, long leaf, Runnable prepare) {
         RawPageTable table = mm.pageTable();
-        long pmdSlot = table.allocSlot(haddr, Level.PMD);
-        table.depositTable(haddr);
+        long pmdSlot = table.allocPmdSlotWithDeposit(haddr);
         mm.noteHugePmds();
         KMutex ptl = pmdLock(pmdSlot);
         ptl.lock();
@@ -290,7 +301,7 @@ final class HugeMemory {
     void splitPmd(VmArea v, long haddr) {
         RawPageTable table = mm.pageTable();
         long pmdSlot = table.slot(haddr, Level.PMD);
-        if (pmdSlot < 0 || !isHugePmd(table.readSlot(pmdSlot))) {
+        if (pmdSlot < 0 || !isHugeEntry(table.readSlot(pmdSlot))) {
             return;
         }
         try (Invalidation inv = Invalidation.startCompleting(mm.notifiers(), haddr, haddr + SIZE, NotifierEvent.CLEAR)) {
@@ -298,7 +309,7 @@ final class HugeMemory {
             ptl.lock();
             try {
                 long pmd = table.readSlot(pmdSlot);
-                if (isHugePmd(pmd)) {
+                if (isHugeEntry(pmd)) {
                     splitLocked(haddr, pmdSlot, pmd);
                 }
             } finally {
@@ -308,6 +319,10 @@ final class HugeMemory {
     }
 
     private void splitLocked(long haddr, long pmdSlot, long pmd) {
+        if (MigrationEntry.isMigration(pmd)) {
+            splitMigrationEntry(haddr, pmdSlot, pmd);
+            return;
+        }
         RawPageTable table = mm.pageTable();
         boolean zero = ZeroPage.maps(pmd);
         long folio = Pte.pfn(pmd, PageSize.SIZE_2M);
@@ -331,6 +346,28 @@ final class HugeMemory {
         thp.count(Thp.Event.SPLIT_PMD);
         // pmdp_invalidate's flush: no CPU may keep the 2 MiB translation beside the new 4 KiB ones
         ctx.shootdown().flushTlbMmRangeCpus(mm, haddr, haddr + SIZE, PageSize.SIZE_2M.shift());
+    }
+
+    /**
+     * __split_huge_pmd_locked for a PMD migration entry: 512 PTE migration entries to the pages of
+     * the folio, of the same kind; remove_migration_ptes maps each page of the new folio (or of the
+     * old one, if the migration fails) by its PTE. Migration entries hold no mapcount or
+     * reference; the RSS stays.
+     */
+    private void splitMigrationEntry(long haddr, long pmdSlot, long pmd) {
+        RawPageTable table = mm.pageTable();
+        long folio = MigrationEntry.pfn(pmd);
+        MigrationEntry.Kind kind = MigrationEntry.kind(pmd);
+        boolean young = MigrationEntry.young(pmd);
+        boolean dirty = MigrationEntry.dirty(pmd);
+        long flags = SwapEntry.flags(pmd);
+        long[] ptes = new long[NR];
+        for (int i = 0; i < NR; i++) {
+            ptes[i] = MigrationEntry.make(kind, folio + i, young, dirty, flags);
+        }
+        table.splitLeaf(pmdSlot, pmd, table.withdrawTable(haddr), ptes);
+        mm.addAnonHugePages(-NR);
+        thp.count(Thp.Event.SPLIT_PMD);
     }
 
     /**
@@ -359,7 +396,7 @@ final class HugeMemory {
                 haddr = (haddr | ((1L << 30) - 1)) - SIZE + 1; // no PMD table: on to the next 1 GiB
                 continue;
             }
-            if (!isHugePmd(table.readSlot(pmdSlot))) {
+            if (!isHugeEntry(table.readSlot(pmdSlot))) {
                 continue;
             }
             if (whole == null || haddr < from || haddr + SIZE > to) {
@@ -370,7 +407,7 @@ final class HugeMemory {
             ptl.lock();
             try {
                 long pmd = table.readSlot(pmdSlot);
-                if (isHugePmd(pmd)) {
+                if (isHugeEntry(pmd)) {
                     whole.visit(haddr, pmdSlot, pmd);
                 }
             } finally {
@@ -383,9 +420,10 @@ final class HugeMemory {
 
     /**
      * zap_huge_pmd under the PMD lock: the entry and its deposited table go, the folio loses its
-     * PMD mapping and reference. Returns the RSS pages it drops.
+     * PMD mapping and reference. A PMD migration entry holds neither: its page goes to
+     * {@code orphans}, for the caller to free once nothing holds it. Returns the RSS pages it drops.
      */
-    long zapPmd(long haddr, long pmdSlot, TlbGather gather) {
+    long zapPmd(long haddr, long pmdSlot, TlbGather gather, LongArrayList orphans) {
         RawPageTable table = mm.pageTable();
         long old = table.getAndClearSlot(pmdSlot);
         table.freeWithdrawn(table.withdrawTable(haddr));
@@ -393,9 +431,13 @@ final class HugeMemory {
         if (ZeroPage.maps(old)) {
             return 0;
         }
+        mm.addAnonHugePages(-NR);
+        if (MigrationEntry.isMigration(old)) {
+            orphans.add(MigrationEntry.pfn(old));
+            return NR;
+        }
         long folio = Pte.pfn(old, PageSize.SIZE_2M);
         descriptors.addEntireMapcount(folio, -1);
-        mm.addAnonHugePages(-NR);
         mm.pages.putReference(folio, false);
         return NR;
     }
@@ -405,6 +447,9 @@ final class HugeMemory {
      * holds (the huge zero page never).
      */
     void changePmd(long pmdSlot, long pmd, boolean write, long readOnly, long readWrite) {
+        if (MigrationEntry.isMigration(pmd)) {
+            return; // keeps its permissions: remove_migration_pmd asks the VMA again
+        }
         boolean writable = write && !ZeroPage.maps(pmd) && descriptors.refcount(Pte.pfn(pmd, PageSize.SIZE_2M)) == 1;
         mm.pageTable().protectSlot(pmdSlot, PageSize.SIZE_2M, writable ? readWrite : readOnly);
     }
@@ -416,14 +461,21 @@ final class HugeMemory {
      */
     void copyPmd(long haddr, long pmdSlot, long pmd, MmStruct child) {
         RawPageTable to = child.pageTable();
-        long childSlot = to.allocSlot(haddr, Level.PMD);
-        to.depositTable(haddr);
+        long childSlot = to.allocPmdSlotWithDeposit(haddr);
         child.noteHugePmds();
         if (ZeroPage.maps(pmd)) {
             to.installIfNone(childSlot, pmd);
             return;
         }
         RawPageTable from = mm.pageTable();
+        if (MigrationEntry.isMigration(pmd)) { // copy_huge_pmd's is_swap_pmd case: both get a read entry
+            long readable = MigrationEntry.makeReadable(pmd);
+            from.compareAndSetSlot(pmdSlot, pmd, readable);
+            to.installIfNone(childSlot, readable);
+            child.addAnonPages(NR);
+            child.addAnonHugePages(NR);
+            return;
+        }
         long wp = pmd & ~Pte.RW;
         while (!from.compareAndSetSlot(pmdSlot, pmd, wp)) {
             pmd = from.readSlot(pmdSlot);
@@ -450,7 +502,7 @@ final class HugeMemory {
         }
         RawPageTable table = mm.pageTable();
         for (long haddr = from; haddr < from + len; haddr += SIZE) {
-            if (isHugePmd(table.entry(haddr, Level.PMD)) && !Pte.isNone(table.entry(to + (haddr - from), Level.PMD))) {
+            if (isHugeEntry(table.entry(haddr, Level.PMD)) && !Pte.isNone(table.entry(to + (haddr - from), Level.PMD))) {
                 splitPmd(v, haddr);
             }
         }
@@ -463,7 +515,7 @@ final class HugeMemory {
      */
     static boolean movePmd(RawPageTable t, long oldVa, long newVa) {
         long oldSlot = t.slot(oldVa, Level.PMD);
-        if (oldSlot < 0 || !isHugePmd(t.readSlot(oldSlot))) {
+        if (oldSlot < 0 || !isHugeEntry(t.readSlot(oldSlot))) {
             return false;
         }
         long newSlot = t.allocSlot(newVa, Level.PMD); // the tables above first: a failure here changes nothing
@@ -471,6 +523,23 @@ final class HugeMemory {
         t.installIfNone(newSlot, e);
         t.redepositTable(newVa, t.withdrawTable(oldVa));
         return true;
+    }
+
+    /**
+     * The huge pages {@code v} maps with PMD entries (not the huge zero page), with their
+     * addresses: for migrate_pages, beside the 4 KiB pages. For reading only.
+     */
+    static void forEachHugePage(VmArea v, ObjLongConsumer<Long> visitor) {
+        if (v.kind() != VmaKind.ANONYMOUS_PRIVATE || !v.owner().mayMapHugePmds()) {
+            return;
+        }
+        RawPageTable table = v.owner().pageTable();
+        for (long haddr = (v.start() + SIZE - 1) & -SIZE; haddr + SIZE <= v.end(); haddr += SIZE) {
+            long pmd = table.entry(haddr, Level.PMD);
+            if (isHugePmd(pmd) && !ZeroPage.maps(pmd)) {
+                visitor.accept(haddr, Pte.pfn(pmd, PageSize.SIZE_2M));
+            }
+        }
     }
 
     /** pmd_lock: the split lock of the PMD table holding the entry. */

@@ -173,7 +173,7 @@ public final class KhugepagedImpl implements Khugepaged {
             return -Errno.EINVAL; // SCAN_PMD_NULL: nothing there
         }
         MemMap d = SharedSecrets.memMap(ctx.memory());
-        int rc = check(table, haddr, d, khugepaged);
+        int rc = check(table, table.slot(haddr, Level.PTE), d, khugepaged);
         if (rc != 0) {
             return rc;
         }
@@ -188,25 +188,32 @@ public final class KhugepagedImpl implements Khugepaged {
             AnonVma anonVma = mm.pages.anonVmaPrepare(v);
             AnonVma locked = VmaTree.lockRmap(v); // anon_vma_lock_write: no rmap walker meets the range half collapsed
             try {
-                KMutex ptl = mm.ptlOf(table.slot(haddr, Level.PTE), PageSize.SIZE_4K);
+                // pmdp_collapse_flush: the PTE table leaves the tree, every CPU forgets the range and
+                // every lockless walker (GUP-fast) that may have read the table ends, all before the
+                // pages are checked and copied: no store and no new reference reaches them after that
+                long pte;
+                KMutex ptl = mm.ptlOf(pmdSlot, PageSize.SIZE_2M);
                 ptl.lock();
                 try {
-                    if (check(table, haddr, d, khugepaged) != 0) {
-                        return -Errno.EAGAIN; // a fault of another address space or a GUP got in meanwhile
-                    }
-                    copyAndClear(ctx, table, haddr, folio, old);
+                    pte = table.detachTable(pmdSlot);
                 } finally {
                     ptl.unlock();
                 }
+                ctx.shootdown().flushTlbMmRange(mm, haddr, haddr + HugeMemory.SIZE, PageSize.SIZE_4K.shift());
+                ctx.lock().locklessWalkers().sync();
+                if (check(table, pte << 12, d, khugepaged) != 0) {
+                    table.reattachTable(pmdSlot, pte);
+                    return -Errno.EAGAIN; // a GUP reference got in meanwhile
+                }
+                copyAndClear(ctx, table, pte << 12, folio, old);
                 huge.prepareFolio(folio, anonVma, v.linearPageIndex(haddr));
                 mm.noteHugePmds();
-                table.collapseTable(pmdSlot, Pte.leaf(folio, PageSize.SIZE_2M,
-                        FaultHandler.leafFlags(v, v.protection().write(), true)));
+                table.installCollapsed(pmdSlot, Pte.leaf(folio, PageSize.SIZE_2M,
+                        FaultHandler.leafFlags(v, v.protection().write(), true)), pte);
                 mapped = true;
             } finally {
                 VmaTree.unlockRmap(v, locked);
             }
-            ctx.shootdown().flushTlbMmRange(mm, haddr, haddr + HugeMemory.SIZE, PageSize.SIZE_4K.shift());
         } finally {
             if (!mapped) {
                 ctx.memory().free(folio); // refused or raced before anything changed
@@ -221,9 +228,8 @@ public final class KhugepagedImpl implements Khugepaged {
         return 1;
     }
 
-    /** __collapse_huge_page_isolate's checks over the 512 entries; 0 when the range can collapse. */
-    private static int check(RawPageTable table, long haddr, MemMap d, boolean khugepaged) {
-        long base = table.slot(haddr, Level.PTE);
+    /** __collapse_huge_page_isolate's checks over the 512 entries from slot {@code base}; 0 when the range can collapse. */
+    private static int check(RawPageTable table, long base, MemMap d, boolean khugepaged) {
         int none = 0;
         int shared = 0;
         for (int i = 0; i < HugeMemory.NR; i++) {
@@ -257,8 +263,7 @@ public final class KhugepagedImpl implements Khugepaged {
     }
 
     /** __collapse_huge_page_copy: each page into the folio, its entry cleared; the pages go to {@code old}. */
-    private static void copyAndClear(MmContext ctx, RawPageTable table, long haddr, long folio, LongArrayList old) {
-        long base = table.slot(haddr, Level.PTE);
+    private static void copyAndClear(MmContext ctx, RawPageTable table, long base, long folio, LongArrayList old) {
         for (int i = 0; i < HugeMemory.NR; i++) {
             long e = table.getAndClearSlot(base + ((long) i << 3));
             if (Pte.isPresent(e) && !ZeroPage.maps(e)) {

@@ -3,6 +3,7 @@ package org.vmcore.impl.mm;
 import org.vmcore.api.FaultResult;
 import org.vmcore.api.MigrationWaitException;
 import org.vmcore.api.PageSize;
+import org.vmcore.api.VmaKind;
 import org.vmcore.impl.base.FolioLock;
 import org.vmcore.impl.base.MachineLock;
 import org.vmcore.impl.vma.FileMapping;
@@ -69,10 +70,13 @@ final class MigrationWait {
         }
         PageSize size = vma.pageSize();
         long slot = mm.pageTable().slot(size.alignDown(va), Level.ofLeaf(size));
+        if (slot < 0 && vma.kind() == VmaKind.ANONYMOUS_PRIVATE) {
+            slot = mm.pageTable().slot(va & -HugeMemory.SIZE, Level.PMD); // a huge page's PMD migration entry
+        }
         long e = slot < 0 ? 0 : mm.pageTable().readSlot(slot);
         long pfn = -1;
         if (MigrationEntry.isMigration(e)) {
-            pfn = MigrationEntry.pfn(e);
+            pfn = descriptors.folio(MigrationEntry.pfn(e)); // a page of a huge page waits on its folio's lock
         } else if (Pte.isNone(e) && vma.mapping() != null) {
             pfn = vma.mapping().find(size == PageSize.SIZE_4K ? vma.linearPageIndex(va) : vma.hugePageIndex(va));
         }

@@ -54,6 +54,7 @@ final class PageOps {
 
     /** Visits the head PFN of every page {@code v} maps (not the zero page), with its address; the caller holds the lock. */
     static void forEachMappedPage(VmArea v, ObjLongConsumer<Long> visitor) {
+        HugeMemory.forEachHugePage(v, visitor);
         PageSize size = v.pageSize();
         forEachLeaf(v, v.start(), v.end(), (va, slot, e) -> {
             if (Pte.isPresent(e) && !ZeroPage.maps(e)) { // vm_normal_page: no page behind the zero page's entries

@@ -10,7 +10,8 @@ import org.vmcore.x86.mem.PhysicalMemory;
 
 /**
  * What the machine knows of transparent huge pages (mm/huge_memory.c's globals): the mode of
- * /sys/kernel/mm/transparent_hugepage/enabled, the thp_* events of /proc/vmstat and the huge
+ * /sys/kernel/mm/transparent_hugepage/enabled, the thp_* events of /proc/vmstat (those of
+ * migration are counted by the migration service) and the huge
  * zero page, allocated on the first read fault that wants one and kept until the machine closes
  * (the kernel frees it under memory pressure when nothing maps it).
  */
@@ -23,8 +24,7 @@ public final class Thp {
         SPLIT_PMD(VmstatCounter.THP_SPLIT_PMD),
         SPLIT_PAGE(VmstatCounter.THP_SPLIT_PAGE),
         DEFERRED_SPLIT_PAGE(VmstatCounter.THP_DEFERRED_SPLIT_PAGE),
-        ZERO_PAGE_ALLOC(VmstatCounter.THP_ZERO_PAGE_ALLOC),
-        MIGRATION_SUCCESS(VmstatCounter.THP_MIGRATION_SUCCESS);
+        ZERO_PAGE_ALLOC(VmstatCounter.THP_ZERO_PAGE_ALLOC);
 
         final VmstatCounter counter;
 

@@ -3,6 +3,7 @@ package org.vmcore.impl.mm;
 import org.vmcore.api.InvalidArgumentException;
 import org.vmcore.impl.base.MachineLock;
 import org.vmcore.api.PageSize;
+import org.vmcore.api.VmaKind;
 import org.vmcore.impl.tlb.TlbShootdown;
 import org.vmcore.impl.vma.VmArea;
 import org.vmcore.x86.internal.RawPageTable;
@@ -40,8 +41,15 @@ final class Young {
             throw new InvalidArgumentException("va", va, "must lie in a mapping");
         }
         PageSize size = v.pageSize();
+        long slot = table.slot(size.alignDown(va), Level.ofLeaf(size));
+        if (slot < 0 && v.kind() == VmaKind.ANONYMOUS_PRIVATE) { // a transparent huge page: pmdp_test_and_clear_young
+            long pmdSlot = table.slot(va & -HugeMemory.SIZE, Level.PMD);
+            if (pmdSlot >= 0 && HugeMemory.isHugePmd(table.readSlot(pmdSlot))) {
+                size = PageSize.SIZE_2M;
+                slot = pmdSlot;
+            }
+        }
         long addr = size.alignDown(va);
-        long slot = table.slot(addr, Level.ofLeaf(size));
         boolean young = false;
         if (slot >= 0) {
             long e = table.readSlot(slot);

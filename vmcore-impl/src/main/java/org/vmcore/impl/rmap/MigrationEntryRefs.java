@@ -1,5 +1,6 @@
 package org.vmcore.impl.rmap;
 
+import org.vmcore.api.PageSize;
 import org.vmcore.impl.base.MachineLock;
 import org.vmcore.impl.base.FolioLock;
 import org.vmcore.impl.hugetlb.HugePagePool;
@@ -70,16 +71,32 @@ public final class MigrationEntryRefs {
                     continue;
                 }
                 RawPageTable table = vma.owner().pageTable();
-                long slot = table.slot(address, Level.ofLeaf(vma.pageSize()));
+                PageSize size = rmap.pageSize(vma, pfn);
+                long slot = table.slot(address, Level.ofLeaf(size));
                 long e = slot < 0 ? 0 : table.readSlot(slot);
                 if (MigrationEntry.isMigration(e) && MigrationEntry.pfn(e) == pfn) {
                     return true;
+                }
+                if (size != vma.pageSize() && RawPageTable.isTablePointer(e, Level.PMD) && pointedAtPages(table, address, pfn)) {
+                    return true; // a transparent huge page's PMD migration entry split into PTE ones
                 }
             }
             return false;
         } finally {
             rmapLock.upRead();
         }
+    }
+
+    /** Whether a PTE migration entry at {@code haddr}'s table points at one of the 512 pages from {@code head}. */
+    private static boolean pointedAtPages(RawPageTable table, long haddr, long head) {
+        long base = table.slot(haddr, Level.PTE);
+        for (int i = 0; base >= 0 && i < Level.ENTRIES; i++) {
+            long e = table.readSlot(base + ((long) i << 3));
+            if (MigrationEntry.isMigration(e) && MigrationEntry.pfn(e) - head >= 0 && MigrationEntry.pfn(e) - head < Level.ENTRIES) {
+                return true;
+            }
+        }
+        return false;
     }
 
     /**

@@ -3,6 +3,7 @@ package org.vmcore.impl.rmap;
 import java.util.ArrayList;
 import java.util.List;
 import org.vmcore.api.InvalidArgumentException;
+import org.vmcore.api.PageSize;
 import org.vmcore.impl.base.MachineLock;
 import org.vmcore.impl.lock.RwSem;
 import org.vmcore.impl.vma.AnonVma;
@@ -11,6 +12,7 @@ import org.vmcore.impl.vma.MappingOwner;
 import org.vmcore.impl.vma.MappingRegistry;
 import org.vmcore.impl.vma.VmArea;
 import org.vmcore.x86.mem.FrameDescriptors;
+import org.vmcore.x86.mem.FrameFlags;
 import org.vmcore.x86.mem.PhysicalMemory;
 
 /**
@@ -37,6 +39,14 @@ public final class RmapWalk {
         this.lock = lock;
         this.memory = memory;
         this.registry = registry;
+    }
+
+    /**
+     * The size the page headed by {@code pfn} is mapped with in {@code vma}: 2 MiB for a
+     * transparent huge page (a PMD entry, or a PMD migration entry), else the VMA's page size.
+     */
+    public PageSize pageSize(VmArea vma, long pfn) {
+        return (memory.descriptors().flags(pfn) & FrameFlags.LARGE_RMAPPABLE) != 0 ? PageSize.SIZE_2M : vma.pageSize();
     }
 
     /**
@@ -68,7 +78,7 @@ public final class RmapWalk {
             if (!visitor.visit(vma, address)) {
                 break;
             }
-            if (d.mapcount(pfn) == 0) { // the done condition of try_to_unmap: folio_not_mapped
+            if (d.folioMapcount(pfn) == 0) { // the done condition of try_to_unmap: folio_not_mapped
                 break;
             }
         }

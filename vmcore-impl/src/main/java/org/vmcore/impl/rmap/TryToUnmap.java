@@ -71,7 +71,7 @@ public final class TryToUnmap {
         List<MappingResult> results = new ArrayList<>();
         rmap.walkVmas(pfn, (vma, address) -> migrate ? tryToMigrateOne(vma, address, pfn, results)
                 : tryToUnmapOne(vma, address, pfn, results));
-        return new UnmapResult(pfn, results, descriptors.mapcount(pfn));
+        return new UnmapResult(pfn, results, descriptors.folioMapcount(pfn));
     }
 
     /**
@@ -106,7 +106,7 @@ public final class TryToUnmap {
             results.add(new MappingResult(mm, address, UnmapOutcome.NOT_MAPPED));
             return true;
         }
-        PageSize size = vma.pageSize();
+        PageSize size = rmap.pageSize(vma, pfn);
         long start = address;
         long end = Math.min(vma.end(), address + size.bytes());
         if (vma.kind().isHugetlb() && !preFix) { // announce the worst case before we know whether the table is shared
@@ -167,7 +167,7 @@ public final class TryToUnmap {
                 return true;
             }
             RawPageTable table = mm.pageTable();
-            PageSize size = vma.pageSize();
+            PageSize size = rmap.pageSize(vma, pfn);
             long slot = table.slot(address, Level.ofLeaf(size));
             if (slot < 0) {
                 results.add(new MappingResult(mm, address, UnmapOutcome.NOT_MAPPED));
@@ -176,7 +176,7 @@ public final class TryToUnmap {
             KMutex ptl = mm.ptlOf(slot, size);
             ptl.lock();
             try {
-                return unmapEntry(vma, address, slot, pfn, migrate, results, start, end);
+                return unmapEntry(vma, address, slot, size, pfn, migrate, results, start, end);
             } finally {
                 ptl.unlock();
             }
@@ -193,14 +193,14 @@ public final class TryToUnmap {
     }
 
     /** The entry at {@code slot}, under its page-table lock: unshare, skip, or clear and replace. */
-    private boolean unmapEntry(VmArea vma, long address, long slot, long pfn, boolean migrate,
+    private boolean unmapEntry(VmArea vma, long address, long slot, PageSize size, long pfn, boolean migrate,
                                List<MappingResult> results, long start, long end) {
         MmStruct mm = vma.owner();
         RawPageTable table = mm.pageTable();
-        PageSize size = vma.pageSize();
         boolean huge = vma.kind().isHugetlb();
+        boolean thp = !huge && size != PageSize.SIZE_4K; // a transparent huge page, mapped by its PMD entry
         long e = table.readSlot(slot);
-        if (!Pte.isPresent(e) || Pte.pfn(e, size) != pfn) {
+        if (!Pte.isPresent(e) || size != PageSize.SIZE_4K && (e & Pte.PSE) == 0 || Pte.pfn(e, size) != pfn) {
             results.add(new MappingResult(mm, address, UnmapOutcome.NOT_MAPPED));
             return true;
         }
@@ -224,8 +224,9 @@ public final class TryToUnmap {
             descriptors.setFlags(pfn, FrameFlags.DIRTY);
         }
         if (migrate) {
+            int mapcount = thp ? descriptors.entireMapcount(pfn) : descriptors.mapcount(pfn);
             MigrationEntry.Kind kind = (old & Pte.RW) != 0 ? MigrationEntry.Kind.WRITE
-                    : (descriptors.flags(pfn) & FrameFlags.ANON) != 0 && descriptors.mapcount(pfn) == 1
+                    : (descriptors.flags(pfn) & FrameFlags.ANON) != 0 && mapcount == 1
                             ? MigrationEntry.Kind.READ_EXCLUSIVE : MigrationEntry.Kind.READ;
             long swapFlags = (old & Pte.SOFT_DIRTY) != 0 ? SwapEntry.SOFT_DIRTY : 0;
             long entry = MigrationEntry.make(kind, pfn, (old & Pte.ACCESSED) != 0, (old & Pte.DIRTY) != 0, swapFlags);
@@ -238,7 +239,11 @@ public final class TryToUnmap {
         } else if (!migrate && vma.kind() == VmaKind.ANONYMOUS_SHARED) {
             mm.addShmemPages(-1);
         }
-        descriptors.addMapcount(pfn, -1);
+        if (thp) { // set_pmd_migration_entry: the PMD mapping goes, RSS and AnonHugePages stay
+            descriptors.addEntireMapcount(pfn, -1);
+        } else {
+            descriptors.addMapcount(pfn, -1);
+        }
         descriptors.addRefcount(pfn, -1);
         results.add(new MappingResult(mm, address, migrate ? UnmapOutcome.MIGRATION_ENTRY : UnmapOutcome.UNMAPPED));
         return true;
@@ -253,9 +258,6 @@ public final class TryToUnmap {
             throw new InvalidArgumentException("pfn", pfn, "must head a page that is mapped or in a page cache ("
                     + descriptors.describe(pfn) + ")");
         }
-        if ((descriptors.flags(pfn) & FrameFlags.LARGE_RMAPPABLE) != 0) {
-            throw new InvalidArgumentException("pfn", pfn, "must not head a transparent huge page: vmcore unmaps and"
-                    + " migrates 4 KiB and hugetlb pages only (" + descriptors.describe(pfn) + ")");
-        }
+
     }
 }

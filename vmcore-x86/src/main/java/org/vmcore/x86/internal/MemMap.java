@@ -156,6 +156,24 @@ public final class MemMap {
     }
 
     /**
+     * folio_mapcount: for the head of a transparent huge page its PMD mappings plus the PTEs mapping
+     * any of its pages; for any other frame its {@link #mapcount}.
+     *
+     * @param pfn a frame number of this memory
+     * @return the count, 0 or more
+     */
+    public int folioMapcount(long pfn) {
+        if ((flags(pfn) & FrameFlags.LARGE_RMAPPABLE) == 0) {
+            return mapcount(pfn);
+        }
+        int n = entireMapcount(pfn);
+        for (int i = 0; i < 1 << LARGE_ORDER; i++) {
+            n += mapcount(pfn + i);
+        }
+        return n;
+    }
+
+    /**
      * Adds {@code delta} to the entire mapcount of the transparent huge page at {@code head}.
      *
      * @param head the head frame of a transparent huge page

@@ -259,15 +259,57 @@ public final class RawPageTable extends PageTableEntries {
     }
 
     /**
-     * pgtable_trans_huge_deposit: allocates a PTE table, counts it as the tree's and keeps it with
-     * the PMD table that maps {@code va}, for splitting the huge entry there later.
+     * The PMD slot for {@code va}, allocating the tables above it that are missing, with a PTE
+     * table deposited with its PMD table (pte_alloc_one before pmd_alloc, as
+     * do_huge_pmd_anonymous_page takes it): all or nothing.
      *
-     * @param va an address whose PMD table exists
-     * @throws OutOfMemoryException if no frame is free for it (nothing is changed)
+     * @param va the virtual address, canonical and 2 MiB aligned
+     * @return the PMD slot's physical address
+     * @throws OutOfMemoryException if a table cannot be allocated (nothing is changed)
      */
-    public synchronized void depositTable(long va) {
+    public synchronized long allocPmdSlotWithDeposit(long va) {
         ensureAlive();
-        tables.deposit(pmdTable(va));
+        checkLeafAddress(va, PageSize.SIZE_2M);
+        long deposit = tables.allocateUnlinked();
+        long slot;
+        try {
+            slot = slotForWrite(va, Level.PMD);
+        } catch (RuntimeException e) {
+            tables.freeUnlinked(deposit);
+            throw e;
+        }
+        tables.push(slot >>> 12, deposit);
+        return slot;
+    }
+
+    /**
+     * pmdp_collapse_flush's first half: the PMD slot, pointing at a PTE table, is cleared, so that
+     * no walk reaches the table any more; the table stays the tree's.
+     *
+     * @param pmdSlot the PMD slot
+     * @return the table it pointed at
+     * @throws InvalidArgumentException if the slot does not point to a table
+     */
+    public synchronized long detachTable(long pmdSlot) {
+        ensureAlive();
+        long e = readSlot(pmdSlot);
+        if (!isTablePointer(e, Level.PMD) || !compareAndSetSlot(pmdSlot, e, 0)) {
+            throw new InvalidArgumentException("pmdSlot", pmdSlot, "must point to a PTE table (entry " + Pte.describe(e, Level.PMD) + ")");
+        }
+        return Pte.pfn(e);
+    }
+
+    /**
+     * Puts back a table {@link #detachTable} took (a collapse that gave up).
+     *
+     * @param pmdSlot the empty PMD slot
+     * @param tablePfn the detached table
+     */
+    public synchronized void reattachTable(long pmdSlot, long tablePfn) {
+        ensureAlive();
+        if (!compareAndSetSlot(pmdSlot, 0, Pte.table(tablePfn))) {
+            throw new IllegalStateException("PMD slot 0x" + Long.toHexString(pmdSlot) + " was filled while its table was detached");
+        }
     }
 
     /**
@@ -333,24 +375,20 @@ public final class RawPageTable extends PageTableEntries {
     }
 
     /**
-     * collapse_huge_page's swap: the PMD slot, pointing at a PTE table, gets the huge
-     * {@code leaf}; the old table, unlinked, becomes the deposit of the new entry (its contents are
-     * left as they were: nothing reads a deposit until a split rewrites it).
+     * collapse_huge_page's end: the empty PMD slot (its table {@link #detachTable detached}) gets
+     * the huge {@code leaf}, and the old table becomes its deposit (its contents are left as they
+     * were: nothing reads a deposit until a split rewrites it).
      *
-     * @param pmdSlot the PMD slot pointing at the PTE table
+     * @param pmdSlot the empty PMD slot
      * @param leaf the huge entry
-     * @return the old table's frame
+     * @param tablePfn the detached table
      */
-    public synchronized long collapseTable(long pmdSlot, long leaf) {
+    public synchronized void installCollapsed(long pmdSlot, long leaf, long tablePfn) {
         ensureAlive();
-        long e = readSlot(pmdSlot);
-        if (!isTablePointer(e, Level.PMD)) {
-            throw new InvalidArgumentException("pmdSlot", pmdSlot, "must point to a PTE table (entry " + Pte.describe(e, Level.PMD) + ")");
+        if (!compareAndSetSlot(pmdSlot, 0, leaf)) {
+            throw new IllegalStateException("PMD slot 0x" + Long.toHexString(pmdSlot) + " was filled while its table was detached");
         }
-        long table = Pte.pfn(e);
-        compareAndSetSlot(pmdSlot, e, leaf);
-        tables.push(pmdSlot >>> 12, table);
-        return table;
+        tables.push(pmdSlot >>> 12, tablePfn);
     }
 
     private long pmdTable(long va) {

@@ -76,22 +76,22 @@ final class TablePages {
     }
 
     /**
-     * pgtable_trans_huge_deposit: a new PTE table, counted as the tree's but linked nowhere, kept
-     * with the PMD table at {@code pmdTablePfn} for the day the huge entry there is split. The
-     * deposits of one PMD table form a list threaded through their descriptors' mapping field
-     * (PFN + 1, 0 ending it), as the kernel threads them through the PMD table's page.
+     * pgtable_trans_huge_deposit's list: a PMD table keeps the PTE tables deposited for its huge
+     * entries in a list threaded through their descriptors' mapping field (PFN + 1, 0 ending it),
+     * as the kernel threads them through the PMD table's page. The tables count as the tree's.
+     * This one: a new table, counted, linked nowhere yet.
      */
-    void deposit(long pmdTablePfn) {
+    long allocateUnlinked() {
         assert Thread.holdsLock(owner);
         long pfn = frames.tryAllocate(node);
         if (pfn < 0) {
             throw new OutOfMemoryException("no free frame on node " + node + " for the page table a huge page deposits");
         }
         init(pfn);
-        push(pmdTablePfn, pfn);
+        return pfn;
     }
 
-    /** Links an already counted table into the deposit list of the PMD table at {@code pmdTablePfn}. */
+    /** pgtable_trans_huge_deposit: links a counted table into the deposit list of the PMD table at {@code pmdTablePfn}. */
     void push(long pmdTablePfn, long tablePfn) {
         descriptors.setMapping(tablePfn, descriptors.mapping(pmdTablePfn), 0);
         descriptors.setMapping(pmdTablePfn, tablePfn + 1, 0);

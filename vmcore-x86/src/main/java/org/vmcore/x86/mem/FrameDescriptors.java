@@ -109,6 +109,16 @@ public final class FrameDescriptors {
     }
 
     /**
+     * folio_mapcount; see {@link MemMap#folioMapcount}.
+     *
+     * @param pfn a frame number of this memory
+     * @return the count, 0 or more
+     */
+    public int folioMapcount(long pfn) {
+        return map.folioMapcount(pfn);
+    }
+
+    /**
      * The number of page-table entries mapping the frame (0 when unmapped).
      *
      * @param pfn a frame number of this memory
