@@ -161,7 +161,7 @@ public final class InvariantChecker {
                     + (entries > 0 ? " (" + entries + " migration entries hold none" + (isolated ? "; the migration's isolation holds one" : "") + ")" : ""));
         }
         });
-        checkHugePages(entire, folioMaps, out);
+        checkHugePages(folioMaps, migrating, out);
         cached.forEach(pfn -> {
             if (!leaves.containsKey(pfn)) {
                 if (!(d.mapcount(pfn) == 0 && d.refcount(pfn) == 1 + speculativeRefs.applyAsInt(pfn))) {
@@ -182,7 +182,7 @@ public final class InvariantChecker {
      * A transparent huge page holds one reference per PMD and per PTE entry mapping it (and per
      * speculative reference on its head); its entire mapcount counts the PMD entries.
      */
-    private void checkHugePages(LongIntHashMap entire, LongIntHashMap folioMaps, List<String> out) {
+    private void checkHugePages(LongIntHashMap folioMaps, LongIntHashMap migrating, List<String> out) {
         LongHashSet heads = new LongHashSet(entire.keySet());
         heads.addAll(folioMaps.keySet());
         heads.forEach(head -> {
@@ -191,7 +191,9 @@ public final class InvariantChecker {
                 out.add("mapcount: huge page pfn 0x" + Long.toHexString(head) + " has entire mapcount "
                         + d.entireMapcount(head) + " but " + pmds + " PMD entries map it");
             }
-            int expected = pmds + folioMaps.get(head) + speculativeRefs.applyAsInt(head);
+            // a migration in progress holds its isolation reference on the locked page
+            boolean isolated = migrating.get(head) > 0 && (d.flags(head) & FrameFlags.LOCKED) != 0;
+            int expected = pmds + folioMaps.get(head) + (isolated ? 1 : 0) + speculativeRefs.applyAsInt(head);
             if (d.refcount(head) != expected) {
                 out.add("refcount: huge page pfn 0x" + Long.toHexString(head) + " has refcount " + d.refcount(head) + " but "
                         + pmds + " PMD and " + folioMaps.get(head) + " PTE mappings");
@@ -270,8 +272,12 @@ public final class InvariantChecker {
             PageSize size = level.leafSize();
             if (size != null && MigrationEntry.isMigration(e)) {
                 long target = MigrationEntry.pfn(e);
+                VmArea mv = level == Level.PMD ? mm.vma(va) : null;
+                if (mv != null && !mv.kind().isHugetlb()) {
+                    hugeEntries++; // a huge page's PMD migration entry keeps its deposit
+                }
                 if (checkMigrationEntry(mm, va, size, target, out, c) && countLeaves) {
-                    migrating.addToValue(target, 1);
+                    migrating.addToValue(d.folio(target), 1); // entries to pages of a huge page count for its head
                 }
                 continue;
             }
@@ -370,26 +376,34 @@ public final class InvariantChecker {
             out.add(where + " points outside memory");
             return false;
         }
-        int flags = d.flags(pfn);
+        long head = d.folio(pfn); // a page of a transparent huge page (its PMD migration entry was split)
+        int flags = d.flags(head);
+        boolean thp = (flags & FrameFlags.LARGE_RMAPPABLE) != 0;
+        PageSize folioSize = thp ? PageSize.SIZE_2M : size;
         HugePagePool pool = pools.poolOf(pfn);
-        if ((flags & FrameFlags.ALLOCATED) == 0 || d.order(pfn) != size.order() || (pool != null && pool.isFree(pfn))) {
-            out.add(where + " (" + size.label() + ") points at a frame that is not a live " + size.label() + " page: " + d.describe(pfn));
+        if ((flags & FrameFlags.ALLOCATED) == 0 || d.order(head) != folioSize.order() || (pool != null && pool.isFree(pfn))) {
+            out.add(where + " (" + size.label() + ") points at a frame that is not a live " + folioSize.label() + " page: " + d.describe(head));
             return false;
         }
         VmArea v = mm.vma(va);
-        if (v == null || !v.containsRange(va, va + size.bytes()) || v.pageSize() != size) {
+        boolean vmaSize = v != null && (v.pageSize() == size || thp && v.kind() == VmaKind.ANONYMOUS_PRIVATE);
+        if (v == null || !v.containsRange(va, va + size.bytes()) || !vmaSize) {
             out.add("VMA coverage: " + where(mm, va, pfn) + " (a " + size.label() + " migration entry) lies in no " + size.label() + " VMA of " + mm);
             return false;
         }
-        long mapping = d.mapping(pfn);
+        long mapping = d.mapping(head);
+        long index = d.index(head) + (pfn - head);
         boolean reached = mapping != 0 && registry.owner(mapping) != null
-                && v.address(d.index(pfn)) == va && rmap.candidates(pfn).contains(v);
+                && v.address(index) == va && rmap.candidates(head).contains(v);
         if (!reached) {
-            out.add(where + " is not where the page's rmap looks (" + d.describe(pfn) + ", mapping " + mapping + ", index 0x"
-                    + Long.toHexString(d.index(pfn)) + ")");
+            out.add(where + " is not where the page's rmap looks (" + d.describe(head) + ", mapping " + mapping + ", index 0x"
+                    + Long.toHexString(index) + ")");
         }
         if (size == PageSize.SIZE_4K) {
             countRss(v, c);
+        } else if (thp) {
+            c.anon += 512;
+            c.anonHuge += 512;
         }
         return true;
     }

@@ -52,7 +52,7 @@ final class MigratePages {
                         mm.forEachMappedPage(v, (va, pfn) -> {
                             // queue_folios_pte_range / queue_pages_hugetlb: MOVE takes only unshared pages,
                             // each isolated (a reference held) until its migration is over
-                            if (memory.nodeOf(pfn) == source && (moveAll || descriptors.mapcount(pfn) == 1)
+                            if (memory.nodeOf(pfn) == source && (moveAll || descriptors.folioMapcount(pfn) == 1)
                                     && !queue.containsKey(pfn)) {
                                 PageReference ref = folio.isolate(pfn);
                                 if (ref != null) {

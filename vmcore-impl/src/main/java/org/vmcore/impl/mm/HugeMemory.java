@@ -332,9 +332,7 @@ final class HugeMemory {
             ptes[i] = Pte.leaf(zero ? ctx.zeroPfn() : folio + i, PageSize.SIZE_4K, flags);
         }
         if (!zero) { // counted before the entries exist: a walker that finds one finds its count
-            for (int i = 0; i < NR; i++) {
-                descriptors.addMapcount(folio + i, 1);
-            }
+            descriptors.addMapcounts(folio, NR, 1);
             descriptors.addRefcount(folio, NR - 1);
         }
         long pte = table.withdrawTable(haddr);
@@ -428,14 +426,15 @@ final class HugeMemory {
         long old = table.getAndClearSlot(pmdSlot);
         table.freeWithdrawn(table.withdrawTable(haddr));
         gather.add(haddr, haddr + SIZE, PageSize.SIZE_2M.shift());
+        if (MigrationEntry.isMigration(old)) {
+            mm.addAnonHugePages(-NR);
+            orphans.add(MigrationEntry.pfn(old));
+            return NR;
+        }
         if (ZeroPage.maps(old)) {
             return 0;
         }
         mm.addAnonHugePages(-NR);
-        if (MigrationEntry.isMigration(old)) {
-            orphans.add(MigrationEntry.pfn(old));
-            return NR;
-        }
         long folio = Pte.pfn(old, PageSize.SIZE_2M);
         descriptors.addEntireMapcount(folio, -1);
         mm.pages.putReference(folio, false);
@@ -463,7 +462,7 @@ final class HugeMemory {
         RawPageTable to = child.pageTable();
         long childSlot = to.allocPmdSlotWithDeposit(haddr);
         child.noteHugePmds();
-        if (ZeroPage.maps(pmd)) {
+        if (Pte.isPresent(pmd) && ZeroPage.maps(pmd)) {
             to.installIfNone(childSlot, pmd);
             return;
         }

@@ -199,7 +199,7 @@ public final class KhugepagedImpl implements Khugepaged {
                 } finally {
                     ptl.unlock();
                 }
-                ctx.shootdown().flushTlbMmRange(mm, haddr, haddr + HugeMemory.SIZE, PageSize.SIZE_4K.shift());
+                ctx.shootdown().flushTlbMmRangeCpus(mm, haddr, haddr + HugeMemory.SIZE, PageSize.SIZE_4K.shift());
                 ctx.lock().locklessWalkers().sync();
                 if (check(table, pte << 12, d, khugepaged) != 0) {
                     table.reattachTable(pmdSlot, pte);
@@ -214,6 +214,7 @@ public final class KhugepagedImpl implements Khugepaged {
             } finally {
                 VmaTree.unlockRmap(v, locked);
             }
+            mm.notifiers().secondaryTlbs(haddr, haddr + HugeMemory.SIZE); // outside the rmap lock: a notifier may call back
         } finally {
             if (!mapped) {
                 ctx.memory().free(folio); // refused or raced before anything changed

@@ -295,16 +295,74 @@ class ThpTest {
         mm.close();
     }
 
-    @Test
-    @DisplayName("move_pages of a page of a huge page reports -EBUSY: vmcore does not migrate huge pages yet; the status query works")
-    void movePagesOfAHugePageIsBusy() {
+    private AddressSpace hugeOnTwoNodes() {
         machine.close();
-        machine = Machine.builder().node(GIB).node(GIB).thp(ThpMode.ALWAYS).checkInvariantsAfterEveryOperation(true).build();
+        machine = Machine.builder().node(GIB).node(GIB).cpus(2).thp(ThpMode.ALWAYS).detectStaleTranslations(true)
+                .checkInvariantsAfterEveryOperation(true).build();
         AddressSpace mm = machine.createAddressSpace();
         mm.mmap(VA, H, Protection.READ_WRITE, ANON);
-        mm.fault(VA, Access.WRITE);
+        Cpu c = machine.cpu(0);
+        c.switchTo(mm);
+        for (long off = 0; off < H; off += K4) {
+            c.store(VA + off, 8, off ^ 0x5a5a);
+        }
+        return mm;
+    }
+
+    private void assertContentsOn(AddressSpace mm, long skipFrom, long skipTo) {
+        Cpu c = machine.cpu(0);
+        c.switchTo(mm);
+        for (long off = 0; off < H; off += K4) {
+            if (off < skipFrom || off >= skipTo) {
+                assertThat(c.load(VA + off, 8)).as("page at +0x%x", off).isEqualTo(off ^ 0x5a5a);
+            }
+        }
+    }
+
+    @Test
+    @DisplayName("move_pages of a PMD-mapped huge page moves it whole with a PMD migration entry (set_pmd_migration_entry, remove_migration_pmd)")
+    void movePagesMovesAHugePageWhole() {
+        AddressSpace mm = hugeOnTwoNodes();
         var result = machine.migration().movePages(mm, new long[] {VA + 3 * K4, VA}, new int[] {1, 1}, MigrationService.MPOL_MF_MOVE);
-        assertThat(result.status()).containsExactly(-Errno.EBUSY, -Errno.EBUSY);
-        assertThat(machine.migration().movePages(mm, new long[] {VA}, null, MigrationService.MPOL_MF_MOVE).status()).containsExactly(0);
+        assertThat(result.status()).as("the second address names the folio already queued").containsExactly(1, -Errno.EBUSY);
+        assertThat(machine.page(mm.pageAt(VA)).node()).isEqualTo(1);
+        assertThat(mm.counters().anonHugePages()).isEqualTo(512);
+        assertThat(machine.vmstat().get("thp_migration_success")).isEqualTo(1);
+        assertThat(machine.vmstat().get("pgmigrate_success")).isEqualTo(512);
+        assertContentsOn(mm, 0, 0);
+    }
+
+    @Test
+    @DisplayName("a huge page mapped by PTEs somewhere is not migrated (-EBUSY); migrate_pages moves PMD-mapped ones")
+    void pteMappedHugePagesStayAndMigratePagesMovesHugeOnes() {
+        AddressSpace mm = hugeOnTwoNodes();
+        AddressSpace child = mm.fork();
+        machine.cpu(0).switchTo(child);
+        machine.cpu(0).store(VA + 7 * K4, 8, (7 * K4) ^ 0x5a5a); // the child splits its PMD and copies one page
+        var result = machine.migration().movePages(mm, new long[] {VA}, new int[] {1}, MigrationService.MPOL_MF_MOVE_ALL);
+        assertThat(result.status()).containsExactly(-Errno.EBUSY);
+        child.close();
+        assertThat(machine.migration().migratePages(mm, new int[] {0}, new int[] {1}, MigrationService.MPOL_MF_MOVE)).isZero();
+        assertThat(machine.page(mm.pageAt(VA)).node()).isEqualTo(1);
+        assertContentsOn(mm, 0, 0);
+    }
+
+    @Test
+    @DisplayName("a partial munmap while the huge page is unmapped for migration splits its PMD migration entry; the rest maps the new page")
+    void partialMunmapDuringMigrationSplitsTheMigrationEntry() {
+        AddressSpace mm = hugeOnTwoNodes();
+        machine.migration().setObserver(e -> {
+            if (e.phase() == org.vmcore.api.MigrationPhase.AFTER_UNMAP) {
+                mm.munmap(VA + 64 * K4, 2 * K4);
+            }
+        });
+        var result = machine.migration().movePages(mm, new long[] {VA}, new int[] {1}, MigrationService.MPOL_MF_MOVE);
+        machine.migration().setObserver(null);
+        assertThat(result.status()).containsExactly(1);
+        assertThat(mm.counters().anonHugePages()).as("now mapped by PTEs").isZero();
+        assertThat(mm.counters().anonPages()).isEqualTo(510);
+        assertThat(machine.page(mm.pageAt(VA + 100 * K4)).node()).isEqualTo(1);
+        assertContentsOn(mm, 64 * K4, 66 * K4);
+        mm.close();
     }
 }

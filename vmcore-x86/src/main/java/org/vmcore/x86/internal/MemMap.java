@@ -350,6 +350,31 @@ public final class MemMap {
     }
 
     /**
+     * Adds {@code delta} to the mapcounts of {@code count} consecutive frames from {@code first}
+     * (a split of a huge PMD maps each page of the folio once more), each atomically.
+     *
+     * @param first the first frame
+     * @param count how many frames
+     * @param delta the change for each
+     */
+    public void addMapcounts(long first, int count, int delta) {
+        if (count <= 0) {
+            return;
+        }
+        if ((first >>> SECTION_SHIFT) != ((first + count - 1) >>> SECTION_SHIFT)) {
+            for (int i = 0; i < count; i++) {
+                addMapcount(first + i, delta);
+            }
+            return;
+        }
+        MemorySegment s = materialise(first); // one section: its segment is looked up once
+        long at = offset(first) + MAPCOUNT;
+        for (int i = 0; i < count; i++, at += DESCRIPTOR_BYTES) {
+            INT.getAndAdd(s, at, delta);
+        }
+    }
+
+    /**
      * Adds {@code delta} to the page-table share count; returns the new value.
      *
      * @param pfn the page frame number of the PMD table

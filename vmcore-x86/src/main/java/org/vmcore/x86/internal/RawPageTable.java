@@ -353,7 +353,7 @@ public final class RawPageTable extends PageTableEntries {
      * @param pmdSlot the PMD slot holding the huge entry
      * @param expected the huge entry the caller read under the PMD lock
      * @param tablePfn a table from {@link #withdrawTable}
-     * @param ptes the 512 entries, in address order
+     * @param ptes the 512 entries, in address order (the A/D bits gained are added to them in place)
      * @return false, changing nothing, when the slot no longer holds {@code expected} (A and D aside)
      */
     public synchronized boolean splitLeaf(long pmdSlot, long expected, long tablePfn, long[] ptes) {
@@ -365,9 +365,10 @@ public final class RawPageTable extends PageTableEntries {
                 return false;
             }
             long gained = cur & ad & ~expected;
-            for (int i = 0; i < Level.ENTRIES; i++) {
-                TableMemory.write(contents, tablePfn, i, ptes[i] | gained);
+            for (int i = 0; gained != 0 && i < Level.ENTRIES; i++) {
+                ptes[i] |= gained;
             }
+            TableMemory.writeUnlinked(contents, tablePfn, ptes);
             if (compareAndSetSlot(pmdSlot, cur, Pte.table(tablePfn))) {
                 return true;
             }

@@ -4,6 +4,7 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.lang.invoke.VarHandle;
 import java.nio.ByteOrder;
+import org.vmcore.x86.pgtable.Level;
 
 /**
  * Atomic access to page-table entries stored in frame contents. Entries are 64-bit
@@ -75,6 +76,20 @@ public final class TableMemory {
      */
     public static void write(DirectMap pages, long tablePfn, int index, long entry) {
         ENTRY.setVolatile(pages.page(tablePfn), (long) index << 3, entry);
+    }
+
+    /**
+     * Writes all 512 entries of the table in frame {@code tablePfn}, which no walker reaches yet
+     * (a table about to be linked): one bulk copy, then a release fence, so that the store that
+     * links the table publishes them.
+     *
+     * @param pages the frames' host pages
+     * @param tablePfn the table's frame
+     * @param entries the 512 entries, in index order
+     */
+    public static void writeUnlinked(DirectMap pages, long tablePfn, long[] entries) {
+        MemorySegment.copy(entries, 0, pages.page(tablePfn), ENTRY_LAYOUT, 0, Level.ENTRIES);
+        VarHandle.releaseFence();
     }
 
     /**
