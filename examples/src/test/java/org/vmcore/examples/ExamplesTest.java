@@ -140,4 +140,12 @@ class ExamplesTest {
         assertThat(lastLine(fixed)).isEqualTo("mode=fixed leaked=false");
         assertThat(fixed).contains("the munmap thread is WAITING").contains("(A's file page 3); the driver reads 0xa11ceda7a");
     }
+
+    @Test
+    void thpTlbReachPrintsBothRunsAndTheRatios() throws Exception {
+        String report = capture(() -> ThpTlbReach.main(new String[] {"--mib=16", "--accesses=20000", "--seed=3"}));
+        assertThat(report).contains("16 MiB private anonymous, thp=madvise").containsPattern("MADV_HUGEPAGE +24096 .* 8 +16384 kB")
+                .containsPattern("MADV_NOHUGEPAGE +24096 .* 4096 +0 kB");
+        assertThat(lastLine(report)).startsWith("HUGEPAGE / NOHUGEPAGE: TLB misses 0.").endsWith("(thp_fault_alloc 8)");
+    }
 }
