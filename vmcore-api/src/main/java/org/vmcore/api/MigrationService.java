@@ -86,7 +86,8 @@ public interface MigrationService {
 
     /**
      * Migration counters with /proc/vmstat names (pgmigrate_success, pgmigrate_fail,
-     * hugetlb_migrate_success, hugetlb_migrate_fail), counted since the machine started:
+     * hugetlb_migrate_success, hugetlb_migrate_fail, thp_migration_success, thp_migration_fail),
+     * counted since the machine started:
      * {@link Machine#resetVmstat()} does not reset them here.
      *
      * @return migration counters with /proc/vmstat names
