@@ -137,7 +137,7 @@ final class Fork {
         PageSize size = parent.pageSize();
         Level leaf = Level.ofLeaf(size);
         MmStruct childMm = child.owner();
-        HugeMemory huge = mm.pages.huge; // copy_huge_pmd: huge entries whole, under the parent's PMD lock
+        HugePmds huge = mm.pages.hugePmds; // copy_huge_pmd: huge entries whole, under the parent's PMD lock
         huge.forEachHugePmd(parent, parent.start(), parent.end(), (haddr, slot, pmd) -> huge.copyPmd(haddr, slot, pmd, childMm));
         // copy_pte_range: each parent table under its lock, so that a migration of one of its
         // pages (which meets the child's VMA through the rmap too) sees an entry copied or not yet

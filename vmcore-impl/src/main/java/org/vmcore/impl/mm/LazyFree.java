@@ -38,7 +38,7 @@ final class LazyFree {
         RawPageTable t = mm.pageTable();
         long[] marked = {0};
         try (Invalidation inv = Invalidation.start(mm.notifiers(), from, to, NotifierEvent.CLEAR)) {
-            mm.pages.huge.forEachHugePmd(v, from, to, null); // split: a transparent huge page is never lazy free here
+            mm.pages.hugePmds.forEachHugePmd(v, from, to, null); // split: a transparent huge page is never lazy free here
             PageOps.forEachLeafLocked(v, from, to, (va, slot, e) -> {
                 long pfn = ownPage(e);
                 if (pfn < 0) {
@@ -65,7 +65,7 @@ final class LazyFree {
         RawPageTable t = mm.pageTable();
         LongArrayList victims = new LongArrayList();
         try (Invalidation inv = Invalidation.start(mm.notifiers(), from, to, NotifierEvent.CLEAR)) {
-            mm.pages.huge.forEachHugePmd(v, from, to, null);
+            mm.pages.hugePmds.forEachHugePmd(v, from, to, null);
             PageOps.forEachLeafLocked(v, from, to, (va, slot, e) -> {
                 long pfn = ownPage(e);
                 if (pfn < 0 || (descriptors.flags(pfn) & FrameFlags.LAZYFREE) == 0) {

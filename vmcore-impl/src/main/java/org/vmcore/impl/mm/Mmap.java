@@ -255,7 +255,7 @@ final class Mmap {
             return;
         }
         if (!v.kind().isHugetlb()) {
-            mm.pages.huge.splitAcross(v, addr); // vma_adjust_trans_huge
+            mm.pages.hugePmds.splitAcross(v, addr); // vma_adjust_trans_huge
             mm.vmaTree().split(addr);
             return;
         }

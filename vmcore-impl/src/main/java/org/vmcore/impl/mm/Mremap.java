@@ -117,7 +117,7 @@ final class Mremap {
                 if (old.kind().isHugetlb()) {
                     moveHugetlbPageTables(old, from, to, len);
                 } else {
-                    mm.pages.huge.prepareMove(old, from, to, len);
+                    mm.pages.hugePmds.prepareMove(old, from, to, len);
                     AnonVma locked = VmaTree.lockRmap(old); // take_rmap_locks
                     try {
                         movePageTables(from, to, len);
@@ -167,7 +167,7 @@ final class Mremap {
         long oldVa = from + off;
         long newVa = to + off;
         if ((oldVa & (PMD_SIZE - 1)) == 0 && (newVa & (PMD_SIZE - 1)) == 0 && off + PMD_SIZE <= len) {
-            if (HugeMemory.movePmd(t, oldVa, newVa)) {
+            if (HugePmds.movePmd(t, oldVa, newVa)) {
                 return off + PMD_SIZE; // move_huge_pmd
             }
             if (Pte.isNone(t.entry(oldVa, Level.PMD))) {

@@ -38,8 +38,10 @@ final class PageOps {
     private final MemMap descriptors;
     private final MappingRegistry registry;
     private final HugetlbPools pools;
-    /** The transparent huge pages of this address space. */
+    /** The transparent huge pages of this address space: their faults and folios. */
     final HugeMemory huge;
+    /** What the other paths do with their PMD entries. */
+    final HugePmds hugePmds;
 
     PageOps(MmContext ctx, SimAddressSpace mm) {
         this.mm = mm;
@@ -48,6 +50,7 @@ final class PageOps {
         this.registry = ctx.registry();
         this.pools = ctx.pools();
         this.huge = new HugeMemory(ctx, mm);
+        this.hugePmds = new HugePmds(ctx, mm);
     }
 
     // ---- leaf iteration ----
@@ -177,7 +180,7 @@ final class PageOps {
         boolean shared = vma.kind().isShared();
         long readOnly = vma.pteProtection(false); // once per call: the VMA's protection is settled
         long readWrite = vma.pteProtection(true);
-        huge.forEachHugePmd(vma, from, to, (haddr, slot, pmd) -> huge.changePmd(slot, pmd, write, readOnly, readWrite));
+        hugePmds.forEachHugePmd(vma, from, to, (haddr, slot, pmd) -> hugePmds.changePmd(slot, pmd, write, readOnly, readWrite));
         forEachLeafLocked(vma, from, to, (va, slot, e) -> {
             if (!Pte.isPresent(e)) {
                 return; // swap or migration entries keep their own permissions

@@ -174,8 +174,9 @@ final class Zap {
         RawPageTable table = mm.pageTable();
         long[] rss = {0}; // add_mm_rss_vec: the counter changes once per range, not per page
         HugeMemory huge = pages.huge;
+        HugePmds hugePmds = pages.hugePmds;
         LongArrayList orphans = new LongArrayList(0);
-        huge.forEachHugePmd(vma, from, to, (haddr, pmdSlot, pmd) -> rss[0] += huge.zapPmd(haddr, pmdSlot, gather, orphans));
+        hugePmds.forEachHugePmd(vma, from, to, (haddr, pmdSlot, pmd) -> rss[0] += hugePmds.zapPmd(haddr, pmdSlot, gather, orphans));
         LongArrayList large = new LongArrayList(0); // transparent huge pages losing pages, held to the end
         PageOps.forEachLeafLocked(vma, from, to, (va, slot, e) -> {
             table.getAndClearSlot(slot);
