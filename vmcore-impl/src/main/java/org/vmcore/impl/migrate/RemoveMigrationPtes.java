@@ -12,6 +12,7 @@ import org.vmcore.impl.vma.MmStruct;
 import org.vmcore.impl.vma.VmArea;
 import org.vmcore.x86.internal.MemMap;
 import org.vmcore.x86.internal.RawPageTable;
+import org.vmcore.x86.mem.FrameFlags;
 import org.vmcore.x86.pgtable.Level;
 import org.vmcore.x86.pgtable.MigrationEntry;
 import org.vmcore.x86.pgtable.Pte;
@@ -93,8 +94,7 @@ public final class RemoveMigrationPtes {
             }
             boolean thp = size != PageSize.SIZE_4K && !vma.kind().isHugetlb();
             if (thp && RawPageTable.isTablePointer(table.readSlot(slot), Level.PMD)) {
-                restored += restorePtes(vma, address, oldPfn, newPfn); // its PMD entry was split while it moved
-                continue;
+                continue; // its PMD migration entry was split while it moved: below, with every PTE
             }
             KMutex ptl = mm.ptlOf(slot, size);
             ptl.lock();
@@ -118,42 +118,8 @@ public final class RemoveMigrationPtes {
                 ptl.unlock();
             }
         }
-        return restored;
-    }
-
-    /**
-     * remove_migration_pte for a transparent huge page whose PMD migration entry was split into
-     * 512 PTE migration entries (a partial munmap or mprotect while it moved): each entry to a page
-     * of the old folio maps the same page of the new one, under the PTE table's lock.
-     */
-    private int restorePtes(VmArea vma, long haddr, long oldPfn, long newPfn) {
-        MmStruct mm = vma.owner();
-        RawPageTable table = mm.pageTable();
-        long base = table.slot(haddr, Level.PTE);
-        if (base < 0) {
-            return 0;
-        }
-        int restored = 0;
-        KMutex ptl = mm.ptlOf(base, PageSize.SIZE_4K);
-        ptl.lock();
-        try {
-            for (int i = 0; i < Level.ENTRIES; i++) {
-                long slot = base + ((long) i << 3);
-                long e = table.readSlot(slot);
-                long page = MigrationEntry.isMigration(e) ? MigrationEntry.pfn(e) - oldPfn : -1;
-                if (page < 0 || page >= Level.ENTRIES) {
-                    continue;
-                }
-                boolean writable = MigrationEntry.isWrite(e) && vma.protection().write();
-                long flags = vma.pteProtection(writable) | (MigrationEntry.young(e) ? Pte.ACCESSED : 0)
-                        | (MigrationEntry.dirty(e) ? Pte.DIRTY : 0);
-                descriptors.addMapcount(newPfn + page, 1);
-                descriptors.addRefcount(newPfn, 1);
-                table.compareAndSetSlot(slot, e, Pte.leaf(newPfn + page, PageSize.SIZE_4K, flags));
-                restored++;
-            }
-        } finally {
-            ptl.unlock();
+        if ((descriptors.flags(newPfn) & FrameFlags.LARGE_RMAPPABLE) != 0) {
+            restored += unmap.hugePagePtes().restore(oldPfn, newPfn);
         }
         return restored;
     }

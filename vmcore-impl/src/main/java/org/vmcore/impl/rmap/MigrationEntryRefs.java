@@ -40,6 +40,7 @@ public final class MigrationEntryRefs {
     private final MemMap memMap;
     private final RmapWalk rmap;
     private final HugetlbPools pools;
+    private final HugePagePtes hugePtes;
 
     public MigrationEntryRefs(MachineLock lock, PhysicalMemory memory, RmapWalk rmap,
                               HugetlbPools pools) {
@@ -49,6 +50,7 @@ public final class MigrationEntryRefs {
         this.memMap = SharedSecrets.memMap(memory);
         this.rmap = rmap;
         this.pools = pools;
+        this.hugePtes = new HugePagePtes(memory, rmap, null);
     }
 
     /**
@@ -77,26 +79,12 @@ public final class MigrationEntryRefs {
                 if (MigrationEntry.isMigration(e) && MigrationEntry.pfn(e) == pfn) {
                     return true;
                 }
-                if (size != vma.pageSize() && RawPageTable.isTablePointer(e, Level.PMD) && pointedAtPages(table, address, pfn)) {
-                    return true; // a transparent huge page's PMD migration entry split into PTE ones
-                }
             }
-            return false;
         } finally {
             rmapLock.upRead();
         }
-    }
-
-    /** Whether a PTE migration entry at {@code haddr}'s table points at one of the 512 pages from {@code head}. */
-    private static boolean pointedAtPages(RawPageTable table, long haddr, long head) {
-        long base = table.slot(haddr, Level.PTE);
-        for (int i = 0; base >= 0 && i < Level.ENTRIES; i++) {
-            long e = table.readSlot(base + ((long) i << 3));
-            if (MigrationEntry.isMigration(e) && MigrationEntry.pfn(e) - head >= 0 && MigrationEntry.pfn(e) - head < Level.ENTRIES) {
-                return true;
-            }
-        }
-        return false;
+        // a transparent huge page's PMD migration entry split into PTE ones, maybe across VMAs
+        return (descriptors.flags(pfn) & FrameFlags.LARGE_RMAPPABLE) != 0 && hugePtes.pointedAt(pfn);
     }
 
     /**

@@ -126,9 +126,12 @@ public final class RmapWalk {
         rmapLock.downRead();
         try {
             if (owner instanceof AnonVma anonVma) {
+                // a transparent huge page: every VMA that maps one of its pages (a VMA cut inside it,
+                // or its pages moved by mremap, may hold some and not its head)
+                long last = (d.flags(pfn) & FrameFlags.LARGE_RMAPPABLE) != 0 ? index + (1L << d.order(pfn)) - 1 : index;
                 List<VmArea> out = new ArrayList<>();
                 for (VmArea vma : anonVma.vmas()) {
-                    if (vma.address(index) >= 0) {
+                    if (vma.address(index) >= 0 || last != index && vma.pgoff() <= last && index < vma.pgoff() + vma.pages()) {
                         out.add(vma);
                     }
                 }

@@ -47,8 +47,10 @@ public final class TryToUnmap {
     private final RmapWalk rmap;
     private final TlbShootdown shootdown;
     private final boolean preFix;
+    private final HugePagePtes hugePtes;
 
     public TryToUnmap(PhysicalMemory memory, RmapWalk rmap, TlbShootdown shootdown, MachineConfig config) {
+        this.hugePtes = new HugePagePtes(memory, rmap, shootdown);
         this.memory = memory;
         this.descriptors = SharedSecrets.memMap(memory);
         this.rmap = rmap;
@@ -59,6 +61,11 @@ public final class TryToUnmap {
     /** try_to_migrate. */
     public UnmapResult tryToMigrate(long pfn) {
         return walk(pfn, true);
+    }
+
+    /** The PTEs mapping the pages of transparent huge pages. */
+    public HugePagePtes hugePagePtes() {
+        return hugePtes;
     }
 
     /** try_to_unmap (not for migration: mlock is respected, anonymous pages cannot go without swap). */

@@ -156,6 +156,18 @@ public final class MemMap {
     }
 
     /**
+     * folio_ref_freeze: sets the refcount of {@code head} from {@code expected} to 0, so that no
+     * speculative reference can be taken ({@link #getUnlessZero} fails) while the folio is split.
+     *
+     * @param head the head frame
+     * @param expected the references the caller accounts for
+     * @return whether the count was {@code expected} and is 0 now
+     */
+    public boolean freezeRefcount(long head, int expected) {
+        return INT.compareAndSet(materialise(head), offset(head) + REFCOUNT, expected, 0);
+    }
+
+    /**
      * folio_mapcount: for the head of a transparent huge page its PMD mappings plus the PTEs mapping
      * any of its pages; for any other frame its {@link #mapcount}.
      *
@@ -199,7 +211,7 @@ public final class MemMap {
         }
         MemorySegment s = materialise(head);
         s.set(ValueLayout.JAVA_SHORT, offset(head) + ORDER, (short) 0);
-        clearFlags(head, FrameFlags.HEAD | FrameFlags.LARGE_RMAPPABLE);
+        clearFlags(head, FrameFlags.HEAD | FrameFlags.LARGE_RMAPPABLE | FrameFlags.PARTIALLY_MAPPED);
     }
 
     /** The order of a transparent huge page: a PMD's worth of 4 KiB frames. */
