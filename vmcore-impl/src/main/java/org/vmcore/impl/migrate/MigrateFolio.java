@@ -180,9 +180,6 @@ final class MigrateFolio {
             return 0;
         }
         boolean thp = (flags & FrameFlags.LARGE_RMAPPABLE) != 0;
-        if (thp && descriptors.folioMapcount(pfn) != descriptors.entireMapcount(pfn)) {
-            return -Errno.EBUSY; // a huge page mapped by PTEs somewhere: vmcore moves only PMD-mapped ones
-        }
         if (!descriptors.getUnlessZero(pfn)) { // isolation: the page stays alive while it is unmapped
             return -Errno.ENOENT;
         }

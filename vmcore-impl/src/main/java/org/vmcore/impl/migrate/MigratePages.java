@@ -49,11 +49,12 @@ final class MigratePages {
                     mm.ensureOpen();
                     int source = fromNodes[i];
                     for (VmArea v : mm.vmaAreas()) {
-                        mm.forEachMappedPage(v, (va, pfn) -> {
+                        mm.forEachMappedPage(v, (va, page) -> {
+                            long pfn = descriptors.folio(page); // a page of a huge page queues its folio
                             // queue_folios_pte_range / queue_pages_hugetlb: MOVE takes only unshared pages,
                             // each isolated (a reference held) until its migration is over
-                            if (memory.nodeOf(pfn) == source && (moveAll || descriptors.folioMapcount(pfn) == 1)
-                                    && !queue.containsKey(pfn)) {
+                            if (!queue.containsKey(pfn) && memory.nodeOf(pfn) == source
+                                    && (moveAll || !descriptors.folioMappedShared(pfn))) {
                                 PageReference ref = folio.isolate(pfn);
                                 if (ref != null) {
                                     queue.put(pfn, ref);

@@ -77,7 +77,7 @@ final class MovePages {
                 mm.ensureOpen();
                 status[i] = lookup(mm, addresses[i], nodes == null ? -1 : nodes[i], moveAll);
                 if (status[i] == QUEUE) {
-                    head = mm.pageAt(addresses[i]); // again: a migration takes no mmap_lock, it may have begun
+                    head = folioAt(mm, addresses[i]); // again: a migration takes no mmap_lock, it may have begun
                     PageReference ref = head < 0 || batch.contains(head) ? null : folio.isolate(head);
                     if (ref == null) {
                         status[i] = head < 0 ? -Errno.ENOENT : -Errno.EBUSY; // already isolated, by this batch or another call
@@ -100,6 +100,12 @@ final class MovePages {
         return new MovePagesResult(failed, status);
     }
 
+    /** The head of the folio mapped at va (of a transparent huge page mapped by PTEs too), or -1. */
+    private long folioAt(SimAddressSpace mm, long va) {
+        long pfn = mm.pageAt(va);
+        return pfn < 0 ? -1 : descriptors.folio(pfn);
+    }
+
     /** A lookup result of {@link #lookup}: isolate the page into the batch. */
     private static final int QUEUE = Integer.MAX_VALUE;
 
@@ -112,7 +118,7 @@ final class MovePages {
         if (vma == null) {
             return -Errno.EFAULT;
         }
-        long head = mm.pageAt(va);
+        long head = folioAt(mm, va);
         if (head < 0) {
             return -Errno.ENOENT;
         }
@@ -123,7 +129,7 @@ final class MovePages {
         if (node < 0 || on == node) {
             return on;
         }
-        if (!moveAll && descriptors.folioMapcount(head) > 1) {
+        if (!moveAll && descriptors.folioMappedShared(head)) {
             return -Errno.EACCES;
         }
         if (vma.kind().isHugetlb() && (va & (vma.pageSize().bytes() - 1) & ~0xFFFL) != 0) {

@@ -91,8 +91,9 @@ public final class MigrationEntryRefs {
      * Frees the page headed by {@code pfn} to the buddy allocator or its hugetlb pool if nothing
      * holds it any more: refcount 0 and no migration entry left. Call after clearing an entry.
      */
-    public void releaseIfUnreferenced(long pfn) {
+    public void releaseIfUnreferenced(long page) {
         assert lock.isHeldByCurrentThread();
+        long pfn = descriptors.folio(page); // an entry to a page of a transparent huge page holds its folio
         // Two threads may clear the page's last two entries at once (two exits): the folio lock
         // lets them decide one after the other. The first may have read the second's entry before
         // it was cleared, so the second waits for its turn rather than leave the page to it; only

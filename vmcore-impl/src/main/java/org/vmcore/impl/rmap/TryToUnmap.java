@@ -78,6 +78,9 @@ public final class TryToUnmap {
         List<MappingResult> results = new ArrayList<>();
         rmap.walkVmas(pfn, (vma, address) -> migrate ? tryToMigrateOne(vma, address, pfn, results)
                 : tryToUnmapOne(vma, address, pfn, results));
+        if (migrate && (descriptors.flags(pfn) & FrameFlags.LARGE_RMAPPABLE) != 0) {
+            hugePtes.migrate(pfn); // the PTEs that map its pages (after a split of one of its PMDs)
+        }
         return new UnmapResult(pfn, results, descriptors.folioMapcount(pfn));
     }
 

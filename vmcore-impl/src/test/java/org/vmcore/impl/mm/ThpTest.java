@@ -333,17 +333,26 @@ class ThpTest {
     }
 
     @Test
-    @DisplayName("a huge page mapped by PTEs somewhere is not migrated (-EBUSY); migrate_pages moves PMD-mapped ones")
-    void pteMappedHugePagesStayAndMigratePagesMovesHugeOnes() {
+    @DisplayName("a huge page mapped by a PMD in one process and by PTEs in another moves whole; MPOL_MF_MOVE refuses it (shared)")
+    void aHugePageMappedByPmdAndPtesMovesWhole() {
         AddressSpace mm = hugeOnTwoNodes();
         AddressSpace child = mm.fork();
         machine.cpu(0).switchTo(child);
-        machine.cpu(0).store(VA + 7 * K4, 8, (7 * K4) ^ 0x5a5a); // the child splits its PMD and copies one page
-        var result = machine.migration().movePages(mm, new long[] {VA}, new int[] {1}, MigrationService.MPOL_MF_MOVE_ALL);
-        assertThat(result.status()).containsExactly(-Errno.EBUSY);
-        child.close();
-        assertThat(machine.migration().migratePages(mm, new int[] {0}, new int[] {1}, MigrationService.MPOL_MF_MOVE)).isZero();
+        machine.cpu(0).store(VA + 7 * K4, 8, 99); // the child splits its PMD and copies one page
+        long old = mm.pageAt(VA);
+        assertThat(machine.migration().movePages(child, new long[] {VA + 9 * K4}, new int[] {1}, MigrationService.MPOL_MF_MOVE)
+                .status()).as("mapped by both: not this process's alone").containsExactly(-Errno.EACCES);
+        var result = machine.migration().movePages(child, new long[] {VA + 9 * K4}, new int[] {1}, MigrationService.MPOL_MF_MOVE_ALL);
+        assertThat(result.status()).containsExactly(1);
+        assertThat(mm.pageAt(VA)).isNotEqualTo(old);
         assertThat(machine.page(mm.pageAt(VA)).node()).isEqualTo(1);
+        assertThat(mm.counters().anonHugePages()).as("the parent's PMD maps the new page").isEqualTo(512);
+        assertThat(machine.page(child.pageAt(VA + 9 * K4)).node()).as("the child's PTEs too").isEqualTo(1);
+        assertContentsOn(mm, 0, 0);
+        assertThat(Fixtures.peek(machine, child, VA + 7 * K4)).isEqualTo(99);
+        child.close();
+        assertThat(machine.migration().migratePages(mm, new int[] {1}, new int[] {0}, MigrationService.MPOL_MF_MOVE)).isZero();
+        assertThat(machine.page(mm.pageAt(VA)).node()).isZero();
         assertContentsOn(mm, 0, 0);
     }
 

@@ -186,6 +186,27 @@ public final class MemMap {
     }
 
     /**
+     * folio_maybe_mapped_shared, exactly: whether some page of the folio at {@code pfn} is mapped
+     * more than once (by a PMD entry and PTEs counted together), as a page shared after fork is;
+     * for any other frame, whether its mapcount is above 1.
+     *
+     * @param pfn a frame number of this memory
+     * @return whether a page of it has more than one mapping
+     */
+    public boolean folioMappedShared(long pfn) {
+        if ((flags(pfn) & FrameFlags.LARGE_RMAPPABLE) == 0) {
+            return mapcount(pfn) > 1;
+        }
+        int entire = entireMapcount(pfn);
+        for (int i = 0; i < 1 << LARGE_ORDER; i++) {
+            if (entire + mapcount(pfn + i) > 1) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /**
      * Adds {@code delta} to the entire mapcount of the transparent huge page at {@code head}.
      *
      * @param head the head frame of a transparent huge page

@@ -119,6 +119,16 @@ public final class FrameDescriptors {
     }
 
     /**
+     * Whether a page of the folio is mapped more than once; see {@link MemMap#folioMappedShared}.
+     *
+     * @param pfn a frame number of this memory
+     * @return whether it is mapped shared
+     */
+    public boolean folioMappedShared(long pfn) {
+        return map.folioMappedShared(pfn);
+    }
+
+    /**
      * The number of page-table entries mapping the frame (0 when unmapped).
      *
      * @param pfn a frame number of this memory
