@@ -54,9 +54,26 @@ public interface MigrationService {
     MovePagesResult movePages(AddressSpace addressSpace, long[] addresses, int[] nodes, int flags);
 
     /**
+     * split_huge_page for every transparent huge page mapped in {@code [start, end)} of the
+     * address space (the kernel's debugfs split_huge_pages with a pid and a range): each becomes
+     * 512 pages of their own, in every address space that maps it; its PMD entries become PTE
+     * tables (thp_split_pmd), the pages nothing maps any more are freed (thp_split_page counts the
+     * splits). A huge page locked by a migration or another split, or held by anything but its
+     * mappings (a GUP reference), is left as it is.
+     *
+     * @param addressSpace an address space of this machine
+     * @param start the first address, 4 KiB aligned
+     * @param end one past the last address, 4 KiB aligned and above {@code start}
+     * @return how many huge pages were split
+     * @throws InvalidArgumentException if the address space is not this machine's or the range is not valid
+     */
+    int splitHugePages(AddressSpace addressSpace, long start, long end);
+
+    /**
      * Soft offline: migrates the page headed by {@code pfn} away, then poisons the old frame and
      * takes it out of use; a hugetlb pool shrinks by one page. A free huge page is dissolved
-     * from its pool and poisoned.
+     * from its pool and poisoned. A page of a transparent huge page (any of its 512) splits the
+     * huge page first (try_to_split_thp_page), then goes alone; -EBUSY if it cannot be split.
      *
      * @param pfn the head page frame number
      * @return 0, or -EBUSY when the page is already poisoned or could not be migrated
@@ -86,7 +103,8 @@ public interface MigrationService {
 
     /**
      * Migration counters with /proc/vmstat names (pgmigrate_success, pgmigrate_fail,
-     * hugetlb_migrate_success, hugetlb_migrate_fail, thp_migration_success, thp_migration_fail),
+     * hugetlb_migrate_success, hugetlb_migrate_fail, thp_migration_success, thp_migration_fail,
+     * thp_split_page),
      * counted since the machine started:
      * {@link Machine#resetVmstat()} does not reset them here.
      *

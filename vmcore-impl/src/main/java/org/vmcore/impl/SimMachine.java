@@ -117,6 +117,7 @@ public final class SimMachine implements Machine {
             spaces.setContext(new MmContext(lock, config, memory, registry, pools, hugetlbfs, shootdown, callbackFailures,
                     ops, migrating, migrationRefs, spaces, speculativeRefs::tryGet, zeroPfn, reclaimCounts,
                     new Thp(config.thp(), memory)));
+            migration.splitsFor(spaces.context().thp());
             this.physical = new PhysicalAccess(lock, memory, registry);
             lock.raceHooks().setScope(callbackFailures);
             lock.locklessWalkers().setSyncOnUnshare(!config.regressions().contains(Regression.PRE_1013AF4F));
@@ -423,9 +424,8 @@ public final class SimMachine implements Machine {
     }
 
     /**
-     * The configuration and, while open, the live address spaces, for example
-     * {@code Machine[nodes 4G 4G, 2 CPUs, 4-level paging, hugetlb node0 1024x2M, regressions [], 3 address spaces]};
-     * {@code Machine[closed, ...]} after close.
+     * The configuration and, while open, the live address spaces, for example {@code Machine[nodes 4G 4G, 2 CPUs,
+     * 4-level paging, hugetlb node0 1024x2M, regressions [], 3 address spaces]}; {@code Machine[closed, ...]} after close.
      */
     @Override
     public String toString() {

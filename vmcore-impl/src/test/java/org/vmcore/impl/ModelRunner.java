@@ -357,17 +357,22 @@ final class ModelRunner {
     }
 
     /**
-     * MADV_HUGEPAGE or NOHUGEPAGE on a slot, MADV_COLLAPSE of its first 2 MiB, or a khugepaged
-     * step: contents never change. Hugetlb refuses the advice (-EINVAL), an unmapped slot is
+     * MADV_HUGEPAGE or NOHUGEPAGE on a slot, MADV_COLLAPSE of its first 2 MiB, a khugepaged step,
+     * or split_huge_pages over the slot: contents never change. Hugetlb refuses the advice (-EINVAL), an unmapped slot is
      * -ENOMEM; a collapse may fail (-EAGAIN, -ENOMEM, -EINVAL for memory it cannot collapse).
      */
     private void hugePages(int p, int s) {
         Proc proc = procs.get(p);
         Slot slot = proc.slots[s];
-        int what = random.nextInt(4);
+        int what = random.nextInt(5);
         if (what == 3) {
             log.add("khugepaged scan 4");
             machine.khugepaged().scan(4);
+            return;
+        }
+        if (what == 4) {
+            log.add("split_huge_pages p" + p + " slot " + s);
+            machine.migration().splitHugePages(proc.mm, slotBase(s), slotBase(s) + slotLength(s));
             return;
         }
         Advice advice = what == 0 ? Advice.HUGEPAGE : what == 1 ? Advice.NOHUGEPAGE : Advice.COLLAPSE;

@@ -2,6 +2,7 @@ package org.vmcore.impl.migrate;
 
 import java.util.Map;
 import java.util.function.LongFunction;
+import org.eclipse.collections.impl.set.mutable.primitive.LongHashSet;
 import org.vmcore.api.AddressSpace;
 import org.vmcore.api.InvalidArgumentException;
 import org.vmcore.api.MigrationObserver;
@@ -16,9 +17,13 @@ import org.vmcore.impl.base.OperationHook;
 import org.vmcore.impl.hugetlb.HugetlbPools;
 import org.vmcore.impl.mm.SimAddressSpace;
 import org.vmcore.impl.notifier.CallbackFailures;
+import org.vmcore.impl.mm.Thp;
 import org.vmcore.impl.rmap.MigrationEntryRefs;
 import org.vmcore.impl.rmap.TryToUnmap;
 import org.vmcore.impl.vma.MappingRegistry;
+import org.vmcore.impl.vma.VmArea;
+import org.vmcore.x86.mem.FrameDescriptors;
+import org.vmcore.x86.mem.FrameFlags;
 import org.vmcore.x86.mem.PhysicalMemory;
 
 /**
@@ -31,6 +36,7 @@ import org.vmcore.x86.mem.PhysicalMemory;
  * the lock is released between pages, so CPUs that fault on a migration entry wait exactly until
  * that page's migration ends.
  */
+@SuppressWarnings("try") // a lock hold is used only for its scope
 public final class MigrationServiceImpl implements MigrationService {
     private final MachineLock lock;
     private final int nodeCount;
@@ -40,6 +46,9 @@ public final class MigrationServiceImpl implements MigrationService {
     private final MovePages movePages;
     private final SoftOffline softOffline;
     private final MemoryOffline memoryOffline;
+    private final SplitHugePage split;
+    private final OperationHook hook;
+    private final FrameDescriptors descriptors;
 
     public MigrationServiceImpl(MachineLock lock, int nodeCount, PhysicalMemory memory, HugetlbPools pools,
                                 MappingRegistry registry, TryToUnmap unmap, RemoveMigrationPtes removeMigrationPtes,
@@ -48,11 +57,14 @@ public final class MigrationServiceImpl implements MigrationService {
         this.lock = lock;
         this.nodeCount = nodeCount;
         this.memory = memory;
+        this.hook = hook;
+        this.descriptors = memory.descriptors();
         this.folio = new MigrateFolio(lock, memory, pools, registry, unmap, removeMigrationPtes, migrationRefs, callbackFailures,
                 hook, migrating, isolate);
         this.migratePages = new MigratePages(lock, memory, folio, hook);
         this.movePages = new MovePages(lock, memory, folio, hook);
-        this.softOffline = new SoftOffline(lock, memory, folio, hook, pools);
+        this.split = new SplitHugePage(lock, memory, unmap, removeMigrationPtes);
+        this.softOffline = new SoftOffline(lock, memory, folio, hook, pools, split);
         this.memoryOffline = new MemoryOffline(lock, memory, folio, hook, pools, nodeCount);
     }
 
@@ -65,7 +77,15 @@ public final class MigrationServiceImpl implements MigrationService {
     @Override
     public Map<String, Long> stats() {
         lock.ensureOpen();
-        return folio.stats();
+        Map<String, Long> out = folio.stats();
+        out.put("thp_split_page", split.splits());
+        return out;
+    }
+
+    /** Lets the deferred split queue of {@code thp} split huge pages through this service. */
+    public void splitsFor(Thp thp) {
+        thp.setSplitter(split::split);
+        split.useThp(thp);
     }
 
     // ---- migrate_pages(2) ----
@@ -108,6 +128,37 @@ public final class MigrationServiceImpl implements MigrationService {
             }
         }
         return movePages.movePages(mm, addresses, nodes, (flags & MPOL_MF_MOVE_ALL) != 0);
+    }
+
+    // ---- split_huge_pages (debugfs) ----
+
+    @Override
+    public int splitHugePages(AddressSpace addressSpace, long start, long end) {
+        SimAddressSpace mm = checkSpace(addressSpace);
+        if (start < 0 || (start & 0xFFF) != 0) {
+            throw new InvalidArgumentException("start", start, "must be a non-negative 4K aligned address");
+        }
+        if ((end & 0xFFF) != 0 || end <= start) {
+            throw new InvalidArgumentException("end", end, "must be 4K aligned and above start 0x" + Long.toHexString(start));
+        }
+        int split = 0;
+        try (MachineLock.Held locked = lock.shared(); MachineLock.Held mmap = mm.mmapRead()) {
+            mm.ensureOpen();
+            LongHashSet heads = new LongHashSet();
+            for (VmArea v : mm.vmaAreas()) {
+                mm.forEachMappedPage(v, (va, page) -> {
+                    long head = descriptors.folio(page);
+                    if (va >= start && va < end && (descriptors.flags(head) & FrameFlags.LARGE_RMAPPABLE) != 0) {
+                        heads.add(head);
+                    }
+                });
+            }
+            for (long head : heads.toArray()) {
+                split += this.split.split(head) == 0 ? 1 : 0;
+            }
+        }
+        hook.afterOperation("split_huge_pages");
+        return split;
     }
 
     // ---- soft offline ----

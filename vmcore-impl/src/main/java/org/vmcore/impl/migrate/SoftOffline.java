@@ -25,8 +25,10 @@ final class SoftOffline {
     private final MigrateFolio folio;
     private final OperationHook hook;
     private final HugetlbPools pools;
+    private final SplitHugePage split;
 
-    SoftOffline(MachineLock lock, PhysicalMemory memory, MigrateFolio folio, OperationHook hook, HugetlbPools pools) {
+    SoftOffline(MachineLock lock, PhysicalMemory memory, MigrateFolio folio, OperationHook hook, HugetlbPools pools, SplitHugePage split) {
+        this.split = split;
         this.lock = lock;
         this.memory = memory;
         this.descriptors = memory.descriptors();
@@ -44,8 +46,12 @@ final class SoftOffline {
             if ((flags & (FrameFlags.HWPOISON | FrameFlags.RESERVED)) != 0) {
                 return -Errno.EBUSY; // poisoned already, or the shared zero page, which cannot go
             }
-            if ((descriptors.flags(descriptors.folio(pfn)) & FrameFlags.LARGE_RMAPPABLE) != 0) {
-                return -Errno.EBUSY; // a page of a transparent huge page: vmcore neither splits nor migrates them yet
+            long head = descriptors.folio(pfn);
+            if ((descriptors.flags(head) & FrameFlags.LARGE_RMAPPABLE) != 0) { // try_to_split_thp_page
+                if (split.split(head) != 0 || (descriptors.flags(pfn) & FrameFlags.ALLOCATED) == 0) {
+                    return -Errno.EBUSY; // not split (a PMD maps it, or it is busy), or the page went with the split
+                }
+                flags = descriptors.flags(pfn);
             }
             HugePagePool pool = pools.poolOf(pfn);
             if (pool != null && pool.isFree(pfn)) {

@@ -272,6 +272,7 @@ final class HugeMemory {
             if (descriptors.mapcount(head + i) > 0) {
                 if (descriptors.trySetFlag(head, FrameFlags.PARTIALLY_MAPPED)) {
                     thp.count(Thp.Event.DEFERRED_SPLIT_PAGE);
+                    thp.queueDeferred(head);
                 }
                 return;
             }

@@ -1,6 +1,9 @@
 package org.vmcore.impl.mm;
 
 import java.util.concurrent.atomic.AtomicLongArray;
+import java.util.function.LongToIntFunction;
+import org.eclipse.collections.impl.set.mutable.primitive.LongHashSet;
+import org.vmcore.api.Errno;
 import org.vmcore.api.ThpMode;
 import org.vmcore.api.VmstatCounter;
 import org.vmcore.x86.internal.MemMap;
@@ -11,7 +14,9 @@ import org.vmcore.x86.mem.PhysicalMemory;
 /**
  * What the machine knows of transparent huge pages (mm/huge_memory.c's globals): the mode of
  * /sys/kernel/mm/transparent_hugepage/enabled, the thp_* events of /proc/vmstat (those of
- * migration are counted by the migration service) and the huge
+ * migration and splitting are counted by the migration service), the deferred split queue
+ * (partly unmapped huge pages, which {@link #splitDeferred} splits as the kernel's shrinker does
+ * under memory pressure) and the huge
  * zero page, allocated on the first read fault that wants one and kept until the machine closes
  * (the kernel frees it under memory pressure when nothing maps it).
  */
@@ -22,7 +27,6 @@ public final class Thp {
         FAULT_FALLBACK(VmstatCounter.THP_FAULT_FALLBACK),
         COLLAPSE_ALLOC(VmstatCounter.THP_COLLAPSE_ALLOC),
         SPLIT_PMD(VmstatCounter.THP_SPLIT_PMD),
-        SPLIT_PAGE(VmstatCounter.THP_SPLIT_PAGE),
         DEFERRED_SPLIT_PAGE(VmstatCounter.THP_DEFERRED_SPLIT_PAGE),
         ZERO_PAGE_ALLOC(VmstatCounter.THP_ZERO_PAGE_ALLOC);
 
@@ -37,6 +41,8 @@ public final class Thp {
     private final PhysicalMemory memory;
     private final AtomicLongArray events = new AtomicLongArray(Event.values().length);
     private volatile long hugeZeroPfn = -1;
+    private final LongHashSet deferred = new LongHashSet(); // ds_queue, by head PFN; guarded by itself
+    private volatile LongToIntFunction splitter = head -> -1;
 
     public Thp(ThpMode mode, PhysicalMemory memory) {
         this.mode = mode;
@@ -66,6 +72,50 @@ public final class Thp {
     long hugeZeroPfn() {
         long pfn = hugeZeroPfn;
         return pfn >= 0 ? pfn : allocateHugeZero();
+    }
+
+    /** thp_split_pmd, for PMD entries a split of the huge page itself replaced. */
+    public void countSplitPmds(int n) {
+        events.addAndGet(Event.SPLIT_PMD.ordinal(), n);
+    }
+
+    /** Sets how a huge page is split (split_huge_page, from the migration service). */
+    public void setSplitter(LongToIntFunction splitter) {
+        this.splitter = splitter;
+    }
+
+    /** deferred_split_folio: queues the partly unmapped huge page at {@code head}. */
+    void queueDeferred(long head) {
+        synchronized (deferred) {
+            deferred.add(head);
+        }
+    }
+
+    /**
+     * deferred_split_scan: splits up to {@code max} queued huge pages that are still partly mapped
+     * huge pages (a queued page freed since is just forgotten), giving back the memory of their
+     * unmapped pages; one that cannot be split now stays queued. The caller holds the machine lock
+     * shared. Returns how many it split.
+     */
+    public int splitDeferred(int max, MemMap descriptors) {
+        long[] heads;
+        synchronized (deferred) {
+            heads = deferred.toArray();
+        }
+        int split = 0;
+        int want = FrameFlags.LARGE_RMAPPABLE | FrameFlags.PARTIALLY_MAPPED | FrameFlags.ALLOCATED;
+        for (int i = 0; i < heads.length && split < max; i++) {
+            long head = heads[i];
+            boolean queued = (descriptors.flags(head) & want) == want;
+            if (queued && splitter.applyAsInt(head) == -Errno.EAGAIN) {
+                continue; // busy: stays queued
+            }
+            synchronized (deferred) {
+                deferred.remove(head);
+            }
+            split += queued && (descriptors.flags(head) & FrameFlags.LARGE_RMAPPABLE) == 0 ? 1 : 0;
+        }
+        return split;
     }
 
     /** Whether {@code pfn} is the huge zero page. */

@@ -97,6 +97,68 @@ public final class HugePagePtes {
         });
     }
 
+    /**
+     * remove_migration_pmd for a huge page split while PMD migration entries mapped it (split_huge_page
+     * of a PMD-mapped page): each such entry becomes the deposited PTE table with 512 PTEs, one per
+     * page, each with a mapcount and a reference of its own; AnonHugePages drops. Returns how many
+     * PMD entries it replaced.
+     */
+    public int restoreSplitPmds(long head) {
+        MappingOwner owner = rmap.owner(head);
+        if (owner == null) {
+            return 0;
+        }
+        long index = descriptors.index(head);
+        int restored = 0;
+        RwSem rmapLock = RmapWalk.lockOf(owner);
+        for (VmArea vma : rmap.candidates(owner, head)) {
+            long address = vma.address(index);
+            if (address < 0 || (address & (SIZE - 1)) != 0 || address + SIZE > vma.end()) {
+                continue;
+            }
+            rmapLock.downRead();
+            try {
+                if (!vma.detached() && splitPmd(vma, address, head)) {
+                    restored++;
+                }
+            } finally {
+                rmapLock.upRead();
+            }
+        }
+        return restored;
+    }
+
+    private boolean splitPmd(VmArea vma, long address, long head) {
+        MmStruct mm = vma.owner();
+        RawPageTable table = mm.pageTable();
+        long slot = table.slot(address, Level.PMD);
+        if (slot < 0) {
+            return false;
+        }
+        KMutex ptl = mm.ptlOf(slot, PageSize.SIZE_2M);
+        ptl.lock();
+        try {
+            long e = table.readSlot(slot);
+            if (!MigrationEntry.isMigration(e) || MigrationEntry.pfn(e) != head) {
+                return false;
+            }
+            boolean writable = MigrationEntry.isWrite(e) && vma.protection().write();
+            long flags = vma.pteProtection(writable) | (MigrationEntry.young(e) ? Pte.ACCESSED : 0)
+                    | (MigrationEntry.dirty(e) ? Pte.DIRTY : 0);
+            long[] leaves = new long[NR];
+            for (int i = 0; i < NR; i++) {
+                leaves[i] = Pte.leaf(head + i, PageSize.SIZE_4K, flags);
+                descriptors.addMapcount(head + i, 1);
+                descriptors.addRefcount(head + i, 1);
+            }
+            table.splitLeaf(slot, e, table.withdrawTable(address), leaves);
+            mm.addAnonHugePages(-NR);
+            return true;
+        } finally {
+            ptl.unlock();
+        }
+    }
+
     /** Whether a PTE migration entry to one of the pages of the huge page at {@code head} is left. */
     public boolean pointedAt(long head) {
         boolean[] found = {false};
@@ -119,7 +181,7 @@ public final class HugePagePtes {
         }
         long index = descriptors.index(head);
         int changed = 0;
-        for (VmArea vma : rmap.candidates(owner, head)) {
+        for (VmArea vma : rmap.candidates(owner, index, NR)) { // by the range: the folio may be split already
             long start = vma.start() + ((index - vma.pgoff()) << 12); // where the head would be
             long lo = Math.max(start, vma.start());
             long hi = Math.min(start + SIZE, vma.end());

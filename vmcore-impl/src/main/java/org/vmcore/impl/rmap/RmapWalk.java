@@ -116,6 +116,29 @@ public final class RmapWalk {
     }
 
     /**
+     * The VMAs of the anon_vma family {@code owner} that overlap the {@code pages} pages from
+     * {@code index} (a transparent huge page's, split or not), under its lock held for read.
+     */
+    public List<VmArea> candidates(MappingOwner owner, long index, long pages) {
+        List<VmArea> out = new ArrayList<>();
+        if (!(owner instanceof AnonVma anonVma)) {
+            return out;
+        }
+        RwSem rmapLock = lockOf(owner);
+        rmapLock.downRead();
+        try {
+            for (VmArea vma : anonVma.vmas()) {
+                if (vma.pgoff() < index + pages && index < vma.pgoff() + vma.pages()) {
+                    out.add(vma);
+                }
+            }
+            return out;
+        } finally {
+            rmapLock.upRead();
+        }
+    }
+
+    /**
      * The VMAs of {@code owner} that could map the page headed by {@code pfn}: a list taken under
      * the owner's rmap lock (held for read here; a thread that holds it already keeps it).
      */

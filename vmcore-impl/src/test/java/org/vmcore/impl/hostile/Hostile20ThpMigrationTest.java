@@ -710,17 +710,27 @@ class Hostile20ThpMigrationTest {
         });
     }
 
-    /** Soft offline of a huge page (head or tail) is -EBUSY and changes nothing; memory offline moves it whole. */
+    /**
+     * Soft offline of a page of a huge page splits it and poisons that page alone (the data stays);
+     * memory offline moves a huge page whole.
+     */
     @Test
-    void softOfflineBusyAndMemoryOfflineMovesIt() {
+    void softOfflineSplitsAndMemoryOfflineMovesIt() {
         assertTimeoutPreemptively(WAIT, () -> {
             Machine m = machine();
+            AddressSpace split = huge(m);
+            long first = split.pageAt(VA);
+            assertThat(m.migration().softOffline(first)).isZero();
+            assertThat(m.page(first).flags()).contains(org.vmcore.api.PageFlag.HWPOISON);
+            assertThat(split.counters().anonHugePages()).isZero();
+            List<String> splitFailures = new ArrayList<>();
+            data(0, 0, 0).check(m, split, m.cpu(0), splitFailures, "soft offline");
+            assertThat(splitFailures).isEmpty();
+            split.close();
+            assertThat(m.checkInvariants()).isEmpty();
             long free = m.freeFrames();
             AddressSpace mm = huge(m);
             long head = mm.pageAt(VA);
-            assertThat(m.migration().softOffline(head)).isEqualTo(-Errno.EBUSY);
-            assertThat(mm.pageAt(VA)).isEqualTo(head);
-            assertThat(m.checkInvariants()).isEmpty();
             var result = m.migration().offlineRange(0, head, head + 512);
             assertThat(result.migratedPages()).as("one folio (counted once)").isPositive();
             assertThat(m.page(mm.pageAt(VA)).node()).isEqualTo(1);

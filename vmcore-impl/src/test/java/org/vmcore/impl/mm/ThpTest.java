@@ -374,4 +374,61 @@ class ThpTest {
         assertContentsOn(mm, 64 * K4, 66 * K4);
         mm.close();
     }
+
+    @Test
+    @DisplayName("split_huge_page of a huge page two processes map by PMD: 512 pages of their own in both, PMDs split, data kept")
+    void splitHugePagesSplitsItEverywhere() {
+        AddressSpace parent = filledHuge(H);
+        AddressSpace child = parent.fork();
+        long head = parent.pageAt(VA);
+        assertThat(machine.migration().splitHugePages(parent, VA, VA + H)).isEqualTo(1);
+        assertThat(parent.counters().anonHugePages()).isZero();
+        assertThat(child.counters().anonHugePages()).isZero();
+        assertThat(parent.counters().anonPages()).isEqualTo(512);
+        assertThat(machine.vmstat().get("thp_split_page")).isEqualTo(1);
+        assertThat(machine.vmstat().get("thp_split_pmd")).isEqualTo(2);
+        var page = machine.page(head + 7);
+        assertThat(page.size()).isEqualTo(PageSize.SIZE_4K);
+        assertThat(page.pfn()).isEqualTo(head + 7);
+        assertThat(page.mapcount()).as("mapped in both").isEqualTo(2);
+        assertThat(page.flags()).doesNotContain(org.vmcore.api.PageFlag.THP);
+        assertContents(parent, VA, H, 0, 0);
+        assertContents(child, VA, H, 0, 0);
+        cpu.switchTo(child);
+        cpu.store(VA + 3 * K4, 8, 1); // a 4 KiB copy-on-write now
+        assertContents(parent, VA, H, 0, 0);
+        child.close();
+    }
+
+    @Test
+    @DisplayName("the split gives back the pages a partial munmap left behind; a GUP reference stops it")
+    void splitFreesUnmappedPagesUnlessPinned() {
+        AddressSpace mm = filledHuge(H);
+        mm.munmap(VA + 16 * K4, 8 * K4);
+        try (PageReference pinned = mm.getUserPageFast(VA, false)) {
+            assertThat(pinned).isNotNull();
+            String before = Fixtures.state(machine);
+            assertThat(machine.migration().splitHugePages(mm, VA, VA + H)).as("held by a pin").isZero();
+            assertThat(Fixtures.state(machine)).isEqualTo(before);
+        }
+        long free = machine.freeFrames();
+        assertThat(machine.migration().splitHugePages(mm, 0x1000, VA + 2 * H)).isEqualTo(1);
+        assertThat(machine.freeFrames()).as("the 8 unmapped pages").isEqualTo(free + 8);
+        assertContents(mm, VA, H, 16 * K4, 24 * K4);
+        assertThatThrownBy(() -> machine.migration().splitHugePages(mm, VA + 1, VA + H)).isInstanceOf(InvalidArgumentException.class);
+        assertThatThrownBy(() -> machine.migration().splitHugePages(mm, VA, VA)).isInstanceOf(InvalidArgumentException.class);
+    }
+
+    @Test
+    @DisplayName("soft offline of a page of a huge page splits it first (try_to_split_thp_page), then offlines that page alone")
+    void softOfflineSplitsTheHugePage() {
+        AddressSpace mm = filledHuge(H);
+        long head = mm.pageAt(VA);
+        assertThat(machine.migration().softOffline(head + 5)).isZero();
+        assertThat(machine.page(head + 5).flags()).contains(org.vmcore.api.PageFlag.HWPOISON);
+        assertThat(mm.pageAt(VA + 5 * K4)).isNotEqualTo(head + 5);
+        assertThat(mm.pageAt(VA + 6 * K4)).isEqualTo(head + 6);
+        assertThat(mm.counters().anonHugePages()).isZero();
+        assertContents(mm, VA, H, 0, 0);
+    }
 }

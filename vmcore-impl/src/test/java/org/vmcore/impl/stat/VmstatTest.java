@@ -136,7 +136,7 @@ class VmstatTest {
             assertThat(cpu0.stats()).as("per-CPU TLB statistics are not reset").isEqualTo(cpuStats);
             assertThat(machine.staleAccessCount()).isEqualTo(1);
             assertThat(machine.migration().stats()).as("not reset").isEqualTo(Map.of("pgmigrate_success", 0L, "pgmigrate_fail", 0L,
-                    "hugetlb_migrate_success", 0L, "hugetlb_migrate_fail", 0L, "thp_migration_success", 0L, "thp_migration_fail", 0L));
+                    "hugetlb_migrate_success", 0L, "hugetlb_migrate_fail", 0L, "thp_migration_success", 0L, "thp_migration_fail", 0L, "thp_split_page", 0L));
             cpu0.store(VA + 8192, 8, 3);
             assertThat(machine.vmstatSnapshot().get(VmstatCounter.PGFAULT)).as("counts from zero again").isEqualTo(1);
             assertThatThrownBy(() -> machine.vmstatSnapshot().minus(before)).as("across a reset")
