@@ -65,6 +65,7 @@ public final class InvariantChecker {
     private final boolean insideCallback;
     private final PmdShareCount shareCount;
     private final LongToIntFunction speculativeRefs;
+    private final EntryRules leafRules;
 
     /**
      * A checker of the given state; the caller holds the machine lock while it runs. Called from
@@ -85,6 +86,7 @@ public final class InvariantChecker {
         this.insideCallback = insideCallback;
         this.shareCount = shareCount;
         this.speculativeRefs = speculativeRefs;
+        this.leafRules = new EntryRules(memory, registry, pools, rmap);
     }
 
     /** Every violation found, empty when the machine is consistent. */
@@ -96,7 +98,7 @@ public final class InvariantChecker {
         LongIntHashMap pudRefs = new LongIntHashMap(); // PMD table pfn -> PUD entries pointing at it
         LongHashSet counted = new LongHashSet(); // tables whose leaves were counted already
         for (SimAddressSpace mm : spaces) {
-            MmCount c = new MmCount();
+            EntryRules.MmCount c = new EntryRules.MmCount();
             RawPageTable t = mm.pageTable();
             walk(mm, t, t.cr3() >>> 12, t.rootLevel(), 0, leaves, migrating, pudRefs, counted, c, out);
             var k = mm.counters();
@@ -205,7 +207,7 @@ public final class InvariantChecker {
      * The tables deposited with a PMD table for its huge entries: each is a page table of the
      * address space; returns how many.
      */
-    private int countDeposits(SimAddressSpace mm, long pmdTable, LongHashSet counted, MmCount c, List<String> out) {
+    private int countDeposits(SimAddressSpace mm, long pmdTable, LongHashSet counted, EntryRules.MmCount c, List<String> out) {
         int n = 0;
         for (long dep = d.mapping(pmdTable) - 1; dep >= 0 && n <= Level.ENTRIES; dep = d.mapping(dep) - 1) {
             n++;
@@ -219,26 +221,8 @@ public final class InvariantChecker {
         return n;
     }
 
-    /** Counts of one address space's tree. */
-    private static final class MmCount {
-        long anonHuge;
-        long anon;
-        long shmem;
-        long tables;
-        long pmdTables;
-    }
-
-    /** Counts a 4 KiB leaf (present or migration entry) of VMA {@code v} in RSS. */
-    private static void countRss(VmArea v, MmCount c) {
-        if (v.kind() == VmaKind.ANONYMOUS_SHARED) {
-            c.shmem++;
-        } else {
-            c.anon++;
-        }
-    }
-
     private void walk(SimAddressSpace mm, RawPageTable t, long tablePfn, Level level, long base, LongIntHashMap leaves,
-                      LongIntHashMap migrating, LongIntHashMap pudRefs, LongHashSet counted, MmCount c, List<String> out) {
+                      LongIntHashMap migrating, LongIntHashMap pudRefs, LongHashSet counted, EntryRules.MmCount c, List<String> out) {
         c.tables++;
         if (level == Level.PMD) {
             c.pmdTables++;
@@ -276,7 +260,7 @@ public final class InvariantChecker {
                 if (mv != null && !mv.kind().isHugetlb()) {
                     hugeEntries++; // a huge page's PMD migration entry keeps its deposit
                 }
-                if (checkMigrationEntry(mm, va, size, target, out, c) && countLeaves) {
+                if (leafRules.checkMigrationEntry(mm, va, size, target, out, c) && countLeaves) {
                     migrating.addToValue(d.folio(target), 1); // entries to pages of a huge page count for its head
                 }
                 continue;
@@ -292,10 +276,10 @@ public final class InvariantChecker {
                 hugeEntries++; // a transparent huge page or the huge zero page: a table is deposited for it
             }
             if (ZeroPage.maps(e)) {
-                checkZeroPageEntry(mm, va, e, size, pfn, out);
+                leafRules.checkZeroPageEntry(mm, va, e, size, pfn, out);
                 continue; // no page behind it: no mapcount, no RSS
             }
-            checkLeaf(mm, va, e, size, pfn, out, c);
+            leafRules.checkLeaf(mm, va, e, size, pfn, out, c);
             if (countLeaves) {
                 (v != null && !v.kind().isHugetlb() ? entire : leaves).addToValue(pfn, 1);
             }
@@ -304,108 +288,6 @@ public final class InvariantChecker {
             out.add("deposit: " + mm + " PMD table pfn 0x" + Long.toHexString(tablePfn) + " has " + deposits
                     + " deposited tables for " + hugeEntries + " huge entries of anonymous memory");
         }
-    }
-
-    private static String where(SimAddressSpace mm, long va, long pfn) {
-        return mm + " 0x" + Long.toHexString(va) + " -> pfn 0x" + Long.toHexString(pfn);
-    }
-
-    private void checkLeaf(SimAddressSpace mm, long va, long e, PageSize size, long pfn, List<String> out, MmCount c) {
-        long head = d.folio(pfn);
-        int flags = d.flags(head);
-        boolean thp = (flags & FrameFlags.LARGE_RMAPPABLE) != 0; // a whole transparent huge page, or one of its pages
-        if (!((flags & FrameFlags.ALLOCATED) != 0 && d.order(head) == (thp ? PageSize.SIZE_2M : size).order())) {
-            out.add("leaf target" + ": " + where(mm, va, pfn) + " maps a " + size.label() + " page but the frame is " + d.describe(head));
-        }
-        if (!(size == PageSize.SIZE_4K || (flags & FrameFlags.HUGETLB) != 0 || thp)) {
-            out.add("leaf target" + ": " + where(mm, va, pfn) + " is a huge leaf to a" + " frame outside the hugetlb pools");
-        }
-        VmArea v = mm.vma(va);
-        boolean vmaSize = v != null && (v.pageSize() == size || thp && v.kind() == VmaKind.ANONYMOUS_PRIVATE);
-        if (v == null || !v.containsRange(va, va + size.bytes()) || !vmaSize) {
-            out.add("VMA coverage: " + where(mm, va, pfn) + " (" + size.label() + ") lies in no " + size.label() + " VMA of " + mm);
-            return;
-        }
-        boolean protNone = (e & Pte.PRESENT) == 0;
-        if (!(protNone == !v.protection().accessible())) {
-            out.add("VMA protection" + ": " + where(mm, va, pfn) + " is " + (protNone ? "PROT_NONE" : "accessible") + " in a " + v.protection() + " VMA");
-        }
-        if (!((e & Pte.RW) == 0 || v.protection().write())) {
-            out.add("VMA protection" + ": " + where(mm, va, pfn) + " is writable in a " + v.protection() + " VMA");
-        }
-        if (!(protNone || ((e & Pte.NX) == 0) == v.protection().execute())) {
-            out.add("VMA protection" + ": " + where(mm, va, pfn) + " has NX " + ((e & Pte.NX) != 0) + " in a " + v.protection() + " VMA");
-        }
-        if (size == PageSize.SIZE_4K) {
-            countRss(v, c);
-        } else if (thp) {
-            c.anon += 512;
-            c.anonHuge += 512;
-        }
-    }
-
-    /**
-     * A special entry maps the shared zero page: a reserved 4 KiB frame of no file or anon_vma,
-     * read-only, in a private anonymous VMA (do_anonymous_page makes no other).
-     */
-    private void checkZeroPageEntry(SimAddressSpace mm, long va, long e, PageSize size, long pfn, List<String> out) {
-        int flags = d.flags(pfn);
-        int zero = FrameFlags.ALLOCATED | FrameFlags.RESERVED;
-        if (size == PageSize.SIZE_1G || (flags & zero) != zero || d.order(pfn) != size.order() || d.mapping(pfn) != 0) {
-            out.add("zero page: " + where(mm, va, pfn) + " is a special " + size.label() + " entry to a frame that is not"
-                    + " the zero page: " + d.describe(pfn));
-        }
-        if ((e & Pte.RW) != 0) {
-            out.add("zero page: " + where(mm, va, pfn) + " is writable");
-        }
-        VmArea v = mm.vma(va);
-        if (v == null || v.kind() != VmaKind.ANONYMOUS_PRIVATE) {
-            out.add("zero page: " + where(mm, va, pfn) + " lies in " + (v == null ? "no VMA" : "a " + v.kind() + " VMA"));
-        }
-    }
-
-    /**
-     * A migration entry points at a live page of its size that is not free, lies in a VMA of that
-     * size, and sits where the page's rmap looks (its anon_vma or file reaches the VMA, its index
-     * gives this address), so remove_migration_ptes and zap find it. Returns whether it may be
-     * counted against the page.
-     */
-    private boolean checkMigrationEntry(SimAddressSpace mm, long va, PageSize size, long pfn, List<String> out, MmCount c) {
-        String where = "migration entry: " + where(mm, va, pfn);
-        if (!memory.isValidPfn(pfn)) {
-            out.add(where + " points outside memory");
-            return false;
-        }
-        long head = d.folio(pfn); // a page of a transparent huge page (its PMD migration entry was split)
-        int flags = d.flags(head);
-        boolean thp = (flags & FrameFlags.LARGE_RMAPPABLE) != 0;
-        PageSize folioSize = thp ? PageSize.SIZE_2M : size;
-        HugePagePool pool = pools.poolOf(pfn);
-        if ((flags & FrameFlags.ALLOCATED) == 0 || d.order(head) != folioSize.order() || (pool != null && pool.isFree(pfn))) {
-            out.add(where + " (" + size.label() + ") points at a frame that is not a live " + folioSize.label() + " page: " + d.describe(head));
-            return false;
-        }
-        VmArea v = mm.vma(va);
-        boolean vmaSize = v != null && (v.pageSize() == size || thp && v.kind() == VmaKind.ANONYMOUS_PRIVATE);
-        if (v == null || !v.containsRange(va, va + size.bytes()) || !vmaSize) {
-            out.add("VMA coverage: " + where(mm, va, pfn) + " (a " + size.label() + " migration entry) lies in no " + size.label() + " VMA of " + mm);
-            return false;
-        }
-        long mapping = d.mapping(head);
-        long index = d.index(head) + (pfn - head);
-        boolean reached = mapping != 0 && registry.owner(mapping) != null
-                && v.address(index) == va && rmap.candidates(head).contains(v);
-        if (!reached) {
-            out.add(where + " is not where the page's rmap looks (" + d.describe(head) + ", mapping " + mapping + ", index 0x"
-                    + Long.toHexString(index) + ")");
-        }
-        if (size == PageSize.SIZE_4K) {
-            countRss(v, c);
-        } else if (thp) {
-            c.anon += 512;
-            c.anonHuge += 512;
-        }
-        return true;
     }
 
     /**
