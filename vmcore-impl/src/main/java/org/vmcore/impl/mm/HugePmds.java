@@ -87,7 +87,11 @@ final class HugePmds {
             ptes[i] = Pte.leaf(zero ? ctx.zeroPfn() : folio + i, PageSize.SIZE_4K, flags);
         }
         if (!zero) { // counted before the entries exist: a walker that finds one finds its count
-            descriptors.addMapcounts(folio, NR, 1);
+            if (descriptors.refcount(folio) == 1) { // this entry alone maps it: nothing else changes its pages' counts
+                descriptors.setMapcountsExclusive(folio, NR, 1);
+            } else {
+                descriptors.addMapcounts(folio, NR, 1);
+            }
             descriptors.addRefcount(folio, NR - 1);
         }
         long pte = table.withdrawTable(haddr);

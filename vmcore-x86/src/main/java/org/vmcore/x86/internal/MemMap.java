@@ -408,6 +408,22 @@ public final class MemMap {
     }
 
     /**
+     * Sets the mapcounts of {@code count} consecutive frames from {@code first} to {@code value}
+     * with plain stores: only for frames no other thread can map or unmap meanwhile (the pages of a
+     * huge page that one PMD entry, whose lock the caller holds, maps alone).
+     *
+     * @param first the first frame
+     * @param count how many frames
+     * @param value the mapcount of each
+     */
+    public void setMapcountsExclusive(long first, int count, int value) {
+        for (int i = 0; i < count; i++) {
+            long pfn = first + i;
+            materialise(pfn).set(ValueLayout.JAVA_INT, offset(pfn) + MAPCOUNT, value);
+        }
+    }
+
+    /**
      * Adds {@code delta} to the page-table share count; returns the new value.
      *
      * @param pfn the page frame number of the PMD table
