@@ -134,7 +134,7 @@ class Hostile20ThpSplitTest {
                 }
                 long free = m.freeFrames();
                 // the huge zero page may stay allocated; a soft-offlined page stays poisoned
-                if (free != freeAtStart && free != freeAtStart - 512 && free != freeAtStart - 1) {
+                if (free != freeAtStart && free != freeAtStart - 512 && free != freeAtStart - 1 && free != freeAtStart - 513) {
                     failures.add(tag + ": free frames " + free + " after close, " + freeAtStart + " at start");
                 }
             }
@@ -304,6 +304,53 @@ class Hostile20ThpSplitTest {
             splitDone(m, a, VA, H, f, "a");
             closeAndCheck(m, free, f, "inside");
             assertThat(f).isEmpty();
+        });
+    }
+
+    /**
+     * DEFECT: the deferred split queue is never run. Partly unmapped huge pages (one page of each
+     * still mapped) keep all their 512 frames, and under memory pressure a 4 KiB fault fails with
+     * OutOfMemoryException although 511 of every 512 of those frames are mapped by nothing; the
+     * kernel's deferred_split_scan shrinker would split them and give the memory back. MODEL.md
+     * says the queue is "run by reclaim as the kernel's shrinker is under memory pressure".
+     * Suspected cause: nothing in the engine calls {@code Thp.splitDeferred} (no caller anywhere in
+     * vmcore-impl/src/main; only MigrationServiceImpl's setSplitter wiring): the allocation-failure
+     * path has no shrinker step.
+     */
+    @Test
+    void defectDeferredSplitNeverRunsUnderMemoryPressure() {
+        assertTimeoutPreemptively(WAIT, () -> {
+            Machine m = Machine.builder().node(1L << 30).cpus(1).thp(ThpMode.ALWAYS).build();
+            try {
+                AddressSpace mm = m.createAddressSpace(0);
+                long n = m.freeFrames() / 512 - 8;
+                long base = VA;
+                mm.mmap(base, n * H, Protection.READ_WRITE, PRIV);
+                Cpu c = m.cpu(0);
+                c.switchTo(mm);
+                for (long i = 0; i < n; i++) {
+                    c.store(base + i * H, 8, i + 1);
+                }
+                assertThat(mm.counters().anonHugePages()).isEqualTo(n * 512);
+                for (long i = 0; i < n; i++) {
+                    mm.munmap(base + i * H + K4, H - K4); // one page of each stays mapped
+                }
+                assertThat(m.vmstat().get("thp_deferred_split_page")).isEqualTo(n);
+                long unmappedButHeld = n * 511;
+                long want = 64 * MIB / K4; // far less than unmappedButHeld, more than free
+                assertThat(want).isLessThan(unmappedButHeld).isGreaterThan(m.freeFrames());
+                mm.mmap(OTHER, want * K4, Protection.READ_WRITE, PRIV);
+                mm.madvise(OTHER, want * K4, Advice.NOHUGEPAGE);
+                for (long p = 0; p < want; p++) {
+                    c.store(OTHER + p * K4, 8, p); // OutOfMemoryException: nothing splits the queued huge pages
+                }
+                for (long i = 0; i < n; i++) {
+                    assertThat(c.load(base + i * H, 8)).isEqualTo(i + 1);
+                }
+                assertThat(m.checkInvariants()).isEmpty();
+            } finally {
+                m.close();
+            }
         });
     }
 
@@ -621,12 +668,19 @@ class Hostile20ThpSplitTest {
                 (m, mm, f, t) -> data(m, mm, OTHER + 3 * K4, 0, 0, 0, f, t)));
         ops.add(new Op("fork", (m, mm, c) -> mm.fork(), (m, mm, f, t) -> {
             data(m, mm, VA, 0, 0, 0, f, t);
-            for (AddressSpace o : m.addressSpaces()) {
-                if (o != mm) {
-                    data(m, o, VA, 0, 0, 0, f, t + " child");
-                    writes(m.cpu(0), o, VA + 4 * K4, 99);
-                    data(m, mm, VA, 0, 0, 0, f, t + " parent after the child's write");
+            List<AddressSpace> spaces = m.addressSpaces();
+            for (AddressSpace o : spaces) {
+                data(m, o, VA, 0, 0, 0, f, t + " " + o);
+            }
+            AddressSpace newest = spaces.get(spaces.size() - 1); // the fork's child
+            if (newest != mm) {
+                writes(m.cpu(0), newest, VA + 4 * K4, 99);
+                for (AddressSpace o : spaces) {
+                    if (o != newest) {
+                        data(m, o, VA, 0, 0, 0, f, t + " " + o + " after the new child's write");
+                    }
                 }
+                writes(m.cpu(0), newest, VA + 4 * K4, value(VA + 4 * K4));
             }
         }));
         ops.add(new Op("fork child exits", (m, mm, c) -> mm.fork().close(), all));
@@ -663,15 +717,22 @@ class Hostile20ThpSplitTest {
      * soft offline of page 5 (how 1).
      */
     static void scenario(Op op, int how, boolean onChild, List<String> f) {
+        scenario(op, how, onChild, onChild, f);
+    }
+
+    /** As above; with {@code attackChild} (and not {@code onChild}) mm's notifier attacks a forked child that PMD-maps the page too. */
+    static void scenario(Op op, int how, boolean onChild, boolean attackChild, List<String> f) {
         Machine m = machine();
         long free = m.freeFrames();
-        String tag = op.name() + " via " + (how == 0 ? "split" : "softOffline") + (onChild ? " (child notifier)" : "");
+        String tag = op.name() + " via " + (how == 0 ? "split" : "softOffline") + (onChild ? " (child notifier)" : "")
+                + (attackChild && !onChild ? " (mm's notifier attacks the child)" : "");
         AddressSpace mm = huge(m);
-        AddressSpace child = onChild ? mm.fork() : null;
-        AddressSpace target = onChild ? child : mm;
+        AddressSpace child = onChild || attackChild ? mm.fork() : null;
+        AddressSpace target = attackChild ? child : mm;
+        AddressSpace notified = onChild ? child : mm;
         AtomicBoolean fired = new AtomicBoolean();
         AtomicBoolean done = new AtomicBoolean();
-        target.registerNotifier(new MmuNotifier() {
+        notified.registerNotifier(new MmuNotifier() {
             @Override
             public void invalidateRangeStart(NotifierRange range) {
                 if (fired.compareAndSet(false, true)) {
@@ -708,7 +769,7 @@ class Hostile20ThpSplitTest {
                 if (!target.isClosed()) {
                     (done.get() ? op.check() : data(0, 0, 0)).check(m, target, f, tag);
                 }
-                if (onChild && !mm.isClosed()) {
+                if (target != mm && !mm.isClosed()) {
                     data(m, mm, VA, 0, 0, 0, f, tag + " parent");
                 }
                 if (didSplit && !mm.isClosed()) {
@@ -722,12 +783,16 @@ class Hostile20ThpSplitTest {
     }
 
     static void matrix(List<String> names, int how, boolean onChild) {
+        matrix(names, how, onChild, onChild);
+    }
+
+    static void matrix(List<String> names, int how, boolean onChild, boolean attackChild) {
         List<String> f = new ArrayList<>();
         for (Op op : ops()) {
             if (!names.isEmpty() && !names.contains(op.name()) || names.isEmpty() && DEFECTS.contains(op.name())) {
                 continue;
             }
-            scenario(op, how, onChild, f);
+            scenario(op, how, onChild, attackChild, f);
         }
         assertThat(f).isEmpty();
     }
@@ -742,6 +807,16 @@ class Hostile20ThpSplitTest {
     @Test
     void everyAttackFromAChildsNotifierDuringTheSplit() {
         assertTimeoutPreemptively(WAIT, () -> matrix(List.of(), 0, true));
+    }
+
+    @Test
+    void everyAttackOnAForkChildFromTheSplittingSpacesNotifier() {
+        assertTimeoutPreemptively(WAIT, () -> matrix(List.of(), 0, false, true));
+    }
+
+    @Test
+    void everyAttackOnAForkChildFromTheNotifierOfASoftOffline() {
+        assertTimeoutPreemptively(WAIT, () -> matrix(List.of(), 1, false, true));
     }
 
     @Test
