@@ -9,6 +9,7 @@ import org.vmcore.api.MigrationObserver;
 import org.vmcore.api.MigrationService;
 import org.vmcore.api.MovePagesResult;
 import org.vmcore.api.OfflineResult;
+import org.vmcore.api.PageSize;
 import org.vmcore.api.PageReference;
 import org.vmcore.impl.base.MachineLock;
 import org.vmcore.impl.base.MigratingThread;
@@ -25,6 +26,8 @@ import org.vmcore.impl.vma.VmArea;
 import org.vmcore.x86.mem.FrameDescriptors;
 import org.vmcore.x86.mem.FrameFlags;
 import org.vmcore.x86.mem.PhysicalMemory;
+import org.vmcore.x86.pgtable.Level;
+import org.vmcore.x86.pgtable.Pte;
 
 /**
  * migrate_pages(2), move_pages(2), soft offline and memory offline: each chooses the folios to
@@ -148,7 +151,8 @@ public final class MigrationServiceImpl implements MigrationService {
             for (VmArea v : mm.vmaAreas()) {
                 mm.forEachMappedPage(v, (va, page) -> {
                     long head = descriptors.folio(page);
-                    if (va >= start && va < end && (descriptors.flags(head) & FrameFlags.LARGE_RMAPPABLE) != 0) {
+                    long size = head == page && isPmdMapped(mm, va, page) ? HUGE : 4096; // a PMD maps 2 MiB from va
+                    if (va < end && va + size > start && (descriptors.flags(head) & FrameFlags.LARGE_RMAPPABLE) != 0) {
                         heads.add(head);
                     }
                 });
@@ -159,6 +163,14 @@ public final class MigrationServiceImpl implements MigrationService {
         }
         hook.afterOperation("split_huge_pages");
         return split;
+    }
+
+    private static final long HUGE = 2L << 20;
+
+    /** Whether the huge PMD entry at va maps the folio at {@code head}. */
+    private static boolean isPmdMapped(SimAddressSpace mm, long va, long head) {
+        long pmd = (va & (HUGE - 1)) == 0 ? mm.pageTable().entry(va, Level.PMD) : 0;
+        return Pte.isPresent(pmd) && (pmd & Pte.PSE) != 0 && Pte.pfn(pmd, PageSize.SIZE_2M) == head;
     }
 
     // ---- soft offline ----

@@ -8,6 +8,7 @@ import org.vmcore.api.VmaKind;
 import org.vmcore.impl.hugetlb.HugetlbPools;
 import org.vmcore.impl.hugetlb.PmdSharing;
 import org.vmcore.impl.lock.KMutex;
+import org.vmcore.impl.notifier.CallbackFailures;
 import org.vmcore.impl.vma.AnonVma;
 import org.vmcore.impl.vma.MappingRegistry;
 import org.vmcore.impl.vma.MmStruct;
@@ -38,6 +39,8 @@ final class PageOps {
     private final MemMap descriptors;
     private final MappingRegistry registry;
     private final HugetlbPools pools;
+    private final Thp thp;
+    private final CallbackFailures failures;
     /** The transparent huge pages of this address space: their faults and folios. */
     final HugeMemory huge;
     /** What the other paths do with their PMD entries. */
@@ -49,6 +52,8 @@ final class PageOps {
         this.descriptors = SharedSecrets.memMap(memory);
         this.registry = ctx.registry();
         this.pools = ctx.pools();
+        this.thp = ctx.thp();
+        this.failures = ctx.callbackFailures();
         this.huge = new HugeMemory(ctx, mm);
         this.hugePmds = new HugePmds(ctx, mm);
     }
@@ -223,13 +228,22 @@ final class PageOps {
         }
     }
 
-    /** A zeroed 4 KiB frame from the home node, else any node. */
+    /**
+     * A zeroed 4 KiB frame from the home node, else any node; when none is free, direct reclaim's
+     * deferred split shrinker first splits the partly unmapped huge pages (giving back their
+     * unmapped pages) and the allocation is tried once more.
+     */
     long allocateBasePage() {
         int nodes = memory.nodes().size();
-        for (int i = 0; i < nodes; i++) {
-            long pfn = memory.tryAllocate((mm.homeNode() + i) % nodes, 0, true);
-            if (pfn >= 0) {
-                return pfn;
+        for (int round = 0; round < 2; round++) {
+            for (int i = 0; i < nodes; i++) {
+                long pfn = memory.tryAllocate((mm.homeNode() + i) % nodes, 0, true);
+                if (pfn >= 0) {
+                    return pfn;
+                }
+            }
+            if (round == 0 && thp.splitDeferred(Integer.MAX_VALUE, descriptors, failures) == 0) {
+                break;
             }
         }
         throw new OutOfMemoryException("no free 4K frame on any node for mm" + mm.id());

@@ -6,6 +6,7 @@ import org.eclipse.collections.impl.set.mutable.primitive.LongHashSet;
 import org.vmcore.api.Errno;
 import org.vmcore.api.ThpMode;
 import org.vmcore.api.VmstatCounter;
+import org.vmcore.impl.notifier.CallbackFailures;
 import org.vmcore.x86.internal.MemMap;
 import org.vmcore.x86.internal.SharedSecrets;
 import org.vmcore.x86.mem.FrameFlags;
@@ -94,10 +95,12 @@ public final class Thp {
     /**
      * deferred_split_scan: splits up to {@code max} queued huge pages that are still partly mapped
      * huge pages (a queued page freed since is just forgotten), giving back the memory of their
-     * unmapped pages; one that cannot be split now stays queued. The caller holds the machine lock
-     * shared. Returns how many it split.
+     * unmapped pages; one that cannot be split now stays queued. A notifier that refuses a split's
+     * unmap leaves that page queued; what it threw goes to {@code failures}, for the operation that
+     * ran the shrinker to rethrow once done. The caller holds the machine lock shared. Returns how
+     * many it split.
      */
-    public int splitDeferred(int max, MemMap descriptors) {
+    public int splitDeferred(int max, MemMap descriptors, CallbackFailures failures) {
         long[] heads;
         synchronized (deferred) {
             heads = deferred.toArray();
@@ -107,7 +110,14 @@ public final class Thp {
         for (int i = 0; i < heads.length && split < max; i++) {
             long head = heads[i];
             boolean queued = (descriptors.flags(head) & want) == want;
-            if (queued && splitter.applyAsInt(head) == -Errno.EAGAIN) {
+            int rc;
+            try {
+                rc = queued ? splitter.applyAsInt(head) : 0;
+            } catch (RuntimeException e) {
+                failures.add(e);
+                continue;
+            }
+            if (rc == -Errno.EAGAIN) {
                 continue; // busy: stays queued
             }
             synchronized (deferred) {
