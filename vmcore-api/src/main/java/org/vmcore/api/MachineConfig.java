@@ -19,16 +19,36 @@ import java.util.stream.Collectors;
  *                    the page tables (see {@link Machine#staleAccesses()})
  * @param checkInvariants whether {@link Machine#checkInvariants()} runs after every operation,
  *                    throwing {@link InvariantViolationException} on the first inconsistency
+ * @param swapBytes   size of the swap device in bytes, a multiple of 4 KiB; 0 for no swap. Its
+ *                    first 4 KiB slot is the header, as in Linux, so it holds
+ *                    {@code swapBytes / 4096 - 1} pages
  */
 public record MachineConfig(List<Long> nodeBytes, int cpus, PagingMode pagingMode,
                             Map<Integer, Map<PageSize, Long>> hugePages, Set<Regression> regressions, TlbConfig tlb,
-                            boolean detectStaleTranslations, boolean checkInvariants) {
+                            boolean detectStaleTranslations, boolean checkInvariants, long swapBytes) {
     /** Copies every collection, so a config never changes after it is made. */
     public MachineConfig {
         nodeBytes = List.copyOf(nodeBytes);
         hugePages = Map.copyOf(hugePages.entrySet().stream()
                 .collect(Collectors.toMap(Map.Entry::getKey, e -> Map.copyOf(e.getValue()))));
         regressions = regressions.isEmpty() ? Set.of() : Set.copyOf(regressions);
+    }
+
+    /**
+     * A configuration without swap.
+     *
+     * @param nodeBytes   bytes of memory per NUMA node, node 0 first
+     * @param cpus        number of CPUs
+     * @param pagingMode  4- or 5-level paging
+     * @param hugePages   pages preallocated per node and huge-page size
+     * @param regressions historical behaviours switched on
+     * @param tlb         the geometry of every CPU's TLB
+     * @param detectStaleTranslations whether the stale-translation detector runs
+     * @param checkInvariants whether the invariants are checked after every operation
+     */
+    public MachineConfig(List<Long> nodeBytes, int cpus, PagingMode pagingMode, Map<Integer, Map<PageSize, Long>> hugePages,
+                         Set<Regression> regressions, TlbConfig tlb, boolean detectStaleTranslations, boolean checkInvariants) {
+        this(nodeBytes, cpus, pagingMode, hugePages, regressions, tlb, detectStaleTranslations, checkInvariants, 0);
     }
 
     /**

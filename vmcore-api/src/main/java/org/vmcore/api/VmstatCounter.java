@@ -36,7 +36,11 @@ public enum VmstatCounter {
     /** Pages MADV_FREE made lazy free (counted when marked; the kernel counts them when its LRU batch drains). */
     PGLAZYFREE,
     /** Lazy-free pages reclaim dropped while clean. */
-    PGLAZYFREED;
+    PGLAZYFREED,
+    /** Pages read from the swap device (swap-in faults that missed the swap cache, and MADV_WILLNEED readahead). */
+    PSWPIN,
+    /** Pages written to the swap device by reclaim (a clean page already in the swap cache is freed without a write). */
+    PSWPOUT;
 
     private final String procName = name().toLowerCase(Locale.ROOT);
 

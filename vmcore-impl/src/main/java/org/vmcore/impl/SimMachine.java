@@ -42,6 +42,9 @@ import org.vmcore.impl.picture.PageTableGraph;
 import org.vmcore.impl.rmap.MigrationEntryRefs;
 import org.vmcore.impl.rmap.RmapWalk;
 import org.vmcore.impl.rmap.TryToUnmap;
+import org.vmcore.impl.swap.Reclaim;
+import org.vmcore.impl.swap.SwapCache;
+import org.vmcore.impl.swap.SwapDevice;
 import org.vmcore.impl.tlb.TlbShootdown;
 import org.vmcore.impl.vma.MappingRegistry;
 import org.vmcore.x86.internal.SharedSecrets;
@@ -82,6 +85,8 @@ public final class SimMachine implements Machine {
     private final SpeculativeRefs speculativeRefs;
     private final PmdShareCount pmdShareCount;
     private final ProcStats procStats;
+    private final SwapCache swapCache;
+    private final Reclaim reclaim;
 
     SimMachine(MachineConfig config) {
         this.config = config;
@@ -108,15 +113,18 @@ public final class SimMachine implements Machine {
                     migrationRefs);
             this.rmap = new RmapWalkerImpl(lock, callbackFailures, ops, memory.descriptors(), rmapWalk, unmap, removeMigrationPtes);
             this.speculativeRefs = new SpeculativeRefs(lock, memory, SharedSecrets.memMap(memory), pools);
+            this.swapCache = new SwapCache(new SwapDevice(config.swapBytes()), memory);
+            this.reclaim = new Reclaim(lock, memory, rmapWalk, shootdown, swapCache, migrationRefs,
+                    () -> reclaimCounts.addLazyfreed(1), ops);
             this.migration = new MigrationServiceImpl(lock, nodeCount, memory, pools, registry, unmap, removeMigrationPtes,
-                    migrationRefs, callbackFailures, ops, migrating, speculativeRefs::tryGet);
+                    migrationRefs, callbackFailures, ops, migrating, speculativeRefs::tryGet, swapCache);
             spaces.setContext(new MmContext(lock, config, memory, registry, pools, hugetlbfs, shootdown, callbackFailures,
-                    ops, migrating, migrationRefs, spaces, speculativeRefs::tryGet, zeroPfn, reclaimCounts));
+                    ops, migrating, migrationRefs, spaces, speculativeRefs::tryGet, zeroPfn, reclaimCounts, swapCache, reclaim));
             this.physical = new PhysicalAccess(lock, memory, registry);
             lock.raceHooks().setScope(callbackFailures);
             lock.locklessWalkers().setSyncOnUnshare(!config.regressions().contains(Regression.PRE_1013AF4F));
             this.pmdShareCount = PmdShareCount.of(config, SharedSecrets.memMap(memory));
-            this.procStats = new ProcStats(memory, nodeCount, pools, spaces, cpus, detector, migration, reclaimCounts);
+            this.procStats = new ProcStats(memory, nodeCount, pools, spaces, cpus, detector, migration, reclaimCounts, swapCache);
         } catch (RuntimeException e) {
             memory.close();
             throw e;
@@ -177,6 +185,11 @@ public final class SimMachine implements Machine {
     }
 
     @Override
+    public long reclaim(int node, long pages) {
+        return reclaim.reclaim(node, pages);
+    }
+
+    @Override
     public void flushTlbAll() {
         try (MachineLock.Held locked = lock.shared()) {
             ensureOpen();
@@ -209,18 +222,12 @@ public final class SimMachine implements Machine {
 
     @Override
     public VmstatSnapshot vmstatSnapshot() {
-        try (MachineLock.Held locked = lock.shared()) {
-            ensureOpen();
-            return procStats.vmstatSnapshot();
-        }
+        return procStats.vmstatSnapshot(lock);
     }
 
     @Override
     public void resetVmstat() {
-        try (MachineLock.Held locked = lock.exclusive()) {
-            ensureOpen();
-            procStats.resetVmstat();
-        }
+        procStats.resetVmstat(lock);
     }
 
     @Override
@@ -258,7 +265,7 @@ public final class SimMachine implements Machine {
 
     private InvariantChecker checker() {
         return new InvariantChecker(lock, memory, registry, pools, hugetlbfs, rmapWalk, spaces.live(), cpuList,
-                callbackFailures.inCallback(), pmdShareCount, speculativeRefs::held);
+                callbackFailures.inCallback(), pmdShareCount, speculativeRefs::held, swapCache);
     }
 
     @Override
@@ -273,12 +280,7 @@ public final class SimMachine implements Machine {
 
     @Override
     public MachineStats stats() {
-        Map<String, Long> meminfo;
-        try (MachineLock.Held locked = lock.shared()) {
-            ensureOpen();
-            meminfo = procStats.meminfo();
-        }
-        return new MachineStats(vmstat(), meminfo);
+        return new MachineStats(vmstat(), procStats.meminfo(lock));
     }
 
     @Override
@@ -377,7 +379,7 @@ public final class SimMachine implements Machine {
 
     @Override
     public long offHeapBytes() {
-        return memory.offHeapBytes();
+        return memory.offHeapBytes() + swapCache.device().offHeapBytes();
     }
 
     @Override
@@ -408,6 +410,7 @@ public final class SimMachine implements Machine {
                     cpu.machineClosed();
                 }
                 memory.close();
+                swapCache.device().close();
             }
             if (failure != null) {
                 throw CallbackFailures.<RuntimeException>sneaky(failure);
@@ -415,11 +418,7 @@ public final class SimMachine implements Machine {
         }
     }
 
-    /**
-     * The configuration and, while open, the live address spaces, for example
-     * {@code Machine[nodes 4G 4G, 2 CPUs, 4-level paging, hugetlb node0 1024x2M, regressions [], 3 address spaces]};
-     * {@code Machine[closed, ...]} after close.
-     */
+    /** The configuration and, while open, the live address spaces ({@link MachineSummary}); {@code Machine[closed, ...]} after close. */
     @Override
     public String toString() {
         try (MachineLock.Held locked = lock.shared()) {

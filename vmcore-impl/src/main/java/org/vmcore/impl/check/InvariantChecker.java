@@ -18,6 +18,7 @@ import org.vmcore.impl.hugetlb.HugetlbReservation;
 import org.vmcore.impl.mm.SimAddressSpace;
 import org.vmcore.impl.mm.ZeroPage;
 import org.vmcore.impl.rmap.RmapWalk;
+import org.vmcore.impl.swap.SwapCache;
 import org.vmcore.impl.vma.FileMapping;
 import org.vmcore.impl.vma.MappingRegistry;
 import org.vmcore.impl.vma.VmArea;
@@ -64,6 +65,7 @@ public final class InvariantChecker {
     private final boolean insideCallback;
     private final PmdShareCount shareCount;
     private final LongToIntFunction speculativeRefs;
+    private final SwapRules swap;
 
     /**
      * A checker of the given state; the caller holds the machine lock while it runs. Called from
@@ -71,7 +73,7 @@ public final class InvariantChecker {
      */
     public InvariantChecker(MachineLock lock, PhysicalMemory memory, MappingRegistry registry, HugetlbPools pools, HugetlbFsImpl hugetlbfs,
                             RmapWalk rmap, List<SimAddressSpace> spaces, List<? extends Cpu> cpus, boolean insideCallback,
-                            PmdShareCount shareCount, LongToIntFunction speculativeRefs) {
+                            PmdShareCount shareCount, LongToIntFunction speculativeRefs, SwapCache swapCache) {
         this.lock = lock;
         this.memory = memory;
         this.d = memory.descriptors();
@@ -84,6 +86,7 @@ public final class InvariantChecker {
         this.insideCallback = insideCallback;
         this.shareCount = shareCount;
         this.speculativeRefs = speculativeRefs;
+        this.swap = new SwapRules(swapCache, d, speculativeRefs);
     }
 
     /** Every violation found, empty when the machine is consistent. */
@@ -99,6 +102,7 @@ public final class InvariantChecker {
             RawPageTable t = mm.pageTable();
             walk(mm, t, t.cr3() >>> 12, t.rootLevel(), 0, leaves, migrating, pudRefs, counted, c, out);
             var k = mm.counters();
+            swap.counter(mm, c.swap, out);
             if (!insideCallback && mm.notifiers().anyOpen()) {
                 out.add("open invalidation: " + mm + " has an MMU-notifier range still open outside any operation"
                         + " (the stale-translation detector is blind there)");
@@ -144,7 +148,8 @@ public final class InvariantChecker {
         }
             // a migration in progress holds its isolation reference on the locked page
             boolean isolated = entries > 0 && (d.flags(pfn) & FrameFlags.LOCKED) != 0;
-            int expected = count + (cached.contains(pfn) ? 1 : 0) + (isolated ? 1 : 0) + speculativeRefs.applyAsInt(pfn);
+            int expected = count + (cached.contains(pfn) ? 1 : 0) + (isolated ? 1 : 0) + speculativeRefs.applyAsInt(pfn)
+                    + swap.cacheRefs(pfn);
             if (!(d.refcount(pfn) == expected)) {
             out.add("refcount" + ": " + "pfn 0x" + Long.toHexString(pfn) + " has refcount " + d.refcount(pfn) + " but " + count + " mappings" + (cached.contains(pfn) ? " and the page cache" : "")
                     + (entries > 0 ? " (" + entries + " migration entries hold none" + (isolated ? "; the migration's isolation holds one" : "") + ")" : ""));
@@ -157,6 +162,7 @@ public final class InvariantChecker {
         }
             }
         });
+        swap.checkSlots(leaves, out);
         checkPools(out);
         checkFreeLists(out);
         checkUnreferenced(migrating, out);
@@ -172,6 +178,7 @@ public final class InvariantChecker {
         long shmem;
         long tables;
         long pmdTables;
+        long swap;
     }
 
     /** Counts a 4 KiB leaf (present or migration entry) of VMA {@code v} in RSS. */
@@ -221,9 +228,14 @@ public final class InvariantChecker {
                 }
                 continue;
             }
+            if (size == PageSize.SIZE_4K && SwapCache.isSwapEntry(e)) {
+                swap.entry(mm, va, e, countLeaves, out);
+                c.swap++;
+                continue;
+            }
             if (size == null || !Pte.isPresent(e)) {
                 out.add("stray entry: " + mm + " has " + Pte.describe(e, level) + " at 0x" + Long.toHexString(va) + " (" + level + ")"
-                        + " that is no migration entry");
+                        + " that is no migration or swap entry");
                 continue;
             }
             long pfn = Pte.pfn(e, size);

@@ -18,6 +18,7 @@ import org.vmcore.impl.mm.SimAddressSpace;
 import org.vmcore.impl.notifier.CallbackFailures;
 import org.vmcore.impl.rmap.MigrationEntryRefs;
 import org.vmcore.impl.rmap.TryToUnmap;
+import org.vmcore.impl.swap.SwapCache;
 import org.vmcore.impl.vma.MappingRegistry;
 import org.vmcore.x86.mem.PhysicalMemory;
 
@@ -44,12 +45,12 @@ public final class MigrationServiceImpl implements MigrationService {
     public MigrationServiceImpl(MachineLock lock, int nodeCount, PhysicalMemory memory, HugetlbPools pools,
                                 MappingRegistry registry, TryToUnmap unmap, RemoveMigrationPtes removeMigrationPtes,
                                 MigrationEntryRefs migrationRefs, CallbackFailures callbackFailures, OperationHook hook,
-                                MigratingThread migrating, LongFunction<PageReference> isolate) {
+                                MigratingThread migrating, LongFunction<PageReference> isolate, SwapCache swapCache) {
         this.lock = lock;
         this.nodeCount = nodeCount;
         this.memory = memory;
         this.folio = new MigrateFolio(lock, memory, pools, registry, unmap, removeMigrationPtes, migrationRefs, callbackFailures,
-                hook, migrating, isolate);
+                hook, migrating, isolate, swapCache);
         this.migratePages = new MigratePages(lock, memory, folio, hook);
         this.movePages = new MovePages(lock, memory, folio, hook);
         this.softOffline = new SoftOffline(lock, memory, folio, hook, pools);

@@ -55,6 +55,7 @@ public abstract class MmStruct implements AddressSpace {
     private final AtomicLong anonPages = new AtomicLong();
     private final AtomicLong shmemPages = new AtomicLong();
     private final AtomicLong hugetlbBytes = new AtomicLong();
+    private final AtomicLong swapEntries = new AtomicLong(); // MM_SWAPENTS
     // mm->tlb_flush_pending: changed by the operations that owe a flush, read by the stale detector on CPU threads.
     private final AtomicInteger tlbFlushPending = new AtomicInteger();
 
@@ -273,6 +274,16 @@ public abstract class MmStruct implements AddressSpace {
     /** Adds to RssAnon. */
     public final void addAnonPages(long delta) {
         anonPages.addAndGet(delta);
+    }
+
+    /** VmSwap (MM_SWAPENTS): swap entries in this address space's tables. */
+    public final long swapEntries() {
+        return swapEntries.get();
+    }
+
+    /** Adds to VmSwap. */
+    public final void addSwapEntries(long delta) {
+        swapEntries.addAndGet(delta);
     }
 
     /** Adds to RssShmem. */
