@@ -200,6 +200,41 @@ class SwapTest {
     }
 
     @Test
+    @DisplayName("a notifier that refuses MADV_PAGEOUT's swap-out: the isolated pages are put back (reclaim takes them later), nothing is lost")
+    void throwingNotifierDuringPageout() {
+        AddressSpace mm = written(8);
+        AtomicInteger calls = new AtomicInteger();
+        mm.registerNotifier(new MmuNotifier() {
+            @Override
+            public void invalidateRangeStart(NotifierRange range) {
+                if (range.end() - range.start() == P && calls.incrementAndGet() == 3) {
+                    throw new IllegalStateException("device busy");
+                }
+            }
+        });
+        assertThatThrownBy(() -> mm.madvise(VA, 8 * P, Advice.PAGEOUT)).hasMessage("device busy");
+        assertThat(mm.counters().swapPages()).isEqualTo(2);
+        assertThat(machine.checkInvariants()).isEmpty();
+        assertThat(machine.reclaim(0, 8)).as("no page was left isolated").isEqualTo(6);
+        assertContents(mm, 8);
+    }
+
+    @Test
+    @DisplayName("a notifier that closes the machine during reclaim: the close happens when reclaim ends, and frees everything")
+    void closeFromANotifier() {
+        AddressSpace mm = written(4);
+        mm.registerNotifier(new MmuNotifier() {
+            @Override
+            public void invalidateRangeStart(NotifierRange range) {
+                machine.close();
+            }
+        });
+        assertThat(machine.reclaim(0, 4)).isEqualTo(4);
+        assertThat(machine.toString()).contains("closed");
+        assertThat(machine.offHeapBytes()).isZero();
+    }
+
+    @Test
     @DisplayName("a notifier whose secondary-TLB callback throws does not stop the swap-out: it completes and the exception reaches the caller")
     void throwingSecondaryTlbCallback() {
         AddressSpace mm = written(4);
