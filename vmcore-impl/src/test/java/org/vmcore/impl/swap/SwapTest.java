@@ -75,6 +75,7 @@ class SwapTest {
     @DisplayName("reclaim swaps every page out (pswpout, VmSwap, SwapFree) and the faults read them back (do_swap_page: pswpin, maj_flt)")
     void roundTripKeepsContents() {
         assertThat(machine.stats().meminfo().get("SwapTotal")).isEqualTo(SWAP_PAGES * 4);
+        assertThat(machine.toString()).contains("swap " + (SWAP_PAGES + 1) * 4 + "K");
         AddressSpace mm = written(64);
         VmstatSnapshot before = machine.vmstatSnapshot();
         assertThat(machine.reclaim(0, 64)).isEqualTo(64);
@@ -134,6 +135,25 @@ class SwapTest {
         cpu.switchTo(child);
         assertThat(cpu.load(VA + P, 8)).isEqualTo(0x1111_0001L);
         assertThat(parent.pageAt(VA)).isNotEqualTo(child.pageAt(VA));
+    }
+
+    @Test
+    @DisplayName("a clean page still in the swap cache goes out again without a write (shrink_folio_list: pageout only when dirty)")
+    void cleanSwapCachePageIsNotWrittenAgain() {
+        AddressSpace parent = written(4);
+        AddressSpace child = parent.fork();
+        assertThat(machine.reclaim(0, 4)).isEqualTo(4);
+        for (int i = 0; i < 4; i++) {
+            assertThat(parent.fault(VA + i * P, Access.READ)).isEqualTo(FaultResult.SWAP_IN); // the child's entries keep it cached
+        }
+        assertThat(machine.stats().meminfo().get("SwapCached")).isEqualTo(16);
+        VmstatSnapshot before = machine.vmstatSnapshot();
+        assertThat(machine.reclaim(0, 4)).isEqualTo(4);
+        assertThat(machine.vmstatSnapshot().minus(before).get(VmstatCounter.PSWPOUT)).as("the slots hold the contents already")
+                .isZero();
+        assertThat(parent.counters().swapPages()).isEqualTo(4);
+        assertContents(parent, 4);
+        assertContents(child, 4);
     }
 
     @Test
