@@ -300,16 +300,16 @@ public interface Machine extends AutoCloseable, PhysicalMemoryView, MachineDiagn
         }
 
         /**
-         * Gives the machine a swap device of {@code bytes} (a multiple of 4 KiB, at most 2^50
-         * slots; 0, the default, for none). As in Linux its first slot is the header, so it holds
+         * Gives the machine a swap device of {@code bytes} (a multiple of 4 KiB, at most 16 TiB;
+         * 0, the default, for none). As in Linux its first slot is the header, so it holds
          * {@code bytes / 4096 - 1} pages. Its contents live off-heap and grow with what is written.
          *
          * @param bytes the device size in bytes
          * @return this builder
          */
         public Builder swap(long bytes) {
-            if (bytes < 0 || (bytes & 0xFFF) != 0 || bytes > (1L << 62)) {
-                throw new InvalidArgumentException("swapBytes", bytes, "must be a non-negative multiple of 4 KiB, at most 4 EiB");
+            if (bytes < 0 || (bytes & 0xFFF) != 0 || bytes > (1L << 44)) {
+                throw new InvalidArgumentException("swapBytes", bytes, "must be a non-negative multiple of 4 KiB, at most 16 TiB");
             }
             swapBytes = bytes;
             return this;

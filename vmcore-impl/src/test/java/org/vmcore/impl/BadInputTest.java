@@ -483,6 +483,7 @@ class BadInputTest {
             l.add(c("builder: a null TLB", t -> Machine.builder().tlb(null), "tlb=null"));
             l.add(c("builder: swap of 5000 bytes", t -> Machine.builder().swap(5000), "swapBytes=0x1388", "multiple of 4 KiB"));
             l.add(c("builder: negative swap", t -> Machine.builder().swap(-4096), "swapBytes=", "non-negative"));
+            l.add(c("builder: 32 TiB of swap", t -> Machine.builder().swap(1L << 45), "swapBytes=0x200000000000", "at most 16 TiB"));
             l.add(c("Protection.ofBits with unknown bits", t -> Protection.ofBits(0x10), "prot=0x10"));
             l.add(c("PageSize.ofBytes of 8 KiB", t -> PageSize.ofBytes(8192), "pageSize=", "4096, 2097152 or 1073741824"));
             return l;

@@ -104,13 +104,10 @@ public final class SwapCache {
     /** Every (slot, count, page-or--1) in use, for the invariant checker; under the exclusive machine lock. */
     public void forEachSlotInUse(SlotVisitor visitor) {
         synchronized (device) {
-            for (long slot = 1; slot <= device.totalPages(); slot++) {
+            device.forEachInUse(slot -> {
                 int w = device.word(slot);
-                if (w != 0) {
-                    visitor.visit(slot, w & SwapDevice.COUNT_MASK, (w & SwapDevice.HAS_CACHE) != 0,
-                            pageOfSlot.getIfAbsent(slot, -1));
-                }
-            }
+                visitor.visit(slot, w & SwapDevice.COUNT_MASK, (w & SwapDevice.HAS_CACHE) != 0, pageOfSlot.getIfAbsent(slot, -1));
+            });
         }
     }
 

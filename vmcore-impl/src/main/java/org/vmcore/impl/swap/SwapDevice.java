@@ -3,6 +3,7 @@ package org.vmcore.impl.swap;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.concurrent.atomic.AtomicLong;
+import java.util.function.LongConsumer;
 import org.eclipse.collections.impl.stack.mutable.primitive.LongArrayStack;
 import org.vmcore.x86.internal.DirectMap;
 import org.vmcore.x86.internal.OffHeap;
@@ -106,6 +107,21 @@ public final class SwapDevice implements AutoCloseable {
             mapChunks[c] = offHeap.allocate((long) CHUNK_SLOTS * Integer.BYTES);
         }
         mapChunks[c].setAtIndex(ValueLayout.JAVA_INT, slot & (CHUNK_SLOTS - 1), word);
+    }
+
+    /**
+     * Calls {@code visitor} with each slot below the highest ever handed out whose word is not
+     * 0, skipping chunks never written: a check costs what was used, not the device's size.
+     */
+    void forEachInUse(LongConsumer visitor) {
+        assert Thread.holdsLock(this);
+        for (long slot = 1; slot < highWater; slot++) {
+            if (mapChunks[(int) (slot >>> CHUNK_SHIFT)] == null) {
+                slot |= CHUNK_SLOTS - 1;
+            } else if (word(slot) != 0) {
+                visitor.accept(slot);
+            }
+        }
     }
 
     /** Gives a slot whose word just became 0 back to the free list. */
