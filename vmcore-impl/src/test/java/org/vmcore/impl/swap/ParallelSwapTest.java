@@ -7,6 +7,7 @@ import java.util.Queue;
 import java.util.Random;
 import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicLong;
 import org.junit.jupiter.api.Test;
 import org.vmcore.api.AddressSpace;
 import org.vmcore.api.Advice;
@@ -45,6 +46,7 @@ class ParallelSwapTest {
         AddressSpace child = parent.fork();
         Queue<Throwable> failures = new ConcurrentLinkedQueue<>();
         AtomicBoolean stop = new AtomicBoolean();
+        AtomicLong rounds = new AtomicLong(); // the CPUs go on until reclaim has run this often beside them
         Thread[] cpus = new Thread[2];
         AddressSpace[] owners = {parent, child};
         for (int c = 0; c < 2; c++) {
@@ -57,7 +59,8 @@ class ParallelSwapTest {
                     words[i] = i;
                 }
                 Random r = new Random(seed + id);
-                for (int n = 0; n < 20_000 && failures.isEmpty(); n++) {
+                long deadline = System.nanoTime() + 20_000_000_000L;
+                for (int n = 0; (n < 20_000 || rounds.get() < 2_000) && failures.isEmpty() && System.nanoTime() < deadline; n++) {
                     int page = r.nextInt(PAGES);
                     if (r.nextBoolean()) {
                         words[page] = ((long) id << 32) | n;
@@ -72,6 +75,7 @@ class ParallelSwapTest {
         Thread reclaimer = ThreadStates.start("reclaim", failures, () -> {
             Random r = new Random(seed + 2);
             while (!stop.get()) {
+                rounds.incrementAndGet();
                 if (r.nextInt(4) == 0) {
                     owners[r.nextInt(2)].madvise(VA + r.nextInt(PAGES / 2) * P, PAGES / 2 * P,
                             r.nextBoolean() ? Advice.PAGEOUT : Advice.WILLNEED);
@@ -104,6 +108,9 @@ class ParallelSwapTest {
         assertThat(failures).as("seed " + seed).isEmpty();
         assertThat(machine.checkInvariants()).as("seed " + seed).isEmpty();
         assertThat(machine.vmstat().get("pswpout")).as("pages were swapped out").isPositive();
+        assertThat(machine.vmstat().get("pswpin")).as("and read back beside the reclaims").isPositive();
+        System.out.println("ParallelSwapTest: " + rounds.get() + " reclaim rounds, " + machine.vmstat().get("pswpout") + " pages out, "
+                + machine.vmstat().get("pswpin") + " in");
         parent.close();
         child.close();
         assertThat(machine.stats().meminfo().get("SwapFree")).isEqualTo(machine.stats().meminfo().get("SwapTotal"));
