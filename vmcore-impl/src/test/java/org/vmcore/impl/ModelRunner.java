@@ -332,11 +332,14 @@ final class ModelRunner {
         long start = slotBase(s) + page * pageBytes;
         log.add("madvise p" + p + " slot " + s + " pages " + page + ".." + (page + count - 1) + " FREE, PAGEOUT");
         boolean[] dropped = new boolean[PAGES];
+        boolean[] either = new boolean[PAGES];
         for (int i = page; slot != null && slot.privateWords != null && i < page + count; i++) {
             long pfn = proc.mm.pageAt(pageAddress(s, i));
             var pg = pfn < 0 ? null : machine.page(pfn);
-            // a swapped-out page is discarded; a page still in the swap cache is left (a relative's entry names it)
+            // a swapped-out page is discarded; one in the swap cache goes only if no relative's swap
+            // entry names its slot, which the API does not show: either outcome is right
             dropped[i] = pfn < 0 || pg.anonymous() && pg.mapcount() == 1 && pg.refcount() == 1;
+            either[i] = !dropped[i] && pg.anonymous() && pg.mapcount() == 1;
         }
         int free = proc.mm.madvise(start, count * pageBytes, Advice.FREE);
         int pageout = proc.mm.madvise(start, count * pageBytes, Advice.PAGEOUT);
@@ -349,6 +352,13 @@ final class ModelRunner {
         for (int i = 0; i < PAGES; i++) {
             if (dropped[i]) {
                 slot.privateWords[i] = 0;
+            } else if (either[i]) {
+                long v = cpuFor(p).load(pageAddress(s, i), 8);
+                if (v != 0 && v != slot.privateWords[i]) {
+                    throw new AssertionError("madvise FREE/PAGEOUT p" + p + " slot " + s + " page " + i + " reads " + v
+                            + ", neither 0 nor the model's " + slot.privateWords[i]);
+                }
+                slot.privateWords[i] = v;
             }
         }
     }

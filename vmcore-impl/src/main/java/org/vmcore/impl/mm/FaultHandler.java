@@ -250,6 +250,7 @@ final class FaultHandler {
         PageSize size = vma.pageSize();
         long pfn = Pte.pfn(e, size);
         KMutex ptl = mm.ptlOf(slot, size);
+        swapIn.freeSwapForReuse(pfn); // wp_can_reuse_anon_folio: a swap-cache page nothing else names may be reused
         if (vma.kind().isShared() || mm.pages.exclusiveAnon(pfn)) {
             ptl.lock();
             try {

@@ -19,8 +19,8 @@ import org.vmcore.x86.pgtable.SwapEntry;
  * the accessed and dirty bits of their entries, and discards swapped-out pages
  * (free_swap_and_cache); MADV_PAGEOUT drops the lazy-free pages that stayed clean, gives a
  * written one back its swap-backed state, and with swap has the other pages swapped out
- * ({@code Reclaim.pageout}). Pages shared with a forked child (or, through the swap cache, with a
- * relative's swap entry), the zero page and pages locked by a migration are passed by. Both run
+ * ({@code Reclaim.pageout}). Pages shared with a forked child (for FREE also through the swap
+ * cache, with a relative's swap entry), the zero page and pages locked by a migration are passed by. Both run
  * under the mmap_lock for read, each table under its page-table lock.
  */
 @SuppressWarnings("try") // an Invalidation is used only for its scope
@@ -49,7 +49,7 @@ final class LazyFree {
                     marked[1]++;
                     return;
                 }
-                long pfn = ownPage(e);
+                long pfn = ownPage(e, false);
                 if (pfn < 0) {
                     return;
                 }
@@ -78,7 +78,7 @@ final class LazyFree {
         boolean swap = ctx.swapCache().enabled();
         try (Invalidation inv = Invalidation.start(mm.notifiers(), from, to, NotifierEvent.CLEAR)) {
             PageOps.forEachLeafLocked(v, from, to, (va, slot, e) -> {
-                long pfn = ownPage(e);
+                long pfn = ownPage(e, true);
                 if (pfn < 0) {
                     return;
                 }
@@ -110,15 +110,23 @@ final class LazyFree {
         ctx.reclaim().pageout(swapVictims);
     }
 
-    /** The anonymous page {@code e} maps if only this mapping maps it and no migration holds it; else -1. */
-    private long ownPage(long e) {
+    /**
+     * The anonymous page {@code e} maps if only this mapping maps it and no migration holds it;
+     * else -1. A swap-cache page qualifies for PAGEOUT; for FREE only once it could leave the
+     * cache (madvise_free_pte_range's folio_free_swap: no swap entry names its slot).
+     */
+    private long ownPage(long e, boolean swapCacheToo) {
         if (!Pte.isPresent(e) || ZeroPage.maps(e)) {
             return -1;
         }
         long pfn = Pte.pfn(e);
         int flags = descriptors.flags(pfn);
         boolean own = (flags & FrameFlags.ANON) != 0 && (flags & (FrameFlags.LOCKED | FrameFlags.ISOLATED)) == 0
-                && descriptors.mapcount(pfn) == 1 && ctx.swapCache().slotOf(pfn) < 0; // a swap-cache page: a relative's entry names it
+                && descriptors.mapcount(pfn) == 1;
+        if (own && !swapCacheToo) {
+            ctx.swapCache().freeSwapCacheOfLastMapping(pfn);
+            own = ctx.swapCache().slotOf(pfn) < 0; // still cached: a relative's swap entry names it
+        }
         return own ? pfn : -1;
     }
 }

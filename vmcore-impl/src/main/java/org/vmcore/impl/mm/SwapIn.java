@@ -18,11 +18,13 @@ import org.vmcore.x86.pgtable.SwapEntry;
  * do_swap_page (mm/memory.c) and swapin_readahead's insertion (mm/swap_state.c): a fault on a
  * swap entry finds the page in the swap cache or reads it from the device into a new page put
  * there, then maps it under the entry's page-table lock if the entry is still the one faulted
- * on. The swap count drops by one; when no entry names the slot any more the page leaves the
- * cache and the slot is freed (as folio_free_swap does once the swap is at least half full:
- * vmcore always frees it). A page nothing else shares (no other entry, no other mapping) is
- * mapped writable in a writable VMA, as do_swap_page reuses an exclusive page; a shared one is
- * mapped read-only, and a write fault then copies it at once (do_wp_page).
+ * on. The swap count drops by one. When no entry names the slot any more, the page leaves the
+ * cache and the slot is freed if should_try_to_free_swap says so (a write fault mapping it
+ * exclusively, an mlocked VMA, a swap device more than half full); else it stays in the cache
+ * (SwapCached), and a later reclaim of it while clean writes nothing. A page nothing else shares
+ * (no other entry, no other mapping) is mapped writable in a writable VMA, as do_swap_page
+ * reuses an exclusive page; a shared one is mapped read-only, and a write fault then copies it
+ * at once (do_wp_page).
  *
  * <p>Called under the mmap_lock for read, with no page-table lock; the page's folio lock is
  * held from the cache lookup to the mapping. A page locked by another thread (a reclaim writing
@@ -78,11 +80,13 @@ final class SwapIn {
                 mm.pages.putReference(pfn, false);
                 continue;
             }
-            long mapped;
+            long mapped = 0;
             try {
                 mapped = map(vma, addr, ptSlot, e, pfn, slot, write);
             } finally {
-                cache.releaseIfUnused(pfn);
+                if (mapped == 0 || cache.shouldTryToFreeSwap(vma.locked(), write && (mapped & Pte.RW) != 0)) {
+                    cache.releaseIfUnused(pfn); // folio_free_swap: only once no entry names the slot
+                }
                 FolioLock.unlock(descriptors, pfn);
                 mm.pages.putReference(pfn, false);
             }
@@ -93,6 +97,17 @@ final class SwapIn {
                 faults.writeProtectFault(vma, addr, ptSlot, mapped); // shared with a fork relative: copy it now
             }
             return read ? FaultResult.SWAP_IN : FaultResult.SWAP_CACHE;
+        }
+    }
+
+    /**
+     * The swap-cache part of wp_can_reuse_anon_folio: a page this mapping alone maps leaves the
+     * swap cache (folio_free_swap, its folio lock only tried) when no swap entry names its slot,
+     * so the write reuses it rather than copy it. Cheap when the cache is empty.
+     */
+    void freeSwapForReuse(long pfn) {
+        if ((descriptors.flags(pfn) & FrameFlags.ANON) != 0) {
+            cache.freeSwapCacheOfLastMapping(pfn);
         }
     }
 

@@ -192,6 +192,7 @@ final class Zap {
                 rss[0]++;
             }
             if (Pte.isPresent(e)) {
+                ctx.swapCache().freeSwapCacheOfLastMapping(Pte.pfn(e)); // free_pages_and_swap_cache
                 pages.putMapped(Pte.pfn(e), false);
             } else if (migration) {
                 orphans.add(MigrationEntry.pfn(e));

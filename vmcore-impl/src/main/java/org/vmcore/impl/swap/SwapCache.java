@@ -36,6 +36,7 @@ public final class SwapCache {
     private final DirectMap frames;
     private final LongLongHashMap pageOfSlot = new LongLongHashMap();
     private final LongLongHashMap slotOfPage = new LongLongHashMap();
+    private volatile int pages; // pageOfSlot's size, for the paths that look only when the cache holds anything
 
     public SwapCache(SwapDevice device, PhysicalMemory memory) {
         this.device = device;
@@ -202,6 +203,7 @@ public final class SwapCache {
     }
 
     private void insert(long slot, long pfn) {
+        pages = pages + 1; // under the monitor
         pageOfSlot.put(slot, pfn);
         slotOfPage.put(pfn, slot);
         descriptors.addRefcount(pfn, 1); // the cache's reference
@@ -209,6 +211,7 @@ public final class SwapCache {
 
     /** Removes the page from the cache and clears SWAP_HAS_CACHE; the caller drops the cache's reference. */
     private void delete(long slot, long pfn) {
+        pages = pages - 1; // under the monitor
         pageOfSlot.remove(slot);
         slotOfPage.remove(pfn);
         int w = device.word(slot) & ~SwapDevice.HAS_CACHE;
@@ -216,6 +219,37 @@ public final class SwapCache {
         if (w == 0) {
             device.release(slot);
         }
+    }
+
+    /**
+     * free_swap_cache for a page whose last mapping is being zapped (the caller still holds that
+     * mapping and its reference): if no swap entry names its slot, the page leaves the cache (its
+     * folio lock only tried) and the slot is freed, so that the zap's put frees the page. Cheap
+     * when the cache is empty.
+     */
+    public void freeSwapCacheOfLastMapping(long pfn) {
+        if (pages == 0 || descriptors.mapcount(pfn) != 1) {
+            return;
+        }
+        synchronized (device) {
+            // the lock is tried only while the page is in the cache, whose reference keeps it allocated
+            long slot = slotOfPage.getIfAbsent(pfn, -1);
+            if (slot < 0 || (device.word(slot) & SwapDevice.COUNT_MASK) != 0 || !FolioLock.tryLock(descriptors, pfn)) {
+                return;
+            }
+            delete(slot, pfn);
+        }
+        putLocked(pfn); // the last reference when the mapping went meanwhile (a DONTNEED beside a write fault)
+    }
+
+    /**
+     * should_try_to_free_swap for a page a swap-in just mapped: the slot is let go at once when
+     * the swap device is more than half full, the VMA is mlocked, or a write fault maps the page
+     * exclusively; else the page stays in the cache (SwapCached) with its slot, so that reclaiming
+     * it again while it stays clean costs no write.
+     */
+    public boolean shouldTryToFreeSwap(boolean locked, boolean exclusiveWrite) {
+        return locked || exclusiveWrite || device.vmSwapFull();
     }
 
     /**

@@ -58,6 +58,11 @@ public final class SwapDevice implements AutoCloseable {
         return totalPages() - inuse;
     }
 
+    /** vm_swap_full: more than half the slots are in use (then swap-ins free their slots at once). */
+    synchronized boolean vmSwapFull() {
+        return inuse * 2 > totalPages();
+    }
+
     /** pswpin. */
     public long pswpin() {
         return pswpin.get();

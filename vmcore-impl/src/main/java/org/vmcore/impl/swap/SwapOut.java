@@ -70,6 +70,7 @@ final class SwapOut {
         if (!FolioLock.tryLock(descriptors, pfn)) {
             return KEPT; // a migration, a fault or another reclaim has it
         }
+        boolean added = false;
         try {
             int flags = descriptors.flags(pfn);
             if ((flags & FrameFlags.ALLOCATED) == 0 || (flags & (FrameFlags.HUGETLB | FrameFlags.HWPOISON | FrameFlags.MLOCKED)) != 0
@@ -91,6 +92,7 @@ final class SwapOut {
                 if (slot < 0) {
                     return FULL;
                 }
+                added = true;
                 descriptors.setFlags(pfn, FrameFlags.DIRTY); // add_to_swap dirties it: the slot has nothing yet
             }
             long s = slot;
@@ -100,7 +102,9 @@ final class SwapOut {
             }
             return finish(pfn, slot);
         } finally {
-            cache.releaseIfUnused(pfn); // stopped before any entry named the slot (a notifier refused): it goes back
+            if (added) {
+                cache.releaseIfUnused(pfn); // stopped before any entry named the new slot (a notifier refused): it goes back
+            }
             FolioLock.unlock(descriptors, pfn);
         }
     }

@@ -90,10 +90,22 @@ class SwapTest {
         assertThat(mm.counters().majorFaults()).isEqualTo(64);
         assertThat(mm.counters().swapPages()).isZero();
         assertThat(mm.counters().anonPages()).isEqualTo(64);
-        assertThat(swapFreeKb()).as("the last entry of each slot went: slots freed").isEqualTo(SWAP_PAGES * 4);
-        cpu.store(VA, 8, 42); // an exclusive page comes back writable: no COW
-        assertThat(mm.counters().anonPages()).isEqualTo(64);
+        assertThat(swapFreeKb()).as("read faults leave the pages in the swap cache with their slots (should_try_to_free_swap)")
+                .isEqualTo((SWAP_PAGES - 64) * 4);
+        assertThat(machine.stats().meminfo().get("SwapCached")).isEqualTo(64 * 4);
+        long faults = mm.counters().majorFaults() + mm.counters().minorFaults();
+        cpu.store(VA, 8, 42); // an exclusive page comes back writable: no fault, no COW
+        assertThat(mm.counters().majorFaults() + mm.counters().minorFaults()).isEqualTo(faults);
+        VmstatSnapshot again = machine.vmstatSnapshot();
+        assertThat(machine.reclaim(0, 64)).isEqualTo(64);
+        assertThat(machine.vmstatSnapshot().minus(again).get(VmstatCounter.PSWPOUT)).as("only the page written since").isEqualTo(1);
+        assertThat(mm.fault(VA, Access.WRITE)).isEqualTo(FaultResult.SWAP_IN);
+        assertThat(swapFreeKb()).as("a write fault that maps the page exclusively frees its slot at once")
+                .isEqualTo((SWAP_PAGES - 63) * 4);
         assertThat(cpu.load(VA, 8)).isEqualTo(42);
+        mm.munmap(VA, 64 * P);
+        assertThat(swapFreeKb()).isEqualTo(SWAP_PAGES * 4);
+        assertThat(machine.stats().meminfo().get("SwapCached")).isZero();
     }
 
     @Test
@@ -116,7 +128,11 @@ class SwapTest {
         assertContents(grandchild, 8);
         assertContents(parent, 8);
         assertContents(child, 8);
-        assertThat(swapFreeKb()).isEqualTo(SWAP_PAGES * 4);
+        assertThat(swapFreeKb()).as("shared pages stay in the swap cache after read faults").isEqualTo((SWAP_PAGES - 8) * 4);
+        parent.close();
+        child.close();
+        grandchild.close();
+        assertThat(swapFreeKb()).as("the zap of the last mapping frees them (free_swap_cache)").isEqualTo(SWAP_PAGES * 4);
     }
 
     @Test
@@ -315,7 +331,8 @@ class SwapTest {
         assertContents(mm, 4);
         assertThat(mm.counters().majorFaults()).isZero();
         assertThat(machine.vmstatSnapshot().minus(before).get(VmstatCounter.PSWPIN)).isEqualTo(4);
-        assertThat(machine.stats().meminfo().get("SwapCached")).isZero();
+        assertThat(machine.stats().meminfo().get("SwapCached")).as("mapped now, and still cached").isEqualTo(16);
+        assertThat(mm.counters().swapPages()).isZero();
     }
 
     @Test
@@ -357,7 +374,8 @@ class SwapTest {
             c.switchTo(child);
             assertThat(c.load(VA, 8)).isEqualTo(5);
             assertThat(c.load(VA + P, 8)).isEqualTo(6);
-            assertThat(two.stats().meminfo().get("SwapFree")).as("the parent's second page is still out").isEqualTo(63 * 4);
+            assertThat(two.stats().meminfo().get("SwapFree")).as("the first page still cached, the parent's second still out")
+                    .isEqualTo(62 * 4);
             assertThat(two.checkInvariants()).isEmpty();
         }
     }
