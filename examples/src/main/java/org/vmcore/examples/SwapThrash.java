@@ -66,18 +66,19 @@ public final class SwapThrash {
                     touched = pages / 2;
                 }
             }
-            for (int i = 0; i < touched; i++) {
+            VmstatSnapshot d = machine.vmstatSnapshot().minus(start);
+            MmCounters c = mm.counters();
+            long cycles = cpu.cycles();
+            for (int i = 0; i < touched; i++) { // every write is there, swapped out or not
                 if (cpu.load(va + i * PAGE, 8) != sweeps) {
                     throw new AssertionError("page " + i + " lost a write");
                 }
             }
-            VmstatSnapshot d = machine.vmstatSnapshot().minus(start);
-            MmCounters c = mm.counters();
             System.out.printf("%d pages, limit %d, %d sweeps%s: RSS %d, VmSwap %d, maj_flt %d, pswpin %d, pswpout %d, %d Mcycles%n",
                     pages, limit, sweeps, coldHalf ? ", second half MADV_COLD after the first sweep" : "", c.anonPages(),
                     c.swapPages(), c.majorFaults(), d.get(VmstatCounter.PSWPIN), d.get(VmstatCounter.PSWPOUT),
-                    cpu.cycles() / 1_000_000);
-            return new Result(c.majorFaults(), d.get(VmstatCounter.PSWPIN), d.get(VmstatCounter.PSWPOUT), cpu.cycles());
+                    cycles / 1_000_000);
+            return new Result(c.majorFaults(), d.get(VmstatCounter.PSWPIN), d.get(VmstatCounter.PSWPOUT), cycles);
         }
     }
 }
