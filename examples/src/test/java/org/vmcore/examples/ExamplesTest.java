@@ -48,6 +48,24 @@ class ExamplesTest {
     }
 
     @Test
+    void swapThrashPaysMajorFaultsOnlyAboveTheLimit() throws Exception {
+        SwapThrash.Result[] r = new SwapThrash.Result[3];
+        String report = capture(() -> {
+            r[0] = SwapThrash.run(192, 256, 3, false);
+            r[1] = SwapThrash.run(320, 256, 3, false);
+            r[2] = SwapThrash.run(320, 256, 3, true);
+        });
+        assertThat(r[0].majorFaults()).as("the working set fits").isZero();
+        assertThat(r[0].pswpout()).isZero();
+        assertThat(r[1].majorFaults()).as("every sweep swaps in").isGreaterThan(2 * 64);
+        assertThat(r[1].pswpin()).isEqualTo(r[1].majorFaults());
+        assertThat(r[1].cycles()).isGreaterThan(r[0].cycles() + r[1].majorFaults() * 30_000);
+        assertThat(r[2].majorFaults()).as("the cold half goes first, the hot half stays").isLessThan(r[1].majorFaults() / 2);
+        assertThat(report).contains("320 pages, limit 256, 3 sweeps: RSS").contains("MADV_COLD");
+        assertThat(capture(() -> SwapThrash.main(new String[0]))).contains("192 pages, limit 256, 3 sweeps: RSS 192, VmSwap 0");
+    }
+
+    @Test
     void numaTieringMovesTheHotSetToTheFastNode() throws Exception {
         double[] share = new double[1];
         String report = capture(() -> share[0] = NumaTiering.run(4, 3));

@@ -2,7 +2,7 @@ package org.vmcore.api;
 
 /**
  * The advice {@link AddressSpace#madvise} takes: the MADV_* values of madvise(2) that vmcore
- * models. Not yet: MADV_WILLNEED and MADV_COLD (they need swap).
+ * models.
  */
 public enum Advice {
     /**
@@ -22,10 +22,12 @@ public enum Advice {
      */
     FREE,
     /**
-     * MADV_PAGEOUT: reclaims the pages of the range that only this mapping maps. vmcore has no
-     * swap yet, so only lazy-free pages that stayed clean go (the next access gets zero-fill);
-     * a lazy-free page written since {@link #FREE} stops being lazy free and stays, as does
-     * every other page. -EINVAL for hugetlb or an mlocked VMA.
+     * MADV_PAGEOUT: reclaims the private anonymous pages of the range that only this mapping
+     * maps (madvise_pageout, reclaim_pages): lazy-free pages that stayed clean are dropped (the
+     * next access gets zero-fill), a lazy-free page written since {@link #FREE} stops being lazy
+     * free and stays, and, with a swap device, every other such page is swapped out (pswpout;
+     * the next access swaps it in). Pages shared with a fork relative stay. -EINVAL for hugetlb
+     * or an mlocked VMA.
      */
     PAGEOUT,
     /**
@@ -47,5 +49,19 @@ public enum Advice {
      * entry. A range that cannot be collapsed (a page shared with another process or under
      * migration, no free 2 MiB block) makes the call return -EAGAIN or -ENOMEM after the others.
      */
-    COLLAPSE
+    COLLAPSE,
+    /**
+     * MADV_WILLNEED: for private anonymous memory, the swapped-out pages of the range are read
+     * into the swap cache (swapin_readahead; counted in pswpin) but not mapped: the next access
+     * is a minor fault ({@link FaultResult#SWAP_CACHE}). Shared memory and hugetlb take it and
+     * do nothing (vmcore swaps only private anonymous pages). An mlocked VMA is refused (-EINVAL).
+     */
+    WILLNEED,
+    /**
+     * MADV_COLD: the private anonymous pages of the range that only this mapping maps are
+     * deactivated (madvise_cold): their entries lose the accessed bit, so the next
+     * {@link Machine#reclaim} takes them before pages that were used. Contents and mappings stay.
+     * -EINVAL for hugetlb or an mlocked VMA.
+     */
+    COLD
 }

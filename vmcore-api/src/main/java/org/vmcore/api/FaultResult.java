@@ -26,5 +26,16 @@ public enum FaultResult {
      * (do_anonymous_page): no page was allocated and nothing counts in RSS; the first write to
      * it is a copy-on-write fault that allocates a zeroed page ({@link #COW_COPY}).
      */
-    ZERO_PAGE
+    ZERO_PAGE,
+    /**
+     * The entry was a swap entry and the page was read from the swap device into a new page
+     * (do_swap_page, a major fault): mapped writable when no other entry or mapping shares it,
+     * else read-only, a write then copying it at once.
+     */
+    SWAP_IN,
+    /**
+     * The entry was a swap entry whose page was still in the swap cache (being swapped out, read
+     * ahead, or swapped in by a fork relative): mapped without I/O, a minor fault.
+     */
+    SWAP_CACHE
 }

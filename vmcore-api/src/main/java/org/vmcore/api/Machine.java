@@ -111,6 +111,25 @@ public interface Machine extends AutoCloseable, PhysicalMemoryView, MachineDiagn
     void flushTlbAll();
 
     /**
+     * Reclaims up to {@code pages} anonymous 4 KiB pages of {@code node}, as direct reclaim or a
+     * write to a cgroup's memory.reclaim does (shrink_node, shrink_folio_list); no background
+     * thread ever reclaims. Pages are scanned in frame order from where the last call stopped;
+     * a page whose entries were accessed since the last scan is passed over once (its accessed
+     * bits are cleared: folio_referenced), so cold pages ({@link Advice#COLD}) go first. Each
+     * victim is unmapped from every address space that maps it (try_to_unmap over its anon_vma,
+     * fork relatives included, with MMU notifiers and TLB flushes), its entries become swap
+     * entries and its contents go to the swap device (pswpout); a clean lazy-free page
+     * ({@link Advice#FREE}) is dropped instead. Pages locked or isolated by a migration, hugetlb,
+     * shmem and mlocked pages are passed over. Reclaim stops early when the swap device is full.
+     *
+     * @param node  the NUMA node
+     * @param pages how many pages to reclaim at most
+     * @return the pages reclaimed (nr_reclaimed)
+     * @throws InvalidArgumentException if the node does not exist or {@code pages} is negative
+     */
+    long reclaim(int node, long pages);
+
+    /**
      * Whether {@code regression} is switched on.
      *
      * @param regression the historical behaviour
@@ -161,6 +180,7 @@ public interface Machine extends AutoCloseable, PhysicalMemoryView, MachineDiagn
         private boolean detectStale;
         private boolean checkInvariants;
         private ThpMode thp = ThpMode.MADVISE;
+        private long swapBytes;
 
         Builder() {
         }
@@ -304,13 +324,30 @@ public interface Machine extends AutoCloseable, PhysicalMemoryView, MachineDiagn
         }
 
         /**
+         * Gives the machine a swap device of {@code bytes} (a multiple of 4 KiB, at most 16 TiB;
+         * 0, the default, for none). As in Linux its first slot is the header, so it holds
+         * {@code bytes / 4096 - 1} pages. Its contents live off-heap and grow with what is written.
+         *
+         * @param bytes the device size in bytes
+         * @return this builder
+         */
+        public Builder swap(long bytes) {
+            if (bytes < 0 || (bytes & 0xFFF) != 0 || bytes > (1L << 44)) {
+                throw new InvalidArgumentException("swapBytes", bytes, "must be a non-negative multiple of 4 KiB, at most 16 TiB");
+            }
+            swapBytes = bytes;
+            return this;
+        }
+
+        /**
          * The configuration as it stands; one 1 GiB node if none was added.
          *
          * @return the configuration as it stands
          */
         public MachineConfig config() {
             List<Long> n = nodes.isEmpty() ? List.of(1L << 30) : nodes;
-            return new MachineConfig(n, cpus, pagingMode, hugePages, regressions, tlb, detectStale, checkInvariants, thp);
+            return new MachineConfig(n, cpus, pagingMode, hugePages, regressions, tlb, detectStale, checkInvariants, thp,
+                    swapBytes);
         }
 
         /**

@@ -12,8 +12,10 @@ import java.util.Map;
  * @param vmstat  every {@link VmstatCounter} by its /proc/vmstat name, as {@link Machine#vmstat()}
  *                gives them: pgfault, pgmigrate_success, pgmigrate_fail, hugetlb_migrate_success,
  *                hugetlb_migrate_fail, nr_tlb_remote_flush, nr_tlb_remote_flush_received,
- *                nr_tlb_local_flush_all, nr_tlb_local_flush_one, stale_translation_uses
- * @param meminfo MemTotal, MemFree, AnonPages, Shmem, PageTables (kB), HugePages_Total,
+ *                nr_tlb_local_flush_all, nr_tlb_local_flush_one, stale_translation_uses, pglazyfree,
+ *                pglazyfreed, pswpin, pswpout
+ * @param meminfo MemTotal, MemFree, AnonPages, Shmem, PageTables, SwapTotal, SwapFree, SwapCached
+ *                (kB), HugePages_Total,
  *                HugePages_Free, HugePages_Rsvd, HugePages_Surp (pages of the default 2 MiB size),
  *                Hugepagesize (kB)
  */

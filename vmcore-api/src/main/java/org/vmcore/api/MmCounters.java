@@ -25,12 +25,31 @@ package org.vmcore.api;
  *                       the handler (no VMA, protection) counts in neither. A forked child starts at 0;
  *                       a MAP_POPULATE that runs out of memory and unmaps its range again takes
  *                       its minor faults back (pgfault keeps them).
- * @param majorFaults    maj_flt: faults that needed I/O. Always 0: vmcore models no swap and no file
- *                       reads, the only sources of major faults, and nothing that retries a fault
+ * @param majorFaults    maj_flt: faults that needed I/O, which in vmcore are the swap-ins that read
+ *                       the swap device ({@link FaultResult#SWAP_IN}); one that found its page in the
+ *                       swap cache is minor ({@link FaultResult#SWAP_CACHE})
  * @param anonHugePages  AnonHugePages (smaps), in 4 KiB pages: anonymous memory this address
  *                       space maps with PMD entries of transparent huge pages (also counted in
  *                       {@code anonPages}); a huge page split to PTEs stops counting here
+ * @param swapPages      VmSwap (MM_SWAPENTS), in 4 KiB pages: swap entries in this address space's
+ *                       page tables
  */
 public record MmCounters(long anonPages, long shmemPages, long hugetlbBytes, long pageTablePages, long pmdTables,
-                         int vmas, long minorFaults, long majorFaults, long anonHugePages) {
+                         int vmas, long minorFaults, long majorFaults, long anonHugePages, long swapPages) {
+    /**
+     * Counters without huge pages or swap entries.
+     *
+     * @param anonPages      RssAnon
+     * @param shmemPages     RssShmem
+     * @param hugetlbBytes   HugetlbPages
+     * @param pageTablePages page-table pages
+     * @param pmdTables      PMD tables
+     * @param vmas           number of VMAs
+     * @param minorFaults    min_flt
+     * @param majorFaults    maj_flt
+     */
+    public MmCounters(long anonPages, long shmemPages, long hugetlbBytes, long pageTablePages, long pmdTables, int vmas,
+                      long minorFaults, long majorFaults) {
+        this(anonPages, shmemPages, hugetlbBytes, pageTablePages, pmdTables, vmas, minorFaults, majorFaults, 0, 0);
+    }
 }

@@ -54,7 +54,11 @@ public enum VmstatCounter {
     /** Transparent huge pages migrated whole, with PMD migration entries. */
     THP_MIGRATION_SUCCESS,
     /** Transparent huge pages whose migration failed. */
-    THP_MIGRATION_FAIL;
+    THP_MIGRATION_FAIL,
+    /** Pages read from the swap device (swap-in faults that missed the swap cache, and MADV_WILLNEED readahead). */
+    PSWPIN,
+    /** Pages written to the swap device by reclaim (a clean page already in the swap cache is freed without a write). */
+    PSWPOUT;
 
     private final String procName = name().toLowerCase(Locale.ROOT);
 

@@ -11,7 +11,8 @@ final class MachineSummary {
 
     /**
      * For example {@code Machine[nodes 4G 4G, 2 CPUs, 4-level paging, hugetlb node0 1024x2M,
-     * regressions [], 3 address spaces]}; {@code Machine[closed, ...]} without the address spaces.
+     * regressions [], 3 address spaces]}, with {@code swap 4096K} before the regressions when there
+     * is a swap device; {@code Machine[closed, ...]} without the address spaces.
      */
     static String of(MachineConfig config, boolean closed, int liveAddressSpaces) {
         StringBuilder sb = new StringBuilder("Machine[");
@@ -34,7 +35,11 @@ final class MachineSummary {
                 }
             }
         }
-        sb.append(pools == 0 ? " none" : "").append(", regressions ").append(config.regressions().stream().sorted().toList());
+        sb.append(pools == 0 ? " none" : "");
+        if (config.swapBytes() > 0) {
+            sb.append(", swap ").append(config.swapBytes() >>> 10).append("K");
+        }
+        sb.append(", regressions ").append(config.regressions().stream().sorted().toList());
         if (!closed) {
             sb.append(", ").append(liveAddressSpaces).append(liveAddressSpaces == 1 ? " address space" : " address spaces");
         }

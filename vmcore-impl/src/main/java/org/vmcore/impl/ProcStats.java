@@ -7,6 +7,7 @@ import org.vmcore.api.PageSize;
 import org.vmcore.api.TlbStats;
 import org.vmcore.api.VmstatCounter;
 import org.vmcore.api.VmstatSnapshot;
+import org.vmcore.impl.base.MachineLock;
 import org.vmcore.impl.cpu.SimCpu;
 import org.vmcore.impl.cpu.StaleDetector;
 import org.vmcore.impl.hugetlb.HugePagePool;
@@ -14,12 +15,13 @@ import org.vmcore.impl.hugetlb.HugetlbPools;
 import org.vmcore.impl.migrate.MigrationServiceImpl;
 import org.vmcore.impl.mm.ReclaimCounts;
 import org.vmcore.impl.mm.SimAddressSpace;
+import org.vmcore.impl.swap.SwapCache;
 import org.vmcore.x86.mem.PhysicalMemory;
 
 /**
  * /proc/vmstat and /proc/meminfo: reads the counters the mechanisms keep and names them as the
- * kernel does. It changes nothing. The caller holds the machine lock for {@link #faults} and
- * {@link #meminfo}; the CPU and migration counters are atomic.
+ * kernel does. It changes nothing. The public reads take the machine lock themselves; the CPU,
+ * migration and swap counters are atomic.
  */
 final class ProcStats {
     private final PhysicalMemory memory;
@@ -30,10 +32,11 @@ final class ProcStats {
     private final StaleDetector detector;
     private final MigrationServiceImpl migration;
     private final ReclaimCounts reclaim;
+    private final SwapCache swap;
     private long[] vmstatBaseline = new long[VmstatCounter.values().length];
 
     ProcStats(PhysicalMemory memory, int nodeCount, HugetlbPools pools, AddressSpaceTable spaces, SimCpu[] cpus,
-              StaleDetector detector, MigrationServiceImpl migration, ReclaimCounts reclaim) {
+              StaleDetector detector, MigrationServiceImpl migration, ReclaimCounts reclaim, SwapCache swap) {
         this.memory = memory;
         this.nodeCount = nodeCount;
         this.pools = pools;
@@ -42,6 +45,7 @@ final class ProcStats {
         this.detector = detector;
         this.migration = migration;
         this.reclaim = reclaim;
+        this.swap = swap;
     }
 
     /**
@@ -49,7 +53,15 @@ final class ProcStats {
      * holds the lock, which serialises this with the reset; the counters only grow, so no value
      * goes below the baseline.
      */
-    VmstatSnapshot vmstatSnapshot() {
+    @SuppressWarnings("try") // a lock hold is used only for its scope
+    VmstatSnapshot vmstatSnapshot(MachineLock lock) {
+        try (MachineLock.Held locked = lock.shared()) {
+            lock.ensureOpen();
+            return vmstatSnapshot();
+        }
+    }
+
+    private VmstatSnapshot vmstatSnapshot() {
         long[] now = vmstat(faults());
         Map<VmstatCounter, Long> values = new EnumMap<>(VmstatCounter.class);
         for (VmstatCounter c : VmstatCounter.values()) {
@@ -58,9 +70,13 @@ final class ProcStats {
         return VmstatSnapshot.of(values);
     }
 
-    /** Makes the counters as they are now the baseline of later snapshots; the caller holds the lock. */
-    void resetVmstat() {
-        vmstatBaseline = vmstat(faults());
+    /** Makes the counters as they are now the baseline of later snapshots, under the machine lock held exclusive. */
+    @SuppressWarnings("try") // a lock hold is used only for its scope
+    void resetVmstat(MachineLock lock) {
+        try (MachineLock.Held locked = lock.exclusive()) {
+            lock.ensureOpen();
+            vmstatBaseline = vmstat(faults());
+        }
     }
 
     /**
@@ -90,6 +106,8 @@ final class ProcStats {
         out[VmstatCounter.PGLAZYFREE.ordinal()] = reclaim.lazyfree();
         out[VmstatCounter.PGLAZYFREED.ordinal()] = reclaim.lazyfreed();
         spaces.context().thp().report(out);
+        out[VmstatCounter.PSWPIN.ordinal()] = swap.device().pswpin();
+        out[VmstatCounter.PSWPOUT.ordinal()] = swap.device().pswpout();
         return out;
     }
 
@@ -98,8 +116,17 @@ final class ProcStats {
         return spaces.faults();
     }
 
+    /** /proc/meminfo under the machine lock held shared. */
+    @SuppressWarnings("try") // a lock hold is used only for its scope
+    Map<String, Long> meminfo(MachineLock lock) {
+        try (MachineLock.Held locked = lock.shared()) {
+            lock.ensureOpen();
+            return meminfo();
+        }
+    }
+
     /** /proc/meminfo, in kB and pages as the kernel prints them. */
-    Map<String, Long> meminfo() {
+    private Map<String, Long> meminfo() {
         Map<String, Long> meminfo = new LinkedHashMap<>();
         long anon = 0;
         long shmem = 0;
@@ -116,6 +143,9 @@ final class ProcStats {
         meminfo.put("Shmem", shmem * 4);
         meminfo.put("AnonHugePages", anonHuge * 4);
         meminfo.put("PageTables", memory.pageTableFrames() * 4);
+        meminfo.put("SwapTotal", swap.device().totalPages() * 4);
+        meminfo.put("SwapFree", swap.device().freePages() * 4);
+        meminfo.put("SwapCached", swap.cachedPages() * 4);
         long total = 0;
         long free = 0;
         HugePagePool pool2m = pools.pool(PageSize.SIZE_2M);

@@ -45,6 +45,9 @@ import org.vmcore.impl.picture.PageTableGraph;
 import org.vmcore.impl.rmap.MigrationEntryRefs;
 import org.vmcore.impl.rmap.RmapWalk;
 import org.vmcore.impl.rmap.TryToUnmap;
+import org.vmcore.impl.swap.Reclaim;
+import org.vmcore.impl.swap.SwapCache;
+import org.vmcore.impl.swap.SwapDevice;
 import org.vmcore.impl.tlb.TlbShootdown;
 import org.vmcore.impl.vma.MappingRegistry;
 import org.vmcore.x86.internal.SharedSecrets;
@@ -86,6 +89,8 @@ public final class SimMachine implements Machine {
     private final PmdShareCount pmdShareCount;
     private final ProcStats procStats;
     private final KhugepagedImpl khugepaged;
+    private final SwapCache swapCache;
+    private final Reclaim reclaim;
 
     SimMachine(MachineConfig config) {
         this.config = config;
@@ -112,18 +117,21 @@ public final class SimMachine implements Machine {
                     migrationRefs);
             this.rmap = new RmapWalkerImpl(lock, callbackFailures, ops, memory.descriptors(), rmapWalk, unmap, removeMigrationPtes);
             this.speculativeRefs = new SpeculativeRefs(lock, memory, SharedSecrets.memMap(memory), pools);
+            this.swapCache = new SwapCache(new SwapDevice(config.swapBytes()), memory);
+            this.reclaim = new Reclaim(lock, memory, rmapWalk, shootdown, swapCache, migrationRefs,
+                    () -> reclaimCounts.addLazyfreed(1), ops);
             this.migration = new MigrationServiceImpl(lock, nodeCount, memory, pools, registry, unmap, removeMigrationPtes,
-                    migrationRefs, callbackFailures, ops, migrating, speculativeRefs::tryGet);
+                    migrationRefs, callbackFailures, ops, migrating, speculativeRefs::tryGet, swapCache);
             spaces.setContext(new MmContext(lock, config, memory, registry, pools, hugetlbfs, shootdown, callbackFailures,
                     ops, migrating, migrationRefs, spaces, speculativeRefs::tryGet, zeroPfn, reclaimCounts,
-                    new Thp(config.thp(), memory)));
-            migration.splitsFor(spaces.context().thp());
+                    new Thp(config.thp(), memory), swapCache, reclaim));
+            reclaim.setShrinker(migration.splitsFor(spaces.context().thp()));
             this.physical = new PhysicalAccess(lock, memory, registry);
             lock.raceHooks().setScope(callbackFailures);
             lock.locklessWalkers().setSyncOnUnshare(!config.regressions().contains(Regression.PRE_1013AF4F));
             this.pmdShareCount = PmdShareCount.of(config, SharedSecrets.memMap(memory));
             this.khugepaged = new KhugepagedImpl(spaces.context(), spaces::live);
-            this.procStats = new ProcStats(memory, nodeCount, pools, spaces, cpus, detector, migration, reclaimCounts);
+            this.procStats = new ProcStats(memory, nodeCount, pools, spaces, cpus, detector, migration, reclaimCounts, swapCache);
         } catch (RuntimeException e) {
             memory.close();
             throw e;
@@ -179,6 +187,11 @@ public final class SimMachine implements Machine {
     }
 
     @Override
+    public long reclaim(int node, long pages) {
+        return reclaim.reclaim(node, pages);
+    }
+
+    @Override
     public void flushTlbAll() {
         try (MachineLock.Held locked = lock.shared()) {
             ensureOpen();
@@ -217,18 +230,12 @@ public final class SimMachine implements Machine {
 
     @Override
     public VmstatSnapshot vmstatSnapshot() {
-        try (MachineLock.Held locked = lock.shared()) {
-            ensureOpen();
-            return procStats.vmstatSnapshot();
-        }
+        return procStats.vmstatSnapshot(lock);
     }
 
     @Override
     public void resetVmstat() {
-        try (MachineLock.Held locked = lock.exclusive()) {
-            ensureOpen();
-            procStats.resetVmstat();
-        }
+        procStats.resetVmstat(lock);
     }
 
     @Override
@@ -266,7 +273,7 @@ public final class SimMachine implements Machine {
 
     private InvariantChecker checker() {
         return new InvariantChecker(lock, memory, registry, pools, hugetlbfs, rmapWalk, spaces.live(), cpuList,
-                callbackFailures.inCallback(), pmdShareCount, speculativeRefs::held);
+                callbackFailures.inCallback(), pmdShareCount, speculativeRefs::held, swapCache);
     }
 
     @Override
@@ -281,12 +288,7 @@ public final class SimMachine implements Machine {
 
     @Override
     public MachineStats stats() {
-        Map<String, Long> meminfo;
-        try (MachineLock.Held locked = lock.shared()) {
-            ensureOpen();
-            meminfo = procStats.meminfo();
-        }
-        return new MachineStats(vmstat(), meminfo);
+        return new MachineStats(vmstat(), procStats.meminfo(lock));
     }
 
     @Override
@@ -385,7 +387,7 @@ public final class SimMachine implements Machine {
 
     @Override
     public long offHeapBytes() {
-        return memory.offHeapBytes();
+        return memory.offHeapBytes() + swapCache.device().offHeapBytes();
     }
 
     @Override
@@ -416,6 +418,7 @@ public final class SimMachine implements Machine {
                     cpu.machineClosed();
                 }
                 memory.close();
+                swapCache.device().close();
             }
             if (failure != null) {
                 throw CallbackFailures.<RuntimeException>sneaky(failure);
@@ -423,10 +426,7 @@ public final class SimMachine implements Machine {
         }
     }
 
-    /**
-     * The configuration and, while open, the live address spaces, for example {@code Machine[nodes 4G 4G, 2 CPUs,
-     * 4-level paging, hugetlb node0 1024x2M, regressions [], 3 address spaces]}; {@code Machine[closed, ...]} after close.
-     */
+    /** The configuration and, while open, the live address spaces ({@link MachineSummary}); {@code Machine[closed, ...]} after close. */
     @Override
     public String toString() {
         try (MachineLock.Held locked = lock.shared()) {

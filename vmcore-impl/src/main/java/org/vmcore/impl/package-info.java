@@ -35,8 +35,9 @@
  *   |     |     |                            tried, for write: hugetlb ranks them above it)
  *   |     |     +-- ptl
  *   |     +-- i_mmap_rwsem or anon_vma (read: the rmap walks of try_to_migrate and
- *   |           +-- ptl                 remove_migration_ptes; notifiers are called between
- *   |                                   them, with only the folio lock held)
+ *   |           +-- ptl                 remove_migration_ptes, and of reclaim's
+ *   |                                   folio_referenced and try_to_unmap; notifiers are
+ *   |                                   called between them, with only the folio lock held)
  *   +-- i_mmap_rwsem (truncate, with no mmap_lock: a VMA lock only by trylock below it; the
  *         |            VMAs it could not lock are done afterwards in the order above)
  *   +-- hugetlb_fault_mutex (truncate's page-cache removal, after i_mmap_rwsem is released)
@@ -58,6 +59,8 @@
  *   CPU flushers (CpuHandshake's ReentrantLock, one per CPU), then the wait for the CPU to leave
  *   lockless walkers (LocklessWalkers' monitor: the GUP-fast barrier), speculative references,
  *   notifier open ranges (NotifierChain's monitor), stale detector, allocation faults
+ *   swap device (SwapDevice's monitor: swap_map words, free slots and the swap cache; taken
+ *     under a ptl by swap_duplicate and swap_free, whose folio lock is only tried)
  * </pre>
  *
  * <p>Not locks, but ordered accesses other threads rely on:

@@ -321,6 +321,8 @@ class BadInputTest {
             l.add(c("pageAt past the end of a file", t -> t.file.pageAt(32), "index=0x20", "inside the file"));
             l.add(c("pageAt of a negative index", t -> t.file.pageAt(-1), "index="));
             l.add(c("failNthAllocation of zero", t -> t.machine.failNthAllocation(AllocationKind.FRAME, 0), "nth=0"));
+            l.add(c("reclaim of a missing node", t -> t.machine.reclaim(7, 1), "node=7"));
+            l.add(c("reclaim of a negative count", t -> t.machine.reclaim(0, -1), "pages=0xffffffffffffffff", "negative"));
             return l;
         }
     }
@@ -479,6 +481,9 @@ class BadInputTest {
             l.add(c("builder: huge pages on an unknown node", t -> Machine.builder().hugePages(3, PageSize.SIZE_2M, 1), "node=3"));
             l.add(c("builder: a TLB of 100 entries 16-way", t -> new TlbConfig(100, 16, 8, 8, 4, 4, 1, 1, 1), "entries4k=100"));
             l.add(c("builder: a null TLB", t -> Machine.builder().tlb(null), "tlb=null"));
+            l.add(c("builder: swap of 5000 bytes", t -> Machine.builder().swap(5000), "swapBytes=0x1388", "multiple of 4 KiB"));
+            l.add(c("builder: negative swap", t -> Machine.builder().swap(-4096), "swapBytes=", "non-negative"));
+            l.add(c("builder: 32 TiB of swap", t -> Machine.builder().swap(1L << 45), "swapBytes=0x200000000000", "at most 16 TiB"));
             l.add(c("Protection.ofBits with unknown bits", t -> Protection.ofBits(0x10), "prot=0x10"));
             l.add(c("PageSize.ofBytes of 8 KiB", t -> PageSize.ofBytes(8192), "pageSize=", "4096, 2097152 or 1073741824"));
             return l;

@@ -30,6 +30,9 @@ class ModelBasedTest {
                     .anyMatch(s -> s.startsWith("truncate")).anyMatch(s -> s.startsWith("mmap p0 small hugetlb file"))
                     .anyMatch(s -> s.startsWith("madvise")).anyMatch(s -> s.startsWith("mremap"));
             assertThat(r.vmstat().get("pgmigrate_success")).as("migrations happened").isPositive();
+            assertThat(r.log()).anyMatch(s -> s.startsWith("reclaim"));
+            assertThat(r.vmstat().get("pswpout")).as("pages swapped out").isPositive();
+            assertThat(r.vmstat().get("pswpin")).as("and read back").isPositive();
         } finally {
             r.close();
         }

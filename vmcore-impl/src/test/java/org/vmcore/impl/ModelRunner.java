@@ -18,6 +18,7 @@ import org.vmcore.api.MapFlags;
 import org.vmcore.api.MigrationService;
 import org.vmcore.api.OutOfMemoryException;
 import org.vmcore.api.PageSize;
+import org.vmcore.api.PageTableLevel;
 import org.vmcore.api.Protection;
 import org.vmcore.api.SegmentationFaultException;
 import org.vmcore.api.ThpMode;
@@ -25,8 +26,9 @@ import org.vmcore.api.TlbConfig;
 
 /**
  * Seeded model-based testing: random sequences of mmap, munmap, mprotect, fork, exit, faults,
- * CPU loads and stores, move_pages, migrate_pages, soft offline, madvise(DONTNEED), mremap and
- * hugetlb truncation over
+ * CPU loads and stores, move_pages, migrate_pages, soft offline, madvise (DONTNEED, FREE, PAGEOUT,
+ * COLD, WILLNEED), reclaim to a small swap device (swapped-out pages are read back by later
+ * accesses, and by every eighth check), mremap and hugetlb truncation over
  * several processes, on private anonymous memory, shmem, a hugetlb window that all processes
  * share through one PMD table, and a small hugetlb file whose mappings cannot share tables. A simple reference model of contents says what every load must return (fork copies
  * private memory, shared memory stays shared); after every step the machine's invariants must
@@ -46,6 +48,7 @@ final class ModelRunner {
     static final int MAX_PROCS = 6;
     static final int CPUS = MAX_PROCS;
     static final long WORD = 0x40; // the model tracks one 8-byte word per page, at this offset
+    static final long SWAP_PAGES = 96; // fewer than the private pages the processes may touch: the device fills up
 
     /** The model of one shmem object: its pages' words. */
     static final class Shmem {
@@ -88,6 +91,7 @@ final class ModelRunner {
     private final List<Proc> procs = new ArrayList<>();
     private final List<String> log = new ArrayList<>();
     private long nextValue = 1;
+    private int checks;
 
     ModelRunner(long seed) {
         this.seed = seed;
@@ -98,7 +102,7 @@ final class ModelRunner {
         this.machine = Machine.builder().node(2 * GIB).node(2 * GIB).cpus(CPUS).tlb(new TlbConfig(64, 4, 32, 4, 4, 4, 2, 4, 8))
                 .thp(ThpMode.values()[(int) Math.floorMod(seed, 3L)])
                 .hugePages(0, PageSize.SIZE_2M, 300)
-                .hugePages(1, PageSize.SIZE_2M, 300).build();
+                .hugePages(1, PageSize.SIZE_2M, 300).swap((SWAP_PAGES + 1) * 4096).build();
         this.file = machine.hugetlbfs().create("shm", GIB, PageSize.SIZE_2M);
         Proc first = new Proc();
         first.mm = machine.createAddressSpace();
@@ -141,6 +145,7 @@ final class ModelRunner {
         if (!violations.isEmpty()) {
             throw new AssertionError("invariants " + when + ":\n  " + String.join("\n  ", violations));
         }
+        boolean swapIn = (++checks & 7) == 0; // else swapped-out pages stay out: their entries meet later steps
         for (int p = 0; p < procs.size(); p++) {
             Proc proc = procs.get(p);
             for (int s = 0; s < SLOTS; s++) {
@@ -151,15 +156,23 @@ final class ModelRunner {
                 while (readable < PAGES && !beyondEof(proc.slots[s], readable)) {
                     readable++;
                 }
-                long[] vas = new long[readable];
-                long[] words = new long[readable];
+                int[] pages = new int[readable];
+                int n = 0;
                 for (int page = 0; page < readable; page++) {
-                    vas[page] = pageAddress(s, page);
+                    if (swapIn || proc.slots[s].privateWords == null || !swappedOut(proc.mm, pageAddress(s, page))) {
+                        pages[n++] = page;
+                    }
+                }
+                long[] vas = new long[n];
+                long[] words = new long[n];
+                for (int i = 0; i < n; i++) {
+                    vas[i] = pageAddress(s, pages[i]);
                 }
                 cpuFor(p).loadAll(vas, 8, words); // the batched path, checked word by word
-                for (int page = 0; page < readable; page++) {
+                for (int i = 0; i < n; i++) {
+                    int page = pages[i];
                     long expected = expected(proc.slots[s], page);
-                    long actual = words[page];
+                    long actual = words[i];
                     if (actual != expected) {
                         throw new AssertionError("contents " + when + ": process " + p + " (" + proc.mm + ") slot " + s + " page "
                                 + page + " reads " + actual + ", the model says " + expected);
@@ -167,6 +180,12 @@ final class ModelRunner {
                 }
             }
         }
+    }
+
+    /** Whether the entry of va is a swap entry (not present, not empty). */
+    private static boolean swappedOut(AddressSpace mm, long va) {
+        var e = mm.pageTableView().entry(va & ~0xFFFL, PageTableLevel.PTE);
+        return e.isPresent() && !e.get().present() && !e.get().none();
     }
 
     private static boolean beyondEof(Slot slot, int page) {
@@ -254,11 +273,13 @@ final class ModelRunner {
             log.add("move_pages p" + p + " slot " + s + " page " + page + " -> node " + node);
             machine.migration().movePages(proc.mm, new long[] {pageAddress(s, page)}, new int[] {node},
                     random.nextBoolean() ? MigrationService.MPOL_MF_MOVE : MigrationService.MPOL_MF_MOVE_ALL);
-        } else if (op < 93) {
+        } else if (op < 91) {
             int from = random.nextInt(2);
             log.add("migrate_pages p" + p + " " + from + " -> " + (1 - from));
             machine.migration().migratePages(proc.mm, new int[] {from}, new int[] {1 - from},
                     random.nextBoolean() ? MigrationService.MPOL_MF_MOVE : MigrationService.MPOL_MF_MOVE_ALL);
+        } else if (op < 93) {
+            reclaim();
         } else if (op < 94) {
             truncate();
         } else if (op < 95) {
@@ -270,7 +291,11 @@ final class ModelRunner {
         } else if (op < 96) {
             dontneed(p, s, page);
         } else if (op < 97) {
-            freeAndPageout(p, s, page);
+            if (random.nextBoolean()) {
+                freeAndPageout(p, s, page);
+            } else {
+                swapAdvice(p, s, page);
+            }
         } else if (op < 98) {
             moveOutAndBack(p, s);
         } else if (op < 99) {
@@ -313,10 +338,15 @@ final class ModelRunner {
         long start = slotBase(s) + page * pageBytes;
         log.add("madvise p" + p + " slot " + s + " pages " + page + ".." + (page + count - 1) + " FREE, PAGEOUT");
         boolean[] dropped = new boolean[PAGES];
+        boolean[] either = new boolean[PAGES];
         for (int i = page; slot != null && slot.privateWords != null && i < page + count; i++) {
             long pfn = proc.mm.pageAt(pageAddress(s, i));
             var pg = pfn < 0 ? null : machine.page(pfn);
-            dropped[i] = pg != null && pg.anonymous() && pg.mapcount() == 1 && pg.size() == PageSize.SIZE_4K; // never a huge page's
+            // a swapped-out page is discarded; one in the swap cache goes only if no relative's swap
+            // entry names its slot, which the API does not show: either outcome is right. A page of a
+            // transparent huge page never goes (MADV_FREE and PAGEOUT pass them by).
+            dropped[i] = pfn < 0 || pg.anonymous() && pg.mapcount() == 1 && pg.refcount() == 1 && pg.size() == PageSize.SIZE_4K;
+            either[i] = !dropped[i] && pg.anonymous() && pg.mapcount() == 1;
         }
         int free = proc.mm.madvise(start, count * pageBytes, Advice.FREE);
         int pageout = proc.mm.madvise(start, count * pageBytes, Advice.PAGEOUT);
@@ -329,7 +359,48 @@ final class ModelRunner {
         for (int i = 0; i < PAGES; i++) {
             if (dropped[i]) {
                 slot.privateWords[i] = 0;
+            } else if (either[i]) {
+                long v = cpuFor(p).load(pageAddress(s, i), 8);
+                if (v != 0 && v != slot.privateWords[i]) {
+                    throw new AssertionError("madvise FREE/PAGEOUT p" + p + " slot " + s + " page " + i + " reads " + v
+                            + ", neither 0 nor the model's " + slot.privateWords[i]);
+                }
+                slot.privateWords[i] = v;
             }
+        }
+    }
+
+    /**
+     * Machine.reclaim of a few pages of a node (shrink_node): swapped-out pages keep their words,
+     * which the next access reads back (do_swap_page), and no lazy-free page is left by
+     * {@link #freeAndPageout} to be dropped.
+     */
+    private void reclaim() {
+        int node = random.nextInt(2);
+        long pages = 1 + random.nextInt(48);
+        long got = machine.reclaim(node, pages);
+        log.add("reclaim node " + node + " pages " + pages + ": " + got);
+        if (got < 0 || got > pages) {
+            throw new AssertionError("reclaim of " + pages + " pages reclaimed " + got);
+        }
+    }
+
+    /**
+     * madvise PAGEOUT (swaps out the private pages only this process maps), COLD or WILLNEED
+     * (readahead into the swap cache) of a few pages: no word changes. Hugetlb refuses PAGEOUT and
+     * COLD (-EINVAL) and takes WILLNEED; an unmapped slot is -ENOMEM.
+     */
+    private void swapAdvice(int p, int s, int page) {
+        Proc proc = procs.get(p);
+        Slot slot = proc.slots[s];
+        int count = 1 + random.nextInt(PAGES - page);
+        long pageBytes = s >= HUGE_SLOT ? 2 * MIB : 4096;
+        Advice advice = new Advice[] {Advice.PAGEOUT, Advice.COLD, Advice.WILLNEED}[random.nextInt(3)];
+        log.add("madvise p" + p + " slot " + s + " pages " + page + ".." + (page + count - 1) + " " + advice);
+        int rc = proc.mm.madvise(slotBase(s) + page * pageBytes, count * pageBytes, advice);
+        int expected = slot == null ? -Errno.ENOMEM : s >= HUGE_SLOT && advice != Advice.WILLNEED ? -Errno.EINVAL : 0;
+        if (rc != expected) {
+            throw new AssertionError("madvise " + advice + " p" + p + " slot " + s + " returned " + rc + ", expected " + expected);
         }
     }
 

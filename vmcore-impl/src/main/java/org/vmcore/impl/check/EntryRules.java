@@ -37,6 +37,7 @@ final class EntryRules {
 
     /** Counts of one address space's tree. */
     static final class MmCount {
+        long swap;
         long anonHuge;
         long anon;
         long shmem;

@@ -18,6 +18,7 @@ import org.vmcore.impl.hugetlb.HugetlbReservation;
 import org.vmcore.impl.mm.SimAddressSpace;
 import org.vmcore.impl.mm.ZeroPage;
 import org.vmcore.impl.rmap.RmapWalk;
+import org.vmcore.impl.swap.SwapCache;
 import org.vmcore.impl.vma.FileMapping;
 import org.vmcore.impl.vma.MappingRegistry;
 import org.vmcore.impl.vma.VmArea;
@@ -66,6 +67,7 @@ public final class InvariantChecker {
     private final PmdShareCount shareCount;
     private final LongToIntFunction speculativeRefs;
     private final EntryRules leafRules;
+    private final SwapRules swap;
 
     /**
      * A checker of the given state; the caller holds the machine lock while it runs. Called from
@@ -73,7 +75,7 @@ public final class InvariantChecker {
      */
     public InvariantChecker(MachineLock lock, PhysicalMemory memory, MappingRegistry registry, HugetlbPools pools, HugetlbFsImpl hugetlbfs,
                             RmapWalk rmap, List<SimAddressSpace> spaces, List<? extends Cpu> cpus, boolean insideCallback,
-                            PmdShareCount shareCount, LongToIntFunction speculativeRefs) {
+                            PmdShareCount shareCount, LongToIntFunction speculativeRefs, SwapCache swapCache) {
         this.lock = lock;
         this.memory = memory;
         this.d = memory.descriptors();
@@ -87,6 +89,7 @@ public final class InvariantChecker {
         this.shareCount = shareCount;
         this.speculativeRefs = speculativeRefs;
         this.leafRules = new EntryRules(memory, registry, pools, rmap);
+        this.swap = new SwapRules(swapCache, d, speculativeRefs);
     }
 
     /** Every violation found, empty when the machine is consistent. */
@@ -102,6 +105,7 @@ public final class InvariantChecker {
             RawPageTable t = mm.pageTable();
             walk(mm, t, t.cr3() >>> 12, t.rootLevel(), 0, leaves, migrating, pudRefs, counted, c, out);
             var k = mm.counters();
+            swap.counter(mm, c.swap, out);
             if (!insideCallback && mm.notifiers().anyOpen()) {
                 out.add("open invalidation: " + mm + " has an MMU-notifier range still open outside any operation"
                         + " (the stale-translation detector is blind there)");
@@ -157,7 +161,8 @@ public final class InvariantChecker {
             }
             // a migration in progress holds its isolation reference on the locked page
             boolean isolated = entries > 0 && (d.flags(pfn) & FrameFlags.LOCKED) != 0;
-            int expected = count + (cached.contains(pfn) ? 1 : 0) + (isolated ? 1 : 0) + speculativeRefs.applyAsInt(pfn);
+            int expected = count + (cached.contains(pfn) ? 1 : 0) + (isolated ? 1 : 0) + speculativeRefs.applyAsInt(pfn)
+                    + swap.cacheRefs(pfn);
             if (!(d.refcount(pfn) == expected)) {
             out.add("refcount" + ": " + "pfn 0x" + Long.toHexString(pfn) + " has refcount " + d.refcount(pfn) + " but " + count + " mappings" + (cached.contains(pfn) ? " and the page cache" : "")
                     + (entries > 0 ? " (" + entries + " migration entries hold none" + (isolated ? "; the migration's isolation holds one" : "") + ")" : ""));
@@ -171,6 +176,7 @@ public final class InvariantChecker {
         }
             }
         });
+        swap.checkSlots(leaves, out);
         checkPools(out);
         checkFreeLists(out);
         checkUnreferenced(migrating, out);
@@ -265,9 +271,14 @@ public final class InvariantChecker {
                 }
                 continue;
             }
+            if (size == PageSize.SIZE_4K && SwapCache.isSwapEntry(e)) {
+                swap.entry(mm, va, e, countLeaves, out);
+                c.swap++;
+                continue;
+            }
             if (size == null || !Pte.isPresent(e)) {
                 out.add("stray entry: " + mm + " has " + Pte.describe(e, level) + " at 0x" + Long.toHexString(va) + " (" + level + ")"
-                        + " that is no migration entry");
+                        + " that is no migration or swap entry");
                 continue;
             }
             long pfn = Pte.pfn(e, size);

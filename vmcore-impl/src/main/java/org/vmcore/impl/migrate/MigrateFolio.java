@@ -21,6 +21,7 @@ import org.vmcore.impl.notifier.CallbackFailures;
 import org.vmcore.impl.rmap.MigrationEntryRefs;
 import org.vmcore.impl.rmap.TryToUnmap;
 import org.vmcore.impl.stat.MigrationPhaseEvent;
+import org.vmcore.impl.swap.SwapCache;
 import org.vmcore.impl.vma.FileMapping;
 import org.vmcore.impl.vma.MappingOwner;
 import org.vmcore.impl.vma.MappingRegistry;
@@ -57,6 +58,7 @@ final class MigrateFolio {
     private final OperationHook hook;
     private final MigratingThread migrating;
     private final LongFunction<PageReference> tryGetPage;
+    private final SwapCache swapCache;
     private volatile MigrationObserver observer;
     private final AtomicLong success = new AtomicLong();
     private final AtomicLong fail = new AtomicLong();
@@ -67,8 +69,9 @@ final class MigrateFolio {
 
     MigrateFolio(MachineLock lock, PhysicalMemory memory, HugetlbPools pools, MappingRegistry registry, TryToUnmap unmap,
                  RemoveMigrationPtes removeMigrationPtes, MigrationEntryRefs migrationRefs, CallbackFailures callbackFailures,
-                 OperationHook hook, MigratingThread migrating, LongFunction<PageReference> tryGetPage) {
+                 OperationHook hook, MigratingThread migrating, LongFunction<PageReference> tryGetPage, SwapCache swapCache) {
         this.tryGetPage = tryGetPage;
+        this.swapCache = swapCache;
         this.lock = lock;
         this.memory = memory;
         this.descriptors = SharedSecrets.memMap(memory);
@@ -254,7 +257,7 @@ final class MigrateFolio {
         MappingOwner owner = registry.owner(descriptors.mapping(pfn));
         boolean cached = (descriptors.flags(pfn) & FrameFlags.ANON) == 0 && owner != null;
         // migrate_huge_page_move_mapping: the isolation references plus the page cache's, nothing else
-        int expected = 1 + queued + (cached ? 1 : 0);
+        int expected = 1 + queued + (cached ? 1 : 0) + (swapCache.slotOf(pfn) >= 0 ? 1 : 0); // and the swap cache's
         if (!move.any() && descriptors.folioMapcount(pfn) == 0 && descriptors.refcount(pfn) == expected) {
             notify(MigrationPhase.BEFORE_COPY, pfn, target, size, toNode, move);
         }
@@ -270,6 +273,7 @@ final class MigrateFolio {
                 descriptors.addRefcount(target, 1);
                 descriptors.addRefcount(pfn, -1);
             }
+            swapCache.migrate(pfn, target);
             if ((descriptors.flags(pfn) & FrameFlags.ANON) == 0) {
                 // move_to_new_folio: the old file folio leaves its mapping, so a PFN walker still
                 // holding it (soft offline, memory offline) does not take it for a cache page

@@ -21,8 +21,10 @@ import org.vmcore.impl.notifier.CallbackFailures;
 import org.vmcore.impl.mm.Thp;
 import org.vmcore.impl.rmap.MigrationEntryRefs;
 import org.vmcore.impl.rmap.TryToUnmap;
+import org.vmcore.impl.swap.SwapCache;
 import org.vmcore.impl.vma.MappingRegistry;
 import org.vmcore.impl.vma.VmArea;
+import org.vmcore.x86.internal.SharedSecrets;
 import org.vmcore.x86.mem.FrameDescriptors;
 import org.vmcore.x86.mem.FrameFlags;
 import org.vmcore.x86.mem.PhysicalMemory;
@@ -51,19 +53,21 @@ public final class MigrationServiceImpl implements MigrationService {
     private final MemoryOffline memoryOffline;
     private final SplitHugePage split;
     private final OperationHook hook;
+    private final CallbackFailures callbackFailures;
     private final FrameDescriptors descriptors;
 
     public MigrationServiceImpl(MachineLock lock, int nodeCount, PhysicalMemory memory, HugetlbPools pools,
                                 MappingRegistry registry, TryToUnmap unmap, RemoveMigrationPtes removeMigrationPtes,
                                 MigrationEntryRefs migrationRefs, CallbackFailures callbackFailures, OperationHook hook,
-                                MigratingThread migrating, LongFunction<PageReference> isolate) {
+                                MigratingThread migrating, LongFunction<PageReference> isolate, SwapCache swapCache) {
         this.lock = lock;
         this.nodeCount = nodeCount;
         this.memory = memory;
         this.hook = hook;
+        this.callbackFailures = callbackFailures;
         this.descriptors = memory.descriptors();
         this.folio = new MigrateFolio(lock, memory, pools, registry, unmap, removeMigrationPtes, migrationRefs, callbackFailures,
-                hook, migrating, isolate);
+                hook, migrating, isolate, swapCache);
         this.migratePages = new MigratePages(lock, memory, folio, hook);
         this.movePages = new MovePages(lock, memory, folio, hook);
         this.split = new SplitHugePage(lock, memory, unmap, removeMigrationPtes);
@@ -85,10 +89,14 @@ public final class MigrationServiceImpl implements MigrationService {
         return out;
     }
 
-    /** Lets the deferred split queue of {@code thp} split huge pages through this service. */
-    public void splitsFor(Thp thp) {
+    /**
+     * Lets the deferred split queue of {@code thp} split huge pages through this service; returns
+     * the deferred split shrinker, for reclaim to run.
+     */
+    public Runnable splitsFor(Thp thp) {
         thp.setSplitter(split::split);
         split.useThp(thp);
+        return () -> thp.splitDeferred(Integer.MAX_VALUE, SharedSecrets.memMap(memory), callbackFailures);
     }
 
     // ---- migrate_pages(2) ----

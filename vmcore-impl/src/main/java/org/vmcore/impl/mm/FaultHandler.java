@@ -15,6 +15,7 @@ import org.vmcore.impl.lock.KMutex;
 import org.vmcore.impl.lock.PtLocks;
 import org.vmcore.impl.notifier.Invalidation;
 import org.vmcore.impl.stat.FaultEvent;
+import org.vmcore.impl.swap.SwapCache;
 import org.vmcore.impl.tlb.TlbShootdown;
 import org.vmcore.impl.vma.FileMapping;
 import org.vmcore.impl.vma.VmArea;
@@ -43,6 +44,7 @@ final class FaultHandler {
     private final PtLocks ptLocks;
     private final RaceHooks races;
     private final HugetlbFault hugetlb;
+    private final SwapIn swapIn;
     private final long zeroPfn;
 
     FaultHandler(MmContext ctx, SimAddressSpace mm) {
@@ -53,6 +55,7 @@ final class FaultHandler {
         this.ptLocks = ctx.lock().ptLocks();
         this.races = ctx.lock().raceHooks();
         this.hugetlb = new HugetlbFault(ctx, mm, this);
+        this.swapIn = new SwapIn(ctx, mm, this);
         this.zeroPfn = ctx.zeroPfn();
     }
 
@@ -76,7 +79,7 @@ final class FaultHandler {
         FaultEvent event = new FaultEvent();
         event.begin();
         FaultResult result = handle(vma, va, access);
-        mm.faultCounts.handled(); // a failed fault threw: it counts in pgfault only, as mm_account_fault does
+        mm.faultCounts.handled(result); // a failed fault threw: it counts in pgfault only, as mm_account_fault does
         if (event.shouldCommit()) {
             event.addressSpace = mm.id();
             event.address = va;
@@ -111,6 +114,9 @@ final class FaultHandler {
         long e = slot < 0 ? 0 : table.readSlot(slot);
         if (MigrationEntry.isMigration(e)) {
             return FaultResult.MIGRATION_WAIT;
+        }
+        if (SwapCache.isSwapEntry(e)) {
+            return swapIn.doSwapPage(vma, addr, slot, e, write);
         }
         if (!Pte.isNone(e)) {
             return !write || (e & Pte.RW) != 0 ? FaultResult.ALREADY_MAPPED : writeProtectFault(vma, addr, slot, e);
@@ -257,6 +263,7 @@ final class FaultHandler {
         PageSize size = vma.pageSize();
         long pfn = Pte.pfn(e, size);
         KMutex ptl = mm.ptlOf(slot, size);
+        swapIn.freeSwapForReuse(pfn); // wp_can_reuse_anon_folio: a swap-cache page nothing else names may be reused
         if (vma.kind().isShared() || mm.pages.exclusiveAnon(pfn)) {
             ptl.lock();
             try {

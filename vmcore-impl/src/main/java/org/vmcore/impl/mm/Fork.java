@@ -3,6 +3,7 @@ package org.vmcore.impl.mm;
 import org.vmcore.api.NotifierEvent;
 import org.vmcore.api.PageSize;
 import org.vmcore.impl.notifier.Invalidation;
+import org.vmcore.impl.swap.SwapCache;
 import org.vmcore.impl.vma.AnonVma;
 import org.vmcore.impl.vma.MmStruct;
 import org.vmcore.impl.vma.VmArea;
@@ -12,6 +13,7 @@ import org.vmcore.x86.internal.SharedSecrets;
 import org.vmcore.x86.pgtable.Level;
 import org.vmcore.x86.pgtable.MigrationEntry;
 import org.vmcore.x86.pgtable.Pte;
+import org.vmcore.x86.pgtable.SwapEntry;
 
 /**
  * fork's dup_mmap (kernel/fork.c): every VMA is copied into the child (anon_vma_fork links the
@@ -146,6 +148,10 @@ final class Fork {
                 copyNonpresentPte(from, slot, e, to, va, leaf, childMm, size);
                 return;
             }
+            if (SwapCache.isSwapEntry(e)) {
+                copySwapPte(from, slot, e, to, va, childMm);
+                return;
+            }
             if (!Pte.isPresent(e)) {
                 return; // vmcore makes no other non-present entries
             }
@@ -176,6 +182,25 @@ final class Fork {
                 childMm.addHugetlbBytes(size.bytes());
             }
         });
+    }
+
+    /**
+     * copy_nonpresent_pte for a swap entry: swap_duplicate, and the entry loses its exclusive bit
+     * in both address spaces (the page, once swapped in, is shared until a write copies it).
+     */
+    private void copySwapPte(RawPageTable from, long slot, long e, RawPageTable to, long va, MmStruct childMm) {
+        long entry = e & ~SwapEntry.EXCLUSIVE;
+        if (entry != e) {
+            from.compareAndSetSlot(slot, e, entry); // no CPU writes a non-present entry: the CAS holds
+        }
+        ctx.swapCache().duplicate(SwapEntry.offset(e));
+        try {
+            to.install(va, Level.PTE, entry);
+        } catch (RuntimeException ex) { // no table for the child's entry: the count goes back
+            ctx.swapCache().swapFree(SwapEntry.offset(e));
+            throw ex;
+        }
+        childMm.addSwapEntries(1);
     }
 
     /**

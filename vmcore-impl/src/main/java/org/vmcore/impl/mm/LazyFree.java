@@ -4,20 +4,24 @@ import org.eclipse.collections.impl.list.mutable.primitive.LongArrayList;
 import org.vmcore.api.NotifierEvent;
 import org.vmcore.api.VmaKind;
 import org.vmcore.impl.notifier.Invalidation;
+import org.vmcore.impl.swap.SwapCache;
 import org.vmcore.impl.vma.VmArea;
 import org.vmcore.x86.internal.MemMap;
 import org.vmcore.x86.internal.RawPageTable;
 import org.vmcore.x86.internal.SharedSecrets;
 import org.vmcore.x86.mem.FrameFlags;
 import org.vmcore.x86.pgtable.Pte;
+import org.vmcore.x86.pgtable.SwapEntry;
 
 /**
  * Lazy free (mm/madvise.c: madvise_free_pte_range; mm/vmscan.c: shrink_folio_list's lazy-free
  * case): MADV_FREE makes the private anonymous pages only this mapping maps lazy free, clearing
- * the accessed and dirty bits of their entries; MADV_PAGEOUT reclaims the range, which, without
- * swap, drops the lazy-free pages that stayed clean and gives a written one back its swap-backed
- * state. Pages shared with a forked child, the zero page and pages locked by a migration are
- * passed by. Both run under the mmap_lock for read, each table under its page-table lock.
+ * the accessed and dirty bits of their entries, and discards swapped-out pages
+ * (free_swap_and_cache); MADV_PAGEOUT drops the lazy-free pages that stayed clean, gives a
+ * written one back its swap-backed state, and with swap has the other pages swapped out
+ * ({@code Reclaim.pageout}). Pages shared with a forked child (for FREE also through the swap
+ * cache, with a relative's swap entry), the zero page and pages locked by a migration are passed by. Both run
+ * under the mmap_lock for read, each table under its page-table lock.
  */
 @SuppressWarnings("try") // an Invalidation is used only for its scope
 final class LazyFree {
@@ -36,11 +40,17 @@ final class LazyFree {
     /** madvise_free_single_vma over {@code [from, to)} of a private anonymous VMA. */
     void markLazyFree(VmArea v, long from, long to) {
         RawPageTable t = mm.pageTable();
-        long[] marked = {0};
+        long[] marked = {0, 0};
         try (Invalidation inv = Invalidation.start(mm.notifiers(), from, to, NotifierEvent.CLEAR)) {
             mm.pages.hugePmds.forEachHugePmd(v, from, to, null); // split: a transparent huge page is never lazy free here
             PageOps.forEachLeafLocked(v, from, to, (va, slot, e) -> {
-                long pfn = ownPage(e);
+                if (SwapCache.isSwapEntry(e)) { // madvise_free_pte_range: a swapped-out page is discarded now
+                    t.getAndClearSlot(slot);
+                    ctx.swapCache().swapFree(SwapEntry.offset(e));
+                    marked[1]++;
+                    return;
+                }
+                long pfn = ownPage(e, false);
                 if (pfn < 0) {
                     return;
                 }
@@ -54,6 +64,7 @@ final class LazyFree {
             });
             ctx.shootdown().flushTlbMmRange(mm, from, to, 12); // a CPU's next write must set D again
         }
+        mm.addSwapEntries(-marked[1]);
         counts.addLazyfree(marked[0]);
     }
 
@@ -64,12 +75,20 @@ final class LazyFree {
         }
         RawPageTable t = mm.pageTable();
         LongArrayList victims = new LongArrayList();
+        LongArrayList swapVictims = new LongArrayList(0);
+        boolean swap = ctx.swapCache().enabled();
         try (Invalidation inv = Invalidation.start(mm.notifiers(), from, to, NotifierEvent.CLEAR)) {
             mm.pages.hugePmds.forEachHugePmd(v, from, to, null);
             PageOps.forEachLeafLocked(v, from, to, (va, slot, e) -> {
-                long pfn = ownPage(e);
-                if (pfn < 0 || (descriptors.flags(pfn) & FrameFlags.LAZYFREE) == 0) {
-                    return; // not lazy free: there is no swap to write it to
+                long pfn = ownPage(e, true);
+                if (pfn < 0) {
+                    return;
+                }
+                if ((descriptors.flags(pfn) & FrameFlags.LAZYFREE) == 0) {
+                    if (swap && ctx.reclaim().isolate(pfn)) {
+                        swapVictims.add(pfn); // swapped out after the walk, by reclaim_pages
+                    }
+                    return;
                 }
                 if ((e & Pte.DIRTY) != 0 || (descriptors.flags(pfn) & FrameFlags.DIRTY) != 0) {
                     descriptors.clearFlags(pfn, FrameFlags.LAZYFREE); // written since: folio_set_swapbacked, it stays
@@ -90,10 +109,15 @@ final class LazyFree {
             mm.pages.putMapped(victims.get(i), false); // after the flush: no CPU reaches it any more
         }
         counts.addLazyfreed(victims.size());
+        ctx.reclaim().pageout(swapVictims);
     }
 
-    /** The anonymous page {@code e} maps if only this mapping maps it and no migration holds it; else -1. */
-    private long ownPage(long e) {
+    /**
+     * The anonymous page {@code e} maps if only this mapping maps it and no migration holds it;
+     * else -1. A swap-cache page qualifies for PAGEOUT; for FREE only once it could leave the
+     * cache (madvise_free_pte_range's folio_free_swap: no swap entry names its slot).
+     */
+    private long ownPage(long e, boolean swapCacheToo) {
         if (!Pte.isPresent(e) || ZeroPage.maps(e)) {
             return -1;
         }
@@ -102,6 +126,10 @@ final class LazyFree {
         boolean own = (flags & FrameFlags.ANON) != 0
                 && (flags & (FrameFlags.LOCKED | FrameFlags.ISOLATED | FrameFlags.LARGE_RMAPPABLE)) == 0
                 && descriptors.mapcount(pfn) == 1; // tail pages of a transparent huge page carry no flags: not own
+        if (own && !swapCacheToo) {
+            ctx.swapCache().freeSwapCacheOfLastMapping(pfn);
+            own = ctx.swapCache().slotOf(pfn) < 0; // still cached: a relative's swap entry names it
+        }
         return own ? pfn : -1;
     }
 }

@@ -11,7 +11,7 @@ import org.vmcore.impl.vma.VmArea;
 /**
  * madvise(2) (mm/madvise.c: madvise_walk_vmas, madvise_dontneed_free, madvise_pageout): the
  * advice goes to each VMA of the range in address order, under the mmap_lock held for read
- * (DONTNEED, FREE and PAGEOUT change entries, under their page-table locks, not VMAs). A hole in the range is
+ * (DONTNEED, FREE, PAGEOUT and COLD change entries, under their page-table locks, not VMAs). A hole in the range is
  * remembered and reported as -ENOMEM at the end; a VMA the advice refuses stops the walk with
  * -EINVAL, the VMAs before it advised, as Linux leaves them.
  */
@@ -21,12 +21,14 @@ final class Madvise {
     private final SimAddressSpace mm;
     private final LazyFree lazyFree;
     private final Mmap mmap;
+    private final MadviseSwap swapAdvice;
 
     Madvise(MmContext ctx, SimAddressSpace mm, Mmap mmap) {
         this.ctx = ctx;
         this.mm = mm;
         this.lazyFree = new LazyFree(ctx, mm);
         this.mmap = mmap;
+        this.swapAdvice = new MadviseSwap(ctx, mm);
     }
 
     int madvise(long address, long length, Advice advice) {
@@ -124,6 +126,10 @@ final class Madvise {
             long from = Math.max(start, v.start());
             long to = Math.min(end, v.end());
             at = to;
+            if (advice == Advice.WILLNEED) {
+                swapAdvice.willneed(v, from, to); // madvise_willneed takes any VMA
+                continue;
+            }
             if (v.locked() || v.kind().isHugetlb() && advice != Advice.DONTNEED
                     || advice == Advice.FREE && v.kind() != VmaKind.ANONYMOUS_PRIVATE) {
                 return -Errno.EINVAL; // madvise_dontneed_free_valid_vma, can_madv_lru_vma
@@ -142,6 +148,8 @@ final class Madvise {
                 case DONTNEED -> mm.zap.dontneed(v, from, to);
                 case FREE -> lazyFree.markLazyFree(v, from, to);
                 case PAGEOUT -> lazyFree.pageout(v, from, to);
+                case COLD -> swapAdvice.cold(v, from, to);
+                default -> throw new IllegalStateException("advice " + advice); // WILLNEED went above
             }
         }
         return at < end ? -Errno.ENOMEM : rc;

@@ -6,6 +6,7 @@ import org.vmcore.api.PageSize;
 import org.vmcore.api.VmaKind;
 import org.vmcore.impl.base.FolioLock;
 import org.vmcore.impl.base.MachineLock;
+import org.vmcore.impl.swap.SwapCache;
 import org.vmcore.impl.vma.FileMapping;
 import org.vmcore.impl.vma.VmArea;
 import org.vmcore.x86.internal.MemMap;
@@ -13,6 +14,7 @@ import org.vmcore.x86.internal.SharedSecrets;
 import org.vmcore.x86.pgtable.Level;
 import org.vmcore.x86.pgtable.MigrationEntry;
 import org.vmcore.x86.pgtable.Pte;
+import org.vmcore.x86.pgtable.SwapEntry;
 
 /**
  * How an access of one address space waits for a page under migration (migration_entry_wait,
@@ -77,6 +79,8 @@ final class MigrationWait {
         long pfn = -1;
         if (MigrationEntry.isMigration(e)) {
             pfn = descriptors.folio(MigrationEntry.pfn(e)); // a page of a huge page waits on its folio's lock
+        } else if (SwapCache.isSwapEntry(e)) { // its swap-cache page, locked by a reclaim or a migration
+            pfn = ctx.swapCache().peek(SwapEntry.offset(e));
         } else if (Pte.isNone(e) && vma.mapping() != null) {
             pfn = vma.mapping().find(size == PageSize.SIZE_4K ? vma.linearPageIndex(va) : vma.hugePageIndex(va));
         }

@@ -11,6 +11,8 @@ import org.vmcore.impl.hugetlb.HugetlbFsImpl;
 import org.vmcore.impl.hugetlb.HugetlbPools;
 import org.vmcore.impl.notifier.CallbackFailures;
 import org.vmcore.impl.rmap.MigrationEntryRefs;
+import org.vmcore.impl.swap.Reclaim;
+import org.vmcore.impl.swap.SwapCache;
 import org.vmcore.impl.tlb.TlbShootdown;
 import org.vmcore.impl.vma.MappingRegistry;
 import org.vmcore.x86.mem.PhysicalMemory;
@@ -35,12 +37,14 @@ import org.vmcore.x86.mem.PhysicalMemory;
  * @param zeroPfn the shared zero page ({@link ZeroPage})
  * @param reclaimCounts pglazyfree and pglazyfreed
  * @param thp the transparent-huge-page mode, events and huge zero page
+ * @param swapCache the swap device's slots and cache (swap-in, swap_duplicate, swap_free)
+ * @param reclaim reclaim of isolated pages, for MADV_PAGEOUT
  */
 public record MmContext(MachineLock lock, MachineConfig config, PhysicalMemory memory, MappingRegistry registry,
                         HugetlbPools pools, HugetlbFsImpl hugetlbfs, TlbShootdown shootdown,
                         CallbackFailures callbackFailures, OperationHook hook, MigratingThread migrating,
                         MigrationEntryRefs migrationRefs, MmLifecycle lifecycle, LongFunction<PageReference> tryGetPage,
-                        long zeroPfn, ReclaimCounts reclaimCounts, Thp thp) {
+                        long zeroPfn, ReclaimCounts reclaimCounts, Thp thp, SwapCache swapCache, Reclaim reclaim) {
 
     /** Creating and forgetting address spaces: the machine's PCID allocator and list behind them. */
     public interface MmLifecycle {

@@ -11,7 +11,8 @@ public final class ReclaimCounts {
         lazyfree.addAndGet(pages);
     }
 
-    void addLazyfreed(long pages) {
+    /** Counts pages reclaim dropped while lazy free. */
+    public void addLazyfreed(long pages) {
         lazyfreed.addAndGet(pages);
     }
 

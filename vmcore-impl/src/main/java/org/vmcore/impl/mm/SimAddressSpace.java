@@ -281,7 +281,8 @@ public final class SimAddressSpace extends MmStruct {
         try (MachineLock.Held locked = lock().shared(); MachineLock.Held mmap = mmapRead()) {
             ensureOpen();
             return new MmCounters(anonPages(), shmemPages(), hugetlbBytes(), pageTable.tablePages(),
-                    pageTable.tablesAt(Level.PMD), vmas.size(), faultCounts.minFlt(), 0, anonHugePages());
+                    pageTable.tablesAt(Level.PMD), vmas.size(), faultCounts.minFlt(), faultCounts.majFlt(), anonHugePages(),
+                    swapEntries());
         }
     }
 
@@ -403,7 +404,7 @@ public final class SimAddressSpace extends MmStruct {
     FaultResult handleFault(VmArea vma, long va, Access access) {
         faultCounts.entered();
         FaultResult result = faults.handle(vma, va, access);
-        faultCounts.handled();
+        faultCounts.handled(result);
         return result;
     }
 

@@ -11,6 +11,7 @@ import org.vmcore.impl.hugetlb.HugetlbVmdelete;
 import org.vmcore.impl.hugetlb.PmdSharing;
 import org.vmcore.impl.notifier.Invalidation;
 import org.vmcore.impl.rmap.MigrationEntryRefs;
+import org.vmcore.impl.swap.SwapCache;
 import org.vmcore.impl.tlb.TlbGather;
 import org.vmcore.impl.vma.FileMapping;
 import org.vmcore.impl.vma.VmArea;
@@ -18,6 +19,7 @@ import org.vmcore.x86.internal.RawPageTable;
 import org.vmcore.x86.internal.SharedSecrets;
 import org.vmcore.x86.pgtable.MigrationEntry;
 import org.vmcore.x86.pgtable.Pte;
+import org.vmcore.x86.pgtable.SwapEntry;
 
 /**
  * Clearing the entries of a range (mm/memory.c zap_page_range_single / unmap_page_range with
@@ -172,7 +174,7 @@ final class Zap {
 
     private void zapAnon(VmArea vma, long from, long to, TlbGather gather) {
         RawPageTable table = mm.pageTable();
-        long[] rss = {0}; // add_mm_rss_vec: the counter changes once per range, not per page
+        long[] rss = {0, 0}; // add_mm_rss_vec: the counters change once per range, not per page (RSS, MM_SWAPENTS)
         HugeMemory huge = pages.huge;
         HugePmds hugePmds = pages.hugePmds;
         LongArrayList orphans = new LongArrayList(0);
@@ -181,6 +183,11 @@ final class Zap {
         PageOps.forEachLeafLocked(vma, from, to, (va, slot, e) -> {
             table.getAndClearSlot(slot);
             gather.add(va, va + 4096, 12);
+            if (SwapCache.isSwapEntry(e)) { // zap_nonpresent_ptes: free_swap_and_cache
+                ctx.swapCache().swapFree(SwapEntry.offset(e));
+                rss[1]++;
+                return;
+            }
             boolean migration = MigrationEntry.isMigration(e);
             if (Pte.isPresent(e) && ZeroPage.maps(e)) {
                 return; // zap_present_ptes: no page behind a special entry, nothing to count or put
@@ -195,6 +202,7 @@ final class Zap {
                     SharedSecrets.memMap(ctx.memory()).addRefcount(head, 1);
                     large.add(head);
                 }
+                ctx.swapCache().freeSwapCacheOfLastMapping(pfn); // free_pages_and_swap_cache
                 pages.putMapped(pfn, false);
             } else if (migration) {
                 orphans.add(MigrationEntry.pfn(e));
@@ -205,6 +213,7 @@ final class Zap {
             huge.deferSplitIfPartlyMapped(large.get(i));
             pages.putReference(large.get(i), false);
         }
+        mm.addSwapEntries(-rss[1]);
         if (vma.kind() == VmaKind.ANONYMOUS_SHARED) {
             mm.addShmemPages(-rss[0]);
         } else {

@@ -59,6 +59,7 @@ public abstract class MmStruct implements AddressSpace {
     // Set once a huge PMD entry (a transparent huge page or the huge zero page) was installed here:
     // until then range walks need not look for them.
     private volatile boolean mayMapHugePmds;
+    private final AtomicLong swapEntries = new AtomicLong(); // MM_SWAPENTS
     // mm->tlb_flush_pending: changed by the operations that owe a flush, read by the stale detector on CPU threads.
     private final AtomicInteger tlbFlushPending = new AtomicInteger();
 
@@ -299,6 +300,16 @@ public abstract class MmStruct implements AddressSpace {
         if (!mayMapHugePmds) {
             mayMapHugePmds = true;
         }
+    }
+
+    /** VmSwap (MM_SWAPENTS): swap entries in this address space's tables. */
+    public final long swapEntries() {
+        return swapEntries.get();
+    }
+
+    /** Adds to VmSwap. */
+    public final void addSwapEntries(long delta) {
+        swapEntries.addAndGet(delta);
     }
 
     /** Adds to RssShmem. */

@@ -157,7 +157,8 @@ class InvariantCheckerTest {
 
     @Test
     void aStraySwapEntryIsNamed() {
-        corruptAndExpect(w -> replace(w, 1, SwapEntry.make(0, 1, 0)), "stray entry");
+        corruptAndExpect(w -> replace(w, 1, SwapEntry.make(0, 1, 0)), "swap entry", "names no slot of the swap device");
+        corruptAndExpect(w -> replace(w, 1, SwapEntry.make(SwapEntry.TYPE_PTE_MARKER, 1, 0)), "stray entry");
     }
 
     @Test
