@@ -431,4 +431,35 @@ class ThpTest {
         assertThat(mm.counters().anonHugePages()).isZero();
         assertContents(mm, VA, H, 0, 0);
     }
+
+    @Test
+    @DisplayName("reclaim runs the deferred split shrinker first: a partly unmapped huge page gives back its unmapped pages; huge pages are not swapped")
+    void reclaimSplitsPartlyUnmappedHugePages() {
+        machine.close();
+        machine = Machine.builder().node(GIB).cpus(2).thp(ThpMode.MADVISE).swap(64 * MIB).checkInvariantsAfterEveryOperation(true)
+                .build();
+        AddressSpace mm = machine.createAddressSpace();
+        mm.mmap(VA, 2 * H, Protection.READ_WRITE, ANON);
+        mm.madvise(VA, 2 * H, Advice.HUGEPAGE);
+        Cpu c = machine.cpu(0);
+        c.switchTo(mm);
+        for (long off = 0; off < 2 * H; off += K4) {
+            c.store(VA + off, 8, off ^ 0x5a5a);
+        }
+        mm.munmap(VA + 100 * K4, 10 * K4); // the first huge page is queued for the deferred split
+        long free = machine.freeFrames();
+        assertThat(machine.reclaim(0, 0)).as("only the shrinker").isZero();
+        assertThat(machine.freeFrames()).as("the 10 unmapped pages came back").isEqualTo(free + 10);
+        assertThat(machine.vmstat().get("thp_split_page")).isEqualTo(1);
+        assertThat(mm.counters().anonHugePages()).as("the second huge page is whole").isEqualTo(512);
+        assertThat(machine.reclaim(0, 16)).as("the split pages are 4 KiB pages now: they can go").isEqualTo(16);
+        assertThat(mm.counters().anonHugePages()).as("the whole huge page was passed by").isEqualTo(512);
+        assertThat(mm.counters().swapPages()).isEqualTo(16);
+        c.switchTo(mm);
+        for (long off = 0; off < 2 * H; off += K4) {
+            if (off < 100 * K4 || off >= 110 * K4) {
+                assertThat(c.load(VA + off, 8)).isEqualTo(off ^ 0x5a5a);
+            }
+        }
+    }
 }
