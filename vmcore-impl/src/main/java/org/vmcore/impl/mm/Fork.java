@@ -43,6 +43,9 @@ final class Fork {
         // cached writable entries (Linux leaves the same window: fork has not returned, so such a store
         // counts as made before it); tlb_flush_pending tells the stale detector the flush is owed.
         mm.incTlbFlushPending();
+        if (mm.mayMapHugePmds()) {
+            child.noteHugePmds(); // the huge pages the parent maps, by PMDs or PTEs, come along
+        }
         try {
             copyAll(child);
         } finally {

@@ -85,6 +85,9 @@ final class HugeMemory {
      */
     FaultResult fault(VmArea v, long va, boolean write) {
         long haddr = va & -SIZE;
+        if (!mm.mayMapHugePmds() && !allowed(v, haddr)) {
+            return null; // no huge entry here, and none to make: the 4 KiB path, with no walk
+        }
         RawPageTable table = mm.pageTable();
         long pmdSlot = table.slot(haddr, Level.PMD);
         long pmd = pmdSlot < 0 ? 0 : table.readSlot(pmdSlot);

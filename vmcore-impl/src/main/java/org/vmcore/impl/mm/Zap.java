@@ -180,6 +180,7 @@ final class Zap {
         LongArrayList orphans = new LongArrayList(0);
         hugePmds.forEachHugePmd(vma, from, to, (haddr, pmdSlot, pmd) -> rss[0] += hugePmds.zapPmd(haddr, pmdSlot, gather, orphans));
         LongArrayList large = new LongArrayList(0); // transparent huge pages losing pages, held to the end
+        boolean mayMapHuge = mm.mayMapHugePmds();
         PageOps.forEachLeafLocked(vma, from, to, (va, slot, e) -> {
             table.getAndClearSlot(slot);
             gather.add(va, va + 4096, 12);
@@ -197,7 +198,7 @@ final class Zap {
             }
             if (Pte.isPresent(e)) {
                 long pfn = Pte.pfn(e);
-                long head = huge.largeFolio(pfn);
+                long head = mayMapHuge ? huge.largeFolio(pfn) : -1;
                 if (head >= 0 && (large.isEmpty() || large.getLast() != head)) {
                     SharedSecrets.memMap(ctx.memory()).addRefcount(head, 1);
                     large.add(head);

@@ -290,7 +290,10 @@ public abstract class MmStruct implements AddressSpace {
         anonHugePages.addAndGet(delta);
     }
 
-    /** Whether a huge PMD entry may be mapped in an anonymous VMA of this address space. */
+    /**
+     * Whether a transparent huge page may be mapped here (by a PMD entry, or by PTEs after a split
+     * or a fork): until then faults and zaps need not look for them.
+     */
     public final boolean mayMapHugePmds() {
         return mayMapHugePmds;
     }
