@@ -395,6 +395,11 @@ class BadInputTest {
                     "2 MiB aligned"));
             l.add(c("offline of a range outside the node", t -> t.machine.migration().offlineRange(0, 1L << 19, (1L << 19) + 512),
                     "startPfn=", "inside node 0"));
+            l.add(c("split_huge_pages of an unaligned range", t -> t.machine.migration().splitHugePages(t.mm, VA + 1, VA + 4096),
+                    "start=", "4K aligned"));
+            l.add(c("split_huge_pages of an empty range", t -> t.machine.migration().splitHugePages(t.mm, VA, VA), "end=",
+                    "above start"));
+            l.add(c("khugepaged scan of no range", t -> t.machine.khugepaged().scan(0), "ranges=0", "1 or more"));
             return l;
         }
     }
@@ -481,6 +486,7 @@ class BadInputTest {
             l.add(c("builder: huge pages on an unknown node", t -> Machine.builder().hugePages(3, PageSize.SIZE_2M, 1), "node=3"));
             l.add(c("builder: a TLB of 100 entries 16-way", t -> new TlbConfig(100, 16, 8, 8, 4, 4, 1, 1, 1), "entries4k=100"));
             l.add(c("builder: a null TLB", t -> Machine.builder().tlb(null), "tlb=null"));
+            l.add(c("builder: a null THP mode", t -> Machine.builder().thp(null), "thp=null"));
             l.add(c("builder: swap of 5000 bytes", t -> Machine.builder().swap(5000), "swapBytes=0x1388", "multiple of 4 KiB"));
             l.add(c("builder: negative swap", t -> Machine.builder().swap(-4096), "swapBytes=", "non-negative"));
             l.add(c("builder: 32 TiB of swap", t -> Machine.builder().swap(1L << 45), "swapBytes=0x200000000000", "at most 16 TiB"));

@@ -13,6 +13,7 @@ import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
 import org.junit.jupiter.params.provider.MethodSource;
 import org.vmcore.api.Access;
+import org.vmcore.api.Advice;
 import org.vmcore.api.AddressSpace;
 import org.vmcore.api.AllocationKind;
 import org.vmcore.api.Errno;
@@ -130,7 +131,42 @@ class FaultInjectionTest {
             w.a().fork();
             return 0;
         }));
+        // transparent huge pages: the 2 MiB folio (a failure falls back to 4 KiB pages), the PTE table
+        // deposited with it (allocated before the tables above it), a collapse's folio, a migration's target
+        ops.add(Arguments.of("THP fault", (Prepare) w -> thpRange(w, 4 * GIB, false), (Op) w -> {
+            w.b().fault(VA + 4 * GIB, Access.WRITE);
+            return 0;
+        }));
+        ops.add(Arguments.of("MADV_COLLAPSE", (Prepare) w -> thpRange(w, 5 * GIB, true), (Op) w ->
+                w.b().madvise(VA + 5 * GIB, 2 * MIB, Advice.COLLAPSE)));
+        ops.add(Arguments.of("move_pages of a transparent huge page", (Prepare) w -> {
+            thpRange(w, 6 * GIB, false);
+            w.b().fault(VA + 6 * GIB, Access.WRITE);
+        }, (Op) w -> {
+            int status = w.machine().migration().movePages(w.b(), new long[] {VA + 6 * GIB}, new int[] {1},
+                    MigrationService.MPOL_MF_MOVE_ALL).status(0);
+            return status == 1 ? 0 : status;
+        }));
+        ops.add(Arguments.of("fork of a transparent huge page", (Prepare) w -> {
+            thpRange(w, 7 * GIB, false);
+            w.b().fault(VA + 7 * GIB, Access.WRITE);
+        }, (Op) w -> {
+            w.b().fork();
+            return 0;
+        }));
         return ops.stream();
+    }
+
+    /** 2 MiB of private anonymous memory in b at VA + off: advised MADV_HUGEPAGE, or written as 4 KiB pages. */
+    private static void thpRange(World w, long off, boolean smallPages) {
+        w.b().mmap(VA + off, 2 * MIB, Protection.READ_WRITE, ANON);
+        if (smallPages) {
+            for (long p = 0; p < 2 * MIB; p += 4096) {
+                w.b().fault(VA + off + p, Access.WRITE);
+            }
+        } else {
+            w.b().madvise(VA + off, 2 * MIB, Advice.HUGEPAGE);
+        }
     }
 
     @ParameterizedTest(name = "{0}")
