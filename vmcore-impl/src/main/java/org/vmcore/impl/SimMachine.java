@@ -125,7 +125,7 @@ public final class SimMachine implements Machine {
             spaces.setContext(new MmContext(lock, config, memory, registry, pools, hugetlbfs, shootdown, callbackFailures,
                     ops, migrating, migrationRefs, spaces, speculativeRefs::tryGet, zeroPfn, reclaimCounts,
                     new Thp(config.thp(), memory), swapCache, reclaim));
-            reclaim.setShrinker(migration.splitsFor(spaces.context().thp()));
+            reclaim.useSplits(migration.splitsFor(spaces.context().thp()));
             this.physical = new PhysicalAccess(lock, memory, registry);
             lock.raceHooks().setScope(callbackFailures);
             lock.locklessWalkers().setSyncOnUnshare(!config.regressions().contains(Regression.PRE_1013AF4F));

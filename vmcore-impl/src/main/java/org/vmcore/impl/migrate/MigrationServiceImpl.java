@@ -24,7 +24,6 @@ import org.vmcore.impl.rmap.TryToUnmap;
 import org.vmcore.impl.swap.SwapCache;
 import org.vmcore.impl.vma.MappingRegistry;
 import org.vmcore.impl.vma.VmArea;
-import org.vmcore.x86.internal.SharedSecrets;
 import org.vmcore.x86.mem.FrameDescriptors;
 import org.vmcore.x86.mem.FrameFlags;
 import org.vmcore.x86.mem.PhysicalMemory;
@@ -53,7 +52,6 @@ public final class MigrationServiceImpl implements MigrationService {
     private final MemoryOffline memoryOffline;
     private final SplitHugePage split;
     private final OperationHook hook;
-    private final CallbackFailures callbackFailures;
     private final FrameDescriptors descriptors;
 
     public MigrationServiceImpl(MachineLock lock, int nodeCount, PhysicalMemory memory, HugetlbPools pools,
@@ -64,13 +62,12 @@ public final class MigrationServiceImpl implements MigrationService {
         this.nodeCount = nodeCount;
         this.memory = memory;
         this.hook = hook;
-        this.callbackFailures = callbackFailures;
         this.descriptors = memory.descriptors();
         this.folio = new MigrateFolio(lock, memory, pools, registry, unmap, removeMigrationPtes, migrationRefs, callbackFailures,
                 hook, migrating, isolate, swapCache);
         this.migratePages = new MigratePages(lock, memory, folio, hook);
         this.movePages = new MovePages(lock, memory, folio, hook);
-        this.split = new SplitHugePage(lock, memory, unmap, removeMigrationPtes);
+        this.split = new SplitHugePage(lock, memory, unmap, removeMigrationPtes, callbackFailures);
         this.softOffline = new SoftOffline(lock, memory, folio, hook, pools, split);
         this.memoryOffline = new MemoryOffline(lock, memory, folio, hook, pools, nodeCount);
     }
@@ -90,13 +87,13 @@ public final class MigrationServiceImpl implements MigrationService {
     }
 
     /**
-     * Lets the deferred split queue of {@code thp} split huge pages through this service; returns
-     * the deferred split shrinker, for reclaim to run.
+     * Lets {@code thp} (its deferred split queue, and madvise) split huge pages through this
+     * service; returns the splitter, for reclaim.
      */
-    public Runnable splitsFor(Thp thp) {
+    public SplitHugePage splitsFor(Thp thp) {
         thp.setSplitter(split::split);
         split.useThp(thp);
-        return () -> thp.splitDeferred(Integer.MAX_VALUE, SharedSecrets.memMap(memory), callbackFailures);
+        return split;
     }
 
     // ---- migrate_pages(2) ----

@@ -3,8 +3,10 @@ package org.vmcore.impl.migrate;
 import java.util.concurrent.atomic.AtomicLong;
 import org.vmcore.api.Errno;
 import org.vmcore.impl.base.FolioLock;
+import org.vmcore.impl.base.HugePageSplitter;
 import org.vmcore.impl.base.MachineLock;
 import org.vmcore.impl.mm.Thp;
+import org.vmcore.impl.notifier.CallbackFailures;
 import org.vmcore.impl.rmap.HugePagePtes;
 import org.vmcore.impl.rmap.TryToUnmap;
 import org.vmcore.x86.internal.MemMap;
@@ -22,7 +24,7 @@ import org.vmcore.x86.mem.PhysicalMemory;
  * becomes its deposited PTE table, counted in thp_split_pmd), and the pages nothing maps any more
  * go back to the allocator (the memory a partial munmap left behind).
  */
-public final class SplitHugePage {
+public final class SplitHugePage implements HugePageSplitter {
     private static final int NR = 512;
 
     private final MachineLock lock;
@@ -33,8 +35,11 @@ public final class SplitHugePage {
     private final RemoveMigrationPtes remove;
     private final AtomicLong splits = new AtomicLong();
     private volatile Thp thp;
+    private final CallbackFailures failures;
 
-    SplitHugePage(MachineLock lock, PhysicalMemory memory, TryToUnmap unmap, RemoveMigrationPtes remove) {
+    SplitHugePage(MachineLock lock, PhysicalMemory memory, TryToUnmap unmap, RemoveMigrationPtes remove,
+                  CallbackFailures failures) {
+        this.failures = failures;
         this.lock = lock;
         this.memory = memory;
         this.descriptors = SharedSecrets.memMap(memory);
@@ -43,9 +48,21 @@ public final class SplitHugePage {
         this.remove = remove;
     }
 
-    /** The machine's THP state, where PMD splits are counted. */
+    /** The machine's THP state, where PMD splits are counted and the deferred split queue is. */
     void useThp(Thp thp) {
         this.thp = thp;
+    }
+
+    /**
+     * The deferred split shrinker (deferred_split_scan), for reclaim: splits the queued, partly
+     * unmapped huge pages; what a notifier threw goes to the operation's callback failures.
+     */
+    @Override
+    public void runDeferred() {
+        Thp t = thp;
+        if (t != null) {
+            t.splitDeferred(Integer.MAX_VALUE, descriptors, failures);
+        }
     }
 
     /** thp_split_page. */
@@ -58,6 +75,7 @@ public final class SplitHugePage {
      * -EBUSY (not a huge page any more, mapped by a PMD, or held by something besides its
      * mappings) or -EAGAIN (its folio lock is held: a migration or another split).
      */
+    @Override
     public int split(long head) {
         assert lock.isHeldByCurrentThread();
         int flags = descriptors.flags(head);

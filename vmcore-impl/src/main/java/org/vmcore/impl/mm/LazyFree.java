@@ -1,7 +1,9 @@
 package org.vmcore.impl.mm;
 
 import org.eclipse.collections.impl.list.mutable.primitive.LongArrayList;
+import org.eclipse.collections.impl.set.mutable.primitive.LongHashSet;
 import org.vmcore.api.NotifierEvent;
+import org.vmcore.api.PageSize;
 import org.vmcore.api.VmaKind;
 import org.vmcore.impl.notifier.Invalidation;
 import org.vmcore.impl.swap.SwapCache;
@@ -10,6 +12,7 @@ import org.vmcore.x86.internal.MemMap;
 import org.vmcore.x86.internal.RawPageTable;
 import org.vmcore.x86.internal.SharedSecrets;
 import org.vmcore.x86.mem.FrameFlags;
+import org.vmcore.x86.pgtable.Level;
 import org.vmcore.x86.pgtable.Pte;
 import org.vmcore.x86.pgtable.SwapEntry;
 
@@ -77,6 +80,9 @@ final class LazyFree {
         LongArrayList victims = new LongArrayList();
         LongArrayList swapVictims = new LongArrayList(0);
         boolean swap = ctx.swapCache().enabled();
+        if (swap && mm.mayMapHugePmds()) {
+            splitOwnHugePages(v, from, to);
+        }
         try (Invalidation inv = Invalidation.start(mm.notifiers(), from, to, NotifierEvent.CLEAR)) {
             mm.pages.hugePmds.forEachHugePmd(v, from, to, null);
             PageOps.forEachLeafLocked(v, from, to, (va, slot, e) -> {
@@ -110,6 +116,35 @@ final class LazyFree {
         }
         counts.addLazyfreed(victims.size());
         ctx.reclaim().pageout(swapVictims);
+    }
+
+    /**
+     * madvise_cold_or_pageout_pte_range without THP swap: a transparent huge page in the range that
+     * only this mapping maps is split (split_folio), so that its pages go out one by one; one
+     * shared with a relative is passed by.
+     */
+    private void splitOwnHugePages(VmArea v, long from, long to) {
+        LongHashSet heads = new LongHashSet();
+        RawPageTable t = mm.pageTable();
+        for (long haddr = from & -HugeMemory.SIZE; haddr < to; haddr += HugeMemory.SIZE) {
+            long pmd = t.entry(haddr, Level.PMD);
+            if (HugeMemory.isHugePmd(pmd) && !ZeroPage.maps(pmd)) {
+                heads.add(Pte.pfn(pmd, PageSize.SIZE_2M));
+            }
+        }
+        PageOps.forEachLeaf(v, from, to, (va, slot, e) -> {
+            if (Pte.isPresent(e) && !ZeroPage.maps(e)) {
+                long head = descriptors.folio(Pte.pfn(e));
+                if ((descriptors.flags(head) & FrameFlags.LARGE_RMAPPABLE) != 0) {
+                    heads.add(head);
+                }
+            }
+        });
+        for (long head : heads.toArray()) {
+            if (!descriptors.folioMappedShared(head)) {
+                ctx.thp().split(head);
+            }
+        }
     }
 
     /**

@@ -85,6 +85,11 @@ public final class Thp {
         this.splitter = splitter;
     }
 
+    /** split_huge_page of the huge page at {@code head} (through the migration service); 0 when split. */
+    int split(long head) {
+        return splitter.applyAsInt(head);
+    }
+
     /** deferred_split_folio: queues the partly unmapped huge page at {@code head}. */
     void queueDeferred(long head) {
         synchronized (deferred) {

@@ -2,6 +2,7 @@ package org.vmcore.impl.swap;
 
 import org.eclipse.collections.impl.list.mutable.primitive.LongArrayList;
 import org.vmcore.api.InvalidArgumentException;
+import org.vmcore.impl.base.HugePageSplitter;
 import org.vmcore.impl.base.MachineLock;
 import org.vmcore.impl.base.Nodes;
 import org.vmcore.impl.base.OperationHook;
@@ -38,7 +39,7 @@ public final class Reclaim {
     private final MigrationEntryRefs migrationRefs;
     private final OperationHook hook;
     private final long[] hands;
-    private volatile Runnable shrinker = () -> { };
+    private volatile HugePageSplitter splits;
 
     public Reclaim(MachineLock lock, PhysicalMemory memory, RmapWalk rmap, TlbShootdown shootdown, SwapCache cache,
                    MigrationEntryRefs migrationRefs, Runnable lazyfreed, OperationHook hook) {
@@ -55,9 +56,13 @@ public final class Reclaim {
         }
     }
 
-    /** Sets what runs before the scan: the deferred split shrinker (shrink_slab's part of reclaim). */
-    public void setShrinker(Runnable shrinker) {
-        this.shrinker = shrinker;
+    /**
+     * Sets how reclaim splits transparent huge pages: the deferred split shrinker runs before each
+     * scan (shrink_slab's part of reclaim), and a huge page the scan meets is split and its pages
+     * reclaimed one by one, as shrink_folio_list does without THP swap.
+     */
+    public void useSplits(HugePageSplitter splits) {
+        this.splits = splits;
     }
 
     /** Machine.reclaim: validates, then reclaims under the machine lock; callbacks' failures reach the caller. */
@@ -71,7 +76,9 @@ public final class Reclaim {
                 throw new InvalidArgumentException("pages", pages, "must not be negative");
             }
             try {
-                shrinker.run(); // partly unmapped huge pages give back their unmapped pages first
+                if (splits != null) {
+                    splits.runDeferred(); // partly unmapped huge pages give back their unmapped pages first
+                }
                 reclaimed = shrinkNode(node, pages);
             } catch (Throwable e) { // a notifier refused an invalidation: what was reclaimed stays reclaimed
                 throw hook.operationFailed(e);
@@ -103,6 +110,12 @@ public final class Reclaim {
                 long at = pfn;
                 pfn += step;
                 scanned += step;
+                if (step == 1L << MemMap.LARGE_ORDER && (flags & FrameFlags.LARGE_RMAPPABLE) != 0 && splits != null
+                        && splits.split(at) == 0) {
+                    pfn = at; // split_folio_to_list: its pages are 4 KiB pages now, scanned next
+                    scanned -= step;
+                    continue;
+                }
                 if (step != 1 || !isolate(at)) {
                     continue;
                 }

@@ -433,7 +433,7 @@ class ThpTest {
     }
 
     @Test
-    @DisplayName("reclaim runs the deferred split shrinker first: a partly unmapped huge page gives back its unmapped pages; huge pages are not swapped")
+    @DisplayName("reclaim runs the deferred split shrinker first (a partly unmapped huge page gives back its unmapped pages), then splits the huge pages it meets and swaps their pages")
     void reclaimSplitsPartlyUnmappedHugePages() {
         machine.close();
         machine = Machine.builder().node(GIB).cpus(2).thp(ThpMode.MADVISE).swap(64 * MIB).checkInvariantsAfterEveryOperation(true)
@@ -452,14 +452,41 @@ class ThpTest {
         assertThat(machine.freeFrames()).as("the 10 unmapped pages came back").isEqualTo(free + 10);
         assertThat(machine.vmstat().get("thp_split_page")).isEqualTo(1);
         assertThat(mm.counters().anonHugePages()).as("the second huge page is whole").isEqualTo(512);
-        assertThat(machine.reclaim(0, 16)).as("the split pages are 4 KiB pages now: they can go").isEqualTo(16);
-        assertThat(mm.counters().anonHugePages()).as("the whole huge page was passed by").isEqualTo(512);
+        assertThat(machine.reclaim(0, 16)).as("4 KiB pages of split huge pages go").isEqualTo(16);
         assertThat(mm.counters().swapPages()).isEqualTo(16);
+        assertThat(machine.reclaim(0, 4096)).as("the rest: the whole huge page is split too").isEqualTo(2 * 512 - 10 - 16);
+        assertThat(mm.counters().anonHugePages()).isZero();
+        assertThat(mm.counters().anonPages()).isZero();
         c.switchTo(mm);
         for (long off = 0; off < 2 * H; off += K4) {
             if (off < 100 * K4 || off >= 110 * K4) {
                 assertThat(c.load(VA + off, 8)).isEqualTo(off ^ 0x5a5a);
             }
+        }
+    }
+
+    @Test
+    @DisplayName("MADV_PAGEOUT of huge pages with swap: each is split (no THP swap) and its 512 pages are swapped out, as Linux 6.18 did (swap.c: thp_split_page 2, pswpout 1024, RssAnon 0)")
+    void pageoutSplitsHugePagesAndSwapsTheirPages() {
+        machine.close();
+        machine = Machine.builder().node(GIB).cpus(2).thp(ThpMode.MADVISE).swap(64 * MIB).checkInvariantsAfterEveryOperation(true)
+                .build();
+        AddressSpace mm = machine.createAddressSpace();
+        mm.mmap(VA, 2 * H, Protection.READ_WRITE, ANON);
+        mm.madvise(VA, 2 * H, Advice.HUGEPAGE);
+        Cpu c = machine.cpu(0);
+        c.switchTo(mm);
+        for (long off = 0; off < 2 * H; off += K4) {
+            c.store(VA + off, 8, off ^ 0x5a5a);
+        }
+        assertThat(mm.madvise(VA, 2 * H, Advice.PAGEOUT)).isZero();
+        assertThat(machine.vmstat().get("thp_split_page")).isEqualTo(2);
+        assertThat(machine.vmstat().get("pswpout")).isEqualTo(1024);
+        assertThat(mm.counters().anonPages()).isZero();
+        assertThat(mm.counters().swapPages()).isEqualTo(1024);
+        c.switchTo(mm);
+        for (long off = 0; off < 2 * H; off += K4) {
+            assertThat(c.load(VA + off, 8)).isEqualTo(off ^ 0x5a5a);
         }
     }
 }

@@ -1,0 +1,18 @@
+package org.vmcore.impl.base;
+
+/**
+ * How reclaim splits transparent huge pages (the migration service does it): split_huge_page of
+ * one, and the deferred split shrinker over the partly unmapped ones.
+ */
+public interface HugePageSplitter {
+    /**
+     * split_huge_page of the huge page headed by {@code head}, under the machine lock.
+     *
+     * @param head the head frame
+     * @return 0, or a negative errno when it was not split
+     */
+    int split(long head);
+
+    /** deferred_split_scan over every queued huge page, under the machine lock. */
+    void runDeferred();
+}
