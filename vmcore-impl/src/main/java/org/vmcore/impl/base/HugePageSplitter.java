@@ -15,4 +15,13 @@ public interface HugePageSplitter {
 
     /** deferred_split_scan over every queued huge page, under the machine lock. */
     void runDeferred();
+
+    /**
+     * folio_referenced for the huge page headed by {@code head}: whether it was accessed since
+     * the last look (the accessed bits are cleared: a second chance) or an mlocked VMA maps it.
+     *
+     * @param head the head frame
+     * @return true when reclaim must pass it by now
+     */
+    boolean referencedOrLocked(long head);
 }

@@ -238,7 +238,7 @@ final class MigrateFolio {
      * left in {@code move}, the observer is not called again, and the caller rethrows it.
      */
     private int moveMapped(long pfn, long target, PageSize size, int toNode, int queued, FolioFailures move) {
-        boolean wasMapped = descriptors.folioMapcount(pfn) > 0;
+        boolean wasMapped = memory.descriptors().folioMapcount(pfn) > 0;
         if (wasMapped) {
             var event = phaseEvent();
             try {
@@ -258,10 +258,10 @@ final class MigrateFolio {
         boolean cached = (descriptors.flags(pfn) & FrameFlags.ANON) == 0 && owner != null;
         // migrate_huge_page_move_mapping: the isolation references plus the page cache's, nothing else
         int expected = 1 + queued + (cached ? 1 : 0) + (swapCache.slotOf(pfn) >= 0 ? 1 : 0); // and the swap cache's
-        if (!move.any() && descriptors.folioMapcount(pfn) == 0 && descriptors.refcount(pfn) == expected) {
+        if (!move.any() && memory.descriptors().folioMapcount(pfn) == 0 && descriptors.refcount(pfn) == expected) {
             notify(MigrationPhase.BEFORE_COPY, pfn, target, size, toNode, move);
         }
-        if (!move.any() && descriptors.folioMapcount(pfn) == 0 && descriptors.refcount(pfn) == expected) {
+        if (!move.any() && memory.descriptors().folioMapcount(pfn) == 0 && descriptors.refcount(pfn) == expected) {
             var event = phaseEvent();
             memory.contents().copy(pfn, target, size.frames());
             Initiator.pageCopy(size.bytes());

@@ -58,6 +58,11 @@ public final class SplitHugePage implements HugePageSplitter {
      * unmapped huge pages; what a notifier threw goes to the operation's callback failures.
      */
     @Override
+    public boolean referencedOrLocked(long head) {
+        return ptes.referencedOrLocked(head);
+    }
+
+    @Override
     public void runDeferred() {
         Thp t = thp;
         if (t != null) {
@@ -94,7 +99,7 @@ public final class SplitHugePage implements HugePageSplitter {
         try {
             unmap.tryToMigrate(head); // unmap_folio: PMD entries and PTEs alike
             // can_split_folio: no mapping and no pin left, only this split's reference
-            frozen = descriptors.folioMapcount(head) == 0 && descriptors.freezeRefcount(head, 1);
+            frozen = memory.descriptors().folioMapcount(head) == 0 && descriptors.freezeRefcount(head, 1);
         } finally {
             if (!frozen) { // not splittable now, or a notifier refused the unmap: remap_page, as it was
                 remove.removeMigrationPtes(head, head);

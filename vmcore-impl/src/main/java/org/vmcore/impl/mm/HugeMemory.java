@@ -152,7 +152,7 @@ final class HugeMemory {
      */
     private boolean install(long haddr, long leaf, Runnable prepare) {
         RawPageTable table = mm.pageTable();
-        long pmdSlot = table.allocPmdSlotWithDeposit(haddr);
+        long pmdSlot = table.hugePmds().allocPmdSlotWithDeposit(haddr);
         mm.noteHugePmds();
         KMutex ptl = pmdLock(pmdSlot);
         ptl.lock();
@@ -167,7 +167,7 @@ final class HugeMemory {
         } finally {
             ptl.unlock();
         }
-        table.freeWithdrawn(table.withdrawTable(haddr));
+        table.hugePmds().freeWithdrawn(table.hugePmds().withdrawTable(haddr));
         return false;
     }
 

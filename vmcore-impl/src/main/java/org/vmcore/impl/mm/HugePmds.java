@@ -94,8 +94,8 @@ final class HugePmds {
             }
             descriptors.addRefcount(folio, NR - 1);
         }
-        long pte = table.withdrawTable(haddr);
-        table.splitLeaf(pmdSlot, pmd, pte, ptes);
+        long pte = table.hugePmds().withdrawTable(haddr);
+        table.hugePmds().splitLeaf(pmdSlot, pmd, pte, ptes);
         if (!zero) {
             descriptors.addEntireMapcount(folio, -1);
             mm.addAnonHugePages(-NR);
@@ -122,7 +122,7 @@ final class HugePmds {
         for (int i = 0; i < NR; i++) {
             ptes[i] = MigrationEntry.make(kind, folio + i, young, dirty, flags);
         }
-        table.splitLeaf(pmdSlot, pmd, table.withdrawTable(haddr), ptes);
+        table.hugePmds().splitLeaf(pmdSlot, pmd, table.hugePmds().withdrawTable(haddr), ptes);
         mm.addAnonHugePages(-NR);
         thp.count(Thp.Event.SPLIT_PMD);
     }
@@ -183,7 +183,7 @@ final class HugePmds {
     long zapPmd(long haddr, long pmdSlot, TlbGather gather, LongArrayList orphans) {
         RawPageTable table = mm.pageTable();
         long old = table.getAndClearSlot(pmdSlot);
-        table.freeWithdrawn(table.withdrawTable(haddr));
+        table.hugePmds().freeWithdrawn(table.hugePmds().withdrawTable(haddr));
         gather.add(haddr, haddr + SIZE, PageSize.SIZE_2M.shift());
         if (MigrationEntry.isMigration(old)) {
             mm.addAnonHugePages(-NR);
@@ -219,7 +219,7 @@ final class HugePmds {
      */
     void copyPmd(long haddr, long pmdSlot, long pmd, MmStruct child) {
         RawPageTable to = child.pageTable();
-        long childSlot = to.allocPmdSlotWithDeposit(haddr);
+        long childSlot = to.hugePmds().allocPmdSlotWithDeposit(haddr);
         child.noteHugePmds();
         if (Pte.isPresent(pmd) && ZeroPage.maps(pmd)) {
             to.installIfNone(childSlot, pmd);
@@ -279,7 +279,7 @@ final class HugePmds {
         long newSlot = t.allocSlot(newVa, Level.PMD); // the tables above first: a failure here changes nothing
         long e = t.getAndClearSlot(oldSlot);
         t.installIfNone(newSlot, e);
-        t.redepositTable(newVa, t.withdrawTable(oldVa));
+        t.hugePmds().redepositTable(newVa, t.hugePmds().withdrawTable(oldVa));
         return true;
     }
 

@@ -195,20 +195,20 @@ public final class KhugepagedImpl implements Khugepaged {
                 KMutex ptl = mm.ptlOf(pmdSlot, PageSize.SIZE_2M);
                 ptl.lock();
                 try {
-                    pte = table.detachTable(pmdSlot);
+                    pte = table.hugePmds().detachTable(pmdSlot);
                 } finally {
                     ptl.unlock();
                 }
                 ctx.shootdown().flushTlbMmRangeCpus(mm, haddr, haddr + HugeMemory.SIZE, PageSize.SIZE_4K.shift());
                 ctx.lock().locklessWalkers().sync();
                 if (check(table, pte << 12, d, khugepaged) != 0) {
-                    table.reattachTable(pmdSlot, pte);
+                    table.hugePmds().reattachTable(pmdSlot, pte);
                     return -Errno.EAGAIN; // a GUP reference got in meanwhile
                 }
                 copyAndClear(ctx, table, pte << 12, folio, old);
                 huge.prepareFolio(folio, anonVma, v.linearPageIndex(haddr));
                 mm.noteHugePmds();
-                table.installCollapsed(pmdSlot, Pte.leaf(folio, PageSize.SIZE_2M,
+                table.hugePmds().installCollapsed(pmdSlot, Pte.leaf(folio, PageSize.SIZE_2M,
                         FaultHandler.leafFlags(v, v.protection().write(), true)), pte);
                 mapped = true;
             } finally {

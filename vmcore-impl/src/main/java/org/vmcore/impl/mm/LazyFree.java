@@ -84,7 +84,7 @@ final class LazyFree {
             splitOwnHugePages(v, from, to);
         }
         try (Invalidation inv = Invalidation.start(mm.notifiers(), from, to, NotifierEvent.CLEAR)) {
-            mm.pages.hugePmds.forEachHugePmd(v, from, to, null);
+            // a huge entry left here (shared, pinned, the huge zero page) stays whole, as in Linux
             PageOps.forEachLeafLocked(v, from, to, (va, slot, e) -> {
                 long pfn = ownPage(e, true);
                 if (pfn < 0) {
@@ -141,7 +141,7 @@ final class LazyFree {
             }
         });
         for (long head : heads.toArray()) {
-            if (!descriptors.folioMappedShared(head)) {
+            if (!ctx.memory().descriptors().folioMappedShared(head)) {
                 ctx.thp().split(head);
             }
         }

@@ -151,12 +151,48 @@ public final class HugePagePtes {
                 descriptors.addMapcount(head + i, 1);
                 descriptors.addRefcount(head + i, 1);
             }
-            table.splitLeaf(slot, e, table.withdrawTable(address), leaves);
+            table.hugePmds().splitLeaf(slot, e, table.hugePmds().withdrawTable(address), leaves);
             mm.addAnonHugePages(-NR);
             return true;
         } finally {
             ptl.unlock();
         }
+    }
+
+    /**
+     * folio_referenced for reclaim's second chance: whether an entry mapping the huge page at
+     * {@code head} (its PMD entries, or PTEs mapping its pages) was accessed since the last look,
+     * clearing the accessed bits it finds; true as well when a VMA mapping it is mlocked (reclaim
+     * must leave it: VM_LOCKED pages are not evictable).
+     */
+    public boolean referencedOrLocked(long head) {
+        MappingOwner owner = rmap.owner(head);
+        if (owner == null) {
+            return false;
+        }
+        long index = descriptors.index(head);
+        boolean[] young = {false};
+        for (VmArea vma : rmap.candidates(owner, index, NR)) {
+            if (vma.locked()) {
+                return true;
+            }
+            long address = vma.address(index);
+            if (address >= 0 && (address & (SIZE - 1)) == 0 && !vma.detached()) {
+                RawPageTable table = vma.owner().pageTable();
+                long slot = table.slot(address, Level.PMD);
+                long e = slot < 0 ? 0 : table.readSlot(slot);
+                if (Pte.isPresent(e) && (e & Pte.PSE) != 0 && Pte.pfn(e, PageSize.SIZE_2M) == head && (e & Pte.ACCESSED) != 0) {
+                    young[0] |= table.compareAndSetSlot(slot, e, e & ~Pte.ACCESSED);
+                }
+            }
+        }
+        forEachPte(head, false, (vma, table, slot, e, page) -> {
+            if (Pte.isPresent(e) && Pte.pfn(e) == page && (e & Pte.ACCESSED) != 0) {
+                young[0] |= table.compareAndSetSlot(slot, e, e & ~Pte.ACCESSED);
+            }
+            return false;
+        });
+        return young[0];
     }
 
     /** Whether a PTE migration entry to one of the pages of the huge page at {@code head} is left. */

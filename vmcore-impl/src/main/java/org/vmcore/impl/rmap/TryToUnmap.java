@@ -81,7 +81,7 @@ public final class TryToUnmap {
         if (migrate && (descriptors.flags(pfn) & FrameFlags.LARGE_RMAPPABLE) != 0) {
             hugePtes.migrate(pfn); // the PTEs that map its pages (after a split of one of its PMDs)
         }
-        return new UnmapResult(pfn, results, descriptors.folioMapcount(pfn));
+        return new UnmapResult(pfn, results, memory.descriptors().folioMapcount(pfn));
     }
 
     /**

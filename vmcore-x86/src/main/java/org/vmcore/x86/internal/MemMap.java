@@ -2,9 +2,6 @@ package org.vmcore.x86.internal;
 
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
-import java.lang.invoke.MethodHandles;
-import java.lang.invoke.VarHandle;
-import org.vmcore.api.InvalidArgumentException;
 import org.vmcore.x86.mem.BuddyAllocator;
 import org.vmcore.x86.mem.FrameDescriptors;
 import org.vmcore.x86.mem.FrameFlags;
@@ -26,27 +23,7 @@ import org.vmcore.x86.mem.FrameFlags;
  * <p>Reads are plain; {@code inc}/{@code dec}/{@code cas} operations are atomic, so refcounts
  * and mapcounts can be changed without a lock, as the kernel does.
  */
-public final class MemMap {
-    /** log2 of the frames per materialised section. */
-    public static final int SECTION_SHIFT = 12;
-    private static final int SECTION_FRAMES = FrameDescriptors.SECTION_FRAMES;
-    private static final long DESCRIPTOR_BYTES = FrameDescriptors.DESCRIPTOR_BYTES;
-    private static final long FLAGS = 0;
-    private static final long REFCOUNT = 4;
-    private static final long MAPCOUNT = 8;
-    private static final long PT_SHARE_COUNT = 12;
-    private static final long MAPPING = 16;
-    private static final long INDEX = 24;
-    private static final long ORDER = 32;
-    private static final long NODE = 34;
-
-    private static final VarHandle INT = ValueLayout.JAVA_INT.varHandle();
-    private static final VarHandle SECTION = MethodHandles.arrayElementVarHandle(MemorySegment[].class);
-
-    private final OffHeap offHeap;
-    private final long frameCount;
-    private final MemorySegment[] sections;
-
+public final class MemMap extends DescriptorStore {
     /**
      * Descriptors of {@code frameCount} frames, all reading as free.
      *
@@ -54,44 +31,7 @@ public final class MemMap {
      * @param frameCount the number of frames
      */
     public MemMap(OffHeap offHeap, long frameCount) {
-        this.offHeap = offHeap;
-        this.frameCount = frameCount;
-        this.sections = new MemorySegment[(int) ((frameCount + SECTION_FRAMES - 1) >>> SECTION_SHIFT)];
-    }
-
-    /**
-     * Number of frames described.
-     *
-     * @return the number of 4 KiB frames of the memory
-     */
-    public long frameCount() {
-        return frameCount;
-    }
-
-    /**
-     * Number of sections whose descriptors have been materialised.
-     *
-     * @return the number of sections of {@link FrameDescriptors#SECTION_FRAMES} frames that have descriptor memory
-     */
-    public int materialisedSections() {
-        int n = 0;
-        for (int i = 0; i < sections.length; i++) {
-            if (SECTION.getAcquire(sections, i) != null) {
-                n++;
-            }
-        }
-        return n;
-    }
-
-    /**
-     * Whether the section holding {@code pfn} has been materialised; the frames of a section that
-     * was not all read as free, so a scan for used frames may skip it whole.
-     *
-     * @param pfn a frame number of this memory
-     * @return true when the frame's section has descriptor memory
-     */
-    public boolean isMaterialised(long pfn) {
-        return section(pfn) != null;
+        super(offHeap, frameCount);
     }
 
     // ---- reads: a never-written frame reads as zero ----
@@ -165,45 +105,6 @@ public final class MemMap {
      */
     public boolean freezeRefcount(long head, int expected) {
         return INT.compareAndSet(materialise(head), offset(head) + REFCOUNT, expected, 0);
-    }
-
-    /**
-     * folio_mapcount: for the head of a transparent huge page its PMD mappings plus the PTEs mapping
-     * any of its pages; for any other frame its {@link #mapcount}.
-     *
-     * @param pfn a frame number of this memory
-     * @return the count, 0 or more
-     */
-    public int folioMapcount(long pfn) {
-        if ((flags(pfn) & FrameFlags.LARGE_RMAPPABLE) == 0) {
-            return mapcount(pfn);
-        }
-        int n = entireMapcount(pfn);
-        for (int i = 0; i < 1 << LARGE_ORDER; i++) {
-            n += mapcount(pfn + i);
-        }
-        return n;
-    }
-
-    /**
-     * folio_maybe_mapped_shared, exactly: whether some page of the folio at {@code pfn} is mapped
-     * more than once (by a PMD entry and PTEs counted together), as a page shared after fork is;
-     * for any other frame, whether its mapcount is above 1.
-     *
-     * @param pfn a frame number of this memory
-     * @return whether a page of it has more than one mapping
-     */
-    public boolean folioMappedShared(long pfn) {
-        if ((flags(pfn) & FrameFlags.LARGE_RMAPPABLE) == 0) {
-            return mapcount(pfn) > 1;
-        }
-        int entire = entireMapcount(pfn);
-        for (int i = 0; i < 1 << LARGE_ORDER; i++) {
-            if (entire + mapcount(pfn + i) > 1) {
-                return true;
-            }
-        }
-        return false;
     }
 
     /**
@@ -525,37 +426,5 @@ public final class MemMap {
         return "pfn 0x" + Long.toHexString(pfn) + " order=" + order(pfn) + " node=" + node(pfn)
                 + " refcount=" + refcount(pfn) + " mapcount=" + mapcount(pfn)
                 + " flags=" + FrameFlags.describe(flags(pfn));
-    }
-
-    // ---- sections ----
-
-    private int readInt(long pfn, long field) {
-        MemorySegment s = section(pfn);
-        return s == null ? 0 : (int) INT.getAcquire(s, offset(pfn) + field);
-    }
-
-    private static long offset(long pfn) {
-        return (pfn & (SECTION_FRAMES - 1)) * DESCRIPTOR_BYTES;
-    }
-
-    private MemorySegment section(long pfn) {
-        if (pfn < 0 || pfn >= frameCount) {
-            throw new InvalidArgumentException("pfn", pfn, "must be below the frame count 0x" + Long.toHexString(frameCount));
-        }
-        return (MemorySegment) SECTION.getAcquire(sections, (int) (pfn >>> SECTION_SHIFT));
-    }
-
-    private MemorySegment materialise(long pfn) {
-        MemorySegment s = section(pfn);
-        return s != null ? s : materialiseSlow((int) (pfn >>> SECTION_SHIFT));
-    }
-
-    private synchronized MemorySegment materialiseSlow(int index) {
-        MemorySegment s = (MemorySegment) SECTION.getAcquire(sections, index);
-        if (s == null) {
-            s = offHeap.allocate(SECTION_FRAMES * DESCRIPTOR_BYTES);
-            SECTION.setRelease(sections, index, s);
-        }
-        return s;
     }
 }

@@ -53,6 +53,7 @@ import org.vmcore.x86.pgtable.Walker;
  */
 public final class RawPageTable extends PageTableEntries {
     private final TablePages tables;
+    private final HugePmdTables hugePmds;
     private volatile Runnable tableFreeBarrier = () -> { };
 
     /**
@@ -67,6 +68,7 @@ public final class RawPageTable extends PageTableEntries {
     public RawPageTable(PhysicalMemory memory, PagingMode mode, int node) {
         super(memory, mode, node);
         this.tables = new TablePages(this, frames, contents, descriptors, mode, node);
+        this.hugePmds = new HugePmdTables(this, tables);
     }
 
     /**
@@ -259,145 +261,12 @@ public final class RawPageTable extends PageTableEntries {
     }
 
     /**
-     * The PMD slot for {@code va}, allocating the tables above it that are missing, with a PTE
-     * table deposited with its PMD table (pte_alloc_one before pmd_alloc, as
-     * do_huge_pmd_anonymous_page takes it): all or nothing.
+     * The operations of transparent huge pages on this tree: deposited tables, splits, collapses.
      *
-     * @param va the virtual address, canonical and 2 MiB aligned
-     * @return the PMD slot's physical address
-     * @throws OutOfMemoryException if a table cannot be allocated (nothing is changed)
+     * @return the huge-PMD operations of this tree
      */
-    public synchronized long allocPmdSlotWithDeposit(long va) {
-        ensureAlive();
-        checkLeafAddress(va, PageSize.SIZE_2M);
-        long deposit = tables.allocateUnlinked();
-        long slot;
-        try {
-            slot = slotForWrite(va, Level.PMD);
-        } catch (RuntimeException e) {
-            tables.freeUnlinked(deposit);
-            throw e;
-        }
-        tables.push(slot >>> 12, deposit);
-        return slot;
-    }
-
-    /**
-     * pmdp_collapse_flush's first half: the PMD slot, pointing at a PTE table, is cleared, so that
-     * no walk reaches the table any more; the table stays the tree's.
-     *
-     * @param pmdSlot the PMD slot
-     * @return the table it pointed at
-     * @throws InvalidArgumentException if the slot does not point to a table
-     */
-    public synchronized long detachTable(long pmdSlot) {
-        ensureAlive();
-        long e = readSlot(pmdSlot);
-        if (!isTablePointer(e, Level.PMD) || !compareAndSetSlot(pmdSlot, e, 0)) {
-            throw new InvalidArgumentException("pmdSlot", pmdSlot, "must point to a PTE table (entry " + Pte.describe(e, Level.PMD) + ")");
-        }
-        return Pte.pfn(e);
-    }
-
-    /**
-     * Puts back a table {@link #detachTable} took (a collapse that gave up).
-     *
-     * @param pmdSlot the empty PMD slot
-     * @param tablePfn the detached table
-     */
-    public synchronized void reattachTable(long pmdSlot, long tablePfn) {
-        ensureAlive();
-        if (!compareAndSetSlot(pmdSlot, 0, Pte.table(tablePfn))) {
-            throw new IllegalStateException("PMD slot 0x" + Long.toHexString(pmdSlot) + " was filled while its table was detached");
-        }
-    }
-
-    /**
-     * pgtable_trans_huge_withdraw: takes one table deposited with the PMD table mapping {@code va};
-     * it stays counted until {@link #splitLeaf} links it or {@link #freeWithdrawn} frees it.
-     *
-     * @param va an address whose PMD table exists
-     * @return the table's frame, or -1 when none is deposited
-     */
-    public synchronized long withdrawTable(long va) {
-        ensureAlive();
-        return tables.withdraw(pmdTable(va));
-    }
-
-    /**
-     * Deposits a table withdrawn before (from this tree) with the PMD table mapping {@code va}:
-     * move_huge_pmd carries the deposit along with the entry.
-     *
-     * @param va an address whose PMD table exists
-     * @param tablePfn a table from {@link #withdrawTable}
-     */
-    public synchronized void redepositTable(long va, long tablePfn) {
-        ensureAlive();
-        tables.push(pmdTable(va), tablePfn);
-    }
-
-    /**
-     * Frees a table from {@link #withdrawTable} (zap_deposited_table).
-     *
-     * @param tablePfn the withdrawn table
-     */
-    public synchronized void freeWithdrawn(long tablePfn) {
-        tables.freeUnlinked(tablePfn);
-    }
-
-    /**
-     * __split_huge_pmd_locked's last step: writes {@code ptes} into the withdrawn table and points
-     * the PMD slot at it in place of {@code expected}. The accessed and dirty bits a CPU set on the
-     * huge entry meanwhile go to every PTE, as pmdp_invalidate hands them on.
-     *
-     * @param pmdSlot the PMD slot holding the huge entry
-     * @param expected the huge entry the caller read under the PMD lock
-     * @param tablePfn a table from {@link #withdrawTable}
-     * @param ptes the 512 entries, in address order (the A/D bits gained are added to them in place)
-     * @return false, changing nothing, when the slot no longer holds {@code expected} (A and D aside)
-     */
-    public synchronized boolean splitLeaf(long pmdSlot, long expected, long tablePfn, long[] ptes) {
-        ensureAlive();
-        long ad = Pte.ACCESSED | Pte.DIRTY;
-        while (true) {
-            long cur = readSlot(pmdSlot);
-            if ((cur & ~ad) != (expected & ~ad)) {
-                return false;
-            }
-            long gained = cur & ad & ~expected;
-            for (int i = 0; gained != 0 && i < Level.ENTRIES; i++) {
-                ptes[i] |= gained;
-            }
-            TableMemory.writeUnlinked(contents, tablePfn, ptes);
-            if (compareAndSetSlot(pmdSlot, cur, Pte.table(tablePfn))) {
-                return true;
-            }
-        }
-    }
-
-    /**
-     * collapse_huge_page's end: the empty PMD slot (its table {@link #detachTable detached}) gets
-     * the huge {@code leaf}, and the old table becomes its deposit (its contents are left as they
-     * were: nothing reads a deposit until a split rewrites it).
-     *
-     * @param pmdSlot the empty PMD slot
-     * @param leaf the huge entry
-     * @param tablePfn the detached table
-     */
-    public synchronized void installCollapsed(long pmdSlot, long leaf, long tablePfn) {
-        ensureAlive();
-        if (!compareAndSetSlot(pmdSlot, 0, leaf)) {
-            throw new IllegalStateException("PMD slot 0x" + Long.toHexString(pmdSlot) + " was filled while its table was detached");
-        }
-        tables.push(pmdSlot >>> 12, tablePfn);
-    }
-
-    private long pmdTable(long va) {
-        long slot = slot(va, Level.PMD);
-        if (slot < 0) {
-            throw new InvalidArgumentException("va", va, "must have a PMD table");
-        }
-        return slot >>> 12;
+    public HugePmdTables hugePmds() {
+        return hugePmds;
     }
 
     // ---- table operations, under the monitor ----
@@ -534,7 +403,7 @@ public final class RawPageTable extends PageTableEntries {
     }
 
     /** The slot for va at level, allocating missing tables all or nothing. */
-    private long slotForWrite(long va, Level level) {
+    long slotForWrite(long va, Level level) {
         long tablePfn = rootPfn;
         for (Level at = root; at != level; at = at.below()) {
             long e = TableMemory.read(contents, tablePfn, at.index(va));
@@ -549,7 +418,7 @@ public final class RawPageTable extends PageTableEntries {
         return (tablePfn << 12) | ((long) level.index(va) << 3);
     }
 
-    private void checkLeafAddress(long va, PageSize size) {
+    void checkLeafAddress(long va, PageSize size) {
         checkCanonical(va, "va");
         if (!size.isAligned(va)) {
             throw new InvalidArgumentException("va", va, "must be aligned to " + size.label());

@@ -109,23 +109,42 @@ public final class FrameDescriptors {
     }
 
     /**
-     * folio_mapcount; see {@link MemMap#folioMapcount}.
+     * folio_mapcount: for the head of a transparent huge page its PMD mappings plus the PTEs mapping
+     * any of its pages; for any other frame its {@link #mapcount}.
      *
      * @param pfn a frame number of this memory
      * @return the count, 0 or more
      */
     public int folioMapcount(long pfn) {
-        return map.folioMapcount(pfn);
+        if ((map.flags(pfn) & FrameFlags.LARGE_RMAPPABLE) == 0) {
+            return map.mapcount(pfn);
+        }
+        int n = map.entireMapcount(pfn);
+        for (int i = 0; i < 1 << MemMap.LARGE_ORDER; i++) {
+            n += map.mapcount(pfn + i);
+        }
+        return n;
     }
 
     /**
-     * Whether a page of the folio is mapped more than once; see {@link MemMap#folioMappedShared}.
+     * folio_maybe_mapped_shared, exactly: whether some page of the folio at {@code pfn} is mapped
+     * more than once (by a PMD entry and PTEs counted together), as a page shared after fork is;
+     * for any other frame, whether its mapcount is above 1.
      *
      * @param pfn a frame number of this memory
-     * @return whether it is mapped shared
+     * @return whether a page of it has more than one mapping
      */
     public boolean folioMappedShared(long pfn) {
-        return map.folioMappedShared(pfn);
+        if ((map.flags(pfn) & FrameFlags.LARGE_RMAPPABLE) == 0) {
+            return map.mapcount(pfn) > 1;
+        }
+        int entire = map.entireMapcount(pfn);
+        for (int i = 0; i < 1 << MemMap.LARGE_ORDER; i++) {
+            if (entire + map.mapcount(pfn + i) > 1) {
+                return true;
+            }
+        }
+        return false;
     }
 
     /**
