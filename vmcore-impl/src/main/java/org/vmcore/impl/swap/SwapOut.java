@@ -160,6 +160,21 @@ final class SwapOut {
     private static final int STOP = 2;
 
     private int unmapLocked(VmArea vma, long address, long pfn, long slot, boolean lazyFree) {
+        return underPtl(vma, address, pfn, false, ptSlot -> unmapEntry(vma, address, ptSlot, pfn, slot, lazyFree));
+    }
+
+    /** What runs on the entry's slot under its page-table lock. */
+    @FunctionalInterface
+    private interface EntryOp {
+        int apply(long ptSlot);
+    }
+
+    /**
+     * The rmap lock for read, the VMA still mapping the page at {@code address}, then its PTE's
+     * page-table lock around {@code op}; NOT_MAPPED when the VMA or its table is gone, STOP for an
+     * mlocked VMA when {@code stopIfLocked}.
+     */
+    private int underPtl(VmArea vma, long address, long pfn, boolean stopIfLocked, EntryOp op) {
         MappingOwner owner = rmap.owner(pfn);
         if (owner == null) {
             return NOT_MAPPED;
@@ -171,15 +186,17 @@ final class SwapOut {
                 return NOT_MAPPED;
             }
             MmStruct mm = vma.owner();
-            RawPageTable table = mm.pageTable();
-            long ptSlot = table.slot(address, Level.PTE);
+            long ptSlot = mm.pageTable().slot(address, Level.PTE);
             if (ptSlot < 0) {
                 return NOT_MAPPED;
+            }
+            if (stopIfLocked && vma.locked()) {
+                return STOP;
             }
             KMutex ptl = mm.lock().ptLocks().ofSlot(ptSlot);
             ptl.lock();
             try {
-                return unmapEntry(vma, address, ptSlot, pfn, slot, lazyFree);
+                return op.apply(ptSlot);
             } finally {
                 ptl.unlock();
             }
@@ -250,42 +267,17 @@ final class SwapOut {
 
     /** ptep_clear_flush_young under the rmap and page-table locks: UNMAPPED when it was young, STOP when mlocked. */
     private int clearYoungLocked(VmArea vma, long address, long pfn) {
-        MappingOwner owner = rmap.owner(pfn);
-        if (owner == null) {
-            return NOT_MAPPED;
-        }
-        RwSem rmapLock = RmapWalk.lockOf(owner);
-        rmapLock.downRead();
-        try {
-            if (vma.detached() || vma.address(descriptors.index(pfn)) != address) {
+        RawPageTable table = vma.owner().pageTable();
+        return underPtl(vma, address, pfn, true, ptSlot -> {
+            long e = table.readSlot(ptSlot);
+            if (!Pte.isPresent(e) || Pte.pfn(e) != pfn || (e & Pte.ACCESSED) == 0) {
                 return NOT_MAPPED;
             }
-            MmStruct mm = vma.owner();
-            RawPageTable table = mm.pageTable();
-            long ptSlot = table.slot(address, Level.PTE);
-            if (ptSlot < 0) {
-                return NOT_MAPPED;
+            while (!table.compareAndSetSlot(ptSlot, e, e & ~Pte.ACCESSED)) {
+                e = table.readSlot(ptSlot);
             }
-            if (vma.locked()) {
-                return STOP;
-            }
-            KMutex ptl = mm.lock().ptLocks().ofSlot(ptSlot);
-            ptl.lock();
-            try {
-                long e = table.readSlot(ptSlot);
-                if (!Pte.isPresent(e) || Pte.pfn(e) != pfn || (e & Pte.ACCESSED) == 0) {
-                    return NOT_MAPPED;
-                }
-                while (!table.compareAndSetSlot(ptSlot, e, e & ~Pte.ACCESSED)) {
-                    e = table.readSlot(ptSlot);
-                }
-                shootdown.flushTlbMmRangeCpus(mm, address, address + 4096, 12); // the next access sets A again
-                return UNMAPPED;
-            } finally {
-                ptl.unlock();
-            }
-        } finally {
-            rmapLock.upRead();
-        }
+            shootdown.flushTlbMmRangeCpus(vma.owner(), address, address + 4096, 12); // the next access sets A again
+            return UNMAPPED;
+        });
     }
 }
