@@ -228,19 +228,22 @@ public final class TryToUnmap {
             results.add(new MappingResult(mm, address, UnmapOutcome.BUSY)); // no swap to write it to
             return false;
         }
-        long old = table.getAndClearSlot(slot);
+        long old;
+        if (migrate && thp) {
+            // set_pmd_migration_entry replaces the entry in one step (pmdp_invalidate): a walk that
+            // looks at the PMD without its lock (zap, split) never sees it empty in between
+            do {
+                old = table.readSlot(slot);
+            } while (!table.compareAndSetSlot(slot, old, migrationEntry(old, pfn, true)));
+        } else {
+            old = table.getAndClearSlot(slot);
+        }
         shootdown.flushTlbMmRangeCpus(mm, address, address + size.bytes(), size.shift()); // ptep_clear_flush: this mm only
         if ((old & Pte.DIRTY) != 0) {
             descriptors.setFlags(pfn, FrameFlags.DIRTY);
         }
-        if (migrate) {
-            int mapcount = thp ? descriptors.entireMapcount(pfn) : descriptors.mapcount(pfn);
-            MigrationEntry.Kind kind = (old & Pte.RW) != 0 ? MigrationEntry.Kind.WRITE
-                    : (descriptors.flags(pfn) & FrameFlags.ANON) != 0 && mapcount == 1
-                            ? MigrationEntry.Kind.READ_EXCLUSIVE : MigrationEntry.Kind.READ;
-            long swapFlags = (old & Pte.SOFT_DIRTY) != 0 ? SwapEntry.SOFT_DIRTY : 0;
-            long entry = MigrationEntry.make(kind, pfn, (old & Pte.ACCESSED) != 0, (old & Pte.DIRTY) != 0, swapFlags);
-            table.compareAndSetSlot(slot, 0, entry);
+        if (migrate && !thp) {
+            table.compareAndSetSlot(slot, 0, migrationEntry(old, pfn, false));
         }
         // A migration entry keeps its place in the RSS counters and HugetlbPages (try_to_migrate_one
         // subtracts only for a hwpoisoned page); only a real unmap drops them.
@@ -257,6 +260,16 @@ public final class TryToUnmap {
         descriptors.addRefcount(pfn, -1);
         results.add(new MappingResult(mm, address, migrate ? UnmapOutcome.MIGRATION_ENTRY : UnmapOutcome.UNMAPPED));
         return true;
+    }
+
+    /** The migration entry for {@code pfn} in place of the leaf {@code old}: its write permission, A/D and soft-dirty bits. */
+    private long migrationEntry(long old, long pfn, boolean thp) {
+        int mapcount = thp ? descriptors.entireMapcount(pfn) : descriptors.mapcount(pfn);
+        MigrationEntry.Kind kind = (old & Pte.RW) != 0 ? MigrationEntry.Kind.WRITE
+                : (descriptors.flags(pfn) & FrameFlags.ANON) != 0 && mapcount == 1
+                        ? MigrationEntry.Kind.READ_EXCLUSIVE : MigrationEntry.Kind.READ;
+        long swapFlags = (old & Pte.SOFT_DIRTY) != 0 ? SwapEntry.SOFT_DIRTY : 0;
+        return MigrationEntry.make(kind, pfn, (old & Pte.ACCESSED) != 0, (old & Pte.DIRTY) != 0, swapFlags);
     }
 
     /** Rejects a pfn that does not head a page that is mapped or in a page cache. */

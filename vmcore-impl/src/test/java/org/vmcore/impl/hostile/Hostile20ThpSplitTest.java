@@ -265,7 +265,7 @@ class Hostile20ThpSplitTest {
     }
 
     /**
-     * DEFECT: a range that covers a PMD-mapped huge page but not its first address (here only its
+     * Was a defect, fixed: a range that covers a PMD-mapped huge page but not its first address (here only its
      * last page) splits nothing: splitHugePages returns 0 and the huge page stays whole. The
      * kernel's split_huge_pages_pid walks every page of [start, end) (folio_walk_start at each
      * address) and splits the PMD-mapped folio found at any of them. Suspected cause:
@@ -274,7 +274,7 @@ class Hostile20ThpSplitTest {
      * only the 2 MiB-aligned start (haddr), never the page of it inside the range.
      */
     @Test
-    void defectRangeOfTheLastPageOfAPmdMappedHugePageSplitsNothing() {
+    void rangeOfTheLastPageOfAPmdMappedHugePageSplitsNothing() {
         assertTimeoutPreemptively(WAIT, () -> {
             Machine m = machine();
             long free = m.freeFrames();
@@ -288,9 +288,9 @@ class Hostile20ThpSplitTest {
         });
     }
 
-    /** DEFECT (same cause): [VA + 100 pages, VA + 101 pages) in a fork child that PMD-maps it: nothing split anywhere. */
+    /** Was a defect (same cause), fixed: [VA + 100 pages, VA + 101 pages) in a fork child that PMD-maps it: nothing split anywhere. */
     @Test
-    void defectRangeInsideAPmdMappedHugePageOfAForkChildSplitsNothing() {
+    void rangeInsideAPmdMappedHugePageOfAForkChildSplitsNothing() {
         assertTimeoutPreemptively(WAIT, () -> {
             Machine m = machine();
             long free = m.freeFrames();
@@ -308,7 +308,7 @@ class Hostile20ThpSplitTest {
     }
 
     /**
-     * DEFECT: the deferred split queue is never run. Partly unmapped huge pages (one page of each
+     * Was a defect, fixed: the deferred split queue is never run. Partly unmapped huge pages (one page of each
      * still mapped) keep all their 512 frames, and under memory pressure a 4 KiB fault fails with
      * OutOfMemoryException although 511 of every 512 of those frames are mapped by nothing; the
      * kernel's deferred_split_scan shrinker would split them and give the memory back. MODEL.md
@@ -318,7 +318,7 @@ class Hostile20ThpSplitTest {
      * path has no shrinker step.
      */
     @Test
-    void defectDeferredSplitNeverRunsUnderMemoryPressure() {
+    void deferredSplitNeverRunsUnderMemoryPressure() {
         assertTimeoutPreemptively(WAIT, () -> {
             Machine m = Machine.builder().node(1L << 30).cpus(1).thp(ThpMode.ALWAYS).build();
             try {

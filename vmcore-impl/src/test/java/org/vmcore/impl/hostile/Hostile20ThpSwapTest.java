@@ -405,7 +405,7 @@ class Hostile20ThpSwapTest {
     }
 
     /**
-     * DEFECT: an mlocked (MAP_LOCKED) huge page is split by reclaim (AnonHugePages 512 -> 0),
+     * Was a defect, fixed: an mlocked (MAP_LOCKED) huge page is split by reclaim (AnonHugePages 512 -> 0),
      * though none of its pages can then be swapped (try_to_unmap_one stops at VM_LOCKED). In Linux
      * mlocked folios sit on the unevictable LRU and never reach shrink_folio_list's split. Suspected
      * cause: Reclaim.shrinkNode calls splits.split(at) for any LARGE_RMAPPABLE block without the
@@ -413,7 +413,7 @@ class Hostile20ThpSwapTest {
      * neither the split path nor the SKIP mask sees the VM_LOCKED mapping.
      */
     @Test
-    void defectMlockedHugePageIsSplitByReclaim() {
+    void mlockedHugePageIsSplitByReclaim() {
         assertTimeoutPreemptively(WAIT, () -> {
             Machine m = machine();
             long free = m.freeFrames();
@@ -522,7 +522,7 @@ class Hostile20ThpSwapTest {
     }
 
     /**
-     * DEFECT: with the swap device full (or none at all), reclaim can swap nothing, yet it splits
+     * Was a defect, fixed: with the swap device full (or none at all), reclaim can swap nothing, yet it splits
      * the first huge page its scan meets (AnonHugePages 512 -> 0, reclaim returns 0). Linux's
      * get_scan_count does not scan the anonymous LRU when no swap space is left
      * (can_reclaim_anon_pages / get_nr_swap_pages() == 0), so no huge page is split for nothing.
@@ -531,7 +531,7 @@ class Hostile20ThpSwapTest {
      * the device (enabled / free slots) before the scan.
      */
     @Test
-    void defectReclaimWithFullSwapDeviceSplitsAHugePageForNothing() {
+    void reclaimWithFullSwapDeviceSplitsAHugePageForNothing() {
         assertTimeoutPreemptively(WAIT, () -> {
             Machine m = machine(ThpMode.ALWAYS, 16);
             long free = m.freeFrames();
@@ -555,7 +555,7 @@ class Hostile20ThpSwapTest {
 
     /** Same, with no swap device configured at all. */
     @Test
-    void defectReclaimWithoutSwapDeviceSplitsAHugePage() {
+    void reclaimWithoutSwapDeviceSplitsAHugePage() {
         assertTimeoutPreemptively(WAIT, () -> {
             Machine m = machine(ThpMode.ALWAYS, 0);
             long free = m.freeFrames();
@@ -577,7 +577,7 @@ class Hostile20ThpSwapTest {
     }
 
     /**
-     * DEFECT. Second chance: a huge page written just now is referenced; with enough cold 4 KiB pages to
+     * Was a defect, fixed. Second chance: a huge page written just now is referenced; with enough cold 4 KiB pages to
      * meet the target, reclaim should pass it over (clearing its accessed bit), as
      * folio_check_references keeps a referenced folio before shrink_folio_list splits it, and
      * as MODEL.md describes the clock. vmcore splits every huge page its scan meets first.
@@ -586,7 +586,7 @@ class Hostile20ThpSwapTest {
      * splits.split before SwapOut.referenced (folio_referenced) is asked about the PMD entries.
      */
     @Test
-    void defectReclaimSplitsAReferencedHugePage() {
+    void reclaimSplitsAReferencedHugePage() {
         assertTimeoutPreemptively(WAIT, () -> {
             Machine m = machine();
             long free = m.freeFrames();
@@ -613,7 +613,7 @@ class Hostile20ThpSwapTest {
     }
 
     /**
-     * DEFECT: MADV_PAGEOUT over a huge page it may not split (shared with fork relatives) splits
+     * Was a defect, fixed: MADV_PAGEOUT over a huge page it may not split (shared with fork relatives) splits
      * the PMD mapping anyway: AnonHugePages of the caller drops 512 -> 0 and nothing is swapped.
      * Linux's madvise_cold_or_pageout_pte_range goes to huge_unlock for a folio mapped shared and
      * leaves the PMD. Suspected cause: LazyFree.pageout calls
@@ -622,7 +622,7 @@ class Hostile20ThpSwapTest {
      * the shared folio by.
      */
     @Test
-    void defectPageoutSplitsThePmdOfASharedHugePage() {
+    void pageoutSplitsThePmdOfASharedHugePage() {
         assertTimeoutPreemptively(WAIT, () -> {
             Machine m = machine();
             long free = m.freeFrames();
@@ -644,7 +644,7 @@ class Hostile20ThpSwapTest {
 
     /** DEFECT (same cause): PAGEOUT of a GUP-pinned huge page: the split is refused, but its PMD is split all the same. */
     @Test
-    void defectPageoutSplitsThePmdOfAPinnedHugePage() {
+    void pageoutSplitsThePmdOfAPinnedHugePage() {
         assertTimeoutPreemptively(WAIT, () -> {
             Machine m = machine();
             long free = m.freeFrames();
@@ -671,7 +671,7 @@ class Hostile20ThpSwapTest {
      * gets one 4 KiB page instead of a new huge page (do_huge_zero_wp_pmd).
      */
     @Test
-    void defectPageoutSplitsTheHugeZeroPmd() {
+    void pageoutSplitsTheHugeZeroPmd() {
         assertTimeoutPreemptively(WAIT, () -> {
             Machine m = machine();
             long free = m.freeFrames();
@@ -824,7 +824,7 @@ class Hostile20ThpSwapTest {
     /**
      * CPU threads write into huge pages (shared with a fork child) while another thread reclaims,
      * PAGEOUTs, COLLAPSEs and runs khugepaged: no write lost.
-     * DEFECT (intermittent, seed printed): a CPU store fails with IllegalStateException "cpuN:
+     * Was a defect, fixed: a CPU store fails with IllegalStateException "cpuN:
      * WRITE at 0x... still faults after 1000 retries (fault code #PF(NP|W|U))": the write fault
      * on the swapped-out page never makes the entry present (seen with seed 50428378895932).
      * Suspected cause: SwapIn.swapIn returning ALREADY_MAPPED / mapped == 0 without mapping
@@ -832,7 +832,7 @@ class Hostile20ThpSwapTest {
      * and PAGEOUT keep re-swapping the split pages; Mmu.handleFault then spins.
      */
     @Test
-    void defectWritersRacingReclaimAndCollapse() {
+    void writersRacingReclaimAndCollapse() {
         assertTimeoutPreemptively(Duration.ofSeconds(30), () -> {
             long seed = System.nanoTime();
             System.out.println("writersRacingReclaimAndCollapse seed " + seed);

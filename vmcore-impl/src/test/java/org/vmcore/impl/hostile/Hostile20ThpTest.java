@@ -547,7 +547,7 @@ class Hostile20ThpTest {
      * it was copied is lost.
      */
     @Test
-    void defectCollapseCopiesWhileCpusStillWriteThroughTheirTlbs() {
+    void collapseCopiesWhileCpusStillWriteThroughTheirTlbs() {
         assertTimeoutPreemptively(WAIT, () -> {
             for (int attempt = 0; attempt < 20; attempt++) {
                 Machine machine = machine(ThpMode.MADVISE, 2);
@@ -966,7 +966,7 @@ class Hostile20ThpTest {
      * machine as it was (the 4 KiB path does; see ThpTest.noTableToDepositChangesNothing).
      */
     @Test
-    void defectHugeFaultWhoseDepositFailsLeavesItsUpperTables() {
+    void hugeFaultWhoseDepositFailsLeavesItsUpperTables() {
         assertTimeoutPreemptively(WAIT, () -> {
             List<String> traces = new ArrayList<>();
             for (ThpMode mode : List.of(ThpMode.NEVER, ThpMode.ALWAYS)) {
