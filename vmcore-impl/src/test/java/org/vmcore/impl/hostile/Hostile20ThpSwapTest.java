@@ -642,7 +642,7 @@ class Hostile20ThpSwapTest {
         });
     }
 
-    /** DEFECT (same cause): PAGEOUT of a GUP-pinned huge page: the split is refused, but its PMD is split all the same. */
+    /** Was a defect (same cause), fixed: PAGEOUT of a GUP-pinned huge page: the split is refused, but its PMD is split all the same. */
     @Test
     void pageoutSplitsThePmdOfAPinnedHugePage() {
         assertTimeoutPreemptively(WAIT, () -> {
@@ -666,7 +666,7 @@ class Hostile20ThpSwapTest {
     }
 
     /**
-     * DEFECT (same cause): PAGEOUT over the huge zero page splits its PMD into 512 PTEs of the
+     * Was a defect (same cause), fixed: PAGEOUT over the huge zero page splits its PMD into 512 PTEs of the
      * 4 KiB zero page (Linux: is_huge_zero_pmd -> huge_unlock, the PMD stays), so a later write
      * gets one 4 KiB page instead of a new huge page (do_huge_zero_wp_pmd).
      */
