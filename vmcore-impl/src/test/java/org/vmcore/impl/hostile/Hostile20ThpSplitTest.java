@@ -1,10 +1,23 @@
 package org.vmcore.impl.hostile;
 
+import static org.vmcore.impl.hostile.ThpHostile.H;
+import static org.vmcore.impl.hostile.ThpHostile.K4;
+import static org.vmcore.impl.hostile.ThpHostile.MIB;
+import static org.vmcore.impl.hostile.ThpHostile.MOVE;
+import static org.vmcore.impl.hostile.ThpHostile.OTHER;
+import static org.vmcore.impl.hostile.ThpHostile.PRIV;
+import static org.vmcore.impl.hostile.ThpHostile.VA;
+import static org.vmcore.impl.hostile.ThpHostile.WAIT;
+import static org.vmcore.impl.hostile.ThpHostile.fill;
+import static org.vmcore.impl.hostile.ThpHostile.isOpen;
+import static org.vmcore.impl.hostile.ThpHostile.read;
+import static org.vmcore.impl.hostile.ThpHostile.trace;
+import static org.vmcore.impl.hostile.ThpHostile.value;
+import static org.vmcore.impl.hostile.ThpHostile.writes;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import static org.junit.jupiter.api.Assertions.assertTimeoutPreemptively;
 
-import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Random;
@@ -21,7 +34,6 @@ import org.vmcore.api.ClosedException;
 import org.vmcore.api.Cpu;
 import org.vmcore.api.InvalidArgumentException;
 import org.vmcore.api.Machine;
-import org.vmcore.api.MapFlags;
 import org.vmcore.api.MigrationService;
 import org.vmcore.api.MmuNotifier;
 import org.vmcore.api.NotifierRange;
@@ -30,7 +42,6 @@ import org.vmcore.api.PageFlag;
 import org.vmcore.api.PageReference;
 import org.vmcore.api.PageSize;
 import org.vmcore.api.Protection;
-import org.vmcore.api.SegmentationFaultException;
 import org.vmcore.api.ThpMode;
 import org.vmcore.api.VmException;
 
@@ -46,48 +57,10 @@ import org.vmcore.api.VmException;
  */
 @SuppressWarnings("try")
 class Hostile20ThpSplitTest {
-    static final long K4 = 4096;
-    static final long MIB = 1L << 20;
-    static final long H = 2 * MIB;
-    static final long VA = 0x40_0000_0000L;
-    static final long OTHER = 0x50_0000_0000L;
-    static final int PRIV = MapFlags.MAP_PRIVATE | MapFlags.MAP_ANONYMOUS | MapFlags.MAP_FIXED;
-    static final int MOVE = MapFlags.MREMAP_MAYMOVE | MapFlags.MREMAP_FIXED;
-    static final Duration WAIT = Duration.ofSeconds(20);
 
     static Machine machine() {
         return Machine.builder().node(1L << 30).node(1L << 30).cpus(4).thp(ThpMode.ALWAYS)
                 .detectStaleTranslations(true).build();
-    }
-
-    static long value(long va) {
-        return (va * 0x9E3779B97F4A7C15L) | 1;
-    }
-
-    static void fill(Cpu cpu, AddressSpace mm, long va, long len) {
-        cpu.switchTo(mm);
-        for (long off = 0; off < len; off += K4) {
-            cpu.store(va + off, 8, value(va + off));
-        }
-    }
-
-    static long read(Cpu cpu, AddressSpace mm, long at) {
-        cpu.switchTo(mm);
-        try {
-            return cpu.load(at, 8);
-        } catch (SegmentationFaultException e) {
-            return -1;
-        }
-    }
-
-    static boolean writes(Cpu cpu, AddressSpace mm, long at, long v) {
-        cpu.switchTo(mm);
-        try {
-            cpu.store(at, 8, v);
-            return true;
-        } catch (SegmentationFaultException e) {
-            return false;
-        }
     }
 
     static AddressSpace huge(Machine m) {
@@ -96,15 +69,6 @@ class Hostile20ThpSplitTest {
         fill(m.cpu(0), mm, VA, H);
         assertThat(mm.counters().anonHugePages()).isEqualTo(512);
         return mm;
-    }
-
-    static boolean isOpen(Machine m) {
-        try {
-            m.addressSpaces();
-            return true;
-        } catch (ClosedException e) {
-            return false;
-        }
     }
 
     static long splits(Machine m) {
@@ -146,15 +110,6 @@ class Hostile20ThpSplitTest {
                 failures.add(tag + ": offHeapBytes " + m.offHeapBytes());
             }
         }
-    }
-
-    static String trace(Throwable t) {
-        StringBuilder sb = new StringBuilder(String.valueOf(t));
-        StackTraceElement[] st = t.getStackTrace();
-        for (int i = 0; i < Math.min(8, st.length); i++) {
-            sb.append("\n    at ").append(st[i]);
-        }
-        return sb.toString();
     }
 
     static boolean onlyCallbackFailures(Throwable t) {

@@ -1,5 +1,18 @@
 package org.vmcore.impl.hostile;
 
+import static org.vmcore.impl.hostile.ThpHostile.H;
+import static org.vmcore.impl.hostile.ThpHostile.K4;
+import static org.vmcore.impl.hostile.ThpHostile.MIB;
+import static org.vmcore.impl.hostile.ThpHostile.MOVE;
+import static org.vmcore.impl.hostile.ThpHostile.OTHER;
+import static org.vmcore.impl.hostile.ThpHostile.PRIV;
+import static org.vmcore.impl.hostile.ThpHostile.VA;
+import static org.vmcore.impl.hostile.ThpHostile.WAIT;
+import static org.vmcore.impl.hostile.ThpHostile.fill;
+import static org.vmcore.impl.hostile.ThpHostile.isOpen;
+import static org.vmcore.impl.hostile.ThpHostile.read;
+import static org.vmcore.impl.hostile.ThpHostile.trace;
+import static org.vmcore.impl.hostile.ThpHostile.value;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.junit.jupiter.api.Assertions.assertTimeoutPreemptively;
 
@@ -11,11 +24,9 @@ import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
 import org.junit.jupiter.api.Test;
-import org.vmcore.api.Access;
 import org.vmcore.api.AddressSpace;
 import org.vmcore.api.Advice;
 import org.vmcore.api.AllocationKind;
-import org.vmcore.api.ClosedException;
 import org.vmcore.api.Cpu;
 import org.vmcore.api.Machine;
 import org.vmcore.api.MapFlags;
@@ -23,9 +34,7 @@ import org.vmcore.api.MmuNotifier;
 import org.vmcore.api.NotifierRange;
 import org.vmcore.api.OutOfMemoryException;
 import org.vmcore.api.PageReference;
-import org.vmcore.api.PageSize;
 import org.vmcore.api.Protection;
-import org.vmcore.api.SegmentationFaultException;
 import org.vmcore.api.ThpMode;
 import org.vmcore.api.VmException;
 
@@ -40,14 +49,6 @@ import org.vmcore.api.VmException;
  */
 @SuppressWarnings("try")
 class Hostile20ThpSwapTest {
-    static final long K4 = 4096;
-    static final long MIB = 1L << 20;
-    static final long H = 2 * MIB;
-    static final long VA = 0x40_0000_0000L;
-    static final long OTHER = 0x50_0000_0000L;
-    static final int PRIV = MapFlags.MAP_PRIVATE | MapFlags.MAP_ANONYMOUS | MapFlags.MAP_FIXED;
-    static final int MOVE = MapFlags.MREMAP_MAYMOVE | MapFlags.MREMAP_FIXED;
-    static final Duration WAIT = Duration.ofSeconds(20);
     static final long SWAP_PAGES = 4096;
 
     static Machine machine(ThpMode mode, long swapPages) {
@@ -62,26 +63,6 @@ class Hostile20ThpSwapTest {
         return machine(ThpMode.ALWAYS, SWAP_PAGES);
     }
 
-    static long value(long va) {
-        return (va * 0x9E3779B97F4A7C15L) | 1;
-    }
-
-    static void fill(Cpu cpu, AddressSpace mm, long va, long len) {
-        cpu.switchTo(mm);
-        for (long off = 0; off < len; off += K4) {
-            cpu.store(va + off, 8, value(va + off));
-        }
-    }
-
-    static long read(Cpu cpu, AddressSpace mm, long at) {
-        cpu.switchTo(mm);
-        try {
-            return cpu.load(at, 8);
-        } catch (SegmentationFaultException e) {
-            return -1;
-        }
-    }
-
     static AddressSpace huge(Machine m) {
         AddressSpace mm = m.createAddressSpace(0);
         mm.mmap(VA, H, Protection.READ_WRITE, PRIV);
@@ -92,15 +73,6 @@ class Hostile20ThpSwapTest {
 
     static long swapFree(Machine m) {
         return m.stats().meminfo().get("SwapFree");
-    }
-
-    static boolean isOpen(Machine m) {
-        try {
-            m.addressSpaces();
-            return true;
-        } catch (ClosedException e) {
-            return false;
-        }
     }
 
     /** [base, base+H) reads the values written at [VA, VA+H), except pages in [from, to) reading {@code dropped}. */
@@ -164,15 +136,6 @@ class Hostile20ThpSwapTest {
                 f.add(tag + ": offHeapBytes " + m.offHeapBytes());
             }
         }
-    }
-
-    static String trace(Throwable t) {
-        StringBuilder sb = new StringBuilder(String.valueOf(t));
-        StackTraceElement[] st = t.getStackTrace();
-        for (int i = 0; i < Math.min(10, st.length); i++) {
-            sb.append("\n    at ").append(st[i]);
-        }
-        return sb.toString();
     }
 
     static boolean onlyCallbackFailures(Throwable t) {

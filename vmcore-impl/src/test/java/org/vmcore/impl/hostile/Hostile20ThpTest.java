@@ -1,17 +1,25 @@
 package org.vmcore.impl.hostile;
 
+import static org.vmcore.impl.hostile.ThpHostile.H;
+import static org.vmcore.impl.hostile.ThpHostile.K4;
+import static org.vmcore.impl.hostile.ThpHostile.MIB;
+import static org.vmcore.impl.hostile.ThpHostile.OTHER;
+import static org.vmcore.impl.hostile.ThpHostile.PRIV;
+import static org.vmcore.impl.hostile.ThpHostile.VA;
+import static org.vmcore.impl.hostile.ThpHostile.WAIT;
+import static org.vmcore.impl.hostile.ThpHostile.fill;
+import static org.vmcore.impl.hostile.ThpHostile.read;
+import static org.vmcore.impl.hostile.ThpHostile.value;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import static org.junit.jupiter.api.Assertions.assertTimeoutPreemptively;
 
-import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Random;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
-import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.atomic.AtomicReference;
 import java.util.function.Consumer;
 import org.junit.jupiter.api.Test;
@@ -47,43 +55,14 @@ import org.vmcore.impl.Fixtures;
  */
 @SuppressWarnings("try")
 class Hostile20ThpTest {
-    static final long K4 = 4096;
-    static final long MIB = 1L << 20;
     static final long GIB = 1L << 30;
-    static final long H = 2 * MIB;
-    static final long VA = 0x40_0000_0000L;
-    static final long OTHER = 0x50_0000_0000L;
-    static final int PRIV = MapFlags.MAP_PRIVATE | MapFlags.MAP_ANONYMOUS | MapFlags.MAP_FIXED;
     static final int SHANON = MapFlags.MAP_SHARED | MapFlags.MAP_ANONYMOUS | MapFlags.MAP_FIXED;
-    static final Duration WAIT = Duration.ofSeconds(20);
 
     // ---------------------------------------------------------------- helpers
 
     static Machine machine(ThpMode mode, int cpus) {
         return Machine.builder().node(GIB).node(GIB).cpus(cpus).thp(mode).hugePages(0, PageSize.SIZE_2M, 2)
                 .detectStaleTranslations(true).build();
-    }
-
-    static long value(long va) {
-        return (va * 0x9E3779B97F4A7C15L) | 1;
-    }
-
-    /** Writes value(va) at the start of each 4 KiB page of [va, va + len). */
-    static void fill(Cpu cpu, AddressSpace mm, long va, long len) {
-        cpu.switchTo(mm);
-        for (long off = 0; off < len; off += K4) {
-            cpu.store(va + off, 8, value(va + off));
-        }
-    }
-
-    /** Reads the page at {@code at}: its value, 0 if zero-filled, or -1 if it is not mapped at all. */
-    static long read(Cpu cpu, AddressSpace mm, long at) {
-        cpu.switchTo(mm);
-        try {
-            return cpu.load(at, 8);
-        } catch (SegmentationFaultException e) {
-            return -1;
-        }
     }
 
     /** Each page of [at, at + len) holds what was written at [was, was + len), unless in [dropFrom, dropTo) where 0 or unmapped is fine too. */
