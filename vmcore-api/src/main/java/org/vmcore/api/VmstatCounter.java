@@ -55,6 +55,11 @@ public enum VmstatCounter {
     THP_MIGRATION_SUCCESS,
     /** Transparent huge pages whose migration failed. */
     THP_MIGRATION_FAIL,
+    /**
+     * Transparent huge pages reclaim (or MADV_PAGEOUT) split to swap their 4 KiB pages one by one,
+     * since vmcore, like a kernel without CONFIG_THP_SWAP, does not swap a huge page whole.
+     */
+    THP_SWPOUT_FALLBACK,
     /** Pages read from the swap device (swap-in faults that missed the swap cache, and MADV_WILLNEED readahead). */
     PSWPIN,
     /** Pages written to the swap device by reclaim (a clean page already in the swap cache is freed without a write). */

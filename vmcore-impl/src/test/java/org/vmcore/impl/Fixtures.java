@@ -1,5 +1,11 @@
 package org.vmcore.impl;
 
+import java.io.BufferedReader;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.InputStreamReader;
+import java.io.UncheckedIOException;
+import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.List;
 import org.vmcore.api.AddressSpace;
@@ -125,5 +131,27 @@ public final class Fixtures {
             sb.append(machine.hugetlbfs().pool(node, PageSize.SIZE_1G)).append('\n');
         }
         return sb.toString();
+    }
+
+    /**
+     * The lines of a recorded kernel output (test resource {@code /kernel-parity/<name>}), trimmed,
+     * without its '#' comments and blank lines.
+     */
+    public static List<String> kernelOutput(String name) {
+        List<String> lines = new ArrayList<>();
+        try (InputStream in = Fixtures.class.getResourceAsStream("/kernel-parity/" + name)) {
+            if (in == null) {
+                throw new IllegalStateException("no recorded kernel output /kernel-parity/" + name);
+            }
+            BufferedReader r = new BufferedReader(new InputStreamReader(in, StandardCharsets.UTF_8));
+            for (String line = r.readLine(); line != null; line = r.readLine()) {
+                if (!line.startsWith("#") && !line.isBlank()) {
+                    lines.add(line.trim());
+                }
+            }
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+        return lines;
     }
 }

@@ -344,9 +344,11 @@ final class ModelRunner {
             var pg = pfn < 0 ? null : machine.page(pfn);
             // a swapped-out page is discarded; one in the swap cache goes only if no relative's swap
             // entry names its slot, which the API does not show: either outcome is right. A page of a
-            // transparent huge page never goes (MADV_FREE and PAGEOUT pass them by).
-            dropped[i] = pfn < 0 || pg.anonymous() && pg.mapcount() == 1 && pg.refcount() == 1 && pg.size() == PageSize.SIZE_4K;
-            either[i] = !dropped[i] && pg.anonymous() && pg.mapcount() == 1;
+            // transparent huge page that no relative maps may go (FREE splits it unless something
+            // holds it) or stay; one a relative maps stays (madvise_free_huge_pmd passes it by).
+            boolean huge = pg != null && pg.size() == PageSize.SIZE_2M;
+            dropped[i] = pfn < 0 || pg.anonymous() && pg.mapcount() == 1 && pg.refcount() == 1 && !huge;
+            either[i] = !dropped[i] && pg.anonymous() && (pg.mapcount() == 1 || huge && !mappedByAnother(p, pg.pfn()));
         }
         int free = proc.mm.madvise(start, count * pageBytes, Advice.FREE);
         int pageout = proc.mm.madvise(start, count * pageBytes, Advice.PAGEOUT);
@@ -368,6 +370,21 @@ final class ModelRunner {
                 slot.privateWords[i] = v;
             }
         }
+    }
+
+    /** Whether a process other than {@code p} maps a page of the huge page at {@code head} at one of the model's pages. */
+    private boolean mappedByAnother(int p, long head) {
+        for (int q = 0; q < procs.size(); q++) {
+            for (int s = 0; q != p && s < ANON_SLOTS; s++) {
+                for (int i = 0; procs.get(q).slots[s] != null && i < PAGES; i++) {
+                    long pfn = procs.get(q).mm.pageAt(pageAddress(s, i));
+                    if (pfn >= head && pfn < head + 512) {
+                        return true;
+                    }
+                }
+            }
+        }
+        return false;
     }
 
     /**

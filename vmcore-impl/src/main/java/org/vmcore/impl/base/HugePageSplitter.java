@@ -13,6 +13,9 @@ public interface HugePageSplitter {
      */
     int split(long head);
 
+    /** thp_swpout_fallback: reclaim split a huge page to swap its pages one by one. */
+    void countSwapoutFallback();
+
     /** deferred_split_scan over every queued huge page, under the machine lock. */
     void runDeferred();
 

@@ -32,7 +32,14 @@ import org.vmcore.x86.tlb.Tlb;
  * path also records and charges each event; otherwise it does neither and costs one plain read.
  */
 final class Mmu {
+    /**
+     * A fault that comes back this many times, for at least {@link #MAX_RETRY_NANOS}, is taken for
+     * an engine that cannot resolve it. Both: a thread of the kernel side descheduled in the
+     * middle of a change (4 threads on 2 cores) can keep a page busy for milliseconds, over
+     * which a CPU retries thousands of times.
+     */
     private static final int MAX_RETRIES = 1000;
+    private static final long MAX_RETRY_NANOS = 2_000_000_000L;
 
     private final Initiator cpu;
     private final StaleDetector detector;
@@ -335,6 +342,11 @@ final class Mmu {
                 : new IllegalStateException("cpu" + cpu.id() + " has no current address space: call switchTo first");
     }
 
+    /** What the last fault handled returned, for the message of a fault that keeps coming back. */
+    private FaultResult lastResult;
+    /** When the access being retried first faulted again. */
+    private long firstRetry;
+
     /**
      * The page fault of the translation that just failed, handed to the kernel outside the
      * handshake: throws if the kernel cannot resolve it, waits out a migration entry.
@@ -352,9 +364,16 @@ final class Mmu {
         if ((code & PageFaultCode.PKEY) != 0) {
             throw new SegmentationFaultException(va, access, SegmentationFaultException.Cause.PROTECTION_KEY);
         }
-        if (tries >= MAX_RETRIES) {
+        if (tries == 1) {
+            firstRetry = System.nanoTime();
+        }
+        if (tries >= MAX_RETRIES && System.nanoTime() - firstRetry >= MAX_RETRY_NANOS) {
             throw new IllegalStateException("cpu" + cpu.id() + ": " + access + " at 0x" + Long.toHexString(va)
-                    + " still faults after " + tries + " retries (fault code " + PageFaultCode.describe(code) + ")");
+                    + " still faults after " + tries + " retries in " + (System.nanoTime() - firstRetry) / 1_000_000
+                    + " ms (fault code " + PageFaultCode.describe(code)
+                    + (mm == null ? "" : ", PMD 0x" + Long.toHexString(mm.pageTable().entry(va, Level.PMD))
+                    + ", PTE 0x" + Long.toHexString(mm.pageTable().entry(va, Level.PTE)))
+                    + ", last fault " + lastResult + ")");
         }
         if (mm == null) { // the address space exited under this CPU since the access began
             throw noAddressSpace();
@@ -366,6 +385,7 @@ final class Mmu {
         } finally {
             faulting = null;
         }
+        lastResult = result;
         if (instrumented) {
             faultEvent(mm, va, code, result);
         }

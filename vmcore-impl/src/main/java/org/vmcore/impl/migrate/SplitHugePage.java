@@ -63,6 +63,14 @@ public final class SplitHugePage implements HugePageSplitter {
     }
 
     @Override
+    public void countSwapoutFallback() {
+        Thp t = thp;
+        if (t != null) {
+            t.countSwapoutFallback();
+        }
+    }
+
+    @Override
     public void runDeferred() {
         Thp t = thp;
         if (t != null) {
@@ -113,10 +121,9 @@ public final class SplitHugePage implements HugePageSplitter {
         int kept = flags & (FrameFlags.ANON | FrameFlags.UPTODATE | FrameFlags.DIRTY | FrameFlags.LAZYFREE);
         long mapping = descriptors.mapping(head);
         long index = descriptors.index(head);
-        descriptors.splitLarge(head);
+        descriptors.splitLarge(head, kept | FrameFlags.LOCKED); // each page locked like the head until remapped
         descriptors.setRefcount(head, 1);
         for (int i = 1; i < NR; i++) {
-            descriptors.setFlags(head + i, kept | FrameFlags.LOCKED); // locked like the head until remapped
             descriptors.setMapping(head + i, mapping, index + i);
         }
         int pmds = ptes.restoreSplitPmds(head); // each page maps itself now: its own mapcount and reference

@@ -143,6 +143,18 @@ final class HugePmds {
      * {@code whole} under their PMD lock, or are split too when {@code whole} is null.
      */
     void forEachHugePmd(VmArea v, long from, long to, PmdVisitor whole) {
+        walkHugePmds(v, from, to, whole, true);
+    }
+
+    /**
+     * The huge PMD entries {@code [from, to)} covers whole go to {@code whole} under their PMD
+     * lock; those it covers in part are left as they are.
+     */
+    void forEachWholeHugePmd(VmArea v, long from, long to, PmdVisitor whole) {
+        walkHugePmds(v, from, to, whole, false);
+    }
+
+    private void walkHugePmds(VmArea v, long from, long to, PmdVisitor whole, boolean splitPart) {
         if (v.kind() != VmaKind.ANONYMOUS_PRIVATE || !mm.mayMapHugePmds()) {
             return;
         }
@@ -157,7 +169,9 @@ final class HugePmds {
                 continue;
             }
             if (whole == null || haddr < from || haddr + SIZE > to) {
-                splitPmd(v, haddr);
+                if (splitPart) {
+                    splitPmd(v, haddr);
+                }
                 continue;
             }
             KMutex ptl = pmdLock(pmdSlot);

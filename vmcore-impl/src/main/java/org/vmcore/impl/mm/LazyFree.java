@@ -1,9 +1,7 @@
 package org.vmcore.impl.mm;
 
 import org.eclipse.collections.impl.list.mutable.primitive.LongArrayList;
-import org.eclipse.collections.impl.set.mutable.primitive.LongHashSet;
 import org.vmcore.api.NotifierEvent;
-import org.vmcore.api.PageSize;
 import org.vmcore.api.VmaKind;
 import org.vmcore.impl.notifier.Invalidation;
 import org.vmcore.impl.swap.SwapCache;
@@ -12,7 +10,6 @@ import org.vmcore.x86.internal.MemMap;
 import org.vmcore.x86.internal.RawPageTable;
 import org.vmcore.x86.internal.SharedSecrets;
 import org.vmcore.x86.mem.FrameFlags;
-import org.vmcore.x86.pgtable.Level;
 import org.vmcore.x86.pgtable.Pte;
 import org.vmcore.x86.pgtable.SwapEntry;
 
@@ -23,8 +20,9 @@ import org.vmcore.x86.pgtable.SwapEntry;
  * (free_swap_and_cache); MADV_PAGEOUT drops the lazy-free pages that stayed clean, gives a
  * written one back its swap-backed state, and with swap has the other pages swapped out
  * ({@code Reclaim.pageout}). Pages shared with a forked child (for FREE also through the swap
- * cache, with a relative's swap entry), the zero page and pages locked by a migration are passed by. Both run
- * under the mmap_lock for read, each table under its page-table lock.
+ * cache, with a relative's swap entry), the zero page and pages locked by a migration are passed by;
+ * transparent huge pages are {@link MadviseThp}'s. Both run under the mmap_lock for read, each
+ * table under its page-table lock.
  */
 @SuppressWarnings("try") // an Invalidation is used only for its scope
 final class LazyFree {
@@ -32,8 +30,10 @@ final class LazyFree {
     private final SimAddressSpace mm;
     private final MemMap descriptors;
     private final ReclaimCounts counts;
+    private final MadviseThp huge;
 
-    LazyFree(MmContext ctx, SimAddressSpace mm) {
+    LazyFree(MmContext ctx, SimAddressSpace mm, MadviseThp huge) {
+        this.huge = huge;
         this.ctx = ctx;
         this.mm = mm;
         this.descriptors = SharedSecrets.memMap(ctx.memory());
@@ -44,8 +44,9 @@ final class LazyFree {
     void markLazyFree(VmArea v, long from, long to) {
         RawPageTable t = mm.pageTable();
         long[] marked = {0, 0};
+        huge.splitPartlyCovered(v, from, to);
         try (Invalidation inv = Invalidation.start(mm.notifiers(), from, to, NotifierEvent.CLEAR)) {
-            mm.pages.hugePmds.forEachHugePmd(v, from, to, null); // split: a transparent huge page is never lazy free here
+            marked[0] += huge.free(v, from, to); // madvise_free_huge_pmd: those covered whole stay whole
             PageOps.forEachLeafLocked(v, from, to, (va, slot, e) -> {
                 if (SwapCache.isSwapEntry(e)) { // madvise_free_pte_range: a swapped-out page is discarded now
                     t.getAndClearSlot(slot);
@@ -80,9 +81,7 @@ final class LazyFree {
         LongArrayList victims = new LongArrayList();
         LongArrayList swapVictims = new LongArrayList(0);
         boolean swap = ctx.swapCache().enabled();
-        if (swap && mm.mayMapHugePmds()) {
-            splitOwnHugePages(v, from, to);
-        }
+        huge.pageout(v, from, to); // huge pages: dropped if lazy free and clean, else split
         try (Invalidation inv = Invalidation.start(mm.notifiers(), from, to, NotifierEvent.CLEAR)) {
             // a huge entry left here (shared, pinned, the huge zero page) stays whole, as in Linux
             PageOps.forEachLeafLocked(v, from, to, (va, slot, e) -> {
@@ -116,35 +115,6 @@ final class LazyFree {
         }
         counts.addLazyfreed(victims.size());
         ctx.reclaim().pageout(swapVictims);
-    }
-
-    /**
-     * madvise_cold_or_pageout_pte_range without THP swap: a transparent huge page in the range that
-     * only this mapping maps is split (split_folio), so that its pages go out one by one; one
-     * shared with a relative is passed by.
-     */
-    private void splitOwnHugePages(VmArea v, long from, long to) {
-        LongHashSet heads = new LongHashSet();
-        RawPageTable t = mm.pageTable();
-        for (long haddr = from & -HugeMemory.SIZE; haddr < to; haddr += HugeMemory.SIZE) {
-            long pmd = t.entry(haddr, Level.PMD);
-            if (HugeMemory.isHugePmd(pmd) && !ZeroPage.maps(pmd)) {
-                heads.add(Pte.pfn(pmd, PageSize.SIZE_2M));
-            }
-        }
-        PageOps.forEachLeaf(v, from, to, (va, slot, e) -> {
-            if (Pte.isPresent(e) && !ZeroPage.maps(e)) {
-                long head = descriptors.folio(Pte.pfn(e));
-                if ((descriptors.flags(head) & FrameFlags.LARGE_RMAPPABLE) != 0) {
-                    heads.add(head);
-                }
-            }
-        });
-        for (long head : heads.toArray()) {
-            if (!ctx.memory().descriptors().folioMappedShared(head)) {
-                ctx.thp().split(head);
-            }
-        }
     }
 
     /**

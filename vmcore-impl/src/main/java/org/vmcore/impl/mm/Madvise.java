@@ -26,9 +26,10 @@ final class Madvise {
     Madvise(MmContext ctx, SimAddressSpace mm, Mmap mmap) {
         this.ctx = ctx;
         this.mm = mm;
-        this.lazyFree = new LazyFree(ctx, mm);
+        MadviseThp huge = new MadviseThp(ctx, mm);
+        this.lazyFree = new LazyFree(ctx, mm, huge);
         this.mmap = mmap;
-        this.swapAdvice = new MadviseSwap(ctx, mm);
+        this.swapAdvice = new MadviseSwap(ctx, mm, huge);
     }
 
     int madvise(long address, long length, Advice advice) {

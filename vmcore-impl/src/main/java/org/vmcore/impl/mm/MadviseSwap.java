@@ -25,8 +25,10 @@ final class MadviseSwap {
     private final SimAddressSpace mm;
     private final MemMap descriptors;
     private final SwapCache cache;
+    private final MadviseThp huge;
 
-    MadviseSwap(MmContext ctx, SimAddressSpace mm) {
+    MadviseSwap(MmContext ctx, SimAddressSpace mm, MadviseThp huge) {
+        this.huge = huge;
         this.ctx = ctx;
         this.mm = mm;
         this.descriptors = SharedSecrets.memMap(ctx.memory());
@@ -38,6 +40,8 @@ final class MadviseSwap {
         if (v.kind() != VmaKind.ANONYMOUS_PRIVATE) {
             return; // shmem pages are not swapped by vmcore: nothing to deactivate for reclaim
         }
+        huge.splitPartlyCovered(v, from, to);
+        huge.cold(v, from, to);
         RawPageTable t = mm.pageTable();
         PageOps.forEachLeafLocked(v, from, to, (va, slot, e) -> {
             if (!Pte.isPresent(e) || ZeroPage.maps(e)) {

@@ -29,7 +29,8 @@ public final class Thp {
         COLLAPSE_ALLOC(VmstatCounter.THP_COLLAPSE_ALLOC),
         SPLIT_PMD(VmstatCounter.THP_SPLIT_PMD),
         DEFERRED_SPLIT_PAGE(VmstatCounter.THP_DEFERRED_SPLIT_PAGE),
-        ZERO_PAGE_ALLOC(VmstatCounter.THP_ZERO_PAGE_ALLOC);
+        ZERO_PAGE_ALLOC(VmstatCounter.THP_ZERO_PAGE_ALLOC),
+        SWPOUT_FALLBACK(VmstatCounter.THP_SWPOUT_FALLBACK);
 
         final VmstatCounter counter;
 
@@ -73,6 +74,11 @@ public final class Thp {
     long hugeZeroPfn() {
         long pfn = hugeZeroPfn;
         return pfn >= 0 ? pfn : allocateHugeZero();
+    }
+
+    /** thp_swpout_fallback: a huge page split so that its pages could be swapped one by one. */
+    public void countSwapoutFallback() {
+        count(Event.SWPOUT_FALLBACK);
     }
 
     /** thp_split_pmd, for PMD entries a split of the huge page itself replaced. */

@@ -111,10 +111,15 @@ public final class Reclaim {
                 pfn += step;
                 scanned += step;
                 // shrink_folio_list without THP swap: a huge page not used since the last look, and
-                // not mlocked, is split when a swap slot is free; its pages are then taken one by one
+                // not mlocked, is split when a swap slot is free (thp_swpout_fallback), or when it is
+                // lazy free (Linux drops it whole); its pages are then taken one by one
+                boolean lazy = (flags & FrameFlags.LAZYFREE) != 0;
                 if (step == 1L << MemMap.LARGE_ORDER && (flags & FrameFlags.LARGE_RMAPPABLE) != 0 && splits != null
-                        && cache.enabled() && cache.device().freePages() > 0 && !splits.referencedOrLocked(at)
+                        && (lazy || cache.enabled() && cache.device().freePages() > 0) && !splits.referencedOrLocked(at)
                         && splits.split(at) == 0) {
+                    if (!lazy) {
+                        splits.countSwapoutFallback();
+                    }
                     pfn = at; // split_folio_to_list: its pages are 4 KiB pages now, scanned next
                     scanned -= step;
                     continue;

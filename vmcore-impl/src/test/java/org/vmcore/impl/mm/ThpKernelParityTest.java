@@ -4,11 +4,6 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.vmcore.impl.Fixtures.GIB;
 import static org.vmcore.impl.Fixtures.MIB;
 
-import java.io.BufferedReader;
-import java.io.IOException;
-import java.io.InputStream;
-import java.io.InputStreamReader;
-import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -147,7 +142,7 @@ class ThpKernelParityTest {
 
     @Test
     @DisplayName("the layouts of docs/kernel-parity/thp.c give what the kernel on this machine reported")
-    void layoutsMatchTheKernel() throws IOException {
+    void layoutsMatchTheKernel() {
         Machine machine = machine(ThpMode.MADVISE);
         try {
             runLayouts(machine);
@@ -162,7 +157,7 @@ class ThpKernelParityTest {
         } finally {
             Fixtures.closeChecked(always);
         }
-        List<String> kernel = kernelLines();
+        List<String> kernel = Fixtures.kernelOutput("thp.out");
         assertThat(lines).extracting(ThpKernelParityTest::name).containsExactlyElementsOf(kernel.stream().map(ThpKernelParityTest::name).toList());
         for (int i = 0; i < kernel.size(); i++) {
             String[] k = kernel.get(i).split(" ");
@@ -304,19 +299,5 @@ class ThpKernelParityTest {
 
     private static String name(String line) {
         return line.split(" ")[0];
-    }
-
-    private static List<String> kernelLines() throws IOException {
-        List<String> kernel = new ArrayList<>();
-        try (InputStream in = ThpKernelParityTest.class.getResourceAsStream("/kernel-parity/thp.out")) {
-            assertThat(in).as("the recorded kernel output").isNotNull();
-            BufferedReader r = new BufferedReader(new InputStreamReader(in, StandardCharsets.UTF_8));
-            for (String line = r.readLine(); line != null; line = r.readLine()) {
-                if (!line.startsWith("#") && !line.isBlank()) {
-                    kernel.add(line.trim());
-                }
-            }
-        }
-        return kernel;
     }
 }

@@ -4,11 +4,6 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.vmcore.impl.Fixtures.GIB;
 import static org.vmcore.impl.Fixtures.MIB;
 
-import java.io.BufferedReader;
-import java.io.IOException;
-import java.io.InputStream;
-import java.io.InputStreamReader;
-import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.List;
 import org.junit.jupiter.api.AfterEach;
@@ -180,17 +175,11 @@ class ZeroPageTest {
 
     @Test
     @DisplayName("the layouts of docs/kernel-parity/zero_page.c give what the kernel on this machine reported")
-    void theKernelOnThisMachineAgrees() throws IOException {
+    void theKernelOnThisMachineAgrees() {
         List<KernelLine> kernel = new ArrayList<>();
-        try (InputStream in = ZeroPageTest.class.getResourceAsStream("/kernel-parity/zero_page.out")) {
-            assertThat(in).as("the recorded kernel output").isNotNull();
-            BufferedReader r = new BufferedReader(new InputStreamReader(in, StandardCharsets.UTF_8));
-            for (String line = r.readLine(); line != null; line = r.readLine()) {
-                if (!line.startsWith("#") && !line.isBlank()) {
-                    String[] f = line.trim().split("\\s+");
-                    kernel.add(new KernelLine(f[0], Long.parseLong(f[1]), Long.parseLong(f[2]), Long.parseLong(f[3]), f[4]));
-                }
-            }
+        for (String line : org.vmcore.impl.Fixtures.kernelOutput("zero_page.out")) {
+            String[] f = line.split("\\s+");
+            kernel.add(new KernelLine(f[0], Long.parseLong(f[1]), Long.parseLong(f[2]), Long.parseLong(f[3]), f[4]));
         }
         assertThat(kernel).extracting(KernelLine::layout).containsExactly("read", "write", "read_then_write");
         long[] at = {0x1000_0000_0000L, 0x1080_0000_0000L, 0x1100_0000_0000L};

@@ -121,15 +121,18 @@ public final class MemMap extends DescriptorStore {
     /**
      * split_page for a transparent huge page: the order-{@value #LARGE_ORDER} block at
      * {@code head} becomes {@code 2^order} single allocated frames, each with refcount 1 and
-     * zero mapcount, flags, mapping and index (the caller gives them theirs); each can then be
-     * freed on its own.
+     * zero mapcount, mapping and index (the caller gives them theirs); each can then be freed on
+     * its own. Each tail gets {@code tailFlags} in the same store that makes it a frame of its own,
+     * as __split_folio_to_order copies PG_locked and the like from the head: a tail is never seen
+     * unlocked between leaving the locked folio and being locked itself.
      *
      * @param head the head frame of a transparent huge page
+     * @param tailFlags flags each tail starts with besides {@link FrameFlags#ALLOCATED}
      */
-    public void splitLarge(long head) {
+    public void splitLarge(long head, int tailFlags) {
         int node = node(head);
         for (long i = 1; i < 1L << LARGE_ORDER; i++) {
-            initAllocated(head + i, 0, node);
+            initFrame(head + i, 0, node, FrameFlags.ALLOCATED | tailFlags);
         }
         MemorySegment s = materialise(head);
         s.set(ValueLayout.JAVA_SHORT, offset(head) + ORDER, (short) 0);
@@ -377,13 +380,18 @@ public final class MemMap extends DescriptorStore {
      * @param node the node it was allocated on
      */
     public void initAllocated(long pfn, int order, int node) {
+        initFrame(pfn, order, node, FrameFlags.ALLOCATED | (order > 0 ? FrameFlags.HEAD : 0));
+    }
+
+    /** A zeroed descriptor with refcount 1, its flags written last, in one volatile store. */
+    private void initFrame(long pfn, int order, int node, int flags) {
         MemorySegment s = materialise(pfn);
         long off = offset(pfn);
         s.asSlice(off, DESCRIPTOR_BYTES).fill((byte) 0);
         s.set(ValueLayout.JAVA_SHORT, off + ORDER, (short) order);
         s.set(ValueLayout.JAVA_SHORT, off + NODE, (short) node);
         s.set(ValueLayout.JAVA_INT, off + REFCOUNT, 1);
-        INT.setVolatile(s, off + FLAGS, FrameFlags.ALLOCATED | (order > 0 ? FrameFlags.HEAD : 0));
+        INT.setVolatile(s, off + FLAGS, flags);
     }
 
     /**

@@ -1,0 +1,178 @@
+package org.vmcore.impl.mm;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+import static org.vmcore.impl.Fixtures.GIB;
+import static org.vmcore.impl.Fixtures.MIB;
+
+import java.util.concurrent.atomic.AtomicBoolean;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.DisplayName;
+import org.junit.jupiter.api.Test;
+import org.vmcore.api.AddressSpace;
+import org.vmcore.api.Advice;
+import org.vmcore.api.Cpu;
+import org.vmcore.api.Machine;
+import org.vmcore.api.MapFlags;
+import org.vmcore.api.MmuNotifier;
+import org.vmcore.api.NotifierRange;
+import org.vmcore.api.PageTableLevel;
+import org.vmcore.api.Protection;
+import org.vmcore.api.PteFlag;
+import org.vmcore.api.ThpMode;
+import org.vmcore.impl.Fixtures;
+
+/**
+ * MADV_FREE, MADV_COLD and MADV_PAGEOUT on transparent huge pages, and reclaim of lazy-free ones,
+ * beyond the kernel-parity layouts (ThpMadviseParityTest): what the data becomes, with and without
+ * a swap device, and a notifier that refuses. Follows mm/madvise.c (madvise_free_huge_pmd,
+ * madvise_cold_or_pageout_pte_range) and mm/vmscan.c (shrink_folio_list).
+ */
+class ThpMadviseTest {
+    private static final long K4 = 4096;
+    private static final long H = 2 * MIB;
+    private static final long VA = 0x40_0000_0000L;
+    private static final int ANON = MapFlags.MAP_PRIVATE | MapFlags.MAP_ANONYMOUS | MapFlags.MAP_FIXED;
+
+    private Machine machine;
+    private Cpu cpu;
+
+    @AfterEach
+    void close() {
+        Fixtures.closeChecked(machine);
+    }
+
+    private AddressSpace filledHuge(long swapBytes) {
+        Machine.Builder b = Machine.builder().node(GIB).cpus(2).thp(ThpMode.MADVISE)
+                .detectStaleTranslations(true).checkInvariantsAfterEveryOperation(true);
+        machine = swapBytes > 0 ? b.swap(swapBytes).build() : b.build();
+        cpu = machine.cpu(0);
+        AddressSpace mm = machine.createAddressSpace();
+        mm.mmap(VA, H, Protection.READ_WRITE, ANON);
+        assertThat(mm.madvise(VA, H, Advice.HUGEPAGE)).isZero();
+        cpu.switchTo(mm);
+        for (long off = 0; off < H; off += K4) {
+            cpu.store(VA + off, 8, off ^ 0x5a5a);
+        }
+        assertThat(mm.counters().anonHugePages()).isEqualTo(512);
+        return mm;
+    }
+
+    private long vmstat(String name) {
+        return machine.vmstat().get(name);
+    }
+
+    private void assertContents(long skip) {
+        for (long off = 0; off < H; off += K4) {
+            if (off != skip) {
+                assertThat(cpu.load(VA + off, 8)).as("page at +0x%x", off).isEqualTo(off ^ 0x5a5a);
+            }
+        }
+    }
+
+    @Test
+    @DisplayName("reclaim with no swap device drops a clean lazy-free huge page: its memory goes, and it reads as zero")
+    void reclaimDropsACleanLazyFreeHugePage() {
+        AddressSpace mm = filledHuge(0);
+        long free = machine.freeFrames();
+        assertThat(mm.madvise(VA, H, Advice.FREE)).isZero();
+        assertThat(mm.counters().anonHugePages()).as("lazy free, still mapped whole").isEqualTo(512);
+        assertThat(machine.reclaim(0, 10_000)).isEqualTo(512);
+        assertThat(vmstat("pglazyfreed")).isEqualTo(512);
+        assertThat(mm.counters().anonPages()).isZero();
+        assertThat(machine.freeFrames()).isEqualTo(free + 512);
+        assertThat(cpu.load(VA, 8)).isZero();
+        assertThat(cpu.load(VA + H - K4, 8)).isZero();
+    }
+
+    @Test
+    @DisplayName("a write after MADV_FREE keeps the whole huge page from reclaim and from MADV_PAGEOUT")
+    void aWriteAfterFreeKeepsTheHugePage() {
+        AddressSpace mm = filledHuge(0);
+        mm.madvise(VA, H, Advice.FREE);
+        cpu.store(VA + 3 * K4, 8, 42);
+        machine.reclaim(0, 10_000);
+        machine.reclaim(0, 10_000); // the second look, after the write's accessed bit was taken
+        assertThat(mm.madvise(VA, H, Advice.PAGEOUT)).isZero();
+        assertThat(vmstat("pglazyfreed")).isZero();
+        assertThat(mm.counters().anonPages()).isEqualTo(512);
+        assertThat(cpu.load(VA + 3 * K4, 8)).isEqualTo(42);
+        assertContents(3 * K4);
+    }
+
+    @Test
+    @DisplayName("MADV_PAGEOUT with swap splits a huge page (thp_swpout_fallback) and swaps its pages; they read back intact")
+    void pageoutWithSwapSplitsAndSwapsOut() {
+        AddressSpace mm = filledHuge(8 * MIB);
+        assertThat(mm.madvise(VA, H, Advice.PAGEOUT)).isZero();
+        assertThat(vmstat("thp_swpout_fallback")).isEqualTo(1);
+        assertThat(vmstat("thp_split_page")).isEqualTo(1);
+        assertThat(vmstat("pswpout")).isEqualTo(512);
+        assertThat(mm.counters().anonHugePages()).isZero();
+        assertThat(mm.counters().swapPages()).isEqualTo(512);
+        assertContents(-1);
+    }
+
+    @Test
+    @DisplayName("reclaim with swap splits an unused huge page once, counted in thp_swpout_fallback, and swaps it out")
+    void reclaimCountsTheSwapoutFallback() {
+        AddressSpace mm = filledHuge(8 * MIB);
+        machine.reclaim(0, 10_000); // first look: the writes' accessed bits are taken
+        machine.reclaim(0, 10_000);
+        assertThat(vmstat("thp_swpout_fallback")).isEqualTo(1);
+        assertThat(mm.counters().swapPages()).isPositive();
+        assertContents(-1);
+    }
+
+    @Test
+    @DisplayName("MADV_COLD on a whole huge page makes its PMD entry old and keeps it whole; an access makes it young again")
+    void coldMakesTheHugeEntryOld() {
+        AddressSpace mm = filledHuge(0);
+        assertThat(mm.pageTableView().entry(VA, PageTableLevel.PMD).orElseThrow().flags()).contains(PteFlag.ACCESSED);
+        assertThat(mm.madvise(VA, H, Advice.COLD)).isZero();
+        var pmd = mm.pageTableView().entry(VA, PageTableLevel.PMD).orElseThrow();
+        assertThat(pmd.flags()).contains(PteFlag.PSE).doesNotContain(PteFlag.ACCESSED);
+        assertThat(vmstat("thp_split_page")).isZero();
+        cpu.load(VA + 5 * K4, 8);
+        assertThat(mm.pageTableView().entry(VA, PageTableLevel.PMD).orElseThrow().flags()).contains(PteFlag.ACCESSED);
+        assertContents(-1);
+    }
+
+    @Test
+    @DisplayName("a notifier that refuses MADV_PAGEOUT of a lazy-free huge page leaves it mapped and lazy free; the retry drops it")
+    void pageoutRefusedByANotifier() {
+        AddressSpace mm = filledHuge(0);
+        mm.madvise(VA, H, Advice.FREE);
+        AtomicBoolean refuse = new AtomicBoolean(true);
+        mm.registerNotifier(new MmuNotifier() {
+            @Override
+            public void invalidateRangeStart(NotifierRange range) {
+                if (refuse.get()) {
+                    throw new IllegalStateException("device busy");
+                }
+            }
+        });
+        String before = Fixtures.state(machine);
+        assertThatThrownBy(() -> mm.madvise(VA, H, Advice.PAGEOUT)).hasMessageContaining("device busy");
+        assertThat(Fixtures.state(machine)).isEqualTo(before);
+        assertThat(mm.counters().anonHugePages()).isEqualTo(512);
+        refuse.set(false);
+        assertThat(mm.madvise(VA, H, Advice.PAGEOUT)).isZero();
+        assertThat(vmstat("pglazyfreed")).isEqualTo(512);
+        assertThat(mm.counters().anonPages()).isZero();
+    }
+
+    @Test
+    @DisplayName("a lazy-free huge page a fork shares is dropped from neither by MADV_PAGEOUT; the child keeps its data")
+    void aForkedLazyFreeHugePageIsNotDroppedByPageout() {
+        AddressSpace mm = filledHuge(0);
+        mm.madvise(VA, H, Advice.FREE);
+        AddressSpace child = mm.fork();
+        assertThat(mm.madvise(VA, H, Advice.PAGEOUT)).isZero();
+        assertThat(vmstat("pglazyfreed")).isZero();
+        assertContents(-1);
+        cpu.switchTo(child);
+        assertContents(-1);
+        child.close();
+    }
+}
