@@ -787,12 +787,12 @@ class Hostile20ThpSwapTest {
     /**
      * CPU threads write into huge pages (shared with a fork child) while another thread reclaims,
      * PAGEOUTs, COLLAPSEs and runs khugepaged: no write lost.
-     * Was a defect, fixed: a CPU store fails with IllegalStateException "cpuN:
-     * WRITE at 0x... still faults after 1000 retries (fault code #PF(NP|W|U))": the write fault
-     * on the swapped-out page never makes the entry present (seen with seed 50428378895932).
-     * Suspected cause: SwapIn.swapIn returning ALREADY_MAPPED / mapped == 0 without mapping
-     * (or writeProtectFault of a page shared with the child leaving it unmapped) while reclaim
-     * and PAGEOUT keep re-swapping the split pages; Mmu.handleFault then spins.
+     * Was a defect, fixed: a CPU store failed with IllegalStateException "cpuN: WRITE at 0x...
+     * still faults after 1000 retries (fault code #PF(NP|W|U))", about 1 run in 700. split_huge_page
+     * made each 4 KiB page a frame of its own before locking it, so a CPU waiting on its PTE
+     * migration entry found the page unlocked and retried at once, 1000 times while the splitting
+     * thread was descheduled. Each page now leaves the huge page locked (MemMap.splitLarge), as
+     * __split_folio_to_order copies PG_locked.
      */
     @Test
     void writersRacingReclaimAndCollapse() {
