@@ -3,9 +3,11 @@
 // fresh 2 MiB THP (MADV_HUGEPAGE, MAP_FIXED_NOREPLACE at its own 1 GiB step) and applies the advice
 // to all of it ("whole"), to its first half ("partial"), or to its second half ("tail_half"); the
 // "_shared" layouts do it while a forked child maps the THP too. A "x.y" line is a second step on the
-// layout x. Output, one line per step: rc, then deltas over the step of AnonHugePages and RssAnon
-// (kB, this process) and of the /proc/vmstat events thp_split_pmd, thp_split_page,
-// thp_swpout_fallback, pglazyfree, pglazyfreed, thp_deferred_split_page, then the bytes at offset 0
+// layout x; the last layout, collapse_pte_mapped, splits the PMD of a THP with an mprotect of its
+// first page and back, then collapses the PTE-mapped THP with MADV_COLLAPSE. Output, one line per
+// step: rc, then deltas over the step of AnonHugePages and RssAnon (kB, this process) and of the
+// /proc/vmstat events thp_split_pmd, thp_split_page, thp_swpout_fallback, pglazyfree, pglazyfreed,
+// thp_deferred_split_page, thp_collapse_alloc, then the bytes at offset 0
 // and 1 MiB + 5 after the step (0 once dropped). The process runs on CPU 0 alone and drains that
 // CPU's folio batches before each reading (pglazyfree is counted only when the batch drains); each
 // layout unmaps the one before, so that khugepaged cannot collapse it back meanwhile. The vmstat
@@ -25,14 +27,17 @@
 #define MADV_PAGEOUT 21
 #define MADV_COLD 20
 #endif
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE 25
+#endif
 #define P 4096L
 #define M (2L << 20)
 static long kib(const char *path, const char *key) { FILE *f = fopen(path, "r"); char l[256]; long v=-1; size_t n=strlen(key);
   while (fgets(l, sizeof l, f)) if (!strncmp(l,key,n) && l[n]==':') v=atol(l+n+1); fclose(f); return v; }
 static long vm(const char *key) { FILE *f = fopen("/proc/vmstat", "r"); char k[128]; long v, r=-1;
   while (fscanf(f, "%127s %ld", k, &v) == 2) if (!strcmp(k, key)) r = v; fclose(f); return r; }
-#define NV 7
-static const char *names[NV] = {"thp_split_pmd","thp_split_page","thp_swpout_fallback","pglazyfree","pglazyfreed","thp_deferred_split_page","pgfault"};
+#define NV 8
+static const char *names[NV] = {"thp_split_pmd","thp_split_page","thp_swpout_fallback","pglazyfree","pglazyfreed","thp_deferred_split_page","thp_collapse_alloc","pgfault"};
 struct s { long ahp, anon, ev[NV]; };
 static char *scratch;
 // lru_add_drain: MADV_PAGEOUT drains this CPU's folio batches, where pglazyfree waits to be counted
@@ -75,5 +80,7 @@ int main(void) {
     snap(&a); r = madvise(p, M, MADV_PAGEOUT); show("pageout_whole_shared", r, &a, p);
     snap(&a); r = madvise(p, M/2, MADV_FREE); show("free_partial_shared", r, &a, p);
     kill(c, 9); waitpid(c, NULL, 0); }
+  p = thp(); mprotect(p, P, PROT_READ); mprotect(p, P, PROT_READ|PROT_WRITE); // the PMD split, the VMAs merged again
+  snap(&a); r = madvise(p, M, MADV_COLLAPSE); show("collapse_pte_mapped", r, &a, p);
   return 0;
 }

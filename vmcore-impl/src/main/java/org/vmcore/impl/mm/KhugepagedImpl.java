@@ -19,6 +19,7 @@ import org.vmcore.impl.vma.VmaTree;
 import org.vmcore.x86.internal.MemMap;
 import org.vmcore.x86.internal.RawPageTable;
 import org.vmcore.x86.internal.SharedSecrets;
+import org.vmcore.x86.mem.FrameDescriptors;
 import org.vmcore.x86.mem.FrameFlags;
 import org.vmcore.x86.pgtable.Level;
 import org.vmcore.x86.pgtable.Pte;
@@ -29,8 +30,9 @@ import org.vmcore.x86.pgtable.Pte;
  * thread, which a caller drives: it visits the 2 MiB ranges of every VMA that may have huge pages,
  * address space by address space, from where the last step stopped.
  *
- * <p>A range collapses when its PTE table maps only private anonymous 4 KiB pages, the zero page
- * or nothing, no page is under migration, locked or held by anything but its mappings, and a
+ * <p>A range collapses when its PTE table maps only private anonymous pages (4 KiB pages, or pages
+ * of a huge page mapped by PTEs, copied like the others), the zero page or nothing, no page is
+ * under migration, locked or held by anything but its mappings, and a
  * 2 MiB block is free: the pages are copied into the new folio, the PMD entry maps it and the old
  * PTE table becomes its deposit. khugepaged also wants at least one page present and at most
  * half of them shared with another process (max_ptes_none 511, max_ptes_shared 256); MADV_COLLAPSE
@@ -173,7 +175,7 @@ public final class KhugepagedImpl implements Khugepaged {
             return -Errno.EINVAL; // SCAN_PMD_NULL: nothing there
         }
         MemMap d = SharedSecrets.memMap(ctx.memory());
-        int rc = check(table, table.slot(haddr, Level.PTE), d, khugepaged);
+        int rc = check(table, table.slot(haddr, Level.PTE), d, ctx.memory().descriptors(), khugepaged);
         if (rc != 0) {
             return rc;
         }
@@ -201,7 +203,7 @@ public final class KhugepagedImpl implements Khugepaged {
                 }
                 ctx.shootdown().flushTlbMmRangeCpus(mm, haddr, haddr + HugeMemory.SIZE, PageSize.SIZE_4K.shift());
                 ctx.lock().locklessWalkers().sync();
-                if (check(table, pte << 12, d, khugepaged) != 0) {
+                if (check(table, pte << 12, d, ctx.memory().descriptors(), khugepaged) != 0) {
                     table.hugePmds().reattachTable(pmdSlot, pte);
                     return -Errno.EAGAIN; // a GUP reference got in meanwhile
                 }
@@ -220,8 +222,20 @@ public final class KhugepagedImpl implements Khugepaged {
                 ctx.memory().free(folio); // refused or raced before anything changed
             }
         }
+        LongArrayList large = new LongArrayList(0); // huge pages whose pages were copied, held to the end
+        for (int i = 0; i < old.size(); i++) {
+            long head = huge.largeFolio(old.get(i));
+            if (head >= 0 && (large.isEmpty() || large.getLast() != head)) {
+                d.addRefcount(head, 1);
+                large.add(head);
+            }
+        }
         for (int i = 0; i < old.size(); i++) {
             mm.pages.putMapped(old.get(i), false); // after the flush: no CPU reaches them any more
+        }
+        for (int i = 0; i < large.size(); i++) { // pages of it mapped elsewhere (after mremap): split later
+            huge.deferSplitIfPartlyMapped(large.get(i));
+            mm.pages.putReference(large.get(i), false);
         }
         mm.addAnonPages(HugeMemory.NR - old.size());
         mm.addAnonHugePages(HugeMemory.NR);
@@ -230,9 +244,10 @@ public final class KhugepagedImpl implements Khugepaged {
     }
 
     /** __collapse_huge_page_isolate's checks over the 512 entries from slot {@code base}; 0 when the range can collapse. */
-    private static int check(RawPageTable table, long base, MemMap d, boolean khugepaged) {
+    private static int check(RawPageTable table, long base, MemMap d, FrameDescriptors descriptors, boolean khugepaged) {
         int none = 0;
         int shared = 0;
+        long checked = -1;
         for (int i = 0; i < HugeMemory.NR; i++) {
             long e = table.readSlot(base + ((long) i << 3));
             if (Pte.isNone(e) || Pte.isPresent(e) && ZeroPage.maps(e)) {
@@ -243,16 +258,19 @@ public final class KhugepagedImpl implements Khugepaged {
                 return -Errno.EINVAL; // a migration entry, or PROT_NONE: SCAN_PTE_NON_PRESENT
             }
             long pfn = Pte.pfn(e);
-            int flags = d.flags(pfn);
-            if ((flags & FrameFlags.ANON) == 0 || (flags & FrameFlags.LARGE_RMAPPABLE) != 0) {
-                return -Errno.EINVAL; // not a 4 KiB anonymous page (a page of a huge page, say): SCAN_PAGE_ANON
+            long folio = d.folio(pfn); // a page of a PTE-mapped huge page is copied like any other
+            int flags = d.flags(folio);
+            if ((flags & FrameFlags.ANON) == 0) {
+                return -Errno.EINVAL; // SCAN_PAGE_ANON
             }
             if ((flags & (FrameFlags.LOCKED | FrameFlags.ISOLATED)) != 0) {
                 return -Errno.EAGAIN; // SCAN_PAGE_LOCK
             }
-            if (d.refcount(pfn) != d.mapcount(pfn)) {
-                return -Errno.EAGAIN; // held by something besides its mappings: SCAN_PAGE_COUNT
+            boolean large = folio != pfn || (flags & FrameFlags.LARGE_RMAPPABLE) != 0;
+            if (folio != checked && d.refcount(folio) != (large ? descriptors.folioMapcount(folio) : d.mapcount(pfn))) {
+                return -Errno.EAGAIN; // held by something besides its mappings: SCAN_PAGE_COUNT (is_refcount_suitable)
             }
+            checked = large ? folio : -1; // a huge page's pages come in a row: its count is checked once
             if (d.mapcount(pfn) > 1) {
                 shared++;
             }

@@ -63,8 +63,9 @@ final class LazyFree {
                     cur = t.readSlot(slot); // a CPU set A or D meanwhile
                 }
                 descriptors.clearFlags(pfn, FrameFlags.DIRTY);
-                descriptors.setFlags(pfn, FrameFlags.LAZYFREE);
-                marked[0]++;
+                if ((descriptors.setFlags(pfn, FrameFlags.LAZYFREE) & FrameFlags.LAZYFREE) == 0) {
+                    marked[0]++; // folio_mark_lazyfree counts a swap-backed page only, once
+                }
             });
             ctx.shootdown().flushTlbMmRange(mm, from, to, 12); // a CPU's next write must set D again
         }

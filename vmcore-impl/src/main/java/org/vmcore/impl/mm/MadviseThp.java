@@ -68,8 +68,9 @@ final class MadviseThp {
             }
             clearPmdBits(pmdSlot, pmd, Pte.ACCESSED | Pte.DIRTY); // a CPU's next write sets D again: the page stays
             descriptors.clearFlags(head, FrameFlags.DIRTY);
-            descriptors.setFlags(head, FrameFlags.LAZYFREE);
-            marked[0] += NR;
+            if ((descriptors.setFlags(head, FrameFlags.LAZYFREE) & FrameFlags.LAZYFREE) == 0) {
+                marked[0] += NR; // folio_mark_lazyfree counts a swap-backed folio only, once
+            }
         });
         return marked[0];
     }

@@ -25,14 +25,15 @@ import org.vmcore.impl.Fixtures;
  * kernel-parity/thp_madvise.out): madvise_free_huge_pmd keeps a whole exclusive THP whole and lazy
  * free, a partial range splits it (split_folio), a shared one is left alone, and MADV_PAGEOUT drops
  * a clean lazy-free THP, keeps a written one, and splits any other (thp_swpout_fallback when it
- * covers it whole: folio_alloc_swap refuses a huge page).
+ * covers it whole: folio_alloc_swap refuses a huge page); MADV_COLLAPSE copies a PTE-mapped THP
+ * into a new one.
  */
 class ThpMadviseParityTest {
     private static final long K4 = 4096;
     private static final long H = 2 * MIB;
     private static final int FIXED = MapFlags.MAP_PRIVATE | MapFlags.MAP_ANONYMOUS | MapFlags.MAP_FIXED;
     private static final String[] EVENTS = {"thp_split_pmd", "thp_split_page", "thp_swpout_fallback", "pglazyfree",
-        "pglazyfreed", "thp_deferred_split_page"};
+        "pglazyfreed", "thp_deferred_split_page", "thp_collapse_alloc"};
 
     private final List<String> lines = new ArrayList<>();
     private Machine machine;
@@ -131,5 +132,10 @@ class ThpMadviseParityTest {
         snap();
         show("free_partial_shared", mm.madvise(p, H / 2, Advice.FREE), p);
         child.close();
+        p = thp();
+        mm.mprotect(p, K4, Protection.READ); // the PMD split, the VMAs merged again
+        mm.mprotect(p, K4, Protection.READ_WRITE);
+        snap();
+        show("collapse_pte_mapped", mm.madvise(p, H, Advice.COLLAPSE), p);
     }
 }

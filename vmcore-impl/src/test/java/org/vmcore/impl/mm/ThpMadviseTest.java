@@ -175,4 +175,29 @@ class ThpMadviseTest {
         assertContents(-1);
         child.close();
     }
+
+    @Test
+    @DisplayName("MADV_COLLAPSE copies a PTE-mapped huge page, one of whose pages mremap moved away, into a new huge page;"
+            + " the old one is queued for a deferred split and goes once its last page is unmapped")
+    void collapseOfAPteMappedHugePageWithAPageElsewhere() {
+        AddressSpace mm = filledHuge(0);
+        long free = machine.freeFrames();
+        long away = VA + 64 * MIB;
+        int move = MapFlags.MREMAP_MAYMOVE | MapFlags.MREMAP_FIXED;
+        assertThat(mm.mremap(VA + 7 * K4, K4, K4, move, away)).isEqualTo(away); // split_huge_pmd, then the page moves
+        assertThat(mm.mmap(VA + 7 * K4, K4, Protection.READ_WRITE, ANON)).isEqualTo(VA + 7 * K4); // the hole filled
+        assertThat(mm.madvise(VA, H, Advice.HUGEPAGE)).isZero(); // and the VMAs merged again
+        assertThat(mm.madvise(VA, H, Advice.COLLAPSE)).isZero(); // collapse_huge_page: the other 511 pages are copied
+        assertThat(vmstat("thp_collapse_alloc")).isEqualTo(1);
+        assertThat(vmstat("thp_deferred_split_page")).isEqualTo(1);
+        assertThat(mm.counters().anonHugePages()).isEqualTo(512);
+        assertContents(7 * K4);
+        assertThat(cpu.load(VA + 7 * K4, 8)).isZero();
+        assertThat(cpu.load(away, 8)).isEqualTo((7 * K4) ^ 0x5a5a);
+        assertThat(machine.freeFrames()).as("the new huge page beside the old one, still partly mapped, and the PTE table at away")
+                .isEqualTo(free - 512 - 1);
+        mm.munmap(away, K4);
+        machine.reclaim(0, 1); // runs the deferred split queue: nothing of the old huge page is mapped any more
+        assertThat(machine.freeFrames()).isEqualTo(free);
+    }
 }
