@@ -3,8 +3,8 @@
 // fresh 2 MiB THP (MADV_HUGEPAGE, MAP_FIXED_NOREPLACE at its own 1 GiB step) and applies the advice
 // to all of it ("whole"), to its first half ("partial"), or to its second half ("tail_half"); the
 // "_shared" layouts do it while a forked child maps the THP too. A "x.y" line is a second step on the
-// layout x; the last layout, collapse_pte_mapped, splits the PMD of a THP with an mprotect of its
-// first page and back, then collapses the PTE-mapped THP with MADV_COLLAPSE. Output, one line per
+// layout x; the "_pte_mapped" layouts first split the PMD of their THP with an mprotect of its
+// first page and back, then collapse (MADV_COLLAPSE), free or cool the PTE-mapped THP. Output, one line per
 // step: rc, then deltas over the step of AnonHugePages and RssAnon (kB, this process) and of the
 // /proc/vmstat events thp_split_pmd, thp_split_page, thp_swpout_fallback, pglazyfree, pglazyfreed,
 // thp_deferred_split_page, thp_collapse_alloc, then the bytes at offset 0
@@ -82,5 +82,11 @@ int main(void) {
     kill(c, 9); waitpid(c, NULL, 0); }
   p = thp(); mprotect(p, P, PROT_READ); mprotect(p, P, PROT_READ|PROT_WRITE); // the PMD split, the VMAs merged again
   snap(&a); r = madvise(p, M, MADV_COLLAPSE); show("collapse_pte_mapped", r, &a, p);
+  p = thp(); mprotect(p, P, PROT_READ); mprotect(p, P, PROT_READ|PROT_WRITE);
+  snap(&a); r = madvise(p, M, MADV_FREE); show("free_pte_mapped", r, &a, p);
+  snap(&a); r = madvise(p, M, MADV_PAGEOUT); show("free_pte_mapped.pageout", r, &a, p);
+  p = thp(); mprotect(p, P, PROT_READ); mprotect(p, P, PROT_READ|PROT_WRITE);
+  snap(&a); r = madvise(p, M, MADV_COLD); show("cold_pte_mapped", r, &a, p);
+  snap(&a); r = madvise(p, M, MADV_PAGEOUT); show("cold_pte_mapped.pageout", r, &a, p);
   return 0;
 }

@@ -104,8 +104,12 @@ public final class SplitHugePage implements HugePageSplitter {
             return -Errno.EAGAIN;
         }
         boolean frozen = false;
+        boolean partly = becomesPartlyMapped(head);
         try {
             unmap.tryToMigrate(head); // unmap_folio: PMD entries and PTEs alike
+            if (partly && thp != null) {
+                thp.countDeferredSplit();
+            }
             // can_split_folio: no mapping and no pin left, only this split's reference
             frozen = memory.descriptors().folioMapcount(head) == 0 && descriptors.freezeRefcount(head, 1);
         } finally {
@@ -137,6 +141,22 @@ public final class SplitHugePage implements HugePageSplitter {
         }
         splits.incrementAndGet();
         return 0;
+    }
+
+    /**
+     * Whether unmap_folio, taking the PTEs of a huge page no PMD maps one at a time, leaves it
+     * partly mapped on the way (deferred_split_folio from folio_remove_rmap_ptes), which Linux
+     * counts in thp_deferred_split_page unless it was queued already.
+     */
+    private boolean becomesPartlyMapped(long head) {
+        if (descriptors.entireMapcount(head) != 0 || (descriptors.flags(head) & FrameFlags.PARTIALLY_MAPPED) != 0) {
+            return false;
+        }
+        int mapped = 0;
+        for (int i = 0; i < NR && mapped < 2; i++) {
+            mapped += descriptors.mapcount(head + i) > 0 ? 1 : 0;
+        }
+        return mapped >= 2;
     }
 
     private void put(long pfn) {

@@ -29,7 +29,9 @@ import org.vmcore.x86.pgtable.Pte;
  *       split, the folio kept), or splits it to swap its pages one by one (thp_swpout_fallback),
  *       with or without a swap device, as folio_alloc_swap refuses a huge page either way.
  * </ul>
- * The huge zero page and PMD migration entries are passed by. Runs under the mmap_lock for read;
+ * A huge page mapped by PTEs that the range covers whole is treated as one mapped by a PMD, without
+ * a split ({@link PteMappedHugePages}; dropping it counts no thp_split_pmd). The huge zero page and
+ * PMD migration entries are passed by. Runs under the mmap_lock for read;
  * splits run with no page-table lock, the rest under the PMD lock.
  */
 @SuppressWarnings("try") // an Invalidation is used only for its scope
@@ -40,11 +42,13 @@ final class MadviseThp {
     private final MmContext ctx;
     private final SimAddressSpace mm;
     private final MemMap descriptors;
+    private final PteMappedHugePages ptes;
 
     MadviseThp(MmContext ctx, SimAddressSpace mm) {
         this.ctx = ctx;
         this.mm = mm;
         this.descriptors = SharedSecrets.memMap(ctx.memory());
+        this.ptes = new PteMappedHugePages(ctx, mm);
     }
 
     /**
@@ -72,6 +76,13 @@ final class MadviseThp {
                 marked[0] += NR; // folio_mark_lazyfree counts a swap-backed folio only, once
             }
         });
+        ptes.forEachWhole(v, from, to, (haddr, ptSlot, head) -> {
+            ptes.clearBits(ptSlot, Pte.ACCESSED | Pte.DIRTY);
+            descriptors.clearFlags(head, FrameFlags.DIRTY);
+            if ((descriptors.setFlags(head, FrameFlags.LAZYFREE) & FrameFlags.LAZYFREE) == 0) {
+                marked[0] += NR;
+            }
+        });
         return marked[0];
     }
 
@@ -83,6 +94,10 @@ final class MadviseThp {
                 clearPmdBits(pmdSlot, pmd, Pte.ACCESSED);
                 descriptors.clearFlags(head, FrameFlags.REFERENCED);
             }
+        });
+        ptes.forEachWhole(v, from, to, (haddr, ptSlot, head) -> {
+            ptes.clearBits(ptSlot, Pte.ACCESSED);
+            descriptors.clearFlags(head, FrameFlags.REFERENCED);
         });
     }
 
@@ -96,6 +111,7 @@ final class MadviseThp {
             return;
         }
         LongArrayList dropped = new LongArrayList(0);
+        LongArrayList droppedPtes = new LongArrayList(0);
         LongArrayList written = new LongArrayList(0);
         LongHashSet keep = new LongHashSet();
         RawPageTable table = mm.pageTable();
@@ -106,32 +122,44 @@ final class MadviseThp {
                     return;
                 }
                 keep.add(head); // dropped, or kept whole: never split for swap
-                boolean dirty = (pmd & Pte.DIRTY) != 0 || (descriptors.flags(head) & FrameFlags.DIRTY) != 0;
-                if (!dirty && descriptors.refcount(head) != 1) {
-                    return; // pinned: it stays lazy free, and mapped
+                // __discard_anon_folio_pmd_locked: cleared and flushed first, then checked, so that
+                // neither a CPU's write nor a GUP-fast reference gets in unseen
+                long old = table.getAndClearSlot(pmdSlot);
+                ctx.shootdown().flushTlbMmRangeCpus(mm, haddr, haddr + SIZE, PageSize.SIZE_2M.shift());
+                boolean dirty = (old & Pte.DIRTY) != 0 || (descriptors.flags(head) & FrameFlags.DIRTY) != 0;
+                if (!dirty && descriptors.refcount(head) == 1) {
+                    table.hugePmds().freeWithdrawn(table.hugePmds().withdrawTable(haddr));
+                    descriptors.addEntireMapcount(head, -1);
+                    mm.addAnonPages(-NR);
+                    mm.addAnonHugePages(-NR);
+                    dropped.add(head);
+                    return;
                 }
-                if (!dirty) {
-                    long old = table.getAndClearSlot(pmdSlot);
-                    ctx.shootdown().flushTlbMmRangeCpus(mm, haddr, haddr + SIZE, PageSize.SIZE_2M.shift());
-                    if ((old & Pte.DIRTY) == 0) { // __discard_anon_folio_pmd_locked: still clean after the flush
-                        table.hugePmds().freeWithdrawn(table.hugePmds().withdrawTable(haddr));
-                        descriptors.addEntireMapcount(head, -1);
-                        mm.addAnonPages(-NR);
-                        mm.addAnonHugePages(-NR);
-                        dropped.add(head);
-                        return;
+                table.compareAndSetSlot(pmdSlot, 0, old); // under the PMD lock: no fault filled it
+                if (dirty) {
+                    descriptors.clearFlags(head, FrameFlags.LAZYFREE); // written since MADV_FREE: folio_set_swapbacked
+                    written.add(haddr);
+                } // else pinned: it stays lazy free, and mapped
+            });
+            ptes.forEachWhole(v, from, to, (haddr, ptSlot, head) -> {
+                if ((descriptors.flags(head) & FrameFlags.LAZYFREE) != 0) {
+                    keep.add(head);
+                    if (ptes.tryDrop(haddr, ptSlot, head)) {
+                        droppedPtes.add(head);
                     }
-                    table.compareAndSetSlot(pmdSlot, 0, old); // a CPU wrote as it went: the entry goes back
                 }
-                descriptors.clearFlags(head, FrameFlags.LAZYFREE); // written since MADV_FREE: folio_set_swapbacked
-                written.add(haddr);
             });
         }
         for (int i = 0; i < dropped.size(); i++) {
             ctx.thp().countSplitPmds(1); // Linux 6.18's try_to_unmap splits the PMD before it drops the folio
             mm.pages.putReference(dropped.get(i), false); // after the flush: no CPU reaches it any more
         }
-        ctx.reclaimCounts().addLazyfreed((long) dropped.size() * NR);
+        for (int i = 0; i < droppedPtes.size(); i++) {
+            for (int p = 0; p < NR; p++) {
+                mm.pages.putReference(droppedPtes.get(i), false); // each entry's reference; the last frees the folio
+            }
+        }
+        ctx.reclaimCounts().addLazyfreed((long) (dropped.size() + droppedPtes.size()) * NR);
         for (int i = 0; i < written.size(); i++) {
             mm.pages.hugePmds.splitPmd(v, written.get(i)); // try_to_unmap's split; the folio stays whole, mapped by PTEs
         }

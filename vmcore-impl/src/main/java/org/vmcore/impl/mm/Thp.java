@@ -81,6 +81,14 @@ public final class Thp {
         count(Event.SWPOUT_FALLBACK);
     }
 
+    /**
+     * thp_deferred_split_page for a huge page mapped only by PTEs whose split unmaps them one by
+     * one: the first one gone leaves it partly mapped, and deferred_split_folio counts it.
+     */
+    public void countDeferredSplit() {
+        count(Event.DEFERRED_SPLIT_PAGE);
+    }
+
     /** thp_split_pmd, for PMD entries a split of the huge page itself replaced. */
     public void countSplitPmds(int n) {
         events.addAndGet(Event.SPLIT_PMD.ordinal(), n);

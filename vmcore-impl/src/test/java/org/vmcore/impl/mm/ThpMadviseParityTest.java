@@ -60,6 +60,14 @@ class ThpMadviseParityTest {
         return p;
     }
 
+    /** A written THP whose PMD an mprotect of its first page, and back, split: mapped by 512 PTEs. */
+    private long ptesMappedThp() {
+        long p = thp();
+        mm.mprotect(p, K4, Protection.READ);
+        mm.mprotect(p, K4, Protection.READ_WRITE); // the VMAs merge again
+        return p;
+    }
+
     private void snap() {
         anonHuge = mm.counters().anonHugePages();
         anon = mm.counters().anonPages();
@@ -132,10 +140,18 @@ class ThpMadviseParityTest {
         snap();
         show("free_partial_shared", mm.madvise(p, H / 2, Advice.FREE), p);
         child.close();
-        p = thp();
-        mm.mprotect(p, K4, Protection.READ); // the PMD split, the VMAs merged again
-        mm.mprotect(p, K4, Protection.READ_WRITE);
+        p = ptesMappedThp();
         snap();
         show("collapse_pte_mapped", mm.madvise(p, H, Advice.COLLAPSE), p);
+        p = ptesMappedThp();
+        snap();
+        show("free_pte_mapped", mm.madvise(p, H, Advice.FREE), p);
+        snap();
+        show("free_pte_mapped.pageout", mm.madvise(p, H, Advice.PAGEOUT), p);
+        p = ptesMappedThp();
+        snap();
+        show("cold_pte_mapped", mm.madvise(p, H, Advice.COLD), p);
+        snap();
+        show("cold_pte_mapped.pageout", mm.madvise(p, H, Advice.PAGEOUT), p);
     }
 }

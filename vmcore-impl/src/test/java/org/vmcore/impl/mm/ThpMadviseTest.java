@@ -200,4 +200,49 @@ class ThpMadviseTest {
         machine.reclaim(0, 1); // runs the deferred split queue: nothing of the old huge page is mapped any more
         assertThat(machine.freeFrames()).isEqualTo(free);
     }
+
+    /** The huge page of {@link #filledHuge}, its PMD split by an mprotect of its first page and back: 512 PTEs. */
+    private void splitToPtes(AddressSpace mm) {
+        mm.mprotect(VA, K4, Protection.READ);
+        mm.mprotect(VA, K4, Protection.READ_WRITE);
+        assertThat(mm.counters().anonHugePages()).isZero();
+    }
+
+    @Test
+    @DisplayName("a PTE-mapped huge page written after MADV_FREE is kept whole by MADV_PAGEOUT, with every word")
+    void aWrittenPteMappedLazyFreeHugePageStays() {
+        AddressSpace mm = filledHuge(0);
+        splitToPtes(mm);
+        assertThat(mm.madvise(VA, H, Advice.FREE)).isZero();
+        assertThat(vmstat("pglazyfree")).isEqualTo(512);
+        cpu.store(VA + 300 * K4, 8, 99);
+        assertThat(mm.madvise(VA, H, Advice.PAGEOUT)).isZero(); // try_to_unmap_one: a dirty entry, folio_set_swapbacked
+        assertThat(vmstat("pglazyfreed")).isZero();
+        assertThat(vmstat("thp_split_page")).as("kept whole").isZero();
+        assertThat(mm.counters().anonPages()).isEqualTo(512);
+        assertThat(cpu.load(VA + 300 * K4, 8)).isEqualTo(99);
+        assertContents(300 * K4);
+        assertThat(mm.madvise(VA, H, Advice.PAGEOUT)).isZero(); // swap-backed again now: split for swap, as any other
+        assertThat(vmstat("thp_swpout_fallback")).isEqualTo(1);
+        assertContents(300 * K4);
+    }
+
+    @Test
+    @DisplayName("a pinned PTE-mapped lazy-free huge page stays through MADV_PAGEOUT; unpinned, it goes")
+    void aPinnedPteMappedLazyFreeHugePageStays() {
+        AddressSpace mm = filledHuge(0);
+        splitToPtes(mm);
+        mm.madvise(VA, H, Advice.FREE);
+        long free = machine.freeFrames();
+        try (var pin = mm.getUserPageFast(VA + 5 * K4, false)) {
+            assertThat(pin).isNotNull();
+            assertThat(mm.madvise(VA, H, Advice.PAGEOUT)).isZero();
+            assertThat(vmstat("pglazyfreed")).isZero();
+            assertContents(-1);
+        }
+        assertThat(mm.madvise(VA, H, Advice.PAGEOUT)).isZero();
+        assertThat(vmstat("pglazyfreed")).isEqualTo(512);
+        assertThat(machine.freeFrames()).isEqualTo(free + 512);
+        assertThat(cpu.load(VA + 5 * K4, 8)).isZero();
+    }
 }
