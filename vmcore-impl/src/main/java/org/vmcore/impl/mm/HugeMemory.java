@@ -265,20 +265,25 @@ final class HugeMemory {
 
     /**
      * deferred_split_folio after a zap took pages of the folio at {@code head} (which the caller
-     * still holds): if no PMD maps it and some of its pages are still mapped, it is queued once.
+     * still holds): if no PMD maps it and it is partly mapped now (some of its pages mapped, some
+     * not: a page another process still maps does not count as gone), it is queued once.
      */
     void deferSplitIfPartlyMapped(long head) {
         if (descriptors.entireMapcount(head) > 0 || (descriptors.flags(head) & FrameFlags.PARTIALLY_MAPPED) != 0) {
             return;
         }
-        for (int i = 0; i < NR; i++) {
+        boolean mapped = false;
+        boolean unmapped = false;
+        for (int i = 0; i < NR && !(mapped && unmapped); i++) {
             if (descriptors.mapcount(head + i) > 0) {
-                if (descriptors.trySetFlag(head, FrameFlags.PARTIALLY_MAPPED)) {
-                    thp.count(Thp.Event.DEFERRED_SPLIT_PAGE);
-                    thp.queueDeferred(head);
-                }
-                return;
+                mapped = true;
+            } else {
+                unmapped = true;
             }
+        }
+        if (mapped && unmapped && descriptors.trySetFlag(head, FrameFlags.PARTIALLY_MAPPED)) {
+            thp.count(Thp.Event.DEFERRED_SPLIT_PAGE);
+            thp.queueDeferred(head);
         }
     }
 

@@ -248,6 +248,7 @@ public final class KhugepagedImpl implements Khugepaged {
         int none = 0;
         int shared = 0;
         long checked = -1;
+        boolean checkedShared = false;
         for (int i = 0; i < HugeMemory.NR; i++) {
             long e = table.readSlot(base + ((long) i << 3));
             if (Pte.isNone(e) || Pte.isPresent(e) && ZeroPage.maps(e)) {
@@ -267,11 +268,14 @@ public final class KhugepagedImpl implements Khugepaged {
                 return -Errno.EAGAIN; // SCAN_PAGE_LOCK
             }
             boolean large = folio != pfn || (flags & FrameFlags.LARGE_RMAPPABLE) != 0;
-            if (folio != checked && d.refcount(folio) != (large ? descriptors.folioMapcount(folio) : d.mapcount(pfn))) {
-                return -Errno.EAGAIN; // held by something besides its mappings: SCAN_PAGE_COUNT (is_refcount_suitable)
+            if (folio != checked) { // a huge page's pages come in a row: it is looked at once
+                if (d.refcount(folio) != (large ? descriptors.folioMapcount(folio) : d.mapcount(pfn))) {
+                    return -Errno.EAGAIN; // held by something besides its mappings: SCAN_PAGE_COUNT (is_refcount_suitable)
+                }
+                checked = large ? folio : -1;
+                checkedShared = descriptors.folioMappedShared(folio);
             }
-            checked = large ? folio : -1; // a huge page's pages come in a row: its count is checked once
-            if (d.mapcount(pfn) > 1) {
+            if (checkedShared) { // folio_maybe_mapped_shared: a page counts as shared if any part of its folio is
                 shared++;
             }
         }

@@ -178,7 +178,7 @@ final class MadviseThp {
         for (long haddr = from & -SIZE; haddr < to; haddr += SIZE) {
             long pmd = t.entry(haddr, Level.PMD);
             if (HugeMemory.isHugePmd(pmd) && !ZeroPage.maps(pmd)) {
-                add(heads, whole, Pte.pfn(pmd, PageSize.SIZE_2M), haddr, from, to);
+                add(heads, whole, Pte.pfn(pmd, PageSize.SIZE_2M), haddr >= from && haddr + SIZE <= to);
             }
         }
         PageOps.forEachLeaf(v, from, to, (va, slot, e) -> {
@@ -186,7 +186,9 @@ final class MadviseThp {
                 long pfn = Pte.pfn(e);
                 long head = descriptors.folio(pfn);
                 if ((descriptors.flags(head) & FrameFlags.LARGE_RMAPPABLE) != 0) {
-                    add(heads, whole, head, va - (pfn - head) * 4096, from, to);
+                    long start = va - (pfn - head) * 4096;
+                    // folio_pte_batch: covered only if all its pages are mapped here, each at its place
+                    add(heads, whole, head, start >= from && start + SIZE <= to && ptes.mapsWhole(start, head));
                 }
             }
         });
@@ -202,9 +204,9 @@ final class MadviseThp {
         }
     }
 
-    /** Records the huge page at {@code head}, mapped from {@code start}, and whether the range covers it whole. */
-    private static void add(LongHashSet heads, LongHashSet whole, long head, long start, long from, long to) {
-        if (heads.add(head) && start >= from && start + SIZE <= to) {
+    /** Records the huge page at {@code head}, and whether the range covers it whole. */
+    private static void add(LongHashSet heads, LongHashSet whole, long head, boolean covered) {
+        if (heads.add(head) && covered) {
             whole.add(head);
         }
     }

@@ -62,6 +62,16 @@ final class PteMappedHugePages {
         }
     }
 
+    /** Whether the 512 PTEs from the 2 MiB-aligned {@code haddr} map the huge page at {@code head} page by page, and only they. */
+    boolean mapsWhole(long haddr, long head) {
+        if ((haddr & (SIZE - 1)) != 0) {
+            return false;
+        }
+        RawPageTable t = mm.pageTable();
+        long ptSlot = t.slot(haddr, Level.PTE);
+        return ptSlot >= 0 && head(t, ptSlot) == head;
+    }
+
     /** The huge page the table's 512 entries from {@code ptSlot} map page by page, if only they map it; else -1. */
     private long head(RawPageTable t, long ptSlot) {
         long e = t.readSlot(ptSlot);

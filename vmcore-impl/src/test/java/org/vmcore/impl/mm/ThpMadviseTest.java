@@ -245,4 +245,36 @@ class ThpMadviseTest {
         assertThat(machine.freeFrames()).isEqualTo(free + 512);
         assertThat(cpu.load(VA + 5 * K4, 8)).isZero();
     }
+
+    @Test
+    @DisplayName("deferred_split_folio queues a huge page only once some page of it is mapped nowhere: not when a fork"
+            + " relative still maps what a munmap took (Linux 6.18: 0, then 1 when the relative exits)")
+    void aHugePageARelativeStillMapsWholeIsNotQueuedForSplit() {
+        AddressSpace mm = filledHuge(0);
+        AddressSpace child = mm.fork();
+        child.mprotect(VA, K4, Protection.READ); // both split their PMD: the huge page is mapped by PTEs twice
+        child.mprotect(VA, K4, Protection.READ_WRITE);
+        splitToPtes(mm);
+        mm.munmap(VA, H / 2);
+        assertThat(vmstat("thp_deferred_split_page")).isZero();
+        child.close(); // the child's zap: the first half is mapped nowhere now, the second still by the parent
+        assertThat(vmstat("thp_deferred_split_page")).isEqualTo(1);
+        for (long off = H / 2; off < H; off += K4) {
+            assertThat(cpu.load(VA + off, 8)).isEqualTo(off ^ 0x5a5a);
+        }
+    }
+
+    @Test
+    @DisplayName("MADV_FREE over what is left of a partly unmapped huge page splits it and makes its 511 pages lazy free"
+            + " (Linux 6.18: thp_split_page 1, pglazyfree 511)")
+    void freeOfAPartlyUnmappedHugePageSplitsIt() {
+        AddressSpace mm = filledHuge(0);
+        mm.munmap(VA + H - K4, K4);
+        assertThat(mm.madvise(VA, H - K4, Advice.FREE)).isZero(); // madvise_free_pte_range: the batch is short of the folio
+        assertThat(vmstat("thp_split_page")).isEqualTo(1);
+        assertThat(vmstat("pglazyfree")).isEqualTo(511);
+        assertThat(mm.madvise(VA, H - K4, Advice.PAGEOUT)).isZero();
+        assertThat(vmstat("pglazyfreed")).isEqualTo(511);
+        assertThat(mm.counters().anonPages()).isZero();
+    }
 }
